@@ -340,14 +340,24 @@ void dmta_conf_foreach(const struct dmta_conf *conf, const char *section,
 	}
 }
 
-int dmta_conf_warn_unused(const struct dmta_conf *conf)
+static bool section_listed(const char *section, const char *const *sections)
+{
+	if (sections == NULL)
+		return true;
+	for (; *sections != NULL; sections++)
+		if (strcmp(*sections, section) == 0)
+			return true;
+	return false;
+}
+
+int dmta_conf_warn_unused(const struct dmta_conf *conf, const char *const *sections)
 {
 	int n = 0;
 
 	for (size_t i = 0; i < conf->n; i++) {
 		const struct conf_entry *e = &conf->v[i];
 
-		if (!e->used) {
+		if (!e->used && section_listed(e->section, sections)) {
 			dmta_warn("%s: unknown key [%s] %s (ignored)", conf->source, e->section,
 				  e->key);
 			n++;

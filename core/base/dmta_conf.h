@@ -6,7 +6,7 @@
  *	conf = dmta_conf_load(path, err, sizeof(err));
  *	s = dmta_conf_str(conf, "spool", "path", "/var/spool/dmta");
  *	rc = dmta_conf_u64(conf, "port", "rx_desc", 1024, 64, 32768, &v);
- *	dmta_conf_warn_unused(conf);
+ *	dmta_conf_warn_unused(conf, (const char *[]){"spool", NULL});
  *	dmta_conf_free(conf);
  *
  * DESCRIPTION
@@ -84,8 +84,12 @@ int dmta_conf_size(const struct dmta_conf *conf, const char *section, const char
 void dmta_conf_foreach(const struct dmta_conf *conf, const char *section,
 		       void (*fn)(const char *key, const char *value, void *arg), void *arg);
 
-/** Warn about every key that no getter asked for; returns how many. */
-int dmta_conf_warn_unused(const struct dmta_conf *conf);
+/**
+ * Warn about every key of the given sections that no getter asked for, and
+ * return how many. dmta.conf is shared by all programs, so each checks only
+ * the sections it owns. @p sections ends with NULL; NULL alone means all.
+ */
+int dmta_conf_warn_unused(const struct dmta_conf *conf, const char *const *sections);
 
 void dmta_conf_free(struct dmta_conf *conf);
 

@@ -51,7 +51,7 @@ static void test_parse_and_get(void **state)
 	assert_true(b);
 	assert_int_equal(dmta_conf_u64(c, "port", "missing", 77, 0, 100, &v), 0);
 	assert_int_equal(v, 77);
-	assert_int_equal(dmta_conf_warn_unused(c), 0);
+	assert_int_equal(dmta_conf_warn_unused(c, NULL), 0);
 	dmta_conf_free(c);
 	unlink(path);
 	free(path);
@@ -85,8 +85,11 @@ static void test_unknown_keys_reported(void **state)
 
 	assert_int_equal(dmta_conf_set(c, "spool", "paht", "/x"), 0);
 	assert_int_equal(dmta_conf_set(c, "spool", "path", "/y"), 0);
+	assert_int_equal(dmta_conf_set(c, "other", "x", "1"), 0);
 	(void)dmta_conf_get(c, "spool", "path");
-	assert_int_equal(dmta_conf_warn_unused(c), 1);
+	assert_int_equal(dmta_conf_warn_unused(c, NULL), 2);
+	assert_int_equal(dmta_conf_warn_unused(c, (const char *const[]){"spool", NULL}), 1);
+	assert_int_equal(dmta_conf_warn_unused(c, (const char *const[]){"nothing", NULL}), 0);
 	dmta_conf_free(c);
 }
 

@@ -1,0 +1,23 @@
+/*
+ * dmta_telemetry.h - dmtad's counters over DPDK telemetry.
+ *
+ * Commands (dpdk-telemetry.py -f PREFIX, or any client of the v2 socket):
+ *	/dmta/info           version, workers, port, address
+ *	/dmta/stats          every counter, summed over workers
+ *	/dmta/worker,ID      one worker's counters
+ *
+ * The worker array must outlive the registration (it lives until exit).
+ */
+#ifndef DMTA_TELEMETRY_H
+#define DMTA_TELEMETRY_H
+
+#include "core/dmta_worker.h"
+
+/** Register the commands; 0 or -errno. */
+int dmta_telemetry_init(struct dmta_worker *workers, unsigned int nb_workers,
+			const struct dmta_port *port, const char *address);
+
+/** Make the commands answer "stopping" from now on (before workers are freed). */
+void dmta_telemetry_fini(void);
+
+#endif

@@ -1,0 +1,62 @@
+/*
+ * dmta_worker.h - a data-plane worker: one lcore, one RX/TX queue pair,
+ * one network stack instance, run to completion.
+ *
+ * SYNOPSIS
+ *	rc = dmta_worker_init(w, id, port, netconf, idle_sleep_us);
+ *	rte_eal_remote_launch(dmta_worker_main, w, lcore);
+ *	dmta_workers_stop();   (from the control thread; workers return)
+ *	dmta_worker_fini(w);
+ *
+ * DESCRIPTION
+ *	The loop: RX burst, hand the frames to the stack, run its timers every
+ *	millisecond (TSC), drain what the stack queued, TX burst; frames the
+ *	port does not take are freed and counted. No locks and no syscalls,
+ *	except the optional idle sleep ([workers] idle_sleep_us, default 0 =
+ *	pure polling) for machines where a worker must share its core.
+ *
+ *	Counters live in the worker's own cache lines; the telemetry thread
+ *	reads them without locking (aligned 64-bit loads, a snapshot that may
+ *	be a few packets stale).
+ */
+#ifndef DMTA_WORKER_H
+#define DMTA_WORKER_H
+
+#include <stdint.h>
+
+#include <rte_common.h>
+
+#include "core/dmta_port.h"
+#include "tcp/tcp_netif.h"
+
+struct dmta_worker_stats {
+	uint64_t loops;
+	uint64_t rx_bursts;
+	uint64_t rx_frames;
+	uint64_t tx_frames;
+	uint64_t tx_dropped; /* queued by the stack, not taken by the port */
+	uint64_t idle_sleeps;
+};
+
+struct dmta_worker {
+	unsigned int id;
+	uint16_t port_id;
+	uint16_t queue_id;
+	uint32_t idle_sleep_us;
+	struct tcp_netif *nif;
+	struct dmta_worker_stats stats;
+} __rte_cache_aligned;
+
+/** Set up worker @p id on queue @p id of @p port; 0 or -errno. */
+int dmta_worker_init(struct dmta_worker *w, unsigned int id, const struct dmta_port *port,
+		     const struct tcp_netif_conf *netconf, uint32_t idle_sleep_us);
+
+/** The lcore entry point (argument: struct dmta_worker *). Returns 0 when stopped. */
+int dmta_worker_main(void *arg);
+
+/** Ask every worker loop to return. */
+void dmta_workers_stop(void);
+
+void dmta_worker_fini(struct dmta_worker *w);
+
+#endif

@@ -1,0 +1,104 @@
+"""Helpers for lab tests: run tools/lab, dmtad under it, and DPDK telemetry.
+
+Every process started here is remembered by PID and stopped by PID.
+"""
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+
+TOP = os.environ.get("DMTA_TOP", os.path.abspath(os.path.join(os.path.dirname(__file__), "../../..")))
+BUILD = os.environ.get("DMTA_BUILD", os.path.join(TOP, "build"))
+LAB = os.path.join(TOP, "tools", "lab")
+NS = "dmta-lab"
+DMTA_IP = "198.18.0.2"
+TELEMETRY = "/var/run/dpdk/dmta-lab/dpdk_telemetry.v2"
+
+
+def fail(msg):
+    print("FAIL: " + msg, flush=True)
+    sys.exit(1)
+
+
+def check(cond, msg):
+    if not cond:
+        fail(msg)
+
+
+def lab(*args, check_rc=True):
+    env = dict(os.environ, DMTA_BUILD=BUILD)
+    r = subprocess.run([LAB, *args], env=env, capture_output=True, text=True, timeout=120)
+    if check_rc and r.returncode != 0:
+        fail("tools/lab %s: exit %d: %s" % (" ".join(args), r.returncode, r.stderr.strip()))
+    return r
+
+
+def in_ns(*cmd, timeout=120):
+    return subprocess.run(["ip", "netns", "exec", NS, *cmd], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+class Dmtad:
+    """dmtad started by 'tools/lab run dmtad' in the background."""
+
+    def __init__(self, *extra):
+        env = dict(os.environ, DMTA_BUILD=BUILD)
+        self.proc = subprocess.Popen([LAB, "run", "dmtad", *extra], env=env,
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.lines = []
+        deadline = time.time() + 90
+        while time.time() < deadline:
+            line = self.proc.stdout.readline()
+            if not line:
+                break
+            self.lines.append(line.rstrip("\n"))
+            print("dmtad| " + line.rstrip("\n"), flush=True)
+            if ": ready:" in line:
+                return
+        self.stop()
+        fail("dmtad did not report ready; output:\n" + "\n".join(self.lines))
+
+    def stop(self, timeout=30):
+        """SIGTERM, then the exit status (None if it had to be killed)."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        try:
+            out, _ = self.proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            out, _ = self.proc.communicate()
+            for l in out.splitlines():
+                print("dmtad| " + l, flush=True)
+            return None
+        for l in out.splitlines():
+            self.lines.append(l)
+            print("dmtad| " + l, flush=True)
+        return self.proc.returncode
+
+
+def telemetry(cmd):
+    """One DPDK telemetry command; returns its JSON value."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    s.settimeout(5)
+    s.connect(TELEMETRY)
+    info = json.loads(s.recv(16384).decode())
+    s.send(cmd.encode())
+    reply = json.loads(s.recv(info.get("max_output_len", 16384)).decode())
+    s.close()
+    key = cmd.split(",")[0]
+    return reply[key]
+
+
+def ping(count=200, interval="0.01"):
+    r = in_ns("ping", "-q", "-c", str(count), "-i", interval, "-W", "1", DMTA_IP)
+    for line in r.stdout.splitlines():
+        if "received" in line:
+            return int(line.split(",")[1].split()[0])
+    return 0
+
+
+def mac_of(ifname):
+    with open("/sys/class/net/%s/address" % ifname) as f:
+        return f.read().strip()
