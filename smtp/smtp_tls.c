@@ -179,8 +179,9 @@ struct smtp_tls *smtp_tls_new(struct smtp_tls_ctx *x, const char *sni, const cha
 	SSL_set_connect_state(t->ssl);
 	if (sni && sni[0]) {
 		SSL_set_tlsext_host_name(t->ssl, sni);
-		if (verify)
-			SSL_set1_host(t->ssl, sni);
+		/* Checked even without verify, so that smtp_tls_verified()
+		 * tells the whole truth for opportunistic sessions. */
+		SSL_set1_host(t->ssl, sni);
 	}
 	SSL_set_verify(t->ssl, verify ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, NULL);
 	if (t->key) {

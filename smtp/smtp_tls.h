@@ -23,7 +23,10 @@
  *
  *	Sessions are kept per destination key (the caller's choice, e.g.
  *	"host:port") in the context, and offered again on the next connection
- *	to the same key (TLS 1.3 tickets or TLS 1.2 session ids).
+ *	to the same key (TLS 1.3 tickets or TLS 1.2 session ids). Call
+ *	smtp_tls_shutdown() before smtp_tls_free() when the session ended
+ *	cleanly: OpenSSL marks a session freed without close_notify as not
+ *	resumable, which is what we want after a failure.
  *
  * DIAGNOSTICS
  *	Constructors return NULL and set errno (EINVAL, ENOMEM, EPROTO when
