@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# postfix_setup.sh DIR ADDR - write a private Postfix instance's config into
+# DIR/etc that listens on ADDR:25 only and delivers everything for lab.test
+# into the Maildir DIR/mail/box/ (as nobody). Nothing system-wide is used
+# but the binaries.
+set -euo pipefail
+d=$1
+addr=$2
+mkdir -p "$d/etc" "$d/queue" "$d/data" "$d/mail"
+chmod 755 "$d"
+chown nobody:nogroup "$d/mail"
+chown postfix "$d/data"
+uid=$(id -u nobody)
+gid=$(id -g nobody)
+cp /etc/postfix/dynamicmaps.cf "$d/etc/" 2>/dev/null || true
+cat >"$d/etc/main.cf" <<CF
+compatibility_level = 3.6
+config_directory = $d/etc
+queue_directory = $d/queue
+data_directory = $d/data
+command_directory = /usr/sbin
+daemon_directory = /usr/lib/postfix/sbin
+meta_directory = /etc/postfix
+shlib_directory = /usr/lib/postfix
+mail_owner = postfix
+setgid_group = postdrop
+myhostname = mx.lab.test
+mydomain = lab.test
+myorigin = lab.test
+mydestination =
+inet_interfaces = $addr
+inet_protocols = ipv4
+mynetworks = 198.18.0.0/15, 127.0.0.0/8
+smtpd_recipient_restrictions = permit_mynetworks, reject
+virtual_mailbox_domains = lab.test
+virtual_mailbox_base = $d/mail
+virtual_mailbox_maps = static:box/
+virtual_uid_maps = static:$uid
+virtual_gid_maps = static:$gid
+virtual_minimum_uid = 1
+alias_maps =
+alias_database =
+local_recipient_maps =
+smtputf8_enable = yes
+maillog_file = $d/maillog
+maillog_file_prefixes = $d
+smtpd_banner = \$myhostname ESMTP
+biff = no
+relayhost =
+default_transport = error:no outbound mail from the lab receiver
+queue_run_delay = 1s
+CF
+cat >"$d/etc/master.cf" <<CF
+smtp      inet  n       -       n       -       -       smtpd
+pickup    unix  n       -       n       60      1       pickup
+cleanup   unix  n       -       n       -       0       cleanup
+qmgr      unix  n       -       n       300     1       qmgr
+rewrite   unix  -       -       n       -       -       trivial-rewrite
+bounce    unix  -       -       n       -       0       bounce
+defer     unix  -       -       n       -       0       bounce
+trace     unix  -       -       n       -       0       bounce
+verify    unix  -       -       n       -       1       verify
+flush     unix  n       -       n       1000?   0       flush
+proxymap  unix  -       -       n       -       -       proxymap
+showq     unix  n       -       n       -       -       showq
+error     unix  -       -       n       -       -       error
+retry     unix  -       -       n       -       -       error
+discard   unix  -       -       n       -       -       discard
+virtual   unix  -       n       n       -       -       virtual
+anvil     unix  -       -       n       -       1       anvil
+scache    unix  -       -       n       -       1       scache
+postlog   unix-dgram n  -       n       -       1       postlogd
+CF

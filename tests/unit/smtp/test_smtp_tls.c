@@ -1,0 +1,280 @@
+/*
+ * test_smtp_tls.c - the engine through the TLS layer against an in-memory
+ * OpenSSL server: STARTTLS, re-EHLO, AUTH only once encrypted, certificate
+ * and host name checks, and session resumption per destination.
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "smtp/smtp_client.h"
+#include "smtp/smtp_tls.h"
+#include "tests/unit/smtp/tls_peer.h"
+
+static SSL_CTX *sctx;
+static char ca_path[64];
+
+struct conn {
+	struct smtp_client *c;
+	struct smtp_tls *t;
+	struct tls_peer p;
+	char got[8192]; /* plaintext the server received */
+	size_t got_len;
+	char ev[1024];
+	size_t ev_len;
+	int tls_failed;
+};
+
+static int setup(void **state)
+{
+	X509 *ca;
+	int fd;
+
+	sctx = tls_peer_ctx("mx.test", &ca);
+	snprintf(ca_path, sizeof(ca_path), "/tmp/dmta-test-ca-XXXXXX");
+	fd = mkstemp(ca_path);
+	assert_true(fd >= 0);
+	close(fd);
+	tls_peer_ca_file(ca, ca_path);
+	X509_free(ca);
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	unlink(ca_path);
+	SSL_CTX_free(sctx);
+	return 0;
+}
+
+static void take_events(struct conn *k)
+{
+	struct smtp_event e;
+	static const char oc[] = "ktp";
+
+	while (smtp_client_event(k->c, &e)) {
+		int n = 0;
+
+		switch (e.type) {
+		case SMTP_EV_RCPT:
+			n = snprintf(k->ev + k->ev_len, sizeof(k->ev) - k->ev_len, "r%zu:%c%d ",
+				     e.rcpt, oc[e.outcome], e.code);
+			break;
+		case SMTP_EV_TLS_NEEDED:
+			n = snprintf(k->ev + k->ev_len, sizeof(k->ev) - k->ev_len, "T ");
+			break;
+		case SMTP_EV_READY:
+			n = snprintf(k->ev + k->ev_len, sizeof(k->ev) - k->ev_len, "R ");
+			break;
+		case SMTP_EV_CLOSED:
+			n = snprintf(k->ev + k->ev_len, sizeof(k->ev) - k->ev_len, "X ");
+			break;
+		default:
+			break;
+		}
+		k->ev_len += (size_t)n;
+	}
+}
+
+/* Client bytes to the server (through TLS once it is up); the server's
+ * plaintext is appended to k->got. */
+static void client_to_server(struct conn *k)
+{
+	struct iovec iov[8];
+	size_t n;
+
+	while ((n = smtp_client_tx_iov(k->c, iov, 8)) > 0) {
+		size_t tot = 0;
+
+		for (size_t i = 0; i < n; i++) {
+			if (k->t) {
+				assert_true(smtp_tls_write(k->t, iov[i].iov_base, iov[i].iov_len) >=
+					    0);
+			} else {
+				memcpy(k->got + k->got_len, iov[i].iov_base, iov[i].iov_len);
+				k->got_len += iov[i].iov_len;
+			}
+			tot += iov[i].iov_len;
+		}
+		smtp_client_tx_done(k->c, tot);
+	}
+	if (k->t) {
+		tls_peer_pump(&k->p, k->t);
+		k->got_len +=
+		    tls_peer_read(&k->p, k->got + k->got_len, sizeof(k->got) - k->got_len);
+	}
+}
+
+/* The server says s (through TLS once it is up). */
+static void server_says(struct conn *k, const char *s)
+{
+	if (k->t) {
+		tls_peer_write(&k->p, s, strlen(s));
+		tls_peer_pump(&k->p, k->t);
+		for (;;) {
+			uint8_t *p;
+			size_t room = smtp_client_rx_space(k->c, &p);
+			ssize_t r = smtp_tls_read(k->t, p, room);
+
+			if (r <= 0)
+				break;
+			smtp_client_rx_commit(k->c, (size_t)r);
+			take_events(k);
+		}
+	} else {
+		smtp_client_feed(k->c, s, strlen(s));
+	}
+	take_events(k);
+	client_to_server(k);
+}
+
+/* Handshake after TLS_NEEDED; returns 0 or -EPROTO. */
+static int handshake(struct conn *k, struct smtp_tls_ctx *x, const char *name, int verify)
+{
+	int rc = -EAGAIN;
+
+	k->t = smtp_tls_new(x, name, "mx.test:25", verify);
+	assert_non_null(k->t);
+	tls_peer_init(&k->p, sctx);
+	for (int i = 0; i < 10 && rc == -EAGAIN; i++) {
+		rc = smtp_tls_handshake(k->t);
+		tls_peer_pump(&k->p, k->t);
+	}
+	if (rc == 0)
+		smtp_client_tls_started(k->c);
+	else
+		smtp_client_tls_failed(k->c, smtp_tls_error(k->t));
+	take_events(k);
+	client_to_server(k);
+	return rc;
+}
+
+static const char body[] = "Subject: t\r\n\r\nhello\r\n";
+static const struct smtp_rcpt rc1[] = {{"b@y.test", NULL, NULL}};
+static struct smtp_chunk ck = {body, sizeof(body) - 1};
+static struct smtp_msg msg = {"a@x.test", rc1, 1, &ck, 1, NULL, 0, NULL};
+
+static void conn_start(struct conn *k)
+{
+	struct smtp_client_config cfg = {.helo_name = "client.test",
+					 .tls = SMTP_TLS_REQUIRED,
+					 .auth_user = "user",
+					 .auth_pass = "secret"};
+
+	memset(k, 0, sizeof(*k));
+	k->c = smtp_client_new(&cfg);
+	assert_non_null(k->c);
+	assert_int_equal(smtp_client_submit(k->c, &msg), 0);
+	smtp_client_quit(k->c);
+	server_says(k, "220 mx.test ESMTP\r\n");
+	server_says(k, "250-mx.test\r\n250-AUTH PLAIN\r\n250 STARTTLS\r\n");
+	server_says(k, "220 2.0.0 go ahead\r\n");
+	assert_string_equal(k->ev, "T ");
+	assert_string_equal(k->got, "EHLO client.test\r\nSTARTTLS\r\n");
+	k->got_len = 0;
+	memset(k->got, 0, sizeof(k->got));
+}
+
+static void conn_end(struct conn *k)
+{
+	if (k->t) {
+		/* A clean close keeps the session resumable. */
+		smtp_tls_shutdown(k->t);
+		SSL_shutdown(k->p.ssl);
+		tls_peer_free(&k->p);
+		smtp_tls_free(k->t);
+	}
+	smtp_client_free(k->c);
+}
+
+static void deliver(struct conn *k)
+{
+	/* After TLS: EHLO again, and only now AUTH (not offered before). */
+	assert_string_equal(k->got, "EHLO client.test\r\n");
+	server_says(k, "250-mx.test\r\n250-PIPELINING\r\n250-CHUNKING\r\n250 AUTH PLAIN LOGIN\r\n");
+	assert_non_null(strstr(k->got, "AUTH PLAIN AHVzZXIAc2VjcmV0\r\n"));
+	server_says(k, "235 2.7.0 ok\r\n");
+	assert_non_null(strstr(k->got, "MAIL FROM:<a@x.test>\r\nRCPT TO:<b@y.test>\r\nBDAT 21 "
+				       "LAST\r\nSubject: t\r\n\r\nhello\r\n"));
+	server_says(k, "250 ok\r\n250 ok\r\n250 2.0.0 queued\r\n");
+	assert_non_null(strstr(k->got, "QUIT\r\n"));
+	server_says(k, "221 bye\r\n");
+	assert_string_equal(k->ev, "T R r0:k250 X ");
+	assert_true(smtp_client_tls_active(k->c));
+}
+
+static void test_starttls_verify_resume(void **state)
+{
+	struct smtp_tls_ctx *x = smtp_tls_ctx_new(ca_path, 8);
+	struct conn k;
+
+	assert_non_null(x);
+	conn_start(&k);
+	assert_int_equal(handshake(&k, x, "mx.test", 1), 0);
+	assert_true(smtp_tls_verified(k.t));
+	assert_false(smtp_tls_resumed(k.t));
+	deliver(&k);
+	conn_end(&k);
+
+	/* Same destination: the session is offered and taken. */
+	conn_start(&k);
+	assert_int_equal(handshake(&k, x, "mx.test", 1), 0);
+	assert_true(smtp_tls_resumed(k.t));
+	deliver(&k);
+	conn_end(&k);
+	smtp_tls_ctx_free(x);
+}
+
+static void test_name_mismatch(void **state)
+{
+	struct smtp_tls_ctx *x = smtp_tls_ctx_new(ca_path, 8);
+	struct conn k;
+
+	conn_start(&k);
+	assert_int_equal(handshake(&k, x, "other.test", 1), -EPROTO);
+	assert_non_null(strstr(smtp_tls_error(k.t), "certificate"));
+	assert_string_equal(k.ev, "T r0:t454 X ");
+	conn_end(&k);
+
+	/* Without verification (opportunistic) the same certificate is taken,
+	 * and said to be unverified. */
+	conn_start(&k);
+	assert_int_equal(handshake(&k, x, "other.test", 0), 0);
+	assert_false(smtp_tls_verified(k.t));
+	deliver(&k);
+	conn_end(&k);
+	smtp_tls_ctx_free(x);
+}
+
+static void test_untrusted_ca(void **state)
+{
+	struct smtp_tls_ctx *x = smtp_tls_ctx_new(NULL, 8); /* system CAs */
+	struct conn k;
+
+	assert_non_null(x);
+	conn_start(&k);
+	assert_int_equal(handshake(&k, x, "mx.test", 1), -EPROTO);
+	assert_string_equal(k.ev, "T r0:t454 X ");
+	conn_end(&k);
+	smtp_tls_ctx_free(x);
+	assert_null(smtp_tls_ctx_new("/nonexistent/ca.pem", 1));
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_starttls_verify_resume),
+	    cmocka_unit_test(test_name_mismatch),
+	    cmocka_unit_test(test_untrusted_ca),
+	};
+
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
