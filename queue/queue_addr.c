@@ -271,7 +271,7 @@ int queue_addr_list(const char *s, size_t len, int (*cb)(const char *addr, size_
 {
 	char cur[1024];
 	size_t n = 0, i = 0, angle_start = 0, angle_len = 0;
-	bool angle = false, overflow = false;
+	bool angle = false, overflow = false, gap = false;
 	int count = 0, rc;
 
 	while (i <= len) {
@@ -348,6 +348,7 @@ int queue_addr_list(const char *s, size_t len, int (*cb)(const char *addr, size_
 		}
 		if (c == ':' && !angle) {
 			n = 0; /* a group's display name */
+			gap = false;
 			i++;
 			continue;
 		}
@@ -373,15 +374,24 @@ int queue_addr_list(const char *s, size_t len, int (*cb)(const char *addr, size_
 			n = 0;
 			angle = false;
 			overflow = false;
+			gap = false;
 			i++;
 			continue;
 		}
 		if (c == '>')
 			return -EBADMSG;
 		if (c == ' ' || c == '\t' || c == '\r' || c == '\n') {
+			gap = n > 0;
 			i++;
 			continue;
 		}
+		/*
+		 * Words separated by blanks outside angle brackets are a display
+		 * name or a broken address; keep one blank so the check refuses it.
+		 */
+		if (gap && n + 1 < sizeof(cur))
+			cur[n++] = ' ';
+		gap = false;
 		if (n + 1 < sizeof(cur))
 			cur[n++] = c;
 		else

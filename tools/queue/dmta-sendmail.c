@@ -399,10 +399,16 @@ int main(int argc, char **argv)
 			if (*p < 33 || *p > 126)
 				die(EX_USAGE_, "bad -V value: printable ASCII only");
 	}
-	for (int i = 0; i < o.nrcpt; i++)
+	for (int i = 0; i < o.nrcpt; i++) {
+		if (o.rcpt[i][0] == '-')
+			die(EX_NOUSER_,
+			    "bad recipient address \"%s\": looks like an option "
+			    "(options must come before recipients)",
+			    o.rcpt[i]);
 		if (has_ctl(o.rcpt[i]))
 			die(EX_NOUSER_, "bad recipient address: control character in argument %d",
 			    i + 1);
+	}
 
 	sp = queue_tool_open(o.conf, o.mode == 'p', o.mode == 'm', &conf, &ex);
 	if (o.mode == 'i') {
