@@ -120,6 +120,7 @@ static int flush_batch(struct inject *in)
 	if (in->nb == 0)
 		return 0;
 	for (int tries = 0;; tries++) {
+		t = NULL;
 		rc = spool_begin(in->sp, true, &t);
 		for (size_t i = 0; rc == 0 && i < in->nb; i++) {
 			struct pending *p = &in->b[i];
@@ -134,7 +135,6 @@ static int flush_batch(struct inject *in)
 			spool_abort(t);
 		if (rc != -EAGAIN || tries >= 3)
 			break;
-		t = NULL;
 		usleep(10000);
 	}
 	if (rc == 0) {
@@ -391,12 +391,12 @@ int main(int argc, char **argv)
 		double secs = (double)(dmta_now_ns() - in.start_ns) / 1e9;
 
 		if (rc < 0)
-			fprintf(stderr, "dmta-inject: stopped at line %" PRIu64 ": cannot queue: %s\n",
+			fprintf(stderr,
+				"dmta-inject: stopped at line %" PRIu64 ": cannot queue: %s\n",
 				lineno, spool_strerror(rc));
 		fprintf(stderr,
-			"dmta-inject: %" PRIu64 " messages queued (%" PRIu64
-			" recipients, %" PRIu64 " bytes) in %.3f s, %.0f msg/s; %" PRIu64
-			" lines rejected\n",
+			"dmta-inject: %" PRIu64 " messages queued (%" PRIu64 " recipients, %" PRIu64
+			" bytes) in %.3f s, %.0f msg/s; %" PRIu64 " lines rejected\n",
 			in.queued, in.rcpts, in.qbytes, secs,
 			secs > 0 ? (double)in.queued / secs : 0.0, in.rejected);
 	}
