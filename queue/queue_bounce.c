@@ -1,0 +1,233 @@
+/*
+ * queue_bounce.c - see queue_bounce.h.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/base/dmta_time.h"
+#include "queue/queue_bounce.h"
+#include "queue/spool.h"
+
+#define DEFAULT_MAX_RETURN 50000
+
+static bool digits(const char *p, int min, int max, const char **end)
+{
+	int n = 0;
+
+	while (isdigit((unsigned char)p[n]) && n <= max)
+		n++;
+	*end = p + n;
+	return n >= min && n <= max;
+}
+
+const char *queue_bounce_status(const char *reply, char *buf)
+{
+	int code = 0;
+
+	if (reply && isdigit((unsigned char)reply[0]) && isdigit((unsigned char)reply[1]) &&
+	    isdigit((unsigned char)reply[2]))
+		code = (reply[0] - '0') * 100 + (reply[1] - '0') * 10 + (reply[2] - '0');
+	/* An RFC 3463 code "c.sss.ddd" of class 4 or 5 (matching the reply's class). */
+	for (const char *p = reply; p && *p; p++) {
+		const char *e1, *e2, *e3;
+
+		if ((*p != '4' && *p != '5') || (p > reply && !isspace((unsigned char)p[-1])))
+			continue;
+		if (p[1] != '.' || !digits(p + 2, 1, 3, &e1) || *e1 != '.' ||
+		    !digits(e1 + 1, 1, 3, &e2))
+			continue;
+		e3 = e2;
+		if (*e3 != 0 && !isspace((unsigned char)*e3))
+			continue;
+		if (code && code / 100 != *p - '0')
+			break;
+		snprintf(buf, 16, "%.*s", (int)(e3 - p), p);
+		return buf;
+	}
+	snprintf(buf, 16, "%s", code >= 500 && code < 600 ? "5.0.0" : "4.4.7");
+	return buf;
+}
+
+static void rfc5322_date(uint64_t ns, char *buf, size_t len)
+{
+	time_t t = (time_t)(ns / DMTA_NS_PER_S);
+	struct tm tm;
+
+	gmtime_r(&t, &tm);
+	strftime(buf, len, "%a, %d %b %Y %H:%M:%S +0000", &tm);
+}
+
+#define ADD(s)                                                                                     \
+	do {                                                                                       \
+		if (queue_buf_adds(out, (s)) < 0)                                                  \
+			return -ENOMEM;                                                            \
+	} while (0)
+
+static int addf(struct queue_buf *out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static int addf(struct queue_buf *out, const char *fmt, ...)
+{
+	char line[2048];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return -EINVAL;
+	return queue_buf_add(out, line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
+}
+
+#define ADDF(...)                                                                                  \
+	do {                                                                                       \
+		if (addf(out, __VA_ARGS__) < 0)                                                    \
+			return -ENOMEM;                                                            \
+	} while (0)
+
+/* A reply on one line with no CR/LF, for the report fields. */
+static void oneline(const char *in, char *out, size_t cap)
+{
+	size_t o = 0;
+
+	for (; in && *in && o + 1 < cap; in++)
+		out[o++] = (*in == '\r' || *in == '\n' || (unsigned char)*in < 32) ? ' ' : *in;
+	out[o] = 0;
+}
+
+int queue_bounce_build(const struct queue_env *env, const void *msg, size_t len,
+		       const uint32_t *rcpt, uint32_t n, const struct queue_bounce_opts *bo,
+		       struct queue_buf *out, struct queue_env *benv)
+{
+	char date[64], arrival[64], boundary[96], st[16], reply[1024];
+	const char *host = bo->hostname ? bo->hostname : "localhost";
+	size_t max_return = bo->max_return ? bo->max_return : DEFAULT_MAX_RETURN;
+	bool full = env->ret != QUEUE_RET_HDRS && len <= max_return;
+	const char *m = msg;
+	size_t hlen = len;
+
+	memset(benv, 0, sizeof(*benv));
+	if (env->sender[0] == 0 || (env->flags & QUEUE_F_DSN) || n == 0)
+		return -EINVAL;
+	rfc5322_date(bo->now_ns, date, sizeof(date));
+	rfc5322_date(env->arrival_ns, arrival, sizeof(arrival));
+	snprintf(boundary, sizeof(boundary), "%llX.%llX/%s", (unsigned long long)env->qid,
+		 (unsigned long long)(bo->now_ns / 1000), host);
+	for (size_t i = 0; i + 3 < len; i++)
+		if (memcmp(m + i, "\r\n\r\n", 4) == 0) {
+			hlen = i + 2;
+			break;
+		}
+
+	ADDF("From: Mail Delivery System <MAILER-DAEMON@%s>\r\n", host);
+	ADDF("To: <%s>\r\n", env->sender);
+	ADD("Subject: Undelivered Mail Returned to Sender\r\n");
+	ADDF("Date: %s\r\n", date);
+	ADDF("Message-ID: <%llX.%llX.dsn@%s>\r\n", (unsigned long long)env->qid,
+	     (unsigned long long)(bo->now_ns / 1000), host);
+	ADD("Auto-Submitted: auto-replied\r\n");
+	ADD("MIME-Version: 1.0\r\n");
+	ADDF("Content-Type: multipart/report; report-type=delivery-status;\r\n"
+	     "\tboundary=\"%s\"\r\n",
+	     boundary);
+	ADD("\r\nThis is a MIME-encapsulated message.\r\n\r\n");
+
+	/* 1: for people. */
+	ADDF("--%s\r\n", boundary);
+	ADD("Content-Description: Notification\r\nContent-Type: text/plain; "
+	    "charset=utf-8\r\n\r\n");
+	ADDF("This is the mail system at host %s.\r\n\r\n", host);
+	ADD("I'm sorry to have to inform you that your message could not\r\n"
+	    "be delivered to one or more recipients. The reasons are below.\r\n\r\n");
+	for (uint32_t i = 0; i < n; i++) {
+		const struct queue_rcpt *r = &env->rcpt[rcpt[i]];
+
+		oneline(r->reply ? r->reply : "delivery failed", reply, sizeof(reply));
+		ADDF("<%s>: %s\r\n", r->addr, reply);
+	}
+	ADD("\r\n");
+
+	/* 2: for programs (RFC 3464). */
+	ADDF("--%s\r\n", boundary);
+	ADD("Content-Description: Delivery report\r\nContent-Type: "
+	    "message/delivery-status\r\n\r\n");
+	ADDF("Reporting-MTA: dns; %s\r\n", host);
+	if (env->envid)
+		ADDF("Original-Envelope-Id: %s\r\n", env->envid);
+	ADDF("Arrival-Date: %s\r\n", arrival);
+	for (uint32_t i = 0; i < n; i++) {
+		const struct queue_rcpt *r = &env->rcpt[rcpt[i]];
+		char last[64];
+
+		ADD("\r\n");
+		ADDF("Final-Recipient: rfc822; %s\r\n", r->addr);
+		if (r->orcpt)
+			ADDF("Original-Recipient: %s\r\n", r->orcpt);
+		ADD("Action: failed\r\n");
+		ADDF("Status: %s\r\n", queue_bounce_status(r->reply, st));
+		if (r->reply) {
+			oneline(r->reply, reply, sizeof(reply));
+			/* A reply from a server is smtp; our own reasons are x-dmta. */
+			ADDF("Diagnostic-Code: %s; %s\r\n",
+			     isdigit((unsigned char)reply[0]) ? "smtp" : "x-dmta", reply);
+		}
+		if (r->last_attempt_ns) {
+			rfc5322_date(r->last_attempt_ns, last, sizeof(last));
+			ADDF("Last-Attempt-Date: %s\r\n", last);
+		}
+	}
+	ADD("\r\n");
+
+	/* 3: the message, or its header. */
+	ADDF("--%s\r\n", boundary);
+	if (full) {
+		ADD("Content-Description: Undelivered Message\r\nContent-Type: "
+		    "message/rfc822\r\n\r\n");
+		if (queue_buf_add(out, m, len) < 0)
+			return -ENOMEM;
+	} else {
+		ADD("Content-Description: Undelivered Message Headers\r\nContent-Type: "
+		    "text/rfc822-headers\r\n\r\n");
+		if (queue_buf_add(out, m, hlen) < 0)
+			return -ENOMEM;
+	}
+	if (out->len < 2 || memcmp(out->p + out->len - 2, "\r\n", 2) != 0)
+		ADD("\r\n");
+	ADDF("\r\n--%s--\r\n", boundary);
+
+	/* Its envelope: from <>, to the sender, never bounced itself. */
+	if (queue_env_set_sender(benv, "") < 0 ||
+	    queue_env_add_rcpt(benv, env->sender, NULL, QUEUE_NOTIFY_NEVER) < 0) {
+		queue_env_free(benv);
+		return -ENOMEM;
+	}
+	benv->flags = QUEUE_F_DSN;
+	if (full)
+		benv->flags |= env->flags & (QUEUE_F_8BITMIME | QUEUE_F_SMTPUTF8);
+	else if (env->flags & QUEUE_F_SMTPUTF8)
+		benv->flags |= QUEUE_F_SMTPUTF8;
+	return 0;
+}
+
+int queue_bounce_queue(struct spool_txn *t, const struct queue_env *env, const void *msg,
+		       size_t len, const uint32_t *rcpt, uint32_t n,
+		       const struct queue_bounce_opts *bo, uint64_t *qid)
+{
+	struct queue_buf out = {0};
+	struct queue_env benv;
+	int rc = queue_bounce_build(env, msg, len, rcpt, n, bo, &out, &benv);
+
+	if (rc == 0) {
+		rc = spool_put(t, &benv, out.p, out.len);
+		if (rc == 0 && qid)
+			*qid = benv.qid;
+	}
+	queue_env_free(&benv);
+	queue_buf_free(&out);
+	return rc;
+}

@@ -1,0 +1,58 @@
+/*
+ * queue_bounce.h - RFC 3464 delivery status notifications.
+ *
+ * SYNOPSIS
+ *	rc = queue_bounce_build(&orig_env, msg, len, rcpt, n, &bo, &out, &benv);
+ *	rc = queue_bounce_queue(txn, &orig_env, msg, len, rcpt, n, &bo, &qid);
+ *	st = queue_bounce_status(reply, buf);
+ *
+ * DESCRIPTION
+ *	One multipart/report (report-type=delivery-status) message for the
+ *	recipients @p rcpt[0..n) of a message, addressed to its envelope
+ *	sender from the null sender <>, with a human-readable part, a
+ *	message/delivery-status part (Reporting-MTA, Original-Envelope-Id,
+ *	Arrival-Date; per recipient Final-Recipient, Original-Recipient,
+ *	Action: failed, Status, Diagnostic-Code, Last-Attempt-Date), and the
+ *	returned message: whole (message/rfc822) unless RET=HDRS or it is
+ *	larger than bo->max_return, then its header only
+ *	(text/rfc822-headers). The DSN's envelope carries QUEUE_F_DSN so it is
+ *	itself never bounced.
+ *
+ *	Each recipient's Status comes from the enhanced status code in its
+ *	last reply when there is one of the right class, else 5.0.0 for a
+ *	5xx reply and 4.4.7 (delivery time expired) otherwise.
+ *
+ * DIAGNOSTICS
+ *	0, -EINVAL (null sender or a DSN: no bounce is due), -ENOMEM, or a
+ *	spool error.
+ */
+#ifndef QUEUE_BOUNCE_H
+#define QUEUE_BOUNCE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "queue/queue_env.h"
+#include "queue/queue_msg.h"
+
+struct spool_txn;
+
+struct queue_bounce_opts {
+	const char *hostname; /* Reporting-MTA and MAILER-DAEMON@hostname */
+	uint64_t now_ns;      /* wall clock, for Date */
+	size_t max_return;    /* return only the header above this size (default 50000) */
+};
+
+/** The status code ("5.1.1") for a reply, written into @p buf (>= 16 bytes). */
+const char *queue_bounce_status(const char *reply, char *buf);
+
+int queue_bounce_build(const struct queue_env *env, const void *msg, size_t len,
+		       const uint32_t *rcpt, uint32_t n, const struct queue_bounce_opts *bo,
+		       struct queue_buf *out, struct queue_env *benv);
+
+/** Build and spool it; *qid gets the DSN's queue id. */
+int queue_bounce_queue(struct spool_txn *t, const struct queue_env *env, const void *msg,
+		       size_t len, const uint32_t *rcpt, uint32_t n,
+		       const struct queue_bounce_opts *bo, uint64_t *qid);
+
+#endif

@@ -1,0 +1,409 @@
+/*
+ * queue_env.c - envelopes and their on-disk records; see queue_env.h and
+ * queue/FORMAT.md.
+ *
+ * Integers are little-endian and copied with memcpy, so a record can sit at
+ * any alignment (LMDB gives no alignment promise for values).
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "queue/queue_env.h"
+
+#define ENV_MAGIC  "DQEV"
+#define ENV_HDR	   64
+#define STR_NULL   0xffffffffu
+#define RCPT_FIXED 16
+#define MAX_RCPT   (1u << 20)
+
+static uint32_t crc_table[256];
+static int crc_ready;
+
+static void crc_init(void)
+{
+	for (uint32_t i = 0; i < 256; i++) {
+		uint32_t c = i;
+
+		for (int k = 0; k < 8; k++)
+			c = (c & 1) ? (c >> 1) ^ 0x82f63b78u : c >> 1;
+		crc_table[i] = c;
+	}
+	__atomic_store_n(&crc_ready, 1, __ATOMIC_RELEASE);
+}
+
+uint32_t queue_crc32c(uint32_t crc, const void *p, size_t len)
+{
+	const unsigned char *b = p;
+
+	if (!__atomic_load_n(&crc_ready, __ATOMIC_ACQUIRE))
+		crc_init();
+	crc = ~crc;
+	while (len--)
+		crc = crc_table[(crc ^ *b++) & 0xff] ^ (crc >> 8);
+	return ~crc;
+}
+
+const char *queue_rcpt_state_name(unsigned state)
+{
+	switch (state) {
+	case QUEUE_RCPT_PENDING:
+		return "pending";
+	case QUEUE_RCPT_DELIVERED:
+		return "delivered";
+	case QUEUE_RCPT_DEFERRED:
+		return "deferred";
+	case QUEUE_RCPT_BOUNCED:
+		return "bounced";
+	default:
+		return "unknown";
+	}
+}
+
+const char *queue_addr_domain(const char *addr)
+{
+	const char *at = strrchr(addr, '@');
+
+	return at ? at + 1 : "";
+}
+
+char *queue_id_fmt(uint64_t qid, char *buf)
+{
+	snprintf(buf, 17, "%012" PRIX64, qid);
+	return buf;
+}
+
+int queue_id_parse(const char *s, uint64_t *qid)
+{
+	uint64_t v = 0;
+	size_t n = strlen(s);
+
+	if (n == 0 || n > 16)
+		return -EINVAL;
+	for (size_t i = 0; i < n; i++) {
+		char c = s[i];
+		unsigned d;
+
+		if (c >= '0' && c <= '9')
+			d = (unsigned)(c - '0');
+		else if (c >= 'A' && c <= 'F')
+			d = (unsigned)(c - 'A' + 10);
+		else if (c >= 'a' && c <= 'f')
+			d = (unsigned)(c - 'a' + 10);
+		else
+			return -EINVAL;
+		v = v << 4 | d;
+	}
+	*qid = v;
+	return 0;
+}
+
+/* Owning-envelope helpers. */
+
+static int env_strdup(const char **dst, const char *src)
+{
+	char *s = NULL;
+
+	if (src != NULL && (s = strdup(src)) == NULL)
+		return -ENOMEM;
+	free((char *)*dst);
+	*dst = s;
+	return 0;
+}
+
+int queue_env_set_sender(struct queue_env *env, const char *sender)
+{
+	env->owned = true;
+	return env_strdup(&env->sender, sender ? sender : "");
+}
+
+int queue_env_set_envid(struct queue_env *env, const char *envid)
+{
+	env->owned = true;
+	return env_strdup(&env->envid, envid);
+}
+
+int queue_env_add_rcpt(struct queue_env *env, const char *addr, const char *orcpt, uint8_t notify)
+{
+	struct queue_rcpt *r;
+
+	env->owned = true;
+	if (env->nrcpt >= MAX_RCPT)
+		return -E2BIG;
+	if (env->nrcpt == env->cap) {
+		uint32_t cap = env->cap ? env->cap * 2 : 4;
+		struct queue_rcpt *v = realloc(env->rcpt, cap * sizeof(*v));
+
+		if (v == NULL)
+			return -ENOMEM;
+		env->rcpt = v;
+		env->cap = cap;
+	}
+	r = &env->rcpt[env->nrcpt];
+	memset(r, 0, sizeof(*r));
+	r->notify = notify;
+	if (env_strdup(&r->addr, addr) < 0)
+		return -ENOMEM;
+	if (env_strdup(&r->orcpt, orcpt) < 0) {
+		free((char *)r->addr);
+		return -ENOMEM;
+	}
+	env->nrcpt++;
+	return 0;
+}
+
+int queue_env_set_reply(struct queue_env *env, uint32_t i, const char *reply)
+{
+	return env_strdup(&env->rcpt[i].reply, reply);
+}
+
+void queue_env_free(struct queue_env *env)
+{
+	if (env->owned) {
+		free((char *)env->sender);
+		free((char *)env->envid);
+		for (uint32_t i = 0; i < env->nrcpt; i++) {
+			free((char *)env->rcpt[i].addr);
+			free((char *)env->rcpt[i].orcpt);
+			free((char *)env->rcpt[i].reply);
+		}
+	}
+	free(env->rcpt);
+	memset(env, 0, sizeof(*env));
+}
+
+void queue_env_release(struct queue_env *env)
+{
+	queue_env_free(env);
+}
+
+int queue_env_dup(struct queue_env *dst, const struct queue_env *src)
+{
+	memset(dst, 0, sizeof(*dst));
+	dst->owned = true;
+	dst->qid = src->qid;
+	dst->flags = src->flags;
+	dst->ret = src->ret;
+	dst->arrival_ns = src->arrival_ns;
+	dst->size = src->size;
+	dst->next_attempt_ns = src->next_attempt_ns;
+	dst->attempts = src->attempts;
+	if (queue_env_set_sender(dst, src->sender) < 0 || queue_env_set_envid(dst, src->envid) < 0)
+		goto fail;
+	for (uint32_t i = 0; i < src->nrcpt; i++) {
+		const struct queue_rcpt *r = &src->rcpt[i];
+
+		if (queue_env_add_rcpt(dst, r->addr, r->orcpt, r->notify) < 0 ||
+		    queue_env_set_reply(dst, i, r->reply) < 0)
+			goto fail;
+		dst->rcpt[i].state = r->state;
+		dst->rcpt[i].rflags = r->rflags;
+		dst->rcpt[i].attempts = r->attempts;
+		dst->rcpt[i].last_attempt_ns = r->last_attempt_ns;
+	}
+	return 0;
+fail:
+	queue_env_free(dst);
+	return -ENOMEM;
+}
+
+bool queue_env_active(const struct queue_env *env)
+{
+	for (uint32_t i = 0; i < env->nrcpt; i++)
+		if (env->rcpt[i].state == QUEUE_RCPT_PENDING ||
+		    env->rcpt[i].state == QUEUE_RCPT_DEFERRED)
+			return true;
+	return false;
+}
+
+/* Encoding. */
+
+static size_t str_size(const char *s)
+{
+	return 4 + (s ? strlen(s) + 1 : 0);
+}
+
+size_t queue_env_encoded_size(const struct queue_env *env)
+{
+	size_t n = ENV_HDR + str_size(env->sender ? env->sender : "") + str_size(env->envid);
+
+	for (uint32_t i = 0; i < env->nrcpt; i++)
+		n += RCPT_FIXED + str_size(env->rcpt[i].addr) + str_size(env->rcpt[i].orcpt) +
+		     str_size(env->rcpt[i].reply);
+	return n;
+}
+
+static void put16(unsigned char *p, uint16_t v)
+{
+	p[0] = (unsigned char)v;
+	p[1] = (unsigned char)(v >> 8);
+}
+
+static void put32(unsigned char *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static void put64(unsigned char *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static uint32_t get32(const unsigned char *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static uint64_t get64(const unsigned char *p)
+{
+	return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32;
+}
+
+static unsigned char *put_str(unsigned char *p, const char *s)
+{
+	size_t n;
+
+	if (s == NULL) {
+		put32(p, STR_NULL);
+		return p + 4;
+	}
+	n = strlen(s);
+	put32(p, (uint32_t)n);
+	memcpy(p + 4, s, n + 1);
+	return p + 4 + n + 1;
+}
+
+/* The checksum covers everything but itself (bytes 12..15). */
+static uint32_t env_crc(const unsigned char *b, size_t len)
+{
+	return queue_crc32c(queue_crc32c(0, b, 12), b + 16, len - 16);
+}
+
+long queue_env_encode(const struct queue_env *env, void *buf, size_t cap)
+{
+	size_t need = queue_env_encoded_size(env);
+	unsigned char *b = buf, *p;
+
+	if (need > cap)
+		return -ENOSPC;
+	if (need > UINT32_MAX || env->nrcpt > MAX_RCPT || (env->flags & ~QUEUE_F_ALL) ||
+	    env->ret > QUEUE_RET_HDRS)
+		return -EINVAL;
+	memcpy(b, ENV_MAGIC, 4);
+	b[4] = QUEUE_ENV_VERSION;
+	b[5] = env->ret;
+	put16(b + 6, 0);
+	put32(b + 8, (uint32_t)need);
+	put64(b + 16, env->qid);
+	put32(b + 24, env->flags);
+	put32(b + 28, env->attempts);
+	put64(b + 32, env->arrival_ns);
+	put64(b + 40, env->size);
+	put64(b + 48, env->next_attempt_ns);
+	put32(b + 56, env->nrcpt);
+	put32(b + 60, 0);
+	p = put_str(b + ENV_HDR, env->sender ? env->sender : "");
+	p = put_str(p, env->envid);
+	for (uint32_t i = 0; i < env->nrcpt; i++) {
+		const struct queue_rcpt *r = &env->rcpt[i];
+
+		if (r->addr == NULL || r->state > QUEUE_RCPT_BOUNCED)
+			return -EINVAL;
+		p[0] = r->state;
+		p[1] = r->notify;
+		p[2] = r->rflags;
+		p[3] = 0;
+		put32(p + 4, r->attempts);
+		put64(p + 8, r->last_attempt_ns);
+		p = put_str(p + RCPT_FIXED, r->addr);
+		p = put_str(p, r->orcpt);
+		p = put_str(p, r->reply);
+	}
+	put32(b + 12, env_crc(b, need));
+	return (long)need;
+}
+
+/* Decoding: every length is checked against what is left before use. */
+
+static int get_str(const unsigned char **pp, const unsigned char *end, const char **out)
+{
+	const unsigned char *p = *pp;
+	uint32_t n;
+
+	if (end - p < 4)
+		return -EBADMSG;
+	n = get32(p);
+	p += 4;
+	if (n == STR_NULL) {
+		*out = NULL;
+		*pp = p;
+		return 0;
+	}
+	if ((size_t)(end - p) < (size_t)n + 1 || p[n] != '\0' || memchr(p, '\0', n) != NULL)
+		return -EBADMSG;
+	*out = (const char *)p;
+	*pp = p + n + 1;
+	return 0;
+}
+
+int queue_env_decode(const void *buf, size_t len, struct queue_env *env)
+{
+	const unsigned char *b = buf, *p, *end = b + len;
+	uint32_t nrcpt;
+
+	memset(env, 0, sizeof(*env));
+	if (len < ENV_HDR || memcmp(b, ENV_MAGIC, 4) != 0 || b[4] != QUEUE_ENV_VERSION ||
+	    get32(b + 8) != len || b[6] != 0 || b[7] != 0 || get32(b + 12) != env_crc(b, len))
+		return -EBADMSG;
+	env->ret = b[5];
+	env->qid = get64(b + 16);
+	env->flags = get32(b + 24);
+	env->attempts = get32(b + 28);
+	env->arrival_ns = get64(b + 32);
+	env->size = get64(b + 40);
+	env->next_attempt_ns = get64(b + 48);
+	nrcpt = get32(b + 56);
+	if (env->ret > QUEUE_RET_HDRS || (env->flags & ~QUEUE_F_ALL) || nrcpt > MAX_RCPT ||
+	    (size_t)nrcpt * (RCPT_FIXED + 12) > len)
+		goto bad;
+	p = b + ENV_HDR;
+	if (get_str(&p, end, &env->sender) < 0 || env->sender == NULL ||
+	    get_str(&p, end, &env->envid) < 0)
+		goto bad;
+	if (nrcpt > 0) {
+		env->rcpt = calloc(nrcpt, sizeof(*env->rcpt));
+		if (env->rcpt == NULL) {
+			memset(env, 0, sizeof(*env));
+			return -ENOMEM;
+		}
+		env->cap = nrcpt;
+	}
+	for (uint32_t i = 0; i < nrcpt; i++) {
+		struct queue_rcpt *r = &env->rcpt[i];
+
+		if (end - p < RCPT_FIXED || p[0] > QUEUE_RCPT_BOUNCED)
+			goto bad;
+		r->state = p[0];
+		r->notify = p[1];
+		r->rflags = p[2];
+		r->attempts = get32(p + 4);
+		r->last_attempt_ns = get64(p + 8);
+		p += RCPT_FIXED;
+		if (get_str(&p, end, &r->addr) < 0 || r->addr == NULL ||
+		    get_str(&p, end, &r->orcpt) < 0 || get_str(&p, end, &r->reply) < 0)
+			goto bad;
+		env->nrcpt = i + 1;
+	}
+	if (p != end)
+		goto bad;
+	env->nrcpt = nrcpt;
+	return 0;
+bad:
+	free(env->rcpt);
+	memset(env, 0, sizeof(*env));
+	return -EBADMSG;
+}

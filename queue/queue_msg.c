@@ -1,0 +1,400 @@
+/*
+ * queue_msg.c - see queue_msg.h.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "queue/queue_msg.h"
+
+int queue_buf_add(struct queue_buf *b, const void *p, size_t n)
+{
+	if (b->len + n + 1 > b->cap) {
+		size_t cap = b->cap ? b->cap : 4096;
+		char *q;
+
+		while (cap < b->len + n + 1)
+			cap *= 2;
+		q = realloc(b->p, cap);
+		if (q == NULL)
+			return -ENOMEM;
+		b->p = q;
+		b->cap = cap;
+	}
+	if (n)
+		memcpy(b->p + b->len, p, n);
+	b->len += n;
+	b->p[b->len] = 0;
+	return 0;
+}
+
+int queue_buf_adds(struct queue_buf *b, const char *s)
+{
+	return queue_buf_add(b, s, strlen(s));
+}
+
+void queue_buf_free(struct queue_buf *b)
+{
+	free(b->p);
+	memset(b, 0, sizeof(*b));
+}
+
+void queue_msg_free(struct queue_msg *m)
+{
+	for (size_t i = 0; i < m->nhdr; i++)
+		free(m->hdr[i].text);
+	free(m->hdr);
+	queue_buf_free(&m->body);
+	memset(m, 0, sizeof(*m));
+}
+
+static int hdr_push(struct queue_msg *m, const char *text, size_t len, size_t name_len)
+{
+	struct queue_hdr *h;
+
+	if (m->nhdr == m->cap) {
+		size_t cap = m->cap ? m->cap * 2 : 16;
+		struct queue_hdr *v = realloc(m->hdr, cap * sizeof(*v));
+
+		if (v == NULL)
+			return -ENOMEM;
+		m->hdr = v;
+		m->cap = cap;
+	}
+	h = &m->hdr[m->nhdr];
+	h->text = malloc(len + 1);
+	if (h->text == NULL)
+		return -ENOMEM;
+	memcpy(h->text, text, len);
+	h->text[len] = 0;
+	h->len = len;
+	h->name_len = name_len;
+	h->removed = false;
+	m->nhdr++;
+	return 0;
+}
+
+/* Append a continuation line to the last field. */
+static int hdr_continue(struct queue_msg *m, const char *line, size_t len)
+{
+	struct queue_hdr *h = &m->hdr[m->nhdr - 1];
+	char *t = realloc(h->text, h->len + 2 + len + 1);
+
+	if (t == NULL)
+		return -ENOMEM;
+	memcpy(t + h->len, "\r\n", 2);
+	memcpy(t + h->len + 2, line, len);
+	h->len += 2 + len;
+	t[h->len] = 0;
+	h->text = t;
+	return 0;
+}
+
+/* Length of the field name if @p line starts a header field, else 0. */
+static size_t field_name(const char *line, size_t len)
+{
+	size_t i = 0;
+
+	while (i < len && (unsigned char)line[i] > 32 && (unsigned char)line[i] < 127 &&
+	       line[i] != ':')
+		i++;
+	if (i == 0)
+		return 0;
+	{
+		size_t name = i;
+
+		/* obs-optional: blanks before the colon */
+		while (i < len && (line[i] == ' ' || line[i] == '\t'))
+			i++;
+		return i < len && line[i] == ':' ? name : 0;
+	}
+}
+
+int queue_msg_parse(struct queue_msg *m, const char *in, size_t len, bool ignore_dots,
+		    const char **why)
+{
+	size_t pos = 0;
+	bool in_hdr = true, first = true;
+	int rc = 0;
+
+	memset(m, 0, sizeof(*m));
+	*why = NULL;
+	if (memchr(in, 0, len) != NULL) {
+		*why = "message contains a NUL byte";
+		return -EBADMSG;
+	}
+	while (pos < len) {
+		const char *line = in + pos;
+		size_t n = 0, eol;
+
+		while (pos + n < len && line[n] != '\n' && line[n] != '\r')
+			n++;
+		if (pos + n == len)
+			eol = 0;
+		else if (line[n] == '\r' && pos + n + 1 < len && line[n + 1] == '\n')
+			eol = 2;
+		else {
+			eol = 1;
+			m->repaired_eol = true;
+		}
+		pos += n + eol;
+		if (first && n >= 5 && memcmp(line, "From ", 5) == 0) {
+			first = false;
+			continue; /* an mbox separator, not part of the message */
+		}
+		first = false;
+		if (!ignore_dots && n == 1 && line[0] == '.')
+			break;
+		if (in_hdr) {
+			size_t name;
+
+			if (n == 0) {
+				in_hdr = false;
+				continue;
+			}
+			if ((line[0] == ' ' || line[0] == '\t') && m->nhdr > 0) {
+				rc = hdr_continue(m, line, n);
+				if (rc < 0)
+					goto fail;
+				continue;
+			}
+			name = field_name(line, n);
+			if (name > 0) {
+				rc = hdr_push(m, line, n, name);
+				if (rc < 0)
+					goto fail;
+				continue;
+			}
+			/* Not a header field: the header ended without its empty line. */
+			in_hdr = false;
+		}
+		if (n > m->body_max_line)
+			m->body_max_line = n;
+		for (size_t i = 0; i < n && !m->body_8bit; i++)
+			if ((unsigned char)line[i] >= 0x80)
+				m->body_8bit = true;
+		if ((rc = queue_buf_add(&m->body, line, n)) < 0 ||
+		    (rc = queue_buf_add(&m->body, "\r\n", 2)) < 0)
+			goto fail;
+	}
+	return 0;
+fail:
+	queue_msg_free(m);
+	return rc;
+}
+
+struct queue_hdr *queue_msg_find(struct queue_msg *m, const char *name, size_t idx)
+{
+	size_t nl = strlen(name);
+
+	for (size_t i = 0; i < m->nhdr; i++) {
+		struct queue_hdr *h = &m->hdr[i];
+
+		if (!h->removed && h->name_len == nl && strncasecmp(h->text, name, nl) == 0 &&
+		    idx-- == 0)
+			return h;
+	}
+	return NULL;
+}
+
+char *queue_msg_value(const struct queue_hdr *h)
+{
+	const char *v = memchr(h->text, ':', h->len);
+	char *out, *o;
+
+	v = v ? v + 1 : h->text + h->len;
+	out = malloc((size_t)(h->text + h->len - v) + 1);
+	if (out == NULL)
+		return NULL;
+	for (o = out; v < h->text + h->len; v++)
+		if (*v != '\r' && *v != '\n')
+			*o++ = *v;
+	*o = 0;
+	return out;
+}
+
+size_t queue_msg_remove(struct queue_msg *m, const char *name)
+{
+	struct queue_hdr *h;
+	size_t n = 0;
+
+	while ((h = queue_msg_find(m, name, 0)) != NULL) {
+		h->removed = true;
+		n++;
+	}
+	return n;
+}
+
+int queue_msg_add(struct queue_msg *m, const char *name, const char *value)
+{
+	size_t nl = strlen(name), vl = strlen(value);
+	char *t = malloc(nl + 2 + vl + 1);
+	int rc;
+
+	if (t == NULL)
+		return -ENOMEM;
+	memcpy(t, name, nl);
+	memcpy(t + nl, ": ", 2);
+	memcpy(t + nl + 2, value, vl + 1);
+	rc = hdr_push(m, t, nl + 2 + vl, nl);
+	free(t);
+	return rc;
+}
+
+/* Emit one physical header line, folding it when it is too long. */
+static int fold_line(struct queue_buf *out, const char *p, size_t n, unsigned *flags)
+{
+	size_t lead = 0; /* octets already on the output line (the SP we inserted) */
+	int rc;
+
+	while (lead + n > QUEUE_LINE_MAX) {
+		size_t room = QUEUE_LINE_MAX - lead, cut = room;
+
+		/* Fold before the last blank that fits; the blank begins the next line. */
+		while (cut > 1 && p[cut] != ' ' && p[cut] != '\t')
+			cut--;
+		*flags |= QUEUE_MSG_FOLDED;
+		if (cut > 1) {
+			rc = queue_buf_add(out, p, cut);
+			if (rc == 0)
+				rc = queue_buf_add(out, "\r\n", 2);
+			lead = 0;
+		} else {
+			/* No blank at all: break the token (XXX: alters it). */
+			cut = room;
+			rc = queue_buf_add(out, p, cut);
+			if (rc == 0)
+				rc = queue_buf_add(out, "\r\n ", 3);
+			lead = 1;
+		}
+		if (rc < 0)
+			return rc;
+		p += cut;
+		n -= cut;
+	}
+	if ((rc = queue_buf_add(out, p, n)) < 0)
+		return rc;
+	return queue_buf_add(out, "\r\n", 2);
+}
+
+static int qp_body(struct queue_buf *out, const char *b, size_t len)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	char line[80];
+	size_t col = 0;
+	int rc;
+
+	for (size_t i = 0; i < len;) {
+		unsigned char c = (unsigned char)b[i];
+		char enc[3];
+		size_t el;
+
+		if (c == '\r' && i + 1 < len && b[i + 1] == '\n') {
+			/* A hard line break; blanks before it must be encoded. */
+			if (col > 0 && (line[col - 1] == ' ' || line[col - 1] == '\t')) {
+				unsigned char w = (unsigned char)line[col - 1];
+
+				col--;
+				line[col++] = '=';
+				line[col++] = hex[w >> 4];
+				line[col++] = hex[w & 15];
+			}
+			if ((rc = queue_buf_add(out, line, col)) < 0 ||
+			    (rc = queue_buf_add(out, "\r\n", 2)) < 0)
+				return rc;
+			col = 0;
+			i += 2;
+			continue;
+		}
+		if ((c >= 33 && c <= 126 && c != '=') || c == ' ' || c == '\t') {
+			enc[0] = (char)c;
+			el = 1;
+		} else {
+			enc[0] = '=';
+			enc[1] = hex[c >> 4];
+			enc[2] = hex[c & 15];
+			el = 3;
+		}
+		if (col + el > 75) {
+			/* A soft break keeps lines within 76 octets. */
+			line[col++] = '=';
+			if ((rc = queue_buf_add(out, line, col)) < 0 ||
+			    (rc = queue_buf_add(out, "\r\n", 2)) < 0)
+				return rc;
+			col = 0;
+		}
+		memcpy(line + col, enc, el);
+		col += el;
+		i++;
+	}
+	return col ? queue_buf_add(out, line, col) : 0;
+}
+
+int queue_msg_render(struct queue_msg *m, struct queue_buf *out, unsigned *flags)
+{
+	bool mime = queue_msg_find(m, "MIME-Version", 0) || queue_msg_find(m, "Content-Type", 0) ||
+		    queue_msg_find(m, "Content-Transfer-Encoding", 0);
+	bool qp = m->body_max_line > QUEUE_LINE_MAX && !mime;
+	int rc;
+
+	*flags = 0;
+	if (qp) {
+		if ((rc = queue_msg_add(m, "MIME-Version", "1.0")) < 0 ||
+		    (rc = queue_msg_add(m, "Content-Type",
+					m->body_8bit ? "text/plain; charset=utf-8"
+						     : "text/plain; charset=us-ascii")) < 0 ||
+		    (rc = queue_msg_add(m, "Content-Transfer-Encoding", "quoted-printable")) < 0)
+			return rc;
+		*flags |= QUEUE_MSG_FOLDED;
+	}
+	for (size_t i = 0; i < m->nhdr; i++) {
+		const struct queue_hdr *h = &m->hdr[i];
+		const char *p = h->text, *end = h->text + h->len;
+
+		if (h->removed)
+			continue;
+		for (const char *q = p; q < end; q++)
+			if ((unsigned char)*q >= 0x80)
+				*flags |= QUEUE_MSG_8BIT_HDR;
+		while (p <= end) {
+			const char *nl = memmem(p, (size_t)(end - p), "\r\n", 2);
+			size_t n = nl ? (size_t)(nl - p) : (size_t)(end - p);
+
+			if ((rc = fold_line(out, p, n, flags)) < 0)
+				return rc;
+			if (nl == NULL)
+				break;
+			p = nl + 2;
+		}
+	}
+	if ((rc = queue_buf_add(out, "\r\n", 2)) < 0)
+		return rc;
+	if (qp)
+		return qp_body(out, m->body.p, m->body.len);
+	if (m->body_8bit)
+		*flags |= QUEUE_MSG_8BIT_BODY;
+	if (m->body_max_line <= QUEUE_LINE_MAX)
+		return queue_buf_add(out, m->body.p ? m->body.p : "", m->body.len);
+	/* MIME with long lines: break them (see the XXX in queue_msg.h). */
+	*flags |= QUEUE_MSG_FOLDED;
+	for (size_t i = 0; i < m->body.len;) {
+		const char *line = m->body.p + i;
+		const char *crlf = memmem(line, m->body.len - i, "\r\n", 2);
+		size_t n = (size_t)(crlf - line);
+
+		i += n + 2;
+		while (n > QUEUE_LINE_MAX) {
+			if ((rc = queue_buf_add(out, line, QUEUE_LINE_MAX)) < 0 ||
+			    (rc = queue_buf_add(out, "\r\n", 2)) < 0)
+				return rc;
+			line += QUEUE_LINE_MAX;
+			n -= QUEUE_LINE_MAX;
+		}
+		if ((rc = queue_buf_add(out, line, n)) < 0 ||
+		    (rc = queue_buf_add(out, "\r\n", 2)) < 0)
+			return rc;
+	}
+	return 0;
+}

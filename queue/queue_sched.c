@@ -1,0 +1,903 @@
+/*
+ * queue_sched.c - see queue_sched.h.
+ *
+ * A message is WAITING (in the due heap), READY (its recipients sit as
+ * items in destination queues or in jobs) or HELD. Items are dropped
+ * lazily: an item whose message has gone, is held or has no active
+ * recipient left is discarded when its destination's queue reaches it.
+ * A round ends when a READY message has no item queued and no job out;
+ * then its attempt count, backoff and DSNs are settled at once, so a
+ * message with recipients at several destinations is rescheduled once.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "core/base/dmta_conf.h"
+#include "core/base/dmta_log.h"
+#include "core/base/dmta_time.h"
+#include "queue/queue_sched.h"
+
+enum sm_state { SM_WAITING, SM_READY, SM_HELD };
+
+struct sm {
+	struct queue_env env; /* owned */
+	uint64_t expire_ns;
+	uint32_t queued;   /* items in destination queues */
+	uint32_t inflight; /* jobs out */
+	uint8_t state;	   /* enum sm_state */
+	bool held;
+	bool tried;	 /* a job of this round came back */
+	bool expire_due; /* expired while a job was out */
+	struct sm *next; /* hash chain */
+};
+
+struct item {
+	struct item *next;
+	struct item *fprev, *fnext; /* the in-flight list, while a job runs */
+	uint64_t qid;
+	struct dest *d;
+	uint32_t n;
+	uint32_t rcpt[];
+};
+
+struct dest {
+	char *name;
+	unsigned shard;
+	struct queue_dest_limits lim;
+	uint32_t active; /* jobs out */
+	uint32_t fails;	 /* consecutive connection failures */
+	uint64_t suspended_until;
+	uint64_t suspend_cur_ms;
+	bool probing; /* resumed after a suspension: one job until a success */
+	double tokens;
+	uint64_t tok_ns;
+	struct item *head, *tail;
+	struct dest *next; /* hash chain */
+};
+
+struct hent {
+	uint64_t when, qid;
+};
+
+struct heap {
+	struct hent *v;
+	size_t n, cap;
+};
+
+struct queue_sched {
+	struct queue_sched_conf c;
+	struct queue_sched_ops ops;
+	uint64_t rng;
+	struct sm **mt;
+	size_t mcap, mcount;
+	struct dest **dt;
+	size_t dcap;
+	struct dest **dlist;
+	size_t nd, rr;
+	struct heap due, exp;
+	struct item *flight; /* items of the jobs out, freed with the scheduler */
+};
+
+/* Configuration. */
+
+int queue_sched_conf_load(const struct dmta_conf *conf, struct queue_sched_conf *c)
+{
+	uint64_t v[12];
+	int rc = 0;
+
+	memset(c, 0, sizeof(*c));
+	c->conf = conf;
+	if (conf == NULL) {
+		c->min_backoff_ms = 5 * 60 * 1000ULL;
+		c->max_backoff_ms = 4 * 3600 * 1000ULL;
+		c->jitter_pct = 20;
+		c->lifetime_ms = 5 * 86400 * 1000ULL;
+		c->suspend_after = 5;
+		c->suspend_ms = 10 * 60 * 1000ULL;
+		c->max_suspend_ms = 2 * 3600 * 1000ULL;
+		c->workers = 1;
+		c->dest = (struct queue_dest_limits){10, 100, 50, 0};
+		return 0;
+	}
+	rc |= dmta_conf_duration_ms(conf, "queue", "min_backoff", 5 * 60 * 1000ULL, 1000,
+				    86400 * 1000ULL, &v[0]);
+	rc |= dmta_conf_duration_ms(conf, "queue", "max_backoff", 4 * 3600 * 1000ULL, 1000,
+				    30 * 86400 * 1000ULL, &v[1]);
+	rc |= dmta_conf_u64(conf, "queue", "backoff_jitter", 20, 0, 90, &v[2]);
+	rc |= dmta_conf_duration_ms(conf, "queue", "lifetime", 5 * 86400 * 1000ULL, 0,
+				    100 * 86400 * 1000ULL, &v[3]);
+	rc |= dmta_conf_u64(conf, "queue", "suspend_after", 5, 1, 1000, &v[4]);
+	rc |= dmta_conf_duration_ms(conf, "queue", "suspend_time", 10 * 60 * 1000ULL, 1000,
+				    86400 * 1000ULL, &v[5]);
+	rc |= dmta_conf_duration_ms(conf, "queue", "max_suspend_time", 2 * 3600 * 1000ULL, 1000,
+				    7 * 86400 * 1000ULL, &v[6]);
+	rc |= dmta_conf_u64(conf, "queue", "workers", 1, 1, 1024, &v[7]);
+	rc |= dmta_conf_u64(conf, "queue", "dest_max_connections", 10, 1, 100000, &v[8]);
+	rc |= dmta_conf_u64(conf, "queue", "dest_max_messages_per_connection", 100, 1, 1000000,
+			    &v[9]);
+	rc |=
+	    dmta_conf_u64(conf, "queue", "dest_max_recipients", 50, 1, QUEUE_JOB_MAX_RCPT, &v[10]);
+	rc |= dmta_conf_u64(conf, "queue", "dest_rate", 0, 0, 1000000, &v[11]);
+	if (rc)
+		return -EINVAL;
+	c->min_backoff_ms = v[0];
+	c->max_backoff_ms = v[1] < v[0] ? v[0] : v[1];
+	c->jitter_pct = (uint32_t)v[2];
+	c->lifetime_ms = v[3];
+	c->suspend_after = (uint32_t)v[4];
+	c->suspend_ms = v[5];
+	c->max_suspend_ms = v[6] < v[5] ? v[5] : v[6];
+	c->workers = (uint32_t)v[7];
+	c->dest = (struct queue_dest_limits){(uint32_t)v[8], (uint32_t)v[9], (uint32_t)v[10],
+					     (uint32_t)v[11]};
+	return 0;
+}
+
+uint64_t queue_sched_backoff_ms(const struct queue_sched_conf *c, uint32_t attempts)
+{
+	uint64_t d = c->min_backoff_ms;
+
+	for (uint32_t i = 1; i < attempts && d < c->max_backoff_ms; i++)
+		d *= 2;
+	return d < c->max_backoff_ms ? d : c->max_backoff_ms;
+}
+
+/* Random numbers: xorshift64*, seeded by the caller so tests repeat. */
+static uint64_t rnd(struct queue_sched *s)
+{
+	s->rng ^= s->rng >> 12;
+	s->rng ^= s->rng << 25;
+	s->rng ^= s->rng >> 27;
+	return s->rng * 0x2545f4914f6cdd1dULL;
+}
+
+static uint64_t jitter(struct queue_sched *s, uint64_t ms)
+{
+	double u = (double)(rnd(s) >> 11) / (double)(1ULL << 53); /* [0, 1) */
+	double f = 1.0 + (double)s->c.jitter_pct / 100.0 * (2.0 * u - 1.0);
+
+	return (uint64_t)((double)ms * f);
+}
+
+static uint64_t hash_name(const char *p)
+{
+	uint64_t h = 0xcbf29ce484222325ULL;
+
+	for (; *p; p++) {
+		unsigned char c = (unsigned char)*p;
+
+		h ^= (c >= 'A' && c <= 'Z') ? c + 32 : c;
+		h *= 0x100000001b3ULL;
+	}
+	return h;
+}
+
+static uint64_t hash_qid(uint64_t q)
+{
+	q ^= q >> 33;
+	q *= 0xff51afd7ed558ccdULL;
+	return q ^ (q >> 33);
+}
+
+unsigned queue_sched_shard(const struct queue_sched *s, const char *domain)
+{
+	return (unsigned)(hash_name(domain) % s->c.workers);
+}
+
+/* Heaps of (when, qid), earliest first; entries are checked when popped. */
+
+static int heap_push(struct heap *h, uint64_t when, uint64_t qid)
+{
+	size_t i;
+
+	if (h->n == h->cap) {
+		size_t cap = h->cap ? h->cap * 2 : 256;
+		struct hent *v = realloc(h->v, cap * sizeof(*v));
+
+		if (v == NULL)
+			return -ENOMEM;
+		h->v = v;
+		h->cap = cap;
+	}
+	for (i = h->n++; i > 0; i = (i - 1) / 2) {
+		struct hent *p = &h->v[(i - 1) / 2];
+
+		if (p->when <= when)
+			break;
+		h->v[i] = *p;
+	}
+	h->v[i] = (struct hent){when, qid};
+	return 0;
+}
+
+static struct hent heap_pop(struct heap *h)
+{
+	struct hent top = h->v[0], last = h->v[--h->n];
+	size_t i = 0;
+
+	for (;;) {
+		size_t c = 2 * i + 1;
+
+		if (c >= h->n)
+			break;
+		if (c + 1 < h->n && h->v[c + 1].when < h->v[c].when)
+			c++;
+		if (last.when <= h->v[c].when)
+			break;
+		h->v[i] = h->v[c];
+		i = c;
+	}
+	if (h->n)
+		h->v[i] = last;
+	return top;
+}
+
+/* Messages by queue id. */
+
+static struct sm *sm_find(const struct queue_sched *s, uint64_t qid)
+{
+	for (struct sm *m = s->mt[hash_qid(qid) & (s->mcap - 1)]; m; m = m->next)
+		if (m->env.qid == qid)
+			return m;
+	return NULL;
+}
+
+static int sm_grow(struct queue_sched *s)
+{
+	size_t cap = s->mcap * 2;
+	struct sm **t = calloc(cap, sizeof(*t));
+
+	if (t == NULL)
+		return -ENOMEM;
+	for (size_t i = 0; i < s->mcap; i++)
+		for (struct sm *m = s->mt[i], *n; m; m = n) {
+			size_t b = hash_qid(m->env.qid) & (cap - 1);
+
+			n = m->next;
+			m->next = t[b];
+			t[b] = m;
+		}
+	free(s->mt);
+	s->mt = t;
+	s->mcap = cap;
+	return 0;
+}
+
+static void sm_free(struct queue_sched *s, struct sm *m)
+{
+	struct sm **pp = &s->mt[hash_qid(m->env.qid) & (s->mcap - 1)];
+
+	while (*pp != m)
+		pp = &(*pp)->next;
+	*pp = m->next;
+	s->mcount--;
+	queue_env_free(&m->env);
+	free(m);
+}
+
+/* Destinations. */
+
+static struct dest *dest_get(struct queue_sched *s, const char *domain)
+{
+	size_t b = hash_name(domain) & (s->dcap - 1);
+	struct dest *d;
+
+	for (d = s->dt[b]; d; d = d->next)
+		if (strcasecmp(d->name, domain) == 0)
+			return d;
+	if (s->nd * 2 >= s->dcap) {
+		size_t cap = s->dcap * 2;
+		struct dest **t = calloc(cap, sizeof(*t));
+
+		if (t == NULL)
+			return NULL;
+		for (size_t i = 0; i < s->nd; i++) {
+			struct dest *x = s->dlist[i];
+			size_t xb = hash_name(x->name) & (cap - 1);
+
+			x->next = t[xb];
+			t[xb] = x;
+		}
+		free(s->dt);
+		s->dt = t;
+		s->dcap = cap;
+		b = hash_name(domain) & (cap - 1);
+	}
+	{
+		struct dest **dl = realloc(s->dlist, (s->nd + 1) * sizeof(*dl));
+
+		if (dl == NULL)
+			return NULL;
+		s->dlist = dl;
+	}
+	d = calloc(1, sizeof(*d));
+	if (d == NULL || (d->name = strdup(domain)) == NULL) {
+		free(d);
+		return NULL;
+	}
+	for (char *p = d->name; *p; p++)
+		if (*p >= 'A' && *p <= 'Z')
+			*p = (char)(*p + 32);
+	d->shard = queue_sched_shard(s, d->name);
+	d->lim = queue_sched_limits(s, d->name);
+	d->tokens = d->lim.rate ? (double)d->lim.rate : 0;
+	d->next = s->dt[b];
+	s->dt[b] = d;
+	s->dlist[s->nd++] = d;
+	return d;
+}
+
+struct queue_dest_limits queue_sched_limits(struct queue_sched *s, const char *domain)
+{
+	struct queue_dest_limits l = s->c.dest;
+	char sect[300];
+	uint64_t v;
+
+	if (s->c.conf == NULL)
+		return l;
+	snprintf(sect, sizeof(sect), "dest %s", domain);
+	if (dmta_conf_u64(s->c.conf, sect, "max_connections", l.max_connections, 1, 100000, &v) ==
+	    0)
+		l.max_connections = (uint32_t)v;
+	if (dmta_conf_u64(s->c.conf, sect, "max_messages_per_connection",
+			  l.max_messages_per_connection, 1, 1000000, &v) == 0)
+		l.max_messages_per_connection = (uint32_t)v;
+	if (dmta_conf_u64(s->c.conf, sect, "max_recipients", l.max_recipients, 1,
+			  QUEUE_JOB_MAX_RCPT, &v) == 0)
+		l.max_recipients = (uint32_t)v;
+	if (dmta_conf_u64(s->c.conf, sect, "rate", l.rate, 0, 1000000, &v) == 0)
+		l.rate = (uint32_t)v;
+	return l;
+}
+
+bool queue_sched_suspended(struct queue_sched *s, const char *domain, uint64_t now_ns)
+{
+	struct dest *d = dest_get(s, domain);
+
+	return d && d->suspended_until > now_ns;
+}
+
+/* Life cycle. */
+
+struct queue_sched *queue_sched_new(const struct queue_sched_conf *c,
+				    const struct queue_sched_ops *ops, uint64_t seed)
+{
+	struct queue_sched *s = calloc(1, sizeof(*s));
+
+	if (s == NULL)
+		return NULL;
+	s->c = *c;
+	if (s->c.workers == 0)
+		s->c.workers = 1;
+	s->ops = *ops;
+	s->rng = seed ? seed : 0x9e3779b97f4a7c15ULL;
+	s->mcap = 1024;
+	s->dcap = 64;
+	s->mt = calloc(s->mcap, sizeof(*s->mt));
+	s->dt = calloc(s->dcap, sizeof(*s->dt));
+	if (s->mt == NULL || s->dt == NULL) {
+		free(s->mt);
+		free(s->dt);
+		free(s);
+		errno = ENOMEM;
+		return NULL;
+	}
+	return s;
+}
+
+void queue_sched_free(struct queue_sched *s)
+{
+	if (s == NULL)
+		return;
+	for (size_t i = 0; i < s->mcap; i++)
+		for (struct sm *m = s->mt[i], *n; m; m = n) {
+			n = m->next;
+			queue_env_free(&m->env);
+			free(m);
+		}
+	for (struct item *it = s->flight, *n; it; it = n) {
+		n = it->fnext;
+		free(it);
+	}
+	for (size_t i = 0; i < s->nd; i++) {
+		struct dest *d = s->dlist[i];
+
+		for (struct item *it = d->head, *n; it; it = n) {
+			n = it->next;
+			free(it);
+		}
+		free(d->name);
+		free(d);
+	}
+	free(s->mt);
+	free(s->dt);
+	free(s->dlist);
+	free(s->due.v);
+	free(s->exp.v);
+	free(s);
+}
+
+static bool rcpt_active(const struct queue_rcpt *r)
+{
+	return r->state == QUEUE_RCPT_PENDING || r->state == QUEUE_RCPT_DEFERRED;
+}
+
+int queue_sched_add(struct queue_sched *s, const struct queue_env *env, uint64_t now_ns)
+{
+	struct sm *m;
+	size_t b;
+	int rc;
+
+	if (sm_find(s, env->qid))
+		return -EEXIST;
+	if (s->mcount >= s->mcap && sm_grow(s) < 0)
+		return -ENOMEM;
+	m = calloc(1, sizeof(*m));
+	if (m == NULL)
+		return -ENOMEM;
+	if (queue_env_dup(&m->env, env) < 0) {
+		free(m);
+		return -ENOMEM;
+	}
+	m->expire_ns = env->arrival_ns + s->c.lifetime_ms * DMTA_NS_PER_MS;
+	m->held = env->flags & QUEUE_F_HOLD;
+	m->state = m->held ? SM_HELD : SM_WAITING;
+	b = hash_qid(env->qid) & (s->mcap - 1);
+	m->next = s->mt[b];
+	s->mt[b] = m;
+	s->mcount++;
+	rc = heap_push(&s->exp, m->expire_ns, env->qid);
+	if (rc == 0 && !m->held)
+		rc = heap_push(&s->due, m->env.next_attempt_ns, env->qid);
+	(void)now_ns;
+	return rc;
+}
+
+int queue_sched_remove(struct queue_sched *s, uint64_t qid)
+{
+	struct sm *m = sm_find(s, qid);
+
+	if (m == NULL)
+		return -ENOENT;
+	if (m->inflight)
+		return -EBUSY;
+	sm_free(s, m); /* its queued items are dropped when reached */
+	return 0;
+}
+
+int queue_sched_hold(struct queue_sched *s, uint64_t qid)
+{
+	struct sm *m = sm_find(s, qid);
+
+	if (m == NULL)
+		return -ENOENT;
+	m->held = true;
+	m->env.flags |= QUEUE_F_HOLD;
+	if (m->state == SM_WAITING)
+		m->state = SM_HELD;
+	s->ops.store(s->ops.ctx, &m->env);
+	return 0;
+}
+
+int queue_sched_release(struct queue_sched *s, uint64_t qid, uint64_t now_ns)
+{
+	struct sm *m = sm_find(s, qid);
+	int rc = 0;
+
+	if (m == NULL)
+		return -ENOENT;
+	m->held = false;
+	m->env.flags &= ~(uint32_t)QUEUE_F_HOLD;
+	if (m->state == SM_HELD) {
+		m->state = SM_WAITING;
+		m->env.next_attempt_ns = now_ns;
+		rc = heap_push(&s->due, now_ns, qid);
+		/* Held messages do not expire; a released one may be overdue. */
+		if (rc == 0)
+			rc = heap_push(&s->exp, m->expire_ns, qid);
+	}
+	s->ops.store(s->ops.ctx, &m->env);
+	return rc;
+}
+
+int queue_sched_flush(struct queue_sched *s, const char *domain, uint64_t now_ns)
+{
+	int n = 0;
+
+	for (size_t i = 0; i < s->nd; i++) {
+		struct dest *d = s->dlist[i];
+
+		if (domain == NULL || strcasecmp(d->name, domain) == 0) {
+			d->suspended_until = 0;
+			d->fails = 0;
+		}
+	}
+	for (size_t i = 0; i < s->mcap; i++)
+		for (struct sm *m = s->mt[i]; m; m = m->next) {
+			bool hit = domain == NULL;
+
+			if (m->state != SM_WAITING || m->env.next_attempt_ns <= now_ns)
+				continue;
+			for (uint32_t k = 0; k < m->env.nrcpt && !hit; k++)
+				hit =
+				    rcpt_active(&m->env.rcpt[k]) &&
+				    strcasecmp(queue_addr_domain(m->env.rcpt[k].addr), domain) == 0;
+			if (!hit)
+				continue;
+			m->env.next_attempt_ns = now_ns;
+			if (heap_push(&s->due, now_ns, m->env.qid) < 0)
+				return -ENOMEM;
+			n++;
+		}
+	return n;
+}
+
+/* Send one DSN for the recipients that failed for good since the last one. */
+static void report_bounces(struct queue_sched *s, struct sm *m)
+{
+	struct queue_env *e = &m->env;
+	uint32_t *v = NULL, n = 0;
+	bool any = false;
+
+	for (uint32_t i = 0; i < e->nrcpt; i++) {
+		struct queue_rcpt *r = &e->rcpt[i];
+
+		if (r->state != QUEUE_RCPT_BOUNCED || (r->rflags & QUEUE_RCPT_F_DSN_SENT))
+			continue;
+		r->rflags |= QUEUE_RCPT_F_DSN_SENT; /* never reported twice */
+		any = true;
+		/* None to <>, never for a DSN, and only when NOTIFY asks for it. */
+		if (e->sender[0] == 0 || (e->flags & QUEUE_F_DSN) ||
+		    (r->notify != QUEUE_NOTIFY_DEFAULT && !(r->notify & QUEUE_NOTIFY_FAILURE)))
+			continue;
+		if (v == NULL && (v = malloc(e->nrcpt * sizeof(*v))) == NULL) {
+			dmta_err("queue: out of memory; DSN lost for a message");
+			return;
+		}
+		v[n++] = i;
+	}
+	if (n > 0)
+		s->ops.dsn(s->ops.ctx, e, v, n);
+	free(v);
+	(void)any;
+}
+
+/* A round is over: settle DSNs, backoff and storage. */
+static void finish_round(struct queue_sched *s, struct sm *m, uint64_t now_ns)
+{
+	report_bounces(s, m);
+	if (!queue_env_active(&m->env)) {
+		s->ops.done(s->ops.ctx, &m->env);
+		sm_free(s, m);
+		return;
+	}
+	if (m->tried) {
+		uint64_t next;
+
+		m->env.attempts++;
+		next = now_ns +
+		       jitter(s, queue_sched_backoff_ms(&s->c, m->env.attempts)) * DMTA_NS_PER_MS;
+		/* Never sleep past the give-up time: expiry must come on time. */
+		m->env.next_attempt_ns = next < m->expire_ns ? next : m->expire_ns;
+	} else if (m->env.next_attempt_ns < now_ns) {
+		m->env.next_attempt_ns = now_ns;
+	}
+	m->tried = false;
+	if (m->held) {
+		m->state = SM_HELD;
+	} else {
+		m->state = SM_WAITING;
+		if (heap_push(&s->due, m->env.next_attempt_ns, m->env.qid) < 0)
+			dmta_err("queue: out of memory; a message waits for the next restart");
+	}
+	s->ops.store(s->ops.ctx, &m->env);
+}
+
+static void expire(struct queue_sched *s, struct sm *m, uint64_t now_ns)
+{
+	for (uint32_t i = 0; i < m->env.nrcpt; i++) {
+		struct queue_rcpt *r = &m->env.rcpt[i];
+
+		if (!rcpt_active(r))
+			continue;
+		r->state = QUEUE_RCPT_BOUNCED;
+		if (r->reply == NULL)
+			queue_env_set_reply(&m->env, i, "4.4.7 delivery time expired");
+	}
+	m->queued = 0; /* queued items are stale now; dropped when reached */
+	finish_round(s, m, now_ns);
+}
+
+static int make_ready(struct queue_sched *s, struct sm *m)
+{
+	struct queue_env *e = &m->env;
+	uint8_t *seen = calloc(e->nrcpt ? e->nrcpt : 1, 1);
+
+	if (seen == NULL)
+		return -ENOMEM;
+	m->state = SM_READY;
+	m->tried = false;
+	for (uint32_t i = 0; i < e->nrcpt; i++) {
+		const char *dom = queue_addr_domain(e->rcpt[i].addr);
+		struct dest *d;
+		struct item *it = NULL;
+
+		if (seen[i] || !rcpt_active(&e->rcpt[i]))
+			continue;
+		d = dest_get(s, dom);
+		if (d == NULL) {
+			free(seen);
+			return -ENOMEM;
+		}
+		/* This destination's recipients, max_recipients per item. */
+		for (uint32_t k = i; k <= e->nrcpt; k++) {
+			bool last = k == e->nrcpt;
+
+			if (!last && (seen[k] || !rcpt_active(&e->rcpt[k]) ||
+				      strcasecmp(queue_addr_domain(e->rcpt[k].addr), dom) != 0))
+				continue;
+			if (!last) {
+				seen[k] = 1;
+				if (it == NULL) {
+					it = malloc(sizeof(*it) +
+						    d->lim.max_recipients * sizeof(uint32_t));
+					if (it == NULL) {
+						free(seen);
+						return -ENOMEM;
+					}
+					*it = (struct item){.qid = e->qid, .d = d};
+				}
+				it->rcpt[it->n++] = k;
+			}
+			if (it && (last || it->n == d->lim.max_recipients)) {
+				if (d->tail)
+					d->tail->next = it;
+				else
+					d->head = it;
+				d->tail = it;
+				m->queued++;
+				it = NULL;
+			}
+		}
+	}
+	free(seen);
+	if (m->queued == 0)
+		finish_round(s, m, m->env.next_attempt_ns);
+	return 0;
+}
+
+int queue_sched_tick(struct queue_sched *s, uint64_t now_ns)
+{
+	int expired = 0;
+
+	while (s->due.n && s->due.v[0].when <= now_ns) {
+		struct hent h = heap_pop(&s->due);
+		struct sm *m = sm_find(s, h.qid);
+
+		if (m == NULL || m->state != SM_WAITING || m->env.next_attempt_ns != h.when)
+			continue; /* stale entry */
+		if (make_ready(s, m) < 0)
+			return -ENOMEM;
+	}
+	while (s->exp.n && s->exp.v[0].when <= now_ns) {
+		struct hent h = heap_pop(&s->exp);
+		struct sm *m = sm_find(s, h.qid);
+
+		if (m == NULL || m->expire_ns != h.when || m->held)
+			continue;
+		if (m->inflight) {
+			m->expire_due = true;
+			continue;
+		}
+		expire(s, m, now_ns);
+		expired++;
+	}
+	return expired;
+}
+
+static void dest_refill(struct dest *d, uint64_t now_ns)
+{
+	double burst = d->lim.rate;
+
+	if (d->lim.rate == 0)
+		return;
+	if (now_ns > d->tok_ns) {
+		d->tokens += (double)(now_ns - d->tok_ns) / 1e9 * d->lim.rate;
+		if (d->tokens > burst)
+			d->tokens = burst;
+	}
+	d->tok_ns = now_ns;
+}
+
+/* Take an item off a destination's queue; drop it when it has gone stale. */
+static struct item *dest_pop(struct queue_sched *s, struct dest *d, struct sm **mp)
+{
+	while (d->head) {
+		struct item *it = d->head;
+		struct sm *m;
+		uint32_t n = 0;
+
+		d->head = it->next;
+		if (d->head == NULL)
+			d->tail = NULL;
+		it->next = NULL;
+		m = sm_find(s, it->qid);
+		if (m == NULL || m->state != SM_READY) {
+			free(it);
+			continue;
+		}
+		m->queued--;
+		for (uint32_t i = 0; i < it->n; i++)
+			if (rcpt_active(&m->env.rcpt[it->rcpt[i]]))
+				it->rcpt[n++] = it->rcpt[i];
+		it->n = n;
+		if (n == 0 || m->held) {
+			free(it);
+			if (m->queued == 0 && m->inflight == 0)
+				finish_round(s, m, m->env.next_attempt_ns);
+			continue;
+		}
+		*mp = m;
+		return it;
+	}
+	return NULL;
+}
+
+int queue_sched_jobs(struct queue_sched *s, uint64_t now_ns, struct queue_job *jobs, int max)
+{
+	int n = 0;
+
+	for (size_t k = 0; k < s->nd && n < max; k++) {
+		struct dest *d = s->dlist[(s->rr + k) % s->nd];
+
+		dest_refill(d, now_ns);
+		while (n < max && d->head) {
+			uint32_t cap = d->probing ? 1 : d->lim.max_connections;
+			struct item *it;
+			struct sm *m;
+
+			if (d->suspended_until > now_ns || d->active >= cap ||
+			    (d->lim.rate && d->tokens < 1.0))
+				break;
+			it = dest_pop(s, d, &m);
+			if (it == NULL)
+				break;
+			if (d->lim.rate)
+				d->tokens -= 1.0;
+			d->active++;
+			m->inflight++;
+			it->fprev = NULL;
+			it->fnext = s->flight;
+			if (s->flight)
+				s->flight->fprev = it;
+			s->flight = it;
+			jobs[n++] = (struct queue_job){
+			    .qid = it->qid,
+			    .domain = d->name,
+			    .shard = d->shard,
+			    .max_messages_per_connection = d->lim.max_messages_per_connection,
+			    .nrcpt = it->n,
+			    .rcpt = it->rcpt,
+			    .priv = it,
+			};
+		}
+	}
+	if (s->nd)
+		s->rr = (s->rr + 1) % s->nd;
+	return n;
+}
+
+static void suspend(struct queue_sched *s, struct dest *d, uint64_t now_ns)
+{
+	d->suspend_cur_ms = d->suspend_cur_ms ? d->suspend_cur_ms * 2 : s->c.suspend_ms;
+	if (d->suspend_cur_ms > s->c.max_suspend_ms)
+		d->suspend_cur_ms = s->c.max_suspend_ms;
+	d->suspended_until = now_ns + d->suspend_cur_ms * DMTA_NS_PER_MS;
+	d->probing = true;
+	d->fails = 0;
+	dmta_warn("queue: destination %s suspended for %llu s after connection failures", d->name,
+		  (unsigned long long)(d->suspend_cur_ms / 1000));
+}
+
+int queue_sched_result(struct queue_sched *s, struct queue_job *job, const struct queue_result *res,
+		       uint64_t now_ns)
+{
+	struct item *it = job->priv;
+	struct dest *d = it->d;
+	struct sm *m = sm_find(s, job->qid);
+
+	if (d->active == 0)
+		dmta_panic("queue: result for %s with no job out", d->name);
+	d->active--;
+	if (!res->connected) {
+		/*
+		 * Jobs that were out when the destination was suspended fail too;
+		 * they belong to the same outage and do not lengthen it.
+		 */
+		if (d->suspended_until <= now_ns) {
+			d->fails++;
+			if (d->probing || d->fails >= s->c.suspend_after)
+				suspend(s, d, now_ns);
+		}
+	} else {
+		d->fails = 0;
+		if (d->probing) {
+			d->probing = false;
+			d->suspend_cur_ms = 0;
+		}
+	}
+	if (m == NULL)
+		dmta_panic("queue: result for a message that is gone");
+	for (uint32_t i = 0; i < job->nrcpt; i++) {
+		uint32_t k = job->rcpt[i];
+		struct queue_rcpt *r = &m->env.rcpt[k];
+		int code = res->connected ? res->code[i] : 421;
+		const char *text = res->connected ? res->text[i] : res->reply;
+
+		if (!rcpt_active(r))
+			continue;
+		r->attempts++;
+		r->last_attempt_ns = now_ns;
+		if (code >= 200 && code < 300)
+			r->state = QUEUE_RCPT_DELIVERED;
+		else if (code >= 500 && code < 600)
+			r->state = QUEUE_RCPT_BOUNCED;
+		else
+			r->state = QUEUE_RCPT_DEFERRED;
+		if (text && queue_env_set_reply(&m->env, k, text) < 0)
+			dmta_err("queue: out of memory; reply not kept");
+	}
+	if (it->fprev)
+		it->fprev->fnext = it->fnext;
+	else
+		s->flight = it->fnext;
+	if (it->fnext)
+		it->fnext->fprev = it->fprev;
+	free(it);
+	m->inflight--;
+	m->tried = true;
+	if (m->inflight == 0 && (m->expire_due || (!m->held && now_ns >= m->expire_ns))) {
+		m->expire_due = false;
+		expire(s, m, now_ns);
+	} else if (m->inflight == 0 && m->queued == 0) {
+		finish_round(s, m, now_ns);
+	}
+	return 0;
+}
+
+uint64_t queue_sched_next_due(const struct queue_sched *s)
+{
+	uint64_t t = UINT64_MAX;
+
+	if (s->due.n)
+		t = s->due.v[0].when;
+	if (s->exp.n && s->exp.v[0].when < t)
+		t = s->exp.v[0].when;
+	return t;
+}
+
+const struct queue_env *queue_sched_env(const struct queue_sched *s, uint64_t qid)
+{
+	struct sm *m = sm_find(s, qid);
+
+	return m ? &m->env : NULL;
+}
+
+void queue_sched_get_stats(const struct queue_sched *s, struct queue_sched_stats *st)
+{
+	memset(st, 0, sizeof(*st));
+	st->messages = s->mcount;
+	for (size_t i = 0; i < s->mcap; i++)
+		for (struct sm *m = s->mt[i]; m; m = m->next) {
+			st->waiting += m->state == SM_WAITING;
+			st->ready += m->state == SM_READY;
+			st->held += m->state == SM_HELD;
+			st->inflight += m->inflight;
+		}
+	st->dests = s->nd;
+	for (size_t i = 0; i < s->nd; i++)
+		st->suspended += s->dlist[i]->suspended_until > 0 && s->dlist[i]->probing;
+}

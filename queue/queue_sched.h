@@ -1,0 +1,153 @@
+/*
+ * queue_sched.h - which message goes where and when: per-destination
+ * queues and limits, retries with backoff, suspension, expiry, hold.
+ *
+ * SYNOPSIS
+ *	queue_sched_conf_load(conf, &sc);
+ *	s = queue_sched_new(&sc, &ops, seed);
+ *	queue_sched_add(s, env, now);            (from the spool at start, and
+ *	                                          for each newly spooled message)
+ *	queue_sched_tick(s, now);                (due messages, expiry)
+ *	n = queue_sched_jobs(s, now, jobs, max); (delivery jobs to the workers)
+ *	queue_sched_result(s, &job, &res, now);  (their outcome)
+ *	queue_sched_free(s);
+ *
+ * DESCRIPTION
+ *	The scheduler runs in the control thread and owns no I/O: the caller
+ *	passes the time to every call (tests use a fake clock), and the
+ *	scheduler reports what must be persisted through @p ops: store (an
+ *	envelope changed), dsn (recipients that failed for good and want a
+ *	DSN, once per recipient, grouped per message) and done (every
+ *	recipient is final; remove the message).
+ *
+ *	A destination is a recipient domain (lower case); it maps to one
+ *	worker shard (FNV-1a of the name modulo the number of workers), so
+ *	its limits need no locks. A job is one SMTP transaction: one message
+ *	and up to max_recipients of its recipients at one destination.
+ *	Limits per destination: max_connections (concurrent jobs),
+ *	max_messages_per_connection (passed to the worker in the job),
+ *	max_recipients (per transaction) and rate (jobs per second, token
+ *	bucket; 0 = unlimited). They come from [queue] dest_* keys and may be
+ *	overridden per destination in a section [dest DOMAIN].
+ *
+ *	Retries: after an attempt that leaves recipients deferred, the
+ *	message's next attempt is min_backoff * 2^(attempts-1), at most
+ *	max_backoff, times a random factor in [1 - jitter, 1 + jitter]
+ *	(RFC 5321 section 4.5.4.1: retry in minutes at first, give up after
+ *	days). A message older than lifetime (default 5 days) is expired:
+ *	its remaining recipients are bounced and reported in one DSN.
+ *
+ *	Suspension: after suspend_after consecutive connection failures a
+ *	destination is suspended for suspend_time (doubling on each renewed
+ *	suspension, at most max_suspend_time); while suspended none of its
+ *	messages is tried, so one dead domain burns no attempts. When the
+ *	time is up one probe job goes out; success resumes the destination
+ *	fully, failure suspends it again.
+ *
+ *	Held messages are not tried and do not expire until released.
+ */
+#ifndef QUEUE_SCHED_H
+#define QUEUE_SCHED_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "queue/queue_env.h"
+
+struct dmta_conf;
+struct queue_sched;
+
+struct queue_dest_limits {
+	uint32_t max_connections;
+	uint32_t max_messages_per_connection;
+	uint32_t max_recipients;
+	uint32_t rate; /* jobs per second, 0 = unlimited */
+};
+
+struct queue_sched_conf {
+	uint64_t min_backoff_ms;       /* default 5 min */
+	uint64_t max_backoff_ms;       /* default 4 h */
+	uint32_t jitter_pct;	       /* default 20 (+-20 %) */
+	uint64_t lifetime_ms;	       /* default 5 days */
+	uint32_t suspend_after;	       /* consecutive connection failures, default 5 */
+	uint64_t suspend_ms;	       /* default 10 min */
+	uint64_t max_suspend_ms;       /* default 2 h */
+	uint32_t workers;	       /* shards, default 1 */
+	struct queue_dest_limits dest; /* defaults for every destination */
+	const struct dmta_conf *conf;  /* for [dest DOMAIN] overrides; may be NULL */
+};
+
+struct queue_sched_ops {
+	/** The envelope changed (states, replies, attempts, next attempt): persist it. */
+	void (*store)(void *ctx, const struct queue_env *env);
+	/** Recipients @p rcpt[0..n) of @p env failed for good: send one DSN for them. */
+	void (*dsn)(void *ctx, const struct queue_env *env, const uint32_t *rcpt, uint32_t n);
+	/** Every recipient of @p env is final: remove the message from the spool. */
+	void (*done)(void *ctx, const struct queue_env *env);
+	void *ctx;
+};
+
+#define QUEUE_JOB_MAX_RCPT 1000
+
+struct queue_job {
+	uint64_t qid;
+	const char *domain; /* owned by the scheduler; valid while it lives */
+	unsigned shard;
+	uint32_t max_messages_per_connection;
+	uint32_t nrcpt;
+	uint32_t *rcpt; /* indices into the message's recipients (owned by the scheduler) */
+	void *priv;
+};
+
+struct queue_result {
+	bool connected; /* false: no SMTP session (connection failed); every recipient deferred */
+	const char *reply;	 /* the session-level reply when !connected */
+	const int *code;	 /* per recipient of the job: SMTP reply code (2xx, 4xx, 5xx) */
+	const char *const *text; /* per recipient: the reply text */
+};
+
+struct queue_sched_stats {
+	uint64_t messages, waiting, ready, inflight, held;
+	uint64_t dests, suspended;
+};
+
+/** Defaults, then [queue] keys and @p conf's [dest DOMAIN] sections. 0 or -EINVAL. */
+int queue_sched_conf_load(const struct dmta_conf *conf, struct queue_sched_conf *c);
+
+struct queue_sched *queue_sched_new(const struct queue_sched_conf *c,
+				    const struct queue_sched_ops *ops, uint64_t seed);
+void queue_sched_free(struct queue_sched *s);
+
+/** Track a spooled message (copied). 0, -EEXIST or -ENOMEM. */
+int queue_sched_add(struct queue_sched *s, const struct queue_env *env, uint64_t now_ns);
+/** Forget a message (deleted by an admin). 0 or -ENOENT; -EBUSY while a job runs. */
+int queue_sched_remove(struct queue_sched *s, uint64_t qid);
+int queue_sched_hold(struct queue_sched *s, uint64_t qid);
+int queue_sched_release(struct queue_sched *s, uint64_t qid, uint64_t now_ns);
+/** Make every waiting message (at @p domain, or all for NULL) due now. Count. */
+int queue_sched_flush(struct queue_sched *s, const char *domain, uint64_t now_ns);
+
+/** Move due messages to their destinations' queues; expire old ones. Count expired. */
+int queue_sched_tick(struct queue_sched *s, uint64_t now_ns);
+/** Up to @p max jobs that limits allow now. Count. */
+int queue_sched_jobs(struct queue_sched *s, uint64_t now_ns, struct queue_job *jobs, int max);
+/** The outcome of a job from queue_sched_jobs(); the job is gone afterwards. 0 or -errno. */
+int queue_sched_result(struct queue_sched *s, struct queue_job *job, const struct queue_result *res,
+		       uint64_t now_ns);
+
+/** When the next message becomes due (UINT64_MAX: none), for the caller's timer. */
+uint64_t queue_sched_next_due(const struct queue_sched *s);
+
+/** The shard of a destination. */
+unsigned queue_sched_shard(const struct queue_sched *s, const char *domain);
+/** The limits that apply to @p domain. */
+struct queue_dest_limits queue_sched_limits(struct queue_sched *s, const char *domain);
+/** True while @p domain is suspended at @p now_ns. */
+bool queue_sched_suspended(struct queue_sched *s, const char *domain, uint64_t now_ns);
+/** The delay before attempt @p attempts + 1, without jitter, in ms. */
+uint64_t queue_sched_backoff_ms(const struct queue_sched_conf *c, uint32_t attempts);
+/** The current envelope of a tracked message (a view), or NULL. */
+const struct queue_env *queue_sched_env(const struct queue_sched *s, uint64_t qid);
+void queue_sched_get_stats(const struct queue_sched *s, struct queue_sched_stats *st);
+
+#endif

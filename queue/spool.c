@@ -1,0 +1,958 @@
+/*
+ * spool.c - the LMDB spool; see spool.h and queue/FORMAT.md.
+ *
+ * Keys that must sort by number (queue ids, attempt times) are stored
+ * big-endian so that LMDB's byte order is numeric order.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <lmdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "core/base/dmta_conf.h"
+#include "core/base/dmta_log.h"
+#include "core/base/dmta_time.h"
+#include "queue/spool.h"
+
+enum spool_db { DB_META, DB_MSG, DB_ENV, DB_SCHED, DB_DOM, DB_QUAR, DB_COUNT };
+
+static const char *const db_names[DB_COUNT] = {"meta", "msg", "env", "sched", "dom", "quar"};
+
+struct spool {
+	MDB_env *env;
+	MDB_dbi dbi[DB_COUNT];
+	char *path;
+	bool readonly;
+};
+
+struct spool_txn {
+	struct spool *sp;
+	MDB_txn *txn;
+	bool write;
+	bool id_loaded;
+	uint64_t next_id;
+};
+
+static int sp_err(int rc)
+{
+	switch (rc) {
+	case MDB_SUCCESS:
+		return 0;
+	case MDB_NOTFOUND:
+		return -ENOENT;
+	case MDB_MAP_FULL:
+		return -ENOSPC;
+	case MDB_READERS_FULL:
+	case MDB_MAP_RESIZED:
+		return -EAGAIN;
+	case MDB_TXN_FULL:
+		return -E2BIG;
+	case MDB_VERSION_MISMATCH:
+	case MDB_INVALID:
+		return -EPROTO;
+	case MDB_CORRUPTED:
+	case MDB_PANIC:
+	case MDB_PAGE_NOTFOUND:
+		return -EIO;
+	default:
+		return rc > 0 ? -rc : -EIO;
+	}
+}
+
+const char *spool_strerror(int err)
+{
+	if (err < 0)
+		err = -err;
+	switch (err) {
+	case ENOSPC:
+		return "spool full (disk or map size)";
+	case EPROTO:
+		return "spool format not understood by this program";
+	case EBADMSG:
+		return "record does not decode";
+	case EAGAIN:
+		return "spool busy, try again";
+	case E2BIG:
+		return "transaction too large";
+	default:
+		return strerror(err);
+	}
+}
+
+int spool_opts_from_conf(const struct dmta_conf *conf, struct spool_opts *o)
+{
+	uint64_t ms;
+
+	o->path = dmta_conf_str(conf, "spool", "path", SPOOL_DEFAULT_PATH);
+	if (dmta_conf_size(conf, "spool", "map_size", SPOOL_DEFAULT_MAP_SIZE, 64 * 1024, 1ULL << 44,
+			   &ms) < 0)
+		return -EINVAL;
+	o->map_size = ms;
+	return 0;
+}
+
+const char *spool_path(const struct spool *sp)
+{
+	return sp->path;
+}
+
+static void be64(unsigned char *p, uint64_t v)
+{
+	for (int i = 7; i >= 0; i--, v >>= 8)
+		p[i] = (unsigned char)v;
+}
+
+static uint64_t get_be64(const unsigned char *p)
+{
+	uint64_t v = 0;
+
+	for (int i = 0; i < 8; i++)
+		v = v << 8 | p[i];
+	return v;
+}
+
+static int spool_init_dbs(struct spool *sp)
+{
+	MDB_txn *txn;
+	unsigned flags = sp->readonly ? 0 : MDB_CREATE;
+	int rc;
+
+	rc = mdb_txn_begin(sp->env, NULL, sp->readonly ? MDB_RDONLY : 0, &txn);
+	if (rc != 0)
+		return sp_err(rc);
+	for (int i = 0; i < DB_COUNT; i++) {
+		rc = mdb_dbi_open(txn, db_names[i], flags, &sp->dbi[i]);
+		if (rc != 0)
+			goto fail;
+	}
+	{
+		MDB_val k = {6, (void *)"format"}, v;
+		uint32_t ver = SPOOL_FORMAT_VERSION;
+
+		rc = mdb_get(txn, sp->dbi[DB_META], &k, &v);
+		if (rc == MDB_NOTFOUND && !sp->readonly) {
+			v.mv_size = sizeof(ver);
+			v.mv_data = &ver;
+			rc = mdb_put(txn, sp->dbi[DB_META], &k, &v, 0);
+		} else if (rc == 0) {
+			if (v.mv_size != sizeof(ver))
+				rc = MDB_INVALID;
+			else
+				memcpy(&ver, v.mv_data, sizeof(ver));
+			if (rc == 0 && ver != SPOOL_FORMAT_VERSION)
+				rc = MDB_VERSION_MISMATCH;
+		}
+		if (rc != 0)
+			goto fail;
+	}
+	return sp_err(mdb_txn_commit(txn));
+fail:
+	mdb_txn_abort(txn);
+	return sp_err(rc);
+}
+
+struct spool *spool_open(const struct spool_opts *o, char *errmsg, size_t errlen)
+{
+	struct spool *sp;
+	struct stat st;
+	unsigned flags = MDB_NOTLS;
+	int rc;
+
+	if (o->create && !o->readonly && mkdir(o->path, 0750) < 0 && errno != EEXIST) {
+		rc = -errno;
+		snprintf(errmsg, errlen, "cannot create spool %s: %s", o->path, strerror(-rc));
+		errno = -rc;
+		return NULL;
+	}
+	if (stat(o->path, &st) < 0 || !S_ISDIR(st.st_mode)) {
+		rc = stat(o->path, &st) < 0 ? errno : ENOTDIR;
+		snprintf(errmsg, errlen, "spool %s: %s", o->path, strerror(rc));
+		errno = rc;
+		return NULL;
+	}
+	if (!o->readonly && access(o->path, W_OK) < 0) {
+		rc = errno;
+		snprintf(errmsg, errlen, "spool %s not writable: %s", o->path, strerror(rc));
+		errno = rc;
+		return NULL;
+	}
+	sp = calloc(1, sizeof(*sp));
+	if (sp == NULL || (sp->path = strdup(o->path)) == NULL) {
+		free(sp);
+		snprintf(errmsg, errlen, "out of memory");
+		errno = ENOMEM;
+		return NULL;
+	}
+	sp->readonly = o->readonly;
+	if (o->readonly)
+		flags |= MDB_RDONLY;
+	rc = mdb_env_create(&sp->env);
+	if (rc == 0)
+		rc = mdb_env_set_maxdbs(sp->env, DB_COUNT + 2);
+	if (rc == 0)
+		rc = mdb_env_set_mapsize(sp->env,
+					 o->map_size ? o->map_size : SPOOL_DEFAULT_MAP_SIZE);
+	if (rc == 0)
+		rc = mdb_env_open(sp->env, o->path, flags, 0640);
+	if (rc == 0) {
+		int dead = 0;
+
+		/* Readers left behind by killed injectors would pin old pages. */
+		mdb_reader_check(sp->env, &dead);
+		rc = spool_init_dbs(sp);
+		rc = rc < 0 ? -rc : 0;
+		if (rc == EPROTO) {
+			snprintf(errmsg, errlen, "spool %s: format is not version %d", o->path,
+				 SPOOL_FORMAT_VERSION);
+			goto fail;
+		}
+	}
+	if (rc != 0) {
+		rc = -sp_err(rc);
+		snprintf(errmsg, errlen, "cannot open spool %s: %s", o->path, spool_strerror(rc));
+		goto fail;
+	}
+	return sp;
+fail:
+	if (sp->env)
+		mdb_env_close(sp->env);
+	free(sp->path);
+	free(sp);
+	errno = rc;
+	return NULL;
+}
+
+void spool_close(struct spool *sp)
+{
+	if (sp == NULL)
+		return;
+	mdb_env_close(sp->env);
+	free(sp->path);
+	free(sp);
+}
+
+int spool_begin(struct spool *sp, bool write, struct spool_txn **out)
+{
+	struct spool_txn *t = calloc(1, sizeof(*t));
+	int rc;
+
+	if (t == NULL)
+		return -ENOMEM;
+	if (write && sp->readonly) {
+		free(t);
+		return -EROFS;
+	}
+	t->sp = sp;
+	t->write = write;
+	for (int tries = 0;; tries++) {
+		rc = mdb_txn_begin(sp->env, NULL, write ? 0 : MDB_RDONLY, &t->txn);
+		/* Another process grew the map: adopt its size and retry. */
+		if (rc == MDB_MAP_RESIZED && tries < 3) {
+			mdb_env_set_mapsize(sp->env, 0);
+			continue;
+		}
+		break;
+	}
+	if (rc != 0) {
+		free(t);
+		return sp_err(rc);
+	}
+	*out = t;
+	return 0;
+}
+
+int spool_commit(struct spool_txn *t)
+{
+	int rc = 0;
+
+	if (t->write && t->id_loaded) {
+		MDB_val k = {7, (void *)"next_id"}, v = {8, &t->next_id};
+
+		rc = mdb_put(t->txn, t->sp->dbi[DB_META], &k, &v, 0);
+	}
+	if (rc != 0)
+		mdb_txn_abort(t->txn);
+	else
+		rc = mdb_txn_commit(t->txn);
+	free(t);
+	return sp_err(rc);
+}
+
+void spool_abort(struct spool_txn *t)
+{
+	if (t == NULL)
+		return;
+	mdb_txn_abort(t->txn);
+	free(t);
+}
+
+/* Indexes. */
+
+static void sched_key(unsigned char k[16], uint64_t when, uint64_t qid)
+{
+	be64(k, when);
+	be64(k + 8, qid);
+}
+
+/* domain (lower case) NUL qid; returns the key length or 0 if too long. */
+static size_t dom_key(unsigned char *k, size_t cap, const char *domain, uint64_t qid)
+{
+	size_t n = strlen(domain);
+
+	if (n + 9 > cap)
+		return 0;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)domain[i];
+
+		k[i] = (c >= 'A' && c <= 'Z') ? c + 32 : c;
+	}
+	k[n] = 0;
+	be64(k + n + 1, qid);
+	return n + 9;
+}
+
+static bool rcpt_active(const struct queue_rcpt *r)
+{
+	return r->state == QUEUE_RCPT_PENDING || r->state == QUEUE_RCPT_DEFERRED;
+}
+
+/* Is recipient i the first active one with its domain (so each domain is indexed once)? */
+static bool first_of_domain(const struct queue_env *env, uint32_t i)
+{
+	const char *d = queue_addr_domain(env->rcpt[i].addr);
+
+	for (uint32_t j = 0; j < i; j++)
+		if (rcpt_active(&env->rcpt[j]) &&
+		    strcasecmp(queue_addr_domain(env->rcpt[j].addr), d) == 0)
+			return false;
+	return true;
+}
+
+static int index_apply(struct spool_txn *t, const struct queue_env *env, bool add)
+{
+	unsigned char k[300];
+	MDB_val key, val = {0, (void *)""};
+	int rc;
+
+	if (!queue_env_active(env))
+		return 0;
+	if (!(env->flags & QUEUE_F_HOLD)) {
+		sched_key(k, env->next_attempt_ns, env->qid);
+		key.mv_size = 16;
+		key.mv_data = k;
+		rc = add ? mdb_put(t->txn, t->sp->dbi[DB_SCHED], &key, &val, 0)
+			 : mdb_del(t->txn, t->sp->dbi[DB_SCHED], &key, NULL);
+		if (rc != 0 && rc != MDB_NOTFOUND)
+			return sp_err(rc);
+	}
+	for (uint32_t i = 0; i < env->nrcpt; i++) {
+		if (!rcpt_active(&env->rcpt[i]) || !first_of_domain(env, i))
+			continue;
+		key.mv_size = dom_key(k, sizeof(k), queue_addr_domain(env->rcpt[i].addr), env->qid);
+		if (key.mv_size == 0)
+			continue; /* longer than any domain may be; never indexed */
+		key.mv_data = k;
+		rc = add ? mdb_put(t->txn, t->sp->dbi[DB_DOM], &key, &val, 0)
+			 : mdb_del(t->txn, t->sp->dbi[DB_DOM], &key, NULL);
+		if (rc != 0 && rc != MDB_NOTFOUND)
+			return sp_err(rc);
+	}
+	return 0;
+}
+
+static int env_write(struct spool_txn *t, const struct queue_env *env)
+{
+	unsigned char k[8];
+	size_t n = queue_env_encoded_size(env);
+	unsigned char stackbuf[1024];
+	unsigned char *buf = n <= sizeof(stackbuf) ? stackbuf : malloc(n);
+	MDB_val key = {8, k}, val;
+	long len;
+	int rc;
+
+	if (buf == NULL)
+		return -ENOMEM;
+	/*
+	 * Encode into our own buffer, not with MDB_RESERVE: @p env may be a
+	 * view of the very record being replaced.
+	 */
+	len = queue_env_encode(env, buf, n);
+	if (len < 0) {
+		rc = (int)len;
+	} else {
+		be64(k, env->qid);
+		val.mv_size = (size_t)len;
+		val.mv_data = buf;
+		rc = sp_err(mdb_put(t->txn, t->sp->dbi[DB_ENV], &key, &val, 0));
+	}
+	if (buf != stackbuf)
+		free(buf);
+	return rc;
+}
+
+int spool_put(struct spool_txn *t, struct queue_env *env, const void *msg, size_t len)
+{
+	unsigned char k[8];
+	MDB_val key = {8, k}, val;
+	int rc;
+
+	if (!t->write)
+		return -EROFS;
+	if (env->nrcpt == 0 || env->sender == NULL)
+		return -EINVAL;
+	if (!t->id_loaded) {
+		MDB_val mk = {7, (void *)"next_id"}, mv;
+
+		rc = mdb_get(t->txn, t->sp->dbi[DB_META], &mk, &mv);
+		if (rc == 0 && mv.mv_size == 8)
+			memcpy(&t->next_id, mv.mv_data, 8);
+		else if (rc == MDB_NOTFOUND)
+			t->next_id = 1;
+		else
+			return rc ? sp_err(rc) : -EIO;
+		t->id_loaded = true;
+	}
+	env->qid = t->next_id++;
+	env->size = len;
+	if (env->arrival_ns == 0)
+		env->arrival_ns = dmta_wall_ns();
+	if (env->next_attempt_ns == 0)
+		env->next_attempt_ns = env->arrival_ns;
+	be64(k, env->qid);
+	val.mv_size = len;
+	val.mv_data = NULL;
+	rc = mdb_put(t->txn, t->sp->dbi[DB_MSG], &key, &val, MDB_NOOVERWRITE | MDB_RESERVE);
+	if (rc != 0)
+		return sp_err(rc);
+	if (len)
+		memcpy(val.mv_data, msg, len);
+	rc = env_write(t, env);
+	if (rc == 0)
+		rc = index_apply(t, env, true);
+	return rc;
+}
+
+static int env_raw(struct spool_txn *t, uint64_t qid, MDB_val *val)
+{
+	unsigned char k[8];
+	MDB_val key = {8, k};
+
+	be64(k, qid);
+	return sp_err(mdb_get(t->txn, t->sp->dbi[DB_ENV], &key, val));
+}
+
+int spool_env_get(struct spool_txn *t, uint64_t qid, struct queue_env *env)
+{
+	MDB_val val;
+	int rc = env_raw(t, qid, &val);
+
+	if (rc < 0) {
+		memset(env, 0, sizeof(*env));
+		return rc;
+	}
+	rc = queue_env_decode(val.mv_data, val.mv_size, env);
+	if (rc == 0 && env->qid != qid) {
+		queue_env_release(env);
+		rc = -EBADMSG;
+	}
+	return rc;
+}
+
+int spool_env_store(struct spool_txn *t, const struct queue_env *env)
+{
+	struct queue_env old;
+	int rc;
+
+	if (!t->write)
+		return -EROFS;
+	rc = spool_env_get(t, env->qid, &old);
+	if (rc == -ENOENT)
+		return rc; /* deleted meanwhile: do not resurrect it */
+	if (rc == 0) {
+		rc = index_apply(t, &old, false);
+		queue_env_release(&old);
+		if (rc < 0)
+			return rc;
+	} else if (rc != -EBADMSG) {
+		return rc;
+	}
+	rc = env_write(t, env);
+	if (rc == 0)
+		rc = index_apply(t, env, true);
+	return rc;
+}
+
+int spool_msg_get(struct spool_txn *t, uint64_t qid, const void **p, size_t *len)
+{
+	unsigned char k[8];
+	MDB_val key = {8, k}, val;
+	int rc;
+
+	be64(k, qid);
+	rc = mdb_get(t->txn, t->sp->dbi[DB_MSG], &key, &val);
+	if (rc != 0)
+		return sp_err(rc);
+	*p = val.mv_data;
+	*len = val.mv_size;
+	return 0;
+}
+
+static int del_key(struct spool_txn *t, enum spool_db db, uint64_t qid)
+{
+	unsigned char k[8];
+	MDB_val key = {8, k};
+	int rc;
+
+	be64(k, qid);
+	rc = mdb_del(t->txn, t->sp->dbi[db], &key, NULL);
+	return rc == MDB_NOTFOUND ? -ENOENT : sp_err(rc);
+}
+
+int spool_delete(struct spool_txn *t, uint64_t qid)
+{
+	struct queue_env env;
+	int rc, rc2;
+
+	if (!t->write)
+		return -EROFS;
+	rc = spool_env_get(t, qid, &env);
+	if (rc == 0) {
+		rc = index_apply(t, &env, false);
+		queue_env_release(&env);
+		if (rc < 0)
+			return rc;
+	} else if (rc != -EBADMSG && rc != -ENOENT) {
+		return rc;
+	}
+	rc = del_key(t, DB_ENV, qid);
+	rc2 = del_key(t, DB_MSG, qid);
+	if (rc == -ENOENT && rc2 == -ENOENT)
+		return -ENOENT;
+	if (rc < 0 && rc != -ENOENT)
+		return rc;
+	return rc2 < 0 && rc2 != -ENOENT ? rc2 : 0;
+}
+
+static int quar_put(struct spool_txn *t, uint64_t qid, char type, const void *p, size_t n)
+{
+	unsigned char k[9];
+	MDB_val key = {9, k}, val = {n, (void *)p};
+
+	be64(k, qid);
+	k[8] = (unsigned char)type;
+	return sp_err(mdb_put(t->txn, t->sp->dbi[DB_QUAR], &key, &val, 0));
+}
+
+int spool_quarantine(struct spool_txn *t, uint64_t qid, const char *reason)
+{
+	MDB_val val;
+	const void *m;
+	size_t mlen;
+	char id[17];
+	int rc;
+
+	if (!t->write)
+		return -EROFS;
+	rc = quar_put(t, qid, 'r', reason, strlen(reason));
+	if (rc == 0 && env_raw(t, qid, &val) == 0)
+		rc = quar_put(t, qid, 'e', val.mv_data, val.mv_size);
+	if (rc == 0 && spool_msg_get(t, qid, &m, &mlen) == 0)
+		rc = quar_put(t, qid, 'm', m, mlen);
+	if (rc < 0)
+		return rc;
+	/* Index entries that still name it are dropped by spool_check(). */
+	rc = del_key(t, DB_ENV, qid);
+	if (rc < 0 && rc != -ENOENT)
+		return rc;
+	rc = del_key(t, DB_MSG, qid);
+	if (rc < 0 && rc != -ENOENT)
+		return rc;
+	dmta_err("spool: quarantined record %s: %s", queue_id_fmt(qid, id), reason);
+	return 0;
+}
+
+int spool_foreach(struct spool_txn *t,
+		  int (*fn)(struct spool_txn *t, const struct queue_env *env, void *arg), void *arg,
+		  unsigned *bad)
+{
+	MDB_cursor *c;
+	MDB_val key, val;
+	uint64_t *badids = NULL;
+	size_t nbad = 0;
+	int rc, ret = 0;
+
+	if (bad)
+		*bad = 0;
+	rc = mdb_cursor_open(t->txn, t->sp->dbi[DB_ENV], &c);
+	if (rc != 0)
+		return sp_err(rc);
+	for (rc = mdb_cursor_get(c, &key, &val, MDB_FIRST); rc == 0;
+	     rc = mdb_cursor_get(c, &key, &val, MDB_NEXT)) {
+		struct queue_env env;
+		uint64_t qid = key.mv_size == 8 ? get_be64(key.mv_data) : 0;
+		int d = queue_env_decode(val.mv_data, val.mv_size, &env);
+
+		if (d == 0 && env.qid != qid) {
+			queue_env_release(&env);
+			d = -EBADMSG;
+		}
+		if (d == -ENOMEM) {
+			ret = d;
+			break;
+		}
+		if (d < 0) {
+			char id[17];
+			uint64_t *v;
+
+			if (bad)
+				(*bad)++;
+			if (!t->write) {
+				dmta_warn("spool: record %s does not decode; skipped "
+					  "(dmta-queue check --repair quarantines it)",
+					  queue_id_fmt(qid, id));
+				continue;
+			}
+			v = realloc(badids, (nbad + 1) * sizeof(*v));
+			if (v == NULL) {
+				ret = -ENOMEM;
+				break;
+			}
+			badids = v;
+			badids[nbad++] = qid;
+			continue;
+		}
+		ret = fn(t, &env, arg);
+		queue_env_release(&env);
+		if (ret != 0)
+			break;
+	}
+	mdb_cursor_close(c);
+	if (rc != 0 && rc != MDB_NOTFOUND && ret == 0)
+		ret = sp_err(rc);
+	for (size_t i = 0; i < nbad && ret == 0; i++)
+		ret = spool_quarantine(t, badids[i], "envelope record does not decode");
+	free(badids);
+	return ret;
+}
+
+int spool_due(struct spool_txn *t, uint64_t now_ns, uint64_t *qids, int max)
+{
+	MDB_cursor *c;
+	MDB_val key, val;
+	int n = 0, rc;
+
+	rc = mdb_cursor_open(t->txn, t->sp->dbi[DB_SCHED], &c);
+	if (rc != 0)
+		return sp_err(rc);
+	for (rc = mdb_cursor_get(c, &key, &val, MDB_FIRST); rc == 0 && n < max;
+	     rc = mdb_cursor_get(c, &key, &val, MDB_NEXT)) {
+		if (key.mv_size != 16)
+			continue;
+		if (get_be64(key.mv_data) > now_ns)
+			break;
+		qids[n++] = get_be64((unsigned char *)key.mv_data + 8);
+	}
+	mdb_cursor_close(c);
+	return (rc == 0 || rc == MDB_NOTFOUND) ? n : sp_err(rc);
+}
+
+int spool_by_domain(struct spool_txn *t, const char *domain, uint64_t *qids, int max)
+{
+	unsigned char k[300];
+	size_t plen = dom_key(k, sizeof(k), domain, 0);
+	MDB_cursor *c;
+	MDB_val key, val;
+	int n = 0, rc;
+
+	if (plen == 0)
+		return 0;
+	plen -= 8; /* the prefix: domain and its NUL */
+	rc = mdb_cursor_open(t->txn, t->sp->dbi[DB_DOM], &c);
+	if (rc != 0)
+		return sp_err(rc);
+	key.mv_size = plen;
+	key.mv_data = k;
+	for (rc = mdb_cursor_get(c, &key, &val, MDB_SET_RANGE); rc == 0 && n < max;
+	     rc = mdb_cursor_get(c, &key, &val, MDB_NEXT)) {
+		if (key.mv_size != plen + 8 || memcmp(key.mv_data, k, plen) != 0)
+			break;
+		qids[n++] = get_be64((unsigned char *)key.mv_data + plen);
+	}
+	mdb_cursor_close(c);
+	return (rc == 0 || rc == MDB_NOTFOUND) ? n : sp_err(rc);
+}
+
+/* Checking. */
+
+static bool env_wants_sched(const struct queue_env *env, uint64_t when)
+{
+	return queue_env_active(env) && !(env->flags & QUEUE_F_HOLD) &&
+	       env->next_attempt_ns == when;
+}
+
+static bool env_wants_dom(const struct queue_env *env, const char *domain)
+{
+	for (uint32_t i = 0; i < env->nrcpt; i++)
+		if (rcpt_active(&env->rcpt[i]) &&
+		    strcasecmp(queue_addr_domain(env->rcpt[i].addr), domain) == 0)
+			return true;
+	return false;
+}
+
+struct check_ctx {
+	struct spool_check_report *rep;
+	bool repair;
+	int missing_index;
+};
+
+static int check_one(struct spool_txn *t, const struct queue_env *env, void *arg)
+{
+	struct check_ctx *cx = arg;
+	const void *m;
+	size_t len;
+	int rc = spool_msg_get(t, env->qid, &m, &len);
+
+	if (rc == -ENOENT) {
+		cx->rep->missing_msg++;
+		return 0;
+	}
+	if (rc < 0)
+		return rc;
+	if (len != env->size)
+		cx->rep->size_mismatch++;
+	cx->rep->messages++;
+	/* Index entries it should have. */
+	if (queue_env_active(env)) {
+		unsigned char k[300];
+		MDB_val key = {16, k}, val;
+
+		if (!(env->flags & QUEUE_F_HOLD)) {
+			sched_key(k, env->next_attempt_ns, env->qid);
+			if (mdb_get(t->txn, t->sp->dbi[DB_SCHED], &key, &val) != 0)
+				cx->missing_index++;
+		}
+		for (uint32_t i = 0; i < env->nrcpt; i++) {
+			if (!rcpt_active(&env->rcpt[i]))
+				continue;
+			key.mv_size =
+			    dom_key(k, sizeof(k), queue_addr_domain(env->rcpt[i].addr), env->qid);
+			if (key.mv_size && mdb_get(t->txn, t->sp->dbi[DB_DOM], &key, &val) != 0)
+				cx->missing_index++;
+		}
+	}
+	return 0;
+}
+
+/* Walk one index; drop (when repairing) entries whose envelope disagrees. */
+static int check_index(struct spool_txn *t, enum spool_db db, struct check_ctx *cx)
+{
+	MDB_cursor *c;
+	MDB_val key, val;
+	int rc;
+
+	rc = mdb_cursor_open(t->txn, t->sp->dbi[db], &c);
+	if (rc != 0)
+		return sp_err(rc);
+	for (rc = mdb_cursor_get(c, &key, &val, MDB_FIRST); rc == 0;
+	     rc = mdb_cursor_get(c, &key, &val, MDB_NEXT)) {
+		const unsigned char *k = key.mv_data;
+		struct queue_env env;
+		bool ok = false;
+		uint64_t qid;
+
+		if (key.mv_size >= 9 && (db == DB_DOM || key.mv_size == 16) &&
+		    (db != DB_DOM || k[key.mv_size - 9] == 0)) {
+			qid = get_be64(k + key.mv_size - 8);
+			if (spool_env_get(t, qid, &env) == 0) {
+				if (db == DB_SCHED)
+					ok = env_wants_sched(&env, get_be64(k));
+				else
+					ok = env_wants_dom(&env, (const char *)k);
+				queue_env_release(&env);
+			}
+		}
+		if (ok)
+			continue;
+		cx->rep->stale_index++;
+		if (cx->repair && (rc = mdb_cursor_del(c, 0)) != 0)
+			break;
+	}
+	mdb_cursor_close(c);
+	return (rc == 0 || rc == MDB_NOTFOUND) ? 0 : sp_err(rc);
+}
+
+static int reindex_one(struct spool_txn *t, const struct queue_env *env, void *arg)
+{
+	return index_apply(t, env, true);
+}
+
+int spool_check(struct spool *sp, bool repair, struct spool_check_report *rep)
+{
+	struct check_ctx cx = {rep, repair, 0};
+	struct spool_txn *t;
+	unsigned bad = 0;
+	MDB_cursor *c;
+	MDB_val key, val;
+	uint64_t *orphans = NULL;
+	size_t norph = 0;
+	int rc;
+
+	memset(rep, 0, sizeof(*rep));
+	rc = spool_begin(sp, repair, &t);
+	if (rc < 0)
+		return rc;
+	rc = spool_foreach(t, check_one, &cx, &bad);
+	rep->bad_env = bad;
+	if (rc == 0)
+		rc = check_index(t, DB_SCHED, &cx);
+	if (rc == 0)
+		rc = check_index(t, DB_DOM, &cx);
+	if (rc == 0 && repair && cx.missing_index)
+		rc = spool_foreach(t, reindex_one, NULL, NULL);
+	rep->stale_index += (uint64_t)cx.missing_index;
+	/* Message bytes without an envelope. */
+	if (rc == 0 && (rc = sp_err(mdb_cursor_open(t->txn, sp->dbi[DB_MSG], &c))) == 0) {
+		int r;
+
+		for (r = mdb_cursor_get(c, &key, &val, MDB_FIRST); r == 0;
+		     r = mdb_cursor_get(c, &key, &val, MDB_NEXT)) {
+			MDB_val ev;
+			uint64_t qid = key.mv_size == 8 ? get_be64(key.mv_data) : 0;
+			uint64_t *v;
+
+			if (env_raw(t, qid, &ev) == 0)
+				continue;
+			rep->orphan_msg++;
+			v = realloc(orphans, (norph + 1) * sizeof(*v));
+			if (v == NULL) {
+				rc = -ENOMEM;
+				break;
+			}
+			orphans = v;
+			orphans[norph++] = qid;
+		}
+		mdb_cursor_close(c);
+	}
+	if (rc == 0 && repair)
+		for (size_t i = 0; i < norph && rc == 0; i++)
+			rc = spool_quarantine(t, orphans[i], "message bytes without an envelope");
+	free(orphans);
+	if (rc == 0) {
+		MDB_stat ms;
+
+		if (mdb_stat(t->txn, sp->dbi[DB_QUAR], &ms) == 0)
+			rep->quarantined = ms.ms_entries;
+	}
+	if (rc < 0 || !repair) {
+		spool_abort(t);
+		return rc;
+	}
+	return spool_commit(t);
+}
+
+struct stats_ctx {
+	struct spool_stats *st;
+};
+
+static int stats_one(struct spool_txn *t, const struct queue_env *env, void *arg)
+{
+	struct spool_stats *st = arg;
+
+	st->messages++;
+	st->bytes += env->size;
+	st->recipients += env->nrcpt;
+	if (env->flags & QUEUE_F_HOLD)
+		st->held++;
+	for (uint32_t i = 0; i < env->nrcpt; i++) {
+		switch (env->rcpt[i].state) {
+		case QUEUE_RCPT_PENDING:
+			st->pending++;
+			break;
+		case QUEUE_RCPT_DEFERRED:
+			st->deferred++;
+			break;
+		case QUEUE_RCPT_DELIVERED:
+			st->delivered++;
+			break;
+		case QUEUE_RCPT_BOUNCED:
+			st->bounced++;
+			break;
+		default:
+			dmta_panic("recipient state %u passed decoding", env->rcpt[i].state);
+		}
+	}
+	return 0;
+}
+
+int spool_get_stats(struct spool_txn *t, struct spool_stats *st)
+{
+	MDB_envinfo info;
+	MDB_stat ms;
+	int rc;
+
+	memset(st, 0, sizeof(*st));
+	rc = spool_foreach(t, stats_one, st, NULL);
+	if (rc < 0)
+		return rc;
+	if (mdb_stat(t->txn, t->sp->dbi[DB_QUAR], &ms) == 0)
+		st->quarantined = ms.ms_entries;
+	if (mdb_env_info(t->sp->env, &info) == 0 && mdb_env_stat(t->sp->env, &ms) == 0) {
+		st->map_size = info.me_mapsize;
+		st->map_used = (uint64_t)(info.me_last_pgno + 1) * ms.ms_psize;
+	}
+	return 0;
+}
+
+/* Wake-ups: one datagram; a missing or dead daemon is no error for injectors. */
+
+static int wake_addr(const char *spool_path, struct sockaddr_un *sa)
+{
+	memset(sa, 0, sizeof(*sa));
+	sa->sun_family = AF_UNIX;
+	if (snprintf(sa->sun_path, sizeof(sa->sun_path), "%s/%s", spool_path, SPOOL_WAKE_SOCKET) >=
+	    (int)sizeof(sa->sun_path))
+		return -ENAMETOOLONG;
+	return 0;
+}
+
+int spool_wake(const char *spool_path, const char *what)
+{
+	struct sockaddr_un sa;
+	int fd, rc = wake_addr(spool_path, &sa);
+
+	if (rc < 0)
+		return rc;
+	fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return -errno;
+	rc = sendto(fd, what, strlen(what), 0, (struct sockaddr *)&sa, sizeof(sa)) < 0 ? -errno : 0;
+	close(fd);
+	/* A full socket buffer means the daemon has wake-ups pending anyway. */
+	return rc == -EAGAIN ? 0 : rc;
+}
+
+int spool_wake_listen(const char *spool_path)
+{
+	struct sockaddr_un sa;
+	int fd, rc = wake_addr(spool_path, &sa);
+
+	if (rc < 0)
+		return rc;
+	fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return -errno;
+	unlink(sa.sun_path);
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		rc = -errno;
+		close(fd);
+		return rc;
+	}
+	return fd;
+}

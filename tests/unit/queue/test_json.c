@@ -1,0 +1,111 @@
+/*
+ * test_json.c - the injection record reader.
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "queue/queue_env.h"
+#include "queue/queue_json.h"
+
+static int parse(const char *s, struct queue_inject *r, const char **why)
+{
+	/* at the very end of a heap block, so over-reads are caught */
+	size_t n = strlen(s);
+	char *copy = malloc(n ? n : 1);
+	int rc;
+
+	memcpy(copy, s, n);
+	rc = queue_json_inject(copy, n, r, why);
+	free(copy);
+	return rc;
+}
+
+static void test_json_good(void **state)
+{
+	struct queue_inject r;
+	const char *why;
+
+	assert_int_equal(
+	    parse("{\"from\": \"a@b.c\", \"to\": [\"x@y.z\", \"q@r.s\"], "
+		  "\"data\": \"Subject: \\u00e9\\ud83d\\ude00\\r\\n\\r\\nhi\\\\\\\"\"}",
+		  &r, &why),
+	    0);
+	assert_string_equal(r.from, "a@b.c");
+	assert_int_equal(r.nto, 2);
+	assert_string_equal(r.to[1], "q@r.s");
+	assert_string_equal(r.data, "Subject: \xc3\xa9\xf0\x9f\x98\x80\r\n\r\nhi\\\"");
+	assert_int_equal(r.data_len, strlen(r.data));
+	queue_json_inject_free(&r);
+
+	assert_int_equal(parse(" { \"to\" : \"x@y.z\" , \"from\":\"\", \"path\":\"/tmp/m\", "
+			       "\"notify\":[\"success\",\"FAILURE\"], \"ret\":\"hdrs\", "
+			       "\"envid\":\"id1\" } ",
+			       &r, &why),
+			 0);
+	assert_string_equal(r.from, "");
+	assert_int_equal(r.nto, 1);
+	assert_null(r.data);
+	assert_string_equal(r.path, "/tmp/m");
+	assert_int_equal(r.notify, QUEUE_NOTIFY_SUCCESS | QUEUE_NOTIFY_FAILURE);
+	assert_int_equal(r.ret, QUEUE_RET_HDRS);
+	assert_string_equal(r.envid, "id1");
+	queue_json_inject_free(&r);
+}
+
+static void test_json_bad(void **state)
+{
+	static const char *bad[] = {
+	    "",
+	    "[]",
+	    "{",
+	    "{\"from\":\"a@b.c\"}",
+	    "{\"from\":\"a@b.c\",\"to\":[]}",
+	    "{\"from\":\"a@b.c\",\"to\":[\"x@y.z\"]}",
+	    "{\"from\":\"a@b.c\",\"to\":[\"x@y.z\"],\"data\":\"x\",\"path\":\"/p\"}",
+	    "{\"from\":\"a@b.c\",\"to\":[\"x@y.z\"],\"data\":\"x\"} x",
+	    "{\"from\":\"a@b.c\",\"to\":[\"x@y.z\"],\"data\":\"x\",\"extra\":1}",
+	    "{\"from\":\"a@b.c\",\"from\":\"a@b.c\",\"to\":[\"x@y.z\"],\"data\":\"x\"}",
+	    "{\"from\":\"a@b.c\",\"to\":[\"x@y.z\"],\"data\":\"\\u0000\"}",
+	    "{\"from\":\"a@b.c\",\"to\":[\"x@y.z\"],\"data\":\"\\ud800\"}",
+	    "{\"from\":\"a@b.c\",\"to\":[\"x@y.z\"],\"data\":\"\\udc00x\"}",
+	    "{\"from\":\"a@b.c\",\"to\":[\"x@y.z\"],\"data\":\"\\x\"}",
+	    "{\"from\":\"a@b.c\",\"to\":[\"x@y.z\"],\"data\":\"\\u12\"}",
+	    "{\"from\":\"a@b.c\",\"to\":[\"x@y.z\"],\"data\":\"tab\there\"}",
+	    "{\"from\":\"a@b.c\",\"to\":[\"x@y.z\",],\"data\":\"x\"}",
+	    "{\"from\":\"a@b.c\",\"to\":[\"x@y.z\"],\"data\":\"x\",\"notify\":\"never,delay\"}",
+	    "{\"from\":\"a@b.c\",\"to\":[\"x@y.z\"],\"data\":\"x\",\"notify\":\"often\"}",
+	    "{\"from\":\"a@b.c\",\"to\":[\"x@y.z\"],\"data\":\"x\",\"ret\":\"body\"}",
+	    "{\"from\":\"a@b.c\",\"to\":[\"x@y.z\"],\"data\":42}",
+	    "{\"from\":\"a@b.c\",\"to\":[\"x@y.z\"],\"data\":\"unterminated}",
+	    "{\"from\":\"a@b.c\",\"to\":[\"x@y.z\"],\"data\":\"x\\",
+	    "{\"from\" \"a@b.c\"}",
+	};
+	struct queue_inject r;
+	const char *why;
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		why = NULL;
+		if (parse(bad[i], &r, &why) != -EBADMSG)
+			fail_msg("got accept for %s, want reject", bad[i]);
+		if (why == NULL)
+			fail_msg("no reason for %s", bad[i]);
+	}
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_json_good),
+	    cmocka_unit_test(test_json_bad),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,614 @@
+/*
+ * test_sched.c - the scheduler on a fake clock, and DSN generation.
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "core/base/dmta_conf.h"
+#include "core/base/dmta_log.h"
+#include "core/base/dmta_time.h"
+#include "queue/queue_bounce.h"
+#include "queue/queue_sched.h"
+#include "queue/spool.h"
+
+#define MIN_NS (60 * DMTA_NS_PER_S)
+#define H_NS   (60 * MIN_NS)
+#define D_NS   (24 * H_NS)
+#define T0     (1700000000ULL * DMTA_NS_PER_S)
+
+struct dsn_rec {
+	uint64_t qid;
+	uint64_t when;
+	char text[8192]; /* the built DSN */
+	char rcpts[512]; /* "addr status|" per reported recipient */
+};
+
+struct rec {
+	int stores, dones;
+	uint64_t done_qid[64];
+	int ndsn;
+	struct dsn_rec dsn[16];
+	uint64_t now;
+};
+
+static void rec_store(void *ctx, const struct queue_env *env)
+{
+	((struct rec *)ctx)->stores++;
+}
+
+static void rec_dsn(void *ctx, const struct queue_env *env, const uint32_t *rcpt, uint32_t n)
+{
+	struct rec *r = ctx;
+	struct dsn_rec *d = &r->dsn[r->ndsn++];
+	struct queue_bounce_opts bo = {.hostname = "mx.test", .now_ns = r->now};
+	struct queue_buf out = {0};
+	struct queue_env benv;
+	const char *msg = "Subject: orig\r\n\r\nbody\r\n";
+	char st[16];
+
+	assert_true(r->ndsn <= 16);
+	d->qid = env->qid;
+	d->when = r->now;
+	for (uint32_t i = 0; i < n; i++) {
+		const struct queue_rcpt *x = &env->rcpt[rcpt[i]];
+
+		assert_int_equal(x->state, QUEUE_RCPT_BOUNCED);
+		snprintf(d->rcpts + strlen(d->rcpts), sizeof(d->rcpts) - strlen(d->rcpts), "%s %s|",
+			 x->addr, queue_bounce_status(x->reply, st));
+	}
+	assert_int_equal(queue_bounce_build(env, msg, strlen(msg), rcpt, n, &bo, &out, &benv), 0);
+	assert_true(benv.flags & QUEUE_F_DSN);
+	assert_string_equal(benv.sender, "");
+	assert_string_equal(benv.rcpt[0].addr, env->sender);
+	snprintf(d->text, sizeof(d->text), "%s", out.p);
+	queue_buf_free(&out);
+	queue_env_free(&benv);
+}
+
+static void rec_done(void *ctx, const struct queue_env *env)
+{
+	struct rec *r = ctx;
+
+	r->done_qid[r->dones++] = env->qid;
+}
+
+static struct queue_sched *new_sched(struct queue_sched_conf *c, struct rec *r, uint64_t seed)
+{
+	struct queue_sched_ops ops = {rec_store, rec_dsn, rec_done, r};
+	struct queue_sched *s = queue_sched_new(c, &ops, seed);
+
+	assert_non_null(s);
+	return s;
+}
+
+static void env_make(struct queue_env *e, uint64_t qid, const char *sender, const char **rcpts,
+		     int n, uint64_t arrival)
+{
+	memset(e, 0, sizeof(*e));
+	assert_int_equal(queue_env_set_sender(e, sender), 0);
+	for (int i = 0; i < n; i++)
+		assert_int_equal(queue_env_add_rcpt(e, rcpts[i], NULL, QUEUE_NOTIFY_DEFAULT), 0);
+	e->qid = qid;
+	e->arrival_ns = arrival;
+	e->next_attempt_ns = arrival;
+}
+
+static void add_msg(struct queue_sched *s, uint64_t qid, const char *sender, const char **rcpts,
+		    int n, uint64_t arrival)
+{
+	struct queue_env e;
+
+	env_make(&e, qid, sender, rcpts, n, arrival);
+	assert_int_equal(queue_sched_add(s, &e, arrival), 0);
+	queue_env_free(&e);
+}
+
+/* Answer every job: by domain, as a small Internet would. */
+static int answer(struct queue_sched *s, struct queue_job *jobs, int n, uint64_t now)
+{
+	for (int i = 0; i < n; i++) {
+		struct queue_job *j = &jobs[i];
+		int codes[QUEUE_JOB_MAX_RCPT];
+		const char *texts[QUEUE_JOB_MAX_RCPT];
+		struct queue_result res = {.connected = true, .code = codes, .text = texts};
+
+		for (uint32_t k = 0; k < j->nrcpt; k++) {
+			if (strcmp(j->domain, "ok.example") == 0) {
+				codes[k] = 250;
+				texts[k] = "250 2.0.0 ok";
+			} else if (strcmp(j->domain, "bad.example") == 0) {
+				codes[k] = 550;
+				texts[k] = "550 5.1.1 no such user";
+			} else {
+				codes[k] = 451;
+				texts[k] = "451 4.7.1 greylisted, try later";
+			}
+		}
+		if (strcmp(j->domain, "dead.example") == 0) {
+			res.connected = false;
+			res.reply = "4.4.1 connect to dead.example: Connection refused";
+		}
+		assert_int_equal(queue_sched_result(s, j, &res, now), 0);
+	}
+	return n;
+}
+
+static void test_backoff_schedule(void **state)
+{
+	struct queue_sched_conf c;
+	static const uint64_t want_min[] = {5, 10, 20, 40, 80, 160, 240, 240, 240};
+
+	assert_int_equal(queue_sched_conf_load(NULL, &c), 0);
+	assert_int_equal(c.lifetime_ms, 5ULL * 86400 * 1000);
+	for (uint32_t a = 1; a <= 9; a++)
+		assert_int_equal(queue_sched_backoff_ms(&c, a), want_min[a - 1] * 60 * 1000);
+	assert_int_equal(queue_sched_backoff_ms(&c, 1000), 240ULL * 60 * 1000);
+}
+
+/* Each retry is due within [1 - j, 1 + j] of the schedule, and the jitter spreads. */
+static void test_retry_and_jitter(void **state)
+{
+	struct queue_sched_conf c;
+	struct rec r = {0};
+	struct queue_sched *s;
+	struct queue_job jobs[64];
+	const char *to[] = {"u@slow.example"};
+	double lo = 2, hi = 0;
+	uint64_t now = T0;
+
+	assert_int_equal(queue_sched_conf_load(NULL, &c), 0);
+	c.dest.max_connections = 1000;
+	s = new_sched(&c, &r, 42);
+	for (uint64_t q = 1; q <= 500; q++)
+		add_msg(s, q, "s@x.example", to, 1, T0);
+	for (uint32_t attempt = 1; attempt <= 8; attempt++) {
+		int n;
+
+		r.now = now;
+		assert_int_equal(queue_sched_tick(s, now), 0);
+		n = 0;
+		for (int k; (k = queue_sched_jobs(s, now, jobs, 64)) > 0;)
+			n += answer(s, jobs, k, now);
+		assert_int_equal(n, 500);
+		for (uint64_t q = 1; q <= 500; q++) {
+			const struct queue_env *e = queue_sched_env(s, q);
+			double want = (double)queue_sched_backoff_ms(&c, attempt) * DMTA_NS_PER_MS;
+			double f = (double)(e->next_attempt_ns - now) / want;
+
+			assert_int_equal(e->attempts, attempt);
+			assert_int_equal(e->rcpt[0].attempts, attempt);
+			assert_int_equal(e->rcpt[0].state, QUEUE_RCPT_DEFERRED);
+			assert_string_equal(e->rcpt[0].reply, "451 4.7.1 greylisted, try later");
+			if (f < 0.8 - 1e-9 || f > 1.2 + 1e-9)
+				fail_msg("attempt %u: got factor %f, want within [0.8, 1.2]",
+					 attempt, f);
+			lo = f < lo ? f : lo;
+			hi = f > hi ? f : hi;
+		}
+		/* nothing is due a moment before the earliest retry */
+		assert_int_equal(queue_sched_tick(s, now + 1), 0);
+		assert_int_equal(queue_sched_jobs(s, now + 1, jobs, 64), 0);
+		now =
+		    now +
+		    (uint64_t)(1.2 * (double)queue_sched_backoff_ms(&c, attempt) * DMTA_NS_PER_MS) +
+		    1;
+	}
+	if (lo > 0.82 || hi < 1.18)
+		fail_msg("jitter does not spread: got [%f, %f]", lo, hi);
+	queue_sched_free(s);
+}
+
+static void test_limits_and_shards(void **state)
+{
+	struct dmta_conf *conf = dmta_conf_new();
+	struct queue_sched_conf c;
+	struct rec r = {0};
+	struct queue_sched *s;
+	struct queue_job jobs[64];
+	const char *to[7] = {"a@big.example", "b@BIG.example", "c@big.example",	 "d@big.example",
+			     "e@big.example", "f@big.example", "g@other.example"};
+	unsigned used[4] = {0};
+	int n;
+
+	assert_int_equal(dmta_conf_set(conf, "queue", "workers", "4"), 0);
+	assert_int_equal(dmta_conf_set(conf, "dest big.example", "max_connections", "2"), 0);
+	assert_int_equal(dmta_conf_set(conf, "dest big.example", "max_recipients", "4"), 0);
+	assert_int_equal(
+	    dmta_conf_set(conf, "dest big.example", "max_messages_per_connection", "7"), 0);
+	assert_int_equal(dmta_conf_set(conf, "dest rated.example", "rate", "2"), 0);
+	assert_int_equal(queue_sched_conf_load(conf, &c), 0);
+	s = new_sched(&c, &r, 1);
+	assert_int_equal(queue_sched_limits(s, "big.example").max_connections, 2);
+	assert_int_equal(queue_sched_limits(s, "other.example").max_connections, 10);
+
+	/* 7 recipients: 6 at big (items of 4 and 2), 1 at other; big runs 2 jobs at most */
+	add_msg(s, 1, "s@x.example", to, 7, T0);
+	add_msg(s, 2, "s@x.example", to, 6, T0);
+	r.now = T0;
+	queue_sched_tick(s, T0);
+	n = queue_sched_jobs(s, T0, jobs, 64);
+	{
+		int big = 0, other = 0;
+
+		for (int i = 0; i < n; i++) {
+			assert_int_equal(jobs[i].shard, queue_sched_shard(s, jobs[i].domain));
+			if (strcmp(jobs[i].domain, "big.example") == 0) {
+				big++;
+				assert_true(jobs[i].nrcpt <= 4);
+				assert_int_equal(jobs[i].max_messages_per_connection, 7);
+			} else {
+				other++;
+			}
+		}
+		assert_int_equal(big, 2);
+		assert_int_equal(other, 1);
+		answer(s, jobs, n, T0);
+		/* a slot freed: the next big.example jobs go out */
+		n = queue_sched_jobs(s, T0, jobs, 64);
+		assert_int_equal(n, 2);
+		answer(s, jobs, n, T0);
+	}
+
+	/* rate 2/s: a burst of 2, then one per half second */
+	for (uint64_t q = 10; q < 20; q++) {
+		const char *t1[] = {"u@rated.example"};
+
+		add_msg(s, q, "s@x.example", t1, 1, T0);
+	}
+	queue_sched_tick(s, T0);
+	n = queue_sched_jobs(s, T0, jobs, 64);
+	assert_int_equal(n, 2);
+	answer(s, jobs, n, T0);
+	assert_int_equal(queue_sched_jobs(s, T0 + DMTA_NS_PER_S / 10, jobs, 64), 0);
+	n = queue_sched_jobs(s, T0 + DMTA_NS_PER_S / 2, jobs, 64);
+	assert_int_equal(n, 1);
+	answer(s, jobs, n, T0 + DMTA_NS_PER_S / 2);
+
+	/* shards: case-insensitive, all four used */
+	assert_int_equal(queue_sched_shard(s, "Example.ORG"), queue_sched_shard(s, "example.org"));
+	for (int i = 0; i < 200; i++) {
+		char d[32];
+
+		snprintf(d, sizeof(d), "d%d.example", i);
+		used[queue_sched_shard(s, d)]++;
+	}
+	for (int i = 0; i < 4; i++)
+		assert_true(used[i] > 20);
+	queue_sched_free(s);
+	dmta_conf_free(conf);
+}
+
+static void test_suspend_resume(void **state)
+{
+	struct queue_sched_conf c;
+	struct rec r = {0};
+	struct queue_sched *s;
+	struct queue_job jobs[64];
+	const char *dead[] = {"u@dead.example"}, *ok[] = {"u@ok.example"};
+	uint64_t now = T0;
+	int n, tried = 0;
+
+	assert_int_equal(queue_sched_conf_load(NULL, &c), 0);
+	c.suspend_after = 3;
+	c.dest.max_connections = 1; /* one job at a time, so failures come one by one */
+	s = new_sched(&c, &r, 7);
+	for (uint64_t q = 1; q <= 20; q++)
+		add_msg(s, q, "s@x.example", dead, 1, T0);
+	for (uint64_t q = 100; q < 110; q++)
+		add_msg(s, q, "s@x.example", ok, 1, T0);
+	r.now = now;
+	queue_sched_tick(s, now);
+	/* three connection failures suspend dead.example; ok.example keeps going */
+	while ((n = queue_sched_jobs(s, now, jobs, 64)) > 0) {
+		for (int i = 0; i < n; i++)
+			tried += strcmp(jobs[i].domain, "dead.example") == 0;
+		answer(s, jobs, n, now);
+	}
+	assert_int_equal(tried, 3);
+	assert_true(queue_sched_suspended(s, "dead.example", now));
+	assert_false(queue_sched_suspended(s, "ok.example", now));
+	assert_int_equal(r.dones, 10); /* every ok.example message delivered */
+	/* the 17 untried messages spent no attempt */
+	{
+		int untried = 0, once = 0;
+
+		for (uint64_t q = 1; q <= 20; q++) {
+			uint32_t at = queue_sched_env(s, q)->rcpt[0].attempts;
+
+			untried += at == 0;
+			once += at == 1;
+		}
+		assert_int_equal(untried, 17);
+		assert_int_equal(once, 3);
+	}
+
+	/* still suspended after 9 minutes */
+	now += 9 * MIN_NS;
+	queue_sched_tick(s, now);
+	assert_int_equal(queue_sched_jobs(s, now, jobs, 64), 0);
+	/* after 10 minutes: exactly one probe; it fails: suspended for 20 minutes */
+	now += 2 * MIN_NS;
+	queue_sched_tick(s, now);
+	c.dest.max_connections = 1;
+	n = queue_sched_jobs(s, now, jobs, 64);
+	assert_int_equal(n, 1);
+	answer(s, jobs, n, now);
+	assert_true(queue_sched_suspended(s, "dead.example", now + 19 * MIN_NS));
+	assert_false(queue_sched_suspended(s, "dead.example", now + 21 * MIN_NS));
+	queue_sched_free(s);
+
+	/* resume: a successful probe opens the destination fully */
+	memset(&r, 0, sizeof(r));
+	c.dest.max_connections = 5;
+	c.suspend_after = 1;
+	s = new_sched(&c, &r, 7);
+	{
+		const char *flaky[] = {"u@flaky.example"};
+
+		for (uint64_t q = 1; q <= 20; q++)
+			add_msg(s, q, "s@x.example", flaky, 1, T0);
+	}
+	now = T0;
+	queue_sched_tick(s, now);
+	n = queue_sched_jobs(s, now, jobs, 64);
+	assert_int_equal(n, 5);
+	for (int i = 0; i < n; i++) {
+		struct queue_result res = {.connected = false, .reply = "4.4.1 refused"};
+
+		assert_int_equal(queue_sched_result(s, &jobs[i], &res, now), 0);
+	}
+	assert_true(queue_sched_suspended(s, "flaky.example", now));
+	now += 10 * MIN_NS + 1;
+	queue_sched_tick(s, now);
+	n = queue_sched_jobs(s, now, jobs, 64);
+	assert_int_equal(n, 1); /* the probe */
+	{
+		int code = 250;
+		const char *text = "250 ok";
+		struct queue_result res = {.connected = true, .code = &code, .text = &text};
+
+		assert_int_equal(queue_sched_result(s, &jobs[0], &res, now), 0);
+	}
+	n = queue_sched_jobs(s, now, jobs, 64);
+	assert_int_equal(n, 5); /* resumed: max_connections again */
+	queue_sched_free(s);
+}
+
+static void test_hold_release(void **state)
+{
+	struct queue_sched_conf c;
+	struct rec r = {0};
+	struct queue_sched *s;
+	struct queue_job jobs[8];
+	const char *ok[] = {"u@ok.example"};
+
+	assert_int_equal(queue_sched_conf_load(NULL, &c), 0);
+	s = new_sched(&c, &r, 3);
+	add_msg(s, 1, "s@x.example", ok, 1, T0);
+	assert_int_equal(queue_sched_hold(s, 1), 0);
+	queue_sched_tick(s, T0);
+	assert_int_equal(queue_sched_jobs(s, T0, jobs, 8), 0);
+	/* held past its lifetime: no expiry while held */
+	queue_sched_tick(s, T0 + 6 * D_NS);
+	assert_int_equal(r.ndsn, 0);
+	assert_non_null(queue_sched_env(s, 1));
+	assert_int_equal(queue_sched_release(s, 1, T0 + 6 * D_NS), 0);
+	assert_int_equal(queue_sched_hold(s, 99), -ENOENT);
+	r.now = T0 + 6 * D_NS;
+	/* released when overdue: expires at once, one DSN */
+	assert_int_equal(queue_sched_tick(s, T0 + 6 * D_NS), 1);
+	assert_int_equal(r.ndsn, 1);
+	assert_int_equal(r.dones, 1);
+	queue_sched_free(s);
+}
+
+/*
+ * Five days of a small Internet on a fake clock: every message ends
+ * delivered or in exactly one DSN per failure event, with the right
+ * recipients and status codes.
+ */
+static void test_expiry_dsn(void **state)
+{
+	struct queue_sched_conf c;
+	struct rec r = {0};
+	struct queue_sched *s;
+	struct queue_job jobs[64];
+	struct queue_env e;
+	const char *a[] = {"r1@ok.example", "r2@slow.example", "r3@dead.example",
+			   "r4@slow.example"};
+	const char *b[] = {"b1@bad.example", "b2@slow.example"};
+	const char *one[] = {"c1@slow.example"};
+	uint64_t now = T0, end = T0 + 5 * D_NS + 2 * H_NS;
+	int rounds = 0, na = 0, nb = 0, nb_bad = 0, ne = 0;
+
+	assert_int_equal(queue_sched_conf_load(NULL, &c), 0);
+	s = new_sched(&c, &r, 99);
+	/* A: delivered, deferred, dead, deferred with NOTIFY=NEVER */
+	env_make(&e, 1, "alice@x.example", a, 4, T0);
+	e.rcpt[3].notify = QUEUE_NOTIFY_NEVER;
+	assert_int_equal(queue_sched_add(s, &e, T0), 0);
+	queue_env_free(&e);
+	/* B: a hard failure at once, and a deferral that expires */
+	add_msg(s, 2, "bob@x.example", b, 2, T0);
+	/* C: a bounce itself (null sender); D: a DSN; E: arrives a day later */
+	add_msg(s, 3, "", one, 1, T0);
+	env_make(&e, 4, "daemon@x.example", one, 1, T0);
+	e.flags |= QUEUE_F_DSN;
+	assert_int_equal(queue_sched_add(s, &e, T0), 0);
+	queue_env_free(&e);
+	add_msg(s, 5, "eve@x.example", one, 1, T0 + D_NS);
+
+	while (now <= end) {
+		uint64_t next;
+
+		r.now = now;
+		queue_sched_tick(s, now);
+		for (int n; (n = queue_sched_jobs(s, now, jobs, 64)) > 0;)
+			answer(s, jobs, n, now);
+		next = queue_sched_next_due(s);
+		if (next == UINT64_MAX)
+			break;
+		now = next > now ? next : now + 1;
+		rounds++;
+		assert_true(rounds < 10000);
+	}
+	/* everything but E ended */
+	assert_int_equal(r.dones, 4);
+	assert_non_null(queue_sched_env(s, 5));
+	for (now = end; now <= T0 + 6 * D_NS + H_NS; now += 10 * MIN_NS) {
+		r.now = now;
+		queue_sched_tick(s, now);
+		for (int n; (n = queue_sched_jobs(s, now, jobs, 64)) > 0;)
+			answer(s, jobs, n, now);
+	}
+	assert_int_equal(r.dones, 5);
+	assert_null(queue_sched_env(s, 5));
+	for (int i = 0; i < r.ndsn; i++) {
+		struct dsn_rec *d = &r.dsn[i];
+
+		if (d->qid == 1) {
+			na++;
+			/* r1 delivered and r4 NOTIFY=NEVER are not reported */
+			assert_string_equal(d->rcpts,
+					    "r2@slow.example 4.7.1|r3@dead.example 4.4.1|");
+			assert_true(d->when >= T0 + 5 * D_NS);
+			assert_true(d->when < T0 + 5 * D_NS + H_NS);
+			assert_non_null(strstr(d->text, "Content-Type: multipart/report; "
+							"report-type=delivery-status;"));
+			assert_non_null(strstr(d->text,
+					       "Final-Recipient: rfc822; r2@slow.example\r\n"
+					       "Action: failed\r\nStatus: 4.7.1\r\n"));
+			assert_non_null(strstr(d->text,
+					       "Final-Recipient: rfc822; r3@dead.example\r\n"
+					       "Action: failed\r\nStatus: 4.4.1\r\n"));
+			assert_non_null(strstr(d->text, "To: <alice@x.example>"));
+			assert_null(strstr(d->text, "r1@ok.example"));
+			assert_null(strstr(d->text, "Final-Recipient: rfc822; r4@"));
+		} else if (d->qid == 2) {
+			nb++;
+			if (strcmp(d->rcpts, "b1@bad.example 5.1.1|") == 0) {
+				nb_bad++;
+				assert_true(d->when == T0); /* at once, not at expiry */
+				assert_non_null(
+				    strstr(d->text, "Diagnostic-Code: smtp; 550 5.1.1"));
+			} else {
+				assert_string_equal(d->rcpts, "b2@slow.example 4.7.1|");
+				assert_true(d->when >= T0 + 5 * D_NS);
+			}
+		} else if (d->qid == 5) {
+			ne++;
+			assert_true(d->when >= T0 + 6 * D_NS);
+			assert_string_equal(d->rcpts, "c1@slow.example 4.7.1|");
+		} else {
+			fail_msg("got a DSN for message %llu (null sender or a DSN itself)",
+				 (unsigned long long)d->qid);
+		}
+	}
+	assert_int_equal(na, 1);
+	assert_int_equal(nb, 2);
+	assert_int_equal(nb_bad, 1);
+	assert_int_equal(ne, 1);
+	assert_int_equal(r.ndsn, 4);
+	queue_sched_free(s);
+	(void)end;
+}
+
+static void test_bounce_status_and_spool(void **state)
+{
+	char st[16];
+	char dir[] = "/tmp/dmta-test-bounce-XXXXXX";
+	char err[256];
+	struct spool *sp;
+	struct spool_txn *t;
+	struct queue_env e, got;
+	const char *to[] = {"x@y.example"};
+	const char *msg = "Subject: big\r\n\r\nsecret body\r\n";
+	struct queue_bounce_opts bo = {.hostname = "mx.test", .now_ns = T0};
+	uint32_t idx = 0;
+	uint64_t qid;
+	const void *p;
+	size_t len;
+
+	assert_string_equal(queue_bounce_status("550 5.1.1 no such user", st), "5.1.1");
+	assert_string_equal(queue_bounce_status("451 4.7.1 later", st), "4.7.1");
+	assert_string_equal(queue_bounce_status("550 user unknown", st), "5.0.0");
+	assert_string_equal(queue_bounce_status("550 4.1.1 wrong class", st), "5.0.0");
+	assert_string_equal(queue_bounce_status(NULL, st), "4.4.7");
+	assert_string_equal(queue_bounce_status("4.4.1 connect failed", st), "4.4.1");
+	assert_string_equal(queue_bounce_status("554 5.7.1 see 1.2.3.4", st), "5.7.1");
+
+	assert_non_null(mkdtemp(dir));
+	sp = spool_open(&(struct spool_opts){.path = dir, .create = true}, err, sizeof(err));
+	assert_non_null(sp);
+	env_make(&e, 77, "alice@x.example", to, 1, T0);
+	e.ret = QUEUE_RET_HDRS;
+	e.envid = strdup("ENV77");
+	e.rcpt[0].state = QUEUE_RCPT_BOUNCED;
+	queue_env_set_reply(&e, 0, "550 5.1.1 no such user");
+	assert_int_equal(spool_begin(sp, true, &t), 0);
+	assert_int_equal(queue_bounce_queue(t, &e, msg, strlen(msg), &idx, 1, &bo, &qid), 0);
+	assert_int_equal(spool_commit(t), 0);
+	assert_int_equal(spool_begin(sp, false, &t), 0);
+	assert_int_equal(spool_env_get(t, qid, &got), 0);
+	assert_string_equal(got.sender, "");
+	assert_int_equal(got.nrcpt, 1);
+	assert_string_equal(got.rcpt[0].addr, "alice@x.example");
+	assert_true(got.flags & QUEUE_F_DSN);
+	queue_env_release(&got);
+	assert_int_equal(spool_msg_get(t, qid, &p, &len), 0);
+	{
+		char *text = strndup(p, len);
+
+		assert_non_null(strstr(text, "Original-Envelope-Id: ENV77\r\n"));
+		assert_non_null(strstr(text, "Content-Type: text/rfc822-headers"));
+		assert_null(strstr(text, "secret body")); /* RET=HDRS */
+		free(text);
+	}
+	spool_abort(t);
+	/* never to <>, never for a DSN */
+	{
+		struct queue_buf out = {0};
+		struct queue_env benv;
+
+		e.flags |= QUEUE_F_DSN;
+		assert_int_equal(
+		    queue_bounce_build(&e, msg, strlen(msg), &idx, 1, &bo, &out, &benv), -EINVAL);
+		e.flags = 0;
+		queue_env_set_sender(&e, "");
+		assert_int_equal(
+		    queue_bounce_build(&e, msg, strlen(msg), &idx, 1, &bo, &out, &benv), -EINVAL);
+		queue_buf_free(&out);
+	}
+	queue_env_free(&e);
+	spool_close(sp);
+	{
+		char cmd[128];
+
+		snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+		assert_int_equal(system(cmd), 0);
+	}
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_backoff_schedule),
+	    cmocka_unit_test(test_retry_and_jitter),
+	    cmocka_unit_test(test_limits_and_shards),
+	    cmocka_unit_test(test_suspend_resume),
+	    cmocka_unit_test(test_hold_release),
+	    cmocka_unit_test(test_expiry_dsn),
+	    cmocka_unit_test(test_bounce_status_and_spool),
+	};
+
+	dmta_log_init("test_sched", DMTA_LOG_ERR);
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

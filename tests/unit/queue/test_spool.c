@@ -1,0 +1,389 @@
+/*
+ * test_spool.c - envelope records and the LMDB spool.
+ */
+#include <errno.h>
+#include <lmdb.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "core/base/dmta_log.h"
+#include "queue/queue_env.h"
+#include "queue/spool.h"
+
+static char *tmpdir(void)
+{
+	char *d = strdup("/tmp/dmta-test-spool-XXXXXX");
+
+	assert_non_null(mkdtemp(d));
+	return d;
+}
+
+static void rmtree(const char *d)
+{
+	char cmd[512];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", d);
+	assert_int_equal(system(cmd), 0);
+}
+
+static void make_env(struct queue_env *env, int nrcpt)
+{
+	char a[64];
+
+	memset(env, 0, sizeof(*env));
+	assert_int_equal(queue_env_set_sender(env, "sender@example.org"), 0);
+	assert_int_equal(queue_env_set_envid(env, "ENV-1"), 0);
+	for (int i = 0; i < nrcpt; i++) {
+		snprintf(a, sizeof(a), "user%d@d%d.example", i, i % 3);
+		assert_int_equal(
+		    queue_env_add_rcpt(env, a, i ? "rfc822;x@y" : NULL, QUEUE_NOTIFY_FAILURE), 0);
+	}
+	env->flags = QUEUE_F_8BITMIME;
+	env->ret = QUEUE_RET_HDRS;
+}
+
+static void test_env_roundtrip(void **state)
+{
+	struct queue_env env, out;
+	unsigned char buf[4096];
+	long n;
+
+	make_env(&env, 5);
+	env.qid = 42;
+	env.arrival_ns = 1234567;
+	assert_int_equal(queue_env_set_reply(&env, 2, "451 4.7.1 try later"), 0);
+	env.rcpt[2].state = QUEUE_RCPT_DEFERRED;
+	env.rcpt[2].attempts = 3;
+	n = queue_env_encode(&env, buf, sizeof(buf));
+	assert_true(n > 0);
+	assert_int_equal((size_t)n, queue_env_encoded_size(&env));
+	assert_int_equal(queue_env_encode(&env, buf, (size_t)n - 1), -ENOSPC);
+	assert_int_equal(queue_env_decode(buf, (size_t)n, &out), 0);
+	assert_int_equal(out.qid, 42);
+	assert_int_equal(out.arrival_ns, 1234567);
+	assert_int_equal(out.flags, QUEUE_F_8BITMIME);
+	assert_int_equal(out.ret, QUEUE_RET_HDRS);
+	assert_string_equal(out.sender, "sender@example.org");
+	assert_string_equal(out.envid, "ENV-1");
+	assert_int_equal(out.nrcpt, 5);
+	assert_null(out.rcpt[0].orcpt);
+	assert_string_equal(out.rcpt[1].orcpt, "rfc822;x@y");
+	assert_string_equal(out.rcpt[2].reply, "451 4.7.1 try later");
+	assert_int_equal(out.rcpt[2].state, QUEUE_RCPT_DEFERRED);
+	assert_int_equal(out.rcpt[2].attempts, 3);
+	assert_int_equal(out.rcpt[4].notify, QUEUE_NOTIFY_FAILURE);
+	queue_env_release(&out);
+	queue_env_free(&env);
+}
+
+/* Every single-byte corruption and every truncation is refused, never crashes. */
+static void test_env_corrupt(void **state)
+{
+	struct queue_env env, out;
+	unsigned char buf[4096], bad[4096];
+	long n;
+
+	make_env(&env, 3);
+	n = queue_env_encode(&env, buf, sizeof(buf));
+	assert_true(n > 0);
+	for (long i = 0; i < n; i++) {
+		memcpy(bad, buf, (size_t)n);
+		bad[i] ^= 0x5a;
+		assert_int_equal(queue_env_decode(bad, (size_t)n, &out), -EBADMSG);
+		/* exactly at the end of a heap block, so ASan sees any over-read */
+		unsigned char *h = malloc((size_t)i);
+		memcpy(h, buf, (size_t)i);
+		assert_int_equal(queue_env_decode(h, (size_t)i, &out), -EBADMSG);
+		free(h);
+	}
+	queue_env_free(&env);
+}
+
+static struct spool *open_spool(const char *dir, uint64_t map)
+{
+	char err[256];
+	struct spool *sp = spool_open(
+	    &(struct spool_opts){.path = dir, .create = true, .map_size = map}, err, sizeof(err));
+
+	if (sp == NULL)
+		fail_msg("spool_open: %s", err);
+	return sp;
+}
+
+static int count_one(struct spool_txn *t, const struct queue_env *env, void *arg)
+{
+	(*(int *)arg)++;
+	return 0;
+}
+
+static int count(struct spool *sp)
+{
+	struct spool_txn *t;
+	int n = 0;
+
+	assert_int_equal(spool_begin(sp, false, &t), 0);
+	assert_int_equal(spool_foreach(t, count_one, &n, NULL), 0);
+	spool_abort(t);
+	return n;
+}
+
+static void test_spool_group_commit(void **state)
+{
+	char *dir = tmpdir();
+	struct spool *sp = open_spool(dir, 0);
+	struct spool_txn *t;
+	struct queue_env env, got;
+	uint64_t ids[100];
+	const void *p;
+	size_t len;
+	char msg[200];
+
+	assert_int_equal(spool_begin(sp, true, &t), 0);
+	for (int i = 0; i < 100; i++) {
+		make_env(&env, 1 + i % 4);
+		snprintf(msg, sizeof(msg), "Subject: %d\r\n\r\nbody %d\r\n", i, i);
+		assert_int_equal(spool_put(t, &env, msg, strlen(msg)), 0);
+		ids[i] = env.qid;
+		queue_env_free(&env);
+	}
+	/* not visible to others before commit */
+	spool_abort(t);
+	assert_int_equal(count(sp), 0);
+
+	assert_int_equal(spool_begin(sp, true, &t), 0);
+	for (int i = 0; i < 100; i++) {
+		make_env(&env, 1 + i % 4);
+		snprintf(msg, sizeof(msg), "Subject: %d\r\n\r\nbody %d\r\n", i, i);
+		assert_int_equal(spool_put(t, &env, msg, strlen(msg)), 0);
+		ids[i] = env.qid;
+		if (i)
+			assert_true(ids[i] > ids[i - 1]);
+		queue_env_free(&env);
+	}
+	assert_int_equal(spool_commit(t), 0);
+	spool_close(sp);
+
+	sp = open_spool(dir, 0);
+	assert_int_equal(count(sp), 100);
+	assert_int_equal(spool_begin(sp, false, &t), 0);
+	assert_int_equal(spool_env_get(t, ids[7], &got), 0);
+	assert_int_equal(got.nrcpt, 4);
+	assert_int_equal(spool_msg_get(t, ids[7], &p, &len), 0);
+	assert_int_equal(len, got.size);
+	assert_memory_equal(p, "Subject: 7\r\n", 12);
+	queue_env_release(&got);
+	{
+		uint64_t due[200];
+		int n = spool_due(t, UINT64_MAX, due, 200);
+
+		assert_int_equal(n, 100);
+		n = spool_by_domain(t, "D1.example", due, 200);
+		/* rcpt i has domain d(i%3); messages with >= 2 recipients reach d1 */
+		assert_int_equal(n, 75);
+		assert_int_equal(spool_due(t, 1, due, 200), 0);
+	}
+	spool_abort(t);
+	{
+		struct spool_check_report rep;
+
+		assert_int_equal(spool_check(sp, false, &rep), 0);
+		assert_int_equal(rep.messages, 100);
+		assert_int_equal(rep.bad_env + rep.orphan_msg + rep.missing_msg + rep.stale_index,
+				 0);
+	}
+	spool_close(sp);
+	rmtree(dir);
+	free(dir);
+}
+
+static void test_spool_update_delete(void **state)
+{
+	char *dir = tmpdir();
+	struct spool *sp = open_spool(dir, 0);
+	struct spool_txn *t;
+	struct queue_env env, got, cp;
+	uint64_t due[10], qid;
+	struct spool_check_report rep;
+
+	assert_int_equal(spool_begin(sp, true, &t), 0);
+	make_env(&env, 2);
+	env.next_attempt_ns = 1000;
+	assert_int_equal(spool_put(t, &env, "x\r\n", 3), 0);
+	qid = env.qid;
+	queue_env_free(&env);
+	assert_int_equal(spool_commit(t), 0);
+
+	/* defer recipient 0, deliver recipient 1, move the next attempt */
+	assert_int_equal(spool_begin(sp, true, &t), 0);
+	assert_int_equal(spool_env_get(t, qid, &got), 0);
+	assert_int_equal(queue_env_dup(&cp, &got), 0);
+	queue_env_release(&got);
+	cp.rcpt[0].state = QUEUE_RCPT_DEFERRED;
+	cp.rcpt[0].attempts = 1;
+	assert_int_equal(queue_env_set_reply(&cp, 0, "421 busy"), 0);
+	cp.rcpt[1].state = QUEUE_RCPT_DELIVERED;
+	cp.next_attempt_ns = 5000;
+	assert_int_equal(spool_env_store(t, &cp), 0);
+	assert_int_equal(spool_due(t, 4999, due, 10), 0);
+	assert_int_equal(spool_due(t, 5000, due, 10), 1);
+	assert_int_equal(spool_by_domain(t, "d1.example", due, 10), 0);
+	assert_int_equal(spool_by_domain(t, "d0.example", due, 10), 1);
+	/* hold: out of the schedule, still in the domain index */
+	cp.flags |= QUEUE_F_HOLD;
+	assert_int_equal(spool_env_store(t, &cp), 0);
+	assert_int_equal(spool_due(t, UINT64_MAX, due, 10), 0);
+	queue_env_free(&cp);
+	assert_int_equal(spool_commit(t), 0);
+	assert_int_equal(spool_check(sp, false, &rep), 0);
+	assert_int_equal(rep.stale_index, 0);
+
+	assert_int_equal(spool_begin(sp, true, &t), 0);
+	assert_int_equal(spool_delete(t, qid), 0);
+	assert_int_equal(spool_delete(t, qid), -ENOENT);
+	assert_int_equal(spool_by_domain(t, "d0.example", due, 10), 0);
+	assert_int_equal(spool_commit(t), 0);
+	assert_int_equal(count(sp), 0);
+	spool_close(sp);
+	rmtree(dir);
+	free(dir);
+}
+
+/* MDB_MAP_FULL is a temporary failure and leaves the spool as it was. */
+static void test_spool_map_full(void **state)
+{
+	char *dir = tmpdir();
+	struct spool *sp = open_spool(dir, 256 * 1024);
+	struct spool_txn *t;
+	struct queue_env env;
+	static char big[512 * 1024];
+	int rc;
+
+	memset(big, 'a', sizeof(big));
+	assert_int_equal(spool_begin(sp, true, &t), 0);
+	make_env(&env, 1);
+	assert_int_equal(spool_put(t, &env, "small\r\n", 7), 0);
+	queue_env_free(&env);
+	assert_int_equal(spool_commit(t), 0);
+
+	assert_int_equal(spool_begin(sp, true, &t), 0);
+	make_env(&env, 1);
+	rc = spool_put(t, &env, big, sizeof(big));
+	queue_env_free(&env);
+	assert_int_equal(rc, -ENOSPC);
+	spool_abort(t);
+	assert_int_equal(count(sp), 1);
+	spool_close(sp);
+	rmtree(dir);
+	free(dir);
+}
+
+/* A record that fails to decode is quarantined with a log line, not a crash. */
+static void test_spool_quarantine(void **state)
+{
+	char *dir = tmpdir();
+	struct spool *sp = open_spool(dir, 0);
+	struct spool_txn *t;
+	struct queue_env env;
+	struct spool_check_report rep;
+	uint64_t qid;
+	MDB_env *e;
+	MDB_txn *txn;
+	MDB_dbi dbi;
+	MDB_val k, v;
+	unsigned char key[8], *copy;
+
+	assert_int_equal(spool_begin(sp, true, &t), 0);
+	for (int i = 0; i < 3; i++) {
+		make_env(&env, 2);
+		assert_int_equal(spool_put(t, &env, "m\r\n", 3), 0);
+		qid = env.qid;
+		queue_env_free(&env);
+	}
+	assert_int_equal(spool_commit(t), 0);
+	spool_close(sp);
+
+	/* corrupt the last envelope behind the spool's back */
+	assert_int_equal(mdb_env_create(&e), 0);
+	mdb_env_set_maxdbs(e, 8);
+	assert_int_equal(mdb_env_open(e, dir, 0, 0640), 0);
+	assert_int_equal(mdb_txn_begin(e, NULL, 0, &txn), 0);
+	assert_int_equal(mdb_dbi_open(txn, "env", 0, &dbi), 0);
+	for (int i = 0; i < 8; i++)
+		key[i] = (unsigned char)(qid >> (56 - 8 * i));
+	k.mv_size = 8;
+	k.mv_data = key;
+	assert_int_equal(mdb_get(txn, dbi, &k, &v), 0);
+	copy = malloc(v.mv_size);
+	memcpy(copy, v.mv_data, v.mv_size);
+	copy[v.mv_size - 3] ^= 1;
+	v.mv_data = copy;
+	assert_int_equal(mdb_put(txn, dbi, &k, &v, 0), 0);
+	assert_int_equal(mdb_txn_commit(txn), 0);
+	mdb_env_close(e);
+	free(copy);
+
+	sp = open_spool(dir, 0);
+	assert_int_equal(count(sp), 2);
+	assert_int_equal(spool_check(sp, false, &rep), 0);
+	assert_int_equal(rep.bad_env, 1);
+	assert_int_equal(spool_check(sp, true, &rep), 0);
+	assert_int_equal(spool_check(sp, false, &rep), 0);
+	assert_int_equal(rep.bad_env, 0);
+	assert_int_equal(rep.stale_index, 0);
+	assert_int_equal(rep.orphan_msg, 0);
+	assert_int_equal(rep.messages, 2);
+	assert_int_equal(rep.quarantined, 3); /* reason, envelope, message */
+	spool_close(sp);
+	rmtree(dir);
+	free(dir);
+}
+
+static void test_spool_open_errors(void **state)
+{
+	char err[256];
+	struct spool *sp;
+
+	sp = spool_open(&(struct spool_opts){.path = "/nonexistent/dir/spool", .create = true}, err,
+			sizeof(err));
+	assert_null(sp);
+	assert_int_equal(errno, ENOENT);
+	assert_non_null(strstr(err, "/nonexistent/dir/spool"));
+	sp = spool_open(&(struct spool_opts){.path = "/etc/hostname", .create = true}, err,
+			sizeof(err));
+	assert_null(sp);
+}
+
+static void test_ids(void **state)
+{
+	char b[17];
+	uint64_t v;
+
+	assert_string_equal(queue_id_fmt(0xabc, b), "000000000ABC");
+	assert_int_equal(queue_id_parse("000000000abc", &v), 0);
+	assert_int_equal(v, 0xabc);
+	assert_int_equal(queue_id_parse("xyz", &v), -EINVAL);
+	assert_int_equal(queue_id_parse("", &v), -EINVAL);
+	assert_int_equal(queue_id_parse("11112222333344445", &v), -EINVAL);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_env_roundtrip),      cmocka_unit_test(test_env_corrupt),
+	    cmocka_unit_test(test_spool_group_commit), cmocka_unit_test(test_spool_update_delete),
+	    cmocka_unit_test(test_spool_map_full),     cmocka_unit_test(test_spool_quarantine),
+	    cmocka_unit_test(test_spool_open_errors),  cmocka_unit_test(test_ids),
+	};
+
+	dmta_log_init("test_spool", DMTA_LOG_ERR);
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,408 @@
+/*
+ * dmta-inject - bulk injection into dmta's spool from JSON Lines.
+ *
+ * SYNOPSIS
+ *	dmta-inject [-c FILE] [-b BATCH] [--ids] [-q] < messages.jsonl
+ *
+ * DESCRIPTION
+ *	One message per line (DESIGN.md section 3, queue/queue_json.h):
+ *	{"from": "...", "to": ["...", ...], "data": "RFC 5322 text"} or
+ *	"path" instead of "data"; optional "notify", "ret", "envid".
+ *
+ *	Messages are checked and normalised (CRLF, long lines; queue_msg.h)
+ *	while they are read, then written in batches: BATCH messages (default
+ *	2000), 32 MiB, or whatever arrived within 100 ms, whichever comes
+ *	first, in one spool transaction each. The spool's writer lock is held
+ *	only while a prepared batch is written and fsync'ed, so the daemon's
+ *	own commits are not held up while input trickles in.
+ *
+ *	A message is acknowledged only after its batch is durable: with
+ *	--ids, "LINE QUEUE-ID" is printed on stdout for each message then
+ *	(and flushed). Bad lines are reported as "dmta-inject: line N: reason"
+ *	on stderr and skipped; the good ones are queued. A progress bar is
+ *	drawn on stderr when it is a terminal (-q: none), and a summary line
+ *	ends the run.
+ *
+ * DIAGNOSTICS
+ *	Exit 0 when every line was queued, 65 when some lines were refused
+ *	(the others are queued), 73 when the spool cannot be created, 75 when
+ *	the spool is full or fails (messages of committed batches are queued,
+ *	and listed with --ids), 64 on usage errors, 78 on configuration
+ *	errors.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/base/dmta_conf.h"
+#include "core/base/dmta_log.h"
+#include "core/base/dmta_time.h"
+#include "queue/queue_addr.h"
+#include "queue/queue_json.h"
+#include "queue/queue_msg.h"
+#include "queue/spool.h"
+#include "tools/queue/queue_tool.h"
+
+#define DEFAULT_BATCH	   2000
+#define BATCH_BYTES	   (32u << 20)
+#define BATCH_WAIT_NS	   (100 * DMTA_NS_PER_MS)
+#define DEFAULT_SIZE_LIMIT 10240000ULL
+
+struct pending {
+	uint64_t line;
+	struct queue_env env;
+	struct queue_buf msg;
+};
+
+struct inject {
+	struct spool *sp;
+	uint64_t limit;
+	unsigned batch_max;
+	bool ids, progress;
+	struct pending *b;
+	size_t nb;
+	size_t bytes;
+	uint64_t first_ns; /* when the oldest message of the batch was read */
+	/* totals */
+	uint64_t queued, rejected, rcpts, qbytes, lines, in_bytes, in_size;
+	uint64_t start_ns, last_draw_ns;
+};
+
+static void draw(struct inject *in, bool final)
+{
+	uint64_t now = dmta_now_ns();
+	double secs = (double)(now - in->start_ns) / 1e9;
+	char bar[33];
+	int fill = 0;
+
+	if (!in->progress || (!final && now - in->last_draw_ns < 100 * DMTA_NS_PER_MS))
+		return;
+	in->last_draw_ns = now;
+	if (in->in_size)
+		fill = (int)(32.0 * (double)in->in_bytes / (double)in->in_size);
+	if (fill > 32)
+		fill = 32;
+	memset(bar, '#', (size_t)fill);
+	memset(bar + fill, in->in_size ? '.' : ' ', (size_t)(32 - fill));
+	bar[32] = 0;
+	fprintf(stderr, "\r[%s] %" PRIu64 " queued, %" PRIu64 " rejected, %.0f msg/s%s", bar,
+		in->queued, in->rejected, secs > 0 ? (double)in->queued / secs : 0.0,
+		final ? "\n" : "");
+}
+
+static void __attribute__((format(printf, 3, 4)))
+say_line(struct inject *in, uint64_t line, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (in->progress)
+		fputs("\r\033[K", stderr);
+	fprintf(stderr, "dmta-inject: line %" PRIu64 ": ", line);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+/* Write the batch in one transaction. 0 or -errno (nothing of it queued). */
+static int flush_batch(struct inject *in)
+{
+	struct spool_txn *t;
+	int rc = 0;
+	char id[17];
+
+	if (in->nb == 0)
+		return 0;
+	for (int tries = 0;; tries++) {
+		t = NULL;
+		rc = spool_begin(in->sp, true, &t);
+		for (size_t i = 0; rc == 0 && i < in->nb; i++) {
+			struct pending *p = &in->b[i];
+
+			p->env.arrival_ns = 0;
+			p->env.next_attempt_ns = 0;
+			rc = spool_put(t, &p->env, p->msg.p ? p->msg.p : "", p->msg.len);
+		}
+		if (rc == 0)
+			rc = spool_commit(t);
+		else if (t)
+			spool_abort(t);
+		if (rc != -EAGAIN || tries >= 3)
+			break;
+		usleep(10000);
+	}
+	if (rc == 0) {
+		for (size_t i = 0; i < in->nb; i++) {
+			struct pending *p = &in->b[i];
+
+			in->queued++;
+			in->rcpts += p->env.nrcpt;
+			in->qbytes += p->msg.len;
+			if (in->ids)
+				printf("%" PRIu64 " %s\n", p->line, queue_id_fmt(p->env.qid, id));
+		}
+		if (in->ids)
+			fflush(stdout);
+		(void)spool_wake(spool_path(in->sp), "wake");
+	}
+	for (size_t i = 0; i < in->nb; i++) {
+		queue_env_free(&in->b[i].env);
+		queue_buf_free(&in->b[i].msg);
+	}
+	in->nb = 0;
+	in->bytes = 0;
+	return rc;
+}
+
+static char *read_file(const char *path, uint64_t limit, size_t *len, const char **why)
+{
+	struct stat st;
+	char *buf;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	size_t got = 0;
+
+	if (fd < 0 || fstat(fd, &st) < 0) {
+		*why = strerror(errno);
+		if (fd >= 0)
+			close(fd);
+		return NULL;
+	}
+	if (!S_ISREG(st.st_mode) || (uint64_t)st.st_size > limit) {
+		*why = S_ISREG(st.st_mode) ? "message too large" : "not a regular file";
+		close(fd);
+		return NULL;
+	}
+	buf = malloc((size_t)st.st_size + 1);
+	while (buf && got < (size_t)st.st_size) {
+		ssize_t n = read(fd, buf + got, (size_t)st.st_size - got);
+
+		if (n <= 0)
+			break;
+		got += (size_t)n;
+	}
+	close(fd);
+	if (buf == NULL || got != (size_t)st.st_size) {
+		*why = buf ? "short read" : "out of memory";
+		free(buf);
+		return NULL;
+	}
+	*len = got;
+	return buf;
+}
+
+/* Check and prepare one line; 0 added to the batch, -1 rejected (reported). */
+static int take_line(struct inject *in, uint64_t lineno, const char *line, size_t len)
+{
+	struct queue_inject rec;
+	struct pending *p;
+	struct queue_msg m;
+	const char *why;
+	const char *data;
+	char *filebuf = NULL;
+	size_t dlen;
+	unsigned mflags;
+	bool utf8 = false, u;
+	int rc;
+
+	rc = queue_json_inject(line, len, &rec, &why);
+	if (rc < 0) {
+		say_line(in, lineno, "%s", why);
+		return -1;
+	}
+	if (rec.from[0] && queue_addr_check(rec.from, strlen(rec.from), &utf8, &why) < 0) {
+		say_line(in, lineno, "bad \"from\" address: %s", why);
+		goto reject;
+	}
+	for (size_t i = 0; i < rec.nto; i++) {
+		u = false;
+		if (queue_addr_check(rec.to[i], strlen(rec.to[i]), &u, &why) < 0) {
+			char msg[400];
+
+			snprintf(msg, sizeof(msg), "bad \"to\" address \"%.254s\": %s", rec.to[i],
+				 why);
+			say_line(in, lineno, "%s", msg);
+			goto reject;
+		}
+		utf8 |= u;
+	}
+	if (rec.envid)
+		for (const unsigned char *c = (const unsigned char *)rec.envid; *c; c++)
+			if (*c < 33 || *c > 126 || c - (const unsigned char *)rec.envid >= 100) {
+				say_line(in, lineno, "%s",
+					 "bad \"envid\": 1 to 100 printable ASCII characters");
+				goto reject;
+			}
+	if (rec.path) {
+		filebuf = read_file(rec.path, in->limit, &dlen, &why);
+		if (filebuf == NULL) {
+			char msg[600];
+
+			snprintf(msg, sizeof(msg), "\"path\" %.400s: %s", rec.path, why);
+			say_line(in, lineno, "%s", msg);
+			goto reject;
+		}
+		data = filebuf;
+	} else {
+		data = rec.data;
+		dlen = rec.data_len;
+	}
+	if (dlen > in->limit) {
+		say_line(in, lineno, "%s", "message too large");
+		goto reject;
+	}
+	rc = queue_msg_parse(&m, data, dlen, true, &why);
+	if (rc < 0) {
+		say_line(in, lineno, "%s", rc == -ENOMEM ? "out of memory" : why);
+		goto reject;
+	}
+	if (in->nb == 0)
+		in->first_ns = dmta_now_ns();
+	p = &in->b[in->nb];
+	memset(p, 0, sizeof(*p));
+	rc = queue_msg_render(&m, &p->msg, &mflags);
+	queue_msg_free(&m);
+	if (rc < 0 || p->msg.len > in->limit) {
+		queue_buf_free(&p->msg);
+		say_line(in, lineno, "%s", rc < 0 ? "out of memory" : "message too large");
+		goto reject;
+	}
+	p->line = lineno;
+	rc = queue_env_set_sender(&p->env, rec.from);
+	if (rc == 0)
+		rc = queue_env_set_envid(&p->env, rec.envid);
+	for (size_t i = 0; rc == 0 && i < rec.nto; i++) {
+		bool dup = false;
+
+		for (uint32_t k = 0; k < p->env.nrcpt && !dup; k++)
+			dup = strcmp(p->env.rcpt[k].addr, rec.to[i]) == 0;
+		if (!dup)
+			rc = queue_env_add_rcpt(&p->env, rec.to[i], NULL, rec.notify);
+	}
+	if (rc < 0) {
+		queue_env_free(&p->env);
+		queue_buf_free(&p->msg);
+		say_line(in, lineno, "%s", "out of memory");
+		goto reject;
+	}
+	p->env.ret = rec.ret;
+	if (mflags & QUEUE_MSG_8BIT_BODY)
+		p->env.flags |= QUEUE_F_8BITMIME;
+	if ((mflags & QUEUE_MSG_8BIT_HDR) || utf8)
+		p->env.flags |= QUEUE_F_SMTPUTF8;
+	in->nb++;
+	in->bytes += p->msg.len;
+	free(filebuf);
+	queue_json_inject_free(&rec);
+	return 0;
+reject:
+	free(filebuf);
+	queue_json_inject_free(&rec);
+	return -1;
+}
+
+static void usage(void)
+{
+	fprintf(stderr, "usage: dmta-inject [-c FILE] [-b BATCH] [--ids] [-q] < messages.jsonl\n");
+	exit(EX_USAGE_);
+}
+
+int main(int argc, char **argv)
+{
+	struct inject in = {.batch_max = DEFAULT_BATCH};
+	const char *conf_path = NULL;
+	struct dmta_conf *conf = NULL;
+	bool quiet = false;
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t n;
+	uint64_t lineno = 0;
+	struct stat st;
+	int rc = 0, ex;
+
+	dmta_log_init("dmta-inject", DMTA_LOG_ERR);
+	for (int i = 1; i < argc; i++) {
+		uint64_t v;
+
+		if (strcmp(argv[i], "-c") == 0 && i + 1 < argc)
+			conf_path = argv[++i];
+		else if (strcmp(argv[i], "-b") == 0 && i + 1 < argc) {
+			if (dmta_parse_u64(argv[++i], &v) < 0 || v == 0 || v > 1000000)
+				usage();
+			in.batch_max = (unsigned)v;
+		} else if (strcmp(argv[i], "--ids") == 0)
+			in.ids = true;
+		else if (strcmp(argv[i], "-q") == 0)
+			quiet = true;
+		else
+			usage();
+	}
+	in.sp = queue_tool_open(conf_path, false, true, &conf, &ex);
+	if (in.sp == NULL)
+		return ex;
+	if (dmta_conf_size(conf, "spool", "message_size_limit", DEFAULT_SIZE_LIMIT, 1024,
+			   1ULL << 40, &in.limit) < 0)
+		return EX_CONFIG_;
+	in.b = calloc(in.batch_max, sizeof(*in.b));
+	if (in.b == NULL) {
+		fprintf(stderr, "dmta-inject: out of memory\n");
+		return EX_TEMPFAIL_;
+	}
+	in.progress = !quiet && isatty(2);
+	if (fstat(0, &st) == 0 && S_ISREG(st.st_mode))
+		in.in_size = (uint64_t)st.st_size;
+	in.start_ns = dmta_now_ns();
+
+	while ((n = getline(&line, &cap, stdin)) >= 0) {
+		size_t len = (size_t)n;
+
+		lineno++;
+		in.in_bytes += len;
+		while (len && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+			len--;
+		if (len == 0)
+			continue;
+		if (memchr(line, 0, len) != NULL) {
+			say_line(&in, lineno, "%s", "NUL byte in line");
+			in.rejected++;
+			continue;
+		}
+		if (take_line(&in, lineno, line, len) < 0)
+			in.rejected++;
+		if (in.nb >= in.batch_max || in.bytes >= BATCH_BYTES ||
+		    (in.nb && dmta_now_ns() - in.first_ns >= BATCH_WAIT_NS)) {
+			rc = flush_batch(&in);
+			if (rc < 0)
+				break;
+		}
+		draw(&in, false);
+	}
+	if (rc == 0)
+		rc = flush_batch(&in);
+	draw(&in, true);
+	free(line);
+	free(in.b);
+	{
+		double secs = (double)(dmta_now_ns() - in.start_ns) / 1e9;
+
+		if (rc < 0)
+			fprintf(stderr,
+				"dmta-inject: stopped at line %" PRIu64 ": cannot queue: %s\n",
+				lineno, spool_strerror(rc));
+		fprintf(stderr,
+			"dmta-inject: %" PRIu64 " messages queued (%" PRIu64 " recipients, %" PRIu64
+			" bytes) in %.3f s, %.0f msg/s; %" PRIu64 " lines rejected\n",
+			in.queued, in.rcpts, in.qbytes, secs,
+			secs > 0 ? (double)in.queued / secs : 0.0, in.rejected);
+	}
+	spool_close(in.sp);
+	dmta_conf_free(conf);
+	if (rc < 0)
+		return queue_tool_exit(rc) == EX_CANTCREAT_ ? EX_CANTCREAT_ : EX_TEMPFAIL_;
+	return in.rejected ? EX_DATAERR_ : EX_OK_;
+}

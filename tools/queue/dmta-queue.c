@@ -1,0 +1,439 @@
+/*
+ * dmta-queue - look at and manage dmta's spool.
+ *
+ * SYNOPSIS
+ *	dmta-queue [-c FILE] [--json] list
+ *	dmta-queue [-c FILE] [--json] show ID
+ *	dmta-queue [-c FILE] cat ID              (the stored message bytes)
+ *	dmta-queue [-c FILE] [--json] flush [DOMAIN]
+ *	dmta-queue [-c FILE] [--json] delete ID... | --domain D | --all
+ *	dmta-queue [-c FILE] [--json] hold ID... | --all
+ *	dmta-queue [-c FILE] [--json] release ID... | --all
+ *	dmta-queue [-c FILE] [--json] stats
+ *	dmta-queue [-c FILE] [--json] check [--repair]
+ *	dmta-queue [-c FILE] route DOMAIN        (not available yet)
+ *
+ * DESCRIPTION
+ *	Changes are made in one spool transaction each and are durable when
+ *	the command returns. flush, release and hold wake the daemon if it
+ *	runs (flush asks it to retry now: due times of deferred messages are
+ *	moved to now in the spool, so a flush also works for a daemon started
+ *	later).
+ *
+ * DIAGNOSTICS
+ *	Exit 0 on success, 1 when an ID is not found or check finds damage,
+ *	64 on usage errors, 73/75 when the spool cannot be opened or written.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "core/base/dmta_conf.h"
+#include "core/base/dmta_log.h"
+#include "core/base/dmta_time.h"
+#include "queue/spool.h"
+#include "tools/queue/queue_tool.h"
+
+static bool json;
+
+static void usage(void)
+{
+	fprintf(stderr,
+		"usage: dmta-queue [-c FILE] [--json] "
+		"list|show ID|cat ID|flush [DOMAIN]|delete ID...|--domain D|--all|"
+		"hold ID...|--all|release ID...|--all|stats|check [--repair]|route DOMAIN\n");
+	exit(EX_USAGE_);
+}
+
+static int show(struct spool *sp, const char *ids)
+{
+	struct spool_txn *t;
+	struct queue_env env;
+	uint64_t qid;
+	char id[17];
+	int rc;
+
+	if (queue_id_parse(ids, &qid) < 0) {
+		fprintf(stderr, "dmta-queue: bad queue id \"%s\"\n", ids);
+		return EX_USAGE_;
+	}
+	if ((rc = spool_begin(sp, false, &t)) < 0)
+		goto fail;
+	rc = spool_env_get(t, qid, &env);
+	if (rc < 0) {
+		spool_abort(t);
+		if (rc == -ENOENT) {
+			fprintf(stderr, "dmta-queue: %s: no such message\n", ids);
+			return 1;
+		}
+		goto fail;
+	}
+	queue_id_fmt(qid, id);
+	if (json) {
+		printf("{\"id\":\"%s\",\"size\":%" PRIu64 ",\"arrival\":%" PRIu64
+		       ",\"next_attempt\":%" PRIu64 ",\"attempts\":%u,\"held\":%s,\"8bitmime\":%s,"
+		       "\"smtputf8\":%s,\"dsn\":%s,\"ret\":\"%s\",\"sender\":",
+		       id, env.size, (uint64_t)(env.arrival_ns / DMTA_NS_PER_S),
+		       (uint64_t)(env.next_attempt_ns / DMTA_NS_PER_S), env.attempts,
+		       env.flags & QUEUE_F_HOLD ? "true" : "false",
+		       env.flags & QUEUE_F_8BITMIME ? "true" : "false",
+		       env.flags & QUEUE_F_SMTPUTF8 ? "true" : "false",
+		       env.flags & QUEUE_F_DSN ? "true" : "false",
+		       env.ret == QUEUE_RET_FULL   ? "full"
+		       : env.ret == QUEUE_RET_HDRS ? "hdrs"
+						   : "");
+		queue_tool_json_str(stdout, env.sender);
+		printf(",\"envid\":");
+		if (env.envid)
+			queue_tool_json_str(stdout, env.envid);
+		else
+			printf("null");
+		printf(",\"recipients\":[");
+		for (uint32_t i = 0; i < env.nrcpt; i++) {
+			const struct queue_rcpt *r = &env.rcpt[i];
+
+			printf("%s{\"address\":", i ? "," : "");
+			queue_tool_json_str(stdout, r->addr);
+			printf(",\"state\":\"%s\",\"attempts\":%u,\"notify\":%u,\"orcpt\":",
+			       queue_rcpt_state_name(r->state), r->attempts, r->notify);
+			if (r->orcpt)
+				queue_tool_json_str(stdout, r->orcpt);
+			else
+				printf("null");
+			printf(",\"reply\":");
+			if (r->reply)
+				queue_tool_json_str(stdout, r->reply);
+			else
+				printf("null");
+			printf("}");
+		}
+		printf("]}\n");
+	} else {
+		printf("id: %s\nsize: %" PRIu64 "\narrival: %" PRIu64 "\nnext attempt: %" PRIu64
+		       "\nattempts: %u\nflags:%s%s%s%s\nsender: <%s>\nenvid: %s\n",
+		       id, env.size, (uint64_t)(env.arrival_ns / DMTA_NS_PER_S),
+		       (uint64_t)(env.next_attempt_ns / DMTA_NS_PER_S), env.attempts,
+		       env.flags & QUEUE_F_HOLD ? " hold" : "",
+		       env.flags & QUEUE_F_8BITMIME ? " 8bitmime" : "",
+		       env.flags & QUEUE_F_SMTPUTF8 ? " smtputf8" : "",
+		       env.flags & QUEUE_F_DSN ? " dsn" : "", env.sender,
+		       env.envid ? env.envid : "-");
+		for (uint32_t i = 0; i < env.nrcpt; i++)
+			printf("recipient: <%s> %s attempts=%u%s%s\n", env.rcpt[i].addr,
+			       queue_rcpt_state_name(env.rcpt[i].state), env.rcpt[i].attempts,
+			       env.rcpt[i].reply ? " reply=" : "",
+			       env.rcpt[i].reply ? env.rcpt[i].reply : "");
+	}
+	queue_env_release(&env);
+	spool_abort(t);
+	return 0;
+fail:
+	fprintf(stderr, "dmta-queue: %s\n", spool_strerror(rc));
+	return queue_tool_exit(rc);
+}
+
+static int cat(struct spool *sp, const char *ids)
+{
+	struct spool_txn *t;
+	uint64_t qid;
+	const void *p;
+	size_t len;
+	int rc;
+
+	if (queue_id_parse(ids, &qid) < 0) {
+		fprintf(stderr, "dmta-queue: bad queue id \"%s\"\n", ids);
+		return EX_USAGE_;
+	}
+	if ((rc = spool_begin(sp, false, &t)) < 0) {
+		fprintf(stderr, "dmta-queue: %s\n", spool_strerror(rc));
+		return queue_tool_exit(rc);
+	}
+	rc = spool_msg_get(t, qid, &p, &len);
+	if (rc == 0 && fwrite(p, 1, len, stdout) != len)
+		rc = -EIO;
+	spool_abort(t);
+	if (rc == -ENOENT) {
+		fprintf(stderr, "dmta-queue: %s: no such message\n", ids);
+		return 1;
+	}
+	return rc < 0 ? EX_TEMPFAIL_ : 0;
+}
+
+enum op { OP_DELETE, OP_HOLD, OP_RELEASE, OP_FLUSH };
+
+struct change {
+	enum op op;
+	const char *domain; /* only messages with recipients there */
+	uint64_t now;
+	unsigned n;
+	int err;
+	uint64_t *ids;
+	size_t nids, cap;
+};
+
+static int collect(struct spool_txn *t, const struct queue_env *env, void *arg)
+{
+	struct change *c = arg;
+
+	if (c->domain) {
+		bool hit = false;
+
+		for (uint32_t i = 0; i < env->nrcpt && !hit; i++)
+			hit = strcasecmp(queue_addr_domain(env->rcpt[i].addr), c->domain) == 0;
+		if (!hit)
+			return 0;
+	}
+	if (c->nids == c->cap) {
+		uint64_t *v = realloc(c->ids, (c->cap ? c->cap * 2 : 64) * sizeof(*v));
+
+		if (v == NULL)
+			return -ENOMEM;
+		c->ids = v;
+		c->cap = c->cap ? c->cap * 2 : 64;
+	}
+	c->ids[c->nids++] = env->qid;
+	return 0;
+}
+
+/* Apply one change to one message inside @p t. 0, -ENOENT or -errno. */
+static int change_one(struct spool_txn *t, struct change *c, uint64_t qid)
+{
+	struct queue_env env, cp;
+	int rc;
+
+	if (c->op == OP_DELETE)
+		return spool_delete(t, qid);
+	rc = spool_env_get(t, qid, &env);
+	if (rc < 0)
+		return rc;
+	rc = queue_env_dup(&cp, &env);
+	queue_env_release(&env);
+	if (rc < 0)
+		return rc;
+	switch (c->op) {
+	case OP_HOLD:
+		cp.flags |= QUEUE_F_HOLD;
+		break;
+	case OP_RELEASE:
+		cp.flags &= ~(uint32_t)QUEUE_F_HOLD;
+		break;
+	case OP_FLUSH:
+		if (cp.next_attempt_ns > c->now)
+			cp.next_attempt_ns = c->now;
+		break;
+	default:
+		dmta_panic("change op %d", c->op);
+	}
+	rc = spool_env_store(t, &cp);
+	queue_env_free(&cp);
+	return rc;
+}
+
+static int change(struct spool *sp, enum op op, int argc, char **argv)
+{
+	static const char *const names[] = {"deleted", "held", "released", "flushed"};
+	struct change c = {.op = op, .now = dmta_wall_ns()};
+	struct spool_txn *t;
+	bool all = false;
+	int missing = 0, rc;
+
+	if (op == OP_FLUSH) {
+		all = true;
+		if (argc > 1)
+			usage();
+		c.domain = argc == 1 ? argv[0] : NULL;
+	} else if (argc == 1 && strcmp(argv[0], "--all") == 0) {
+		all = true;
+	} else if (argc == 2 && strcmp(argv[0], "--domain") == 0) {
+		all = true;
+		c.domain = argv[1];
+	} else if (argc == 0) {
+		usage();
+	}
+	if ((rc = spool_begin(sp, true, &t)) < 0)
+		goto fail;
+	if (all) {
+		rc = spool_foreach(t, collect, &c, NULL);
+	} else {
+		for (int i = 0; i < argc; i++) {
+			uint64_t qid;
+
+			if (queue_id_parse(argv[i], &qid) < 0) {
+				spool_abort(t);
+				fprintf(stderr, "dmta-queue: bad queue id \"%s\"\n", argv[i]);
+				return EX_USAGE_;
+			}
+			c.nids = 0;
+			rc = collect(t, &(struct queue_env){.qid = qid}, &c);
+		}
+		c.nids = 0;
+		for (int i = 0; i < argc; i++)
+			queue_id_parse(argv[i], &c.ids[c.nids++]);
+	}
+	for (size_t i = 0; rc == 0 && i < c.nids; i++) {
+		rc = change_one(t, &c, c.ids[i]);
+		if (rc == -ENOENT) {
+			char id[17];
+
+			fprintf(stderr, "dmta-queue: %s: no such message\n",
+				queue_id_fmt(c.ids[i], id));
+			missing++;
+			rc = 0;
+		} else if (rc == 0) {
+			c.n++;
+		}
+	}
+	free(c.ids);
+	if (rc < 0) {
+		spool_abort(t);
+		goto fail;
+	}
+	if ((rc = spool_commit(t)) < 0)
+		goto fail;
+	if (op != OP_DELETE) {
+		char what[300];
+
+		snprintf(what, sizeof(what), "flush%s%s", c.domain ? " " : "",
+			 c.domain ? c.domain : "");
+		(void)spool_wake(spool_path(sp), op == OP_FLUSH ? what : "wake");
+	}
+	if (json)
+		printf("{\"%s\":%u,\"missing\":%d}\n", names[op], c.n, missing);
+	else
+		printf("%s %u message%s\n", names[op], c.n, c.n == 1 ? "" : "s");
+	return missing ? 1 : 0;
+fail:
+	fprintf(stderr, "dmta-queue: %s\n", spool_strerror(rc));
+	return queue_tool_exit(rc);
+}
+
+static int stats(struct spool *sp)
+{
+	struct spool_txn *t;
+	struct spool_stats st;
+	int rc;
+
+	if ((rc = spool_begin(sp, false, &t)) < 0 || (rc = spool_get_stats(t, &st)) < 0) {
+		if (rc != -ENOMEM && t)
+			spool_abort(t);
+		fprintf(stderr, "dmta-queue: %s\n", spool_strerror(rc));
+		return queue_tool_exit(rc);
+	}
+	spool_abort(t);
+	if (json)
+		printf("{\"messages\":%" PRIu64 ",\"recipients\":%" PRIu64 ",\"bytes\":%" PRIu64
+		       ",\"pending\":%" PRIu64 ",\"deferred\":%" PRIu64 ",\"delivered\":%" PRIu64
+		       ",\"bounced\":%" PRIu64 ",\"held\":%" PRIu64 ",\"quarantined\":%" PRIu64
+		       ",\"map_size\":%" PRIu64 ",\"map_used\":%" PRIu64 "}\n",
+		       st.messages, st.recipients, st.bytes, st.pending, st.deferred, st.delivered,
+		       st.bounced, st.held, st.quarantined, st.map_size, st.map_used);
+	else
+		printf("messages:    %" PRIu64 "\nrecipients:  %" PRIu64 " (pending %" PRIu64
+		       ", deferred %" PRIu64 ", delivered %" PRIu64 ", bounced %" PRIu64
+		       ")\nbytes:       %" PRIu64 "\nheld:        %" PRIu64
+		       "\nquarantined: %" PRIu64 "\nmap:         %" PRIu64 " of %" PRIu64
+		       " bytes used\n",
+		       st.messages, st.recipients, st.pending, st.deferred, st.delivered,
+		       st.bounced, st.bytes, st.held, st.quarantined, st.map_used, st.map_size);
+	return 0;
+}
+
+static int check(struct spool *sp, bool repair)
+{
+	struct spool_check_report r;
+	int rc = spool_check(sp, repair, &r);
+	bool damage;
+
+	if (rc < 0) {
+		fprintf(stderr, "dmta-queue: check: %s\n", spool_strerror(rc));
+		return queue_tool_exit(rc);
+	}
+	damage = r.bad_env || r.orphan_msg || r.missing_msg || r.size_mismatch || r.stale_index;
+	if (json)
+		printf("{\"messages\":%" PRIu64 ",\"bad_envelopes\":%" PRIu64
+		       ",\"orphan_messages\":%" PRIu64 ",\"missing_messages\":%" PRIu64
+		       ",\"size_mismatches\":%" PRIu64 ",\"stale_index\":%" PRIu64
+		       ",\"quarantined\":%" PRIu64 ",\"ok\":%s}\n",
+		       r.messages, r.bad_env, r.orphan_msg, r.missing_msg, r.size_mismatch,
+		       r.stale_index, r.quarantined, damage ? "false" : "true");
+	else
+		printf("messages %" PRIu64 ", bad envelopes %" PRIu64 ", orphan messages %" PRIu64
+		       ", missing messages %" PRIu64 ", size mismatches %" PRIu64
+		       ", stale index entries %" PRIu64 ", quarantined %" PRIu64 ": %s\n",
+		       r.messages, r.bad_env, r.orphan_msg, r.missing_msg, r.size_mismatch,
+		       r.stale_index, r.quarantined,
+		       damage ? (repair ? "repaired" : "DAMAGED") : "ok");
+	return damage && !repair ? 1 : 0;
+}
+
+int main(int argc, char **argv)
+{
+	const char *conf_path = NULL, *cmd;
+	struct dmta_conf *conf = NULL;
+	struct spool *sp;
+	bool ro;
+	int i, ex;
+
+	dmta_log_init("dmta-queue", DMTA_LOG_WARN);
+	for (i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--json") == 0)
+			json = true;
+		else if (strcmp(argv[i], "-c") == 0 && i + 1 < argc)
+			conf_path = argv[++i];
+		else if (argv[i][0] == '-')
+			usage();
+		else
+			break;
+	}
+	if (i >= argc)
+		usage();
+	cmd = argv[i++];
+	/* options may also follow the command */
+	for (int j = i; j < argc; j++)
+		if (strcmp(argv[j], "--json") == 0) {
+			json = true;
+			memmove(argv + j, argv + j + 1, (size_t)(argc - j - 1) * sizeof(*argv));
+			argc--;
+			j--;
+		}
+	if (strcmp(cmd, "route") == 0) {
+		fprintf(stderr, "dmta-queue: route: not available yet (needs the DNS resolver)\n");
+		return EX_UNAVAILABLE_;
+	}
+	ro = strcmp(cmd, "list") == 0 || strcmp(cmd, "show") == 0 || strcmp(cmd, "cat") == 0 ||
+	     strcmp(cmd, "stats") == 0 || (strcmp(cmd, "check") == 0 && i == argc);
+	sp = queue_tool_open(conf_path, false, !ro, &conf, &ex);
+	if (sp == NULL)
+		return ex;
+	if (strcmp(cmd, "list") == 0 && i == argc) {
+		ex = queue_tool_list(sp, json, stdout) < 0 ? EX_TEMPFAIL_ : 0;
+	} else if (strcmp(cmd, "show") == 0 && i + 1 == argc) {
+		ex = show(sp, argv[i]);
+	} else if (strcmp(cmd, "cat") == 0 && i + 1 == argc) {
+		ex = cat(sp, argv[i]);
+	} else if (strcmp(cmd, "delete") == 0) {
+		ex = change(sp, OP_DELETE, argc - i, argv + i);
+	} else if (strcmp(cmd, "hold") == 0) {
+		ex = change(sp, OP_HOLD, argc - i, argv + i);
+	} else if (strcmp(cmd, "release") == 0) {
+		ex = change(sp, OP_RELEASE, argc - i, argv + i);
+	} else if (strcmp(cmd, "flush") == 0) {
+		ex = change(sp, OP_FLUSH, argc - i, argv + i);
+	} else if (strcmp(cmd, "stats") == 0 && i == argc) {
+		ex = stats(sp);
+	} else if (strcmp(cmd, "check") == 0 &&
+		   (i == argc || (i + 1 == argc && strcmp(argv[i], "--repair") == 0))) {
+		ex = check(sp, i < argc);
+	} else {
+		spool_close(sp);
+		dmta_conf_free(conf);
+		usage();
+	}
+	spool_close(sp);
+	dmta_conf_free(conf);
+	return ex;
+}
