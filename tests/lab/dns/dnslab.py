@@ -226,7 +226,7 @@ class DnsLab:
 
     def querylog(self):
         try:
-            return open(self.dir + '/query.log').read()
+            return open(self.dir + '/named.log').read()  # -g: all logging goes to stderr
         except FileNotFoundError:
             return ''
 
