@@ -22,9 +22,12 @@ int dns_name_canon(const char *in, char out[DNS_NAME_MAX + 1])
 		char c = in[i];
 
 		if (c == '.') {
-			if (lab == 0)
+			/* RFC 5321 §4.1.2: labels neither empty nor ending in '-' */
+			if (lab == 0 || in[i - 1] == '-')
 				return -EINVAL;
 			lab = 0;
+		} else if (c == '-' && lab == 0) {
+			return -EINVAL;
 		} else if ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
 			   c == '_') {
 			lab++;
@@ -38,6 +41,8 @@ int dns_name_canon(const char *in, char out[DNS_NAME_MAX + 1])
 			return -EINVAL;
 		out[i] = c;
 	}
+	if (in[n - 1] == '-')
+		return -EINVAL;
 	out[n] = '\0';
 	return 0;
 }
@@ -309,7 +314,7 @@ const struct dns_route *dns_config_route(const struct dns_config *cfg, const cha
 		const struct dns_route *r = &cfg->routes[i];
 		size_t rl = strlen(r->domain);
 
-		if (rl == dl && strcmp(r->domain, domain) == 0)
+		if (!r->subdomains && rl == dl && strcmp(r->domain, domain) == 0)
 			return r; /* exact wins, as in Postfix's transport maps */
 		if (r->subdomains && rl < dl && domain[dl - rl - 1] == '.' &&
 		    strcmp(domain + dl - rl, r->domain) == 0 && rl > best_len) {
