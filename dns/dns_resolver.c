@@ -92,13 +92,18 @@ struct dns_resolver {
 	void *watch_arg;
 	struct dns_cache *cache;
 	struct lookup *tab[LOOKUP_BUCKETS];
-	struct lookup *qhead, *qtail; /* waiting for a query slot */
+	/* Waiting for a query slot: address lookups (and CNAME follow-ups)
+	 * of requests already under way go first, so that a burst of new
+	 * domains cannot starve the requests it would let finish. */
+	struct lookup *qhead, *qtail;
+	struct lookup *phead, *ptail;
 	struct job *ready, *ready_tail;
 	struct job *scratch; /* for dns_resolve_cached() */
 	unsigned max_hosts;
 	unsigned jobs; /* not yet delivered */
 	uint64_t rng;
 	bool closing;
+	bool in_ares; /* inside ares_process_fd() */
 	struct dns_stats st;
 };
 
@@ -523,6 +528,7 @@ static void on_answer(void *arg, int status, int timeouts, unsigned char *abuf, 
 	struct dns_rrset *rr = NULL;
 
 	r->st.in_flight--;
+	r->st.retries += (uint64_t)timeouts;
 	if (abuf && alen > 0 && status != ARES_EDESTRUCTION && status != ARES_ECANCELLED) {
 		int rc = dns_msg_parse(abuf, (size_t)alen, l->qtype, &rr);
 
@@ -579,17 +585,6 @@ static void on_answer(void *arg, int status, int timeouts, unsigned char *abuf, 
 		break;
 	}
 	lookup_done(r, l, rr);
-
-	/* A slot is free: start what waits. */
-	while (r->qhead && r->st.in_flight < r->cfg->max_in_flight) {
-		struct lookup *q = r->qhead;
-
-		r->qhead = q->qnext;
-		if (!r->qhead)
-			r->qtail = NULL;
-		r->st.waiting--;
-		lookup_launch(r, q);
-	}
 }
 
 static void lookup_launch(struct dns_resolver *r, struct lookup *l)
@@ -603,13 +598,23 @@ static void lookup_launch(struct dns_resolver *r, struct lookup *l)
 		lookup_done(r, l, rr);
 		return;
 	}
-	if (r->st.in_flight >= r->cfg->max_in_flight) {
+	/* Inside c-ares (an answer's callback) new queries wait: c-ares reads
+	 * a socket until it runs dry, and queries sent from its callbacks
+	 * would keep it from ever running dry under load, holding the loop.
+	 * pump() starts them once c-ares has returned. */
+	if (r->in_ares || r->st.in_flight >= r->cfg->max_in_flight) {
+		struct lookup **head = &r->qhead, **tail = &r->qtail;
+
+		if (l->qtype != DNS_T_MX || l->hops) {
+			head = &r->phead;
+			tail = &r->ptail;
+		}
 		l->qnext = NULL;
-		if (r->qtail)
-			r->qtail->qnext = l;
+		if (*tail)
+			(*tail)->qnext = l;
 		else
-			r->qhead = l;
-		r->qtail = l;
+			*head = l;
+		*tail = l;
 		r->st.waiting++;
 		return;
 	}
@@ -699,9 +704,17 @@ struct dns_resolver *dns_resolver_new(const struct dns_config *cfg, dns_watch_fn
 	 * "connection refused" after skipping the server). XXX: a SERVFAIL
 	 * from the first server is then not retried on the next one. */
 	o.flags = ARES_FLAG_NOSEARCH | ARES_FLAG_NOALIASES | ARES_FLAG_NOCHECKRESP;
+	/* All answers come back on one UDP socket per server: room for a
+	 * full window of them, or the kernel drops some and their queries
+	 * wait out a timeout. */
+	o.socket_receive_buffer_size = (int)(cfg->max_in_flight * 2048u);
+	if (o.socket_receive_buffer_size < 256 * 1024)
+		o.socket_receive_buffer_size = 256 * 1024;
+	if (o.socket_receive_buffer_size > 4 * 1024 * 1024)
+		o.socket_receive_buffer_size = 4 * 1024 * 1024;
 	rc = ares_init_options(&r->ch, &o,
 			       ARES_OPT_SOCK_STATE_CB | ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES |
-				   ARES_OPT_FLAGS);
+				   ARES_OPT_FLAGS | ARES_OPT_SOCK_RCVBUF);
 	if (rc != ARES_SUCCESS) {
 		dmta_err("dns: c-ares: %s", ares_strerror(rc));
 		dns_cache_free(r->cache);
@@ -843,6 +856,30 @@ struct dns_dest *dns_resolve_cached(struct dns_resolver *r, const char *domain)
 	return d;
 }
 
+/* Start what waits, as far as max_in_flight allows. */
+static struct lookup *dequeue(struct dns_resolver *r)
+{
+	struct lookup **head = r->phead ? &r->phead : &r->qhead;
+	struct lookup **tail = r->phead ? &r->ptail : &r->qtail;
+	struct lookup *q = *head;
+
+	if (q) {
+		*head = q->qnext;
+		if (!*head)
+			*tail = NULL;
+		r->st.waiting--;
+	}
+	return q;
+}
+
+static void pump(struct dns_resolver *r)
+{
+	struct lookup *q;
+
+	while (r->st.in_flight < r->cfg->max_in_flight && (q = dequeue(r)))
+		lookup_launch(r, q);
+}
+
 static void deliver(struct dns_resolver *r)
 {
 	while (r->ready) {
@@ -859,14 +896,20 @@ static void deliver(struct dns_resolver *r)
 
 void dns_resolver_process(struct dns_resolver *r, int fd, unsigned events)
 {
+	r->in_ares = true;
 	ares_process_fd(r->ch, (events & DNS_EV_READ) ? fd : ARES_SOCKET_BAD,
 			(events & DNS_EV_WRITE) ? fd : ARES_SOCKET_BAD);
+	r->in_ares = false;
+	pump(r);
 	deliver(r);
 }
 
 void dns_resolver_tick(struct dns_resolver *r)
 {
+	r->in_ares = true;
 	ares_process_fd(r->ch, ARES_SOCKET_BAD, ARES_SOCKET_BAD);
+	r->in_ares = false;
+	pump(r);
 	deliver(r);
 }
 
@@ -874,7 +917,7 @@ int dns_resolver_next_timeout_ms(struct dns_resolver *r)
 {
 	struct timeval tv, *t;
 
-	if (r->ready)
+	if (r->ready || ((r->qhead || r->phead) && r->st.in_flight < r->cfg->max_in_flight))
 		return 0;
 	if (r->st.in_flight == 0)
 		return -1;
@@ -906,14 +949,10 @@ void dns_resolver_free(struct dns_resolver *r)
 	r->closing = true;
 	/* Queued lookups never reached c-ares: fail them first, then let
 	 * c-ares fail its own (ARES_EDESTRUCTION), then tell the callers. */
-	while (r->qhead) {
-		struct lookup *q = r->qhead;
+	struct lookup *q;
 
-		r->qhead = q->qnext;
-		r->st.waiting--;
+	while ((q = dequeue(r)))
 		lookup_launch(r, q);
-	}
-	r->qtail = NULL;
 	ares_destroy(r->ch);
 	deliver(r);
 	dns_cache_free(r->cache);

@@ -92,7 +92,8 @@ struct dns_stats {
 	uint64_t nodata;       /* ... of which NODATA */
 	uint64_t failures;     /* queries ending in a temporary failure */
 	uint64_t timeouts;     /* ... of which timeouts */
-	uint64_t malformed;    /* replies rejected by the parser */
+	uint64_t retries;   /* tries that timed out inside c-ares (the query may still succeed) */
+	uint64_t malformed; /* replies rejected by the parser */
 	uint64_t dest_ok, dest_temp, dest_perm;
 	uint64_t evictions;	/* cache entries pushed out by the size bound */
 	uint64_t in_flight;	/* gauge: queries outstanding */

@@ -189,20 +189,23 @@ int main(int argc, char **argv)
 	printf("{\"count\":%lu,\"rounds\":%lu,\"done\":%lu,\"ok\":%lu,\"temp\":%lu,\"perm\":%lu,"
 	       "\"timed_out\":%d,\"elapsed_ms\":%.1f,\"first_round_ms\":%.1f,"
 	       "\"first_round_per_s\":%.0f,\"timer_fires\":%lu,\"timer_period_ms\":%lu,"
-	       "\"timer_max_gap_ms\":%.2f,\"max_in_flight_conf\":%u,",
+	       "\"timer_max_gap_ms\":%.2f,\"loop_max_busy_ms\":%.2f,\"loop_max_busy_cpu_ms\":%.2f,"
+	       "\"max_in_flight_conf\":%u,",
 	       count, rounds, t.done, t.ok, t.temp, t.perm, timed_out, ms, first_round_ms,
 	       first_round_ms > 0 ? (double)count * 1000.0 / first_round_ms : 0.0, t.fires, tick_ms,
-	       (double)t.max_gap_ns / 1e6, cfg.max_in_flight);
+	       (double)t.max_gap_ns / 1e6, (double)dns_loop_max_busy_ns(loop) / 1e6,
+	       (double)dns_loop_max_busy_cpu_ns(loop) / 1e6, cfg.max_in_flight);
 	printf("\"hit_rate\":%.4f,\"stats\":{\"requests\":%lu,\"cache_hits\":%lu,"
 	       "\"cache_misses\":%lu,\"dedup\":%lu,\"queries\":%lu,\"answers\":%lu,"
-	       "\"failures\":%lu,\"timeouts\":%lu,\"malformed\":%lu,\"in_flight_max\":%lu,"
+	       "\"failures\":%lu,\"timeouts\":%lu,\"retries\":%lu,\"malformed\":%lu,\"in_flight_"
+	       "max\":%lu,"
 	       "\"cache_entries\":%lu,\"evictions\":%lu}",
 	       st.cache_hits + st.cache_misses
 		   ? (double)st.cache_hits / (double)(st.cache_hits + st.cache_misses)
 		   : 0.0,
 	       st.requests, st.cache_hits, st.cache_misses, st.dedup, st.queries, st.answers,
-	       st.failures, st.timeouts, st.malformed, st.in_flight_max, st.cache_entries,
-	       st.evictions);
+	       st.failures, st.timeouts, st.retries, st.malformed, st.in_flight_max,
+	       st.cache_entries, st.evictions);
 	if (hits) {
 		snprintf(name, sizeof(name), "%s1%s", prefix, suffix);
 		const char *d = same ? same : name;

@@ -18,7 +18,16 @@ struct dns_loop {
 	struct dns_resolver *r;
 	void (*fn)(void *arg);
 	void *arg;
+	uint64_t max_busy_ns, max_busy_cpu_ns;
 };
+
+static uint64_t cpu_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return (uint64_t)ts.tv_sec * DMTA_NS_PER_S + (uint64_t)ts.tv_nsec;
+}
 
 struct dns_loop *dns_loop_new(void)
 {
@@ -107,11 +116,35 @@ int dns_loop_run(struct dns_loop *l, uint64_t deadline_ms)
 				e |= DNS_EV_READ;
 			if (evs[i].events & EPOLLOUT)
 				e |= DNS_EV_WRITE;
+			uint64_t t0 = dmta_now_ns(), c0 = cpu_ns(), busy;
+
 			dns_resolver_process(l->r, evs[i].data.fd, e);
+			busy = dmta_now_ns() - t0;
+			if (busy > l->max_busy_ns) {
+				l->max_busy_ns = busy;
+				l->max_busy_cpu_ns = cpu_ns() - c0;
+			}
 		}
+		uint64_t t1 = dmta_now_ns(), busy1;
+
 		dns_resolver_tick(l->r);
+		busy1 = dmta_now_ns() - t1;
+		if (busy1 > l->max_busy_ns) {
+			l->max_busy_ns = busy1;
+			l->max_busy_cpu_ns = 0;
+		}
 	}
 	return 0;
+}
+
+uint64_t dns_loop_max_busy_cpu_ns(const struct dns_loop *l)
+{
+	return l->max_busy_cpu_ns;
+}
+
+uint64_t dns_loop_max_busy_ns(const struct dns_loop *l)
+{
+	return l->max_busy_ns;
 }
 
 void dns_loop_free(struct dns_loop *l)

@@ -32,6 +32,10 @@ void dns_loop_watch(int fd, bool want_read, bool want_write, void *arg);
 void dns_loop_attach(struct dns_loop *loop, struct dns_resolver *r);
 int dns_loop_every(struct dns_loop *loop, unsigned period_ms, void (*fn)(void *arg), void *arg);
 int dns_loop_run(struct dns_loop *loop, uint64_t deadline_ms);
+/** The longest single dns_resolver_process()/tick() call so far: how long the loop was held. */
+uint64_t dns_loop_max_busy_ns(const struct dns_loop *loop);
+/** The CPU time of that call (the rest of it the thread was not running). */
+uint64_t dns_loop_max_busy_cpu_ns(const struct dns_loop *loop);
 void dns_loop_free(struct dns_loop *loop);
 
 #endif

@@ -92,6 +92,9 @@ NAMED_CONF = """options {{
 	dnssec-validation no;
 	notify no;
 	querylog yes;
+	// room for a burst of queries: the load tests keep hundreds in flight
+	udp-receive-buffer 4194304;
+	udp-send-buffer 4194304;
 }};
 controls {{ }};
 logging {{

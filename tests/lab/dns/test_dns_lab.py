@@ -262,6 +262,11 @@ def load(env):
     check(r['timer_max_gap_ms'] < 100 and r['timer_fires'] >= r['elapsed_ms'] / 10 * 0.5,
           'the loop never blocked: a 10 ms timer fired throughout, largest gap < 100 ms',
           (r['timer_fires'], r['timer_max_gap_ms']))
+    check(r['loop_max_busy_cpu_ms'] < 50,
+          'no single resolver call held the loop for 50 ms of CPU (ASan build)',
+          r['loop_max_busy_cpu_ms'])
+    check(r['stats']['retries'] == 0, 'no query lost on the way (no c-ares retry)',
+          r['stats']['retries'], 0)
     print('cache hit rate %.1f%% (%d hits, %d misses of which %d joined a query in flight);'
           ' %.0f first-round lookups/s' % (100 * r['hit_rate'], r['stats']['cache_hits'],
                                            r['stats']['cache_misses'], r['stats']['dedup'],
