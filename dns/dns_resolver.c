@@ -229,7 +229,13 @@ static void job_finish(struct job *j, enum dns_verdict v, const char *status, co
 static bool is_ip_literal(const char *s)
 {
 	struct in6_addr a;
+	size_t n = strlen(s);
 
+	/* Cheap test first: a dotted quad ends in a digit, an IPv6 text has
+	 * a colon; a host name's last label is never all digits, but most
+	 * end in a letter. */
+	if (n == 0 || (!(s[n - 1] >= '0' && s[n - 1] <= '9') && !strchr(s, ':')))
+		return false;
 	return inet_pton(AF_INET, s, &a) == 1 || inet_pton(AF_INET6, s, &a) == 1;
 }
 
