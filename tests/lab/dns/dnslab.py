@@ -109,33 +109,39 @@ zone "broken.test" {{ type primary; file "{d}/broken.test.zone"; }};
 
 RELAY = r"""
 import socket, sys, time, heapq, select
+# Every datagram waits `delay` each way; each query gets its own upstream
+# socket, so that replies find their client whatever the DNS ids are.
 listen, target, delay = sys.argv[1], sys.argv[2], float(sys.argv[3]) / 1000
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
 s.bind((listen, 53))
-up = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-up.bind((listen, 0))
-pending = {}   # upstream reply -> client, by DNS id
+ups = {}   # upstream socket -> client address
 due = []
+seq = 0
 deadline = time.time() + 600  # bounded: never outlives a test
 while time.time() < deadline:
     t = max(0.0, due[0][0] - time.time()) if due else 1.0
-    r, _, _ = select.select([s, up], [], [], t)
+    r, _, _ = select.select([s] + list(ups), [], [], t)
     now = time.time()
-    if s in r:
-        q, client = s.recvfrom(4096)
-        heapq.heappush(due, (now + delay, 'q', q, client))
-    if up in r:
-        a, _ = up.recvfrom(65535)
-        client = pending.pop(a[:2], None)
-        if client:
-            heapq.heappush(due, (now + delay, 'a', a, client))
+    for sock in r:
+        if sock is s:
+            q, client = s.recvfrom(4096)
+            seq += 1
+            heapq.heappush(due, (now + delay, seq, 'q', q, client, None))
+        else:
+            a = sock.recv(65535)
+            seq += 1
+            heapq.heappush(due, (now + delay, seq, 'a', a, ups.pop(sock), sock))
     while due and due[0][0] <= time.time():
-        _, kind, data, client = heapq.heappop(due)
+        _, _, kind, data, client, sock = heapq.heappop(due)
         if kind == 'q':
-            pending[data[:2]] = client
-            up.sendto(data, (target, 53))
+            u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            u.bind((listen, 0))
+            u.sendto(data, (target, 53))
+            ups[u] = client
         else:
             s.sendto(data, client)
+            sock.close()
 """
 
 
