@@ -62,6 +62,9 @@ bare	TXT "exists, no MX, no address"
 v6only	AAAA 2001:db8::1
 ; the domain itself an alias
 aliasdom	CNAME order
+; an alias into another zone: named (authoritative only) answers with the
+; CNAME alone, and the resolver asks again for the target
+xzone	CNAME d7.bulk.test.
 ; a CNAME loop
 loop1	CNAME loop2
 loop2	CNAME loop1

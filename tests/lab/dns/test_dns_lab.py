@@ -107,6 +107,12 @@ def routing(env):
     check(d['verdict'] == 'ok' and d['hosts'][0]['name'] == 'e.mx.dns.test',
           'aliasdom: the domain itself a CNAME: MX of its target', names(d))
 
+    d, _ = env.one(c, t('xzone'))
+    check(d['verdict'] == 'ok' and sorted(names(d)) == ['mx1.bulk.test', 'mx2.bulk.test'],
+          'xzone: a CNAME into another zone, answered alone, followed by a second query', d)
+    check(re.search(r'd7\.bulk\.test IN MX', env.lab.querylog()) is not None,
+          'xzone: named was asked for the CNAME target')
+
     d, _ = env.one(c, t('implicit'))
     check(d['verdict'] == 'ok' and d['source'] == 'implicit' and
           names(d) == ['implicit.dns.test'] and d['hosts'][0]['ipv4'] == ['198.18.2.1'],
