@@ -103,7 +103,8 @@ struct dns_resolver {
 	unsigned jobs; /* not yet delivered */
 	uint64_t rng;
 	bool closing;
-	bool in_ares; /* inside ares_process_fd() */
+	bool in_ares;	   /* inside ares_process_fd() */
+	bool multi_server; /* c-ares fails over on SERVFAIL/REFUSED */
 	struct dns_stats st;
 };
 
@@ -502,13 +503,14 @@ static void lookup_done(struct dns_resolver *r, struct lookup *l, struct dns_rrs
 	free(l);
 }
 
-static const char *ares_why(int status)
+static const char *ares_why(const struct dns_resolver *r, int status)
 {
 	switch (status) {
 	case ARES_ETIMEOUT:
 		return "DNS timeout";
 	case ARES_ECONNREFUSED:
-		return "DNS server unreachable (connection refused)";
+		return r->multi_server ? "no DNS server answered (SERVFAIL, REFUSED or unreachable)"
+				       : "DNS server unreachable (connection refused)";
 	case ARES_ESERVFAIL:
 		return "SERVFAIL from DNS server";
 	case ARES_EREFUSED:
@@ -553,7 +555,7 @@ static void on_answer(void *arg, int status, int timeouts, unsigned char *abuf, 
 			r->st.timeouts++;
 		if (status == ARES_EBADRESP)
 			r->st.malformed++;
-		rr = dns_rrset_new_status(l->qtype, DNS_RR_TEMP, 0, ares_why(status));
+		rr = dns_rrset_new_status(l->qtype, DNS_RR_TEMP, 0, ares_why(r, status));
 	}
 	if (!rr)
 		dmta_panic("dns: out of memory for a record set");
@@ -705,11 +707,15 @@ struct dns_resolver *dns_resolver_new(const struct dns_config *cfg, dns_watch_fn
 	if (o.timeout < 1)
 		o.timeout = 1;
 	o.tries = (int)cfg->tries;
-	/* NOCHECKRESP: let SERVFAIL and REFUSED replies through so that the
-	 * reason says what the server said (c-ares 1.18 would report them as
-	 * "connection refused" after skipping the server). XXX: a SERVFAIL
-	 * from the first server is then not retried on the next one. */
-	o.flags = ARES_FLAG_NOSEARCH | ARES_FLAG_NOALIASES | ARES_FLAG_NOCHECKRESP;
+	/* With several servers, a SERVFAIL or REFUSED from one sends the query
+	 * on to the next (as libresolv does); c-ares 1.18 then reports the end
+	 * of the road as "connection refused" whatever it was. With a single
+	 * server there is nowhere to go: NOCHECKRESP lets the reply through
+	 * so that the reason says what the server said. */
+	o.flags = ARES_FLAG_NOSEARCH | ARES_FLAG_NOALIASES;
+	if (ns == 1)
+		o.flags |= ARES_FLAG_NOCHECKRESP;
+	r->multi_server = ns > 1;
 	/* All answers come back on one UDP socket per server: room for a
 	 * full window of them, or the kernel drops some and their queries
 	 * wait out a timeout. */

@@ -45,6 +45,8 @@
  *	  reply, CNAME loop (on the MX or on
  *	  every host)				temporary 4.4.3
  *	  only IPv6 addresses			temporary 4.4.4 (IPv6 not used yet)
+ *	With several servers configured, a SERVFAIL or REFUSED from one
+ *	sends the query on to the next.
  *
  *	dns_resolve_cached() answers from the cache alone: the destination
  *	(owned by the caller) or NULL when some record set is not cached.

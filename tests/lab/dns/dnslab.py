@@ -6,7 +6,7 @@ named) that serves zones made here, for dns/'s lab tests and benchmarks.
         lab.stop_named() / lab.freeze() / lab.thaw()
 
 The namespace is dmta-t-dns-<pid>; named listens on 198.18.53.1:53 (its
-lo); a delaying UDP relay (the "slow server") listens on 198.18.53.2:53.
+lo) and on 198.18.53.4:53 where dns.test is broken (SERVFAIL); a delaying UDP relay (the "slow server") listens on 198.18.53.2:53.
 Everything started here is killed and the namespace deleted on exit,
 also on SIGTERM (meson's timeout).
 """
@@ -21,6 +21,7 @@ NAMED = '/usr/sbin/named'
 SERVER = '198.18.53.1'
 SLOW = '198.18.53.2'
 DEAD = '198.18.53.3'   # an address with nothing listening
+BAD = '198.18.53.4'    # the same named, where dns.test fails to load: SERVFAIL
 BULK_N = 20000         # d1.bulk.test ... d20000.bulk.test
 
 ZONE = r"""$TTL 300
@@ -89,7 +90,7 @@ NAMED_CONF = """options {{
 	directory "{d}";
 	pid-file "{d}/named.pid";
 	session-keyfile "{d}/session.key";
-	listen-on port 53 {{ {server}; }};
+	listen-on port 53 {{ {server}; {bad}; }};
 	listen-on-v6 {{ none; }};
 	recursion no;
 	dnssec-validation no;
@@ -105,9 +106,16 @@ logging {{
 	category queries {{ q; }};
 	category lame-servers {{ null; }};
 }};
-zone "dns.test" {{ type primary; file "{d}/dns.test.zone"; }};
-zone "bulk.test" {{ type primary; file "{d}/bulk.test.zone"; }};
-zone "broken.test" {{ type primary; file "{d}/broken.test.zone"; }};
+view "bad" {{
+	match-destinations {{ {bad}; }};
+	zone "dns.test" {{ type primary; file "{d}/broken2.zone"; }};
+}};
+view "good" {{
+	match-clients {{ any; }};
+	zone "dns.test" {{ type primary; file "{d}/dns.test.zone"; }};
+	zone "bulk.test" {{ type primary; file "{d}/bulk.test.zone"; }};
+	zone "broken.test" {{ type primary; file "{d}/broken.test.zone"; }};
+}};
 """
 
 RELAY = r"""
@@ -173,7 +181,7 @@ class DnsLab:
     def _up(self):
         sh('ip', 'netns', 'add', self.ns)
         sh('ip', '-n', self.ns, 'link', 'set', 'lo', 'up')
-        for a in (SERVER, SLOW, DEAD):
+        for a in (SERVER, SLOW, DEAD, BAD):
             sh('ip', '-n', self.ns, 'addr', 'add', a + '/32', 'dev', 'lo')
         d = self.dir
         with open(d + '/dns.test.zone', 'w') as f:
@@ -186,8 +194,10 @@ class DnsLab:
                 'd%d\tMX 10 mx1\nd%d\tMX 20 mx2\n' % (i, i) for i in range(1, BULK_N + 1))))
         with open(d + '/broken.test.zone', 'w') as f:
             f.write('this is not a zone file\n')   # named cannot load it: SERVFAIL
+        with open(d + '/broken2.zone', 'w') as f:
+            f.write('this is not a zone file either\n')
         with open(d + '/named.conf', 'w') as f:
-            f.write(NAMED_CONF.format(d=d, server=SERVER))
+            f.write(NAMED_CONF.format(d=d, server=SERVER, bad=BAD))
         with open(d + '/relay.py', 'w') as f:
             f.write(RELAY)
         self.start_named()

@@ -13,7 +13,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from dnslab import DnsLab, SERVER, SLOW, DEAD  # noqa: E402
+from dnslab import DnsLab, SERVER, SLOW, DEAD, BAD  # noqa: E402
 
 FAILS = []
 
@@ -212,6 +212,19 @@ def faults(env):
     d, _ = env.one(c, 'example.invalid')
     check(d['verdict'] == 'temporary' and 'REFUSED' in d['reason'],
           'REFUSED: temporary 4.4.3', d)
+
+    # Failover: a server that SERVFAILs, then a good one.
+    d, _ = env.one(env.conf('', servers=BAD), t('order'))
+    check(d['verdict'] == 'temporary' and 'SERVFAIL' in d['reason'],
+          'a SERVFAILing server alone: temporary, SERVFAIL', d['reason'])
+    dests, st, _ = env.route(env.conf('', servers=BAD + ',' + SERVER), *([t('order')] * 3),
+                             t('implicit'), stats=True)
+    check(all(x['verdict'] == 'ok' for x in dests),
+          'SERVFAIL from the first server, the second answers: ok',
+          [x['verdict'] for x in dests])
+    d, _ = env.one(env.conf('', servers=BAD + ',' + BAD), t('order'))
+    check(d['verdict'] == 'temporary' and d['status'] == '4.4.3',
+          'every server SERVFAILs: temporary 4.4.3', d['reason'])
 
     # A slow server: 400 ms each way through the delaying relay.
     cs = env.conf('timeout = 5s\ntries = 1\n', servers=SLOW)
