@@ -1,0 +1,326 @@
+/*
+ * dns_conf.c - the [dns], [routes] and [relay] sections of dmta.conf.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/base/dmta_log.h"
+#include "dns/dns_conf.h"
+
+int dns_name_canon(const char *in, char out[DNS_NAME_MAX + 1])
+{
+	size_t n = strlen(in), lab = 0;
+
+	if (n && in[n - 1] == '.')
+		n--;
+	if (n == 0 || n > 253)
+		return -EINVAL;
+	for (size_t i = 0; i < n; i++) {
+		char c = in[i];
+
+		if (c == '.') {
+			/* RFC 5321 §4.1.2: labels neither empty nor ending in '-' */
+			if (lab == 0 || in[i - 1] == '-')
+				return -EINVAL;
+			lab = 0;
+		} else if (c == '-' && lab == 0) {
+			return -EINVAL;
+		} else if ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
+			   c == '_') {
+			lab++;
+		} else if (c >= 'A' && c <= 'Z') {
+			c = (char)(c + 32);
+			lab++;
+		} else {
+			return -EINVAL;
+		}
+		if (lab > 63)
+			return -EINVAL;
+		out[i] = c;
+	}
+	if (in[n - 1] == '-')
+		return -EINVAL;
+	out[n] = '\0';
+	return 0;
+}
+
+static int port_parse(const char *s, size_t n, uint16_t *port)
+{
+	unsigned v = 0;
+
+	if (n == 0 || n > 5)
+		return -EINVAL;
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return -EINVAL;
+		v = v * 10 + (unsigned)(s[i] - '0');
+	}
+	if (v == 0 || v > 65535)
+		return -EINVAL;
+	*port = (uint16_t)v;
+	return 0;
+}
+
+/* One "host[:port]" / "[v6]:port" / "v4" item of @n bytes. */
+static int host_parse(const char *s, size_t n, struct dns_route_host *h, char *err, size_t errlen)
+{
+	char buf[DNS_NAME_MAX + 1];
+	const char *colon;
+	size_t hl = n;
+
+	memset(h, 0, sizeof(*h));
+	if (n && s[0] == '[') {
+		const char *rb = memchr(s, ']', n);
+
+		if (!rb)
+			goto bad;
+		hl = (size_t)(rb - s) - 1;
+		if (hl >= sizeof(buf))
+			goto bad;
+		memcpy(buf, s + 1, hl);
+		buf[hl] = '\0';
+		if (inet_pton(AF_INET6, buf, &h->addr.v6) == 1)
+			h->family = AF_INET6;
+		else if (inet_pton(AF_INET, buf, &h->addr.v4) == 1)
+			h->family = AF_INET;
+		else
+			goto bad;
+		snprintf(h->name, sizeof(h->name), "%s", buf);
+		s = rb + 1;
+		n -= hl + 2;
+		if (n == 0)
+			return 0;
+		if (s[0] != ':' || port_parse(s + 1, n - 1, &h->port) < 0)
+			goto bad;
+		return 0;
+	}
+	colon = memchr(s, ':', n);
+	if (colon) {
+		hl = (size_t)(colon - s);
+		if (port_parse(colon + 1, n - hl - 1, &h->port) < 0)
+			goto bad;
+	}
+	if (hl == 0 || hl >= sizeof(buf))
+		goto bad;
+	memcpy(buf, s, hl);
+	buf[hl] = '\0';
+	if (inet_pton(AF_INET, buf, &h->addr.v4) == 1) {
+		h->family = AF_INET;
+		snprintf(h->name, sizeof(h->name), "%s", buf);
+		return 0;
+	}
+	if (dns_name_canon(buf, h->name) < 0)
+		goto bad;
+	return 0;
+bad:
+	snprintf(err, errlen, "bad host \"%.*s\" (want name[:port], a.b.c.d[:port] or [v6]:port)",
+		 (int)(n > 80 ? 80 : n), s);
+	return -EINVAL;
+}
+
+int dns_hostlist_parse(const char *text, struct dns_route_host *hosts, unsigned max, char *err,
+		       size_t errlen)
+{
+	unsigned k = 0;
+	const char *p = text;
+
+	for (;;) {
+		const char *e;
+		size_t n;
+
+		while (*p == ' ' || *p == '\t')
+			p++;
+		e = strchr(p, ',');
+		n = e ? (size_t)(e - p) : strlen(p);
+		while (n && (p[n - 1] == ' ' || p[n - 1] == '\t'))
+			n--;
+		if (n == 0) {
+			snprintf(err, errlen, "empty host in list");
+			return -EINVAL;
+		}
+		if (k == max) {
+			snprintf(err, errlen, "more than %u hosts", max);
+			return -EINVAL;
+		}
+		if (host_parse(p, n, &hosts[k], err, errlen) < 0)
+			return -EINVAL;
+		k++;
+		if (!e)
+			return (int)k;
+		p = e + 1;
+	}
+}
+
+void dns_config_defaults(struct dns_config *cfg)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->timeout_ms = 5000;
+	cfg->tries = 2;
+	cfg->ttl_min = 30;
+	cfg->ttl_max = 86400;
+	cfg->neg_ttl_max = 3 * 3600;
+	cfg->tempfail_ttl = 5;
+	cfg->cache_size = 100000;
+	cfg->max_in_flight = 256;
+	cfg->max_mx = 10;
+	cfg->max_addrs = 8;
+	cfg->ipv6 = true;
+}
+
+static int route_set(struct dns_route *r, const char *domain, const char *value, char *err,
+		     size_t errlen)
+{
+	struct dns_route_host hosts[DNS_ROUTE_HOSTS_MAX];
+	char canon[DNS_NAME_MAX + 1];
+	int n;
+
+	r->subdomains = domain[0] == '.';
+	if (dns_name_canon(domain + r->subdomains, canon) < 0) {
+		snprintf(err, errlen, "bad domain \"%s\"", domain);
+		return -EINVAL;
+	}
+	n = dns_hostlist_parse(value, hosts, DNS_ROUTE_HOSTS_MAX, err, errlen);
+	if (n < 0)
+		return -EINVAL;
+	r->domain = strdup(canon);
+	r->hosts = malloc((size_t)n * sizeof(*hosts));
+	if (!r->domain || !r->hosts) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	memcpy(r->hosts, hosts, (size_t)n * sizeof(*hosts));
+	r->n = (unsigned)n;
+	return 0;
+}
+
+struct route_ctx {
+	struct dns_config *cfg;
+	const struct dmta_conf *conf;
+	int rc;
+};
+
+static void route_one(const char *key, const char *value, void *arg)
+{
+	struct route_ctx *ctx = arg;
+	struct dns_config *cfg = ctx->cfg;
+	struct dns_route *nr;
+	char err[200];
+
+	nr = realloc(cfg->routes, (cfg->n_routes + 1) * sizeof(*nr));
+	if (!nr) {
+		ctx->rc = -ENOMEM;
+		return;
+	}
+	cfg->routes = nr;
+	memset(&nr[cfg->n_routes], 0, sizeof(*nr));
+	if (route_set(&nr[cfg->n_routes], key, value, err, sizeof(err)) < 0) {
+		dmta_err("%s: [routes] %s: %s", dmta_conf_source(ctx->conf), key, err);
+		free(nr[cfg->n_routes].domain);
+		free(nr[cfg->n_routes].hosts);
+		ctx->rc = -EINVAL;
+		return;
+	}
+	cfg->n_routes++;
+}
+
+int dns_config_load(struct dns_config *cfg, const struct dmta_conf *conf)
+{
+	uint64_t v;
+	int rc = 0;
+	const char *s;
+
+	dns_config_defaults(cfg);
+	s = dmta_conf_get(conf, "dns", "servers");
+	if (s && *s) {
+		cfg->servers = strdup(s);
+		for (char *p = cfg->servers; p && *p; p++)
+			if (*p == ' ' || *p == '\t')
+				memmove(p, p + 1, strlen(p)), p--;
+	}
+	rc |= dmta_conf_duration_ms(conf, "dns", "timeout", 5000, 10, 600000, &cfg->timeout_ms);
+	rc |= dmta_conf_u64(conf, "dns", "tries", 2, 1, 10, &v);
+	cfg->tries = (unsigned)v;
+	rc |= dmta_conf_duration_ms(conf, "dns", "ttl_min", 30000, 0, 86400000ULL * 7, &v);
+	cfg->ttl_min = (uint32_t)(v / 1000);
+	rc |= dmta_conf_duration_ms(conf, "dns", "ttl_max", 86400000, 1000, 86400000ULL * 7, &v);
+	cfg->ttl_max = (uint32_t)(v / 1000);
+	rc |= dmta_conf_duration_ms(conf, "dns", "negative_ttl_max", 3 * 3600000, 0, 86400000, &v);
+	cfg->neg_ttl_max = (uint32_t)(v / 1000);
+	rc |= dmta_conf_duration_ms(conf, "dns", "tempfail_ttl", 5000, 0, 3600000, &v);
+	cfg->tempfail_ttl = (uint32_t)(v / 1000);
+	rc |= dmta_conf_u64(conf, "dns", "cache_size", 100000, 1, 100000000, &v);
+	cfg->cache_size = (size_t)v;
+	rc |= dmta_conf_u64(conf, "dns", "max_in_flight", 256, 1, 65536, &v);
+	cfg->max_in_flight = (unsigned)v;
+	rc |= dmta_conf_u64(conf, "dns", "max_mx", 10, 1, DNS_HOSTS_MAX, &v);
+	cfg->max_mx = (unsigned)v;
+	rc |= dmta_conf_u64(conf, "dns", "max_addrs", 8, 1, 256, &v);
+	cfg->max_addrs = (unsigned)v;
+	rc |= dmta_conf_bool(conf, "dns", "ipv6", true, &cfg->ipv6);
+	if (cfg->ttl_min > cfg->ttl_max) {
+		dmta_err("%s: [dns] ttl_min: above ttl_max", dmta_conf_source(conf));
+		rc = -EINVAL;
+	}
+
+	struct route_ctx ctx = {.cfg = cfg, .conf = conf, .rc = 0};
+
+	dmta_conf_foreach(conf, "routes", route_one, &ctx);
+	if (ctx.rc)
+		rc = ctx.rc;
+
+	s = dmta_conf_get(conf, "relay", "host");
+	if (s) {
+		char err[200];
+		struct dns_route_host hosts[DNS_ROUTE_HOSTS_MAX];
+		int n = dns_hostlist_parse(s, hosts, DNS_ROUTE_HOSTS_MAX, err, sizeof(err));
+
+		if (n < 0) {
+			dmta_err("%s: [relay] host: %s", dmta_conf_source(conf), err);
+			rc = -EINVAL;
+		} else {
+			cfg->relay.domain = strdup("*");
+			cfg->relay.hosts = malloc((size_t)n * sizeof(*hosts));
+			if (!cfg->relay.domain || !cfg->relay.hosts)
+				return -ENOMEM;
+			memcpy(cfg->relay.hosts, hosts, (size_t)n * sizeof(*hosts));
+			cfg->relay.n = (unsigned)n;
+		}
+	}
+	return rc ? -EINVAL : 0;
+}
+
+void dns_config_release(struct dns_config *cfg)
+{
+	for (unsigned i = 0; i < cfg->n_routes; i++) {
+		free(cfg->routes[i].domain);
+		free(cfg->routes[i].hosts);
+	}
+	free(cfg->routes);
+	free(cfg->relay.domain);
+	free(cfg->relay.hosts);
+	free(cfg->servers);
+	memset(cfg, 0, sizeof(*cfg));
+}
+
+const struct dns_route *dns_config_route(const struct dns_config *cfg, const char *domain)
+{
+	const struct dns_route *best = NULL;
+	size_t best_len = 0, dl = strlen(domain);
+
+	for (unsigned i = 0; i < cfg->n_routes; i++) {
+		const struct dns_route *r = &cfg->routes[i];
+		size_t rl = strlen(r->domain);
+
+		if (!r->subdomains && rl == dl && strcmp(r->domain, domain) == 0)
+			return r; /* exact wins, as in Postfix's transport maps */
+		if (r->subdomains && rl < dl && domain[dl - rl - 1] == '.' &&
+		    strcmp(domain + dl - rl, r->domain) == 0 && rl > best_len) {
+			best = r;
+			best_len = rl;
+		}
+	}
+	return best;
+}

@@ -1,0 +1,213 @@
+/*
+ * dns_dest.c - destinations: ordering, building, printing.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dns/dns_dest.h"
+
+void dns_mx_order(struct dns_mx_ref *mx, unsigned n, uint64_t *rng)
+{
+	/* Insertion sort: n is bounded by the reply size and usually < 10. */
+	for (unsigned i = 1; i < n; i++) {
+		struct dns_mx_ref t = mx[i];
+		unsigned j = i;
+
+		while (j > 0 && mx[j - 1].pref > t.pref) {
+			mx[j] = mx[j - 1];
+			j--;
+		}
+		mx[j] = t;
+	}
+	/* Fisher-Yates within each run of equal preference. */
+	for (unsigned s = 0; s < n;) {
+		unsigned e = s + 1;
+
+		while (e < n && mx[e].pref == mx[s].pref)
+			e++;
+		for (unsigned i = e - 1; i > s; i--) {
+			unsigned j = s + (unsigned)(dns_rand(rng) % (i - s + 1));
+			struct dns_mx_ref t = mx[i];
+
+			mx[i] = mx[j];
+			mx[j] = t;
+		}
+		s = e;
+	}
+}
+
+static size_t align8(size_t n)
+{
+	return (n + 7) & ~(size_t)7;
+}
+
+struct dns_dest *dns_dest_build(const struct dns_dest_in *in)
+{
+	size_t sz = align8(sizeof(struct dns_dest));
+	size_t hosts_off, addr_off, str_off;
+	struct dns_dest *d;
+	char *base;
+
+	hosts_off = sz;
+	sz += align8(in->n_hosts * sizeof(struct dns_host));
+	addr_off = sz;
+	for (unsigned i = 0; i < in->n_hosts; i++)
+		sz += in->hosts[i].n_v6 * sizeof(struct in6_addr) +
+		      in->hosts[i].n_v4 * sizeof(struct in_addr);
+	str_off = sz;
+	sz += strlen(in->domain) + 1 + strlen(in->status) + 1 + strlen(in->reason) + 1;
+	for (unsigned i = 0; i < in->n_hosts; i++)
+		sz += strlen(in->hosts[i].name) + 1;
+
+	base = malloc(sz);
+	if (!base)
+		return NULL;
+	d = (struct dns_dest *)(void *)base;
+	struct dns_host *h = (struct dns_host *)(void *)(base + hosts_off);
+	char *a = base + addr_off, *s = base + str_off;
+
+#define PUTS(dst, src)                                                                             \
+	do {                                                                                       \
+		size_t l_ = strlen(src) + 1;                                                       \
+		memcpy(s, (src), l_);                                                              \
+		(dst) = s;                                                                         \
+		s += l_;                                                                           \
+	} while (0)
+
+	PUTS(d->domain, in->domain);
+	PUTS(d->status, in->status);
+	PUTS(d->reason, in->reason);
+	d->verdict = in->verdict;
+	d->source = in->source;
+	d->ttl = in->ttl;
+	d->n_hosts = (uint16_t)in->n_hosts;
+	d->n_skipped = (uint16_t)in->n_skipped;
+	d->hosts = h;
+	for (unsigned i = 0; i < in->n_hosts; i++) {
+		const struct dns_dest_host *src = &in->hosts[i];
+
+		PUTS(h[i].name, src->name);
+		h[i].pref = src->pref;
+		h[i].port = src->port;
+		h[i].n_v4 = src->n_v4;
+		h[i].n_v6 = src->n_v6;
+		/* v6 first: 16-byte entries keep the 4-byte ones aligned. */
+		if (src->n_v6)
+			memcpy(a, src->v6, src->n_v6 * sizeof(struct in6_addr));
+		h[i].v6 = (const struct in6_addr *)(void *)a;
+		a += src->n_v6 * sizeof(struct in6_addr);
+		if (src->n_v4)
+			memcpy(a, src->v4, src->n_v4 * sizeof(struct in_addr));
+		h[i].v4 = (const struct in_addr *)(void *)a;
+		a += src->n_v4 * sizeof(struct in_addr);
+	}
+#undef PUTS
+	return d;
+}
+
+void dns_dest_free(struct dns_dest *d)
+{
+	free(d);
+}
+
+const char *dns_verdict_name(enum dns_verdict v)
+{
+	switch (v) {
+	case DNS_VERDICT_OK:
+		return "ok";
+	case DNS_VERDICT_TEMP:
+		return "temporary";
+	case DNS_VERDICT_PERM:
+		return "permanent";
+	default:
+		return "?";
+	}
+}
+
+const char *dns_source_name(enum dns_source s)
+{
+	switch (s) {
+	case DNS_SRC_MX:
+		return "mx";
+	case DNS_SRC_IMPLICIT:
+		return "implicit";
+	case DNS_SRC_ROUTE:
+		return "route";
+	case DNS_SRC_RELAY:
+		return "relay";
+	case DNS_SRC_LITERAL:
+		return "literal";
+	case DNS_SRC_NONE:
+		return "none";
+	default:
+		return "?";
+	}
+}
+
+static void json_str(FILE *f, const char *s)
+{
+	fputc('"', f);
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+
+		if (c == '"' || c == '\\')
+			fprintf(f, "\\%c", c);
+		else if (c < 0x20 || c >= 0x7f)
+			fprintf(f, "\\u%04x", c);
+		else
+			fputc(c, f);
+	}
+	fputc('"', f);
+}
+
+void dns_dest_print(FILE *f, const struct dns_dest *d, bool json)
+{
+	char ip[INET6_ADDRSTRLEN];
+
+	if (!json) {
+		fprintf(f, "%s: %s %s (%s) via %s, ttl %us\n", d->domain,
+			dns_verdict_name(d->verdict), d->status, d->reason,
+			dns_source_name(d->source), d->ttl);
+		for (unsigned i = 0; i < d->n_hosts; i++) {
+			const struct dns_host *h = &d->hosts[i];
+
+			fprintf(f, "  %5u %s", h->pref, h->name);
+			if (h->port)
+				fprintf(f, " port %u", h->port);
+			for (unsigned k = 0; k < h->n_v4; k++)
+				fprintf(f, " %s", inet_ntop(AF_INET, &h->v4[k], ip, sizeof(ip)));
+			for (unsigned k = 0; k < h->n_v6; k++)
+				fprintf(f, " %s", inet_ntop(AF_INET6, &h->v6[k], ip, sizeof(ip)));
+			fputc('\n', f);
+		}
+		if (d->n_skipped)
+			fprintf(f, "  (%u exchangers skipped)\n", d->n_skipped);
+		return;
+	}
+	fputs("{\"domain\":", f);
+	json_str(f, d->domain);
+	fprintf(f, ",\"verdict\":\"%s\",\"status\":", dns_verdict_name(d->verdict));
+	json_str(f, d->status);
+	fputs(",\"reason\":", f);
+	json_str(f, d->reason);
+	fprintf(f, ",\"source\":\"%s\",\"ttl\":%u,\"skipped\":%u,\"hosts\":[",
+		dns_source_name(d->source), d->ttl, d->n_skipped);
+	for (unsigned i = 0; i < d->n_hosts; i++) {
+		const struct dns_host *h = &d->hosts[i];
+
+		fprintf(f, "%s{\"pref\":%u,\"name\":", i ? "," : "", h->pref);
+		json_str(f, h->name);
+		fprintf(f, ",\"port\":%u,\"ipv4\":[", h->port ? h->port : 25);
+		for (unsigned k = 0; k < h->n_v4; k++)
+			fprintf(f, "%s\"%s\"", k ? "," : "",
+				inet_ntop(AF_INET, &h->v4[k], ip, sizeof(ip)));
+		fputs("],\"ipv6\":[", f);
+		for (unsigned k = 0; k < h->n_v6; k++)
+			fprintf(f, "%s\"%s\"", k ? "," : "",
+				inet_ntop(AF_INET6, &h->v6[k], ip, sizeof(ip)));
+		fputs("]}", f);
+	}
+	fputs("]}\n", f);
+}
