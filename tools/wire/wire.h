@@ -42,8 +42,9 @@
  *	  delay     -> release = t_send + delay + U(-jitter, +jitter), clamped
  *	               to >= t_send and to >= the previous in-order release, so
  *	               jitter never reorders (like netem with a rate, or with a
- *	               pfifo child; the mean delay grows a little when frames
- *	               arrive faster than the jitter);
+ *	               pfifo child). The price: when frames come faster
+ *	               than the jitter spreads them, the delay drifts toward
+ *	               delay + jitter (1 frame/ms, 20ms +- 10ms: mean 25ms);
  *	  reorder   -> the frame skips the delay line: release = t_send, ahead
  *	               of every frame still being delayed. With no delay it is
  *	               held back WIRE_REORDER_HOLD_NS instead, so the frames of

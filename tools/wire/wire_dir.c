@@ -19,8 +19,8 @@
  *
  *	Rate: GCRA, the virtual-time form of a token bucket. tat is the
  *	theoretical arrival time of the next frame; a frame of L bytes costs
- *	T = L * 8 / rate seconds and leaves at max(now, tat - tau), tau being
- *	the bucket depth in time. A frame that would leave later than now +
+ *	T = L * 8 / rate seconds and leaves at max(now, tat + T - tau), tau being
+ *	the bucket depth in time (at least one frame). A frame that would leave later than now +
  *	queue is dropped and costs nothing, which models a tail-drop queue
  *	bounded in time (bytes = queue * rate).
  */
@@ -226,8 +226,14 @@ static uint64_t rate_admit(struct wire_dir *d, size_t len, uint64_t now)
 		return now;
 	cost = (uint64_t)(((unsigned __int128)len * 8 * 1000000000ull) / d->p.rate_bps);
 	tau = (uint64_t)(((unsigned __int128)d->p.burst_bytes * 8 * 1000000000ull) / d->p.rate_bps);
+	/*
+	 * A bucket of `burst` bytes holds at least one frame (burst 0 is strict
+	 * pacing): the frame may leave once tat - now <= depth - cost.
+	 */
+	if (tau < cost)
+		tau = cost;
 	tat = d->tat_ns > now ? d->tat_ns : now;
-	t_send = tat > now + tau ? tat - tau : now;
+	t_send = tat + cost > now + tau ? tat + cost - tau : now;
 	if (t_send - now > d->p.queue_ns) {
 		d->c.rate_dropped++;
 		return UINT64_MAX;

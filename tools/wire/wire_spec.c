@@ -102,23 +102,27 @@ void wire_params_default(struct wire_params *p)
 }
 
 /*
- * A non-negative finite number at the start of v; *rest points after it.
+ * A non-negative decimal number at the start of v; *rest points after it.
  * strtod is fine here: the program never calls setlocale(), so "." is the
  * decimal point.
  */
 static int parse_number(const char *v, double *out, const char **rest)
 {
-	char *end;
+	/* Digits and one point only: no signs, exponents, hex, nan or inf. */
+	size_t n = strspn(v, "0123456789.");
+	char num[32], *end;
 	double d;
 
-	if (!isdigit((unsigned char)v[0]) && v[0] != '.')
+	if (n == 0 || n >= sizeof(num) || !isdigit((unsigned char)v[strspn(v, ".")]))
 		return -1;
+	memcpy(num, v, n);
+	num[n] = '\0';
 	errno = 0;
-	d = strtod(v, &end);
-	if (end == v || errno != 0 || !isfinite(d) || d < 0)
+	d = strtod(num, &end);
+	if (end != num + n || errno != 0 || !isfinite(d) || d < 0)
 		return -1;
 	*out = d;
-	*rest = end;
+	*rest = v + n;
 	return 0;
 }
 
