@@ -96,6 +96,7 @@ struct port {
 	int fd;
 	unsigned mtu;
 	uint64_t csum_fixed;
+	uint64_t kdrops; /* frames the kernel dropped before we read them */
 };
 
 struct wire {
@@ -135,17 +136,24 @@ static void print_stats(struct wire *w)
 {
 	for (int i = 0; i < 2; i++) {
 		const struct wire_counters *c = wire_dir_counters(w->dir[i]);
+		struct tpacket_stats st;
+		socklen_t sl = sizeof(st);
 
-		dmta_info("%s: rx=%llu forwarded=%llu lost=%llu delayed=%llu reordered=%llu "
-			  "duplicated=%llu corrupted=%llu rate_dropped=%llu overflow=%llu "
-			  "oversize=%llu tx_errors=%llu csum_fixed=%llu queued=%zu",
-			  dir_name[i], (unsigned long long)c->rx, (unsigned long long)c->forwarded,
-			  (unsigned long long)c->lost, (unsigned long long)c->delayed,
-			  (unsigned long long)c->reordered, (unsigned long long)c->duplicated,
-			  (unsigned long long)c->corrupted, (unsigned long long)c->rate_dropped,
-			  (unsigned long long)c->overflow, (unsigned long long)c->oversize,
-			  (unsigned long long)c->tx_errors,
-			  (unsigned long long)w->port[i].csum_fixed, wire_dir_queued(w->dir[i]));
+		/* The kernel resets these on each read: accumulate. */
+		if (getsockopt(w->port[i].fd, SOL_PACKET, PACKET_STATISTICS, &st, &sl) == 0)
+			w->port[i].kdrops += st.tp_drops;
+
+		dmta_info(
+		    "%s: rx=%llu forwarded=%llu lost=%llu delayed=%llu reordered=%llu "
+		    "duplicated=%llu corrupted=%llu rate_dropped=%llu overflow=%llu "
+		    "oversize=%llu tx_errors=%llu csum_fixed=%llu kernel_drops=%llu queued=%zu",
+		    dir_name[i], (unsigned long long)c->rx, (unsigned long long)c->forwarded,
+		    (unsigned long long)c->lost, (unsigned long long)c->delayed,
+		    (unsigned long long)c->reordered, (unsigned long long)c->duplicated,
+		    (unsigned long long)c->corrupted, (unsigned long long)c->rate_dropped,
+		    (unsigned long long)c->overflow, (unsigned long long)c->oversize,
+		    (unsigned long long)c->tx_errors, (unsigned long long)w->port[i].csum_fixed,
+		    (unsigned long long)w->port[i].kdrops, wire_dir_queued(w->dir[i]));
 	}
 }
 
