@@ -18,9 +18,12 @@
 #     lost/rx in [3, 7] %;
 #   - duplicate=10%: ping reports DUPs; reorder=30%,delay=5ms: the wire
 #     counts reordered frames and ping still gets its replies;
+#   - b2a.loss=0%,loss=10%: the wire's a2b counter loses 12..50 of ~300,
+#     its b2a counter none;
+#   - rate=20mbit: TCP goodput of 4 MiB within 14..20.5 Mbit/s;
 #   - loss=5%,delay=20ms,jitter=10ms,reorder=1%,duplicate=1%,corrupt=0.1%:
 #     a TCP transfer of $BYTES arrives with a matching sha256;
-#   - SIGTERM: exit status 0 and counters printed.
+#   - SIGUSR1 prints counters; SIGTERM: exit status 0 and counters printed.
 set -u
 WIRE=$(readlink -f "$1")
 TAG=dmta-t-wire-$$
@@ -178,31 +181,65 @@ start_wire reorder=30%,delay=5ms && {
 	fi
 }
 
-# 6. TCP across everything at once; sha256 must match.
-SPEC='loss=5%,delay=20ms,jitter=10ms,reorder=1%,duplicate=1%,corrupt=0.1%'
-head -c "$BYTES" /dev/urandom >"$TMP/in"
-start_wire "$SPEC" && {
-	ip netns exec $Y socat -u TCP-LISTEN:5001,bind=198.18.5.2,reuseaddr \
+# 6. Per-direction override: only a2b loses frames.
+start_wire b2a.loss=0%,loss=10% && {
+	px -c 300 -i 0.002 -W 1
+	stop_wire
+	la=$(counter a2b lost) lb=$(counter b2a lost) ra=$(counter a2b rx)
+	if [ -n "$la" ] && [ "$lb" = 0 ] && [ "$la" -ge 12 ] && [ "$la" -le 50 ]; then
+		ok "b2a.loss=0%,loss=10%: a2b lost $la of $ra, b2a lost 0"
+	else
+		bad "b2a.loss=0%,loss=10%: a2b lost '$la' of '$ra' (want 12..50), b2a lost '$lb' (want 0)"
+	fi
+}
+
+# tcp_xfer BYTES: socat from X to Y; sets src (sender status), secs, same.
+tcp_xfer() {
+	head -c "$1" /dev/urandom >"$TMP/in"
+	rm -f "$TMP/out"
+	timeout 70 ip netns exec $Y socat -u TCP-LISTEN:5001,bind=198.18.5.2,reuseaddr \
 		CREATE:"$TMP/out" &
 	SPID=$!
 	sleep 0.3
 	t0=$(date +%s.%N)
 	timeout 60 ip netns exec $X socat -u OPEN:"$TMP/in" TCP:198.18.5.2:5001
 	src=$?
-	timeout 10 tail --pid=$SPID -f /dev/null
+	wait $SPID
 	t1=$(date +%s.%N)
 	SPID=
-	kill -USR1 $WPID
-	sleep 0.1
-	stop_wire
+	secs=$(awk "BEGIN{printf \"%.2f\", $t1 - $t0}")
 	a=$(sha256sum <"$TMP/in" | cut -d' ' -f1)
 	b=$(sha256sum <"$TMP/out" 2>/dev/null | cut -d' ' -f1)
-	secs=$(awk "BEGIN{printf \"%.1f\", $t1 - $t0}")
-	if [ $src = 0 ] && [ "$a" = "$b" ]; then
+	same=0
+	[ "$a" = "$b" ] && same=1
+}
+
+# 7. Rate limit: TCP goodput under rate=20mbit (queue 50ms, the default).
+start_wire rate=20mbit && {
+	tcp_xfer 4194304
+	stop_wire
+	mbit=$(awk "BEGIN{printf \"%.1f\", 4194304 * 8 / $secs / 1e6}")
+	if [ $src = 0 ] && [ $same = 1 ] && awk "BEGIN{exit !($mbit >= 14 && $mbit <= 20.5)}"; then
+		ok "rate=20mbit: 4 MiB in ${secs}s = $mbit Mbit/s goodput (want 14..20.5)"
+	else
+		bad "rate=20mbit: got $mbit Mbit/s (want 14..20.5), sender exit $src, sha256 same=$same"
+	fi
+	grep 'a2b: rx=' "$TMP/wire.log" | tail -1
+}
+
+# 8. TCP across everything at once; sha256 must match.
+SPEC='loss=5%,delay=20ms,jitter=10ms,reorder=1%,duplicate=1%,corrupt=0.1%'
+start_wire "$SPEC" && {
+	tcp_xfer "$BYTES"
+	kill -USR1 $WPID
+	sleep 0.2
+	stop_wire
+	if [ $src = 0 ] && [ $same = 1 ]; then
 		ok "tcp $BYTES bytes across $SPEC: sha256 match in ${secs}s"
 	else
-		bad "tcp across $SPEC: sender exit $src, sha256 $a vs '$b'"
+		bad "tcp across $SPEC: sender exit $src, sha256 same=$same"
 	fi
+	[ "$(grep -c 'a2b: rx=' "$TMP/wire.log")" -ge 2 ] || bad "SIGUSR1 printed no counters"
 	grep 'a2b: rx=\|b2a: rx=' "$TMP/wire.log" | tail -2
 	for k in lost reordered duplicated delayed; do
 		v=$(counter a2b $k)
