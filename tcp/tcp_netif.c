@@ -161,6 +161,30 @@ const struct tcp_netif_stats *tcp_netif_stats(const struct tcp_netif *nif)
 	return &nif->stats;
 }
 
+int tcp_netif_set_l4(struct tcp_netif *nif, uint8_t proto, tcp_netif_l4_fn fn, void *arg)
+{
+	unsigned i;
+
+	if (proto == IPPROTO_ICMP)
+		return -EINVAL;
+	for (i = 0; i < nif->nl4 && nif->l4[i].proto != proto; i++)
+		;
+	if (fn == NULL) {
+		if (i < nif->nl4)
+			nif->l4[i] = nif->l4[--nif->nl4];
+		return 0;
+	}
+	if (i == nif->nl4) {
+		if (nif->nl4 == TCP_NETIF_L4_MAX)
+			return -ENOSPC;
+		nif->nl4++;
+	}
+	nif->l4[i].proto = proto;
+	nif->l4[i].fn = fn;
+	nif->l4[i].arg = arg;
+	return 0;
+}
+
 uint32_t tcp_netif_ip(const struct tcp_netif *nif)
 {
 	return nif->conf.ip;
@@ -378,6 +402,13 @@ static bool ip_input(struct tcp_netif *nif, struct rte_mbuf *m, uint64_t now)
 	case IPPROTO_ICMP:
 		return icmp_input(nif, m, hlen, now);
 	default:
+		for (unsigned i = 0; i < nif->nl4; i++) {
+			if (nif->l4[i].proto == ip->next_proto_id) {
+				rte_pktmbuf_adj(m, RTE_ETHER_HDR_LEN);
+				nif->l4[i].fn(nif->l4[i].arg, m, hlen, now);
+				return true;
+			}
+		}
 		nif->stats.ip_unknown_proto++;
 		goto drop;
 	}

@@ -241,6 +241,29 @@ int tcp_netif_ip_prepend(struct tcp_netif *nif, struct rte_mbuf *m, uint32_t dst
  */
 int tcp_netif_ip_output(struct tcp_netif *nif, struct rte_mbuf *m, uint32_t dst, uint64_t now_tsc);
 
+/**
+ * Handler of an IPv4 protocol above the netif (TCP).
+ *
+ * @param arg     as given to tcp_netif_set_l4()
+ * @param m       the packet, data at its IPv4 header: version, lengths,
+ *                checksum, addresses already checked, Ethernet padding
+ *                trimmed, one segment; ownership passes to the handler
+ * @param hlen    length of the IPv4 header (options included)
+ * @param now_tsc as given to tcp_netif_input()
+ */
+typedef void (*tcp_netif_l4_fn)(void *arg, struct rte_mbuf *m, uint32_t hlen, uint64_t now_tsc);
+
+/** Protocols that can have a handler at once. */
+#define TCP_NETIF_L4_MAX 4
+
+/**
+ * Hand received packets of IP protocol @p proto to @p fn (NULL removes the
+ * handler; packets are then counted as ip_unknown_proto). ICMP cannot be
+ * taken over.
+ * @return 0, -EINVAL (ICMP) or -ENOSPC (TCP_NETIF_L4_MAX handlers already)
+ */
+int tcp_netif_set_l4(struct tcp_netif *nif, uint8_t proto, tcp_netif_l4_fn fn, void *arg);
+
 /** Our IPv4 address, network byte order. */
 uint32_t tcp_netif_ip(const struct tcp_netif *nif);
 

@@ -50,6 +50,12 @@ struct tcp_netif {
 	uint64_t arp_next_tsc; /* earliest entry deadline, UINT64_MAX when none */
 	uint32_t arp_active;   /* entries not FREE */
 	struct tcp_netif_stats stats;
+	struct {
+		uint8_t proto;
+		tcp_netif_l4_fn fn;
+		void *arg;
+	} l4[TCP_NETIF_L4_MAX];
+	unsigned nl4;
 
 	uint32_t txq_head, txq_count;
 	struct rte_mbuf *txq[TCP_NETIF_TXQ_SIZE];

@@ -749,6 +749,45 @@ static void test_free_releases_everything(void **state)
 	assert_int_equal(tcp_netif_tx_pending(nif), 2);
 }
 
+static struct rte_mbuf *l4_got;
+static uint32_t l4_hlen;
+
+static void l4_handler(void *arg, struct rte_mbuf *m, uint32_t hlen, uint64_t now)
+{
+	assert_ptr_equal(arg, &l4_got);
+	assert_int_equal(now, T0);
+	l4_got = m;
+	l4_hlen = hlen;
+}
+
+/* A registered protocol gets its packets at the IPv4 header, padding trimmed. */
+static void test_l4_handler(void **state)
+{
+	struct tcp_netif *nif = *state;
+	uint8_t f[128];
+	size_t o = eth(f, our_mac, peer_mac, 0x0800);
+
+	assert_int_equal(tcp_netif_set_l4(nif, 1, l4_handler, NULL), -EINVAL);
+	assert_int_equal(tcp_netif_set_l4(nif, 6, l4_handler, &l4_got), 0);
+	o += ip_hdr(f + o, peer_ip, our_ip, 6, 24, 5, 0, 1);
+	memset(f + o, 0x5a, 24);
+	o += 24;
+	memset(f + o, 0, 10); /* padding */
+	l4_got = NULL;
+	assert_int_equal(input1(nif, f, o + 10, T0), 1);
+	assert_non_null(l4_got);
+	assert_int_equal(l4_hlen, 24);
+	assert_int_equal(rte_pktmbuf_pkt_len(l4_got), 24 + 24);
+	assert_memory_equal(rte_pktmbuf_mtod(l4_got, uint8_t *), f + 14, 48);
+	rte_pktmbuf_free(l4_got);
+	/* Removed: unknown again. */
+	assert_int_equal(tcp_netif_set_l4(nif, 6, NULL, NULL), 0);
+	drop_case(nif, f, o, "ip_unknown_proto");
+	for (uint8_t p = 10; p < 10 + TCP_NETIF_L4_MAX; p++)
+		assert_int_equal(tcp_netif_set_l4(nif, p, l4_handler, NULL), 0);
+	assert_int_equal(tcp_netif_set_l4(nif, 99, l4_handler, NULL), -ENOSPC);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -769,6 +808,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_output_errors, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_tx_full, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_free_releases_everything, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_l4_handler, setup, teardown),
 	};
 	int rc;
 
