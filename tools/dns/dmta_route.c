@@ -127,7 +127,7 @@ int main(int argc, char **argv)
 	free(dests);
 	dns_resolver_free(r);
 	dns_loop_free(loop);
-	dmta_conf_warn_unused(conf);
+	dmta_conf_warn_unused(conf, (const char *const[]){"dns", "routes", "relay", NULL});
 	dns_config_release(&cfg);
 	dmta_conf_free(conf);
 	return rc;
