@@ -5,6 +5,10 @@
  *	dmtad [-c dmta.conf] [-v]
  *
  * DESCRIPTION
+ *	With [delivery] backend = kernel it delivers the queue over the
+ *	kernel's sockets (the control thread alone, no DPDK): the development
+ *	and baseline mode. Otherwise (backend = dpdk, the default):
+ *
  *	Reads dmta.conf ([eal], [port], [net], [workers]), initialises DPDK,
  *	opens the port, starts one worker per configured worker lcore and runs
  *	the control thread on the main lcore. The control thread never polls
@@ -38,6 +42,7 @@
 
 #include "core/base/dmta_conf.h"
 #include "core/base/dmta_log.h"
+#include "core/dmta_control.h"
 #include "core/dmta_port.h"
 #include "core/dmta_telemetry.h"
 #include "core/dmta_worker.h"
@@ -260,6 +265,40 @@ static int control_loop(int sfd)
 	return 0;
 }
 
+/* backend = kernel: the control thread alone, delivering over kernel sockets. */
+static int run_kernel_backend(struct dmta_conf *conf)
+{
+	struct dmta_control *ctl;
+	char err[512] = "";
+	sigset_t sigs;
+	int sfd, rc;
+
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGTERM);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	sfd = signalfd(-1, &sigs, SFD_CLOEXEC | SFD_NONBLOCK);
+	if (sfd < 0) {
+		dmta_err("signalfd: %s", strerror(errno));
+		return 1;
+	}
+	ctl = dmta_control_new(conf, err, sizeof(err));
+	if (ctl == NULL) {
+		dmta_err("%s", err);
+		close(sfd);
+		return 1;
+	}
+	dmta_conf_warn_unused(conf, (const char *const[]){"delivery", "smtp", "control", "log",
+							  "queue", "spool", NULL});
+	dmta_info("ready: backend kernel");
+	rc = dmta_control_run(ctl, sfd);
+	dmta_control_free(ctl);
+	close(sfd);
+	if (rc == 0)
+		dmta_info("stopped");
+	return rc == 0 ? 0 : 1;
+}
+
 static void teardown(struct dmtad *d)
 {
 	dmta_workers_stop();
@@ -282,7 +321,7 @@ static void teardown(struct dmtad *d)
 int main(int argc, char **argv)
 {
 	struct dmtad d;
-	const char *cpath = NULL;
+	const char *cpath = NULL, *backend;
 	char err[512] = "";
 	sigset_t sigs;
 	int opt, sfd, rc = 1;
@@ -314,6 +353,21 @@ int main(int argc, char **argv)
 		dmta_err("%s", err);
 		return 1;
 	}
+	backend = dmta_conf_str(d.conf, "delivery", "backend", "dpdk");
+	if (strcmp(backend, "kernel") == 0) {
+		rc = run_kernel_backend(d.conf);
+		dmta_conf_free(d.conf);
+		return rc;
+	}
+	if (strcmp(backend, "dpdk") != 0) {
+		dmta_err("%s: [delivery] backend = %s: expected dpdk or kernel",
+			 dmta_conf_source(d.conf), backend);
+		goto out;
+	}
+	if (dmta_conf_get(d.conf, "spool", "path") != NULL)
+		dmta_warn("delivery over the DPDK port needs the userspace TCP stack, which "
+			  "this version does not have yet: the spool is not served (use "
+			  "[delivery] backend = kernel to deliver it)");
 	if (read_config(&d, err, sizeof(err)) != 0 ||
 	    build_eal_args(&d, argv[0], err, sizeof(err)) != 0) {
 		dmta_err("%s", err);

@@ -1,0 +1,979 @@
+/*
+ * dmta_control.c - see dmta_control.h.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "core/base/dmta_log.h"
+#include "core/base/dmta_time.h"
+#include "core/dmta_control.h"
+#include "core/dmta_dlog.h"
+#include "core/dmta_job.h"
+#include "core/dmta_kbackend.h"
+#include "core/dmta_loop.h"
+#include "dns/dns_resolver.h"
+#include "queue/queue_bounce.h"
+#include "queue/queue_sched.h"
+#include "queue/spool.h"
+#include "smtp/smtp_tls.h"
+
+#define CTL_JOBS_PER_TURN 256
+
+/* A change the scheduler asked for, written at the end of the turn. */
+enum pend_kind { PEND_STORE, PEND_DSN, PEND_DONE };
+
+struct pend {
+	enum pend_kind kind;
+	struct queue_env env; /* owning copy */
+	uint32_t *rcpt;	      /* PEND_DSN */
+	uint32_t n;
+	struct pend *next;
+};
+
+/* Jobs waiting for one domain's DNS answer. */
+struct dns_wait {
+	struct dmta_control *ctl;
+	char *domain;
+	struct dmta_job **jobs;
+	size_t n, cap;
+	struct dns_wait *next, *prev;
+};
+
+struct dmta_control {
+	const struct dmta_conf *conf;
+	struct dmta_loop *loop;
+	struct spool *sp;
+	struct spool_opts spo;
+	int wake_fd;
+	struct queue_sched_conf scf;
+	struct queue_sched *sched;
+	struct dns_config dnscfg;
+	bool dnscfg_loaded;
+	struct dns_resolver *dns;
+	struct dmta_backend *be;
+	struct smtp_tls_ctx *tls_ctx;
+	struct dmta_dlog *dlog;
+
+	uint64_t last_qid; /* the highest queue id read from the spool */
+	bool scan_needed;
+	bool stopping;
+	bool in_result; /* a dsn() now comes from an attempt, not from expiry */
+	struct pend *pend_head, **pend_tail;
+	struct dns_wait *waits;
+
+	char helo[256];
+	enum smtp_tls_policy mx_tls;
+	enum smtp_tls_policy relay_tls;
+	bool relay_verify, auth_plaintext;
+	char *relay_user, *relay_pass;
+	uint64_t stop_timeout_ms;
+	struct dmta_control_stats st;
+};
+
+/* ---- pending spool changes (group commit) ---- */
+
+static void pend_push(struct dmta_control *ctl, enum pend_kind kind, const struct queue_env *env,
+		      const uint32_t *rcpt, uint32_t n)
+{
+	struct pend *p = calloc(1, sizeof(*p));
+
+	if (p == NULL || queue_env_dup(&p->env, env) != 0)
+		goto oom;
+	if (n > 0) {
+		p->rcpt = malloc(n * sizeof(*rcpt));
+		if (p->rcpt == NULL)
+			goto oom;
+		memcpy(p->rcpt, rcpt, n * sizeof(*rcpt));
+		p->n = n;
+	}
+	p->kind = kind;
+	*ctl->pend_tail = p;
+	ctl->pend_tail = &p->next;
+	return;
+oom:
+	/* Without memory the change waits in the scheduler's state, and the
+	 * spool catches up with the next change of this message. */
+	dmta_err("out of memory: a spool update for %llu is delayed", (unsigned long long)env->qid);
+	if (p != NULL)
+		queue_env_free(&p->env);
+	free(p);
+}
+
+static void pend_free(struct pend *p)
+{
+	queue_env_free(&p->env);
+	free(p->rcpt);
+	free(p);
+}
+
+/*
+ * The enhanced status code (RFC 3463) of a reply "250 2.1.5 Ok" into buf;
+ * the reply's class alone ("2.0.0") when it has none.
+ */
+static const char *reply_status(const char *text, char *buf, size_t cap)
+{
+	size_t i = 0;
+
+	if (text == NULL || text[0] < '2' || text[0] > '5')
+		return NULL;
+	if (strlen(text) > 4 && text[3] == ' ' && text[4] == text[0] && text[5] == '.') {
+		const char *p = text + 4;
+
+		while (i + 1 < cap && (p[i] == '.' || (p[i] >= '0' && p[i] <= '9')))
+			i++;
+		memcpy(buf, p, i);
+		buf[i] = '\0';
+		return buf;
+	}
+	snprintf(buf, cap, "%c.0.0", text[0]);
+	return buf;
+}
+
+static void log_rcpt(struct dmta_control *ctl, const struct queue_env *env, uint32_t k,
+		     const struct dmta_job *job, int code, const char *text, const char *outcome)
+{
+	char status[16];
+	const struct queue_rcpt *r = &env->rcpt[k];
+	uint64_t now = dmta_wall_ns();
+	struct dmta_dlog_rec rec = {
+	    .qid = env->qid,
+	    .from = env->sender,
+	    .to = r->addr,
+	    .domain = queue_addr_domain(r->addr),
+	    .mx = job ? job->mx : NULL,
+	    .ip = job ? job->ip : NULL,
+	    .tls = job ? job->tls : NULL,
+	    .reply = text,
+	    .status = job ? reply_status(text, status, sizeof(status))
+			  : queue_bounce_status(text, status),
+	    .attempt = r->attempts + (job ? 1 : 0),
+	    .delay_s = now > env->arrival_ns ? (double)(now - env->arrival_ns) / 1e9 : 0,
+	    .outcome = outcome,
+	};
+
+	(void)code;
+	dmta_dlog_write(ctl->dlog, &rec);
+}
+
+static void ops_store(void *arg, const struct queue_env *env)
+{
+	pend_push(arg, PEND_STORE, env, NULL, 0);
+}
+
+static void ops_dsn(void *arg, const struct queue_env *env, const uint32_t *rcpt, uint32_t n)
+{
+	struct dmta_control *ctl = arg;
+
+	/* Failures from an attempt were logged with it; expiry is logged here. */
+	if (!ctl->in_result)
+		for (uint32_t i = 0; i < n; i++)
+			log_rcpt(ctl, env, rcpt[i], NULL, 0, env->rcpt[rcpt[i]].reply, "expired");
+	ctl->st.bounced += n;
+	pend_push(ctl, PEND_DSN, env, rcpt, n);
+}
+
+static void ops_done(void *arg, const struct queue_env *env)
+{
+	pend_push(arg, PEND_DONE, env, NULL, 0);
+}
+
+/* Write every pending change in one transaction. */
+static void commit_pending(struct dmta_control *ctl)
+{
+	struct queue_bounce_opts bo = {.hostname = ctl->helo, .max_return = 50000};
+	struct spool_txn *t;
+	struct pend *p, *next;
+	int rc;
+
+	if (ctl->pend_head == NULL)
+		return;
+	rc = spool_begin(ctl->sp, true, &t);
+	if (rc != 0)
+		goto failed;
+	bo.now_ns = dmta_wall_ns();
+	for (p = ctl->pend_head; p != NULL; p = p->next) {
+		uint64_t dsn_qid;
+		const void *msg;
+		size_t len;
+
+		switch (p->kind) {
+		case PEND_STORE:
+			rc = spool_env_store(t, &p->env);
+			break;
+		case PEND_DSN:
+			rc = spool_msg_get(t, p->env.qid, &msg, &len);
+			if (rc == 0)
+				rc = queue_bounce_queue(t, &p->env, msg, len, p->rcpt, p->n, &bo,
+							&dsn_qid);
+			if (rc == 0) {
+				ctl->st.dsns++;
+				ctl->scan_needed = true;
+			} else if (rc == -EINVAL) {
+				rc = 0; /* null sender, or a bounce itself: none is due */
+			}
+			break;
+		case PEND_DONE:
+			rc = spool_delete(t, p->env.qid);
+			break;
+		default:
+			dmta_panic("control: pending change of kind %d", p->kind);
+		}
+		if (rc == -ENOENT)
+			rc = 0; /* removed by an administrator meanwhile */
+		if (rc != 0) {
+			spool_abort(t);
+			goto failed;
+		}
+	}
+	rc = spool_commit(t);
+	if (rc != 0)
+		goto failed;
+	ctl->st.commits++;
+	goto out;
+failed:
+	/* The scheduler's memory is ahead of the spool now: after a restart
+	 * these messages are tried again (a duplicate, never a loss). */
+	ctl->st.commit_errors++;
+	dmta_err("spool update failed: %s", spool_strerror(rc));
+out:
+	for (p = ctl->pend_head; p != NULL; p = next) {
+		next = p->next;
+		pend_free(p);
+	}
+	ctl->pend_head = NULL;
+	ctl->pend_tail = &ctl->pend_head;
+}
+
+/* ---- reading the spool ---- */
+
+static int load_one(struct spool_txn *t, const struct queue_env *env, void *arg)
+{
+	struct dmta_control *ctl = arg;
+	int rc;
+
+	if (env->qid > ctl->last_qid)
+		ctl->last_qid = env->qid;
+	if (!queue_env_active(env))
+		return 0;
+	rc = queue_sched_add(ctl->sched, env, dmta_wall_ns());
+	if (rc == 0)
+		ctl->st.loaded++;
+	else if (rc != -EEXIST)
+		dmta_err("cannot schedule message %llu: %s", (unsigned long long)env->qid,
+			 strerror(-rc));
+	return 0;
+}
+
+static void load_new(struct dmta_control *ctl)
+{
+	struct spool_txn *t;
+	unsigned bad = 0;
+	int rc;
+
+	ctl->scan_needed = false;
+	rc = spool_begin(ctl->sp, false, &t);
+	if (rc != 0) {
+		dmta_err("spool: %s", spool_strerror(rc));
+		return;
+	}
+	rc = spool_foreach_from(t, ctl->last_qid + 1, load_one, ctl, &bad);
+	spool_abort(t);
+	if (rc != 0)
+		dmta_err("spool scan: %s", spool_strerror(rc));
+}
+
+static void on_wake(void *arg, int fd, uint32_t events)
+{
+	struct dmta_control *ctl = arg;
+	char buf[512];
+	ssize_t n;
+
+	while ((n = recv(fd, buf, sizeof(buf) - 1, 0)) > 0) {
+		buf[n] = '\0';
+		ctl->scan_needed = true;
+		if (strncmp(buf, "flush", 5) == 0) {
+			const char *dom = buf[5] == ' ' ? buf + 6 : NULL;
+			int k;
+
+			load_new(ctl);
+			k = queue_sched_flush(ctl->sched, dom && *dom ? dom : NULL, dmta_wall_ns());
+			dmta_info("flush%s%s: %d messages due now", dom ? " " : "", dom ? dom : "",
+				  k);
+		}
+	}
+}
+
+/* ---- jobs ---- */
+
+static void route_put(struct dmta_route *r)
+{
+	if (r != NULL && --r->refs == 0) {
+		dns_dest_free(r->dest);
+		free(r);
+	}
+}
+
+static void job_free(struct dmta_job *job)
+{
+	for (uint32_t i = 0; job->text != NULL && i < job->sjob.nrcpt; i++)
+		free(job->text[i]);
+	free(job->text);
+	free(job->code);
+	free(job->rcpts);
+	free(job->bytes);
+	route_put(job->route);
+	queue_env_free(&job->env);
+	free(job);
+}
+
+/* The backend (or DNS) is done with a job: record the outcome. */
+static void job_done(void *arg, struct dmta_job *job)
+{
+	struct dmta_control *ctl = arg;
+	struct queue_result res = {
+	    .connected = job->connected,
+	    .reply = job->reply,
+	    .code = job->code,
+	    .text = (const char *const *)job->text,
+	};
+	uint64_t now = dmta_wall_ns();
+
+	for (uint32_t i = 0; i < job->sjob.nrcpt; i++) {
+		uint32_t k = job->sjob.rcpt[i];
+		int code = job->connected ? job->code[i] : 421;
+		const char *text = job->connected ? job->text[i] : job->reply;
+		const char *outcome;
+
+		if (job->connected && code == 0) {
+			/* The engine answers for every recipient; a gap is a bug
+			 * there, and retrying is the safe reading of it. */
+			code = job->code[i] = 451;
+			free(job->text[i]);
+			job->text[i] = strdup("451 4.3.0 no reply for this recipient");
+			text = job->text[i];
+		}
+		if (code >= 200 && code < 300) {
+			outcome = "delivered";
+			ctl->st.delivered++;
+		} else if (code >= 500 && code < 600) {
+			outcome = "bounced";
+		} else {
+			outcome = "deferred";
+			ctl->st.deferred++;
+		}
+		log_rcpt(ctl, &job->env, k, job, code, text, outcome);
+	}
+	ctl->in_result = true;
+	if (queue_sched_result(ctl->sched, &job->sjob, &res, now) != 0)
+		dmta_err("scheduler refused the result of message %llu",
+			 (unsigned long long)job->sjob.qid);
+	ctl->in_result = false;
+	job_free(job);
+}
+
+/* Settle a job without a backend (DNS said no, or we are stopping). */
+static void job_settle(struct dmta_control *ctl, struct dmta_job *job, bool perm, const char *reply)
+{
+	if (perm) {
+		job->connected = true;
+		for (uint32_t i = 0; i < job->sjob.nrcpt; i++) {
+			job->code[i] = 550;
+			job->text[i] = strdup(reply);
+		}
+	} else {
+		job->connected = false;
+		snprintf(job->reply, sizeof(job->reply), "%s", reply);
+	}
+	job_done(ctl, job);
+}
+
+static void job_go(struct dmta_control *ctl, struct dmta_job *job, struct dmta_route *route)
+{
+	const struct dns_dest *d = route->dest;
+	char reply[512];
+	int rc;
+
+	route->refs++;
+	job->route = route;
+	if (ctl->stopping) {
+		job_settle(ctl, job, false, "451 4.3.2 dmtad is stopping");
+		return;
+	}
+	if (d->verdict == DNS_VERDICT_PERM) {
+		snprintf(reply, sizeof(reply), "550 %s %s: %s", d->status, d->domain, d->reason);
+		job_settle(ctl, job, true, reply);
+		return;
+	}
+	if (d->verdict != DNS_VERDICT_OK || d->n_hosts == 0) {
+		snprintf(reply, sizeof(reply), "451 %s %s: %s", d->status ? d->status : "4.4.3",
+			 d->domain, d->reason ? d->reason : "no route");
+		job_settle(ctl, job, false, reply);
+		return;
+	}
+	if (d->source == DNS_SRC_RELAY) {
+		job->policy.tls = ctl->relay_tls;
+		if (d->hosts[0].port == 465)
+			job->policy.tls = SMTP_TLS_IMPLICIT;
+		job->policy.tls_verify = ctl->relay_verify;
+		job->policy.auth_user = ctl->relay_user;
+		job->policy.auth_pass = ctl->relay_pass;
+		job->policy.auth_plaintext_ok = ctl->auth_plaintext;
+	} else {
+		job->policy.tls = ctl->mx_tls;
+	}
+	ctl->st.jobs++;
+	rc = ctl->be->submit(ctl->be->be, job);
+	if (rc != 0) {
+		snprintf(reply, sizeof(reply), "451 4.3.0 delivery backend: %s", strerror(-rc));
+		job_settle(ctl, job, false, reply);
+	}
+}
+
+static struct dmta_route *route_new(struct dns_dest *dest)
+{
+	struct dmta_route *r = calloc(1, sizeof(*r));
+
+	if (r == NULL) {
+		dns_dest_free(dest);
+		return NULL;
+	}
+	r->dest = dest;
+	return r;
+}
+
+static void on_dns(struct dns_dest *dest, void *arg)
+{
+	struct dns_wait *w = arg;
+	struct dmta_control *ctl = w->ctl;
+	struct dmta_route *r = route_new(dest);
+
+	if (w->prev)
+		w->prev->next = w->next;
+	else
+		ctl->waits = w->next;
+	if (w->next)
+		w->next->prev = w->prev;
+	if (r != NULL)
+		r->refs++; /* ours, while the waiting jobs go */
+	for (size_t i = 0; i < w->n; i++) {
+		if (r != NULL)
+			job_go(ctl, w->jobs[i], r);
+		else
+			job_settle(ctl, w->jobs[i], false, "451 4.3.0 out of memory");
+	}
+	route_put(r);
+	free(w->jobs);
+	free(w->domain);
+	free(w);
+}
+
+static int wait_add(struct dns_wait *w, struct dmta_job *job)
+{
+	if (w->n == w->cap) {
+		size_t cap = w->cap ? w->cap * 2 : 8;
+		struct dmta_job **v = realloc(w->jobs, cap * sizeof(*v));
+
+		if (v == NULL)
+			return -ENOMEM;
+		w->jobs = v;
+		w->cap = cap;
+	}
+	w->jobs[w->n++] = job;
+	return 0;
+}
+
+/* Find the destination for a job: from the cache, or wait for DNS. */
+static void job_route(struct dmta_control *ctl, struct dmta_job *job)
+{
+	const char *domain = job->sjob.domain;
+	struct dns_dest *dest = dns_resolve_cached(ctl->dns, domain);
+	struct dns_wait *w;
+
+	if (dest != NULL) {
+		struct dmta_route *r = route_new(dest);
+
+		if (r == NULL) {
+			job_settle(ctl, job, false, "451 4.3.0 out of memory");
+			return;
+		}
+		r->refs++;
+		job_go(ctl, job, r);
+		route_put(r);
+		return;
+	}
+	for (w = ctl->waits; w != NULL; w = w->next)
+		if (strcmp(w->domain, domain) == 0)
+			break;
+	if (w == NULL) {
+		w = calloc(1, sizeof(*w));
+		if (w == NULL || (w->domain = strdup(domain)) == NULL) {
+			free(w);
+			job_settle(ctl, job, false, "451 4.3.0 out of memory");
+			return;
+		}
+		w->ctl = ctl;
+		if (wait_add(w, job) != 0 || dns_resolve(ctl->dns, domain, on_dns, w) != 0) {
+			free(w->jobs);
+			free(w->domain);
+			free(w);
+			job_settle(ctl, job, false, "451 4.3.0 cannot start a DNS query");
+			return;
+		}
+		w->next = ctl->waits;
+		if (ctl->waits)
+			ctl->waits->prev = w;
+		ctl->waits = w;
+		return;
+	}
+	if (wait_add(w, job) != 0)
+		job_settle(ctl, job, false, "451 4.3.0 out of memory");
+}
+
+/* RFC 3461 NOTIFY values by QUEUE_NOTIFY_* bits; constant, as the engine keeps the pointer. */
+static const char *notify_value(uint8_t n)
+{
+	static const char *const names[8] = {
+	    NULL,    "SUCCESS",	      "FAILURE",       "SUCCESS,FAILURE",
+	    "DELAY", "SUCCESS,DELAY", "FAILURE,DELAY", "SUCCESS,FAILURE,DELAY"};
+
+	if (n & QUEUE_NOTIFY_NEVER)
+		return "NEVER";
+	return names[n & 7];
+}
+
+/* Make a job from a scheduler job; NULL when the message cannot be read. */
+static struct dmta_job *job_make(struct dmta_control *ctl, struct spool_txn *t,
+				 const struct queue_job *sj, int *err)
+{
+	const struct queue_env *env = queue_sched_env(ctl->sched, sj->qid);
+	struct dmta_job *job = calloc(1, sizeof(*job));
+	const void *bytes;
+	size_t len;
+	int rc;
+
+	*err = -ENOMEM;
+	if (job == NULL)
+		return NULL;
+	job->sjob = *sj;
+	job->start_ns = dmta_wall_ns();
+	if (env == NULL || queue_env_dup(&job->env, env) != 0)
+		goto fail;
+	job->code = calloc(sj->nrcpt, sizeof(*job->code));
+	job->text = calloc(sj->nrcpt, sizeof(*job->text));
+	job->rcpts = calloc(sj->nrcpt, sizeof(*job->rcpts));
+	if (job->code == NULL || job->text == NULL || job->rcpts == NULL)
+		goto fail;
+	rc = spool_msg_get(t, sj->qid, &bytes, &len);
+	if (rc != 0) {
+		*err = rc;
+		goto fail;
+	}
+	/* XXX One copy out of the spool per attempt; the DPDK path will put
+	 * the bytes into mbufs straight from the map instead. */
+	job->bytes = malloc(len ? len : 1);
+	if (job->bytes == NULL)
+		goto fail;
+	memcpy(job->bytes, bytes, len);
+	job->len = len;
+	job->chunk = (struct smtp_chunk){.p = job->bytes, .len = len};
+	for (uint32_t i = 0; i < sj->nrcpt; i++) {
+		const struct queue_rcpt *r = &job->env.rcpt[sj->rcpt[i]];
+
+		job->rcpts[i].addr = r->addr;
+		job->rcpts[i].orcpt = r->orcpt;
+		job->rcpts[i].notify = notify_value(r->notify);
+	}
+	job->msg = (struct smtp_msg){
+	    .from = job->env.sender,
+	    .rcpts = job->rcpts,
+	    .nrcpts = sj->nrcpt,
+	    .body = &job->chunk,
+	    .nbody = 1,
+	    .envid = job->env.envid,
+	    .ret = job->env.ret == QUEUE_RET_FULL   ? SMTP_RET_FULL
+		   : job->env.ret == QUEUE_RET_HDRS ? SMTP_RET_HDRS
+						    : SMTP_RET_DEFAULT,
+	    .user = job,
+	};
+	return job;
+fail:
+	job_free(job);
+	return NULL;
+}
+
+/* Hand out what is due. */
+static void schedule(struct dmta_control *ctl)
+{
+	struct queue_job jobs[64];
+	struct spool_txn *t = NULL;
+	uint64_t now = dmta_wall_ns();
+	int n, total = 0;
+
+	if (ctl->scan_needed)
+		load_new(ctl);
+	queue_sched_tick(ctl->sched, now);
+	while (!ctl->stopping && total < CTL_JOBS_PER_TURN &&
+	       (n = queue_sched_jobs(ctl->sched, now, jobs, 64)) > 0) {
+		if (t == NULL && spool_begin(ctl->sp, false, &t) != 0) {
+			t = NULL;
+		}
+		for (int i = 0; i < n; i++) {
+			int err = -EIO;
+			struct dmta_job *job = t ? job_make(ctl, t, &jobs[i], &err) : NULL;
+
+			if (job == NULL) {
+				/* Settle it through the scheduler so that it is
+				 * tried again (or bounced when it is gone). */
+				struct dmta_job tmp = {.sjob = jobs[i]};
+				int codes[QUEUE_JOB_MAX_RCPT];
+				const char *texts[QUEUE_JOB_MAX_RCPT];
+				bool gone = err == -ENOENT;
+				struct queue_result res = {.connected = gone,
+							   .reply =
+							       "451 4.3.0 cannot read the message",
+							   .code = codes,
+							   .text = texts};
+
+				for (uint32_t k = 0; k < tmp.sjob.nrcpt && k < QUEUE_JOB_MAX_RCPT;
+				     k++) {
+					codes[k] = 550;
+					texts[k] = "550 5.3.0 message removed from the spool";
+				}
+				dmta_err("message %llu: %s", (unsigned long long)jobs[i].qid,
+					 gone ? "gone from the spool" : spool_strerror(err));
+				queue_sched_result(ctl->sched, &tmp.sjob, &res, now);
+				continue;
+			}
+			job_route(ctl, job);
+		}
+		total += n;
+	}
+	if (t != NULL)
+		spool_abort(t);
+}
+
+/* ---- DNS sockets in our loop ---- */
+
+static void on_dns_fd(void *arg, int fd, uint32_t events)
+{
+	struct dmta_control *ctl = arg;
+	unsigned ev = 0;
+
+	if (events & (EPOLLIN | EPOLLERR | EPOLLHUP))
+		ev |= DNS_EV_READ;
+	if (events & EPOLLOUT)
+		ev |= DNS_EV_WRITE;
+	dns_resolver_process(ctl->dns, fd, ev);
+}
+
+static void dns_watch(int fd, bool want_read, bool want_write, void *arg)
+{
+	struct dmta_control *ctl = arg;
+	uint32_t ev = (want_read ? EPOLLIN : 0) | (want_write ? EPOLLOUT : 0);
+
+	if (!want_read && !want_write) {
+		dmta_loop_del(ctl->loop, fd);
+		return;
+	}
+	if (dmta_loop_mod(ctl->loop, fd, ev) == -ENOENT &&
+	    dmta_loop_add(ctl->loop, fd, ev, on_dns_fd, ctl) != 0)
+		dmta_err("cannot watch DNS socket %d", fd);
+}
+
+/* ---- set-up ---- */
+
+static char *read_secret(const char *path, char *err, size_t errlen)
+{
+	FILE *f = fopen(path, "r");
+	char buf[512];
+	size_t n;
+
+	if (f == NULL) {
+		snprintf(err, errlen, "[relay] password_file %s: %s", path, strerror(errno));
+		return NULL;
+	}
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+		n--;
+	buf[n] = '\0';
+	return strdup(buf);
+}
+
+static int tls_policy(const char *s, enum smtp_tls_policy *p)
+{
+	if (strcmp(s, "none") == 0)
+		*p = SMTP_TLS_NONE;
+	else if (strcmp(s, "opportunistic") == 0)
+		*p = SMTP_TLS_OPPORTUNISTIC;
+	else if (strcmp(s, "required") == 0)
+		*p = SMTP_TLS_REQUIRED;
+	else if (strcmp(s, "implicit") == 0)
+		*p = SMTP_TLS_IMPLICIT;
+	else
+		return -EINVAL;
+	return 0;
+}
+
+static int control_config(struct dmta_control *ctl, char *err, size_t errlen)
+{
+	const struct dmta_conf *conf = ctl->conf;
+	const char *s;
+	uint64_t connect_ms, idle_ms;
+
+	s = dmta_conf_get(conf, "smtp", "helo_name");
+	if (s == NULL) {
+		if (gethostname(ctl->helo, sizeof(ctl->helo) - 1) != 0)
+			snprintf(ctl->helo, sizeof(ctl->helo), "localhost");
+	} else {
+		snprintf(ctl->helo, sizeof(ctl->helo), "%s", s);
+	}
+	if (tls_policy(dmta_conf_str(conf, "smtp", "tls", "opportunistic"), &ctl->mx_tls) != 0 ||
+	    ctl->mx_tls == SMTP_TLS_IMPLICIT) {
+		snprintf(err, errlen, "[smtp] tls: expected opportunistic, none or required");
+		return -EINVAL;
+	}
+	if (tls_policy(dmta_conf_str(conf, "relay", "tls", "required"), &ctl->relay_tls) != 0) {
+		snprintf(err, errlen, "[relay] tls: expected required, implicit or none");
+		return -EINVAL;
+	}
+	if (dmta_conf_bool(conf, "relay", "verify", true, &ctl->relay_verify) != 0 ||
+	    dmta_conf_bool(conf, "relay", "auth_plaintext", false, &ctl->auth_plaintext) != 0 ||
+	    dmta_conf_duration_ms(conf, "smtp", "connect_timeout", 30000, 100, 600000,
+				  &connect_ms) != 0 ||
+	    dmta_conf_duration_ms(conf, "smtp", "idle_timeout", 5000, 0, 3600000, &idle_ms) != 0 ||
+	    dmta_conf_duration_ms(conf, "control", "stop_timeout", 10000, 0, 600000,
+				  &ctl->stop_timeout_ms) != 0) {
+		snprintf(err, errlen, "invalid settings in %s", dmta_conf_source(conf));
+		return -EINVAL;
+	}
+	s = dmta_conf_get(conf, "relay", "user");
+	if (s != NULL) {
+		const char *pf = dmta_conf_get(conf, "relay", "password_file");
+
+		if (pf == NULL) {
+			snprintf(err, errlen, "[relay] user needs [relay] password_file");
+			return -EINVAL;
+		}
+		ctl->relay_user = strdup(s);
+		ctl->relay_pass = read_secret(pf, err, errlen);
+		if (ctl->relay_user == NULL || ctl->relay_pass == NULL)
+			return -EINVAL;
+	}
+	s = dmta_conf_get(conf, "relay", "ca_file");
+	if (s == NULL)
+		s = dmta_conf_get(conf, "smtp", "ca_file");
+	ctl->tls_ctx = smtp_tls_ctx_new(s, 256);
+	if (ctl->tls_ctx == NULL) {
+		snprintf(err, errlen, "TLS set-up failed%s%s", s ? " for CA file " : "",
+			 s ? s : "");
+		return -EINVAL;
+	}
+	struct dmta_kbackend_conf kc = {
+	    .helo_name = ctl->helo,
+	    .connect_timeout_ms = connect_ms,
+	    .idle_ms = idle_ms,
+	    .tls_ctx = ctl->tls_ctx,
+	};
+	ctl->be = dmta_kbackend_new(&kc, ctl->loop, job_done, ctl);
+	if (ctl->be == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+struct dmta_control *dmta_control_new(const struct dmta_conf *conf, char *err, size_t errlen)
+{
+	struct dmta_control *ctl = calloc(1, sizeof(*ctl));
+	struct queue_sched_ops ops = {
+	    .store = ops_store, .dsn = ops_dsn, .done = ops_done, .ctx = ctl};
+	char path[4096];
+	uint64_t max_size, keep;
+	const char *dl;
+
+	if (ctl == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	ctl->conf = conf;
+	ctl->wake_fd = -1;
+	ctl->pend_tail = &ctl->pend_head;
+	ctl->scan_needed = true;
+	ctl->loop = dmta_loop_new();
+	if (ctl->loop == NULL) {
+		snprintf(err, errlen, "epoll: %s", strerror(errno));
+		goto fail;
+	}
+	if (spool_opts_from_conf(conf, &ctl->spo) != 0) {
+		snprintf(err, errlen, "bad [spool] settings");
+		goto fail;
+	}
+	ctl->spo.create = true;
+	ctl->sp = spool_open(&ctl->spo, err, errlen);
+	if (ctl->sp == NULL)
+		goto fail;
+	ctl->wake_fd = spool_wake_listen(spool_path(ctl->sp));
+	if (ctl->wake_fd < 0) {
+		snprintf(err, errlen, "cannot listen for wake-ups in %s: %s", spool_path(ctl->sp),
+			 strerror(-ctl->wake_fd));
+		goto fail;
+	}
+	if (dmta_loop_add(ctl->loop, ctl->wake_fd, EPOLLIN, on_wake, ctl) != 0) {
+		snprintf(err, errlen, "cannot watch the wake-up socket");
+		goto fail;
+	}
+	if (queue_sched_conf_load(conf, &ctl->scf) != 0) {
+		snprintf(err, errlen, "bad [queue] settings in %s", dmta_conf_source(conf));
+		goto fail;
+	}
+	ctl->sched = queue_sched_new(&ctl->scf, &ops, dmta_now_ns() ^ (uint64_t)getpid());
+	if (ctl->sched == NULL) {
+		snprintf(err, errlen, "cannot create the scheduler: %s", strerror(errno));
+		goto fail;
+	}
+	dns_config_defaults(&ctl->dnscfg);
+	if (dns_config_load(&ctl->dnscfg, conf) != 0) {
+		snprintf(err, errlen, "bad [dns], [routes] or [relay] settings in %s",
+			 dmta_conf_source(conf));
+		goto fail;
+	}
+	ctl->dnscfg_loaded = true;
+	ctl->dns = dns_resolver_new(&ctl->dnscfg, dns_watch, ctl);
+	if (ctl->dns == NULL) {
+		snprintf(err, errlen, "cannot start the resolver: %s", strerror(errno));
+		goto fail;
+	}
+	snprintf(path, sizeof(path), "%s/delivery.log", spool_path(ctl->sp));
+	dl = dmta_conf_str(conf, "log", "delivery", path);
+	if (dmta_conf_size(conf, "log", "delivery_max_size", 100ULL << 20, 0, UINT64_MAX,
+			   &max_size) != 0 ||
+	    dmta_conf_u64(conf, "log", "delivery_keep", 5, 0, 100, &keep) != 0) {
+		snprintf(err, errlen, "bad [log] settings in %s", dmta_conf_source(conf));
+		goto fail;
+	}
+	ctl->dlog = dmta_dlog_open(dl, max_size, (unsigned)keep);
+	if (ctl->dlog == NULL) {
+		snprintf(err, errlen, "delivery log %s: %s", dl, strerror(errno));
+		goto fail;
+	}
+	if (control_config(ctl, err, errlen) != 0)
+		goto fail;
+	return ctl;
+fail:
+	dmta_control_free(ctl);
+	return NULL;
+}
+
+static int control_timeout_ms(struct dmta_control *ctl)
+{
+	int t = 1000, x;
+	uint64_t due = queue_sched_next_due(ctl->sched), now = dmta_wall_ns();
+
+	if (ctl->scan_needed || ctl->pend_head != NULL)
+		return 0;
+	if (due != UINT64_MAX) {
+		uint64_t ms = due <= now ? 0 : (due - now) / DMTA_NS_PER_MS + 1;
+
+		if (ms < (uint64_t)t)
+			t = (int)ms;
+	}
+	x = dns_resolver_next_timeout_ms(ctl->dns);
+	if (x >= 0 && x < t)
+		t = x;
+	x = ctl->be->next_timeout_ms(ctl->be->be);
+	if (x >= 0 && x < t)
+		t = x;
+	return t;
+}
+
+struct stop_flag {
+	bool stop;
+};
+
+static void on_stop(void *arg, int fd, uint32_t events)
+{
+	struct stop_flag *f = arg;
+
+	f->stop = true;
+}
+
+static void control_turn(struct dmta_control *ctl, int timeout_ms)
+{
+	int rc = dmta_loop_once(ctl->loop, timeout_ms);
+
+	if (rc < 0)
+		dmta_err("control loop: %s", strerror(-rc));
+	dns_resolver_tick(ctl->dns);
+	ctl->be->tick(ctl->be->be);
+	schedule(ctl);
+	commit_pending(ctl);
+}
+
+int dmta_control_run(struct dmta_control *ctl, int stop_fd)
+{
+	struct stop_flag f = {false};
+	uint64_t deadline;
+
+	if (dmta_loop_add(ctl->loop, stop_fd, EPOLLIN, on_stop, &f) != 0)
+		return -EINVAL;
+	dmta_info("control: spool %s, backend %s, helo %s", spool_path(ctl->sp), ctl->be->name,
+		  ctl->helo);
+	while (!f.stop)
+		control_turn(ctl, control_timeout_ms(ctl));
+	dmta_loop_del(ctl->loop, stop_fd);
+
+	/* Let what is in flight finish, for a while. */
+	ctl->stopping = true;
+	ctl->be->drain(ctl->be->be);
+	deadline = dmta_now_ns() + ctl->stop_timeout_ms * DMTA_NS_PER_MS;
+	while ((ctl->be->busy(ctl->be->be) > 0 || ctl->waits != NULL) && dmta_now_ns() < deadline) {
+		int t = control_timeout_ms(ctl);
+
+		control_turn(ctl, t > 100 ? 100 : t);
+	}
+	commit_pending(ctl);
+	return 0;
+}
+
+void dmta_control_get_stats(const struct dmta_control *ctl, struct dmta_control_stats *st)
+{
+	*st = ctl->st;
+}
+
+void dmta_control_free(struct dmta_control *ctl)
+{
+	if (ctl == NULL)
+		return;
+	ctl->stopping = true;
+	/* Outstanding lookups end (their jobs are deferred), then the backend
+	 * gives back what it holds, and those outcomes are written. */
+	if (ctl->dns != NULL)
+		dns_resolver_free(ctl->dns);
+	ctl->dns = NULL;
+	if (ctl->be != NULL)
+		ctl->be->free(ctl->be->be);
+	ctl->be = NULL;
+	if (ctl->sp != NULL)
+		commit_pending(ctl);
+	queue_sched_free(ctl->sched);
+	if (ctl->dnscfg_loaded)
+		dns_config_release(&ctl->dnscfg);
+	dmta_dlog_close(ctl->dlog);
+	smtp_tls_ctx_free(ctl->tls_ctx);
+	if (ctl->wake_fd >= 0)
+		close(ctl->wake_fd);
+	if (ctl->sp != NULL)
+		spool_close(ctl->sp);
+	dmta_loop_free(ctl->loop);
+	free(ctl->relay_user);
+	if (ctl->relay_pass != NULL) {
+		explicit_bzero(ctl->relay_pass, strlen(ctl->relay_pass));
+		free(ctl->relay_pass);
+	}
+	free(ctl);
+}

@@ -1,0 +1,72 @@
+/*
+ * dmta_control.h - the control thread: spool, schedule, DNS, bounces and
+ *	the delivery log, around a delivery backend.
+ *
+ * SYNOPSIS
+ *	ctl = dmta_control_new(conf, err, sizeof(err));
+ *	rc = dmta_control_run(ctl, stop_fd);
+ *	dmta_control_free(ctl);
+ *
+ * DESCRIPTION
+ *	One thread, one epoll loop (dmta_loop.h), no blocking: it sleeps until
+ *	an injector's wake-up datagram (or dmta-queue flush), a DNS socket, a
+ *	backend socket, the next scheduled attempt, or stop_fd.
+ *
+ *	Each turn of the loop: new messages are read from the spool (by queue
+ *	id, from where the last scan ended) into the scheduler; due jobs are
+ *	taken from the scheduler, their destination resolved (from the DNS
+ *	cache, or by a query that the jobs for that domain wait on together),
+ *	and handed to the backend; results go back to the scheduler; and every
+ *	change the scheduler asks for (envelope states, bounces, removals) is
+ *	written to the spool in one transaction at the end of the turn (group
+ *	commit). The delivery log gets one line per recipient per attempt.
+ *
+ *	On stop_fd the backend is drained (idle sessions quit; jobs in flight
+ *	get up to [control] stop_timeout to finish), the last changes are
+ *	committed and everything is freed. Messages still undelivered stay in
+ *	the spool for the next start.
+ *
+ *	Configuration: [spool], [queue] and [dest ...] (scheduler), [dns],
+ *	[routes], [relay] (destinations), and:
+ *	  [smtp]  helo_name (hostname), tls (opportunistic|none|required),
+ *	          ca_file, connect_timeout (30s), idle_timeout (5s)
+ *	  [relay] tls (required, or implicit for port 465), verify (yes),
+ *	          user, password_file, auth_plaintext (no), ca_file
+ *	  [log]   delivery (SPOOL/delivery.log), delivery_max_size (100M),
+ *	          delivery_keep (5)
+ *	  [control] stop_timeout (10s)
+ *
+ * DIAGNOSTICS
+ *	dmta_control_new() returns NULL with one line in err.
+ */
+#ifndef DMTA_CONTROL_H
+#define DMTA_CONTROL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/base/dmta_conf.h"
+
+struct dmta_control;
+
+struct dmta_control_stats {
+	uint64_t loaded;    /* messages read from the spool */
+	uint64_t jobs;	    /* jobs handed to the backend (or settled by DNS) */
+	uint64_t delivered; /* recipients */
+	uint64_t deferred;  /* recipient attempts */
+	uint64_t bounced;   /* recipients failed for good */
+	uint64_t dsns;	    /* bounce messages queued */
+	uint64_t commits;   /* spool transactions */
+	uint64_t commit_errors;
+};
+
+struct dmta_control *dmta_control_new(const struct dmta_conf *conf, char *err, size_t errlen);
+
+/** Run until @p stop_fd is readable (a signalfd); 0 or -errno. */
+int dmta_control_run(struct dmta_control *ctl, int stop_fd);
+
+void dmta_control_get_stats(const struct dmta_control *ctl, struct dmta_control_stats *st);
+
+void dmta_control_free(struct dmta_control *ctl);
+
+#endif

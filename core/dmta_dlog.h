@@ -1,0 +1,45 @@
+/*
+ * dmta_dlog.h - the delivery log: one JSON line per attempt per recipient.
+ *
+ * SYNOPSIS
+ *	dl = dmta_dlog_open(path, max_bytes, keep);
+ *	dmta_dlog_write(dl, &rec);
+ *	dmta_dlog_close(dl);
+ *
+ * DESCRIPTION
+ *	Each line is a JSON object that jq reads:
+ *	  {"time":"2026-11-23T18:40:00.123Z","qid":"00000000002A",
+ *	   "from":"a@x.test","to":"b@y.test","domain":"y.test",
+ *	   "mx":"mx.y.test","ip":"198.18.1.10","tls":"TLSv1.3 ...",
+ *	   "reply":"250 2.0.0 Ok","status":"2.0.0","attempt":1,
+ *	   "delay_s":0.132,"outcome":"delivered"}
+ *	outcome is delivered, deferred, bounced or expired. When the file grows
+ *	past max_bytes it is renamed to PATH.1 (PATH.1 to PATH.2, ... up to
+ *	keep files) and a new one is started. Lines are written with one
+ *	write(2) each, so a reader never sees half a line.
+ */
+#ifndef DMTA_DLOG_H
+#define DMTA_DLOG_H
+
+#include <stdint.h>
+
+struct dmta_dlog;
+
+struct dmta_dlog_rec {
+	uint64_t qid;
+	const char *from, *to, *domain;
+	const char *mx, *ip, *tls; /* may be NULL or "" */
+	const char *reply;	   /* may be NULL */
+	const char *status;	   /* enhanced status code, may be NULL */
+	uint32_t attempt;
+	double delay_s; /* since arrival */
+	const char *outcome;
+};
+
+/** NULL + errno. */
+struct dmta_dlog *dmta_dlog_open(const char *path, uint64_t max_bytes, unsigned keep);
+/** 0 or -errno (logged once; delivery goes on without its log). */
+int dmta_dlog_write(struct dmta_dlog *dl, const struct dmta_dlog_rec *r);
+void dmta_dlog_close(struct dmta_dlog *dl);
+
+#endif

@@ -1,0 +1,120 @@
+"""Lab: dmtad with backend = kernel delivers a queue end to end.
+
+Messages go in with dmta-inject; dmtad resolves each domain with the lab's
+DNS server and delivers to smtp-sink over kernel sockets. Checked on both
+sides: the delivery log has exactly one final outcome per recipient (the
+right one for each kind of domain), bounces are generated once per message
+and delivered to the sender, the spool ends empty, and smtp-sink counted
+exactly as many messages as dmtad says it delivered."""
+import json
+import os
+import random
+import re
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(__file__))
+from labutil import BUILD, check, fail, lab
+
+SINK_LOG = "/run/dmta-lab/sink.log"
+
+
+def sink_count():
+    try:
+        data = open(SINK_LOG, "rb").read().decode("ascii", "replace")
+    except FileNotFoundError:
+        return 0
+    m = re.findall(r"mesg=(\d+)", data)
+    return int(m[-1]) if m else 0
+
+
+lab("up")
+tmp = tempfile.mkdtemp(prefix="dmta-e2e-")
+conf = os.path.join(tmp, "dmta.conf")
+spool = os.path.join(tmp, "spool")
+with open(conf, "w") as f:
+    f.write("""[spool]
+path = %s
+[dns]
+servers = 198.18.1.53
+[delivery]
+backend = kernel
+[smtp]
+helo_name = dmta.test
+connect_timeout = 3s
+[queue]
+dest_max_connections = 4
+""" % spool)
+
+rnd = random.Random(7)
+msgs = []
+want = {}  # recipient -> (outcome, status prefix)
+for i in range(300):
+    kind = rnd.choice(["sink"] * 6 + ["multi", "implicit", "nullmx", "nosuch"])
+    n = rnd.randint(1, 3)
+    rcpts = ["u%d.%d@%s.test" % (i, k, kind) for k in range(n)]
+    for r in rcpts:
+        want[r] = {"sink": ("delivered", "2."), "multi": ("delivered", "2."),
+                   "implicit": ("delivered", "2."), "nullmx": ("bounced", "5.1.10"),
+                   "nosuch": ("bounced", "5.1.2")}[kind]
+    body = "Subject: test %d\r\nMessage-ID: <%d@e2e.test>\r\n\r\n%s\r\n" % (i, i, "x" * rnd.randint(10, 4000))
+    msgs.append({"from": "sender%d@sink.test" % i, "to": rcpts, "data": body})
+bounced_msgs = sum(1 for m in msgs if any(want[r][0] == "bounced" for r in m["to"]))
+
+r = subprocess.run([os.path.join(BUILD, "tools/queue/dmta-inject"), "-c", conf],
+                   input="".join(json.dumps(m) + "\n" for m in msgs), capture_output=True,
+                   text=True, timeout=60)
+check(r.returncode == 0, "dmta-inject: exit %d: %s" % (r.returncode, r.stderr))
+print(r.stderr.strip())
+
+before = sink_count()
+d = subprocess.Popen([os.path.join(BUILD, "core/dmtad"), "-c", conf], stdout=subprocess.PIPE,
+                     stderr=subprocess.STDOUT, text=True)
+try:
+    line = d.stdout.readline()
+    check(": ready:" in line, "dmtad: " + line)
+    deadline = time.time() + 90
+    while time.time() < deadline:
+        q = subprocess.run([os.path.join(BUILD, "tools/queue/dmta-queue"), "-c", conf, "--json",
+                            "stats"], capture_output=True, text=True, timeout=30)
+        st = json.loads(q.stdout) if q.returncode == 0 and q.stdout.strip() else {}
+        if st.get("messages", -1) == 0:
+            break
+        time.sleep(0.5)
+    else:
+        fail("queue not empty after 90 s: %s" % q.stdout)
+    elapsed = time.time() - (deadline - 90)
+finally:
+    d.terminate()
+    out, _ = d.communicate(timeout=30)
+print(out)
+check(d.returncode == 0, "dmtad exit %d after SIGTERM" % d.returncode)
+check("AddressSanitizer" not in out and "runtime error" not in out, "sanitizer report")
+
+lines = [json.loads(l) for l in open(os.path.join(spool, "delivery.log"))]
+final = {}
+dsns = 0
+for l in lines:
+    if l["from"] == "":
+        check(l["outcome"] == "delivered", "a bounce was not delivered: %r" % l)
+        dsns += 1
+        continue
+    if l["outcome"] in ("delivered", "bounced"):
+        check(l["to"] not in final, "two final outcomes for %s" % l["to"])
+        final[l["to"]] = l
+for rcpt, (outcome, status) in want.items():
+    got = final.get(rcpt)
+    check(got is not None, "no final outcome for %s" % rcpt)
+    check(got["outcome"] == outcome, "%s: %s, want %s (%s)" % (rcpt, got["outcome"], outcome, got["reply"]))
+    check(got["status"].startswith(status), "%s: status %s, want %s" % (rcpt, got["status"], status))
+check(dsns == bounced_msgs, "%d bounces delivered, want one per failed message: %d" % (dsns, bounced_msgs))
+
+delivered_msgs = sum(1 for m in msgs if any(want[r][0] == "delivered" for r in m["to"]))
+got = sink_count() - before
+check(got == delivered_msgs + dsns, "smtp-sink counted %d messages, want %d (+%d bounces)"
+      % (got, delivered_msgs, dsns))
+print("ok: %d recipients settled, %d bounces, smtp-sink got %d messages in %.1f s"
+      % (len(want), dsns, got, elapsed))
+subprocess.run(["rm", "-rf", tmp])
