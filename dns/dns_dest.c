@@ -183,7 +183,8 @@ void dns_dest_print(FILE *f, const struct dns_dest *d, bool json)
 			fputc('\n', f);
 		}
 		if (d->n_skipped)
-			fprintf(f, "  (%u exchangers skipped)\n", d->n_skipped);
+			fprintf(f, "  (%u exchanger%s skipped)\n", d->n_skipped,
+				d->n_skipped == 1 ? "" : "s");
 		return;
 	}
 	fputs("{\"domain\":", f);

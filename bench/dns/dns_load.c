@@ -26,7 +26,7 @@
 #include "core/base/dmta_log.h"
 #include "core/base/dmta_time.h"
 #include "dns/dns_resolver.h"
-#include "tools/dns/dns_loop.h"
+#include "dns/dns_loop.h"
 
 struct tally {
 	uint64_t ok, temp, perm, done;

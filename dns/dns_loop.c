@@ -10,7 +10,7 @@
 
 #include "core/base/dmta_log.h"
 #include "core/base/dmta_time.h"
-#include "tools/dns/dns_loop.h"
+#include "dns/dns_loop.h"
 
 struct dns_loop {
 	int ep;

@@ -1,6 +1,7 @@
 /*
  * dns_loop.h - a small epoll loop that drives a resolver, for programs that
- *		have no control loop of their own (dmta-route, tests, benches).
+ *		have no control loop of their own (dmta-route, dmta-queue route,
+ *		tests, benches).
  *
  * SYNOPSIS
  *	loop = dns_loop_new();
