@@ -3,7 +3,7 @@
 private network namespace, zones made by dnslab.py.
 
     test_dns_lab.py SCENARIO DMTA_ROUTE DNS_LOAD
-    SCENARIO: routing | faults | load
+    SCENARIO: routing | cache | faults | load
 """
 import collections
 import json
@@ -204,6 +204,43 @@ def routing(env):
           ' as one request does', r['stats']['queries'], 11)
 
 
+def cache(env):
+    # short.dns.test: MX TTL 2 s; its host a.mx: A TTL 300, AAAA NODATA
+    # (negative TTL 60 from the SOA).
+    c = env.conf('ttl_min = 1s\n')
+    r = env.load(c, '-n', '1', '--same', t('short'), '--rounds', '2', '--pause-ms', '2500')
+    check(r['ok'] == 2 and r['stats']['queries'] == 4,
+          'TTL 2 s honoured: after 2.5 s only the MX is asked again (3 + 1 queries)',
+          r['stats']['queries'], 4)
+    c = env.conf('')
+    r = env.load(c, '-n', '1', '--same', t('short'), '--rounds', '2', '--pause-ms', '2500')
+    check(r['ok'] == 2 and r['stats']['queries'] == 3,
+          'ttl_min = 30 s (default) floors the 2 s TTL: second round from the cache',
+          r['stats']['queries'], 3)
+    c = env.conf('ttl_max = 1s\nttl_min = 0\nnegative_ttl_max = 1s\n')
+    r = env.load(c, '-n', '1', '--same', t('order'), '--rounds', '2', '--pause-ms', '1500')
+    check(r['stats']['queries'] == 22, 'ttl_max = 1 s caps the 300 s TTLs: all asked again',
+          r['stats']['queries'], 22)
+    c = env.conf('')
+    r = env.load(c, '-n', '1', '--same', t('nxdomain'), '--rounds', '3')
+    check(r['perm'] == 3 and r['stats']['queries'] == 1 and r['stats']['cache_hits'] == 2,
+          'NXDOMAIN cached (RFC 2308): one query for three requests',
+          (r['stats']['queries'], r['stats']['cache_hits']))
+    c = env.conf('ttl_min = 0\nnegative_ttl_max = 1s\n')
+    r = env.load(c, '-n', '1', '--same', t('nxdomain'), '--rounds', '2', '--pause-ms', '1500')
+    check(r['stats']['queries'] == 2, 'negative_ttl_max = 1 s: NXDOMAIN asked again after 1.5 s',
+          r['stats']['queries'], 2)
+    # Temporary failures are remembered for tempfail_ttl only.
+    c = env.conf('')
+    r = env.load(c, '-n', '1', '--same', 'x.broken.test', '--rounds', '2')
+    check(r['temp'] == 2 and r['stats']['queries'] == 1,
+          'SERVFAIL remembered for tempfail_ttl (5 s): one query', r['stats']['queries'], 1)
+    c = env.conf('tempfail_ttl = 0\n')
+    r = env.load(c, '-n', '1', '--same', 'x.broken.test', '--rounds', '2')
+    check(r['temp'] == 2 and r['stats']['queries'] == 2,
+          'tempfail_ttl = 0: SERVFAIL not remembered', r['stats']['queries'], 2)
+
+
 def faults(env):
     c = env.conf('timeout = 2s\n')
     d, _ = env.one(c, 'x.broken.test')
@@ -303,7 +340,7 @@ def main():
     scenario, route, load_bin = sys.argv[1:4]
     with DnsLab() as lab:
         env = Env(lab, route, load_bin)
-        {'routing': routing, 'faults': faults, 'load': load}[scenario](env)
+        {'routing': routing, 'cache': cache, 'faults': faults, 'load': load}[scenario](env)
     if FAILS:
         print('%d check(s) failed' % len(FAILS))
         sys.exit(1)
