@@ -13,7 +13,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from dnslab import DnsLab, SERVER, SLOW, DEAD, BAD  # noqa: E402
+from dnslab import DnsLab, SERVER, SLOW, DEAD, BAD, CUT  # noqa: E402
 
 FAILS = []
 
@@ -262,6 +262,14 @@ def faults(env):
     d, _ = env.one(env.conf('', servers=BAD + ',' + BAD), t('order'))
     check(d['verdict'] == 'temporary' and d['status'] == '4.4.3',
           'every server SERVFAILs: temporary 4.4.3', d['reason'])
+
+    # Malformed replies (answers cut short): rejected and counted.
+    dests, st, _ = env.route(env.conf('timeout = 2s\n', servers=CUT), t('order'), stats=True)
+    d = dests[0]
+    check(d['verdict'] == 'temporary' and d['status'] == '4.4.3' and
+          'malformed' in d['reason'] and st['malformed'] >= 1,
+          'malformed replies: temporary 4.4.3, counted (the MX reply loses only its'
+          ' additional section, which is not read)', (d['reason'], st['malformed']))
 
     # A slow server: 400 ms each way through the delaying relay.
     cs = env.conf('timeout = 5s\ntries = 1\n', servers=SLOW)
