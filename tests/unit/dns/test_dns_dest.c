@@ -16,6 +16,7 @@
 #include <cmocka.h>
 
 #include "dns/dns_dest.h"
+#include "core/base/dmta_log.h"
 #include "dns/dns_resolver.h"
 
 static void test_mx_sort(void **state)
@@ -257,6 +258,18 @@ static void test_resolver_free_cancels(void **state)
 	dns_config_release(&cfg);
 }
 
+static void test_resolver_bad_servers(void **state)
+{
+	struct dns_config cfg;
+
+	dns_config_defaults(&cfg);
+	cfg.servers = strdup("not-an-address,also bad");
+	errno = 0;
+	assert_null(dns_resolver_new(&cfg, NULL, NULL));
+	assert_int_equal(errno, EINVAL);
+	dns_config_release(&cfg);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -265,7 +278,9 @@ int main(void)
 	    cmocka_unit_test(test_build_and_print),
 	    cmocka_unit_test(test_resolver_offline),
 	    cmocka_unit_test(test_resolver_free_cancels),
+	    cmocka_unit_test(test_resolver_bad_servers),
 	};
 
+	dmta_log_init("test_dns_dest", DMTA_LOG_QUIET);
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
