@@ -59,6 +59,7 @@ struct jhost {
 	uint16_t pref, port;
 	const struct dns_route_host *route; /* the route entry, for literals */
 	struct dns_rrset *rr[2];	    /* A, AAAA */
+	struct waiter w[2];		    /* slots 1 + 2i and 2 + 2i */
 };
 
 enum job_state {
@@ -80,8 +81,11 @@ struct job {
 	uint32_t ttl;
 	struct dns_rrset *mx;
 	unsigned n_hosts, n_skipped;
+	/* Sized when the exchangers are known, so that a request still
+	 * waiting for its MX answer stays small (bulk senders queue many). */
 	struct jhost *hosts;
-	struct waiter *w;
+	unsigned cap;
+	struct waiter w0; /* slot 0: the MX set */
 	char domain[DNS_NAME_MAX + 1];
 };
 
@@ -153,17 +157,31 @@ static uint32_t key_hash(const char *name, uint16_t qtype)
 
 static struct job *job_new(struct dns_resolver *r)
 {
-	unsigned mh = r->max_hosts;
-	size_t sz =
-	    sizeof(struct job) + mh * sizeof(struct jhost) + (1 + 2 * mh) * sizeof(struct waiter);
-	struct job *j = calloc(1, sz);
+	struct job *j = calloc(1, sizeof(*j));
 
-	if (!j)
-		return NULL;
-	j->r = r;
-	j->hosts = (struct jhost *)(void *)(j + 1);
-	j->w = (struct waiter *)(void *)(j->hosts + mh);
+	if (j)
+		j->r = r;
 	return j;
+}
+
+/* Room for @n exchangers (n <= r->max_hosts). */
+static void job_hosts(struct job *j, unsigned n)
+{
+	if (n <= j->cap)
+		return;
+	free(j->hosts);
+	j->hosts = calloc(n, sizeof(*j->hosts));
+	if (!j->hosts)
+		dmta_panic("dns: out of memory for %u exchangers", n);
+	j->cap = n;
+}
+
+static void job_free(struct job *j)
+{
+	if (!j)
+		return;
+	free(j->hosts);
+	free(j);
 }
 
 static void job_reset(struct job *j)
@@ -356,6 +374,7 @@ static void job_mx_answer(struct job *j)
 	case DNS_RR_NODATA:
 		/* RFC 5321 §5.1: no MX at all, the domain is its own exchanger. */
 		j->source = DNS_SRC_IMPLICIT;
+		job_hosts(j, 1);
 		j->hosts[0] = (struct jhost){.name = j->domain, .pref = 0};
 		j->n_hosts = 1;
 		job_addr_phase(j);
@@ -379,6 +398,7 @@ static void job_mx_answer(struct job *j)
 		ord[i].idx = (uint16_t)i;
 	}
 	dns_mx_order(ord, mx->n, &r->rng);
+	job_hosts(j, mx->n < r->cfg->max_mx ? mx->n : r->cfg->max_mx);
 	for (unsigned i = 0; i < mx->n; i++) {
 		const char *name = dns_rrset_mx_name(mx, ord[i].idx);
 
@@ -446,7 +466,7 @@ static void job_want(struct job *j, unsigned slot, const char *name, uint16_t qt
 		j->miss = true;
 		return;
 	}
-	w = &j->w[slot];
+	w = slot ? &j->hosts[(slot - 1) / 2].w[(slot - 1) % 2] : &j->w0;
 	w->job = j;
 	w->slot = slot;
 	h = key_hash(name, qtype);
@@ -694,6 +714,7 @@ struct dns_resolver *dns_resolver_new(const struct dns_config *cfg, dns_watch_fn
 	r->scratch = job_new(r);
 	if (!r->cache || !r->scratch)
 		goto fail_nomem;
+	job_hosts(r->scratch, r->max_hosts); /* cache hits never allocate for it */
 	r->scratch->cache_only = true;
 
 	/* c-ares waits timeout << (try / servers) on each try: spread the
@@ -730,7 +751,7 @@ struct dns_resolver *dns_resolver_new(const struct dns_config *cfg, dns_watch_fn
 	if (rc != ARES_SUCCESS) {
 		dmta_err("dns: c-ares: %s", ares_strerror(rc));
 		dns_cache_free(r->cache);
-		free(r->scratch);
+		job_free(r->scratch);
 		free(r);
 		errno = rc == ARES_ENOMEM ? ENOMEM : EIO;
 		return NULL;
@@ -741,7 +762,7 @@ struct dns_resolver *dns_resolver_new(const struct dns_config *cfg, dns_watch_fn
 			dmta_err("dns: servers \"%s\": %s", cfg->servers, ares_strerror(rc));
 			ares_destroy(r->ch);
 			dns_cache_free(r->cache);
-			free(r->scratch);
+			job_free(r->scratch);
 			free(r);
 			errno = EINVAL;
 			return NULL;
@@ -750,7 +771,7 @@ struct dns_resolver *dns_resolver_new(const struct dns_config *cfg, dns_watch_fn
 	return r;
 fail_nomem:
 	dns_cache_free(r->cache);
-	free(r->scratch);
+	job_free(r->scratch);
 	free(r);
 	errno = ENOMEM;
 	return NULL;
@@ -829,6 +850,7 @@ static void job_start(struct job *j, const char *domain)
 	route = cfg->relay.n ? &cfg->relay : dns_config_route(cfg, j->domain);
 	if (route) {
 		j->source = cfg->relay.n ? DNS_SRC_RELAY : DNS_SRC_ROUTE;
+		job_hosts(j, route->n);
 		for (unsigned i = 0; i < route->n; i++)
 			j->hosts[i] = (struct jhost){.name = route->hosts[i].name,
 						     .pref = (uint16_t)i,
@@ -902,7 +924,7 @@ static void deliver(struct dns_resolver *r)
 			r->ready_tail = NULL;
 		r->jobs--;
 		j->done(j->dest, j->arg);
-		free(j);
+		job_free(j);
 	}
 }
 
@@ -969,6 +991,6 @@ void dns_resolver_free(struct dns_resolver *r)
 	deliver(r);
 	dns_cache_free(r->cache);
 	job_reset(r->scratch);
-	free(r->scratch);
+	job_free(r->scratch);
 	free(r);
 }
