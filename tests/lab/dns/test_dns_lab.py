@@ -103,6 +103,12 @@ def routing(env):
     # the negative AAAA answers (SOA minimum 60) bound the destination's TTL
     check(d['ttl'] == 60, 'order: ttl is the smallest of the sets used', d['ttl'], 60)
 
+    dd, _, _ = env.route(c, 'd1.bulk.test', 'd2.bulk.test', t('aliasdom'), t('many'))
+    check(dd[0]['site'] == dd[1]['site'] and dd[2]['site'] == dests[0]['site'] and
+          dd[3]['site'] != dests[0]['site'] and dd[0]['site'] != dests[0]['site'],
+          'site: domains sharing exchangers share a site key, others do not',
+          [x['site'] for x in dd])
+
     d, _ = env.one(c, t('aliasdom'))
     check(d['verdict'] == 'ok' and d['hosts'][0]['name'] == 'e.mx.dns.test',
           'aliasdom: the domain itself a CNAME: MX of its target', names(d))
