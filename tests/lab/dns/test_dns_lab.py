@@ -208,6 +208,10 @@ def routing(env):
     check(r['ok'] == 1000 and r['stats']['queries'] == 11,
           'dedup: 1000 simultaneous requests for one domain make 11 queries (MX + 5 x A/AAAA),'
           ' as one request does', r['stats']['queries'], 11)
+    r = env.load(c, '-n', '1000', '--same', t('nullmx'))
+    check(r['perm'] == 1000 and r['stats']['queries'] == 1,
+          'dedup: 1000 simultaneous requests for a null-MX domain: one query',
+          r['stats']['queries'], 1)
 
 
 def cache(env):
