@@ -3,6 +3,7 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <idn2.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,6 +46,25 @@ int dns_name_canon(const char *in, char out[DNS_NAME_MAX + 1])
 		return -EINVAL;
 	out[n] = '\0';
 	return 0;
+}
+
+int dns_name_canon_idna(const char *in, char out[DNS_NAME_MAX + 1])
+{
+	char *a = NULL;
+	int rc;
+
+	for (const unsigned char *p = (const unsigned char *)in; *p; p++) {
+		if (*p >= 0x80)
+			goto idna;
+	}
+	return dns_name_canon(in, out);
+idna:
+	/* RFC 6531 §3.2: an SMTPUTF8 domain is looked up by its A-labels. */
+	if (idn2_to_ascii_8z(in, &a, IDN2_NFC_INPUT | IDN2_NONTRANSITIONAL) != IDN2_OK)
+		return -EINVAL;
+	rc = dns_name_canon(a, out);
+	idn2_free(a);
+	return rc;
 }
 
 static int port_parse(const char *s, size_t n, uint16_t *port)
@@ -178,7 +198,7 @@ static int route_set(struct dns_route *r, const char *domain, const char *value,
 	int n;
 
 	r->subdomains = domain[0] == '.';
-	if (dns_name_canon(domain + r->subdomains, canon) < 0) {
+	if (dns_name_canon_idna(domain + r->subdomains, canon) < 0) {
 		snprintf(err, errlen, "bad domain \"%s\"", domain);
 		return -EINVAL;
 	}

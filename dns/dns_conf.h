@@ -105,4 +105,11 @@ int dns_hostlist_parse(const char *text, struct dns_route_host *hosts, unsigned 
  */
 int dns_name_canon(const char *in, char out[DNS_NAME_MAX + 1]);
 
+/**
+ * As dns_name_canon(), and a name with non-ASCII (UTF-8) labels is first
+ * turned into its A-labels (IDNA2008, via libidn2): "bücher.example" is
+ * looked up as "xn--bcher-kva.example". 0 or -EINVAL.
+ */
+int dns_name_canon_idna(const char *in, char out[DNS_NAME_MAX + 1]);
+
 #endif

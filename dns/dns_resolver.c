@@ -569,6 +569,7 @@ static void on_answer(void *arg, int status, int timeouts, unsigned char *abuf, 
 			rr = dns_rrset_new_status(l->qtype, DNS_RR_TEMP, 0, "malformed DNS reply");
 		} else {
 			r->st.answers++;
+			r->st.bad_addrs += rr->dropped;
 		}
 	} else {
 		if (status == ARES_ETIMEOUT)
@@ -838,13 +839,14 @@ static void job_start(struct job *j, const char *domain)
 				   "only IPv6 addresses, and IPv6 is not used yet", &h, 1);
 		return;
 	}
-	if (dns_name_canon(domain, j->domain) < 0) {
+	if (dns_name_canon_idna(domain, j->domain) < 0) {
 		snprintf(j->domain, sizeof(j->domain), "%.*s", DNS_NAME_MAX, domain);
 		for (char *p = j->domain; *p; p++)
 			if ((unsigned char)*p < 0x20 || (unsigned char)*p >= 0x7f)
 				*p = '?';
 		j->ttl = 0;
-		job_finish(j, DNS_VERDICT_PERM, "5.1.2", "invalid domain name", NULL, 0);
+		job_finish(j, DNS_VERDICT_PERM, "5.1.2",
+			   "invalid domain name (neither a host name nor IDNA2008)", NULL, 0);
 		return;
 	}
 	route = cfg->relay.n ? &cfg->relay : dns_config_route(cfg, j->domain);

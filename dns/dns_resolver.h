@@ -96,6 +96,7 @@ struct dns_stats {
 	uint64_t timeouts;     /* ... of which timeouts */
 	uint64_t retries;   /* tries that timed out inside c-ares (the query may still succeed) */
 	uint64_t malformed; /* replies rejected by the parser */
+	uint64_t bad_addrs; /* A/AAAA records no mail can go to (0/8, multicast...) */
 	uint64_t dest_ok, dest_temp, dest_perm;
 	uint64_t evictions;	/* cache entries pushed out by the size bound */
 	uint64_t in_flight;	/* gauge: queries outstanding */

@@ -57,6 +57,11 @@ noaddr	MX 20 b.mx
 allnoaddr	MX 10 nothing.mx
 allnoaddr	MX 20 txtonly.mx
 txtonly.mx	TXT "no address here"
+; an exchanger whose only addresses no mail can go to
+bogus	MX 10 bogus.mx
+bogus	MX 20 b.mx
+bogus.mx	A 0.0.0.0
+bogus.mx	A 224.0.0.1
 ; an IP literal as exchanger
 literal	MX 10 198.18.1.1.
 literal	MX 20 b.mx

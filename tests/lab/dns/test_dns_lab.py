@@ -145,6 +145,11 @@ def routing(env):
     check(d['verdict'] == 'permanent' and d['status'] == '5.4.4' and d['skipped'] == 2,
           'allnoaddr: no MX host with an address: permanent 5.4.4', d)
 
+    dd, st, _ = env.route(c, t('bogus'), stats=True)
+    check(dd[0]['verdict'] == 'ok' and names(dd[0]) == ['b.mx.dns.test'] and
+          st['bad_addrs'] == 2, 'bogus: an exchanger at 0.0.0.0 and 224.0.0.1 only: skipped,'
+          ' the addresses counted', (names(dd[0]), st['bad_addrs']))
+
     d, _ = env.one(c, t('literal'))
     check(d['verdict'] == 'ok' and names(d) == ['b.mx.dns.test'] and d['skipped'] == 1,
           'literal: an IP-literal MX target skipped', d)

@@ -76,6 +76,21 @@ static void test_name_canon(void **state)
 	assert_int_equal(dns_name_canon("a-b.test", out), 0);
 }
 
+static void test_idna(void **state)
+{
+	char out[DNS_NAME_MAX + 1];
+
+	assert_int_equal(dns_name_canon_idna("B\xc3\xbc"
+					     "cher.Example",
+					     out),
+			 0);
+	assert_string_equal(out, "xn--bcher-kva.example");
+	assert_int_equal(dns_name_canon_idna("plain.Example.", out), 0);
+	assert_string_equal(out, "plain.example");
+	assert_int_equal(dns_name_canon_idna("bad\xff.example", out), -EINVAL); /* not UTF-8 */
+	assert_int_equal(dns_name_canon_idna("a..\xc3\xbc", out), -EINVAL);
+}
+
 static char *write_tmp(const char *text)
 {
 	char *path = strdup("/tmp/dmta-test-dnsconf-XXXXXX");
@@ -191,6 +206,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_hostlist),
 	    cmocka_unit_test(test_name_canon),
+	    cmocka_unit_test(test_idna),
 	    cmocka_unit_test(test_load),
 	    cmocka_unit_test(test_relay_and_errors),
 	};

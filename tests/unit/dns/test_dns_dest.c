@@ -201,14 +201,19 @@ static void test_resolver_offline(void **state)
 
 	dns_config_defaults(&cfg);
 	cfg.servers = strdup("127.0.0.1:1"); /* never asked in this test */
-	cfg.routes = calloc(1, sizeof(*cfg.routes));
+	cfg.routes = calloc(2, sizeof(*cfg.routes));
 	cfg.routes[0].domain = strdup("internal.test");
 	cfg.routes[0].hosts = calloc(2, sizeof(struct dns_route_host));
 	assert_int_equal(dns_hostlist_parse("192.0.2.10:2525, [2001:db8::25]", cfg.routes[0].hosts,
 					    2, err, sizeof(err)),
 			 2);
 	cfg.routes[0].n = 2;
-	cfg.n_routes = 1;
+	cfg.routes[1].domain = strdup("xn--bcher-kva.example");
+	cfg.routes[1].hosts = calloc(1, sizeof(struct dns_route_host));
+	assert_int_equal(dns_hostlist_parse("192.0.2.11", cfg.routes[1].hosts, 1, err, sizeof(err)),
+			 1);
+	cfg.routes[1].n = 1;
+	cfg.n_routes = 2;
 	r = dns_resolver_new(&cfg, NULL, NULL);
 	assert_non_null(r);
 
@@ -228,8 +233,7 @@ static void test_resolver_offline(void **state)
 	assert_string_equal(d->status, "5.1.2");
 	dns_dest_free(d);
 
-	static const char *bad[] = {
-	    "", ".", "a..b", "-", "exa mple.com", "\x01.com", "x\xc3\xa9.com"};
+	static const char *bad[] = {"", ".", "a..b", "-", "exa mple.com", "\x01.com", "x\xff.com"};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		d = resolve_now(r, bad[i]);
 		if (d->verdict != DNS_VERDICT_PERM || strcmp(d->status, "5.1.2") != 0)
@@ -245,6 +249,14 @@ static void test_resolver_offline(void **state)
 	assert_int_equal(d->n_hosts, 2);
 	assert_int_equal(d->hosts[0].port, 2525);
 	assert_int_equal(d->hosts[1].n_v6, 1);
+	dns_dest_free(d);
+
+	/* An SMTPUTF8 domain is routed (and would be looked up) by its A-labels. */
+	d = resolve_now(r, "b\xc3\xbc"
+			   "cher.example");
+	assert_int_equal(d->verdict, DNS_VERDICT_OK);
+	assert_string_equal(d->domain, "xn--bcher-kva.example");
+	assert_string_equal(d->hosts[0].name, "192.0.2.11");
 	dns_dest_free(d);
 
 	/* The same from the cache-only path (no record set needed). */
