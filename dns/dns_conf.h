@@ -14,7 +14,10 @@
  *	timeout = 5s	  a lookup gives up (temporary failure) within this
  *			  time: c-ares doubles the wait each round over the
  *			  servers, so the first try gets
- *			  timeout / (servers * (2^tries - 1))
+ *			  timeout / (servers * (2^tries - 1)).
+ *			  A destination takes two rounds of lookups (MX,
+ *			  then the exchangers' addresses in parallel), one
+ *			  more per CNAME hop a server did not follow.
  *	tries = 2	  rounds over the servers
  *	ttl_min = 30s, ttl_max = 1d	  bounds on positive TTLs
  *	negative_ttl_max = 3h		  bound on negative TTLs (RFC 2308 §5)
