@@ -58,7 +58,8 @@
  *	tempfail_ttl. Exchangers shared by many domains are looked up once.
  *
  *	dns_resolver_free() cancels what is outstanding: those callbacks run
- *	with a temporary failure, then the memory goes.
+ *	with a temporary failure, then the memory goes. It must not be called
+ *	from inside a callback.
  *
  * DIAGNOSTICS
  *	dns_resolver_new() returns NULL and sets errno (EINVAL: bad servers
