@@ -27,6 +27,10 @@
  *	max_mx = 10		exchangers kept per domain (best first)
  *	max_addrs = 8		addresses kept per host and family
  *	ipv6 = yes		also ask for AAAA (kept for later; unused now)
+ *	local_names = NAME[,NAME...]	this host's own names: an MX list
+ *			  holding one of them is cut to the exchangers
+ *			  more preferred than it (RFC 5321 §5.1); when
+ *			  none is, the mail would loop (permanent 5.4.6)
  *
  *	[routes]
  *	example.test = 198.18.1.10:2525, mx2.example.test
@@ -86,6 +90,8 @@ struct dns_config {
 	unsigned max_mx;
 	unsigned max_addrs;
 	bool ipv6;
+	char **local; /* canonical names, n_local of them */
+	unsigned n_local;
 	struct dns_route *routes;
 	unsigned n_routes;
 	struct dns_route relay; /* relay.n == 0: none */
@@ -94,6 +100,9 @@ struct dns_config {
 void dns_config_defaults(struct dns_config *cfg);
 int dns_config_load(struct dns_config *cfg, const struct dmta_conf *conf);
 void dns_config_release(struct dns_config *cfg);
+
+/** Whether @name (canonical) is one of [dns] local_names. */
+bool dns_config_is_local(const struct dns_config *cfg, const char *name);
 
 /** The route for a canonical domain: exact first, then the closest parent with subdomains. */
 const struct dns_route *dns_config_route(const struct dns_config *cfg, const char *domain);

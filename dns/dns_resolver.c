@@ -266,7 +266,7 @@ static void job_assemble(struct job *j)
 	struct dns_dest_host out[DNS_HOSTS_MAX];
 	unsigned n = 0, with_v4 = 0;
 	const char *temp_why = NULL;
-	char reason[320];
+	char reason[400];
 
 	for (unsigned i = 0; i < j->n_hosts; i++) {
 		struct jhost *h = &j->hosts[i];
@@ -360,7 +360,7 @@ static void job_mx_answer(struct job *j)
 {
 	struct dns_resolver *r = j->r;
 	const struct dns_rrset *mx = j->mx;
-	char reason[320];
+	char reason[400];
 
 	switch ((enum dns_rr_status)mx->status) {
 	case DNS_RR_TEMP:
@@ -398,8 +398,30 @@ static void job_mx_answer(struct job *j)
 		ord[i].idx = (uint16_t)i;
 	}
 	dns_mx_order(ord, mx->n, &r->rng);
-	job_hosts(j, mx->n < r->cfg->max_mx ? mx->n : r->cfg->max_mx);
-	for (unsigned i = 0; i < mx->n; i++) {
+
+	/* RFC 5321 §5.1: when this host is among the exchangers, only those
+	 * strictly more preferred than it may be used; none means a loop. */
+	unsigned n = mx->n;
+
+	for (unsigned i = 0; i < mx->n && r->cfg->n_local; i++) {
+		if (dns_config_is_local(r->cfg, dns_rrset_mx_name(mx, ord[i].idx))) {
+			while (i > 0 && ord[i - 1].pref == ord[i].pref)
+				i--;
+			j->n_skipped += mx->n - i;
+			n = i;
+			break;
+		}
+	}
+	if (n == 0) {
+		snprintf(reason, sizeof(reason),
+			 "mail for %s loops back to this host (its best MX is one of [dns] "
+			 "local_names)",
+			 j->domain);
+		job_finish(j, DNS_VERDICT_PERM, "5.4.6", reason, NULL, 0);
+		return;
+	}
+	job_hosts(j, n < r->cfg->max_mx ? n : r->cfg->max_mx);
+	for (unsigned i = 0; i < n; i++) {
 		const char *name = dns_rrset_mx_name(mx, ord[i].idx);
 
 		if (j->n_hosts == r->cfg->max_mx || is_ip_literal(name)) {
@@ -807,7 +829,7 @@ static void job_start(struct job *j, const char *domain)
 	const struct dns_config *cfg = r->cfg;
 	const struct dns_route *route;
 	static struct dns_route_host lit; /* control thread only */
-	char reason[320];
+	char reason[400];
 
 	r->st.requests++;
 	j->state = JOB_MX;

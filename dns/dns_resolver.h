@@ -38,6 +38,7 @@
  *	max_addrs addresses per host and family. No MX records: the domain's
  *	own A/AAAA (implicit MX). Verdicts:
  *	  null MX				permanent 5.1.10
+ *	  best MX is this host ([dns] local_names)	permanent 5.4.6
  *	  NXDOMAIN, bad domain name		permanent 5.1.2
  *	  no MX and no address; every MX
  *	  host without address			permanent 5.4.4

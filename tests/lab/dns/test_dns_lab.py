@@ -191,6 +191,18 @@ def routing(env):
     d, _ = env.one(c, 'bad..name')
     check(d['verdict'] == 'permanent' and d['status'] == '5.1.2', 'bad domain name: 5.1.2', d)
 
+    # RFC 5321 §5.1: this host among the exchangers.
+    cl = env.conf('local_names = C.mx.dns.test, other.example\n')
+    dests, _, _ = env.route(cl, *([t('order')] * 20))
+    check(all(names(x)[0] == 'e.mx.dns.test' and len(x['hosts']) == 1 and x['skipped'] == 4
+              for x in dests),
+          'local_names: only exchangers more preferred than this host kept (pref 5 of 5/10/20)',
+          [names(x) for x in dests[:2]])
+    cl = env.conf('local_names = e.mx.dns.test\n')
+    d, _ = env.one(cl, t('order'))
+    check(d['verdict'] == 'permanent' and d['status'] == '5.4.6',
+          'local_names: this host is the best MX: a loop, permanent 5.4.6', d['reason'])
+
     # Overrides.
     cr = env.conf('[routes]\n%s = 198.18.9.1:2525, b.mx.dns.test\n.sub.dns.test = a.mx.dns.test\n'
                   % t('order'))
