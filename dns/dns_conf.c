@@ -3,6 +3,7 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <idn2.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,6 +46,25 @@ int dns_name_canon(const char *in, char out[DNS_NAME_MAX + 1])
 		return -EINVAL;
 	out[n] = '\0';
 	return 0;
+}
+
+int dns_name_canon_idna(const char *in, char out[DNS_NAME_MAX + 1])
+{
+	char *a = NULL;
+	int rc;
+
+	for (const unsigned char *p = (const unsigned char *)in; *p; p++) {
+		if (*p >= 0x80)
+			goto idna;
+	}
+	return dns_name_canon(in, out);
+idna:
+	/* RFC 6531 §3.2: an SMTPUTF8 domain is looked up by its A-labels. */
+	if (idn2_to_ascii_8z(in, &a, IDN2_NFC_INPUT | IDN2_NONTRANSITIONAL) != IDN2_OK)
+		return -EINVAL;
+	rc = dns_name_canon(a, out);
+	idn2_free(a);
+	return rc;
 }
 
 static int port_parse(const char *s, size_t n, uint16_t *port)
@@ -170,6 +190,49 @@ void dns_config_defaults(struct dns_config *cfg)
 	cfg->ipv6 = true;
 }
 
+static int local_names_set(struct dns_config *cfg, const char *text)
+{
+	const char *p = text;
+
+	for (;;) {
+		char buf[DNS_NAME_MAX + 1], canon[DNS_NAME_MAX + 1], **nl;
+		const char *e;
+		size_t n;
+
+		while (*p == ' ' || *p == '\t')
+			p++;
+		e = strchr(p, ',');
+		n = e ? (size_t)(e - p) : strlen(p);
+		while (n && (p[n - 1] == ' ' || p[n - 1] == '\t'))
+			n--;
+		if (n == 0 || n >= sizeof(buf))
+			return -EINVAL;
+		memcpy(buf, p, n);
+		buf[n] = '\0';
+		if (dns_name_canon_idna(buf, canon) < 0)
+			return -EINVAL;
+		nl = realloc(cfg->local, (cfg->n_local + 1) * sizeof(*nl));
+		if (!nl)
+			return -ENOMEM;
+		cfg->local = nl;
+		cfg->local[cfg->n_local] = strdup(canon);
+		if (!cfg->local[cfg->n_local])
+			return -ENOMEM;
+		cfg->n_local++;
+		if (!e)
+			return 0;
+		p = e + 1;
+	}
+}
+
+bool dns_config_is_local(const struct dns_config *cfg, const char *name)
+{
+	for (unsigned i = 0; i < cfg->n_local; i++)
+		if (strcmp(cfg->local[i], name) == 0)
+			return true;
+	return false;
+}
+
 static int route_set(struct dns_route *r, const char *domain, const char *value, char *err,
 		     size_t errlen)
 {
@@ -178,7 +241,7 @@ static int route_set(struct dns_route *r, const char *domain, const char *value,
 	int n;
 
 	r->subdomains = domain[0] == '.';
-	if (dns_name_canon(domain + r->subdomains, canon) < 0) {
+	if (dns_name_canon_idna(domain + r->subdomains, canon) < 0) {
 		snprintf(err, errlen, "bad domain \"%s\"", domain);
 		return -EINVAL;
 	}
@@ -260,6 +323,12 @@ int dns_config_load(struct dns_config *cfg, const struct dmta_conf *conf)
 	rc |= dmta_conf_u64(conf, "dns", "max_addrs", 8, 1, 256, &v);
 	cfg->max_addrs = (unsigned)v;
 	rc |= dmta_conf_bool(conf, "dns", "ipv6", true, &cfg->ipv6);
+	s = dmta_conf_get(conf, "dns", "local_names");
+	if (s && local_names_set(cfg, s) < 0) {
+		dmta_err("%s: [dns] local_names: want host names separated by commas",
+			 dmta_conf_source(conf));
+		rc = -EINVAL;
+	}
 	if (cfg->ttl_min > cfg->ttl_max) {
 		dmta_err("%s: [dns] ttl_min: above ttl_max", dmta_conf_source(conf));
 		rc = -EINVAL;
@@ -302,6 +371,9 @@ void dns_config_release(struct dns_config *cfg)
 	free(cfg->relay.domain);
 	free(cfg->relay.hosts);
 	free(cfg->servers);
+	for (unsigned i = 0; i < cfg->n_local; i++)
+		free(cfg->local[i]);
+	free(cfg->local);
 	memset(cfg, 0, sizeof(*cfg));
 }
 

@@ -14,7 +14,10 @@
  *	timeout = 5s	  a lookup gives up (temporary failure) within this
  *			  time: c-ares doubles the wait each round over the
  *			  servers, so the first try gets
- *			  timeout / (servers * (2^tries - 1))
+ *			  timeout / (servers * (2^tries - 1)).
+ *			  A destination takes two rounds of lookups (MX,
+ *			  then the exchangers' addresses in parallel), one
+ *			  more per CNAME hop a server did not follow.
  *	tries = 2	  rounds over the servers
  *	ttl_min = 30s, ttl_max = 1d	  bounds on positive TTLs
  *	negative_ttl_max = 3h		  bound on negative TTLs (RFC 2308 §5)
@@ -24,6 +27,10 @@
  *	max_mx = 10		exchangers kept per domain (best first)
  *	max_addrs = 8		addresses kept per host and family
  *	ipv6 = yes		also ask for AAAA (kept for later; unused now)
+ *	local_names = NAME[,NAME...]	this host's own names: an MX list
+ *			  holding one of them is cut to the exchangers
+ *			  more preferred than it (RFC 5321 §5.1); when
+ *			  none is, the mail would loop (permanent 5.4.6)
  *
  *	[routes]
  *	example.test = 198.18.1.10:2525, mx2.example.test
@@ -83,6 +90,8 @@ struct dns_config {
 	unsigned max_mx;
 	unsigned max_addrs;
 	bool ipv6;
+	char **local; /* canonical names, n_local of them */
+	unsigned n_local;
 	struct dns_route *routes;
 	unsigned n_routes;
 	struct dns_route relay; /* relay.n == 0: none */
@@ -91,6 +100,9 @@ struct dns_config {
 void dns_config_defaults(struct dns_config *cfg);
 int dns_config_load(struct dns_config *cfg, const struct dmta_conf *conf);
 void dns_config_release(struct dns_config *cfg);
+
+/** Whether @name (canonical) is one of [dns] local_names. */
+bool dns_config_is_local(const struct dns_config *cfg, const char *name);
 
 /** The route for a canonical domain: exact first, then the closest parent with subdomains. */
 const struct dns_route *dns_config_route(const struct dns_config *cfg, const char *domain);
@@ -104,5 +116,12 @@ int dns_hostlist_parse(const char *text, struct dns_route_host *hosts, unsigned 
  * Returns 0 or -EINVAL.
  */
 int dns_name_canon(const char *in, char out[DNS_NAME_MAX + 1]);
+
+/**
+ * As dns_name_canon(), and a name with non-ASCII (UTF-8) labels is first
+ * turned into its A-labels (IDNA2008, via libidn2): "bücher.example" is
+ * looked up as "xn--bcher-kva.example". 0 or -EINVAL.
+ */
+int dns_name_canon_idna(const char *in, char out[DNS_NAME_MAX + 1]);
 
 #endif

@@ -38,6 +38,22 @@ void dns_mx_order(struct dns_mx_ref *mx, unsigned n, uint64_t *rng)
 	}
 }
 
+/* A 64-bit hash of one exchanger, mixed so that summing them is fair. */
+static uint64_t host_hash(const char *name, uint16_t port)
+{
+	uint64_t h = 0xcbf29ce484222325ULL ^ (port ? port : 25u);
+
+	for (const unsigned char *p = (const unsigned char *)name; *p; p++)
+		h = (h ^ *p) * 0x100000001b3ULL;
+	/* splitmix64 finaliser */
+	h ^= h >> 30;
+	h *= 0xbf58476d1ce4e5b9ULL;
+	h ^= h >> 27;
+	h *= 0x94d049bb133111ebULL;
+	h ^= h >> 31;
+	return h;
+}
+
 static size_t align8(size_t n)
 {
 	return (n + 7) & ~(size_t)7;
@@ -85,8 +101,12 @@ struct dns_dest *dns_dest_build(const struct dns_dest_in *in)
 	d->n_hosts = (uint16_t)in->n_hosts;
 	d->n_skipped = (uint16_t)in->n_skipped;
 	d->hosts = h;
+	d->site = 0;
 	for (unsigned i = 0; i < in->n_hosts; i++) {
 		const struct dns_dest_host *src = &in->hosts[i];
+
+		/* A sum: the same set in any order gives the same site. */
+		d->site += host_hash(src->name, src->port);
 
 		PUTS(h[i].name, src->name);
 		h[i].pref = src->pref;
@@ -167,9 +187,9 @@ void dns_dest_print(FILE *f, const struct dns_dest *d, bool json)
 	char ip[INET6_ADDRSTRLEN];
 
 	if (!json) {
-		fprintf(f, "%s: %s %s (%s) via %s, ttl %us\n", d->domain,
+		fprintf(f, "%s: %s %s (%s) via %s, ttl %us, site %016lx\n", d->domain,
 			dns_verdict_name(d->verdict), d->status, d->reason,
-			dns_source_name(d->source), d->ttl);
+			dns_source_name(d->source), d->ttl, d->site);
 		for (unsigned i = 0; i < d->n_hosts; i++) {
 			const struct dns_host *h = &d->hosts[i];
 
@@ -183,7 +203,8 @@ void dns_dest_print(FILE *f, const struct dns_dest *d, bool json)
 			fputc('\n', f);
 		}
 		if (d->n_skipped)
-			fprintf(f, "  (%u exchangers skipped)\n", d->n_skipped);
+			fprintf(f, "  (%u exchanger%s skipped)\n", d->n_skipped,
+				d->n_skipped == 1 ? "" : "s");
 		return;
 	}
 	fputs("{\"domain\":", f);
@@ -192,8 +213,8 @@ void dns_dest_print(FILE *f, const struct dns_dest *d, bool json)
 	json_str(f, d->status);
 	fputs(",\"reason\":", f);
 	json_str(f, d->reason);
-	fprintf(f, ",\"source\":\"%s\",\"ttl\":%u,\"skipped\":%u,\"hosts\":[",
-		dns_source_name(d->source), d->ttl, d->n_skipped);
+	fprintf(f, ",\"source\":\"%s\",\"ttl\":%u,\"site\":\"%016lx\",\"skipped\":%u,\"hosts\":[",
+		dns_source_name(d->source), d->ttl, d->site, d->n_skipped);
 	for (unsigned i = 0; i < d->n_hosts; i++) {
 		const struct dns_host *h = &d->hosts[i];
 

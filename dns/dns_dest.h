@@ -15,6 +15,9 @@
  *	kept for later). It is one allocation that the receiver owns and frees
  *	with dns_dest_free(); nothing in it points outside.
  *
+ *	The site key lets the scheduler treat domains that share exchangers
+ *	as one destination (one worker, one set of connection limits).
+ *
  *	dns_mx_order() sorts exchangers by preference and shuffles those of
  *	equal preference (RFC 5321 §5.1), drawing from the caller's xorshift
  *	state so that tests can fix the sequence.
@@ -61,6 +64,13 @@ struct dns_dest {
 	const char *status; /* "2.0.0", "5.1.10", "4.4.3", ... */
 	const char *reason;
 	uint32_t ttl; /* seconds this answer may be reused */
+	/*
+	 * The MX "site": equal for destinations with the same set of
+	 * (exchanger name, port), whatever their order or preferences, e.g.
+	 * the many domains hosted by one provider; 0 when there are no
+	 * hosts. For sharding destinations over workers (DESIGN.md §1).
+	 */
+	uint64_t site;
 	uint16_t n_hosts;
 	uint16_t n_skipped; /* exchangers dropped: literal, no address, over max_mx */
 	const struct dns_host *hosts;

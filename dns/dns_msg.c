@@ -165,6 +165,24 @@ static const char *rcode_why(unsigned rc)
 	}
 }
 
+/*
+ * Addresses no mail can go to, whatever the zone says: "this network"
+ * (0/8), multicast (224/4) and reserved/broadcast (240/4); for IPv6 the
+ * unspecified address and multicast (ff00::/8). Loopback and private
+ * ranges stay: labs and internal routes use them.
+ */
+static bool usable_v4(const uint8_t *a)
+{
+	return a[0] != 0 && a[0] < 224;
+}
+
+static bool usable_v6(const uint8_t *a)
+{
+	static const uint8_t zero[16];
+
+	return a[0] != 0xff && memcmp(a, zero, 16) != 0;
+}
+
 static struct dns_rrset *rrset_alloc(uint16_t qtype, size_t datalen)
 {
 	struct dns_rrset *rr = calloc(1, sizeof(*rr) + datalen);
@@ -356,8 +374,16 @@ int dns_msg_parse(const uint8_t *m, size_t len, uint16_t qtype, struct dns_rrset
 		if (!used[i])
 			continue;
 		if (qtype == DNS_T_A) {
+			if (!usable_v4(m + an[i].rdata)) {
+				rr->dropped++;
+				continue;
+			}
 			memcpy(rr->data + 4 * k, m + an[i].rdata, 4);
 		} else if (qtype == DNS_T_AAAA) {
+			if (!usable_v6(m + an[i].rdata)) {
+				rr->dropped++;
+				continue;
+			}
 			memcpy(rr->data + 16 * k, m + an[i].rdata, 16);
 		} else {
 			struct dns_mx *mx = (struct dns_mx *)(void *)rr->data + k;
@@ -373,6 +399,10 @@ int dns_msg_parse(const uint8_t *m, size_t len, uint16_t qtype, struct dns_rrset
 		k++;
 	}
 	rr->n = (uint16_t)k;
+	if (k == 0) {
+		/* Only unusable addresses: as good as none. */
+		rr->status = DNS_RR_NODATA;
+	}
 
 	if (qtype == DNS_T_MX) {
 		/* RFC 7505: "0 ." alone is a null MX; "." among real

@@ -25,6 +25,10 @@
  *	DNS_RR_TEMP	SERVFAIL, REFUSED, NOTIMP, FORMERR or any other rcode:
  *			why says which.
  *
+ *	Addresses no mail can go to (0.0.0.0/8, 224.0.0.0/4, 240.0.0.0/4,
+ *	::, ff00::/8) are left out and counted in dropped; a set left empty
+ *	by that is NODATA.
+ *
  *	For MX, a set made of the single record "0 ." is a null MX (RFC 7505):
  *	null_mx is set and n is 0. A "." target among other records is
  *	dropped. Names are returned in lower case without the final dot.
@@ -75,6 +79,7 @@ struct dns_rrset {
 	uint32_t ttl;	   /* seconds: positive or negative TTL as received */
 	uint16_t n;	   /* records in data[] */
 	uint16_t hops;	   /* CNAME hops followed to get here */
+	uint16_t dropped;  /* A/AAAA: unusable addresses left out (0/8, multicast, ...) */
 	const char *why;   /* DNS_RR_TEMP: a static reason */
 	const char *cname; /* NODATA: a dangling CNAME target (inside this block) */
 	uint8_t data[] __attribute__((aligned(8)));

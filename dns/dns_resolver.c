@@ -59,6 +59,7 @@ struct jhost {
 	uint16_t pref, port;
 	const struct dns_route_host *route; /* the route entry, for literals */
 	struct dns_rrset *rr[2];	    /* A, AAAA */
+	struct waiter w[2];		    /* slots 1 + 2i and 2 + 2i */
 };
 
 enum job_state {
@@ -80,8 +81,11 @@ struct job {
 	uint32_t ttl;
 	struct dns_rrset *mx;
 	unsigned n_hosts, n_skipped;
+	/* Sized when the exchangers are known, so that a request still
+	 * waiting for its MX answer stays small (bulk senders queue many). */
 	struct jhost *hosts;
-	struct waiter *w;
+	unsigned cap;
+	struct waiter w0; /* slot 0: the MX set */
 	char domain[DNS_NAME_MAX + 1];
 };
 
@@ -153,17 +157,31 @@ static uint32_t key_hash(const char *name, uint16_t qtype)
 
 static struct job *job_new(struct dns_resolver *r)
 {
-	unsigned mh = r->max_hosts;
-	size_t sz =
-	    sizeof(struct job) + mh * sizeof(struct jhost) + (1 + 2 * mh) * sizeof(struct waiter);
-	struct job *j = calloc(1, sz);
+	struct job *j = calloc(1, sizeof(*j));
 
-	if (!j)
-		return NULL;
-	j->r = r;
-	j->hosts = (struct jhost *)(void *)(j + 1);
-	j->w = (struct waiter *)(void *)(j->hosts + mh);
+	if (j)
+		j->r = r;
 	return j;
+}
+
+/* Room for @n exchangers (n <= r->max_hosts). */
+static void job_hosts(struct job *j, unsigned n)
+{
+	if (n <= j->cap)
+		return;
+	free(j->hosts);
+	j->hosts = calloc(n, sizeof(*j->hosts));
+	if (!j->hosts)
+		dmta_panic("dns: out of memory for %u exchangers", n);
+	j->cap = n;
+}
+
+static void job_free(struct job *j)
+{
+	if (!j)
+		return;
+	free(j->hosts);
+	free(j);
 }
 
 static void job_reset(struct job *j)
@@ -248,7 +266,7 @@ static void job_assemble(struct job *j)
 	struct dns_dest_host out[DNS_HOSTS_MAX];
 	unsigned n = 0, with_v4 = 0;
 	const char *temp_why = NULL;
-	char reason[320];
+	char reason[400];
 
 	for (unsigned i = 0; i < j->n_hosts; i++) {
 		struct jhost *h = &j->hosts[i];
@@ -342,7 +360,7 @@ static void job_mx_answer(struct job *j)
 {
 	struct dns_resolver *r = j->r;
 	const struct dns_rrset *mx = j->mx;
-	char reason[320];
+	char reason[400];
 
 	switch ((enum dns_rr_status)mx->status) {
 	case DNS_RR_TEMP:
@@ -356,6 +374,7 @@ static void job_mx_answer(struct job *j)
 	case DNS_RR_NODATA:
 		/* RFC 5321 §5.1: no MX at all, the domain is its own exchanger. */
 		j->source = DNS_SRC_IMPLICIT;
+		job_hosts(j, 1);
 		j->hosts[0] = (struct jhost){.name = j->domain, .pref = 0};
 		j->n_hosts = 1;
 		job_addr_phase(j);
@@ -379,7 +398,30 @@ static void job_mx_answer(struct job *j)
 		ord[i].idx = (uint16_t)i;
 	}
 	dns_mx_order(ord, mx->n, &r->rng);
-	for (unsigned i = 0; i < mx->n; i++) {
+
+	/* RFC 5321 §5.1: when this host is among the exchangers, only those
+	 * strictly more preferred than it may be used; none means a loop. */
+	unsigned n = mx->n;
+
+	for (unsigned i = 0; i < mx->n && r->cfg->n_local; i++) {
+		if (dns_config_is_local(r->cfg, dns_rrset_mx_name(mx, ord[i].idx))) {
+			while (i > 0 && ord[i - 1].pref == ord[i].pref)
+				i--;
+			j->n_skipped += mx->n - i;
+			n = i;
+			break;
+		}
+	}
+	if (n == 0) {
+		snprintf(reason, sizeof(reason),
+			 "mail for %s loops back to this host (its best MX is one of [dns] "
+			 "local_names)",
+			 j->domain);
+		job_finish(j, DNS_VERDICT_PERM, "5.4.6", reason, NULL, 0);
+		return;
+	}
+	job_hosts(j, n < r->cfg->max_mx ? n : r->cfg->max_mx);
+	for (unsigned i = 0; i < n; i++) {
 		const char *name = dns_rrset_mx_name(mx, ord[i].idx);
 
 		if (j->n_hosts == r->cfg->max_mx || is_ip_literal(name)) {
@@ -446,7 +488,7 @@ static void job_want(struct job *j, unsigned slot, const char *name, uint16_t qt
 		j->miss = true;
 		return;
 	}
-	w = &j->w[slot];
+	w = slot ? &j->hosts[(slot - 1) / 2].w[(slot - 1) % 2] : &j->w0;
 	w->job = j;
 	w->slot = slot;
 	h = key_hash(name, qtype);
@@ -549,6 +591,7 @@ static void on_answer(void *arg, int status, int timeouts, unsigned char *abuf, 
 			rr = dns_rrset_new_status(l->qtype, DNS_RR_TEMP, 0, "malformed DNS reply");
 		} else {
 			r->st.answers++;
+			r->st.bad_addrs += rr->dropped;
 		}
 	} else {
 		if (status == ARES_ETIMEOUT)
@@ -694,6 +737,7 @@ struct dns_resolver *dns_resolver_new(const struct dns_config *cfg, dns_watch_fn
 	r->scratch = job_new(r);
 	if (!r->cache || !r->scratch)
 		goto fail_nomem;
+	job_hosts(r->scratch, r->max_hosts); /* cache hits never allocate for it */
 	r->scratch->cache_only = true;
 
 	/* c-ares waits timeout << (try / servers) on each try: spread the
@@ -730,7 +774,7 @@ struct dns_resolver *dns_resolver_new(const struct dns_config *cfg, dns_watch_fn
 	if (rc != ARES_SUCCESS) {
 		dmta_err("dns: c-ares: %s", ares_strerror(rc));
 		dns_cache_free(r->cache);
-		free(r->scratch);
+		job_free(r->scratch);
 		free(r);
 		errno = rc == ARES_ENOMEM ? ENOMEM : EIO;
 		return NULL;
@@ -741,7 +785,7 @@ struct dns_resolver *dns_resolver_new(const struct dns_config *cfg, dns_watch_fn
 			dmta_err("dns: servers \"%s\": %s", cfg->servers, ares_strerror(rc));
 			ares_destroy(r->ch);
 			dns_cache_free(r->cache);
-			free(r->scratch);
+			job_free(r->scratch);
 			free(r);
 			errno = EINVAL;
 			return NULL;
@@ -750,7 +794,7 @@ struct dns_resolver *dns_resolver_new(const struct dns_config *cfg, dns_watch_fn
 	return r;
 fail_nomem:
 	dns_cache_free(r->cache);
-	free(r->scratch);
+	job_free(r->scratch);
 	free(r);
 	errno = ENOMEM;
 	return NULL;
@@ -785,7 +829,7 @@ static void job_start(struct job *j, const char *domain)
 	const struct dns_config *cfg = r->cfg;
 	const struct dns_route *route;
 	static struct dns_route_host lit; /* control thread only */
-	char reason[320];
+	char reason[400];
 
 	r->st.requests++;
 	j->state = JOB_MX;
@@ -817,18 +861,20 @@ static void job_start(struct job *j, const char *domain)
 				   "only IPv6 addresses, and IPv6 is not used yet", &h, 1);
 		return;
 	}
-	if (dns_name_canon(domain, j->domain) < 0) {
+	if (dns_name_canon_idna(domain, j->domain) < 0) {
 		snprintf(j->domain, sizeof(j->domain), "%.*s", DNS_NAME_MAX, domain);
 		for (char *p = j->domain; *p; p++)
 			if ((unsigned char)*p < 0x20 || (unsigned char)*p >= 0x7f)
 				*p = '?';
 		j->ttl = 0;
-		job_finish(j, DNS_VERDICT_PERM, "5.1.2", "invalid domain name", NULL, 0);
+		job_finish(j, DNS_VERDICT_PERM, "5.1.2",
+			   "invalid domain name (neither a host name nor IDNA2008)", NULL, 0);
 		return;
 	}
 	route = cfg->relay.n ? &cfg->relay : dns_config_route(cfg, j->domain);
 	if (route) {
 		j->source = cfg->relay.n ? DNS_SRC_RELAY : DNS_SRC_ROUTE;
+		job_hosts(j, route->n);
 		for (unsigned i = 0; i < route->n; i++)
 			j->hosts[i] = (struct jhost){.name = route->hosts[i].name,
 						     .pref = (uint16_t)i,
@@ -902,7 +948,7 @@ static void deliver(struct dns_resolver *r)
 			r->ready_tail = NULL;
 		r->jobs--;
 		j->done(j->dest, j->arg);
-		free(j);
+		job_free(j);
 	}
 }
 
@@ -969,6 +1015,6 @@ void dns_resolver_free(struct dns_resolver *r)
 	deliver(r);
 	dns_cache_free(r->cache);
 	job_reset(r->scratch);
-	free(r->scratch);
+	job_free(r->scratch);
 	free(r);
 }

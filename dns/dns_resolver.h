@@ -38,6 +38,7 @@
  *	max_addrs addresses per host and family. No MX records: the domain's
  *	own A/AAAA (implicit MX). Verdicts:
  *	  null MX				permanent 5.1.10
+ *	  best MX is this host ([dns] local_names)	permanent 5.4.6
  *	  NXDOMAIN, bad domain name		permanent 5.1.2
  *	  no MX and no address; every MX
  *	  host without address			permanent 5.4.4
@@ -58,7 +59,8 @@
  *	tempfail_ttl. Exchangers shared by many domains are looked up once.
  *
  *	dns_resolver_free() cancels what is outstanding: those callbacks run
- *	with a temporary failure, then the memory goes.
+ *	with a temporary failure, then the memory goes. It must not be called
+ *	from inside a callback.
  *
  * DIAGNOSTICS
  *	dns_resolver_new() returns NULL and sets errno (EINVAL: bad servers
@@ -96,6 +98,7 @@ struct dns_stats {
 	uint64_t timeouts;     /* ... of which timeouts */
 	uint64_t retries;   /* tries that timed out inside c-ares (the query may still succeed) */
 	uint64_t malformed; /* replies rejected by the parser */
+	uint64_t bad_addrs; /* A/AAAA records no mail can go to (0/8, multicast...) */
 	uint64_t dest_ok, dest_temp, dest_perm;
 	uint64_t evictions;	/* cache entries pushed out by the size bound */
 	uint64_t in_flight;	/* gauge: queries outstanding */

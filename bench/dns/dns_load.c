@@ -13,6 +13,7 @@
  *	hit rate, and how punctual a periodic timer in the same loop stayed
  *	(its largest gap between two firings): the loop must never block.
  *	--rounds repeats the whole set (later rounds come from the cache).
+ *	--pause-ms sleeps between rounds (to let TTLs run out).
  *	--hits N then answers the first domain N times from the cache alone
  *	(dns_resolve_cached), in bench_cached_hits(), for callgrind.
  */
@@ -21,12 +22,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "core/base/dmta_conf.h"
 #include "core/base/dmta_log.h"
 #include "core/base/dmta_time.h"
 #include "dns/dns_resolver.h"
-#include "tools/dns/dns_loop.h"
+#include "dns/dns_loop.h"
 
 struct tally {
 	uint64_t ok, temp, perm, done;
@@ -89,10 +91,12 @@ int main(int argc, char **argv)
 	    {"tick-ms", required_argument, NULL, 't'},
 	    {"deadline-ms", required_argument, NULL, 'd'},
 	    {"hits", required_argument, NULL, 'H'},
+	    {"pause-ms", required_argument, NULL, 'P'},
 	    {NULL, 0, NULL, 0},
 	};
 	const char *cpath = NULL, *same = NULL, *prefix = "d", *suffix = ".bulk.test";
-	uint64_t count = 1000, rounds = 1, tick_ms = 10, deadline_ms = 60000, hits = 0;
+	uint64_t count = 1000, rounds = 1, tick_ms = 10, deadline_ms = 60000, hits = 0,
+		 pause_ms = 0;
 	struct dmta_conf *conf;
 	struct dns_config cfg;
 	struct tally t = {0};
@@ -131,13 +135,16 @@ int main(int argc, char **argv)
 		case 'H':
 			rc = dmta_parse_u64(optarg, &hits);
 			break;
+		case 'P':
+			rc = dmta_parse_u64(optarg, &pause_ms);
+			break;
 		default:
 			rc = -EINVAL;
 		}
 		if (rc < 0 || tick_ms == 0) {
 			fprintf(stderr, "usage: dns-load -c FILE [-n COUNT] [--same DOMAIN] "
 					"[--prefix P --suffix S] [--rounds R] [--tick-ms MS] "
-					"[--deadline-ms MS] [--hits N]\n");
+					"[--deadline-ms MS] [--hits N] [--pause-ms MS]\n");
 			return 2;
 		}
 	}
@@ -164,7 +171,16 @@ int main(int argc, char **argv)
 	double first_round_ms = 0;
 
 	for (uint64_t round = 0; round < rounds; round++) {
-		uint64_t r0 = dmta_now_ns();
+		uint64_t r0;
+
+		if (round && pause_ms) {
+			/* Between rounds only (the loop is idle): lets TTLs run out. */
+			struct timespec ts = {(time_t)(pause_ms / 1000),
+					      (long)(pause_ms % 1000) * 1000000L};
+
+			nanosleep(&ts, NULL);
+		}
+		r0 = dmta_now_ns();
 
 		for (uint64_t i = 1; i <= count; i++) {
 			const char *d = same;

@@ -6,7 +6,9 @@ named) that serves zones made here, for dns/'s lab tests and benchmarks.
         lab.stop_named() / lab.freeze() / lab.thaw()
 
 The namespace is dmta-t-dns-<pid>; named listens on 198.18.53.1:53 (its
-lo) and on 198.18.53.4:53 where dns.test is broken (SERVFAIL); a delaying UDP relay (the "slow server") listens on 198.18.53.2:53.
+lo) and on 198.18.53.4:53 where dns.test is broken (SERVFAIL); a delaying UDP relay (the "slow server") listens on 198.18.53.2:53, and
+one that cuts the end off every answer (malformed replies) on
+198.18.53.5:53.
 Everything started here is killed and the namespace deleted on exit,
 also on SIGTERM (meson's timeout).
 """
@@ -22,6 +24,7 @@ SERVER = '198.18.53.1'
 SLOW = '198.18.53.2'
 DEAD = '198.18.53.3'   # an address with nothing listening
 BAD = '198.18.53.4'    # the same named, where dns.test fails to load: SERVFAIL
+CUT = '198.18.53.5'    # a relay to named that cuts 3 bytes off every answer
 BULK_N = 20000         # d1.bulk.test ... d20000.bulk.test
 
 ZONE = r"""$TTL 300
@@ -54,6 +57,11 @@ noaddr	MX 20 b.mx
 allnoaddr	MX 10 nothing.mx
 allnoaddr	MX 20 txtonly.mx
 txtonly.mx	TXT "no address here"
+; an exchanger whose only addresses no mail can go to
+bogus	MX 10 bogus.mx
+bogus	MX 20 b.mx
+bogus.mx	A 0.0.0.0
+bogus.mx	A 224.0.0.1
 ; an IP literal as exchanger
 literal	MX 10 198.18.1.1.
 literal	MX 20 b.mx
@@ -122,7 +130,10 @@ RELAY = r"""
 import socket, sys, time, heapq, select
 # Every datagram waits `delay` each way; each query gets its own upstream
 # socket, so that replies find their client whatever the DNS ids are.
+# Mode 'cut' drops the last 3 bytes of every answer (header counts kept):
+# a malformed reply whose question still matches.
 listen, target, delay = sys.argv[1], sys.argv[2], float(sys.argv[3]) / 1000
+cut = len(sys.argv) > 4 and sys.argv[4] == 'cut'
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
 s.bind((listen, 53))
@@ -141,6 +152,8 @@ while time.time() < deadline:
             heapq.heappush(due, (now + delay, seq, 'q', q, client, None))
         else:
             a = sock.recv(65535)
+            if cut:
+                a = a[:-3]
             seq += 1
             heapq.heappush(due, (now + delay, seq, 'a', a, ups.pop(sock), sock))
     while due and due[0][0] <= time.time():
@@ -181,7 +194,7 @@ class DnsLab:
     def _up(self):
         sh('ip', 'netns', 'add', self.ns)
         sh('ip', '-n', self.ns, 'link', 'set', 'lo', 'up')
-        for a in (SERVER, SLOW, DEAD, BAD):
+        for a in (SERVER, SLOW, DEAD, BAD, CUT):
             sh('ip', '-n', self.ns, 'addr', 'add', a + '/32', 'dev', 'lo')
         d = self.dir
         with open(d + '/dns.test.zone', 'w') as f:
@@ -203,6 +216,7 @@ class DnsLab:
         self.start_named()
         self.relay = self.spawn(['/usr/bin/python3', d + '/relay.py', SLOW, SERVER,
                                  str(self.slow_ms)])
+        self.cutter = self.spawn(['/usr/bin/python3', d + '/relay.py', CUT, SERVER, '0', 'cut'])
 
     def spawn(self, argv, **kw):
         p = subprocess.Popen(['ip', 'netns', 'exec', self.ns] + argv, **kw)

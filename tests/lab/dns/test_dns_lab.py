@@ -3,7 +3,7 @@
 private network namespace, zones made by dnslab.py.
 
     test_dns_lab.py SCENARIO DMTA_ROUTE DNS_LOAD
-    SCENARIO: routing | faults | load
+    SCENARIO: routing | cache | faults | load
 """
 import collections
 import json
@@ -13,7 +13,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from dnslab import DnsLab, SERVER, SLOW, DEAD, BAD  # noqa: E402
+from dnslab import DnsLab, SERVER, SLOW, DEAD, BAD, CUT  # noqa: E402
 
 FAILS = []
 
@@ -103,6 +103,12 @@ def routing(env):
     # the negative AAAA answers (SOA minimum 60) bound the destination's TTL
     check(d['ttl'] == 60, 'order: ttl is the smallest of the sets used', d['ttl'], 60)
 
+    dd, _, _ = env.route(c, 'd1.bulk.test', 'd2.bulk.test', t('aliasdom'), t('many'))
+    check(dd[0]['site'] == dd[1]['site'] and dd[2]['site'] == dests[0]['site'] and
+          dd[3]['site'] != dests[0]['site'] and dd[0]['site'] != dests[0]['site'],
+          'site: domains sharing exchangers share a site key, others do not',
+          [x['site'] for x in dd])
+
     d, _ = env.one(c, t('aliasdom'))
     check(d['verdict'] == 'ok' and d['hosts'][0]['name'] == 'e.mx.dns.test',
           'aliasdom: the domain itself a CNAME: MX of its target', names(d))
@@ -138,6 +144,11 @@ def routing(env):
     d, _ = env.one(c, t('allnoaddr'))
     check(d['verdict'] == 'permanent' and d['status'] == '5.4.4' and d['skipped'] == 2,
           'allnoaddr: no MX host with an address: permanent 5.4.4', d)
+
+    dd, st, _ = env.route(c, t('bogus'), stats=True)
+    check(dd[0]['verdict'] == 'ok' and names(dd[0]) == ['b.mx.dns.test'] and
+          st['bad_addrs'] == 2, 'bogus: an exchanger at 0.0.0.0 and 224.0.0.1 only: skipped,'
+          ' the addresses counted', (names(dd[0]), st['bad_addrs']))
 
     d, _ = env.one(c, t('literal'))
     check(d['verdict'] == 'ok' and names(d) == ['b.mx.dns.test'] and d['skipped'] == 1,
@@ -180,6 +191,18 @@ def routing(env):
     d, _ = env.one(c, 'bad..name')
     check(d['verdict'] == 'permanent' and d['status'] == '5.1.2', 'bad domain name: 5.1.2', d)
 
+    # RFC 5321 §5.1: this host among the exchangers.
+    cl = env.conf('local_names = C.mx.dns.test, other.example\n')
+    dests, _, _ = env.route(cl, *([t('order')] * 20))
+    check(all(names(x)[0] == 'e.mx.dns.test' and len(x['hosts']) == 1 and x['skipped'] == 4
+              for x in dests),
+          'local_names: only exchangers more preferred than this host kept (pref 5 of 5/10/20)',
+          [names(x) for x in dests[:2]])
+    cl = env.conf('local_names = e.mx.dns.test\n')
+    d, _ = env.one(cl, t('order'))
+    check(d['verdict'] == 'permanent' and d['status'] == '5.4.6',
+          'local_names: this host is the best MX: a loop, permanent 5.4.6', d['reason'])
+
     # Overrides.
     cr = env.conf('[routes]\n%s = 198.18.9.1:2525, b.mx.dns.test\n.sub.dns.test = a.mx.dns.test\n'
                   % t('order'))
@@ -202,6 +225,47 @@ def routing(env):
     check(r['ok'] == 1000 and r['stats']['queries'] == 11,
           'dedup: 1000 simultaneous requests for one domain make 11 queries (MX + 5 x A/AAAA),'
           ' as one request does', r['stats']['queries'], 11)
+    r = env.load(c, '-n', '1000', '--same', t('nullmx'))
+    check(r['perm'] == 1000 and r['stats']['queries'] == 1,
+          'dedup: 1000 simultaneous requests for a null-MX domain: one query',
+          r['stats']['queries'], 1)
+
+
+def cache(env):
+    # short.dns.test: MX TTL 2 s; its host a.mx: A TTL 300, AAAA NODATA
+    # (negative TTL 60 from the SOA).
+    c = env.conf('ttl_min = 1s\n')
+    r = env.load(c, '-n', '1', '--same', t('short'), '--rounds', '2', '--pause-ms', '2500')
+    check(r['ok'] == 2 and r['stats']['queries'] == 4,
+          'TTL 2 s honoured: after 2.5 s only the MX is asked again (3 + 1 queries)',
+          r['stats']['queries'], 4)
+    c = env.conf('')
+    r = env.load(c, '-n', '1', '--same', t('short'), '--rounds', '2', '--pause-ms', '2500')
+    check(r['ok'] == 2 and r['stats']['queries'] == 3,
+          'ttl_min = 30 s (default) floors the 2 s TTL: second round from the cache',
+          r['stats']['queries'], 3)
+    c = env.conf('ttl_max = 1s\nttl_min = 0\nnegative_ttl_max = 1s\n')
+    r = env.load(c, '-n', '1', '--same', t('order'), '--rounds', '2', '--pause-ms', '1500')
+    check(r['stats']['queries'] == 22, 'ttl_max = 1 s caps the 300 s TTLs: all asked again',
+          r['stats']['queries'], 22)
+    c = env.conf('')
+    r = env.load(c, '-n', '1', '--same', t('nxdomain'), '--rounds', '3')
+    check(r['perm'] == 3 and r['stats']['queries'] == 1 and r['stats']['cache_hits'] == 2,
+          'NXDOMAIN cached (RFC 2308): one query for three requests',
+          (r['stats']['queries'], r['stats']['cache_hits']))
+    c = env.conf('ttl_min = 0\nnegative_ttl_max = 1s\n')
+    r = env.load(c, '-n', '1', '--same', t('nxdomain'), '--rounds', '2', '--pause-ms', '1500')
+    check(r['stats']['queries'] == 2, 'negative_ttl_max = 1 s: NXDOMAIN asked again after 1.5 s',
+          r['stats']['queries'], 2)
+    # Temporary failures are remembered for tempfail_ttl only.
+    c = env.conf('')
+    r = env.load(c, '-n', '1', '--same', 'x.broken.test', '--rounds', '2')
+    check(r['temp'] == 2 and r['stats']['queries'] == 1,
+          'SERVFAIL remembered for tempfail_ttl (5 s): one query', r['stats']['queries'], 1)
+    c = env.conf('tempfail_ttl = 0\n')
+    r = env.load(c, '-n', '1', '--same', 'x.broken.test', '--rounds', '2')
+    check(r['temp'] == 2 and r['stats']['queries'] == 2,
+          'tempfail_ttl = 0: SERVFAIL not remembered', r['stats']['queries'], 2)
 
 
 def faults(env):
@@ -225,6 +289,14 @@ def faults(env):
     d, _ = env.one(env.conf('', servers=BAD + ',' + BAD), t('order'))
     check(d['verdict'] == 'temporary' and d['status'] == '4.4.3',
           'every server SERVFAILs: temporary 4.4.3', d['reason'])
+
+    # Malformed replies (answers cut short): rejected and counted.
+    dests, st, _ = env.route(env.conf('timeout = 2s\n', servers=CUT), t('order'), stats=True)
+    d = dests[0]
+    check(d['verdict'] == 'temporary' and d['status'] == '4.4.3' and
+          'malformed' in d['reason'] and st['malformed'] >= 1,
+          'malformed replies: temporary 4.4.3, counted (the MX reply loses only its'
+          ' additional section, which is not read)', (d['reason'], st['malformed']))
 
     # A slow server: 400 ms each way through the delaying relay.
     cs = env.conf('timeout = 5s\ntries = 1\n', servers=SLOW)
@@ -303,7 +375,7 @@ def main():
     scenario, route, load_bin = sys.argv[1:4]
     with DnsLab() as lab:
         env = Env(lab, route, load_bin)
-        {'routing': routing, 'faults': faults, 'load': load}[scenario](env)
+        {'routing': routing, 'cache': cache, 'faults': faults, 'load': load}[scenario](env)
     if FAILS:
         print('%d check(s) failed' % len(FAILS))
         sys.exit(1)

@@ -76,6 +76,21 @@ static void test_name_canon(void **state)
 	assert_int_equal(dns_name_canon("a-b.test", out), 0);
 }
 
+static void test_idna(void **state)
+{
+	char out[DNS_NAME_MAX + 1];
+
+	assert_int_equal(dns_name_canon_idna("B\xc3\xbc"
+					     "cher.Example",
+					     out),
+			 0);
+	assert_string_equal(out, "xn--bcher-kva.example");
+	assert_int_equal(dns_name_canon_idna("plain.Example.", out), 0);
+	assert_string_equal(out, "plain.example");
+	assert_int_equal(dns_name_canon_idna("bad\xff.example", out), -EINVAL); /* not UTF-8 */
+	assert_int_equal(dns_name_canon_idna("a..\xc3\xbc", out), -EINVAL);
+}
+
 static char *write_tmp(const char *text)
 {
 	char *path = strdup("/tmp/dmta-test-dnsconf-XXXXXX");
@@ -94,6 +109,8 @@ static void test_load(void **state)
 			       "tries = 3\nttl_min = 10s\nttl_max = 1h\nnegative_ttl_max = 10m\n"
 			       "tempfail_ttl = 0\ncache_size = 500\nmax_in_flight = 32\n"
 			       "max_mx = 5\nmax_addrs = 4\nipv6 = no\n"
+			       "local_names = MX.Example.test., b\xc3\xbc"
+			       "cher.example\n"
 			       "[routes]\nexample.test = 198.18.1.10:2525, mx2.example.test\n"
 			       ".corp.test = relay.corp.test:587\ncorp.test = 192.0.2.1\n");
 	struct dmta_conf *conf = dmta_conf_load(path, err, sizeof(err));
@@ -114,6 +131,10 @@ static void test_load(void **state)
 	assert_int_equal(cfg.max_mx, 5);
 	assert_int_equal(cfg.max_addrs, 4);
 	assert_false(cfg.ipv6);
+	assert_int_equal(cfg.n_local, 2);
+	assert_true(dns_config_is_local(&cfg, "mx.example.test"));
+	assert_true(dns_config_is_local(&cfg, "xn--bcher-kva.example"));
+	assert_false(dns_config_is_local(&cfg, "example.test"));
 	assert_int_equal(cfg.n_routes, 3);
 	assert_int_equal(cfg.relay.n, 0);
 
@@ -168,6 +189,8 @@ static void test_relay_and_errors(void **state)
 	    {"dns", "max_mx", "1000"},
 	    {"dns", "cache_size", "0"},
 	    {"dns", "ipv6", "perhaps"},
+	    {"dns", "local_names", "a.test,,b.test"},
+	    {"dns", "local_names", "bad name"},
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		conf = dmta_conf_new();
@@ -191,6 +214,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_hostlist),
 	    cmocka_unit_test(test_name_canon),
+	    cmocka_unit_test(test_idna),
 	    cmocka_unit_test(test_load),
 	    cmocka_unit_test(test_relay_and_errors),
 	};

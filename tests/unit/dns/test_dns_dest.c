@@ -16,6 +16,7 @@
 #include <cmocka.h>
 
 #include "dns/dns_dest.h"
+#include "core/base/dmta_log.h"
 #include "dns/dns_resolver.h"
 
 static void test_mx_sort(void **state)
@@ -84,6 +85,43 @@ static struct dns_dest *sample(void)
 	return dns_dest_build(&in);
 }
 
+static struct dns_dest *mk(const char *const *names, const uint16_t *prefs, const uint16_t *ports,
+			   unsigned n)
+{
+	struct dns_dest_host h[8];
+	struct dns_dest_in in = {
+	    .domain = "x.test", .status = "2.0.0", .reason = "ok", .n_hosts = n, .hosts = h};
+
+	for (unsigned i = 0; i < n; i++)
+		h[i] = (struct dns_dest_host){.name = names[i], .pref = prefs[i], .port = ports[i]};
+	return dns_dest_build(&in);
+}
+
+static void test_site(void **state)
+{
+	static const char *const a[] = {"mx1.p.test", "mx2.p.test", "mx3.p.test"};
+	static const char *const b[] = {"mx3.p.test", "mx1.p.test", "mx2.p.test"};
+	static const char *const c[] = {"mx1.p.test", "mx2.p.test", "mx4.p.test"};
+	static const uint16_t p1[] = {10, 10, 20}, p2[] = {5, 50, 50};
+	static const uint16_t port0[] = {0, 0, 0}, port25[] = {25, 25, 25}, port26[] = {26, 0, 0};
+	struct dns_dest *da = mk(a, p1, port0, 3), *db = mk(b, p2, port25, 3);
+	struct dns_dest *dc = mk(c, p1, port0, 3), *dd = mk(a, p1, port26, 3);
+	struct dns_dest *de = mk(a, p1, port0, 0), *df = mk(a, p1, port0, 2);
+
+	/* Same set, any order or preference, port 25 by default: one site. */
+	assert_int_equal(da->site, db->site);
+	assert_true(da->site != dc->site);
+	assert_true(da->site != dd->site);
+	assert_true(da->site != df->site);
+	assert_int_equal(de->site, 0);
+	dns_dest_free(da);
+	dns_dest_free(db);
+	dns_dest_free(dc);
+	dns_dest_free(dd);
+	dns_dest_free(de);
+	dns_dest_free(df);
+}
+
 static char *print(const struct dns_dest *d, bool json)
 {
 	char *buf = NULL;
@@ -113,16 +151,21 @@ static void test_build_and_print(void **state)
 	assert_int_equal(d->hosts[1].n_v4 + d->hosts[1].n_v6, 0);
 
 	s = print(d, true);
-	assert_string_equal(
-	    s, "{\"domain\":\"example.com\",\"verdict\":\"ok\",\"status\":\"2.0.0\","
-	       "\"reason\":\"ok\",\"source\":\"mx\",\"ttl\":300,\"skipped\":1,\"hosts\":["
-	       "{\"pref\":10,\"name\":\"mx1.example.com\",\"port\":25,"
-	       "\"ipv4\":[\"192.0.2.1\",\"192.0.2.2\"],\"ipv6\":[\"2001:db8::1\"]},"
-	       "{\"pref\":20,\"name\":\"mx\\\"2.example.com\",\"port\":2525,\"ipv4\":[],"
-	       "\"ipv6\":[]}]}\n");
+	char want[1024];
+
+	snprintf(want, sizeof(want),
+		 "{\"domain\":\"example.com\",\"verdict\":\"ok\",\"status\":\"2.0.0\","
+		 "\"reason\":\"ok\",\"source\":\"mx\",\"ttl\":300,\"site\":\"%016lx\","
+		 "\"skipped\":1,\"hosts\":["
+		 "{\"pref\":10,\"name\":\"mx1.example.com\",\"port\":25,"
+		 "\"ipv4\":[\"192.0.2.1\",\"192.0.2.2\"],\"ipv6\":[\"2001:db8::1\"]},"
+		 "{\"pref\":20,\"name\":\"mx\\\"2.example.com\",\"port\":2525,\"ipv4\":[],"
+		 "\"ipv6\":[]}]}\n",
+		 d->site);
+	assert_string_equal(s, want);
 	free(s);
 	s = print(d, false);
-	assert_non_null(strstr(s, "example.com: ok 2.0.0 (ok) via mx, ttl 300s\n"));
+	assert_non_null(strstr(s, "example.com: ok 2.0.0 (ok) via mx, ttl 300s, site "));
 	assert_non_null(strstr(s, "   10 mx1.example.com 192.0.2.1 192.0.2.2 2001:db8::1\n"));
 	assert_non_null(strstr(s, " port 2525"));
 	free(s);
@@ -158,14 +201,19 @@ static void test_resolver_offline(void **state)
 
 	dns_config_defaults(&cfg);
 	cfg.servers = strdup("127.0.0.1:1"); /* never asked in this test */
-	cfg.routes = calloc(1, sizeof(*cfg.routes));
+	cfg.routes = calloc(2, sizeof(*cfg.routes));
 	cfg.routes[0].domain = strdup("internal.test");
 	cfg.routes[0].hosts = calloc(2, sizeof(struct dns_route_host));
 	assert_int_equal(dns_hostlist_parse("192.0.2.10:2525, [2001:db8::25]", cfg.routes[0].hosts,
 					    2, err, sizeof(err)),
 			 2);
 	cfg.routes[0].n = 2;
-	cfg.n_routes = 1;
+	cfg.routes[1].domain = strdup("xn--bcher-kva.example");
+	cfg.routes[1].hosts = calloc(1, sizeof(struct dns_route_host));
+	assert_int_equal(dns_hostlist_parse("192.0.2.11", cfg.routes[1].hosts, 1, err, sizeof(err)),
+			 1);
+	cfg.routes[1].n = 1;
+	cfg.n_routes = 2;
 	r = dns_resolver_new(&cfg, NULL, NULL);
 	assert_non_null(r);
 
@@ -185,8 +233,7 @@ static void test_resolver_offline(void **state)
 	assert_string_equal(d->status, "5.1.2");
 	dns_dest_free(d);
 
-	static const char *bad[] = {
-	    "", ".", "a..b", "-", "exa mple.com", "\x01.com", "x\xc3\xa9.com"};
+	static const char *bad[] = {"", ".", "a..b", "-", "exa mple.com", "\x01.com", "x\xff.com"};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		d = resolve_now(r, bad[i]);
 		if (d->verdict != DNS_VERDICT_PERM || strcmp(d->status, "5.1.2") != 0)
@@ -202,6 +249,14 @@ static void test_resolver_offline(void **state)
 	assert_int_equal(d->n_hosts, 2);
 	assert_int_equal(d->hosts[0].port, 2525);
 	assert_int_equal(d->hosts[1].n_v6, 1);
+	dns_dest_free(d);
+
+	/* An SMTPUTF8 domain is routed (and would be looked up) by its A-labels. */
+	d = resolve_now(r, "b\xc3\xbc"
+			   "cher.example");
+	assert_int_equal(d->verdict, DNS_VERDICT_OK);
+	assert_string_equal(d->domain, "xn--bcher-kva.example");
+	assert_string_equal(d->hosts[0].name, "192.0.2.11");
 	dns_dest_free(d);
 
 	/* The same from the cache-only path (no record set needed). */
@@ -257,15 +312,30 @@ static void test_resolver_free_cancels(void **state)
 	dns_config_release(&cfg);
 }
 
+static void test_resolver_bad_servers(void **state)
+{
+	struct dns_config cfg;
+
+	dns_config_defaults(&cfg);
+	cfg.servers = strdup("not-an-address,also bad");
+	errno = 0;
+	assert_null(dns_resolver_new(&cfg, NULL, NULL));
+	assert_int_equal(errno, EINVAL);
+	dns_config_release(&cfg);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_mx_sort),
 	    cmocka_unit_test(test_mx_shuffle_fair),
 	    cmocka_unit_test(test_build_and_print),
+	    cmocka_unit_test(test_site),
 	    cmocka_unit_test(test_resolver_offline),
 	    cmocka_unit_test(test_resolver_free_cancels),
+	    cmocka_unit_test(test_resolver_bad_servers),
 	};
 
+	dmta_log_init("test_dns_dest", DMTA_LOG_QUIET);
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

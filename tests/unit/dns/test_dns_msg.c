@@ -180,6 +180,34 @@ static void test_a_answer(void **state)
 	dns_rrset_unref(rr);
 }
 
+static void test_unusable_addresses(void **state)
+{
+	struct w w;
+	struct dns_rrset *rr;
+	char ip[16];
+
+	begin(&w, 0, "mx.example.com", DNS_T_A);
+	add_a(&w, NULL, 300, "0.0.0.0");
+	add_a(&w, NULL, 300, "224.0.0.1");
+	add_a(&w, NULL, 300, "255.255.255.255");
+	add_a(&w, NULL, 300, "192.0.2.1");
+	add_a(&w, NULL, 300, "127.0.0.1"); /* loopback stays: labs use it */
+	rr = parse_ok(&w, DNS_T_A);
+	assert_int_equal(rr->status, DNS_RR_OK);
+	assert_int_equal(rr->n, 2);
+	assert_int_equal(rr->dropped, 3);
+	inet_ntop(AF_INET, dns_rrset_v4(rr, 0), ip, sizeof(ip));
+	assert_string_equal(ip, "192.0.2.1");
+	dns_rrset_unref(rr);
+
+	begin(&w, 0, "mx.example.com", DNS_T_A);
+	add_a(&w, NULL, 300, "0.0.0.0");
+	rr = parse_ok(&w, DNS_T_A);
+	assert_int_equal(rr->status, DNS_RR_NODATA); /* nothing usable: none */
+	assert_int_equal(rr->n, 0);
+	dns_rrset_unref(rr);
+}
+
 static void test_mx_answer(void **state)
 {
 	struct w w;
@@ -452,10 +480,11 @@ static void test_truncations(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_a_answer),  cmocka_unit_test(test_mx_answer),
-	    cmocka_unit_test(test_null_mx),   cmocka_unit_test(test_cname_chain),
-	    cmocka_unit_test(test_negative),  cmocka_unit_test(test_rcodes),
-	    cmocka_unit_test(test_malformed), cmocka_unit_test(test_truncations),
+	    cmocka_unit_test(test_a_answer),	cmocka_unit_test(test_unusable_addresses),
+	    cmocka_unit_test(test_mx_answer),	cmocka_unit_test(test_null_mx),
+	    cmocka_unit_test(test_cname_chain), cmocka_unit_test(test_negative),
+	    cmocka_unit_test(test_rcodes),	cmocka_unit_test(test_malformed),
+	    cmocka_unit_test(test_truncations),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

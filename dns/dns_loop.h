@@ -1,6 +1,7 @@
 /*
  * dns_loop.h - a small epoll loop that drives a resolver, for programs that
- *		have no control loop of their own (dmta-route, tests, benches).
+ *		have no control loop of their own (dmta-route, dmta-queue route,
+ *		tests, benches).
  *
  * SYNOPSIS
  *	loop = dns_loop_new();
@@ -34,7 +35,7 @@ int dns_loop_every(struct dns_loop *loop, unsigned period_ms, void (*fn)(void *a
 int dns_loop_run(struct dns_loop *loop, uint64_t deadline_ms);
 /** The longest single dns_resolver_process()/tick() call so far: how long the loop was held. */
 uint64_t dns_loop_max_busy_ns(const struct dns_loop *loop);
-/** The CPU time of that call (the rest of it the thread was not running). */
+/** The most CPU time any single such call used (wall time minus this: not running). */
 uint64_t dns_loop_max_busy_cpu_ns(const struct dns_loop *loop);
 void dns_loop_free(struct dns_loop *loop);
 
