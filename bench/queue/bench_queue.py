@@ -1,18 +1,15 @@
-#!/ usr / bin / python3
-""
-    "bench_queue.py - durable injection into dmta's spool, side by side with Postfix.
+#!/usr/bin/python3
+"""bench_queue.py - durable injection into dmta's spool, side by side with Postfix.
 
-    Usage : bench_queue.py BUILD_DIR[N_INJECT][N_SENDMAIL]
+Usage: bench_queue.py BUILD_DIR [N_INJECT] [N_SENDMAIL]
 
-	    Measures,
-    in one run on this machine and the same file system(/ var / tmp) : 1. dmta
-	- inject : 4 KiB messages per second into a fresh spool(group commit, default batch),
-    and with - b 1(one commit and fsync per message)to show what group commit buys;
-2. per - message latency of dmta -
-    sendmail and
-	of Postfix's sendmail (postdrop into a private Postfix instance with no inet listener,
-			       see postfix_instance.sh),
-    invoked alternately so they share the noise;
+Measures, in one run on this machine and the same file system (/var/tmp):
+  1. dmta-inject: 4 KiB messages per second into a fresh spool (group
+     commit, default batch), and with -b 1 (one commit and fsync per
+     message) to show what group commit buys;
+  2. per-message latency of dmta-sendmail and of Postfix's sendmail
+     (postdrop into a private Postfix instance with no inet listener,
+     see postfix_instance.sh), invoked alternately so they share the noise;
   3. 8 concurrent senders for each.
 Every message is durable when its injector returns (LMDB commit with fsync;
 Postfix's postdrop fsyncs its maildrop file). Prints a Markdown block.
@@ -104,7 +101,7 @@ def main():
         conf = conf_for(d)
         dm_cmd = [SENDMAIL, "-C", conf, "-i", "rcpt@example.net"]
         msg = message(0)
-#warm up both(page cache, first spool creation)
+        # warm up both (page cache, first spool creation)
         for _ in range(5):
             one(dm_cmd, msg)
             one(pf_cmd, msg)
