@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -73,38 +74,68 @@ static size_t put_utf8(char *o, unsigned cp)
 	return 4;
 }
 
-/* A JSON string at j->p, decoded into a new NUL-terminated buffer. */
+#define ONES  0x0101010101010101ULL
+#define HIGHS 0x8080808080808080ULL
+
+/*
+ * Skip octets that need no decoding (not '"', '\\', nor a control
+ * character), eight at a time while no word holds one (bit tricks for "has
+ * a zero byte" and "has a byte below 0x20").
+ */
+static const char *plain_run(const char *s, const char *end)
+{
+	while (end - s >= 8) {
+		uint64_t w, q, b;
+
+		memcpy(&w, s, 8);
+		q = w ^ (ONES * '"');
+		b = w ^ (ONES * '\\');
+		if ((((q - ONES) & ~q) | ((b - ONES) & ~b) | ((w - ONES * 0x20) & ~w)) & HIGHS)
+			break;
+		s += 8;
+	}
+	while (s < end && (unsigned char)*s >= 0x20 && *s != '"' && *s != '\\')
+		s++;
+	return s;
+}
+
+/*
+ * A JSON string at j->p, decoded into a new NUL-terminated buffer in one
+ * pass: the decoded text is never longer than what is left of the line, and
+ * runs without escapes are copied whole.
+ */
 static int string(struct jp *j, char **out, size_t *olen)
 {
-	const char *s;
+	const char *s, *end = j->end;
 	char *buf, *o;
 
 	ws(j);
-	if (j->p >= j->end || *j->p != '"')
+	if (j->p >= end || *j->p != '"')
 		return fail(j, "expected a string");
-	s = ++j->p;
-	/* Decoded text is never longer than the escaped text. */
-	while (j->p < j->end && *j->p != '"') {
-		if (*j->p == '\\')
-			j->p++;
-		j->p++;
-	}
-	if (j->p >= j->end)
-		return fail(j, "unterminated string");
-	buf = malloc((size_t)(j->p - s) + 1);
+	s = j->p + 1;
+	buf = malloc((size_t)(end - s) + 1);
 	if (buf == NULL)
 		return -ENOMEM;
-	for (o = buf; s < j->p; s++) {
-		unsigned char c = (unsigned char)*s;
+	o = buf;
+	for (;;) {
+		const char *run = s;
 
-		if (c < 0x20) {
+		s = plain_run(s, end);
+		memcpy(o, run, (size_t)(s - run));
+		o += s - run;
+		if (s >= end) {
+			free(buf);
+			return fail(j, "unterminated string");
+		}
+		if (*s == '"')
+			break;
+		if ((unsigned char)*s < 0x20) {
 			free(buf);
 			return fail(j, "control character in string");
 		}
-		if (c != '\\') {
-			*o++ = (char)c;
-			continue;
-		}
+		/* an escape */
+		if (end - s < 2)
+			goto bad_escape;
 		switch (*++s) {
 		case '"':
 		case '\\':
@@ -129,11 +160,11 @@ static int string(struct jp *j, char **out, size_t *olen)
 		case 'u': {
 			unsigned cp, lo;
 
-			if (j->p - s < 5 || hex4(s + 1, &cp) < 0)
+			if (end - s < 5 || hex4(s + 1, &cp) < 0)
 				goto bad_escape;
 			s += 4;
 			if (cp >= 0xd800 && cp <= 0xdbff) {
-				if (j->p - s < 7 || s[1] != '\\' || s[2] != 'u' ||
+				if (end - s < 7 || s[1] != '\\' || s[2] != 'u' ||
 				    hex4(s + 3, &lo) < 0 || lo < 0xdc00 || lo > 0xdfff)
 					goto bad_escape;
 				cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
@@ -151,9 +182,10 @@ static int string(struct jp *j, char **out, size_t *olen)
 		default:
 			goto bad_escape;
 		}
+		s++;
 	}
 	*o = 0;
-	j->p++; /* the closing quote */
+	j->p = s + 1; /* after the closing quote */
 	*out = buf;
 	if (olen)
 		*olen = (size_t)(o - buf);

@@ -2,6 +2,7 @@
  * queue_msg.c - see queue_msg.h.
  */
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -112,6 +113,24 @@ static size_t field_name(const char *line, size_t len)
 	}
 }
 
+/* Any octet >= 0x80? Eight bytes at a time. */
+static bool has_8bit(const char *p, size_t n)
+{
+	size_t i = 0;
+
+	for (; i + 8 <= n; i += 8) {
+		uint64_t w;
+
+		memcpy(&w, p + i, 8);
+		if (w & 0x8080808080808080ULL)
+			return true;
+	}
+	for (; i < n; i++)
+		if ((unsigned char)p[i] >= 0x80)
+			return true;
+	return false;
+}
+
 int queue_msg_parse(struct queue_msg *m, const char *in, size_t len, bool ignore_dots,
 		    const char **why)
 {
@@ -129,8 +148,14 @@ int queue_msg_parse(struct queue_msg *m, const char *in, size_t len, bool ignore
 		const char *line = in + pos;
 		size_t n = 0, eol;
 
-		while (pos + n < len && line[n] != '\n' && line[n] != '\r')
-			n++;
+		{
+			/* Line ends found with memchr: much cheaper than a byte loop. */
+			const char *lf = memchr(line, '\n', len - pos);
+			size_t lim = lf ? (size_t)(lf - line) : len - pos;
+			const char *cr = memchr(line, '\r', lim);
+
+			n = cr ? (size_t)(cr - line) : lim;
+		}
 		if (pos + n == len)
 			eol = 0;
 		else if (line[n] == '\r' && pos + n + 1 < len && line[n + 1] == '\n')
@@ -172,9 +197,8 @@ int queue_msg_parse(struct queue_msg *m, const char *in, size_t len, bool ignore
 		}
 		if (n > m->body_max_line)
 			m->body_max_line = n;
-		for (size_t i = 0; i < n && !m->body_8bit; i++)
-			if ((unsigned char)line[i] >= 0x80)
-				m->body_8bit = true;
+		if (!m->body_8bit)
+			m->body_8bit = has_8bit(line, n);
 		if ((rc = queue_buf_add(&m->body, line, n)) < 0 ||
 		    (rc = queue_buf_add(&m->body, "\r\n", 2)) < 0)
 			goto fail;
