@@ -305,6 +305,69 @@ static bool our_fin_acked(const struct tcp_conn *c)
 	return (c->flags & CF_FIN_SENT) && SEQ_GT(c->snd_una, c->fin_seq);
 }
 
+/* Hold an out-of-order segment (payload mbuf @m at @seq). Returns true if kept. */
+static bool ooo_insert(struct tcp_conn *c, struct rte_mbuf *m, uint32_t seq)
+{
+	uint32_t len = rte_pktmbuf_data_len(m), i = 0;
+
+	while (i < c->ooo_count && SEQ_LT(c->ooo_seq[i], seq))
+		i++;
+	/* Trim what the neighbours already hold: the front against the one before... */
+	if (i > 0) {
+		uint32_t pend = c->ooo_seq[i - 1] + rte_pktmbuf_data_len(c->ooo[i - 1]);
+
+		if (SEQ_GEQ(pend, seq + len))
+			return false;
+		if (SEQ_GT(pend, seq)) {
+			rte_pktmbuf_adj(m, (uint16_t)(pend - seq));
+			len -= pend - seq;
+			seq = pend;
+		}
+	}
+	/* ...and the tail against the one after. */
+	if (i < c->ooo_count && SEQ_GT(seq + len, c->ooo_seq[i])) {
+		if (c->ooo_seq[i] == seq)
+			return false;
+		rte_pktmbuf_trim(m, (uint16_t)(seq + len - c->ooo_seq[i]));
+		len = c->ooo_seq[i] - seq;
+	}
+	if (c->ooo_count == TCP_OOO_SLOTS)
+		return false;
+	memmove(&c->ooo[i + 1], &c->ooo[i], (c->ooo_count - i) * sizeof(c->ooo[0]));
+	memmove(&c->ooo_seq[i + 1], &c->ooo_seq[i], (c->ooo_count - i) * sizeof(c->ooo_seq[0]));
+	c->ooo[i] = m;
+	c->ooo_seq[i] = seq;
+	c->ooo_count++;
+	c->ooo_bytes += len;
+	return true;
+}
+
+/* Move the segments now in order from the out-of-order queue to the read queue. */
+static void ooo_drain(struct tcp_conn *c)
+{
+	while (c->ooo_count > 0 && SEQ_LEQ(c->ooo_seq[0], c->rcv_nxt) &&
+	       c->rq_count < TCP_RQ_SLOTS) {
+		struct rte_mbuf *m = c->ooo[0];
+		uint32_t seq = c->ooo_seq[0], len = rte_pktmbuf_data_len(m);
+
+		c->ooo_bytes -= len;
+		c->ooo_count--;
+		memmove(&c->ooo[0], &c->ooo[1], c->ooo_count * sizeof(c->ooo[0]));
+		memmove(&c->ooo_seq[0], &c->ooo_seq[1], c->ooo_count * sizeof(c->ooo_seq[0]));
+		if (SEQ_LEQ(seq + len, c->rcv_nxt)) {
+			rte_pktmbuf_free(m);
+			continue;
+		}
+		rte_pktmbuf_adj(m, (uint16_t)(c->rcv_nxt - seq));
+		len -= c->rcv_nxt - seq;
+		c->rq[(c->rq_head + c->rq_count) % TCP_RQ_SLOTS] = m;
+		c->rq_count++;
+		c->rq_bytes += len;
+		c->rcv_nxt += len;
+		c->stk->stats.bytes_rx += len;
+	}
+}
+
 /* Returns true if the mbuf was kept (queued for reading). */
 static bool conn_input(struct tcp_conn *c, struct rte_mbuf *m, struct tcp_seg *s, uint64_t now)
 {
@@ -312,9 +375,12 @@ static bool conn_input(struct tcp_conn *c, struct rte_mbuf *m, struct tcp_seg *s
 	uint32_t seglen = s->len + !!(s->flags & TH_SYN) + !!(s->flags & TH_FIN);
 	bool kept = false;
 
-	/* PAWS: an old duplicate from an earlier incarnation or wrap. */
+	/* PAWS: an old duplicate from an earlier incarnation or wrap. A pure ACK
+	 * at rcv_nxt is let through as Linux does: reordered ACKs are harmless
+	 * and dropping them would hide duplicate ACKs from fast retransmit. */
 	if (c->ts_on && s->opts.has_ts && !(s->flags & TH_RST) &&
-	    SEQ_LT(s->opts.tsval, c->ts_recent)) {
+	    SEQ_LT(s->opts.tsval, c->ts_recent) &&
+	    !(s->len == 0 && !(s->flags & (TH_SYN | TH_FIN)) && s->seq == c->rcv_nxt)) {
 		stk->stats.rx_paws++;
 		c->flags |= CF_ACK_NOW;
 		tcp_output(c, now);
@@ -351,7 +417,8 @@ static bool conn_input(struct tcp_conn *c, struct rte_mbuf *m, struct tcp_seg *s
 	}
 	if (!(s->flags & TH_ACK))
 		return false;
-	if (s->opts.has_ts && c->ts_on && SEQ_LEQ(s->seq, c->rcv_nxt))
+	if (s->opts.has_ts && c->ts_on && SEQ_LEQ(s->seq, c->rcv_nxt) &&
+	    SEQ_GEQ(s->opts.tsval, c->ts_recent))
 		c->ts_recent = s->opts.tsval;
 
 	if (c->state == TCP_SYN_RECEIVED) {
@@ -418,6 +485,8 @@ static bool conn_input(struct tcp_conn *c, struct rte_mbuf *m, struct tcp_seg *s
 	/* Data */
 	if (s->len > 0 && (c->state == TCP_ESTABLISHED || c->state == TCP_FIN_WAIT_1 ||
 			   c->state == TCP_FIN_WAIT_2)) {
+		uint32_t room = tcp_rcv_window(c), edge;
+
 		if (SEQ_LT(s->seq, c->rcv_nxt)) {
 			uint32_t off = c->rcv_nxt - s->seq;
 
@@ -425,23 +494,42 @@ static bool conn_input(struct tcp_conn *c, struct rte_mbuf *m, struct tcp_seg *s
 			s->seq += off;
 			s->len -= off;
 		}
-		if (s->seq != c->rcv_nxt) {
-			stk->stats.rx_ooo_drop++;
+		/* Keep no more than the window: beyond it the peer must send again. */
+		edge = SEQ_GT(c->rcv_adv, c->rcv_nxt + room) ? c->rcv_adv : c->rcv_nxt + room;
+		if (SEQ_GT(s->seq + s->len, edge)) {
+			uint32_t cut = s->seq + s->len - edge;
+
+			cut = cut > s->len ? s->len : cut;
+			rte_pktmbuf_trim(m, (uint16_t)cut);
+			s->len -= cut;
+			s->flags &= ~TH_FIN;
+		}
+		if (s->len == 0) {
+			c->flags |= CF_ACK_NOW;
+		} else if (s->seq != c->rcv_nxt) {
+			/* A hole: hold the segment, and ACK at once (RFC 5681 4.2). */
 			c->flags |= CF_ACK_NOW;
 			s->flags &= ~TH_FIN;
+			if (!ooo_insert(c, m, s->seq))
+				stk->stats.rx_ooo_drop++;
+			else
+				kept = true;
 		} else if (c->rq_count == TCP_RQ_SLOTS || c->rq_bytes + s->len > stk->conf.rcvbuf) {
 			stk->stats.rx_rcvbuf_drop++;
 			c->flags |= CF_ACK_NOW;
 			s->flags &= ~TH_FIN;
 		} else {
+			bool filled = c->ooo_count > 0;
+
 			c->rq[(c->rq_head + c->rq_count) % TCP_RQ_SLOTS] = m;
 			c->rq_count++;
 			c->rq_bytes += s->len;
 			c->rcv_nxt += s->len;
 			stk->stats.bytes_rx += s->len;
 			kept = true;
+			ooo_drain(c);
 			tcp_conn_event(c, TCP_EV_READABLE, 0);
-			if (++c->segs_unacked >= 2)
+			if (filled || ++c->segs_unacked >= 2)
 				c->flags |= CF_ACK_NOW;
 			else if (!tcp_timer_pending(&c->t_delack))
 				tcp_timer_arm(&stk->wheel, &c->t_delack, now + stk->delack);

@@ -39,6 +39,8 @@ uint32_t tcp_ts_now(const struct tcp_stack *stk, uint64_t now)
 uint32_t tcp_rcv_window(const struct tcp_conn *c)
 {
 	uint32_t rcvbuf = c->stk->conf.rcvbuf;
+	/* Out-of-order data lies inside the window already offered: not counted,
+	 * so the right edge stays put and duplicate ACKs carry the same window. */
 	uint32_t room = c->rq_bytes >= rcvbuf ? 0 : rcvbuf - c->rq_bytes;
 
 	if (c->rq_count >= TCP_RQ_SLOTS)
@@ -199,7 +201,12 @@ void tcp_output(struct tcp_conn *c, uint64_t now)
 		struct rte_mbuf *m = sq_at(c, c->sq_next);
 		uint32_t len = rte_pktmbuf_data_len(m);
 		uint32_t inflight = c->snd_nxt - c->snd_una;
-		uint32_t wnd = c->snd_wnd < c->cwnd ? c->snd_wnd : c->cwnd;
+		uint32_t cwnd = c->cwnd, wnd;
+
+		/* RFC 3042 limited transmit: a new segment for each of the first two dupacks. */
+		if (!c->in_recovery && c->dupacks > 0 && c->dupacks < TCP_DUPACK_THRESH)
+			cwnd += c->dupacks * c->mss;
+		wnd = c->snd_wnd < cwnd ? c->snd_wnd : cwnd;
 
 		if (inflight + len > wnd)
 			break;

@@ -199,6 +199,10 @@ static void conn_release_buffers(struct tcp_conn *c)
 		c->rq_count--;
 	}
 	c->rq_bytes = 0;
+	for (uint32_t i = 0; i < c->ooo_count; i++)
+		rte_pktmbuf_free(c->ooo[i]);
+	c->ooo_count = 0;
+	c->ooo_bytes = 0;
 }
 
 static void conn_maybe_free(struct tcp_conn *c)

@@ -24,6 +24,7 @@
 
 #define TCP_SQ_SLOTS	  128 /* send-queue segments per connection */
 #define TCP_RQ_SLOTS	  128 /* receive-queue segments per connection */
+#define TCP_OOO_SLOTS	  32  /* out-of-order segments held per connection */
 #define TCP_LISTEN_MAX	  16
 #define TCP_DEFAULT_MSS	  536 /* RFC 9293 3.7.1, when the peer sends no MSS option */
 #define TCP_MAX_WSCALE	  14
@@ -93,6 +94,10 @@ struct tcp_conn {
 	uint32_t segs_unacked;
 	struct rte_mbuf *rq[TCP_RQ_SLOTS];
 	uint32_t rq_head, rq_count, rq_bytes;
+	/* Out-of-order segments, sorted by sequence, not overlapping. */
+	struct rte_mbuf *ooo[TCP_OOO_SLOTS];
+	uint32_t ooo_seq[TCP_OOO_SLOTS];
+	uint32_t ooo_count, ooo_bytes;
 
 	struct tcp_timer t_rtx;	   /* retransmission, SYN retries, persist */
 	struct tcp_timer t_delack; /* delayed ACK */
