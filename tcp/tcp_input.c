@@ -454,7 +454,8 @@ static bool conn_input(struct tcp_conn *c, struct rte_mbuf *m, struct tcp_seg *s
 		c->snd_wnd = s->wnd << c->snd_ws;
 		c->snd_wl1 = s->seq;
 		c->snd_wl2 = s->ack;
-		if (c->snd_wnd > 0 && (c->flags & CF_PERSIST)) {
+		/* tcp_output() below probes again if the window is still too small. */
+		if (c->flags & CF_PERSIST) {
 			c->flags &= ~CF_PERSIST;
 			tcp_timer_cancel(&stk->wheel, &c->t_rtx);
 		}

@@ -244,8 +244,10 @@ void tcp_output(struct tcp_conn *c, uint64_t now)
 		if (!tcp_timer_pending(&c->t_rtx))
 			tcp_arm_rtx(c, now);
 	}
-	/* Data waiting, nothing in flight, peer window shut: probe it. */
-	if (c->sq_next < c->sq_count && c->snd_nxt == c->snd_una && c->snd_wnd == 0 &&
+	/* Data waiting, nothing in flight, and the peer's window too small for the
+	 * next segment (segments are cut once, at tcp_send()): probe until it opens. */
+	if (c->sq_next < c->sq_count && c->snd_nxt == c->snd_una &&
+	    rte_pktmbuf_data_len(sq_at(c, c->sq_next)) > c->snd_wnd &&
 	    !tcp_timer_pending(&c->t_rtx)) {
 		c->flags |= CF_PERSIST;
 		tcp_arm_rtx(c, now);
