@@ -190,6 +190,16 @@ uint32_t tcp_netif_ip(const struct tcp_netif *nif)
 	return nif->conf.ip;
 }
 
+uint16_t tcp_netif_mtu(const struct tcp_netif *nif)
+{
+	return nif->conf.mtu;
+}
+
+uint64_t tcp_netif_tsc_hz(const struct tcp_netif *nif)
+{
+	return nif->conf.tsc_hz;
+}
+
 int tcp_netif_txq_put(struct tcp_netif *nif, struct rte_mbuf *m)
 {
 	if (nif->txq_count == TCP_NETIF_TXQ_SIZE) {

@@ -267,6 +267,12 @@ int tcp_netif_set_l4(struct tcp_netif *nif, uint8_t proto, tcp_netif_l4_fn fn, v
 /** Our IPv4 address, network byte order. */
 uint32_t tcp_netif_ip(const struct tcp_netif *nif);
 
+/** The IPv4 MTU given at creation. */
+uint16_t tcp_netif_mtu(const struct tcp_netif *nif);
+
+/** The TSC frequency given at creation. */
+uint64_t tcp_netif_tsc_hz(const struct tcp_netif *nif);
+
 /** The netif's counters; valid as long as the netif. */
 const struct tcp_netif_stats *tcp_netif_stats(const struct tcp_netif *nif);
 

@@ -1,0 +1,640 @@
+/*
+ * tcp_input.c - segment arrival: validation, demultiplexing and the
+ *	RFC 9293 state machine.
+ *
+ * SYNOPSIS
+ *	Private to tcp/; registered as the netif's TCP handler by
+ *	tcp_stack_create().
+ *
+ * DESCRIPTION
+ *	The order of checks follows RFC 9293 3.10.7 ("SEGMENT ARRIVES"):
+ *	PAWS (RFC 7323 5.3), sequence acceptability, RST (with RFC 5961's
+ *	exact-match rule and challenge ACKs), SYN in a synchronized state
+ *	(challenge ACK), ACK processing (RTT, congestion control, window
+ *	update, FIN acknowledgement), data, FIN. Each step that drops a
+ *	segment counts why.
+ *
+ *	In-order data is queued as the received mbuf itself, trimmed to the
+ *	payload. Out-of-order data is dropped with an immediate duplicate ACK
+ *	(no reassembly queue yet): the sender's fast retransmit or timer
+ *	fills the hole.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include <netinet/in.h>
+
+#include <rte_byteorder.h>
+#include <rte_ip.h>
+#include <rte_mbuf.h>
+#include <rte_tcp.h>
+
+#include "core/base/dmta_log.h"
+#include "tcp/tcp_stack_int.h"
+
+static void rtt_sample(struct tcp_conn *c, uint64_t r)
+{
+	struct tcp_stack *stk = c->stk;
+	uint64_t k;
+
+	if (r == 0)
+		r = 1;
+	if (c->srtt == 0) {
+		c->srtt = r;
+		c->rttvar = r / 2;
+	} else {
+		uint64_t delta = c->srtt > r ? c->srtt - r : r - c->srtt;
+
+		c->rttvar = (3 * c->rttvar + delta) / 4;
+		c->srtt = (7 * c->srtt + r) / 8;
+	}
+	k = 4 * c->rttvar;
+	if (k < stk->tsc_per_ts)
+		k = stk->tsc_per_ts; /* G: the clock granularity */
+	c->rto = c->srtt + k;
+	if (c->rto < stk->rto_min)
+		c->rto = stk->rto_min;
+	if (c->rto > stk->rto_max)
+		c->rto = stk->rto_max;
+}
+
+/* Effective MSS and initial congestion state, once the peer's SYN is known. */
+static void conn_negotiated(struct tcp_conn *c, const struct tcp_seg *s)
+{
+	struct tcp_stack *stk = c->stk;
+	uint32_t peer = s->opts.has_mss ? s->opts.mss : TCP_DEFAULT_MSS;
+
+	if (s->opts.has_wscale) {
+		c->snd_ws = s->opts.wscale > TCP_MAX_WSCALE ? TCP_MAX_WSCALE : s->opts.wscale;
+		c->rcv_ws = stk->rcv_ws;
+	} else {
+		c->snd_ws = 0;
+		c->rcv_ws = 0;
+	}
+	if (s->opts.has_ts) {
+		c->ts_on = 1;
+		c->ts_recent = s->opts.tsval;
+	}
+	c->mss = peer < stk->our_mss ? peer : stk->our_mss;
+	if (c->ts_on)
+		c->mss -= 12;
+	if (c->mss < 64)
+		c->mss = 64;
+	/* RFC 6928 initial window; ssthresh starts "arbitrarily high". */
+	c->cwnd = 10 * c->mss < 14600 ? 10 * c->mss : 14600;
+	if (c->cwnd < 2 * c->mss)
+		c->cwnd = 2 * c->mss;
+	c->ssthresh = UINT32_MAX / 2;
+	c->irs = s->seq;
+	c->rcv_nxt = s->seq + 1;
+	c->rcv_adv = c->rcv_nxt;
+}
+
+static void no_conn_reply(struct tcp_stack *stk, uint32_t raddr, const struct rte_tcp_hdr *th,
+			  const struct tcp_seg *s, uint64_t now)
+{
+	stk->stats.rx_no_conn++;
+	if (s->flags & TH_RST)
+		return;
+	if (s->flags & TH_ACK)
+		tcp_send_rst_for(stk, raddr, th->dst_port, th->src_port, s->ack, 0, TH_RST, now);
+	else
+		tcp_send_rst_for(stk, raddr, th->dst_port, th->src_port, 0,
+				 s->seq + s->len + !!(s->flags & TH_SYN) + !!(s->flags & TH_FIN),
+				 TH_RST | TH_ACK, now);
+}
+
+static void listen_input(struct tcp_stack *stk, struct tcp_listener *l, uint32_t raddr,
+			 const struct rte_tcp_hdr *th, const struct tcp_seg *s, uint64_t now)
+{
+	struct tcp_conn *c;
+
+	if (s->flags & TH_RST)
+		return;
+	if (s->flags & TH_ACK) {
+		no_conn_reply(stk, raddr, th, s, now);
+		return;
+	}
+	if (!(s->flags & TH_SYN))
+		return;
+	c = tcp_conn_new(stk, raddr, th->dst_port, th->src_port, now);
+	if (c == NULL) {
+		stk->stats.syn_dropped++;
+		return;
+	}
+	/* Nobody holds a handle until TCP_EV_ACCEPTED. */
+	c->flags |= CF_PASSIVE | CF_USER_CLOSED;
+	c->user = l->user;
+	conn_negotiated(c, s);
+	c->iss = tcp_isn(stk, c, now);
+	c->snd_una = c->iss;
+	c->snd_nxt = c->iss + 1;
+	c->snd_max = c->snd_nxt;
+	c->recover = c->iss;
+	c->snd_wnd = s->wnd; /* never scaled on a SYN */
+	c->snd_wl1 = s->seq;
+	c->snd_wl2 = c->iss;
+	c->state = TCP_SYN_RECEIVED;
+	tcp_send_ctl(c, c->iss, TH_SYN, now);
+	tcp_arm_rtx(c, now);
+}
+
+static void syn_sent_input(struct tcp_conn *c, struct tcp_seg *s, uint64_t now)
+{
+	struct tcp_stack *stk = c->stk;
+
+	if ((s->flags & TH_ACK) && (SEQ_LEQ(s->ack, c->iss) || SEQ_GT(s->ack, c->snd_max))) {
+		if (!(s->flags & TH_RST))
+			tcp_send_rst_for(stk, c->raddr, c->lport, c->rport, s->ack, 0, TH_RST, now);
+		return;
+	}
+	if (s->flags & TH_RST) {
+		if (s->flags & TH_ACK) {
+			stk->stats.conn_refused++;
+			tcp_conn_fail(c, ECONNREFUSED);
+		}
+		return;
+	}
+	if (!(s->flags & TH_SYN))
+		return;
+	conn_negotiated(c, s);
+	c->recover = c->iss;
+	if (c->ts_on && s->opts.tsecr != 0)
+		rtt_sample(c, (uint64_t)(tcp_ts_now(stk, now) - s->opts.tsecr) * stk->tsc_per_ts);
+	else if (c->nrtx > 0)
+		c->rto = stk->rto_init; /* RFC 6298 5.7: no sample after a lost SYN */
+	if (s->flags & TH_ACK) {
+		c->snd_una = s->ack;
+		c->snd_wnd = s->wnd;
+		c->snd_wl1 = s->seq;
+		c->snd_wl2 = s->ack;
+		c->nrtx = 0;
+		tcp_timer_cancel(&stk->wheel, &c->t_rtx);
+		tcp_timer_cancel(&stk->wheel, &c->t_misc);
+		c->state = TCP_ESTABLISHED;
+		tcp_conn_event(c, TCP_EV_CONNECTED, 0);
+		/* Data on a SYN-ACK is not queued: the peer sends it again. */
+		c->flags |= CF_ACK_NOW;
+		tcp_output(c, now);
+		return;
+	}
+	/* Simultaneous open (RFC 9293 3.5, figure 7). */
+	c->state = TCP_SYN_RECEIVED;
+	c->snd_wnd = s->wnd;
+	c->snd_wl1 = s->seq;
+	tcp_send_ctl(c, c->iss, TH_SYN, now);
+}
+
+static bool seq_acceptable(const struct tcp_conn *c, const struct tcp_seg *s, uint32_t seglen)
+{
+	uint32_t wnd = SEQ_GT(c->rcv_adv, c->rcv_nxt) ? c->rcv_adv - c->rcv_nxt : 0;
+
+	if (wnd < tcp_rcv_window(c))
+		wnd = tcp_rcv_window(c);
+	if (seglen == 0)
+		return wnd == 0 ? s->seq == c->rcv_nxt
+				: SEQ_GEQ(s->seq, c->rcv_nxt) && SEQ_LT(s->seq, c->rcv_nxt + wnd);
+	if (wnd == 0)
+		return false;
+	return (SEQ_GEQ(s->seq, c->rcv_nxt) && SEQ_LT(s->seq, c->rcv_nxt + wnd)) ||
+	       (SEQ_GEQ(s->seq + seglen - 1, c->rcv_nxt) &&
+		SEQ_LT(s->seq + seglen - 1, c->rcv_nxt + wnd));
+}
+
+static void challenge_ack(struct tcp_conn *c, uint64_t now)
+{
+	c->stk->stats.challenge_acks++;
+	tcp_send_ctl(c, c->snd_nxt, TH_ACK, now);
+}
+
+static void sq_drop_acked(struct tcp_conn *c, uint32_t bytes)
+{
+	while (bytes > 0 && c->sq_count > 0) {
+		struct rte_mbuf *m = c->sq[c->sq_head];
+		uint32_t len = rte_pktmbuf_data_len(m);
+
+		if (len <= bytes) {
+			rte_pktmbuf_free(m);
+			c->sq_head = (c->sq_head + 1) % TCP_SQ_SLOTS;
+			c->sq_count--;
+			if (c->sq_next > 0)
+				c->sq_next--;
+			c->sq_bytes -= len;
+			bytes -= len;
+		} else {
+			rte_pktmbuf_adj(m, (uint16_t)bytes);
+			c->sq_bytes -= bytes;
+			bytes = 0;
+		}
+	}
+}
+
+static void new_ack(struct tcp_conn *c, const struct tcp_seg *s, uint64_t now)
+{
+	struct tcp_stack *stk = c->stk;
+	uint32_t acked = s->ack - c->snd_una;
+	bool fin_acked = (c->flags & CF_FIN_SENT) && SEQ_GT(s->ack, c->fin_seq);
+	uint32_t data_acked = acked - (fin_acked ? 1 : 0);
+
+	if (c->ts_on && s->opts.has_ts && s->opts.tsecr != 0)
+		rtt_sample(c, (uint64_t)(tcp_ts_now(stk, now) - s->opts.tsecr) * stk->tsc_per_ts);
+	else if (c->rtt_timing && SEQ_GT(s->ack, c->rtt_seq)) {
+		c->rtt_timing = false;
+		rtt_sample(c, now - c->rtt_start);
+	}
+	sq_drop_acked(c, data_acked);
+	c->snd_una = s->ack;
+	if (SEQ_LT(c->snd_nxt, c->snd_una))
+		c->snd_nxt = c->snd_una;
+	c->nrtx = 0;
+	if (c->in_recovery) {
+		if (SEQ_GEQ(s->ack, c->recover)) {
+			/* Full ACK: leave recovery (RFC 6582 3.2 step 3). */
+			uint32_t flight = c->snd_max - c->snd_una;
+
+			c->in_recovery = false;
+			c->cwnd = c->ssthresh < flight + c->mss ? c->ssthresh : flight + c->mss;
+			c->dupacks = 0;
+		} else {
+			/* Partial ACK: the next hole is lost too; deflate (step 4). */
+			tcp_retransmit_head(c, now);
+			c->cwnd = c->cwnd > data_acked ? c->cwnd - data_acked : 0;
+			c->cwnd += c->mss;
+		}
+	} else {
+		c->dupacks = 0;
+		if (c->cwnd < c->ssthresh)
+			c->cwnd += data_acked < c->mss ? data_acked : c->mss;
+		else
+			c->cwnd += c->mss * c->mss / c->cwnd > 0 ? c->mss * c->mss / c->cwnd : 1;
+	}
+	if (c->snd_una == c->snd_max) {
+		tcp_timer_cancel(&stk->wheel, &c->t_rtx);
+		c->flags &= ~CF_PERSIST;
+	} else {
+		tcp_arm_rtx(c, now);
+	}
+	if ((c->flags & CF_WANT_WRITE) && c->sq_bytes < stk->conf.sndbuf) {
+		c->flags &= ~CF_WANT_WRITE;
+		tcp_conn_event(c, TCP_EV_WRITABLE, 0);
+	}
+}
+
+static void dup_ack(struct tcp_conn *c, uint64_t now)
+{
+	struct tcp_stack *stk = c->stk;
+
+	c->dupacks++;
+	if (c->dupacks == TCP_DUPACK_THRESH && !c->in_recovery && SEQ_GEQ(c->snd_una, c->recover)) {
+		uint32_t flight = c->snd_max - c->snd_una;
+
+		c->ssthresh = flight / 2 > 2 * c->mss ? flight / 2 : 2 * c->mss;
+		c->recover = c->snd_max;
+		c->in_recovery = true;
+		stk->stats.fast_retransmits++;
+		tcp_retransmit_head(c, now);
+		c->cwnd = c->ssthresh + 3 * c->mss;
+		tcp_arm_rtx(c, now);
+	} else if (c->in_recovery) {
+		c->cwnd += c->mss; /* a segment left the network */
+	}
+}
+
+static bool our_fin_acked(const struct tcp_conn *c)
+{
+	return (c->flags & CF_FIN_SENT) && SEQ_GT(c->snd_una, c->fin_seq);
+}
+
+/* Hold an out-of-order segment (payload mbuf @m at @seq). Returns true if kept. */
+static bool ooo_insert(struct tcp_conn *c, struct rte_mbuf *m, uint32_t seq)
+{
+	uint32_t len = rte_pktmbuf_data_len(m), i = 0;
+
+	while (i < c->ooo_count && SEQ_LT(c->ooo_seq[i], seq))
+		i++;
+	/* Trim what the neighbours already hold: the front against the one before... */
+	if (i > 0) {
+		uint32_t pend = c->ooo_seq[i - 1] + rte_pktmbuf_data_len(c->ooo[i - 1]);
+
+		if (SEQ_GEQ(pend, seq + len))
+			return false;
+		if (SEQ_GT(pend, seq)) {
+			rte_pktmbuf_adj(m, (uint16_t)(pend - seq));
+			len -= pend - seq;
+			seq = pend;
+		}
+	}
+	/* ...and the tail against the one after. */
+	if (i < c->ooo_count && SEQ_GT(seq + len, c->ooo_seq[i])) {
+		if (c->ooo_seq[i] == seq)
+			return false;
+		rte_pktmbuf_trim(m, (uint16_t)(seq + len - c->ooo_seq[i]));
+		len = c->ooo_seq[i] - seq;
+	}
+	if (c->ooo_count == TCP_OOO_SLOTS)
+		return false;
+	memmove(&c->ooo[i + 1], &c->ooo[i], (c->ooo_count - i) * sizeof(c->ooo[0]));
+	memmove(&c->ooo_seq[i + 1], &c->ooo_seq[i], (c->ooo_count - i) * sizeof(c->ooo_seq[0]));
+	c->ooo[i] = m;
+	c->ooo_seq[i] = seq;
+	c->ooo_count++;
+	c->ooo_bytes += len;
+	return true;
+}
+
+/* Move the segments now in order from the out-of-order queue to the read queue. */
+static void ooo_drain(struct tcp_conn *c)
+{
+	while (c->ooo_count > 0 && SEQ_LEQ(c->ooo_seq[0], c->rcv_nxt) &&
+	       c->rq_count < TCP_RQ_SLOTS) {
+		struct rte_mbuf *m = c->ooo[0];
+		uint32_t seq = c->ooo_seq[0], len = rte_pktmbuf_data_len(m);
+
+		c->ooo_bytes -= len;
+		c->ooo_count--;
+		memmove(&c->ooo[0], &c->ooo[1], c->ooo_count * sizeof(c->ooo[0]));
+		memmove(&c->ooo_seq[0], &c->ooo_seq[1], c->ooo_count * sizeof(c->ooo_seq[0]));
+		if (SEQ_LEQ(seq + len, c->rcv_nxt)) {
+			rte_pktmbuf_free(m);
+			continue;
+		}
+		rte_pktmbuf_adj(m, (uint16_t)(c->rcv_nxt - seq));
+		len -= c->rcv_nxt - seq;
+		c->rq[(c->rq_head + c->rq_count) % TCP_RQ_SLOTS] = m;
+		c->rq_count++;
+		c->rq_bytes += len;
+		c->rcv_nxt += len;
+		c->stk->stats.bytes_rx += len;
+	}
+}
+
+/* Returns true if the mbuf was kept (queued for reading). */
+static bool conn_input(struct tcp_conn *c, struct rte_mbuf *m, struct tcp_seg *s, uint64_t now)
+{
+	struct tcp_stack *stk = c->stk;
+	uint32_t seglen = s->len + !!(s->flags & TH_SYN) + !!(s->flags & TH_FIN);
+	bool kept = false;
+
+	/* PAWS: an old duplicate from an earlier incarnation or wrap. A pure ACK
+	 * at rcv_nxt is let through as Linux does: reordered ACKs are harmless
+	 * and dropping them would hide duplicate ACKs from fast retransmit. */
+	if (c->ts_on && s->opts.has_ts && !(s->flags & TH_RST) &&
+	    SEQ_LT(s->opts.tsval, c->ts_recent) &&
+	    !(s->len == 0 && !(s->flags & (TH_SYN | TH_FIN)) && s->seq == c->rcv_nxt)) {
+		stk->stats.rx_paws++;
+		c->flags |= CF_ACK_NOW;
+		tcp_output(c, now);
+		return false;
+	}
+	if (!seq_acceptable(c, s, seglen)) {
+		stk->stats.rx_out_of_window++;
+		if (!(s->flags & TH_RST)) {
+			if (c->state == TCP_TIME_WAIT && (s->flags & TH_FIN))
+				tcp_timer_arm(&stk->wheel, &c->t_misc, now + stk->time_wait);
+			tcp_send_ctl(c, c->snd_nxt, TH_ACK, now);
+		}
+		return false;
+	}
+	if (s->flags & TH_RST) {
+		if (s->seq != c->rcv_nxt) {
+			challenge_ack(c, now);
+			return false;
+		}
+		if (c->state == TCP_SYN_RECEIVED && (c->flags & CF_PASSIVE)) {
+			tcp_conn_set_closed(c);
+		} else if (c->state == TCP_TIME_WAIT || c->state == TCP_CLOSING ||
+			   c->state == TCP_LAST_ACK) {
+			tcp_conn_set_closed(c);
+		} else {
+			stk->stats.conn_resets++;
+			tcp_conn_fail(c, ECONNRESET);
+		}
+		return false;
+	}
+	if (s->flags & TH_SYN) {
+		challenge_ack(c, now);
+		return false;
+	}
+	if (!(s->flags & TH_ACK))
+		return false;
+	if (s->opts.has_ts && c->ts_on && SEQ_LEQ(s->seq, c->rcv_nxt) &&
+	    SEQ_GEQ(s->opts.tsval, c->ts_recent))
+		c->ts_recent = s->opts.tsval;
+
+	if (c->state == TCP_SYN_RECEIVED) {
+		if (SEQ_LEQ(s->ack, c->snd_una) || SEQ_GT(s->ack, c->snd_max)) {
+			tcp_send_rst_for(stk, c->raddr, c->lport, c->rport, s->ack, 0, TH_RST, now);
+			return false;
+		}
+		c->state = TCP_ESTABLISHED;
+		c->snd_wnd = s->wnd << c->snd_ws;
+		c->snd_wl1 = s->seq;
+		c->snd_wl2 = s->ack;
+		if (c->flags & CF_PASSIVE) {
+			c->flags &= ~CF_USER_CLOSED;
+			stk->stats.passive_opens++;
+			tcp_conn_event(c, TCP_EV_ACCEPTED, 0);
+		} else {
+			tcp_conn_event(c, TCP_EV_CONNECTED, 0);
+		}
+	}
+
+	/* ACK */
+	if (SEQ_GT(s->ack, c->snd_max)) {
+		tcp_send_ctl(c, c->snd_nxt, TH_ACK, now);
+		return false;
+	}
+	if (SEQ_GT(s->ack, c->snd_una)) {
+		new_ack(c, s, now);
+	} else if (s->ack == c->snd_una && s->len == 0 && !(s->flags & TH_FIN) &&
+		   c->snd_una != c->snd_max && (s->wnd << c->snd_ws) == c->snd_wnd) {
+		dup_ack(c, now);
+	}
+	if (SEQ_LT(c->snd_wl1, s->seq) || (c->snd_wl1 == s->seq && SEQ_LEQ(c->snd_wl2, s->ack))) {
+		c->snd_wnd = s->wnd << c->snd_ws;
+		c->snd_wl1 = s->seq;
+		c->snd_wl2 = s->ack;
+		/* tcp_output() below probes again if the window is still too small. */
+		if (c->flags & CF_PERSIST) {
+			c->flags &= ~CF_PERSIST;
+			tcp_timer_cancel(&stk->wheel, &c->t_rtx);
+		}
+	}
+	switch (c->state) {
+	case TCP_FIN_WAIT_1:
+		if (our_fin_acked(c)) {
+			c->state = TCP_FIN_WAIT_2;
+			if (c->flags & CF_USER_CLOSED)
+				tcp_timer_arm(&stk->wheel, &c->t_misc, now + stk->time_wait);
+		}
+		break;
+	case TCP_CLOSING:
+		if (our_fin_acked(c))
+			tcp_enter_time_wait(c, now);
+		break;
+	case TCP_LAST_ACK:
+		if (our_fin_acked(c)) {
+			tcp_conn_event(c, TCP_EV_CLOSED, 0);
+			tcp_conn_set_closed(c);
+			return false;
+		}
+		break;
+	default:
+		break;
+	}
+
+	/* Data */
+	if (s->len > 0 && (c->state == TCP_ESTABLISHED || c->state == TCP_FIN_WAIT_1 ||
+			   c->state == TCP_FIN_WAIT_2)) {
+		uint32_t room = tcp_rcv_window(c), edge;
+
+		if (SEQ_LT(s->seq, c->rcv_nxt)) {
+			uint32_t off = c->rcv_nxt - s->seq;
+
+			rte_pktmbuf_adj(m, (uint16_t)off);
+			s->seq += off;
+			s->len -= off;
+		}
+		/* Keep no more than the window: beyond it the peer must send again. */
+		edge = SEQ_GT(c->rcv_adv, c->rcv_nxt + room) ? c->rcv_adv : c->rcv_nxt + room;
+		if (SEQ_GT(s->seq + s->len, edge)) {
+			uint32_t cut = s->seq + s->len - edge;
+
+			cut = cut > s->len ? s->len : cut;
+			rte_pktmbuf_trim(m, (uint16_t)cut);
+			s->len -= cut;
+			s->flags &= ~TH_FIN;
+		}
+		if (s->len == 0) {
+			c->flags |= CF_ACK_NOW;
+		} else if (s->seq != c->rcv_nxt) {
+			/* A hole: hold the segment, and ACK at once (RFC 5681 4.2). */
+			c->flags |= CF_ACK_NOW;
+			s->flags &= ~TH_FIN;
+			if (!ooo_insert(c, m, s->seq))
+				stk->stats.rx_ooo_drop++;
+			else
+				kept = true;
+		} else if (c->rq_count == TCP_RQ_SLOTS || c->rq_bytes + s->len > stk->conf.rcvbuf) {
+			stk->stats.rx_rcvbuf_drop++;
+			c->flags |= CF_ACK_NOW;
+			s->flags &= ~TH_FIN;
+		} else {
+			bool filled = c->ooo_count > 0;
+
+			c->rq[(c->rq_head + c->rq_count) % TCP_RQ_SLOTS] = m;
+			c->rq_count++;
+			c->rq_bytes += s->len;
+			c->rcv_nxt += s->len;
+			stk->stats.bytes_rx += s->len;
+			kept = true;
+			ooo_drain(c);
+			tcp_conn_event(c, TCP_EV_READABLE, 0);
+			if (filled || ++c->segs_unacked >= 2)
+				c->flags |= CF_ACK_NOW;
+			else if (!tcp_timer_pending(&c->t_delack))
+				tcp_timer_arm(&stk->wheel, &c->t_delack, now + stk->delack);
+		}
+	}
+
+	/* FIN, in order only */
+	if ((s->flags & TH_FIN) && s->seq + s->len == c->rcv_nxt && !(c->flags & CF_RCVD_FIN)) {
+		c->rcv_nxt++;
+		c->flags |= CF_RCVD_FIN | CF_ACK_NOW;
+		tcp_conn_event(c, TCP_EV_PEER_CLOSED | TCP_EV_READABLE, 0);
+		switch (c->state) {
+		case TCP_ESTABLISHED:
+			c->state = TCP_CLOSE_WAIT;
+			break;
+		case TCP_FIN_WAIT_1:
+			c->state = TCP_CLOSING;
+			break;
+		case TCP_FIN_WAIT_2:
+			tcp_send_ctl(c, c->snd_nxt, TH_ACK, now);
+			tcp_enter_time_wait(c, now);
+			break;
+		default:
+			break;
+		}
+	}
+	if (c->state != TCP_TIME_WAIT && c->state != TCP_CLOSED)
+		tcp_output(c, now);
+	return kept;
+}
+
+/* The TCP checksum over pseudo-header and segment (contiguous here) must fold to all ones. */
+static bool l4_csum_ok(const struct rte_ipv4_hdr *ip, const void *th, uint32_t len)
+{
+	struct {
+		uint32_t src, dst;
+		uint8_t zero, proto;
+		uint16_t len;
+	} __attribute__((packed))
+	ph = {ip->src_addr, ip->dst_addr, 0, IPPROTO_TCP, rte_cpu_to_be_16((uint16_t)len)};
+	uint32_t sum = (uint32_t)rte_raw_cksum(&ph, sizeof(ph)) + rte_raw_cksum(th, len);
+
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	return sum == 0xffff;
+}
+
+void tcp_input(void *arg, struct rte_mbuf *m, uint32_t hlen, uint64_t now)
+{
+	struct tcp_stack *stk = arg;
+	const struct rte_ipv4_hdr *ip = rte_pktmbuf_mtod(m, const struct rte_ipv4_hdr *);
+	uint32_t len = rte_pktmbuf_data_len(m) - hlen, doff, raddr = ip->src_addr;
+	const struct rte_tcp_hdr *th;
+	struct rte_tcp_hdr thc;
+	struct tcp_conn *c;
+	struct tcp_seg s;
+
+	stk->stats.segs_rx++;
+	if (len < sizeof(*th)) {
+		stk->stats.rx_malformed++;
+		goto drop;
+	}
+	th = (const struct rte_tcp_hdr *)((const uint8_t *)ip + hlen);
+	doff = (uint32_t)(th->data_off >> 4) * 4;
+	if (doff < sizeof(*th) || doff > len) {
+		stk->stats.rx_malformed++;
+		goto drop;
+	}
+	if (!l4_csum_ok(ip, th, len)) {
+		stk->stats.rx_bad_csum++;
+		goto drop;
+	}
+	if (tcp_opts_parse((const uint8_t *)(th + 1), doff - sizeof(*th), &s.opts) < 0 ||
+	    th->src_port == 0 || th->dst_port == 0 ||
+	    (th->tcp_flags & (TH_SYN | TH_FIN)) == (TH_SYN | TH_FIN) ||
+	    (th->tcp_flags & (TH_SYN | TH_RST)) == (TH_SYN | TH_RST)) {
+		stk->stats.rx_malformed++;
+		goto drop;
+	}
+	s.seq = rte_be_to_cpu_32(th->sent_seq);
+	s.ack = rte_be_to_cpu_32(th->recv_ack);
+	s.wnd = rte_be_to_cpu_16(th->rx_win);
+	s.flags = th->tcp_flags & (TH_FIN | TH_SYN | TH_RST | TH_PSH | TH_ACK);
+	s.len = len - doff;
+	thc = *th; /* the header is about to be trimmed off */
+	rte_pktmbuf_adj(m, (uint16_t)(hlen + doff));
+
+	c = tcp_conn_lookup(stk, stk->laddr, thc.dst_port, raddr, thc.src_port);
+	if (c == NULL) {
+		for (unsigned i = 0; i < TCP_LISTEN_MAX; i++) {
+			if (stk->listeners[i].port == thc.dst_port) {
+				listen_input(stk, &stk->listeners[i], raddr, &thc, &s, now);
+				goto drop;
+			}
+		}
+		no_conn_reply(stk, raddr, &thc, &s, now);
+		goto drop;
+	}
+	if (c->state == TCP_SYN_SENT) {
+		syn_sent_input(c, &s, now);
+		goto drop;
+	}
+	if (conn_input(c, m, &s, now))
+		return;
+drop:
+	rte_pktmbuf_free(m);
+}

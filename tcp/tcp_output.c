@@ -1,0 +1,347 @@
+/*
+ * tcp_output.c - sending segments, the retransmission timer, delayed ACKs.
+ *
+ * SYNOPSIS
+ *	Private to tcp/; see tcp_stack_int.h.
+ *
+ * DESCRIPTION
+ *	Every segment is a fresh header mbuf (Ethernet and IPv4 are prepended
+ *	by the netif) chained, for data, to a clone of the send-queue mbuf:
+ *	the data bytes are never copied after tcp_send(). The TCP checksum is
+ *	computed in software over the chain.
+ *
+ *	tcp_output() sends what the congestion and peer windows allow, then
+ *	the FIN once all data is out, then a bare ACK if one is owed and
+ *	nothing else carried it. The retransmission timer (RFC 6298) backs
+ *	off exponentially and goes back to snd_una with a one-segment
+ *	congestion window (RFC 5681 3.1); with a zero peer window it becomes
+ *	the persist timer and sends window probes instead.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include <netinet/in.h>
+
+#include <rte_byteorder.h>
+#include <rte_ip.h>
+#include <rte_mbuf.h>
+#include <rte_tcp.h>
+
+#include "core/base/dmta_log.h"
+#include "tcp/tcp_stack_int.h"
+
+uint32_t tcp_ts_now(const struct tcp_stack *stk, uint64_t now)
+{
+	return (uint32_t)(now / stk->tsc_per_ts);
+}
+
+/* Receive window we can offer: buffer room, never moving the right edge back. */
+uint32_t tcp_rcv_window(const struct tcp_conn *c)
+{
+	uint32_t rcvbuf = c->stk->conf.rcvbuf;
+	/* Out-of-order data lies inside the window already offered: not counted,
+	 * so the right edge stays put and duplicate ACKs carry the same window. */
+	uint32_t room = c->rq_bytes >= rcvbuf ? 0 : rcvbuf - c->rq_bytes;
+
+	if (c->rq_count >= TCP_RQ_SLOTS)
+		room = 0;
+	return room;
+}
+
+void tcp_arm_rtx(struct tcp_conn *c, uint64_t now)
+{
+	tcp_timer_arm(&c->stk->wheel, &c->t_rtx, now + c->rto);
+}
+
+/* Build and send one segment; @payload (may be NULL) is cloned, not consumed. */
+static int send_segment(struct tcp_conn *c, uint32_t seq, uint8_t flags, struct rte_mbuf *payload,
+			uint64_t now)
+{
+	struct tcp_stack *stk = c->stk;
+	struct rte_mbuf *h = rte_pktmbuf_alloc(stk->pool);
+	struct rte_tcp_hdr *th;
+	struct tcp_opts o = {0};
+	uint8_t opt[TCP_OPTS_MAX];
+	size_t olen;
+	uint32_t tcplen, wnd, sum;
+	uint16_t l4sum;
+	struct {
+		uint32_t src, dst;
+		uint8_t zero, proto;
+		uint16_t len;
+	} __attribute__((packed)) ph;
+
+	if (h == NULL) {
+		stk->stats.tx_no_mbuf++;
+		return -ENOMEM;
+	}
+	if (flags & TH_SYN) {
+		o.has_mss = true;
+		o.mss = (uint16_t)stk->our_mss;
+		/* Offer scaling and timestamps on our SYN; echo the peer's choice on a SYN-ACK. */
+		o.has_wscale = !(c->flags & CF_PASSIVE) || c->rcv_ws != 0 || c->snd_ws != 0;
+		o.wscale = c->rcv_ws;
+		o.has_ts = !(c->flags & CF_PASSIVE) || c->ts_on;
+	} else {
+		o.has_ts = c->ts_on;
+	}
+	if (o.has_ts) {
+		o.tsval = tcp_ts_now(stk, now);
+		o.tsecr = (flags & TH_ACK) ? c->ts_recent : 0;
+	}
+	olen = tcp_opts_build(opt, &o);
+	th = (struct rte_tcp_hdr *)rte_pktmbuf_append(h, (uint16_t)(sizeof(*th) + olen));
+	th->src_port = c->lport;
+	th->dst_port = c->rport;
+	th->sent_seq = rte_cpu_to_be_32(seq);
+	th->recv_ack = (flags & TH_ACK) ? rte_cpu_to_be_32(c->rcv_nxt) : 0;
+	th->data_off = (uint8_t)(((sizeof(*th) + olen) / 4) << 4);
+	th->tcp_flags = flags;
+	wnd = tcp_rcv_window(c);
+	if (flags & TH_SYN) {
+		wnd = wnd > 65535 ? 65535 : wnd; /* never scaled on a SYN */
+	} else {
+		wnd >>= c->rcv_ws;
+		if (wnd > 65535)
+			wnd = 65535;
+		/* Remember the right edge we advertised. */
+		if (SEQ_GT(c->rcv_nxt + (wnd << c->rcv_ws), c->rcv_adv))
+			c->rcv_adv = c->rcv_nxt + (wnd << c->rcv_ws);
+	}
+	th->rx_win = rte_cpu_to_be_16((uint16_t)wnd);
+	th->cksum = 0;
+	th->tcp_urp = 0;
+	memcpy(th + 1, opt, olen);
+	if (payload != NULL) {
+		struct rte_mbuf *cl = rte_pktmbuf_clone(payload, stk->pool);
+
+		if (cl == NULL) {
+			rte_pktmbuf_free(h);
+			stk->stats.tx_no_mbuf++;
+			return -ENOMEM;
+		}
+		rte_pktmbuf_chain(h, cl);
+	}
+	tcplen = rte_pktmbuf_pkt_len(h);
+	ph.src = c->laddr;
+	ph.dst = c->raddr;
+	ph.zero = 0;
+	ph.proto = IPPROTO_TCP;
+	ph.len = rte_cpu_to_be_16((uint16_t)tcplen);
+	rte_raw_cksum_mbuf(h, 0, tcplen, &l4sum);
+	sum = (uint32_t)rte_raw_cksum(&ph, sizeof(ph)) + l4sum;
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	th->cksum = (uint16_t)~sum;
+	if (tcp_netif_ip_prepend(stk->nif, h, c->raddr, IPPROTO_TCP) != 0) {
+		rte_pktmbuf_free(h);
+		return -EMSGSIZE;
+	}
+	stk->stats.segs_tx++;
+	if (flags & TH_ACK) {
+		c->flags &= ~CF_ACK_NOW;
+		c->segs_unacked = 0;
+		tcp_timer_cancel(&stk->wheel, &c->t_delack);
+	}
+	/* Past this point the segment counts as sent: if the netif drops it
+	 * (ARP unresolved, FIFO full) retransmission recovers. */
+	tcp_netif_ip_output(stk->nif, h, c->raddr, now);
+	return 0;
+}
+
+int tcp_send_ctl(struct tcp_conn *c, uint32_t seq, uint8_t flags, uint64_t now)
+{
+	if ((flags & TH_SYN) && c->state == TCP_SYN_RECEIVED)
+		flags |= TH_ACK;
+	return send_segment(c, seq, flags, NULL, now);
+}
+
+/* A RST for a segment that matched no connection (RFC 9293 3.10.7.1). */
+void tcp_send_rst_for(struct tcp_stack *stk, uint32_t raddr, uint16_t lport, uint16_t rport,
+		      uint32_t seq, uint32_t ack, uint8_t flags, uint64_t now)
+{
+	struct tcp_conn tmp;
+
+	memset(&tmp, 0, sizeof(tmp));
+	tmp.stk = stk;
+	tmp.laddr = stk->laddr;
+	tmp.raddr = raddr;
+	tmp.lport = lport;
+	tmp.rport = rport;
+	tmp.rcv_nxt = ack;
+	tmp.state = TCP_CLOSED;
+	stk->stats.rst_tx++;
+	/* tcp_rcv_window() of an empty connection: advertise 0 on a RST. */
+	tmp.rq_count = TCP_RQ_SLOTS;
+	send_segment(&tmp, seq, flags, NULL, now);
+}
+
+static struct rte_mbuf *sq_at(const struct tcp_conn *c, uint32_t i)
+{
+	return c->sq[(c->sq_head + i) % TCP_SQ_SLOTS];
+}
+
+static bool can_send_data(const struct tcp_conn *c)
+{
+	return c->state == TCP_ESTABLISHED || c->state == TCP_CLOSE_WAIT ||
+	       c->state == TCP_FIN_WAIT_1 || c->state == TCP_LAST_ACK || c->state == TCP_CLOSING;
+}
+
+void tcp_output(struct tcp_conn *c, uint64_t now)
+{
+	struct tcp_stack *stk = c->stk;
+	bool sent = false;
+
+	if (!can_send_data(c)) {
+		if ((c->flags & CF_ACK_NOW) && c->state != TCP_CLOSED && c->state != TCP_SYN_SENT)
+			tcp_send_ctl(c, c->snd_nxt, TH_ACK, now);
+		return;
+	}
+	while (c->sq_next < c->sq_count) {
+		struct rte_mbuf *m = sq_at(c, c->sq_next);
+		uint32_t len = rte_pktmbuf_data_len(m);
+		uint32_t inflight = c->snd_nxt - c->snd_una;
+		uint32_t cwnd = c->cwnd, wnd;
+
+		/* RFC 3042 limited transmit: a new segment for each of the first two dupacks. */
+		if (!c->in_recovery && c->dupacks > 0 && c->dupacks < TCP_DUPACK_THRESH)
+			cwnd += c->dupacks * c->mss;
+		wnd = c->snd_wnd < cwnd ? c->snd_wnd : cwnd;
+
+		if (inflight + len > wnd)
+			break;
+		if (send_segment(c, c->snd_nxt, TH_ACK | TH_PSH, m, now) != 0)
+			break; /* pool empty: the timer or the next ACK tries again */
+		if (SEQ_LT(c->snd_nxt, c->snd_max)) {
+			stk->stats.retransmits++;
+			c->retransmits++;
+		} else {
+			stk->stats.bytes_tx += len;
+		}
+		if (!c->ts_on && !c->rtt_timing && !SEQ_LT(c->snd_nxt, c->snd_max)) {
+			c->rtt_timing = true;
+			c->rtt_seq = c->snd_nxt;
+			c->rtt_start = now;
+		}
+		c->snd_nxt += len;
+		if (SEQ_GT(c->snd_nxt, c->snd_max))
+			c->snd_max = c->snd_nxt;
+		c->sq_next++;
+		sent = true;
+		if (!tcp_timer_pending(&c->t_rtx) || (c->flags & CF_PERSIST)) {
+			c->flags &= ~CF_PERSIST;
+			tcp_arm_rtx(c, now);
+		}
+	}
+	if ((c->flags & CF_FIN_PENDING) && c->sq_next == c->sq_count && !(c->flags & CF_FIN_SENT)) {
+		c->fin_seq = c->snd_nxt;
+		tcp_send_ctl(c, c->snd_nxt, TH_FIN | TH_ACK, now);
+		c->flags |= CF_FIN_SENT;
+		c->snd_nxt++;
+		if (SEQ_GT(c->snd_nxt, c->snd_max))
+			c->snd_max = c->snd_nxt;
+		sent = true;
+		if (!tcp_timer_pending(&c->t_rtx))
+			tcp_arm_rtx(c, now);
+	}
+	/* Data waiting, nothing in flight, and the peer's window too small for the
+	 * next segment (segments are cut once, at tcp_send()): probe until it opens. */
+	if (c->sq_next < c->sq_count && c->snd_nxt == c->snd_una &&
+	    rte_pktmbuf_data_len(sq_at(c, c->sq_next)) > c->snd_wnd &&
+	    !tcp_timer_pending(&c->t_rtx)) {
+		c->flags |= CF_PERSIST;
+		tcp_arm_rtx(c, now);
+	}
+	if (!sent && (c->flags & CF_ACK_NOW))
+		tcp_send_ctl(c, c->snd_nxt, TH_ACK, now);
+}
+
+/* Send the first unacknowledged segment again (timeout or fast retransmit). */
+void tcp_retransmit_head(struct tcp_conn *c, uint64_t now)
+{
+	struct tcp_stack *stk = c->stk;
+
+	stk->stats.retransmits++;
+	c->retransmits++;
+	c->rtt_timing = false; /* Karn */
+	if (c->sq_count > 0 && c->sq_next > 0) {
+		send_segment(c, c->snd_una, TH_ACK | TH_PSH, sq_at(c, 0), now);
+	} else if ((c->flags & CF_FIN_SENT) && c->snd_una == c->fin_seq) {
+		tcp_send_ctl(c, c->fin_seq, TH_FIN | TH_ACK, now);
+	}
+}
+
+void tcp_rtx_timeout(struct tcp_timer *t, uint64_t now)
+{
+	struct tcp_conn *c = CONN_OF(t, t_rtx);
+	struct tcp_stack *stk = c->stk;
+	uint32_t limit;
+
+	if (c->flags & CF_PERSIST) {
+		/* Zero-window probe: an old sequence number makes the peer answer with its window.
+		 */
+		stk->stats.zero_window_probes++;
+		tcp_send_ctl(c, c->snd_una - 1, TH_ACK, now);
+		c->rto = c->rto * 2 > stk->rto_max ? stk->rto_max : c->rto * 2;
+		tcp_arm_rtx(c, now);
+		return;
+	}
+	stk->stats.rto_fired++;
+	limit = (c->state == TCP_SYN_SENT || c->state == TCP_SYN_RECEIVED) ? stk->conf.syn_retries
+									   : stk->conf.max_retries;
+	if (c->nrtx >= limit) {
+		stk->stats.conn_timeouts++;
+		if (c->state != TCP_SYN_SENT && c->state != TCP_SYN_RECEIVED) {
+			tcp_send_ctl(c, c->snd_nxt, TH_RST | TH_ACK, now);
+			stk->stats.rst_tx++;
+		}
+		tcp_conn_fail(c, ETIMEDOUT);
+		return;
+	}
+	c->nrtx++;
+	c->rto = c->rto * 2 > stk->rto_max ? stk->rto_max : c->rto * 2;
+	c->rtt_timing = false;
+	switch (c->state) {
+	case TCP_SYN_SENT:
+		stk->stats.retransmits++;
+		c->retransmits++;
+		tcp_send_ctl(c, c->iss, TH_SYN, now);
+		tcp_arm_rtx(c, now);
+		return;
+	case TCP_SYN_RECEIVED:
+		stk->stats.retransmits++;
+		c->retransmits++;
+		tcp_send_ctl(c, c->iss, TH_SYN, now);
+		tcp_arm_rtx(c, now);
+		return;
+	default:
+		break;
+	}
+	/* RFC 5681 (4): after a timeout, one segment at a time from snd_una. */
+	{
+		uint32_t flight = c->snd_max - c->snd_una;
+		uint32_t half = flight / 2;
+
+		c->ssthresh = half > 2 * c->mss ? half : 2 * c->mss;
+	}
+	c->cwnd = c->mss;
+	c->in_recovery = false;
+	c->dupacks = 0;
+	c->recover = c->snd_max;
+	c->snd_nxt = c->snd_una;
+	c->sq_next = 0;
+	if ((c->flags & CF_FIN_SENT) && SEQ_LEQ(c->snd_una, c->fin_seq))
+		c->flags &= ~CF_FIN_SENT;
+	tcp_output(c, now);
+	if (!tcp_timer_pending(&c->t_rtx) && c->snd_una != c->snd_max)
+		tcp_arm_rtx(c, now);
+}
+
+void tcp_delack_timeout(struct tcp_timer *t, uint64_t now)
+{
+	struct tcp_conn *c = CONN_OF(t, t_delack);
+
+	c->stk->stats.delayed_acks++;
+	c->flags |= CF_ACK_NOW;
+	tcp_output(c, now);
+}

@@ -1,0 +1,665 @@
+/*
+ * tcp_stack.c - a worker's TCP: connection table, ports, events and the
+ *	application interface.
+ *
+ * SYNOPSIS
+ *	See tcp_stack.h.
+ *
+ * DESCRIPTION
+ *	Connections come from an array allocated at creation (a free list
+ *	threads the unused ones) and sit in a chained hash table keyed by the
+ *	4-tuple while the protocol needs them. A connection leaves the table
+ *	when it reaches CLOSED; its memory is recycled once the application
+ *	has released the handle too (and it is off the ready list), so a
+ *	handle stays valid until tcp_close()/tcp_abort() whatever the peer
+ *	does.
+ *
+ *	Segment arrival is in tcp_input.c, sending and the retransmission
+ *	timer in tcp_output.c.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include <netinet/in.h>
+
+#include <rte_byteorder.h>
+#include <rte_jhash.h>
+#include <rte_malloc.h>
+#include <rte_mbuf.h>
+
+#include "core/base/dmta_log.h"
+#include "tcp/tcp_stack_int.h"
+
+#define STAT(f)                                                                                    \
+	{                                                                                          \
+#f, offsetof(struct tcp_stack_stats, f)                                            \
+	}
+
+static const struct tcp_stat_name stack_stat_names[] = {
+    STAT(conns),
+    STAT(active_opens),
+    STAT(passive_opens),
+    STAT(conn_refused),
+    STAT(conn_timeouts),
+    STAT(conn_resets),
+    STAT(segs_rx),
+    STAT(segs_tx),
+    STAT(bytes_rx),
+    STAT(bytes_tx),
+    STAT(retransmits),
+    STAT(rto_fired),
+    STAT(fast_retransmits),
+    STAT(rx_malformed),
+    STAT(rx_bad_csum),
+    STAT(rx_no_conn),
+    STAT(rx_out_of_window),
+    STAT(rx_paws),
+    STAT(rx_ooo_drop),
+    STAT(rx_rcvbuf_drop),
+    STAT(challenge_acks),
+    STAT(rst_tx),
+    STAT(syn_dropped),
+    STAT(tx_no_mbuf),
+    STAT(delayed_acks),
+    STAT(zero_window_probes),
+};
+
+_Static_assert(sizeof(stack_stat_names) / sizeof(stack_stat_names[0]) ==
+		   sizeof(struct tcp_stack_stats) / sizeof(uint64_t),
+	       "tcp_stack_stats and stack_stat_names disagree");
+
+const struct tcp_stat_name *tcp_stack_stat_names(size_t *n)
+{
+	*n = sizeof(stack_stat_names) / sizeof(stack_stat_names[0]);
+	return stack_stat_names;
+}
+
+const struct tcp_stack_stats *tcp_stack_stats(const struct tcp_stack *stk)
+{
+	return &stk->stats;
+}
+
+const char *tcp_state_name(enum tcp_state s)
+{
+	static const char *const names[] = {
+	    "CLOSED",	  "LISTEN",	"SYN_SENT", "SYN_RECEIVED", "ESTABLISHED", "FIN_WAIT_1",
+	    "FIN_WAIT_2", "CLOSE_WAIT", "CLOSING",  "LAST_ACK",	    "TIME_WAIT",
+	};
+
+	return (unsigned)s < sizeof(names) / sizeof(names[0]) ? names[s] : "?";
+}
+
+enum tcp_state tcp_conn_state(const struct tcp_conn *c)
+{
+	return (enum tcp_state)c->state;
+}
+
+uint64_t tcp_conn_retransmits(const struct tcp_conn *c)
+{
+	return c->retransmits;
+}
+
+void tcp_conn_set_user(struct tcp_conn *c, void *user)
+{
+	c->user = user;
+}
+
+uint32_t tcp_readable(const struct tcp_conn *c)
+{
+	return c->rq_bytes;
+}
+
+static uint64_t ms_tsc(const struct tcp_stack *stk, uint32_t ms)
+{
+	return (uint64_t)((unsigned __int128)stk->hz * ms / 1000);
+}
+
+/* ------------------------------------------------------------------ */
+/* Table */
+
+static uint32_t conn_hash(const struct tcp_stack *stk, uint32_t raddr, uint16_t lport,
+			  uint16_t rport)
+{
+	return rte_jhash_3words(raddr, (uint32_t)lport << 16 | rport, stk->laddr,
+				stk->conf.isn_secret) &
+	       stk->hmask;
+}
+
+struct tcp_conn *tcp_conn_lookup(struct tcp_stack *stk, uint32_t laddr, uint16_t lport,
+				 uint32_t raddr, uint16_t rport)
+{
+	struct tcp_conn *c;
+
+	if (laddr != stk->laddr)
+		return NULL;
+	for (c = stk->htab[conn_hash(stk, raddr, lport, rport)]; c != NULL; c = c->hnext)
+		if (c->raddr == raddr && c->lport == lport && c->rport == rport)
+			return c;
+	return NULL;
+}
+
+static void table_remove(struct tcp_conn *c)
+{
+	struct tcp_stack *stk = c->stk;
+	struct tcp_conn **pp = &stk->htab[conn_hash(stk, c->raddr, c->lport, c->rport)];
+
+	if (!(c->flags & CF_IN_TABLE))
+		return;
+	while (*pp != c)
+		pp = &(*pp)->hnext;
+	*pp = c->hnext;
+	c->hnext = NULL;
+	c->flags &= ~CF_IN_TABLE;
+	stk->stats.conns--;
+}
+
+static void conn_timer_init(struct tcp_conn *c);
+
+/* A fresh connection in the table (state CLOSED, the caller sets it). */
+struct tcp_conn *tcp_conn_new(struct tcp_stack *stk, uint32_t raddr, uint16_t lport, uint16_t rport,
+			      uint64_t now)
+{
+	struct tcp_conn *c = stk->free_conns;
+	uint32_t h;
+
+	if (c == NULL)
+		return NULL;
+	stk->free_conns = c->hnext;
+	memset(c, 0, sizeof(*c));
+	c->stk = stk;
+	c->laddr = stk->laddr;
+	c->raddr = raddr;
+	c->lport = lport;
+	c->rport = rport;
+	c->rto = stk->rto_init;
+	c->mss = TCP_DEFAULT_MSS;
+	c->rcv_ws = 0;
+	conn_timer_init(c);
+	h = conn_hash(stk, raddr, lport, rport);
+	c->hnext = stk->htab[h];
+	stk->htab[h] = c;
+	c->flags |= CF_IN_TABLE;
+	stk->stats.conns++;
+	(void)now;
+	return c;
+}
+
+static void conn_release_buffers(struct tcp_conn *c)
+{
+	while (c->sq_count > 0) {
+		rte_pktmbuf_free(c->sq[c->sq_head]);
+		c->sq_head = (c->sq_head + 1) % TCP_SQ_SLOTS;
+		c->sq_count--;
+	}
+	c->sq_next = 0;
+	c->sq_bytes = 0;
+	while (c->rq_count > 0) {
+		rte_pktmbuf_free(c->rq[c->rq_head]);
+		c->rq_head = (c->rq_head + 1) % TCP_RQ_SLOTS;
+		c->rq_count--;
+	}
+	c->rq_bytes = 0;
+	for (uint32_t i = 0; i < c->ooo_count; i++)
+		rte_pktmbuf_free(c->ooo[i]);
+	c->ooo_count = 0;
+	c->ooo_bytes = 0;
+}
+
+static void conn_maybe_free(struct tcp_conn *c)
+{
+	struct tcp_stack *stk = c->stk;
+
+	if (c->state != TCP_CLOSED || !(c->flags & CF_USER_CLOSED) || (c->flags & CF_EV_QUEUED))
+		return;
+	c->hnext = stk->free_conns;
+	stk->free_conns = c;
+}
+
+/* The protocol is done with @c: out of the table, timers off, buffers freed. */
+void tcp_conn_set_closed(struct tcp_conn *c)
+{
+	struct tcp_stack *stk = c->stk;
+
+	c->state = TCP_CLOSED;
+	tcp_timer_cancel(&stk->wheel, &c->t_rtx);
+	tcp_timer_cancel(&stk->wheel, &c->t_delack);
+	tcp_timer_cancel(&stk->wheel, &c->t_misc);
+	table_remove(c);
+	/* Unread data stays readable after a clean close; not after a failure. */
+	if (c->error != 0 || (c->flags & CF_USER_CLOSED))
+		conn_release_buffers(c);
+	else
+		while (c->sq_count > 0) {
+			rte_pktmbuf_free(c->sq[c->sq_head]);
+			c->sq_head = (c->sq_head + 1) % TCP_SQ_SLOTS;
+			c->sq_count--;
+		}
+	conn_maybe_free(c);
+}
+
+void tcp_conn_fail(struct tcp_conn *c, int error)
+{
+	c->error = error;
+	tcp_conn_event(c, TCP_EV_ERROR, error);
+	tcp_conn_set_closed(c);
+}
+
+void tcp_conn_event(struct tcp_conn *c, uint32_t ev, int error)
+{
+	struct tcp_stack *stk = c->stk;
+
+	if (c->flags & CF_USER_CLOSED)
+		return;
+	c->ev |= ev;
+	if (error != 0)
+		c->error = error;
+	if (c->flags & CF_EV_QUEUED)
+		return;
+	c->flags |= CF_EV_QUEUED;
+	c->ev_next = NULL;
+	if (stk->ev_tail != NULL)
+		stk->ev_tail->ev_next = c;
+	else
+		stk->ev_head = c;
+	stk->ev_tail = c;
+}
+
+uint16_t tcp_stack_poll(struct tcp_stack *stk, struct tcp_event *ev, uint16_t max)
+{
+	uint16_t n = 0;
+
+	while (n < max && stk->ev_head != NULL) {
+		struct tcp_conn *c = stk->ev_head;
+
+		stk->ev_head = c->ev_next;
+		if (stk->ev_head == NULL)
+			stk->ev_tail = NULL;
+		c->flags &= ~CF_EV_QUEUED;
+		if (c->flags & CF_USER_CLOSED) {
+			/* Released while queued: nothing to tell, maybe free now. */
+			c->ev = 0;
+			conn_maybe_free(c);
+			continue;
+		}
+		ev[n].conn = c;
+		ev[n].user = c->user;
+		ev[n].events = c->ev;
+		ev[n].error = c->error;
+		c->ev = 0;
+		n++;
+	}
+	return n;
+}
+
+/* ------------------------------------------------------------------ */
+/* Timers that are not about retransmission */
+
+static void misc_timeout(struct tcp_timer *t, uint64_t now)
+{
+	struct tcp_conn *c = CONN_OF(t, t_misc);
+
+	(void)now;
+	switch (c->state) {
+	case TCP_SYN_SENT:
+		c->stk->stats.conn_timeouts++;
+		tcp_conn_fail(c, ETIMEDOUT);
+		break;
+	case TCP_TIME_WAIT:
+	case TCP_FIN_WAIT_2:
+		tcp_conn_set_closed(c);
+		break;
+	default:
+		break;
+	}
+}
+
+static void conn_timer_init(struct tcp_conn *c)
+{
+	tcp_timer_init(&c->t_rtx, tcp_rtx_timeout);
+	tcp_timer_init(&c->t_delack, tcp_delack_timeout);
+	tcp_timer_init(&c->t_misc, misc_timeout);
+}
+
+void tcp_enter_time_wait(struct tcp_conn *c, uint64_t now)
+{
+	struct tcp_stack *stk = c->stk;
+
+	c->state = TCP_TIME_WAIT;
+	tcp_timer_cancel(&stk->wheel, &c->t_rtx);
+	tcp_timer_arm(&stk->wheel, &c->t_misc, now + stk->time_wait);
+	tcp_conn_event(c, TCP_EV_CLOSED, 0);
+}
+
+void tcp_stack_tick(struct tcp_stack *stk, uint64_t now_tsc)
+{
+	tcp_wheel_run(&stk->wheel, now_tsc);
+}
+
+/* ------------------------------------------------------------------ */
+/* Create / free */
+
+struct tcp_stack *tcp_stack_create(const struct tcp_stack_conf *conf, struct tcp_netif *nif,
+				   struct rte_mempool *pool, int socket_id, uint64_t now_tsc)
+{
+	struct tcp_stack *stk;
+	uint32_t nb = 1;
+
+	if (conf == NULL || nif == NULL || pool == NULL || conf->port_lo == 0 ||
+	    conf->port_hi < conf->port_lo || conf->max_conns == 0 || conf->max_conns > (1u << 24) ||
+	    conf->sndbuf == 0 || conf->rcvbuf < 1024 || conf->rcvbuf > (1u << 30) ||
+	    conf->rto_min_ms == 0 || conf->rto_max_ms < conf->rto_min_ms ||
+	    conf->rto_init_ms == 0 || conf->time_wait_ms == 0) {
+		errno = EINVAL;
+		return NULL;
+	}
+	stk = rte_zmalloc_socket("tcp_stack", sizeof(*stk), RTE_CACHE_LINE_SIZE, socket_id);
+	if (stk == NULL) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	while (nb < conf->max_conns)
+		nb <<= 1;
+	stk->conf = *conf;
+	stk->nif = nif;
+	stk->pool = pool;
+	stk->conns = rte_zmalloc_socket("tcp_conns", sizeof(struct tcp_conn) * conf->max_conns,
+					RTE_CACHE_LINE_SIZE, socket_id);
+	stk->htab = rte_zmalloc_socket("tcp_htab", sizeof(struct tcp_conn *) * nb,
+				       RTE_CACHE_LINE_SIZE, socket_id);
+	if (stk->conns == NULL || stk->htab == NULL) {
+		rte_free(stk->conns);
+		rte_free(stk->htab);
+		rte_free(stk);
+		errno = ENOMEM;
+		return NULL;
+	}
+	stk->hmask = nb - 1;
+	for (uint32_t i = conf->max_conns; i-- > 0;) {
+		stk->conns[i].hnext = stk->free_conns;
+		stk->free_conns = &stk->conns[i];
+	}
+	stk->laddr = tcp_netif_ip(nif);
+	stk->hz = tcp_netif_tsc_hz(nif);
+	stk->our_mss = tcp_netif_mtu(nif) - 40;
+	while (stk->rcv_ws < TCP_MAX_WSCALE && (conf->rcvbuf >> stk->rcv_ws) > 65535)
+		stk->rcv_ws++;
+	stk->tsc_per_ts = stk->hz / TCP_TS_HZ;
+	if (stk->tsc_per_ts == 0)
+		stk->tsc_per_ts = 1;
+	stk->rto_init = ms_tsc(stk, conf->rto_init_ms);
+	stk->rto_min = ms_tsc(stk, conf->rto_min_ms);
+	stk->rto_max = ms_tsc(stk, conf->rto_max_ms);
+	stk->delack = ms_tsc(stk, conf->delack_ms);
+	stk->time_wait = ms_tsc(stk, conf->time_wait_ms);
+	stk->connect_timeout = ms_tsc(stk, conf->connect_timeout_ms);
+	stk->next_port = conf->port_lo;
+	/* One tick per millisecond (at least one TSC cycle). */
+	tcp_wheel_init(&stk->wheel, now_tsc, stk->tsc_per_ts);
+	if (tcp_netif_set_l4(nif, IPPROTO_TCP, tcp_input, stk) != 0) {
+		rte_free(stk->conns);
+		rte_free(stk->htab);
+		rte_free(stk);
+		errno = EINVAL;
+		return NULL;
+	}
+	return stk;
+}
+
+void tcp_stack_free(struct tcp_stack *stk)
+{
+	if (stk == NULL)
+		return;
+	tcp_netif_set_l4(stk->nif, IPPROTO_TCP, NULL, NULL);
+	for (uint32_t i = 0; i < stk->conf.max_conns; i++)
+		conn_release_buffers(&stk->conns[i]);
+	rte_free(stk->conns);
+	rte_free(stk->htab);
+	rte_free(stk);
+}
+
+/* ------------------------------------------------------------------ */
+/* Application interface */
+
+uint32_t tcp_isn(struct tcp_stack *stk, const struct tcp_conn *c, uint64_t now)
+{
+	/* RFC 6528: a 4 us clock plus a keyed hash of the 4-tuple. */
+	uint64_t us4 = (uint64_t)((unsigned __int128)now * 250000 / stk->hz);
+
+	return (uint32_t)us4 + rte_jhash_3words(c->raddr, (uint32_t)c->lport << 16 | c->rport,
+						c->laddr, stk->conf.isn_secret ^ 0x5bd1e995);
+}
+
+int tcp_connect(struct tcp_stack *stk, uint32_t dst, uint16_t port, void *user, uint64_t now_tsc,
+		struct tcp_conn **out)
+{
+	uint32_t range = (uint32_t)stk->conf.port_hi - stk->conf.port_lo + 1;
+	uint16_t rport = rte_cpu_to_be_16(port);
+	uint32_t host = rte_be_to_cpu_32(dst);
+	struct tcp_conn *c = NULL;
+
+	if (dst == 0 || dst == stk->laddr || port == 0 || (host >> 28) >= 0xe ||
+	    (host >> 24) == 127)
+		return -EINVAL;
+	if (stk->free_conns == NULL)
+		return -ENOBUFS;
+	for (uint32_t i = 0; i < range; i++) {
+		uint16_t lp = stk->next_port;
+
+		stk->next_port = lp == stk->conf.port_hi ? stk->conf.port_lo : lp + 1;
+		if (tcp_conn_lookup(stk, stk->laddr, rte_cpu_to_be_16(lp), dst, rport) == NULL) {
+			c = tcp_conn_new(stk, dst, rte_cpu_to_be_16(lp), rport, now_tsc);
+			break;
+		}
+	}
+	if (c == NULL)
+		return -EADDRNOTAVAIL;
+	c->user = user;
+	c->state = TCP_SYN_SENT;
+	c->iss = tcp_isn(stk, c, now_tsc);
+	c->snd_una = c->iss;
+	c->snd_nxt = c->iss + 1;
+	c->snd_max = c->snd_nxt;
+	c->rcv_ws = stk->rcv_ws;
+	stk->stats.active_opens++;
+	tcp_send_ctl(c, c->iss, TH_SYN, now_tsc);
+	tcp_arm_rtx(c, now_tsc);
+	if (stk->connect_timeout != 0)
+		tcp_timer_arm(&stk->wheel, &c->t_misc, now_tsc + stk->connect_timeout);
+	*out = c;
+	return 0;
+}
+
+int tcp_listen(struct tcp_stack *stk, uint16_t port, void *user)
+{
+	struct tcp_listener *free_l = NULL;
+	uint16_t p = rte_cpu_to_be_16(port);
+
+	if (port == 0)
+		return -EINVAL;
+	for (unsigned i = 0; i < TCP_LISTEN_MAX; i++) {
+		if (stk->listeners[i].port == p)
+			return -EADDRINUSE;
+		if (stk->listeners[i].port == 0 && free_l == NULL)
+			free_l = &stk->listeners[i];
+	}
+	if (free_l == NULL)
+		return -ENOBUFS;
+	free_l->port = p;
+	free_l->user = user;
+	return 0;
+}
+
+void tcp_unlisten(struct tcp_stack *stk, uint16_t port)
+{
+	for (unsigned i = 0; i < TCP_LISTEN_MAX; i++)
+		if (stk->listeners[i].port == rte_cpu_to_be_16(port))
+			stk->listeners[i].port = 0;
+}
+
+ssize_t tcp_send(struct tcp_conn *c, const void *buf, size_t len, uint64_t now_tsc)
+{
+	struct tcp_stack *stk = c->stk;
+	const uint8_t *p = buf;
+	size_t done = 0;
+
+	if (c->error != 0)
+		return -EPIPE;
+	if ((c->state != TCP_ESTABLISHED && c->state != TCP_CLOSE_WAIT) ||
+	    (c->flags & CF_FIN_PENDING))
+		return -ENOTCONN;
+	while (done < len && c->sq_bytes < stk->conf.sndbuf) {
+		size_t room = stk->conf.sndbuf - c->sq_bytes;
+		struct rte_mbuf *tail = NULL;
+		size_t n;
+		char *dst;
+
+		/* Top up the last segment if it has not been sent yet. */
+		if (c->sq_count > c->sq_next) {
+			tail = c->sq[(c->sq_head + c->sq_count - 1) % TCP_SQ_SLOTS];
+			if (rte_pktmbuf_data_len(tail) >= c->mss)
+				tail = NULL;
+		}
+		if (tail == NULL) {
+			if (c->sq_count == TCP_SQ_SLOTS)
+				break;
+			tail = rte_pktmbuf_alloc(stk->pool);
+			if (tail == NULL) {
+				stk->stats.tx_no_mbuf++;
+				break;
+			}
+			c->sq[(c->sq_head + c->sq_count) % TCP_SQ_SLOTS] = tail;
+			c->sq_count++;
+		}
+		n = c->mss - rte_pktmbuf_data_len(tail);
+		if (n > rte_pktmbuf_tailroom(tail))
+			n = rte_pktmbuf_tailroom(tail);
+		if (n > len - done)
+			n = len - done;
+		if (n > room)
+			n = room;
+		dst = rte_pktmbuf_append(tail, (uint16_t)n);
+		memcpy(dst, p + done, n);
+		done += n;
+		c->sq_bytes += (uint32_t)n;
+	}
+	if (done < len)
+		c->flags |= CF_WANT_WRITE;
+	if (done == 0 && len > 0 && c->sq_bytes < stk->conf.sndbuf)
+		return -ENOBUFS;
+	tcp_output(c, now_tsc);
+	return (ssize_t)done;
+}
+
+ssize_t tcp_recv(struct tcp_conn *c, void *buf, size_t len, uint64_t now_tsc)
+{
+	uint32_t before = tcp_rcv_window(c);
+	uint8_t *p = buf;
+	size_t done = 0;
+
+	while (done < len && c->rq_count > 0) {
+		struct rte_mbuf *m = c->rq[c->rq_head];
+		size_t n = rte_pktmbuf_data_len(m);
+
+		if (n > len - done)
+			n = len - done;
+		memcpy(p + done, rte_pktmbuf_mtod(m, void *), n);
+		done += n;
+		c->rq_bytes -= (uint32_t)n;
+		rte_pktmbuf_adj(m, (uint16_t)n);
+		if (rte_pktmbuf_data_len(m) == 0) {
+			rte_pktmbuf_free(m);
+			c->rq_head = (c->rq_head + 1) % TCP_RQ_SLOTS;
+			c->rq_count--;
+		}
+	}
+	if (done == 0 && len > 0) {
+		if (c->flags & CF_RCVD_FIN)
+			return 0;
+		if (c->error != 0 || c->state == TCP_SYN_SENT || c->state == TCP_CLOSED)
+			return -ENOTCONN;
+		return -EAGAIN;
+	}
+	/* Window update: tell the peer when the window opened by two segments or from zero. */
+	if (c->state == TCP_ESTABLISHED || c->state == TCP_FIN_WAIT_1 ||
+	    c->state == TCP_FIN_WAIT_2) {
+		uint32_t after = tcp_rcv_window(c);
+
+		if ((before == 0 && after > 0) || after - before >= 2 * c->mss) {
+			c->flags |= CF_ACK_NOW;
+			tcp_output(c, now_tsc);
+		}
+	}
+	return (ssize_t)done;
+}
+
+int tcp_shutdown(struct tcp_conn *c, uint64_t now_tsc)
+{
+	switch (c->state) {
+	case TCP_ESTABLISHED:
+		c->state = TCP_FIN_WAIT_1;
+		break;
+	case TCP_CLOSE_WAIT:
+		c->state = TCP_LAST_ACK;
+		break;
+	default:
+		return -ENOTCONN;
+	}
+	c->flags |= CF_FIN_PENDING;
+	tcp_output(c, now_tsc);
+	return 0;
+}
+
+void tcp_abort(struct tcp_conn *c, uint64_t now_tsc)
+{
+	c->flags |= CF_USER_CLOSED;
+	switch (c->state) {
+	case TCP_SYN_RECEIVED:
+	case TCP_ESTABLISHED:
+	case TCP_FIN_WAIT_1:
+	case TCP_FIN_WAIT_2:
+	case TCP_CLOSE_WAIT:
+	case TCP_CLOSING:
+	case TCP_LAST_ACK:
+		tcp_send_ctl(c, c->snd_nxt, TH_RST | TH_ACK, now_tsc);
+		c->stk->stats.rst_tx++;
+		break;
+	default:
+		break;
+	}
+	if (c->state != TCP_CLOSED) {
+		c->error = ECONNABORTED;
+		tcp_conn_set_closed(c);
+	} else {
+		conn_release_buffers(c);
+		conn_maybe_free(c);
+	}
+}
+
+void tcp_close(struct tcp_conn *c, uint64_t now_tsc)
+{
+	if (c->rq_bytes > 0) {
+		tcp_abort(c, now_tsc);
+		return;
+	}
+	c->flags |= CF_USER_CLOSED;
+	switch (c->state) {
+	case TCP_ESTABLISHED:
+	case TCP_CLOSE_WAIT:
+		tcp_shutdown(c, now_tsc);
+		break;
+	case TCP_SYN_SENT:
+	case TCP_SYN_RECEIVED:
+		tcp_conn_set_closed(c);
+		break;
+	case TCP_FIN_WAIT_2:
+		/* The peer may never close: do not wait for it forever. */
+		tcp_timer_arm(&c->stk->wheel, &c->t_misc, now_tsc + c->stk->time_wait);
+		break;
+	case TCP_CLOSED:
+		conn_release_buffers(c);
+		conn_maybe_free(c);
+		break;
+	default:
+		break; /* FIN_WAIT_1, CLOSING, LAST_ACK, TIME_WAIT: finishing */
+	}
+}

@@ -1,0 +1,251 @@
+/*
+ * tcp_stack.h - the userspace TCP of one worker: connections over a netif.
+ *
+ * SYNOPSIS
+ *	#include "tcp/tcp_stack.h"
+ *
+ *	stk = tcp_stack_create(&conf, nif, pool, socket_id, now);
+ *	tcp_connect(stk, dst_ip, 25, my_session, now, &conn);
+ *	tcp_listen(stk, 2525, my_listener);
+ *	loop:
+ *		rx burst -> tcp_netif_input()   (TCP segments reach the stack)
+ *		tcp_stack_tick(stk, now);        (every ~1 ms: timers)
+ *		n = tcp_stack_poll(stk, ev, 64);
+ *		for each event: tcp_recv() / tcp_send() / tcp_close() ...
+ *		tcp_netif_tx_drain() -> tx burst
+ *	tcp_stack_free(stk);
+ *
+ * DESCRIPTION
+ *	One stack per worker, on top of that worker's netif, sharing nothing:
+ *	no locks, no system calls, no allocation after creation except mbufs.
+ *	Connections live in a table keyed by the 4-tuple; local ports for
+ *	active opens come from the range [port_lo, port_hi] given to this
+ *	worker (disjoint ranges let a dispatcher steer replies by port).
+ *
+ *	Events: the stack never calls the application. Whatever happens to a
+ *	connection sets event bits on it and queues it (once) on a ready list;
+ *	tcp_stack_poll() hands out one struct tcp_event per connection with
+ *	all its bits. So the application is never re-entered from inside the
+ *	stack and may do anything (send, close) while handling an event.
+ *
+ *	Buffers: tcp_send() copies the caller's bytes into mbufs once, cut at
+ *	the connection's MSS; the send queue keeps those mbufs until they are
+ *	acknowledged, and every (re)transmission sends a fresh header mbuf
+ *	chained to a clone of the data mbuf, so data is never copied again.
+ *	Received in-order data stays in the received mbufs until tcp_recv().
+ *
+ *	Protocol: RFC 9293 state machine; RFC 5961 RST and SYN checks
+ *	(challenge ACKs); RFC 6298 RTO with Karn's rule and exponential
+ *	backoff; RFC 5681/6582 slow start, congestion avoidance, fast
+ *	retransmit and NewReno recovery; RFC 7323 window scale, timestamps
+ *	(RTT measurement, PAWS); MSS from the netif's MTU; delayed ACKs;
+ *	zero-window probes; SYN retries and a connect deadline; TIME_WAIT.
+ *	Not yet: SACK, out-of-order queueing (out-of-order segments are
+ *	dropped and a duplicate ACK sent, which NewReno recovers from),
+ *	checksum offload, TIME_WAIT reuse.
+ *
+ * OWNERSHIP
+ *	A connection handle returned by tcp_connect() or announced by a
+ *	TCP_EV_ACCEPTED event belongs to the application until it calls
+ *	tcp_close() or tcp_abort(); after that the handle must not be used
+ *	and the stack frees the connection when the protocol is done with it.
+ */
+#ifndef TCP_STACK_H
+#define TCP_STACK_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <rte_mempool.h>
+
+#include "tcp/tcp_netif.h"
+#include "tcp/tcp_stat.h"
+
+/** Configuration of a stack; copied by tcp_stack_create(). Times in ms. */
+struct tcp_stack_conf {
+	uint16_t port_lo, port_hi;   /**< local ports for active opens (host order) */
+	uint32_t max_conns;	     /**< connections at once (all states) */
+	uint32_t sndbuf;	     /**< bytes queued for sending per connection */
+	uint32_t rcvbuf;	     /**< bytes held for reading per connection */
+	uint32_t rto_init_ms;	     /**< initial RTO (RFC 6298: 1000) */
+	uint32_t rto_min_ms;	     /**< lower bound (RFC 6298: 1000; Linux: 200) */
+	uint32_t rto_max_ms;	     /**< upper bound (>= 60000) */
+	uint32_t syn_retries;	     /**< SYN (or SYN-ACK) retransmissions before giving up */
+	uint32_t max_retries;	     /**< data retransmissions of one segment before ETIMEDOUT */
+	uint32_t connect_timeout_ms; /**< deadline for an active open, 0 = SYN retries only */
+	uint32_t delack_ms;	     /**< delayed-ACK timeout (e.g. 40) */
+	uint32_t time_wait_ms;	     /**< TIME_WAIT (2 MSL) and orphaned FIN_WAIT_2 hold */
+	uint32_t isn_secret;	     /**< RFC 6528 secret for initial sequence numbers */
+};
+
+/** Connection states (RFC 9293 3.3.2). */
+enum tcp_state {
+	TCP_CLOSED = 0,
+	TCP_LISTEN,
+	TCP_SYN_SENT,
+	TCP_SYN_RECEIVED,
+	TCP_ESTABLISHED,
+	TCP_FIN_WAIT_1,
+	TCP_FIN_WAIT_2,
+	TCP_CLOSE_WAIT,
+	TCP_CLOSING,
+	TCP_LAST_ACK,
+	TCP_TIME_WAIT,
+};
+
+/** Event bits of struct tcp_event. */
+enum {
+	TCP_EV_CONNECTED = 1 << 0,   /**< active open completed */
+	TCP_EV_ACCEPTED = 1 << 1,    /**< a new connection on a listening port; user = listener's */
+	TCP_EV_READABLE = 1 << 2,    /**< data to tcp_recv() */
+	TCP_EV_WRITABLE = 1 << 3,    /**< send space again after a short tcp_send() */
+	TCP_EV_PEER_CLOSED = 1 << 4, /**< the peer sent FIN: tcp_recv() returns 0 after the data */
+	TCP_EV_ERROR = 1 << 5,	     /**< connection failed; error says why; it is closed */
+	TCP_EV_CLOSED = 1 << 6, /**< after tcp_shutdown(): our FIN acked and the peer's received */
+};
+
+/** One connection's news, from tcp_stack_poll(). */
+struct tcp_event {
+	struct tcp_conn *conn; /**< the connection */
+	void *user;	       /**< its user pointer */
+	uint32_t events;       /**< TCP_EV_* bits */
+	int error;	       /**< with TCP_EV_ERROR: ECONNREFUSED, ECONNRESET, ETIMEDOUT */
+};
+
+/** Counters of a stack (all uint64_t; see tcp_stack_stat_names()). */
+struct tcp_stack_stats {
+	uint64_t conns;		     /**< connections in the table now (gauge) */
+	uint64_t active_opens;	     /**< tcp_connect() calls that sent a SYN */
+	uint64_t passive_opens;	     /**< connections accepted */
+	uint64_t conn_refused;	     /**< active opens answered by RST */
+	uint64_t conn_timeouts;	     /**< connections given up by the retransmission timer */
+	uint64_t conn_resets;	     /**< established connections reset by the peer */
+	uint64_t segs_rx;	     /**< segments received */
+	uint64_t segs_tx;	     /**< segments sent */
+	uint64_t bytes_rx;	     /**< payload bytes accepted in order */
+	uint64_t bytes_tx;	     /**< payload bytes sent (first transmissions) */
+	uint64_t retransmits;	     /**< segments sent again (timeout or fast retransmit) */
+	uint64_t rto_fired;	     /**< retransmission timeouts */
+	uint64_t fast_retransmits;   /**< NewReno entries into fast recovery */
+	uint64_t rx_malformed;	     /**< drop: short, bad offset, bad options */
+	uint64_t rx_bad_csum;	     /**< drop: checksum wrong */
+	uint64_t rx_no_conn;	     /**< segments for no connection (RST sent unless RST) */
+	uint64_t rx_out_of_window;   /**< drop: unacceptable sequence number (ACK sent) */
+	uint64_t rx_paws;	     /**< drop: timestamp older than ts_recent (RFC 7323 PAWS) */
+	uint64_t rx_ooo_drop;	     /**< drop: out-of-order data (no reassembly queue yet) */
+	uint64_t rx_rcvbuf_drop;     /**< drop: receive buffer full */
+	uint64_t challenge_acks;     /**< RFC 5961 challenge ACKs sent */
+	uint64_t rst_tx;	     /**< resets sent */
+	uint64_t syn_dropped;	     /**< drop: SYN for a listener while the table is full */
+	uint64_t tx_no_mbuf;	     /**< segments not sent: pool empty */
+	uint64_t delayed_acks;	     /**< ACKs sent by the delayed-ACK timer */
+	uint64_t zero_window_probes; /**< probes sent to a zero window */
+};
+
+struct tcp_stack;
+struct tcp_conn;
+
+/**
+ * Create a stack over @p nif and register it as the netif's TCP handler.
+ * @param conf      configuration (copied)
+ * @param nif       the worker's netif; must outlive the stack
+ * @param pool      mbufs for segments (headers, data, clones)
+ * @param socket_id NUMA socket for the connection table
+ * @param now_tsc   current TSC (timer wheel origin)
+ * @return the stack, or NULL with errno EINVAL or ENOMEM
+ */
+struct tcp_stack *tcp_stack_create(const struct tcp_stack_conf *conf, struct tcp_netif *nif,
+				   struct rte_mempool *pool, int socket_id, uint64_t now_tsc);
+
+/** Free the stack, every connection and every mbuf it holds. NULL is allowed. */
+void tcp_stack_free(struct tcp_stack *stk);
+
+/** Run due timers. Call every ~1 ms. */
+void tcp_stack_tick(struct tcp_stack *stk, uint64_t now_tsc);
+
+/**
+ * Take up to @p max events, one per connection with news.
+ * @return the number written to @p ev
+ */
+uint16_t tcp_stack_poll(struct tcp_stack *stk, struct tcp_event *ev, uint16_t max);
+
+/**
+ * Open a connection to @p dst : @p port.
+ * @param dst  IPv4 address, network byte order
+ * @param port TCP port, host order
+ * @param user the application's pointer, given back in events
+ * @param out  set to the connection (the application's handle)
+ * @return 0 (SYN sent; TCP_EV_CONNECTED or TCP_EV_ERROR follows),
+ *         -EADDRNOTAVAIL (no free local port), -ENOBUFS (table full),
+ *         -EINVAL (bad address or port)
+ */
+int tcp_connect(struct tcp_stack *stk, uint32_t dst, uint16_t port, void *user, uint64_t now_tsc,
+		struct tcp_conn **out);
+
+/**
+ * Accept connections on local @p port (host order); each arrives as a
+ * TCP_EV_ACCEPTED event carrying @p user.
+ * @return 0, -EADDRINUSE, -ENOBUFS (too many listeners)
+ */
+int tcp_listen(struct tcp_stack *stk, uint16_t port, void *user);
+
+/** Stop accepting on @p port (connections already accepted go on). */
+void tcp_unlisten(struct tcp_stack *stk, uint16_t port);
+
+/** Set the user pointer given back in this connection's events. */
+void tcp_conn_set_user(struct tcp_conn *c, void *user);
+
+/**
+ * Queue up to @p len bytes for sending (copied once into mbufs).
+ * @return bytes queued (less than @p len when the send buffer fills:
+ *         TCP_EV_WRITABLE follows when there is room), -ENOTCONN (not
+ *         established yet, or after shutdown), -EPIPE (connection failed),
+ *         -ENOBUFS (no mbuf and nothing queued)
+ */
+ssize_t tcp_send(struct tcp_conn *c, const void *buf, size_t len, uint64_t now_tsc);
+
+/**
+ * Copy up to @p len received bytes out, in order.
+ * @return bytes copied; 0 when the peer has closed and everything was
+ *         read; -EAGAIN when nothing is there yet; -ENOTCONN (failed or
+ *         never connected)
+ */
+ssize_t tcp_recv(struct tcp_conn *c, void *buf, size_t len, uint64_t now_tsc);
+
+/** Bytes waiting to be read. */
+uint32_t tcp_readable(const struct tcp_conn *c);
+
+/**
+ * Send FIN after the queued data (half-close). TCP_EV_CLOSED follows once
+ * everything is acknowledged and the peer has closed too.
+ * @return 0 or -ENOTCONN
+ */
+int tcp_shutdown(struct tcp_conn *c, uint64_t now_tsc);
+
+/**
+ * Release the handle. Unread data makes this an abort (RST, as RFC 2525
+ * and Linux do); otherwise the connection is shut down gracefully in the
+ * background.
+ */
+void tcp_close(struct tcp_conn *c, uint64_t now_tsc);
+
+/** Reset the connection (RST) and release the handle. */
+void tcp_abort(struct tcp_conn *c, uint64_t now_tsc);
+
+/** The connection's state. */
+enum tcp_state tcp_conn_state(const struct tcp_conn *c);
+
+/** Name of a state ("ESTABLISHED"). */
+const char *tcp_state_name(enum tcp_state s);
+
+/** Retransmissions of this connection so far. */
+uint64_t tcp_conn_retransmits(const struct tcp_conn *c);
+
+/** The stack's counters. */
+const struct tcp_stack_stats *tcp_stack_stats(const struct tcp_stack *stk);
+
+/** Names and offsets of every field of struct tcp_stack_stats. */
+const struct tcp_stat_name *tcp_stack_stat_names(size_t *n);
+
+#endif

@@ -1,0 +1,168 @@
+/*
+ * tcp_stack_int.h - private to tcp_stack.c, tcp_input.c and tcp_output.c.
+ *
+ * DESCRIPTION
+ *	struct tcp_conn and struct tcp_stack, sequence arithmetic, and the
+ *	functions the three files share. Send and receive queues are rings
+ *	of mbuf pointers inside the connection: each send-queue mbuf is one
+ *	segment's payload, cut once at tcp_send() time; snd_una is always the
+ *	sequence number of the first byte of the first mbuf (acknowledged
+ *	bytes are trimmed off its front).
+ */
+#ifndef TCP_STACK_INT_H
+#define TCP_STACK_INT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <rte_mbuf.h>
+
+#include "tcp/tcp_netif.h"
+#include "tcp/tcp_seg.h"
+#include "tcp/tcp_stack.h"
+#include "tcp/tcp_timer.h"
+
+#define TCP_SQ_SLOTS	  128 /* send-queue segments per connection */
+#define TCP_RQ_SLOTS	  128 /* receive-queue segments per connection */
+#define TCP_OOO_SLOTS	  32  /* out-of-order segments held per connection */
+#define TCP_LISTEN_MAX	  16
+#define TCP_DEFAULT_MSS	  536 /* RFC 9293 3.7.1, when the peer sends no MSS option */
+#define TCP_MAX_WSCALE	  14
+#define TCP_TS_HZ	  1000 /* our timestamp clock: 1 ms */
+#define TCP_DUPACK_THRESH 3
+
+#define SEQ_LT(a, b)  ((int32_t)((a) - (b)) < 0)
+#define SEQ_LEQ(a, b) ((int32_t)((a) - (b)) <= 0)
+#define SEQ_GT(a, b)  ((int32_t)((a) - (b)) > 0)
+#define SEQ_GEQ(a, b) ((int32_t)((a) - (b)) >= 0)
+
+/* TCP header flags */
+#define TH_FIN 0x01
+#define TH_SYN 0x02
+#define TH_RST 0x04
+#define TH_PSH 0x08
+#define TH_ACK 0x10
+
+/* struct tcp_conn.flags */
+enum {
+	CF_USER_CLOSED = 1 << 0, /* no application handle: free when CLOSED */
+	CF_FIN_PENDING = 1 << 1, /* application shut down: FIN goes after the data */
+	CF_FIN_SENT = 1 << 2,	 /* FIN is at fin_seq (sent at least once) */
+	CF_ACK_NOW = 1 << 3,	 /* an ACK must go out at the next output */
+	CF_WANT_WRITE = 1 << 4,	 /* a tcp_send() was short: TCP_EV_WRITABLE on room */
+	CF_PASSIVE = 1 << 5,	 /* opened by a listener */
+	CF_RCVD_FIN = 1 << 6,	 /* the peer's FIN is in (rcv_nxt counts it) */
+	CF_EV_QUEUED = 1 << 7,	 /* on the stack's ready list */
+	CF_IN_TABLE = 1 << 8,	 /* in the 4-tuple table */
+	CF_PERSIST = 1 << 9,	 /* t_rtx is the zero-window probe timer */
+};
+
+struct tcp_conn {
+	struct tcp_conn *hnext; /* hash chain, or free list */
+	struct tcp_conn *ev_next;
+	struct tcp_stack *stk;
+	void *user;
+	uint32_t laddr, raddr; /* network order */
+	uint16_t lport, rport; /* network order */
+	uint8_t state;	       /* enum tcp_state */
+	uint8_t snd_ws, rcv_ws;
+	uint8_t ts_on;
+	uint32_t flags;
+	uint32_t ev;
+	int error;
+
+	/* send side (RFC 9293 names) */
+	uint32_t iss, snd_una, snd_nxt, snd_max, snd_wnd, snd_wl1, snd_wl2, fin_seq;
+	uint32_t mss; /* payload bytes per segment (options excluded) */
+	uint32_t cwnd, ssthresh, recover;
+	uint32_t dupacks;
+	bool in_recovery;
+	uint32_t nrtx; /* consecutive retransmissions (timer) */
+	uint64_t retransmits;
+	uint64_t srtt, rttvar, rto; /* TSC cycles; srtt 0 = no sample yet */
+	bool rtt_timing;	    /* timing rtt_seq (no timestamps) */
+	uint32_t rtt_seq;
+	uint64_t rtt_start;
+	uint32_t ts_recent;
+
+	struct rte_mbuf *sq[TCP_SQ_SLOTS];
+	uint32_t sq_head, sq_count, sq_next; /* sq_next: segments already sent */
+	uint32_t sq_bytes;
+
+	/* receive side */
+	uint32_t irs, rcv_nxt, rcv_adv; /* rcv_adv: right edge advertised */
+	uint32_t segs_unacked;
+	struct rte_mbuf *rq[TCP_RQ_SLOTS];
+	uint32_t rq_head, rq_count, rq_bytes;
+	/* Out-of-order segments, sorted by sequence, not overlapping. */
+	struct rte_mbuf *ooo[TCP_OOO_SLOTS];
+	uint32_t ooo_seq[TCP_OOO_SLOTS];
+	uint32_t ooo_count, ooo_bytes;
+
+	struct tcp_timer t_rtx;	   /* retransmission, SYN retries, persist */
+	struct tcp_timer t_delack; /* delayed ACK */
+	struct tcp_timer t_misc;   /* connect deadline, TIME_WAIT, FIN_WAIT_2 */
+};
+
+struct tcp_listener {
+	uint16_t port; /* network order; 0 = free */
+	void *user;
+};
+
+struct tcp_stack {
+	struct tcp_stack_conf conf;
+	struct tcp_netif *nif;
+	struct rte_mempool *pool;
+	uint32_t laddr;
+	uint32_t our_mss;	 /* MSS option we send: MTU - 40 */
+	uint8_t rcv_ws;		 /* window shift we offer */
+	uint64_t hz, tsc_per_ts; /* TSC cycles per timestamp tick */
+	uint64_t rto_init, rto_min, rto_max, delack, time_wait, connect_timeout;
+	uint16_t next_port; /* host order */
+	struct tcp_stack_stats stats;
+	struct tcp_listener listeners[TCP_LISTEN_MAX];
+	struct tcp_conn *ev_head, *ev_tail;
+	struct tcp_conn *free_conns;
+	struct tcp_conn *conns; /* max_conns of them */
+	uint32_t hmask;
+	struct tcp_conn **htab;
+	struct tcp_wheel wheel;
+};
+
+/* The segment being processed. */
+struct tcp_seg {
+	uint32_t seq, ack, len; /* len: payload bytes (SYN/FIN not counted) */
+	uint32_t wnd;		/* raw window field */
+	uint8_t flags;
+	struct tcp_opts opts;
+};
+
+/* tcp_stack.c */
+void tcp_conn_event(struct tcp_conn *c, uint32_t ev, int error);
+void tcp_conn_set_closed(struct tcp_conn *c);
+void tcp_conn_fail(struct tcp_conn *c, int error);
+struct tcp_conn *tcp_conn_lookup(struct tcp_stack *stk, uint32_t laddr, uint16_t lport,
+				 uint32_t raddr, uint16_t rport);
+struct tcp_conn *tcp_conn_new(struct tcp_stack *stk, uint32_t raddr, uint16_t lport, uint16_t rport,
+			      uint64_t now);
+uint32_t tcp_isn(struct tcp_stack *stk, const struct tcp_conn *c, uint64_t now);
+void tcp_enter_time_wait(struct tcp_conn *c, uint64_t now);
+
+/* tcp_input.c */
+void tcp_input(void *arg, struct rte_mbuf *m, uint32_t hlen, uint64_t now);
+
+/* tcp_output.c */
+int tcp_send_ctl(struct tcp_conn *c, uint32_t seq, uint8_t flags, uint64_t now);
+void tcp_output(struct tcp_conn *c, uint64_t now);
+void tcp_send_rst_for(struct tcp_stack *stk, uint32_t raddr, uint16_t lport, uint16_t rport,
+		      uint32_t seq, uint32_t ack, uint8_t flags, uint64_t now);
+void tcp_rtx_timeout(struct tcp_timer *t, uint64_t now);
+void tcp_delack_timeout(struct tcp_timer *t, uint64_t now);
+void tcp_retransmit_head(struct tcp_conn *c, uint64_t now);
+void tcp_arm_rtx(struct tcp_conn *c, uint64_t now);
+uint32_t tcp_rcv_window(const struct tcp_conn *c);
+uint32_t tcp_ts_now(const struct tcp_stack *stk, uint64_t now);
+
+#define CONN_OF(t, field) ((struct tcp_conn *)((char *)(t)-offsetof(struct tcp_conn, field)))
+
+#endif

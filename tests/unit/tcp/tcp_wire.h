@@ -1,0 +1,71 @@
+/*
+ * tcp_wire.h - an in-memory wire between two tcp stacks in one process,
+ *	with seeded loss, duplication, reordering, corruption and delay.
+ *
+ * SYNOPSIS
+ *	wire_init(&w, pool, seed);              (A = 198.18.5.1, B = 198.18.5.2)
+ *	w.imp[0] = (struct wire_imp){...};      (A -> B; imp[1] is B -> A)
+ *	wire_step(&w);                          (advance 100 us: move frames, run timers)
+ *	wire_free(&w);
+ *
+ * DESCRIPTION
+ *	Each endpoint is a real tcp_netif plus tcp_stack on one mempool. A
+ *	step drains both netifs' TX FIFOs onto the wire, where each frame is,
+ *	by the direction's settings and a xorshift generator seeded by the
+ *	test, dropped, duplicated, corrupted (one random bit flipped), delayed
+ *	(base delay plus jitter) and sometimes held back further (reordered).
+ *	Frames due are copied into fresh single-segment mbufs, as a NIC would
+ *	DMA them, and given to the other netif. Time is a fake TSC at 1 MHz.
+ *	The same seed gives the same run.
+ */
+#ifndef TCP_WIRE_H
+#define TCP_WIRE_H
+
+#include <stdint.h>
+
+#include <rte_mbuf.h>
+#include <rte_mempool.h>
+
+#include "tcp/tcp_netif.h"
+#include "tcp/tcp_stack.h"
+
+#define WIRE_HZ	  1000000ULL /* fake TSC: 1 tick = 1 us */
+#define WIRE_STEP 100	     /* us per wire_step() */
+#define WIRE_MAXQ 4096
+
+/* Impairments of one direction; probabilities in parts per million. */
+struct wire_imp {
+	uint32_t loss_ppm, dup_ppm, reorder_ppm, corrupt_ppm;
+	uint32_t delay_us, jitter_us, reorder_us;
+	uint32_t drop_all; /* a peer that never answers */
+};
+
+struct wire_frame {
+	struct rte_mbuf *m;
+	uint64_t at, order;
+	int to;
+};
+
+struct wire {
+	struct rte_mempool *pool;
+	struct tcp_netif *nif[2];
+	struct tcp_stack *stk[2];
+	struct wire_imp imp[2];
+	uint64_t rnd, now, order;
+	struct wire_frame q[WIRE_MAXQ];
+	unsigned nq;
+	uint64_t sent[2], lost[2], duplicated[2], corrupted[2], reordered[2];
+};
+
+extern const uint32_t wire_ip[2]; /* network order */
+
+/* Default stack configuration used by wire_init(). */
+struct tcp_stack_conf wire_stack_conf(void);
+
+void wire_init(struct wire *w, struct rte_mempool *pool, uint64_t seed);
+void wire_init_conf(struct wire *w, struct rte_mempool *pool, uint64_t seed,
+		    const struct tcp_stack_conf *conf);
+void wire_step(struct wire *w);
+void wire_free(struct wire *w);
+
+#endif
