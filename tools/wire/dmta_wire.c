@@ -58,7 +58,8 @@
  *
  * DIAGNOSTICS
  *	Exit 0 on SIGINT/SIGTERM, 64 on a bad command line or spec (one line on
- *	stderr), 1 when the interfaces cannot be opened.
+ *	stderr), 1 when an interface cannot be opened or is deleted while the
+ *	wire runs (an interface going down and up again is survived).
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -104,6 +105,7 @@ struct wire {
 	struct wire_dir *dir[2]; /* dir[i] carries frames received on port[i] */
 	int ep, tfd, sfd, statfd;
 	uint64_t timer_ns; /* what the timerfd is armed for */
+	const char *gone;  /* an interface that was deleted */
 	uint8_t scratch[65536 + 64];
 };
 
@@ -253,8 +255,14 @@ static void rx_port(struct wire *w, int i)
 		n = recvmmsg(p->fd, msg, nb > 0 ? (unsigned)nb : 1u, MSG_DONTWAIT | MSG_TRUNC,
 			     NULL);
 		if (n <= 0) {
-			if (n < 0 && errno != EAGAIN && errno != EINTR)
+			if (n < 0 && errno != EAGAIN && errno != EINTR) {
+				char name[IF_NAMESIZE];
+
 				dmta_warn("%s: recvmmsg: %s", p->name, strerror(errno));
+				/* Down is temporary; deleted is the end of the wire. */
+				if (if_indextoname((unsigned)p->ifindex, name) == NULL)
+					w->gone = p->name;
+			}
 			for (int k = 0; k < nb; k++)
 				wire_dir_buf_put(d, buf[k]);
 			return;
@@ -435,6 +443,10 @@ static int run(struct wire *w)
 						return 0;
 				}
 			}
+		}
+		if (w->gone != NULL) {
+			dmta_err("interface %s is gone", w->gone);
+			return 1;
 		}
 		now = dmta_now_ns();
 		tx_dir(w, 0, now);
