@@ -123,8 +123,13 @@ struct smtp_session *smtp_session_new(const struct smtp_session_config *cfg)
 	if (s == NULL)
 		return NULL;
 	s->c = smtp_client_new(&cfg->client);
-	if (s->c == NULL)
-		goto fail;
+	if (s->c == NULL) {
+		int e = errno; /* EINVAL for a bad engine config, not ENOMEM */
+
+		free(s);
+		errno = e;
+		return NULL;
+	}
 	s->tls_ctx = cfg->tls_ctx;
 	s->verify = cfg->tls_verify;
 	if (cfg->tls_sni != NULL && (s->sni = strdup(cfg->tls_sni)) == NULL)
