@@ -199,7 +199,12 @@ int smtp_session_event(struct smtp_session *s, struct smtp_event *ev)
 		if (smtp_client_event(s->c, ev)) {
 			switch (ev->type) {
 			case SMTP_EV_TLS_NEEDED:
-				session_tls_begin(s);
+				/* Bytes behind the 220 may have closed the engine
+				 * (plaintext injection) before this event was taken:
+				 * then no handshake, or a ClientHello would follow
+				 * SMTP_EV_CLOSED onto the wire. */
+				if (!smtp_client_closed(s->c))
+					session_tls_begin(s);
 				continue; /* ours, not the caller's */
 			case SMTP_EV_READY:
 				s->greeted_ready = true;
