@@ -234,19 +234,25 @@ static void session_fill_obuf(struct smtp_session *s)
 {
 	if (s->state == SESSION_TLS) {
 		struct iovec iov[8];
-		size_t k;
+		size_t k, pending;
 
-		/* Encrypt only while the records fit: the engine keeps the rest. */
-		while (smtp_tls_cipher_pending(s->tls) < SESSION_OBUF &&
+		/* Encrypt only while the records fit, and only what fits: the
+		 * engine keeps the rest. One iovec can be a whole BDAT body or
+		 * a 64 KiB slice of a DATA one. */
+		while ((pending = smtp_tls_cipher_pending(s->tls)) < SESSION_OBUF &&
 		       (k = smtp_client_tx_iov(s->c, iov, 8)) > 0) {
-			size_t total = 0;
+			size_t room = SESSION_OBUF - pending, total = 0;
 
-			for (size_t i = 0; i < k; i++) {
-				if (smtp_tls_write(s->tls, iov[i].iov_base, iov[i].iov_len) < 0) {
+			for (size_t i = 0; i < k && total < room; i++) {
+				size_t len = iov[i].iov_len;
+
+				if (len > room - total)
+					len = room - total;
+				if (smtp_tls_write(s->tls, iov[i].iov_base, len) < 0) {
 					session_tls_fail(s, smtp_tls_error(s->tls));
 					return;
 				}
-				total += iov[i].iov_len;
+				total += len;
 			}
 			smtp_client_tx_done(s->c, total);
 		}
