@@ -7,6 +7,7 @@
  * closed; only what TLS still has to say, close_notify, goes out).
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -33,6 +34,7 @@ struct smtp_session {
 	bool greeted_ready; /* SMTP_EV_READY seen */
 	size_t submitted, finished;
 	char tls_desc[96];
+	char fail_text[224]; /* "454 4.7.0 TLS failed: why", for what a TLS failure fails */
 	/* TLS records for the wire: obuf[ohead, otail) */
 	size_t ohead, otail;
 	uint8_t obuf[SESSION_OBUF];
@@ -43,6 +45,10 @@ struct smtp_session {
 
 static void session_tls_fail(struct smtp_session *s, const char *why)
 {
+	/* The engine fails what is pending with one fixed text; the events
+	 * get this one instead (smtp_session_event), which says why. */
+	if (!smtp_client_closed(s->c))
+		snprintf(s->fail_text, sizeof(s->fail_text), "454 4.7.0 TLS failed: %s", why);
 	smtp_client_tls_failed(s->c, why);
 	s->state = SESSION_DONE;
 }
@@ -51,7 +57,7 @@ static void session_tls_begin(struct smtp_session *s)
 {
 	s->tls = smtp_tls_new(s->tls_ctx, s->sni, s->dest_key, s->verify);
 	if (s->tls == NULL) {
-		session_tls_fail(s, "cannot start TLS (out of memory)");
+		session_tls_fail(s, "cannot start (out of memory)");
 		return;
 	}
 	s->state = SESSION_HANDSHAKE;
@@ -211,6 +217,12 @@ int smtp_session_event(struct smtp_session *s, struct smtp_event *ev)
 				break;
 			case SMTP_EV_MSG:
 				s->finished++;
+				/* fall through */
+			case SMTP_EV_RCPT:
+				if (ev->local && ev->code == 454 && s->fail_text[0]) {
+					ev->text = s->fail_text;
+					ev->text_len = strlen(s->fail_text);
+				}
 				break;
 			case SMTP_EV_CLOSED:
 				if (s->state == SESSION_TLS)
@@ -303,7 +315,7 @@ enum smtp_deadline smtp_session_deadline(const struct smtp_session *s, uint64_t 
 void smtp_session_timeout(struct smtp_session *s)
 {
 	if (s->state == SESSION_HANDSHAKE)
-		session_tls_fail(s, "TLS handshake timed out");
+		session_tls_fail(s, "handshake timed out");
 	else
 		smtp_client_timeout(s->c);
 }
@@ -311,7 +323,7 @@ void smtp_session_timeout(struct smtp_session *s)
 void smtp_session_eof(struct smtp_session *s)
 {
 	if (s->state == SESSION_HANDSHAKE)
-		session_tls_fail(s, "connection closed during the TLS handshake");
+		session_tls_fail(s, "connection closed during the handshake");
 	else
 		smtp_client_eof(s->c);
 }
