@@ -7,6 +7,7 @@
  * closed; only what TLS still has to say, close_notify, goes out).
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -33,6 +34,7 @@ struct smtp_session {
 	bool greeted_ready; /* SMTP_EV_READY seen */
 	size_t submitted, finished;
 	char tls_desc[96];
+	char fail_text[224]; /* "454 4.7.0 TLS failed: why", for what a TLS failure fails */
 	/* TLS records for the wire: obuf[ohead, otail) */
 	size_t ohead, otail;
 	uint8_t obuf[SESSION_OBUF];
@@ -43,6 +45,10 @@ struct smtp_session {
 
 static void session_tls_fail(struct smtp_session *s, const char *why)
 {
+	/* The engine fails what is pending with one fixed text; the events
+	 * get this one instead (smtp_session_event), which says why. */
+	if (!smtp_client_closed(s->c))
+		snprintf(s->fail_text, sizeof(s->fail_text), "454 4.7.0 TLS failed: %s", why);
 	smtp_client_tls_failed(s->c, why);
 	s->state = SESSION_DONE;
 }
@@ -51,7 +57,7 @@ static void session_tls_begin(struct smtp_session *s)
 {
 	s->tls = smtp_tls_new(s->tls_ctx, s->sni, s->dest_key, s->verify);
 	if (s->tls == NULL) {
-		session_tls_fail(s, "cannot start TLS (out of memory)");
+		session_tls_fail(s, "cannot start (out of memory)");
 		return;
 	}
 	s->state = SESSION_HANDSHAKE;
@@ -123,8 +129,13 @@ struct smtp_session *smtp_session_new(const struct smtp_session_config *cfg)
 	if (s == NULL)
 		return NULL;
 	s->c = smtp_client_new(&cfg->client);
-	if (s->c == NULL)
-		goto fail;
+	if (s->c == NULL) {
+		int e = errno; /* EINVAL for a bad engine config, not ENOMEM */
+
+		free(s);
+		errno = e;
+		return NULL;
+	}
 	s->tls_ctx = cfg->tls_ctx;
 	s->verify = cfg->tls_verify;
 	if (cfg->tls_sni != NULL && (s->sni = strdup(cfg->tls_sni)) == NULL)
@@ -194,13 +205,24 @@ int smtp_session_event(struct smtp_session *s, struct smtp_event *ev)
 		if (smtp_client_event(s->c, ev)) {
 			switch (ev->type) {
 			case SMTP_EV_TLS_NEEDED:
-				session_tls_begin(s);
+				/* Bytes behind the 220 may have closed the engine
+				 * (plaintext injection) before this event was taken:
+				 * then no handshake, or a ClientHello would follow
+				 * SMTP_EV_CLOSED onto the wire. */
+				if (!smtp_client_closed(s->c))
+					session_tls_begin(s);
 				continue; /* ours, not the caller's */
 			case SMTP_EV_READY:
 				s->greeted_ready = true;
 				break;
 			case SMTP_EV_MSG:
 				s->finished++;
+				/* fall through */
+			case SMTP_EV_RCPT:
+				if (ev->local && ev->code == 454 && s->fail_text[0]) {
+					ev->text = s->fail_text;
+					ev->text_len = strlen(s->fail_text);
+				}
 				break;
 			case SMTP_EV_CLOSED:
 				if (s->state == SESSION_TLS)
@@ -224,19 +246,25 @@ static void session_fill_obuf(struct smtp_session *s)
 {
 	if (s->state == SESSION_TLS) {
 		struct iovec iov[8];
-		size_t k;
+		size_t k, pending;
 
-		/* Encrypt only while the records fit: the engine keeps the rest. */
-		while (smtp_tls_cipher_pending(s->tls) < SESSION_OBUF &&
+		/* Encrypt only while the records fit, and only what fits: the
+		 * engine keeps the rest. One iovec can be a whole BDAT body or
+		 * a 64 KiB slice of a DATA one. */
+		while ((pending = smtp_tls_cipher_pending(s->tls)) < SESSION_OBUF &&
 		       (k = smtp_client_tx_iov(s->c, iov, 8)) > 0) {
-			size_t total = 0;
+			size_t room = SESSION_OBUF - pending, total = 0;
 
-			for (size_t i = 0; i < k; i++) {
-				if (smtp_tls_write(s->tls, iov[i].iov_base, iov[i].iov_len) < 0) {
+			for (size_t i = 0; i < k && total < room; i++) {
+				size_t len = iov[i].iov_len;
+
+				if (len > room - total)
+					len = room - total;
+				if (smtp_tls_write(s->tls, iov[i].iov_base, len) < 0) {
 					session_tls_fail(s, smtp_tls_error(s->tls));
 					return;
 				}
-				total += iov[i].iov_len;
+				total += len;
 			}
 			smtp_client_tx_done(s->c, total);
 		}
@@ -287,7 +315,7 @@ enum smtp_deadline smtp_session_deadline(const struct smtp_session *s, uint64_t 
 void smtp_session_timeout(struct smtp_session *s)
 {
 	if (s->state == SESSION_HANDSHAKE)
-		session_tls_fail(s, "TLS handshake timed out");
+		session_tls_fail(s, "handshake timed out");
 	else
 		smtp_client_timeout(s->c);
 }
@@ -295,7 +323,7 @@ void smtp_session_timeout(struct smtp_session *s)
 void smtp_session_eof(struct smtp_session *s)
 {
 	if (s->state == SESSION_HANDSHAKE)
-		session_tls_fail(s, "connection closed during the TLS handshake");
+		session_tls_fail(s, "connection closed during the handshake");
 	else
 		smtp_client_eof(s->c);
 }
