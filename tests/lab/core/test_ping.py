@@ -63,6 +63,21 @@ try:
     got = ping(200, "0.01")
     check(got == 200, "ping after malformed frames: got %d replies, want 200" % got)
     print("ping after malformed frames: 200/200")
+
+    # The WAN emulator in the path, and out again, under the running dmtad.
+    lab("impair", "delay=20ms")
+    r = in_ns("ping", "-q", "-c", "20", "-i", "0.05", DMTA_IP)
+    rtt = [float(x) for x in r.stdout.split("=")[-1].split()[0].split("/")]
+    check(" 0% packet loss" in r.stdout, "impaired ping lost replies: " + r.stdout)
+    check(rtt[0] >= 40.0, "impaired min rtt %.3f ms, want >= 40 ms (20 ms each way)" % rtt[0])
+    print("impaired (delay=20ms): rtt min/avg %.1f/%.1f ms" % (rtt[0], rtt[1]))
+    bad = lab("impair", "loss=lots", check_rc=False)
+    check(bad.returncode != 0 and "loss" in bad.stderr, "bad spec accepted: %r" % bad.stderr)
+    lab("impair", "off")
+    r = in_ns("ping", "-q", "-c", "20", "-i", "0.01", DMTA_IP)
+    rtt = [float(x) for x in r.stdout.split("=")[-1].split()[0].split("/")]
+    check(" 0% packet loss" in r.stdout and rtt[0] < 10.0, "after impair off: " + r.stdout)
+    print("impair off: rtt min %.3f ms" % rtt[0])
 finally:
     rc = d.stop()
 check(rc == 0, "dmtad exit status %r after SIGTERM, want 0" % rc)
