@@ -306,7 +306,8 @@ void smtp_session_tx_done(struct smtp_session *s, size_t n)
 enum smtp_deadline smtp_session_deadline(const struct smtp_session *s, uint64_t *ms)
 {
 	if (s->state == SESSION_HANDSHAKE) {
-		*ms = 300000;
+		if (ms != NULL) /* may be NULL, as for smtp_client_deadline() */
+			*ms = 300000;
 		return SMTP_DL_TLS;
 	}
 	return smtp_client_deadline(s->c, ms);
