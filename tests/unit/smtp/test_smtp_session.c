@@ -94,6 +94,7 @@ struct srv {
 	bool inject;			 /* plaintext right behind the 220 to STARTTLS */
 	bool hold_starttls;		 /* take STARTTLS, answer nothing */
 	bool tls12;			 /* TLS 1.2 at most */
+	bool tiny_records;		 /* one TLS record per byte said */
 	/* state */
 	bool tls, peer, greeted, garbage_sent;
 	struct tls_peer p;
@@ -125,7 +126,11 @@ static void srv_flush(struct srv *v)
 static void srv_say(struct srv *v, const char *s)
 {
 	if (v->tls) {
-		tls_peer_write(&v->p, s, strlen(s));
+		if (v->tiny_records)
+			for (size_t i = 0; s[i]; i++)
+				tls_peer_write(&v->p, s + i, 1);
+		else
+			tls_peer_write(&v->p, s, strlen(s));
 		srv_flush(v);
 	} else {
 		buf_str(&v->out, s);
@@ -706,12 +711,14 @@ static void check_starttls_delivery(struct rig *r)
 	assert_int_equal(r->dropped, 0);
 }
 
-static bool use_tls12; /* for the next starttls_once/implicit_once server */
+static bool use_tls12;	      /* for the next starttls_once/implicit_once server */
+static bool use_tiny_records; /* likewise */
 
 static void starttls_once(struct rig *r, const char *key, size_t rx_chunk)
 {
 	memset(r, 0, sizeof(*r));
 	r->v.tls12 = use_tls12;
+	r->v.tiny_records = use_tiny_records;
 	r->v.ehlo_plain = ehlo_starttls;
 	r->v.ehlo_tls = ehlo_pipe;
 	r->rx_chunk = rx_chunk;
@@ -751,6 +758,7 @@ static void implicit_once(struct rig *r, size_t rx_chunk, bool tx_partial)
 {
 	memset(r, 0, sizeof(*r));
 	r->v.tls12 = use_tls12;
+	r->v.tiny_records = use_tiny_records;
 	r->v.implicit = true;
 	r->v.ehlo_tls = ehlo_pipe;
 	r->rx_chunk = rx_chunk;
@@ -951,6 +959,55 @@ static void test_byte_at_a_time(void **state)
 	rig_end(&r);
 	implicit_once(&r, 1, true);
 	rig_end(&r);
+	/* Every reply byte in a record of its own, the records whole. */
+	use_tiny_records = true;
+	starttls_once(&r, "mx.test:25", 0);
+	rig_end(&r);
+	implicit_once(&r, 0, true);
+	rig_end(&r);
+	use_tiny_records = false;
+}
+
+/* Two messages on one TLS connection, the second submitted once the
+ * session is idle; and plaintext through partial writes. */
+static void test_idle_then_more(void **state)
+{
+	struct rig r = {.v = {.ehlo_plain = ehlo_starttls, .ehlo_tls = ehlo_pipe}};
+
+	(void)state;
+	rig_start(&r, SMTP_TLS_OPPORTUNISTIC, "mx.test", "mx.test:25", false);
+	assert_int_equal(smtp_session_submit(r.s, &msg1), 0);
+	rig_run(&r);
+	assert_string_equal(buf_cstr(&r.ev), "G220 R r0:k250 Mk250:1/0/0 ");
+	assert_true(smtp_session_ready(r.s));
+	assert_int_equal(smtp_session_deadline(r.s, NULL), SMTP_DL_NONE);
+	assert_int_equal(strncmp(smtp_session_tls(r.s), "TLSv1.3 ", 8), 0);
+	assert_int_equal(smtp_session_submit(r.s, &msg3), 0);
+	assert_false(smtp_session_ready(r.s));
+	smtp_session_quit(r.s);
+	rig_run(&r);
+	assert_string_equal(buf_cstr(&r.ev), "G220 R r0:k250 Mk250:1/0/0 r0:k250 r1:k250 r2:k250 "
+					     "Mk250:3/0/0 X ");
+	assert_int_equal(r.v.nrcpt, 4);
+	assert_true(r.v.close_notify);
+	check_no_plaintext(&r.v);
+	rig_end(&r);
+
+	memset(&r, 0, sizeof(r));
+	r.v.ehlo_plain = ehlo_pipe;
+	r.v.rcpt_replies = rcpt_mixed;
+	r.tx_partial = true;
+	r.seed = 99;
+	r.rx_chunk = 3;
+	rig_start(&r, SMTP_TLS_NONE, NULL, NULL, false);
+	assert_int_equal(smtp_session_submit(r.s, &msg3), 0);
+	smtp_session_quit(r.s);
+	rig_run(&r);
+	assert_string_equal(buf_cstr(&r.ev), "G220 R r1:t451 r2:p550 r0:k250 Mt250:1/1/1 X ");
+	assert_string_equal(buf_cstr(&r.v.plain), "EHLO client.test\r\n" TXN3
+						  "Subject: t\r\n\r\n..leading dot\r\nline\r\n"
+						  "...two\r\nlast\r\n.\r\nQUIT\r\n");
+	rig_end(&r);
 }
 
 /* A TLS 1.2 server: there the server's Finished and the greeting (implicit
@@ -1131,6 +1188,8 @@ static void test_deadline(void **state)
 	assert_true(r.v.wire_tls.len > 0); /* the ClientHello went out */
 	ms = 0;
 	assert_int_equal(smtp_session_deadline(r.s, &ms), SMTP_DL_TLS);
+	/* Only the kind, as smtp_client_deadline() allows. */
+	assert_int_equal(smtp_session_deadline(r.s, NULL), SMTP_DL_TLS);
 	assert_int_equal(ms, 300000);
 	smtp_session_timeout(r.s);
 	take_events(&r);
@@ -1198,6 +1257,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_starttls_injection, ctx_up, ctx_down),
 	    cmocka_unit_test_setup_teardown(test_byte_at_a_time, ctx_up, ctx_down),
 	    cmocka_unit_test_setup_teardown(test_tls12, ctx_up, ctx_down),
+	    cmocka_unit_test_setup_teardown(test_idle_then_more, ctx_up, ctx_down),
 	    cmocka_unit_test_setup_teardown(test_many_replies, ctx_up, ctx_down),
 	    cmocka_unit_test_setup_teardown(test_large_body, ctx_up, ctx_down),
 	    cmocka_unit_test_setup_teardown(test_deadline, ctx_up, ctx_down),
