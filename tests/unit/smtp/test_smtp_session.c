@@ -1087,6 +1087,52 @@ static void test_many_replies(void **state)
 	buf_free(&want);
 }
 
+/* One connection to the "mx.test:25" cache entry; returns its event log
+ * (static) and sets *reused. */
+static const char *one_conn(enum smtp_tls_policy pol, const char *sni, bool verify, bool *reused)
+{
+	static char ev[256];
+	struct rig r = {.v = {.ehlo_plain = ehlo_starttls, .ehlo_tls = ehlo_pipe}};
+
+	rig_start(&r, pol, sni, "mx.test:25", verify);
+	assert_int_equal(smtp_session_submit(r.s, &msg1), 0);
+	smtp_session_quit(r.s);
+	rig_run(&r);
+	snprintf(ev, sizeof(ev), "%s", buf_cstr(&r.ev));
+	*reused = r.v.reused;
+	rig_end(&r);
+	return ev;
+}
+
+/* Resumption skips the certificate: a connection that verifies must not
+ * resume a session that was never verified, or was verified for another
+ * name, though the caller gave the same destination key. */
+static void test_verify_and_resumption(void **state)
+{
+	static const char ok[] = "G220 R r0:k250 Mk250:1/0/0 X ";
+	static const char bad[] = "G220 r0:t454 Mt454:0/1/0 X ";
+	bool reused;
+
+	(void)state;
+	/* Opportunistic, and the name does not match: taken unverified. */
+	assert_string_equal(one_conn(SMTP_TLS_OPPORTUNISTIC, "other.test", false, &reused), ok);
+	assert_false(reused);
+	/* The same destination, now verifying: the mismatch must show. */
+	assert_string_equal(one_conn(SMTP_TLS_REQUIRED, "other.test", true, &reused), bad);
+	assert_false(reused);
+	/* Verified sessions are resumed by verifying connections... */
+	assert_string_equal(one_conn(SMTP_TLS_REQUIRED, "mx.test", true, &reused), ok);
+	assert_false(reused);
+	assert_string_equal(one_conn(SMTP_TLS_REQUIRED, "mx.test", true, &reused), ok);
+	assert_true(reused);
+	/* ...for the name they were verified for only. */
+	assert_string_equal(one_conn(SMTP_TLS_REQUIRED, "other.test", true, &reused), bad);
+	assert_false(reused);
+	/* The unverified entry still serves unverified connections. */
+	assert_string_equal(one_conn(SMTP_TLS_OPPORTUNISTIC, "other.test", false, &reused), ok);
+	assert_true(reused);
+}
+
 static void sha256(const void *p, size_t n, unsigned char md[32])
 {
 	unsigned int len = 0;
@@ -1259,6 +1305,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_tls12, ctx_up, ctx_down),
 	    cmocka_unit_test_setup_teardown(test_idle_then_more, ctx_up, ctx_down),
 	    cmocka_unit_test_setup_teardown(test_many_replies, ctx_up, ctx_down),
+	    cmocka_unit_test_setup_teardown(test_verify_and_resumption, ctx_up, ctx_down),
 	    cmocka_unit_test_setup_teardown(test_large_body, ctx_up, ctx_down),
 	    cmocka_unit_test_setup_teardown(test_deadline, ctx_up, ctx_down),
 	    cmocka_unit_test(test_config_errors),
