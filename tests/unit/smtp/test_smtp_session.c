@@ -95,6 +95,7 @@ struct srv {
 	bool hold_starttls;		 /* take STARTTLS, answer nothing */
 	bool tls12;			 /* TLS 1.2 at most */
 	bool tiny_records;		 /* one TLS record per byte said */
+	bool hrr;			 /* ask for another key share (HelloRetryRequest) */
 	/* state */
 	bool tls, peer, greeted, garbage_sent;
 	struct tls_peer p;
@@ -142,6 +143,8 @@ static void srv_tls_start(struct srv *v)
 	tls_peer_init(&v->p, sctx);
 	if (v->tls12)
 		SSL_set_max_proto_version(v->p.ssl, TLS1_2_VERSION);
+	if (v->hrr) /* the client offers an X25519 share first */
+		assert_int_equal(SSL_set1_groups_list(v->p.ssl, "P-256"), 1);
 	v->peer = true;
 }
 
@@ -572,6 +575,20 @@ static size_t check_records(const struct buf *b)
 	return n;
 }
 
+/* ClientHellos among the records (they are never encrypted). */
+static size_t client_hellos(const struct buf *b)
+{
+	size_t off = 0, n = 0;
+
+	while (off + 5 < b->len) {
+		const uint8_t *h = b->p + off;
+
+		n += h[0] == 0x16 && h[5] == 0x01;
+		off += 5 + (((size_t)h[3] << 8) | h[4]);
+	}
+	return n;
+}
+
 static bool has(const struct buf *b, const char *s)
 {
 	return b->len > 0 && memmem(b->p, b->len, s, strlen(s)) != NULL;
@@ -701,6 +718,7 @@ static void check_starttls_delivery(struct rig *r)
 			    ".\r\n|QUIT\r\n|");
 	assert_int_equal(r->v.hs_error, 0);
 	check_no_plaintext(&r->v);
+	assert_int_equal(client_hellos(&r->v.wire_tls), r->v.hrr ? 2 : 1);
 	expect_cipher(r);
 	assert_true(smtp_client_tls_active(smtp_session_client(r->s)));
 	/* QUIT, 221 and close_notify both ways. */
@@ -713,12 +731,14 @@ static void check_starttls_delivery(struct rig *r)
 
 static bool use_tls12;	      /* for the next starttls_once/implicit_once server */
 static bool use_tiny_records; /* likewise */
+static bool use_hrr;	      /* likewise */
 
 static void starttls_once(struct rig *r, const char *key, size_t rx_chunk)
 {
 	memset(r, 0, sizeof(*r));
 	r->v.tls12 = use_tls12;
 	r->v.tiny_records = use_tiny_records;
+	r->v.hrr = use_hrr;
 	r->v.ehlo_plain = ehlo_starttls;
 	r->v.ehlo_tls = ehlo_pipe;
 	r->rx_chunk = rx_chunk;
@@ -759,6 +779,7 @@ static void implicit_once(struct rig *r, size_t rx_chunk, bool tx_partial)
 	memset(r, 0, sizeof(*r));
 	r->v.tls12 = use_tls12;
 	r->v.tiny_records = use_tiny_records;
+	r->v.hrr = use_hrr;
 	r->v.implicit = true;
 	r->v.ehlo_tls = ehlo_pipe;
 	r->rx_chunk = rx_chunk;
@@ -773,6 +794,7 @@ static void implicit_once(struct rig *r, size_t rx_chunk, bool tx_partial)
 	/* TLS from the first byte, both ways; the greeting came over TLS. */
 	assert_int_equal(r->v.plain.len, 0);
 	assert_true(r->v.wire_tls.len > 0 && r->v.wire_tls.p[0] == 0x16);
+	assert_int_equal(client_hellos(&r->v.wire_tls), r->v.hrr ? 2 : 1);
 	check_records(&r->v.out);
 	check_no_plaintext(&r->v);
 	assert_false(has(&r->v.out, "220 mx.test ESMTP"));
@@ -796,6 +818,13 @@ static void test_implicit(void **state)
 	implicit_once(&r, 0, false);
 	assert_true(r.v.reused);
 	rig_end(&r);
+	/* A HelloRetryRequest: one more round trip in the handshake. */
+	use_hrr = true;
+	implicit_once(&r, 0, false);
+	rig_end(&r);
+	starttls_once(&r, "mx.hrr:25", 1);
+	rig_end(&r);
+	use_hrr = false;
 }
 
 /* 4. REQUIRED with verification: a wrong name fails the handshake, and the
