@@ -117,6 +117,28 @@ static bool session_push_plain(struct smtp_session *s)
 	return moved;
 }
 
+/*
+ * The session cache key. A resumed handshake shows no certificate, so a
+ * connection that verifies may only resume a session that was verified,
+ * and for the same name: else a session from an opportunistic connection
+ * (any certificate taken) would pass unchecked. The cache does not know
+ * how a session was made, so the key says it.
+ */
+static char *session_key(const struct smtp_session_config *cfg)
+{
+	const char *sni = cfg->tls_sni != NULL ? cfg->tls_sni : "";
+	size_t len = strlen(cfg->tls_dest_key) + strlen(sni) + sizeof(" verified ");
+	char *k = malloc(len);
+
+	if (k == NULL)
+		return NULL;
+	if (cfg->tls_verify)
+		snprintf(k, len, "%s verified %s", cfg->tls_dest_key, sni);
+	else
+		snprintf(k, len, "%s", cfg->tls_dest_key);
+	return k;
+}
+
 struct smtp_session *smtp_session_new(const struct smtp_session_config *cfg)
 {
 	struct smtp_session *s;
@@ -140,7 +162,7 @@ struct smtp_session *smtp_session_new(const struct smtp_session_config *cfg)
 	s->verify = cfg->tls_verify;
 	if (cfg->tls_sni != NULL && (s->sni = strdup(cfg->tls_sni)) == NULL)
 		goto fail;
-	if (cfg->tls_dest_key != NULL && (s->dest_key = strdup(cfg->tls_dest_key)) == NULL)
+	if (cfg->tls_dest_key != NULL && (s->dest_key = session_key(cfg)) == NULL)
 		goto fail;
 	if (cfg->client.tls == SMTP_TLS_IMPLICIT)
 		session_tls_begin(s);
@@ -306,7 +328,8 @@ void smtp_session_tx_done(struct smtp_session *s, size_t n)
 enum smtp_deadline smtp_session_deadline(const struct smtp_session *s, uint64_t *ms)
 {
 	if (s->state == SESSION_HANDSHAKE) {
-		*ms = 300000;
+		if (ms != NULL) /* may be NULL, as for smtp_client_deadline() */
+			*ms = 300000;
 		return SMTP_DL_TLS;
 	}
 	return smtp_client_deadline(s->c, ms);
