@@ -11,7 +11,7 @@
  *	dmta-queue [-c FILE] [--json] release ID... | --all
  *	dmta-queue [-c FILE] [--json] stats
  *	dmta-queue [-c FILE] [--json] check [--repair]
- *	dmta-queue [-c FILE] route DOMAIN        (not available yet)
+ *	dmta-queue [-c FILE] [--json] route DOMAIN...
  *
  * DESCRIPTION
  *	Changes are made in one spool transaction each and are durable when
@@ -35,6 +35,8 @@
 #include "core/base/dmta_conf.h"
 #include "core/base/dmta_log.h"
 #include "core/base/dmta_time.h"
+#include "dns/dns_conf.h"
+#include "dns/dns_show.h"
 #include "queue/spool.h"
 #include "tools/queue/queue_tool.h"
 
@@ -370,6 +372,40 @@ static int check(struct spool *sp, bool repair)
 	return damage && !repair ? 1 : 0;
 }
 
+/* route DOMAIN...: the destinations as the scheduler sees them. */
+static int route(const char *conf_path, int n, char **domains, bool as_json)
+{
+	struct dmta_conf *conf;
+	struct dns_config cfg;
+	char err[512];
+	int rc;
+
+	if (n < 1) {
+		fprintf(stderr, "dmta-queue: route: which domain?\n");
+		return EX_USAGE_;
+	}
+	conf = dmta_conf_load(dmta_conf_path(conf_path), err, sizeof(err));
+	if (conf == NULL) {
+		fprintf(stderr, "dmta-queue: %s\n", err);
+		return EX_CONFIG_;
+	}
+	dns_config_defaults(&cfg);
+	if (dns_config_load(&cfg, conf) != 0) {
+		dns_config_release(&cfg);
+		dmta_conf_free(conf);
+		return EX_CONFIG_;
+	}
+	rc = dns_show(&cfg, domains, n, as_json ? DNS_SHOW_JSON : 0, stdout);
+	dns_config_release(&cfg);
+	dmta_conf_free(conf);
+	if (rc < 0) {
+		fprintf(stderr, "dmta-queue: route: cannot start the resolver: %s\n",
+			strerror(-rc));
+		return EX_TEMPFAIL_;
+	}
+	return rc == 0 ? 0 : 1;
+}
+
 int main(int argc, char **argv)
 {
 	const char *conf_path = NULL, *cmd;
@@ -400,10 +436,8 @@ int main(int argc, char **argv)
 			argc--;
 			j--;
 		}
-	if (strcmp(cmd, "route") == 0) {
-		fprintf(stderr, "dmta-queue: route: not available yet (needs the DNS resolver)\n");
-		return EX_UNAVAILABLE_;
-	}
+	if (strcmp(cmd, "route") == 0)
+		return route(conf_path, argc - i, argv + i, json);
 	ro = strcmp(cmd, "list") == 0 || strcmp(cmd, "show") == 0 || strcmp(cmd, "cat") == 0 ||
 	     strcmp(cmd, "stats") == 0 || (strcmp(cmd, "check") == 0 && i == argc);
 	sp = queue_tool_open(conf_path, false, !ro, &conf, &ex);

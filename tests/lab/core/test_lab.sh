@@ -26,6 +26,15 @@ got=$(ip netns exec dmta-lab dig +time=2 @198.18.1.53 nosuch.test A | grep -o 's
 banner=$(timeout 5 bash -c 'exec 3<>/dev/tcp/198.18.1.10/25; head -n1 <&3')
 [[ "$banner" == 220* ]] && ok "smtp-sink banner: $banner" || bad "smtp-sink banner: '$banner'"
 
+# dmta-queue route shows the destination as the scheduler sees it.
+q="$DMTA_BUILD/tools/queue/dmta-queue"
+got=$("$q" -c "$("$LAB" conf)" --json route nullmx.test | jq -r '.verdict + " " + .status')
+[ "$got" = "permanent 5.1.10" ] && ok "route nullmx.test: $got" || bad "route nullmx.test: '$got'"
+got=$("$q" -c "$("$LAB" conf)" --json route multi.test | jq -r '[.hosts[].pref] | join(",")')
+[ "$got" = "10,10,20" ] && ok "route multi.test: prefs $got" || bad "route multi.test: '$got'"
+"$q" -c "$("$LAB" conf)" route >/dev/null 2>&1
+[ $? = 64 ] && ok "route without a domain: usage" || bad "route without a domain"
+
 # dmtad refuses what it cannot honour, with one line and status 1.
 conf=$(mktemp)
 trap 'rm -f "$conf"' EXIT
