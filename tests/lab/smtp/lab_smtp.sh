@@ -99,7 +99,7 @@ run "sink: nothing listening (temporary)" 75 --server 198.18.1.10:2525 --from a@
 	--to b@y.test <"$T/plain.eml"
 
 # ------------------------------------------------------------------ Postfix
-"$src/postfix_setup.sh" "$T/pf" 198.18.1.11
+"$src/../../../tools/labfiles/postfix_setup.sh" "$T/pf" 198.18.1.11
 in_ns postfix -c "$T/pf/etc" start-fg >"$T/pf.out" 2>&1 &
 pids+=($!)
 wait_port 198.18.1.11 25 || { cat "$T/pf.out" "$T/pf/maillog" 2>/dev/null; exit 1; }

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# postfix_setup.sh DIR ADDR - write a private Postfix instance's config into
-# DIR/etc that listens on ADDR:25 only and delivers everything for lab.test
-# into the Maildir DIR/mail/box/ (as nobody). Nothing system-wide is used
-# but the binaries.
+# postfix_setup.sh DIR ADDR [DOMAIN] - write a private Postfix instance's
+# config into DIR/etc that listens on ADDR:25 only and delivers everything
+# for DOMAIN (default lab.test) into the Maildir DIR/mail/box/ (as nobody).
+# Nothing system-wide is used but the binaries. Start it with
+# 'postfix -c DIR/etc start-fg' inside the namespace that holds ADDR.
 set -euo pipefail
 d=$1
 addr=$2
+domain=${3:-lab.test}
 mkdir -p "$d/etc" "$d/queue" "$d/data" "$d/mail"
 chmod 755 "$d"
 chown nobody:nogroup "$d/mail"
@@ -24,15 +26,15 @@ meta_directory = /etc/postfix
 shlib_directory = /usr/lib/postfix
 mail_owner = postfix
 setgid_group = postdrop
-myhostname = mx.lab.test
-mydomain = lab.test
-myorigin = lab.test
+myhostname = mx.$domain
+mydomain = $domain
+myorigin = $domain
 mydestination =
 inet_interfaces = $addr
 inet_protocols = ipv4
 mynetworks = 198.18.0.0/15, 127.0.0.0/8
 smtpd_recipient_restrictions = permit_mynetworks, reject
-virtual_mailbox_domains = lab.test
+virtual_mailbox_domains = $domain
 virtual_mailbox_base = $d/mail
 virtual_mailbox_maps = static:box/
 virtual_uid_maps = static:$uid
