@@ -286,7 +286,16 @@ static void rx_port(struct wire *w, int i)
 			    len - sizeof(vh[k]) > bufsize ||
 			    vh[k].gso_type != VIRTIO_NET_HDR_GSO_NONE) {
 				c->rx++;
-				c->oversize++;
+				/* Once per port: this is a set-up mistake, not weather. */
+				if (c->oversize++ == 0)
+					dmta_warn(
+					    "%s: refusing a frame larger than the MTU (%s); turn "
+					    "off TSO/GSO/GRO on the senders: ethtool -K IFACE "
+					    "tso off gso off gro off",
+					    p->name,
+					    vh[k].gso_type != VIRTIO_NET_HDR_GSO_NONE
+						? "a GSO super-frame"
+						: "truncated");
 				wire_dir_buf_put(d, buf[k]);
 				continue;
 			}

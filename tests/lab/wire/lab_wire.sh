@@ -23,6 +23,7 @@
 #   - rate=20mbit: TCP goodput of 4 MiB within 14..20.5 Mbit/s;
 #   - loss=5%,delay=20ms,jitter=10ms,reorder=1%,duplicate=1%,corrupt=0.1%:
 #     a TCP transfer of $BYTES arrives with a matching sha256;
+#   - TSO on at the sender: super-frames refused, counted, one warning;
 #   - SIGUSR1 prints counters; SIGTERM: exit status 0 and counters printed.
 set -u
 WIRE=$(readlink -f "$1")
@@ -227,7 +228,31 @@ start_wire rate=20mbit && {
 	grep 'a2b: rx=' "$TMP/wire.log" | tail -1
 }
 
-# 8. TCP across everything at once; sha256 must match.
+# 8. Super-frames: with TSO on at x0, the wire refuses them, counts them
+# and says once how to fix the set-up.
+ip netns exec $X ethtool -K x0 tso on gso on >/dev/null 2>&1
+start_wire none && {
+	head -c 1048576 /dev/zero >"$TMP/in"
+	timeout 5 ip netns exec $Y socat -u TCP-LISTEN:5001,bind=198.18.5.2,reuseaddr \
+		OPEN:/dev/null &
+	SPID=$!
+	sleep 0.3
+	timeout 3 ip netns exec $X socat -u OPEN:"$TMP/in" TCP:198.18.5.2:5001
+	kill $SPID 2>/dev/null
+	wait $SPID 2>/dev/null
+	SPID=
+	stop_wire
+	ov=$(counter a2b oversize)
+	if [ -n "$ov" ] && [ "$ov" -gt 0 ] && [ "$(grep -c 'refusing a frame' "$TMP/wire.log")" = 1 ]; then
+		ok "tso on: $ov super-frames refused, one warning"
+	else
+		bad "tso on: oversize '$ov', want > 0 and one warning"
+		cat "$TMP/wire.log"
+	fi
+}
+ip netns exec $X ethtool -K x0 tso off gso off >/dev/null 2>&1
+
+# 9. TCP across everything at once; sha256 must match.
 SPEC='loss=5%,delay=20ms,jitter=10ms,reorder=1%,duplicate=1%,corrupt=0.1%'
 start_wire "$SPEC" && {
 	tcp_xfer "$BYTES"
