@@ -142,6 +142,11 @@ static void test_spec_bad(void **state)
 		if (err[0] == '\0' || strchr(err, '\n') != NULL)
 			fail_msg("parse '%s': got message '%s', want one line", bad[i], err);
 	}
+	/* The message names the item as written. */
+	assert_int_equal(wire_spec_parse("loss=1%,b2a.delay=20", &s, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "'b2a.delay=20'"));
+	assert_int_equal(wire_spec_parse("rate=1mbit,zap=1", &s, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "unknown key 'zap'"));
 }
 
 /* ---- engine, fake clock ---- */
