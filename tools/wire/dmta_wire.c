@@ -40,12 +40,17 @@
  *
  *	Readiness: the pidfile is written once both sockets are bound and the
  *	interfaces are in promiscuous mode; from then on every frame is
- *	forwarded. Both interfaces must be up; use ethtool to turn off TSO, GSO
- *	and GRO on the interfaces whose traffic crosses the wire, since frames
- *	larger than the MTU (GSO super-frames) are refused and counted as
- *	oversize. Checksums left to the hardware (CHECKSUM_PARTIAL from a
- *	local sender on a veth) are completed in software before the frame is
- *	impaired, so corruption is visible to the receiver.
+ *	forwarded. Both interfaces must be up.
+ *
+ *	Offloads: a TCP super-frame (TSO/GSO from a local sender on a veth,
+ *	IPv4 or IPv6) is cut into MSS-sized segments, each impaired on its
+ *	own, as a NIC would have sent them (counted as tso_cut). Other frames
+ *	larger than the MTU (UDP GSO, or GRO on the wire's own interfaces) are
+ *	refused and counted as oversize, with one warning per port: turn GRO
+ *	off on the wire's interfaces (ethtool -K IFACE gro off; veths have it
+ *	off by default). Checksums left to the hardware (CHECKSUM_PARTIAL) are
+ *	completed in software before the frame is impaired, so corruption is
+ *	visible to the receiver.
  *
  *	I/O: two AF_PACKET sockets with PACKET_IGNORE_OUTGOING (the wire never
  *	sees its own transmissions), PACKET_VNET_HDR (for the checksum and GSO
@@ -97,7 +102,8 @@ struct port {
 	int fd;
 	unsigned mtu;
 	uint64_t csum_fixed;
-	uint64_t kdrops; /* frames the kernel dropped before we read them */
+	uint64_t tso_cut; /* super-frames cut into segments */
+	uint64_t kdrops;  /* frames the kernel dropped before we read them */
 };
 
 struct wire {
@@ -107,6 +113,9 @@ struct wire {
 	uint64_t timer_ns; /* what the timerfd is armed for */
 	const char *gone;  /* an interface that was deleted */
 	uint8_t scratch[65536 + 64];
+	/* Where the tail of a super-frame lands, per burst entry (see rx). */
+	uint8_t spill[BURST][65536];
+	uint8_t whole[2 * 65536]; /* a super-frame made contiguous */
 };
 
 static const char *const dir_name[2] = {"a2b", "b2a"};
@@ -131,7 +140,9 @@ static void usage(FILE *f)
 		   "--seed N           PRNG seed (default 1)\n"
 		   "--stats-interval S print counters every S seconds (default: never)\n"
 		   "--pidfile F        write the pid to F once forwarding (readiness)\n"
-		   "SIGUSR1 prints counters; SIGINT/SIGTERM exit 0.\n");
+		   "SIGUSR1 prints counters; SIGINT/SIGTERM exit 0.\n"
+		   "TCP super-frames (TSO/GSO) are cut into MSS-sized segments; other\n"
+		   "frames over the MTU are refused (keep GRO off on both IFACEs).\n");
 }
 
 static void print_stats(struct wire *w)
@@ -148,14 +159,16 @@ static void print_stats(struct wire *w)
 		dmta_info(
 		    "%s: rx=%llu forwarded=%llu lost=%llu delayed=%llu reordered=%llu "
 		    "duplicated=%llu corrupted=%llu rate_dropped=%llu overflow=%llu "
-		    "oversize=%llu tx_errors=%llu csum_fixed=%llu kernel_drops=%llu queued=%zu",
+		    "oversize=%llu tx_errors=%llu csum_fixed=%llu tso_cut=%llu kernel_drops=%llu "
+		    "queued=%zu",
 		    dir_name[i], (unsigned long long)c->rx, (unsigned long long)c->forwarded,
 		    (unsigned long long)c->lost, (unsigned long long)c->delayed,
 		    (unsigned long long)c->reordered, (unsigned long long)c->duplicated,
 		    (unsigned long long)c->corrupted, (unsigned long long)c->rate_dropped,
 		    (unsigned long long)c->overflow, (unsigned long long)c->oversize,
 		    (unsigned long long)c->tx_errors, (unsigned long long)w->port[i].csum_fixed,
-		    (unsigned long long)w->port[i].kdrops, wire_dir_queued(w->dir[i]));
+		    (unsigned long long)w->port[i].tso_cut, (unsigned long long)w->port[i].kdrops,
+		    wire_dir_queued(w->dir[i]));
 	}
 }
 
@@ -213,6 +226,69 @@ static int port_open(struct port *p)
 	return 0;
 }
 
+/* Count a refused frame; warn once per port: a set-up mistake, not weather. */
+static void oversize(struct port *p, struct wire_counters *c, const char *why)
+{
+	c->rx++;
+	if (c->oversize++ == 0)
+		dmta_warn("%s: refusing a frame (%s); turn off TSO/GSO/GRO on the senders: "
+			  "ethtool -K IFACE tso off gso off gro off",
+			  p->name, why);
+}
+
+/*
+ * A TCP super-frame of len bytes, the first bufsize in buf and the rest in
+ * the spill area of its burst entry: make it contiguous, then submit each
+ * MSS-sized segment as its own frame, as the sender's NIC would have sent
+ * them. buf goes back to the pool.
+ */
+static void rx_super(struct wire *w, int i, uint8_t *buf, size_t len,
+		     const struct virtio_net_hdr *vh, const uint8_t *spill, uint64_t now)
+{
+	struct port *p = &w->port[i];
+	struct wire_dir *d = w->dir[i];
+	struct wire_counters *c = wire_dir_counters(d);
+	size_t bufsize = wire_dir_bufsize(d);
+	uint8_t type = vh->gso_type & (uint8_t)~VIRTIO_NET_HDR_GSO_ECN;
+
+	if ((type != VIRTIO_NET_HDR_GSO_TCPV4 && type != VIRTIO_NET_HDR_GSO_TCPV6) ||
+	    len > sizeof(w->whole) || vh->gso_size == 0 || vh->hdr_len >= len) {
+		oversize(p, c, "a GSO super-frame other than TCP");
+		wire_dir_buf_put(d, buf);
+		return;
+	}
+	if (len <= bufsize) {
+		memcpy(w->whole, buf, len);
+	} else {
+		memcpy(w->whole, buf, bufsize);
+		memcpy(w->whole + bufsize, spill, len - bufsize);
+	}
+	wire_dir_buf_put(d, buf);
+	p->tso_cut++;
+	for (size_t idx = 0;; idx++) {
+		uint8_t *seg = wire_dir_buf_get(d);
+		ssize_t n;
+
+		if (seg == NULL) {
+			/* Count the segments that find no buffer as overflow. */
+			size_t left = (len - (size_t)vh->hdr_len + vh->gso_size - 1) / vh->gso_size;
+
+			left = left > idx ? left - idx : 1;
+			c->rx += left;
+			c->overflow += left;
+			return;
+		}
+		n = wire_tso_segment(w->whole, len, vh->gso_size, idx, seg, bufsize);
+		if (n <= 0) {
+			wire_dir_buf_put(d, seg);
+			if (n < 0)
+				oversize(p, c, "a TCP super-frame that cannot be cut");
+			return;
+		}
+		wire_dir_submit(d, seg, (size_t)n, now);
+	}
+}
+
 /*
  * Read up to RX_ROUNDS bursts from port i into direction i. Frames that
  * find no free buffer are still read (into scratch) and counted, so a full
@@ -228,7 +304,7 @@ static void rx_port(struct wire *w, int i)
 	for (int round = 0; round < RX_ROUNDS; round++) {
 		struct virtio_net_hdr vh[BURST];
 		struct sockaddr_ll from[BURST];
-		struct iovec iov[BURST][2];
+		struct iovec iov[BURST][3];
 		struct mmsghdr msg[BURST];
 		uint8_t *buf[BURST];
 		uint64_t now;
@@ -242,12 +318,17 @@ static void rx_port(struct wire *w, int i)
 		memset(msg, 0, sizeof(msg));
 		for (int k = 0; k < BURST; k++) {
 			iov[k][0] = (struct iovec){&vh[k], sizeof(vh[k])};
+			/*
+			 * A frame fills its buffer; a super-frame (TSO from a
+			 * sender with offloads on) runs on into spill[k].
+			 */
 			if (k < nb)
 				iov[k][1] = (struct iovec){buf[k], bufsize};
 			else
 				iov[k][1] = (struct iovec){w->scratch, sizeof(w->scratch)};
+			iov[k][2] = (struct iovec){w->spill[k], sizeof(w->spill[k])};
 			msg[k].msg_hdr.msg_iov = iov[k];
-			msg[k].msg_hdr.msg_iovlen = 2;
+			msg[k].msg_hdr.msg_iovlen = 3;
 			msg[k].msg_hdr.msg_name = &from[k];
 			msg[k].msg_hdr.msg_namelen = sizeof(from[k]);
 		}
@@ -282,15 +363,21 @@ static void rx_port(struct wire *w, int i)
 				c->overflow++;
 				continue;
 			}
-			if (len < sizeof(vh[k]) || (msg[k].msg_hdr.msg_flags & MSG_TRUNC) ||
-			    len - sizeof(vh[k]) > bufsize ||
-			    vh[k].gso_type != VIRTIO_NET_HDR_GSO_NONE) {
-				c->rx++;
-				c->oversize++;
+			if (len < sizeof(vh[k]) || (msg[k].msg_hdr.msg_flags & MSG_TRUNC)) {
+				oversize(p, c, "truncated");
 				wire_dir_buf_put(d, buf[k]);
 				continue;
 			}
 			len -= sizeof(vh[k]);
+			if (vh[k].gso_type != VIRTIO_NET_HDR_GSO_NONE) {
+				rx_super(w, i, buf[k], len, &vh[k], w->spill[k], now);
+				continue;
+			}
+			if (len > bufsize) {
+				oversize(p, c, "larger than the MTU, not GSO");
+				wire_dir_buf_put(d, buf[k]);
+				continue;
+			}
 			if ((vh[k].flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) &&
 			    wire_csum_complete(buf[k], len, vh[k].csum_start, vh[k].csum_offset) ==
 				0)

@@ -15,6 +15,7 @@
  *	void wire_dir_destroy(dir);
  *
  *	int wire_csum_complete(frame, len, start, offset);
+ *	ssize_t wire_tso_segment(frame, len, mss, idx, out, cap);
  *
  * DESCRIPTION
  *	A direction (a2b or b2a) owns a pool of `limit` frame buffers of
@@ -62,6 +63,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #define WIRE_PPB	      1000000000u
 #define WIRE_DEFAULT_LIMIT    10000u
@@ -166,5 +168,14 @@ struct wire_counters *wire_dir_counters(struct wire_dir *d);
  * do not fit in the frame.
  */
 int wire_csum_complete(uint8_t *frame, size_t len, size_t start, size_t offset);
+
+/**
+ * Segment idx of a TCP super-frame (TSO), cut at mss payload bytes, into
+ * out (cap bytes). Returns its length, 0 past the last segment, -EINVAL
+ * when the frame is not Ethernet/IPv4-or-IPv6/TCP or out is too small.
+ * See wire_tso.c.
+ */
+ssize_t wire_tso_segment(const uint8_t *frame, size_t len, size_t mss, size_t idx, uint8_t *out,
+			 size_t cap);
 
 #endif

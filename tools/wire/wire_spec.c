@@ -62,6 +62,8 @@ static const struct {
     {"burst", KEY_BURST},   {"limit", KEY_LIMIT},
 };
 
+static const char *const dir_names[2] = {"a2b", "b2a"};
+
 struct unit {
 	const char *name;
 	double mult;
@@ -301,8 +303,10 @@ int wire_spec_parse(const char *text, struct wire_spec *spec, char *err, size_t 
 				if (dir >= 0 && d != dir)
 					continue;
 				if (set_key(&out.dir[d], wire_keys[k].key, eq + 1) < 0)
-					return fail(err, errlen, "bad spec item '%s=%s': want %s",
-						    name, eq + 1, key_help(wire_keys[k].key));
+					return fail(
+					    err, errlen, "bad spec item '%s%s%s=%s': want %s",
+					    dir < 0 ? "" : dir_names[dir], dir < 0 ? "" : ".", name,
+					    eq + 1, key_help(wire_keys[k].key));
 			}
 		}
 	}

@@ -142,6 +142,11 @@ static void test_spec_bad(void **state)
 		if (err[0] == '\0' || strchr(err, '\n') != NULL)
 			fail_msg("parse '%s': got message '%s', want one line", bad[i], err);
 	}
+	/* The message names the item as written. */
+	assert_int_equal(wire_spec_parse("loss=1%,b2a.delay=20", &s, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "'b2a.delay=20'"));
+	assert_int_equal(wire_spec_parse("rate=1mbit,zap=1", &s, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "unknown key 'zap'"));
 }
 
 /* ---- engine, fake clock ---- */
@@ -586,6 +591,109 @@ static void test_csum(void **state)
 	assert_int_equal(wire_csum_complete(f, sizeof(f), l4, l4len - 2), 0);
 }
 
+/*
+ * A TCP super-frame (Ethernet, IPv4 or IPv6, TCP with 12 bytes of options,
+ * payload bytes i * 7 + 1) with FIN|PSH|CWR|ACK set, cut at mss: every
+ * segment has valid checksums, the right lengths, sequence numbers, IPv4
+ * ids and flags, and the payloads put back together equal the original.
+ */
+static void check_tso(bool v4, size_t payload, size_t mss)
+{
+	const size_t l3 = 14, l4 = l3 + (v4 ? 20 : 40), hlen = l4 + 32;
+	size_t len = hlen + payload, got = 0, nseg = (payload + mss - 1) / mss, idx;
+	uint8_t *f = calloc(1, len), *back = calloc(1, payload), seg[2048];
+	const uint32_t seq0 = 0xfffff000; /* wraps within the frame */
+
+	assert_non_null(f);
+	assert_non_null(back);
+	f[12] = v4 ? 0x08 : 0x86;
+	f[13] = v4 ? 0x00 : 0xdd;
+	if (v4) {
+		f[l3] = 0x45;
+		f[l3 + 4] = 0xab; /* id 0xabcd */
+		f[l3 + 5] = 0xcd;
+		f[l3 + 8] = 64;
+		f[l3 + 9] = 6;
+		memcpy(f + l3 + 12, (uint8_t[]){198, 18, 5, 1, 198, 18, 5, 2}, 8);
+	} else {
+		f[l3] = 0x60;
+		f[l3 + 6] = 6;
+		f[l3 + 7] = 64;
+		f[l3 + 8] = 0x20;
+		f[l3 + 24] = 0x20;
+		f[l3 + 23] = 1;
+		f[l3 + 39] = 2;
+	}
+	f[l4 + 4] = (uint8_t)(seq0 >> 24);
+	f[l4 + 5] = (uint8_t)(seq0 >> 16);
+	f[l4 + 6] = (uint8_t)(seq0 >> 8);
+	f[l4 + 7] = (uint8_t)seq0;
+	f[l4 + 12] = 0x80;			/* 32-byte header */
+	f[l4 + 13] = 0x80 | 0x10 | 0x08 | 0x01; /* CWR ACK PSH FIN */
+	for (size_t i = 0; i < payload; i++)
+		f[hlen + i] = (uint8_t)(i * 7 + 1);
+	for (idx = 0;; idx++) {
+		ssize_t n = wire_tso_segment(f, len, mss, idx, seg, sizeof(seg));
+		size_t seglen, tcplen;
+		uint32_t sum, seq;
+		uint8_t *t = seg + l4;
+
+		assert_true(n >= 0);
+		if (n == 0)
+			break;
+		seglen = (size_t)n - hlen;
+		assert_int_equal(seglen, idx + 1 < nseg ? mss : payload - (nseg - 1) * mss);
+		tcplen = (size_t)n - l4;
+		if (v4) {
+			assert_int_equal(seg[l3 + 2] << 8 | seg[l3 + 3], (size_t)n - l3);
+			assert_int_equal(seg[l3 + 4] << 8 | seg[l3 + 5], (0xabcd + idx) & 0xffff);
+			assert_int_equal(fold(sum16(seg + l3, 20, 0)), 0xffff);
+			sum = sum16(seg + l3 + 12, 8, 0);
+		} else {
+			assert_int_equal(seg[l3 + 4] << 8 | seg[l3 + 5], tcplen);
+			sum = sum16(seg + l3 + 8, 32, 0);
+		}
+		sum += 6 + (uint32_t)tcplen;
+		assert_int_equal(fold(sum16(t, tcplen, sum)), 0xffff);
+		seq = (uint32_t)t[4] << 24 | (uint32_t)t[5] << 16 | (uint32_t)t[6] << 8 | t[7];
+		assert_int_equal(seq, (uint32_t)(seq0 + idx * mss));
+		assert_int_equal(!!(t[13] & 0x80), idx == 0);
+		assert_int_equal(!!(t[13] & 0x09), idx + 1 == nseg);
+		assert_true(t[13] & 0x10);
+		memcpy(back + got, seg + hlen, seglen);
+		got += seglen;
+	}
+	assert_int_equal(idx, nseg);
+	assert_int_equal(got, payload);
+	assert_memory_equal(back, f + hlen, payload);
+	free(f);
+	free(back);
+}
+
+static void test_tso(void **state)
+{
+	uint8_t junk[100] = {0}, out[2048];
+
+	check_tso(true, 10000, 1448);
+	check_tso(true, 2896, 1448);
+	check_tso(false, 5001, 1428);
+	check_tso(false, 100, 1428);
+	/* Not IP, not TCP, short, or no room: refused. */
+	assert_int_equal(wire_tso_segment(junk, sizeof(junk), 1448, 0, out, sizeof(out)), -EINVAL);
+	junk[12] = 0x08;
+	junk[14] = 0x45;
+	junk[23] = 17;
+	assert_int_equal(wire_tso_segment(junk, sizeof(junk), 1448, 0, out, sizeof(out)), -EINVAL);
+	junk[23] = 6;
+	junk[14 + 20 + 12] = 0xf0; /* TCP header longer than the frame */
+	assert_int_equal(wire_tso_segment(junk, 60, 1448, 0, out, sizeof(out)), -EINVAL);
+	junk[14 + 20 + 12] = 0x50;
+	assert_int_equal(wire_tso_segment(junk, sizeof(junk), 1448, 0, out, 60), -EINVAL);
+	assert_int_equal(wire_tso_segment(junk, sizeof(junk), 1448, 0, out, sizeof(out)), 100);
+	assert_int_equal(wire_tso_segment(junk, sizeof(junk), 1448, 1, out, sizeof(out)), 0);
+	assert_int_equal(wire_tso_segment(junk, 10, 1448, 0, out, sizeof(out)), -EINVAL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -602,6 +710,7 @@ int main(void)
 	    cmocka_unit_test(test_burst),
 	    cmocka_unit_test(test_overflow),
 	    cmocka_unit_test(test_csum),
+	    cmocka_unit_test(test_tso),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
