@@ -51,6 +51,7 @@ enum pend_kind {
 	P_BDAT,
 	P_RSET,
 	P_QUIT,
+	P_IGNORE, /* sent before the session was given up: any reply will do */
 };
 
 struct pend {
@@ -517,6 +518,9 @@ static void session_close(struct smtp_client *c)
 
 static void send_quit(struct smtp_client *c)
 {
+	/* Replies still due for pipelined commands mean nothing now. */
+	for (size_t i = 0; i < c->pend_n; i++)
+		c->pend[(c->pend_head + i) % c->pend_cap].kind = P_IGNORE;
 	c->txn.active = false;
 	cmd_str(c, P_QUIT, "QUIT");
 	c->state = S_QUIT_SENT;
@@ -1056,6 +1060,8 @@ static void on_reply(struct smtp_client *c, const struct smtp_reply *r)
 		break;
 	case P_QUIT:
 		session_close(c);
+		break;
+	case P_IGNORE:
 		break;
 	default:
 		dmta_panic("smtp_client: bad pending kind %d", p.kind);
