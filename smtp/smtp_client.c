@@ -783,6 +783,8 @@ static void parse_ehlo(struct smtp_client *c, const struct smtp_reply *r)
 					c->auth_mechs |= SMTP_AUTH_PLAIN;
 				else if (j - i == 5 && strncasecmp(arg + i, "LOGIN", 5) == 0)
 					c->auth_mechs |= SMTP_AUTH_LOGIN;
+				else if (j - i == 7 && strncasecmp(arg + i, "XOAUTH2", 7) == 0)
+					c->auth_mechs |= SMTP_AUTH_XOAUTH2;
 				i = j + 1;
 			}
 		}
@@ -811,7 +813,18 @@ static void auth_start(struct smtp_client *c)
 	const char *u = c->cfg.auth_user, *p = c->cfg.auth_pass ? c->cfg.auth_pass : "";
 
 	c->state = S_AUTH;
-	if (c->auth_mechs & SMTP_AUTH_PLAIN) {
+	if (c->cfg.auth_xoauth2) {
+		/* "user=U^Aauth=Bearer T^A^A" */
+		size_t ul = strlen(u), plen = strlen(p), n = ul + plen + 32;
+		char *buf = malloc(n);
+
+		if (buf == NULL)
+			dmta_panic("smtp_client: out of memory");
+		n = (size_t)snprintf(buf, n, "user=%s\001auth=Bearer %s\001\001", u, p);
+		b64_cmd(c, P_AUTH_DONE, "AUTH XOAUTH2 ", buf, n);
+		OPENSSL_cleanse(buf, n);
+		free(buf);
+	} else if (c->auth_mechs & SMTP_AUTH_PLAIN) {
 		size_t ul = strlen(u), plen = strlen(p);
 		char *buf = malloc(ul + plen + 2);
 
@@ -858,7 +871,8 @@ static void after_ehlo(struct smtp_client *c)
 			send_quit(c);
 			return;
 		}
-		if (!(c->auth_mechs & (SMTP_AUTH_PLAIN | SMTP_AUTH_LOGIN))) {
+		if (!(c->auth_mechs & (c->cfg.auth_xoauth2 ? SMTP_AUTH_XOAUTH2
+							   : SMTP_AUTH_PLAIN | SMTP_AUTH_LOGIN))) {
 			fail_all_local(c, R_NOAUTH);
 			send_quit(c);
 			return;
@@ -967,6 +981,10 @@ static void on_reply(struct smtp_client *c, const struct smtp_reply *r)
 		if (cls == 2) {
 			c->authed = true;
 			set_ready(c);
+		} else if (r->code == 334 && c->cfg.auth_xoauth2) {
+			/* XOAUTH2 failure details come as a challenge; an empty
+			 * line gets the final 535. */
+			cmd_send(c, P_AUTH_DONE, 0, "", 0, 0);
 		} else {
 			/* A bad password is the sender's configuration: keep
 			 * the mail queued rather than bounce it. */

@@ -211,7 +211,7 @@ struct tcase {
 	int msgs[4]; /* M_*, ended by -1 */
 	int quit;
 	enum smtp_tls_policy tls;
-	int auth; /* 1: user/pass set, 2: and plaintext allowed */
+	int auth; /* 1: user/pass set, 2: and plaintext allowed, 3: XOAUTH2 */
 	unsigned max_rcpts;
 	int no_pipelining;
 	const char *server;
@@ -642,6 +642,39 @@ static const struct tcase cases[] = {
      "334 VXNlcm5hbWU6\r\n334 UGFzc3dvcmQ6\r\n235 ok\r\n250 ok\r\n250 ok\r\n354 go\r\n" OK BYE,
      CE "AUTH LOGIN\r\ndXNlcg==\r\nc2VjcmV0\r\n" MAIL R1 "DATA\r\n" BODY ".\r\nQUIT\r\n",
      "G220 R r0:k250 m:k1/0/0 X "},
+    {"AUTH XOAUTH2",
+     {M_PLAIN1, -1},
+     1,
+     0,
+     3,
+     0,
+     0,
+     G "250-mx.test\r\n250-AUTH PLAIN XOAUTH2\r\n250 PIPELINING\r\n"
+       "235 ok\r\n250 ok\r\n250 ok\r\n354 go\r\n" OK BYE,
+     CE "AUTH XOAUTH2 dXNlcj11c2VyAWF1dGg9QmVhcmVyIHNlY3JldAEB\r\n" MAIL R1 "DATA\r\n" BODY
+	".\r\nQUIT\r\n",
+     "G220 R r0:k250 m:k1/0/0 X "},
+    {"AUTH XOAUTH2 refused: empty line, then 535",
+     {M_PLAIN1, -1},
+     1,
+     0,
+     3,
+     0,
+     0,
+     G "250-mx.test\r\n250 AUTH XOAUTH2\r\n"
+       "334 eyJzdGF0dXMiOiI0MDEifQ==\r\n535 5.7.8 bad token\r\n" BYE,
+     CE "AUTH XOAUTH2 dXNlcj11c2VyAWF1dGg9QmVhcmVyIHNlY3JldAEB\r\n\r\nQUIT\r\n",
+     "G220 r0:t535 m:t0/1/0 X "},
+    {"AUTH XOAUTH2 configured, not offered",
+     {M_PLAIN1, -1},
+     1,
+     0,
+     3,
+     0,
+     0,
+     G EHLO_AUTH BYE,
+     CE "QUIT\r\n",
+     "G220 r0:t454 m:t0/1/0 X "},
     {"AUTH 535: temporary (sender's configuration)",
      {M_PLAIN1, -1},
      1,
@@ -844,7 +877,8 @@ static struct h *h_new(const struct tcase *tc)
 	if (tc->auth) {
 		cfg.auth_user = "user";
 		cfg.auth_pass = "secret";
-		cfg.auth_plaintext_ok = tc->auth == 2;
+		cfg.auth_plaintext_ok = tc->auth >= 2;
+		cfg.auth_xoauth2 = tc->auth == 3;
 	}
 	cfg.trace = trace_fn;
 	cfg.trace_arg = h;
@@ -877,7 +911,8 @@ static void check(const struct tcase *tc, struct h *h, const char *how)
 	if (strcmp(h->ev, tc->events) != 0)
 		fail_msg("%s (%s): events\n  got  %s\n  want %s", tc->name, how, h->ev, tc->events);
 	if (strstr(h->trace, "secret") || strstr(h->trace, "AHVzZXIAc2VjcmV0") ||
-	    strstr(h->trace, "c2VjcmV0"))
+	    strstr(h->trace, "c2VjcmV0") ||
+	    strstr(h->trace, "dXNlcj11c2VyAWF1dGg9QmVhcmVyIHNlY3JldAEB"))
 		fail_msg("%s: a secret reached the trace:\n%s", tc->name, h->trace);
 }
 
