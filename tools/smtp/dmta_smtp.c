@@ -39,6 +39,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/uio.h>
 #include <sysexits.h>
 #include <unistd.h>
@@ -110,11 +111,18 @@ static int connect_to(const struct opts *o)
 		exit(EX_NOHOST);
 	}
 	for (a = ai; a; a = a->ai_next) {
+		/* Connect within 30 s (SO_SNDTIMEO bounds connect(2) on
+		 * Linux); later writes within RFC 5321's 3 min per block. */
+		struct timeval ct = {30, 0}, wt = {180, 0};
+
 		fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
 		if (fd < 0)
 			continue;
-		if (connect(fd, a->ai_addr, a->ai_addrlen) == 0)
+		setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &ct, sizeof(ct));
+		if (connect(fd, a->ai_addr, a->ai_addrlen) == 0) {
+			setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &wt, sizeof(wt));
 			break;
+		}
 		fprintf(stderr, "dmta-smtp: connect %s port %s: %s\n", o->host, o->port,
 			strerror(errno));
 		close(fd);
