@@ -128,6 +128,7 @@ static void feed(struct h *h, const char *s, size_t n)
 	}
 	take_events(h);
 	drain(h);
+	take_events(h);
 }
 
 /* Feed a script piece; "\001" marks where the TLS handshake happens, so
@@ -501,6 +502,21 @@ static const struct tcase cases[] = {
 	      "TO:<r3@y.test>\r\nRCPT TO:<r4@y.test>\r\nDATA\r\n" BODY ".\r\n" MAILS
 	      "RCPT TO:<r2@y.test>\r\nRCPT TO:<r3@y.test>\r\nDATA\r\n" BODY ".\r\nQUIT\r\n",
      "G220 R r4:p550 r0:k250 r1:k250 r2:k250 r3:k250 m:p4/0/1 X "},
+    {"452 with a second message pipelined behind: it finishes first",
+     {M_FIVE, M_PLAIN1, -1},
+     1,
+     0,
+     0,
+     0,
+     0,
+     G EHLO_PIPE "250 ok\r\n250 ok\r\n250 ok\r\n250 ok\r\n452 4.5.3 too many\r\n452 4.5.3 too "
+		 "many\r\n354 go\r\n" OK "250 ok\r\n250 ok\r\n354 go\r\n" OK
+		 "250 ok\r\n250 ok\r\n250 ok\r\n354 go\r\n" OK BYE,
+     CE MAILS "RCPT TO:<r0@y.test>\r\nRCPT TO:<r1@y.test>\r\nRCPT TO:<r2@y.test>\r\nRCPT "
+	      "TO:<r3@y.test>\r\nRCPT TO:<r4@y.test>\r\nDATA\r\n" BODY ".\r\n" MAILS R1
+	      "DATA\r\n" BODY ".\r\n" MAILS
+	      "RCPT TO:<r3@y.test>\r\nRCPT TO:<r4@y.test>\r\nDATA\r\n" BODY ".\r\nQUIT\r\n",
+     "G220 R r0:k250 r1:k250 r2:k250 r0:k250 m:k1/0/0 r3:k250 r4:k250 m:k5/0/0 X "},
     {"452 on the first recipient: temporary, no loop",
      {M_PLAIN1, -1},
      1,
@@ -984,6 +1000,31 @@ static void test_round_trips(void **state)
 	feed(h, rep, strlen(rep));
 	assert_int_equal(h->writes, 2);
 	assert_non_null(strstr(h->ev, "m:k3/0/0"));
+	h_free(h);
+
+	/* Several messages with DATA: the next MAIL, RCPT and DATA ride in
+	 * the same write as the body and "." of the one before, so each
+	 * message after the first costs one round trip. */
+	const struct tcase tc2 = {"rt2", {M_PLAIN1, M_PLAIN1, M_PLAIN1, -1}, 0, 0, 0, 0, 0, "", "",
+				  ""};
+	h = h_new(&tc2);
+	feed(h, G, strlen(G));
+	feed(h, EHLO_PIPE, strlen(EHLO_PIPE));
+	assert_int_equal(h->writes, 2);
+	size_t mark = h->out_len;
+	feed(h, "250 ok\r\n250 ok\r\n354 go\r\n", 24);
+	assert_int_equal(h->writes, 3);
+	assert_string_equal(h->out + mark, BODY ".\r\n" MAILS R1 "DATA\r\n");
+	mark = h->out_len;
+	feed(h, OK "250 ok\r\n250 ok\r\n354 go\r\n", strlen(OK) + 24);
+	assert_int_equal(h->writes, 4);
+	assert_string_equal(h->out + mark, BODY ".\r\n" MAILS R1 "DATA\r\n");
+	mark = h->out_len;
+	feed(h, OK "250 ok\r\n250 ok\r\n354 go\r\n", strlen(OK) + 24);
+	assert_int_equal(h->writes, 5);
+	assert_string_equal(h->out + mark, BODY ".\r\n");
+	feed(h, OK, strlen(OK));
+	assert_string_equal(h->ev, "G220 R r0:k250 m:k1/0/0 r0:k250 m:k1/0/0 r0:k250 m:k1/0/0 ");
 	h_free(h);
 
 	/* Without PIPELINING: a write per command. */
