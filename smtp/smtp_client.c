@@ -32,9 +32,10 @@
 #include "smtp/smtp_client.h"
 #include "smtp/smtp_reply.h"
 
-#define RX_SIZE	     (SMTP_REPLY_MAX + 4096)
-#define ENCODE_SLICE (64 * 1024)
-#define MAX_ADDR     1024
+#define RX_SIZE		  (SMTP_REPLY_MAX + 4096)
+#define ENCODE_SLICE	  (64 * 1024)
+#define MAX_ADDR	  1024
+#define PIPELINE_BODY_MAX (1024 * 1024)
 
 enum pend_kind {
 	P_GREETING,
@@ -51,10 +52,12 @@ enum pend_kind {
 	P_BDAT,
 	P_RSET,
 	P_QUIT,
+	P_IGNORE, /* sent before the session was given up: any reply will do */
 };
 
 struct pend {
 	uint8_t kind;
+	uint8_t slot; /* which of the two transactions */
 	uint32_t idx; /* P_RCPT: position in the transaction */
 };
 
@@ -88,6 +91,7 @@ struct txn {
 	size_t next_cmd; /* 0 MAIL, 1..n RCPT, n+1 DATA/BDAT, n+2 all sent */
 	size_t naccepted;
 	bool mail_ok, mail_failed, bdat, ended_ok;
+	bool dot_sent; /* DATA: body and "." queued, only the final reply to come */
 };
 
 struct seg {
@@ -121,7 +125,11 @@ struct smtp_client {
 
 	/* Messages not yet done, in order; the head may be in a transaction. */
 	struct mstate *q_head, *q_tail;
-	struct txn txn;
+	/* With PIPELINING the next transaction's MAIL, RCPTs and DATA follow
+	 * the current one's "." in the same write: two may be in flight. */
+	struct txn txn[2];
+	unsigned tcur;	   /* the older one */
+	uint8_t send_slot; /* transaction of the commands being queued */
 
 	/* Send side. */
 	uint8_t *out;
@@ -261,7 +269,8 @@ static void pend_push(struct smtp_client *c, enum pend_kind k, uint32_t idx)
 		c->pend_cap = cap;
 		c->pend_head = 0;
 	}
-	c->pend[(c->pend_head + c->pend_n) % c->pend_cap] = (struct pend){(uint8_t)k, idx};
+	c->pend[(c->pend_head + c->pend_n) % c->pend_cap] =
+	    (struct pend){(uint8_t)k, c->send_slot, idx};
 	c->pend_n++;
 }
 
@@ -448,8 +457,7 @@ static void rcpt_done(struct smtp_client *c, struct mstate *ms, size_t i, enum s
 	emit(c, &e);
 }
 
-/* If every recipient has its outcome, emit SMTP_EV_MSG and drop the message
- * (it is at the head of the queue). */
+/* If every recipient has its outcome, emit SMTP_EV_MSG and drop the message. */
 static bool msg_maybe_done(struct smtp_client *c, struct mstate *ms, int code, const char *text,
 			   size_t len, bool local)
 {
@@ -468,11 +476,18 @@ static bool msg_maybe_done(struct smtp_client *c, struct mstate *ms, int code, c
 			       .n_perm = ms->n_perm};
 	e.outcome = ms->n_temp ? SMTP_TEMPFAIL : ms->n_perm ? SMTP_PERMFAIL : SMTP_OK;
 	emit(c, &e);
-	if (c->q_head != ms)
-		dmta_panic("smtp_client: finished message is not at the head of the queue");
-	c->q_head = ms->next;
-	if (c->q_head == NULL)
-		c->q_tail = NULL;
+	/* Usually the head; not when recipients deferred by 452 finish after
+	 * a later message. */
+	struct mstate **pp = &c->q_head, *prev = NULL;
+	while (*pp && *pp != ms) {
+		prev = *pp;
+		pp = &(*pp)->next;
+	}
+	if (*pp == NULL)
+		dmta_panic("smtp_client: finished message is not queued");
+	*pp = ms->next;
+	if (c->q_tail == ms)
+		c->q_tail = prev;
 	free(ms->rst);
 	free(ms);
 	return true;
@@ -482,7 +497,7 @@ static bool msg_maybe_done(struct smtp_client *c, struct mstate *ms, int code, c
 static void fail_all(struct smtp_client *c, enum smtp_outcome o, int code, const char *text,
 		     size_t len, bool local)
 {
-	c->txn.active = false;
+	c->txn[0].active = c->txn[1].active = false;
 	while (c->q_head) {
 		struct mstate *ms = c->q_head;
 
@@ -517,7 +532,10 @@ static void session_close(struct smtp_client *c)
 
 static void send_quit(struct smtp_client *c)
 {
-	c->txn.active = false;
+	/* Replies still due for pipelined commands mean nothing now. */
+	for (size_t i = 0; i < c->pend_n; i++)
+		c->pend[(c->pend_head + i) % c->pend_cap].kind = P_IGNORE;
+	c->txn[0].active = c->txn[1].active = false;
 	cmd_str(c, P_QUIT, "QUIT");
 	c->state = S_QUIT_SENT;
 }
@@ -543,7 +561,8 @@ static bool pipelining(const struct smtp_client *c)
 	return (c->ext & SMTP_EXT_PIPELINING) && !c->cfg.no_pipelining;
 }
 
-static void txn_finish(struct smtp_client *c, int code, const char *text, size_t len, bool local);
+static void txn_finish(struct smtp_client *c, struct txn *t, int code, const char *text, size_t len,
+		       bool local);
 
 static void send_mail(struct smtp_client *c, struct txn *t)
 {
@@ -595,10 +614,9 @@ static void send_rcpt(struct smtp_client *c, struct txn *t, size_t pos)
 }
 
 /* Send what the transaction may send now. */
-static void txn_send(struct smtp_client *c)
+static void txn_send(struct smtp_client *c, struct txn *t)
 {
-	struct txn *t = &c->txn;
-
+	c->send_slot = (uint8_t)(t - c->txn);
 	while (t->active && t->next_cmd <= t->n + 1 && can_send(c)) {
 		if (t->next_cmd == 0) {
 			send_mail(c, t);
@@ -608,9 +626,9 @@ static void txn_send(struct smtp_client *c)
 			/* Every recipient refused, one at a time: no DATA. */
 			t->next_cmd++;
 			if (c->cur)
-				txn_finish(c, c->cur->code, c->cur->raw, c->cur->raw_len, false);
+				txn_finish(c, t, c->cur->code, c->cur->raw, c->cur->raw_len, false);
 			else
-				txn_finish(c, 0, NULL, 0, true);
+				txn_finish(c, t, 0, NULL, 0, true);
 			return;
 		} else if (t->bdat) {
 			char line[64];
@@ -629,9 +647,9 @@ static void pump(struct smtp_client *c);
 
 /* The transaction's last reply came (or none will): settle deferrals, close
  * out the message if it is done, go on. */
-static void txn_finish(struct smtp_client *c, int code, const char *text, size_t len, bool local)
+static void txn_finish(struct smtp_client *c, struct txn *t, int code, const char *text, size_t len,
+		       bool local)
 {
-	struct txn *t = &c->txn;
 	struct mstate *ms = t->ms;
 
 	for (size_t i = 0; i < t->n; i++) {
@@ -645,6 +663,8 @@ static void txn_finish(struct smtp_client *c, int code, const char *text, size_t
 	/* A transaction the server still holds open must be reset. */
 	c->need_rset = t->mail_ok && !t->ended_ok;
 	t->active = false;
+	if (t == &c->txn[c->tcur])
+		c->tcur ^= 1; /* the younger one, if any, is now the older */
 	msg_maybe_done(c, ms, code, text, len, local);
 	pump(c);
 }
@@ -670,16 +690,28 @@ static bool msg_fits(struct smtp_client *c, struct mstate *ms)
 	return false;
 }
 
-static void txn_start(struct smtp_client *c)
+static bool has_pending(const struct mstate *ms)
 {
-	struct txn *t = &c->txn;
-	struct mstate *ms;
+	for (size_t i = 0; i < ms->m->nrcpts; i++)
+		if (ms->rst[i] == R_PENDING)
+			return true;
+	return false;
+}
+
+/* Start transaction t for the first message with recipients waiting.
+ * Returns false when there is none. */
+static bool txn_start(struct smtp_client *c, struct txn *t)
+{
+	struct mstate *ms, *next;
 	size_t max = c->cfg.max_rcpts;
 
-	while ((ms = c->q_head) != NULL && !msg_fits(c, ms))
-		;
+	for (ms = c->q_head; ms != NULL; ms = next) {
+		next = ms->next;
+		if (has_pending(ms) && msg_fits(c, ms))
+			break;
+	}
 	if (ms == NULL)
-		return;
+		return false;
 	size_t *rcpt = t->rcpt;
 
 	memset(t, 0, sizeof(*t));
@@ -693,21 +725,42 @@ static void txn_start(struct smtp_client *c)
 			t->rcpt[t->n++] = i;
 		}
 	}
-	if (t->n == 0)
-		dmta_panic("smtp_client: message at the head has no pending recipient");
-	txn_send(c);
+	txn_send(c, t);
+	return true;
+}
+
+static bool any_pending(const struct smtp_client *c)
+{
+	for (const struct mstate *ms = c->q_head; ms; ms = ms->next)
+		if (has_pending(ms))
+			return true;
+	return false;
 }
 
 /* Move the session along after any change. */
 static void pump(struct smtp_client *c)
 {
+	struct txn *a = &c->txn[c->tcur], *b = &c->txn[c->tcur ^ 1];
+
 	if (c->state != S_READY)
 		return;
-	if (c->txn.active) {
-		txn_send(c);
+	if (a->active) {
+		txn_send(c, a);
+		/* Once the older transaction has queued its "." the next one
+		 * may follow in the same write (RFC 2920); after "." no RSET
+		 * can be needed. Its commands queue behind the body, which is
+		 * then rendered whole rather than a slice at a time: only done
+		 * for bodies up to PIPELINE_BODY_MAX. Decided here, when a
+		 * reply is handled, so that what is sent never depends on when
+		 * the caller drains the output. */
+		if (b->active)
+			txn_send(c, b);
+		else if (pipelining(c) && a->dot_sent && a->ms->wire_size <= PIPELINE_BODY_MAX &&
+			 !c->need_rset && any_pending(c))
+			txn_start(c, b);
 		return;
 	}
-	if (c->need_rset && c->q_head) {
+	if (c->need_rset && any_pending(c)) {
 		if (!can_send(c))
 			return;
 		cmd_str(c, P_RSET, "RSET");
@@ -716,9 +769,10 @@ static void pump(struct smtp_client *c)
 	if (c->q_head) {
 		if (!can_send(c))
 			return;
-		txn_start(c); /* may fail every message at once (SIZE...) */
+		if (any_pending(c))
+			txn_start(c, a); /* may fail every message at once (SIZE...) */
 	}
-	if (c->txn.active || c->q_head || c->state != S_READY)
+	if (a->active || b->active || c->q_head || c->state != S_READY)
 		return;
 	if (c->quit_req && c->pend_n == 0)
 		send_quit(c);
@@ -779,6 +833,8 @@ static void parse_ehlo(struct smtp_client *c, const struct smtp_reply *r)
 					c->auth_mechs |= SMTP_AUTH_PLAIN;
 				else if (j - i == 5 && strncasecmp(arg + i, "LOGIN", 5) == 0)
 					c->auth_mechs |= SMTP_AUTH_LOGIN;
+				else if (j - i == 7 && strncasecmp(arg + i, "XOAUTH2", 7) == 0)
+					c->auth_mechs |= SMTP_AUTH_XOAUTH2;
 				i = j + 1;
 			}
 		}
@@ -807,7 +863,18 @@ static void auth_start(struct smtp_client *c)
 	const char *u = c->cfg.auth_user, *p = c->cfg.auth_pass ? c->cfg.auth_pass : "";
 
 	c->state = S_AUTH;
-	if (c->auth_mechs & SMTP_AUTH_PLAIN) {
+	if (c->cfg.auth_xoauth2) {
+		/* "user=U^Aauth=Bearer T^A^A" */
+		size_t ul = strlen(u), plen = strlen(p), n = ul + plen + 32;
+		char *buf = malloc(n);
+
+		if (buf == NULL)
+			dmta_panic("smtp_client: out of memory");
+		n = (size_t)snprintf(buf, n, "user=%s\001auth=Bearer %s\001\001", u, p);
+		b64_cmd(c, P_AUTH_DONE, "AUTH XOAUTH2 ", buf, n);
+		OPENSSL_cleanse(buf, n);
+		free(buf);
+	} else if (c->auth_mechs & SMTP_AUTH_PLAIN) {
 		size_t ul = strlen(u), plen = strlen(p);
 		char *buf = malloc(ul + plen + 2);
 
@@ -854,7 +921,8 @@ static void after_ehlo(struct smtp_client *c)
 			send_quit(c);
 			return;
 		}
-		if (!(c->auth_mechs & (SMTP_AUTH_PLAIN | SMTP_AUTH_LOGIN))) {
+		if (!(c->auth_mechs & (c->cfg.auth_xoauth2 ? SMTP_AUTH_XOAUTH2
+							   : SMTP_AUTH_PLAIN | SMTP_AUTH_LOGIN))) {
 			fail_all_local(c, R_NOAUTH);
 			send_quit(c);
 			return;
@@ -875,7 +943,7 @@ static void fail_and_quit(struct smtp_client *c, const struct smtp_reply *r, enu
 static void on_reply(struct smtp_client *c, const struct smtp_reply *r)
 {
 	int cls = r->code / 100;
-	struct txn *t = &c->txn;
+	struct txn *t;
 
 	if (c->pend_n == 0) {
 		/* Unsolicited: only 421 (closing) makes sense. */
@@ -891,6 +959,7 @@ static void on_reply(struct smtp_client *c, const struct smtp_reply *r)
 	struct pend p = c->pend[c->pend_head];
 	c->pend_head = (c->pend_head + 1) % c->pend_cap;
 	c->pend_n--;
+	t = &c->txn[p.slot & 1];
 
 	if (r->code == 421 && p.kind != P_QUIT) {
 		/* The server is going away (RFC 5321 3.8): no QUIT. */
@@ -963,6 +1032,10 @@ static void on_reply(struct smtp_client *c, const struct smtp_reply *r)
 		if (cls == 2) {
 			c->authed = true;
 			set_ready(c);
+		} else if (r->code == 334 && c->cfg.auth_xoauth2) {
+			/* XOAUTH2 failure details come as a challenge; an empty
+			 * line gets the final 535. */
+			cmd_send(c, P_AUTH_DONE, 0, "", 0, 0);
 		} else {
 			/* A bad password is the sender's configuration: keep
 			 * the mail queued rather than bounce it. */
@@ -983,11 +1056,11 @@ static void on_reply(struct smtp_client *c, const struct smtp_reply *r)
 					  r->raw, r->raw_len, false);
 			if (!pipelining(c)) {
 				t->next_cmd = t->n + 2;
-				txn_finish(c, r->code, r->raw, r->raw_len, false);
+				txn_finish(c, t, r->code, r->raw, r->raw_len, false);
 				return;
 			}
 		}
-		txn_send(c);
+		txn_send(c, t);
 		break;
 	case P_RCPT: {
 		if (!t->active || p.idx >= t->n)
@@ -1008,7 +1081,7 @@ static void on_reply(struct smtp_client *c, const struct smtp_reply *r)
 			rcpt_done(c, t->ms, i, class_outcome(r->code), r->code, r->raw, r->raw_len,
 				  false);
 		}
-		txn_send(c);
+		txn_send(c, t);
 		break;
 	}
 	case P_DATA:
@@ -1024,7 +1097,10 @@ static void on_reply(struct smtp_client *c, const struct smtp_reply *r)
 					encode_slice(c, &c->enc, ENCODE_SLICE);
 				out_bytes(c, ".\r\n", 3);
 			}
+			c->send_slot = p.slot;
 			pend_push(c, P_DOT, 0);
+			t->dot_sent = true;
+			pump(c);
 			break;
 		}
 		if (cls == 2 || cls == 3)
@@ -1033,7 +1109,7 @@ static void on_reply(struct smtp_client *c, const struct smtp_reply *r)
 			if (t->ms->rst[t->rcpt[k]] == R_ACCEPTED)
 				rcpt_done(c, t->ms, t->rcpt[k], class_outcome(r->code), r->code,
 					  r->raw, r->raw_len, false);
-		txn_finish(c, r->code, r->raw, r->raw_len, false);
+		txn_finish(c, t, r->code, r->raw, r->raw_len, false);
 		break;
 	case P_DOT:
 	case P_BDAT:
@@ -1046,7 +1122,7 @@ static void on_reply(struct smtp_client *c, const struct smtp_reply *r)
 		/* After "." the transaction is over either way; after a
 		 * failed BDAT the server may still hold it (RFC 3030). */
 		t->ended_ok = p.kind == P_DOT || cls == 2;
-		txn_finish(c, r->code, r->raw, r->raw_len, false);
+		txn_finish(c, t, r->code, r->raw, r->raw_len, false);
 		break;
 	case P_RSET:
 		if (cls != 2)
@@ -1056,6 +1132,8 @@ static void on_reply(struct smtp_client *c, const struct smtp_reply *r)
 		break;
 	case P_QUIT:
 		session_close(c);
+		break;
+	case P_IGNORE:
 		break;
 	default:
 		dmta_panic("smtp_client: bad pending kind %d", p.kind);
@@ -1085,8 +1163,11 @@ struct smtp_client *smtp_client_new(const struct smtp_client_config *cfg)
 	c->cfg = *cfg;
 	if (c->cfg.max_rcpts == 0)
 		c->cfg.max_rcpts = 100;
-	c->txn.rcpt = calloc(c->cfg.max_rcpts, sizeof(size_t));
-	if (c->txn.rcpt == NULL) {
+	c->txn[0].rcpt = calloc(c->cfg.max_rcpts, sizeof(size_t));
+	c->txn[1].rcpt = calloc(c->cfg.max_rcpts, sizeof(size_t));
+	if (c->txn[0].rcpt == NULL || c->txn[1].rcpt == NULL) {
+		free(c->txn[0].rcpt);
+		free(c->txn[1].rcpt);
 		free(c);
 		errno = ENOMEM;
 		return NULL;
@@ -1106,7 +1187,8 @@ void smtp_client_free(struct smtp_client *c)
 		free(ms->rst);
 		free(ms);
 	}
-	free(c->txn.rcpt);
+	free(c->txn[0].rcpt);
+	free(c->txn[1].rcpt);
 	free(c->pend);
 	free(c->out);
 	free(c->segs);

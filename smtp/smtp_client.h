@@ -24,7 +24,8 @@
  *	extensions and uses PIPELINING (RFC 2920: MAIL, every RCPT and DATA or
  *	BDAT in one write, replies checked in order), CHUNKING (RFC 3030: one
  *	BDAT LAST, no dot-stuffing, no 354 round trip), SIZE, 8BITMIME,
- *	SMTPUTF8, DSN, ENHANCEDSTATUSCODES, STARTTLS and AUTH PLAIN/LOGIN. It
+ *	SMTPUTF8, DSN, ENHANCEDSTATUSCODES, STARTTLS and AUTH PLAIN, LOGIN or
+ *	XOAUTH2. It
  *	sends several messages per connection (RSET when a transaction is left
  *	open), reports an outcome for every recipient and every message, puts
  *	recipients refused with 452 into a new transaction, and dot-stuffs and
@@ -83,6 +84,7 @@ struct smtp_client_config {
 	const char *auth_user;	/**< NULL: no AUTH */
 	const char *auth_pass;	/**< not copied; never traced */
 	bool auth_plaintext_ok; /**< allow AUTH without TLS (tests, trusted links) */
+	bool auth_xoauth2;	/**< auth_pass is an OAuth 2.0 bearer token: AUTH XOAUTH2 */
 	unsigned max_rcpts;	/**< recipients per transaction (0: 100) */
 	bool no_pipelining;	/**< do not use PIPELINING even when offered */
 	bool no_chunking;	/**< do not use BDAT even when offered */
@@ -166,7 +168,7 @@ enum {
 	SMTP_EXT_DSN = 1u << 8,
 	SMTP_EXT_ESMTP = 1u << 9, /**< EHLO accepted at all */
 };
-enum { SMTP_AUTH_PLAIN = 1u << 0, SMTP_AUTH_LOGIN = 1u << 1 };
+enum { SMTP_AUTH_PLAIN = 1u << 0, SMTP_AUTH_LOGIN = 1u << 1, SMTP_AUTH_XOAUTH2 = 1u << 2 };
 
 struct smtp_client_stats {
 	uint64_t replies;      /**< replies parsed */

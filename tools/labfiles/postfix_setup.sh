@@ -51,6 +51,8 @@ biff = no
 relayhost =
 default_transport = error:no outbound mail from the lab receiver
 queue_run_delay = 1s
+# Small, so that the client meets a real 452 "too many recipients".
+smtpd_recipient_limit = 3
 CF
 cat >"$d/etc/master.cf" <<CF
 smtp      inet  n       -       n       -       -       smtpd

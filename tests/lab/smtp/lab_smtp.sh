@@ -156,6 +156,20 @@ run "postfix: CRLF input, BDAT zero-copy path" 0 --server 198.18.1.11 --from a@x
 	--to b@lab.test <"$T/dots-crlf.eml"
 check_delivered "postfix CRLF input" "$T/dots.eml" 4
 
+run "postfix: 5 recipients, limit 3: 452 then a second transaction" 0 --server 198.18.1.11 \
+	--from a@x.test --to r1@lab.test --to r2@lab.test --to r3@lab.test --to r4@lab.test \
+	--to r5@lab.test --verbose <"$T/plain.eml"
+[ "$(grep -c '^-> MAIL FROM' "$T/err")" = 2 ] && grep -q '^<- 452' "$T/err" &&
+	[ "$(grep -c ': sent: 250' "$T/out")" = 5 ] && ok "postfix: 452 deferred the rest to a new transaction" ||
+	bad "postfix: 452 handling: $(cat "$T/out" "$T/err")"
+wait_maildir 9 && ok "postfix: five more deliveries" || bad "postfix: 452 messages not all delivered"
+
+run "postfix: SMTPUTF8 recipient" 0 --server 198.18.1.11 --from a@x.test \
+	--to "$(printf 'b\xc3\xa9@lab.test')" --verbose <"$T/plain.eml"
+grep -q '^-> MAIL FROM:<a@x.test> SIZE=[0-9]* SMTPUTF8' "$T/err" && ok "postfix: SMTPUTF8 declared" ||
+	bad "postfix: no SMTPUTF8 in: $(grep MAIL "$T/err")"
+check_delivered "postfix SMTPUTF8" "$T/plain.eml" 10
+
 run "postfix: recipient outside its domains refused (permanent)" 69 --server 198.18.1.11 \
 	--from a@x.test --to b@lab.test --to z@elsewhere.test <"$T/plain.eml"
 grep -q '^z@elsewhere.test: bounced: 5' "$T/out" && grep -q '^b@lab.test: sent' "$T/out" &&

@@ -128,6 +128,7 @@ static void feed(struct h *h, const char *s, size_t n)
 	}
 	take_events(h);
 	drain(h);
+	take_events(h);
 }
 
 /* Feed a script piece; "\001" marks where the TLS handshake happens, so
@@ -211,7 +212,7 @@ struct tcase {
 	int msgs[4]; /* M_*, ended by -1 */
 	int quit;
 	enum smtp_tls_policy tls;
-	int auth; /* 1: user/pass set, 2: and plaintext allowed */
+	int auth; /* 1: user/pass set, 2: and plaintext allowed, 3: XOAUTH2 */
 	unsigned max_rcpts;
 	int no_pipelining;
 	const char *server;
@@ -501,6 +502,21 @@ static const struct tcase cases[] = {
 	      "TO:<r3@y.test>\r\nRCPT TO:<r4@y.test>\r\nDATA\r\n" BODY ".\r\n" MAILS
 	      "RCPT TO:<r2@y.test>\r\nRCPT TO:<r3@y.test>\r\nDATA\r\n" BODY ".\r\nQUIT\r\n",
      "G220 R r4:p550 r0:k250 r1:k250 r2:k250 r3:k250 m:p4/0/1 X "},
+    {"452 with a second message pipelined behind: it finishes first",
+     {M_FIVE, M_PLAIN1, -1},
+     1,
+     0,
+     0,
+     0,
+     0,
+     G EHLO_PIPE "250 ok\r\n250 ok\r\n250 ok\r\n250 ok\r\n452 4.5.3 too many\r\n452 4.5.3 too "
+		 "many\r\n354 go\r\n" OK "250 ok\r\n250 ok\r\n354 go\r\n" OK
+		 "250 ok\r\n250 ok\r\n250 ok\r\n354 go\r\n" OK BYE,
+     CE MAILS "RCPT TO:<r0@y.test>\r\nRCPT TO:<r1@y.test>\r\nRCPT TO:<r2@y.test>\r\nRCPT "
+	      "TO:<r3@y.test>\r\nRCPT TO:<r4@y.test>\r\nDATA\r\n" BODY ".\r\n" MAILS R1
+	      "DATA\r\n" BODY ".\r\n" MAILS
+	      "RCPT TO:<r3@y.test>\r\nRCPT TO:<r4@y.test>\r\nDATA\r\n" BODY ".\r\nQUIT\r\n",
+     "G220 R r0:k250 r1:k250 r2:k250 r0:k250 m:k1/0/0 r3:k250 r4:k250 m:k5/0/0 X "},
     {"452 on the first recipient: temporary, no loop",
      {M_PLAIN1, -1},
      1,
@@ -642,6 +658,39 @@ static const struct tcase cases[] = {
      "334 VXNlcm5hbWU6\r\n334 UGFzc3dvcmQ6\r\n235 ok\r\n250 ok\r\n250 ok\r\n354 go\r\n" OK BYE,
      CE "AUTH LOGIN\r\ndXNlcg==\r\nc2VjcmV0\r\n" MAIL R1 "DATA\r\n" BODY ".\r\nQUIT\r\n",
      "G220 R r0:k250 m:k1/0/0 X "},
+    {"AUTH XOAUTH2",
+     {M_PLAIN1, -1},
+     1,
+     0,
+     3,
+     0,
+     0,
+     G "250-mx.test\r\n250-AUTH PLAIN XOAUTH2\r\n250 PIPELINING\r\n"
+       "235 ok\r\n250 ok\r\n250 ok\r\n354 go\r\n" OK BYE,
+     CE "AUTH XOAUTH2 dXNlcj11c2VyAWF1dGg9QmVhcmVyIHNlY3JldAEB\r\n" MAIL R1 "DATA\r\n" BODY
+	".\r\nQUIT\r\n",
+     "G220 R r0:k250 m:k1/0/0 X "},
+    {"AUTH XOAUTH2 refused: empty line, then 535",
+     {M_PLAIN1, -1},
+     1,
+     0,
+     3,
+     0,
+     0,
+     G "250-mx.test\r\n250 AUTH XOAUTH2\r\n"
+       "334 eyJzdGF0dXMiOiI0MDEifQ==\r\n535 5.7.8 bad token\r\n" BYE,
+     CE "AUTH XOAUTH2 dXNlcj11c2VyAWF1dGg9QmVhcmVyIHNlY3JldAEB\r\n\r\nQUIT\r\n",
+     "G220 r0:t535 m:t0/1/0 X "},
+    {"AUTH XOAUTH2 configured, not offered",
+     {M_PLAIN1, -1},
+     1,
+     0,
+     3,
+     0,
+     0,
+     G EHLO_AUTH BYE,
+     CE "QUIT\r\n",
+     "G220 r0:t454 m:t0/1/0 X "},
     {"AUTH 535: temporary (sender's configuration)",
      {M_PLAIN1, -1},
      1,
@@ -732,6 +781,70 @@ static const struct tcase cases[] = {
      G EHLO_BARE "250 ok\r\n250 ok\r\n250 what\r\n",
      CE MAIL R1 "DATA\r\n",
      "G220 R E r0:t451 m:t0/1/0 X "},
+    {"3xx to RCPT: protocol error",
+     {M_PLAIN1, -1},
+     1,
+     0,
+     0,
+     0,
+     0,
+     G EHLO_BARE "250 ok\r\n334 what\r\n",
+     CE MAIL R1,
+     "G220 R E r0:t451 m:t0/1/0 X "},
+    {"3xx to end of data: protocol error",
+     {M_PLAIN1, -1},
+     1,
+     0,
+     0,
+     0,
+     0,
+     G EHLO_BARE "250 ok\r\n250 ok\r\n354 go\r\n354 again\r\n",
+     CE MAIL R1 "DATA\r\n" BODY ".\r\n",
+     "G220 R E r0:t451 m:t0/1/0 X "},
+    {"HELO 4xx after EHLO 5xx",
+     {M_PLAIN1, -1},
+     0,
+     0,
+     0,
+     0,
+     0,
+     G "502 no\r\n"
+       "450 later\r\n" BYE,
+     CE "HELO client.test\r\nQUIT\r\n",
+     "G220 r0:t450 m:t0/1/0 X "},
+    {"RSET refused: temporary, QUIT",
+     {M_PLAIN1, M_PLAIN1, -1},
+     1,
+     0,
+     0,
+     0,
+     0,
+     G EHLO_PIPE
+     "250 ok\r\n550 no\r\n554 no valid\r\n500 no RSET\r\n503 a\r\n503 b\r\n503 c\r\n" BYE,
+     CE MAILS R1 "DATA\r\nRSET\r\n" MAILS R1 "DATA\r\nQUIT\r\n",
+     "G220 R r0:p550 m:p0/0/1 r0:t500 m:t0/1/0 X "},
+    {"multiline replies to RCPT and end of data",
+     {M_PLAIN3, -1},
+     1,
+     0,
+     0,
+     0,
+     0,
+     G EHLO_PIPE
+     "250 ok\r\n250-first\r\n250 2.1.5 ok\r\n550-5.1.1 no\r\n550 5.1.1 really\r\n450-4.2.0 "
+     "a\r\n450-4.2.0 b\r\n450 4.2.0 c\r\n354 go\r\n250-2.0.0 queued\r\n250 2.0.0 as X\r\n" BYE,
+     CE MAILS R3 "DATA\r\n" BODY ".\r\nQUIT\r\n",
+     "G220 R r1:p550 r2:t450 r0:k250 m:t1/1/1 X "},
+    {"QUIT answered 421 or garbage-free close",
+     {-1},
+     1,
+     0,
+     0,
+     0,
+     0,
+     G EHLO_BARE "421 closing anyway\r\n",
+     CE "QUIT\r\n",
+     "G220 R X "},
     {"unsolicited reply when idle",
      {-1},
      0,
@@ -780,7 +893,8 @@ static struct h *h_new(const struct tcase *tc)
 	if (tc->auth) {
 		cfg.auth_user = "user";
 		cfg.auth_pass = "secret";
-		cfg.auth_plaintext_ok = tc->auth == 2;
+		cfg.auth_plaintext_ok = tc->auth >= 2;
+		cfg.auth_xoauth2 = tc->auth == 3;
 	}
 	cfg.trace = trace_fn;
 	cfg.trace_arg = h;
@@ -813,7 +927,8 @@ static void check(const struct tcase *tc, struct h *h, const char *how)
 	if (strcmp(h->ev, tc->events) != 0)
 		fail_msg("%s (%s): events\n  got  %s\n  want %s", tc->name, how, h->ev, tc->events);
 	if (strstr(h->trace, "secret") || strstr(h->trace, "AHVzZXIAc2VjcmV0") ||
-	    strstr(h->trace, "c2VjcmV0"))
+	    strstr(h->trace, "c2VjcmV0") ||
+	    strstr(h->trace, "dXNlcj11c2VyAWF1dGg9QmVhcmVyIHNlY3JldAEB"))
 		fail_msg("%s: a secret reached the trace:\n%s", tc->name, h->trace);
 }
 
@@ -885,6 +1000,31 @@ static void test_round_trips(void **state)
 	feed(h, rep, strlen(rep));
 	assert_int_equal(h->writes, 2);
 	assert_non_null(strstr(h->ev, "m:k3/0/0"));
+	h_free(h);
+
+	/* Several messages with DATA: the next MAIL, RCPT and DATA ride in
+	 * the same write as the body and "." of the one before, so each
+	 * message after the first costs one round trip. */
+	const struct tcase tc2 = {"rt2", {M_PLAIN1, M_PLAIN1, M_PLAIN1, -1}, 0, 0, 0, 0, 0, "", "",
+				  ""};
+	h = h_new(&tc2);
+	feed(h, G, strlen(G));
+	feed(h, EHLO_PIPE, strlen(EHLO_PIPE));
+	assert_int_equal(h->writes, 2);
+	size_t mark = h->out_len;
+	feed(h, "250 ok\r\n250 ok\r\n354 go\r\n", 24);
+	assert_int_equal(h->writes, 3);
+	assert_string_equal(h->out + mark, BODY ".\r\n" MAILS R1 "DATA\r\n");
+	mark = h->out_len;
+	feed(h, OK "250 ok\r\n250 ok\r\n354 go\r\n", strlen(OK) + 24);
+	assert_int_equal(h->writes, 4);
+	assert_string_equal(h->out + mark, BODY ".\r\n" MAILS R1 "DATA\r\n");
+	mark = h->out_len;
+	feed(h, OK "250 ok\r\n250 ok\r\n354 go\r\n", strlen(OK) + 24);
+	assert_int_equal(h->writes, 5);
+	assert_string_equal(h->out + mark, BODY ".\r\n");
+	feed(h, OK, strlen(OK));
+	assert_string_equal(h->ev, "G220 R r0:k250 m:k1/0/0 r0:k250 m:k1/0/0 r0:k250 m:k1/0/0 ");
 	h_free(h);
 
 	/* Without PIPELINING: a write per command. */
