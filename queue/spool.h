@@ -97,6 +97,11 @@ int spool_foreach(struct spool_txn *t,
 		  int (*fn)(struct spool_txn *t, const struct queue_env *env, void *arg), void *arg,
 		  unsigned *bad);
 
+/** Like spool_foreach(), from queue id @p first on (new messages since a scan). */
+int spool_foreach_from(struct spool_txn *t, uint64_t first,
+		       int (*fn)(struct spool_txn *t, const struct queue_env *env, void *arg),
+		       void *arg, unsigned *bad);
+
 /** Up to @p max queue ids due at or before @p now_ns, earliest first. Count or -errno. */
 int spool_due(struct spool_txn *t, uint64_t now_ns, uint64_t *qids, int max);
 /** Up to @p max queue ids with active recipients at @p domain. Count or -errno. */
