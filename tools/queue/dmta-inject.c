@@ -16,8 +16,9 @@
  *	only while a prepared batch is written and fsync'ed, so the daemon's
  *	own commits are not held up while input trickles in. The batch size
  *	trades injection rate against how long the daemon may wait for the
- *	lock (bench/RESULTS.md "## queue": 2000 x 4 KiB raised the daemon's
- *	p99 commit time from 8 to 32 ms; 500 gives most of the rate).
+ *	lock (bench/RESULTS.md "## queue": 2000 x 4 KiB per batch raised the
+ *	daemon's p99 commit time to 20-32 ms from 8-10 ms; 200 left it
+ *	alone; 500 keeps most of the rate).
  *
  *	A message is acknowledged only after its batch is durable: with
  *	--ids, "LINE QUEUE-ID" is printed on stdout for each message then
