@@ -901,3 +901,13 @@ void queue_sched_get_stats(const struct queue_sched *s, struct queue_sched_stats
 	for (size_t i = 0; i < s->nd; i++)
 		st->suspended += s->dlist[i]->suspended_until > 0 && s->dlist[i]->probing;
 }
+
+size_t queue_sched_ids(const struct queue_sched *s, uint64_t *ids, size_t max)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < s->mcap; i++)
+		for (struct sm *m = s->mt[i]; m && n < max; m = m->next)
+			ids[n++] = m->env.qid;
+	return n;
+}

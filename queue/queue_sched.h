@@ -148,6 +148,8 @@ bool queue_sched_suspended(struct queue_sched *s, const char *domain, uint64_t n
 uint64_t queue_sched_backoff_ms(const struct queue_sched_conf *c, uint32_t attempts);
 /** The current envelope of a tracked message (a view), or NULL. */
 const struct queue_env *queue_sched_env(const struct queue_sched *s, uint64_t qid);
+/** Up to @p max queue ids of tracked messages. Count. */
+size_t queue_sched_ids(const struct queue_sched *s, uint64_t *ids, size_t max);
 void queue_sched_get_stats(const struct queue_sched *s, struct queue_sched_stats *st);
 
 #endif

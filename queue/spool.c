@@ -585,13 +585,13 @@ int spool_foreach(struct spool_txn *t,
 	return spool_foreach_from(t, 0, fn, arg, bad);
 }
 
-int spool_foreach_from(struct spool_txn *t, uint64_t first_qid,
+int spool_foreach_from(struct spool_txn *t, uint64_t first,
 		       int (*fn)(struct spool_txn *t, const struct queue_env *env, void *arg),
 		       void *arg, unsigned *bad)
 {
 	MDB_cursor *c;
 	MDB_val key, val;
-	unsigned char first[8];
+	unsigned char k0[8];
 	uint64_t *badids = NULL;
 	size_t nbad = 0;
 	int rc, ret = 0;
@@ -601,10 +601,9 @@ int spool_foreach_from(struct spool_txn *t, uint64_t first_qid,
 	rc = mdb_cursor_open(t->txn, t->sp->dbi[DB_ENV], &c);
 	if (rc != 0)
 		return sp_err(rc);
-	/* Keys are big-endian queue ids, so cursor order is queue id order. */
-	be64(first, first_qid);
-	key.mv_data = first;
-	key.mv_size = sizeof(first);
+	be64(k0, first);
+	key.mv_size = 8;
+	key.mv_data = k0;
 	for (rc = mdb_cursor_get(c, &key, &val, MDB_SET_RANGE); rc == 0;
 	     rc = mdb_cursor_get(c, &key, &val, MDB_NEXT)) {
 		struct queue_env env;

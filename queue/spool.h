@@ -97,8 +97,8 @@ int spool_foreach(struct spool_txn *t,
 		  int (*fn)(struct spool_txn *t, const struct queue_env *env, void *arg), void *arg,
 		  unsigned *bad);
 
-/** As spool_foreach(), from queue id @p first_qid on (new messages since a scan). */
-int spool_foreach_from(struct spool_txn *t, uint64_t first_qid,
+/** Like spool_foreach(), from queue id @p first on (new messages since a scan). */
+int spool_foreach_from(struct spool_txn *t, uint64_t first,
 		       int (*fn)(struct spool_txn *t, const struct queue_env *env, void *arg),
 		       void *arg, unsigned *bad);
 

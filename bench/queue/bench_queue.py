@@ -5,12 +5,14 @@ Usage: bench_queue.py BUILD_DIR [N_INJECT] [N_SENDMAIL]
 
 Measures, in one run on this machine and the same file system (/var/tmp):
   1. dmta-inject: 4 KiB messages per second into a fresh spool (group
-     commit, default batch), and with -b 1 (one commit and fsync per
-     message) to show what group commit buys;
+     commit, default batch of 500 and -b 2000), and with -b 1 (one commit
+     and fsync per message) to show what group commit buys;
   2. per-message latency of dmta-sendmail and of Postfix's sendmail
      (postdrop into a private Postfix instance with no inet listener,
      see postfix_instance.sh), invoked alternately so they share the noise;
-  3. 8 concurrent senders for each.
+  3. 8 concurrent senders for each;
+  4. the daemon's result-commit latency (commit_latency) alone and while
+     dmta-inject writes the same spool with several batch sizes.
 Every message is durable when its injector returns (LMDB commit with fsync;
 Postfix's postdrop fsyncs its maildrop file). Prints a Markdown block.
 """
@@ -31,6 +33,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 INJECT = os.path.join(BUILD, "tools/queue/dmta-inject")
 SENDMAIL = os.path.join(BUILD, "tools/queue/dmta-sendmail")
 QUEUE = os.path.join(BUILD, "tools/queue/dmta-queue")
+COMMIT_LAT = os.path.join(BUILD, "bench/queue/commit_latency")
 PF_SENDMAIL = "/usr/sbin/sendmail"
 
 
@@ -78,6 +81,27 @@ def run_inject(base, n, batch=None):
     return n / dt
 
 
+def commit_latency(base, n_inject, batch):
+    """The daemon's commit latency alone (n_inject 0) or while dmta-inject runs."""
+    d = tempfile.mkdtemp(dir=base)
+    conf = conf_for(d)
+    spool = os.path.join(d, "spool")
+    src = os.path.join(d, "in.jsonl")
+    with open(src, "w") as f:
+        for i in range(n_inject):
+            f.write(json.dumps({"from": "bench@example.org", "to": ["rcpt@example.net"],
+                                "data": message(i).decode()}) + "\n")
+    lat = subprocess.Popen([COMMIT_LAT, spool, "4"], stdout=subprocess.PIPE)
+    time.sleep(0.3)
+    if n_inject:
+        with open(src, "rb") as f:
+            subprocess.run([INJECT, "-q", "-c", conf, "-b", str(batch)], stdin=f, check=True,
+                           stderr=subprocess.DEVNULL)
+    out = lat.communicate()[0].decode().split()
+    shutil.rmtree(d)
+    return dict(zip(out[0::2], out[1::2]))
+
+
 def one(cmd, data, env=None):
     t0 = time.monotonic()
     p = subprocess.run(cmd, input=data, capture_output=True, env=env)
@@ -107,6 +131,7 @@ def main():
             one(pf_cmd, msg)
 
         inj = [run_inject(base, N_INJECT) for _ in range(3)]
+        inj2k = [run_inject(base, N_INJECT, batch=2000) for _ in range(3)]
         inj1 = [run_inject(base, max(500, N_INJECT // 20), batch=1) for _ in range(3)]
 
         lat_dm, lat_pf = [], []
@@ -120,6 +145,11 @@ def main():
                 list(ex.map(lambda i: one(cmd, message(i)), range(n_workers * per)))
             return n_workers * per / (time.monotonic() - t0)
 
+        lat_alone = commit_latency(base, 0, 0)
+        lat_big = commit_latency(base, N_INJECT, 2000)
+        lat_def = commit_latency(base, N_INJECT, 500)
+        lat_small = commit_latency(base, N_INJECT, 200)
+
         par_dm = [par(dm_cmd), par(dm_cmd)]
         par_pf = [par(pf_cmd), par(pf_cmd)]
 
@@ -128,6 +158,8 @@ def main():
         out.append("|---|---:|---:|---:|")
         out.append("| bulk: dmta-inject, %d msgs, msgs/s (median of 3) | %.0f | n/a (no bulk injector) | |"
                    % (N_INJECT, statistics.median(inj)))
+        out.append("| bulk: dmta-inject -b 2000, msgs/s (median of 3) | %.0f | | |"
+                   % statistics.median(inj2k))
         out.append("| bulk: dmta-inject -b 1 (one fsync per message), msgs/s | %.0f | | |"
                    % statistics.median(inj1))
         for name, p in (("p50", 50), ("p90", 90), ("p99", 99)):
@@ -136,6 +168,13 @@ def main():
                        % (name, N_SEQ, ms(a), ms(b), b / a))
         a, b = statistics.median(par_dm), statistics.median(par_pf)
         out.append("| sendmail, 8 concurrent senders, msgs/s | %.0f | %.0f | %.2fx |" % (a, b, a / b))
+        out.append("")
+        out.append("| daemon result commit (every 10 ms, 4 s) | commits | p50 ms | p99 ms | max ms |")
+        out.append("|---|---:|---:|---:|---:|")
+        for name, r in (("alone", lat_alone), ("while dmta-inject -b 2000 runs", lat_big),
+                        ("while dmta-inject -b 500 (default) runs", lat_def),
+                        ("while dmta-inject -b 200 runs", lat_small)):
+            out.append("| %s | %s | %s | %s | %s |" % (name, r["commits"], r["p50_ms"], r["p99_ms"], r["max_ms"]))
     finally:
         subprocess.run([os.path.join(HERE, "postfix_instance.sh"), "stop", pf], capture_output=True)
         shutil.rmtree(base, ignore_errors=True)

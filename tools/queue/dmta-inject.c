@@ -11,10 +11,14 @@
  *
  *	Messages are checked and normalised (CRLF, long lines; queue_msg.h)
  *	while they are read, then written in batches: BATCH messages (default
- *	2000), 32 MiB, or whatever arrived within 100 ms, whichever comes
+ *	500), 4 MiB, or whatever arrived within 100 ms, whichever comes
  *	first, in one spool transaction each. The spool's writer lock is held
  *	only while a prepared batch is written and fsync'ed, so the daemon's
- *	own commits are not held up while input trickles in.
+ *	own commits are not held up while input trickles in. The batch size
+ *	trades injection rate against how long the daemon may wait for the
+ *	lock (bench/RESULTS.md "## queue": 2000 x 4 KiB per batch raised the
+ *	daemon's p99 commit time to 20-32 ms from 8-10 ms; 200 left it
+ *	alone; 500 keeps most of the rate).
  *
  *	A message is acknowledged only after its batch is durable: with
  *	--ids, "LINE QUEUE-ID" is printed on stdout for each message then
@@ -49,8 +53,8 @@
 #include "queue/spool.h"
 #include "tools/queue/queue_tool.h"
 
-#define DEFAULT_BATCH	   2000
-#define BATCH_BYTES	   (32u << 20)
+#define DEFAULT_BATCH	   500
+#define BATCH_BYTES	   (4u << 20)
 #define BATCH_WAIT_NS	   (100 * DMTA_NS_PER_MS)
 #define DEFAULT_SIZE_LIMIT 10240000ULL
 

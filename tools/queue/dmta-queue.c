@@ -15,10 +15,10 @@
  *
  * DESCRIPTION
  *	Changes are made in one spool transaction each and are durable when
- *	the command returns. flush, release and hold wake the daemon if it
- *	runs (flush asks it to retry now: due times of deferred messages are
- *	moved to now in the spool, so a flush also works for a daemon started
- *	later).
+ *	the command returns. Then the daemon, if it runs, is told through the
+ *	spool's wake socket: "flush [DOMAIN]" (retry now; due times are also
+ *	moved to now in the spool, so a flush works for a daemon started
+ *	later) or "sync" after hold, release and delete.
  *
  * DIAGNOSTICS
  *	Exit 0 on success, 1 when an ID is not found or check finds damage,
@@ -296,12 +296,13 @@ static int change(struct spool *sp, enum op op, int argc, char **argv)
 	}
 	if ((rc = spool_commit(t)) < 0)
 		goto fail;
-	if (op != OP_DELETE) {
+	{
+		/* flush asks for a retry now; the others make the daemon re-read holds. */
 		char what[300];
 
 		snprintf(what, sizeof(what), "flush%s%s", c.domain ? " " : "",
 			 c.domain ? c.domain : "");
-		(void)spool_wake(spool_path(sp), op == OP_FLUSH ? what : "wake");
+		(void)spool_wake(spool_path(sp), op == OP_FLUSH ? what : "sync");
 	}
 	if (json)
 		printf("{\"%s\":%u,\"missing\":%d}\n", names[op], c.n, missing);

@@ -79,12 +79,12 @@ def main():
             fails.append("hold: got %r" % held)
         if qj(conf, "stats").get("held") != 1:
             fails.append("stats after hold")
-        if wake.recv(64) != b"wake":
-            fails.append("hold did not wake the daemon")
+        if wake.recv(64) != b"sync":
+            fails.append("hold did not tell the daemon")
         if qj(conf, "release", "--all").get("released") != 3 or qj(conf, "stats").get("held") != 0:
             fails.append("release --all")
-        if wake.recv(64) != b"wake":
-            fails.append("release did not wake the daemon")
+        if wake.recv(64) != b"sync":
+            fails.append("release did not tell the daemon")
         fl = qj(conf, "flush", "one.example")
         if fl.get("flushed") != 2 or wake.recv(64) != b"flush one.example":
             fails.append("flush DOMAIN: got %r" % fl)
@@ -97,6 +97,8 @@ def main():
         de = qj(conf, "delete", "--domain", "one.example")
         if de.get("deleted") != 2 or qj(conf, "list").get("count") != 1:
             fails.append("delete --domain: got %r" % de)
+        if wake.recv(64) != b"sync":
+            fails.append("delete did not tell the daemon")
         q(conf, "delete", ids[0], want=1)  # already gone
         if qj(conf, "delete", "--all").get("deleted") != 1 or qj(conf, "list").get("count") != 0:
             fails.append("delete --all")
