@@ -1,7 +1,7 @@
 #!/bin/bash
 # lab_tcp_linux.sh - the userspace TCP against the Linux kernel's TCP.
 #
-# Usage: lab_tcp_linux.sh CLIENT_BINARY [BYTES]
+# Usage: lab_tcp_linux.sh CLIENT_BINARY [BYTES [LOSS_PERCENT]]
 #
 # Makes a private namespace dmta-t-tcp-PID with one end of a veth pair
 # (198.18.7.1/24, a kernel echo server on port 7007, nothing on 7008);
@@ -9,10 +9,13 @@
 # and the DPDK client attaches to it with net_af_packet as 198.18.7.2.
 # Offloads are turned off on both ends: af_packet would otherwise see
 # unsegmented GSO frames and partial checksums. Everything it made is
-# removed on exit, whatever happens.
+# removed on exit, whatever happens. With LOSS_PERCENT, nftables in the
+# namespace drops that share of the TCP segments in each direction
+# (numgen random: the only impairment this kernel offers without netem).
 set -u
 client=$1
 bytes=${2:-4194304}
+loss=${3:-0}
 ns=dmta-t-tcp-$$
 a=dtt$$a
 b=dtt$$b
@@ -34,6 +37,15 @@ ip -n "$ns" link set "$b" up
 ip -n "$ns" link set lo up
 ethtool -K "$a" tso off gso off gro off tx off rx off >/dev/null 2>&1
 ip netns exec "$ns" ethtool -K "$b" tso off gso off gro off tx off rx off >/dev/null 2>&1
+
+if [ "$loss" != 0 ]; then
+	ip netns exec "$ns" nft -f - <<NFT || exit 1
+table ip dmta_loss {
+	chain in { type filter hook input priority 0; ip protocol tcp numgen random mod 100 < $loss drop; }
+	chain out { type filter hook output priority 0; ip protocol tcp numgen random mod 100 < $loss drop; }
+}
+NFT
+fi
 
 ip netns exec "$ns" /usr/bin/python3 -c '
 import socket, threading
