@@ -64,7 +64,7 @@ static int send_segment(struct tcp_conn *c, uint32_t seq, uint8_t flags, struct 
 	uint8_t opt[TCP_OPTS_MAX];
 	size_t olen;
 	uint32_t tcplen, wnd, sum;
-	uint16_t l4sum;
+	uint16_t l4sum = 0;
 	struct {
 		uint32_t src, dst;
 		uint8_t zero, proto;
@@ -128,7 +128,9 @@ static int send_segment(struct tcp_conn *c, uint32_t seq, uint8_t flags, struct 
 	ph.zero = 0;
 	ph.proto = IPPROTO_TCP;
 	ph.len = rte_cpu_to_be_16((uint16_t)tcplen);
-	rte_raw_cksum_mbuf(h, 0, tcplen, &l4sum);
+	if (rte_raw_cksum_mbuf(h, 0, tcplen, &l4sum) != 0)
+		dmta_panic("tcp_output: checksum over %u bytes of a %u-byte segment", tcplen,
+			   rte_pktmbuf_pkt_len(h));
 	sum = (uint32_t)rte_raw_cksum(&ph, sizeof(ph)) + l4sum;
 	sum = (sum & 0xffff) + (sum >> 16);
 	sum = (sum & 0xffff) + (sum >> 16);

@@ -36,32 +36,13 @@
 	}
 
 static const struct tcp_stat_name stack_stat_names[] = {
-    STAT(conns),
-    STAT(active_opens),
-    STAT(passive_opens),
-    STAT(conn_refused),
-    STAT(conn_timeouts),
-    STAT(conn_resets),
-    STAT(segs_rx),
-    STAT(segs_tx),
-    STAT(bytes_rx),
-    STAT(bytes_tx),
-    STAT(retransmits),
-    STAT(rto_fired),
-    STAT(fast_retransmits),
-    STAT(rx_malformed),
-    STAT(rx_bad_csum),
-    STAT(rx_no_conn),
-    STAT(rx_out_of_window),
-    STAT(rx_paws),
-    STAT(rx_ooo_drop),
-    STAT(rx_rcvbuf_drop),
-    STAT(challenge_acks),
-    STAT(rst_tx),
-    STAT(syn_dropped),
-    STAT(tx_no_mbuf),
-    STAT(delayed_acks),
-    STAT(zero_window_probes),
+    STAT(conns),	  STAT(conns_alloc),	  STAT(active_opens), STAT(passive_opens),
+    STAT(conn_refused),	  STAT(conn_timeouts),	  STAT(conn_resets),  STAT(segs_rx),
+    STAT(segs_tx),	  STAT(bytes_rx),	  STAT(bytes_tx),     STAT(retransmits),
+    STAT(rto_fired),	  STAT(fast_retransmits), STAT(rx_malformed), STAT(rx_bad_csum),
+    STAT(rx_no_conn),	  STAT(rx_out_of_window), STAT(rx_paws),      STAT(rx_ooo_drop),
+    STAT(rx_rcvbuf_drop), STAT(challenge_acks),	  STAT(rst_tx),	      STAT(syn_dropped),
+    STAT(tx_no_mbuf),	  STAT(delayed_acks),	  STAT(tw_recycled),  STAT(zero_window_probes),
 };
 
 _Static_assert(sizeof(stack_stat_names) / sizeof(stack_stat_names[0]) ==
@@ -155,6 +136,41 @@ static void table_remove(struct tcp_conn *c)
 
 static void conn_timer_init(struct tcp_conn *c);
 
+static void tw_unlink(struct tcp_conn *c)
+{
+	struct tcp_stack *stk = c->stk;
+
+	if (!(c->flags & CF_IN_TW))
+		return;
+	if (c->tw_prev != NULL)
+		c->tw_prev->tw_next = c->tw_next;
+	else
+		stk->tw_head = c->tw_next;
+	if (c->tw_next != NULL)
+		c->tw_next->tw_prev = c->tw_prev;
+	else
+		stk->tw_tail = c->tw_prev;
+	c->tw_next = c->tw_prev = NULL;
+	c->flags &= ~CF_IN_TW;
+}
+
+/*
+ * No free slot: end the oldest TIME_WAIT whose handle is released, as
+ * Linux does when its TIME_WAIT buckets overflow. TIME_WAIT only guards
+ * its own 4-tuple, and timestamps (PAWS) guard the next incarnation of it.
+ */
+static struct tcp_conn *tw_recycle(struct tcp_stack *stk)
+{
+	for (struct tcp_conn *c = stk->tw_head; c != NULL; c = c->tw_next) {
+		if (c->flags & CF_USER_CLOSED) {
+			stk->stats.tw_recycled++;
+			tcp_conn_set_closed(c);
+			return stk->free_conns;
+		}
+	}
+	return NULL;
+}
+
 /* A fresh connection in the table (state CLOSED, the caller sets it). */
 struct tcp_conn *tcp_conn_new(struct tcp_stack *stk, uint32_t raddr, uint16_t lport, uint16_t rport,
 			      uint64_t now)
@@ -163,9 +179,12 @@ struct tcp_conn *tcp_conn_new(struct tcp_stack *stk, uint32_t raddr, uint16_t lp
 	uint32_t h;
 
 	if (c == NULL)
+		c = tw_recycle(stk);
+	if (c == NULL)
 		return NULL;
 	stk->free_conns = c->hnext;
 	memset(c, 0, sizeof(*c));
+	stk->stats.conns_alloc++;
 	c->stk = stk;
 	c->laddr = stk->laddr;
 	c->raddr = raddr;
@@ -211,8 +230,12 @@ static void conn_maybe_free(struct tcp_conn *c)
 
 	if (c->state != TCP_CLOSED || !(c->flags & CF_USER_CLOSED) || (c->flags & CF_EV_QUEUED))
 		return;
+	if (c->stk == NULL)
+		dmta_panic("tcp_stack: connection freed twice");
+	c->stk = NULL;
 	c->hnext = stk->free_conns;
 	stk->free_conns = c;
+	stk->stats.conns_alloc--;
 }
 
 /* The protocol is done with @c: out of the table, timers off, buffers freed. */
@@ -221,6 +244,7 @@ void tcp_conn_set_closed(struct tcp_conn *c)
 	struct tcp_stack *stk = c->stk;
 
 	c->state = TCP_CLOSED;
+	tw_unlink(c);
 	tcp_timer_cancel(&stk->wheel, &c->t_rtx);
 	tcp_timer_cancel(&stk->wheel, &c->t_delack);
 	tcp_timer_cancel(&stk->wheel, &c->t_misc);
@@ -325,6 +349,16 @@ void tcp_enter_time_wait(struct tcp_conn *c, uint64_t now)
 	struct tcp_stack *stk = c->stk;
 
 	c->state = TCP_TIME_WAIT;
+	if (!(c->flags & CF_IN_TW)) {
+		c->flags |= CF_IN_TW;
+		c->tw_next = NULL;
+		c->tw_prev = stk->tw_tail;
+		if (stk->tw_tail != NULL)
+			stk->tw_tail->tw_next = c;
+		else
+			stk->tw_head = c;
+		stk->tw_tail = c;
+	}
 	tcp_timer_cancel(&stk->wheel, &c->t_rtx);
 	tcp_timer_arm(&stk->wheel, &c->t_misc, now + stk->time_wait);
 	tcp_conn_event(c, TCP_EV_CLOSED, 0);
@@ -440,7 +474,7 @@ int tcp_connect(struct tcp_stack *stk, uint32_t dst, uint16_t port, void *user, 
 	if (dst == 0 || dst == stk->laddr || port == 0 || (host >> 28) >= 0xe ||
 	    (host >> 24) == 127)
 		return -EINVAL;
-	if (stk->free_conns == NULL)
+	if (stk->free_conns == NULL && tw_recycle(stk) == NULL)
 		return -ENOBUFS;
 	for (uint32_t i = 0; i < range; i++) {
 		uint16_t lp = stk->next_port;

@@ -115,32 +115,34 @@ struct tcp_event {
 
 /** Counters of a stack (all uint64_t; see tcp_stack_stat_names()). */
 struct tcp_stack_stats {
-	uint64_t conns;		     /**< connections in the table now (gauge) */
-	uint64_t active_opens;	     /**< tcp_connect() calls that sent a SYN */
-	uint64_t passive_opens;	     /**< connections accepted */
-	uint64_t conn_refused;	     /**< active opens answered by RST */
-	uint64_t conn_timeouts;	     /**< connections given up by the retransmission timer */
-	uint64_t conn_resets;	     /**< established connections reset by the peer */
-	uint64_t segs_rx;	     /**< segments received */
-	uint64_t segs_tx;	     /**< segments sent */
-	uint64_t bytes_rx;	     /**< payload bytes accepted in order */
-	uint64_t bytes_tx;	     /**< payload bytes sent (first transmissions) */
-	uint64_t retransmits;	     /**< segments sent again (timeout or fast retransmit) */
-	uint64_t rto_fired;	     /**< retransmission timeouts */
-	uint64_t fast_retransmits;   /**< NewReno entries into fast recovery */
-	uint64_t rx_malformed;	     /**< drop: short, bad offset, bad options */
-	uint64_t rx_bad_csum;	     /**< drop: checksum wrong */
-	uint64_t rx_no_conn;	     /**< segments for no connection (RST sent unless RST) */
-	uint64_t rx_out_of_window;   /**< drop: unacceptable sequence number (ACK sent) */
-	uint64_t rx_paws;	     /**< drop: timestamp older than ts_recent (RFC 7323 PAWS) */
-	uint64_t rx_ooo_drop;	     /**< drop: out-of-order data (no reassembly queue yet) */
-	uint64_t rx_rcvbuf_drop;     /**< drop: receive buffer full */
-	uint64_t challenge_acks;     /**< RFC 5961 challenge ACKs sent */
-	uint64_t rst_tx;	     /**< resets sent */
-	uint64_t syn_dropped;	     /**< drop: SYN for a listener while the table is full */
-	uint64_t tx_no_mbuf;	     /**< segments not sent: pool empty */
-	uint64_t delayed_acks;	     /**< ACKs sent by the delayed-ACK timer */
+	uint64_t conns;		   /**< connections in the table now (gauge) */
+	uint64_t conns_alloc;	   /**< connection slots in use: handles not yet released (gauge) */
+	uint64_t active_opens;	   /**< tcp_connect() calls that sent a SYN */
+	uint64_t passive_opens;	   /**< connections accepted */
+	uint64_t conn_refused;	   /**< active opens answered by RST */
+	uint64_t conn_timeouts;	   /**< connections given up by the retransmission timer */
+	uint64_t conn_resets;	   /**< established connections reset by the peer */
+	uint64_t segs_rx;	   /**< segments received */
+	uint64_t segs_tx;	   /**< segments sent */
+	uint64_t bytes_rx;	   /**< payload bytes accepted in order */
+	uint64_t bytes_tx;	   /**< payload bytes sent (first transmissions) */
+	uint64_t retransmits;	   /**< segments sent again (timeout or fast retransmit) */
+	uint64_t rto_fired;	   /**< retransmission timeouts */
+	uint64_t fast_retransmits; /**< NewReno entries into fast recovery */
+	uint64_t rx_malformed;	   /**< drop: short, bad offset, bad options */
+	uint64_t rx_bad_csum;	   /**< drop: checksum wrong */
+	uint64_t rx_no_conn;	   /**< segments for no connection (RST sent unless RST) */
+	uint64_t rx_out_of_window; /**< drop: unacceptable sequence number (ACK sent) */
+	uint64_t rx_paws;	   /**< drop: timestamp older than ts_recent (RFC 7323 PAWS) */
+	uint64_t rx_ooo_drop;	   /**< drop: out-of-order data (no reassembly queue yet) */
+	uint64_t rx_rcvbuf_drop;   /**< drop: receive buffer full */
+	uint64_t challenge_acks;   /**< RFC 5961 challenge ACKs sent */
+	uint64_t rst_tx;	   /**< resets sent */
+	uint64_t syn_dropped;	   /**< drop: SYN for a listener while the table is full */
+	uint64_t tx_no_mbuf;	   /**< segments not sent: pool empty */
+	uint64_t delayed_acks;	   /**< ACKs sent by the delayed-ACK timer */
 	uint64_t zero_window_probes; /**< probes sent to a zero window */
+	uint64_t tw_recycled;	     /**< TIME_WAIT connections ended early to free a slot */
 };
 
 struct tcp_stack;

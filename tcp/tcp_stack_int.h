@@ -55,11 +55,13 @@ enum {
 	CF_EV_QUEUED = 1 << 7,	 /* on the stack's ready list */
 	CF_IN_TABLE = 1 << 8,	 /* in the 4-tuple table */
 	CF_PERSIST = 1 << 9,	 /* t_rtx is the zero-window probe timer */
+	CF_IN_TW = 1 << 10,	 /* on the stack's TIME_WAIT list */
 };
 
 struct tcp_conn {
 	struct tcp_conn *hnext; /* hash chain, or free list */
 	struct tcp_conn *ev_next;
+	struct tcp_conn *tw_next, *tw_prev; /* TIME_WAIT list, oldest first */
 	struct tcp_stack *stk;
 	void *user;
 	uint32_t laddr, raddr; /* network order */
@@ -123,6 +125,7 @@ struct tcp_stack {
 	struct tcp_listener listeners[TCP_LISTEN_MAX];
 	struct tcp_conn *ev_head, *ev_tail;
 	struct tcp_conn *free_conns;
+	struct tcp_conn *tw_head, *tw_tail;
 	struct tcp_conn *conns; /* max_conns of them */
 	uint32_t hmask;
 	struct tcp_conn **htab;

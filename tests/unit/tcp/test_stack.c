@@ -24,7 +24,7 @@
 
 #include "tcp/tcp_stack.h"
 #include "tcp_test_eal.h"
-#include "tcp_wire.h"
+#include "tcp/tcp_wire.h"
 
 #define PORT 5000
 
@@ -218,7 +218,8 @@ static uint64_t run(bool (*done)(void), uint64_t limit_ms)
 static bool tables_empty(void)
 {
 	return tcp_stack_stats(w.stk[0])->conns == 0 && tcp_stack_stats(w.stk[1])->conns == 0 &&
-	       w.nq == 0;
+	       tcp_stack_stats(w.stk[0])->conns_alloc == 0 &&
+	       tcp_stack_stats(w.stk[1])->conns_alloc == 0 && w.nq == 0;
 }
 
 static unsigned pool_start;
@@ -720,6 +721,30 @@ static void test_seed_sweep(void **state)
 	app_setup(&app[1], 0, 2, 0);
 }
 
+/* More sequential connections than slots: TIME_WAIT slots are recycled, oldest first. */
+static void test_time_wait_recycled(void **state)
+{
+	struct tcp_stack_conf c = wire_stack_conf();
+	(void)state;
+
+	c.max_conns = 3;
+	c.time_wait_ms = 60000;
+	wire_init_conf(&w, pool, 14, &c);
+	for (int i = 0; i < 8; i++) {
+		if (i > 0) {
+			app_free(&app[0]);
+			app_free(&app[1]);
+			tcp_unlisten(w.stk[1], PORT);
+		}
+		start(3000, 100);
+		run(both_done, 5000);
+		check_transfer(3000, 100);
+	}
+	assert_true(tcp_stack_stats(w.stk[0])->tw_recycled >= 5);
+	assert_true(tcp_stack_stats(w.stk[0])->conns_alloc <= 3);
+	run(tables_empty, 70000);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -737,6 +762,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_abort_and_unread_close, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_many_connections, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_seed_sweep, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_time_wait_recycled, setup, teardown),
 	};
 	int rc;
 

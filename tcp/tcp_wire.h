@@ -1,6 +1,7 @@
 /*
  * tcp_wire.h - an in-memory wire between two tcp stacks in one process,
  *	with seeded loss, duplication, reordering, corruption and delay.
+ *	For tests and benchmarks; the data plane never uses it.
  *
  * SYNOPSIS
  *	wire_init(&w, pool, seed);              (A = 198.18.5.1, B = 198.18.5.2)

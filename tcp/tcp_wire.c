@@ -8,7 +8,7 @@
 #include <rte_byteorder.h>
 #include <rte_mbuf.h>
 
-#include "tcp_wire.h"
+#include "tcp/tcp_wire.h"
 
 const uint32_t wire_ip[2] = {RTE_BE32(0xc6120501), RTE_BE32(0xc6120502)};
 
