@@ -104,8 +104,10 @@ def main():
             fails.append("delete --all")
         if b"Mail queue is empty" not in q(conf, "list").stdout:
             fails.append("list (text) after delete --all")
-        p = q(conf, "route", "example.org", want=69)
-        if b"not available yet" not in p.stderr:
+        # route resolves for real (tested against the lab's DNS server in
+        # lab/core); here only its usage error, which sends no query.
+        p = q(conf, "route", want=64)
+        if b"which domain" not in p.stderr:
             fails.append("route: got %r" % p.stderr)
         q(conf, "frobnicate", want=64)
         wake.close()
