@@ -303,6 +303,16 @@ int dns_config_load(struct dns_config *cfg, const struct dmta_conf *conf)
 			if (*p == ' ' || *p == '\t')
 				memmove(p, p + 1, strlen(p)), p--;
 	}
+	/*
+	 * Under test (tools/test sets DMTA_DNS_NO_SYSTEM), a configuration that
+	 * forgot its lab server must fail, not ask the machine's resolver.
+	 */
+	if (cfg->servers == NULL && getenv("DMTA_DNS_NO_SYSTEM") != NULL) {
+		dmta_err("%s: [dns] servers is not set, and DMTA_DNS_NO_SYSTEM forbids the "
+			 "system's resolver",
+			 dmta_conf_source(conf));
+		rc = -1;
+	}
 	rc |= dmta_conf_duration_ms(conf, "dns", "timeout", 5000, 10, 600000, &cfg->timeout_ms);
 	rc |= dmta_conf_u64(conf, "dns", "tries", 2, 1, 10, &v);
 	cfg->tries = (unsigned)v;

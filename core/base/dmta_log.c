@@ -49,7 +49,8 @@ static const char *level_name(enum dmta_log_level level)
 	}
 }
 
-static void log_line(const char *prefix, const char *fmt, va_list ap)
+__attribute__((format(printf, 2, 0))) static void log_line(const char *prefix, const char *fmt,
+							   va_list ap)
 {
 	char buf[1024];
 	int n, m;

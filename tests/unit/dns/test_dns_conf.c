@@ -157,8 +157,13 @@ static void test_load(void **state)
 	unlink(path);
 	free(path);
 
-	/* Defaults: no file at all. */
+	/* Defaults: no file at all. Under test the system resolver is refused
+	 * (DMTA_DNS_NO_SYSTEM); without that guard the default is taken. */
 	conf = dmta_conf_new();
+	setenv("DMTA_DNS_NO_SYSTEM", "1", 1);
+	assert_int_not_equal(dns_config_load(&cfg, conf), 0);
+	dns_config_release(&cfg);
+	unsetenv("DMTA_DNS_NO_SYSTEM");
 	assert_int_equal(dns_config_load(&cfg, conf), 0);
 	assert_null(cfg.servers);
 	assert_int_equal(cfg.timeout_ms, 5000);
