@@ -8,8 +8,10 @@
  *	reply pops the oldest entry. Without PIPELINING the send side simply
  *	waits for that queue to be empty before the next command.
  *
- *	One transaction at a time: MAIL, up to max_rcpts RCPTs, then DATA (and
- *	after 354 the body) or BDAT LAST with the body. Recipients refused
+ *	A transaction is MAIL, up to max_rcpts RCPTs, then DATA (and after 354
+ *	the body) or BDAT LAST with the body. With PIPELINING a second one may
+ *	follow a DATA transaction's "." before its reply (two in flight at
+ *	most; each pending entry names its transaction). Recipients refused
  *	with 452 after others were accepted go back to pending and get a new
  *	transaction of their own; a message is done when every recipient has
  *	its outcome.
@@ -18,7 +20,8 @@
  *	engine buffer (by offset, so the buffer may grow), or the caller's body
  *	chunks as they are. A DATA body is rewritten (dot-stuffing, CRLF) into
  *	the buffer a slice at a time when the queue runs empty, so a big
- *	message never sits twice in memory.
+ *	message never sits twice in memory (when the next transaction is
+ *	queued behind it, a body of up to 1 MiB is rendered whole).
  */
 #include <errno.h>
 #include <stdio.h>

@@ -27,7 +27,9 @@
  *	SMTPUTF8, DSN, ENHANCEDSTATUSCODES, STARTTLS and AUTH PLAIN, LOGIN or
  *	XOAUTH2. It
  *	sends several messages per connection (RSET when a transaction is left
- *	open), reports an outcome for every recipient and every message, puts
+ *	open; with PIPELINING the next MAIL, RCPTs and DATA follow the previous
+ *	message's "." in the same write), reports an outcome for every
+ *	recipient and every message, puts
  *	recipients refused with 452 into a new transaction, and dot-stuffs and
  *	turns bare LF and bare CR into CRLF in one pass over the body.
  *

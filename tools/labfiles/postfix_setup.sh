@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
-# postfix_setup.sh DIR ADDR [DOMAIN] - write a private Postfix instance's
+# postfix_setup.sh DIR ADDR [CERT KEY] - write a private Postfix instance's
 # config into DIR/etc that listens on ADDR:25 only and delivers everything
-# for DOMAIN (default lab.test) into the Maildir DIR/mail/box/ (as nobody).
-# Nothing system-wide is used but the binaries. Start it with
+# for $PF_DOMAIN (default lab.test) into the Maildir DIR/mail/box/ (as
+# nobody), offering STARTTLS with CERT and KEY when given. Nothing
+# system-wide is used but the binaries. Start it with
 # 'postfix -c DIR/etc start-fg' inside the namespace that holds ADDR.
 set -euo pipefail
 d=$1
 addr=$2
-domain=${3:-lab.test}
+cert=${3:-}
+key=${4:-}
+domain=${PF_DOMAIN:-lab.test}
 mkdir -p "$d/etc" "$d/queue" "$d/data" "$d/mail"
 chmod 755 "$d"
 chown nobody:nogroup "$d/mail"
@@ -74,4 +77,13 @@ virtual   unix  -       n       n       -       -       virtual
 anvil     unix  -       -       n       -       1       anvil
 scache    unix  -       -       n       -       1       scache
 postlog   unix-dgram n  -       n       -       1       postlogd
+tlsmgr    unix  -       -       n       1000?   1       tlsmgr
 CF
+if [ -n "$cert" ]; then
+	cat >>"$d/etc/main.cf" <<CF
+smtpd_tls_cert_file = $cert
+smtpd_tls_key_file = $key
+smtpd_tls_security_level = may
+smtpd_tls_loglevel = 1
+CF
+fi

@@ -79,6 +79,16 @@ printf 'From: a@x.test\nTo: b@lab.test\nSubject: plain\nDate: Mon, 23 Nov 2026 1
 	printf '\n.\n..\nlast line\n'
 } >"$T/dots.eml"
 
+# ------------------------------------------------- test CA and certificate
+cd "$T"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout ca.key \
+	-out ca.crt -days 2 -subj /CN=dmta-test-ca 2>/dev/null
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout srv.key \
+	-out srv.csr -subj /CN=mx.lab.test 2>/dev/null
+printf 'subjectAltName=DNS:mx.lab.test\n' >srv.ext
+openssl x509 -req -in srv.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out srv.crt -days 2 \
+	-extfile srv.ext 2>/dev/null
+cd - >/dev/null
 # ---------------------------------------------------------------- smtp-sink
 in_ns smtp-sink -u nobody 198.18.1.10:25 100 &
 pids+=($!)
@@ -99,7 +109,7 @@ run "sink: nothing listening (temporary)" 75 --server 198.18.1.10:2525 --from a@
 	--to b@y.test <"$T/plain.eml"
 
 # ------------------------------------------------------------------ Postfix
-"$src/../../../tools/labfiles/postfix_setup.sh" "$T/pf" 198.18.1.11
+"$src/../../../tools/labfiles/postfix_setup.sh" "$T/pf" 198.18.1.11 "$T/srv.crt" "$T/srv.key"
 in_ns postfix -c "$T/pf/etc" start-fg >"$T/pf.out" 2>&1 &
 pids+=($!)
 wait_port 198.18.1.11 25 || { cat "$T/pf.out" "$T/pf/maillog" 2>/dev/null; exit 1; }
@@ -170,21 +180,19 @@ grep -q '^-> MAIL FROM:<a@x.test> SIZE=[0-9]* SMTPUTF8' "$T/err" && ok "postfix:
 	bad "postfix: no SMTPUTF8 in: $(grep MAIL "$T/err")"
 check_delivered "postfix SMTPUTF8" "$T/plain.eml" 10
 
+run "postfix: STARTTLS required, verified" 0 --server 198.18.1.11 --from a@x.test \
+	--to b@lab.test --tls required --ca-file "$T/ca.crt" --tls-name mx.lab.test --verbose <"$T/dots.eml"
+grep -q '^-> STARTTLS' "$T/err" && grep -q '^-- TLS .*verified' "$T/err" &&
+	[ "$(grep -c '^-> EHLO' "$T/err")" = 2 ] && ok "postfix: STARTTLS, verification, EHLO again" ||
+	bad "postfix: TLS transcript: $(cat "$T/err")"
+check_delivered "postfix over TLS" "$T/dots.eml" 11
+
 run "postfix: recipient outside its domains refused (permanent)" 69 --server 198.18.1.11 \
 	--from a@x.test --to b@lab.test --to z@elsewhere.test <"$T/plain.eml"
 grep -q '^z@elsewhere.test: bounced: 5' "$T/out" && grep -q '^b@lab.test: sent' "$T/out" &&
 	ok "postfix: per-recipient outcomes" || bad "postfix: outcomes: $(cat "$T/out")"
 
 # ----------------------------------------------------------------- aiosmtpd
-cd "$T"
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout ca.key \
-	-out ca.crt -days 2 -subj /CN=dmta-test-ca 2>/dev/null
-openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout srv.key \
-	-out srv.csr -subj /CN=mx.lab.test 2>/dev/null
-printf 'subjectAltName=DNS:mx.lab.test\n' >srv.ext
-openssl x509 -req -in srv.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out srv.crt -days 2 \
-	-extfile srv.ext 2>/dev/null
-cd - >/dev/null
 printf 's3cr3t-Pa55\n' >"$T/pw"
 printf 'wrong\n' >"$T/pw-bad"
 mkdir -p "$T/a587" "$T/a465"

@@ -541,6 +541,20 @@ static const struct tcase cases[] = {
 	     "RCPT TO:<r2@y.test>\r\nRCPT TO:<r3@y.test>\r\nDATA\r\n" BODY ".\r\n" MAIL
 	     "RCPT TO:<r4@y.test>\r\nDATA\r\n" BODY ".\r\nQUIT\r\n",
      "G220 R r0:k250 r1:k250 r2:k250 r3:k250 r4:k250 m:k5/0/0 X "},
+    {"max_rcpts 2 pipelined: one message in three overlapping transactions",
+     {M_FIVE, -1},
+     1,
+     0,
+     0,
+     2,
+     0,
+     G EHLO_PIPE "250 ok\r\n250 ok\r\n250 ok\r\n354 go\r\n" OK
+		 "250 ok\r\n550 no\r\n250 ok\r\n354 go\r\n" OK
+		 "250 ok\r\n451 later\r\n554 no valid recipients\r\n" BYE,
+     CE MAILS "RCPT TO:<r0@y.test>\r\nRCPT TO:<r1@y.test>\r\nDATA\r\n" BODY ".\r\n" MAILS
+	      "RCPT TO:<r2@y.test>\r\nRCPT TO:<r3@y.test>\r\nDATA\r\n" BODY ".\r\n" MAILS
+	      "RCPT TO:<r4@y.test>\r\nDATA\r\nQUIT\r\n",
+     "G220 R r0:k250 r1:k250 r2:p550 r3:k250 r4:t451 m:t3/1/1 X "},
     {"SIZE limit: refused before MAIL",
      {M_PLAIN1, -1},
      1,
