@@ -107,7 +107,7 @@ int queue_bounce_build(const struct queue_env *env, const void *msg, size_t len,
 	char date[64], arrival[64], boundary[96], st[16], reply[1024];
 	const char *host = bo->hostname ? bo->hostname : "localhost";
 	size_t max_return = bo->max_return ? bo->max_return : DEFAULT_MAX_RETURN;
-	bool full = env->ret != QUEUE_RET_HDRS && len <= max_return;
+	bool full = env->ret != QUEUE_RET_HDRS && len <= max_return && !bo->delayed;
 	const char *m = msg;
 	size_t hlen = len;
 
@@ -126,7 +126,8 @@ int queue_bounce_build(const struct queue_env *env, const void *msg, size_t len,
 
 	ADDF("From: Mail Delivery System <MAILER-DAEMON@%s>\r\n", host);
 	ADDF("To: <%s>\r\n", env->sender);
-	ADD("Subject: Undelivered Mail Returned to Sender\r\n");
+	ADD(bo->delayed ? "Subject: Delayed Mail (still being retried)\r\n"
+			: "Subject: Undelivered Mail Returned to Sender\r\n");
 	ADDF("Date: %s\r\n", date);
 	ADDF("Message-ID: <%llX.%llX.dsn@%s>\r\n", (unsigned long long)env->qid,
 	     (unsigned long long)(bo->now_ns / 1000), host);
@@ -142,8 +143,13 @@ int queue_bounce_build(const struct queue_env *env, const void *msg, size_t len,
 	ADD("Content-Description: Notification\r\nContent-Type: text/plain; "
 	    "charset=utf-8\r\n\r\n");
 	ADDF("This is the mail system at host %s.\r\n\r\n", host);
-	ADD("I'm sorry to have to inform you that your message could not\r\n"
-	    "be delivered to one or more recipients. The reasons are below.\r\n\r\n");
+	if (bo->delayed)
+		ADD("This is a warning only: your message has not been delivered to\r\n"
+		    "the recipients below yet. Delivery is still being retried;\r\n"
+		    "you do not need to send it again.\r\n\r\n");
+	else
+		ADD("I'm sorry to have to inform you that your message could not\r\n"
+		    "be delivered to one or more recipients. The reasons are below.\r\n\r\n");
 	for (uint32_t i = 0; i < n; i++) {
 		const struct queue_rcpt *r = &env->rcpt[rcpt[i]];
 
@@ -168,7 +174,7 @@ int queue_bounce_build(const struct queue_env *env, const void *msg, size_t len,
 		ADDF("Final-Recipient: rfc822; %s\r\n", r->addr);
 		if (r->orcpt)
 			ADDF("Original-Recipient: %s\r\n", r->orcpt);
-		ADD("Action: failed\r\n");
+		ADD(bo->delayed ? "Action: delayed\r\n" : "Action: failed\r\n");
 		ADDF("Status: %s\r\n", queue_bounce_status(r->reply, st));
 		if (r->reply) {
 			oneline(r->reply, reply, sizeof(reply));
@@ -179,6 +185,10 @@ int queue_bounce_build(const struct queue_env *env, const void *msg, size_t len,
 		if (r->last_attempt_ns) {
 			rfc5322_date(r->last_attempt_ns, last, sizeof(last));
 			ADDF("Last-Attempt-Date: %s\r\n", last);
+		}
+		if (bo->delayed && bo->retry_until_ns) {
+			rfc5322_date(bo->retry_until_ns, last, sizeof(last));
+			ADDF("Will-Retry-Until: %s\r\n", last);
 		}
 	}
 	ADD("\r\n");
