@@ -410,11 +410,9 @@ int main(int argc, char **argv)
 			    i + 1);
 	}
 
+	if (o.mode == 'i')
+		exit(EX_OK_); /* newaliases: dmta has no alias database */
 	sp = queue_tool_open(o.conf, o.mode == 'p', o.mode == 'm', &conf, &ex);
-	if (o.mode == 'i') {
-		/* newaliases: dmta has no alias database. */
-		exit(EX_OK_);
-	}
 	if (sp == NULL)
 		exit(ex);
 	if (o.mode == 'p') {
