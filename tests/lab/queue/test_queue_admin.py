@@ -61,6 +61,11 @@ def main():
         if p.returncode != 0 or wake.recv(64) != b"flush":
             fails.append("sendmail -q with a daemon: got %d" % p.returncode)
 
+        mailq = os.path.join(d, "mailq")
+        os.symlink(os.path.abspath(SENDMAIL), mailq)
+        p = subprocess.run([mailq, "-C", conf], capture_output=True)
+        if p.returncode != 0 or p.stdout.count(b"[pending]") != 3:
+            fails.append("run as mailq: got %d %r" % (p.returncode, p.stdout[:200]))
         lst = qj(conf, "list")
         if lst.get("count") != 3 or [m["id"] for m in lst["messages"]] != ids:
             fails.append("list: got %r, want ids %r" % (lst, ids))
