@@ -105,6 +105,9 @@ def main():
         if wake.recv(64) != b"sync":
             fails.append("delete did not tell the daemon")
         q(conf, "delete", ids[0], want=1)  # already gone
+        many = qj(conf, "delete", *["%012X" % (0xF00000 + i) for i in range(100)], want=1)
+        if many.get("missing") != 100:
+            fails.append("delete of 100 unknown ids: got %r" % many)
         if qj(conf, "delete", "--all").get("deleted") != 1 or qj(conf, "list").get("count") != 0:
             fails.append("delete --all")
         if b"Mail queue is empty" not in q(conf, "list").stdout:
