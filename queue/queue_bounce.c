@@ -53,6 +53,14 @@ const char *queue_bounce_status(const char *reply, char *buf)
 	return buf;
 }
 
+static bool ascii(const char *s)
+{
+	for (; *s; s++)
+		if ((unsigned char)*s >= 0x80)
+			return false;
+	return true;
+}
+
 static void rfc5322_date(uint64_t ns, char *buf, size_t len)
 {
 	time_t t = (time_t)(ns / DMTA_NS_PER_S);
@@ -104,16 +112,21 @@ int queue_bounce_build(const struct queue_env *env, const void *msg, size_t len,
 		       const uint32_t *rcpt, uint32_t n, const struct queue_bounce_opts *bo,
 		       struct queue_buf *out, struct queue_env *benv)
 {
-	char date[64], arrival[64], boundary[96], st[16], reply[1024];
+	/* Replies are cut so that no report line exceeds 998 octets. */
+	char date[64], arrival[64], boundary[96], st[16], reply[600];
 	const char *host = bo->hostname ? bo->hostname : "localhost";
 	size_t max_return = bo->max_return ? bo->max_return : DEFAULT_MAX_RETURN;
 	bool full = env->ret != QUEUE_RET_HDRS && len <= max_return && !bo->delayed;
+	bool utf8 = env->flags & QUEUE_F_SMTPUTF8;
 	const char *m = msg;
 	size_t hlen = len;
 
 	memset(benv, 0, sizeof(*benv));
 	if (env->sender[0] == 0 || (env->flags & QUEUE_F_DSN) || n == 0)
 		return -EINVAL;
+	/* RFC 6533: an internationalised message gets the "global" report types. */
+	for (uint32_t i = 0; i < n && !utf8; i++)
+		utf8 = !ascii(env->rcpt[rcpt[i]].addr);
 	rfc5322_date(bo->now_ns, date, sizeof(date));
 	rfc5322_date(env->arrival_ns, arrival, sizeof(arrival));
 	snprintf(boundary, sizeof(boundary), "%llX.%llX/%s", (unsigned long long)env->qid,
@@ -160,8 +173,8 @@ int queue_bounce_build(const struct queue_env *env, const void *msg, size_t len,
 
 	/* 2: for programs (RFC 3464). */
 	ADDF("--%s\r\n", boundary);
-	ADD("Content-Description: Delivery report\r\nContent-Type: "
-	    "message/delivery-status\r\n\r\n");
+	ADDF("Content-Description: Delivery report\r\nContent-Type: message/%s\r\n\r\n",
+	     utf8 ? "global-delivery-status" : "delivery-status");
 	ADDF("Reporting-MTA: dns; %s\r\n", host);
 	if (env->envid)
 		ADDF("Original-Envelope-Id: %s\r\n", env->envid);
@@ -171,7 +184,7 @@ int queue_bounce_build(const struct queue_env *env, const void *msg, size_t len,
 		char last[64];
 
 		ADD("\r\n");
-		ADDF("Final-Recipient: rfc822; %s\r\n", r->addr);
+		ADDF("Final-Recipient: %s; %s\r\n", ascii(r->addr) ? "rfc822" : "utf-8", r->addr);
 		if (r->orcpt)
 			ADDF("Original-Recipient: %s\r\n", r->orcpt);
 		ADD(bo->delayed ? "Action: delayed\r\n" : "Action: failed\r\n");
@@ -196,13 +209,14 @@ int queue_bounce_build(const struct queue_env *env, const void *msg, size_t len,
 	/* 3: the message, or its header. */
 	ADDF("--%s\r\n", boundary);
 	if (full) {
-		ADD("Content-Description: Undelivered Message\r\nContent-Type: "
-		    "message/rfc822\r\n\r\n");
+		ADDF("Content-Description: Undelivered Message\r\nContent-Type: %s\r\n\r\n",
+		     utf8 ? "message/global" : "message/rfc822");
 		if (queue_buf_add(out, m, len) < 0)
 			return -ENOMEM;
 	} else {
-		ADD("Content-Description: Undelivered Message Headers\r\nContent-Type: "
-		    "text/rfc822-headers\r\n\r\n");
+		ADDF("Content-Description: Undelivered Message Headers\r\nContent-Type: "
+		     "%s\r\n\r\n",
+		     utf8 ? "message/global-headers" : "text/rfc822-headers");
 		if (queue_buf_add(out, m, hlen) < 0)
 			return -ENOMEM;
 	}

@@ -632,6 +632,43 @@ static void test_bounce_status_and_spool(void **state)
 		free(text);
 	}
 	spool_abort(t);
+	/* an internationalised recipient: the RFC 6533 types */
+	{
+		struct queue_env u = {0};
+		struct queue_buf out = {0};
+		struct queue_env benv;
+		char longreply[2000];
+
+		env_make(&u, 78, "alice@x.example", to, 1, T0);
+		queue_env_free(&u);
+		memset(&u, 0, sizeof(u));
+		queue_env_set_sender(&u, "alice@x.example");
+		queue_env_add_rcpt(&u,
+				   "\xc3\xbc"
+				   "ser@b\xc3\xbc"
+				   "cher.example",
+				   NULL, 0);
+		u.qid = 78;
+		u.flags = QUEUE_F_SMTPUTF8;
+		u.rcpt[0].state = QUEUE_RCPT_BOUNCED;
+		memset(longreply, 'r', sizeof(longreply) - 1);
+		longreply[sizeof(longreply) - 1] = 0;
+		memcpy(longreply, "550 5.1.1 ", 10);
+		queue_env_set_reply(&u, 0, longreply);
+		assert_int_equal(
+		    queue_bounce_build(&u, msg, strlen(msg), &idx, 1, &bo, &out, &benv), 0);
+		assert_non_null(strstr(out.p, "Content-Type: message/global-delivery-status"));
+		assert_non_null(strstr(out.p, "Final-Recipient: utf-8; \xc3\xbc"
+					      "ser@"));
+		assert_non_null(strstr(out.p, "Content-Type: message/global\r\n"));
+		assert_non_null(strstr(out.p, "Status: 5.1.1"));
+		/* no line over 998 octets even with a huge reply */
+		for (char *lp = out.p, *nl; (nl = strstr(lp, "\r\n")) != NULL; lp = nl + 2)
+			assert_true(nl - lp <= 998);
+		queue_buf_free(&out);
+		queue_env_free(&benv);
+		queue_env_free(&u);
+	}
 	/* never to <>, never for a DSN */
 	{
 		struct queue_buf out = {0};
