@@ -53,6 +53,14 @@ const char *queue_bounce_status(const char *reply, char *buf)
 	return buf;
 }
 
+static bool ascii(const char *s)
+{
+	for (; *s; s++)
+		if ((unsigned char)*s >= 0x80)
+			return false;
+	return true;
+}
+
 static void rfc5322_date(uint64_t ns, char *buf, size_t len)
 {
 	time_t t = (time_t)(ns / DMTA_NS_PER_S);
@@ -104,16 +112,21 @@ int queue_bounce_build(const struct queue_env *env, const void *msg, size_t len,
 		       const uint32_t *rcpt, uint32_t n, const struct queue_bounce_opts *bo,
 		       struct queue_buf *out, struct queue_env *benv)
 {
-	char date[64], arrival[64], boundary[96], st[16], reply[1024];
+	/* Replies are cut so that no report line exceeds 998 octets. */
+	char date[64], arrival[64], boundary[96], st[16], reply[600];
 	const char *host = bo->hostname ? bo->hostname : "localhost";
 	size_t max_return = bo->max_return ? bo->max_return : DEFAULT_MAX_RETURN;
-	bool full = env->ret != QUEUE_RET_HDRS && len <= max_return;
+	bool full = env->ret != QUEUE_RET_HDRS && len <= max_return && !bo->delayed;
+	bool utf8 = env->flags & QUEUE_F_SMTPUTF8;
 	const char *m = msg;
 	size_t hlen = len;
 
 	memset(benv, 0, sizeof(*benv));
 	if (env->sender[0] == 0 || (env->flags & QUEUE_F_DSN) || n == 0)
 		return -EINVAL;
+	/* RFC 6533: an internationalised message gets the "global" report types. */
+	for (uint32_t i = 0; i < n && !utf8; i++)
+		utf8 = !ascii(env->rcpt[rcpt[i]].addr);
 	rfc5322_date(bo->now_ns, date, sizeof(date));
 	rfc5322_date(env->arrival_ns, arrival, sizeof(arrival));
 	snprintf(boundary, sizeof(boundary), "%llX.%llX/%s", (unsigned long long)env->qid,
@@ -126,7 +139,8 @@ int queue_bounce_build(const struct queue_env *env, const void *msg, size_t len,
 
 	ADDF("From: Mail Delivery System <MAILER-DAEMON@%s>\r\n", host);
 	ADDF("To: <%s>\r\n", env->sender);
-	ADD("Subject: Undelivered Mail Returned to Sender\r\n");
+	ADD(bo->delayed ? "Subject: Delayed Mail (still being retried)\r\n"
+			: "Subject: Undelivered Mail Returned to Sender\r\n");
 	ADDF("Date: %s\r\n", date);
 	ADDF("Message-ID: <%llX.%llX.dsn@%s>\r\n", (unsigned long long)env->qid,
 	     (unsigned long long)(bo->now_ns / 1000), host);
@@ -142,8 +156,13 @@ int queue_bounce_build(const struct queue_env *env, const void *msg, size_t len,
 	ADD("Content-Description: Notification\r\nContent-Type: text/plain; "
 	    "charset=utf-8\r\n\r\n");
 	ADDF("This is the mail system at host %s.\r\n\r\n", host);
-	ADD("I'm sorry to have to inform you that your message could not\r\n"
-	    "be delivered to one or more recipients. The reasons are below.\r\n\r\n");
+	if (bo->delayed)
+		ADD("This is a warning only: your message has not been delivered to\r\n"
+		    "the recipients below yet. Delivery is still being retried;\r\n"
+		    "you do not need to send it again.\r\n\r\n");
+	else
+		ADD("I'm sorry to have to inform you that your message could not\r\n"
+		    "be delivered to one or more recipients. The reasons are below.\r\n\r\n");
 	for (uint32_t i = 0; i < n; i++) {
 		const struct queue_rcpt *r = &env->rcpt[rcpt[i]];
 
@@ -154,8 +173,8 @@ int queue_bounce_build(const struct queue_env *env, const void *msg, size_t len,
 
 	/* 2: for programs (RFC 3464). */
 	ADDF("--%s\r\n", boundary);
-	ADD("Content-Description: Delivery report\r\nContent-Type: "
-	    "message/delivery-status\r\n\r\n");
+	ADDF("Content-Description: Delivery report\r\nContent-Type: message/%s\r\n\r\n",
+	     utf8 ? "global-delivery-status" : "delivery-status");
 	ADDF("Reporting-MTA: dns; %s\r\n", host);
 	if (env->envid)
 		ADDF("Original-Envelope-Id: %s\r\n", env->envid);
@@ -165,10 +184,10 @@ int queue_bounce_build(const struct queue_env *env, const void *msg, size_t len,
 		char last[64];
 
 		ADD("\r\n");
-		ADDF("Final-Recipient: rfc822; %s\r\n", r->addr);
+		ADDF("Final-Recipient: %s; %s\r\n", ascii(r->addr) ? "rfc822" : "utf-8", r->addr);
 		if (r->orcpt)
 			ADDF("Original-Recipient: %s\r\n", r->orcpt);
-		ADD("Action: failed\r\n");
+		ADD(bo->delayed ? "Action: delayed\r\n" : "Action: failed\r\n");
 		ADDF("Status: %s\r\n", queue_bounce_status(r->reply, st));
 		if (r->reply) {
 			oneline(r->reply, reply, sizeof(reply));
@@ -180,19 +199,24 @@ int queue_bounce_build(const struct queue_env *env, const void *msg, size_t len,
 			rfc5322_date(r->last_attempt_ns, last, sizeof(last));
 			ADDF("Last-Attempt-Date: %s\r\n", last);
 		}
+		if (bo->delayed && bo->retry_until_ns) {
+			rfc5322_date(bo->retry_until_ns, last, sizeof(last));
+			ADDF("Will-Retry-Until: %s\r\n", last);
+		}
 	}
 	ADD("\r\n");
 
 	/* 3: the message, or its header. */
 	ADDF("--%s\r\n", boundary);
 	if (full) {
-		ADD("Content-Description: Undelivered Message\r\nContent-Type: "
-		    "message/rfc822\r\n\r\n");
+		ADDF("Content-Description: Undelivered Message\r\nContent-Type: %s\r\n\r\n",
+		     utf8 ? "message/global" : "message/rfc822");
 		if (queue_buf_add(out, m, len) < 0)
 			return -ENOMEM;
 	} else {
-		ADD("Content-Description: Undelivered Message Headers\r\nContent-Type: "
-		    "text/rfc822-headers\r\n\r\n");
+		ADDF("Content-Description: Undelivered Message Headers\r\nContent-Type: "
+		     "%s\r\n\r\n",
+		     utf8 ? "message/global-headers" : "text/rfc822-headers");
 		if (queue_buf_add(out, m, hlen) < 0)
 			return -ENOMEM;
 	}

@@ -18,6 +18,9 @@
  *	(text/rfc822-headers). The DSN's envelope carries QUEUE_F_DSN so it is
  *	itself never bounced.
  *
+ *	With bo->delayed it is a delay warning instead: Action: delayed,
+ *	Will-Retry-Until, the returned message's header only.
+ *
  *	Each recipient's Status comes from the enhanced status code in its
  *	last reply when there is one of the right class, else 5.0.0 for a
  *	5xx reply and 4.4.7 (delivery time expired) otherwise.
@@ -29,6 +32,7 @@
 #ifndef QUEUE_BOUNCE_H
 #define QUEUE_BOUNCE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -38,9 +42,11 @@
 struct spool_txn;
 
 struct queue_bounce_opts {
-	const char *hostname; /* Reporting-MTA and MAILER-DAEMON@hostname */
-	uint64_t now_ns;      /* wall clock, for Date */
-	size_t max_return;    /* return only the header above this size (default 50000) */
+	const char *hostname;	 /* Reporting-MTA and MAILER-DAEMON@hostname */
+	uint64_t now_ns;	 /* wall clock, for Date */
+	size_t max_return;	 /* return only the header above this size (default 50000) */
+	bool delayed;		 /* a delay warning (Action: delayed, header only) */
+	uint64_t retry_until_ns; /* for a delay warning: Will-Retry-Until, 0 = none */
 };
 
 /** The status code ("5.1.1") for a reply, written into @p buf (>= 16 bytes). */

@@ -22,8 +22,9 @@ struct queue_ctl {
 	int txn_err;	     /* first error in it: the commit is abandoned */
 	uint64_t next_qid;   /* load from here on */
 	char hostname[256];
-	uint64_t now_ns; /* for DSN dates inside scheduler callbacks */
-	uint64_t *gone;	 /* deleted behind our back: to forget after the call */
+	uint64_t lifetime_ms; /* for Will-Retry-Until in delay warnings */
+	uint64_t now_ns;      /* for DSN dates inside scheduler callbacks */
+	uint64_t *gone;	      /* deleted behind our back: to forget after the call */
 	size_t ngone, capgone;
 };
 
@@ -78,11 +79,16 @@ static void ctl_store(void *ctx, const struct queue_env *env)
 	note_err(qc, rc, "cannot store", env->qid);
 }
 
-static void ctl_dsn(void *ctx, const struct queue_env *env, const uint32_t *rcpt, uint32_t n)
+static void queue_dsn(struct queue_ctl *qc, const struct queue_env *env, const uint32_t *rcpt,
+		      uint32_t n, bool delayed)
 {
-	struct queue_ctl *qc = ctx;
 	struct spool_txn *t = wtxn(qc);
-	struct queue_bounce_opts bo = {.hostname = qc->hostname, .now_ns = qc->now_ns};
+	struct queue_bounce_opts bo = {
+	    .hostname = qc->hostname,
+	    .now_ns = qc->now_ns,
+	    .delayed = delayed,
+	    .retry_until_ns = env->arrival_ns + qc->lifetime_ms * DMTA_NS_PER_MS,
+	};
 	const void *msg;
 	size_t len;
 	uint64_t bq;
@@ -102,10 +108,21 @@ static void ctl_dsn(void *ctx, const struct queue_env *env, const uint32_t *rcpt
 	if (rc == 0) {
 		char id[17], bid[17];
 
-		dmta_info("queue: %s: DSN %s queued for %u recipient%s", queue_id_fmt(env->qid, id),
+		dmta_info("queue: %s: %s DSN %s queued for %u recipient%s",
+			  queue_id_fmt(env->qid, id), delayed ? "delay" : "failure",
 			  queue_id_fmt(bq, bid), n, n == 1 ? "" : "s");
 	}
 	note_err(qc, rc, "cannot queue the DSN of", env->qid);
+}
+
+static void ctl_dsn(void *ctx, const struct queue_env *env, const uint32_t *rcpt, uint32_t n)
+{
+	queue_dsn(ctx, env, rcpt, n, false);
+}
+
+static void ctl_delay(void *ctx, const struct queue_env *env, const uint32_t *rcpt, uint32_t n)
+{
+	queue_dsn(ctx, env, rcpt, n, true);
 }
 
 static void ctl_done(void *ctx, const struct queue_env *env)
@@ -254,7 +271,9 @@ struct queue_ctl *queue_ctl_open(const struct dmta_conf *conf, uint64_t now_ns, 
 	host[sizeof(host) - 1] = 0;
 	snprintf(qc->hostname, sizeof(qc->hostname), "%s",
 		 dmta_conf_str(conf, "queue", "myhostname", host));
-	ops = (struct queue_sched_ops){ctl_store, ctl_dsn, ctl_done, qc};
+	qc->lifetime_ms = sc.lifetime_ms;
+	ops = (struct queue_sched_ops){
+	    .store = ctl_store, .dsn = ctl_dsn, .delay = ctl_delay, .done = ctl_done, .ctx = qc};
 	qc->s = queue_sched_new(&sc, &ops, now_ns ^ (uint64_t)getpid());
 	if (qc->s == NULL) {
 		snprintf(err, errlen, "out of memory");

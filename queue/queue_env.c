@@ -368,7 +368,7 @@ int queue_env_decode(const void *buf, size_t len, struct queue_env *env)
 	env->next_attempt_ns = get64(b + 48);
 	nrcpt = get32(b + 56);
 	if (env->ret > QUEUE_RET_HDRS || (env->flags & ~QUEUE_F_ALL) || nrcpt > MAX_RCPT ||
-	    (size_t)nrcpt * (RCPT_FIXED + 12) > len)
+	    get32(b + 60) != 0 || (size_t)nrcpt * (RCPT_FIXED + 12) > len)
 		goto bad;
 	p = b + ENV_HDR;
 	if (get_str(&p, end, &env->sender) < 0 || env->sender == NULL ||
@@ -385,7 +385,8 @@ int queue_env_decode(const void *buf, size_t len, struct queue_env *env)
 	for (uint32_t i = 0; i < nrcpt; i++) {
 		struct queue_rcpt *r = &env->rcpt[i];
 
-		if (end - p < RCPT_FIXED || p[0] > QUEUE_RCPT_BOUNCED)
+		if (end - p < RCPT_FIXED || p[0] > QUEUE_RCPT_BOUNCED || p[1] > 0xf || p[2] > 1 ||
+		    p[3] != 0)
 			goto bad;
 		r->state = p[0];
 		r->notify = p[1];

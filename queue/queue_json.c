@@ -99,10 +99,28 @@ static const char *plain_run(const char *s, const char *end)
 	return s;
 }
 
+/* The next '"' or '\\' at or after @p s, or @p end. */
+static const char *quote_or_escape(const char *s, const char *end)
+{
+	while (end - s >= 8) {
+		uint64_t w, q, b;
+
+		memcpy(&w, s, 8);
+		q = w ^ (ONES * '"');
+		b = w ^ (ONES * '\\');
+		if ((((q - ONES) & ~q) | ((b - ONES) & ~b)) & HIGHS)
+			break;
+		s += 8;
+	}
+	while (s < end && *s != '"' && *s != '\\')
+		s++;
+	return s;
+}
+
 /*
- * A JSON string at j->p, decoded into a new NUL-terminated buffer in one
- * pass: the decoded text is never longer than what is left of the line, and
- * runs without escapes are copied whole.
+ * A JSON string at j->p, decoded into a new NUL-terminated buffer: the
+ * decoded text is never longer than the escaped text, and runs without
+ * escapes are copied whole.
  */
 static int string(struct jp *j, char **out, size_t *olen)
 {
@@ -113,7 +131,25 @@ static int string(struct jp *j, char **out, size_t *olen)
 	if (j->p >= end || *j->p != '"')
 		return fail(j, "expected a string");
 	s = j->p + 1;
-	buf = malloc((size_t)(end - s) + 1);
+	/*
+	 * Find the closing quote first so the buffer fits the string, not the
+	 * rest of the line (a line may hold megabytes and many strings).
+	 */
+	{
+		const char *q = s;
+
+		for (;;) {
+			q = quote_or_escape(q, end);
+			if (q >= end)
+				return fail(j, "unterminated string");
+			if (*q == '"')
+				break;
+			if (end - q < 2)
+				return fail(j, "unterminated string");
+			q += 2; /* an escape and the octet it escapes */
+		}
+		buf = malloc((size_t)(q - s) + 1);
+	}
 	if (buf == NULL)
 		return -ENOMEM;
 	o = buf;

@@ -85,7 +85,7 @@ struct queue_sched {
 
 int queue_sched_conf_load(const struct dmta_conf *conf, struct queue_sched_conf *c)
 {
-	uint64_t v[12];
+	uint64_t v[13];
 	int rc = 0;
 
 	memset(c, 0, sizeof(*c));
@@ -121,6 +121,8 @@ int queue_sched_conf_load(const struct dmta_conf *conf, struct queue_sched_conf 
 	rc |=
 	    dmta_conf_u64(conf, "queue", "dest_max_recipients", 50, 1, QUEUE_JOB_MAX_RCPT, &v[10]);
 	rc |= dmta_conf_u64(conf, "queue", "dest_rate", 0, 0, 1000000, &v[11]);
+	rc |= dmta_conf_duration_ms(conf, "queue", "delay_warning", 0, 0, 100 * 86400 * 1000ULL,
+				    &v[12]);
 	if (rc)
 		return -EINVAL;
 	c->min_backoff_ms = v[0];
@@ -131,6 +133,7 @@ int queue_sched_conf_load(const struct dmta_conf *conf, struct queue_sched_conf 
 	c->suspend_ms = v[5];
 	c->max_suspend_ms = v[6] < v[5] ? v[5] : v[6];
 	c->workers = (uint32_t)v[7];
+	c->delay_warning_ms = v[12];
 	c->dest = (struct queue_dest_limits){(uint32_t)v[8], (uint32_t)v[9], (uint32_t)v[10],
 					     (uint32_t)v[11]};
 	return 0;
@@ -565,6 +568,33 @@ static void report_bounces(struct queue_sched *s, struct sm *m)
 	(void)any;
 }
 
+/* One "delayed" DSN per message, once it has waited delay_warning. */
+static void warn_delay(struct queue_sched *s, struct sm *m, uint64_t now_ns)
+{
+	struct queue_env *e = &m->env;
+	uint32_t *v, n = 0;
+
+	if (s->c.delay_warning_ms == 0 || s->ops.delay == NULL || (e->flags & QUEUE_F_WARNED) ||
+	    now_ns < e->arrival_ns + s->c.delay_warning_ms * DMTA_NS_PER_MS)
+		return;
+	e->flags |= QUEUE_F_WARNED;
+	if (e->sender[0] == 0 || (e->flags & QUEUE_F_DSN))
+		return;
+	v = malloc(e->nrcpt * sizeof(*v));
+	if (v == NULL)
+		return;
+	for (uint32_t i = 0; i < e->nrcpt; i++) {
+		const struct queue_rcpt *r = &e->rcpt[i];
+
+		if (r->state == QUEUE_RCPT_DEFERRED &&
+		    (r->notify == QUEUE_NOTIFY_DEFAULT || (r->notify & QUEUE_NOTIFY_DELAY)))
+			v[n++] = i;
+	}
+	if (n > 0)
+		s->ops.delay(s->ops.ctx, e, v, n);
+	free(v);
+}
+
 /* A round is over: settle DSNs, backoff and storage. */
 static void finish_round(struct queue_sched *s, struct sm *m, uint64_t now_ns)
 {
@@ -574,6 +604,8 @@ static void finish_round(struct queue_sched *s, struct sm *m, uint64_t now_ns)
 		sm_free(s, m);
 		return;
 	}
+	if (m->tried)
+		warn_delay(s, m, now_ns);
 	if (m->tried) {
 		uint64_t next;
 

@@ -44,6 +44,10 @@
  *	time is up one probe job goes out; success resumes the destination
  *	fully, failure suspends it again.
  *
+ *	Delay warnings (off by default, [queue] delay_warning): once a message
+ *	has waited that long with deferred recipients, the sender gets one
+ *	DSN with Action: delayed for them (RFC 3464), if NOTIFY allows it.
+ *
  *	Held messages are not tried and do not expire until released.
  */
 #ifndef QUEUE_SCHED_H
@@ -65,14 +69,15 @@ struct queue_dest_limits {
 };
 
 struct queue_sched_conf {
-	uint64_t min_backoff_ms;       /* default 5 min */
-	uint64_t max_backoff_ms;       /* default 4 h */
-	uint32_t jitter_pct;	       /* default 20 (+-20 %) */
-	uint64_t lifetime_ms;	       /* default 5 days */
-	uint32_t suspend_after;	       /* consecutive connection failures, default 5 */
-	uint64_t suspend_ms;	       /* default 10 min */
-	uint64_t max_suspend_ms;       /* default 2 h */
-	uint32_t workers;	       /* shards, default 1 */
+	uint64_t min_backoff_ms;   /* default 5 min */
+	uint64_t max_backoff_ms;   /* default 4 h */
+	uint32_t jitter_pct;	   /* default 20 (+-20 %) */
+	uint64_t lifetime_ms;	   /* default 5 days */
+	uint32_t suspend_after;	   /* consecutive connection failures, default 5 */
+	uint64_t suspend_ms;	   /* default 10 min */
+	uint64_t max_suspend_ms;   /* default 2 h */
+	uint64_t delay_warning_ms; /* warn the sender once after this long; 0 = never (default) */
+	uint32_t workers;	   /* shards, default 1 */
 	struct queue_dest_limits dest; /* defaults for every destination */
 	const struct dmta_conf *conf;  /* for [dest DOMAIN] overrides; may be NULL */
 };
@@ -82,6 +87,11 @@ struct queue_sched_ops {
 	void (*store)(void *ctx, const struct queue_env *env);
 	/** Recipients @p rcpt[0..n) of @p env failed for good: send one DSN for them. */
 	void (*dsn)(void *ctx, const struct queue_env *env, const uint32_t *rcpt, uint32_t n);
+	/**
+	 * Optional (may be NULL): recipients @p rcpt[0..n) of @p env are still
+	 * deferred after delay_warning: send one "delayed" DSN (once per message).
+	 */
+	void (*delay)(void *ctx, const struct queue_env *env, const uint32_t *rcpt, uint32_t n);
 	/** Every recipient of @p env is final: remove the message from the spool. */
 	void (*done)(void *ctx, const struct queue_env *env);
 	void *ctx;

@@ -721,6 +721,8 @@ struct check_ctx {
 	struct spool_check_report *rep;
 	bool repair;
 	int missing_index;
+	uint64_t *nomsg; /* envelopes without message bytes, to quarantine */
+	size_t nnomsg;
 };
 
 static int check_one(struct spool_txn *t, const struct queue_env *env, void *arg)
@@ -731,7 +733,13 @@ static int check_one(struct spool_txn *t, const struct queue_env *env, void *arg
 	int rc = spool_msg_get(t, env->qid, &m, &len);
 
 	if (rc == -ENOENT) {
+		uint64_t *v = realloc(cx->nomsg, (cx->nnomsg + 1) * sizeof(*v));
+
 		cx->rep->missing_msg++;
+		if (v == NULL)
+			return -ENOMEM;
+		cx->nomsg = v;
+		cx->nomsg[cx->nnomsg++] = env->qid;
 		return 0;
 	}
 	if (rc < 0)
@@ -806,7 +814,7 @@ static int reindex_one(struct spool_txn *t, const struct queue_env *env, void *a
 
 int spool_check(struct spool *sp, bool repair, struct spool_check_report *rep)
 {
-	struct check_ctx cx = {rep, repair, 0};
+	struct check_ctx cx = {rep, repair, 0, NULL, 0};
 	struct spool_txn *t;
 	unsigned bad = 0;
 	MDB_cursor *c;
@@ -821,6 +829,10 @@ int spool_check(struct spool *sp, bool repair, struct spool_check_report *rep)
 		return rc;
 	rc = spool_foreach(t, check_one, &cx, &bad);
 	rep->bad_env = bad;
+	/* Before the index walk, so that their index entries count as stale. */
+	for (size_t i = 0; rc == 0 && repair && i < cx.nnomsg; i++)
+		rc = spool_quarantine(t, cx.nomsg[i], "envelope without message bytes");
+	free(cx.nomsg);
 	if (rc == 0)
 		rc = check_index(t, DB_SCHED, &cx);
 	if (rc == 0)

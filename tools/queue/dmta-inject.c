@@ -400,9 +400,10 @@ int main(int argc, char **argv)
 				lineno, spool_strerror(rc));
 		fprintf(stderr,
 			"dmta-inject: %" PRIu64 " messages queued (%" PRIu64 " recipients, %" PRIu64
-			" bytes) in %.3f s, %.0f msg/s; %" PRIu64 " lines rejected\n",
+			" bytes) in %.3f s, %.0f msg/s; %" PRIu64 " line%s rejected\n",
 			in.queued, in.rcpts, in.qbytes, secs,
-			secs > 0 ? (double)in.queued / secs : 0.0, in.rejected);
+			secs > 0 ? (double)in.queued / secs : 0.0, in.rejected,
+			in.rejected == 1 ? "" : "s");
 	}
 	spool_close(in.sp);
 	dmta_conf_free(conf);

@@ -261,20 +261,20 @@ static int change(struct spool *sp, enum op op, int argc, char **argv)
 	if (all) {
 		rc = spool_foreach(t, collect, &c, NULL);
 	} else {
+		c.ids = calloc((size_t)argc, sizeof(*c.ids));
+		if (c.ids == NULL) {
+			spool_abort(t);
+			rc = -ENOMEM;
+			goto fail;
+		}
 		for (int i = 0; i < argc; i++) {
-			uint64_t qid;
-
-			if (queue_id_parse(argv[i], &qid) < 0) {
+			if (queue_id_parse(argv[i], &c.ids[c.nids++]) < 0) {
 				spool_abort(t);
+				free(c.ids);
 				fprintf(stderr, "dmta-queue: bad queue id \"%s\"\n", argv[i]);
 				return EX_USAGE_;
 			}
-			c.nids = 0;
-			rc = collect(t, &(struct queue_env){.qid = qid}, &c);
 		}
-		c.nids = 0;
-		for (int i = 0; i < argc; i++)
-			queue_id_parse(argv[i], &c.ids[c.nids++]);
 	}
 	for (size_t i = 0; rc == 0 && i < c.nids; i++) {
 		rc = change_one(t, &c, c.ids[i]);

@@ -3,7 +3,7 @@
  *
  * SYNOPSIS
  *	dmta-sendmail [options] [recipient ...] < message
- *	dmta-sendmail -bp            (list the queue, like mailq)
+ *	dmta-sendmail -bp            (list the queue; also when run as mailq)
  *	dmta-sendmail -q             (ask the daemon to flush the queue)
  *
  * DESCRIPTION
@@ -384,6 +384,16 @@ int main(int argc, char **argv)
 
 	dmta_log_init("dmta-sendmail", DMTA_LOG_ERR);
 	parse_args(argc, argv, &o);
+	{
+		/* Installed as mailq or newaliases, it behaves as -bp or -bi. */
+		const char *base = strrchr(argv[0], '/');
+
+		base = base ? base + 1 : argv[0];
+		if (strcmp(base, "mailq") == 0)
+			o.mode = 'p';
+		else if (strcmp(base, "newaliases") == 0)
+			o.mode = 'i';
+	}
 
 	/* Arguments that become header or envelope text: no control characters. */
 	if (o.sender && has_ctl(o.sender))
@@ -410,11 +420,9 @@ int main(int argc, char **argv)
 			    i + 1);
 	}
 
+	if (o.mode == 'i')
+		exit(EX_OK_); /* newaliases: dmta has no alias database */
 	sp = queue_tool_open(o.conf, o.mode == 'p', o.mode == 'm', &conf, &ex);
-	if (o.mode == 'i') {
-		/* newaliases: dmta has no alias database. */
-		exit(EX_OK_);
-	}
 	if (sp == NULL)
 		exit(ex);
 	if (o.mode == 'p') {

@@ -1,12 +1,14 @@
 #!/usr/bin/python3
 """test_crash_inject.py - kill -9 the injectors at random points.
 
-Usage: test_crash_inject.py DMTA_SENDMAIL DMTA_INJECT SPOOL_HASHES [ROUNDS]
+Usage: test_crash_inject.py DMTA_SENDMAIL DMTA_INJECT SPOOL_HASHES DMTA_QUEUE [ROUNDS]
 
 Alternates rounds of dmta-inject (a stream of messages, random batch sizes)
 and of several dmta-sendmail processes at once (large messages, so that
 kills land inside LMDB writes and while the writer lock is held), killing
-them with SIGKILL after a random delay. After every round the spool must
+them with SIGKILL after a random delay; every third round also kills
+dmta-queue while it rewrites every envelope (hold/release --all). After
+every round the spool must
 open, pass its consistency check, hold every message an injector
 acknowledged (exit 0 for sendmail, an "LINE ID" line for dmta-inject) with
 the same SHA-256, and hold nothing that is not one of the messages offered
@@ -25,10 +27,10 @@ import tempfile
 import threading
 import time
 
-SENDMAIL, INJECT, HASHES = sys.argv[1:4]
-ROUNDS = int(sys.argv[4]) if len(sys.argv) > 4 else 60
+SENDMAIL, INJECT, HASHES, QUEUE = sys.argv[1:5]
+ROUNDS = int(sys.argv[5]) if len(sys.argv) > 5 else 60
 DEADLINE = time.monotonic() + 100
-stats = {"inject_partial": 0, "inject_none": 0, "inject_all": 0, "sendmail_ok": 0, "sendmail_killed": 0}  # hard stop well inside meson's timeout
+stats = {"admin_killed": 0, "admin_done": 0, "inject_partial": 0, "inject_none": 0, "inject_all": 0, "sendmail_ok": 0, "sendmail_killed": 0}  # hard stop well inside meson's timeout
 
 
 def make_msg(tag, size):
@@ -55,10 +57,10 @@ def spool_state(spool):
 
 
 def inject_round(rng, conf, offered, acked, r):
-    n = rng.randint(50, 400)
+    n = rng.randint(200, 1500)
     msgs = []
     for i in range(n):
-        m = make_msg("i%03d-%04d-" % (r, i), rng.choice([512, 2048, 4096, 16384]))
+        m = make_msg("i%03d-%04d-" % (r, i), rng.choice([384, 512, 1024, 4096]))
         offered.add(hashlib.sha256(m).hexdigest())
         msgs.append(m)
     batch = rng.choice([1, 4, 16, 64, 500])
@@ -108,7 +110,7 @@ def sendmail_round(rng, conf, offered, acked, r):
             p.stdin.close()
         except BrokenPipeError:
             pass
-    time.sleep(rng.uniform(0.0, 0.08))
+    time.sleep(rng.uniform(0.0, 0.03))
     for p, m in procs:
         p.send_signal(signal.SIGKILL)
     for p, m in procs:
@@ -120,6 +122,16 @@ def sendmail_round(rng, conf, offered, acked, r):
             if not mm:
                 raise AssertionError("sendmail exited 0 without a queue id: %r" % err)
             acked[mm.group(1)] = hashlib.sha256(m).hexdigest()
+
+
+def admin_kill(rng, conf):
+    """Kill dmta-queue in the middle of rewriting every envelope."""
+    p = subprocess.Popen([QUEUE, "-c", conf, rng.choice(["hold", "release"]), "--all"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(rng.uniform(0.0, 0.05))
+    p.send_signal(signal.SIGKILL)
+    rc = p.wait()
+    stats["admin_killed" if rc < 0 else "admin_done"] += 1
 
 
 def main():
@@ -144,6 +156,9 @@ def main():
             else:
                 sendmail_round(rng, conf, offered, acked, r)
                 kills += 4
+            if r % 3 == 2:
+                admin_kill(rng, conf)
+                kills += 1
             got = spool_state(spool)
             for qid, digest in acked.items():
                 if qid not in got:

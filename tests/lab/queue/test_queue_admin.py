@@ -61,6 +61,11 @@ def main():
         if p.returncode != 0 or wake.recv(64) != b"flush":
             fails.append("sendmail -q with a daemon: got %d" % p.returncode)
 
+        mailq = os.path.join(d, "mailq")
+        os.symlink(os.path.abspath(SENDMAIL), mailq)
+        p = subprocess.run([mailq, "-C", conf], capture_output=True)
+        if p.returncode != 0 or p.stdout.count(b"[pending]") != 3:
+            fails.append("run as mailq: got %d %r" % (p.returncode, p.stdout[:200]))
         lst = qj(conf, "list")
         if lst.get("count") != 3 or [m["id"] for m in lst["messages"]] != ids:
             fails.append("list: got %r, want ids %r" % (lst, ids))
@@ -100,6 +105,9 @@ def main():
         if wake.recv(64) != b"sync":
             fails.append("delete did not tell the daemon")
         q(conf, "delete", ids[0], want=1)  # already gone
+        many = qj(conf, "delete", *["%012X" % (0xF00000 + i) for i in range(100)], want=1)
+        if many.get("missing") != 100:
+            fails.append("delete of 100 unknown ids: got %r" % many)
         if qj(conf, "delete", "--all").get("deleted") != 1 or qj(conf, "list").get("count") != 0:
             fails.append("delete --all")
         if b"Mail queue is empty" not in q(conf, "list").stdout:

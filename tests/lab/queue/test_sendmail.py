@@ -178,6 +178,21 @@ def main():
             else:
                 print("ok   bad %-34s exit %d  %s" % (name, rc, err.strip()))
 
+        # A user who may not write the spool (as sendmail run by a user
+        # without the spool's group would be).
+        if shutil.which("setpriv"):
+            counts["bad"] += 1
+            os.chmod(d, 0o755)
+            os.chmod(conf, 0o644)
+            before = snapshot(conf)
+            p = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                                SENDMAIL, "-C", conf, "a@b.org"], input=ok, capture_output=True)
+            err = p.stderr.decode()
+            if p.returncode != 73 or len(err.splitlines()) != 1 or snapshot(conf) != before:
+                failures.append("spool not writable by the user: got %d %r, want 73" % (p.returncode, err))
+            else:
+                print("ok   bad %-34s exit %d  %s" % ("spool not writable by the user", p.returncode, err.strip()))
+
         # Missing configuration file named with -C.
         rc, err = run(["a@b.org"], ok, os.path.join(d, "missing.conf"))
         counts["bad"] += 1

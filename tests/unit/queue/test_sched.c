@@ -36,6 +36,9 @@ struct rec {
 	uint64_t done_qid[64];
 	int ndsn;
 	struct dsn_rec dsn[16];
+	int ndelay;
+	uint64_t delay_qid[8], delay_when[8];
+	uint32_t delay_n[8];
 	uint64_t now;
 };
 
@@ -73,6 +76,26 @@ static void rec_dsn(void *ctx, const struct queue_env *env, const uint32_t *rcpt
 	queue_env_free(&benv);
 }
 
+static void rec_delay(void *ctx, const struct queue_env *env, const uint32_t *rcpt, uint32_t n)
+{
+	struct rec *r = ctx;
+	struct queue_bounce_opts bo = {.hostname = "mx.test", .now_ns = r->now, .delayed = true};
+	struct queue_buf out = {0};
+	struct queue_env benv;
+	const char *msg = "Subject: orig\r\n\r\nbody\r\n";
+
+	assert_true(r->ndelay < 8);
+	r->delay_qid[r->ndelay] = env->qid;
+	r->delay_when[r->ndelay] = r->now;
+	r->delay_n[r->ndelay++] = n;
+	assert_int_equal(queue_bounce_build(env, msg, strlen(msg), rcpt, n, &bo, &out, &benv), 0);
+	assert_non_null(strstr(out.p, "Action: delayed\r\n"));
+	assert_null(strstr(out.p, "Action: failed"));
+	assert_null(strstr(out.p, "\r\nbody\r\n")); /* header only */
+	queue_buf_free(&out);
+	queue_env_free(&benv);
+}
+
 static void rec_done(void *ctx, const struct queue_env *env)
 {
 	struct rec *r = ctx;
@@ -82,7 +105,8 @@ static void rec_done(void *ctx, const struct queue_env *env)
 
 static struct queue_sched *new_sched(struct queue_sched_conf *c, struct rec *r, uint64_t seed)
 {
-	struct queue_sched_ops ops = {rec_store, rec_dsn, rec_done, r};
+	struct queue_sched_ops ops = {
+	    .store = rec_store, .dsn = rec_dsn, .delay = rec_delay, .done = rec_done, .ctx = r};
 	struct queue_sched *s = queue_sched_new(c, &ops, seed);
 
 	assert_non_null(s);
@@ -521,6 +545,41 @@ static void test_expiry_dsn(void **state)
 	(void)end;
 }
 
+/* One delay warning per message, after delay_warning, for deferred recipients only. */
+static void test_delay_warning(void **state)
+{
+	struct queue_sched_conf c;
+	struct rec r = {0};
+	struct queue_sched *s;
+	struct queue_job jobs[16];
+	const char *to[] = {"a@slow.example", "b@ok.example", "c@slow.example"};
+	uint64_t now = T0;
+
+	assert_int_equal(queue_sched_conf_load(NULL, &c), 0);
+	c.delay_warning_ms = 4 * 3600 * 1000ULL;
+	s = new_sched(&c, &r, 5);
+	add_msg(s, 1, "s@x.example", to, 3, T0);
+	add_msg(s, 2, "", to, 1, T0); /* null sender: never warned */
+	while (now < T0 + 2 * D_NS) {
+		uint64_t next;
+
+		r.now = now;
+		queue_sched_tick(s, now);
+		for (int n; (n = queue_sched_jobs(s, now, jobs, 16)) > 0;)
+			answer(s, jobs, n, now);
+		next = queue_sched_next_due(s);
+		now = next > now ? next : now + 1;
+	}
+	assert_int_equal(r.ndelay, 1);
+	assert_int_equal(r.delay_qid[0], 1);
+	assert_int_equal(r.delay_n[0], 2); /* a and c; b was delivered */
+	assert_true(r.delay_when[0] >= T0 + 4 * H_NS);
+	assert_true(r.delay_when[0] < T0 + 9 * H_NS);
+	assert_true(queue_sched_env(s, 1)->flags & QUEUE_F_WARNED);
+	assert_int_equal(r.ndsn, 0);
+	queue_sched_free(s);
+}
+
 static void test_bounce_status_and_spool(void **state)
 {
 	char st[16];
@@ -573,6 +632,43 @@ static void test_bounce_status_and_spool(void **state)
 		free(text);
 	}
 	spool_abort(t);
+	/* an internationalised recipient: the RFC 6533 types */
+	{
+		struct queue_env u = {0};
+		struct queue_buf out = {0};
+		struct queue_env benv;
+		char longreply[2000];
+
+		env_make(&u, 78, "alice@x.example", to, 1, T0);
+		queue_env_free(&u);
+		memset(&u, 0, sizeof(u));
+		queue_env_set_sender(&u, "alice@x.example");
+		queue_env_add_rcpt(&u,
+				   "\xc3\xbc"
+				   "ser@b\xc3\xbc"
+				   "cher.example",
+				   NULL, 0);
+		u.qid = 78;
+		u.flags = QUEUE_F_SMTPUTF8;
+		u.rcpt[0].state = QUEUE_RCPT_BOUNCED;
+		memset(longreply, 'r', sizeof(longreply) - 1);
+		longreply[sizeof(longreply) - 1] = 0;
+		memcpy(longreply, "550 5.1.1 ", 10);
+		queue_env_set_reply(&u, 0, longreply);
+		assert_int_equal(
+		    queue_bounce_build(&u, msg, strlen(msg), &idx, 1, &bo, &out, &benv), 0);
+		assert_non_null(strstr(out.p, "Content-Type: message/global-delivery-status"));
+		assert_non_null(strstr(out.p, "Final-Recipient: utf-8; \xc3\xbc"
+					      "ser@"));
+		assert_non_null(strstr(out.p, "Content-Type: message/global\r\n"));
+		assert_non_null(strstr(out.p, "Status: 5.1.1"));
+		/* no line over 998 octets even with a huge reply */
+		for (char *lp = out.p, *nl; (nl = strstr(lp, "\r\n")) != NULL; lp = nl + 2)
+			assert_true(nl - lp <= 998);
+		queue_buf_free(&out);
+		queue_env_free(&benv);
+		queue_env_free(&u);
+	}
 	/* never to <>, never for a DSN */
 	{
 		struct queue_buf out = {0};
@@ -606,6 +702,7 @@ int main(void)
 	    cmocka_unit_test(test_suspend_resume),
 	    cmocka_unit_test(test_hold_release),
 	    cmocka_unit_test(test_expiry_dsn),
+	    cmocka_unit_test(test_delay_warning),
 	    cmocka_unit_test(test_bounce_status_and_spool),
 	};
 

@@ -327,21 +327,28 @@ static void test_spool_quarantine(void **state)
 	copy[v.mv_size - 3] ^= 1;
 	v.mv_data = copy;
 	assert_int_equal(mdb_put(txn, dbi, &k, &v, 0), 0);
+	/* and lose the first message's bytes */
+	assert_int_equal(mdb_dbi_open(txn, "msg", 0, &dbi), 0);
+	key[7] = (unsigned char)(qid - 2);
+	assert_int_equal(mdb_del(txn, dbi, &k, NULL), 0);
 	assert_int_equal(mdb_txn_commit(txn), 0);
 	mdb_env_close(e);
 	free(copy);
 
 	sp = open_spool(dir, 0);
-	assert_int_equal(count(sp), 2);
+	assert_int_equal(count(sp), 2); /* the bad one is skipped */
 	assert_int_equal(spool_check(sp, false, &rep), 0);
 	assert_int_equal(rep.bad_env, 1);
+	assert_int_equal(rep.missing_msg, 1);
 	assert_int_equal(spool_check(sp, true, &rep), 0);
 	assert_int_equal(spool_check(sp, false, &rep), 0);
 	assert_int_equal(rep.bad_env, 0);
+	assert_int_equal(rep.missing_msg, 0);
 	assert_int_equal(rep.stale_index, 0);
 	assert_int_equal(rep.orphan_msg, 0);
-	assert_int_equal(rep.messages, 2);
-	assert_int_equal(rep.quarantined, 3); /* reason, envelope, message */
+	assert_int_equal(rep.messages, 1);
+	/* reason, envelope, message of the bad one; reason, envelope of the other */
+	assert_int_equal(rep.quarantined, 5);
 	spool_close(sp);
 	rmtree(dir);
 	free(dir);

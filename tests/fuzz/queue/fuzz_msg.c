@@ -1,0 +1,58 @@
+/*
+ * fuzz_msg.c - message repair: whatever a program pipes in, what is stored
+ * is valid on the wire (CRLF only, lines of at most 998 octets, no NUL),
+ * and address lists parse or are refused.
+ */
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "queue/queue_addr.h"
+#include "queue/queue_msg.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static int addr_cb(const char *a, size_t n, void *arg)
+{
+	bool utf8;
+	const char *why;
+
+	(void)queue_addr_check(a, n, &utf8, &why);
+	return 0;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	struct queue_msg m;
+	struct queue_buf out = {0};
+	const char *why;
+	unsigned flags;
+	size_t col = 0;
+
+	(void)queue_addr_list((const char *)data, size, addr_cb, NULL);
+	if (queue_msg_parse(&m, (const char *)data, size, size & 1, &why) != 0)
+		return 0;
+	if (queue_msg_render(&m, &out, &flags) != 0)
+		abort();
+	for (size_t i = 0; i < out.len; i++) {
+		char c = out.p[i];
+
+		if (c == 0 || c == '\n')
+			abort();
+		if (c == '\r') {
+			if (i + 1 >= out.len || out.p[i + 1] != '\n')
+				abort();
+			i++;
+			col = 0;
+			continue;
+		}
+		if (++col > QUEUE_LINE_MAX)
+			abort();
+	}
+	if (out.len < 2 || out.p[out.len - 2] != '\r' || out.p[out.len - 1] != '\n')
+		abort();
+	queue_buf_free(&out);
+	queue_msg_free(&m);
+	return 0;
+}
