@@ -1,15 +1,16 @@
 /*
- * fuzz_replay.c - run saved fuzz inputs through a libFuzzer target without
- *	libFuzzer, so the normal build and test suite replay the corpus.
+ * replay.c - run a fuzz target over its saved corpus, in the normal build.
  *
  * SYNOPSIS
- *	replay_X PATH...     (each PATH a file or a directory of files)
+ *	replay_X FILE|DIR...
  *
  * DESCRIPTION
- *	Calls LLVMFuzzerInitialize() once, then LLVMFuzzerTestOneInput() on
- *	every file, in name order within a directory. A crash or abort is the
- *	failure; otherwise it prints how many inputs ran and exits 0. An empty
- *	or missing corpus is an error: a replay that runs nothing proves nothing.
+ *	Linked with any libFuzzer target (LLVMFuzzerTestOneInput, and
+ *	LLVMFuzzerInitialize when the target has one), so that the inputs the
+ *	fuzzers found are replayed by every test run under the sanitizers.
+ *	Directories are read in name order. A missing path, an unreadable
+ *	input or an empty corpus fails, so the test cannot pass by replaying
+ *	nothing; a crash or sanitizer report fails it too.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -19,10 +20,10 @@
 #include <string.h>
 #include <sys/stat.h>
 
-int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+__attribute__((weak)) int LLVMFuzzerInitialize(int *argc, char ***argv);
 
-static int run_file(const char *path)
+static void replay_file(const char *path)
 {
 	FILE *f = fopen(path, "rb");
 	uint8_t *buf;
@@ -41,7 +42,6 @@ static int run_file(const char *path)
 	fclose(f);
 	LLVMFuzzerTestOneInput(buf, (size_t)len);
 	free(buf);
-	return 1;
 }
 
 static int by_name(const struct dirent **a, const struct dirent **b)
@@ -53,7 +53,8 @@ int main(int argc, char **argv)
 {
 	int n = 0;
 
-	LLVMFuzzerInitialize(&argc, &argv);
+	if (LLVMFuzzerInitialize != NULL)
+		LLVMFuzzerInitialize(&argc, &argv);
 	for (int i = 1; i < argc; i++) {
 		struct stat st;
 		struct dirent **ents;
@@ -64,7 +65,8 @@ int main(int argc, char **argv)
 			return 1;
 		}
 		if (!S_ISDIR(st.st_mode)) {
-			n += run_file(argv[i]);
+			replay_file(argv[i]);
+			n++;
 			continue;
 		}
 		k = scandir(argv[i], &ents, NULL, by_name);
@@ -77,12 +79,17 @@ int main(int argc, char **argv)
 
 			if (ents[j]->d_name[0] != '.') {
 				snprintf(path, sizeof(path), "%s/%s", argv[i], ents[j]->d_name);
-				n += run_file(path);
+				replay_file(path);
+				n++;
 			}
 			free(ents[j]);
 		}
 		free(ents);
 	}
-	printf("replay: %d inputs ran\n", n);
-	return n > 0 ? 0 : 1;
+	printf("%d inputs replayed\n", n);
+	if (n == 0) {
+		fprintf(stderr, "replay: no inputs\n");
+		return 1;
+	}
+	return 0;
 }
