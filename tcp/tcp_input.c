@@ -402,9 +402,8 @@ static bool conn_input(struct tcp_conn *c, struct rte_mbuf *m, struct tcp_seg *s
 		}
 		if (c->state == TCP_SYN_RECEIVED && (c->flags & CF_PASSIVE)) {
 			tcp_conn_set_closed(c);
-		} else if (c->state == TCP_TIME_WAIT || c->state == TCP_CLOSING ||
-			   c->state == TCP_LAST_ACK) {
-			tcp_conn_set_closed(c);
+		} else if (c->state == TCP_TIME_WAIT) {
+			tcp_conn_set_closed(c); /* TCP_EV_CLOSED was reported already */
 		} else {
 			stk->stats.conn_resets++;
 			tcp_conn_fail(c, ECONNRESET);

@@ -55,6 +55,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/types.h>
 
 #include <rte_mempool.h>
@@ -243,6 +244,12 @@ const char *tcp_state_name(enum tcp_state s);
 
 /** Retransmissions of this connection so far. */
 uint64_t tcp_conn_retransmits(const struct tcp_conn *c);
+
+/**
+ * Write one line per connection slot in use (state, flags, pending events,
+ * sequence state) to @p f, for diagnostics. Not for the data path.
+ */
+void tcp_stack_dump(const struct tcp_stack *stk, FILE *f);
 
 /** The stack's counters. */
 const struct tcp_stack_stats *tcp_stack_stats(const struct tcp_stack *stk);
