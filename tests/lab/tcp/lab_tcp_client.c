@@ -219,7 +219,7 @@ int main(int argc, char **argv)
 	char *eal[] = {"lab",
 		       "--no-huge",
 		       "-m",
-		       "256",
+		       "1024",
 		       "--no-pci",
 		       "--no-shconf",
 		       "--no-telemetry",
@@ -245,7 +245,7 @@ int main(int argc, char **argv)
 	if (rte_eal_init((int)(sizeof(eal) / sizeof(eal[0])) - 1, eal) < 0)
 		die(rte_strerror(rte_errno));
 	conns = argc == 9 ? (unsigned)atoi(argv[8]) : 1;
-	pool = rte_pktmbuf_pool_create("lab", conns > 1000 ? 131071 : 32767, 256, 0,
+	pool = rte_pktmbuf_pool_create("lab", conns > 1000 ? 65535 : 32767, 256, 0,
 				       RTE_MBUF_DEFAULT_BUF_SIZE, rte_socket_id());
 	if (pool == NULL)
 		die("no mempool");
@@ -265,8 +265,8 @@ int main(int argc, char **argv)
 	nc.arp_pending_max = 64;
 	nif = tcp_netif_create(&nc, pool, rte_socket_id());
 	memset(&sc, 0, sizeof(sc));
-	sc.port_lo = 40000;
-	sc.port_hi = 40999;
+	sc.port_lo = 20000;
+	sc.port_hi = 60999;
 	sc.max_conns = conns + 64;
 	sc.sndbuf = 256 * 1024;
 	sc.rcvbuf = 256 * 1024;
