@@ -15,9 +15,9 @@
  *	segment counts why.
  *
  *	In-order data is queued as the received mbuf itself, trimmed to the
- *	payload. Out-of-order data is dropped with an immediate duplicate ACK
- *	(no reassembly queue yet): the sender's fast retransmit or timer
- *	fills the hole.
+ *	payload. Out-of-order data waits, trimmed against its neighbours, in
+ *	a sorted queue inside the offered window, and every segment that
+ *	leaves or fills a hole is ACKed at once (RFC 5681 4.2).
  */
 #include <errno.h>
 #include <string.h>
