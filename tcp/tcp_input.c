@@ -15,9 +15,9 @@
  *	segment counts why.
  *
  *	In-order data is queued as the received mbuf itself, trimmed to the
- *	payload. Out-of-order data is dropped with an immediate duplicate ACK
- *	(no reassembly queue yet): the sender's fast retransmit or timer
- *	fills the hole.
+ *	payload. Out-of-order data waits, trimmed against its neighbours, in
+ *	a sorted queue inside the offered window, and every segment that
+ *	leaves or fills a hole is ACKed at once (RFC 5681 4.2).
  */
 #include <errno.h>
 #include <string.h>
@@ -402,9 +402,8 @@ static bool conn_input(struct tcp_conn *c, struct rte_mbuf *m, struct tcp_seg *s
 		}
 		if (c->state == TCP_SYN_RECEIVED && (c->flags & CF_PASSIVE)) {
 			tcp_conn_set_closed(c);
-		} else if (c->state == TCP_TIME_WAIT || c->state == TCP_CLOSING ||
-			   c->state == TCP_LAST_ACK) {
-			tcp_conn_set_closed(c);
+		} else if (c->state == TCP_TIME_WAIT) {
+			tcp_conn_set_closed(c); /* TCP_EV_CLOSED was reported already */
 		} else {
 			stk->stats.conn_resets++;
 			tcp_conn_fail(c, ECONNRESET);

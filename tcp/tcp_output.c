@@ -235,7 +235,13 @@ void tcp_output(struct tcp_conn *c, uint64_t now)
 			tcp_arm_rtx(c, now);
 		}
 	}
-	if ((c->flags & CF_FIN_PENDING) && c->sq_next == c->sq_count && !(c->flags & CF_FIN_SENT)) {
+	/* The FIN: first time after the data, or again when a timeout went back to it. */
+	if ((c->flags & CF_FIN_PENDING) && c->sq_next == c->sq_count &&
+	    (!(c->flags & CF_FIN_SENT) || c->snd_nxt == c->fin_seq)) {
+		if (c->flags & CF_FIN_SENT) {
+			stk->stats.retransmits++;
+			c->retransmits++;
+		}
 		c->fin_seq = c->snd_nxt;
 		tcp_send_ctl(c, c->snd_nxt, TH_FIN | TH_ACK, now);
 		c->flags |= CF_FIN_SENT;
@@ -330,10 +336,10 @@ void tcp_rtx_timeout(struct tcp_timer *t, uint64_t now)
 	c->in_recovery = false;
 	c->dupacks = 0;
 	c->recover = c->snd_max;
+	/* Go back to snd_una; the FIN keeps its place (fin_seq) and goes again
+	 * when snd_nxt reaches it, so an ACK covering it is still recognised. */
 	c->snd_nxt = c->snd_una;
 	c->sq_next = 0;
-	if ((c->flags & CF_FIN_SENT) && SEQ_LEQ(c->snd_una, c->fin_seq))
-		c->flags &= ~CF_FIN_SENT;
 	tcp_output(c, now);
 	if (!tcp_timer_pending(&c->t_rtx) && c->snd_una != c->snd_max)
 		tcp_arm_rtx(c, now);

@@ -697,3 +697,19 @@ void tcp_close(struct tcp_conn *c, uint64_t now_tsc)
 		break; /* FIN_WAIT_1, CLOSING, LAST_ACK, TIME_WAIT: finishing */
 	}
 }
+
+void tcp_stack_dump(const struct tcp_stack *stk, FILE *f)
+{
+	for (uint32_t i = 0; i < stk->conf.max_conns; i++) {
+		const struct tcp_conn *c = &stk->conns[i];
+
+		if (c->stk == NULL)
+			continue;
+		fprintf(f,
+			"conn %u: %s lport %u flags %#x ev %#x err %d una %u nxt %u max %u "
+			"sq %u/%u rq %u ooo %u\n",
+			i, tcp_state_name((enum tcp_state)c->state), rte_be_to_cpu_16(c->lport),
+			c->flags, c->ev, c->error, c->snd_una - c->iss, c->snd_nxt - c->iss,
+			c->snd_max - c->iss, c->sq_next, c->sq_count, c->rq_count, c->ooo_count);
+	}
+}

@@ -40,9 +40,13 @@
  *	retransmit and NewReno recovery; RFC 7323 window scale, timestamps
  *	(RTT measurement, PAWS); MSS from the netif's MTU; delayed ACKs;
  *	zero-window probes; SYN retries and a connect deadline; TIME_WAIT.
- *	Not yet: SACK, out-of-order queueing (out-of-order segments are
- *	dropped and a duplicate ACK sent, which NewReno recovers from),
- *	checksum offload, TIME_WAIT reuse.
+ *	Out-of-order segments wait in a small reassembly queue (32 per
+ *	connection) and holes are ACKed at once; RFC 3042 limited transmit.
+ *	When the table is full, the oldest released TIME_WAIT is ended early
+ *	(as Linux does on TIME_WAIT overflow). Not yet: SACK, checksum
+ *	offload, keepalive, urgent data (ignored), RSS flow steering.
+ *	Segments are cut once at tcp_send() time, so a peer window smaller
+ *	than the next segment is waited out with window probes.
  *
  * OWNERSHIP
  *	A connection handle returned by tcp_connect() or announced by a
@@ -55,6 +59,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/types.h>
 
 #include <rte_mempool.h>
@@ -243,6 +248,12 @@ const char *tcp_state_name(enum tcp_state s);
 
 /** Retransmissions of this connection so far. */
 uint64_t tcp_conn_retransmits(const struct tcp_conn *c);
+
+/**
+ * Write one line per connection slot in use (state, flags, pending events,
+ * sequence state) to @p f, for diagnostics. Not for the data path.
+ */
+void tcp_stack_dump(const struct tcp_stack *stk, FILE *f);
 
 /** The stack's counters. */
 const struct tcp_stack_stats *tcp_stack_stats(const struct tcp_stack *stk);

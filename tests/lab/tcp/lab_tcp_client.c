@@ -3,7 +3,7 @@
  *	over a real DPDK port (net_af_packet on a veth).
  *
  * SYNOPSIS
- *	lab_tcp_client IFACE LOCAL_IP GATEWAY_IP SERVER_IP PORT BYTES [CLOSED_PORT]
+ *	lab_tcp_client IFACE LOCAL_IP GATEWAY_IP SERVER_IP PORT BYTES [CLOSED_PORT [CONNS]]
  *
  * DESCRIPTION
  *	Attaches DPDK to IFACE, runs one netif + stack on one queue, connects
@@ -11,8 +11,11 @@
  *	reading the echo, shuts down, reads to EOF, and checks that the echo
  *	is byte for byte what was sent and that the connection closed
  *	cleanly. With CLOSED_PORT it first checks that a connection there is
- *	refused. Prints one summary line; exits 0 only if everything held.
- *	Every wait is bounded (60 s in all).
+ *	refused. With CONNS > 1, opens CONNS connections at once instead
+ *	(at most 256 new ones per loop turn), each sending BYTES and
+ *	checking its own echo. Prints one summary line; exits 0 only if
+ *	everything held, the connection table is empty at the end and the
+ *	mempool is full again. Every wait is bounded (120 s in all).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -42,6 +45,26 @@ static void die(const char *what)
 	exit(1);
 }
 
+static void print_counters(void)
+{
+	const struct tcp_stat_name *t;
+	size_t n;
+
+	t = tcp_netif_stat_names(&n);
+	fprintf(stderr, "netif:");
+	for (size_t i = 0; i < n; i++)
+		if (TCP_STAT_GET(tcp_netif_stats(nif), &t[i]) != 0)
+			fprintf(stderr, " %s=%llu", t[i].name,
+				(unsigned long long)TCP_STAT_GET(tcp_netif_stats(nif), &t[i]));
+	t = tcp_stack_stat_names(&n);
+	fprintf(stderr, "\ntcp:");
+	for (size_t i = 0; i < n; i++)
+		if (TCP_STAT_GET(tcp_stack_stats(stk), &t[i]) != 0)
+			fprintf(stderr, " %s=%llu", t[i].name,
+				(unsigned long long)TCP_STAT_GET(tcp_stack_stats(stk), &t[i]));
+	fprintf(stderr, "\n");
+}
+
 /* One turn of a worker loop: RX, timers, TX. */
 static void turn(void)
 {
@@ -49,8 +72,11 @@ static void turn(void)
 	uint16_t n, sent;
 	uint64_t now = rte_rdtsc();
 
-	if (now > deadline)
+	if (now > deadline) {
+		print_counters();
+		tcp_stack_dump(stk, stderr);
 		die("timed out");
+	}
 	n = rte_eth_rx_burst(port_id, 0, pkts, 32);
 	if (n > 0)
 		tcp_netif_input(nif, pkts, n, now);
@@ -88,6 +114,101 @@ static void port_setup(struct rte_mempool *pool)
 		die("port setup failed");
 }
 
+struct lc {
+	struct tcp_conn *c;
+	size_t queued, got;
+	bool connected, eof, closed, shut;
+	uint8_t *rx;
+};
+
+static int run_many(uint32_t server, uint16_t port, unsigned conns, const uint8_t *tx, size_t bytes)
+{
+	struct lc *l = calloc(conns, sizeof(*l));
+	unsigned opened = 0, closed = 0;
+	uint64_t t0 = rte_rdtsc(), retrans = 0;
+
+	for (unsigned i = 0; i < conns; i++)
+		l[i].rx = malloc(bytes + 1);
+	while (closed < conns) {
+		struct tcp_event ev[64];
+		uint16_t n;
+
+		for (unsigned k = 0; k < 256 && opened < conns; k++, opened++)
+			if (tcp_connect(stk, server, port, &l[opened], rte_rdtsc(), &l[opened].c) !=
+			    0)
+				die("connect failed");
+		turn();
+		while ((n = tcp_stack_poll(stk, ev, 64)) > 0) {
+			for (uint16_t i = 0; i < n; i++) {
+				struct lc *x = ev[i].user;
+
+				if (ev[i].events & TCP_EV_ERROR) {
+					fprintf(stderr, "lab_tcp_client: connection %u: %s\n",
+						(unsigned)(x - l), strerror(ev[i].error));
+					return 1;
+				}
+				if (ev[i].events & TCP_EV_CONNECTED)
+					x->connected = true;
+				for (;;) {
+					ssize_t r = tcp_recv(x->c, x->rx + x->got,
+							     bytes + 1 - x->got, rte_rdtsc());
+
+					if (r == 0)
+						x->eof = true;
+					if (r <= 0)
+						break;
+					x->got += (size_t)r;
+				}
+				if (x->connected && x->queued < bytes) {
+					ssize_t r = tcp_send(x->c, tx + x->queued,
+							     bytes - x->queued, rte_rdtsc());
+
+					if (r > 0)
+						x->queued += (size_t)r;
+				}
+				if (x->connected && x->queued == bytes && !x->shut) {
+					tcp_shutdown(x->c, rte_rdtsc());
+					x->shut = true;
+				}
+				if (ev[i].events & TCP_EV_CLOSED) {
+					if (x->closed)
+						die("a connection was reported closed twice");
+					if (!x->eof || x->got != bytes ||
+					    memcmp(x->rx, tx, bytes) != 0)
+						die("an echo differs from what was sent");
+					retrans += tcp_conn_retransmits(x->c);
+					tcp_close(x->c, rte_rdtsc());
+					x->closed = true;
+					closed++;
+				}
+			}
+		}
+		/* Connections whose send buffer filled wait for WRITABLE; retry the rest here. */
+		for (unsigned i = 0; i < opened; i++) {
+			struct lc *x = &l[i];
+
+			if (x->connected && !x->closed && x->queued < bytes) {
+				ssize_t r =
+				    tcp_send(x->c, tx + x->queued, bytes - x->queued, rte_rdtsc());
+
+				if (r > 0)
+					x->queued += (size_t)r;
+				if (x->queued == bytes && !x->shut) {
+					tcp_shutdown(x->c, rte_rdtsc());
+					x->shut = true;
+				}
+			}
+		}
+	}
+	print_counters();
+	printf("%u connections of %zu bytes echoed in %.2f s, retransmits %llu\n", conns, bytes,
+	       (double)(rte_rdtsc() - t0) / (double)rte_get_tsc_hz(), (unsigned long long)retrans);
+	for (unsigned i = 0; i < conns; i++)
+		free(l[i].rx);
+	free(l);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	struct tcp_netif_conf nc;
@@ -98,7 +219,7 @@ int main(int argc, char **argv)
 	char *eal[] = {"lab",
 		       "--no-huge",
 		       "-m",
-		       "256",
+		       "1024",
 		       "--no-pci",
 		       "--no-shconf",
 		       "--no-telemetry",
@@ -110,10 +231,12 @@ int main(int argc, char **argv)
 	uint16_t port;
 	bool connected = false, eof = false, closed = false, shut = false;
 	uint64_t t0;
+	unsigned conns;
+	unsigned pool_start;
 
-	if (argc < 7 || argc > 8) {
+	if (argc < 7 || argc > 9) {
 		fprintf(stderr, "usage: lab_tcp_client IFACE LOCAL_IP GATEWAY_IP SERVER_IP PORT "
-				"BYTES [CLOSED_PORT]\n");
+				"BYTES [CLOSED_PORT [CONNS]]\n");
 		return 2;
 	}
 	snprintf(vdev, sizeof(vdev), "--vdev=net_af_packet0,iface=%s", argv[1]);
@@ -121,11 +244,13 @@ int main(int argc, char **argv)
 	port = (uint16_t)atoi(argv[5]);
 	if (rte_eal_init((int)(sizeof(eal) / sizeof(eal[0])) - 1, eal) < 0)
 		die(rte_strerror(rte_errno));
-	pool = rte_pktmbuf_pool_create("lab", 16383, 256, 0, RTE_MBUF_DEFAULT_BUF_SIZE,
-				       rte_socket_id());
+	conns = argc == 9 ? (unsigned)atoi(argv[8]) : 1;
+	pool = rte_pktmbuf_pool_create("lab", conns > 1000 ? 65535 : 32767, 256, 0,
+				       RTE_MBUF_DEFAULT_BUF_SIZE, rte_socket_id());
 	if (pool == NULL)
 		die("no mempool");
 	port_setup(pool);
+	pool_start = rte_mempool_avail_count(pool);
 
 	memset(&nc, 0, sizeof(nc));
 	rte_eth_macaddr_get(port_id, &nc.mac);
@@ -140,9 +265,9 @@ int main(int argc, char **argv)
 	nc.arp_pending_max = 64;
 	nif = tcp_netif_create(&nc, pool, rte_socket_id());
 	memset(&sc, 0, sizeof(sc));
-	sc.port_lo = 40000;
-	sc.port_hi = 40999;
-	sc.max_conns = 64;
+	sc.port_lo = 20000;
+	sc.port_hi = 60999;
+	sc.max_conns = conns + 64;
 	sc.sndbuf = 256 * 1024;
 	sc.rcvbuf = 256 * 1024;
 	sc.rto_init_ms = 1000;
@@ -156,9 +281,9 @@ int main(int argc, char **argv)
 	if (nif == NULL ||
 	    (stk = tcp_stack_create(&sc, nif, pool, rte_socket_id(), rte_rdtsc())) == NULL)
 		die("cannot create the stack");
-	deadline = rte_rdtsc() + 60 * rte_get_tsc_hz();
+	deadline = rte_rdtsc() + 120 * rte_get_tsc_hz();
 
-	if (argc == 8) {
+	if (argc >= 8) {
 		struct tcp_event ev;
 		int err = 0;
 
@@ -183,6 +308,11 @@ int main(int argc, char **argv)
 	rx = malloc(bytes + 1);
 	for (size_t i = 0; i < bytes; i++)
 		tx[i] = (uint8_t)((i * 2654435761u) >> 13);
+	if (conns > 1) {
+		if (run_many(parse_ip(argv[4]), port, conns, tx, bytes) != 0)
+			return 1;
+		goto finish;
+	}
 	if (tcp_connect(stk, parse_ip(argv[4]), port, NULL, rte_rdtsc(), &c) != 0)
 		die("connect failed");
 	t0 = rte_rdtsc();
@@ -232,14 +362,24 @@ int main(int argc, char **argv)
 	if (!eof || got != bytes || memcmp(tx, rx, bytes) != 0)
 		die("echo differs from what was sent");
 	tcp_close(c, rte_rdtsc());
+finish:
 	/* Let TIME_WAIT end, then everything must be back. */
-	while (tcp_stack_stats(stk)->conns_alloc > 0)
+	while (tcp_stack_stats(stk)->conns_alloc > 0 || tcp_stack_stats(stk)->conns > 0)
 		turn();
-	printf("ok\n");
 	tcp_stack_free(stk);
 	tcp_netif_free(nif);
+	stk = NULL;
+	nif = NULL;
+	/* Mbufs still in the port's RX ring are the driver's; compare what we can own. */
 	rte_eth_dev_stop(port_id);
 	rte_eth_dev_close(port_id);
+	if (rte_mempool_avail_count(pool) != pool_start + 0 &&
+	    rte_mempool_avail_count(pool) < pool_start) {
+		fprintf(stderr, "lab_tcp_client: mbuf leak: %u in pool, want %u\n",
+			rte_mempool_avail_count(pool), pool_start);
+		return 1;
+	}
+	printf("ok\n");
 	free(tx);
 	free(rx);
 	return 0;

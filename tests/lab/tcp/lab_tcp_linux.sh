@@ -1,7 +1,7 @@
 #!/bin/bash
 # lab_tcp_linux.sh - the userspace TCP against the Linux kernel's TCP.
 #
-# Usage: lab_tcp_linux.sh CLIENT_BINARY [BYTES [LOSS_PERCENT]]
+# Usage: lab_tcp_linux.sh CLIENT_BINARY [BYTES [LOSS_PERCENT [CONNECTIONS]]]
 #
 # Makes a private namespace dmta-t-tcp-PID with one end of a veth pair
 # (198.18.7.1/24, a kernel echo server on port 7007, nothing on 7008);
@@ -16,6 +16,7 @@ set -u
 client=$1
 bytes=${2:-4194304}
 loss=${3:-0}
+conns=${4:-1}
 ns=dmta-t-tcp-$$
 a=dtt$$a
 b=dtt$$b
@@ -48,29 +49,59 @@ NFT
 fi
 
 ip netns exec "$ns" /usr/bin/python3 -c '
-import socket, threading
+# A kernel echo server for many connections: one thread, non-blocking.
+import selectors, socket, time
+sel = selectors.DefaultSelector()
 s = socket.socket()
 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 s.bind(("198.18.7.1", 7007))
-s.listen(16)
-s.settimeout(90)
-def echo(c):
-    c.settimeout(60)
-    while True:
-        d = c.recv(65536)
-        if not d:
-            break
-        c.sendall(d)
-    c.shutdown(socket.SHUT_WR)
-    c.close()
-while True:
-    c, _ = s.accept()
-    threading.Thread(target=echo, args=(c,), daemon=True).start()
+s.listen(4096)
+s.setblocking(False)
+sel.register(s, selectors.EVENT_READ)
+pending = {}
+end = time.time() + 150
+while time.time() < end:
+    for key, ev in sel.select(1):
+        if key.fileobj is s:
+            try:
+                c, _ = s.accept()
+            except BlockingIOError:
+                continue
+            c.setblocking(False)
+            pending[c] = b""
+            sel.register(c, selectors.EVENT_READ)
+            continue
+        c = key.fileobj
+        if ev & selectors.EVENT_READ:
+            try:
+                d = c.recv(65536)
+            except (BlockingIOError, ConnectionError):
+                d = None
+            if d:
+                pending[c] += d
+            elif d == b"":
+                pending[c] = (pending[c], "eof")
+        buf = pending[c]
+        eof = isinstance(buf, tuple)
+        data = buf[0] if eof else buf
+        if data:
+            try:
+                n = c.send(data)
+            except (BlockingIOError, ConnectionError):
+                n = 0
+            data = data[n:]
+        if eof and not data:
+            sel.unregister(c)
+            c.close()
+            del pending[c]
+            continue
+        pending[c] = (data, "eof") if eof else data
+        sel.modify(c, selectors.EVENT_READ | (selectors.EVENT_WRITE if data else 0))
 ' &
 srv_pid=$!
 sleep 0.5
 
-timeout 90 "$client" "$a" 198.18.7.2 198.18.7.1 198.18.7.1 7007 "$bytes" 7008
+timeout 140 "$client" "$a" 198.18.7.2 198.18.7.1 198.18.7.1 7007 "$bytes" 7008 "$conns"
 rc=$?
 echo "neighbour entry in the namespace:"
 ip -n "$ns" neigh show 198.18.7.2
