@@ -40,8 +40,9 @@ static uint64_t load_u64(const void *base, size_t offset)
 /* Add worker w's counters (or all workers' summed, when w is NULL) to d. */
 static void tel_add_counters(struct rte_tel_data *d, const struct dmta_worker *w)
 {
-	size_t n_nif;
+	size_t n_nif, n_stk;
 	const struct tcp_stat_name *nif_names = tcp_netif_stat_names(&n_nif);
+	const struct tcp_stat_name *stk_names = tcp_stack_stat_names(&n_stk);
 	unsigned int first = w ? w->id : 0, last = w ? w->id + 1 : tel_nb_workers;
 
 	for (size_t i = 0; i < RTE_DIM(worker_stat_names); i++) {
@@ -57,6 +58,15 @@ static void tel_add_counters(struct rte_tel_data *d, const struct dmta_worker *w
 		for (unsigned int k = first; k < last; k++)
 			v += load_u64(tcp_netif_stats(tel_workers[k].nif), nif_names[i].offset);
 		rte_tel_data_add_dict_u64(d, nif_names[i].name, v);
+	}
+	for (size_t i = 0; i < n_stk; i++) {
+		char name[64];
+		uint64_t v = 0;
+
+		for (unsigned int k = first; k < last; k++)
+			v += load_u64(tcp_stack_stats(tel_workers[k].stk), stk_names[i].offset);
+		snprintf(name, sizeof(name), "tcp_%s", stk_names[i].name);
+		rte_tel_data_add_dict_u64(d, name, v);
 	}
 }
 

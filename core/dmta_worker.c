@@ -24,8 +24,52 @@ void dmta_workers_stop(void)
 	atomic_store_explicit(&workers_quit, true, memory_order_release);
 }
 
+int dmta_worker_tcp_conf(const struct dmta_conf *conf, unsigned int id, unsigned int nb_workers,
+			 struct tcp_stack_conf *sc)
+{
+	uint64_t lo, hi, v[9];
+	uint64_t span;
+
+	if (dmta_conf_u64(conf, "tcp", "port_lo", 10000, 1024, 65535, &lo) != 0 ||
+	    dmta_conf_u64(conf, "tcp", "port_hi", 60999, 1024, 65535, &hi) != 0 ||
+	    dmta_conf_u64(conf, "tcp", "max_conns", 16384, 16, 4194304, &v[0]) != 0 ||
+	    dmta_conf_size(conf, "tcp", "sndbuf", 256 << 10, 4096, 64 << 20, &v[1]) != 0 ||
+	    dmta_conf_size(conf, "tcp", "rcvbuf", 256 << 10, 4096, 64 << 20, &v[2]) != 0 ||
+	    dmta_conf_duration_ms(conf, "tcp", "rto_min", 200, 1, 60000, &v[3]) != 0 ||
+	    dmta_conf_duration_ms(conf, "tcp", "rto_max", 120000, 60000, 600000, &v[4]) != 0 ||
+	    dmta_conf_u64(conf, "tcp", "syn_retries", 5, 0, 20, &v[5]) != 0 ||
+	    dmta_conf_u64(conf, "tcp", "max_retries", 15, 1, 50, &v[6]) != 0 ||
+	    dmta_conf_duration_ms(conf, "tcp", "connect_timeout", 30000, 0, 600000, &v[7]) != 0 ||
+	    dmta_conf_duration_ms(conf, "tcp", "time_wait", 60000, 1000, 240000, &v[8]) != 0)
+		return -EINVAL;
+	if (hi < lo || (hi - lo + 1) / nb_workers < 64) {
+		dmta_err("%s: [tcp] port_lo..port_hi leaves fewer than 64 ports per worker",
+			 dmta_conf_source(conf));
+		return -EINVAL;
+	}
+	/* Disjoint slices, so that replies can be steered by local port. */
+	span = (hi - lo + 1) / nb_workers;
+	memset(sc, 0, sizeof(*sc));
+	sc->port_lo = (uint16_t)(lo + span * id);
+	sc->port_hi = (uint16_t)(lo + span * (id + 1) - 1);
+	sc->max_conns = (uint32_t)v[0];
+	sc->sndbuf = (uint32_t)v[1];
+	sc->rcvbuf = (uint32_t)v[2];
+	sc->rto_init_ms = 1000;
+	sc->rto_min_ms = (uint32_t)v[3];
+	sc->rto_max_ms = (uint32_t)v[4];
+	sc->syn_retries = (uint32_t)v[5];
+	sc->max_retries = (uint32_t)v[6];
+	sc->connect_timeout_ms = (uint32_t)v[7];
+	sc->delack_ms = 40;
+	sc->time_wait_ms = (uint32_t)v[8];
+	sc->isn_secret = (uint32_t)(rte_rdtsc() ^ (rte_rdtsc() >> 29)) ^ (uint32_t)id;
+	return 0;
+}
+
 int dmta_worker_init(struct dmta_worker *w, unsigned int id, const struct dmta_port *port,
-		     const struct tcp_netif_conf *netconf, uint32_t idle_sleep_us)
+		     const struct tcp_netif_conf *netconf, const struct tcp_stack_conf *stackconf,
+		     uint32_t idle_sleep_us)
 {
 	memset(w, 0, sizeof(*w));
 	w->id = id;
@@ -35,7 +79,20 @@ int dmta_worker_init(struct dmta_worker *w, unsigned int id, const struct dmta_p
 	w->nif = tcp_netif_create(netconf, port->pool[id], port->socket_id);
 	if (w->nif == NULL)
 		return -errno;
+	w->stk = tcp_stack_create(stackconf, w->nif, port->pool[id], port->socket_id, rte_rdtsc());
+	if (w->stk == NULL) {
+		int e = errno;
+
+		tcp_netif_free(w->nif);
+		w->nif = NULL;
+		return -e;
+	}
 	return 0;
+}
+
+void dmta_worker_set_app(struct dmta_worker *w, const struct dmta_worker_app *app)
+{
+	w->app = *app;
 }
 
 static void worker_tx(struct dmta_worker *w)
@@ -50,6 +107,20 @@ static void worker_tx(struct dmta_worker *w)
 			rte_pktmbuf_free_bulk(tx + sent, n - sent);
 			w->stats.tx_dropped += (uint64_t)(n - sent);
 		}
+		if (n < WORKER_BURST)
+			break;
+	}
+}
+
+/* Hand the stack's news to the application (or close what nobody owns). */
+static void worker_events(struct dmta_worker *w, uint64_t now)
+{
+	struct tcp_event ev[WORKER_BURST];
+	uint16_t n;
+
+	while ((n = tcp_stack_poll(w->stk, ev, WORKER_BURST)) > 0) {
+		if (w->app.events != NULL)
+			w->app.events(w->app.arg, w, ev, n, now);
 		if (n < WORKER_BURST)
 			break;
 	}
@@ -76,8 +147,12 @@ int dmta_worker_main(void *arg)
 		}
 		if (now - last_tick >= tick) {
 			tcp_netif_tick(w->nif, now);
+			tcp_stack_tick(w->stk, now);
+			if (w->app.tick != NULL)
+				w->app.tick(w->app.arg, w, now);
 			last_tick = now;
 		}
+		worker_events(w, now);
 		worker_tx(w);
 		if (n == 0) {
 			if (w->idle_sleep_us != 0 && ++idle >= WORKER_IDLE_POLLS) {
@@ -95,6 +170,8 @@ int dmta_worker_main(void *arg)
 
 void dmta_worker_fini(struct dmta_worker *w)
 {
+	tcp_stack_free(w->stk);
+	w->stk = NULL;
 	tcp_netif_free(w->nif);
 	w->nif = NULL;
 }

@@ -3,17 +3,19 @@
  * one network stack instance, run to completion.
  *
  * SYNOPSIS
- *	rc = dmta_worker_init(w, id, port, netconf, idle_sleep_us);
+ *	rc = dmta_worker_init(w, id, port, netconf, stackconf, idle_sleep_us);
+ *	dmta_worker_set_app(w, &app);      (optional: what runs on the stack)
  *	rte_eal_remote_launch(dmta_worker_main, w, lcore);
  *	dmta_workers_stop();   (from the control thread; workers return)
  *	dmta_worker_fini(w);
  *
  * DESCRIPTION
- *	The loop: RX burst, hand the frames to the stack, run its timers every
- *	millisecond (TSC), drain what the stack queued, TX burst; frames the
- *	port does not take are freed and counted. No locks and no syscalls,
- *	except the optional idle sleep ([workers] idle_sleep_us, default 0 =
- *	pure polling) for machines where a worker must share its core.
+ *	The loop: RX burst, hand the frames to the stack (netif, then TCP),
+ *	run its timers every millisecond (TSC), hand the TCP events to the
+ *	application (dmtad's SMTP sessions, dmta-nc), drain what the stack
+ *	queued, TX burst; frames the port does not take are freed and counted. No locks and no
+ *syscalls, except the optional idle sleep ([workers] idle_sleep_us, default 0 = pure polling) for
+ *machines where a worker must share its core.
  *
  *	Counters live in the worker's own cache lines; the telemetry thread
  *	reads them without locking (aligned 64-bit loads, a snapshot that may
@@ -26,8 +28,22 @@
 
 #include <rte_common.h>
 
+#include "core/base/dmta_conf.h"
 #include "core/dmta_port.h"
 #include "tcp/tcp_netif.h"
+#include "tcp/tcp_stack.h"
+
+struct dmta_worker;
+
+/** What runs on a worker's TCP stack. Called on the worker's lcore only. */
+struct dmta_worker_app {
+	/** Events of this worker's connections, as tcp_stack_poll() gives them. */
+	void (*events)(void *arg, struct dmta_worker *w, const struct tcp_event *ev, uint16_t n,
+		       uint64_t now_tsc);
+	/** Every millisecond: the application's own timers and rings. May be NULL. */
+	void (*tick)(void *arg, struct dmta_worker *w, uint64_t now_tsc);
+	void *arg;
+};
 
 struct dmta_worker_stats {
 	uint64_t loops;
@@ -44,12 +60,25 @@ struct dmta_worker {
 	uint16_t queue_id;
 	uint32_t idle_sleep_us;
 	struct tcp_netif *nif;
+	struct tcp_stack *stk;
+	struct dmta_worker_app app;
 	struct dmta_worker_stats stats;
 } __rte_cache_aligned;
 
+/**
+ * The [tcp] section into @p sc for worker @p id of @p nb_workers: each
+ * worker gets its own slice of [tcp] local ports. 0 or -EINVAL (logged).
+ */
+int dmta_worker_tcp_conf(const struct dmta_conf *conf, unsigned int id, unsigned int nb_workers,
+			 struct tcp_stack_conf *sc);
+
 /** Set up worker @p id on queue @p id of @p port; 0 or -errno. */
 int dmta_worker_init(struct dmta_worker *w, unsigned int id, const struct dmta_port *port,
-		     const struct tcp_netif_conf *netconf, uint32_t idle_sleep_us);
+		     const struct tcp_netif_conf *netconf, const struct tcp_stack_conf *stackconf,
+		     uint32_t idle_sleep_us);
+
+/** What runs on the worker's stack (before it is launched). */
+void dmta_worker_set_app(struct dmta_worker *w, const struct dmta_worker_app *app);
 
 /** The lcore entry point (argument: struct dmta_worker *). Returns 0 when stopped. */
 int dmta_worker_main(void *arg);

@@ -202,7 +202,15 @@ static int start_data_plane(struct dmtad *d, char *err, size_t errlen)
 		return -ENOMEM;
 	}
 	for (k = 0; k < d->nb_workers; k++) {
-		rc = dmta_worker_init(&d->workers[k], k, &d->port, &d->netconf, d->idle_sleep_us);
+		struct tcp_stack_conf sc;
+
+		if (dmta_worker_tcp_conf(d->conf, k, d->nb_workers, &sc) != 0) {
+			snprintf(err, errlen, "invalid [tcp] settings in %s",
+				 dmta_conf_source(d->conf));
+			return -EINVAL;
+		}
+		rc = dmta_worker_init(&d->workers[k], k, &d->port, &d->netconf, &sc,
+				      d->idle_sleep_us);
 		if (rc != 0) {
 			snprintf(err, errlen, "worker %u: network stack setup failed: %s", k,
 				 strerror(-rc));
@@ -399,7 +407,8 @@ int main(int argc, char **argv)
 		close(sfd);
 		goto out;
 	}
-	dmta_conf_warn_unused(d.conf, (const char *const[]){"eal", "port", "net", "workers", NULL});
+	dmta_conf_warn_unused(d.conf,
+			      (const char *const[]){"eal", "port", "net", "workers", "tcp", NULL});
 	{
 		char mac[RTE_ETHER_ADDR_FMT_SIZE];
 
