@@ -386,6 +386,14 @@ static bool conn_input(struct tcp_conn *c, struct rte_mbuf *m, struct tcp_seg *s
 		tcp_output(c, now);
 		return false;
 	}
+	/* The peer sent its SYN again: our SYN-ACK was lost; send it again. */
+	if (c->state == TCP_SYN_RECEIVED && (s->flags & (TH_SYN | TH_ACK | TH_RST)) == TH_SYN &&
+	    s->seq == c->irs) {
+		stk->stats.retransmits++;
+		c->retransmits++;
+		tcp_send_ctl(c, c->iss, TH_SYN, now);
+		return false;
+	}
 	if (!seq_acceptable(c, s, seglen)) {
 		stk->stats.rx_out_of_window++;
 		if (!(s->flags & TH_RST)) {

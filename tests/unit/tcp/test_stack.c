@@ -160,6 +160,11 @@ static bool both_connected(void)
 	return app[0].connected && app[1].connected;
 }
 
+static bool a_connected(void)
+{
+	return app[0].connected;
+}
+
 static bool both_done_b(void)
 {
 	return app[1].released;
@@ -745,6 +750,50 @@ static void test_time_wait_recycled(void **state)
 	run(tables_empty, 70000);
 }
 
+/* SYN-ACKs lost for a while: the client's SYN retries make the server send it again. */
+static void test_synack_lost(void **state)
+{
+	(void)state;
+
+	wire_init(&w, pool, 15);
+	start(5000, 5000);
+	w.imp[1].drop_all = 1; /* B -> A: nothing for 2.5 s (ARP replies neither) */
+	for (int i = 0; i < 25000; i++)
+		wire_step(&w), app_events(0), app_events(1);
+	assert_false(app[0].connected);
+	w.imp[1].drop_all = 0;
+	run(both_done, 20000);
+	check_transfer(5000, 5000);
+	assert_true(tcp_stack_stats(w.stk[1])->retransmits > 0);
+	run(tables_empty, 5000);
+}
+
+/* A client that vanishes after its SYN: the half-open connection is dropped
+ * after the SYN-ACK retries, without ever being announced. */
+static void test_half_open_dropped(void **state)
+{
+	struct tcp_stack_conf c = wire_stack_conf();
+	(void)state;
+
+	c.syn_retries = 2;
+	wire_init_conf(&w, pool, 16, &c);
+	w.imp[0].delay_us = w.imp[1].delay_us = 5000;
+	start(10, 10);
+	/* As soon as the SYN is in, A's frames stop arriving (its ACK, then its RST). */
+	while (tcp_stack_stats(w.stk[1])->conns == 0) {
+		assert_true(w.now < 1000 * WIRE_HZ + WIRE_HZ);
+		wire_step(&w);
+	}
+	w.imp[0].drop_all = 1;
+	run(a_connected, 1000);
+	tcp_abort(app[0].conn, w.now);
+	app[0].conn = NULL;
+	app[0].released = app[1].released = true;
+	run(tables_empty, 20000);
+	assert_int_equal(tcp_stack_stats(w.stk[1])->passive_opens, 0);
+	assert_int_equal(app[1].events, 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -763,6 +812,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_many_connections, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_seed_sweep, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_time_wait_recycled, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_synack_lost, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_half_open_dropped, setup, teardown),
 	};
 	int rc;
 
