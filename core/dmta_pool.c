@@ -331,7 +331,8 @@ static void conn_read(struct kb_conn *c)
 	conn_arm(c);
 }
 
-static void conn_start_session(struct kb_conn *c)
+/* Start SMTP on a new connection; false when c was moved on or freed. */
+static bool conn_start_session(struct kb_conn *c)
 {
 	struct dmta_pool *kb = c->kb;
 	struct dmta_job *job = c->job;
@@ -359,15 +360,16 @@ static void conn_start_session(struct kb_conn *c)
 	c->s = smtp_session_new(&sc);
 	if (c->s == NULL) {
 		conn_next_addr(c, "cannot create an SMTP session");
-		return;
+		return false;
 	}
 	c->st = KC_SESSION;
 	if (smtp_session_submit(c->s, &job->msg) != 0) {
 		conn_next_addr(c, "message refused by the SMTP engine");
-		return;
+		return false;
 	}
 	conn_flush(c);
 	conn_arm(c);
+	return true;
 }
 
 /* Connect to the next address there is, or fail the job. */
@@ -417,8 +419,10 @@ void dmta_pool_connected(struct dmta_pool_conn *xc)
 {
 	struct kb_conn *c = (struct kb_conn *)xc;
 
-	if (c->st == KC_CONNECTING)
-		conn_start_session(c);
+	/* What already arrived (a greeting with the handshake's last ACK) is
+	 * read at once, so that one call per transport event is enough. */
+	if (c->st == KC_CONNECTING && conn_start_session(c))
+		conn_read(c);
 }
 
 void dmta_pool_failed(struct dmta_pool_conn *xc, int err)

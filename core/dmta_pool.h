@@ -24,7 +24,11 @@
  *	on a worker lcore) opens, reads, writes and closes, and tells the pool
  *	what happened through the four dmta_pool_*() calls above; the pool
  *	calls done() once for every job it took. One pool belongs to one
- *	thread.
+ *	thread. Each of the four calls may close the connection (the
+ *	transport's close() runs first): after one of them returns, the
+ *	transport must not touch that connection again for the same event;
+ *	dmta_pool_connected() also reads and writes what it can, so one call
+ *	per event is always enough.
  */
 #ifndef DMTA_POOL_H
 #define DMTA_POOL_H
