@@ -369,8 +369,11 @@ int main(int argc, char **argv)
 	}
 
 	if (rte_eal_init(d.eal_argc, d.eal_argv) < 0) {
-		dmta_err("DPDK initialisation failed: %s (check [eal] args in %s)",
-			 rte_strerror(rte_errno), dmta_conf_source(d.conf));
+		/* EAL says why on its own lines; rte_errno is often left at 0. */
+		dmta_err("DPDK initialisation failed%s%s (see the EAL lines above; check [eal] "
+			 "args in %s)",
+			 rte_errno ? ": " : "", rte_errno ? rte_strerror(rte_errno) : "",
+			 dmta_conf_source(d.conf));
 		close(sfd);
 		goto out;
 	}

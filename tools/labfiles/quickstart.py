@@ -52,6 +52,9 @@ def bar(done, total, t0, label):
 
 # --- the messages ---------------------------------------------------------
 rnd = random.Random(2026)
+# Recipients are new on every run: the greylisting receiver remembers the
+# ones it has seen for as long as the lab is up.
+RUN = "%x" % (int(time.time() * 1000) & 0xFFFFFFFF)
 kinds = ["sink"] * 45 + ["postfix"] * 25 + ["tempfail"] * 25 + ["nullmx"] * 5
 msgs = []
 for i in range(COUNT):
@@ -60,11 +63,11 @@ for i in range(COUNT):
                   ".a line that starts with a dot", "..and one with two",
                   "8-bit: gr\u00fc\u00dfe, \u00e7a va, \u00e5\u00e4\u00f6", ""]
     body_lines += ["filler %d %s" % (k, "x" * rnd.randint(0, 70)) for k in range(rnd.randint(5, 40))]
-    text = ("X-Quickstart-Id: %d\nFrom: News <%s>\nTo: <reader%d@%s.test>\n"
+    text = ("X-Quickstart-Id: %d\nFrom: News <%s>\nTo: <reader%d.%s@%s.test>\n"
             "Subject: quickstart %d\nMessage-ID: <qs%d@dmta.test>\nMIME-Version: 1.0\n"
             "Content-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: 8bit\n\n%s\n"
-            % (i, SENDER, i, kind, i, i, "\n".join(body_lines)))
-    msgs.append({"kind": kind, "to": "reader%d@%s.test" % (i, kind), "text": text})
+            % (i, SENDER, i, RUN, kind, i, i, "\n".join(body_lines)))
+    msgs.append({"kind": kind, "to": "reader%d.%s@%s.test" % (i, RUN, kind), "text": text})
 
 BACKEND = os.environ.get("QUICKSTART_BACKEND", "dpdk")
 conf = os.path.join(WORK, "dmta.conf")
