@@ -719,7 +719,8 @@ static int tls_policy(const char *s, enum smtp_tls_policy *p)
 	return 0;
 }
 
-static int control_config(struct dmta_control *ctl, char *err, size_t errlen)
+static int control_config(struct dmta_control *ctl, dmta_backend_new_fn *make, char *err,
+			  size_t errlen)
 {
 	const struct dmta_conf *conf = ctl->conf;
 	const char *s;
@@ -779,15 +780,17 @@ static int control_config(struct dmta_control *ctl, char *err, size_t errlen)
 	    .idle_ms = idle_ms,
 	    .tls_ctx = ctl->tls_ctx,
 	};
-	ctl->be = dmta_kbackend_new(&kc, ctl->loop, job_done, ctl);
+	ctl->be = make ? make(ctl->loop, job_done, ctl)
+		       : dmta_kbackend_new(&kc, ctl->loop, job_done, ctl);
 	if (ctl->be == NULL) {
-		snprintf(err, errlen, "out of memory");
+		snprintf(err, errlen, "cannot start the delivery backend: %s", strerror(errno));
 		return -ENOMEM;
 	}
 	return 0;
 }
 
-struct dmta_control *dmta_control_new(const struct dmta_conf *conf, char *err, size_t errlen)
+struct dmta_control *dmta_control_new(const struct dmta_conf *conf, dmta_backend_new_fn *make,
+				      unsigned shards, char *err, size_t errlen)
 {
 	struct dmta_control *ctl = calloc(1, sizeof(*ctl));
 	struct queue_sched_ops ops = {
@@ -831,6 +834,8 @@ struct dmta_control *dmta_control_new(const struct dmta_conf *conf, char *err, s
 		snprintf(err, errlen, "bad [queue] settings in %s", dmta_conf_source(conf));
 		goto fail;
 	}
+	if (shards != 0)
+		ctl->scf.workers = shards; /* one shard per data-plane worker */
 	ctl->sched = queue_sched_new(&ctl->scf, &ops, dmta_now_ns() ^ (uint64_t)getpid());
 	if (ctl->sched == NULL) {
 		snprintf(err, errlen, "cannot create the scheduler: %s", strerror(errno));
@@ -861,7 +866,7 @@ struct dmta_control *dmta_control_new(const struct dmta_conf *conf, char *err, s
 		snprintf(err, errlen, "delivery log %s: %s", dl, strerror(errno));
 		goto fail;
 	}
-	if (control_config(ctl, err, errlen) != 0)
+	if (control_config(ctl, make, err, errlen) != 0)
 		goto fail;
 	return ctl;
 fail:

@@ -60,7 +60,21 @@ struct dmta_control_stats {
 	uint64_t commit_errors;
 };
 
-struct dmta_control *dmta_control_new(const struct dmta_conf *conf, char *err, size_t errlen);
+struct dmta_backend;
+struct dmta_loop;
+struct dmta_job;
+
+/** Makes the control thread's delivery backend (NULL or errno). */
+typedef struct dmta_backend *dmta_backend_new_fn(struct dmta_loop *loop,
+						 void (*done)(void *ctl, struct dmta_job *job),
+						 void *ctl);
+
+/**
+ * @p make: the delivery backend (NULL: kernel sockets). @p shards: the
+ * workers destinations are spread over (0: [queue] workers).
+ */
+struct dmta_control *dmta_control_new(const struct dmta_conf *conf, dmta_backend_new_fn *make,
+				      unsigned shards, char *err, size_t errlen);
 
 /** Run until @p stop_fd is readable (a signalfd); 0 or -errno. */
 int dmta_control_run(struct dmta_control *ctl, int stop_fd);

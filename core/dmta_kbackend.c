@@ -1,522 +1,142 @@
 /*
- * dmta_kbackend.c - see dmta_kbackend.h.
- *
- * A connection is CONNECTING (non-blocking connect, waiting for EPOLLOUT)
- * or in SESSION (the SMTP session runs; it carries the job it was opened
- * for, then later ones while it stays under the per-connection message
- * limit). Between jobs a session is idle on its destination's list.
+ * dmta_kbackend.c - see dmta_kbackend.h: the session pool (dmta_pool.h)
+ * over non-blocking kernel sockets in the control thread's epoll loop.
  */
-#include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
-#include "core/base/dmta_log.h"
 #include "core/base/dmta_time.h"
 #include "core/dmta_kbackend.h"
-#include "smtp/smtp_session.h"
+#include "core/dmta_pool.h"
 
-enum kc_state {
-	KC_CONNECTING = 0,
-	KC_SESSION,
-};
-
-struct kb_dest {
-	char *domain;
-	struct kb_conn *idle; /* idle sessions, most recent first */
-	struct kb_dest *next;
-};
-
-struct kb_conn {
-	struct kb *kb;
-	struct kb_dest *d;
-	enum kc_state st;
-	int fd;
-	struct smtp_session *s;
-	struct dmta_job *job;	 /* the job in progress, NULL when idle */
-	unsigned host_i, addr_i; /* the address tried (while connecting) */
-	bool ready_seen;	 /* the session got past EHLO/TLS/AUTH */
-	bool want_out;		 /* EPOLLOUT is armed */
-	uint32_t msgs;		 /* messages finished on this connection */
-	uint32_t max_msgs;
-	uint64_t deadline_ns; /* 0: none */
-	char mx[256], ip[48];
-	struct kb_conn *next, *prev; /* all connections */
-	struct kb_conn *idle_next;
-	size_t roff, rlen;
-	uint8_t rbuf[16384];
-};
-
-struct kb {
+struct kbe {
 	struct dmta_backend ops;
-	struct dmta_kbackend_conf conf;
-	char *helo;
 	struct dmta_loop *loop;
-	dmta_job_done_fn *done;
-	void *ctl;
-	struct kb_dest *dests;
-	struct kb_conn *conns;
-	unsigned nconns, busy;
-	bool draining;
+	struct dmta_pool *pool;
 };
 
-static void conn_event(void *arg, int fd, uint32_t events);
-static void conn_try(struct kb_conn *c);
-
-static struct kb_dest *dest_get(struct kb *kb, const char *domain)
+static void ks_event(void *arg, int fd, uint32_t events)
 {
-	struct kb_dest *d;
+	struct dmta_pool_conn *c = arg;
+	int err = 0;
+	socklen_t len = sizeof(err);
 
-	for (d = kb->dests; d != NULL; d = d->next)
-		if (strcmp(d->domain, domain) == 0)
-			return d;
-	d = calloc(1, sizeof(*d));
-	if (d == NULL || (d->domain = strdup(domain)) == NULL) {
-		free(d);
-		return NULL;
-	}
-	d->next = kb->dests;
-	kb->dests = d;
-	return d;
-}
-
-static void idle_remove(struct kb_conn *c)
-{
-	struct kb_conn **pp;
-
-	for (pp = &c->d->idle; *pp != NULL; pp = &(*pp)->idle_next)
-		if (*pp == c) {
-			*pp = c->idle_next;
-			c->idle_next = NULL;
-			return;
-		}
-}
-
-/* One line of reply text for the spool and the log. */
-static char *one_line(const char *text, size_t len)
-{
-	char *s = malloc(len + 1);
-	size_t n = 0;
-
-	if (s == NULL)
-		return NULL;
-	for (size_t i = 0; i < len; i++) {
-		char ch = text[i];
-
-		if (ch == '\r')
-			continue;
-		if (ch == '\n') {
-			if (i + 1 < len)
-				s[n++] = ' ';
-			continue;
-		}
-		s[n++] = (ch >= 0x20 && ch < 0x7f) ? ch : '?';
-	}
-	s[n] = '\0';
-	return s;
-}
-
-static void job_finish(struct kb *kb, struct dmta_job *job, bool connected, const char *reply)
-{
-	job->connected = connected;
-	if (!connected && reply != job->reply)
-		snprintf(job->reply, sizeof(job->reply), "%s", reply ? reply : "connection failed");
-	kb->busy--;
-	kb->done(kb->ctl, job);
-}
-
-static void conn_close_fd(struct kb_conn *c)
-{
-	if (c->fd >= 0) {
-		dmta_loop_del(c->kb->loop, c->fd);
-		close(c->fd);
-		c->fd = -1;
-	}
-	smtp_session_free(c->s);
-	c->s = NULL;
-	c->want_out = false;
-}
-
-static void conn_free(struct kb_conn *c)
-{
-	struct kb *kb = c->kb;
-
-	conn_close_fd(c);
-	if (c->job == NULL)
-		idle_remove(c);
-	if (c->prev)
-		c->prev->next = c->next;
-	else
-		kb->conns = c->next;
-	if (c->next)
-		c->next->prev = c->prev;
-	kb->nconns--;
-	free(c);
-}
-
-/* The current address failed: try the next, or fail the job. */
-static void conn_next_addr(struct kb_conn *c, const char *why)
-{
-	struct dmta_job *job = c->job;
-
-	dmta_debug("%s: %s[%s]: %s", c->d->domain, c->mx, c->ip, why);
-	conn_close_fd(c);
-	c->addr_i++;
-	if (job != NULL) {
-		snprintf(job->reply, sizeof(job->reply), "%s[%s]: %s", c->mx, c->ip, why);
-		for (uint32_t i = 0; i < job->sjob.nrcpt; i++) {
-			job->code[i] = 0;
-			free(job->text[i]);
-			job->text[i] = NULL;
-		}
-	}
-	conn_try(c);
-}
-
-static void conn_set_out(struct kb_conn *c, bool want)
-{
-	if (c->want_out == want || c->fd < 0)
-		return;
-	if (dmta_loop_mod(c->kb->loop, c->fd, EPOLLIN | (want ? EPOLLOUT : 0)) == 0)
-		c->want_out = want;
-}
-
-/* Send what the session has; true while the connection lives. */
-static void conn_flush(struct kb_conn *c)
-{
-	struct iovec iov[16];
-	size_t k;
-
-	while (c->s != NULL && (k = smtp_session_tx_iov(c->s, iov, 16)) > 0) {
-		ssize_t n = writev(c->fd, iov, (int)k);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-			conn_set_out(c, true);
-			return;
-		}
-		if (n < 0) {
-			/* The read side will see the same error and end the session. */
-			smtp_session_eof(c->s);
-			return;
-		}
-		smtp_session_tx_done(c->s, (size_t)n);
-	}
-	conn_set_out(c, false);
-}
-
-static void conn_arm(struct kb_conn *c)
-{
-	uint64_t ms;
-
-	if (c->job == NULL && c->s != NULL && smtp_session_ready(c->s)) {
-		c->deadline_ns = dmta_now_ns() + c->kb->conf.idle_ms * DMTA_NS_PER_MS;
-		return;
-	}
-	if (c->s == NULL || smtp_session_deadline(c->s, &ms) == SMTP_DL_NONE)
-		c->deadline_ns = 0;
-	else
-		c->deadline_ns = dmta_now_ns() + ms * DMTA_NS_PER_MS;
-}
-
-/* The job on this session is over; keep the session for the next one or end it. */
-static void conn_job_done(struct kb_conn *c)
-{
-	struct kb *kb = c->kb;
-	struct dmta_job *job = c->job;
-
-	snprintf(job->mx, sizeof(job->mx), "%s", c->mx);
-	snprintf(job->ip, sizeof(job->ip), "%s", c->ip);
-	snprintf(job->tls, sizeof(job->tls), "%s", smtp_session_tls(c->s));
-	c->job = NULL;
-	c->msgs++;
-	job_finish(kb, job, true, NULL);
-	if (c->msgs >= c->max_msgs || kb->draining) {
-		smtp_session_quit(c->s);
-	} else {
-		c->idle_next = c->d->idle;
-		c->d->idle = c;
-	}
-}
-
-/*
- * Take the session's events. Returns false when the connection was freed or
- * moved to another address (the caller must not touch it).
- */
-static bool conn_events(struct kb_conn *c)
-{
-	struct smtp_event ev;
-
-	while (c->s != NULL && smtp_session_event(c->s, &ev)) {
-		struct dmta_job *job = c->job;
-
-		switch (ev.type) {
-		case SMTP_EV_READY:
-			c->ready_seen = true;
-			break;
-		case SMTP_EV_RCPT:
-			if (job != NULL && ev.rcpt < job->sjob.nrcpt) {
-				job->code[ev.rcpt] = ev.code;
-				free(job->text[ev.rcpt]);
-				job->text[ev.rcpt] = one_line(ev.text, ev.text_len);
-			}
-			break;
-		case SMTP_EV_MSG:
-			if (job == NULL)
-				break;
-			if (!c->ready_seen) {
-				/* Refused before any transaction (421 greeting,
-				 * TLS failure): the next exchanger may do better. */
-				char *why = one_line(ev.text, ev.text_len);
-
-				conn_next_addr(c, why ? why : "session failed");
-				free(why);
-				return false;
-			}
-			conn_job_done(c);
-			break;
-		case SMTP_EV_CLOSED:
-			if (c->job != NULL) {
-				/* The engine reports every message before it
-				 * closes; this is a broken promise, not a path. */
-				dmta_panic("kbackend: session closed with a job on it");
-			}
-			conn_flush(c); /* QUIT's tail or close_notify */
-			conn_free(c);
-			return false;
-		default:
-			break;
-		}
-	}
-	return true;
-}
-
-static void conn_read(struct kb_conn *c)
-{
-	bool eof = false;
-
-	for (;;) {
-		size_t took;
-
-		if (c->roff == c->rlen) {
-			ssize_t n = read(c->fd, c->rbuf, sizeof(c->rbuf));
-
-			if (n < 0 && errno == EINTR)
-				continue;
-			if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-				break;
-			if (n <= 0) {
-				eof = true;
-				break;
-			}
-			c->roff = 0;
-			c->rlen = (size_t)n;
-		}
-		took = smtp_session_rx(c->s, c->rbuf + c->roff, c->rlen - c->roff);
-		c->roff += took;
-		if (!conn_events(c))
-			return;
-		if (took == 0)
-			c->roff = c->rlen; /* the session has ended: nobody reads on */
-	}
-	if (eof) {
-		smtp_session_eof(c->s);
-		if (!conn_events(c))
-			return;
-	}
-	conn_flush(c);
-	conn_arm(c);
-}
-
-static void conn_start_session(struct kb_conn *c)
-{
-	struct kb *kb = c->kb;
-	struct dmta_job *job = c->job;
-	char key[300];
-	const struct dns_host *h = &job->route->dest->hosts[c->host_i];
-	struct smtp_session_config sc = {
-	    .client =
-		{
-		    .helo_name = kb->helo,
-		    .tls = job->policy.tls,
-		    .auth_user = job->policy.auth_user,
-		    .auth_pass = job->policy.auth_pass,
-		    .auth_plaintext_ok = job->policy.auth_plaintext_ok,
-		    .max_rcpts = 0,
-		    .trace = kb->conf.trace,
-		},
-	    .tls_ctx = kb->conf.tls_ctx,
-	    .tls_sni = c->mx,
-	    .tls_dest_key = key,
-	    .tls_verify = job->policy.tls_verify,
-	};
-
-	snprintf(key, sizeof(key), "%s:%u", c->mx, h->port ? h->port : 25);
-	c->ready_seen = false;
-	c->s = smtp_session_new(&sc);
-	if (c->s == NULL) {
-		conn_next_addr(c, "cannot create an SMTP session");
-		return;
-	}
-	c->st = KC_SESSION;
-	if (smtp_session_submit(c->s, &job->msg) != 0) {
-		conn_next_addr(c, "message refused by the SMTP engine");
-		return;
-	}
-	conn_flush(c);
-	conn_arm(c);
-}
-
-/* Connect to the next address there is, or fail the job. */
-static void conn_try(struct kb_conn *c)
-{
-	struct kb *kb = c->kb;
-	struct dmta_job *job = c->job;
-	const struct dns_dest *dest = job->route->dest;
-
-	for (; c->host_i < dest->n_hosts; c->host_i++, c->addr_i = 0) {
-		const struct dns_host *h = &dest->hosts[c->host_i];
-
-		for (; c->addr_i < h->n_v4; c->addr_i++) {
-			struct sockaddr_in sin = {.sin_family = AF_INET,
-						  .sin_port = htons(h->port ? h->port : 25),
-						  .sin_addr = h->v4[c->addr_i]};
-			int fd, one = 1;
-
-			snprintf(c->mx, sizeof(c->mx), "%s", h->name);
-			inet_ntop(AF_INET, &sin.sin_addr, c->ip, sizeof(c->ip));
-			fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-			if (fd < 0) {
-				snprintf(job->reply, sizeof(job->reply), "socket: %s",
-					 strerror(errno));
-				continue;
-			}
-			setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-			if (connect(fd, (struct sockaddr *)&sin, sizeof(sin)) != 0 &&
-			    errno != EINPROGRESS) {
-				snprintf(job->reply, sizeof(job->reply), "%s[%s]: connect: %s",
-					 c->mx, c->ip, strerror(errno));
-				close(fd);
-				continue;
-			}
-			if (dmta_loop_add(kb->loop, fd, EPOLLIN | EPOLLOUT, conn_event, c) != 0) {
-				close(fd);
-				continue;
-			}
-			c->fd = fd;
-			c->want_out = true;
-			c->st = KC_CONNECTING;
-			c->deadline_ns =
-			    dmta_now_ns() + kb->conf.connect_timeout_ms * DMTA_NS_PER_MS;
-			return;
-		}
-	}
-	/* Every address tried. */
-	c->job = NULL;
-	if (job->reply[0] == '\0')
-		snprintf(job->reply, sizeof(job->reply), "%s: no address to deliver to",
-			 job->sjob.domain);
-	snprintf(job->mx, sizeof(job->mx), "%s", c->mx);
-	snprintf(job->ip, sizeof(job->ip), "%s", c->ip);
-	job_finish(kb, job, false, job->reply);
-	conn_free(c);
-}
-
-static void conn_event(void *arg, int fd, uint32_t events)
-{
-	struct kb_conn *c = arg;
-
-	if (c->st == KC_CONNECTING) {
-		int err = 0;
-		socklen_t len = sizeof(err);
-
+	if (c->xh == NULL) { /* still connecting */
 		if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
 			err = errno;
 		if (err == 0 && (events & (EPOLLERR | EPOLLHUP)))
 			err = ECONNREFUSED;
 		if (err != 0) {
-			char why[128];
-
-			snprintf(why, sizeof(why), "connect: %s", strerror(err));
-			conn_next_addr(c, why);
+			dmta_pool_failed(c, err);
 			return;
 		}
 		if (!(events & EPOLLOUT))
 			return;
-		conn_start_session(c);
+		c->xh = c; /* connected */
+		dmta_pool_connected(c);
 		return;
 	}
 	if (events & (EPOLLIN | EPOLLERR | EPOLLHUP)) {
-		conn_read(c); /* may free c */
+		dmta_pool_readable(c); /* may close c */
 		return;
 	}
-	if (events & EPOLLOUT) {
-		conn_flush(c);
-		conn_arm(c);
+	if (events & EPOLLOUT)
+		dmta_pool_writable(c);
+}
+
+static int ks_connect(void *x, struct dmta_pool_conn *c, struct in_addr a, uint16_t port)
+{
+	struct kbe *k = x;
+	struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons(port), .sin_addr = a};
+	int fd, one = 1, rc;
+
+	fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (connect(fd, (struct sockaddr *)&sin, sizeof(sin)) != 0 && errno != EINPROGRESS) {
+		rc = -errno;
+		close(fd);
+		return rc;
 	}
+	rc = dmta_loop_add(k->loop, fd, EPOLLIN | EPOLLOUT, ks_event, c);
+	if (rc != 0) {
+		close(fd);
+		return rc;
+	}
+	c->fd = fd;
+	c->xh = NULL;
+	return 0;
+}
+
+static ssize_t ks_writev(void *x, struct dmta_pool_conn *c, const struct iovec *iov, int n)
+{
+	for (;;) {
+		ssize_t w = writev(c->fd, iov, n);
+
+		if (w >= 0)
+			return w;
+		if (errno == EINTR)
+			continue;
+		return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+	}
+}
+
+static ssize_t ks_read(void *x, struct dmta_pool_conn *c, void *buf, size_t n)
+{
+	for (;;) {
+		ssize_t r = read(c->fd, buf, n);
+
+		if (r >= 0)
+			return r;
+		if (errno == EINTR)
+			continue;
+		return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+	}
+}
+
+static void ks_want_write(void *x, struct dmta_pool_conn *c, bool on)
+{
+	struct kbe *k = x;
+
+	dmta_loop_mod(k->loop, c->fd, EPOLLIN | (on ? EPOLLOUT : 0));
+}
+
+static void ks_close(void *x, struct dmta_pool_conn *c, bool graceful)
+{
+	struct kbe *k = x;
+
+	if (c->fd >= 0) {
+		dmta_loop_del(k->loop, c->fd);
+		close(c->fd);
+	}
+	c->fd = -1;
+	c->xh = NULL;
+}
+
+static uint64_t ks_now(void *x)
+{
+	return dmta_now_ns();
 }
 
 static int kb_submit(void *be, struct dmta_job *job)
 {
-	struct kb *kb = be;
-	struct kb_dest *d;
-	struct kb_conn *c;
+	struct kbe *k = be;
 
-	if (kb->draining)
-		return -ESHUTDOWN;
-	d = dest_get(kb, job->sjob.domain);
-	if (d == NULL)
-		return -ENOMEM;
-	kb->busy++;
-	job->reply[0] = '\0';
-	c = d->idle;
-	if (c != NULL) {
-		idle_remove(c);
-		c->job = job;
-		if (smtp_session_submit(c->s, &job->msg) == 0) {
-			conn_flush(c);
-			conn_arm(c);
-			return 0;
-		}
-		/* The session is closing after all: a new connection then. */
-		c->job = NULL;
-		smtp_session_quit(c->s);
-	}
-	c = calloc(1, sizeof(*c));
-	if (c == NULL) {
-		kb->busy--;
-		return -ENOMEM;
-	}
-	c->kb = kb;
-	c->d = d;
-	c->fd = -1;
-	c->job = job;
-	c->max_msgs =
-	    job->sjob.max_messages_per_connection ? job->sjob.max_messages_per_connection : 100;
-	c->next = kb->conns;
-	if (kb->conns)
-		kb->conns->prev = c;
-	kb->conns = c;
-	kb->nconns++;
-	conn_try(c);
-	return 0;
+	return dmta_pool_submit(k->pool, job);
 }
 
 static int kb_next_timeout_ms(void *be)
 {
-	struct kb *kb = be;
-	uint64_t now = dmta_now_ns(), first = UINT64_MAX;
+	struct kbe *k = be;
+	uint64_t first = dmta_pool_next_deadline(k->pool), now = dmta_now_ns();
 
-	for (struct kb_conn *c = kb->conns; c != NULL; c = c->next)
-		if (c->deadline_ns != 0 && c->deadline_ns < first)
-			first = c->deadline_ns;
 	if (first == UINT64_MAX)
 		return -1;
 	return first <= now ? 0 : (int)((first - now) / DMTA_NS_PER_MS + 1);
@@ -524,106 +144,63 @@ static int kb_next_timeout_ms(void *be)
 
 static void kb_tick(void *be)
 {
-	struct kb *kb = be;
-	uint64_t now = dmta_now_ns();
-	struct kb_conn *c, *next;
+	struct kbe *k = be;
 
-	for (c = kb->conns; c != NULL; c = next) {
-		next = c->next;
-		if (c->deadline_ns == 0 || c->deadline_ns > now)
-			continue;
-		c->deadline_ns = 0;
-		if (c->st == KC_CONNECTING) {
-			conn_next_addr(c, "connect: timed out");
-		} else if (c->job == NULL && smtp_session_ready(c->s)) {
-			idle_remove(c);
-			c->job = NULL;
-			/* Keep it off the idle list while it says goodbye. */
-			c->max_msgs = c->msgs;
-			smtp_session_quit(c->s);
-			conn_flush(c);
-			conn_arm(c);
-		} else {
-			smtp_session_timeout(c->s);
-			if (conn_events(c)) {
-				conn_flush(c);
-				conn_arm(c);
-			}
-		}
-		/* A callback may have freed connections after c: start over. */
-		next = kb->conns;
-		now = dmta_now_ns();
-	}
+	dmta_pool_tick(k->pool);
 }
 
 static void kb_drain(void *be)
 {
-	struct kb *kb = be;
+	struct kbe *k = be;
 
-	kb->draining = true;
-	for (struct kb_dest *d = kb->dests; d != NULL; d = d->next) {
-		while (d->idle != NULL) {
-			struct kb_conn *c = d->idle;
-
-			idle_remove(c);
-			smtp_session_quit(c->s);
-			conn_flush(c);
-			conn_arm(c);
-		}
-	}
+	dmta_pool_drain(k->pool);
 }
 
 static unsigned kb_busy(void *be)
 {
-	struct kb *kb = be;
+	struct kbe *k = be;
 
-	return kb->busy;
+	return dmta_pool_busy(k->pool);
 }
 
 static void kb_free(void *be)
 {
-	struct kb *kb = be;
+	struct kbe *k = be;
 
-	while (kb->conns != NULL) {
-		struct kb_conn *c = kb->conns;
-
-		if (c->job != NULL) {
-			struct dmta_job *job = c->job;
-
-			c->job = NULL;
-			job_finish(kb, job, false, "dmtad stopped during delivery");
-		}
-		conn_free(c);
-	}
-	while (kb->dests != NULL) {
-		struct kb_dest *d = kb->dests;
-
-		kb->dests = d->next;
-		free(d->domain);
-		free(d);
-	}
-	free(kb->helo);
-	free(kb);
+	dmta_pool_free(k->pool);
+	free(k);
 }
 
 struct dmta_backend *dmta_kbackend_new(const struct dmta_kbackend_conf *kc, struct dmta_loop *loop,
 				       dmta_job_done_fn *done, void *ctl)
 {
-	struct kb *kb = calloc(1, sizeof(*kb));
+	struct kbe *k = calloc(1, sizeof(*k));
+	struct dmta_pool_conf pc = {
+	    .helo_name = kc->helo_name,
+	    .connect_timeout_ms = kc->connect_timeout_ms,
+	    .idle_ms = kc->idle_ms,
+	    .tls_ctx = kc->tls_ctx,
+	    .trace = kc->trace,
+	};
+	struct dmta_pool_xport xp = {
+	    .connect = ks_connect,
+	    .writev = ks_writev,
+	    .read = ks_read,
+	    .want_write = ks_want_write,
+	    .close = ks_close,
+	    .now_ns = ks_now,
+	};
 
-	if (kb == NULL)
+	if (k == NULL)
 		return NULL;
-	kb->conf = *kc;
-	kb->helo = strdup(kc->helo_name);
-	if (kb->helo == NULL) {
-		free(kb);
-		errno = ENOMEM;
+	k->loop = loop;
+	xp.x = k;
+	k->pool = dmta_pool_new(&pc, &xp, done, ctl);
+	if (k->pool == NULL) {
+		free(k);
 		return NULL;
 	}
-	kb->loop = loop;
-	kb->done = done;
-	kb->ctl = ctl;
-	kb->ops = (struct dmta_backend){
+	k->ops = (struct dmta_backend){
 	    .name = "kernel",
 	    .submit = kb_submit,
 	    .next_timeout_ms = kb_next_timeout_ms,
@@ -631,7 +208,7 @@ struct dmta_backend *dmta_kbackend_new(const struct dmta_kbackend_conf *kc, stru
 	    .drain = kb_drain,
 	    .busy = kb_busy,
 	    .free = kb_free,
-	    .be = kb,
+	    .be = k,
 	};
-	return &kb->ops;
+	return &k->ops;
 }

@@ -43,6 +43,7 @@
 #include "core/base/dmta_conf.h"
 #include "core/base/dmta_log.h"
 #include "core/dmta_control.h"
+#include "core/dmta_dbackend.h"
 #include "core/dmta_port.h"
 #include "core/dmta_telemetry.h"
 #include "core/dmta_worker.h"
@@ -62,6 +63,7 @@ struct dmtad {
 	struct dmta_port port;
 	struct dmta_worker *workers;
 	unsigned int workers_ready;
+	struct dmta_control *ctl;
 };
 
 static void usage(void)
@@ -218,6 +220,9 @@ static int start_data_plane(struct dmtad *d, char *err, size_t errlen)
 		}
 		d->workers_ready++;
 	}
+	rc = dmta_dbackend_attach(d->workers, d->nb_workers, d->conf, err, errlen);
+	if (rc != 0)
+		return rc;
 	rc = dmta_telemetry_init(d->workers, d->nb_workers, &d->port, d->address);
 	if (rc != 0)
 		dmta_warn("telemetry unavailable: %s", strerror(-rc));
@@ -241,38 +246,6 @@ static int start_data_plane(struct dmtad *d, char *err, size_t errlen)
 	return 0;
 }
 
-/* The control thread: sleep until SIGINT or SIGTERM. */
-static int control_loop(int sfd)
-{
-	int ep = epoll_create1(EPOLL_CLOEXEC);
-	struct epoll_event ev = {.events = EPOLLIN, .data.fd = sfd};
-
-	if (ep < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, sfd, &ev) != 0) {
-		dmta_err("control loop: epoll: %s", strerror(errno));
-		if (ep >= 0)
-			close(ep);
-		return -1;
-	}
-	for (;;) {
-		struct epoll_event got;
-		struct signalfd_siginfo si;
-		int n = epoll_wait(ep, &got, 1, -1);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			dmta_err("control loop: epoll_wait: %s", strerror(errno));
-			break;
-		}
-		if (n == 1 && read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
-			dmta_info("signal %u: stopping", si.ssi_signo);
-			break;
-		}
-	}
-	close(ep);
-	return 0;
-}
-
 /* backend = kernel: the control thread alone, delivering over kernel sockets. */
 static int run_kernel_backend(struct dmta_conf *conf)
 {
@@ -290,7 +263,7 @@ static int run_kernel_backend(struct dmta_conf *conf)
 		dmta_err("signalfd: %s", strerror(errno));
 		return 1;
 	}
-	ctl = dmta_control_new(conf, err, sizeof(err));
+	ctl = dmta_control_new(conf, NULL, 0, err, sizeof(err));
 	if (ctl == NULL) {
 		dmta_err("%s", err);
 		close(sfd);
@@ -309,6 +282,10 @@ static int run_kernel_backend(struct dmta_conf *conf)
 
 static void teardown(struct dmtad *d)
 {
+	/* The control thread first: it stops the workers and collects what
+	 * they still hold, and writes the last results. */
+	dmta_control_free(d->ctl);
+	d->ctl = NULL;
 	dmta_workers_stop();
 	if (d->eal_up)
 		rte_eal_mp_wait_lcore();
@@ -372,10 +349,6 @@ int main(int argc, char **argv)
 			 dmta_conf_source(d.conf), backend);
 		goto out;
 	}
-	if (dmta_conf_get(d.conf, "spool", "path") != NULL)
-		dmta_warn("delivery over the DPDK port needs the userspace TCP stack, which "
-			  "this version does not have yet: the spool is not served (use "
-			  "[delivery] backend = kernel to deliver it)");
 	if (read_config(&d, err, sizeof(err)) != 0 ||
 	    build_eal_args(&d, argv[0], err, sizeof(err)) != 0) {
 		dmta_err("%s", err);
@@ -396,8 +369,11 @@ int main(int argc, char **argv)
 	}
 
 	if (rte_eal_init(d.eal_argc, d.eal_argv) < 0) {
-		dmta_err("DPDK initialisation failed: %s (check [eal] args in %s)",
-			 rte_strerror(rte_errno), dmta_conf_source(d.conf));
+		/* EAL says why on its own lines; rte_errno is often left at 0. */
+		dmta_err("DPDK initialisation failed%s%s (see the EAL lines above; check [eal] "
+			 "args in %s)",
+			 rte_errno ? ": " : "", rte_errno ? rte_strerror(rte_errno) : "",
+			 dmta_conf_source(d.conf));
 		close(sfd);
 		goto out;
 	}
@@ -407,8 +383,6 @@ int main(int argc, char **argv)
 		close(sfd);
 		goto out;
 	}
-	dmta_conf_warn_unused(d.conf,
-			      (const char *const[]){"eal", "port", "net", "workers", "tcp", NULL});
 	{
 		char mac[RTE_ETHER_ADDR_FMT_SIZE];
 
@@ -416,7 +390,17 @@ int main(int argc, char **argv)
 		dmta_info("ready: port %s mac %s address %s mtu %u workers %u", d.port.name, mac,
 			  d.address, d.port.mtu, d.nb_workers);
 	}
-	rc = control_loop(sfd) == 0 ? 0 : 1;
+	/* The control thread on the main lcore: spool, schedule, DNS, results. */
+	d.ctl = dmta_control_new(d.conf, dmta_dbackend_new, d.nb_workers, err, sizeof(err));
+	if (d.ctl == NULL) {
+		dmta_err("%s", err);
+		close(sfd);
+		goto out;
+	}
+	dmta_conf_warn_unused(d.conf, (const char *const[]){"eal", "port", "net", "workers", "tcp",
+							    "delivery", "smtp", "control", "log",
+							    "queue", "spool", NULL});
+	rc = dmta_control_run(d.ctl, sfd) == 0 ? 0 : 1;
 	close(sfd);
 out:
 	teardown(&d);

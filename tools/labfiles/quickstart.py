@@ -52,6 +52,9 @@ def bar(done, total, t0, label):
 
 # --- the messages ---------------------------------------------------------
 rnd = random.Random(2026)
+# Recipients are new on every run: the greylisting receiver remembers the
+# ones it has seen for as long as the lab is up.
+RUN = "%x" % (int(time.time() * 1000) & 0xFFFFFFFF)
 kinds = ["sink"] * 45 + ["postfix"] * 25 + ["tempfail"] * 25 + ["nullmx"] * 5
 msgs = []
 for i in range(COUNT):
@@ -60,29 +63,35 @@ for i in range(COUNT):
                   ".a line that starts with a dot", "..and one with two",
                   "8-bit: gr\u00fc\u00dfe, \u00e7a va, \u00e5\u00e4\u00f6", ""]
     body_lines += ["filler %d %s" % (k, "x" * rnd.randint(0, 70)) for k in range(rnd.randint(5, 40))]
-    text = ("X-Quickstart-Id: %d\nFrom: News <%s>\nTo: <reader%d@%s.test>\n"
+    text = ("X-Quickstart-Id: %d\nFrom: News <%s>\nTo: <reader%d.%s@%s.test>\n"
             "Subject: quickstart %d\nMessage-ID: <qs%d@dmta.test>\nMIME-Version: 1.0\n"
             "Content-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: 8bit\n\n%s\n"
-            % (i, SENDER, i, kind, i, i, "\n".join(body_lines)))
-    msgs.append({"kind": kind, "to": "reader%d@%s.test" % (i, kind), "text": text})
+            % (i, SENDER, i, RUN, kind, i, i, "\n".join(body_lines)))
+    msgs.append({"kind": kind, "to": "reader%d.%s@%s.test" % (i, RUN, kind), "text": text})
 
+BACKEND = os.environ.get("QUICKSTART_BACKEND", "dpdk")
 conf = os.path.join(WORK, "dmta.conf")
 spool = os.path.join(WORK, "spool")
+# The lab's data-plane settings ([eal], [port], [net], [workers]), then ours.
+lab_conf = "".join(l for l in open(os.path.join(STATE, "dmta.conf"))
+                   if not l.startswith(("[dns]", "servers", "[spool]", "path")))
 with open(conf, "w") as f:
-    f.write("""# The quickstart's dmtad: the lab's DNS, kernel sockets for delivery.
+    f.write(lab_conf + ("""
+# The quickstart's dmtad: the lab's DNS; delivery over the DPDK port's
+# userspace TCP (backend = dpdk) or the kernel's sockets (kernel).
 [spool]
-path = %s
+path = SPOOL_PATH
 [dns]
 servers = 198.18.1.53
 [delivery]
-backend = kernel
+backend = BACKEND_NAME
 [smtp]
 helo_name = dmta.test
 [queue]
 min_backoff = 2s
 max_backoff = 10s
 dest_max_connections = 8
-""" % spool)
+""").replace("SPOOL_PATH", spool).replace("BACKEND_NAME", BACKEND))
 
 say("== injecting %d messages with dmta-inject" % COUNT)
 t0 = time.time()
@@ -96,7 +105,7 @@ if r.returncode != 0:
 
 maildir_before = set(os.listdir(MAILDIR)) if os.path.isdir(MAILDIR) else set()
 
-say("\n== dmtad delivers the queue (backend = kernel)")
+say("\n== dmtad delivers the queue (backend = %s)" % BACKEND)
 log = open(os.path.join(WORK, "dmtad.log"), "w")
 d = subprocess.Popen([os.path.join(BUILD, "core/dmtad"), "-c", conf], stdout=log,
                      stderr=subprocess.STDOUT)

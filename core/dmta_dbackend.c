@@ -1,0 +1,395 @@
+/*
+ * dmta_dbackend.c - see dmta_dbackend.h.
+ *
+ * One process has one data plane, so the backend's state is this module's.
+ */
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <rte_cycles.h>
+#include <rte_lcore.h>
+#include <rte_malloc.h>
+#include <rte_ring.h>
+
+#include "core/base/dmta_log.h"
+#include "core/base/dmta_time.h"
+#include "core/dmta_dbackend.h"
+#include "core/dmta_pool.h"
+
+#define DB_RING	 65536 /* jobs in flight per worker, each way */
+#define DB_BURST 32
+
+struct wstate {
+	struct dmta_worker *w;
+	struct rte_ring *in;  /* control -> worker */
+	struct rte_ring *out; /* worker -> control */
+	struct dmta_pool *pool;
+	struct smtp_tls_ctx *tls;
+	uint64_t last_pool_tick;
+	uint64_t ns_per_tsc_q32; /* ns per TSC tick, 32.32 fixed point */
+	bool ring_bell;		 /* results since the last doorbell */
+	bool drained;
+	bool direct; /* workers stopped: results go straight to the control thread */
+} __rte_cache_aligned;
+
+static struct {
+	struct wstate *ws;
+	unsigned int n;
+	int bell; /* eventfd */
+	atomic_bool draining;
+	dmta_job_done_fn *done;
+	void *ctl;
+	struct dmta_backend ops;
+	struct dmta_loop *loop;
+	unsigned busy;
+	bool workers_stopped;
+} db = {.bell = -1};
+
+/* ---- the worker's side ---- */
+
+static uint64_t ws_now_ns(const struct wstate *ws)
+{
+	return (uint64_t)(((unsigned __int128)rte_rdtsc() * ws->ns_per_tsc_q32) >> 32);
+}
+
+static void ws_done(void *arg, struct dmta_job *job)
+{
+	struct wstate *ws = arg;
+
+	if (ws->direct) {
+		db.busy--;
+		db.done(db.ctl, job);
+		return;
+	}
+	/* The ring holds every job this worker can have, so this cannot fail. */
+	if (rte_ring_sp_enqueue(ws->out, job) != 0)
+		dmta_panic("dbackend: result ring of worker %u full", ws->w->id);
+	ws->ring_bell = true;
+}
+
+static int tx_connect(void *x, struct dmta_pool_conn *c, struct in_addr a, uint16_t port)
+{
+	struct wstate *ws = x;
+	struct tcp_conn *tc;
+	int rc = tcp_connect(ws->w->stk, a.s_addr, port, c, rte_rdtsc(), &tc);
+
+	if (rc != 0)
+		return rc;
+	c->xh = tc;
+	c->fd = -1;
+	return 0;
+}
+
+static ssize_t tx_writev(void *x, struct dmta_pool_conn *c, const struct iovec *iov, int n)
+{
+	ssize_t total = 0;
+
+	for (int i = 0; i < n; i++) {
+		ssize_t r = tcp_send(c->xh, iov[i].iov_base, iov[i].iov_len, rte_rdtsc());
+
+		if (r < 0) {
+			if (total > 0)
+				break;
+			return r == -ENOBUFS ? -EAGAIN : r;
+		}
+		total += r;
+		if ((size_t)r < iov[i].iov_len)
+			break;
+	}
+	/* A full send buffer: TCP_EV_WRITABLE follows when there is room. */
+	return total > 0 ? total : -EAGAIN;
+}
+
+static ssize_t tx_read(void *x, struct dmta_pool_conn *c, void *buf, size_t n)
+{
+	return tcp_recv(c->xh, buf, n, rte_rdtsc());
+}
+
+static void tx_want_write(void *x, struct dmta_pool_conn *c, bool on)
+{
+	/* The stack says TCP_EV_WRITABLE by itself after a short tcp_send(). */
+}
+
+static void tx_close(void *x, struct dmta_pool_conn *c, bool graceful)
+{
+	if (c->xh == NULL)
+		return;
+	tcp_conn_set_user(c->xh, NULL);
+	if (graceful)
+		tcp_close(c->xh, rte_rdtsc());
+	else
+		tcp_abort(c->xh, rte_rdtsc());
+	c->xh = NULL;
+}
+
+static uint64_t tx_now(void *x)
+{
+	return ws_now_ns(x);
+}
+
+/* TCP news: exactly one pool call per event (see dmta_pool.h). */
+static void ws_events(void *arg, struct dmta_worker *w, const struct tcp_event *ev, uint16_t n,
+		      uint64_t now_tsc)
+{
+	for (uint16_t i = 0; i < n; i++) {
+		struct dmta_pool_conn *c = ev[i].user;
+		uint32_t e = ev[i].events;
+
+		if (c == NULL)
+			continue;
+		if (e & TCP_EV_ERROR)
+			dmta_pool_failed(c, ev[i].error);
+		else if (e & TCP_EV_CONNECTED)
+			dmta_pool_connected(c);
+		else if (e & (TCP_EV_READABLE | TCP_EV_PEER_CLOSED))
+			dmta_pool_readable(c);
+		else if (e & TCP_EV_WRITABLE)
+			dmta_pool_writable(c);
+	}
+}
+
+static void ws_tick(void *arg, struct dmta_worker *w, uint64_t now_tsc)
+{
+	struct wstate *ws = arg;
+	struct dmta_job *jobs[DB_BURST];
+	unsigned k;
+
+	while ((k = rte_ring_sc_dequeue_burst(ws->in, (void **)jobs, DB_BURST, NULL)) > 0) {
+		for (unsigned i = 0; i < k; i++) {
+			int rc = dmta_pool_submit(ws->pool, jobs[i]);
+
+			if (rc != 0) {
+				jobs[i]->connected = false;
+				snprintf(jobs[i]->reply, sizeof(jobs[i]->reply),
+					 "451 4.3.0 worker %u cannot take the job: %s", w->id,
+					 strerror(-rc));
+				ws_done(ws, jobs[i]);
+			}
+		}
+		if (k < DB_BURST)
+			break;
+	}
+	/* Deadlines are seconds long: every 10 ms is often enough. */
+	if (now_tsc - ws->last_pool_tick >= rte_get_tsc_hz() / 100) {
+		dmta_pool_tick(ws->pool);
+		ws->last_pool_tick = now_tsc;
+	}
+	if (!ws->drained && atomic_load_explicit(&db.draining, memory_order_acquire)) {
+		dmta_pool_drain(ws->pool);
+		ws->drained = true;
+	}
+	if (ws->ring_bell) {
+		uint64_t one = 1;
+
+		/* At most one doorbell a millisecond: the only syscall here. */
+		if (write(db.bell, &one, sizeof(one)) < 0) {
+			/* The counter is saturated: the control thread is awake anyway. */
+		}
+		ws->ring_bell = false;
+	}
+}
+
+static const char *conf_helo(const struct dmta_conf *conf, char *buf, size_t cap)
+{
+	const char *s = dmta_conf_get(conf, "smtp", "helo_name");
+
+	if (s != NULL)
+		return s;
+	if (gethostname(buf, cap - 1) != 0)
+		snprintf(buf, cap, "localhost");
+	buf[cap - 1] = '\0';
+	return buf;
+}
+
+int dmta_dbackend_attach(struct dmta_worker *workers, unsigned int n, const struct dmta_conf *conf,
+			 char *err, size_t errlen)
+{
+	uint64_t connect_ms, idle_ms;
+	char host[256];
+	const char *ca = dmta_conf_get(conf, "relay", "ca_file");
+
+	if (ca == NULL)
+		ca = dmta_conf_get(conf, "smtp", "ca_file");
+	if (dmta_conf_duration_ms(conf, "smtp", "connect_timeout", 30000, 100, 600000,
+				  &connect_ms) != 0 ||
+	    dmta_conf_duration_ms(conf, "smtp", "idle_timeout", 5000, 0, 3600000, &idle_ms) != 0) {
+		snprintf(err, errlen, "invalid [smtp] settings in %s", dmta_conf_source(conf));
+		return -EINVAL;
+	}
+	db.bell = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (db.bell < 0) {
+		snprintf(err, errlen, "eventfd: %s", strerror(errno));
+		return -errno;
+	}
+	db.ws = rte_zmalloc("dmta_dbackend", sizeof(*db.ws) * n, RTE_CACHE_LINE_SIZE);
+	if (db.ws == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	db.n = n;
+	for (unsigned int k = 0; k < n; k++) {
+		struct wstate *ws = &db.ws[k];
+		char name[RTE_RING_NAMESIZE];
+		struct dmta_pool_conf pc = {
+		    .helo_name = conf_helo(conf, host, sizeof(host)),
+		    .connect_timeout_ms = connect_ms,
+		    .idle_ms = idle_ms,
+		};
+		struct dmta_pool_xport xp = {
+		    .connect = tx_connect,
+		    .writev = tx_writev,
+		    .read = tx_read,
+		    .want_write = tx_want_write,
+		    .close = tx_close,
+		    .now_ns = tx_now,
+		    .x = ws,
+		};
+		struct dmta_worker_app app = {.events = ws_events, .tick = ws_tick, .arg = ws};
+
+		ws->w = &workers[k];
+		ws->ns_per_tsc_q32 = (DMTA_NS_PER_S << 32) / rte_get_tsc_hz();
+		snprintf(name, sizeof(name), "dmta_jobs_%u", k);
+		ws->in =
+		    rte_ring_create(name, DB_RING, SOCKET_ID_ANY, RING_F_SP_ENQ | RING_F_SC_DEQ);
+		snprintf(name, sizeof(name), "dmta_results_%u", k);
+		ws->out =
+		    rte_ring_create(name, DB_RING, SOCKET_ID_ANY, RING_F_SP_ENQ | RING_F_SC_DEQ);
+		/* One TLS context per worker: its session cache is not shared. */
+		ws->tls = smtp_tls_ctx_new(ca, 256);
+		pc.tls_ctx = ws->tls;
+		ws->pool = ws->tls ? dmta_pool_new(&pc, &xp, ws_done, ws) : NULL;
+		if (ws->in == NULL || ws->out == NULL || ws->pool == NULL) {
+			snprintf(err, errlen, "worker %u: cannot set up delivery (rings, TLS%s%s)",
+				 k, ca ? " with CA file " : "", ca ? ca : "");
+			return -ENOMEM;
+		}
+		dmta_worker_set_app(&workers[k], &app);
+	}
+	return 0;
+}
+
+/* ---- the control thread's side ---- */
+
+static void db_collect(void)
+{
+	struct dmta_job *jobs[DB_BURST];
+	unsigned k;
+
+	for (unsigned int i = 0; i < db.n; i++) {
+		while ((k = rte_ring_sc_dequeue_burst(db.ws[i].out, (void **)jobs, DB_BURST,
+						      NULL)) > 0) {
+			for (unsigned j = 0; j < k; j++) {
+				db.busy--;
+				db.done(db.ctl, jobs[j]);
+			}
+		}
+	}
+}
+
+static void db_bell(void *arg, int fd, uint32_t events)
+{
+	uint64_t v;
+
+	if (read(fd, &v, sizeof(v)) < 0) {
+		/* EAGAIN: another turn already took it */
+	}
+	db_collect();
+}
+
+static int db_submit(void *be, struct dmta_job *job)
+{
+	struct wstate *ws = &db.ws[job->sjob.shard % db.n];
+
+	if (atomic_load(&db.draining) || db.workers_stopped)
+		return -ESHUTDOWN;
+	if (rte_ring_sp_enqueue(ws->in, job) != 0)
+		return -ENOBUFS;
+	db.busy++;
+	return 0;
+}
+
+static int db_next_timeout_ms(void *be)
+{
+	/* The doorbell wakes the loop; this is a safety net only. */
+	return db.busy > 0 ? 1000 : -1;
+}
+
+static void db_tick(void *be)
+{
+	db_collect();
+}
+
+static void db_drain(void *be)
+{
+	atomic_store_explicit(&db.draining, true, memory_order_release);
+}
+
+static unsigned db_busy(void *be)
+{
+	return db.busy;
+}
+
+static void db_free(void *be)
+{
+	/* The pools belong to the workers: stop them first, then finish
+	 * here what is left, its results going straight to the control. */
+	dmta_workers_stop();
+	rte_eal_mp_wait_lcore();
+	db.workers_stopped = true;
+	db_collect();
+	for (unsigned int i = 0; i < db.n; i++) {
+		struct wstate *ws = &db.ws[i];
+		struct dmta_job *job;
+
+		ws->direct = true;
+		while (rte_ring_sc_dequeue(ws->in, (void **)&job) == 0) {
+			job->connected = false;
+			snprintf(job->reply, sizeof(job->reply), "451 4.3.2 dmtad stopped");
+			ws_done(ws, job);
+		}
+		dmta_pool_free(ws->pool);
+		ws->pool = NULL;
+		smtp_tls_ctx_free(ws->tls);
+		rte_ring_free(ws->in);
+		rte_ring_free(ws->out);
+		dmta_worker_set_app(ws->w, &(struct dmta_worker_app){0});
+	}
+	rte_free(db.ws);
+	db.ws = NULL;
+	db.n = 0;
+	if (db.loop != NULL)
+		dmta_loop_del(db.loop, db.bell);
+	close(db.bell);
+	db.bell = -1;
+}
+
+struct dmta_backend *dmta_dbackend_new(struct dmta_loop *loop, dmta_job_done_fn *done, void *ctl)
+{
+	if (db.ws == NULL) {
+		errno = EINVAL;
+		return NULL;
+	}
+	db.done = done;
+	db.ctl = ctl;
+	db.loop = loop;
+	if (dmta_loop_add(loop, db.bell, EPOLLIN, db_bell, NULL) != 0) {
+		errno = EIO;
+		return NULL;
+	}
+	db.ops = (struct dmta_backend){
+	    .name = "dpdk",
+	    .submit = db_submit,
+	    .next_timeout_ms = db_next_timeout_ms,
+	    .tick = db_tick,
+	    .drain = db_drain,
+	    .busy = db_busy,
+	    .free = db_free,
+	    .be = NULL,
+	};
+	return &db.ops;
+}

@@ -1,0 +1,618 @@
+/*
+ * dmta_pool.c - see dmta_pool.h.
+ *
+ * A connection is CONNECTING (waiting for the transport to say connected)
+ * or in SESSION (the SMTP session runs; it carries the job it was opened
+ * for, then later ones while it stays under the per-connection message
+ * limit). Between jobs a session is idle on its destination's list.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/base/dmta_log.h"
+#include "core/base/dmta_time.h"
+#include "core/dmta_pool.h"
+#include "smtp/smtp_session.h"
+
+enum kc_state {
+	KC_CONNECTING = 0,
+	KC_SESSION,
+};
+
+struct kb_dest {
+	char *domain;
+	struct kb_conn *idle; /* idle sessions, most recent first */
+	struct kb_dest *next;
+};
+
+struct kb_conn {
+	struct dmta_pool_conn xc; /* first: the transport's view */
+	struct dmta_pool *kb;
+	struct kb_dest *d;
+	enum kc_state st;
+	bool open; /* the transport holds a handle */
+	struct smtp_session *s;
+	struct dmta_job *job;	 /* the job in progress, NULL when idle */
+	unsigned host_i, addr_i; /* the address tried (while connecting) */
+	bool ready_seen;	 /* the session got past EHLO/TLS/AUTH */
+	bool want_out;		 /* EPOLLOUT is armed */
+	uint32_t msgs;		 /* messages finished on this connection */
+	uint32_t max_msgs;
+	uint64_t deadline_ns; /* 0: none */
+	char mx[256], ip[48];
+	struct kb_conn *next, *prev; /* all connections */
+	struct kb_conn *idle_next;
+	size_t roff, rlen;
+	uint8_t rbuf[16384];
+};
+
+struct dmta_pool {
+	struct dmta_pool_conf conf;
+	struct dmta_pool_xport xp;
+	char *helo;
+	dmta_job_done_fn *done;
+	void *ctl;
+	struct kb_dest *dests;
+	struct kb_conn *conns;
+	unsigned nconns, busy;
+	bool draining;
+};
+
+static void conn_try(struct kb_conn *c);
+
+static struct kb_dest *dest_get(struct dmta_pool *kb, const char *domain)
+{
+	struct kb_dest *d;
+
+	for (d = kb->dests; d != NULL; d = d->next)
+		if (strcmp(d->domain, domain) == 0)
+			return d;
+	d = calloc(1, sizeof(*d));
+	if (d == NULL || (d->domain = strdup(domain)) == NULL) {
+		free(d);
+		return NULL;
+	}
+	d->next = kb->dests;
+	kb->dests = d;
+	return d;
+}
+
+static void idle_remove(struct kb_conn *c)
+{
+	struct kb_conn **pp;
+
+	for (pp = &c->d->idle; *pp != NULL; pp = &(*pp)->idle_next)
+		if (*pp == c) {
+			*pp = c->idle_next;
+			c->idle_next = NULL;
+			return;
+		}
+}
+
+/* One line of reply text for the spool and the log. */
+static char *one_line(const char *text, size_t len)
+{
+	char *s = malloc(len + 1);
+	size_t n = 0;
+
+	if (s == NULL)
+		return NULL;
+	for (size_t i = 0; i < len; i++) {
+		char ch = text[i];
+
+		if (ch == '\r')
+			continue;
+		if (ch == '\n') {
+			if (i + 1 < len)
+				s[n++] = ' ';
+			continue;
+		}
+		s[n++] = (ch >= 0x20 && ch < 0x7f) ? ch : '?';
+	}
+	s[n] = '\0';
+	return s;
+}
+
+static void job_finish(struct dmta_pool *kb, struct dmta_job *job, bool connected,
+		       const char *reply)
+{
+	job->connected = connected;
+	if (!connected && reply != job->reply)
+		snprintf(job->reply, sizeof(job->reply), "%s", reply ? reply : "connection failed");
+	kb->busy--;
+	kb->done(kb->ctl, job);
+}
+
+static uint64_t pool_now(const struct dmta_pool *kb)
+{
+	return kb->xp.now_ns(kb->xp.x);
+}
+
+static void conn_close_fd(struct kb_conn *c, bool graceful)
+{
+	if (c->open) {
+		c->kb->xp.close(c->kb->xp.x, &c->xc, graceful);
+		c->open = false;
+	}
+	smtp_session_free(c->s);
+	c->s = NULL;
+	c->want_out = false;
+}
+
+static void conn_free(struct kb_conn *c)
+{
+	struct dmta_pool *kb = c->kb;
+
+	conn_close_fd(c, true);
+	if (c->job == NULL)
+		idle_remove(c);
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		kb->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	kb->nconns--;
+	free(c);
+}
+
+/* The current address failed: try the next, or fail the job. */
+static void conn_next_addr(struct kb_conn *c, const char *why)
+{
+	struct dmta_job *job = c->job;
+
+	dmta_debug("%s: %s[%s]: %s", c->d->domain, c->mx, c->ip, why);
+	conn_close_fd(c, false);
+	c->addr_i++;
+	if (job != NULL) {
+		snprintf(job->reply, sizeof(job->reply), "%s[%s]: %s", c->mx, c->ip, why);
+		for (uint32_t i = 0; i < job->sjob.nrcpt; i++) {
+			job->code[i] = 0;
+			free(job->text[i]);
+			job->text[i] = NULL;
+		}
+	}
+	conn_try(c);
+}
+
+static void conn_set_out(struct kb_conn *c, bool want)
+{
+	if (c->want_out == want || !c->open)
+		return;
+	c->kb->xp.want_write(c->kb->xp.x, &c->xc, want);
+	c->want_out = want;
+}
+
+/* Send what the session has; true while the connection lives. */
+static void conn_flush(struct kb_conn *c)
+{
+	struct iovec iov[16];
+	size_t k;
+
+	while (c->s != NULL && (k = smtp_session_tx_iov(c->s, iov, 16)) > 0) {
+		ssize_t n = c->kb->xp.writev(c->kb->xp.x, &c->xc, iov, (int)k);
+
+		if (n == -EAGAIN || n == 0) {
+			conn_set_out(c, true);
+			return;
+		}
+		if (n < 0) {
+			/* The read side will see the same error and end the session. */
+			smtp_session_eof(c->s);
+			return;
+		}
+		smtp_session_tx_done(c->s, (size_t)n);
+	}
+	conn_set_out(c, false);
+}
+
+static void conn_arm(struct kb_conn *c)
+{
+	uint64_t ms;
+
+	if (c->job == NULL && c->s != NULL && smtp_session_ready(c->s)) {
+		c->deadline_ns = pool_now(c->kb) + c->kb->conf.idle_ms * DMTA_NS_PER_MS;
+		return;
+	}
+	if (c->s == NULL || smtp_session_deadline(c->s, &ms) == SMTP_DL_NONE)
+		c->deadline_ns = 0;
+	else
+		c->deadline_ns = pool_now(c->kb) + ms * DMTA_NS_PER_MS;
+}
+
+/* The job on this session is over; keep the session for the next one or end it. */
+static void conn_job_done(struct kb_conn *c)
+{
+	struct dmta_pool *kb = c->kb;
+	struct dmta_job *job = c->job;
+
+	snprintf(job->mx, sizeof(job->mx), "%s", c->mx);
+	snprintf(job->ip, sizeof(job->ip), "%s", c->ip);
+	snprintf(job->tls, sizeof(job->tls), "%s", smtp_session_tls(c->s));
+	c->job = NULL;
+	c->msgs++;
+	job_finish(kb, job, true, NULL);
+	if (c->msgs >= c->max_msgs || kb->draining) {
+		smtp_session_quit(c->s);
+	} else {
+		c->idle_next = c->d->idle;
+		c->d->idle = c;
+	}
+}
+
+/*
+ * Take the session's events. Returns false when the connection was freed or
+ * moved to another address (the caller must not touch it).
+ */
+static bool conn_events(struct kb_conn *c)
+{
+	struct smtp_event ev;
+
+	while (c->s != NULL && smtp_session_event(c->s, &ev)) {
+		struct dmta_job *job = c->job;
+
+		switch (ev.type) {
+		case SMTP_EV_READY:
+			c->ready_seen = true;
+			break;
+		case SMTP_EV_RCPT:
+			if (job != NULL && ev.rcpt < job->sjob.nrcpt) {
+				job->code[ev.rcpt] = ev.code;
+				free(job->text[ev.rcpt]);
+				job->text[ev.rcpt] = one_line(ev.text, ev.text_len);
+			}
+			break;
+		case SMTP_EV_MSG:
+			if (job == NULL)
+				break;
+			if (!c->ready_seen) {
+				/* Refused before any transaction (421 greeting,
+				 * TLS failure): the next exchanger may do better. */
+				char *why = one_line(ev.text, ev.text_len);
+
+				conn_next_addr(c, why ? why : "session failed");
+				free(why);
+				return false;
+			}
+			conn_job_done(c);
+			break;
+		case SMTP_EV_CLOSED:
+			if (c->job != NULL) {
+				/* The engine reports every message before it
+				 * closes; this is a broken promise, not a path. */
+				dmta_panic("kbackend: session closed with a job on it");
+			}
+			conn_flush(c); /* QUIT's tail or close_notify */
+			conn_free(c);
+			return false;
+		default:
+			break;
+		}
+	}
+	return true;
+}
+
+static void conn_read(struct kb_conn *c)
+{
+	bool eof = false;
+
+	for (;;) {
+		size_t took;
+
+		if (c->roff == c->rlen) {
+			ssize_t n = c->kb->xp.read(c->kb->xp.x, &c->xc, c->rbuf, sizeof(c->rbuf));
+
+			if (n == -EAGAIN)
+				break;
+			if (n <= 0) {
+				eof = true;
+				break;
+			}
+			c->roff = 0;
+			c->rlen = (size_t)n;
+		}
+		took = smtp_session_rx(c->s, c->rbuf + c->roff, c->rlen - c->roff);
+		c->roff += took;
+		if (!conn_events(c))
+			return;
+		if (took == 0)
+			c->roff = c->rlen; /* the session has ended: nobody reads on */
+	}
+	if (eof) {
+		smtp_session_eof(c->s);
+		if (!conn_events(c))
+			return;
+	}
+	conn_flush(c);
+	conn_arm(c);
+}
+
+/* Start SMTP on a new connection; false when c was moved on or freed. */
+static bool conn_start_session(struct kb_conn *c)
+{
+	struct dmta_pool *kb = c->kb;
+	struct dmta_job *job = c->job;
+	char key[300];
+	const struct dns_host *h = &job->route->dest->hosts[c->host_i];
+	struct smtp_session_config sc = {
+	    .client =
+		{
+		    .helo_name = kb->helo,
+		    .tls = job->policy.tls,
+		    .auth_user = job->policy.auth_user,
+		    .auth_pass = job->policy.auth_pass,
+		    .auth_plaintext_ok = job->policy.auth_plaintext_ok,
+		    .max_rcpts = 0,
+		    .trace = kb->conf.trace,
+		},
+	    .tls_ctx = kb->conf.tls_ctx,
+	    .tls_sni = c->mx,
+	    .tls_dest_key = key,
+	    .tls_verify = job->policy.tls_verify,
+	};
+
+	snprintf(key, sizeof(key), "%s:%u", c->mx, h->port ? h->port : 25);
+	c->ready_seen = false;
+	c->s = smtp_session_new(&sc);
+	if (c->s == NULL) {
+		conn_next_addr(c, "cannot create an SMTP session");
+		return false;
+	}
+	c->st = KC_SESSION;
+	if (smtp_session_submit(c->s, &job->msg) != 0) {
+		conn_next_addr(c, "message refused by the SMTP engine");
+		return false;
+	}
+	conn_flush(c);
+	conn_arm(c);
+	return true;
+}
+
+/* Connect to the next address there is, or fail the job. */
+static void conn_try(struct kb_conn *c)
+{
+	struct dmta_pool *kb = c->kb;
+	struct dmta_job *job = c->job;
+	const struct dns_dest *dest = job->route->dest;
+
+	for (; c->host_i < dest->n_hosts; c->host_i++, c->addr_i = 0) {
+		const struct dns_host *h = &dest->hosts[c->host_i];
+
+		for (; c->addr_i < h->n_v4; c->addr_i++) {
+			uint16_t port = h->port ? h->port : 25;
+			int rc;
+
+			snprintf(c->mx, sizeof(c->mx), "%s", h->name);
+			inet_ntop(AF_INET, &h->v4[c->addr_i], c->ip, sizeof(c->ip));
+			c->xc.xh = NULL;
+			c->xc.fd = -1;
+			rc = kb->xp.connect(kb->xp.x, &c->xc, h->v4[c->addr_i], port);
+			if (rc != 0) {
+				snprintf(job->reply, sizeof(job->reply), "%s[%s]: connect: %s",
+					 c->mx, c->ip, strerror(-rc));
+				continue;
+			}
+			c->open = true;
+			c->want_out = false;
+			c->st = KC_CONNECTING;
+			c->deadline_ns =
+			    pool_now(kb) + kb->conf.connect_timeout_ms * DMTA_NS_PER_MS;
+			return;
+		}
+	}
+	/* Every address tried. */
+	c->job = NULL;
+	if (job->reply[0] == '\0')
+		snprintf(job->reply, sizeof(job->reply), "%s: no address to deliver to",
+			 job->sjob.domain);
+	snprintf(job->mx, sizeof(job->mx), "%s", c->mx);
+	snprintf(job->ip, sizeof(job->ip), "%s", c->ip);
+	job_finish(kb, job, false, job->reply);
+	conn_free(c);
+}
+
+void dmta_pool_connected(struct dmta_pool_conn *xc)
+{
+	struct kb_conn *c = (struct kb_conn *)xc;
+
+	/* What already arrived (a greeting with the handshake's last ACK) is
+	 * read at once, so that one call per transport event is enough. */
+	if (c->st == KC_CONNECTING && conn_start_session(c))
+		conn_read(c);
+}
+
+void dmta_pool_failed(struct dmta_pool_conn *xc, int err)
+{
+	struct kb_conn *c = (struct kb_conn *)xc;
+	char why[128];
+
+	if (c->st == KC_CONNECTING) {
+		snprintf(why, sizeof(why), "connect: %s", strerror(err));
+		conn_next_addr(c, why);
+		return;
+	}
+	/* A broken session: the engine fails what is pending and closes. */
+	smtp_session_eof(c->s);
+	if (conn_events(c)) {
+		conn_flush(c);
+		conn_arm(c);
+	}
+}
+
+void dmta_pool_readable(struct dmta_pool_conn *xc)
+{
+	struct kb_conn *c = (struct kb_conn *)xc;
+
+	if (c->st == KC_SESSION)
+		conn_read(c); /* may free c */
+}
+
+void dmta_pool_writable(struct dmta_pool_conn *xc)
+{
+	struct kb_conn *c = (struct kb_conn *)xc;
+
+	if (c->st == KC_SESSION) {
+		conn_flush(c);
+		conn_arm(c);
+	}
+}
+
+int dmta_pool_submit(struct dmta_pool *kb, struct dmta_job *job)
+{
+	struct kb_dest *d;
+	struct kb_conn *c;
+
+	if (kb->draining)
+		return -ESHUTDOWN;
+	d = dest_get(kb, job->sjob.domain);
+	if (d == NULL)
+		return -ENOMEM;
+	kb->busy++;
+	job->reply[0] = '\0';
+	c = d->idle;
+	if (c != NULL) {
+		idle_remove(c);
+		c->job = job;
+		if (smtp_session_submit(c->s, &job->msg) == 0) {
+			conn_flush(c);
+			conn_arm(c);
+			return 0;
+		}
+		/* The session is closing after all: a new connection then. */
+		c->job = NULL;
+		smtp_session_quit(c->s);
+	}
+	c = calloc(1, sizeof(*c));
+	if (c == NULL) {
+		kb->busy--;
+		return -ENOMEM;
+	}
+	c->kb = kb;
+	c->d = d;
+	c->xc.fd = -1;
+	c->job = job;
+	c->max_msgs =
+	    job->sjob.max_messages_per_connection ? job->sjob.max_messages_per_connection : 100;
+	c->next = kb->conns;
+	if (kb->conns)
+		kb->conns->prev = c;
+	kb->conns = c;
+	kb->nconns++;
+	conn_try(c);
+	return 0;
+}
+
+uint64_t dmta_pool_next_deadline(const struct dmta_pool *kb)
+{
+	uint64_t first = UINT64_MAX;
+
+	for (const struct kb_conn *c = kb->conns; c != NULL; c = c->next)
+		if (c->deadline_ns != 0 && c->deadline_ns < first)
+			first = c->deadline_ns;
+	return first;
+}
+
+void dmta_pool_tick(struct dmta_pool *kb)
+{
+	uint64_t now = pool_now(kb);
+	struct kb_conn *c, *next;
+
+	for (c = kb->conns; c != NULL; c = next) {
+		next = c->next;
+		if (c->deadline_ns == 0 || c->deadline_ns > now)
+			continue;
+		c->deadline_ns = 0;
+		if (c->st == KC_CONNECTING) {
+			conn_next_addr(c, "connect: timed out");
+		} else if (c->job == NULL && smtp_session_ready(c->s)) {
+			idle_remove(c);
+			c->job = NULL;
+			/* Keep it off the idle list while it says goodbye. */
+			c->max_msgs = c->msgs;
+			smtp_session_quit(c->s);
+			conn_flush(c);
+			conn_arm(c);
+		} else {
+			smtp_session_timeout(c->s);
+			if (conn_events(c)) {
+				conn_flush(c);
+				conn_arm(c);
+			}
+		}
+		/* A callback may have freed connections after c: start over. */
+		next = kb->conns;
+		now = pool_now(kb);
+	}
+}
+
+void dmta_pool_drain(struct dmta_pool *kb)
+{
+
+	kb->draining = true;
+	for (struct kb_dest *d = kb->dests; d != NULL; d = d->next) {
+		while (d->idle != NULL) {
+			struct kb_conn *c = d->idle;
+
+			idle_remove(c);
+			smtp_session_quit(c->s);
+			conn_flush(c);
+			conn_arm(c);
+		}
+	}
+}
+
+unsigned dmta_pool_busy(const struct dmta_pool *kb)
+{
+	return kb->busy;
+}
+
+void dmta_pool_free(struct dmta_pool *kb)
+{
+	if (kb == NULL)
+		return;
+	while (kb->conns != NULL) {
+		struct kb_conn *c = kb->conns;
+
+		if (c->job != NULL) {
+			struct dmta_job *job = c->job;
+
+			c->job = NULL;
+			job_finish(kb, job, false, "dmtad stopped during delivery");
+		}
+		conn_free(c);
+	}
+	while (kb->dests != NULL) {
+		struct kb_dest *d = kb->dests;
+
+		kb->dests = d->next;
+		free(d->domain);
+		free(d);
+	}
+	free(kb->helo);
+	free(kb);
+}
+
+struct dmta_pool *dmta_pool_new(const struct dmta_pool_conf *pc, const struct dmta_pool_xport *xp,
+				dmta_job_done_fn *done, void *ctl)
+{
+	struct dmta_pool *kb = calloc(1, sizeof(*kb));
+
+	if (kb == NULL)
+		return NULL;
+	kb->conf = *pc;
+	kb->xp = *xp;
+	kb->helo = strdup(pc->helo_name);
+	if (kb->helo == NULL) {
+		free(kb);
+		errno = ENOMEM;
+		return NULL;
+	}
+	kb->conf.helo_name = kb->helo;
+	kb->done = done;
+	kb->ctl = ctl;
+	return kb;
+}

@@ -1,0 +1,102 @@
+/*
+ * dmta_pool.h - SMTP sessions per destination, over any byte transport.
+ *
+ * SYNOPSIS
+ *	pool = dmta_pool_new(&pc, &xport, done, ctl);
+ *	dmta_pool_submit(pool, job);
+ *	transport news:  dmta_pool_connected(c)  dmta_pool_failed(c, err)
+ *	                 dmta_pool_readable(c)   dmta_pool_writable(c)
+ *	timers:          dmta_pool_tick(pool)    dmta_pool_next_deadline(pool)
+ *	dmta_pool_drain(pool); dmta_pool_free(pool);
+ *
+ * DESCRIPTION
+ *	The delivery logic that does not care what carries the bytes: a job
+ *	goes to an idle session of its destination when there is one
+ *	(connection reuse, up to the job's messages-per-connection limit), else
+ *	to a new connection. Connecting walks the destination's hosts and their
+ *	addresses in order (MX failover): a refused or timed-out connection, or
+ *	a session that fails before it is ready (a 421 greeting, a TLS
+ *	failure), moves on to the next address. Idle sessions are closed with
+ *	QUIT after idle_ms. The scheduler limits the jobs out per destination,
+ *	and so the connections.
+ *
+ *	The transport (kernel sockets in the control thread, the userspace TCP
+ *	on a worker lcore) opens, reads, writes and closes, and tells the pool
+ *	what happened through the four dmta_pool_*() calls above; the pool
+ *	calls done() once for every job it took. One pool belongs to one
+ *	thread. Each of the four calls may close the connection (the
+ *	transport's close() runs first): after one of them returns, the
+ *	transport must not touch that connection again for the same event;
+ *	dmta_pool_connected() also reads and writes what it can, so one call
+ *	per event is always enough.
+ */
+#ifndef DMTA_POOL_H
+#define DMTA_POOL_H
+
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+#include "core/dmta_job.h"
+#include "smtp/smtp_tls.h"
+
+struct dmta_pool;
+
+/** A connection as the transport sees it: its handle lives in xh/fd. */
+struct dmta_pool_conn {
+	void *xh; /* the transport's handle (e.g. a struct tcp_conn *) */
+	int fd;	  /* or its file descriptor, -1 when none */
+};
+
+struct dmta_pool_xport {
+	/** Start connecting @p c; later dmta_pool_connected() or dmta_pool_failed().
+	 *  0, or -errno when it failed at once. */
+	int (*connect)(void *x, struct dmta_pool_conn *c, struct in_addr a, uint16_t port);
+	/** Bytes taken (maybe fewer than offered), -EAGAIN (dmta_pool_writable()
+	 *  follows), or -errno. */
+	ssize_t (*writev)(void *x, struct dmta_pool_conn *c, const struct iovec *iov, int n);
+	/** Bytes read, 0 at end of stream, -EAGAIN, or -errno. */
+	ssize_t (*read)(void *x, struct dmta_pool_conn *c, void *buf, size_t n);
+	/** Whether dmta_pool_writable() is wanted. */
+	void (*want_write)(void *x, struct dmta_pool_conn *c, bool on);
+	/** Close (gracefully when @p graceful) and forget the handle. */
+	void (*close)(void *x, struct dmta_pool_conn *c, bool graceful);
+	/** Monotonic nanoseconds. */
+	uint64_t (*now_ns)(void *x);
+	void *x;
+};
+
+struct dmta_pool_conf {
+	const char *helo_name;
+	uint64_t connect_timeout_ms; /* per address */
+	uint64_t idle_ms;	     /* idle session lifetime */
+	struct smtp_tls_ctx *tls_ctx;
+	smtp_trace_fn *trace; /* SMTP conversation trace, or NULL */
+};
+
+/** NULL with errno. The configuration is copied (helo_name too). */
+struct dmta_pool *dmta_pool_new(const struct dmta_pool_conf *pc, const struct dmta_pool_xport *xp,
+				dmta_job_done_fn *done, void *ctl);
+/** Fail what is in progress ("stopped"), close everything, free. */
+void dmta_pool_free(struct dmta_pool *pool);
+
+/** Take a job: 0, or -errno (not taken). */
+int dmta_pool_submit(struct dmta_pool *pool, struct dmta_job *job);
+
+void dmta_pool_connected(struct dmta_pool_conn *c);
+void dmta_pool_failed(struct dmta_pool_conn *c, int err);
+void dmta_pool_readable(struct dmta_pool_conn *c);
+void dmta_pool_writable(struct dmta_pool_conn *c);
+
+/** Run due deadlines (connect, SMTP, idle). */
+void dmta_pool_tick(struct dmta_pool *pool);
+/** The earliest deadline (monotonic ns), or UINT64_MAX. */
+uint64_t dmta_pool_next_deadline(const struct dmta_pool *pool);
+/** Quit idle sessions and take no more jobs. */
+void dmta_pool_drain(struct dmta_pool *pool);
+/** Jobs in progress. */
+unsigned dmta_pool_busy(const struct dmta_pool *pool);
+
+#endif
