@@ -17,6 +17,7 @@
 #include "core/dmta_loop.h"
 #include "dns/dns_resolver.h"
 #include "queue/queue_bounce.h"
+#include "queue/queue_ctl.h"
 #include "queue/queue_sched.h"
 #include "queue/spool.h"
 #include "smtp/smtp_tls.h"
@@ -295,7 +296,13 @@ static void on_wake(void *arg, int fd, uint32_t events)
 	while ((n = recv(fd, buf, sizeof(buf) - 1, 0)) > 0) {
 		buf[n] = '\0';
 		ctl->scan_needed = true;
-		if (strncmp(buf, "flush", 5) == 0) {
+		if (strcmp(buf, "sync") == 0) {
+			/* dmta-queue held, released or deleted messages. */
+			int rc = queue_sync(ctl->sp, ctl->sched, dmta_wall_ns());
+
+			if (rc < 0)
+				dmta_err("sync with the spool: %s", spool_strerror(rc));
+		} else if (strncmp(buf, "flush", 5) == 0) {
 			const char *dom = buf[5] == ' ' ? buf + 6 : NULL;
 			int k;
 

@@ -182,38 +182,37 @@ int queue_ctl_load_new(struct queue_ctl *qc, uint64_t now_ns)
 }
 
 struct sync_ctx {
-	struct queue_ctl *qc;
+	struct queue_sched *s;
 	uint64_t now;
-	uint8_t *seen; /* unused: presence is checked per scheduled message */
 };
 
 static int sync_one(struct spool_txn *t, const struct queue_env *env, void *arg)
 {
 	struct sync_ctx *sc = arg;
-	const struct queue_env *mine = queue_sched_env(sc->qc->s, env->qid);
+	const struct queue_env *mine = queue_sched_env(sc->s, env->qid);
 	bool hold = env->flags & QUEUE_F_HOLD;
 
 	if (mine == NULL)
 		return 0;
 	if (hold && !(mine->flags & QUEUE_F_HOLD))
-		return queue_sched_hold(sc->qc->s, env->qid);
+		return queue_sched_hold(sc->s, env->qid);
 	if (!hold && (mine->flags & QUEUE_F_HOLD))
-		return queue_sched_release(sc->qc->s, env->qid, sc->now);
+		return queue_sched_release(sc->s, env->qid, sc->now);
 	return 0;
 }
 
-int queue_ctl_sync(struct queue_ctl *qc, uint64_t now_ns)
+int queue_sync(struct spool *sp, struct queue_sched *s, uint64_t now_ns)
 {
-	struct sync_ctx sc = {qc, now_ns, NULL};
+	struct sync_ctx sc = {s, now_ns};
 	struct spool_txn *t;
-	int rc = spool_begin(qc->sp, false, &t);
+	int rc = spool_begin(sp, false, &t);
 	struct queue_sched_stats st;
 
 	if (rc < 0)
 		return rc;
 	rc = spool_foreach(t, sync_one, &sc, NULL);
 	/* Messages the scheduler tracks that the spool no longer has. */
-	queue_sched_get_stats(qc->s, &st);
+	queue_sched_get_stats(s, &st);
 	if (rc == 0 && st.messages) {
 		uint64_t *ids = malloc(st.messages * sizeof(*ids));
 		size_t n = 0;
@@ -222,18 +221,23 @@ int queue_ctl_sync(struct queue_ctl *qc, uint64_t now_ns)
 			spool_abort(t);
 			return -ENOMEM;
 		}
-		n = queue_sched_ids(qc->s, ids, st.messages);
+		n = queue_sched_ids(s, ids, st.messages);
 		for (size_t i = 0; i < n; i++) {
 			const void *p;
 			size_t len;
 
 			if (spool_msg_get(t, ids[i], &p, &len) == -ENOENT)
-				(void)queue_sched_remove(qc->s, ids[i]);
+				(void)queue_sched_remove(s, ids[i]);
 		}
 		free(ids);
 	}
 	spool_abort(t);
 	return rc;
+}
+
+int queue_ctl_sync(struct queue_ctl *qc, uint64_t now_ns)
+{
+	return queue_sync(qc->sp, qc->s, now_ns);
 }
 
 struct queue_ctl *queue_ctl_open(const struct dmta_conf *conf, uint64_t now_ns, char *err,

@@ -63,6 +63,8 @@ int queue_ctl_on_wake(struct queue_ctl *qc, uint64_t now_ns);
 int queue_ctl_load_new(struct queue_ctl *qc, uint64_t now_ns);
 /** Bring holds and deletions made behind the daemon's back into the scheduler. */
 int queue_ctl_sync(struct queue_ctl *qc, uint64_t now_ns);
+/** The same for any spool and scheduler pair (dmtad's control thread). */
+int queue_sync(struct spool *sp, struct queue_sched *s, uint64_t now_ns);
 
 int queue_ctl_tick(struct queue_ctl *qc, uint64_t now_ns);
 int queue_ctl_jobs(struct queue_ctl *qc, uint64_t now_ns, struct queue_job *jobs, int max);
