@@ -29,6 +29,7 @@ static const struct {
     {"port_rx_frames", offsetof(struct dmta_worker_stats, rx_frames)},
     {"port_tx_frames", offsetof(struct dmta_worker_stats, tx_frames)},
     {"port_tx_dropped", offsetof(struct dmta_worker_stats, tx_dropped)},
+    {"port_tx_retried", offsetof(struct dmta_worker_stats, tx_retried)},
     {"idle_sleeps", offsetof(struct dmta_worker_stats, idle_sleeps)},
 };
 

@@ -95,17 +95,38 @@ void dmta_worker_set_app(struct dmta_worker *w, const struct dmta_worker_app *ap
 	w->app = *app;
 }
 
+/* Offer the held frames, then what the stack queued; keep what the port
+ * refuses (a full TX ring is a moment, not a reason to lose a segment). */
 static void worker_tx(struct dmta_worker *w)
 {
 	struct rte_mbuf *tx[WORKER_BURST];
 	uint16_t n, sent;
 
+	if (w->held > 0) {
+		sent = rte_eth_tx_burst(w->port_id, w->queue_id, w->hold, w->held);
+		w->stats.tx_frames += sent;
+		w->stats.tx_retried += sent;
+		if (sent < w->held) {
+			memmove(w->hold, w->hold + sent, (w->held - sent) * sizeof(w->hold[0]));
+			w->held -= sent;
+			return; /* still full: the stack's frames wait in its FIFO */
+		}
+		w->held = 0;
+	}
 	while ((n = tcp_netif_tx_drain(w->nif, tx, WORKER_BURST)) > 0) {
 		sent = rte_eth_tx_burst(w->port_id, w->queue_id, tx, n);
 		w->stats.tx_frames += sent;
 		if (sent < n) {
-			rte_pktmbuf_free_bulk(tx + sent, n - sent);
-			w->stats.tx_dropped += (uint64_t)(n - sent);
+			uint16_t keep = RTE_MIN((uint16_t)(n - sent),
+						(uint16_t)(DMTA_WORKER_TX_HOLD - w->held));
+
+			memcpy(w->hold + w->held, tx + sent, keep * sizeof(tx[0]));
+			w->held += keep;
+			if (sent + keep < n) {
+				rte_pktmbuf_free_bulk(tx + sent + keep, n - sent - keep);
+				w->stats.tx_dropped += (uint64_t)(n - sent - keep);
+			}
+			break;
 		}
 		if (n < WORKER_BURST)
 			break;
@@ -170,6 +191,8 @@ int dmta_worker_main(void *arg)
 
 void dmta_worker_fini(struct dmta_worker *w)
 {
+	rte_pktmbuf_free_bulk(w->hold, w->held);
+	w->held = 0;
 	tcp_stack_free(w->stk);
 	w->stk = NULL;
 	tcp_netif_free(w->nif);

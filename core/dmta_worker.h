@@ -13,7 +13,9 @@
  *	The loop: RX burst, hand the frames to the stack (netif, then TCP),
  *	run its timers every millisecond (TSC), hand the TCP events to the
  *	application (dmtad's SMTP sessions, dmta-nc), drain what the stack
- *	queued, TX burst; frames the port does not take are freed and counted. No locks and no
+ *	queued, TX burst. Frames the port does not take are kept (up to
+ *	DMTA_WORKER_TX_HOLD) and offered again first on the next turns; only
+ *	beyond that are they freed and counted as dropped. No locks and no
  *syscalls, except the optional idle sleep ([workers] idle_sleep_us, default 0 = pure polling) for
  *machines where a worker must share its core.
  *
@@ -45,12 +47,16 @@ struct dmta_worker_app {
 	void *arg;
 };
 
+/* Frames a worker keeps when its TX queue is full, before dropping. */
+#define DMTA_WORKER_TX_HOLD 512
+
 struct dmta_worker_stats {
 	uint64_t loops;
 	uint64_t rx_bursts;
 	uint64_t rx_frames;
 	uint64_t tx_frames;
-	uint64_t tx_dropped; /* queued by the stack, not taken by the port */
+	uint64_t tx_dropped; /* queued by the stack, never taken by the port */
+	uint64_t tx_retried; /* not taken at once, sent on a later turn */
 	uint64_t idle_sleeps;
 };
 
@@ -62,6 +68,9 @@ struct dmta_worker {
 	struct tcp_netif *nif;
 	struct tcp_stack *stk;
 	struct dmta_worker_app app;
+	/* Frames the port did not take, sent first on the next turns. */
+	uint16_t held;
+	struct rte_mbuf *hold[DMTA_WORKER_TX_HOLD];
 	struct dmta_worker_stats stats;
 } __rte_cache_aligned;
 

@@ -11,7 +11,8 @@ from labutil import (NS, DMTA_IP, Dmtad, check, fail, in_ns, lab, mac_of, ping, 
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 # Counters that are not drop reasons.
-OK_COUNTERS = {"loops", "rx_bursts", "port_rx_frames", "port_tx_frames", "idle_sleeps",
+OK_COUNTERS = {"loops", "rx_bursts", "port_rx_frames", "port_tx_frames", "port_tx_retried",
+               "idle_sleeps",
                "rx_frames", "rx_bytes", "tx_frames", "tx_bytes", "arp_requests_rx",
                "arp_replies_rx", "arp_replies_tx", "arp_requests_tx", "arp_resolved",
                "icmp_echo_requests", "icmp_echo_replies"}
