@@ -194,6 +194,16 @@ static int start_data_plane(struct dmtad *d, char *err, size_t errlen)
 	rc = dmta_port_open(d->conf, d->nb_workers, &d->port, err, errlen);
 	if (rc != 0)
 		return rc;
+	if (d->nb_workers > 1) {
+		/* XXX Until local ports are chosen so that replies hash to the
+		 * worker that opened the connection, a second worker would see
+		 * segments of connections it does not know. */
+		snprintf(err, errlen,
+			 "[workers] count = %u: several workers on one port need flow steering, "
+			 "which this version does not have yet; use count = 1",
+			 d->nb_workers);
+		return -ENOTSUP;
+	}
 	d->netconf.mac = d->port.mac;
 	d->netconf.mtu = d->port.mtu;
 	d->netconf.tsc_hz = rte_get_tsc_hz();

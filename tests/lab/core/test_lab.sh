@@ -56,6 +56,11 @@ count = 2"
 try "more workers than queues" "needs one of each per worker" "$(sed 's|-l 0-1|--lcores 0@0,1@1,2@1|' <<<"$base")
 [workers]
 count = 2"
+# Three lcores on two CPUs and two queue pairs: af_packet has no RSS (and
+# several workers on a port would need flow steering, not there yet).
+try "two workers on one port" "feed only one worker\|need flow steering" "$(sed 's|-l 0-1|--lcores 0@0,1@1,2@1|; s|qpairs=1|qpairs=2|' <<<"$base")
+[workers]
+count = 2"
 try "no address" "\[net\] address is required" "$(grep -v '^address' <<<"$base")"
 try "bad address" "expected ADDRESS/PREFIX" "$(sed 's|^address = .*|address = 198.18.0.300/24|' <<<"$base")"
 try "bad number" "not a valid number" "$base
