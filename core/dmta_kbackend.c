@@ -194,7 +194,10 @@ static void conn_flush(struct kb_conn *c)
 	size_t k;
 
 	while (c->s != NULL && (k = smtp_session_tx_iov(c->s, iov, 16)) > 0) {
-		ssize_t n = writev(c->fd, iov, (int)k);
+		/* MSG_NOSIGNAL: a peer that reset the connection (say before
+		 * our TLS close_notify) must not kill the daemon with SIGPIPE. */
+		struct msghdr mh = {.msg_iov = iov, .msg_iovlen = k};
+		ssize_t n = sendmsg(c->fd, &mh, MSG_NOSIGNAL);
 
 		if (n < 0 && errno == EINTR)
 			continue;

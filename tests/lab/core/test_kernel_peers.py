@@ -1,0 +1,167 @@
+"""dmtad (backend = kernel) against misbehaving SMTP servers on loopback.
+
+Each server is a real TCP peer run by this script on 127.0.0.1; dmtad
+reaches it through a [routes] entry, so no DNS is asked. What is checked:
+dmtad outlives the server's misbehaviour, the message stays queued
+(deferred, never lost) and dmtad stops cleanly on SIGTERM."""
+import json
+import os
+import socket
+import ssl
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+BUILD = os.environ["DMTA_BUILD"]
+
+
+def fail(msg):
+    print("FAIL: " + msg)
+    sys.exit(1)
+
+
+def check(cond, msg):
+    if not cond:
+        fail(msg)
+
+
+def rst_in_data(conn):
+    """Takes the transaction up to DATA, reads some body, then resets."""
+    f = conn.makefile("rb")
+    conn.sendall(b"220 rst.test ESMTP\r\n")
+    while True:
+        line = f.readline()
+        if not line:
+            return
+        cmd = line[:4].upper()
+        if cmd in (b"EHLO", b"HELO"):
+            conn.sendall(b"250 rst.test\r\n")
+        elif cmd in (b"MAIL", b"RCPT"):
+            conn.sendall(b"250 ok\r\n")
+        elif cmd == b"DATA":
+            conn.sendall(b"354 go on\r\n")
+            f.read(65536)
+            # Close with unread bytes and no linger: the kernel sends RST.
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            conn.close()
+            return
+        else:
+            conn.sendall(b"250 ok\r\n")
+
+
+def tls_then_rst(conn):
+    """STARTTLS, then a reset at MAIL: the client's TLS close_notify then
+    goes to a socket the peer has reset."""
+    f = conn.makefile("rb")
+    conn.sendall(b"220 rst.test ESMTP\r\n")
+    line = f.readline()
+    conn.sendall(b"250-rst.test\r\n250 STARTTLS\r\n")
+    line = f.readline()
+    if not line.upper().startswith(b"STARTTLS"):
+        return
+    conn.sendall(b"220 go ahead\r\n")
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(CERT, KEY)
+    tls = ctx.wrap_socket(conn, server_side=True)
+    tf = tls.makefile("rb")
+    while True:
+        line = tf.readline()
+        if not line:
+            return
+        if line[:4].upper() in (b"EHLO", b"HELO"):
+            tls.sendall(b"250 rst.test\r\n")
+        else:
+            tls.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            tls.close()
+            return
+
+
+def serve(lsock, handler, stop):
+    lsock.settimeout(0.2)
+    while not stop.is_set():
+        try:
+            conn, _ = lsock.accept()
+        except socket.timeout:
+            continue
+        except OSError:
+            return
+        conn.settimeout(10)
+        try:
+            handler(conn)
+        except OSError:
+            pass
+        finally:
+            try:
+                conn.close()
+            except OSError:
+                pass
+
+
+def run_case(name, handler, body_size, settle_s, tls="none"):
+    tmp = tempfile.mkdtemp(prefix="dmta-peers-")
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(8)
+    port = lsock.getsockname()[1]
+    conf = os.path.join(tmp, "dmta.conf")
+    with open(conf, "w") as f:
+        f.write("""[spool]
+path = %s/spool
+[dns]
+servers = 127.0.0.1:1
+[routes]
+peer.test = 127.0.0.1:%d
+[delivery]
+backend = kernel
+[smtp]
+helo_name = dmta.test
+tls = %s
+connect_timeout = 2s
+[queue]
+min_backoff = 1h
+""" % (tmp, port, tls))
+    msg = {"from": "a@dmta.test", "to": ["b@peer.test"],
+           "data": "Subject: %s\r\n\r\n%s\r\n" % (name, ("y" * 70 + "\r\n") * (body_size // 72))}
+    r = subprocess.run([os.path.join(BUILD, "tools/queue/dmta-inject"), "-q", "-c", conf],
+                       input=json.dumps(msg) + "\n", capture_output=True, text=True, timeout=60)
+    check(r.returncode == 0, "%s: dmta-inject: %s" % (name, r.stderr))
+    stop = threading.Event()
+    t = threading.Thread(target=serve, args=(lsock, handler, stop), daemon=True)
+    t.start()
+    d = subprocess.Popen([os.path.join(BUILD, "core/dmtad"), "-c", conf], stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True)
+    try:
+        time.sleep(settle_s)
+        alive = d.poll() is None
+        d.terminate()
+        out, _ = d.communicate(timeout=30)
+    finally:
+        if d.poll() is None:
+            d.kill()
+        stop.set()
+        lsock.close()
+        t.join(5)
+    print(out)
+    check(alive, "%s: dmtad died (exit %s) while the server misbehaved" % (name, d.returncode))
+    check(d.returncode == 0, "%s: dmtad exit %d after SIGTERM" % (name, d.returncode))
+    check("AddressSanitizer" not in out and "runtime error" not in out, "%s: sanitizer report" % name)
+    q = subprocess.run([os.path.join(BUILD, "tools/queue/dmta-queue"), "-c", conf, "--json", "stats"],
+                       capture_output=True, text=True, timeout=30)
+    st = json.loads(q.stdout)
+    check(st.get("messages") == 1, "%s: the message left the spool: %s" % (name, q.stdout))
+    subprocess.run(["rm", "-rf", tmp])
+    print("ok: %s" % name)
+
+
+KEYDIR = tempfile.mkdtemp(prefix="dmta-peers-key-")
+CERT = os.path.join(KEYDIR, "cert.pem")
+KEY = os.path.join(KEYDIR, "key.pem")
+subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                "-subj", "/CN=rst.test", "-keyout", KEY, "-out", CERT],
+               check=True, capture_output=True, timeout=60)
+run_case("reset after STARTTLS", tls_then_rst, 1000, 3, tls="opportunistic")
+run_case("reset during DATA", rst_in_data, 4 << 20, 3)
+subprocess.run(["rm", "-rf", KEYDIR])
