@@ -286,6 +286,55 @@ static void load_new(struct dmta_control *ctl)
 		dmta_err("spool scan: %s", spool_strerror(rc));
 }
 
+/*
+ * dmta-queue held, released or deleted messages in the spool ("sync"): the
+ * scheduler's copies follow, or a held message would still go out (and its
+ * hold be overwritten by the next store), and a released one wait for the
+ * next start.
+ */
+static void sync_admin(struct dmta_control *ctl)
+{
+	struct queue_sched_stats ss;
+	struct spool_txn *t;
+	uint64_t *ids;
+	size_t n;
+
+	queue_sched_get_stats(ctl->sched, &ss);
+	ids = malloc((ss.messages + 1) * sizeof(*ids));
+	if (ids == NULL)
+		return;
+	n = queue_sched_ids(ctl->sched, ids, ss.messages + 1);
+	if (spool_begin(ctl->sp, false, &t) != 0) {
+		free(ids);
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		const struct queue_env *mine = queue_sched_env(ctl->sched, ids[i]);
+		struct queue_env env;
+		bool held, was;
+		int rc = spool_env_get(t, ids[i], &env);
+
+		if (rc == -ENOENT) {
+			/* -EBUSY in flight: its result finds it gone then. */
+			(void)queue_sched_remove(ctl->sched, ids[i]);
+			continue;
+		}
+		if (rc != 0)
+			continue;
+		held = (env.flags & QUEUE_F_HOLD) != 0;
+		queue_env_release(&env);
+		if (mine == NULL)
+			continue;
+		was = (mine->flags & QUEUE_F_HOLD) != 0;
+		if (held && !was)
+			(void)queue_sched_hold(ctl->sched, ids[i]);
+		else if (!held && was)
+			(void)queue_sched_release(ctl->sched, ids[i], dmta_wall_ns());
+	}
+	spool_abort(t);
+	free(ids);
+}
+
 static void on_wake(void *arg, int fd, uint32_t events)
 {
 	struct dmta_control *ctl = arg;
@@ -295,6 +344,8 @@ static void on_wake(void *arg, int fd, uint32_t events)
 	while ((n = recv(fd, buf, sizeof(buf) - 1, 0)) > 0) {
 		buf[n] = '\0';
 		ctl->scan_needed = true;
+		if (strcmp(buf, "sync") == 0)
+			sync_admin(ctl);
 		if (strncmp(buf, "flush", 5) == 0) {
 			const char *dom = buf[5] == ' ' ? buf + 6 : NULL;
 			int k;

@@ -79,6 +79,38 @@ def tls_then_rst(conn):
             return
 
 
+def reject_rcpts_pipelined(conn):
+    """PIPELINING and CHUNKING; every recipient refused while the body of
+    BDAT is still on its way, which is read only later."""
+    f = conn.makefile("rb")
+    conn.sendall(b"220 rej.test ESMTP\r\n")
+    while True:
+        line = f.readline()
+        if not line:
+            return
+        cmd = line[:4].upper()
+        if cmd == b"EHLO":
+            conn.sendall(b"250-rej.test\r\n250-PIPELINING\r\n250 CHUNKING\r\n")
+        elif cmd == b"MAIL":
+            conn.sendall(b"250 ok\r\n")
+        elif cmd == b"RCPT":
+            conn.sendall(b"550 5.1.1 no such user\r\n")
+        elif cmd == b"BDAT":
+            time.sleep(1)
+            n = int(line.split()[1])
+            while n > 0:
+                got = f.read(min(n, 65536))
+                if not got:
+                    return
+                n -= len(got)
+            conn.sendall(b"554 5.5.1 no valid recipients\r\n")
+        elif cmd == b"QUIT":
+            conn.sendall(b"221 bye\r\n")
+            return
+        else:
+            conn.sendall(b"250 ok\r\n")
+
+
 def serve(lsock, handler, stop):
     lsock.settimeout(0.2)
     while not stop.is_set():
@@ -100,7 +132,7 @@ def serve(lsock, handler, stop):
                 pass
 
 
-def run_case(name, handler, body_size, settle_s, tls="none"):
+def run_case(name, handler, body_size, settle_s, tls="none", queued=1):
     tmp = tempfile.mkdtemp(prefix="dmta-peers-")
     lsock = socket.socket()
     lsock.bind(("127.0.0.1", 0))
@@ -151,11 +183,126 @@ min_backoff = 1h
     q = subprocess.run([os.path.join(BUILD, "tools/queue/dmta-queue"), "-c", conf, "--json", "stats"],
                        capture_output=True, text=True, timeout=30)
     st = json.loads(q.stdout)
-    check(st.get("messages") == 1, "%s: the message left the spool: %s" % (name, q.stdout))
+    check(st.get("messages") == queued, "%s: the message left the spool: %s" % (name, q.stdout))
     subprocess.run(["rm", "-rf", tmp])
     print("ok: %s" % name)
 
 
+def accept_all(got, defer):
+    def handler(conn):
+        f = conn.makefile("rb")
+        conn.sendall(b"220 ok.test ESMTP\r\n")
+        while True:
+            line = f.readline()
+            if not line:
+                return
+            cmd = line[:4].upper()
+            if cmd == b"DATA":
+                conn.sendall(b"354 go on\r\n")
+                while f.readline() not in (b".\r\n", b""):
+                    pass
+                got.append(1)
+                conn.sendall(b"250 2.0.0 queued\r\n")
+            elif cmd == b"QUIT":
+                conn.sendall(b"221 bye\r\n")
+                return
+            elif cmd == b"RCPT" and defer:
+                conn.sendall(b"451 4.3.0 try later\r\n")
+            else:
+                conn.sendall(b"250 ok\r\n")
+    return handler
+
+
+def admin_while_running():
+    """dmta-queue hold and release while dmtad runs take effect at once."""
+    tmp = tempfile.mkdtemp(prefix="dmta-peers-")
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(8)
+    port = lsock.getsockname()[1]
+    conf = os.path.join(tmp, "dmta.conf")
+    with open(conf, "w") as f:
+        f.write("""[spool]
+path = %s/spool
+[dns]
+servers = 127.0.0.1:1
+[routes]
+peer.test = 127.0.0.1:%d
+[delivery]
+backend = kernel
+[smtp]
+helo_name = dmta.test
+tls = none
+""" % (tmp, port))
+
+    def inject(n):
+        msgs = [{"from": "a@dmta.test", "to": ["b%d@peer.test" % i], "data": "Subject: %d\r\n\r\nhi\r\n" % i}
+                for i in range(n)]
+        r = subprocess.run([os.path.join(BUILD, "tools/queue/dmta-inject"), "-q", "--ids", "-c", conf],
+                           input="".join(json.dumps(m) + "\n" for m in msgs), capture_output=True,
+                           text=True, timeout=60)
+        check(r.returncode == 0, "dmta-inject: %s" % r.stderr)
+        return [l.split()[1] for l in r.stdout.split("\n") if l.strip()]
+
+    def queue(*args, must=True):
+        r = subprocess.run([os.path.join(BUILD, "tools/queue/dmta-queue"), "-c", conf] + list(args),
+                           capture_output=True, text=True, timeout=30)
+        check(r.returncode == 0 or not must, "dmta-queue %s: %s" % (args, r.stderr))
+        return r.stdout
+
+    def wait_for(cond, secs):
+        end = time.time() + secs
+        while time.time() < end:
+            if cond():
+                return True
+            time.sleep(0.1)
+        return cond()
+
+    held = inject(1)
+    queue("hold", held[0])
+    got = []
+    defer = []
+    stop = threading.Event()
+    t = threading.Thread(target=serve, args=(lsock, accept_all(got, defer), stop), daemon=True)
+    t.start()
+    d = subprocess.Popen([os.path.join(BUILD, "core/dmtad"), "-c", conf], stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True)
+    try:
+        check(": ready:" in d.stdout.readline(), "dmtad did not start")
+        time.sleep(1)
+        check(len(got) == 0, "a held message was delivered")
+        queue("release", held[0])
+        released = wait_for(lambda: len(got) == 1, 5)
+        # Held while dmtad runs: a flush must not send it.
+        defer.append(1)
+        ids = inject(1)
+        check(wait_for(lambda: '"deferred"' in open(os.path.join(tmp, "spool/delivery.log")).read(), 5),
+              "the second message was not tried")
+        queue("hold", ids[0])
+        defer.clear()
+        queue("flush")
+        time.sleep(2)
+        n_after_hold = len(got)
+        show = queue("--json", "show", ids[0], must=False)
+        d.terminate()
+        out, _ = d.communicate(timeout=30)
+    finally:
+        if d.poll() is None:
+            d.kill()
+        stop.set()
+        lsock.close()
+        t.join(5)
+    print(out)
+    check(d.returncode == 0, "dmtad exit %d after SIGTERM" % d.returncode)
+    check("AddressSanitizer" not in out and "runtime error" not in out, "sanitizer report")
+    check(released, "a message released while dmtad runs was not delivered")
+    check(n_after_hold == 1, "a message held while dmtad runs was delivered")
+    check('"held":true' in show.replace(" ", ""), "the hold was lost: %s" % show)
+    subprocess.run(["rm", "-rf", tmp])
+    print("ok: hold and release while dmtad runs")
+
+
+admin_while_running()
 KEYDIR = tempfile.mkdtemp(prefix="dmta-peers-key-")
 CERT = os.path.join(KEYDIR, "cert.pem")
 KEY = os.path.join(KEYDIR, "key.pem")
@@ -163,5 +310,6 @@ subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-da
                 "-subj", "/CN=rst.test", "-keyout", KEY, "-out", CERT],
                check=True, capture_output=True, timeout=60)
 run_case("reset after STARTTLS", tls_then_rst, 1000, 3, tls="opportunistic")
+run_case("recipients refused before the body is sent", reject_rcpts_pipelined, 4 << 20, 4)
 run_case("reset during DATA", rst_in_data, 4 << 20, 3)
 subprocess.run(["rm", "-rf", KEYDIR])
