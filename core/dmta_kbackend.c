@@ -219,7 +219,9 @@ static void conn_arm(struct kb_conn *c)
 {
 	uint64_t ms;
 
-	if (c->job == NULL && c->s != NULL && smtp_session_ready(c->s)) {
+	/* A session saying goodbye (max_msgs cut to msgs) is no longer idle:
+	 * its QUIT gets the engine's deadline, not a new idle period. */
+	if (c->job == NULL && c->s != NULL && smtp_session_ready(c->s) && c->msgs < c->max_msgs) {
 		c->deadline_ns = dmta_now_ns() + c->kb->conf.idle_ms * DMTA_NS_PER_MS;
 		return;
 	}
@@ -538,7 +540,7 @@ static void kb_tick(void *be)
 		c->deadline_ns = 0;
 		if (c->st == KC_CONNECTING) {
 			conn_next_addr(c, "connect: timed out");
-		} else if (c->job == NULL && smtp_session_ready(c->s)) {
+		} else if (c->job == NULL && smtp_session_ready(c->s) && c->msgs < c->max_msgs) {
 			idle_remove(c);
 			c->job = NULL;
 			/* Keep it off the idle list while it says goodbye. */
@@ -569,6 +571,7 @@ static void kb_drain(void *be)
 			struct kb_conn *c = d->idle;
 
 			idle_remove(c);
+			c->max_msgs = c->msgs;
 			smtp_session_quit(c->s);
 			conn_flush(c);
 			conn_arm(c);

@@ -213,6 +213,68 @@ def accept_all(got, defer):
     return handler
 
 
+def idle_timeout_zero():
+    """idle_timeout = 0: each session ends with QUIT once its job is done,
+    and dmtad goes on serving (and stops on SIGTERM)."""
+    tmp = tempfile.mkdtemp(prefix="dmta-peers-")
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(8)
+    port = lsock.getsockname()[1]
+    conf = os.path.join(tmp, "dmta.conf")
+    with open(conf, "w") as f:
+        f.write("""[spool]
+path = %s/spool
+[dns]
+servers = 127.0.0.1:1
+[routes]
+peer.test = 127.0.0.1:%d
+[delivery]
+backend = kernel
+[smtp]
+helo_name = dmta.test
+tls = none
+idle_timeout = 0
+""" % (tmp, port))
+    msgs = [{"from": "a@dmta.test", "to": ["b%d@peer.test" % i], "data": "Subject: %d\r\n\r\nhi\r\n" % i}
+            for i in range(3)]
+    r = subprocess.run([os.path.join(BUILD, "tools/queue/dmta-inject"), "-q", "-c", conf],
+                       input="".join(json.dumps(m) + "\n" for m in msgs), capture_output=True,
+                       text=True, timeout=60)
+    check(r.returncode == 0, "dmta-inject: %s" % r.stderr)
+    got = []
+    stop = threading.Event()
+    t = threading.Thread(target=serve, args=(lsock, accept_all(got, []), stop), daemon=True)
+    t.start()
+    d = subprocess.Popen([os.path.join(BUILD, "core/dmtad"), "-c", conf], stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True)
+    stopped = True
+    try:
+        end = time.time() + 10
+        while time.time() < end and len(got) < 3:
+            time.sleep(0.1)
+        time.sleep(0.5)
+        d.terminate()
+        try:
+            out, _ = d.communicate(timeout=15)
+        except subprocess.TimeoutExpired:
+            stopped = False
+            d.kill()
+            out, _ = d.communicate(timeout=15)
+    finally:
+        if d.poll() is None:
+            d.kill()
+        stop.set()
+        lsock.close()
+        t.join(5)
+    print(out)
+    check(len(got) == 3, "%d of 3 messages delivered with idle_timeout = 0" % len(got))
+    check(stopped, "dmtad did not stop on SIGTERM with idle_timeout = 0")
+    check(d.returncode == 0, "dmtad exit %d after SIGTERM" % d.returncode)
+    subprocess.run(["rm", "-rf", tmp])
+    print("ok: idle_timeout = 0")
+
+
 def admin_while_running():
     """dmta-queue hold and release while dmtad runs take effect at once."""
     tmp = tempfile.mkdtemp(prefix="dmta-peers-")
@@ -302,6 +364,7 @@ tls = none
     print("ok: hold and release while dmtad runs")
 
 
+idle_timeout_zero()
 admin_while_running()
 KEYDIR = tempfile.mkdtemp(prefix="dmta-peers-key-")
 CERT = os.path.join(KEYDIR, "cert.pem")
