@@ -111,6 +111,25 @@ def reject_rcpts_pipelined(conn):
             conn.sendall(b"250 ok\r\n")
 
 
+def refuse_mid_body(conn):
+    """Answers 554 in the middle of the DATA body, then reads on."""
+    f = conn.makefile("rb")
+    conn.sendall(b"220 mid.test ESMTP\r\n")
+    while True:
+        line = f.readline()
+        if not line:
+            return
+        cmd = line[:4].upper()
+        if cmd == b"DATA":
+            conn.sendall(b"354 go on\r\n")
+            f.read(65536)
+            conn.sendall(b"554 5.6.0 enough\r\n")
+            while f.read(65536):
+                pass
+            return
+        conn.sendall(b"250 ok\r\n")
+
+
 def serve(lsock, handler, stop):
     lsock.settimeout(0.2)
     while not stop.is_set():
@@ -374,5 +393,6 @@ subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-da
                check=True, capture_output=True, timeout=60)
 run_case("reset after STARTTLS", tls_then_rst, 1000, 3, tls="opportunistic")
 run_case("recipients refused before the body is sent", reject_rcpts_pipelined, 4 << 20, 4)
+run_case("refused in the middle of the body", refuse_mid_body, 4 << 20, 3)
 run_case("reset during DATA", rst_in_data, 4 << 20, 3)
 subprocess.run(["rm", "-rf", KEYDIR])
