@@ -130,6 +130,24 @@ def refuse_mid_body(conn):
         conn.sendall(b"250 ok\r\n")
 
 
+def silent_after_dot(conn):
+    """Takes the whole message, then never answers the final dot."""
+    f = conn.makefile("rb")
+    conn.sendall(b"220 slow.test ESMTP\r\n")
+    while True:
+        line = f.readline()
+        if not line:
+            return
+        cmd = line[:4].upper()
+        if cmd == b"DATA":
+            conn.sendall(b"354 go on\r\n")
+            while f.readline() not in (b".\r\n", b""):
+                pass
+            f.read()  # until dmtad gives up and closes
+            return
+        conn.sendall(b"250 ok\r\n")
+
+
 def serve(lsock, handler, stop):
     lsock.settimeout(0.2)
     while not stop.is_set():
@@ -171,6 +189,8 @@ backend = kernel
 helo_name = dmta.test
 tls = %s
 connect_timeout = 2s
+[control]
+stop_timeout = 1s
 [queue]
 min_backoff = 1h
 """ % (tmp, port, tls))
@@ -188,7 +208,9 @@ min_backoff = 1h
         time.sleep(settle_s)
         alive = d.poll() is None
         d.terminate()
+        t0 = time.time()
         out, _ = d.communicate(timeout=30)
+        stop_s = time.time() - t0
     finally:
         if d.poll() is None:
             d.kill()
@@ -196,6 +218,7 @@ min_backoff = 1h
         lsock.close()
         t.join(5)
     print(out)
+    check(stop_s < 10, "%s: dmtad took %.1f s to stop" % (name, stop_s))
     check(alive, "%s: dmtad died (exit %s) while the server misbehaved" % (name, d.returncode))
     check(d.returncode == 0, "%s: dmtad exit %d after SIGTERM" % (name, d.returncode))
     check("AddressSanitizer" not in out and "runtime error" not in out, "%s: sanitizer report" % name)
@@ -394,5 +417,6 @@ subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-da
 run_case("reset after STARTTLS", tls_then_rst, 1000, 3, tls="opportunistic")
 run_case("recipients refused before the body is sent", reject_rcpts_pipelined, 4 << 20, 4)
 run_case("refused in the middle of the body", refuse_mid_body, 4 << 20, 3)
+run_case("SIGTERM while the server sits on the final dot", silent_after_dot, 1000, 2)
 run_case("reset during DATA", rst_in_data, 4 << 20, 3)
 subprocess.run(["rm", "-rf", KEYDIR])
