@@ -317,6 +317,69 @@ idle_timeout = 0
     print("ok: idle_timeout = 0")
 
 
+def failover_after_busy_greeting():
+    """The first exchanger greets with 421 and more in the same write; the
+    second one must get a session of its own and take the message."""
+    tmp = tempfile.mkdtemp(prefix="dmta-peers-")
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen(8)
+    good = socket.socket()
+    good.bind(("127.0.0.2", 0))
+    good.listen(8)
+    conf = os.path.join(tmp, "dmta.conf")
+    with open(conf, "w") as f:
+        f.write("""[spool]
+path = %s/spool
+[dns]
+servers = 127.0.0.1:1
+[routes]
+peer.test = 127.0.0.1:%d, 127.0.0.2:%d
+[delivery]
+backend = kernel
+[smtp]
+helo_name = dmta.test
+tls = none
+""" % (tmp, busy.getsockname()[1], good.getsockname()[1]))
+
+    def busy_greeting(conn):
+        conn.sendall(b"421 4.3.2 too busy\r\n" * 1000)
+        time.sleep(0.5)
+
+    msg = {"from": "a@dmta.test", "to": ["b@peer.test"], "data": "Subject: f\r\n\r\nhi\r\n"}
+    r = subprocess.run([os.path.join(BUILD, "tools/queue/dmta-inject"), "-q", "-c", conf],
+                       input=json.dumps(msg) + "\n", capture_output=True, text=True, timeout=60)
+    check(r.returncode == 0, "dmta-inject: %s" % r.stderr)
+    got = []
+    stop = threading.Event()
+    ts = [threading.Thread(target=serve, args=(busy, busy_greeting, stop), daemon=True),
+          threading.Thread(target=serve, args=(good, accept_all(got, []), stop), daemon=True)]
+    for t in ts:
+        t.start()
+    d = subprocess.Popen([os.path.join(BUILD, "core/dmtad"), "-c", conf], stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True)
+    try:
+        end = time.time() + 5
+        while time.time() < end and not got:
+            time.sleep(0.1)
+        d.terminate()
+        out, _ = d.communicate(timeout=30)
+    finally:
+        if d.poll() is None:
+            d.kill()
+        stop.set()
+        busy.close()
+        good.close()
+        for t in ts:
+            t.join(5)
+    print(out)
+    print(open(os.path.join(tmp, "spool/delivery.log")).read())
+    check(len(got) == 1, "the second exchanger did not get the message")
+    check(d.returncode == 0, "dmtad exit %d after SIGTERM" % d.returncode)
+    subprocess.run(["rm", "-rf", tmp])
+    print("ok: failover after a busy greeting")
+
+
 def admin_while_running():
     """dmta-queue hold and release while dmtad runs take effect at once."""
     tmp = tempfile.mkdtemp(prefix="dmta-peers-")
@@ -406,6 +469,7 @@ tls = none
     print("ok: hold and release while dmtad runs")
 
 
+failover_after_busy_greeting()
 idle_timeout_zero()
 admin_while_running()
 KEYDIR = tempfile.mkdtemp(prefix="dmta-peers-key-")
