@@ -451,6 +451,17 @@ tls = none
         time.sleep(2)
         n_after_hold = len(got)
         show = queue("--json", "show", ids[0], must=False)
+        # Deleted while dmtad runs: forgotten, not tried (nor bounced) again.
+        defer.append(1)
+        gone = inject(1)
+        check(wait_for(lambda: open(os.path.join(tmp, "spool/delivery.log")).read().count('"deferred"') >= 2, 5),
+              "the third message was not tried")
+        queue("delete", gone[0])
+        defer.clear()
+        queue("flush")
+        time.sleep(1)
+        after_delete = [json.loads(l) for l in open(os.path.join(tmp, "spool/delivery.log"))
+                        if json.loads(l)["qid"] == gone[0] and json.loads(l)["outcome"] != "deferred"]
         d.terminate()
         out, _ = d.communicate(timeout=30)
     finally:
@@ -465,6 +476,7 @@ tls = none
     check(released, "a message released while dmtad runs was not delivered")
     check(n_after_hold == 1, "a message held while dmtad runs was delivered")
     check('"held":true' in show.replace(" ", ""), "the hold was lost: %s" % show)
+    check(not after_delete, "a message deleted while dmtad runs was settled again: %r" % after_delete)
     subprocess.run(["rm", "-rf", tmp])
     print("ok: hold and release while dmtad runs")
 
