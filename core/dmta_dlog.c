@@ -103,6 +103,9 @@ static void put_str(char *buf, size_t cap, size_t *n, const char *s)
 
 static void put_field(char *buf, size_t cap, size_t *n, const char *key, const char *val)
 {
+	/* A cut field leaves *n past the end: nothing more goes in then. */
+	if (*n >= cap)
+		return;
 	*n += (size_t)snprintf(buf + *n, cap - *n, ",\"%s\":", key);
 	if (*n >= cap)
 		return;

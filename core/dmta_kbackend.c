@@ -77,8 +77,11 @@ static int ks_connect(void *x, struct dmta_pool_conn *c, struct in_addr a, uint1
 
 static ssize_t ks_writev(void *x, struct dmta_pool_conn *c, const struct iovec *iov, int n)
 {
+	/* sendmsg with MSG_NOSIGNAL: a peer's reset must not kill the daemon. */
+	struct msghdr mh = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)n};
+
 	for (;;) {
-		ssize_t w = writev(c->fd, iov, n);
+		ssize_t w = sendmsg(c->fd, &mh, MSG_NOSIGNAL);
 
 		if (w >= 0)
 			return w;

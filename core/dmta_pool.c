@@ -141,6 +141,8 @@ static void conn_close_fd(struct kb_conn *c, bool graceful)
 	smtp_session_free(c->s);
 	c->s = NULL;
 	c->want_out = false;
+	/* Bytes one server sent are never fed to the next one's session. */
+	c->roff = c->rlen = 0;
 }
 
 static void conn_free(struct kb_conn *c)
@@ -214,7 +216,9 @@ static void conn_arm(struct kb_conn *c)
 {
 	uint64_t ms;
 
-	if (c->job == NULL && c->s != NULL && smtp_session_ready(c->s)) {
+	/* A session saying goodbye (max_msgs cut to msgs) is no longer idle:
+	 * its QUIT gets the engine's deadline, not a new idle period. */
+	if (c->job == NULL && c->s != NULL && smtp_session_ready(c->s) && c->msgs < c->max_msgs) {
 		c->deadline_ns = pool_now(c->kb) + c->kb->conf.idle_ms * DMTA_NS_PER_MS;
 		return;
 	}
@@ -237,6 +241,7 @@ static void conn_job_done(struct kb_conn *c)
 	c->msgs++;
 	job_finish(kb, job, true, NULL);
 	if (c->msgs >= c->max_msgs || kb->draining) {
+		c->max_msgs = c->msgs; /* closing: never idle again */
 		smtp_session_quit(c->s);
 	} else {
 		c->idle_next = c->d->idle;
@@ -528,7 +533,7 @@ void dmta_pool_tick(struct dmta_pool *kb)
 		c->deadline_ns = 0;
 		if (c->st == KC_CONNECTING) {
 			conn_next_addr(c, "connect: timed out");
-		} else if (c->job == NULL && smtp_session_ready(c->s)) {
+		} else if (c->job == NULL && smtp_session_ready(c->s) && c->msgs < c->max_msgs) {
 			idle_remove(c);
 			c->job = NULL;
 			/* Keep it off the idle list while it says goodbye. */
@@ -558,6 +563,7 @@ void dmta_pool_drain(struct dmta_pool *kb)
 			struct kb_conn *c = d->idle;
 
 			idle_remove(c);
+			c->max_msgs = c->msgs;
 			smtp_session_quit(c->s);
 			conn_flush(c);
 			conn_arm(c);

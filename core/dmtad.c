@@ -323,6 +323,9 @@ int main(int argc, char **argv)
 
 	memset(&d, 0, sizeof(d));
 	dmta_log_init(argv[0], DMTA_LOG_INFO);
+	/* Writes to a peer that has gone are errors to handle, not a reason
+	 * to die: every transport checks what it writes. */
+	signal(SIGPIPE, SIG_IGN);
 	while ((opt = getopt(argc, argv, "c:vh")) != -1) {
 		switch (opt) {
 		case 'c':
