@@ -97,6 +97,7 @@ default_destination_concurrency_limit = 8
 smtp_destination_concurrency_limit = 8
 default_process_limit = 100
 maillog_file = %(d)s/maillog
+maillog_file_prefixes = %(d)s
 """ % {"d": d})
     with open(os.path.join(d, "etc/master.cf"), "w") as f:
         f.write("""pickup    unix  n       -       n       60      1       pickup
@@ -143,6 +144,7 @@ postlog   unix-dgram n  -       n       -       1       postlogd
 
 
 tmp = tempfile.mkdtemp(prefix="dmta-bench-e2e-")
+os.chmod(tmp, 0o755)  # Postfix's own processes run as user postfix
 results = {"dmtad-dpdk": [], "dmtad-kernel": [], "postfix": []}
 try:
     for r in range(ROUNDS):
