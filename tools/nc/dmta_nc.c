@@ -17,7 +17,8 @@
  *	  does the same with it (what arrives goes to stdout; stdin or
  *	  --bytes goes back);
  *	- with --connections K, opens K connections at once (at most 256 new
- *	  ones per millisecond), each sending --bytes N and closing, then
+ *	  ones per millisecond, at most --max-connecting handshakes in flight);
+ *	  once all are established, each sends --bytes N and closes; then it
  *	  waits for the connection table to empty and checks that every mbuf
  *	  is back in the pool.
  *
@@ -39,6 +40,7 @@
  *	-n, --connections K  K parallel connections (needs --bytes)
  *	-w, --connect-timeout T  give up an active open after T (e.g. 5s, 500ms)
  *	    --time-wait T  TIME_WAIT hold (default [tcp] time_wait)
+ *	    --max-connecting N  handshakes in flight at once with -n (default 1024)
  *	-t, --timeout T    give up the whole run after T (default: none)
  *	-q, --quiet        no summary
  *	-v                 debug logging
@@ -64,6 +66,7 @@
 
 #include <rte_cycles.h>
 #include <rte_errno.h>
+#include <rte_ethdev.h>
 #include <rte_lcore.h>
 #include <rte_malloc.h>
 #include <rte_mempool.h>
@@ -87,10 +90,14 @@ enum {
 	NC_EX_CONFIG = 78,
 };
 
-#define NC_CHUNK	  (64 * 1024)
-#define NC_BUFS		  127	/* buffers in flight each way, 8 MiB */
-#define NC_RING		  128	/* ring size (power of two, holds NC_BUFS) */
-#define NC_OPEN_PER_TICK  256	/* new connections per millisecond with -n */
+#define NC_CHUNK	 (64 * 1024)
+#define NC_BUFS		 127 /* buffers in flight each way, 8 MiB */
+#define NC_RING		 128 /* ring size (power of two, holds NC_BUFS) */
+#define NC_OPEN_PER_TICK 256 /* new connections per millisecond with -n */
+/* Handshakes in flight with -n: below Linux's default SYN backlog
+ * (tcp_max_syn_backlog), so that a kernel server answers without SYN
+ * cookies and without dropping. */
+#define NC_MAX_CONNECTING 1024
 #define NC_PATTERN	  65536 /* generated data repeats with this period */
 #define NC_DRAIN_EXTRA_MS 10000 /* after TIME_WAIT, how long the table may take to empty */
 
@@ -146,6 +153,8 @@ struct nc {
 	uint64_t sent, received;
 	struct nc_kconn *k;
 	uint32_t k_opened, k_ok, k_failed, k_pending_send;
+	uint32_t k_connecting, k_max_connecting, k_live, k_peak;
+	uint32_t k_start_budget; /* connections that may start sending this tick */
 	int k_first_err;
 	bool draining;
 	uint64_t drain_deadline;
@@ -334,9 +343,14 @@ static void one_event(struct nc *nc, const struct tcp_event *ev, uint64_t now)
 	if (ev->events & TCP_EV_ERROR) {
 		int e = ev->error;
 
+		char a[INET_ADDRSTRLEN] = "peer";
+
 		tcp_close(nc->conn, now);
 		nc->conn = NULL;
-		finish(nc, errno_exit(e), now, "%s", strerror(e));
+		if (nc->mode == NC_CONNECT)
+			inet_ntop(AF_INET, &nc->dst, a, sizeof(a));
+		finish(nc, errno_exit(e), now, "%s:%u: %s%s", a, nc->port,
+		       nc->connected ? "" : "connect: ", strerror(e));
 		return;
 	}
 	if (ev->events & TCP_EV_CONNECTED)
@@ -362,6 +376,10 @@ static void many_event(struct nc *nc, const struct tcp_event *ev, uint64_t now)
 			nc->k_first_err = ev->error;
 		if (k->connected && !k->shut)
 			nc->k_pending_send--;
+		if (k->connected)
+			nc->k_live--;
+		else
+			nc->k_connecting--;
 		tcp_close(k->c, now);
 		k->done = true;
 		nc->k_failed++;
@@ -370,6 +388,9 @@ static void many_event(struct nc *nc, const struct tcp_event *ev, uint64_t now)
 	if ((ev->events & TCP_EV_CONNECTED) && !k->connected) {
 		k->connected = true;
 		nc->k_pending_send++;
+		nc->k_connecting--;
+		if (++nc->k_live > nc->k_peak)
+			nc->k_peak = nc->k_live;
 	}
 	bool eof = false;
 
@@ -378,6 +399,14 @@ static void many_event(struct nc *nc, const struct tcp_event *ev, uint64_t now)
 	if (r == 0)
 		eof = true;
 	if (k->connected && !k->shut) {
+		/* All K connections are open before any sends, so that they
+		 * are concurrent; then they start a few hundred per tick. */
+		if (k->sent == 0) {
+			if (nc->k_opened < nc->nconns || nc->k_connecting > 0 ||
+			    nc->k_start_budget == 0)
+				return;
+			nc->k_start_budget--;
+		}
 		while (k->sent < nc->bytes) {
 			uint32_t off = k->sent % NC_PATTERN;
 			uint64_t n = RTE_MIN(nc->bytes - k->sent, (uint64_t)(NC_PATTERN - off));
@@ -394,6 +423,7 @@ static void many_event(struct nc *nc, const struct tcp_event *ev, uint64_t now)
 		}
 	}
 	if ((ev->events & TCP_EV_CLOSED) && eof) {
+		nc->k_live--;
 		tcp_close(k->c, now);
 		k->done = true;
 		nc->k_ok++;
@@ -422,7 +452,9 @@ static void many_tick(struct nc *nc, uint64_t now)
 		nc->started = true;
 		nc->t_start = now;
 	}
-	for (unsigned int i = 0; i < NC_OPEN_PER_TICK && nc->k_opened < nc->nconns; i++) {
+	for (unsigned int i = 0; i < NC_OPEN_PER_TICK && nc->k_opened < nc->nconns &&
+				 nc->k_connecting < nc->k_max_connecting;
+	     i++) {
 		struct nc_kconn *k = &nc->k[nc->k_opened];
 		int rc = tcp_connect(nc->w->stk, nc->dst, nc->port, k, now, &k->c);
 
@@ -433,8 +465,11 @@ static void many_tick(struct nc *nc, uint64_t now)
 			return;
 		}
 		nc->k_opened++;
+		nc->k_connecting++;
 	}
-	/* Sends cut short by an empty pool get no WRITABLE event: retry here. */
+	nc->k_start_budget = NC_OPEN_PER_TICK;
+	/* Connections waiting to start, and sends cut short by an empty pool
+	 * (no WRITABLE event follows those): go on here. */
 	if (nc->k_pending_send > 0) {
 		struct tcp_event ev = {.events = 0};
 
@@ -547,6 +582,7 @@ static int parse_args(int argc, char **argv, struct nc *nc, struct nc_opts *o)
 	    {"connections", required_argument, NULL, 'n'},
 	    {"connect-timeout", required_argument, NULL, 'w'},
 	    {"time-wait", required_argument, NULL, 'W'},
+	    {"max-connecting", required_argument, NULL, 'm'},
 	    {"timeout", required_argument, NULL, 't'},
 	    {"quiet", no_argument, NULL, 'q'},
 	    {"help", no_argument, NULL, 'h'},
@@ -598,6 +634,13 @@ static int parse_args(int argc, char **argv, struct nc *nc, struct nc_opts *o)
 				nc->time_wait_ms = v;
 			else
 				o->timeout_ms = v;
+			break;
+		case 'm':
+			if (dmta_parse_u64(optarg, &v) != 0 || v < 1 || v > 1000000) {
+				dmta_err("--max-connecting %s: expected 1 to 1000000", optarg);
+				return -1;
+			}
+			nc->k_max_connecting = (uint32_t)v;
 			break;
 		case 'q':
 			nc->quiet = true;
@@ -740,7 +783,10 @@ static void summary(struct nc *nc, struct dmta_dataplane *dp, unsigned int mbufs
 			  ? (double)(nc->t_end - nc->t_start) / (double)rte_get_tsc_hz()
 			  : 0.0;
 	uint32_t ok, failed;
+	struct rte_eth_stats es;
 
+	memset(&es, 0, sizeof(es));
+	rte_eth_stats_get(dp->port.port_id, &es);
 	if (nc->mode == NC_MANY) {
 		ok = nc->k_ok;
 		failed = nc->k_failed + (nc->nconns - nc->k_ok - nc->k_failed);
@@ -750,16 +796,21 @@ static void summary(struct nc *nc, struct dmta_dataplane *dp, unsigned int mbufs
 	}
 	fprintf(stderr,
 		"dmta-nc: summary sent=%llu received=%llu secs=%.3f tx_mbit_s=%.1f "
-		"rx_mbit_s=%.1f conns_ok=%u conns_failed=%u conns_per_s=%.0f retransmits=%llu "
+		"rx_mbit_s=%.1f conns_ok=%u conns_failed=%u conns_peak=%u conns_per_s=%.0f "
+		"retransmits=%llu "
 		"rto_fired=%llu fast_retransmits=%llu rx_ooo_drop=%llu table_conns=%llu "
-		"table_slots=%llu mbufs_start=%u mbufs_end=%u\n",
+		"table_slots=%llu mbufs_start=%u mbufs_end=%u port_rx=%llu port_rx_missed=%llu "
+		"port_tx_errors=%llu tx_dropped=%llu\n",
 		(unsigned long long)nc->sent, (unsigned long long)nc->received, secs,
 		secs > 0 ? (double)nc->sent * 8 / secs / 1e6 : 0.0,
 		secs > 0 ? (double)nc->received * 8 / secs / 1e6 : 0.0, ok, failed,
-		secs > 0 ? (double)ok / secs : 0.0, (unsigned long long)st->retransmits,
-		(unsigned long long)st->rto_fired, (unsigned long long)st->fast_retransmits,
-		(unsigned long long)st->rx_ooo_drop, (unsigned long long)st->conns,
-		(unsigned long long)st->conns_alloc, mbufs_start, mbufs_end);
+		nc->mode == NC_MANY ? nc->k_peak : ok, secs > 0 ? (double)ok / secs : 0.0,
+		(unsigned long long)st->retransmits, (unsigned long long)st->rto_fired,
+		(unsigned long long)st->fast_retransmits, (unsigned long long)st->rx_ooo_drop,
+		(unsigned long long)st->conns, (unsigned long long)st->conns_alloc, mbufs_start,
+		mbufs_end, (unsigned long long)es.ipackets, (unsigned long long)es.imissed,
+		(unsigned long long)es.oerrors,
+		(unsigned long long)dp->workers[0].stats.tx_dropped);
 }
 
 int main(int argc, char **argv)
@@ -775,6 +826,7 @@ int main(int argc, char **argv)
 	int rc;
 
 	dmta_log_init("dmta-nc", DMTA_LOG_WARN);
+	nc.k_max_connecting = NC_MAX_CONNECTING;
 	if (parse_args(argc, argv, &nc, &o) != 0)
 		return NC_EX_USAGE;
 	if (o.verbose)
