@@ -98,6 +98,9 @@ enum {
  * (tcp_max_syn_backlog), so that a kernel server answers without SYN
  * cookies and without dropping. */
 #define NC_MAX_CONNECTING 1024
+/* Connections sending at once with -n: bounds the mbufs in flight (a
+ * few per connection) well below the pool, which must never run dry. */
+#define NC_MAX_SENDING	  1024
 #define NC_PATTERN	  65536 /* generated data repeats with this period */
 #define NC_DRAIN_EXTRA_MS 10000 /* after TIME_WAIT, how long the table may take to empty */
 
@@ -155,6 +158,7 @@ struct nc {
 	uint32_t k_opened, k_ok, k_failed, k_pending_send;
 	uint32_t k_connecting, k_max_connecting, k_live, k_peak;
 	uint32_t k_start_budget; /* connections that may start sending this tick */
+	uint32_t k_sending;	 /* started sending, not closed yet */
 	int k_first_err;
 	bool draining;
 	uint64_t drain_deadline;
@@ -376,6 +380,8 @@ static void many_event(struct nc *nc, const struct tcp_event *ev, uint64_t now)
 			nc->k_first_err = ev->error;
 		if (k->connected && !k->shut)
 			nc->k_pending_send--;
+		if (k->sent > 0)
+			nc->k_sending--;
 		if (k->connected)
 			nc->k_live--;
 		else
@@ -403,9 +409,10 @@ static void many_event(struct nc *nc, const struct tcp_event *ev, uint64_t now)
 		 * are concurrent; then they start a few hundred per tick. */
 		if (k->sent == 0) {
 			if (nc->k_opened < nc->nconns || nc->k_connecting > 0 ||
-			    nc->k_start_budget == 0)
+			    nc->k_start_budget == 0 || nc->k_sending >= NC_MAX_SENDING)
 				return;
 			nc->k_start_budget--;
+			nc->k_sending++;
 		}
 		while (k->sent < nc->bytes) {
 			uint32_t off = k->sent % NC_PATTERN;
@@ -424,6 +431,8 @@ static void many_event(struct nc *nc, const struct tcp_event *ev, uint64_t now)
 	}
 	if ((ev->events & TCP_EV_CLOSED) && eof) {
 		nc->k_live--;
+		if (k->sent > 0)
+			nc->k_sending--;
 		tcp_close(k->c, now);
 		k->done = true;
 		nc->k_ok++;
@@ -743,12 +752,16 @@ static void main_loop(struct nc *nc, uint64_t deadline)
 			snprintf(nc->why, sizeof(nc->why), "timed out (--timeout)");
 			atomic_store_explicit(&nc->quit, NC_EX_TEMPFAIL, memory_order_release);
 		}
-		if (!in_done && !rte_ring_full(nc->to_net)) {
+		/* Half the buffers at most for stdin, so that receiving never starves. */
+		if (!in_done && rte_ring_count(nc->to_net) < NC_BUFS) {
 			struct pollfd pfd = {.fd = STDIN_FILENO, .events = POLLIN};
 
 			if (in == NULL && rte_mempool_get(nc->bufs, &b) == 0)
 				in = b;
-			if (in != NULL && poll(&pfd, 1, 1) > 0) {
+			/* Every buffer in flight: wait below rather than spin. */
+			if (in == NULL)
+				goto idle;
+			if (poll(&pfd, 1, 1) > 0) {
 				ssize_t r = read(STDIN_FILENO, in->data, NC_CHUNK);
 
 				if (r > 0) {
@@ -768,6 +781,7 @@ static void main_loop(struct nc *nc, uint64_t deadline)
 			}
 			continue;
 		}
+	idle:
 		if (!busy)
 			usleep(200);
 	}
@@ -798,7 +812,8 @@ static void summary(struct nc *nc, struct dmta_dataplane *dp, unsigned int mbufs
 		"dmta-nc: summary sent=%llu received=%llu secs=%.3f tx_mbit_s=%.1f "
 		"rx_mbit_s=%.1f conns_ok=%u conns_failed=%u conns_peak=%u conns_per_s=%.0f "
 		"retransmits=%llu "
-		"rto_fired=%llu fast_retransmits=%llu rx_ooo_drop=%llu table_conns=%llu "
+		"rto_fired=%llu fast_retransmits=%llu rx_ooo_drop=%llu tx_no_mbuf=%llu "
+		"table_conns=%llu "
 		"table_slots=%llu mbufs_start=%u mbufs_end=%u port_rx=%llu port_rx_missed=%llu "
 		"port_tx_errors=%llu tx_dropped=%llu\n",
 		(unsigned long long)nc->sent, (unsigned long long)nc->received, secs,
@@ -807,8 +822,9 @@ static void summary(struct nc *nc, struct dmta_dataplane *dp, unsigned int mbufs
 		nc->mode == NC_MANY ? nc->k_peak : ok, secs > 0 ? (double)ok / secs : 0.0,
 		(unsigned long long)st->retransmits, (unsigned long long)st->rto_fired,
 		(unsigned long long)st->fast_retransmits, (unsigned long long)st->rx_ooo_drop,
-		(unsigned long long)st->conns, (unsigned long long)st->conns_alloc, mbufs_start,
-		mbufs_end, (unsigned long long)es.ipackets, (unsigned long long)es.imissed,
+		(unsigned long long)st->tx_no_mbuf, (unsigned long long)st->conns,
+		(unsigned long long)st->conns_alloc, mbufs_start, mbufs_end,
+		(unsigned long long)es.ipackets, (unsigned long long)es.imissed,
 		(unsigned long long)es.oerrors,
 		(unsigned long long)dp->workers[0].stats.tx_dropped);
 }
@@ -899,6 +915,8 @@ int main(int argc, char **argv)
 	}
 	if (!nc.quiet)
 		summary(&nc, &dp, mbufs_start, mbufs_end);
+	if (o.verbose && tcp_stack_stats(nc.w->stk)->conns_alloc != 0)
+		tcp_stack_dump(nc.w->stk, stderr); /* what is left, for diagnosis */
 	if (rc != 0)
 		dmta_err("%s", nc.why[0] != '\0' ? nc.why : "failed");
 out:
