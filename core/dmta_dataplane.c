@@ -1,0 +1,232 @@
+/*
+ * dmta_dataplane.c - see dmta_dataplane.h.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <rte_cycles.h>
+#include <rte_eal.h>
+#include <rte_errno.h>
+#include <rte_lcore.h>
+#include <rte_malloc.h>
+
+#include "core/base/dmta_log.h"
+#include "core/dmta_dataplane.h"
+
+int dmta_parse_cidr(const char *s, uint32_t *addr, uint8_t *plen)
+{
+	char buf[32];
+	const char *slash = strchr(s, '/');
+	uint64_t len = 32;
+	struct in_addr a;
+
+	if (strlen(s) >= sizeof(buf))
+		return -EINVAL;
+	if (slash != NULL) {
+		if (dmta_parse_u64(slash + 1, &len) != 0 || len < 1 || len > 32)
+			return -EINVAL;
+		memcpy(buf, s, (size_t)(slash - s));
+		buf[slash - s] = '\0';
+	} else {
+		strcpy(buf, s);
+	}
+	if (inet_pton(AF_INET, buf, &a) != 1)
+		return -EINVAL;
+	*addr = a.s_addr;
+	*plen = (uint8_t)len;
+	return 0;
+}
+
+static int read_config(struct dmta_dataplane *dp, char *err, size_t errlen)
+{
+	const struct dmta_conf *conf = dp->conf;
+	const char *s;
+	uint64_t v;
+	struct in_addr gw;
+
+	if (dmta_conf_u64(conf, "workers", "count", 1, 1, DMTA_MAX_WORKERS, &v) != 0)
+		goto bad;
+	dp->nb_workers = (unsigned int)v;
+	if (dmta_conf_u64(conf, "workers", "idle_sleep_us", 0, 0, 100000, &v) != 0)
+		goto bad;
+	dp->idle_sleep_us = (uint32_t)v;
+
+	s = dmta_conf_get(conf, "net", "address");
+	if (s == NULL) {
+		snprintf(err, errlen, "%s: [net] address is required (e.g. 198.18.0.2/24)",
+			 dmta_conf_source(conf));
+		return -EINVAL;
+	}
+	if (dmta_parse_cidr(s, &dp->netconf.ip, &dp->netconf.prefix_len) != 0) {
+		snprintf(err, errlen, "%s: [net] address = %s: expected ADDRESS/PREFIX",
+			 dmta_conf_source(conf), s);
+		return -EINVAL;
+	}
+	snprintf(dp->address, sizeof(dp->address), "%s", s);
+	s = dmta_conf_get(conf, "net", "gateway");
+	dp->netconf.gateway = 0;
+	if (s != NULL) {
+		if (inet_pton(AF_INET, s, &gw) != 1) {
+			snprintf(err, errlen, "%s: [net] gateway = %s: not an IPv4 address",
+				 dmta_conf_source(conf), s);
+			return -EINVAL;
+		}
+		dp->netconf.gateway = gw.s_addr;
+	}
+	if (dmta_conf_u64(conf, "net", "arp_timeout_ms", 300000, 1000, 86400000, &v) != 0)
+		goto bad;
+	dp->netconf.arp_timeout_ms = (uint32_t)v;
+	if (dmta_conf_u64(conf, "net", "arp_retry_ms", 1000, 10, 60000, &v) != 0)
+		goto bad;
+	dp->netconf.arp_retry_ms = (uint32_t)v;
+	if (dmta_conf_u64(conf, "net", "arp_max_retries", 3, 1, 100, &v) != 0)
+		goto bad;
+	dp->netconf.arp_max_retries = (uint32_t)v;
+	if (dmta_conf_u64(conf, "net", "arp_pending_max", 64, 1, 4096, &v) != 0)
+		goto bad;
+	dp->netconf.arp_pending_max = (uint32_t)v;
+	return 0;
+bad:
+	snprintf(err, errlen, "invalid settings in %s", dmta_conf_source(conf));
+	return -EINVAL;
+}
+
+/* [eal] args, split on white space, after argv[0]. */
+static int build_eal_args(struct dmta_dataplane *dp, const char *argv0, char *err, size_t errlen)
+{
+	const char *args = dmta_conf_get(dp->conf, "eal", "args");
+	char defaults[64];
+	char *tok, *save;
+
+	if (args == NULL) {
+		snprintf(defaults, sizeof(defaults), "-l 0-%u", dp->nb_workers);
+		args = defaults;
+	}
+	dp->eal_buf = strdup(args);
+	if (dp->eal_buf == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	dp->eal_argv[dp->eal_argc++] = (char *)argv0;
+	for (tok = strtok_r(dp->eal_buf, " \t", &save); tok != NULL;
+	     tok = strtok_r(NULL, " \t", &save)) {
+		if (dp->eal_argc == DMTA_EAL_MAX_ARGS) {
+			snprintf(err, errlen, "[eal] args: more than %d arguments",
+				 DMTA_EAL_MAX_ARGS - 1);
+			return -E2BIG;
+		}
+		dp->eal_argv[dp->eal_argc++] = tok;
+	}
+	dp->eal_argv[dp->eal_argc] = NULL;
+	return 0;
+}
+
+int dmta_dataplane_open(struct dmta_dataplane *dp, const struct dmta_conf *conf, const char *argv0,
+			char *err, size_t errlen)
+{
+	unsigned int k;
+	int rc;
+
+	dp->conf = conf;
+	rc = read_config(dp, err, errlen);
+	if (rc == 0)
+		rc = build_eal_args(dp, argv0, err, errlen);
+	if (rc != 0)
+		return rc;
+	if (rte_eal_init(dp->eal_argc, dp->eal_argv) < 0) {
+		snprintf(err, errlen, "DPDK initialisation failed: %s (check [eal] args in %s)",
+			 rte_strerror(rte_errno), dmta_conf_source(conf));
+		return -EINVAL;
+	}
+	dp->eal_up = true;
+	if (rte_lcore_count() < dp->nb_workers + 1) {
+		snprintf(err, errlen,
+			 "[eal] args give %u lcores, but %u workers need %u (one for the "
+			 "control thread, one per worker)",
+			 rte_lcore_count(), dp->nb_workers, dp->nb_workers + 1);
+		return -EINVAL;
+	}
+	rc = dmta_port_open(conf, dp->nb_workers, &dp->port, err, errlen);
+	if (rc != 0)
+		return rc;
+	dp->netconf.mac = dp->port.mac;
+	dp->netconf.mtu = dp->port.mtu;
+	dp->netconf.tsc_hz = rte_get_tsc_hz();
+	dp->workers =
+	    rte_zmalloc("dmta_workers", sizeof(*dp->workers) * dp->nb_workers, RTE_CACHE_LINE_SIZE);
+	if (dp->workers == NULL) {
+		snprintf(err, errlen, "out of memory for workers");
+		return -ENOMEM;
+	}
+	for (k = 0; k < dp->nb_workers; k++) {
+		struct tcp_stack_conf sc;
+
+		if (dmta_worker_tcp_conf(conf, k, dp->nb_workers, &sc) != 0) {
+			snprintf(err, errlen, "invalid [tcp] settings in %s",
+				 dmta_conf_source(conf));
+			return -EINVAL;
+		}
+		if (dp->tune != NULL)
+			dp->tune(dp->tune_arg, k, &sc);
+		rc = dmta_worker_init(&dp->workers[k], k, &dp->port, &dp->netconf, &sc,
+				      dp->idle_sleep_us);
+		if (rc != 0) {
+			snprintf(err, errlen, "worker %u: network stack setup failed: %s", k,
+				 strerror(-rc));
+			return rc;
+		}
+		dp->workers_ready++;
+	}
+	return 0;
+}
+
+int dmta_dataplane_launch(struct dmta_dataplane *dp, char *err, size_t errlen)
+{
+	unsigned int lcore, k = 0;
+	int rc;
+
+	RTE_LCORE_FOREACH_WORKER(lcore)
+	{
+		if (k == dp->nb_workers)
+			break;
+		rc = rte_eal_remote_launch(dmta_worker_main, &dp->workers[k], lcore);
+		if (rc != 0) {
+			snprintf(err, errlen, "cannot launch worker %u on lcore %u: %s", k, lcore,
+				 strerror(-rc));
+			dmta_dataplane_stop(dp);
+			return rc;
+		}
+		dp->launched = true;
+		k++;
+	}
+	if (rte_lcore_count() > dp->nb_workers + 1)
+		dmta_warn("%u lcores given, %u used: the others stay idle", rte_lcore_count(),
+			  dp->nb_workers + 1);
+	return 0;
+}
+
+void dmta_dataplane_stop(struct dmta_dataplane *dp)
+{
+	dmta_workers_stop();
+	if (dp->eal_up)
+		rte_eal_mp_wait_lcore();
+}
+
+void dmta_dataplane_close(struct dmta_dataplane *dp)
+{
+	for (unsigned int k = 0; k < dp->workers_ready; k++)
+		dmta_worker_fini(&dp->workers[k]);
+	dp->workers_ready = 0;
+	rte_free(dp->workers);
+	dp->workers = NULL;
+	if (dp->eal_up) {
+		dmta_port_close(&dp->port);
+		rte_eal_cleanup();
+		dp->eal_up = false;
+	}
+	free(dp->eal_buf);
+	dp->eal_buf = NULL;
+}
