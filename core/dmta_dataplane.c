@@ -137,8 +137,12 @@ int dmta_dataplane_open(struct dmta_dataplane *dp, const struct dmta_conf *conf,
 	if (rc != 0)
 		return rc;
 	if (rte_eal_init(dp->eal_argc, dp->eal_argv) < 0) {
-		snprintf(err, errlen, "DPDK initialisation failed: %s (check [eal] args in %s)",
-			 rte_strerror(rte_errno), dmta_conf_source(conf));
+		/* EAL says why on its own lines; rte_errno is often left at 0. */
+		snprintf(err, errlen,
+			 "DPDK initialisation failed%s%s (see the EAL lines above; check [eal] "
+			 "args in %s)",
+			 rte_errno ? ": " : "", rte_errno ? rte_strerror(rte_errno) : "",
+			 dmta_conf_source(conf));
 		return -EINVAL;
 	}
 	dp->eal_up = true;
@@ -152,6 +156,16 @@ int dmta_dataplane_open(struct dmta_dataplane *dp, const struct dmta_conf *conf,
 	rc = dmta_port_open(conf, dp->nb_workers, &dp->port, err, errlen);
 	if (rc != 0)
 		return rc;
+	if (dp->nb_workers > 1) {
+		/* XXX Until local ports are chosen so that replies hash to the
+		 * worker that opened the connection, a second worker would see
+		 * segments of connections it does not know. */
+		snprintf(err, errlen,
+			 "[workers] count = %u: several workers on one port need flow steering, "
+			 "which this version does not have yet; use count = 1",
+			 dp->nb_workers);
+		return -ENOTSUP;
+	}
 	dp->netconf.mac = dp->port.mac;
 	dp->netconf.mtu = dp->port.mtu;
 	dp->netconf.tsc_hz = rte_get_tsc_hz();
