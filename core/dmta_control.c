@@ -781,7 +781,7 @@ static int control_config(struct dmta_control *ctl, dmta_backend_new_fn *make, c
 			 s ? s : "");
 		return -EINVAL;
 	}
-	struct dmta_kbackend_conf kc = {
+	struct dmta_pool_conf kc = {
 	    .helo_name = ctl->helo,
 	    .connect_timeout_ms = connect_ms,
 	    .idle_ms = idle_ms,

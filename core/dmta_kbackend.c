@@ -174,17 +174,10 @@ static void kb_free(void *be)
 	free(k);
 }
 
-struct dmta_backend *dmta_kbackend_new(const struct dmta_kbackend_conf *kc, struct dmta_loop *loop,
+struct dmta_backend *dmta_kbackend_new(const struct dmta_pool_conf *pc, struct dmta_loop *loop,
 				       dmta_job_done_fn *done, void *ctl)
 {
 	struct kbe *k = calloc(1, sizeof(*k));
-	struct dmta_pool_conf pc = {
-	    .helo_name = kc->helo_name,
-	    .connect_timeout_ms = kc->connect_timeout_ms,
-	    .idle_ms = kc->idle_ms,
-	    .tls_ctx = kc->tls_ctx,
-	    .trace = kc->trace,
-	};
 	struct dmta_pool_xport xp = {
 	    .connect = ks_connect,
 	    .writev = ks_writev,
@@ -198,7 +191,7 @@ struct dmta_backend *dmta_kbackend_new(const struct dmta_kbackend_conf *kc, stru
 		return NULL;
 	k->loop = loop;
 	xp.x = k;
-	k->pool = dmta_pool_new(&pc, &xp, done, ctl);
+	k->pool = dmta_pool_new(pc, &xp, done, ctl);
 	if (k->pool == NULL) {
 		free(k);
 		return NULL;

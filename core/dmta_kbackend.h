@@ -2,7 +2,7 @@
  * dmta_kbackend.h - delivery over the kernel's sockets (backend = kernel).
  *
  * SYNOPSIS
- *	be = dmta_kbackend_new(&kc, loop, done, ctl);   (a struct dmta_backend)
+ *	be = dmta_kbackend_new(&pool_conf, loop, done, ctl);   (a struct dmta_backend)
  *
  * DESCRIPTION
  *	The same SMTP engine as the DPDK workers run, over non-blocking kernel
@@ -26,18 +26,10 @@
 
 #include "core/dmta_job.h"
 #include "core/dmta_loop.h"
-#include "smtp/smtp_tls.h"
-
-struct dmta_kbackend_conf {
-	const char *helo_name;
-	uint64_t connect_timeout_ms; /* per address */
-	uint64_t idle_ms;	     /* idle session lifetime */
-	struct smtp_tls_ctx *tls_ctx;
-	smtp_trace_fn *trace; /* SMTP conversation trace, or NULL */
-};
+#include "core/dmta_pool.h"
 
 /** A backend, or NULL with errno. The configuration is copied. */
-struct dmta_backend *dmta_kbackend_new(const struct dmta_kbackend_conf *kc, struct dmta_loop *loop,
+struct dmta_backend *dmta_kbackend_new(const struct dmta_pool_conf *pc, struct dmta_loop *loop,
 				       dmta_job_done_fn *done, void *ctl);
 
 #endif
