@@ -544,7 +544,9 @@ int main(int argc, char **argv)
 
 		if (o.fullname && o.fullname[0]) {
 			phrase(ph, sizeof(ph), o.fullname);
-			snprintf(from, sizeof(from), "%s <%s>", ph, addr);
+			/* Never a cut header: a From without its address's end. */
+			if ((size_t)snprintf(from, sizeof(from), "%s <%s>", ph, addr) >= sizeof(from))
+				die(EX_DATAERR_, "full name and address too long for a From: field");
 		} else {
 			snprintf(from, sizeof(from), "%s", addr);
 		}
