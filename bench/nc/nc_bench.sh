@@ -68,4 +68,7 @@ sink_stop >/dev/null
 sink_start 19104
 "$build/tools/nc/dmta-nc" -c "$conf" --connections "$conns" --bytes 4096 --time-wait 1s \
 	198.18.0.1 19104 2>&1 | grep summary
-echo "kernel sink: $(cat "$tmp/sink.out" 2>/dev/null; sink_stop >/dev/null; tail -1 "$tmp/sink")"
+kill $sp
+wait $sp 2>/dev/null
+sp=
+echo "kernel sink: $(tail -1 "$tmp/sink")"

@@ -56,10 +56,12 @@ start_sink() {
 	done
 	fail "kernel sink did not start"
 }
+# Stop the sink (in this shell: wait works only on its own children) and
+# leave its last line in $sink_result.
 stop_sink() {
 	kill "$sink_pid" 2>/dev/null
 	wait "$sink_pid" 2>/dev/null
-	cat "$tmp/sink.out"
+	sink_result=$(tail -1 "$tmp/sink.out")
 }
 field() { tr ' ' '\n' | sed -n "s/^$1=//p" | tail -1; }
 
@@ -73,7 +75,8 @@ send_check() {
 	cat "$tmp/nc.err" >&2
 	[ $rc = 0 ] || fail "dmta-nc exited $rc"
 	sleep 0.5
-	got=$(stop_sink | field sha256)
+	stop_sink
+	got=$(echo "$sink_result" | field sha256)
 	want=$(cat "$tmp/src.sha")
 	echo "sent sha256 $want, kernel received sha256 $got"
 	[ -n "$want" ] && [ "$want" = "$got" ] || fail "sha256 differs"
@@ -117,7 +120,8 @@ many)
 	rc=$?
 	cat "$tmp/nc.err" >&2
 	sleep 0.5
-	out=$(stop_sink)
+	stop_sink
+	out=$sink_result
 	echo "kernel: $out"
 	[ $rc = 0 ] || fail "dmta-nc exited $rc"
 	s=$(grep summary "$tmp/nc.err")
