@@ -26,6 +26,19 @@ got=$(ip netns exec dmta-lab dig +time=2 @198.18.1.53 nosuch.test A | grep -o 's
 banner=$(timeout 5 bash -c 'exec 3<>/dev/tcp/198.18.1.10/25; head -n1 <&3')
 [[ "$banner" == 220* ]] && ok "smtp-sink banner: $banner" || bad "smtp-sink banner: '$banner'"
 
+# 'tools/lab run' gives the program this shell's stdin: a file goes through
+# dmta-nc and the userspace TCP to a kernel socket in the lab, intact.
+tmpd=$(mktemp -d)
+head -c 1000000 /dev/urandom >"$tmpd/in"
+ip netns exec dmta-lab timeout 60 socat -u TCP-LISTEN:9302,reuseaddr "OPEN:$tmpd/out,creat,trunc" &
+sinkpid=$!
+sleep 0.3
+"$LAB" run dmta-nc -q 198.18.0.1 9302 <"$tmpd/in" >/dev/null 2>&1
+rc=$?
+wait $sinkpid
+if [ $rc = 0 ] && cmp -s "$tmpd/in" "$tmpd/out"; then ok "lab run dmta-nc < file: 1 MB intact"; else bad "lab run dmta-nc < file: rc=$rc, $(stat -c %s "$tmpd/out" 2>/dev/null) bytes arrived"; fi
+rm -rf "$tmpd"
+
 # dmta-queue route shows the destination as the scheduler sees it.
 q="$DMTA_BUILD/tools/queue/dmta-queue"
 got=$("$q" -c "$("$LAB" conf)" --json route nullmx.test | jq -r '.verdict + " " + .status')
