@@ -545,8 +545,10 @@ int main(int argc, char **argv)
 		if (o.fullname && o.fullname[0]) {
 			phrase(ph, sizeof(ph), o.fullname);
 			/* Never a cut header: a From without its address's end. */
-			if ((size_t)snprintf(from, sizeof(from), "%s <%s>", ph, addr) >= sizeof(from))
-				die(EX_DATAERR_, "full name and address too long for a From: field");
+			if ((size_t)snprintf(from, sizeof(from), "%s <%s>", ph, addr) >=
+			    sizeof(from))
+				die(EX_DATAERR_,
+				    "full name and address too long for a From: field");
 		} else {
 			snprintf(from, sizeof(from), "%s", addr);
 		}
