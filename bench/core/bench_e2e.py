@@ -99,23 +99,11 @@ default_process_limit = 100
 maillog_file = %(d)s/maillog
 maillog_file_prefixes = %(d)s
 """ % {"d": d})
+    base = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                        "../../tools/labfiles/postfix-master.cf")
     with open(os.path.join(d, "etc/master.cf"), "w") as f:
-        f.write("""pickup    unix  n       -       n       60      1       pickup
-cleanup   unix  n       -       n       -       0       cleanup
-qmgr      unix  n       -       n       300     1       qmgr
-rewrite   unix  -       -       n       -       -       trivial-rewrite
-bounce    unix  -       -       n       -       0       bounce
-defer     unix  -       -       n       -       0       bounce
-trace     unix  -       -       n       -       0       bounce
-verify    unix  -       -       n       -       1       verify
-flush     unix  n       -       n       1000?   0       flush
-proxymap  unix  -       -       n       -       -       proxymap
-showq     unix  n       -       n       -       -       showq
-error     unix  -       -       n       -       -       error
-retry     unix  -       -       n       -       -       error
-smtp      unix  -       -       n       -       -       smtp
+        f.write(open(base).read() + """smtp      unix  -       -       n       -       -       smtp
 relay     unix  -       -       n       -       -       smtp
-postlog   unix-dgram n  -       n       -       1       postlogd
 """)
     etc = os.path.join(d, "etc")
     subprocess.run(["postfix", "-c", etc, "set-permissions"], capture_output=True)

@@ -32,23 +32,12 @@ virtual_transport = discard
 maillog_file = $dir/maillog
 message_size_limit = 20480000
 EOC
-	cat >"$dir/etc/master.cf" <<'EOC'
-pickup    unix  n       -       n       60      1       pickup
-cleanup   unix  n       -       n       -       0       cleanup
-qmgr      unix  n       -       n       300     1       qmgr
-rewrite   unix  -       -       n       -       -       trivial-rewrite
-bounce    unix  -       -       n       -       0       bounce
-defer     unix  -       -       n       -       0       bounce
-trace     unix  -       -       n       -       0       bounce
-verify    unix  -       -       n       -       1       verify
-flush     unix  n       -       n       1000?   0       flush
-proxymap  unix  -       -       n       -       -       proxymap
-showq     unix  n       -       n       -       -       showq
-error     unix  -       -       n       -       -       error
-retry     unix  -       -       n       -       -       error
+	{
+		cat "$(dirname "$0")/../../tools/labfiles/postfix-master.cf"
+		cat <<'EOC'
 discard   unix  -       -       n       -       -       discard
-postlog   unix-dgram n  -       n       -       1       postlogd
 EOC
+	} >"$dir/etc/master.cf"
 	postfix -c "$dir/etc" check >/dev/null 2>&1 || postfix -c "$dir/etc" set-permissions >/dev/null 2>&1 || true
 	postfix -c "$dir/etc" start 2>&1
 	;;

@@ -57,28 +57,17 @@ queue_run_delay = 1s
 # Small, so that the client meets a real 452 "too many recipients".
 smtpd_recipient_limit = 3
 CF
-cat >"$d/etc/master.cf" <<CF
+{
+	cat "$(dirname "$0")/postfix-master.cf"
+	cat <<CF
 smtp      inet  n       -       n       -       -       smtpd
-pickup    unix  n       -       n       60      1       pickup
-cleanup   unix  n       -       n       -       0       cleanup
-qmgr      unix  n       -       n       300     1       qmgr
-rewrite   unix  -       -       n       -       -       trivial-rewrite
-bounce    unix  -       -       n       -       0       bounce
-defer     unix  -       -       n       -       0       bounce
-trace     unix  -       -       n       -       0       bounce
-verify    unix  -       -       n       -       1       verify
-flush     unix  n       -       n       1000?   0       flush
-proxymap  unix  -       -       n       -       -       proxymap
-showq     unix  n       -       n       -       -       showq
-error     unix  -       -       n       -       -       error
-retry     unix  -       -       n       -       -       error
 discard   unix  -       -       n       -       -       discard
 virtual   unix  -       n       n       -       -       virtual
 anvil     unix  -       -       n       -       1       anvil
 scache    unix  -       -       n       -       1       scache
-postlog   unix-dgram n  -       n       -       1       postlogd
 tlsmgr    unix  -       -       n       1000?   1       tlsmgr
 CF
+} >"$d/etc/master.cf"
 if [ -n "$cert" ]; then
 	cat >>"$d/etc/main.cf" <<CF
 smtpd_tls_cert_file = $cert
