@@ -15,6 +15,7 @@
 #include "core/dmta_job.h"
 #include "core/dmta_kbackend.h"
 #include "core/dmta_loop.h"
+#include "core/dmta_pool.h"
 #include "dns/dns_resolver.h"
 #include "queue/queue_bounce.h"
 #include "queue/queue_ctl.h"
@@ -730,15 +731,12 @@ static int control_config(struct dmta_control *ctl, dmta_backend_new_fn *make, c
 			  size_t errlen)
 {
 	const struct dmta_conf *conf = ctl->conf;
-	const char *s;
-	uint64_t connect_ms, idle_ms;
+	struct dmta_pool_conf pc;
+	const char *s, *ca;
 
-	s = dmta_conf_get(conf, "smtp", "helo_name");
-	if (s == NULL) {
-		if (gethostname(ctl->helo, sizeof(ctl->helo) - 1) != 0)
-			snprintf(ctl->helo, sizeof(ctl->helo), "localhost");
-	} else {
-		snprintf(ctl->helo, sizeof(ctl->helo), "%s", s);
+	if (dmta_pool_conf_load(conf, &pc, ctl->helo, sizeof(ctl->helo), &ca) != 0) {
+		snprintf(err, errlen, "invalid [smtp] settings in %s", dmta_conf_source(conf));
+		return -EINVAL;
 	}
 	if (tls_policy(dmta_conf_str(conf, "smtp", "tls", "opportunistic"), &ctl->mx_tls) != 0 ||
 	    ctl->mx_tls == SMTP_TLS_IMPLICIT) {
@@ -751,9 +749,6 @@ static int control_config(struct dmta_control *ctl, dmta_backend_new_fn *make, c
 	}
 	if (dmta_conf_bool(conf, "relay", "verify", true, &ctl->relay_verify) != 0 ||
 	    dmta_conf_bool(conf, "relay", "auth_plaintext", false, &ctl->auth_plaintext) != 0 ||
-	    dmta_conf_duration_ms(conf, "smtp", "connect_timeout", 30000, 100, 600000,
-				  &connect_ms) != 0 ||
-	    dmta_conf_duration_ms(conf, "smtp", "idle_timeout", 5000, 0, 3600000, &idle_ms) != 0 ||
 	    dmta_conf_duration_ms(conf, "control", "stop_timeout", 10000, 0, 600000,
 				  &ctl->stop_timeout_ms) != 0) {
 		snprintf(err, errlen, "invalid settings in %s", dmta_conf_source(conf));
@@ -772,23 +767,15 @@ static int control_config(struct dmta_control *ctl, dmta_backend_new_fn *make, c
 		if (ctl->relay_user == NULL || ctl->relay_pass == NULL)
 			return -EINVAL;
 	}
-	s = dmta_conf_get(conf, "relay", "ca_file");
-	if (s == NULL)
-		s = dmta_conf_get(conf, "smtp", "ca_file");
-	ctl->tls_ctx = smtp_tls_ctx_new(s, 256);
+	ctl->tls_ctx = smtp_tls_ctx_new(ca, 256);
 	if (ctl->tls_ctx == NULL) {
-		snprintf(err, errlen, "TLS set-up failed%s%s", s ? " for CA file " : "",
-			 s ? s : "");
+		snprintf(err, errlen, "TLS set-up failed%s%s", ca ? " for CA file " : "",
+			 ca ? ca : "");
 		return -EINVAL;
 	}
-	struct dmta_pool_conf kc = {
-	    .helo_name = ctl->helo,
-	    .connect_timeout_ms = connect_ms,
-	    .idle_ms = idle_ms,
-	    .tls_ctx = ctl->tls_ctx,
-	};
+	pc.tls_ctx = ctl->tls_ctx;
 	ctl->be = make ? make(ctl->loop, job_done, ctl)
-		       : dmta_kbackend_new(&kc, ctl->loop, job_done, ctl);
+		       : dmta_kbackend_new(&pc, ctl->loop, job_done, ctl);
 	if (ctl->be == NULL) {
 		snprintf(err, errlen, "cannot start the delivery backend: %s", strerror(errno));
 		return -ENOMEM;

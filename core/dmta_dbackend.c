@@ -194,30 +194,14 @@ static void ws_tick(void *arg, struct dmta_worker *w, uint64_t now_tsc)
 	}
 }
 
-static const char *conf_helo(const struct dmta_conf *conf, char *buf, size_t cap)
-{
-	const char *s = dmta_conf_get(conf, "smtp", "helo_name");
-
-	if (s != NULL)
-		return s;
-	if (gethostname(buf, cap - 1) != 0)
-		snprintf(buf, cap, "localhost");
-	buf[cap - 1] = '\0';
-	return buf;
-}
-
 int dmta_dbackend_attach(struct dmta_worker *workers, unsigned int n, const struct dmta_conf *conf,
 			 char *err, size_t errlen)
 {
-	uint64_t connect_ms, idle_ms;
-	char host[256];
-	const char *ca = dmta_conf_get(conf, "relay", "ca_file");
+	char helo[256]; /* dmta_pool_new() copies it */
+	struct dmta_pool_conf pc0;
+	const char *ca;
 
-	if (ca == NULL)
-		ca = dmta_conf_get(conf, "smtp", "ca_file");
-	if (dmta_conf_duration_ms(conf, "smtp", "connect_timeout", 30000, 100, 600000,
-				  &connect_ms) != 0 ||
-	    dmta_conf_duration_ms(conf, "smtp", "idle_timeout", 5000, 0, 3600000, &idle_ms) != 0) {
+	if (dmta_pool_conf_load(conf, &pc0, helo, sizeof(helo), &ca) != 0) {
 		snprintf(err, errlen, "invalid [smtp] settings in %s", dmta_conf_source(conf));
 		return -EINVAL;
 	}
@@ -235,11 +219,7 @@ int dmta_dbackend_attach(struct dmta_worker *workers, unsigned int n, const stru
 	for (unsigned int k = 0; k < n; k++) {
 		struct wstate *ws = &db.ws[k];
 		char name[RTE_RING_NAMESIZE];
-		struct dmta_pool_conf pc = {
-		    .helo_name = conf_helo(conf, host, sizeof(host)),
-		    .connect_timeout_ms = connect_ms,
-		    .idle_ms = idle_ms,
-		};
+		struct dmta_pool_conf pc = pc0;
 		struct dmta_pool_xport xp = {
 		    .connect = tx_connect,
 		    .writev = tx_writev,

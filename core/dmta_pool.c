@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/base/dmta_log.h"
 #include "core/base/dmta_time.h"
@@ -600,6 +601,29 @@ void dmta_pool_free(struct dmta_pool *kb)
 	}
 	free(kb->helo);
 	free(kb);
+}
+
+int dmta_pool_conf_load(const struct dmta_conf *conf, struct dmta_pool_conf *pc, char *helo,
+			size_t helo_len, const char **ca_file)
+{
+	const char *s = dmta_conf_get(conf, "smtp", "helo_name");
+
+	memset(pc, 0, sizeof(*pc));
+	if (s != NULL)
+		snprintf(helo, helo_len, "%s", s);
+	else if (gethostname(helo, helo_len - 1) != 0)
+		snprintf(helo, helo_len, "localhost");
+	helo[helo_len - 1] = '\0';
+	pc->helo_name = helo;
+	if (dmta_conf_duration_ms(conf, "smtp", "connect_timeout", 30000, 100, 600000,
+				  &pc->connect_timeout_ms) != 0 ||
+	    dmta_conf_duration_ms(conf, "smtp", "idle_timeout", 5000, 0, 3600000, &pc->idle_ms) !=
+		0)
+		return -EINVAL;
+	*ca_file = dmta_conf_get(conf, "relay", "ca_file");
+	if (*ca_file == NULL)
+		*ca_file = dmta_conf_get(conf, "smtp", "ca_file");
+	return 0;
 }
 
 struct dmta_pool *dmta_pool_new(const struct dmta_pool_conf *pc, const struct dmta_pool_xport *xp,

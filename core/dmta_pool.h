@@ -39,6 +39,7 @@
 #include <sys/types.h>
 #include <sys/uio.h>
 
+#include "core/base/dmta_conf.h"
 #include "core/dmta_job.h"
 #include "smtp/smtp_tls.h"
 
@@ -75,6 +76,16 @@ struct dmta_pool_conf {
 	struct smtp_tls_ctx *tls_ctx;
 	smtp_trace_fn *trace; /* SMTP conversation trace, or NULL */
 };
+
+/**
+ * The [smtp] settings every pool shares, wherever it runs: helo_name
+ * (default: this host's name, written into @p helo), connect_timeout (30s),
+ * idle_timeout (5s); and the CA file for verification ([relay] ca_file,
+ * else [smtp] ca_file, else NULL for the system's) into *@p ca_file.
+ * tls_ctx and trace are the caller's. 0 or -EINVAL (logged).
+ */
+int dmta_pool_conf_load(const struct dmta_conf *conf, struct dmta_pool_conf *pc, char *helo,
+			size_t helo_len, const char **ca_file);
 
 /** NULL with errno. The configuration is copied (helo_name too). */
 struct dmta_pool *dmta_pool_new(const struct dmta_pool_conf *pc, const struct dmta_pool_xport *xp,
