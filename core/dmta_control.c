@@ -136,7 +136,7 @@ static const char *reply_status(const char *text, char *buf, size_t cap)
 }
 
 static void log_rcpt(struct dmta_control *ctl, const struct queue_env *env, uint32_t k,
-		     const struct dmta_job *job, int code, const char *text, const char *outcome)
+		     const struct dmta_job *job, const char *text, const char *outcome)
 {
 	char status[16];
 	const struct queue_rcpt *r = &env->rcpt[k];
@@ -157,7 +157,6 @@ static void log_rcpt(struct dmta_control *ctl, const struct queue_env *env, uint
 	    .outcome = outcome,
 	};
 
-	(void)code;
 	dmta_dlog_write(ctl->dlog, &rec);
 }
 
@@ -173,7 +172,7 @@ static void ops_dsn(void *arg, const struct queue_env *env, const uint32_t *rcpt
 	/* Failures from an attempt were logged with it; expiry is logged here. */
 	if (!ctl->in_result)
 		for (uint32_t i = 0; i < n; i++)
-			log_rcpt(ctl, env, rcpt[i], NULL, 0, env->rcpt[rcpt[i]].reply, "expired");
+			log_rcpt(ctl, env, rcpt[i], NULL, env->rcpt[rcpt[i]].reply, "expired");
 	ctl->st.bounced += n;
 	pend_push(ctl, PEND_DSN, env, rcpt, n);
 }
@@ -373,7 +372,7 @@ static void job_done(void *arg, struct dmta_job *job)
 			outcome = "deferred";
 			ctl->st.deferred++;
 		}
-		log_rcpt(ctl, &job->env, k, job, code, text, outcome);
+		log_rcpt(ctl, &job->env, k, job, text, outcome);
 	}
 	ctl->in_result = true;
 	if (queue_sched_result(ctl->sched, &job->sjob, &res, now) != 0)
