@@ -635,7 +635,6 @@ static void schedule(struct dmta_control *ctl)
 			if (job == NULL) {
 				/* Settle it through the scheduler so that it is
 				 * tried again (or bounced when it is gone). */
-				struct dmta_job tmp = {.sjob = jobs[i]};
 				int codes[QUEUE_JOB_MAX_RCPT];
 				const char *texts[QUEUE_JOB_MAX_RCPT];
 				bool gone = err == -ENOENT;
@@ -645,14 +644,14 @@ static void schedule(struct dmta_control *ctl)
 							   .code = codes,
 							   .text = texts};
 
-				for (uint32_t k = 0; k < tmp.sjob.nrcpt && k < QUEUE_JOB_MAX_RCPT;
+				for (uint32_t k = 0; k < jobs[i].nrcpt && k < QUEUE_JOB_MAX_RCPT;
 				     k++) {
 					codes[k] = 550;
 					texts[k] = "550 5.3.0 message removed from the spool";
 				}
 				dmta_err("message %llu: %s", (unsigned long long)jobs[i].qid,
 					 gone ? "gone from the spool" : spool_strerror(err));
-				queue_sched_result(ctl->sched, &tmp.sjob, &res, now);
+				queue_sched_result(ctl->sched, &jobs[i], &res, now);
 				continue;
 			}
 			job_route(ctl, job);
