@@ -209,7 +209,8 @@ static bool arp_learnable(const struct tcp_netif *nif, uint32_t ip)
 	return true;
 }
 
-bool tcp_arp_input(struct tcp_netif *nif, struct rte_mbuf *m, uint64_t now)
+/* A copy (!answer) is counted only by the worker that received the original. */
+bool tcp_arp_input(struct tcp_netif *nif, struct rte_mbuf *m, uint64_t now, bool answer)
 {
 	struct rte_ether_hdr *eth = rte_pktmbuf_mtod(m, struct rte_ether_hdr *);
 	struct rte_arp_hdr *arp;
@@ -220,7 +221,7 @@ bool tcp_arp_input(struct tcp_netif *nif, struct rte_mbuf *m, uint64_t now)
 	bool learn;
 
 	if (rte_pktmbuf_data_len(m) < ARP_FRAME_LEN) {
-		nif->stats.arp_malformed++;
+		nif->stats.arp_malformed += answer;
 		goto drop;
 	}
 	arp = (struct rte_arp_hdr *)(eth + 1);
@@ -229,20 +230,20 @@ bool tcp_arp_input(struct tcp_netif *nif, struct rte_mbuf *m, uint64_t now)
 	    arp->arp_protocol != rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV4) ||
 	    arp->arp_hlen != RTE_ETHER_ADDR_LEN || arp->arp_plen != 4 ||
 	    (op != RTE_ARP_OP_REQUEST && op != RTE_ARP_OP_REPLY)) {
-		nif->stats.arp_malformed++;
+		nif->stats.arp_malformed += answer;
 		goto drop;
 	}
 	rte_ether_addr_copy(&arp->arp_data.arp_sha, &sha);
 	sip = arp->arp_data.arp_sip;
 	tip = arp->arp_data.arp_tip;
 	if (!rte_is_unicast_ether_addr(&sha) || rte_is_zero_ether_addr(&sha)) {
-		nif->stats.arp_bad_src++;
+		nif->stats.arp_bad_src += answer;
 		goto drop;
 	}
 	learn = arp_learnable(nif, sip);
 	/* An RFC 5227 probe (sender 0.0.0.0) for our address still gets an answer. */
 	if (!learn && !(sip == 0 && op == RTE_ARP_OP_REQUEST && tip == nif->conf.ip)) {
-		nif->stats.arp_bad_src++;
+		nif->stats.arp_bad_src += answer;
 		goto drop;
 	}
 
@@ -251,7 +252,7 @@ bool tcp_arp_input(struct tcp_netif *nif, struct rte_mbuf *m, uint64_t now)
 	if (e != NULL)
 		arp_confirm(nif, e, &sha, now);
 	if (tip != nif->conf.ip) {
-		nif->stats.arp_not_for_us++;
+		nif->stats.arp_not_for_us += answer;
 		goto drop;
 	}
 	/* ...and add it if the packet was for us. */
@@ -261,8 +262,9 @@ bool tcp_arp_input(struct tcp_netif *nif, struct rte_mbuf *m, uint64_t now)
 		rte_ether_addr_copy(&sha, &e->mac);
 		arp_arm(nif, e, now + nif->arp_timeout_tsc);
 	}
-	if (op == RTE_ARP_OP_REPLY) {
-		nif->stats.arp_replies_rx++;
+	if (op == RTE_ARP_OP_REPLY || !answer) {
+		if (answer)
+			nif->stats.arp_replies_rx++;
 		rte_pktmbuf_free(m);
 		return true;
 	}

@@ -36,46 +36,20 @@
 	}
 
 static const struct tcp_stat_name netif_stat_names[] = {
-    STAT(rx_frames),
-    STAT(rx_bytes),
-    STAT(rx_short),
-    STAT(rx_multiseg),
-    STAT(eth_unknown_type),
-    STAT(eth_not_for_us),
-    STAT(eth_bad_src),
-    STAT(arp_malformed),
-    STAT(arp_not_for_us),
-    STAT(arp_bad_src),
-    STAT(arp_requests_rx),
-    STAT(arp_replies_rx),
-    STAT(arp_replies_tx),
-    STAT(arp_requests_tx),
-    STAT(arp_resolved),
-    STAT(arp_timeouts),
-    STAT(arp_unresolved_drop),
-    STAT(arp_evictions),
-    STAT(ip_short),
-    STAT(ip_bad_version),
-    STAT(ip_bad_hlen),
-    STAT(ip_bad_len),
-    STAT(ip_bad_csum),
-    STAT(ip_bad_src),
-    STAT(ip_fragment),
-    STAT(ip_not_for_us),
-    STAT(ip_unknown_proto),
-    STAT(ip_no_route),
-    STAT(icmp_short),
-    STAT(icmp_bad_csum),
-    STAT(icmp_unhandled),
-    STAT(icmp_echo_requests),
-    STAT(icmp_echo_replies),
-    STAT(tx_frames),
-    STAT(tx_bytes),
-    STAT(tx_no_mbuf),
-    STAT(tx_full),
-    STAT(tx_no_headroom),
-    STAT(tx_too_big),
-    STAT(tx_bad_ip),
+    STAT(rx_frames),	     STAT(rx_bytes),	     STAT(rx_short),
+    STAT(rx_multiseg),	     STAT(eth_unknown_type), STAT(eth_not_for_us),
+    STAT(eth_bad_src),	     STAT(arp_malformed),    STAT(arp_not_for_us),
+    STAT(arp_bad_src),	     STAT(arp_requests_rx),  STAT(arp_replies_rx),
+    STAT(arp_copies_rx),     STAT(arp_replies_tx),   STAT(arp_requests_tx),
+    STAT(arp_resolved),	     STAT(arp_timeouts),     STAT(arp_unresolved_drop),
+    STAT(arp_evictions),     STAT(ip_short),	     STAT(ip_bad_version),
+    STAT(ip_bad_hlen),	     STAT(ip_bad_len),	     STAT(ip_bad_csum),
+    STAT(ip_bad_src),	     STAT(ip_fragment),	     STAT(ip_not_for_us),
+    STAT(ip_unknown_proto),  STAT(ip_no_route),	     STAT(icmp_short),
+    STAT(icmp_bad_csum),     STAT(icmp_unhandled),   STAT(icmp_echo_requests),
+    STAT(icmp_echo_replies), STAT(tx_frames),	     STAT(tx_bytes),
+    STAT(tx_no_mbuf),	     STAT(tx_full),	     STAT(tx_no_headroom),
+    STAT(tx_too_big),	     STAT(tx_bad_ip),
 };
 
 /* Every field must be in the table: the struct is nothing but counters. */
@@ -427,6 +401,19 @@ drop:
 	return false;
 }
 
+void tcp_netif_arp_learn(struct tcp_netif *nif, struct rte_mbuf *m, uint64_t now_tsc)
+{
+	const struct rte_ether_hdr *eth = rte_pktmbuf_mtod(m, const struct rte_ether_hdr *);
+
+	nif->stats.arp_copies_rx++;
+	if (m->nb_segs != 1 || rte_pktmbuf_data_len(m) < RTE_ETHER_HDR_LEN ||
+	    eth->ether_type != rte_cpu_to_be_16(RTE_ETHER_TYPE_ARP)) {
+		rte_pktmbuf_free(m);
+		return;
+	}
+	(void)tcp_arp_input(nif, m, now_tsc, false);
+}
+
 uint16_t tcp_netif_input(struct tcp_netif *nif, struct rte_mbuf **pkts, uint16_t n,
 			 uint64_t now_tsc)
 {
@@ -459,7 +446,7 @@ uint16_t tcp_netif_input(struct tcp_netif *nif, struct rte_mbuf **pkts, uint16_t
 		}
 		switch (rte_be_to_cpu_16(eth->ether_type)) {
 		case RTE_ETHER_TYPE_ARP:
-			ok = tcp_arp_input(nif, m, now_tsc);
+			ok = tcp_arp_input(nif, m, now_tsc, true);
 			break;
 		case RTE_ETHER_TYPE_IPV4:
 			ok = ip_input(nif, m, now_tsc);

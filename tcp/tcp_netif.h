@@ -112,6 +112,7 @@ struct tcp_netif_stats {
 	uint64_t arp_bad_src; /**< drop: sender address unusable (0, ours, broadcast, off-link) */
 	uint64_t arp_requests_rx;     /**< requests for our address received */
 	uint64_t arp_replies_rx;      /**< replies for our address received */
+	uint64_t arp_copies_rx;	      /**< ARP copies from another worker, learned from */
 	uint64_t arp_replies_tx;      /**< replies we queued */
 	uint64_t arp_requests_tx;     /**< requests we queued (first tries, retries, probes) */
 	uint64_t arp_resolved;	      /**< unresolved or probed entries that got an answer */
@@ -182,6 +183,14 @@ void tcp_netif_free(struct tcp_netif *nif);
  */
 uint16_t tcp_netif_input(struct tcp_netif *nif, struct rte_mbuf **pkts, uint16_t n,
 			 uint64_t now_tsc);
+
+/**
+ * Learn from a copy of an ARP frame that another worker of the same port
+ * received and handled (each worker keeps its own neighbour cache): merge
+ * the sender into the cache, resolving what waits for it, but never
+ * answer. Takes ownership of @p m.
+ */
+void tcp_netif_arp_learn(struct tcp_netif *nif, struct rte_mbuf *m, uint64_t now_tsc);
 
 /**
  * Move up to @p max queued frames, oldest first, to @p out for

@@ -82,7 +82,8 @@ int tcp_netif_txq_put(struct tcp_netif *nif, struct rte_mbuf *m);
 void tcp_arp_init(struct tcp_netif *nif);
 void tcp_arp_flush_all(struct tcp_netif *nif);
 /* Handle one ARP frame (data at the Ethernet header); returns true if accepted. */
-bool tcp_arp_input(struct tcp_netif *nif, struct rte_mbuf *m, uint64_t now);
+/* answer: false for a copy another worker already answered (learn only). */
+bool tcp_arp_input(struct tcp_netif *nif, struct rte_mbuf *m, uint64_t now, bool answer);
 /* Send a frame (data at the Ethernet header, type set, dst MAC unset) to next hop @nh. */
 int tcp_arp_output(struct tcp_netif *nif, struct rte_mbuf *m, uint32_t nh, uint64_t now);
 void tcp_arp_tick(struct tcp_netif *nif, uint64_t now);

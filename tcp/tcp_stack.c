@@ -480,6 +480,10 @@ int tcp_connect(struct tcp_stack *stk, uint32_t dst, uint16_t port, void *user, 
 		uint16_t lp = stk->next_port;
 
 		stk->next_port = lp == stk->conf.port_hi ? stk->conf.port_lo : lp + 1;
+		if (stk->conf.port_ok != NULL &&
+		    !stk->conf.port_ok(stk->conf.port_ok_arg, stk->laddr, rte_cpu_to_be_16(lp), dst,
+				       rport))
+			continue;
 		if (tcp_conn_lookup(stk, stk->laddr, rte_cpu_to_be_16(lp), dst, rport) == NULL) {
 			c = tcp_conn_new(stk, dst, rte_cpu_to_be_16(lp), rport, now_tsc);
 			break;

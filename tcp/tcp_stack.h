@@ -57,6 +57,7 @@
 #ifndef TCP_STACK_H
 #define TCP_STACK_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -82,6 +83,13 @@ struct tcp_stack_conf {
 	uint32_t delack_ms;	     /**< delayed-ACK timeout (e.g. 40) */
 	uint32_t time_wait_ms;	     /**< TIME_WAIT (2 MSL) and orphaned FIN_WAIT_2 hold */
 	uint32_t isn_secret;	     /**< RFC 6528 secret for initial sequence numbers */
+	/**
+	 * Optional, for flow steering: may an active open use local port
+	 * @p lport to reach raddr:rport (all in network order)? Ports it
+	 * refuses are skipped. NULL: any free port of the range.
+	 */
+	bool (*port_ok)(void *arg, uint32_t laddr, uint16_t lport, uint32_t raddr, uint16_t rport);
+	void *port_ok_arg;
 };
 
 /** Connection states (RFC 9293 3.3.2). */
