@@ -156,16 +156,6 @@ int dmta_dataplane_open(struct dmta_dataplane *dp, const struct dmta_conf *conf,
 	rc = dmta_port_open(conf, dp->nb_workers, &dp->port, err, errlen);
 	if (rc != 0)
 		return rc;
-	if (dp->nb_workers > 1) {
-		/* XXX Until local ports are chosen so that replies hash to the
-		 * worker that opened the connection, a second worker would see
-		 * segments of connections it does not know. */
-		snprintf(err, errlen,
-			 "[workers] count = %u: several workers on one port need flow steering, "
-			 "which this version does not have yet; use count = 1",
-			 dp->nb_workers);
-		return -ENOTSUP;
-	}
 	dp->netconf.mac = dp->port.mac;
 	dp->netconf.mtu = dp->port.mtu;
 	dp->netconf.tsc_hz = rte_get_tsc_hz();
@@ -183,10 +173,24 @@ int dmta_dataplane_open(struct dmta_dataplane *dp, const struct dmta_conf *conf,
 				 dmta_conf_source(conf));
 			return -EINVAL;
 		}
+		if (k == 0) {
+			/* Owners by local port: the slices dmta_worker_tcp_conf() cut. */
+			dmta_steer_init(&dp->steer, dp->nb_workers, sc.port_lo,
+					(uint16_t)(sc.port_hi - sc.port_lo + 1));
+			if (dp->port.rss)
+				dmta_steer_set_rss(&dp->steer, dp->port.rss_key,
+						   dp->port.rss_key_len, dp->port.reta_size,
+						   dp->port.nb_rxq);
+		}
+		if (dp->nb_workers > 1) {
+			sc.port_ok = dmta_worker_port_ok;
+			sc.port_ok_arg = &dp->workers[k];
+		}
 		if (dp->tune != NULL)
 			dp->tune(dp->tune_arg, k, &sc);
 		rc = dmta_worker_init(&dp->workers[k], k, &dp->port, &dp->netconf, &sc,
-				      dp->idle_sleep_us);
+				      dp->idle_sleep_us, dp->nb_workers > 1 ? &dp->steer : NULL,
+				      dp->workers);
 		if (rc != 0) {
 			snprintf(err, errlen, "worker %u: network stack setup failed: %s", k,
 				 strerror(-rc));

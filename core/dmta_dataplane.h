@@ -19,6 +19,8 @@
  *	the stack is made (dmta-nc overrides timeouts from its command line).
  *	Workers run on the EAL worker lcores in order; the caller keeps the
  *	main lcore. dmtad and dmta-nc both start their data plane here.
+ *	With several workers, replies reach the worker that owns their
+ *	connection as dmta_steer.h describes (RSS, else software dispatch).
  *
  * DIAGNOSTICS
  *	0, or -errno with one line in err naming what to change.
@@ -34,6 +36,7 @@
 
 #include "core/base/dmta_conf.h"
 #include "core/dmta_port.h"
+#include "core/dmta_steer.h"
 #include "core/dmta_worker.h"
 #include "tcp/tcp_netif.h"
 #include "tcp/tcp_stack.h"
@@ -57,6 +60,7 @@ struct dmta_dataplane {
 	struct tcp_netif_conf netconf;
 	char address[64];
 	struct dmta_port port;
+	struct dmta_steer steer;
 	struct dmta_worker *workers;
 	unsigned int workers_ready;
 };

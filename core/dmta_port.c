@@ -8,6 +8,7 @@
 #include <rte_errno.h>
 #include <rte_ethdev.h>
 #include <rte_mbuf.h>
+#include <rte_random.h>
 
 #include "core/base/dmta_log.h"
 #include "core/dmta_port.h"
@@ -47,6 +48,82 @@ static int port_find(const struct dmta_conf *conf, uint16_t *port_id, char *err,
 	return -ENODEV;
 }
 
+/* How many queues, and whether RSS steers: [port] steering (see dmta_port.h). */
+static int port_queues(const struct dmta_conf *conf, const struct rte_eth_dev_info *info,
+		       unsigned int nb_workers, struct dmta_port *port, char *err, size_t errlen)
+{
+	const char *mode = dmta_conf_get(conf, "port", "steering");
+	bool can_rss = nb_workers > 1 && info->max_rx_queues >= nb_workers &&
+		       (info->flow_type_rss_offloads & RTE_ETH_RSS_NONFRAG_IPV4_TCP) != 0 &&
+		       info->reta_size >= nb_workers && info->hash_key_size >= 16;
+
+	if (mode == NULL)
+		mode = "auto";
+	if (strcmp(mode, "auto") != 0 && strcmp(mode, "rss") != 0 &&
+	    strcmp(mode, "software") != 0) {
+		snprintf(err, errlen, "%s: [port] steering = %s: expected auto, rss or software",
+			 dmta_conf_source(conf), mode);
+		return -EINVAL;
+	}
+	if (info->max_tx_queues < nb_workers) {
+		snprintf(err, errlen,
+			 "port %s has %u TX queues but [workers] count = %u needs one per worker "
+			 "(lower the count, or give the device more queues)",
+			 port->name, info->max_tx_queues, nb_workers);
+		return -EINVAL;
+	}
+	if (strcmp(mode, "rss") == 0 && nb_workers > 1 && !can_rss) {
+		snprintf(err, errlen,
+			 "port %s cannot steer by RSS to %u workers (%u RX queues, RETA of %u, "
+			 "TCP/IPv4 hashing %s): use [port] steering = software",
+			 port->name, nb_workers, info->max_rx_queues, info->reta_size,
+			 (info->flow_type_rss_offloads & RTE_ETH_RSS_NONFRAG_IPV4_TCP)
+			     ? "offered"
+			     : "not offered");
+		return -EINVAL;
+	}
+	port->nb_txq = (uint16_t)nb_workers;
+	port->rss = can_rss && strcmp(mode, "software") != 0;
+	port->nb_rxq = (uint16_t)RTE_MIN(nb_workers, (unsigned int)info->max_rx_queues);
+	if (port->nb_rxq == 0) {
+		snprintf(err, errlen, "port %s has no RX queue", port->name);
+		return -EINVAL;
+	}
+	if (port->rss) {
+		/* A random key: an outsider cannot aim a flood at one worker. */
+		port->rss_key_len = (uint8_t)RTE_MIN(info->hash_key_size, sizeof(port->rss_key));
+		for (unsigned int i = 0; i < port->rss_key_len; i += 8) {
+			uint64_t r = rte_rand();
+
+			memcpy(port->rss_key + i, &r, RTE_MIN(8u, port->rss_key_len - i));
+		}
+		port->reta_size = info->reta_size;
+	}
+	return 0;
+}
+
+/* Redirection table entry i -> queue i % queues, the mapping dmta_steer
+ * computes with. A device that refuses keeps its own table: replies may
+ * then land on the wrong worker, which forwards them (slower, not wrong). */
+static void port_reta(struct dmta_port *port)
+{
+	struct rte_eth_rss_reta_entry64 reta[RTE_ETH_RSS_RETA_SIZE_512 / RTE_ETH_RETA_GROUP_SIZE];
+	uint16_t size = RTE_MIN(port->reta_size, (uint16_t)RTE_ETH_RSS_RETA_SIZE_512);
+	int rc;
+
+	memset(reta, 0, sizeof(reta));
+	for (uint16_t i = 0; i < size; i++) {
+		reta[i / RTE_ETH_RETA_GROUP_SIZE].mask |= 1ULL << (i % RTE_ETH_RETA_GROUP_SIZE);
+		reta[i / RTE_ETH_RETA_GROUP_SIZE].reta[i % RTE_ETH_RETA_GROUP_SIZE] =
+		    (uint16_t)(i % port->nb_rxq);
+	}
+	rc = rte_eth_dev_rss_reta_update(port->port_id, reta, size);
+	if (rc != 0)
+		dmta_warn("port %s: cannot program the RSS redirection table (%s): replies that "
+			  "hash elsewhere are forwarded between workers",
+			  port->name, rte_strerror(-rc));
+}
+
 int dmta_port_open(const struct dmta_conf *conf, unsigned int nb_workers, struct dmta_port *port,
 		   char *err, size_t errlen)
 {
@@ -78,17 +155,12 @@ int dmta_port_open(const struct dmta_conf *conf, unsigned int nb_workers, struct
 			 rte_strerror(-rc));
 		return rc;
 	}
-	if (info.max_rx_queues < nb_workers || info.max_tx_queues < nb_workers) {
-		snprintf(err, errlen,
-			 "port %s has %u RX / %u TX queues but [workers] count = %u needs one "
-			 "of each per worker (lower the count, or give the device more queues)",
-			 port->name, info.max_rx_queues, info.max_tx_queues, nb_workers);
-		return -EINVAL;
-	}
+	rc = port_queues(conf, &info, nb_workers, port, err, errlen);
+	if (rc != 0)
+		return rc;
 	port->socket_id = rte_eth_dev_socket_id(port->port_id);
 	if (port->socket_id < 0)
 		port->socket_id = 0;
-	port->nb_queues = (uint16_t)nb_workers;
 
 	for (unsigned int k = 0; k < nb_workers; k++) {
 		char pname[RTE_MEMPOOL_NAMESIZE];
@@ -106,18 +178,13 @@ int dmta_port_open(const struct dmta_conf *conf, unsigned int nb_workers, struct
 	}
 
 	memset(&econf, 0, sizeof(econf));
-	if (nb_workers > 1) {
+	if (port->rss) {
 		econf.rxmode.mq_mode = RTE_ETH_MQ_RX_RSS;
-		econf.rx_adv_conf.rss_conf.rss_hf =
-		    info.flow_type_rss_offloads & (RTE_ETH_RSS_IP | RTE_ETH_RSS_TCP);
-		if (econf.rx_adv_conf.rss_conf.rss_hf == 0) {
-			snprintf(err, errlen,
-				 "port %s offers no RSS on IP/TCP: it can feed only one worker",
-				 port->name);
-			return -EINVAL;
-		}
+		econf.rx_adv_conf.rss_conf.rss_hf = RTE_ETH_RSS_NONFRAG_IPV4_TCP;
+		econf.rx_adv_conf.rss_conf.rss_key = port->rss_key;
+		econf.rx_adv_conf.rss_conf.rss_key_len = port->rss_key_len;
 	}
-	rc = rte_eth_dev_configure(port->port_id, port->nb_queues, port->nb_queues, &econf);
+	rc = rte_eth_dev_configure(port->port_id, port->nb_rxq, port->nb_txq, &econf);
 	if (rc != 0) {
 		snprintf(err, errlen, "port %s: configure failed: %s", port->name,
 			 rte_strerror(-rc));
@@ -131,9 +198,12 @@ int dmta_port_open(const struct dmta_conf *conf, unsigned int nb_workers, struct
 			 rte_strerror(-rc));
 		return rc;
 	}
-	for (uint16_t q = 0; q < port->nb_queues; q++) {
-		rc = rte_eth_rx_queue_setup(port->port_id, q, nrx, (unsigned int)port->socket_id,
-					    NULL, port->pool[q]);
+	for (uint16_t q = 0; q < port->nb_txq; q++) {
+		rc = 0;
+		if (q < port->nb_rxq)
+			rc = rte_eth_rx_queue_setup(port->port_id, q, nrx,
+						    (unsigned int)port->socket_id, NULL,
+						    port->pool[q]);
 		if (rc == 0)
 			rc = rte_eth_tx_queue_setup(port->port_id, q, ntx,
 						    (unsigned int)port->socket_id, NULL);
@@ -165,6 +235,8 @@ int dmta_port_open(const struct dmta_conf *conf, unsigned int nb_workers, struct
 		return rc;
 	}
 	port->started = true;
+	if (port->rss)
+		port_reta(port);
 	return 0;
 }
 

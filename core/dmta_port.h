@@ -7,10 +7,19 @@
  *	dmta_port_close(&port);
  *
  * DESCRIPTION
- *	Reads [port] from dmta.conf (device, rx_desc, tx_desc, mbufs, mtu),
- *	finds the ethdev, checks that it has one RX and one TX queue per
+ *	Reads [port] from dmta.conf (device, rx_desc, tx_desc, mbufs, mtu,
+ *	steering), finds the ethdev, checks that it has a TX queue per
  *	worker, creates one mbuf pool per worker (on the port's NUMA socket),
- *	configures RSS when there is more than one queue, and starts the port.
+ *	sets up the RX side for flow steering (see dmta_steer.h) and starts
+ *	the port:
+ *	  steering = rss: one RX queue per worker, RSS on the TCP 4-tuple
+ *	    with a random Toeplitz key and a redirection table of entry i ->
+ *	    queue i % workers, so that workers can pick local ports whose
+ *	    replies hash to them. Refused when the port cannot.
+ *	  steering = software: as many RX queues as the port has, up to one
+ *	    per worker, spread however the device spreads (or not at all);
+ *	    workers dispatch frames to their owners.
+ *	  steering = auto (default): rss when the port offers it, else software.
  *
  * DIAGNOSTICS
  *	0, or -errno with one line in err that names what to change.
@@ -31,7 +40,12 @@
 
 struct dmta_port {
 	uint16_t port_id;
-	uint16_t nb_queues; /* one RX and one TX queue per worker */
+	uint16_t nb_txq; /* one per worker */
+	uint16_t nb_rxq; /* queue k polled by worker k; workers beyond have none */
+	bool rss;	 /* RX spread by our key and redirection table */
+	uint8_t rss_key_len;
+	uint16_t reta_size;
+	uint8_t rss_key[64];
 	uint16_t mtu;
 	int socket_id;
 	bool started;

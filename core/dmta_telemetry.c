@@ -31,6 +31,10 @@ static const struct {
     {"port_tx_dropped", offsetof(struct dmta_worker_stats, tx_dropped)},
     {"port_tx_retried", offsetof(struct dmta_worker_stats, tx_retried)},
     {"idle_sleeps", offsetof(struct dmta_worker_stats, idle_sleeps)},
+    {"stray_out", offsetof(struct dmta_worker_stats, stray_out)},
+    {"stray_in", offsetof(struct dmta_worker_stats, stray_in)},
+    {"stray_drop", offsetof(struct dmta_worker_stats, stray_drop)},
+    {"arp_shared", offsetof(struct dmta_worker_stats, arp_shared)},
 };
 
 static uint64_t load_u64(const void *base, size_t offset)
@@ -123,6 +127,11 @@ static int tel_info(const char *cmd, const char *params, struct rte_tel_data *d)
 	rte_tel_data_add_dict_string(d, "mac", mac);
 	rte_tel_data_add_dict_string(d, "address", tel_address);
 	rte_tel_data_add_dict_u64(d, "mtu", tel_port->mtu);
+	rte_tel_data_add_dict_u64(d, "rx_queues", tel_port->nb_rxq);
+	rte_tel_data_add_dict_string(d, "steering",
+				     tel_nb_workers < 2 ? "none"
+				     : tel_port->rss	? "rss"
+							: "software");
 	pthread_mutex_unlock(&tel_lock);
 	return 0;
 }

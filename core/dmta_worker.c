@@ -3,12 +3,15 @@
  */
 #include <errno.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <rte_cycles.h>
 #include <rte_ethdev.h>
 #include <rte_mbuf.h>
+#include <rte_errno.h>
 #include <rte_pause.h>
+#include <rte_ring.h>
 
 #include "core/base/dmta_log.h"
 #include "core/dmta_worker.h"
@@ -16,6 +19,8 @@
 #define WORKER_BURST 32
 /* Empty polls before an idle sleep, when idle sleeping is on. */
 #define WORKER_IDLE_POLLS 1024
+/* Frames other workers may have forwarded to one worker and not yet taken. */
+#define WORKER_INBOX 8192
 
 static atomic_bool workers_quit;
 
@@ -67,24 +72,51 @@ int dmta_worker_tcp_conf(const struct dmta_conf *conf, unsigned int id, unsigned
 	return 0;
 }
 
+bool dmta_worker_port_ok(void *arg, uint32_t laddr, uint16_t lport, uint32_t raddr, uint16_t rport)
+{
+	const struct dmta_worker *w = arg;
+
+	return w->steer == NULL || dmta_steer_port_ok(w->steer, w->id, laddr, lport, raddr, rport);
+}
+
 int dmta_worker_init(struct dmta_worker *w, unsigned int id, const struct dmta_port *port,
 		     const struct tcp_netif_conf *netconf, const struct tcp_stack_conf *stackconf,
-		     uint32_t idle_sleep_us)
+		     uint32_t idle_sleep_us, const struct dmta_steer *steer,
+		     struct dmta_worker *peers)
 {
 	memset(w, 0, sizeof(*w));
 	w->id = id;
 	w->port_id = port->port_id;
 	w->queue_id = (uint16_t)id;
+	w->has_rxq = id < port->nb_rxq;
 	w->idle_sleep_us = idle_sleep_us;
+	w->pool = port->pool[id];
+	if (steer != NULL && steer->nb_workers > 1) {
+		char name[RTE_RING_NAMESIZE];
+
+		w->steer = steer;
+		w->peers = peers;
+		snprintf(name, sizeof(name), "dmta_inbox_%u", id);
+		w->inbox = rte_ring_create(name, WORKER_INBOX, port->socket_id, RING_F_SC_DEQ);
+		if (w->inbox == NULL)
+			return -rte_errno;
+	}
 	w->nif = tcp_netif_create(netconf, port->pool[id], port->socket_id);
-	if (w->nif == NULL)
-		return -errno;
+	if (w->nif == NULL) {
+		int e = errno;
+
+		rte_ring_free(w->inbox);
+		w->inbox = NULL;
+		return -e;
+	}
 	w->stk = tcp_stack_create(stackconf, w->nif, port->pool[id], port->socket_id, rte_rdtsc());
 	if (w->stk == NULL) {
 		int e = errno;
 
 		tcp_netif_free(w->nif);
 		w->nif = NULL;
+		rte_ring_free(w->inbox);
+		w->inbox = NULL;
 		return -e;
 	}
 	return 0;
@@ -133,6 +165,75 @@ static void worker_tx(struct dmta_worker *w)
 	}
 }
 
+/* Give another worker a frame of its own; a full inbox loses it (TCP
+ * recovers one lost segment; the count says how often). */
+static void worker_forward(struct dmta_worker *w, uint32_t to, struct rte_mbuf *m)
+{
+	if (rte_ring_mp_enqueue(w->peers[to].inbox, m) != 0) {
+		rte_pktmbuf_free(m);
+		w->stats.stray_drop++;
+		return;
+	}
+	w->stats.stray_out++;
+}
+
+/* Keep in rx what this worker owns; forward the rest; copy ARP to all. */
+static uint16_t worker_dispatch(struct dmta_worker *w, struct rte_mbuf **rx, uint16_t n)
+{
+	uint16_t keep = 0;
+
+	for (uint16_t i = 0; i < n; i++) {
+		uint32_t owner = dmta_steer_owner(w->steer, rx[i], w->id);
+
+		if (owner == DMTA_STEER_ALL) {
+			for (uint32_t k = 0; k < w->steer->nb_workers; k++) {
+				struct rte_mbuf *c;
+
+				if (k == w->id)
+					continue;
+				c = rte_pktmbuf_copy(rx[i], w->pool, 0, UINT32_MAX);
+				if (c == NULL) {
+					w->stats.stray_drop++;
+					continue;
+				}
+				w->stats.arp_shared++;
+				worker_forward(w, k, c);
+			}
+			rx[keep++] = rx[i];
+		} else if (owner == w->id) {
+			rx[keep++] = rx[i];
+		} else {
+			worker_forward(w, owner, rx[i]);
+		}
+	}
+	return keep;
+}
+
+/* Frames other workers forwarded: segments of this worker's connections,
+ * and copies of ARP frames (learned from, never answered twice). */
+static uint16_t worker_inbox(struct dmta_worker *w, uint64_t now)
+{
+	struct rte_mbuf *in[WORKER_BURST];
+	unsigned int n = rte_ring_sc_dequeue_burst(w->inbox, (void **)in, WORKER_BURST, NULL);
+	uint16_t keep = 0;
+
+	if (n == 0)
+		return 0;
+	w->stats.stray_in += n;
+	for (unsigned int i = 0; i < n; i++) {
+		const struct rte_ether_hdr *eth =
+		    rte_pktmbuf_mtod(in[i], const struct rte_ether_hdr *);
+
+		if (rte_pktmbuf_data_len(in[i]) >= RTE_ETHER_HDR_LEN &&
+		    eth->ether_type == rte_cpu_to_be_16(RTE_ETHER_TYPE_ARP))
+			tcp_netif_arp_learn(w->nif, in[i], now);
+		else
+			in[keep++] = in[i];
+	}
+	tcp_netif_input(w->nif, in, keep, now);
+	return (uint16_t)n;
+}
+
 /* Hand the stack's news to the application (or close what nobody owns). */
 static void worker_events(struct dmta_worker *w, uint64_t now)
 {
@@ -157,13 +258,20 @@ int dmta_worker_main(void *arg)
 
 	while (!atomic_load_explicit(&workers_quit, memory_order_acquire)) {
 		uint64_t now = rte_rdtsc();
-		uint16_t n = rte_eth_rx_burst(w->port_id, w->queue_id, rx, WORKER_BURST);
+		uint16_t n = 0, mine;
 
+		if (w->has_rxq)
+			n = rte_eth_rx_burst(w->port_id, w->queue_id, rx, WORKER_BURST);
 		w->stats.loops++;
 		if (n > 0) {
 			w->stats.rx_bursts++;
 			w->stats.rx_frames += n;
-			tcp_netif_input(w->nif, rx, n, now);
+			mine = w->steer != NULL ? worker_dispatch(w, rx, n) : n;
+			tcp_netif_input(w->nif, rx, mine, now);
+			idle = 0;
+		}
+		if (w->inbox != NULL && worker_inbox(w, now) > 0) {
+			n = 1; /* not idle */
 			idle = 0;
 		}
 		if (now - last_tick >= tick) {
@@ -193,6 +301,14 @@ void dmta_worker_fini(struct dmta_worker *w)
 {
 	rte_pktmbuf_free_bulk(w->hold, w->held);
 	w->held = 0;
+	if (w->inbox != NULL) {
+		struct rte_mbuf *m;
+
+		while (rte_ring_sc_dequeue(w->inbox, (void **)&m) == 0)
+			rte_pktmbuf_free(m);
+		rte_ring_free(w->inbox);
+		w->inbox = NULL;
+	}
 	tcp_stack_free(w->stk);
 	w->stk = NULL;
 	tcp_netif_free(w->nif);

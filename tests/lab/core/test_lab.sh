@@ -66,14 +66,15 @@ try "too few lcores" "2 workers need 3" "$base
 [workers]
 count = 2"
 # Three lcores on two CPUs, so that the port's single queue pair is the limit.
-try "more workers than queues" "needs one of each per worker" "$(sed 's|-l 0-1|--lcores 0@0,1@1,2@1|' <<<"$base")
+try "more workers than queues" "TX queues but \[workers\] count = 2 needs one per worker" "$(sed 's|-l 0-1|--lcores 0@0,1@1,2@1|' <<<"$base")
 [workers]
 count = 2"
-# Three lcores on two CPUs and two queue pairs: af_packet has no RSS (and
-# several workers on a port would need flow steering, not there yet).
-try "two workers on one port" "feed only one worker\|need flow steering" "$(sed 's|-l 0-1|--lcores 0@0,1@1,2@1|; s|qpairs=1|qpairs=2|' <<<"$base")
+# Three lcores on two CPUs and two queue pairs: af_packet has no RSS, so
+# two workers there need software steering (test_shard.py runs that).
+try "RSS steering asked of a port without RSS" "cannot steer by RSS to 2 workers" "$(sed 's|-l 0-1|--lcores 0@0,1@1,2@1|; s|qpairs=1|qpairs=2|; s|^\[port\]|[port]\nsteering = rss|' <<<"$base")
 [workers]
 count = 2"
+try "bad steering" "expected auto, rss or software" "$(sed 's|^\[port\]|[port]\nsteering = magic|' <<<"$base")"
 try "no address" "\[net\] address is required" "$(grep -v '^address' <<<"$base")"
 try "bad address" "expected ADDRESS/PREFIX" "$(sed 's|^address = .*|address = 198.18.0.300/24|' <<<"$base")"
 try "bad number" "not a valid number" "$base
