@@ -50,6 +50,7 @@ struct dmta_job {
 	struct smtp_msg msg;	 /* what the SMTP engine sends */
 	struct dmta_job_policy policy;
 	uint64_t start_ns;
+	struct dmta_job *wait_next; /* the backend's: waiting for a connection */
 
 	/* Filled by the backend before done(). */
 	bool connected;	 /* false: no SMTP transaction happened */

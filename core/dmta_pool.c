@@ -27,6 +27,10 @@ enum kc_state {
 struct kb_dest {
 	char *domain;
 	struct kb_conn *idle; /* idle sessions, most recent first */
+	unsigned nconns;      /* connections open, closing ones included */
+	/* Jobs waiting for a connection: the scheduler counts jobs, but a
+	 * session saying QUIT still holds a connection at the receiver. */
+	struct dmta_job *wait_head, *wait_tail;
 	struct kb_dest *next;
 };
 
@@ -64,6 +68,7 @@ struct dmta_pool {
 };
 
 static void conn_try(struct kb_conn *c);
+static void dest_kick(struct dmta_pool *kb, struct kb_dest *d);
 
 static struct kb_dest *dest_get(struct dmta_pool *kb, const char *domain)
 {
@@ -149,6 +154,7 @@ static void conn_close_fd(struct kb_conn *c, bool graceful)
 static void conn_free(struct kb_conn *c)
 {
 	struct dmta_pool *kb = c->kb;
+	struct kb_dest *d = c->d;
 
 	conn_close_fd(c, true);
 	if (c->job == NULL)
@@ -160,7 +166,9 @@ static void conn_free(struct kb_conn *c)
 	if (c->next)
 		c->next->prev = c->prev;
 	kb->nconns--;
+	d->nconns--;
 	free(c);
+	dest_kick(kb, d);
 }
 
 /* The current address failed: try the next, or fail the job. */
@@ -247,6 +255,7 @@ static void conn_job_done(struct kb_conn *c)
 	} else {
 		c->idle_next = c->d->idle;
 		c->d->idle = c;
+		dest_kick(kb, c->d);
 	}
 }
 
@@ -467,35 +476,35 @@ void dmta_pool_writable(struct dmta_pool_conn *xc)
 	}
 }
 
-int dmta_pool_submit(struct dmta_pool *kb, struct dmta_job *job)
+/* Start @p job on an idle session of its destination. false: none would take it. */
+static bool dest_reuse(struct kb_dest *d, struct dmta_job *job)
 {
-	struct kb_dest *d;
 	struct kb_conn *c;
 
-	if (kb->draining)
-		return -ESHUTDOWN;
-	d = dest_get(kb, job->sjob.domain);
-	if (d == NULL)
-		return -ENOMEM;
-	kb->busy++;
-	job->reply[0] = '\0';
-	c = d->idle;
-	if (c != NULL) {
+	while ((c = d->idle) != NULL) {
 		idle_remove(c);
 		c->job = job;
 		if (smtp_session_submit(c->s, &job->msg) == 0) {
 			conn_flush(c);
 			conn_arm(c);
-			return 0;
+			return true;
 		}
-		/* The session is closing after all: a new connection then. */
+		/* The session is closing after all. */
 		c->job = NULL;
+		c->max_msgs = c->msgs;
 		smtp_session_quit(c->s);
 	}
-	c = calloc(1, sizeof(*c));
+	return false;
+}
+
+/* Start @p job on a new connection. */
+static void dest_connect(struct dmta_pool *kb, struct kb_dest *d, struct dmta_job *job)
+{
+	struct kb_conn *c = calloc(1, sizeof(*c));
+
 	if (c == NULL) {
-		kb->busy--;
-		return -ENOMEM;
+		job_finish(kb, job, false, "451 4.3.0 out of memory");
+		return;
 	}
 	c->kb = kb;
 	c->d = d;
@@ -508,7 +517,65 @@ int dmta_pool_submit(struct dmta_pool *kb, struct dmta_job *job)
 		kb->conns->prev = c;
 	kb->conns = c;
 	kb->nconns++;
+	d->nconns++;
 	conn_try(c);
+}
+
+/* Give waiting jobs an idle session, or a new connection while the
+ * destination is under its limit. Each job leaves the queue before it
+ * starts, so a done() that submits again finds the queue consistent. */
+static bool dest_full(const struct kb_dest *d, const struct dmta_job *job)
+{
+	return job->sjob.max_connections != 0 && d->nconns >= job->sjob.max_connections;
+}
+
+static void dest_kick(struct dmta_pool *kb, struct kb_dest *d)
+{
+	struct dmta_job *job;
+
+	while ((job = d->wait_head) != NULL) {
+		if (!kb->draining && d->idle == NULL && dest_full(d, job))
+			return;
+		d->wait_head = job->wait_next;
+		if (d->wait_head == NULL)
+			d->wait_tail = NULL;
+		job->wait_next = NULL;
+		if (kb->draining) {
+			job_finish(kb, job, false, "451 4.3.2 dmtad is stopping");
+			continue;
+		}
+		if (dest_reuse(d, job))
+			continue;
+		if (dest_full(d, job)) {
+			/* The idle sessions were closing after all: wait for them. */
+			job->wait_next = d->wait_head;
+			d->wait_head = job;
+			if (d->wait_tail == NULL)
+				d->wait_tail = job;
+			return;
+		}
+		dest_connect(kb, d, job);
+	}
+}
+
+int dmta_pool_submit(struct dmta_pool *kb, struct dmta_job *job)
+{
+	struct kb_dest *d;
+
+	if (kb->draining)
+		return -ESHUTDOWN;
+	d = dest_get(kb, job->sjob.domain);
+	if (d == NULL)
+		return -ENOMEM;
+	kb->busy++;
+	job->reply[0] = '\0';
+	job->wait_next = NULL;
+	if (d->wait_tail != NULL)
+		d->wait_tail->wait_next = job;
+	else
+		d->wait_head = job;
+	d->wait_tail = job;
+	dest_kick(kb, d);
 	return 0;
 }
 
@@ -560,6 +627,7 @@ void dmta_pool_drain(struct dmta_pool *kb)
 
 	kb->draining = true;
 	for (struct kb_dest *d = kb->dests; d != NULL; d = d->next) {
+		dest_kick(kb, d); /* fails what waits */
 		while (d->idle != NULL) {
 			struct kb_conn *c = d->idle;
 
@@ -581,6 +649,7 @@ void dmta_pool_free(struct dmta_pool *kb)
 {
 	if (kb == NULL)
 		return;
+	kb->draining = true; /* closing connections start no waiting job */
 	while (kb->conns != NULL) {
 		struct kb_conn *c = kb->conns;
 

@@ -811,6 +811,7 @@ int queue_sched_jobs(struct queue_sched *s, uint64_t now_ns, struct queue_job *j
 			    .domain = d->name,
 			    .shard = d->shard,
 			    .max_messages_per_connection = d->lim.max_messages_per_connection,
+			    .max_connections = d->lim.max_connections,
 			    .nrcpt = it->n,
 			    .rcpt = it->rcpt,
 			    .priv = it,

@@ -104,6 +104,7 @@ struct queue_job {
 	const char *domain; /* owned by the scheduler; valid while it lives */
 	unsigned shard;
 	uint32_t max_messages_per_connection;
+	uint32_t max_connections; /* the destination's limit, for the backend to keep too */
 	uint32_t nrcpt;
 	uint32_t *rcpt; /* indices into the message's recipients (owned by the scheduler) */
 	void *priv;
