@@ -102,3 +102,41 @@ def ping(count=200, interval="0.01"):
 def mac_of(ifname):
     with open("/sys/class/net/%s/address" % ifname) as f:
         return f.read().strip()
+
+
+def dmtad_until_settled(conf, timeout=90, while_running=None):
+    """Run dmtad with @conf until its spool is empty (fail after @timeout
+    seconds), call while_running() before stopping it, stop it with
+    SIGTERM and check a clean exit. Returns (seconds to settle, output,
+    what while_running returned)."""
+    d = subprocess.Popen([os.path.join(BUILD, "core/dmtad"), "-c", conf], stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True)
+    extra = None
+    try:
+        lines = []
+        while True:
+            line = d.stdout.readline()
+            lines.append(line)
+            if not line or ": ready:" in line:
+                break
+        check(": ready:" in line, "dmtad: " + "".join(lines))
+        t0 = time.time()
+        while time.time() < t0 + timeout:
+            q = subprocess.run([os.path.join(BUILD, "tools/queue/dmta-queue"), "-c", conf,
+                                "--json", "stats"], capture_output=True, text=True, timeout=30)
+            st = json.loads(q.stdout) if q.returncode == 0 and q.stdout.strip() else {}
+            if st.get("messages", -1) == 0:
+                break
+            time.sleep(0.5)
+        else:
+            fail("queue not empty after %d s: %s" % (timeout, q.stdout))
+        elapsed = time.time() - t0
+        if while_running is not None:
+            extra = while_running()
+    finally:
+        d.terminate()
+        out, _ = d.communicate(timeout=30)
+        print(out)
+    check(d.returncode == 0, "dmtad exit %d after SIGTERM" % d.returncode)
+    check("AddressSanitizer" not in out and "runtime error" not in out, "sanitizer report")
+    return elapsed, out, extra

@@ -16,10 +16,9 @@ import re
 import subprocess
 import sys
 import tempfile
-import time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from labutil import BUILD, check, fail, lab
+from labutil import BUILD, check, dmtad_until_settled, lab
 
 SINK_LOG = "/run/dmta-lab/sink.log"
 
@@ -78,33 +77,7 @@ check(r.returncode == 0, "dmta-inject: exit %d: %s" % (r.returncode, r.stderr))
 print(r.stderr.strip())
 
 before = sink_count()
-d = subprocess.Popen([os.path.join(BUILD, "core/dmtad"), "-c", conf], stdout=subprocess.PIPE,
-                     stderr=subprocess.STDOUT, text=True)
-try:
-    lines = []
-    while True:
-        line = d.stdout.readline()
-        lines.append(line)
-        if not line or ": ready:" in line:
-            break
-    check(": ready:" in line, "dmtad: " + "".join(lines))
-    deadline = time.time() + 90
-    while time.time() < deadline:
-        q = subprocess.run([os.path.join(BUILD, "tools/queue/dmta-queue"), "-c", conf, "--json",
-                            "stats"], capture_output=True, text=True, timeout=30)
-        st = json.loads(q.stdout) if q.returncode == 0 and q.stdout.strip() else {}
-        if st.get("messages", -1) == 0:
-            break
-        time.sleep(0.5)
-    else:
-        fail("queue not empty after 90 s: %s" % q.stdout)
-    elapsed = time.time() - (deadline - 90)
-finally:
-    d.terminate()
-    out, _ = d.communicate(timeout=30)
-print(out)
-check(d.returncode == 0, "dmtad exit %d after SIGTERM" % d.returncode)
-check("AddressSanitizer" not in out and "runtime error" not in out, "sanitizer report")
+elapsed, _, _ = dmtad_until_settled(conf)
 
 lines = [json.loads(l) for l in open(os.path.join(spool, "delivery.log"))]
 final = {}
