@@ -7,8 +7,8 @@
  *	dmta-nc [-c dmta.conf] --connections K --bytes N HOST PORT
  *
  * DESCRIPTION
- *	Brings up the data plane from dmta.conf (EAL, the port, one worker
- *	with its netif and TCP stack; [workers] count must be 1) and:
+ *	Brings up the data plane from dmta.conf (EAL, the port, the workers
+ *	with their netifs and TCP stacks) and:
  *
  *	- connects to HOST:PORT (an IPv4 address), sends stdin (or --bytes N
  *	  of generated data), half-closes, and writes what it receives to
@@ -20,9 +20,12 @@
  *	  ones per millisecond, at most --max-connecting handshakes in flight);
  *	  once all are established, each sends --bytes N and closes; then it
  *	  waits for the connection table to empty and checks that every mbuf
- *	  is back in the pool.
+ *	  is back in the pool. With several workers ([workers] count), each
+ *	  opens its share of the K from its own stack (and the limits are
+ *	  shared out too); replies reach their worker by flow steering.
  *
- *	The worker lcore runs the stack and never makes a system call; the
+ *	One connection (and --listen) runs on worker 0. The worker lcores
+ *	run the stacks and never make a system call; the
  *	main lcore reads stdin and writes stdout. They pass 64 KiB buffers
  *	over two single-producer rings (stdin -> worker, worker -> stdout);
  *	a full ring stops the reader, so a slow stdout closes the TCP window
@@ -789,16 +792,71 @@ static void main_loop(struct nc *nc, uint64_t deadline)
 		rte_mempool_put(nc->bufs, in);
 }
 
+/* The run as a whole: @p nc[0..n) are the workers' parts of it. */
+static void nc_sum(struct nc *sum, const struct nc *nc, unsigned int n)
+{
+	sum->mode = nc[0].mode;
+	sum->result = 0;
+	sum->why[0] = '\0';
+	sum->t_start = UINT64_MAX;
+	sum->t_end = 0;
+	sum->sent = sum->received = 0;
+	sum->nconns = sum->k_ok = sum->k_failed = sum->k_peak = 0;
+	for (unsigned int k = 0; k < n; k++) {
+		if (sum->result == 0 && nc[k].result != 0) {
+			sum->result = nc[k].result;
+			memcpy(sum->why, nc[k].why, sizeof(sum->why));
+		}
+		if (nc[k].t_start != 0 && nc[k].t_start < sum->t_start)
+			sum->t_start = nc[k].t_start;
+		if (nc[k].t_end > sum->t_end)
+			sum->t_end = nc[k].t_end;
+		sum->sent += nc[k].sent;
+		sum->received += nc[k].received;
+		sum->nconns += nc[k].nconns;
+		sum->k_ok += nc[k].k_ok;
+		sum->k_failed += nc[k].k_failed;
+		sum->k_peak += nc[k].k_peak; /* peaks of different moments: an upper bound */
+	}
+	if (sum->t_start == UINT64_MAX)
+		sum->t_start = 0;
+}
+
+static unsigned int mbufs_in_use(const struct dmta_dataplane *dp)
+{
+	unsigned int n = 0;
+
+	for (unsigned int k = 0; k < dp->nb_workers; k++)
+		n += rte_mempool_in_use_count(dp->port.pool[k]);
+	return n;
+}
+
 static void summary(struct nc *nc, struct dmta_dataplane *dp, unsigned int mbufs_start,
 		    unsigned int mbufs_end)
 {
-	const struct tcp_stack_stats *st = tcp_stack_stats(dp->workers[0].stk);
+	struct tcp_stack_stats stsum, *st = &stsum;
 	double secs = nc->t_end > nc->t_start
 			  ? (double)(nc->t_end - nc->t_start) / (double)rte_get_tsc_hz()
 			  : 0.0;
 	uint32_t ok, failed;
+	uint64_t tx_dropped = 0, strays = 0, stray_drop = 0;
 	struct rte_eth_stats es;
 
+	memset(&stsum, 0, sizeof(stsum));
+	for (unsigned int k = 0; k < dp->nb_workers; k++) {
+		const struct tcp_stack_stats *s = tcp_stack_stats(dp->workers[k].stk);
+
+		stsum.retransmits += s->retransmits;
+		stsum.rto_fired += s->rto_fired;
+		stsum.fast_retransmits += s->fast_retransmits;
+		stsum.rx_ooo_drop += s->rx_ooo_drop;
+		stsum.tx_no_mbuf += s->tx_no_mbuf;
+		stsum.conns += s->conns;
+		stsum.conns_alloc += s->conns_alloc;
+		tx_dropped += dp->workers[k].stats.tx_dropped;
+		strays += dp->workers[k].stats.stray_in;
+		stray_drop += dp->workers[k].stats.stray_drop;
+	}
 	memset(&es, 0, sizeof(es));
 	rte_eth_stats_get(dp->port.port_id, &es);
 	if (nc->mode == NC_MANY) {
@@ -815,7 +873,7 @@ static void summary(struct nc *nc, struct dmta_dataplane *dp, unsigned int mbufs
 		"rto_fired=%llu fast_retransmits=%llu rx_ooo_drop=%llu tx_no_mbuf=%llu "
 		"table_conns=%llu "
 		"table_slots=%llu mbufs_start=%u mbufs_end=%u port_rx=%llu port_rx_missed=%llu "
-		"port_tx_errors=%llu tx_dropped=%llu\n",
+		"port_tx_errors=%llu tx_dropped=%llu workers=%u strays=%llu stray_drop=%llu\n",
 		(unsigned long long)nc->sent, (unsigned long long)nc->received, secs,
 		secs > 0 ? (double)nc->sent * 8 / secs / 1e6 : 0.0,
 		secs > 0 ? (double)nc->received * 8 / secs / 1e6 : 0.0, ok, failed,
@@ -825,13 +883,58 @@ static void summary(struct nc *nc, struct dmta_dataplane *dp, unsigned int mbufs
 		(unsigned long long)st->tx_no_mbuf, (unsigned long long)st->conns,
 		(unsigned long long)st->conns_alloc, mbufs_start, mbufs_end,
 		(unsigned long long)es.ipackets, (unsigned long long)es.imissed,
-		(unsigned long long)es.oerrors,
-		(unsigned long long)dp->workers[0].stats.tx_dropped);
+		(unsigned long long)es.oerrors, (unsigned long long)tx_dropped, dp->nb_workers,
+		(unsigned long long)strays, (unsigned long long)stray_drop);
+}
+
+/* --connections: wait for every worker's part, passing on signals and --timeout. */
+static void many_wait(struct nc *nc, unsigned int n, uint64_t deadline)
+{
+	for (;;) {
+		unsigned int done = 0;
+		int quit = 0;
+
+		for (unsigned int k = 0; k < n; k++)
+			done += atomic_load_explicit(&nc[k].done, memory_order_acquire);
+		if (done == n)
+			return;
+		if (nc_signalled != 0)
+			quit = NC_EX_TEMPFAIL;
+		if (deadline != 0 && rte_rdtsc() > deadline)
+			quit = NC_EX_TEMPFAIL;
+		for (unsigned int k = 0; quit != 0 && k < n; k++)
+			if (atomic_load(&nc[k].quit) == 0) {
+				snprintf(nc[k].why, sizeof(nc[k].why), "%s",
+					 nc_signalled ? "interrupted by a signal"
+						      : "timed out (--timeout)");
+				atomic_store_explicit(&nc[k].quit, quit, memory_order_release);
+			}
+		usleep(1000);
+	}
+}
+
+/* Worker @p k's part of --connections: its share of the connections and limits. */
+static int many_part(struct nc *part, const struct nc *all, unsigned int k, unsigned int n,
+		     struct dmta_worker *w)
+{
+	memcpy(part, all, sizeof(*part));
+	part->nconns = all->nconns / n + (k < all->nconns % n ? 1 : 0);
+	part->k_max_connecting = RTE_MAX(1u, all->k_max_connecting / n);
+	part->w = w;
+	part->k = NULL;
+	if (part->nconns == 0) {
+		atomic_store(&part->done, true); /* nothing to do here */
+		return 0;
+	}
+	part->k = calloc(part->nconns, sizeof(*part->k));
+	return part->k == NULL ? -ENOMEM : 0;
 }
 
 int main(int argc, char **argv)
 {
 	static struct nc nc; /* large (pattern, scratch): not on the stack */
+	struct nc *parts = NULL;
+	unsigned int nparts = 0;
 	struct nc_opts o = {0};
 	struct dmta_dataplane dp = {0};
 	struct dmta_conf *conf;
@@ -862,10 +965,15 @@ int main(int argc, char **argv)
 	dp.tune = tune;
 	dp.tune_arg = &nc;
 	rc = dmta_dataplane_open(&dp, conf, argv[0], err, sizeof(err));
-	if (rc == 0 && dp.nb_workers != 1) {
-		snprintf(err, sizeof(err), "%s: dmta-nc runs one worker: set [workers] count = 1",
-			 dmta_conf_source(conf));
-		rc = -EINVAL;
+	if (rc == 0 && nc.mode == NC_MANY) {
+		nparts = RTE_MIN(dp.nb_workers, nc.nconns);
+		parts = calloc(nparts, sizeof(*parts));
+		for (unsigned int k = 0; parts != NULL && k < nparts && rc == 0; k++)
+			rc = many_part(&parts[k], &nc, k, nparts, &dp.workers[k]);
+		if (parts == NULL || rc != 0) {
+			snprintf(err, sizeof(err), "out of memory for %u connections", nc.nconns);
+			rc = -ENOMEM;
+		}
 	}
 	if (rc == 0) {
 		nc.bufs = rte_mempool_create("nc_bufs", NC_BUFS * 2, sizeof(struct nc_buf), 0, 0,
@@ -874,17 +982,16 @@ int main(int argc, char **argv)
 					    RING_F_SP_ENQ | RING_F_SC_DEQ);
 		nc.to_out = rte_ring_create("nc_to_out", NC_RING * 2, rte_socket_id(),
 					    RING_F_SP_ENQ | RING_F_SC_DEQ);
-		if (nc.mode == NC_MANY)
-			nc.k = calloc(nc.nconns, sizeof(*nc.k));
-		if (nc.bufs == NULL || nc.to_net == NULL || nc.to_out == NULL ||
-		    (nc.mode == NC_MANY && nc.k == NULL)) {
+		if (nc.bufs == NULL || nc.to_net == NULL || nc.to_out == NULL) {
 			snprintf(err, sizeof(err), "out of memory for buffers");
 			rc = -ENOMEM;
 		}
 	}
 	if (rc != 0) {
 		dmta_err("%s", err);
-		free(nc.k);
+		for (unsigned int k = 0; parts != NULL && k < nparts; k++)
+			free(parts[k].k);
+		free(parts);
 		rte_ring_free(nc.to_net);
 		rte_ring_free(nc.to_out);
 		rte_mempool_free(nc.bufs);
@@ -894,9 +1001,17 @@ int main(int argc, char **argv)
 		return rc == -EINVAL ? NC_EX_CONFIG : NC_EX_OSERR;
 	}
 	nc.w = &dp.workers[0];
-	app = (struct dmta_worker_app){.events = nc_events, .tick = nc_tick, .arg = &nc};
-	dmta_worker_set_app(nc.w, &app);
-	mbufs_start = rte_mempool_in_use_count(dp.port.pool[0]);
+	if (nc.mode == NC_MANY) {
+		for (unsigned int k = 0; k < nparts; k++) {
+			app = (struct dmta_worker_app){
+			    .events = nc_events, .tick = nc_tick, .arg = &parts[k]};
+			dmta_worker_set_app(&dp.workers[k], &app);
+		}
+	} else {
+		app = (struct dmta_worker_app){.events = nc_events, .tick = nc_tick, .arg = &nc};
+		dmta_worker_set_app(nc.w, &app);
+	}
+	mbufs_start = mbufs_in_use(&dp);
 	if (o.timeout_ms != 0)
 		deadline = rte_rdtsc() + o.timeout_ms * rte_get_tsc_hz() / 1000;
 	if (dmta_dataplane_launch(&dp, err, sizeof(err)) != 0) {
@@ -904,10 +1019,16 @@ int main(int argc, char **argv)
 		rc = NC_EX_OSERR;
 		goto out;
 	}
-	main_loop(&nc, deadline);
-	dmta_dataplane_stop(&dp);
+	if (nc.mode == NC_MANY) {
+		many_wait(parts, nparts, deadline);
+		dmta_dataplane_stop(&dp);
+		nc_sum(&nc, parts, nparts);
+	} else {
+		main_loop(&nc, deadline);
+		dmta_dataplane_stop(&dp);
+	}
 	rc = nc.result;
-	mbufs_end = rte_mempool_in_use_count(dp.port.pool[0]);
+	mbufs_end = mbufs_in_use(&dp);
 	if (rc == 0 && nc.mode == NC_MANY && mbufs_end != mbufs_start) {
 		snprintf(nc.why, sizeof(nc.why), "mbuf leak: %u in use at the start, %u at the end",
 			 mbufs_start, mbufs_end);
@@ -915,13 +1036,16 @@ int main(int argc, char **argv)
 	}
 	if (!nc.quiet)
 		summary(&nc, &dp, mbufs_start, mbufs_end);
-	if (o.verbose && tcp_stack_stats(nc.w->stk)->conns_alloc != 0)
-		tcp_stack_dump(nc.w->stk, stderr); /* what is left, for diagnosis */
+	for (unsigned int k = 0; o.verbose && k < dp.nb_workers; k++)
+		if (tcp_stack_stats(dp.workers[k].stk)->conns_alloc != 0)
+			tcp_stack_dump(dp.workers[k].stk, stderr); /* what is left, for diagnosis */
 	if (rc != 0)
 		dmta_err("%s", nc.why[0] != '\0' ? nc.why : "failed");
 out:
 	dmta_dataplane_stop(&dp);
-	free(nc.k);
+	for (unsigned int k = 0; parts != NULL && k < nparts; k++)
+		free(parts[k].k);
+	free(parts);
 	if (nc.tx_cur != NULL)
 		rte_mempool_put(nc.bufs, nc.tx_cur);
 	if (nc.rx_cur != NULL)
