@@ -426,7 +426,11 @@ struct tcp_stack *tcp_stack_create(const struct tcp_stack_conf *conf, struct tcp
 	stk->delack = ms_tsc(stk, conf->delack_ms);
 	stk->time_wait = ms_tsc(stk, conf->time_wait_ms);
 	stk->connect_timeout = ms_tsc(stk, conf->connect_timeout_ms);
-	stk->next_port = conf->port_lo;
+	/* Start somewhere in the range that depends on the secret (RFC 6056):
+	 * a restarted stack does not reuse, first thing, the 4-tuples that
+	 * its predecessor may have left open at the peers. */
+	stk->next_port = (uint16_t)(conf->port_lo + conf->isn_secret % ((uint32_t)conf->port_hi -
+									conf->port_lo + 1));
 	/* One tick per millisecond (at least one TSC cycle). */
 	tcp_wheel_init(&stk->wheel, now_tsc, stk->tsc_per_ts);
 	if (tcp_netif_set_l4(nif, IPPROTO_TCP, tcp_input, stk) != 0) {

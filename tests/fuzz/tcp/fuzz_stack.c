@@ -61,8 +61,9 @@ struct fz {
 	struct tcp_stack *stk;
 	struct tcp_conn *active, *passive;
 	uint64_t now;
-	uint32_t our_iss_active; /* from the SYN we sent */
-	uint32_t synack_seq;	 /* last SYN-ACK from the listener */
+	uint32_t our_iss_active;
+	uint16_t active_port; /* the port the stack picked for it */
+	uint32_t synack_seq;  /* last SYN-ACK from the listener */
 	uint16_t synack_port;
 	uint32_t peer_nxt; /* what the peer would send next on the active connection */
 };
@@ -129,8 +130,10 @@ static void check_frame(struct fz *f, struct rte_mbuf *m)
 		uint32_t seq =
 		    (uint32_t)t[4] << 24 | (uint32_t)t[5] << 16 | (uint32_t)t[6] << 8 | t[7];
 
-		if ((t[13] & 0x12) == 0x02 && sport != LOCAL_PORT)
+		if ((t[13] & 0x12) == 0x02 && sport != LOCAL_PORT) {
 			f->our_iss_active = seq;
+			f->active_port = sport;
+		}
 		if ((t[13] & 0x12) == 0x12 && sport == LOCAL_PORT) {
 			f->synack_seq = seq;
 			f->synack_port = (uint16_t)(t[2] << 8 | t[3]);
@@ -289,8 +292,8 @@ static void setup(struct fz *f)
 	if (tcp_connect(f->stk, pip, PEER_PORT, NULL, f->now, &f->active) != 0)
 		abort();
 	drain(f);
-	send_seg(f, PEER_PORT, 40000, PEER_ISN, f->our_iss_active + 1, 0x12, 65535, synack_opts,
-		 sizeof(synack_opts), NULL, 0);
+	send_seg(f, PEER_PORT, f->active_port, PEER_ISN, f->our_iss_active + 1, 0x12, 65535,
+		 synack_opts, sizeof(synack_opts), NULL, 0);
 	f->peer_nxt = PEER_ISN + 1;
 	drain(f);
 	handle_events(f);
@@ -331,7 +334,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			opt = data + o;
 			o += olen;
 			if (op % 5 == 0) {
-				send_seg(&f, PEER_PORT, 40000, f.peer_nxt + (uint32_t)(int32_t)dseq,
+				send_seg(&f, PEER_PORT, f.active_port,
+					 f.peer_nxt + (uint32_t)(int32_t)dseq,
 					 f.our_iss_active + 1 + (uint32_t)(int32_t)dack, flags, wnd,
 					 opt, olen, zero, plen > 1400 ? 1400 : plen);
 				if ((flags & 0x04) == 0 && dseq == 0)
