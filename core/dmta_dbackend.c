@@ -23,6 +23,8 @@
 
 #define DB_RING	 65536 /* jobs in flight per worker, each way */
 #define DB_BURST 32
+/* At shutdown, how long the workers get to say QUIT and close. */
+#define DB_CLOSE_MS 3000
 
 struct wstate {
 	struct dmta_worker *w;
@@ -34,7 +36,8 @@ struct wstate {
 	uint64_t ns_per_tsc_q32; /* ns per TSC tick, 32.32 fixed point */
 	bool ring_bell;		 /* results since the last doorbell */
 	bool drained;
-	bool direct; /* workers stopped: results go straight to the control thread */
+	atomic_bool closed; /* drained, and every connection closed */
+	bool direct;	    /* workers stopped: results go straight to the control thread */
 } __rte_cache_aligned;
 
 static struct {
@@ -183,6 +186,9 @@ static void ws_tick(void *arg, struct dmta_worker *w, uint64_t now_tsc)
 		dmta_pool_drain(ws->pool);
 		ws->drained = true;
 	}
+	if (ws->drained && dmta_pool_conns(ws->pool) == 0 &&
+	    !atomic_load_explicit(&ws->closed, memory_order_relaxed))
+		atomic_store_explicit(&ws->closed, true, memory_order_release);
 	if (ws->ring_bell) {
 		uint64_t one = 1;
 
@@ -314,10 +320,35 @@ static unsigned db_busy(void *be)
 	return db.busy;
 }
 
+/* Give the workers a moment to end their sessions politely (QUIT, then a
+ * FIN the peer sees), so that no MTA keeps a dead connection open and a
+ * restarted dmtad does not meet its own old connections. */
+static void db_wait_closed(void)
+{
+	uint64_t until = dmta_now_ns() + (uint64_t)DB_CLOSE_MS * DMTA_NS_PER_MS;
+	unsigned int open;
+
+	if (!atomic_load(&db.draining))
+		return;
+	do {
+		open = 0;
+		for (unsigned int i = 0; i < db.n; i++)
+			open += !atomic_load_explicit(&db.ws[i].closed, memory_order_acquire);
+		if (open == 0) {
+			usleep(20000); /* the last FINs leave with the next TX bursts */
+			return;
+		}
+		usleep(1000);
+	} while (dmta_now_ns() < until);
+	dmta_warn("dpdk: %u worker%s still had connections open after %d ms", open,
+		  open == 1 ? "" : "s", DB_CLOSE_MS);
+}
+
 static void db_free(void *be)
 {
 	/* The pools belong to the workers: stop them first, then finish
 	 * here what is left, its results going straight to the control. */
+	db_wait_closed();
 	dmta_workers_stop();
 	rte_eal_mp_wait_lcore();
 	db.workers_stopped = true;

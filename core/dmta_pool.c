@@ -645,6 +645,11 @@ unsigned dmta_pool_busy(const struct dmta_pool *kb)
 	return kb->busy;
 }
 
+unsigned dmta_pool_conns(const struct dmta_pool *kb)
+{
+	return kb->nconns;
+}
+
 void dmta_pool_free(struct dmta_pool *kb)
 {
 	if (kb == NULL)

@@ -110,4 +110,7 @@ void dmta_pool_drain(struct dmta_pool *pool);
 /** Jobs in progress. */
 unsigned dmta_pool_busy(const struct dmta_pool *pool);
 
+/** Connections open (busy, idle, connecting or saying QUIT). */
+unsigned dmta_pool_conns(const struct dmta_pool *pool);
+
 #endif

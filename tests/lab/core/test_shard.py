@@ -10,7 +10,8 @@ Eight domains d0..d7.shard.test have one MX each, on eight addresses
 where shard_sink.py (aiosmtpd) records every connection and message.
 The test injects 480 messages and checks, from the receiver's records:
 every message arrived once and byte-identical; no destination ever had
-more than dest_max_connections connections open at once; and (dpdk)
+more than dest_max_connections connections open at once; dmtad closed
+every connection before it exited; and (dpdk)
 every connection to a domain came from the local-port slice of the
 worker that the domain's shard names (FNV-1a of the name, modulo the
 workers), with both workers used."""
@@ -116,6 +117,7 @@ try:
                             for k in range(WORKERS)] if BACKEND == "dpdk" else [])
 finally:
     if sink is not None:
+        time.sleep(0.5)  # the receiver logs the last closes
         sink.terminate()
         sink.wait(timeout=10)
     for a in added:
@@ -157,6 +159,11 @@ for m in msgs:
     check(got.get(m["to"][0]) == want, "message to %s: missing or altered at the receiver"
           % m["to"][0])
 check(len(got) == len(msgs), "receiver got %d messages, want %d" % (len(got), len(msgs)))
+# dmtad ends its sessions before it exits (QUIT, then a FIN the receiver
+# sees), so nothing is left open at the receiver once dmtad is gone.
+for a, n in open_now.items():
+    check(n == 0, "%s: %d connections still open at the receiver after dmtad stopped"
+          % (byaddr[a], n))
 for a, p in peak.items():
     check(p <= MAX_CONN, "%s (%s): %d connections open at once, limit %d"
           % (byaddr[a], a, p, MAX_CONN))
