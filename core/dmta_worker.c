@@ -281,6 +281,8 @@ int dmta_worker_main(void *arg)
 				w->app.tick(w->app.arg, w, now);
 			last_tick = now;
 		}
+		if (w->app.poll != NULL)
+			w->app.poll(w->app.arg, w, now);
 		worker_events(w, now);
 		worker_tx(w);
 		if (n == 0) {

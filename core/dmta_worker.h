@@ -50,8 +50,11 @@ struct dmta_worker_app {
 	/** Events of this worker's connections, as tcp_stack_poll() gives them. */
 	void (*events)(void *arg, struct dmta_worker *w, const struct tcp_event *ev, uint16_t n,
 		       uint64_t now_tsc);
-	/** Every millisecond: the application's own timers and rings. May be NULL. */
+	/** Every millisecond: the application's own timers. May be NULL. */
 	void (*tick)(void *arg, struct dmta_worker *w, uint64_t now_tsc);
+	/** Every turn of the loop, so it must be cheap (an empty ring costs a
+	 *  load): the application's own rings. May be NULL. */
+	void (*poll)(void *arg, struct dmta_worker *w, uint64_t now_tsc);
 	void *arg;
 };
 
