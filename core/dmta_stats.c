@@ -626,6 +626,25 @@ int dmta_stats_parse(const char *buf, size_t len, struct dmta_stats *s)
 	return (int)(c.p - buf);
 }
 
+static void walk(const void *base, const struct field *f, size_t n, dmta_stats_walk_fn *fn,
+		 void *arg)
+{
+	for (size_t i = 0; i < n; i++)
+		fn(arg, f[i].group, f[i].name, f[i].type == F_F64,
+		   f[i].type == F_U64 ? *u64_at((void *)base, &f[i]) : 0,
+		   f[i].type == F_F64 ? *f64_at((void *)base, &f[i]) : 0);
+}
+
+void dmta_stats_walk(const struct dmta_stats *s, dmta_stats_walk_fn *fn, void *arg)
+{
+	walk(s, fields, NFIELDS, fn, arg);
+}
+
+void dmta_stats_walk_worker(const struct dmta_stats_worker *w, dmta_stats_walk_fn *fn, void *arg)
+{
+	walk(w, wfields, NWFIELDS, fn, arg);
+}
+
 /* ---- text ---- */
 
 static void na_or(FILE *out, const char *label, uint64_t v)
@@ -849,6 +868,8 @@ int dmta_stats_load(const char *spool_path, uint64_t now_ns, struct dmta_stats_l
 		 * between threads' reads, not a reason to distrust it). */
 		live->fresh = (int64_t)live->stats.pid == pid && age * 1000.0 <= (double)slack_ms &&
 			      age >= -2.0;
+		if (age < 0)
+			live->age_s = 0; /* < 0 means "no view" to callers */
 	}
 	free(buf);
 	return 0;

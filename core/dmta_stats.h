@@ -6,6 +6,7 @@
  *	n = dmta_stats_format(&s, buf, cap);       (one JSON object)
  *	n = dmta_stats_parse(buf, len, &s);        (its inverse)
  *	dmta_stats_print(out, &s, age_s);          (the text of dmta-queue stats)
+ *	dmta_stats_walk(&s, fn, arg);              (every scalar, for telemetry)
  *	rc = dmta_stats_publish(spool_path, &s);   (SPOOL/dmtad.stats, atomically)
  *	dmta_stats_unpublish(spool_path);
  *	fd = dmta_stats_lock(spool_path, &owner);  (dmtad: one daemon per spool)
@@ -110,6 +111,16 @@ int dmta_stats_format(const struct dmta_stats *s, char *buf, size_t cap);
 
 /** Parse what dmta_stats_format() writes: bytes consumed, -2 incomplete, -1 malformed. */
 int dmta_stats_parse(const char *buf, size_t len, struct dmta_stats *s);
+
+/** One scalar: its group (NULL: top level or a worker's), its key, its value. */
+typedef void dmta_stats_walk_fn(void *arg, const char *group, const char *key, bool is_double,
+				uint64_t u, double d);
+
+/** Call @p fn for each scalar of @p s in JSON order (backend and workers excepted). */
+void dmta_stats_walk(const struct dmta_stats *s, dmta_stats_walk_fn *fn, void *arg);
+
+/** Call @p fn for each counter of one worker. */
+void dmta_stats_walk_worker(const struct dmta_stats_worker *w, dmta_stats_walk_fn *fn, void *arg);
 
 /** The text view (dmta-queue stats) of a view taken @p age_s seconds ago. */
 void dmta_stats_print(FILE *out, const struct dmta_stats *s, double age_s);
