@@ -428,7 +428,12 @@ static void conn_try(struct kb_conn *c)
 				continue;
 			}
 			c->open = true;
-			c->want_out = false;
+			/* A transport may learn of the connect's completion by
+			 * watching for writability (kernel sockets do): take its
+			 * interest as on, so that the first flush turns it off.
+			 * Left on, a level-triggered loop spins on an idle
+			 * session and its idle deadline keeps moving away. */
+			c->want_out = true;
 			c->st = KC_CONNECTING;
 			set_connecting(c, true);
 			ST_ADD(kb, opened, 1);

@@ -66,7 +66,8 @@ struct dmta_pool_xport {
 	ssize_t (*writev)(void *x, struct dmta_pool_conn *c, const struct iovec *iov, int n);
 	/** Bytes read, 0 at end of stream, -EAGAIN, or -errno. */
 	ssize_t (*read)(void *x, struct dmta_pool_conn *c, void *buf, size_t n);
-	/** Whether dmta_pool_writable() is wanted. */
+	/** Whether dmta_pool_writable() is wanted. Taken as on after connect()
+	 *  until the pool first turns it off. */
 	void (*want_write)(void *x, struct dmta_pool_conn *c, bool on);
 	/** Close (gracefully when @p graceful) and forget the handle. */
 	void (*close)(void *x, struct dmta_pool_conn *c, bool graceful);

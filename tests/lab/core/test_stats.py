@@ -46,8 +46,9 @@ backend = %s
 [smtp]
 helo_name = dmta.test
 connect_timeout = 3s
-# Sessions stay open a while after the queue empties: they must show.
-idle_timeout = 20s
+# Sessions stay open a while after the queue empties (they must show),
+# then close (and the gauges must come back to zero).
+idle_timeout = 3s
 [queue]
 dest_max_connections = 4
 min_backoff = 1s
@@ -178,6 +179,17 @@ try:
                  % (dv["attempts"], dv["delivered"], dv["deferred"], dv["bounced"]),
                  "bounces:     %d generated" % N_NOSUCH, "worker 0:    "):
         check(want in text, "text view lacks %r" % want)
+
+    # Idle sessions close: every gauge comes back to zero, no count drifts.
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        ws = qstats()["daemon"]["stats"]["workers"]
+        if all(w["sessions"] == 0 for w in ws):
+            break
+        time.sleep(0.25)
+    for w in ws:
+        check(w["sessions"] == w["connecting"] == w["idle"] == w["jobs"] == 0,
+              "after the idle timeout: worker %r" % w)
 
     if BACKEND == "dpdk":
         tel = telemetry("/dmta/control")
