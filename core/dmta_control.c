@@ -719,6 +719,8 @@ static void stats_take(struct dmta_control *ctl)
 	s->time_ms = dmta_wall_ns() / DMTA_NS_PER_MS;
 	s->started_ms = ctl->started_ns / DMTA_NS_PER_MS;
 	s->interval_ms = ctl->stats_ms;
+	/* XXX O(messages): the scheduler counts states by walking its table,
+	 * a few ms per interval at a million queued messages. */
 	queue_sched_get_stats(ctl->sched, &qs);
 	s->messages = qs.messages;
 	s->waiting = qs.waiting;
