@@ -10,8 +10,11 @@ stats` must name its pid, count attempts, show SMTP sessions and DNS cache
 hits and misses; once the queue settles its counters must equal what the
 delivery log says (delivered, deferred, bounced, attempts, DSNs), the text
 view must say the same, and on DPDK telemetry's /dmta/control must agree.
-After SIGTERM: "daemon: not running" and no file left. Last, a dmtad killed
-with SIGKILL leaves its file behind, and stats still says "not running"."""
+Once the sessions' idle timeout passes, every session gauge is back to 0.
+After SIGTERM: "daemon: not running" and no file left. Last, a dmtad that
+hangs (SIGSTOP) is shown running with a stale view, never a live one, and
+once killed with SIGKILL it leaves its file behind and stats says "not
+running"."""
 import json
 import os
 import random
@@ -223,6 +226,16 @@ try:
     while time.time() < deadline and qstats()["daemon"].get("stats") is None:
         time.sleep(0.2)
     check(qstats()["daemon"]["stats"] is not None, "no live view from the second dmtad")
+    # Hung (stopped): it still holds the spool, but its view goes stale
+    # (older than 2 intervals + 2 s) and is not shown as live.
+    d.send_signal(signal.SIGSTOP)
+    time.sleep(3.6)
+    dm = qstats()["daemon"]
+    check(dm["running"] is True and dm["pid"] == d.pid and dm["stats"] is None and dm["age"] > 3,
+          "a stopped dmtad's view: %r" % dm)
+    text = qstats(text=True)
+    check("daemon:      running, pid %d, but its statistics are stale" % d.pid in text,
+          "text view of a stopped dmtad: %r" % text)
 finally:
     d.send_signal(signal.SIGKILL)
     d.communicate(timeout=30)
