@@ -68,6 +68,17 @@ def qstats(text=False):
     return r.stdout if text else json.loads(r.stdout)
 
 
+def flatten(tel):
+    """Telemetry's groups as flat keys ("delivery_delivered"), nested or not."""
+    flat = {}
+    for k, v in tel.items():
+        if isinstance(v, dict):
+            flat.update({"%s_%s" % (k, kk): vv for kk, vv in v.items()})
+        else:
+            flat[k] = v
+    return flat
+
+
 def start_dmtad():
     d = subprocess.Popen([os.path.join(BUILD, "core/dmtad"), "-c", conf], stdout=subprocess.PIPE,
                          stderr=subprocess.STDOUT, text=True)
@@ -197,16 +208,19 @@ try:
     if BACKEND == "dpdk":
         tel = telemetry("/dmta/control")
         print("/dmta/control: %s" % json.dumps(tel))
-        flat = {}
-        for k, v in tel.items():
-            if isinstance(v, dict):
-                flat.update({"%s_%s" % (k, kk): vv for kk, vv in v.items()})
-            else:
-                flat[k] = v
+        flat = flatten(tel)
         check(flat.get("delivery_delivered") == dv["delivered"],
               "telemetry delivered %r, want %d" % (flat.get("delivery_delivered"), dv["delivered"]))
         check(flat.get("pid") == d.pid and flat.get("backend") == "dpdk", "telemetry %r" % tel)
         check("worker_0_sessions" in flat, "telemetry has no worker_0: %r" % tel)
+        # And DPDK's own client reads it.
+        r = subprocess.run(["dpdk-telemetry.py", "-f", "dmta-lab"], input="/dmta/control\n",
+                           capture_output=True, text=True, timeout=30)
+        got = [json.loads(l)["/dmta/control"] for l in r.stdout.splitlines()
+               if l.startswith('{"/dmta/control"')]
+        check(r.returncode == 0 and len(got) == 1, "dpdk-telemetry.py: %s %s" % (r.stdout, r.stderr))
+        check(flatten(got[0]).get("delivery_delivered") == dv["delivered"],
+              "dpdk-telemetry.py: %r" % got[0])
 finally:
     if d.poll() is None:
         d.terminate()
