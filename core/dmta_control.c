@@ -16,6 +16,7 @@
 #include "core/dmta_kbackend.h"
 #include "core/dmta_loop.h"
 #include "core/dmta_pool.h"
+#include "core/dmta_stats.h"
 #include "dns/dns_resolver.h"
 #include "queue/queue_bounce.h"
 #include "queue/queue_ctl.h"
@@ -74,6 +75,15 @@ struct dmta_control {
 	char *relay_user, *relay_pass;
 	uint64_t stop_timeout_ms;
 	struct dmta_control_stats st;
+
+	/* The live view (dmta_stats.h). */
+	int lock_fd;		/* SPOOL/dmtad.pid, locked while we run */
+	uint64_t started_ns;	/* wall clock */
+	uint64_t stats_ms;	/* [control] stats_interval; 0: none */
+	uint64_t next_stats_ns; /* monotonic */
+	bool stats_warned;
+	struct dmta_stats_rate rate;
+	struct dmta_stats *snap;
 };
 
 /* ---- pending spool changes (group commit) ---- */
@@ -173,7 +183,8 @@ static void ops_dsn(void *arg, const struct queue_env *env, const uint32_t *rcpt
 	if (!ctl->in_result)
 		for (uint32_t i = 0; i < n; i++)
 			log_rcpt(ctl, env, rcpt[i], NULL, env->rcpt[rcpt[i]].reply, "expired");
-	ctl->st.bounced += n;
+	if (!ctl->in_result)
+		ctl->st.expired += n;
 	pend_push(ctl, PEND_DSN, env, rcpt, n);
 }
 
@@ -363,11 +374,13 @@ static void job_done(void *arg, struct dmta_job *job)
 			job->text[i] = strdup("451 4.3.0 no reply for this recipient");
 			text = job->text[i];
 		}
+		ctl->st.attempts++;
 		if (code >= 200 && code < 300) {
 			outcome = "delivered";
 			ctl->st.delivered++;
 		} else if (code >= 500 && code < 600) {
 			outcome = "bounced";
+			ctl->st.bounced++;
 		} else {
 			outcome = "deferred";
 			ctl->st.deferred++;
@@ -690,6 +703,105 @@ static void dns_watch(int fd, bool want_read, bool want_write, void *arg)
 		dmta_err("cannot watch DNS socket %d", fd);
 }
 
+/* ---- the live view ---- */
+
+static void stats_take(struct dmta_control *ctl)
+{
+	struct dmta_stats *s = ctl->snap;
+	struct queue_sched_stats qs;
+	struct dns_stats ds;
+	uint64_t now = dmta_now_ns();
+
+	dmta_stats_rate_push(&ctl->rate, now, ctl->st.delivered);
+	memset(s, 0, sizeof(*s));
+	s->pid = (uint64_t)getpid();
+	snprintf(s->backend, sizeof(s->backend), "%s", ctl->be->name);
+	s->time_ms = dmta_wall_ns() / DMTA_NS_PER_MS;
+	s->started_ms = ctl->started_ns / DMTA_NS_PER_MS;
+	s->interval_ms = ctl->stats_ms;
+	/* XXX O(messages): the scheduler counts states by walking its table,
+	 * a few ms per interval at a million queued messages. */
+	queue_sched_get_stats(ctl->sched, &qs);
+	s->messages = qs.messages;
+	s->waiting = qs.waiting;
+	s->ready = qs.ready;
+	s->in_flight = qs.inflight;
+	s->held = qs.held;
+	s->dests = qs.dests;
+	s->suspended = qs.suspended;
+	s->jobs_busy = ctl->be->busy(ctl->be->be);
+	for (const struct dns_wait *w = ctl->waits; w != NULL; w = w->next)
+		s->jobs_dns += w->n;
+	s->attempts = ctl->st.attempts;
+	s->delivered = ctl->st.delivered;
+	s->deferred = ctl->st.deferred;
+	s->bounced = ctl->st.bounced;
+	s->expired = ctl->st.expired;
+	s->rate_10s = dmta_stats_rate(&ctl->rate, 10 * DMTA_NS_PER_S);
+	if (s->time_ms > s->started_ms)
+		s->rate = (double)s->delivered * 1000.0 / (double)(s->time_ms - s->started_ms);
+	s->bounces = ctl->st.dsns;
+	s->loaded = ctl->st.loaded;
+	s->commits = ctl->st.commits;
+	s->commit_errors = ctl->st.commit_errors;
+	dns_resolver_stats(ctl->dns, &ds);
+	s->dns_hits = ds.cache_hits;
+	s->dns_misses = ds.cache_misses;
+	s->dns_entries = ds.cache_entries;
+	s->dns_negative = ds.neg_entries;
+	s->dns_in_flight = ds.in_flight;
+	s->dns_failures = ds.failures;
+	s->dns_queries = ds.queries;
+	if (ctl->be->workers != NULL)
+		s->nworkers = ctl->be->workers(ctl->be->be, s->workers, DMTA_STATS_MAX_WORKERS);
+}
+
+/* Take the view and publish it: the file in the spool, and the backend's own way. */
+static void stats_publish(struct dmta_control *ctl)
+{
+	int rc;
+
+	stats_take(ctl);
+	rc = dmta_stats_publish(spool_path(ctl->sp), ctl->snap);
+	if (rc != 0 && !ctl->stats_warned) {
+		dmta_warn("cannot write %s/%s: %s (said once)", spool_path(ctl->sp),
+			  DMTA_STATS_FILE, strerror(-rc));
+		ctl->stats_warned = true;
+	}
+	if (ctl->be->publish != NULL)
+		ctl->be->publish(ctl->be->be, ctl->snap);
+}
+
+static int stats_setup(struct dmta_control *ctl, char *err, size_t errlen)
+{
+	int64_t owner;
+
+	if (dmta_conf_duration_ms(ctl->conf, "control", "stats_interval", 1000, 0, 60000,
+				  &ctl->stats_ms) != 0 ||
+	    (ctl->stats_ms != 0 && ctl->stats_ms < 250)) {
+		snprintf(err, errlen, "[control] stats_interval: expected 0 (off) or 250ms to 60s");
+		return -EINVAL;
+	}
+	/* One daemon per spool: the lock also tells dmta-queue that we run. */
+	ctl->lock_fd = dmta_stats_lock(spool_path(ctl->sp), &owner);
+	if (ctl->lock_fd == -EAGAIN) {
+		snprintf(err, errlen, "another dmtad (pid %lld) runs on spool %s", (long long)owner,
+			 spool_path(ctl->sp));
+		return -EAGAIN;
+	}
+	if (ctl->lock_fd < 0) {
+		snprintf(err, errlen, "%s/%s: %s", spool_path(ctl->sp), DMTA_STATS_LOCK_FILE,
+			 strerror(-ctl->lock_fd));
+		return ctl->lock_fd;
+	}
+	ctl->snap = calloc(1, sizeof(*ctl->snap));
+	if (ctl->snap == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	return 0;
+}
+
 /* ---- set-up ---- */
 
 static char *read_secret(const char *path, char *err, size_t errlen)
@@ -797,6 +909,8 @@ struct dmta_control *dmta_control_new(const struct dmta_conf *conf, dmta_backend
 	}
 	ctl->conf = conf;
 	ctl->wake_fd = -1;
+	ctl->lock_fd = -1;
+	ctl->started_ns = dmta_wall_ns();
 	ctl->pend_tail = &ctl->pend_head;
 	ctl->scan_needed = true;
 	ctl->loop = dmta_loop_new();
@@ -811,6 +925,8 @@ struct dmta_control *dmta_control_new(const struct dmta_conf *conf, dmta_backend
 	ctl->spo.create = true;
 	ctl->sp = spool_open(&ctl->spo, err, errlen);
 	if (ctl->sp == NULL)
+		goto fail;
+	if (stats_setup(ctl, err, errlen) != 0)
 		goto fail;
 	ctl->wake_fd = spool_wake_listen(spool_path(ctl->sp));
 	if (ctl->wake_fd < 0) {
@@ -885,6 +1001,15 @@ static int control_timeout_ms(struct dmta_control *ctl)
 	x = ctl->be->next_timeout_ms(ctl->be->be);
 	if (x >= 0 && x < t)
 		t = x;
+	if (ctl->stats_ms != 0) {
+		uint64_t mono = dmta_now_ns();
+		uint64_t ms = ctl->next_stats_ns <= mono
+				  ? 0
+				  : (ctl->next_stats_ns - mono) / DMTA_NS_PER_MS + 1;
+
+		if (ms < (uint64_t)t)
+			t = (int)ms;
+	}
 	return t;
 }
 
@@ -909,6 +1034,10 @@ static void control_turn(struct dmta_control *ctl, int timeout_ms)
 	ctl->be->tick(ctl->be->be);
 	schedule(ctl);
 	commit_pending(ctl);
+	if (ctl->stats_ms != 0 && dmta_now_ns() >= ctl->next_stats_ns) {
+		stats_publish(ctl);
+		ctl->next_stats_ns = dmta_now_ns() + ctl->stats_ms * DMTA_NS_PER_MS;
+	}
 }
 
 int dmta_control_run(struct dmta_control *ctl, int stop_fd)
@@ -934,6 +1063,8 @@ int dmta_control_run(struct dmta_control *ctl, int stop_fd)
 		control_turn(ctl, t > 100 ? 100 : t);
 	}
 	commit_pending(ctl);
+	if (ctl->stats_ms != 0)
+		stats_publish(ctl); /* the last word, read while we free */
 	return 0;
 }
 
@@ -964,6 +1095,13 @@ void dmta_control_free(struct dmta_control *ctl)
 	smtp_tls_ctx_free(ctl->tls_ctx);
 	if (ctl->wake_fd >= 0)
 		close(ctl->wake_fd);
+	/* The view goes before the lock: nobody reads a file of ours as live
+	 * after we are gone. */
+	if (ctl->lock_fd >= 0) {
+		dmta_stats_unpublish(spool_path(ctl->sp));
+		close(ctl->lock_fd);
+	}
+	free(ctl->snap);
 	if (ctl->sp != NULL)
 		spool_close(ctl->sp);
 	dmta_loop_free(ctl->loop);

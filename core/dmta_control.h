@@ -34,7 +34,15 @@
  *	          user, password_file, auth_plaintext (no), ca_file
  *	  [log]   delivery (SPOOL/delivery.log), delivery_max_size (100M),
  *	          delivery_keep (5)
- *	  [control] stop_timeout (10s)
+ *	  [control] stop_timeout (10s), stats_interval (1s; 0: off)
+ *
+ *	The live view (dmta_stats.h): dmta_control_new() takes the spool's
+ *	daemon lock (SPOOL/dmtad.pid; a second dmtad on the same spool is
+ *	refused), and every stats_interval the loop takes a snapshot (the
+ *	scheduler's queue, jobs out, delivery counters and rate, DNS cache, the
+ *	backend's per-worker sessions and TCP retransmissions) and writes it
+ *	to SPOOL/dmtad.stats, and hands it to the backend's publish() (DPDK
+ *	telemetry's /dmta/control). The file is removed at a clean stop.
  *
  * DIAGNOSTICS
  *	dmta_control_new() returns NULL with one line in err.
@@ -52,9 +60,11 @@ struct dmta_control;
 struct dmta_control_stats {
 	uint64_t loaded;    /* messages read from the spool */
 	uint64_t jobs;	    /* jobs handed to the backend (or settled by DNS) */
+	uint64_t attempts;  /* recipient attempts (delivered, deferred or bounced) */
 	uint64_t delivered; /* recipients */
 	uint64_t deferred;  /* recipient attempts */
-	uint64_t bounced;   /* recipients failed for good */
+	uint64_t bounced;   /* recipients refused for good by an attempt (5xx, DNS) */
+	uint64_t expired;   /* recipients failed for good without one (lifetime) */
 	uint64_t dsns;	    /* bounce messages queued */
 	uint64_t commits;   /* spool transactions */
 	uint64_t commit_errors;

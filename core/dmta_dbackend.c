@@ -20,6 +20,8 @@
 #include "core/base/dmta_time.h"
 #include "core/dmta_dbackend.h"
 #include "core/dmta_pool.h"
+#include "core/dmta_stats.h"
+#include "core/dmta_telemetry.h"
 
 #define DB_RING	 65536 /* jobs in flight per worker, each way */
 #define DB_BURST 32
@@ -357,6 +359,40 @@ static void db_wait_closed(void)
 		  open == 1 ? "" : "s", DB_CLOSE_MS);
 }
 
+/*
+ * Each worker's counters, read from the control thread while the workers
+ * run: the pool's as relaxed 64-bit atomic loads (see dmta_pool.h), the TCP
+ * stack's as plain aligned 64-bit loads, as telemetry reads them. Nothing
+ * is asked of the workers.
+ */
+static unsigned db_workers(void *be, struct dmta_stats_worker *w, unsigned max)
+{
+	unsigned k;
+
+	for (k = 0; k < db.n && k < max && !db.workers_stopped; k++) {
+		const struct wstate *ws = &db.ws[k];
+		const struct tcp_stack_stats *ts = tcp_stack_stats(ws->w->stk);
+		struct dmta_pool_stats ps;
+
+		dmta_pool_read_stats(ws->pool, &ps);
+		w[k] = (struct dmta_stats_worker){
+		    .jobs = ps.busy,
+		    .sessions = ps.conns,
+		    .connecting = ps.connecting,
+		    .idle = ps.idle,
+		    .opened = ps.opened,
+		    .connect_failed = ps.connect_failed,
+		    .retransmits = *(const volatile uint64_t *)&ts->retransmits,
+		};
+	}
+	return k;
+}
+
+static void db_publish(void *be, const struct dmta_stats *s)
+{
+	dmta_telemetry_control_publish(s);
+}
+
 static void db_free(void *be)
 {
 	/* The pools belong to the workers: stop them first, then finish
@@ -413,7 +449,11 @@ struct dmta_backend *dmta_dbackend_new(struct dmta_loop *loop, dmta_job_done_fn 
 	    .drain = db_drain,
 	    .busy = db_busy,
 	    .free = db_free,
+	    .workers = db_workers,
+	    .publish = db_publish,
 	    .be = NULL,
 	};
+	if (dmta_telemetry_control_init() != 0)
+		dmta_warn("telemetry: /dmta/control unavailable");
 	return &db.ops;
 }

@@ -23,6 +23,8 @@
 #include "smtp/smtp_client.h"
 
 struct dmta_job;
+struct dmta_stats;
+struct dmta_stats_worker;
 
 /** The destination as resolved, shared by the jobs that go there. */
 struct dmta_route {
@@ -78,6 +80,11 @@ struct dmta_backend {
 	/** Jobs in progress. */
 	unsigned (*busy)(void *be);
 	void (*free)(void *be);
+	/** Optional: each worker's sessions and TCP counters into @p w (at most
+	 *  @p max), read without stopping anyone. How many workers. */
+	unsigned (*workers)(void *be, struct dmta_stats_worker *w, unsigned max);
+	/** Optional: the control thread's view, each time it is taken. */
+	void (*publish)(void *be, const struct dmta_stats *s);
 	void *be;
 };
 

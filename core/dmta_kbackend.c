@@ -14,12 +14,26 @@
 #include "core/base/dmta_time.h"
 #include "core/dmta_kbackend.h"
 #include "core/dmta_pool.h"
+#include "core/dmta_stats.h"
 
 struct kbe {
 	struct dmta_backend ops;
 	struct dmta_loop *loop;
 	struct dmta_pool *pool;
+	uint64_t retrans_closed; /* retransmissions of the sockets closed so far */
 };
+
+/* The kernel's count of this socket's retransmitted segments (SYNs too). */
+static uint64_t sock_retrans(int fd)
+{
+	struct tcp_info ti;
+	socklen_t len = sizeof(ti);
+
+	memset(&ti, 0, sizeof(ti));
+	if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) != 0)
+		return 0;
+	return ti.tcpi_total_retrans;
+}
 
 static void ks_event(void *arg, int fd, uint32_t events)
 {
@@ -116,6 +130,9 @@ static void ks_close(void *x, struct dmta_pool_conn *c, bool graceful)
 	struct kbe *k = x;
 
 	if (c->fd >= 0) {
+		/* One getsockopt per connection, when it ends: the live ones are
+		 * asked only when the statistics are taken. */
+		k->retrans_closed += sock_retrans(c->fd);
 		dmta_loop_del(k->loop, c->fd);
 		close(c->fd);
 	}
@@ -166,6 +183,35 @@ static unsigned kb_busy(void *be)
 	return dmta_pool_busy(k->pool);
 }
 
+static void add_retrans(void *arg, struct dmta_pool_conn *c)
+{
+	if (c->fd >= 0)
+		*(uint64_t *)arg += sock_retrans(c->fd);
+}
+
+/* One "worker": the control thread, whose pool runs over kernel sockets. */
+static unsigned kb_workers(void *be, struct dmta_stats_worker *w, unsigned max)
+{
+	struct kbe *k = be;
+	struct dmta_pool_stats ps;
+	uint64_t retrans = k->retrans_closed;
+
+	if (max == 0)
+		return 0;
+	dmta_pool_read_stats(k->pool, &ps);
+	dmta_pool_foreach_conn(k->pool, add_retrans, &retrans);
+	*w = (struct dmta_stats_worker){
+	    .jobs = ps.busy,
+	    .sessions = ps.conns,
+	    .connecting = ps.connecting,
+	    .idle = ps.idle,
+	    .opened = ps.opened,
+	    .connect_failed = ps.connect_failed,
+	    .retransmits = retrans,
+	};
+	return 1;
+}
+
 static void kb_free(void *be)
 {
 	struct kbe *k = be;
@@ -204,6 +250,7 @@ struct dmta_backend *dmta_kbackend_new(const struct dmta_pool_conf *pc, struct d
 	    .drain = kb_drain,
 	    .busy = kb_busy,
 	    .free = kb_free,
+	    .workers = kb_workers,
 	    .be = k,
 	};
 	return &k->ops;

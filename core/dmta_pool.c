@@ -44,6 +44,7 @@ struct kb_conn {
 	struct dmta_job *job;	 /* the job in progress, NULL when idle */
 	unsigned host_i, addr_i; /* the address tried (while connecting) */
 	bool ready_seen;	 /* the session got past EHLO/TLS/AUTH */
+	bool connecting;	 /* counted in st.connecting */
 	bool want_out;		 /* EPOLLOUT is armed */
 	uint32_t msgs;		 /* messages finished on this connection */
 	uint32_t max_msgs;
@@ -63,9 +64,16 @@ struct dmta_pool {
 	void *ctl;
 	struct kb_dest *dests;
 	struct kb_conn *conns;
-	unsigned nconns, busy;
+	struct dmta_pool_stats st; /* see ST_ADD() */
 	bool draining;
 };
+
+/*
+ * The only writer of a counter is the pool's thread: a relaxed load and
+ * store (no read-modify-write, so no locked instruction) keep a reader on
+ * another thread from seeing a torn value.
+ */
+#define ST_ADD(kb, f, d) __atomic_store_n(&(kb)->st.f, (kb)->st.f + (uint64_t)(d), __ATOMIC_RELAXED)
 
 static void conn_try(struct kb_conn *c);
 static void dest_kick(struct dmta_pool *kb, struct kb_dest *d);
@@ -95,8 +103,23 @@ static void idle_remove(struct kb_conn *c)
 		if (*pp == c) {
 			*pp = c->idle_next;
 			c->idle_next = NULL;
+			ST_ADD(c->kb, idle, -1);
 			return;
 		}
+}
+
+static void idle_push(struct kb_conn *c)
+{
+	c->idle_next = c->d->idle;
+	c->d->idle = c;
+	ST_ADD(c->kb, idle, 1);
+}
+
+static void set_connecting(struct kb_conn *c, bool on)
+{
+	if (c->connecting != on)
+		ST_ADD(c->kb, connecting, on ? 1 : -1);
+	c->connecting = on;
 }
 
 /* One line of reply text for the spool and the log. */
@@ -129,7 +152,7 @@ static void job_finish(struct dmta_pool *kb, struct dmta_job *job, bool connecte
 	job->connected = connected;
 	if (!connected && reply != job->reply)
 		snprintf(job->reply, sizeof(job->reply), "%s", reply ? reply : "connection failed");
-	kb->busy--;
+	ST_ADD(kb, busy, -1);
 	kb->done(kb->ctl, job);
 }
 
@@ -157,6 +180,7 @@ static void conn_free(struct kb_conn *c)
 	struct kb_dest *d = c->d;
 
 	conn_close_fd(c, true);
+	set_connecting(c, false);
 	if (c->job == NULL)
 		idle_remove(c);
 	if (c->prev)
@@ -165,7 +189,7 @@ static void conn_free(struct kb_conn *c)
 		kb->conns = c->next;
 	if (c->next)
 		c->next->prev = c->prev;
-	kb->nconns--;
+	ST_ADD(kb, conns, -1);
 	d->nconns--;
 	free(c);
 	dest_kick(kb, d);
@@ -253,8 +277,7 @@ static void conn_job_done(struct kb_conn *c)
 		c->max_msgs = c->msgs; /* closing: never idle again */
 		smtp_session_quit(c->s);
 	} else {
-		c->idle_next = c->d->idle;
-		c->d->idle = c;
+		idle_push(c);
 		dest_kick(kb, c->d);
 	}
 }
@@ -378,6 +401,7 @@ static bool conn_start_session(struct kb_conn *c)
 		return false;
 	}
 	c->st = KC_SESSION;
+	set_connecting(c, false);
 	if (smtp_session_submit(c->s, &job->msg) != 0) {
 		conn_next_addr(c, "message refused by the SMTP engine");
 		return false;
@@ -407,13 +431,21 @@ static void conn_try(struct kb_conn *c)
 			c->xc.fd = -1;
 			rc = kb->xp.connect(kb->xp.x, &c->xc, h->v4[c->addr_i], port);
 			if (rc != 0) {
+				ST_ADD(kb, connect_failed, 1);
 				snprintf(job->reply, sizeof(job->reply), "%s[%s]: connect: %s",
 					 c->mx, c->ip, strerror(-rc));
 				continue;
 			}
 			c->open = true;
-			c->want_out = false;
+			/* A transport may learn of the connect's completion by
+			 * watching for writability (kernel sockets do): take its
+			 * interest as on, so that the first flush turns it off.
+			 * Left on, a level-triggered loop spins on an idle
+			 * session and its idle deadline keeps moving away. */
+			c->want_out = true;
 			c->st = KC_CONNECTING;
+			set_connecting(c, true);
+			ST_ADD(kb, opened, 1);
 			c->deadline_ns =
 			    pool_now(kb) + kb->conf.connect_timeout_ms * DMTA_NS_PER_MS;
 			return;
@@ -446,6 +478,7 @@ void dmta_pool_failed(struct dmta_pool_conn *xc, int err)
 	char why[128];
 
 	if (c->st == KC_CONNECTING) {
+		ST_ADD(c->kb, connect_failed, 1);
 		snprintf(why, sizeof(why), "connect: %s", strerror(err));
 		conn_next_addr(c, why);
 		return;
@@ -485,6 +518,7 @@ static bool dest_reuse(struct kb_dest *d, struct dmta_job *job)
 		idle_remove(c);
 		c->job = job;
 		if (smtp_session_submit(c->s, &job->msg) == 0) {
+			ST_ADD(c->kb, reused, 1);
 			conn_flush(c);
 			conn_arm(c);
 			return true;
@@ -516,7 +550,7 @@ static void dest_connect(struct dmta_pool *kb, struct kb_dest *d, struct dmta_jo
 	if (kb->conns)
 		kb->conns->prev = c;
 	kb->conns = c;
-	kb->nconns++;
+	ST_ADD(kb, conns, 1);
 	d->nconns++;
 	conn_try(c);
 }
@@ -567,7 +601,8 @@ int dmta_pool_submit(struct dmta_pool *kb, struct dmta_job *job)
 	d = dest_get(kb, job->sjob.domain);
 	if (d == NULL)
 		return -ENOMEM;
-	kb->busy++;
+	ST_ADD(kb, busy, 1);
+	ST_ADD(kb, jobs, 1);
 	job->reply[0] = '\0';
 	job->wait_next = NULL;
 	if (d->wait_tail != NULL)
@@ -600,6 +635,7 @@ void dmta_pool_tick(struct dmta_pool *kb)
 			continue;
 		c->deadline_ns = 0;
 		if (c->st == KC_CONNECTING) {
+			ST_ADD(kb, connect_failed, 1);
 			conn_next_addr(c, "connect: timed out");
 		} else if (c->job == NULL && smtp_session_ready(c->s) && c->msgs < c->max_msgs) {
 			idle_remove(c);
@@ -642,12 +678,32 @@ void dmta_pool_drain(struct dmta_pool *kb)
 
 unsigned dmta_pool_busy(const struct dmta_pool *kb)
 {
-	return kb->busy;
+	return (unsigned)kb->st.busy;
+}
+
+void dmta_pool_read_stats(const struct dmta_pool *kb, struct dmta_pool_stats *st)
+{
+	st->conns = __atomic_load_n(&kb->st.conns, __ATOMIC_RELAXED);
+	st->connecting = __atomic_load_n(&kb->st.connecting, __ATOMIC_RELAXED);
+	st->idle = __atomic_load_n(&kb->st.idle, __ATOMIC_RELAXED);
+	st->busy = __atomic_load_n(&kb->st.busy, __ATOMIC_RELAXED);
+	st->opened = __atomic_load_n(&kb->st.opened, __ATOMIC_RELAXED);
+	st->connect_failed = __atomic_load_n(&kb->st.connect_failed, __ATOMIC_RELAXED);
+	st->jobs = __atomic_load_n(&kb->st.jobs, __ATOMIC_RELAXED);
+	st->reused = __atomic_load_n(&kb->st.reused, __ATOMIC_RELAXED);
+}
+
+void dmta_pool_foreach_conn(struct dmta_pool *kb, void (*fn)(void *arg, struct dmta_pool_conn *c),
+			    void *arg)
+{
+	for (struct kb_conn *c = kb->conns; c != NULL; c = c->next)
+		if (c->open)
+			fn(arg, &c->xc);
 }
 
 unsigned dmta_pool_conns(const struct dmta_pool *kb)
 {
-	return kb->nconns;
+	return (unsigned)kb->st.conns;
 }
 
 void dmta_pool_free(struct dmta_pool *kb)

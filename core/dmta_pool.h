@@ -8,6 +8,7 @@
  *	                 dmta_pool_readable(c)   dmta_pool_writable(c)
  *	timers:          dmta_pool_tick(pool)    dmta_pool_next_deadline(pool)
  *	dmta_pool_drain(pool); dmta_pool_free(pool);
+ *	dmta_pool_read_stats(pool, &st);          (from any thread)
  *
  * DESCRIPTION
  *	The delivery logic that does not care what carries the bytes: a job
@@ -29,6 +30,11 @@
  *	transport must not touch that connection again for the same event;
  *	dmta_pool_connected() also reads and writes what it can, so one call
  *	per event is always enough.
+ *
+ *	Its counters (struct dmta_pool_stats) are written by the pool's thread
+ *	alone, each as one relaxed 64-bit atomic store (a plain store on the
+ *	machines we run on: no lock, no fence), so that another thread may
+ *	read them with dmta_pool_read_stats() while a worker runs the pool.
  */
 #ifndef DMTA_POOL_H
 #define DMTA_POOL_H
@@ -60,7 +66,8 @@ struct dmta_pool_xport {
 	ssize_t (*writev)(void *x, struct dmta_pool_conn *c, const struct iovec *iov, int n);
 	/** Bytes read, 0 at end of stream, -EAGAIN, or -errno. */
 	ssize_t (*read)(void *x, struct dmta_pool_conn *c, void *buf, size_t n);
-	/** Whether dmta_pool_writable() is wanted. */
+	/** Whether dmta_pool_writable() is wanted. Taken as on after connect()
+	 *  until the pool first turns it off. */
 	void (*want_write)(void *x, struct dmta_pool_conn *c, bool on);
 	/** Close (gracefully when @p graceful) and forget the handle. */
 	void (*close)(void *x, struct dmta_pool_conn *c, bool graceful);
@@ -112,5 +119,23 @@ unsigned dmta_pool_busy(const struct dmta_pool *pool);
 
 /** Connections open (busy, idle, connecting or saying QUIT). */
 unsigned dmta_pool_conns(const struct dmta_pool *pool);
+
+struct dmta_pool_stats {
+	uint64_t conns;		 /* gauge: connections (connecting, in SMTP, closing) */
+	uint64_t connecting;	 /* gauge: ... of which connecting */
+	uint64_t idle;		 /* gauge: ... of which idle, waiting for a job */
+	uint64_t busy;		 /* gauge: jobs in progress */
+	uint64_t opened;	 /* connections started (each address tried) */
+	uint64_t connect_failed; /* ... that failed: refused, timed out, unreachable */
+	uint64_t jobs;		 /* jobs taken */
+	uint64_t reused;	 /* ... that went to an idle session */
+};
+
+/** A copy of @p pool's counters; from any thread (a little stale at worst). */
+void dmta_pool_read_stats(const struct dmta_pool *pool, struct dmta_pool_stats *st);
+
+/** Call @p fn for every connection the transport holds (the pool's thread only). */
+void dmta_pool_foreach_conn(struct dmta_pool *pool, void (*fn)(void *arg, struct dmta_pool_conn *c),
+			    void *arg);
 
 #endif

@@ -5,6 +5,7 @@
  * workers) keeps them away from the worker array while dmtad shuts down.
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +20,7 @@ static struct dmta_worker *tel_workers;
 static unsigned int tel_nb_workers;
 static const struct dmta_port *tel_port;
 static char tel_address[64];
+static struct dmta_stats *tel_control; /* the control thread's last view */
 
 static const struct {
 	const char *name;
@@ -163,5 +165,132 @@ void dmta_telemetry_fini(void)
 	pthread_mutex_lock(&tel_lock);
 	tel_workers = NULL;
 	tel_nb_workers = 0;
+	free(tel_control);
+	tel_control = NULL;
+	pthread_mutex_unlock(&tel_lock);
+}
+
+/*
+ * Building /dmta/control: a dict per group (and per worker, "worker_N"),
+ * when this DPDK takes a dict inside a dict; else flat keys
+ * ("queue_messages", "worker_0_sessions"). Arrays of dicts are not to be
+ * had in a dict, whatever the version.
+ */
+static bool tel_nested;
+
+struct tel_walk {
+	struct rte_tel_data *top, *grp;
+	const char *prefix; /* the group (or worker) being built */
+};
+
+static void tel_walk_flush(struct tel_walk *tw)
+{
+	if (tw->grp != NULL &&
+	    rte_tel_data_add_dict_container(tw->top, tw->prefix, tw->grp, 0) != 0)
+		rte_tel_data_free(tw->grp);
+	tw->grp = NULL;
+}
+
+static void tel_walk_one(void *arg, const char *group, const char *key, bool is_double, uint64_t u,
+			 double x)
+{
+	struct tel_walk *tw = arg;
+	struct rte_tel_data *d = tw->top;
+	char num[32], name[RTE_TEL_MAX_STRING_LEN];
+
+	if (group != NULL && tel_nested) {
+		if (tw->grp == NULL || strcmp(group, tw->prefix) != 0) {
+			tel_walk_flush(tw);
+			tw->prefix = group;
+			tw->grp = rte_tel_data_alloc();
+			if (tw->grp == NULL)
+				return;
+			rte_tel_data_start_dict(tw->grp);
+		}
+		d = tw->grp;
+	}
+	if (group != NULL && !tel_nested)
+		snprintf(name, sizeof(name), "%s_%s", group, key);
+	else
+		snprintf(name, sizeof(name), "%s", key);
+	if (is_double) {
+		/* Telemetry has no floating point type: rates go as text. */
+		snprintf(num, sizeof(num), "%.3f", x);
+		rte_tel_data_add_dict_string(d, name, num);
+	} else if (u != DMTA_STATS_NA) { /* not applicable: left out */
+		rte_tel_data_add_dict_u64(d, name, u);
+	}
+}
+
+struct tel_group {
+	struct tel_walk *tw;
+	const char *name;
+};
+
+static void tel_walk_group(void *arg, const char *group, const char *key, bool is_double,
+			   uint64_t u, double x)
+{
+	struct tel_group *g = arg;
+
+	tel_walk_one(g->tw, g->name, key, is_double, u, x);
+}
+
+static int tel_control_cmd(const char *cmd, const char *params, struct rte_tel_data *d)
+{
+	struct tel_walk tw = {.top = d};
+
+	pthread_mutex_lock(&tel_lock);
+	if (tel_control == NULL) {
+		pthread_mutex_unlock(&tel_lock);
+		return -EAGAIN;
+	}
+	rte_tel_data_start_dict(d);
+	rte_tel_data_add_dict_string(d, "backend", tel_control->backend);
+	dmta_stats_walk(tel_control, tel_walk_one, &tw);
+	tel_walk_flush(&tw);
+	rte_tel_data_add_dict_u64(d, "workers", tel_control->nworkers);
+	for (unsigned i = 0; i < tel_control->nworkers; i++) {
+		char wname[32];
+
+		snprintf(wname, sizeof(wname), "worker_%u", i);
+		/* A worker's counters are a group of their own. */
+		tw = (struct tel_walk){.top = d};
+		dmta_stats_walk_worker(&tel_control->workers[i], tel_walk_group,
+				       &(struct tel_group){&tw, wname});
+		tel_walk_flush(&tw);
+	}
+	pthread_mutex_unlock(&tel_lock);
+	return 0;
+}
+
+int dmta_telemetry_control_init(void)
+{
+	struct rte_tel_data *a = rte_tel_data_alloc(), *b = rte_tel_data_alloc();
+
+	/* Does this DPDK take a dict inside a dict? */
+	if (a != NULL && b != NULL) {
+		rte_tel_data_start_dict(a);
+		rte_tel_data_start_dict(b);
+		tel_nested = rte_tel_data_add_dict_container(a, "probe", b, 1) == 0;
+	}
+	rte_tel_data_free(a);
+	rte_tel_data_free(b);
+	return rte_telemetry_register_cmd(
+	    "/dmta/control", tel_control_cmd,
+	    "The control thread's view: queue, jobs, delivery counters and rate, DNS cache, "
+	    "sessions per worker. No parameters");
+}
+
+void dmta_telemetry_control_publish(const struct dmta_stats *s)
+{
+	struct dmta_stats *copy = malloc(sizeof(*copy));
+
+	/* Copied outside the lock; the lock is held for a pointer swap. */
+	if (copy == NULL)
+		return;
+	*copy = *s;
+	pthread_mutex_lock(&tel_lock);
+	free(tel_control);
+	tel_control = copy;
 	pthread_mutex_unlock(&tel_lock);
 }

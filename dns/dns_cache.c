@@ -27,6 +27,7 @@ struct dns_cache {
 	struct ent **tab;
 	size_t mask;
 	size_t n, max;
+	size_t negative; /* entries whose record set is not DNS_RR_OK */
 	struct ent *head, *tail;
 	uint64_t evictions, expired;
 };
@@ -107,6 +108,8 @@ static void drop(struct dns_cache *c, struct ent **pp)
 
 	*pp = e->hnext;
 	lru_unlink(c, e);
+	if (e->rr->status != DNS_RR_OK)
+		c->negative--;
 	dns_rrset_unref(e->rr);
 	free(e);
 	c->n--;
@@ -164,12 +167,15 @@ int dns_cache_put(struct dns_cache *c, const char *name, uint16_t qtype, struct 
 	*pp = e;
 	lru_push(c, e);
 	c->n++;
+	if (rr->status != DNS_RR_OK)
+		c->negative++;
 	return 0;
 }
 
 void dns_cache_stats(const struct dns_cache *c, struct dns_cache_stats *st)
 {
 	st->entries = c->n;
+	st->negative = c->negative;
 	st->evictions = c->evictions;
 	st->expired = c->expired;
 }

@@ -38,6 +38,7 @@ struct dns_cache;
 
 struct dns_cache_stats {
 	uint64_t entries;
+	uint64_t negative;  /* entries that say NXDOMAIN, NODATA or a failure */
 	uint64_t evictions; /* pushed out by the size bound */
 	uint64_t expired;   /* dropped because their TTL ran out */
 };

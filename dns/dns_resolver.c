@@ -998,6 +998,7 @@ void dns_resolver_stats(const struct dns_resolver *r, struct dns_stats *st)
 	dns_cache_stats(r->cache, &cs);
 	st->evictions = cs.evictions;
 	st->cache_entries = cs.entries;
+	st->neg_entries = cs.negative;
 }
 
 void dns_resolver_free(struct dns_resolver *r)

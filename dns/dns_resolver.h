@@ -105,6 +105,7 @@ struct dns_stats {
 	uint64_t in_flight_max; /* gauge: the most ever outstanding */
 	uint64_t waiting;	/* gauge: lookups queued behind max_in_flight */
 	uint64_t cache_entries; /* gauge */
+	uint64_t neg_entries;	/* gauge: ... of which negative (NXDOMAIN, NODATA, failure) */
 };
 
 struct dns_resolver *dns_resolver_new(const struct dns_config *cfg, dns_watch_fn watch,

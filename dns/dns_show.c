@@ -22,11 +22,12 @@ void dns_stats_print_json(FILE *out, const struct dns_stats *st)
 	    "\"queries\":%lu,\"answers\":%lu,\"nxdomain\":%lu,\"nodata\":%lu,"
 	    "\"failures\":%lu,\"timeouts\":%lu,\"retries\":%lu,\"malformed\":%lu,\"bad_addrs\":%lu,"
 	    "\"dest_ok\":%lu,\"dest_temp\":%lu,\"dest_perm\":%lu,\"evictions\":%lu,"
-	    "\"in_flight\":%lu,\"in_flight_max\":%lu,\"waiting\":%lu,\"cache_entries\":%lu}",
+	    "\"in_flight\":%lu,\"in_flight_max\":%lu,\"waiting\":%lu,\"cache_entries\":%lu,"
+	    "\"neg_entries\":%lu}",
 	    st->requests, st->cache_hits, st->cache_misses, st->dedup, st->queries, st->answers,
 	    st->nxdomain, st->nodata, st->failures, st->timeouts, st->retries, st->malformed,
 	    st->bad_addrs, st->dest_ok, st->dest_temp, st->dest_perm, st->evictions, st->in_flight,
-	    st->in_flight_max, st->waiting, st->cache_entries);
+	    st->in_flight_max, st->waiting, st->cache_entries, st->neg_entries);
 }
 
 int dns_show(const struct dns_config *cfg, char *const *domains, int n, unsigned flags, FILE *out)

@@ -20,6 +20,22 @@
  *	moved to now in the spool, so a flush works for a daemon started
  *	later) or "sync" after hold, release and delete.
  *
+ *	stats: the spool's counts (messages, recipients by state, bytes, held,
+ *	quarantined, map use), read from the spool itself; then the daemon.
+ *	When a dmtad runs on this spool (it holds the lock on SPOOL/dmtad.pid)
+ *	its live view follows, as it wrote it to SPOOL/dmtad.stats at most a
+ *	few seconds ago ([control] stats_interval): the scheduler's queue, jobs
+ *	in flight and waiting for DNS, delivery counters since start
+ *	(recipients: attempts, delivered, deferred, bounced, expired), the
+ *	delivery rate (last 10 s and since start), bounces generated, DNS cache
+ *	counters, and per worker its SMTP sessions (open, connecting, idle),
+ *	jobs, connections opened and failed, and TCP retransmissions (n/a when
+ *	not known). Otherwise "daemon: not running"; a file left by a daemon
+ *	that is gone is never shown as live. With --json the view is
+ *	"daemon": {"running": BOOL, "pid": N, "age": SECONDS, "stats": {...}},
+ *	"stats" being the snapshot (core/dmta_stats.h) or null when it is
+ *	missing or stale.
+ *
  * DIAGNOSTICS
  *	Exit 0 on success, 1 when an ID is not found or check finds damage,
  *	64 on usage errors, 73/75 when the spool cannot be opened or written.
@@ -35,6 +51,7 @@
 #include "core/base/dmta_conf.h"
 #include "core/base/dmta_log.h"
 #include "core/base/dmta_time.h"
+#include "core/dmta_stats.h"
 #include "dns/dns_conf.h"
 #include "dns/dns_show.h"
 #include "queue/spool.h"
@@ -314,6 +331,69 @@ fail:
 	return queue_tool_exit(rc);
 }
 
+/* The daemon's part of stats: what runs on this spool, and its live view. */
+static int daemon_stats(struct spool *sp)
+{
+	struct dmta_stats_live *live = calloc(1, sizeof(*live));
+	char *buf = NULL;
+	int rc;
+
+	if (live == NULL) {
+		fprintf(stderr, "dmta-queue: out of memory\n");
+		return EX_TEMPFAIL_;
+	}
+	rc = dmta_stats_load(spool_path(sp), dmta_wall_ns(), live);
+	if (rc < 0) {
+		/* The spool's counts stand; only the daemon is unknown. */
+		if (json)
+			printf("\"daemon\":{\"running\":null,\"error\":\"%s/%s: %s\"}}\n",
+			       spool_path(sp), DMTA_STATS_LOCK_FILE, strerror(-rc));
+		else
+			printf("daemon:      unknown (%s/%s: %s)\n", spool_path(sp),
+			       DMTA_STATS_LOCK_FILE, strerror(-rc));
+		free(live);
+		return 0;
+	}
+	if (live->fresh) {
+		size_t cap = 2048 + (size_t)live->stats.nworkers * 256;
+
+		buf = malloc(cap);
+		if (buf == NULL || dmta_stats_format(&live->stats, buf, cap) < 0) {
+			free(buf);
+			buf = NULL;
+			live->fresh = false;
+		}
+	}
+	if (json) {
+		if (live->pid == 0)
+			printf("\"daemon\":{\"running\":false}}\n");
+		else if (buf == NULL && live->age_s < 0)
+			printf("\"daemon\":{\"running\":true,\"pid\":%" PRId64
+			       ",\"age\":null,\"stats\":null}}\n",
+			       live->pid);
+		else
+			printf("\"daemon\":{\"running\":true,\"pid\":%" PRId64
+			       ",\"age\":%.3f,\"stats\":%s}}\n",
+			       live->pid, live->age_s, buf ? buf : "null");
+	} else if (live->pid == 0) {
+		printf("daemon:      not running\n");
+	} else if (buf == NULL) {
+		if (live->age_s < 0)
+			printf("daemon:      running, pid %" PRId64
+			       ", no statistics from it (yet)\n",
+			       live->pid);
+		else
+			printf("daemon:      running, pid %" PRId64
+			       ", but its statistics are stale (written %.1f s ago)\n",
+			       live->pid, live->age_s);
+	} else {
+		dmta_stats_print(stdout, &live->stats, live->age_s);
+	}
+	free(buf);
+	free(live);
+	return 0;
+}
+
 static int stats(struct spool *sp)
 {
 	struct spool_txn *t;
@@ -331,7 +411,7 @@ static int stats(struct spool *sp)
 		printf("{\"messages\":%" PRIu64 ",\"recipients\":%" PRIu64 ",\"bytes\":%" PRIu64
 		       ",\"pending\":%" PRIu64 ",\"deferred\":%" PRIu64 ",\"delivered\":%" PRIu64
 		       ",\"bounced\":%" PRIu64 ",\"held\":%" PRIu64 ",\"quarantined\":%" PRIu64
-		       ",\"map_size\":%" PRIu64 ",\"map_used\":%" PRIu64 "}\n",
+		       ",\"map_size\":%" PRIu64 ",\"map_used\":%" PRIu64 ",",
 		       st.messages, st.recipients, st.bytes, st.pending, st.deferred, st.delivered,
 		       st.bounced, st.held, st.quarantined, st.map_size, st.map_used);
 	else
@@ -342,7 +422,7 @@ static int stats(struct spool *sp)
 		       " bytes used\n",
 		       st.messages, st.recipients, st.pending, st.deferred, st.delivered,
 		       st.bounced, st.bytes, st.held, st.quarantined, st.map_used, st.map_size);
-	return 0;
+	return daemon_stats(sp);
 }
 
 static int check(struct spool *sp, bool repair)

@@ -98,6 +98,34 @@ static void test_lru_eviction(void **state)
 	assert_int_equal(errno, EINVAL);
 }
 
+/* The negative-entry gauge follows puts, replacements, expiry and eviction. */
+static void test_negative_gauge(void **state)
+{
+	struct dns_cache *c = dns_cache_new(2);
+	struct dns_cache_stats st;
+
+	assert_int_equal(dns_cache_put(c, "nx.test", DNS_T_MX, mk(DNS_RR_NXDOMAIN, 1), 1000), 0);
+	assert_int_equal(dns_cache_put(c, "ok.test", DNS_T_MX, mk(DNS_RR_OK, 1), 5000), 0);
+	dns_cache_stats(c, &st);
+	assert_int_equal(st.entries, 2);
+	assert_int_equal(st.negative, 1);
+	/* Replaced by a positive answer: no longer negative. */
+	assert_int_equal(dns_cache_put(c, "nx.test", DNS_T_MX, mk(DNS_RR_OK, 1), 1000), 0);
+	dns_cache_stats(c, &st);
+	assert_int_equal(st.negative, 0);
+	assert_int_equal(dns_cache_put(c, "nx.test", DNS_T_MX, mk(DNS_RR_NODATA, 1), 1000), 0);
+	assert_int_equal(dns_cache_put(c, "tf.test", DNS_T_A, mk(DNS_RR_TEMP, 1), 1000), 0);
+	dns_cache_stats(c, &st); /* ok.test was evicted */
+	assert_int_equal(st.entries, 2);
+	assert_int_equal(st.negative, 2);
+	/* Expired on the way. */
+	assert_null(dns_cache_get(c, "tf.test", DNS_T_A, 1000));
+	dns_cache_stats(c, &st);
+	assert_int_equal(st.entries, 1);
+	assert_int_equal(st.negative, 1);
+	dns_cache_free(c);
+}
+
 static void test_ttl_clamp(void **state)
 {
 	struct dns_config cfg;
@@ -123,9 +151,8 @@ static void test_ttl_clamp(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_get_put_expire),
-	    cmocka_unit_test(test_replace_and_refs),
-	    cmocka_unit_test(test_lru_eviction),
+	    cmocka_unit_test(test_get_put_expire), cmocka_unit_test(test_replace_and_refs),
+	    cmocka_unit_test(test_lru_eviction),   cmocka_unit_test(test_negative_gauge),
 	    cmocka_unit_test(test_ttl_clamp),
 	};
 
