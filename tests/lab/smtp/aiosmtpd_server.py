@@ -8,7 +8,7 @@ Listens with STARTTLS (or implicit TLS with --implicit) and, with --user,
 requires AUTH over TLS; with --optional, STARTTLS and AUTH are offered but
 plaintext mail is taken too. Every accepted message is written to
 DIR/N.eml with its envelope in DIR/N.env, and there also what the server
-saw: TLS (version and cipher), AUTH, the client's address and a connection
+saw: TLS (version, cipher, resumed or not), AUTH, the client's address and a connection
 number. Recipients starting with "temp" get 450, "perm" get 550. Runs
 until killed.
 """
@@ -61,6 +61,7 @@ class Handler:
             if tls is not None:
                 f.write("tls_version %s\n" % tls.version())
                 f.write("tls_cipher %s\n" % tls.cipher()[0])
+                f.write("tls_resumed %s\n" % tls.session_reused)
         return "250 2.0.0 stored %d" % self.n
 
 
