@@ -403,7 +403,12 @@ static void conn_try(struct kb_conn *c)
 				continue;
 			}
 			c->open = true;
-			c->want_out = false;
+			/* Connecting watches for writability (see connect() in
+			 * dmta_pool.h): the first flush with nothing left turns
+			 * it off, else a kernel socket reports itself writable
+			 * for as long as it lives, the loop spins, and each
+			 * wake-up pushes an idle session's deadline away. */
+			c->want_out = true;
 			c->st = KC_CONNECTING;
 			c->deadline_ns =
 			    pool_now(kb) + kb->conf.connect_timeout_ms * DMTA_NS_PER_MS;

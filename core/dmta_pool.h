@@ -53,7 +53,8 @@ struct dmta_pool_conn {
 
 struct dmta_pool_xport {
 	/** Start connecting @p c; later dmta_pool_connected() or dmta_pool_failed().
-	 *  0, or -errno when it failed at once. */
+	 *  0, or -errno when it failed at once. The connection is then watched
+	 *  for writability, as if want_write(true) had been called. */
 	int (*connect)(void *x, struct dmta_pool_conn *c, struct in_addr a, uint16_t port);
 	/** Bytes taken (maybe fewer than offered), -EAGAIN (dmta_pool_writable()
 	 *  follows), or -errno. */
