@@ -16,7 +16,8 @@ and runs dmtad once per policy, each run with its own spool:
   direct      [smtp] tls = opportunistic: every message to tls.test goes
               over STARTTLS; the delivery log names TLS version and cipher
               for each, Postfix logged the same, and the Maildir holds each
-              message once, byte-identical.
+              message once, byte-identical; sessions carry several messages
+              and, idle for idle_timeout, end with QUIT.
   timing-tls  timing.test, one message per connection (a handshake each)
               to aiosmtpd on 25 over opportunistic STARTTLS,
   timing-plain  and the same with [smtp] tls = none: what the handshakes
@@ -48,7 +49,7 @@ BACKEND = sys.argv[1] if len(sys.argv) > 1 else "kernel"
 CLIENT_IP = {"dpdk": "198.18.0.2", "kernel": "198.19.0.2"}[BACKEND]
 PF_IP, AIO_IP, DNS_IP = "198.18.1.41", "198.18.1.42", "198.18.1.44"
 N_TLS = 24     # to Postfix over opportunistic STARTTLS
-N_TIMING = 100  # one per connection, to aiosmtpd on 25, with and without TLS
+N_TIMING = int(os.environ.get("DMTA_TLS_TIMING_COUNT", "100"))  # one per connection, with and without TLS
 N_RELAY = 8    # per relay run
 PASSWORD = "s3cr3t-Pa55"
 TLS_RE = re.compile(r"^TLSv1\.[23] \S+$")
@@ -252,7 +253,7 @@ dest_max_connections = 4
         except FileNotFoundError:
             return []
 
-    def run(self, done, limit=40):
+    def run(self, done, limit=40, why=lambda: ""):
         """Start dmtad, wait (bounded) until done(self) holds, stop it."""
         d = subprocess.Popen([os.path.join(BUILD, "core/dmtad"), "-c", self.conf],
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -275,8 +276,8 @@ dest_max_connections = 4
         out, _ = d.communicate(timeout=30)
         out = "".join(lines) + out
         if not ok:
-            fail("%s: not done after %d s; dmtad said:\n%s\nlog:\n%s" % (
-                self.name, limit, out, "\n".join(json.dumps(l) for l in self.dlog()[-5:])))
+            fail("%s: not done after %d s; dmtad said:\n%s\nlog:\n%s\n%s" % (
+                self.name, limit, out, "\n".join(json.dumps(l) for l in self.dlog()[-5:]), why()))
         check(d.returncode == 0, "%s: dmtad exit %d after SIGTERM:\n%s" % (self.name, d.returncode, out))
         check("AddressSanitizer" not in out and "runtime error" not in out,
               "%s: sanitizer report:\n%s" % (self.name, out))
@@ -340,9 +341,31 @@ try:
     sizes = [rnd.randint(300, 6000) for _ in range(N_TLS - 3)] + [70000, 300000, 1200000]
     tls_msgs = [{"from": "sender@dmta.test", "to": ["rcpt%d@tls.test" % i],
                  "data": message("tls.test", i, rnd, sizes[i])} for i in range(N_TLS)]
-    run = Run("direct", "[smtp]\ntls = opportunistic\n")
+    run = Run("direct", "[smtp]\ntls = opportunistic\nidle_timeout = 1s\n")
     run.inject(tls_msgs)
-    pf = check_delivered("direct", run.run(empty), tls_msgs, "mx.tls.test")
+
+    def pf_sessions():
+        """Postfix's end-of-session lines: [(client, {command: count})]."""
+        try:
+            mlog = open(os.path.join(pf_dir, "maillog")).read()
+        except FileNotFoundError:
+            return []
+        return [(ip, {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", rest)}) for ip, rest in
+                re.findall(r"postfix/smtpd\[\d+\]: disconnect from \S+\[([\d.]+)\] (.*)", mlog)]
+
+    # Delivered, and then every session idle for 1 s said QUIT.
+    pf = check_delivered("direct", run.run(lambda r: empty(r) and sum(
+        s.get("mail", 0) for _, s in pf_sessions()) >= N_TLS, why=lambda: "Postfix's log:\n" +
+        open(os.path.join(pf_dir, "maillog")).read()[-3000:]), tls_msgs, "mx.tls.test")
+    # Only ours: the readiness probe shows up too.
+    sessions = [(ip, s) for ip, s in pf_sessions() if s.get("commands")]
+    check(sessions, "Postfix logged no session")
+    check(all(ip == CLIENT_IP and s.get("starttls") == 1 and s.get("ehlo") == 2 and
+              s.get("quit") == 1 for ip, s in sessions),
+          "Postfix sessions not all STARTTLS, EHLO twice, QUIT: %r" % sessions)
+    check(sum(s.get("mail", 0) for _, s in sessions) == N_TLS,
+          "Postfix counted %d transactions, want %d" % (sum(s.get("mail", 0) for _, s in sessions),
+                                                         N_TLS))
     # The Maildir: each message once, byte-identical after Postfix's headers.
     box = os.path.join(pf_dir, "mail/box/new")
     deadline = time.time() + 20
@@ -369,7 +392,7 @@ try:
     check(logged <= {"%s %s" % (v, c) for _, v, c in est},
           "delivery log TLS %r not what Postfix logged %r" % (logged, est[:3]))
     print("ok (%s): direct: %d messages to tls.test over STARTTLS (%s), byte-identical in "
-          "the Maildir; %d Postfix TLS sessions from %s" % (
+          "the Maildir; %d Postfix TLS sessions from %s, each ended by QUIT when idle" % (
               BACKEND, N_TLS, ", ".join(sorted(logged)), len(est), CLIENT_IP), flush=True)
 
     # ---- the handshake's cost: the same messages with and without TLS ---
