@@ -34,7 +34,11 @@ struct wstate {
 	uint64_t ns_per_tsc_q32; /* ns per TSC tick, 32.32 fixed point */
 	bool ring_bell;		 /* results since the last doorbell */
 	bool drained;
-	bool direct; /* workers stopped: results go straight to the control thread */
+	/* After the drain: published for the control thread, which waits for
+	 * the sessions to say goodbye before it stops the workers. */
+	atomic_bool drain_seen;
+	atomic_uint closing; /* dmta_pool_busy() */
+	bool direct;	     /* workers stopped: results go straight to the control thread */
 } __rte_cache_aligned;
 
 static struct {
@@ -183,6 +187,10 @@ static void ws_tick(void *arg, struct dmta_worker *w, uint64_t now_tsc)
 		dmta_pool_drain(ws->pool);
 		ws->drained = true;
 	}
+	if (ws->drained) {
+		atomic_store_explicit(&ws->closing, dmta_pool_busy(ws->pool), memory_order_release);
+		atomic_store_explicit(&ws->drain_seen, true, memory_order_release);
+	}
 	if (ws->ring_bell) {
 		uint64_t one = 1;
 
@@ -311,7 +319,16 @@ static void db_drain(void *be)
 
 static unsigned db_busy(void *be)
 {
-	return db.busy;
+	unsigned n = db.busy;
+
+	/* Stopping: the workers' sessions say QUIT (and close_notify, and
+	 * FIN) only while the workers run. */
+	if (atomic_load(&db.draining) && !db.workers_stopped)
+		for (unsigned int i = 0; i < db.n; i++)
+			n += atomic_load_explicit(&db.ws[i].drain_seen, memory_order_acquire)
+				 ? atomic_load_explicit(&db.ws[i].closing, memory_order_acquire)
+				 : 1;
+	return n;
 }
 
 static void db_free(void *be)

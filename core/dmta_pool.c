@@ -579,7 +579,9 @@ void dmta_pool_drain(struct dmta_pool *kb)
 
 unsigned dmta_pool_busy(const struct dmta_pool *kb)
 {
-	return kb->busy;
+	/* Every job has its connection, so once draining the connections
+	 * still open are the jobs and the sessions saying goodbye. */
+	return kb->draining && kb->nconns > kb->busy ? kb->nconns : kb->busy;
 }
 
 void dmta_pool_free(struct dmta_pool *kb)

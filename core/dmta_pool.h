@@ -108,7 +108,8 @@ void dmta_pool_tick(struct dmta_pool *pool);
 uint64_t dmta_pool_next_deadline(const struct dmta_pool *pool);
 /** Quit idle sessions and take no more jobs. */
 void dmta_pool_drain(struct dmta_pool *pool);
-/** Jobs in progress. */
+/** Jobs in progress; after dmta_pool_drain(), also the sessions still
+ *  saying goodbye (QUIT, close_notify), so that waiting for zero lets them. */
 unsigned dmta_pool_busy(const struct dmta_pool *pool);
 
 #endif
