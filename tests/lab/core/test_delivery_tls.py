@@ -25,7 +25,8 @@ and runs dmtad once per policy, each run with its own spool:
   relay587    [relay] relay.test:587, STARTTLS required and verified, AUTH
   relay465    [relay] relay.test:465, implicit TLS, verified, AUTH
               (each: delivered, received byte-identical, the server saw TLS
-              with the same version and cipher, and AUTH)
+              with the same version and cipher, and AUTH; dmtad stops with
+              the sessions idle, and each says QUIT first)
   badpass     relay.test:587 with a wrong password: deferred (535), not bounced
   misnamed    misnamed.test:587 (certificate for relay.test): deferred with
               "hostname mismatch", nothing reaches the server
@@ -217,8 +218,12 @@ class Run:
         os.makedirs(self.dir)
         self.conf = os.path.join(self.dir, "dmta.conf")
         self.spool = os.path.join(self.dir, "spool")
+        # The lab's data plane, under a DPDK file prefix of our own: a
+        # dmtad left over from elsewhere then cannot stop ours from starting
+        # (the lab lock is what keeps two off dmta0 at once).
         lab_conf = "".join(l for l in open("/run/dmta-lab/dmta.conf")
                            if not l.startswith(("[dns]", "servers", "[spool]", "path")))
+        lab_conf = lab_conf.replace("--file-prefix dmta-lab", "--file-prefix dmta-lab-tls")
         with open(self.conf, "w") as f:
             f.write(lab_conf + """
 [spool]
@@ -452,8 +457,15 @@ try:
             want = "%s %s" % (env["tls_version"], env["tls_cipher"])
             check(logged[m["to"][0]] == want, "%s: log says %s, server saw %s" % (
                 name, logged[m["to"][0]], want))
-        print("ok (%s): %s: %d messages over %s, verified, AUTH, byte-identical at the server"
-              % (BACKEND, name, N_RELAY, ", ".join(sorted(set(logged.values())))), flush=True)
+        # dmtad stopped with these sessions idle: each said QUIT first.
+        conns = {got[m["data"].split("\n", 1)[0].split(": ")[1]][1]["conn"] for m in msgs}
+        out = os.path.join(tmp, "a%d" % port)
+        rude = sorted(c for c in conns if not os.path.exists(os.path.join(out, "quit." + c)))
+        check(not rude, "%s: connections %s ended without QUIT when dmtad stopped" % (name, rude))
+        print("ok (%s): %s: %d messages over %s, verified, AUTH, byte-identical at the server; "
+              "%d sessions said QUIT at dmtad's stop" % (
+                  BACKEND, name, N_RELAY, ", ".join(sorted(set(logged.values()))), len(conns)),
+              flush=True)
 
     # ---- (b) failures defer, with a clear reply -------------------------
     for name, host, pw, why in (("badpass", "relay.test", "pw-bad", "535"),

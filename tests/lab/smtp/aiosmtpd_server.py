@@ -8,8 +8,9 @@ Listens with STARTTLS (or implicit TLS with --implicit) and, with --user,
 requires AUTH over TLS; with --optional, STARTTLS and AUTH are offered but
 plaintext mail is taken too. Every accepted message is written to
 DIR/N.eml with its envelope in DIR/N.env, and there also what the server
-saw: TLS (version, cipher, resumed or not), AUTH, the client's address and a connection
-number. Recipients starting with "temp" get 450, "perm" get 550. Runs
+saw: TLS (version, cipher, resumed or not), AUTH, the client's address
+and a connection number C; DIR/quit.C appears when that connection says
+QUIT. Recipients starting with "temp" get 450, "perm" get 550. Runs
 until killed.
 """
 import argparse
@@ -63,6 +64,12 @@ class Handler:
                 f.write("tls_cipher %s\n" % tls.cipher()[0])
                 f.write("tls_resumed %s\n" % tls.session_reused)
         return "250 2.0.0 stored %d" % self.n
+
+    async def handle_QUIT(self, server, session, envelope):
+        # Which connections that carried mail ended politely.
+        if hasattr(session, "dmta_conn"):
+            open(os.path.join(self.out, "quit.%d" % session.dmta_conn), "w").close()
+        return "221 2.0.0 bye"
 
 
 def main():
