@@ -25,8 +25,6 @@
 
 #define DB_RING	 65536 /* jobs in flight per worker, each way */
 #define DB_BURST 32
-/* At shutdown, how long the workers get to say QUIT and close. */
-#define DB_CLOSE_MS 3000
 /* Results wait at most this long for a doorbell; fewer syscalls under load. */
 #define DB_BELL_US 50
 
@@ -41,8 +39,11 @@ struct wstate {
 	bool ring_bell;		      /* results since the last doorbell */
 	uint64_t last_bell, bell_gap; /* TSC */
 	bool drained;
-	atomic_bool closed; /* drained, and every connection closed */
-	bool direct;	    /* workers stopped: results go straight to the control thread */
+	/* After the drain: published for the control thread, which waits for
+	 * the sessions to say goodbye before it stops the workers. */
+	atomic_bool drain_seen;
+	atomic_uint closing; /* dmta_pool_busy() */
+	bool direct;	     /* workers stopped: results go straight to the control thread */
 } __rte_cache_aligned;
 
 static struct {
@@ -208,9 +209,10 @@ static void ws_tick(void *arg, struct dmta_worker *w, uint64_t now_tsc)
 		dmta_pool_drain(ws->pool);
 		ws->drained = true;
 	}
-	if (ws->drained && dmta_pool_conns(ws->pool) == 0 &&
-	    !atomic_load_explicit(&ws->closed, memory_order_relaxed))
-		atomic_store_explicit(&ws->closed, true, memory_order_release);
+	if (ws->drained) {
+		atomic_store_explicit(&ws->closing, dmta_pool_busy(ws->pool), memory_order_release);
+		atomic_store_explicit(&ws->drain_seen, true, memory_order_release);
+	}
 }
 
 int dmta_dbackend_attach(struct dmta_worker *workers, unsigned int n, const struct dmta_conf *conf,
@@ -332,31 +334,16 @@ static void db_drain(void *be)
 
 static unsigned db_busy(void *be)
 {
-	return db.busy;
-}
+	unsigned n = db.busy;
 
-/* Give the workers a moment to end their sessions politely (QUIT, then a
- * FIN the peer sees), so that no MTA keeps a dead connection open and a
- * restarted dmtad does not meet its own old connections. */
-static void db_wait_closed(void)
-{
-	uint64_t until = dmta_now_ns() + (uint64_t)DB_CLOSE_MS * DMTA_NS_PER_MS;
-	unsigned int open;
-
-	if (!atomic_load(&db.draining))
-		return;
-	do {
-		open = 0;
+	/* Stopping: the workers' sessions say QUIT (and close_notify, and
+	 * FIN) only while the workers run. */
+	if (atomic_load(&db.draining) && !db.workers_stopped)
 		for (unsigned int i = 0; i < db.n; i++)
-			open += !atomic_load_explicit(&db.ws[i].closed, memory_order_acquire);
-		if (open == 0) {
-			usleep(20000); /* the last FINs leave with the next TX bursts */
-			return;
-		}
-		usleep(1000);
-	} while (dmta_now_ns() < until);
-	dmta_warn("dpdk: %u worker%s still had connections open after %d ms", open,
-		  open == 1 ? "" : "s", DB_CLOSE_MS);
+			n += atomic_load_explicit(&db.ws[i].drain_seen, memory_order_acquire)
+				 ? atomic_load_explicit(&db.ws[i].closing, memory_order_acquire)
+				 : 1;
+	return n;
 }
 
 /*
@@ -397,7 +384,6 @@ static void db_free(void *be)
 {
 	/* The pools belong to the workers: stop them first, then finish
 	 * here what is left, its results going straight to the control. */
-	db_wait_closed();
 	dmta_workers_stop();
 	rte_eal_mp_wait_lcore();
 	db.workers_stopped = true;

@@ -77,7 +77,7 @@ struct dmta_backend {
 	void (*tick)(void *be);
 	/** Close idle sessions and stop taking jobs (shutdown). */
 	void (*drain)(void *be);
-	/** Jobs in progress. */
+	/** Jobs in progress; after drain(), also sessions still closing. */
 	unsigned (*busy)(void *be);
 	void (*free)(void *be);
 	/** Optional: each worker's sessions and TCP counters into @p w (at most

@@ -437,11 +437,11 @@ static void conn_try(struct kb_conn *c)
 				continue;
 			}
 			c->open = true;
-			/* A transport may learn of the connect's completion by
-			 * watching for writability (kernel sockets do): take its
-			 * interest as on, so that the first flush turns it off.
-			 * Left on, a level-triggered loop spins on an idle
-			 * session and its idle deadline keeps moving away. */
+			/* Connecting watches for writability (see connect() in
+			 * dmta_pool.h): the first flush with nothing left turns
+			 * it off, else a kernel socket reports itself writable
+			 * for as long as it lives, the loop spins, and each
+			 * wake-up pushes an idle session's deadline away. */
 			c->want_out = true;
 			c->st = KC_CONNECTING;
 			set_connecting(c, true);
@@ -678,7 +678,11 @@ void dmta_pool_drain(struct dmta_pool *kb)
 
 unsigned dmta_pool_busy(const struct dmta_pool *kb)
 {
-	return (unsigned)kb->st.busy;
+	uint64_t conns = kb->st.conns, busy = kb->st.busy;
+
+	/* Every job has its connection, so once draining the connections
+	 * still open are the jobs and the sessions saying goodbye. */
+	return (unsigned)(kb->draining && conns > busy ? conns : busy);
 }
 
 void dmta_pool_read_stats(const struct dmta_pool *kb, struct dmta_pool_stats *st)
@@ -699,11 +703,6 @@ void dmta_pool_foreach_conn(struct dmta_pool *kb, void (*fn)(void *arg, struct d
 	for (struct kb_conn *c = kb->conns; c != NULL; c = c->next)
 		if (c->open)
 			fn(arg, &c->xc);
-}
-
-unsigned dmta_pool_conns(const struct dmta_pool *kb)
-{
-	return (unsigned)kb->st.conns;
 }
 
 void dmta_pool_free(struct dmta_pool *kb)

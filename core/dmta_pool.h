@@ -59,7 +59,8 @@ struct dmta_pool_conn {
 
 struct dmta_pool_xport {
 	/** Start connecting @p c; later dmta_pool_connected() or dmta_pool_failed().
-	 *  0, or -errno when it failed at once. */
+	 *  0, or -errno when it failed at once. The connection is then watched
+	 *  for writability, as if want_write(true) had been called. */
 	int (*connect)(void *x, struct dmta_pool_conn *c, struct in_addr a, uint16_t port);
 	/** Bytes taken (maybe fewer than offered), -EAGAIN (dmta_pool_writable()
 	 *  follows), or -errno. */
@@ -114,11 +115,9 @@ void dmta_pool_tick(struct dmta_pool *pool);
 uint64_t dmta_pool_next_deadline(const struct dmta_pool *pool);
 /** Quit idle sessions and take no more jobs. */
 void dmta_pool_drain(struct dmta_pool *pool);
-/** Jobs in progress. */
+/** Jobs in progress; after dmta_pool_drain(), also the sessions still
+ *  saying goodbye (QUIT, close_notify), so that waiting for zero lets them. */
 unsigned dmta_pool_busy(const struct dmta_pool *pool);
-
-/** Connections open (busy, idle, connecting or saying QUIT). */
-unsigned dmta_pool_conns(const struct dmta_pool *pool);
 
 struct dmta_pool_stats {
 	uint64_t conns;		 /* gauge: connections (connecting, in SMTP, closing) */

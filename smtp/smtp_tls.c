@@ -6,8 +6,13 @@
  *	ciphertext from rbio (filled by smtp_tls_cipher_in) and writes it to
  *	wbio (drained by smtp_tls_cipher_out). Sessions are caught with the
  *	new-session callback, which is where TLS 1.3 tickets show up, and kept
- *	in a small table keyed by destination; the oldest entry is replaced
- *	when the table is full.
+ *	in a small table keyed by destination, a few per destination; the
+ *	oldest entry is replaced when the table is full. A TLS 1.3 session
+ *	leaves the table when it is offered: its ticket is for one use (RFC
+ *	8446 C.4), and OpenSSL does not offer it again once a handshake
+ *	resumed it, so connections that start together each need their own.
+ *	Servers leave two tickets per full handshake (OpenSSL's default) and
+ *	one per resumed one, which keeps the table stocked.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -20,9 +25,12 @@
 
 #include "smtp/smtp_tls.h"
 
+#define SLOT_SESSIONS 4 /* sessions kept per destination */
+
 struct slot {
 	char *key;
-	SSL_SESSION *sess;
+	SSL_SESSION *sess[SLOT_SESSIONS]; /* oldest first */
+	unsigned n;
 	unsigned long age;
 };
 
@@ -38,6 +46,8 @@ struct smtp_tls {
 	SSL *ssl;
 	BIO *rbio, *wbio;
 	char *key;
+	bool established; /* a handshake completed */
+	bool closed;	  /* smtp_tls_shutdown() was called */
 	char err[160];
 };
 
@@ -66,6 +76,37 @@ static struct slot *slot_find(struct smtp_tls_ctx *x, const char *key)
 	return NULL;
 }
 
+static void slot_clear(struct slot *s)
+{
+	for (unsigned i = 0; i < s->n; i++)
+		SSL_SESSION_free(s->sess[i]);
+	s->n = 0;
+}
+
+/*
+ * The newest session to offer, with a reference for the caller, or NULL.
+ * A TLS 1.3 one leaves the slot (one use); a TLS 1.2 one stays, as its
+ * session id or ticket may be offered again.
+ */
+static SSL_SESSION *slot_take(struct slot *s)
+{
+	while (s->n > 0) {
+		SSL_SESSION *sess = s->sess[s->n - 1];
+
+		if (!SSL_SESSION_is_resumable(sess)) {
+			SSL_SESSION_free(sess);
+			s->n--;
+			continue;
+		}
+		if (SSL_SESSION_get_protocol_version(sess) >= TLS1_3_VERSION)
+			s->n--; /* the slot's reference goes to the caller */
+		else
+			SSL_SESSION_up_ref(sess);
+		return sess;
+	}
+	return NULL;
+}
+
 static int on_new_session(SSL *ssl, SSL_SESSION *sess)
 {
 	struct smtp_tls *t = SSL_get_ex_data(ssl, app_idx);
@@ -86,14 +127,18 @@ static int on_new_session(SSL *ssl, SSL_SESSION *sess)
 			if (x->slots[i].age < s->age)
 				s = &x->slots[i];
 		}
+		slot_clear(s);
 		free(s->key);
 		s->key = strdup(t->key);
 		if (s->key == NULL)
 			return 0;
 	}
-	if (s->sess)
-		SSL_SESSION_free(s->sess);
-	s->sess = sess;
+	if (s->n == SLOT_SESSIONS) {
+		SSL_SESSION_free(s->sess[0]);
+		memmove(s->sess, s->sess + 1, (SLOT_SESSIONS - 1) * sizeof(s->sess[0]));
+		s->n--;
+	}
+	s->sess[s->n++] = sess;
 	s->age = ++x->clock;
 	return 1; /* we keep the reference */
 }
@@ -136,8 +181,7 @@ void smtp_tls_ctx_free(struct smtp_tls_ctx *x)
 		return;
 	for (unsigned i = 0; x->slots && i < x->nslots; i++) {
 		free(x->slots[i].key);
-		if (x->slots[i].sess)
-			SSL_SESSION_free(x->slots[i].sess);
+		slot_clear(&x->slots[i]);
 	}
 	free(x->slots);
 	SSL_CTX_free(x->ctx);
@@ -186,9 +230,12 @@ struct smtp_tls *smtp_tls_new(struct smtp_tls_ctx *x, const char *sni, const cha
 	SSL_set_verify(t->ssl, verify ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, NULL);
 	if (t->key) {
 		struct slot *s = slot_find(x, t->key);
+		SSL_SESSION *sess = s ? slot_take(s) : NULL;
 
-		if (s && s->sess)
-			SSL_set_session(t->ssl, s->sess);
+		if (sess != NULL) {
+			SSL_set_session(t->ssl, sess); /* takes its own reference */
+			SSL_SESSION_free(sess);
+		}
 	}
 	return t;
 }
@@ -197,6 +244,16 @@ void smtp_tls_free(struct smtp_tls *t)
 {
 	if (t == NULL)
 		return;
+	/* Without close_notify the connection may have been cut short, and
+	 * OpenSSL marks its session not resumable: the other tickets it
+	 * brought go too, and with them (where each came from is not kept)
+	 * the destination's others. */
+	if (t->key != NULL && t->established && !t->closed) {
+		struct slot *s = slot_find(t->x, t->key);
+
+		if (s != NULL)
+			slot_clear(s);
+	}
 	SSL_free(t->ssl); /* frees the BIOs */
 	free(t->key);
 	free(t);
@@ -240,7 +297,11 @@ int smtp_tls_handshake(struct smtp_tls *t)
 {
 	int rc = SSL_do_handshake(t->ssl);
 
-	return rc == 1 ? 0 : map_err(t, rc, "handshake");
+	if (rc == 1) {
+		t->established = true;
+		return 0;
+	}
+	return map_err(t, rc, "handshake");
 }
 
 ssize_t smtp_tls_read(struct smtp_tls *t, void *p, size_t cap)
@@ -266,6 +327,7 @@ void smtp_tls_shutdown(struct smtp_tls *t)
 {
 	SSL_shutdown(t->ssl);
 	ERR_clear_error();
+	t->closed = true;
 }
 
 bool smtp_tls_resumed(const struct smtp_tls *t)

@@ -22,11 +22,13 @@
  *	smtp_tls_verified() says whether it would have passed.
  *
  *	Sessions are kept per destination key (the caller's choice, e.g.
- *	"host:port") in the context, and offered again on the next connection
- *	to the same key (TLS 1.3 tickets or TLS 1.2 session ids). Call
+ *	"host:port") in the context, a few per key, and offered on the next
+ *	connections to the same key: a TLS 1.3 ticket to one connection only
+ *	(RFC 8446 C.4), a TLS 1.2 session id or ticket to each. Call
  *	smtp_tls_shutdown() before smtp_tls_free() when the session ended
- *	cleanly: OpenSSL marks a session freed without close_notify as not
- *	resumable, which is what we want after a failure.
+ *	cleanly: without it OpenSSL marks the session not resumable, and the
+ *	destination's other cached sessions are dropped too, which is what we
+ *	want after a failure.
  *
  * DIAGNOSTICS
  *	Constructors return NULL and set errno (EINVAL, ENOMEM, EPROTO when

@@ -2,12 +2,16 @@
 """aiosmtpd_server.py - a programmable receiving MTA for the smtp lab tests.
 
 Usage: aiosmtpd_server.py --host ADDR --port N --out DIR --cert F --key F
-                          [--implicit] [--user U --password P] [--no-chunk]
+                          [--implicit] [--user U --password P] [--optional]
 
 Listens with STARTTLS (or implicit TLS with --implicit) and, with --user,
-requires AUTH over TLS. Every accepted message is written to DIR/N.eml
-with its envelope in DIR/N.env. Recipients starting with "temp" get 450,
-"perm" get 550. Runs until killed.
+requires AUTH over TLS; with --optional, STARTTLS and AUTH are offered but
+plaintext mail is taken too. Every accepted message is written to
+DIR/N.eml with its envelope in DIR/N.env, and there also what the server
+saw: TLS (version, cipher, resumed or not), AUTH, the client's address
+and a connection number C; DIR/quit.C appears when that connection says
+QUIT. Recipients starting with "temp" get 450, "perm" get 550. Runs
+until killed.
 """
 import argparse
 import asyncio
@@ -24,6 +28,7 @@ class Handler:
     def __init__(self, out):
         self.out = out
         self.n = 0
+        self.conns = 0
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         if address.startswith("temp"):
@@ -35,6 +40,11 @@ class Handler:
 
     async def handle_DATA(self, server, session, envelope):
         self.n += 1
+        # The session lives as long as the connection (after STARTTLS, a
+        # new one): numbering sessions numbers connections.
+        if not hasattr(session, "dmta_conn"):
+            self.conns += 1
+            session.dmta_conn = self.conns
         base = os.path.join(self.out, str(self.n))
         with open(base + ".eml", "wb") as f:
             f.write(envelope.original_content)
@@ -42,9 +52,24 @@ class Handler:
             f.write("from %s\n" % envelope.mail_from)
             for r in envelope.rcpt_tos:
                 f.write("to %s\n" % r)
-            f.write("tls %s\n" % (session.ssl is not None))
+            # After STARTTLS and over implicit TLS alike the transport
+            # is a TLS one (session.ssl is set after STARTTLS only).
+            tls = server.transport.get_extra_info("ssl_object") if server.transport else None
+            f.write("tls %s\n" % (session.ssl is not None or tls is not None))
             f.write("auth %s\n" % (session.authenticated,))
+            f.write("peer %s\n" % (session.peer[0] if session.peer else "?"))
+            f.write("conn %d\n" % session.dmta_conn)
+            if tls is not None:
+                f.write("tls_version %s\n" % tls.version())
+                f.write("tls_cipher %s\n" % tls.cipher()[0])
+                f.write("tls_resumed %s\n" % tls.session_reused)
         return "250 2.0.0 stored %d" % self.n
+
+    async def handle_QUIT(self, server, session, envelope):
+        # Which connections that carried mail ended politely.
+        if hasattr(session, "dmta_conn"):
+            open(os.path.join(self.out, "quit.%d" % session.dmta_conn), "w").close()
+        return "221 2.0.0 bye"
 
 
 def main():
@@ -57,6 +82,7 @@ def main():
     ap.add_argument("--implicit", action="store_true")
     ap.add_argument("--user")
     ap.add_argument("--password")
+    ap.add_argument("--optional", action="store_true")
     a = ap.parse_args()
 
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -75,10 +101,10 @@ def main():
         kw["ssl_context"] = ctx
     else:
         kw["tls_context"] = ctx
-        kw["require_starttls"] = True
+        kw["require_starttls"] = not a.optional
     if a.user:
         kw["authenticator"] = authenticator
-        kw["auth_required"] = True
+        kw["auth_required"] = not a.optional
         # Over implicit TLS aiosmtpd does not see the session as TLS.
         kw["auth_require_tls"] = not a.implicit
     c = Controller(Handler(a.out), **kw)

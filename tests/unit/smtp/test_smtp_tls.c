@@ -136,13 +136,11 @@ static void server_says(struct conn *k, const char *s)
 	client_to_server(k);
 }
 
-/* Handshake after TLS_NEEDED; returns 0 or -EPROTO. */
-static int handshake(struct conn *k, struct smtp_tls_ctx *x, const char *name, int verify)
+/* The rest of a handshake begun on k->t; returns 0 or -EPROTO. */
+static int handshake_run(struct conn *k)
 {
 	int rc = -EAGAIN;
 
-	k->t = smtp_tls_new(x, name, "mx.test:25", verify);
-	assert_non_null(k->t);
 	tls_peer_init(&k->p, sctx);
 	for (int i = 0; i < 10 && rc == -EAGAIN; i++) {
 		rc = smtp_tls_handshake(k->t);
@@ -155,6 +153,14 @@ static int handshake(struct conn *k, struct smtp_tls_ctx *x, const char *name, i
 	take_events(k);
 	client_to_server(k);
 	return rc;
+}
+
+/* Handshake after TLS_NEEDED; returns 0 or -EPROTO. */
+static int handshake(struct conn *k, struct smtp_tls_ctx *x, const char *name, int verify)
+{
+	k->t = smtp_tls_new(x, name, "mx.test:25", verify);
+	assert_non_null(k->t);
+	return handshake_run(k);
 }
 
 static const char body[] = "Subject: t\r\n\r\nhello\r\n";
@@ -233,6 +239,97 @@ static void test_starttls_verify_resume(void **state)
 	smtp_tls_ctx_free(x);
 }
 
+/*
+ * Connections that start together to one destination each resume. A TLS
+ * 1.3 ticket is for one use (RFC 8446 C.4; OpenSSL will not offer a
+ * session again once it was offered), so the second must not be handed the
+ * ticket the first took: a full handshake for every connection that starts
+ * before the first one's new tickets are in.
+ */
+static void test_parallel_resume(void **state)
+{
+	struct smtp_tls_ctx *x = smtp_tls_ctx_new(ca_path, 8);
+	struct conn a, b;
+
+	assert_non_null(x);
+	/* One connection: the server leaves two tickets. */
+	conn_start(&a);
+	assert_int_equal(handshake(&a, x, "mx.test", 1), 0);
+	deliver(&a);
+	conn_end(&a);
+
+	/* Two at once: both ClientHellos go out before any answer. */
+	conn_start(&a);
+	conn_start(&b);
+	a.t = smtp_tls_new(x, "mx.test", "mx.test:25", 1);
+	assert_non_null(a.t);
+	assert_int_equal(smtp_tls_handshake(a.t), -EAGAIN);
+	b.t = smtp_tls_new(x, "mx.test", "mx.test:25", 1);
+	assert_non_null(b.t);
+	assert_int_equal(smtp_tls_handshake(b.t), -EAGAIN);
+	assert_int_equal(handshake_run(&a), 0);
+	assert_int_equal(handshake_run(&b), 0);
+	assert_true(smtp_tls_resumed(a.t));
+	assert_true(smtp_tls_resumed(b.t));
+	deliver(&a);
+	deliver(&b);
+	conn_end(&a);
+	conn_end(&b);
+
+	/* One after the other, but the second before the first read its
+	 * new tickets. */
+	conn_start(&a);
+	conn_start(&b);
+	assert_int_equal(handshake(&a, x, "mx.test", 1), 0);
+	assert_int_equal(handshake(&b, x, "mx.test", 1), 0);
+	assert_true(smtp_tls_resumed(a.t));
+	assert_true(smtp_tls_resumed(b.t));
+	deliver(&a);
+	deliver(&b);
+	conn_end(&a);
+	conn_end(&b);
+
+	/* And the tickets they got serve the next ones. */
+	for (int i = 0; i < 3; i++) {
+		conn_start(&a);
+		assert_int_equal(handshake(&a, x, "mx.test", 1), 0);
+		assert_true(smtp_tls_resumed(a.t));
+		deliver(&a);
+		conn_end(&a);
+	}
+	smtp_tls_ctx_free(x);
+}
+
+/* TLS 1.2: a session id or ticket serves any number of connections. */
+static void test_resume_tls12(void **state)
+{
+	struct smtp_tls_ctx *x = smtp_tls_ctx_new(ca_path, 8);
+	struct conn a, b;
+
+	assert_non_null(x);
+	SSL_CTX_set_max_proto_version(sctx, TLS1_2_VERSION);
+	conn_start(&a);
+	assert_int_equal(handshake(&a, x, "mx.test", 1), 0);
+	assert_false(smtp_tls_resumed(a.t));
+	deliver(&a);
+	conn_end(&a);
+	for (int i = 0; i < 2; i++) {
+		conn_start(&a);
+		conn_start(&b);
+		assert_int_equal(handshake(&a, x, "mx.test", 1), 0);
+		assert_int_equal(handshake(&b, x, "mx.test", 1), 0);
+		assert_true(smtp_tls_resumed(a.t));
+		assert_true(smtp_tls_resumed(b.t));
+		assert_string_equal(SSL_get_version(a.p.ssl), "TLSv1.2");
+		deliver(&a);
+		deliver(&b);
+		conn_end(&a);
+		conn_end(&b);
+	}
+	SSL_CTX_set_max_proto_version(sctx, 0);
+	smtp_tls_ctx_free(x);
+}
+
 static void test_name_mismatch(void **state)
 {
 	struct smtp_tls_ctx *x = smtp_tls_ctx_new(ca_path, 8);
@@ -271,8 +368,8 @@ static void test_untrusted_ca(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_starttls_verify_resume),
-	    cmocka_unit_test(test_name_mismatch),
+	    cmocka_unit_test(test_starttls_verify_resume), cmocka_unit_test(test_parallel_resume),
+	    cmocka_unit_test(test_resume_tls12),	   cmocka_unit_test(test_name_mismatch),
 	    cmocka_unit_test(test_untrusted_ca),
 	};
 
