@@ -109,17 +109,9 @@ def dmtad_until_settled(conf, timeout=90, while_running=None):
     seconds), call while_running() before stopping it, stop it with
     SIGTERM and check a clean exit. Returns (seconds to settle, output,
     what while_running returned)."""
-    d = subprocess.Popen([os.path.join(BUILD, "core/dmtad"), "-c", conf], stdout=subprocess.PIPE,
-                         stderr=subprocess.STDOUT, text=True)
+    d = dmtad_start(conf)
     extra = None
     try:
-        lines = []
-        while True:
-            line = d.stdout.readline()
-            lines.append(line)
-            if not line or ": ready:" in line:
-                break
-        check(": ready:" in line, "dmtad: " + "".join(lines))
         t0 = time.time()
         while time.time() < t0 + timeout:
             q = subprocess.run([os.path.join(BUILD, "tools/queue/dmta-queue"), "-c", conf,
@@ -140,3 +132,42 @@ def dmtad_until_settled(conf, timeout=90, while_running=None):
     check(d.returncode == 0, "dmtad exit %d after SIGTERM" % d.returncode)
     check("AddressSanitizer" not in out and "runtime error" not in out, "sanitizer report")
     return elapsed, out, extra
+
+
+def dmtad_conf(path, spool, backend, extra="", workers=1, dns="198.18.1.53", prefix=None):
+    """Write a dmtad configuration at @path: the lab's data plane ([eal],
+    [port], [net]) with @workers workers (two: two af_packet queue pairs
+    and three lcores on what may be two CPUs, the workers sleeping when
+    idle), the DPDK file @prefix if given, @spool, the DNS server @dns,
+    the delivery @backend, then @extra (more sections) as it is."""
+    base = "".join(l for l in open("/run/dmta-lab/dmta.conf")
+                   if not l.startswith(("[dns]", "servers", "[spool]", "path", "[workers]",
+                                        "count")))
+    if workers > 1:
+        base = base.replace("qpairs=1", "qpairs=%d" % workers).replace(
+            "-l 0-1", "--lcores 0@0,%s" % ",".join("%d@%d" % (k + 1, k % 2)
+                                                   for k in range(workers)))
+    if prefix is not None:
+        base = base.replace("--file-prefix dmta-lab", "--file-prefix " + prefix)
+    with open(path, "w") as f:
+        f.write(base + "\n[workers]\ncount = %d\nidle_sleep_us = %d\n[spool]\npath = %s\n"
+                "[dns]\nservers = %s\n[delivery]\nbackend = %s\n%s"
+                % (workers, 50 if workers > 1 else 0, spool, dns, backend, extra))
+
+
+def dmtad_start(conf):
+    """Start dmtad with @conf and wait until it says it is ready (fail if
+    it does not). Returns the Popen, stdout a pipe."""
+    d = subprocess.Popen([os.path.join(BUILD, "core/dmtad"), "-c", conf], stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True)
+    lines = []
+    while True:
+        line = d.stdout.readline()
+        lines.append(line)
+        if not line or ": ready:" in line:
+            break
+    if ": ready:" not in line:
+        d.kill()
+        d.wait()
+        fail("dmtad did not start: " + "".join(lines))
+    return d

@@ -18,7 +18,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(__file__))
-from labutil import BUILD, check, dmtad_until_settled, lab
+from labutil import BUILD, check, dmtad_conf, dmtad_until_settled, lab
 
 SINK_LOG = "/run/dmta-lab/sink.log"
 
@@ -37,23 +37,12 @@ lab("up")
 tmp = tempfile.mkdtemp(prefix="dmta-e2e-")
 conf = os.path.join(tmp, "dmta.conf")
 spool = os.path.join(tmp, "spool")
-# The lab's data plane ([eal], [port], [net], [workers]); our spool and DNS.
-lab_conf = "".join(l for l in open("/run/dmta-lab/dmta.conf")
-                   if not l.startswith(("[dns]", "servers", "[spool]", "path")))
-with open(conf, "w") as f:
-    f.write(lab_conf + """
-[spool]
-path = SPOOL_PATH
-[dns]
-servers = 198.18.1.53
-[delivery]
-backend = BACKEND_NAME
-[smtp]
+dmtad_conf(conf, spool, BACKEND, """[smtp]
 helo_name = dmta.test
 connect_timeout = 3s
 [queue]
 dest_max_connections = 4
-""".replace("SPOOL_PATH", spool).replace("BACKEND_NAME", BACKEND))
+""")
 
 rnd = random.Random(7)
 msgs = []

@@ -44,7 +44,7 @@ import time
 from datetime import datetime
 
 sys.path.insert(0, os.path.dirname(__file__))
-from labutil import BUILD, NS, TOP, check, fail, lab
+from labutil import BUILD, NS, TOP, check, dmtad_conf, fail, lab
 
 BACKEND = sys.argv[1] if len(sys.argv) > 1 else "kernel"
 CLIENT_IP = {"dpdk": "198.18.0.2", "kernel": "198.19.0.2"}[BACKEND]
@@ -221,24 +221,13 @@ class Run:
         # The lab's data plane, under a DPDK file prefix of our own: a
         # dmtad left over from elsewhere then cannot stop ours from starting
         # (the lab lock is what keeps two off dmta0 at once).
-        lab_conf = "".join(l for l in open("/run/dmta-lab/dmta.conf")
-                           if not l.startswith(("[dns]", "servers", "[spool]", "path")))
-        lab_conf = lab_conf.replace("--file-prefix dmta-lab", "--file-prefix dmta-lab-tls")
-        with open(self.conf, "w") as f:
-            f.write(lab_conf + """
-[spool]
-path = %s
-[dns]
-servers = %s
-[delivery]
-backend = %s
-[smtp]
+        dmtad_conf(self.conf, self.spool, BACKEND, """[smtp]
 helo_name = dmta.test
 connect_timeout = 3s
 ca_file = %s
 [queue]
 dest_max_connections = 4
-""" % (self.spool, DNS_IP, BACKEND, os.path.join(tmp, "ca.crt")) + extra)
+""" % os.path.join(tmp, "ca.crt") + extra, dns=DNS_IP, prefix="dmta-lab-tls")
 
     def inject(self, msgs):
         r = subprocess.run([os.path.join(BUILD, "tools/queue/dmta-inject"), "-c", self.conf],

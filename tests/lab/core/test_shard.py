@@ -25,7 +25,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from labutil import BUILD, NS, check, dmtad_until_settled, fail, lab, telemetry
+from labutil import BUILD, NS, check, dmtad_conf, dmtad_until_settled, fail, lab, telemetry
 
 BACKEND = sys.argv[1] if len(sys.argv) > 1 else "dpdk"
 DOMAINS = ["d%d.shard.test" % i for i in range(8)]
@@ -53,32 +53,14 @@ tmp = tempfile.mkdtemp(prefix="dmta-shard-")
 conf = os.path.join(tmp, "dmta.conf")
 spool = os.path.join(tmp, "spool")
 sink_log = os.path.join(tmp, "sink.log")
-lab_conf = "".join(l for l in open("/run/dmta-lab/dmta.conf")
-                   if not l.startswith(("[dns]", "servers", "[spool]", "path", "[workers]",
-                                        "count")))
-# Three lcores on a machine that may have two CPUs: the control thread
-# and worker 0 share CPU 0, and the workers sleep when idle.
-lab_conf = lab_conf.replace("qpairs=1", "qpairs=%d" % WORKERS).replace(
-    "-l 0-1", "--lcores 0@0,1@0,2@1")
-with open(conf, "w") as f:
-    f.write(lab_conf + """
-[workers]
-count = %d
-idle_sleep_us = 50
-[spool]
-path = %s
-[dns]
-servers = 198.18.1.53
-[delivery]
-backend = %s
-[smtp]
+dmtad_conf(conf, spool, BACKEND, """[smtp]
 helo_name = dmta.test
 connect_timeout = 3s
 idle_timeout = 1s
 [queue]
 dest_max_connections = %d
 dest_max_messages_per_connection = 10
-""" % (WORKERS, spool, BACKEND, MAX_CONN))
+""" % MAX_CONN, workers=WORKERS)
 
 added = []
 sink = None

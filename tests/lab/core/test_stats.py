@@ -25,7 +25,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from labutil import BUILD, check, fail, lab, telemetry
+from labutil import BUILD, check, dmtad_conf, dmtad_start, fail, lab, telemetry
 
 BACKEND = sys.argv[1] if len(sys.argv) > 1 else "kernel"
 QUEUE = os.path.join(BUILD, "tools/queue/dmta-queue")
@@ -36,17 +36,7 @@ lab("up")
 tmp = tempfile.mkdtemp(prefix="dmta-stats-")
 conf = os.path.join(tmp, "dmta.conf")
 spool = os.path.join(tmp, "spool")
-lab_conf = "".join(l for l in open("/run/dmta-lab/dmta.conf")
-                   if not l.startswith(("[dns]", "servers", "[spool]", "path")))
-with open(conf, "w") as f:
-    f.write(lab_conf + """
-[spool]
-path = %s
-[dns]
-servers = 198.18.1.53
-[delivery]
-backend = %s
-[smtp]
+dmtad_conf(conf, spool, BACKEND, """[smtp]
 helo_name = dmta.test
 connect_timeout = 3s
 # Sessions stay open a while after the queue empties (they must show),
@@ -58,7 +48,7 @@ min_backoff = 1s
 backoff_jitter = 0
 [control]
 stats_interval = 500ms
-""" % (spool, BACKEND))
+""")
 
 
 def qstats(text=False):
@@ -80,19 +70,7 @@ def flatten(tel):
 
 
 def start_dmtad():
-    d = subprocess.Popen([os.path.join(BUILD, "core/dmtad"), "-c", conf], stdout=subprocess.PIPE,
-                         stderr=subprocess.STDOUT, text=True)
-    lines = []
-    while True:
-        line = d.stdout.readline()
-        lines.append(line)
-        if not line or ": ready:" in line:
-            break
-    if ": ready:" not in line:
-        d.kill()
-        d.wait()
-        fail("dmtad did not start: " + "".join(lines))
-    return d
+    return dmtad_start(conf)
 
 
 rnd = random.Random(11)
