@@ -1,16 +1,21 @@
-"""bench_e2e.py - delivery rate, durable spool included: dmtad on DPDK, dmtad on
-kernel sockets, and Postfix as a null client, to the same smtp-sink, one run.
+"""bench_e2e.py - delivery rate, durable spool included: dmtad on DPDK (one
+worker, and two with software flow steering), dmtad on kernel sockets, and
+Postfix as a null client, to the same smtp-sink, one run.
 
 usage: bench_e2e.py BUILD_DIR [N] [ROUNDS]
 
 For each system the queue is filled while it is stopped (N messages of 4 KiB,
-one recipient each at sink.test), then the system is started and timed until
+one recipient each, spread over the eight domains b0..b7.sink.test, which all
+have smtp-sink as MX), then the system is started and timed until
 the lab's smtp-sink has counted all N: what is measured is queue -> delivered,
 with every state change committed to disk, not the injection path. Rounds
 alternate between the systems so that machine noise hits all alike.
 
 dmtad delivers by MX (the lab's DNS); Postfix relays to [198.18.1.10], the same
-smtp-sink, with no DNS lookup at all. Both use up to 8 connections.
+smtp-sink, with no DNS lookup at all. Both use up to 8 connections per
+destination. With two workers dmtad shards the eight domains between them;
+on a machine with two CPUs the workers share them with the control thread
+and the sink (idle_sleep_us = 50).
 """
 import json
 import os
@@ -46,17 +51,25 @@ def wait_sink(target, limit):
         time.sleep(0.05)
 
 
-def run_dmtad(backend, tmp):
+def rcpt(i):
+    return "r%d@b%d.sink.test" % (i, i % 8)
+
+
+def run_dmtad(backend, tmp, workers=1):
     spool = os.path.join(tmp, "spool-" + backend)
     conf = os.path.join(tmp, "dmta-%s.conf" % backend)
     base = "".join(l for l in open(LAB_CONF)
-                   if not l.startswith(("[dns]", "servers", "[spool]", "path")))
+                   if not l.startswith(("[dns]", "servers", "[spool]", "path", "[workers]",
+                                        "count")))
+    if workers == 2:
+        base = base.replace("qpairs=1", "qpairs=2").replace("-l 0-1", "--lcores 0@0,1@0,2@1")
     with open(conf, "w") as f:
         f.write(base + "\n[spool]\npath = %s\n[dns]\nservers = 198.18.1.53\n[delivery]\n"
                 "backend = %s\n[smtp]\nhelo_name = bench.test\n[queue]\n"
                 "dest_max_connections = 8\ndest_max_messages_per_connection = 1000\n"
-                % (spool, backend))
-    lines = "".join(json.dumps({"from": "bench@bench.test", "to": ["r%d@sink.test" % i],
+                "[workers]\ncount = %d\nidle_sleep_us = %d\n"
+                % (spool, backend, workers, 50 if workers > 1 else 0))
+    lines = "".join(json.dumps({"from": "bench@bench.test", "to": [rcpt(i)],
                                 "data": MSG}) + "\n" for i in range(N))
     subprocess.run([os.path.join(BUILD, "tools/queue/dmta-inject"), "-c", conf],
                    input=lines.encode(), check=True, capture_output=True)
@@ -111,7 +124,7 @@ relay     unix  -       -       n       -       -       smtp
     procs = []
     for i in range(N):
         p = subprocess.Popen(["/usr/sbin/sendmail", "-C", etc, "-f", "bench@bench.test",
-                              "r%d@sink.test" % i], stdin=subprocess.PIPE,
+                              rcpt(i)], stdin=subprocess.PIPE,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         p.stdin.write(MSG.encode())
         p.stdin.close()
@@ -133,10 +146,11 @@ relay     unix  -       -       n       -       -       smtp
 
 tmp = tempfile.mkdtemp(prefix="dmta-bench-e2e-")
 os.chmod(tmp, 0o755)  # Postfix's own processes run as user postfix
-results = {"dmtad-dpdk": [], "dmtad-kernel": [], "postfix": []}
+results = {"dmtad-dpdk": [], "dmtad-dpdk-2w": [], "dmtad-kernel": [], "postfix": []}
 try:
     for r in range(ROUNDS):
         results["dmtad-dpdk"].append(N / run_dmtad("dpdk", tmp))
+        results["dmtad-dpdk-2w"].append(N / run_dmtad("dpdk", tmp, workers=2))
         results["dmtad-kernel"].append(N / run_dmtad("kernel", tmp))
         results["postfix"].append(N / run_postfix(tmp))
 finally:
