@@ -124,14 +124,30 @@ static void pend_free(struct pend *p)
 
 /*
  * The enhanced status code (RFC 3463) of a reply "250 2.1.5 Ok" into buf;
- * the reply's class alone ("2.0.0") when it has none.
+ * the reply's class alone ("2.0.0") when it has none. A session-level
+ * failure names the host first ("mx.example[192.0.2.1]: 454 4.7.0 TLS
+ * failed"): the code after it counts, in class 4 since such a failure
+ * defers (as Postfix does: 535 5.7.8 becomes 4.7.8), and with no code
+ * there (a refused or timed-out connection) it is 4.4.0, a network or
+ * routing problem.
  */
-static const char *reply_status(const char *text, char *buf, size_t cap)
+static const char *reply_status(const char *text, bool connected, char *buf, size_t cap)
 {
 	size_t i = 0;
+	const char *host_end;
 
-	if (text == NULL || text[0] < '2' || text[0] > '5')
+	if (text == NULL)
 		return NULL;
+	if (!connected && (host_end = strstr(text, "]: ")) != NULL && strchr(text, '[') != NULL &&
+	    strchr(text, '[') < host_end)
+		text = host_end + 3;
+	if (text[0] < '2' || text[0] > '5' || text[1] < '0' || text[1] > '9' || text[2] < '0' ||
+	    text[2] > '9') {
+		if (connected)
+			return NULL;
+		snprintf(buf, cap, "4.4.0");
+		return buf;
+	}
 	if (strlen(text) > 4 && text[3] == ' ' && text[4] == text[0] && text[5] == '.') {
 		const char *p = text + 4;
 
@@ -139,9 +155,11 @@ static const char *reply_status(const char *text, char *buf, size_t cap)
 			i++;
 		memcpy(buf, p, i);
 		buf[i] = '\0';
-		return buf;
+	} else {
+		snprintf(buf, cap, "%c.0.0", text[0]);
 	}
-	snprintf(buf, cap, "%c.0.0", text[0]);
+	if (!connected)
+		buf[0] = '4';
 	return buf;
 }
 
@@ -160,7 +178,7 @@ static void log_rcpt(struct dmta_control *ctl, const struct queue_env *env, uint
 	    .ip = job ? job->ip : NULL,
 	    .tls = job ? job->tls : NULL,
 	    .reply = text,
-	    .status = job ? reply_status(text, status, sizeof(status))
+	    .status = job ? reply_status(text, job->connected, status, sizeof(status))
 			  : queue_bounce_status(text, status),
 	    .attempt = r->attempts + (job ? 1 : 0),
 	    .delay_s = now > env->arrival_ns ? (double)(now - env->arrival_ns) / 1e9 : 0,
