@@ -44,6 +44,7 @@ struct kb_conn {
 	struct dmta_job *job;	 /* the job in progress, NULL when idle */
 	unsigned host_i, addr_i; /* the address tried (while connecting) */
 	bool ready_seen;	 /* the session got past EHLO/TLS/AUTH */
+	bool plain;		 /* opportunistic TLS failed here: this address in plaintext */
 	bool connecting;	 /* counted in st.connecting */
 	bool want_out;		 /* EPOLLOUT is armed */
 	uint32_t msgs;		 /* messages finished on this connection */
@@ -196,13 +197,16 @@ static void conn_free(struct kb_conn *c)
 }
 
 /* The current address failed: try the next, or fail the job. */
-static void conn_next_addr(struct kb_conn *c, const char *why)
+static void conn_retry(struct kb_conn *c, const char *why, bool next_addr)
 {
 	struct dmta_job *job = c->job;
 
 	dmta_debug("%s: %s[%s]: %s", c->d->domain, c->mx, c->ip, why);
 	conn_close_fd(c, false);
-	c->addr_i++;
+	if (next_addr) {
+		c->addr_i++;
+		c->plain = false;
+	}
 	if (job != NULL) {
 		snprintf(job->reply, sizeof(job->reply), "%s[%s]: %s", c->mx, c->ip, why);
 		for (uint32_t i = 0; i < job->sjob.nrcpt; i++) {
@@ -212,6 +216,11 @@ static void conn_next_addr(struct kb_conn *c, const char *why)
 		}
 	}
 	conn_try(c);
+}
+
+static void conn_next_addr(struct kb_conn *c, const char *why)
+{
+	conn_retry(c, why, true);
 }
 
 static void conn_set_out(struct kb_conn *c, bool want)
@@ -307,6 +316,20 @@ static bool conn_events(struct kb_conn *c)
 		case SMTP_EV_MSG:
 			if (job == NULL)
 				break;
+			if (!c->ready_seen && job->policy.tls == SMTP_TLS_OPPORTUNISTIC &&
+			    !c->plain && smtp_session_tls_failed(c->s)) {
+				/* Opportunistic TLS that fails is no reason not to
+				 * deliver (Postfix's level "may" does the same): this
+				 * exchanger again, in plaintext. */
+				char *why = one_line(ev.text, ev.text_len);
+
+				dmta_info("%s: %s[%s]: %s; trying again in plaintext", c->d->domain,
+					  c->mx, c->ip, why ? why : "TLS failed");
+				c->plain = true;
+				conn_retry(c, why ? why : "TLS failed", false);
+				free(why);
+				return false;
+			}
 			if (!c->ready_seen) {
 				/* Refused before any transaction (421 greeting,
 				 * TLS failure): the next exchanger may do better. */
@@ -380,7 +403,7 @@ static bool conn_start_session(struct kb_conn *c)
 	    .client =
 		{
 		    .helo_name = kb->helo,
-		    .tls = job->policy.tls,
+		    .tls = c->plain ? SMTP_TLS_NONE : job->policy.tls,
 		    .auth_user = job->policy.auth_user,
 		    .auth_pass = job->policy.auth_pass,
 		    .auth_plaintext_ok = job->policy.auth_plaintext_ok,

@@ -32,6 +32,7 @@ struct smtp_session {
 	char *sni, *dest_key;
 	bool verify;
 	bool greeted_ready; /* SMTP_EV_READY seen */
+	bool tls_failed;    /* the TLS layer failed (handshake, verification, records) */
 	size_t submitted, finished;
 	char tls_desc[96];
 	char fail_text[224]; /* "454 4.7.0 TLS failed: why", for what a TLS failure fails */
@@ -47,6 +48,7 @@ static void session_tls_fail(struct smtp_session *s, const char *why)
 {
 	/* The engine fails what is pending with one fixed text; the events
 	 * get this one instead (smtp_session_event), which says why. */
+	s->tls_failed = true;
 	if (!smtp_client_closed(s->c))
 		snprintf(s->fail_text, sizeof(s->fail_text), "454 4.7.0 TLS failed: %s", why);
 	smtp_client_tls_failed(s->c, why);
@@ -364,6 +366,11 @@ bool smtp_session_ready(const struct smtp_session *s)
 const char *smtp_session_tls(const struct smtp_session *s)
 {
 	return s->tls_desc;
+}
+
+bool smtp_session_tls_failed(const struct smtp_session *s)
+{
+	return s->tls_failed;
 }
 
 struct smtp_client *smtp_session_client(struct smtp_session *s)

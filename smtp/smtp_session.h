@@ -89,6 +89,8 @@ bool smtp_session_closed(const struct smtp_session *s);
 bool smtp_session_ready(const struct smtp_session *s);
 /** "TLSv1.3 TLS_AES_256_GCM_SHA384", or "" without TLS. */
 const char *smtp_session_tls(const struct smtp_session *s);
+/** True when the session ended because TLS failed (handshake, verification). */
+bool smtp_session_tls_failed(const struct smtp_session *s);
 /** The engine, for its stats and extensions. */
 struct smtp_client *smtp_session_client(struct smtp_session *s);
 

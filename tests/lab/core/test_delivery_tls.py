@@ -8,6 +8,8 @@ own DNS server for their names (so the lab's zone stays as it is):
                (MX of tls.test)
   198.18.1.42  aiosmtpd: STARTTLS and AUTH required on 587, implicit TLS
                and AUTH on 465, both optional on 25 (MX of timing.test)
+  198.18.1.43  aiosmtpd offering STARTTLS with TLS 1.1 at most, which dmta
+               refuses (MX of oldtls.test)
   198.18.1.44  named: the zone "test" with those names (relay.test and
                misnamed.test are both 198.18.1.42; the certificate names
                mx.tls.test and relay.test only)
@@ -30,6 +32,9 @@ and runs dmtad once per policy, each run with its own spool:
   badpass     relay.test:587 with a wrong password: deferred (535), not bounced
   misnamed    misnamed.test:587 (certificate for relay.test): deferred with
               "hostname mismatch", nothing reaches the server
+  oldtls      [smtp] tls = opportunistic to oldtls.test: the handshake fails,
+              dmtad tries the same MX again in plaintext and delivers (the
+              delivery log says no TLS; the server saw none)
 The receivers log the client's address: over dpdk it is the data plane's
 198.18.0.2, over kernel the management link's 198.19.0.2."""
 import json
@@ -48,7 +53,7 @@ from labutil import BUILD, NS, TOP, check, dmtad_conf, fail, lab
 
 BACKEND = sys.argv[1] if len(sys.argv) > 1 else "kernel"
 CLIENT_IP = {"dpdk": "198.18.0.2", "kernel": "198.19.0.2"}[BACKEND]
-PF_IP, AIO_IP, DNS_IP = "198.18.1.41", "198.18.1.42", "198.18.1.44"
+PF_IP, AIO_IP, OLD_IP, DNS_IP = "198.18.1.41", "198.18.1.42", "198.18.1.43", "198.18.1.44"
 N_TLS = 24     # to Postfix over opportunistic STARTTLS
 N_TIMING = int(os.environ.get("DMTA_TLS_TIMING_COUNT", "100"))  # one per connection, with and without TLS
 N_RELAY = 8    # per relay run
@@ -130,7 +135,7 @@ def make_certs():
 
 
 def start_servers():
-    for a in (PF_IP, AIO_IP, DNS_IP):
+    for a in (PF_IP, AIO_IP, OLD_IP, DNS_IP):
         sh("ip", "-n", NS, "addr", "replace", a + "/32", "dev", "lo")
         addrs.append(a)
     # DNS: a zone "test" of our own, so the lab's stays untouched.
@@ -161,7 +166,9 @@ timing     MX   10 mx.timing.test.
 mx.timing  A    %s
 relay      A    %s
 misnamed   A    %s
-""" % (DNS_IP, PF_IP, AIO_IP, AIO_IP, AIO_IP))
+oldtls     MX   10 mx.oldtls.test.
+mx.oldtls  A    %s
+""" % (DNS_IP, PF_IP, AIO_IP, AIO_IP, AIO_IP, OLD_IP))
     start("named", in_lab("/usr/sbin/named", "-f", "-u", "root", "-c",
                           os.path.join(nd, "named.conf")))
 
@@ -180,6 +187,11 @@ misnamed   A    %s
                                    "--out", out, "--cert", os.path.join(tmp, "srv.crt"), "--key",
                                    os.path.join(tmp, "srv.key"), "--user", "alice", "--password",
                                    PASSWORD, *extra))
+    out = os.path.join(tmp, "old25")
+    os.makedirs(out)
+    start("old25", in_lab("/usr/bin/python3", aio, "--host", OLD_IP, "--port", "25", "--out", out,
+                          "--cert", os.path.join(tmp, "srv.crt"), "--key",
+                          os.path.join(tmp, "srv.key"), "--optional", "--tls-max-1-1"))
     for _ in range(100):
         r = subprocess.run(in_lab("dig", "+time=1", "+tries=1", "+short", "@" + DNS_IP,
                                   "mx.tls.test", "A"), capture_output=True, text=True)
@@ -191,6 +203,7 @@ misnamed   A    %s
     wait_port(PF_IP, 25, "postfix")
     for port in (587, 465, 25):
         wait_port(AIO_IP, port, "a%d" % port)
+    wait_port(OLD_IP, 25, "old25")
 
 
 def message(tag, i, rnd, size):
@@ -457,8 +470,11 @@ try:
               flush=True)
 
     # ---- (b) failures defer, with a clear reply -------------------------
-    for name, host, pw, why in (("badpass", "relay.test", "pw-bad", "535"),
-                                ("misnamed", "misnamed.test", "pw", "hostname mismatch")):
+    # The status is the reply's, in class 4 since it defers (535 5.7.8 ->
+    # 4.7.8, as Postfix reports it).
+    for name, host, pw, why, status in (
+            ("badpass", "relay.test", "pw-bad", "535", "4.7.8"),
+            ("misnamed", "misnamed.test", "pw", "hostname mismatch", "4.7.0")):
         before = len(aio_received(587))
         msgs = [{"from": "sender@dmta.test", "to": ["rcpt@%s.example" % name],
                  "data": message(name, 0, rnd, 500)}]
@@ -469,9 +485,30 @@ try:
         check(len(recs) == 1 and recs[0]["outcome"] == "deferred",
               "%s: want one deferral, got %r" % (name, recs))
         check(why in recs[0]["reply"], "%s: reply %r does not say %r" % (name, recs[0]["reply"], why))
+        check(recs[0].get("status") == status, "%s: status %r, want %s"
+              % (name, recs[0].get("status"), status))
         check(run.queued() == 1, "%s: the message left the queue" % name)
         check(len(aio_received(587)) == before, "%s: the server got a message" % name)
         print("ok (%s): %s: deferred: %s" % (BACKEND, name, recs[0]["reply"]), flush=True)
+
+    # ---- opportunistic TLS that fails falls back to plaintext ------------
+    msgs = [{"from": "sender@dmta.test", "to": ["rcpt%d@oldtls.test" % i],
+             "data": message("oldtls", i, rnd, 800)} for i in range(3)]
+    run = Run("oldtls", "[smtp]\ntls = opportunistic\n")
+    run.inject(msgs)
+    recs = run.run(lambda r: sum(1 for x in r.dlog() if x["outcome"] == "delivered") >= 3,
+                   limit=30)
+    check(sorted(x["outcome"] for x in recs) == ["delivered"] * 3,
+          "oldtls: want 3 deliveries, got %r" % recs)
+    check(all(x.get("tls", "") == "" for x in recs), "oldtls: the log claims TLS: %r" % recs)
+    old = {}
+    for n in sorted(os.listdir(os.path.join(tmp, "old25"))):
+        if n.endswith(".env"):
+            old[n] = open(os.path.join(tmp, "old25", n)).read()
+    check(len(old) == 3 and all("tls False" in v for v in old.values()),
+          "oldtls: the server's view: %r" % old)
+    print("ok (%s): oldtls: TLS 1.1-only MX, handshake refused, delivered in plaintext"
+          % BACKEND, flush=True)
 
     tt, pt = timing["tls"], timing["plain"]
     print("ok (%s): timing.test, %d messages, one per connection, 4 connections, to aiosmtpd: "

@@ -83,10 +83,16 @@ def main():
     ap.add_argument("--user")
     ap.add_argument("--password")
     ap.add_argument("--optional", action="store_true")
+    # An old server: TLS at most 1.1, which dmta (TLS 1.2 or later) refuses.
+    ap.add_argument("--tls-max-1-1", action="store_true")
     a = ap.parse_args()
 
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ctx.load_cert_chain(a.cert, a.key)
+    if a.tls_max_1_1:
+        ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
+        ctx.minimum_version = ssl.TLSVersion.TLSv1
+        ctx.maximum_version = ssl.TLSVersion.TLSv1_1
 
     def authenticator(server, session, envelope, mechanism, auth_data):
         ok = (isinstance(auth_data, LoginPassword)
