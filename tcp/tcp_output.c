@@ -16,6 +16,12 @@
  *	off exponentially and goes back to snd_una with a one-segment
  *	congestion window (RFC 5681 3.1); with a zero peer window it becomes
  *	the persist timer and sends window probes instead.
+ *
+ *	A segment that cannot be built because the mempool is empty is not
+ *	sent and not counted as sent; the retry timer (t_retry, 1 ms backing
+ *	off to 64 ms) runs the output again. Without it a connection with
+ *	nothing in flight would wait forever: no ACK is coming and no
+ *	retransmission timer is armed for data that never left.
  */
 #include <errno.h>
 #include <string.h>
@@ -53,6 +59,50 @@ void tcp_arm_rtx(struct tcp_conn *c, uint64_t now)
 	tcp_timer_arm(&c->stk->wheel, &c->t_rtx, now + c->rto);
 }
 
+/* A send failed for want of an mbuf: run the output again soon. */
+void tcp_arm_retry(struct tcp_conn *c, uint64_t now)
+{
+	struct tcp_stack *stk = c->stk;
+
+	/* The throwaway connection of tcp_send_rst_for() has no timers. */
+	if (c->state == TCP_CLOSED || tcp_timer_pending(&c->t_retry))
+		return;
+	tcp_timer_arm(&stk->wheel, &c->t_retry, now + (stk->tsc_per_ts << c->retry_shift));
+	if (c->retry_shift < TCP_RETRY_MAX_SHIFT)
+		c->retry_shift++;
+}
+
+/* Whatever failed for want of an mbuf, try it again. */
+void tcp_retry_timeout(struct tcp_timer *t, uint64_t now)
+{
+	struct tcp_conn *c = CONN_OF(t, t_retry);
+	struct tcp_stack *stk = c->stk;
+
+	switch (c->state) {
+	case TCP_SYN_SENT:
+	case TCP_SYN_RECEIVED:
+		/* The SYN (or SYN-ACK) did not leave; t_rtx still counts real tries. */
+		tcp_send_ctl(c, c->iss, TH_SYN, now);
+		return;
+	case TCP_ESTABLISHED:
+	case TCP_CLOSE_WAIT:
+		/* A tcp_send() cut short by the empty pool is owed TCP_EV_WRITABLE. */
+		if ((c->flags & CF_WANT_WRITE) && !(c->flags & CF_FIN_PENDING) &&
+		    c->sq_bytes < stk->conf.sndbuf && c->sq_count < TCP_SQ_SLOTS) {
+			c->flags &= ~CF_WANT_WRITE;
+			tcp_conn_event(c, TCP_EV_WRITABLE, 0);
+		}
+		break;
+	case TCP_CLOSED:
+	case TCP_LISTEN:
+	case TCP_TIME_WAIT:
+		return;
+	default:
+		break;
+	}
+	tcp_output(c, now);
+}
+
 /* Build and send one segment; @payload (may be NULL) is cloned, not consumed. */
 static int send_segment(struct tcp_conn *c, uint32_t seq, uint8_t flags, struct rte_mbuf *payload,
 			uint64_t now)
@@ -73,6 +123,7 @@ static int send_segment(struct tcp_conn *c, uint32_t seq, uint8_t flags, struct 
 
 	if (h == NULL) {
 		stk->stats.tx_no_mbuf++;
+		tcp_arm_retry(c, now);
 		return -ENOMEM;
 	}
 	if (flags & TH_SYN) {
@@ -118,6 +169,7 @@ static int send_segment(struct tcp_conn *c, uint32_t seq, uint8_t flags, struct 
 		if (cl == NULL) {
 			rte_pktmbuf_free(h);
 			stk->stats.tx_no_mbuf++;
+			tcp_arm_retry(c, now);
 			return -ENOMEM;
 		}
 		rte_pktmbuf_chain(h, cl);
@@ -140,6 +192,7 @@ static int send_segment(struct tcp_conn *c, uint32_t seq, uint8_t flags, struct 
 		return -EMSGSIZE;
 	}
 	stk->stats.segs_tx++;
+	c->retry_shift = 0;
 	if (flags & TH_ACK) {
 		c->flags &= ~CF_ACK_NOW;
 		c->segs_unacked = 0;
@@ -213,7 +266,7 @@ void tcp_output(struct tcp_conn *c, uint64_t now)
 		if (inflight + len > wnd)
 			break;
 		if (send_segment(c, c->snd_nxt, TH_ACK | TH_PSH, m, now) != 0)
-			break; /* pool empty: the timer or the next ACK tries again */
+			break; /* pool empty: t_retry tries again */
 		if (SEQ_LT(c->snd_nxt, c->snd_max)) {
 			stk->stats.retransmits++;
 			c->retransmits++;
@@ -237,13 +290,14 @@ void tcp_output(struct tcp_conn *c, uint64_t now)
 	}
 	/* The FIN: first time after the data, or again when a timeout went back to it. */
 	if ((c->flags & CF_FIN_PENDING) && c->sq_next == c->sq_count &&
-	    (!(c->flags & CF_FIN_SENT) || c->snd_nxt == c->fin_seq)) {
+	    (!(c->flags & CF_FIN_SENT) || c->snd_nxt == c->fin_seq) &&
+	    tcp_send_ctl(c, c->snd_nxt, TH_FIN | TH_ACK, now) == 0) {
+		/* (A FIN that could not be built stays unsent; t_retry tries again.) */
 		if (c->flags & CF_FIN_SENT) {
 			stk->stats.retransmits++;
 			c->retransmits++;
 		}
 		c->fin_seq = c->snd_nxt;
-		tcp_send_ctl(c, c->snd_nxt, TH_FIN | TH_ACK, now);
 		c->flags |= CF_FIN_SENT;
 		c->snd_nxt++;
 		if (SEQ_GT(c->snd_nxt, c->snd_max))

@@ -248,6 +248,7 @@ void tcp_conn_set_closed(struct tcp_conn *c)
 	tcp_timer_cancel(&stk->wheel, &c->t_rtx);
 	tcp_timer_cancel(&stk->wheel, &c->t_delack);
 	tcp_timer_cancel(&stk->wheel, &c->t_misc);
+	tcp_timer_cancel(&stk->wheel, &c->t_retry);
 	table_remove(c);
 	/* Unread data stays readable after a clean close; not after a failure. */
 	if (c->error != 0 || (c->flags & CF_USER_CLOSED))
@@ -342,6 +343,7 @@ static void conn_timer_init(struct tcp_conn *c)
 	tcp_timer_init(&c->t_rtx, tcp_rtx_timeout);
 	tcp_timer_init(&c->t_delack, tcp_delack_timeout);
 	tcp_timer_init(&c->t_misc, misc_timeout);
+	tcp_timer_init(&c->t_retry, tcp_retry_timeout);
 }
 
 void tcp_enter_time_wait(struct tcp_conn *c, uint64_t now)
@@ -558,7 +560,10 @@ ssize_t tcp_send(struct tcp_conn *c, const void *buf, size_t len, uint64_t now_t
 				break;
 			tail = rte_pktmbuf_alloc(stk->pool);
 			if (tail == NULL) {
+				/* The retry timer reports TCP_EV_WRITABLE: nothing
+				 * else would when no data is in flight. */
 				stk->stats.tx_no_mbuf++;
+				tcp_arm_retry(c, now_tsc);
 				break;
 			}
 			c->sq[(c->sq_head + c->sq_count) % TCP_SQ_SLOTS] = tail;

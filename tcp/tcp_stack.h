@@ -144,7 +144,7 @@ struct tcp_stack_stats {
 	uint64_t challenge_acks;   /**< RFC 5961 challenge ACKs sent */
 	uint64_t rst_tx;	   /**< resets sent */
 	uint64_t syn_dropped;	   /**< drop: SYN for a listener while the table is full */
-	uint64_t tx_no_mbuf;	   /**< segments not sent: pool empty */
+	uint64_t tx_no_mbuf;	   /**< segments not sent (yet: retried): pool empty */
 	uint64_t delayed_acks;	   /**< ACKs sent by the delayed-ACK timer */
 	uint64_t zero_window_probes; /**< probes sent to a zero window */
 	uint64_t tw_recycled;	     /**< TIME_WAIT connections ended early to free a slot */
@@ -205,10 +205,11 @@ void tcp_conn_set_user(struct tcp_conn *c, void *user);
 
 /**
  * Queue up to @p len bytes for sending (copied once into mbufs).
- * @return bytes queued (less than @p len when the send buffer fills:
- *         TCP_EV_WRITABLE follows when there is room), -ENOTCONN (not
- *         established yet, or after shutdown), -EPIPE (connection failed),
- *         -ENOBUFS (no mbuf and nothing queued)
+ * @return bytes queued (less than @p len when the send buffer fills or
+ *         the mempool is empty: TCP_EV_WRITABLE follows when there is
+ *         room), -ENOTCONN (not established yet, or after shutdown),
+ *         -EPIPE (connection failed), -ENOBUFS (no mbuf and nothing
+ *         queued; TCP_EV_WRITABLE follows too)
  */
 ssize_t tcp_send(struct tcp_conn *c, const void *buf, size_t len, uint64_t now_tsc);
 

@@ -30,6 +30,9 @@
 #define TCP_MAX_WSCALE	  14
 #define TCP_TS_HZ	  1000 /* our timestamp clock: 1 ms */
 #define TCP_DUPACK_THRESH 3
+/* After a send failed for want of an mbuf: try again in 1 ms, doubling up
+ * to 64 ms while the pool stays dry (see tcp_arm_retry()). */
+#define TCP_RETRY_MAX_SHIFT 6
 
 #define SEQ_LT(a, b)  ((int32_t)((a) - (b)) < 0)
 #define SEQ_LEQ(a, b) ((int32_t)((a) - (b)) <= 0)
@@ -79,7 +82,8 @@ struct tcp_conn {
 	uint32_t cwnd, ssthresh, recover;
 	uint32_t dupacks;
 	bool in_recovery;
-	uint32_t nrtx; /* consecutive retransmissions (timer) */
+	uint32_t nrtx;	     /* consecutive retransmissions (timer) */
+	uint8_t retry_shift; /* t_retry backoff: 1 ms << retry_shift */
 	uint64_t retransmits;
 	uint64_t srtt, rttvar, rto; /* TSC cycles; srtt 0 = no sample yet */
 	bool rtt_timing;	    /* timing rtt_seq (no timestamps) */
@@ -104,6 +108,7 @@ struct tcp_conn {
 	struct tcp_timer t_rtx;	   /* retransmission, SYN retries, persist */
 	struct tcp_timer t_delack; /* delayed ACK */
 	struct tcp_timer t_misc;   /* connect deadline, TIME_WAIT, FIN_WAIT_2 */
+	struct tcp_timer t_retry;  /* output again: a send failed for want of an mbuf */
 };
 
 struct tcp_listener {
@@ -163,6 +168,8 @@ void tcp_rtx_timeout(struct tcp_timer *t, uint64_t now);
 void tcp_delack_timeout(struct tcp_timer *t, uint64_t now);
 void tcp_retransmit_head(struct tcp_conn *c, uint64_t now);
 void tcp_arm_rtx(struct tcp_conn *c, uint64_t now);
+void tcp_arm_retry(struct tcp_conn *c, uint64_t now);
+void tcp_retry_timeout(struct tcp_timer *t, uint64_t now);
 uint32_t tcp_rcv_window(const struct tcp_conn *c);
 uint32_t tcp_ts_now(const struct tcp_stack *stk, uint64_t now);
 
