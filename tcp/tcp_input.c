@@ -217,6 +217,7 @@ static void sq_drop_acked(struct tcp_conn *c, uint32_t bytes)
 			rte_pktmbuf_free(m);
 			c->sq_head = (c->sq_head + 1) % TCP_SQ_SLOTS;
 			c->sq_count--;
+			c->stk->stats.sq_mbufs--;
 			if (c->sq_next > 0)
 				c->sq_next--;
 			c->sq_bytes -= len;

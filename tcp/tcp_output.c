@@ -17,8 +17,9 @@
  *	congestion window (RFC 5681 3.1); with a zero peer window it becomes
  *	the persist timer and sends window probes instead.
  *
- *	A segment that cannot be built because the mempool is empty is not
- *	sent and not counted as sent; the retry timer (t_retry, 1 ms backing
+ *	A segment that cannot be built because the mempool is empty, or that
+ *	the netif's TX FIFO has no room for, is not sent and not counted as
+ *	sent; the retry timer (t_retry, 1 ms backing
  *	off to 64 ms) runs the output again. Without it a connection with
  *	nothing in flight would wait forever: no ACK is coming and no
  *	retransmission timer is armed for data that never left.
@@ -108,7 +109,7 @@ static int send_segment(struct tcp_conn *c, uint32_t seq, uint8_t flags, struct 
 			uint64_t now)
 {
 	struct tcp_stack *stk = c->stk;
-	struct rte_mbuf *h = rte_pktmbuf_alloc(stk->pool);
+	struct rte_mbuf *h;
 	struct rte_tcp_hdr *th;
 	struct tcp_opts o = {0};
 	uint8_t opt[TCP_OPTS_MAX];
@@ -121,6 +122,14 @@ static int send_segment(struct tcp_conn *c, uint32_t seq, uint8_t flags, struct 
 		uint16_t len;
 	} __attribute__((packed)) ph;
 
+	/* A full TX FIFO would drop the segment after it counted as sent, and
+	 * only a retransmission timeout would bring it back: hold it instead. */
+	if (tcp_netif_tx_pending(stk->nif) >= TCP_NETIF_TXQ_SIZE) {
+		stk->stats.tx_txq_full++;
+		tcp_arm_retry(c, now);
+		return -ENOBUFS;
+	}
+	h = rte_pktmbuf_alloc(stk->pool);
 	if (h == NULL) {
 		stk->stats.tx_no_mbuf++;
 		tcp_arm_retry(c, now);

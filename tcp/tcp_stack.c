@@ -43,6 +43,7 @@ static const struct tcp_stat_name stack_stat_names[] = {
     STAT(rx_no_conn),	  STAT(rx_out_of_window), STAT(rx_paws),      STAT(rx_ooo_drop),
     STAT(rx_rcvbuf_drop), STAT(challenge_acks),	  STAT(rst_tx),	      STAT(syn_dropped),
     STAT(tx_no_mbuf),	  STAT(delayed_acks),	  STAT(tw_recycled),  STAT(zero_window_probes),
+    STAT(sq_mbufs),	  STAT(tx_sq_capped),	  STAT(tx_txq_full),
 };
 
 _Static_assert(sizeof(stack_stat_names) / sizeof(stack_stat_names[0]) ==
@@ -209,6 +210,7 @@ static void conn_release_buffers(struct tcp_conn *c)
 		rte_pktmbuf_free(c->sq[c->sq_head]);
 		c->sq_head = (c->sq_head + 1) % TCP_SQ_SLOTS;
 		c->sq_count--;
+		c->stk->stats.sq_mbufs--;
 	}
 	c->sq_next = 0;
 	c->sq_bytes = 0;
@@ -258,6 +260,7 @@ void tcp_conn_set_closed(struct tcp_conn *c)
 			rte_pktmbuf_free(c->sq[c->sq_head]);
 			c->sq_head = (c->sq_head + 1) % TCP_SQ_SLOTS;
 			c->sq_count--;
+			stk->stats.sq_mbufs--;
 		}
 	conn_maybe_free(c);
 }
@@ -429,6 +432,7 @@ struct tcp_stack *tcp_stack_create(const struct tcp_stack_conf *conf, struct tcp
 	stk->time_wait = ms_tsc(stk, conf->time_wait_ms);
 	stk->connect_timeout = ms_tsc(stk, conf->connect_timeout_ms);
 	stk->next_port = conf->port_lo;
+	stk->sq_mbufs_max = (uint32_t)((uint64_t)pool->size * TCP_SQ_POOL_SHARE / 4);
 	/* One tick per millisecond (at least one TSC cycle). */
 	tcp_wheel_init(&stk->wheel, now_tsc, stk->tsc_per_ts);
 	if (tcp_netif_set_l4(nif, IPPROTO_TCP, tcp_input, stk) != 0) {
@@ -558,6 +562,11 @@ ssize_t tcp_send(struct tcp_conn *c, const void *buf, size_t len, uint64_t now_t
 		if (tail == NULL) {
 			if (c->sq_count == TCP_SQ_SLOTS)
 				break;
+			if (stk->stats.sq_mbufs >= stk->sq_mbufs_max) {
+				stk->stats.tx_sq_capped++;
+				tcp_arm_retry(c, now_tsc);
+				break;
+			}
 			tail = rte_pktmbuf_alloc(stk->pool);
 			if (tail == NULL) {
 				/* The retry timer reports TCP_EV_WRITABLE: nothing
@@ -568,6 +577,7 @@ ssize_t tcp_send(struct tcp_conn *c, const void *buf, size_t len, uint64_t now_t
 			}
 			c->sq[(c->sq_head + c->sq_count) % TCP_SQ_SLOTS] = tail;
 			c->sq_count++;
+			stk->stats.sq_mbufs++;
 		}
 		n = c->mss - rte_pktmbuf_data_len(tail);
 		if (n > rte_pktmbuf_tailroom(tail))

@@ -33,6 +33,12 @@
  *	acknowledged, and every (re)transmission sends a fresh header mbuf
  *	chained to a clone of the data mbuf, so data is never copied again.
  *	Received in-order data stays in the received mbufs until tcp_recv().
+ *	The send queues of a stack hold at most three quarters of its pool
+ *	(tcp_send() is cut short beyond that, TCP_EV_WRITABLE follows): the
+ *	rest stays for headers, clones and received frames, so ACKs can always
+ *	come in and free them (the pool is meant to be the stack's own). A
+ *	segment that cannot be built because the pool is empty is tried again
+ *	by a retry timer, never dropped silently.
  *
  *	Protocol: RFC 9293 state machine; RFC 5961 RST and SYN checks
  *	(challenge ACKs); RFC 6298 RTO with Karn's rule and exponential
@@ -148,6 +154,9 @@ struct tcp_stack_stats {
 	uint64_t delayed_acks;	   /**< ACKs sent by the delayed-ACK timer */
 	uint64_t zero_window_probes; /**< probes sent to a zero window */
 	uint64_t tw_recycled;	     /**< TIME_WAIT connections ended early to free a slot */
+	uint64_t sq_mbufs;	     /**< mbufs held in send queues (gauge) */
+	uint64_t tx_sq_capped;	     /**< tcp_send() cut short: send queues at their pool share */
+	uint64_t tx_txq_full;	     /**< segments held back (and retried): netif TX FIFO full */
 };
 
 struct tcp_stack;

@@ -33,6 +33,10 @@
 /* After a send failed for want of an mbuf: try again in 1 ms, doubling up
  * to 64 ms while the pool stays dry (see tcp_arm_retry()). */
 #define TCP_RETRY_MAX_SHIFT 6
+/* Send queues may hold at most this share of the pool (numerator / 4): the
+ * rest stays for headers, clones and received frames, without which no
+ * ACK could come in to free the send queues again. */
+#define TCP_SQ_POOL_SHARE 3
 
 #define SEQ_LT(a, b)  ((int32_t)((a) - (b)) < 0)
 #define SEQ_LEQ(a, b) ((int32_t)((a) - (b)) <= 0)
@@ -125,7 +129,8 @@ struct tcp_stack {
 	uint8_t rcv_ws;		 /* window shift we offer */
 	uint64_t hz, tsc_per_ts; /* TSC cycles per timestamp tick */
 	uint64_t rto_init, rto_min, rto_max, delack, time_wait, connect_timeout;
-	uint16_t next_port; /* host order */
+	uint16_t next_port;    /* host order */
+	uint32_t sq_mbufs_max; /* TCP_SQ_POOL_SHARE of the pool */
 	struct tcp_stack_stats stats;
 	struct tcp_listener listeners[TCP_LISTEN_MAX];
 	struct tcp_conn *ev_head, *ev_tail;
