@@ -306,19 +306,37 @@ static bool our_fin_acked(const struct tcp_conn *c)
 	return (c->flags & CF_FIN_SENT) && SEQ_GT(c->snd_una, c->fin_seq);
 }
 
-/* Hold an out-of-order segment (payload mbuf @m at @seq). Returns true if kept. */
-static bool ooo_insert(struct tcp_conn *c, struct rte_mbuf *m, uint32_t seq)
-{
-	uint32_t len = rte_pktmbuf_data_len(m), i = 0;
+/* What ooo_insert() did with a segment. */
+enum ooo_result {
+	OOO_KEPT,
+	OOO_DUP,  /* held already: nothing new */
+	OOO_FULL, /* no memory left for this connection's reassembly */
+};
 
-	while (i < c->ooo_count && SEQ_LT(c->ooo_seq[i], seq))
-		i++;
+/* Hold an out-of-order segment (payload mbuf @m at @seq), trimmed against its neighbours. */
+static enum ooo_result ooo_insert(struct tcp_conn *c, struct rte_mbuf *m, uint32_t seq)
+{
+	struct tcp_stack *stk = c->stk;
+	uint32_t len = rte_pktmbuf_data_len(m);
+	struct rte_mbuf *prev = NULL, *next = c->ooo_head;
+	struct tcp_ooo_ent *e;
+
+	/* Most often a segment goes after the last one held (after a loss,
+	 * the rest of the flight arrives in order): no walk. */
+	if (c->ooo_tail != NULL && SEQ_LT(tcp_ooo_ent(stk, c->ooo_tail)->seq, seq)) {
+		prev = c->ooo_tail;
+		next = NULL;
+	}
+	while (next != NULL && SEQ_LT(tcp_ooo_ent(stk, next)->seq, seq)) {
+		prev = next;
+		next = tcp_ooo_ent(stk, next)->next;
+	}
 	/* Trim what the neighbours already hold: the front against the one before... */
-	if (i > 0) {
-		uint32_t pend = c->ooo_seq[i - 1] + rte_pktmbuf_data_len(c->ooo[i - 1]);
+	if (prev != NULL) {
+		uint32_t pend = tcp_ooo_ent(stk, prev)->seq + rte_pktmbuf_data_len(prev);
 
 		if (SEQ_GEQ(pend, seq + len))
-			return false;
+			return OOO_DUP;
 		if (SEQ_GT(pend, seq)) {
 			rte_pktmbuf_adj(m, (uint16_t)(pend - seq));
 			len -= pend - seq;
@@ -326,35 +344,52 @@ static bool ooo_insert(struct tcp_conn *c, struct rte_mbuf *m, uint32_t seq)
 		}
 	}
 	/* ...and the tail against the one after. */
-	if (i < c->ooo_count && SEQ_GT(seq + len, c->ooo_seq[i])) {
-		if (c->ooo_seq[i] == seq)
-			return false;
-		rte_pktmbuf_trim(m, (uint16_t)(seq + len - c->ooo_seq[i]));
-		len = c->ooo_seq[i] - seq;
+	if (next != NULL && SEQ_GT(seq + len, tcp_ooo_ent(stk, next)->seq)) {
+		uint32_t nseq = tcp_ooo_ent(stk, next)->seq;
+
+		if (nseq == seq)
+			return OOO_DUP;
+		rte_pktmbuf_trim(m, (uint16_t)(seq + len - nseq));
+		len = nseq - seq;
 	}
-	if (c->ooo_count == TCP_OOO_SLOTS)
-		return false;
-	memmove(&c->ooo[i + 1], &c->ooo[i], (c->ooo_count - i) * sizeof(c->ooo[0]));
-	memmove(&c->ooo_seq[i + 1], &c->ooo_seq[i], (c->ooo_count - i) * sizeof(c->ooo_seq[0]));
-	c->ooo[i] = m;
-	c->ooo_seq[i] = seq;
+	/* The bytes are inside the offered window (the caller trimmed them);
+	 * the memory that holds them is bounded too. */
+	if ((uint64_t)c->ooo_mem + m->buf_len > (uint64_t)TCP_OOO_MEM_FACTOR * stk->conf.rcvbuf)
+		return OOO_FULL;
+	e = tcp_ooo_ent(stk, m);
+	e->seq = seq;
+	e->next = next;
+	if (prev != NULL)
+		tcp_ooo_ent(stk, prev)->next = m;
+	else
+		c->ooo_head = m;
+	if (next == NULL)
+		c->ooo_tail = m;
 	c->ooo_count++;
 	c->ooo_bytes += len;
-	return true;
+	c->ooo_mem += m->buf_len;
+	return OOO_KEPT;
 }
 
-/* Move the segments now in order from the out-of-order queue to the read queue. */
-static void ooo_drain(struct tcp_conn *c)
+/* Move the segments now in order from the out-of-order queue to the read
+ * queue (as many as it has slots for: tcp_recv() calls again for the rest). */
+void tcp_ooo_drain(struct tcp_conn *c)
 {
-	while (c->ooo_count > 0 && SEQ_LEQ(c->ooo_seq[0], c->rcv_nxt) &&
-	       c->rq_count < TCP_RQ_SLOTS) {
-		struct rte_mbuf *m = c->ooo[0];
-		uint32_t seq = c->ooo_seq[0], len = rte_pktmbuf_data_len(m);
+	struct tcp_stack *stk = c->stk;
 
-		c->ooo_bytes -= len;
+	while (c->ooo_head != NULL && c->rq_count < TCP_RQ_SLOTS) {
+		struct rte_mbuf *m = c->ooo_head;
+		const struct tcp_ooo_ent *e = tcp_ooo_ent(stk, m);
+		uint32_t seq = e->seq, len = rte_pktmbuf_data_len(m);
+
+		if (SEQ_GT(seq, c->rcv_nxt))
+			break;
+		c->ooo_head = e->next;
+		if (c->ooo_head == NULL)
+			c->ooo_tail = NULL;
 		c->ooo_count--;
-		memmove(&c->ooo[0], &c->ooo[1], c->ooo_count * sizeof(c->ooo[0]));
-		memmove(&c->ooo_seq[0], &c->ooo_seq[1], c->ooo_count * sizeof(c->ooo_seq[0]));
+		c->ooo_bytes -= len;
+		c->ooo_mem -= m->buf_len;
 		if (SEQ_LEQ(seq + len, c->rcv_nxt)) {
 			rte_pktmbuf_free(m);
 			continue;
@@ -365,7 +400,7 @@ static void ooo_drain(struct tcp_conn *c)
 		c->rq_count++;
 		c->rq_bytes += len;
 		c->rcv_nxt += len;
-		c->stk->stats.bytes_rx += len;
+		stk->stats.bytes_rx += len;
 	}
 }
 
@@ -519,16 +554,24 @@ static bool conn_input(struct tcp_conn *c, struct rte_mbuf *m, struct tcp_seg *s
 			/* A hole: hold the segment, and ACK at once (RFC 5681 4.2). */
 			c->flags |= CF_ACK_NOW;
 			s->flags &= ~TH_FIN;
-			if (!ooo_insert(c, m, s->seq))
-				stk->stats.rx_ooo_drop++;
-			else
+			switch (ooo_insert(c, m, s->seq)) {
+			case OOO_KEPT:
 				kept = true;
+				break;
+			case OOO_DUP:
+				break;
+			case OOO_FULL:
+				stk->stats.rx_ooo_drop++;
+				break;
+			default:
+				dmta_panic("tcp_input: bad ooo_insert result");
+			}
 		} else if (c->rq_count == TCP_RQ_SLOTS || c->rq_bytes + s->len > stk->conf.rcvbuf) {
 			stk->stats.rx_rcvbuf_drop++;
 			c->flags |= CF_ACK_NOW;
 			s->flags &= ~TH_FIN;
 		} else {
-			bool filled = c->ooo_count > 0;
+			bool filled = c->ooo_head != NULL;
 
 			c->rq[(c->rq_head + c->rq_count) % TCP_RQ_SLOTS] = m;
 			c->rq_count++;
@@ -536,7 +579,7 @@ static bool conn_input(struct tcp_conn *c, struct rte_mbuf *m, struct tcp_seg *s
 			c->rcv_nxt += s->len;
 			stk->stats.bytes_rx += s->len;
 			kept = true;
-			ooo_drain(c);
+			tcp_ooo_drain(c);
 			tcp_conn_event(c, TCP_EV_READABLE, 0);
 			if (filled || ++c->segs_unacked >= 2)
 				c->flags |= CF_ACK_NOW;

@@ -220,10 +220,16 @@ static void conn_release_buffers(struct tcp_conn *c)
 		c->rq_count--;
 	}
 	c->rq_bytes = 0;
-	for (uint32_t i = 0; i < c->ooo_count; i++)
-		rte_pktmbuf_free(c->ooo[i]);
+	while (c->ooo_head != NULL) {
+		struct rte_mbuf *m = c->ooo_head;
+
+		c->ooo_head = tcp_ooo_ent(c->stk, m)->next;
+		rte_pktmbuf_free(m);
+	}
+	c->ooo_tail = NULL;
 	c->ooo_count = 0;
 	c->ooo_bytes = 0;
+	c->ooo_mem = 0;
 }
 
 static void conn_maybe_free(struct tcp_conn *c)
@@ -433,6 +439,22 @@ struct tcp_stack *tcp_stack_create(const struct tcp_stack_conf *conf, struct tcp
 	stk->connect_timeout = ms_tsc(stk, conf->connect_timeout_ms);
 	stk->next_port = conf->port_lo;
 	stk->sq_mbufs_max = (uint32_t)((uint64_t)pool->size * TCP_SQ_POOL_SHARE / 4);
+	{
+		static const struct rte_mbuf_dynfield ooo_field = {
+		    .name = "dmta_tcp_ooo",
+		    .size = sizeof(struct tcp_ooo_ent),
+		    .align = __alignof__(struct tcp_ooo_ent),
+		};
+
+		stk->ooo_off = rte_mbuf_dynfield_register(&ooo_field);
+	}
+	if (stk->ooo_off < 0) {
+		rte_free(stk->conns);
+		rte_free(stk->htab);
+		rte_free(stk);
+		errno = ENOMEM;
+		return NULL;
+	}
 	/* One tick per millisecond (at least one TSC cycle). */
 	tcp_wheel_init(&stk->wheel, now_tsc, stk->tsc_per_ts);
 	if (tcp_netif_set_l4(nif, IPPROTO_TCP, tcp_input, stk) != 0) {
@@ -631,9 +653,19 @@ ssize_t tcp_recv(struct tcp_conn *c, void *buf, size_t len, uint64_t now_tsc)
 	/* Window update: tell the peer when the window opened by two segments or from zero. */
 	if (c->state == TCP_ESTABLISHED || c->state == TCP_FIN_WAIT_1 ||
 	    c->state == TCP_FIN_WAIT_2) {
-		uint32_t after = tcp_rcv_window(c);
+		uint32_t after, nxt = c->rcv_nxt;
 
-		if ((before == 0 && after > 0) || after - before >= 2 * c->mss) {
+		/* Held segments that waited for read-queue slots move on now. */
+		if (c->ooo_head != NULL) {
+			tcp_ooo_drain(c);
+			if (c->rcv_nxt != nxt) {
+				c->flags |= CF_ACK_NOW;
+				tcp_conn_event(c, TCP_EV_READABLE, 0);
+			}
+		}
+		after = tcp_rcv_window(c);
+		if ((c->flags & CF_ACK_NOW) || (before == 0 && after > 0) ||
+		    after - before >= 2 * c->mss) {
 			c->flags |= CF_ACK_NOW;
 			tcp_output(c, now_tsc);
 		}

@@ -46,8 +46,10 @@
  *	retransmit and NewReno recovery; RFC 7323 window scale, timestamps
  *	(RTT measurement, PAWS); MSS from the netif's MTU; delayed ACKs;
  *	zero-window probes; SYN retries and a connect deadline; TIME_WAIT.
- *	Out-of-order segments wait in a small reassembly queue (32 per
- *	connection) and holes are ACKed at once; RFC 3042 limited transmit.
+ *	Out-of-order segments wait in a reassembly queue (a list threaded
+ *	through the mbufs, an mbuf dynamic field) holding anything inside the
+ *	offered window, its mbufs bounded at 4 x rcvbuf; holes are ACKed at
+ *	once; RFC 3042 limited transmit.
  *	When the table is full, the oldest released TIME_WAIT is ended early
  *	(as Linux does on TIME_WAIT overflow). Not yet: SACK, checksum
  *	offload, keepalive, urgent data (ignored), RSS flow steering.
@@ -145,7 +147,7 @@ struct tcp_stack_stats {
 	uint64_t rx_no_conn;	   /**< segments for no connection (RST sent unless RST) */
 	uint64_t rx_out_of_window; /**< drop: unacceptable sequence number (ACK sent) */
 	uint64_t rx_paws;	   /**< drop: timestamp older than ts_recent (RFC 7323 PAWS) */
-	uint64_t rx_ooo_drop;	   /**< drop: out-of-order data (no reassembly queue yet) */
+	uint64_t rx_ooo_drop;	   /**< drop: out-of-order data, reassembly memory full */
 	uint64_t rx_rcvbuf_drop;   /**< drop: receive buffer full */
 	uint64_t challenge_acks;   /**< RFC 5961 challenge ACKs sent */
 	uint64_t rst_tx;	   /**< resets sent */

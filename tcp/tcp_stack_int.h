@@ -16,20 +16,25 @@
 #include <stdint.h>
 
 #include <rte_mbuf.h>
+#include <rte_mbuf_dyn.h>
 
 #include "tcp/tcp_netif.h"
 #include "tcp/tcp_seg.h"
 #include "tcp/tcp_stack.h"
 #include "tcp/tcp_timer.h"
 
-#define TCP_SQ_SLOTS	  128 /* send-queue segments per connection */
-#define TCP_RQ_SLOTS	  128 /* receive-queue segments per connection */
-#define TCP_OOO_SLOTS	  32  /* out-of-order segments held per connection */
-#define TCP_LISTEN_MAX	  16
-#define TCP_DEFAULT_MSS	  536 /* RFC 9293 3.7.1, when the peer sends no MSS option */
-#define TCP_MAX_WSCALE	  14
-#define TCP_TS_HZ	  1000 /* our timestamp clock: 1 ms */
-#define TCP_DUPACK_THRESH 3
+#define TCP_SQ_SLOTS 128 /* send-queue segments per connection */
+#define TCP_RQ_SLOTS 128 /* receive-queue segments per connection */
+/* Out-of-order data is held up to the offered window; the mbufs holding
+ * it (buffer sizes, headers included) up to this many times rcvbuf, which
+ * a window of segments of 536 bytes or more never reaches, and which
+ * bounds what a peer sending tiny segments into holes can pin. */
+#define TCP_OOO_MEM_FACTOR 4
+#define TCP_LISTEN_MAX	   16
+#define TCP_DEFAULT_MSS	   536 /* RFC 9293 3.7.1, when the peer sends no MSS option */
+#define TCP_MAX_WSCALE	   14
+#define TCP_TS_HZ	   1000 /* our timestamp clock: 1 ms */
+#define TCP_DUPACK_THRESH  3
 /* After a send failed for want of an mbuf: try again in 1 ms, doubling up
  * to 64 ms while the pool stays dry (see tcp_arm_retry()). */
 #define TCP_RETRY_MAX_SHIFT 6
@@ -104,15 +109,21 @@ struct tcp_conn {
 	uint32_t segs_unacked;
 	struct rte_mbuf *rq[TCP_RQ_SLOTS];
 	uint32_t rq_head, rq_count, rq_bytes;
-	/* Out-of-order segments, sorted by sequence, not overlapping. */
-	struct rte_mbuf *ooo[TCP_OOO_SLOTS];
-	uint32_t ooo_seq[TCP_OOO_SLOTS];
-	uint32_t ooo_count, ooo_bytes;
+	/* Out-of-order segments, sorted by sequence, not overlapping: a list
+	 * threaded through the mbufs themselves (struct tcp_ooo_ent). */
+	struct rte_mbuf *ooo_head, *ooo_tail;
+	uint32_t ooo_count, ooo_bytes, ooo_mem; /* ooo_mem: buf_len summed */
 
 	struct tcp_timer t_rtx;	   /* retransmission, SYN retries, persist */
 	struct tcp_timer t_delack; /* delayed ACK */
 	struct tcp_timer t_misc;   /* connect deadline, TIME_WAIT, FIN_WAIT_2 */
 	struct tcp_timer t_retry;  /* output again: a send failed for want of an mbuf */
+};
+
+/* Per-mbuf field (an mbuf dynamic field) of a segment held out of order. */
+struct tcp_ooo_ent {
+	struct rte_mbuf *next;
+	uint32_t seq;
 };
 
 struct tcp_listener {
@@ -131,6 +142,7 @@ struct tcp_stack {
 	uint64_t rto_init, rto_min, rto_max, delack, time_wait, connect_timeout;
 	uint16_t next_port;    /* host order */
 	uint32_t sq_mbufs_max; /* TCP_SQ_POOL_SHARE of the pool */
+	int ooo_off;	       /* offset of struct tcp_ooo_ent in an mbuf */
 	struct tcp_stack_stats stats;
 	struct tcp_listener listeners[TCP_LISTEN_MAX];
 	struct tcp_conn *ev_head, *ev_tail;
@@ -163,6 +175,7 @@ void tcp_enter_time_wait(struct tcp_conn *c, uint64_t now);
 
 /* tcp_input.c */
 void tcp_input(void *arg, struct rte_mbuf *m, uint32_t hlen, uint64_t now);
+void tcp_ooo_drain(struct tcp_conn *c);
 
 /* tcp_output.c */
 int tcp_send_ctl(struct tcp_conn *c, uint32_t seq, uint8_t flags, uint64_t now);
@@ -177,6 +190,11 @@ void tcp_arm_retry(struct tcp_conn *c, uint64_t now);
 void tcp_retry_timeout(struct tcp_timer *t, uint64_t now);
 uint32_t tcp_rcv_window(const struct tcp_conn *c);
 uint32_t tcp_ts_now(const struct tcp_stack *stk, uint64_t now);
+
+static inline struct tcp_ooo_ent *tcp_ooo_ent(const struct tcp_stack *stk, struct rte_mbuf *m)
+{
+	return RTE_MBUF_DYNFIELD(m, stk->ooo_off, struct tcp_ooo_ent *);
+}
 
 #define CONN_OF(t, field) ((struct tcp_conn *)((char *)(t)-offsetof(struct tcp_conn, field)))
 
