@@ -75,6 +75,7 @@ static void conn_negotiated(struct tcp_conn *c, const struct tcp_seg *s)
 		c->ts_on = 1;
 		c->ts_recent = s->opts.tsval;
 	}
+	c->sack_on = s->opts.has_sack_perm && !stk->conf.no_sack;
 	c->mss = peer < stk->our_mss ? peer : stk->our_mss;
 	if (c->ts_on)
 		c->mss -= 12;
@@ -214,6 +215,8 @@ static void sq_drop_acked(struct tcp_conn *c, uint32_t bytes)
 		uint32_t len = rte_pktmbuf_data_len(m);
 
 		if (len <= bytes) {
+			sq_bit_clear(c->sq_sacked, c->sq_head);
+			sq_bit_clear(c->sq_rtx, c->sq_head);
 			rte_pktmbuf_free(m);
 			c->sq_head = (c->sq_head + 1) % TCP_SQ_SLOTS;
 			c->sq_count--;
@@ -247,6 +250,13 @@ static void new_ack(struct tcp_conn *c, const struct tcp_seg *s, uint64_t now)
 	c->snd_una = s->ack;
 	if (SEQ_LT(c->snd_nxt, c->snd_una))
 		c->snd_nxt = c->snd_una;
+	/* The cumulative ACK stops at data the peer SACKed: it has dropped it
+	 * (reneged). Forget the blocks and send everything from here again. */
+	if (c->sack_on && c->sq_count > 0 && sq_bit(c->sq_sacked, c->sq_head)) {
+		tcp_sack_forget(c);
+		c->snd_nxt = c->snd_una;
+		c->sq_next = 0;
+	}
 	c->nrtx = 0;
 	if (c->in_recovery) {
 		if (SEQ_GEQ(s->ack, c->recover)) {
@@ -256,6 +266,15 @@ static void new_ack(struct tcp_conn *c, const struct tcp_seg *s, uint64_t now)
 			c->in_recovery = false;
 			c->cwnd = c->ssthresh < flight + c->mss ? c->ssthresh : flight + c->mss;
 			c->dupacks = 0;
+			memset(c->sq_rtx, 0, sizeof(c->sq_rtx));
+		} else if (c->sack_on) {
+			/* Partial ACK: the new first segment is a hole if anything
+			 * above it is SACKed (RFC 6582's rule, which RFC 6675's count
+			 * misses near the end of a flight); tcp_output() sends the
+			 * other holes as pipe allows. */
+			if (c->sq_count > 0 && !sq_bit(c->sq_sacked, c->sq_head) &&
+			    !sq_bit(c->sq_rtx, c->sq_head) && (c->sq_sacked[0] | c->sq_sacked[1]))
+				tcp_retransmit_head(c, now);
 		} else {
 			/* Partial ACK: the next hole is lost too; deflate (step 4). */
 			tcp_retransmit_head(c, now);
@@ -293,10 +312,12 @@ static void dup_ack(struct tcp_conn *c, uint64_t now)
 		c->recover = c->snd_max;
 		c->in_recovery = true;
 		stk->stats.fast_retransmits++;
+		memset(c->sq_rtx, 0, sizeof(c->sq_rtx));
 		tcp_retransmit_head(c, now);
-		c->cwnd = c->ssthresh + 3 * c->mss;
+		/* With SACK, pipe (not an inflated window) says what may go. */
+		c->cwnd = c->sack_on ? c->ssthresh : c->ssthresh + 3 * c->mss;
 		tcp_arm_rtx(c, now);
-	} else if (c->in_recovery) {
+	} else if (c->in_recovery && !c->sack_on) {
 		c->cwnd += c->mss; /* a segment left the network */
 	}
 }
@@ -368,6 +389,7 @@ static enum ooo_result ooo_insert(struct tcp_conn *c, struct rte_mbuf *m, uint32
 	c->ooo_count++;
 	c->ooo_bytes += len;
 	c->ooo_mem += m->buf_len;
+	c->ooo_last = seq;
 	return OOO_KEPT;
 }
 
@@ -487,6 +509,8 @@ static bool conn_input(struct tcp_conn *c, struct rte_mbuf *m, struct tcp_seg *s
 		tcp_send_ctl(c, c->snd_nxt, TH_ACK, now);
 		return false;
 	}
+	if (c->sack_on && s->opts.nsack > 0)
+		tcp_sack_update(c, &s->opts);
 	if (SEQ_GT(s->ack, c->snd_una)) {
 		new_ack(c, s, now);
 	} else if (s->ack == c->snd_una && s->len == 0 && !(s->flags & TH_FIN) &&

@@ -43,7 +43,8 @@ static const struct tcp_stat_name stack_stat_names[] = {
     STAT(rx_no_conn),	  STAT(rx_out_of_window), STAT(rx_paws),      STAT(rx_ooo_drop),
     STAT(rx_rcvbuf_drop), STAT(challenge_acks),	  STAT(rst_tx),	      STAT(syn_dropped),
     STAT(tx_no_mbuf),	  STAT(delayed_acks),	  STAT(tw_recycled),  STAT(zero_window_probes),
-    STAT(sq_mbufs),	  STAT(tx_sq_capped),	  STAT(tx_txq_full),
+    STAT(sq_mbufs),	  STAT(tx_sq_capped),	  STAT(tx_txq_full),  STAT(sack_blocks_rx),
+    STAT(sack_blocks_tx),
 };
 
 _Static_assert(sizeof(stack_stat_names) / sizeof(stack_stat_names[0]) ==

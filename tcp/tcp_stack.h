@@ -51,8 +51,11 @@
  *	offered window, its mbufs bounded at 4 x rcvbuf; holes are ACKed at
  *	once; RFC 3042 limited transmit.
  *	When the table is full, the oldest released TIME_WAIT is ended early
- *	(as Linux does on TIME_WAIT overflow). Not yet: SACK, checksum
- *	offload, keepalive, urgent data (ignored), RSS flow steering.
+ *	(as Linux does on TIME_WAIT overflow). SACK (RFC 2018): offered on
+ *	SYN, blocks sent from the reassembly queue, and in fast recovery a
+ *	scoreboard over the send queue retransmits only the holes, paced by
+ *	an RFC 6675 pipe estimate. Not yet: checksum offload, keepalive,
+ *	urgent data (ignored), RSS flow steering.
  *	Segments are cut once at tcp_send() time, so a peer window smaller
  *	than the next segment is waited out with window probes.
  *
@@ -90,6 +93,7 @@ struct tcp_stack_conf {
 	uint32_t delack_ms;	     /**< delayed-ACK timeout (e.g. 40) */
 	uint32_t time_wait_ms;	     /**< TIME_WAIT (2 MSL) and orphaned FIN_WAIT_2 hold */
 	uint32_t isn_secret;	     /**< RFC 6528 secret for initial sequence numbers */
+	uint32_t no_sack;	     /**< non-zero: neither offer nor accept SACK (RFC 2018) */
 };
 
 /** Connection states (RFC 9293 3.3.2). */
@@ -159,6 +163,8 @@ struct tcp_stack_stats {
 	uint64_t sq_mbufs;	     /**< mbufs held in send queues (gauge) */
 	uint64_t tx_sq_capped;	     /**< tcp_send() cut short: send queues at their pool share */
 	uint64_t tx_txq_full;	     /**< segments held back (and retried): netif TX FIFO full */
+	uint64_t sack_blocks_rx;     /**< SACK blocks received (RFC 2018) */
+	uint64_t sack_blocks_tx;     /**< SACK blocks sent */
 };
 
 struct tcp_stack;

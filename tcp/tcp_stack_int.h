@@ -81,6 +81,7 @@ struct tcp_conn {
 	uint8_t state;	       /* enum tcp_state */
 	uint8_t snd_ws, rcv_ws;
 	uint8_t ts_on;
+	uint8_t sack_on; /* both ends offered SACK */
 	uint32_t flags;
 	uint32_t ev;
 	int error;
@@ -103,6 +104,9 @@ struct tcp_conn {
 	struct rte_mbuf *sq[TCP_SQ_SLOTS];
 	uint32_t sq_head, sq_count, sq_next; /* sq_next: segments already sent */
 	uint32_t sq_bytes;
+	/* SACK scoreboard, one bit per send-queue slot (by slot, not position):
+	 * SACKed by the peer; retransmitted in this recovery. */
+	uint64_t sq_sacked[TCP_SQ_SLOTS / 64], sq_rtx[TCP_SQ_SLOTS / 64];
 
 	/* receive side */
 	uint32_t irs, rcv_nxt, rcv_adv; /* rcv_adv: right edge advertised */
@@ -113,6 +117,7 @@ struct tcp_conn {
 	 * threaded through the mbufs themselves (struct tcp_ooo_ent). */
 	struct rte_mbuf *ooo_head, *ooo_tail;
 	uint32_t ooo_count, ooo_bytes, ooo_mem; /* ooo_mem: buf_len summed */
+	uint32_t ooo_last;			/* latest held: its block is SACKed first */
 
 	struct tcp_timer t_rtx;	   /* retransmission, SYN retries, persist */
 	struct tcp_timer t_delack; /* delayed ACK */
@@ -189,11 +194,28 @@ void tcp_arm_rtx(struct tcp_conn *c, uint64_t now);
 void tcp_arm_retry(struct tcp_conn *c, uint64_t now);
 void tcp_retry_timeout(struct tcp_timer *t, uint64_t now);
 uint32_t tcp_rcv_window(const struct tcp_conn *c);
+void tcp_sack_update(struct tcp_conn *c, const struct tcp_opts *o);
+void tcp_sack_forget(struct tcp_conn *c);
 uint32_t tcp_ts_now(const struct tcp_stack *stk, uint64_t now);
 
 static inline struct tcp_ooo_ent *tcp_ooo_ent(const struct tcp_stack *stk, struct rte_mbuf *m)
 {
 	return RTE_MBUF_DYNFIELD(m, stk->ooo_off, struct tcp_ooo_ent *);
+}
+
+static inline bool sq_bit(const uint64_t *b, uint32_t slot)
+{
+	return (b[slot / 64] >> (slot % 64)) & 1;
+}
+
+static inline void sq_bit_set(uint64_t *b, uint32_t slot)
+{
+	b[slot / 64] |= 1ULL << (slot % 64);
+}
+
+static inline void sq_bit_clear(uint64_t *b, uint32_t slot)
+{
+	b[slot / 64] &= ~(1ULL << (slot % 64));
 }
 
 #define CONN_OF(t, field) ((struct tcp_conn *)((char *)(t)-offsetof(struct tcp_conn, field)))
