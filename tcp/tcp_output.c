@@ -370,6 +370,13 @@ int tcp_send_ctl(struct tcp_conn *c, uint32_t seq, uint8_t flags, uint64_t now)
 {
 	if ((flags & TH_SYN) && c->state == TCP_SYN_RECEIVED)
 		flags |= TH_ACK;
+	/* A bare ACK or RST goes at the highest sequence number sent, as BSD
+	 * does: after a timeout snd_nxt is back at snd_una, below what the
+	 * peer has received, and the peer would find it out of window and
+	 * ignore the acknowledgement in it. (When both ends were resending
+	 * after a timeout, neither accepted the other's ACKs.) */
+	if (!(flags & (TH_SYN | TH_FIN)) && seq == c->snd_nxt)
+		seq = c->snd_max;
 	return send_segment(c, seq, flags, NULL, now);
 }
 
