@@ -424,22 +424,8 @@ struct tcp_stack *tcp_stack_create(const struct tcp_stack_conf *conf, struct tcp
 		stk->conns[i].hnext = stk->free_conns;
 		stk->free_conns = &stk->conns[i];
 	}
-	stk->laddr = tcp_netif_ip(nif);
-	stk->hz = tcp_netif_tsc_hz(nif);
-	stk->our_mss = tcp_netif_mtu(nif) - 40;
-	while (stk->rcv_ws < TCP_MAX_WSCALE && (conf->rcvbuf >> stk->rcv_ws) > 65535)
-		stk->rcv_ws++;
-	stk->tsc_per_ts = stk->hz / TCP_TS_HZ;
-	if (stk->tsc_per_ts == 0)
-		stk->tsc_per_ts = 1;
-	stk->rto_init = ms_tsc(stk, conf->rto_init_ms);
-	stk->rto_min = ms_tsc(stk, conf->rto_min_ms);
-	stk->rto_max = ms_tsc(stk, conf->rto_max_ms);
-	stk->delack = ms_tsc(stk, conf->delack_ms);
-	stk->time_wait = ms_tsc(stk, conf->time_wait_ms);
-	stk->connect_timeout = ms_tsc(stk, conf->connect_timeout_ms);
-	stk->next_port = conf->port_lo;
 	stk->sq_mbufs_max = (uint32_t)((uint64_t)pool->size * TCP_SQ_POOL_SHARE / 4);
+	/* Out-of-order segments are linked through a field of their mbufs. */
 	{
 		static const struct rte_mbuf_dynfield ooo_field = {
 		    .name = "dmta_tcp_ooo",
@@ -456,6 +442,21 @@ struct tcp_stack *tcp_stack_create(const struct tcp_stack_conf *conf, struct tcp
 		errno = ENOMEM;
 		return NULL;
 	}
+	stk->laddr = tcp_netif_ip(nif);
+	stk->hz = tcp_netif_tsc_hz(nif);
+	stk->our_mss = tcp_netif_mtu(nif) - 40;
+	while (stk->rcv_ws < TCP_MAX_WSCALE && (conf->rcvbuf >> stk->rcv_ws) > 65535)
+		stk->rcv_ws++;
+	stk->tsc_per_ts = stk->hz / TCP_TS_HZ;
+	if (stk->tsc_per_ts == 0)
+		stk->tsc_per_ts = 1;
+	stk->rto_init = ms_tsc(stk, conf->rto_init_ms);
+	stk->rto_min = ms_tsc(stk, conf->rto_min_ms);
+	stk->rto_max = ms_tsc(stk, conf->rto_max_ms);
+	stk->delack = ms_tsc(stk, conf->delack_ms);
+	stk->time_wait = ms_tsc(stk, conf->time_wait_ms);
+	stk->connect_timeout = ms_tsc(stk, conf->connect_timeout_ms);
+	stk->next_port = conf->port_lo;
 	/* One tick per millisecond (at least one TSC cycle). */
 	tcp_wheel_init(&stk->wheel, now_tsc, stk->tsc_per_ts);
 	if (tcp_netif_set_l4(nif, IPPROTO_TCP, tcp_input, stk) != 0) {
