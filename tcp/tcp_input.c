@@ -268,12 +268,12 @@ static void new_ack(struct tcp_conn *c, const struct tcp_seg *s, uint64_t now)
 			c->dupacks = 0;
 			memset(c->sq_rtx, 0, sizeof(c->sq_rtx));
 		} else if (c->sack_on) {
-			/* Partial ACK: the new first segment is a hole if anything
-			 * above it is SACKed (RFC 6582's rule, which RFC 6675's count
-			 * misses near the end of a flight); tcp_output() sends the
-			 * other holes as pipe allows. */
+			/* Partial ACK: the new first segment is lost too unless SACKed
+			 * (RFC 6582's rule, which RFC 6675's count misses near the end
+			 * of a flight, leaving it to a timeout); tcp_output() sends
+			 * the other holes as pipe allows. */
 			if (c->sq_count > 0 && !sq_bit(c->sq_sacked, c->sq_head) &&
-			    !sq_bit(c->sq_rtx, c->sq_head) && (c->sq_sacked[0] | c->sq_sacked[1]))
+			    !sq_bit(c->sq_rtx, c->sq_head))
 				tcp_retransmit_head(c, now);
 		} else {
 			/* Partial ACK: the next hole is lost too; deflate (step 4). */
@@ -300,23 +300,53 @@ static void new_ack(struct tcp_conn *c, const struct tcp_seg *s, uint64_t now)
 	}
 }
 
+/* Fast retransmit and into fast recovery (RFC 5681 3.2, RFC 6582, RFC 6675). */
+void tcp_enter_recovery(struct tcp_conn *c, uint64_t now)
+{
+	uint32_t flight = c->snd_max - c->snd_una;
+
+	c->ssthresh = flight / 2 > 2 * c->mss ? flight / 2 : 2 * c->mss;
+	c->recover = c->snd_max;
+	c->in_recovery = true;
+	c->stk->stats.fast_retransmits++;
+	memset(c->sq_rtx, 0, sizeof(c->sq_rtx));
+	tcp_retransmit_head(c, now);
+	/* With SACK, pipe (not an inflated window) says what may go. */
+	c->cwnd = c->sack_on ? c->ssthresh : c->ssthresh + 3 * c->mss;
+	tcp_arm_rtx(c, now);
+}
+
+/*
+ * With SACK, the first segment is lost once DupThresh segments above it are
+ * SACKed (RFC 6675 5 (2)), whether or not the ACKs counted as duplicates (a
+ * peer whose window grows with every ACK, as Linux's does, sends none that
+ * count): returns 2. With fewer than 4 segments out and all the others
+ * SACKed, it may be (RFC 5827 early retransmit), or merely overtaken:
+ * returns 1, and the caller waits a quarter of a round trip first.
+ */
+int tcp_sack_head_lost(const struct tcp_conn *c)
+{
+	uint32_t sent = 0, sacked = 0, seq = c->snd_una;
+
+	if (c->sq_count == 0 || sq_bit(c->sq_sacked, c->sq_head))
+		return 0;
+	while (sent < c->sq_count && SEQ_LT(seq, c->snd_max)) {
+		uint32_t slot = (c->sq_head + sent) % TCP_SQ_SLOTS;
+
+		sacked += sq_bit(c->sq_sacked, slot);
+		seq += rte_pktmbuf_data_len(c->sq[slot]);
+		sent++;
+	}
+	if (sacked >= TCP_DUPACK_THRESH)
+		return 2;
+	return sent <= TCP_DUPACK_THRESH && sacked > 0 && sacked + 1 == sent ? 1 : 0;
+}
+
 static void dup_ack(struct tcp_conn *c, uint64_t now)
 {
-	struct tcp_stack *stk = c->stk;
-
 	c->dupacks++;
 	if (c->dupacks == TCP_DUPACK_THRESH && !c->in_recovery && SEQ_GEQ(c->snd_una, c->recover)) {
-		uint32_t flight = c->snd_max - c->snd_una;
-
-		c->ssthresh = flight / 2 > 2 * c->mss ? flight / 2 : 2 * c->mss;
-		c->recover = c->snd_max;
-		c->in_recovery = true;
-		stk->stats.fast_retransmits++;
-		memset(c->sq_rtx, 0, sizeof(c->sq_rtx));
-		tcp_retransmit_head(c, now);
-		/* With SACK, pipe (not an inflated window) says what may go. */
-		c->cwnd = c->sack_on ? c->ssthresh : c->ssthresh + 3 * c->mss;
-		tcp_arm_rtx(c, now);
+		tcp_enter_recovery(c, now);
 	} else if (c->in_recovery && !c->sack_on) {
 		c->cwnd += c->mss; /* a segment left the network */
 	}
@@ -516,6 +546,21 @@ static bool conn_input(struct tcp_conn *c, struct rte_mbuf *m, struct tcp_seg *s
 	} else if (s->ack == c->snd_una && s->len == 0 && !(s->flags & TH_FIN) &&
 		   c->snd_una != c->snd_max && (s->wnd << c->snd_ws) == c->snd_wnd) {
 		dup_ack(c, now);
+	}
+	if (c->sack_on && s->opts.nsack > 0 && !c->in_recovery && SEQ_GEQ(c->snd_una, c->recover)) {
+		int lost = tcp_sack_head_lost(c);
+
+		if (lost == 2) {
+			tcp_enter_recovery(c, now);
+		} else if (lost == 1 && !(c->flags & CF_ER_WAIT)) {
+			/* Early retransmit after srtt / 4, unless the first
+			 * segment shows up meanwhile (RFC 5827 6.1's delay). */
+			uint64_t d = c->srtt / 4 > stk->tsc_per_ts ? c->srtt / 4 : stk->tsc_per_ts;
+
+			c->flags |= CF_ER_WAIT;
+			if (!tcp_timer_pending(&c->t_retry))
+				tcp_timer_arm(&stk->wheel, &c->t_retry, now + d);
+		}
 	}
 	if (SEQ_LT(c->snd_wl1, s->seq) || (c->snd_wl1 == s->seq && SEQ_LEQ(c->snd_wl2, s->ack))) {
 		c->snd_wnd = s->wnd << c->snd_ws;

@@ -73,12 +73,22 @@ void tcp_arm_retry(struct tcp_conn *c, uint64_t now)
 		c->retry_shift++;
 }
 
-/* Whatever failed for want of an mbuf, try it again. */
+/* Whatever failed for want of an mbuf, try it again; and a delayed early
+ * retransmit (CF_ER_WAIT, tcp_input.c). */
 void tcp_retry_timeout(struct tcp_timer *t, uint64_t now)
 {
 	struct tcp_conn *c = CONN_OF(t, t_retry);
 	struct tcp_stack *stk = c->stk;
 
+	if (c->flags & CF_ER_WAIT) {
+		c->flags &= ~CF_ER_WAIT;
+		if (c->sack_on && !c->in_recovery && SEQ_GEQ(c->snd_una, c->recover) &&
+		    SEQ_LT(c->snd_una, c->snd_max) && tcp_sack_head_lost(c) > 0 &&
+		    (c->state == TCP_ESTABLISHED || c->state == TCP_CLOSE_WAIT ||
+		     c->state == TCP_FIN_WAIT_1 || c->state == TCP_CLOSING ||
+		     c->state == TCP_LAST_ACK))
+			tcp_enter_recovery(c, now);
+	}
 	switch (c->state) {
 	case TCP_SYN_SENT:
 	case TCP_SYN_RECEIVED:

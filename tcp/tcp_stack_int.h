@@ -68,6 +68,7 @@ enum {
 	CF_IN_TABLE = 1 << 8,	 /* in the 4-tuple table */
 	CF_PERSIST = 1 << 9,	 /* t_rtx is the zero-window probe timer */
 	CF_IN_TW = 1 << 10,	 /* on the stack's TIME_WAIT list */
+	CF_ER_WAIT = 1 << 11,	 /* t_retry also checks for an early retransmit */
 };
 
 struct tcp_conn {
@@ -180,6 +181,8 @@ void tcp_enter_time_wait(struct tcp_conn *c, uint64_t now);
 
 /* tcp_input.c */
 void tcp_input(void *arg, struct rte_mbuf *m, uint32_t hlen, uint64_t now);
+void tcp_enter_recovery(struct tcp_conn *c, uint64_t now);
+int tcp_sack_head_lost(const struct tcp_conn *c);
 void tcp_ooo_drain(struct tcp_conn *c);
 
 /* tcp_output.c */
