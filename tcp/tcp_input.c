@@ -75,6 +75,7 @@ static void conn_negotiated(struct tcp_conn *c, const struct tcp_seg *s)
 		c->ts_on = 1;
 		c->ts_recent = s->opts.tsval;
 	}
+	c->sack_on = s->opts.has_sack_perm && !stk->conf.no_sack;
 	c->mss = peer < stk->our_mss ? peer : stk->our_mss;
 	if (c->ts_on)
 		c->mss -= 12;
@@ -214,9 +215,12 @@ static void sq_drop_acked(struct tcp_conn *c, uint32_t bytes)
 		uint32_t len = rte_pktmbuf_data_len(m);
 
 		if (len <= bytes) {
+			sq_bit_clear(c->sq_sacked, c->sq_head);
+			sq_bit_clear(c->sq_rtx, c->sq_head);
 			rte_pktmbuf_free(m);
 			c->sq_head = (c->sq_head + 1) % TCP_SQ_SLOTS;
 			c->sq_count--;
+			c->stk->stats.sq_mbufs--;
 			if (c->sq_next > 0)
 				c->sq_next--;
 			c->sq_bytes -= len;
@@ -246,6 +250,13 @@ static void new_ack(struct tcp_conn *c, const struct tcp_seg *s, uint64_t now)
 	c->snd_una = s->ack;
 	if (SEQ_LT(c->snd_nxt, c->snd_una))
 		c->snd_nxt = c->snd_una;
+	/* The cumulative ACK stops at data the peer SACKed: it has dropped it
+	 * (reneged). Forget the blocks and send everything from here again. */
+	if (c->sack_on && c->sq_count > 0 && sq_bit(c->sq_sacked, c->sq_head)) {
+		tcp_sack_forget(c);
+		c->snd_nxt = c->snd_una;
+		c->sq_next = 0;
+	}
 	c->nrtx = 0;
 	if (c->in_recovery) {
 		if (SEQ_GEQ(s->ack, c->recover)) {
@@ -255,6 +266,15 @@ static void new_ack(struct tcp_conn *c, const struct tcp_seg *s, uint64_t now)
 			c->in_recovery = false;
 			c->cwnd = c->ssthresh < flight + c->mss ? c->ssthresh : flight + c->mss;
 			c->dupacks = 0;
+			memset(c->sq_rtx, 0, sizeof(c->sq_rtx));
+		} else if (c->sack_on) {
+			/* Partial ACK: the new first segment is lost too unless SACKed
+			 * (RFC 6582's rule, which RFC 6675's count misses near the end
+			 * of a flight, leaving it to a timeout); tcp_output() sends
+			 * the other holes as pipe allows. */
+			if (c->sq_count > 0 && !sq_bit(c->sq_sacked, c->sq_head) &&
+			    !sq_bit(c->sq_rtx, c->sq_head))
+				tcp_retransmit_head(c, now);
 		} else {
 			/* Partial ACK: the next hole is lost too; deflate (step 4). */
 			tcp_retransmit_head(c, now);
@@ -280,22 +300,54 @@ static void new_ack(struct tcp_conn *c, const struct tcp_seg *s, uint64_t now)
 	}
 }
 
+/* Fast retransmit and into fast recovery (RFC 5681 3.2, RFC 6582, RFC 6675). */
+void tcp_enter_recovery(struct tcp_conn *c, uint64_t now)
+{
+	uint32_t flight = c->snd_max - c->snd_una;
+
+	c->ssthresh = flight / 2 > 2 * c->mss ? flight / 2 : 2 * c->mss;
+	c->recover = c->snd_max;
+	c->in_recovery = true;
+	c->stk->stats.fast_retransmits++;
+	memset(c->sq_rtx, 0, sizeof(c->sq_rtx));
+	tcp_retransmit_head(c, now);
+	/* With SACK, pipe (not an inflated window) says what may go. */
+	c->cwnd = c->sack_on ? c->ssthresh : c->ssthresh + 3 * c->mss;
+	tcp_arm_rtx(c, now);
+}
+
+/*
+ * With SACK, the first segment is lost once DupThresh segments above it are
+ * SACKed (RFC 6675 5 (2)), whether or not the ACKs counted as duplicates (a
+ * peer whose window grows with every ACK, as Linux's does, sends none that
+ * count): returns 2. With fewer than 4 segments out and all the others
+ * SACKed, it may be (RFC 5827 early retransmit), or merely overtaken:
+ * returns 1, and the caller waits a quarter of a round trip first.
+ */
+int tcp_sack_head_lost(const struct tcp_conn *c)
+{
+	uint32_t sent = 0, sacked = 0, seq = c->snd_una;
+
+	if (c->sq_count == 0 || sq_bit(c->sq_sacked, c->sq_head))
+		return 0;
+	while (sent < c->sq_count && SEQ_LT(seq, c->snd_max)) {
+		uint32_t slot = (c->sq_head + sent) % TCP_SQ_SLOTS;
+
+		sacked += sq_bit(c->sq_sacked, slot);
+		seq += rte_pktmbuf_data_len(c->sq[slot]);
+		sent++;
+	}
+	if (sacked >= TCP_DUPACK_THRESH)
+		return 2;
+	return sent <= TCP_DUPACK_THRESH && sacked > 0 && sacked + 1 == sent ? 1 : 0;
+}
+
 static void dup_ack(struct tcp_conn *c, uint64_t now)
 {
-	struct tcp_stack *stk = c->stk;
-
 	c->dupacks++;
 	if (c->dupacks == TCP_DUPACK_THRESH && !c->in_recovery && SEQ_GEQ(c->snd_una, c->recover)) {
-		uint32_t flight = c->snd_max - c->snd_una;
-
-		c->ssthresh = flight / 2 > 2 * c->mss ? flight / 2 : 2 * c->mss;
-		c->recover = c->snd_max;
-		c->in_recovery = true;
-		stk->stats.fast_retransmits++;
-		tcp_retransmit_head(c, now);
-		c->cwnd = c->ssthresh + 3 * c->mss;
-		tcp_arm_rtx(c, now);
-	} else if (c->in_recovery) {
+		tcp_enter_recovery(c, now);
+	} else if (c->in_recovery && !c->sack_on) {
 		c->cwnd += c->mss; /* a segment left the network */
 	}
 }
@@ -305,19 +357,37 @@ static bool our_fin_acked(const struct tcp_conn *c)
 	return (c->flags & CF_FIN_SENT) && SEQ_GT(c->snd_una, c->fin_seq);
 }
 
-/* Hold an out-of-order segment (payload mbuf @m at @seq). Returns true if kept. */
-static bool ooo_insert(struct tcp_conn *c, struct rte_mbuf *m, uint32_t seq)
-{
-	uint32_t len = rte_pktmbuf_data_len(m), i = 0;
+/* What ooo_insert() did with a segment. */
+enum ooo_result {
+	OOO_KEPT,
+	OOO_DUP,  /* held already: nothing new */
+	OOO_FULL, /* no memory left for this connection's reassembly */
+};
 
-	while (i < c->ooo_count && SEQ_LT(c->ooo_seq[i], seq))
-		i++;
+/* Hold an out-of-order segment (payload mbuf @m at @seq), trimmed against its neighbours. */
+static enum ooo_result ooo_insert(struct tcp_conn *c, struct rte_mbuf *m, uint32_t seq)
+{
+	struct tcp_stack *stk = c->stk;
+	uint32_t len = rte_pktmbuf_data_len(m);
+	struct rte_mbuf *prev = NULL, *next = c->ooo_head;
+	struct tcp_ooo_ent *e;
+
+	/* Most often a segment goes after the last one held (after a loss,
+	 * the rest of the flight arrives in order): no walk. */
+	if (c->ooo_tail != NULL && SEQ_LT(tcp_ooo_ent(stk, c->ooo_tail)->seq, seq)) {
+		prev = c->ooo_tail;
+		next = NULL;
+	}
+	while (next != NULL && SEQ_LT(tcp_ooo_ent(stk, next)->seq, seq)) {
+		prev = next;
+		next = tcp_ooo_ent(stk, next)->next;
+	}
 	/* Trim what the neighbours already hold: the front against the one before... */
-	if (i > 0) {
-		uint32_t pend = c->ooo_seq[i - 1] + rte_pktmbuf_data_len(c->ooo[i - 1]);
+	if (prev != NULL) {
+		uint32_t pend = tcp_ooo_ent(stk, prev)->seq + rte_pktmbuf_data_len(prev);
 
 		if (SEQ_GEQ(pend, seq + len))
-			return false;
+			return OOO_DUP;
 		if (SEQ_GT(pend, seq)) {
 			rte_pktmbuf_adj(m, (uint16_t)(pend - seq));
 			len -= pend - seq;
@@ -325,35 +395,53 @@ static bool ooo_insert(struct tcp_conn *c, struct rte_mbuf *m, uint32_t seq)
 		}
 	}
 	/* ...and the tail against the one after. */
-	if (i < c->ooo_count && SEQ_GT(seq + len, c->ooo_seq[i])) {
-		if (c->ooo_seq[i] == seq)
-			return false;
-		rte_pktmbuf_trim(m, (uint16_t)(seq + len - c->ooo_seq[i]));
-		len = c->ooo_seq[i] - seq;
+	if (next != NULL && SEQ_GT(seq + len, tcp_ooo_ent(stk, next)->seq)) {
+		uint32_t nseq = tcp_ooo_ent(stk, next)->seq;
+
+		if (nseq == seq)
+			return OOO_DUP;
+		rte_pktmbuf_trim(m, (uint16_t)(seq + len - nseq));
+		len = nseq - seq;
 	}
-	if (c->ooo_count == TCP_OOO_SLOTS)
-		return false;
-	memmove(&c->ooo[i + 1], &c->ooo[i], (c->ooo_count - i) * sizeof(c->ooo[0]));
-	memmove(&c->ooo_seq[i + 1], &c->ooo_seq[i], (c->ooo_count - i) * sizeof(c->ooo_seq[0]));
-	c->ooo[i] = m;
-	c->ooo_seq[i] = seq;
+	/* The bytes are inside the offered window (the caller trimmed them);
+	 * the memory that holds them is bounded too. */
+	if ((uint64_t)c->ooo_mem + m->buf_len > (uint64_t)TCP_OOO_MEM_FACTOR * stk->conf.rcvbuf)
+		return OOO_FULL;
+	e = tcp_ooo_ent(stk, m);
+	e->seq = seq;
+	e->next = next;
+	if (prev != NULL)
+		tcp_ooo_ent(stk, prev)->next = m;
+	else
+		c->ooo_head = m;
+	if (next == NULL)
+		c->ooo_tail = m;
 	c->ooo_count++;
 	c->ooo_bytes += len;
-	return true;
+	c->ooo_mem += m->buf_len;
+	c->ooo_last = seq;
+	return OOO_KEPT;
 }
 
-/* Move the segments now in order from the out-of-order queue to the read queue. */
-static void ooo_drain(struct tcp_conn *c)
+/* Move the segments now in order from the out-of-order queue to the read
+ * queue (as many as it has slots for: tcp_recv() calls again for the rest). */
+void tcp_ooo_drain(struct tcp_conn *c)
 {
-	while (c->ooo_count > 0 && SEQ_LEQ(c->ooo_seq[0], c->rcv_nxt) &&
-	       c->rq_count < TCP_RQ_SLOTS) {
-		struct rte_mbuf *m = c->ooo[0];
-		uint32_t seq = c->ooo_seq[0], len = rte_pktmbuf_data_len(m);
+	struct tcp_stack *stk = c->stk;
 
-		c->ooo_bytes -= len;
+	while (c->ooo_head != NULL && c->rq_count < TCP_RQ_SLOTS) {
+		struct rte_mbuf *m = c->ooo_head;
+		const struct tcp_ooo_ent *e = tcp_ooo_ent(stk, m);
+		uint32_t seq = e->seq, len = rte_pktmbuf_data_len(m);
+
+		if (SEQ_GT(seq, c->rcv_nxt))
+			break;
+		c->ooo_head = e->next;
+		if (c->ooo_head == NULL)
+			c->ooo_tail = NULL;
 		c->ooo_count--;
-		memmove(&c->ooo[0], &c->ooo[1], c->ooo_count * sizeof(c->ooo[0]));
-		memmove(&c->ooo_seq[0], &c->ooo_seq[1], c->ooo_count * sizeof(c->ooo_seq[0]));
+		c->ooo_bytes -= len;
+		c->ooo_mem -= m->buf_len;
 		if (SEQ_LEQ(seq + len, c->rcv_nxt)) {
 			rte_pktmbuf_free(m);
 			continue;
@@ -364,7 +452,7 @@ static void ooo_drain(struct tcp_conn *c)
 		c->rq_count++;
 		c->rq_bytes += len;
 		c->rcv_nxt += len;
-		c->stk->stats.bytes_rx += len;
+		stk->stats.bytes_rx += len;
 	}
 }
 
@@ -451,11 +539,28 @@ static bool conn_input(struct tcp_conn *c, struct rte_mbuf *m, struct tcp_seg *s
 		tcp_send_ctl(c, c->snd_nxt, TH_ACK, now);
 		return false;
 	}
+	if (c->sack_on && s->opts.nsack > 0)
+		tcp_sack_update(c, &s->opts);
 	if (SEQ_GT(s->ack, c->snd_una)) {
 		new_ack(c, s, now);
 	} else if (s->ack == c->snd_una && s->len == 0 && !(s->flags & TH_FIN) &&
 		   c->snd_una != c->snd_max && (s->wnd << c->snd_ws) == c->snd_wnd) {
 		dup_ack(c, now);
+	}
+	if (c->sack_on && s->opts.nsack > 0 && !c->in_recovery && SEQ_GEQ(c->snd_una, c->recover)) {
+		int lost = tcp_sack_head_lost(c);
+
+		if (lost == 2) {
+			tcp_enter_recovery(c, now);
+		} else if (lost == 1 && !(c->flags & CF_ER_WAIT)) {
+			/* Early retransmit after srtt / 4, unless the first
+			 * segment shows up meanwhile (RFC 5827 6.1's delay). */
+			uint64_t d = c->srtt / 4 > stk->tsc_per_ts ? c->srtt / 4 : stk->tsc_per_ts;
+
+			c->flags |= CF_ER_WAIT;
+			if (!tcp_timer_pending(&c->t_retry))
+				tcp_timer_arm(&stk->wheel, &c->t_retry, now + d);
+		}
 	}
 	if (SEQ_LT(c->snd_wl1, s->seq) || (c->snd_wl1 == s->seq && SEQ_LEQ(c->snd_wl2, s->ack))) {
 		c->snd_wnd = s->wnd << c->snd_ws;
@@ -518,16 +623,24 @@ static bool conn_input(struct tcp_conn *c, struct rte_mbuf *m, struct tcp_seg *s
 			/* A hole: hold the segment, and ACK at once (RFC 5681 4.2). */
 			c->flags |= CF_ACK_NOW;
 			s->flags &= ~TH_FIN;
-			if (!ooo_insert(c, m, s->seq))
-				stk->stats.rx_ooo_drop++;
-			else
+			switch (ooo_insert(c, m, s->seq)) {
+			case OOO_KEPT:
 				kept = true;
+				break;
+			case OOO_DUP:
+				break;
+			case OOO_FULL:
+				stk->stats.rx_ooo_drop++;
+				break;
+			default:
+				dmta_panic("tcp_input: bad ooo_insert result");
+			}
 		} else if (c->rq_count == TCP_RQ_SLOTS || c->rq_bytes + s->len > stk->conf.rcvbuf) {
 			stk->stats.rx_rcvbuf_drop++;
 			c->flags |= CF_ACK_NOW;
 			s->flags &= ~TH_FIN;
 		} else {
-			bool filled = c->ooo_count > 0;
+			bool filled = c->ooo_head != NULL;
 
 			c->rq[(c->rq_head + c->rq_count) % TCP_RQ_SLOTS] = m;
 			c->rq_count++;
@@ -535,7 +648,7 @@ static bool conn_input(struct tcp_conn *c, struct rte_mbuf *m, struct tcp_seg *s
 			c->rcv_nxt += s->len;
 			stk->stats.bytes_rx += s->len;
 			kept = true;
-			ooo_drain(c);
+			tcp_ooo_drain(c);
 			tcp_conn_event(c, TCP_EV_READABLE, 0);
 			if (filled || ++c->segs_unacked >= 2)
 				c->flags |= CF_ACK_NOW;

@@ -16,6 +16,13 @@
  *	off exponentially and goes back to snd_una with a one-segment
  *	congestion window (RFC 5681 3.1); with a zero peer window it becomes
  *	the persist timer and sends window probes instead.
+ *
+ *	A segment that cannot be built because the mempool is empty, or that
+ *	the netif's TX FIFO has no room for, is not sent and not counted as
+ *	sent; the retry timer (t_retry, 1 ms backing
+ *	off to 64 ms) runs the output again. Without it a connection with
+ *	nothing in flight would wait forever: no ACK is coming and no
+ *	retransmission timer is armed for data that never left.
  */
 #include <errno.h>
 #include <string.h>
@@ -53,12 +60,209 @@ void tcp_arm_rtx(struct tcp_conn *c, uint64_t now)
 	tcp_timer_arm(&c->stk->wheel, &c->t_rtx, now + c->rto);
 }
 
+/* A send failed for want of an mbuf: run the output again soon. */
+void tcp_arm_retry(struct tcp_conn *c, uint64_t now)
+{
+	struct tcp_stack *stk = c->stk;
+
+	/* The throwaway connection of tcp_send_rst_for() has no timers. */
+	if (c->state == TCP_CLOSED || tcp_timer_pending(&c->t_retry))
+		return;
+	tcp_timer_arm(&stk->wheel, &c->t_retry, now + (stk->tsc_per_ts << c->retry_shift));
+	if (c->retry_shift < TCP_RETRY_MAX_SHIFT)
+		c->retry_shift++;
+}
+
+/* Whatever failed for want of an mbuf, try it again; and a delayed early
+ * retransmit (CF_ER_WAIT, tcp_input.c). */
+void tcp_retry_timeout(struct tcp_timer *t, uint64_t now)
+{
+	struct tcp_conn *c = CONN_OF(t, t_retry);
+	struct tcp_stack *stk = c->stk;
+
+	if (c->flags & CF_ER_WAIT) {
+		c->flags &= ~CF_ER_WAIT;
+		if (c->sack_on && !c->in_recovery && SEQ_GEQ(c->snd_una, c->recover) &&
+		    SEQ_LT(c->snd_una, c->snd_max) && tcp_sack_head_lost(c) > 0 &&
+		    (c->state == TCP_ESTABLISHED || c->state == TCP_CLOSE_WAIT ||
+		     c->state == TCP_FIN_WAIT_1 || c->state == TCP_CLOSING ||
+		     c->state == TCP_LAST_ACK))
+			tcp_enter_recovery(c, now);
+	}
+	switch (c->state) {
+	case TCP_SYN_SENT:
+	case TCP_SYN_RECEIVED:
+		/* The SYN (or SYN-ACK) did not leave; t_rtx still counts real tries. */
+		tcp_send_ctl(c, c->iss, TH_SYN, now);
+		return;
+	case TCP_ESTABLISHED:
+	case TCP_CLOSE_WAIT:
+		/* A tcp_send() cut short by the empty pool is owed TCP_EV_WRITABLE. */
+		if ((c->flags & CF_WANT_WRITE) && !(c->flags & CF_FIN_PENDING) &&
+		    c->sq_bytes < stk->conf.sndbuf && c->sq_count < TCP_SQ_SLOTS) {
+			c->flags &= ~CF_WANT_WRITE;
+			tcp_conn_event(c, TCP_EV_WRITABLE, 0);
+		}
+		break;
+	case TCP_CLOSED:
+	case TCP_LISTEN:
+	case TCP_TIME_WAIT:
+		return;
+	default:
+		break;
+	}
+	tcp_output(c, now);
+}
+
+static int send_segment(struct tcp_conn *c, uint32_t seq, uint8_t flags, struct rte_mbuf *payload,
+			uint64_t now);
+
+/*
+ * SACK blocks (RFC 2018 4) from the reassembly queue: first the block holding
+ * the latest segment received, then the others from the lowest up, at most
+ * @max (and as many as fit beside the timestamps).
+ */
+static void sack_blocks(struct tcp_conn *c, struct tcp_opts *o, uint32_t max)
+{
+	struct tcp_stack *stk = c->stk;
+	uint32_t first = 1;
+	struct rte_mbuf *m = c->ooo_head;
+
+	if (max > (c->ts_on ? 3u : 4u))
+		max = c->ts_on ? 3 : 4;
+
+	o->nsack = 1;
+	o->sack[0][0] = o->sack[0][1] = c->ooo_last;
+	while (m != NULL) {
+		uint32_t l = tcp_ooo_ent(stk, m)->seq;
+		uint32_t r = l + rte_pktmbuf_data_len(m);
+
+		/* Contiguous segments make one block. */
+		for (m = tcp_ooo_ent(stk, m)->next; m != NULL && tcp_ooo_ent(stk, m)->seq == r;
+		     m = tcp_ooo_ent(stk, m)->next)
+			r += rte_pktmbuf_data_len(m);
+		if (SEQ_GEQ(c->ooo_last, l) && SEQ_LT(c->ooo_last, r)) {
+			o->sack[0][0] = l;
+			o->sack[0][1] = r;
+		} else if (first < max) {
+			o->sack[first][0] = l;
+			o->sack[first][1] = r;
+			first++;
+		}
+	}
+	if (o->sack[0][0] == o->sack[0][1]) {
+		/* The latest segment was merged away: the others move up. */
+		memmove(&o->sack[0], &o->sack[1], sizeof(o->sack[0]) * (first - 1));
+		first--;
+	}
+	o->nsack = (uint8_t)first;
+	stk->stats.sack_blocks_tx += first;
+}
+
+/* Mark what the peer's SACK blocks cover (RFC 2018 5: whole segments only). */
+void tcp_sack_update(struct tcp_conn *c, const struct tcp_opts *o)
+{
+	c->stk->stats.sack_blocks_rx += o->nsack;
+	for (uint32_t b = 0; b < o->nsack; b++) {
+		uint32_t l = o->sack[b][0], r = o->sack[b][1], seq = c->snd_una;
+
+		/* D-SACKs (below snd_una) and blocks outside what was sent: ignored. */
+		if (!SEQ_LT(l, r) || !SEQ_GT(r, c->snd_una) || SEQ_GT(r, c->snd_max))
+			continue;
+		for (uint32_t i = 0; i < c->sq_count && SEQ_LT(seq, r); i++) {
+			uint32_t slot = (c->sq_head + i) % TCP_SQ_SLOTS;
+			uint32_t end = seq + rte_pktmbuf_data_len(c->sq[slot]);
+
+			if (SEQ_GEQ(seq, l) && SEQ_LEQ(end, r))
+				sq_bit_set(c->sq_sacked, slot);
+			seq = end;
+		}
+	}
+}
+
+/* The peer dropped data it had SACKed (reneged): forget every block. */
+void tcp_sack_forget(struct tcp_conn *c)
+{
+	memset(c->sq_sacked, 0, sizeof(c->sq_sacked));
+	memset(c->sq_rtx, 0, sizeof(c->sq_rtx));
+}
+
+/* Bytes sent again after a timeout and not SACKed: what is in flight then. */
+static uint32_t sack_flight(const struct tcp_conn *c)
+{
+	uint32_t flight = 0;
+
+	for (uint32_t i = 0; i < c->sq_next; i++) {
+		uint32_t slot = (c->sq_head + i) % TCP_SQ_SLOTS;
+
+		if (!sq_bit(c->sq_sacked, slot))
+			flight += rte_pktmbuf_data_len(c->sq[slot]);
+	}
+	return flight;
+}
+
+/*
+ * Loss recovery with SACK (RFC 6675, simplified): a segment not SACKed is
+ * lost once DupThresh segments, or more than (DupThresh - 1) * MSS bytes,
+ * above it are SACKed; pipe counts what is still in the network (neither
+ * SACKed nor lost, plus lost segments sent again). Lost segments go again,
+ * once each per recovery, lowest first, while pipe leaves room in cwnd.
+ * Returns pipe.
+ */
+static uint32_t sack_send_holes(struct tcp_conn *c, uint64_t now)
+{
+	struct tcp_stack *stk = c->stk;
+	uint32_t n = 0, seq = c->snd_una, pipe = 0, sacked_segs = 0, sacked_bytes = 0;
+
+	/* Segments sent so far, and the SACKed ones among them. */
+	while (n < c->sq_count && SEQ_LT(seq, c->snd_max)) {
+		uint32_t slot = (c->sq_head + n) % TCP_SQ_SLOTS;
+		uint32_t len = rte_pktmbuf_data_len(c->sq[slot]);
+
+		if (sq_bit(c->sq_sacked, slot)) {
+			sacked_segs++;
+			sacked_bytes += len;
+		}
+		seq += len;
+		n++;
+	}
+	/* Pipe, and the lost segments retransmitted as it allows. */
+	seq = c->snd_una;
+	for (uint32_t i = 0; i < n; i++) {
+		uint32_t slot = (c->sq_head + i) % TCP_SQ_SLOTS;
+		struct rte_mbuf *m = c->sq[slot];
+		uint32_t len = rte_pktmbuf_data_len(m);
+		bool lost;
+
+		if (sq_bit(c->sq_sacked, slot)) {
+			sacked_segs--;
+			sacked_bytes -= len;
+			seq += len;
+			continue;
+		}
+		lost = sacked_segs >= TCP_DUPACK_THRESH ||
+		       sacked_bytes > (TCP_DUPACK_THRESH - 1) * c->mss;
+		if (!lost || sq_bit(c->sq_rtx, slot)) {
+			pipe += len;
+		} else if (pipe + len <= c->cwnd &&
+			   send_segment(c, seq, TH_ACK | TH_PSH, m, now) == 0) {
+			sq_bit_set(c->sq_rtx, slot);
+			stk->stats.retransmits++;
+			c->retransmits++;
+			c->rtt_timing = false; /* Karn */
+			pipe += len;
+		}
+		seq += len;
+	}
+	return pipe;
+}
+
 /* Build and send one segment; @payload (may be NULL) is cloned, not consumed. */
 static int send_segment(struct tcp_conn *c, uint32_t seq, uint8_t flags, struct rte_mbuf *payload,
 			uint64_t now)
 {
 	struct tcp_stack *stk = c->stk;
-	struct rte_mbuf *h = rte_pktmbuf_alloc(stk->pool);
+	struct rte_mbuf *h;
 	struct rte_tcp_hdr *th;
 	struct tcp_opts o = {0};
 	uint8_t opt[TCP_OPTS_MAX];
@@ -71,8 +275,17 @@ static int send_segment(struct tcp_conn *c, uint32_t seq, uint8_t flags, struct 
 		uint16_t len;
 	} __attribute__((packed)) ph;
 
+	/* A full TX FIFO would drop the segment after it counted as sent, and
+	 * only a retransmission timeout would bring it back: hold it instead. */
+	if (tcp_netif_tx_pending(stk->nif) >= TCP_NETIF_TXQ_SIZE) {
+		stk->stats.tx_txq_full++;
+		tcp_arm_retry(c, now);
+		return -ENOBUFS;
+	}
+	h = rte_pktmbuf_alloc(stk->pool);
 	if (h == NULL) {
 		stk->stats.tx_no_mbuf++;
+		tcp_arm_retry(c, now);
 		return -ENOMEM;
 	}
 	if (flags & TH_SYN) {
@@ -82,8 +295,18 @@ static int send_segment(struct tcp_conn *c, uint32_t seq, uint8_t flags, struct 
 		o.has_wscale = !(c->flags & CF_PASSIVE) || c->rcv_ws != 0 || c->snd_ws != 0;
 		o.wscale = c->rcv_ws;
 		o.has_ts = !(c->flags & CF_PASSIVE) || c->ts_on;
+		o.has_sack_perm = !stk->conf.no_sack && (!(c->flags & CF_PASSIVE) || c->sack_on);
 	} else {
 		o.has_ts = c->ts_on;
+		if ((flags & TH_ACK) && c->sack_on && c->ooo_head != NULL) {
+			/* Options and data together stay within the MSS (RFC
+			 * 6691): a full-sized segment has no room for blocks. */
+			uint32_t room = c->mss + (c->ts_on ? 12 : 0), used = c->ts_on ? 12 : 0;
+			uint32_t plen = payload != NULL ? rte_pktmbuf_data_len(payload) : 0;
+
+			if (room >= plen + used + 12)
+				sack_blocks(c, &o, (room - plen - used - 4) / 8);
+		}
 	}
 	if (o.has_ts) {
 		o.tsval = tcp_ts_now(stk, now);
@@ -118,6 +341,7 @@ static int send_segment(struct tcp_conn *c, uint32_t seq, uint8_t flags, struct 
 		if (cl == NULL) {
 			rte_pktmbuf_free(h);
 			stk->stats.tx_no_mbuf++;
+			tcp_arm_retry(c, now);
 			return -ENOMEM;
 		}
 		rte_pktmbuf_chain(h, cl);
@@ -140,6 +364,7 @@ static int send_segment(struct tcp_conn *c, uint32_t seq, uint8_t flags, struct 
 		return -EMSGSIZE;
 	}
 	stk->stats.segs_tx++;
+	c->retry_shift = 0;
 	if (flags & TH_ACK) {
 		c->flags &= ~CF_ACK_NOW;
 		c->segs_unacked = 0;
@@ -155,6 +380,13 @@ int tcp_send_ctl(struct tcp_conn *c, uint32_t seq, uint8_t flags, uint64_t now)
 {
 	if ((flags & TH_SYN) && c->state == TCP_SYN_RECEIVED)
 		flags |= TH_ACK;
+	/* A bare ACK or RST goes at the highest sequence number sent, as BSD
+	 * does: after a timeout snd_nxt is back at snd_una, below what the
+	 * peer has received, and the peer would find it out of window and
+	 * ignore the acknowledgement in it. (When both ends were resending
+	 * after a timeout, neither accepted the other's ACKs.) */
+	if (!(flags & (TH_SYN | TH_FIN)) && seq == c->snd_nxt)
+		seq = c->snd_max;
 	return send_segment(c, seq, flags, NULL, now);
 }
 
@@ -192,28 +424,43 @@ static bool can_send_data(const struct tcp_conn *c)
 void tcp_output(struct tcp_conn *c, uint64_t now)
 {
 	struct tcp_stack *stk = c->stk;
-	bool sent = false;
+	bool sent = false, sack_rec = c->in_recovery && c->sack_on;
+	/* Going over the flight again after a timeout, SACKed segments are skipped. */
+	bool sack_resend = !c->in_recovery && c->sack_on && SEQ_LT(c->snd_nxt, c->snd_max);
+	uint32_t pipe = 0;
 
 	if (!can_send_data(c)) {
 		if ((c->flags & CF_ACK_NOW) && c->state != TCP_CLOSED && c->state != TCP_SYN_SENT)
 			tcp_send_ctl(c, c->snd_nxt, TH_ACK, now);
 		return;
 	}
+	if (sack_rec)
+		pipe = sack_send_holes(c, now);
+	else if (sack_resend)
+		pipe = sack_flight(c);
 	while (c->sq_next < c->sq_count) {
 		struct rte_mbuf *m = sq_at(c, c->sq_next);
 		uint32_t len = rte_pktmbuf_data_len(m);
 		uint32_t inflight = c->snd_nxt - c->snd_una;
-		uint32_t cwnd = c->cwnd, wnd;
+		uint32_t cwnd = c->cwnd;
+
+		if (sack_resend && SEQ_LT(c->snd_nxt, c->snd_max) &&
+		    sq_bit(c->sq_sacked, (c->sq_head + c->sq_next) % TCP_SQ_SLOTS)) {
+			c->snd_nxt += len;
+			c->sq_next++;
+			continue;
+		}
 
 		/* RFC 3042 limited transmit: a new segment for each of the first two dupacks. */
 		if (!c->in_recovery && c->dupacks > 0 && c->dupacks < TCP_DUPACK_THRESH)
 			cwnd += c->dupacks * c->mss;
-		wnd = c->snd_wnd < cwnd ? c->snd_wnd : cwnd;
-
-		if (inflight + len > wnd)
+		if (inflight + len > c->snd_wnd)
+			break;
+		/* With SACK the congestion window bounds pipe, not the flight. */
+		if ((sack_rec || sack_resend ? pipe : inflight) + len > cwnd)
 			break;
 		if (send_segment(c, c->snd_nxt, TH_ACK | TH_PSH, m, now) != 0)
-			break; /* pool empty: the timer or the next ACK tries again */
+			break; /* pool empty: t_retry tries again */
 		if (SEQ_LT(c->snd_nxt, c->snd_max)) {
 			stk->stats.retransmits++;
 			c->retransmits++;
@@ -229,6 +476,7 @@ void tcp_output(struct tcp_conn *c, uint64_t now)
 		if (SEQ_GT(c->snd_nxt, c->snd_max))
 			c->snd_max = c->snd_nxt;
 		c->sq_next++;
+		pipe += len;
 		sent = true;
 		if (!tcp_timer_pending(&c->t_rtx) || (c->flags & CF_PERSIST)) {
 			c->flags &= ~CF_PERSIST;
@@ -237,13 +485,14 @@ void tcp_output(struct tcp_conn *c, uint64_t now)
 	}
 	/* The FIN: first time after the data, or again when a timeout went back to it. */
 	if ((c->flags & CF_FIN_PENDING) && c->sq_next == c->sq_count &&
-	    (!(c->flags & CF_FIN_SENT) || c->snd_nxt == c->fin_seq)) {
+	    (!(c->flags & CF_FIN_SENT) || c->snd_nxt == c->fin_seq) &&
+	    tcp_send_ctl(c, c->snd_nxt, TH_FIN | TH_ACK, now) == 0) {
+		/* (A FIN that could not be built stays unsent; t_retry tries again.) */
 		if (c->flags & CF_FIN_SENT) {
 			stk->stats.retransmits++;
 			c->retransmits++;
 		}
 		c->fin_seq = c->snd_nxt;
-		tcp_send_ctl(c, c->snd_nxt, TH_FIN | TH_ACK, now);
 		c->flags |= CF_FIN_SENT;
 		c->snd_nxt++;
 		if (SEQ_GT(c->snd_nxt, c->snd_max))
@@ -273,7 +522,8 @@ void tcp_retransmit_head(struct tcp_conn *c, uint64_t now)
 	c->retransmits++;
 	c->rtt_timing = false; /* Karn */
 	if (c->sq_count > 0 && c->sq_next > 0) {
-		send_segment(c, c->snd_una, TH_ACK | TH_PSH, sq_at(c, 0), now);
+		if (send_segment(c, c->snd_una, TH_ACK | TH_PSH, sq_at(c, 0), now) == 0)
+			sq_bit_set(c->sq_rtx, c->sq_head);
 	} else if ((c->flags & CF_FIN_SENT) && c->snd_una == c->fin_seq) {
 		tcp_send_ctl(c, c->fin_seq, TH_FIN | TH_ACK, now);
 	}
@@ -334,6 +584,10 @@ void tcp_rtx_timeout(struct tcp_timer *t, uint64_t now)
 	}
 	c->cwnd = c->mss;
 	c->in_recovery = false;
+	/* SACK information is kept (the peer's reneging is detected on ACK,
+	 * tcp_input.c): the resend skips what the peer holds, as Linux does
+	 * (RFC 6675 5.1 leaves this open; RFC 2018 8 would clear it). */
+	memset(c->sq_rtx, 0, sizeof(c->sq_rtx));
 	c->dupacks = 0;
 	c->recover = c->snd_max;
 	/* Go back to snd_una; the FIN keeps its place (fin_seq) and goes again

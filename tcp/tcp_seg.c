@@ -75,8 +75,17 @@ int tcp_opts_parse(const uint8_t *p, size_t len, struct tcp_opts *o)
 			o->tsval = get32(p + i + 2);
 			o->tsecr = get32(p + i + 6);
 			break;
+		case OPT_SACK:
+			if (olen < 10 || (olen - 2) % 8 != 0)
+				return -1; /* 40 bytes hold at most 4 blocks */
+			o->nsack = (uint8_t)((olen - 2) / 8);
+			for (unsigned b = 0; b < o->nsack; b++) {
+				o->sack[b][0] = get32(p + i + 2 + 8 * b);
+				o->sack[b][1] = get32(p + i + 6 + 8 * b);
+			}
+			break;
 		default:
-			/* SACK blocks and anything unknown: skipped by length. */
+			/* Anything unknown: skipped by length. */
 			break;
 		}
 		i += olen;
@@ -118,6 +127,17 @@ size_t tcp_opts_build(uint8_t *buf, const struct tcp_opts *o)
 		buf[n++] = OPT_WSCALE;
 		buf[n++] = 3;
 		buf[n++] = o->wscale;
+	}
+	if (o->nsack > 0) {
+		buf[n++] = OPT_NOP;
+		buf[n++] = OPT_NOP;
+		buf[n++] = OPT_SACK;
+		buf[n++] = (uint8_t)(2 + 8 * o->nsack);
+		for (unsigned b = 0; b < o->nsack; b++) {
+			put32(buf + n, o->sack[b][0]);
+			put32(buf + n + 4, o->sack[b][1]);
+			n += 8;
+		}
 	}
 	return n;
 }

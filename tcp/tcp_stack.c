@@ -43,6 +43,8 @@ static const struct tcp_stat_name stack_stat_names[] = {
     STAT(rx_no_conn),	  STAT(rx_out_of_window), STAT(rx_paws),      STAT(rx_ooo_drop),
     STAT(rx_rcvbuf_drop), STAT(challenge_acks),	  STAT(rst_tx),	      STAT(syn_dropped),
     STAT(tx_no_mbuf),	  STAT(delayed_acks),	  STAT(tw_recycled),  STAT(zero_window_probes),
+    STAT(sq_mbufs),	  STAT(tx_sq_capped),	  STAT(tx_txq_full),  STAT(sack_blocks_rx),
+    STAT(sack_blocks_tx),
 };
 
 _Static_assert(sizeof(stack_stat_names) / sizeof(stack_stat_names[0]) ==
@@ -209,6 +211,7 @@ static void conn_release_buffers(struct tcp_conn *c)
 		rte_pktmbuf_free(c->sq[c->sq_head]);
 		c->sq_head = (c->sq_head + 1) % TCP_SQ_SLOTS;
 		c->sq_count--;
+		c->stk->stats.sq_mbufs--;
 	}
 	c->sq_next = 0;
 	c->sq_bytes = 0;
@@ -218,10 +221,16 @@ static void conn_release_buffers(struct tcp_conn *c)
 		c->rq_count--;
 	}
 	c->rq_bytes = 0;
-	for (uint32_t i = 0; i < c->ooo_count; i++)
-		rte_pktmbuf_free(c->ooo[i]);
+	while (c->ooo_head != NULL) {
+		struct rte_mbuf *m = c->ooo_head;
+
+		c->ooo_head = tcp_ooo_ent(c->stk, m)->next;
+		rte_pktmbuf_free(m);
+	}
+	c->ooo_tail = NULL;
 	c->ooo_count = 0;
 	c->ooo_bytes = 0;
+	c->ooo_mem = 0;
 }
 
 static void conn_maybe_free(struct tcp_conn *c)
@@ -248,6 +257,7 @@ void tcp_conn_set_closed(struct tcp_conn *c)
 	tcp_timer_cancel(&stk->wheel, &c->t_rtx);
 	tcp_timer_cancel(&stk->wheel, &c->t_delack);
 	tcp_timer_cancel(&stk->wheel, &c->t_misc);
+	tcp_timer_cancel(&stk->wheel, &c->t_retry);
 	table_remove(c);
 	/* Unread data stays readable after a clean close; not after a failure. */
 	if (c->error != 0 || (c->flags & CF_USER_CLOSED))
@@ -257,6 +267,7 @@ void tcp_conn_set_closed(struct tcp_conn *c)
 			rte_pktmbuf_free(c->sq[c->sq_head]);
 			c->sq_head = (c->sq_head + 1) % TCP_SQ_SLOTS;
 			c->sq_count--;
+			stk->stats.sq_mbufs--;
 		}
 	conn_maybe_free(c);
 }
@@ -342,6 +353,7 @@ static void conn_timer_init(struct tcp_conn *c)
 	tcp_timer_init(&c->t_rtx, tcp_rtx_timeout);
 	tcp_timer_init(&c->t_delack, tcp_delack_timeout);
 	tcp_timer_init(&c->t_misc, misc_timeout);
+	tcp_timer_init(&c->t_retry, tcp_retry_timeout);
 }
 
 void tcp_enter_time_wait(struct tcp_conn *c, uint64_t now)
@@ -411,6 +423,24 @@ struct tcp_stack *tcp_stack_create(const struct tcp_stack_conf *conf, struct tcp
 	for (uint32_t i = conf->max_conns; i-- > 0;) {
 		stk->conns[i].hnext = stk->free_conns;
 		stk->free_conns = &stk->conns[i];
+	}
+	stk->sq_mbufs_max = (uint32_t)((uint64_t)pool->size * TCP_SQ_POOL_SHARE / 4);
+	/* Out-of-order segments are linked through a field of their mbufs. */
+	{
+		static const struct rte_mbuf_dynfield ooo_field = {
+		    .name = "dmta_tcp_ooo",
+		    .size = sizeof(struct tcp_ooo_ent),
+		    .align = __alignof__(struct tcp_ooo_ent),
+		};
+
+		stk->ooo_off = rte_mbuf_dynfield_register(&ooo_field);
+	}
+	if (stk->ooo_off < 0) {
+		rte_free(stk->conns);
+		rte_free(stk->htab);
+		rte_free(stk);
+		errno = ENOMEM;
+		return NULL;
 	}
 	stk->laddr = tcp_netif_ip(nif);
 	stk->hz = tcp_netif_tsc_hz(nif);
@@ -564,13 +594,22 @@ ssize_t tcp_send(struct tcp_conn *c, const void *buf, size_t len, uint64_t now_t
 		if (tail == NULL) {
 			if (c->sq_count == TCP_SQ_SLOTS)
 				break;
+			if (stk->stats.sq_mbufs >= stk->sq_mbufs_max) {
+				stk->stats.tx_sq_capped++;
+				tcp_arm_retry(c, now_tsc);
+				break;
+			}
 			tail = rte_pktmbuf_alloc(stk->pool);
 			if (tail == NULL) {
+				/* The retry timer reports TCP_EV_WRITABLE: nothing
+				 * else would when no data is in flight. */
 				stk->stats.tx_no_mbuf++;
+				tcp_arm_retry(c, now_tsc);
 				break;
 			}
 			c->sq[(c->sq_head + c->sq_count) % TCP_SQ_SLOTS] = tail;
 			c->sq_count++;
+			stk->stats.sq_mbufs++;
 		}
 		n = c->mss - rte_pktmbuf_data_len(tail);
 		if (n > rte_pktmbuf_tailroom(tail))
@@ -624,9 +663,19 @@ ssize_t tcp_recv(struct tcp_conn *c, void *buf, size_t len, uint64_t now_tsc)
 	/* Window update: tell the peer when the window opened by two segments or from zero. */
 	if (c->state == TCP_ESTABLISHED || c->state == TCP_FIN_WAIT_1 ||
 	    c->state == TCP_FIN_WAIT_2) {
-		uint32_t after = tcp_rcv_window(c);
+		uint32_t after, nxt = c->rcv_nxt;
 
-		if ((before == 0 && after > 0) || after - before >= 2 * c->mss) {
+		/* Held segments that waited for read-queue slots move on now. */
+		if (c->ooo_head != NULL) {
+			tcp_ooo_drain(c);
+			if (c->rcv_nxt != nxt) {
+				c->flags |= CF_ACK_NOW;
+				tcp_conn_event(c, TCP_EV_READABLE, 0);
+			}
+		}
+		after = tcp_rcv_window(c);
+		if ((c->flags & CF_ACK_NOW) || (before == 0 && after > 0) ||
+		    after - before >= 2 * c->mss) {
 			c->flags |= CF_ACK_NOW;
 			tcp_output(c, now_tsc);
 		}

@@ -33,6 +33,12 @@
  *	acknowledged, and every (re)transmission sends a fresh header mbuf
  *	chained to a clone of the data mbuf, so data is never copied again.
  *	Received in-order data stays in the received mbufs until tcp_recv().
+ *	The send queues of a stack hold at most three quarters of its pool
+ *	(tcp_send() is cut short beyond that, TCP_EV_WRITABLE follows): the
+ *	rest stays for headers, clones and received frames, so ACKs can always
+ *	come in and free them (the pool is meant to be the stack's own). A
+ *	segment that cannot be built because the pool is empty is tried again
+ *	by a retry timer, never dropped silently.
  *
  *	Protocol: RFC 9293 state machine; RFC 5961 RST and SYN checks
  *	(challenge ACKs); RFC 6298 RTO with Karn's rule and exponential
@@ -40,11 +46,16 @@
  *	retransmit and NewReno recovery; RFC 7323 window scale, timestamps
  *	(RTT measurement, PAWS); MSS from the netif's MTU; delayed ACKs;
  *	zero-window probes; SYN retries and a connect deadline; TIME_WAIT.
- *	Out-of-order segments wait in a small reassembly queue (32 per
- *	connection) and holes are ACKed at once; RFC 3042 limited transmit.
+ *	Out-of-order segments wait in a reassembly queue (a list threaded
+ *	through the mbufs, an mbuf dynamic field) holding anything inside the
+ *	offered window, its mbufs bounded at 4 x rcvbuf; holes are ACKed at
+ *	once; RFC 3042 limited transmit.
  *	When the table is full, the oldest released TIME_WAIT is ended early
- *	(as Linux does on TIME_WAIT overflow). Not yet: SACK, checksum
- *	offload, keepalive, urgent data (ignored), RSS flow steering.
+ *	(as Linux does on TIME_WAIT overflow). SACK (RFC 2018): offered on
+ *	SYN, blocks sent from the reassembly queue, and in fast recovery a
+ *	scoreboard over the send queue retransmits only the holes, paced by
+ *	an RFC 6675 pipe estimate. Not yet: checksum offload, keepalive,
+ *	urgent data (ignored), RSS flow steering.
  *	Segments are cut once at tcp_send() time, so a peer window smaller
  *	than the next segment is waited out with window probes.
  *
@@ -83,6 +94,7 @@ struct tcp_stack_conf {
 	uint32_t delack_ms;	     /**< delayed-ACK timeout (e.g. 40) */
 	uint32_t time_wait_ms;	     /**< TIME_WAIT (2 MSL) and orphaned FIN_WAIT_2 hold */
 	uint32_t isn_secret;	     /**< RFC 6528 secret for initial sequence numbers */
+	uint32_t no_sack;	     /**< non-zero: neither offer nor accept SACK (RFC 2018) */
 	/**
 	 * Optional, for flow steering: may an active open use local port
 	 * @p lport to reach raddr:rport (all in network order)? Ports it
@@ -147,15 +159,20 @@ struct tcp_stack_stats {
 	uint64_t rx_no_conn;	   /**< segments for no connection (RST sent unless RST) */
 	uint64_t rx_out_of_window; /**< drop: unacceptable sequence number (ACK sent) */
 	uint64_t rx_paws;	   /**< drop: timestamp older than ts_recent (RFC 7323 PAWS) */
-	uint64_t rx_ooo_drop;	   /**< drop: out-of-order data (no reassembly queue yet) */
+	uint64_t rx_ooo_drop;	   /**< drop: out-of-order data, reassembly memory full */
 	uint64_t rx_rcvbuf_drop;   /**< drop: receive buffer full */
 	uint64_t challenge_acks;   /**< RFC 5961 challenge ACKs sent */
 	uint64_t rst_tx;	   /**< resets sent */
 	uint64_t syn_dropped;	   /**< drop: SYN for a listener while the table is full */
-	uint64_t tx_no_mbuf;	   /**< segments not sent: pool empty */
+	uint64_t tx_no_mbuf;	   /**< segments not sent (yet: retried): pool empty */
 	uint64_t delayed_acks;	   /**< ACKs sent by the delayed-ACK timer */
 	uint64_t zero_window_probes; /**< probes sent to a zero window */
 	uint64_t tw_recycled;	     /**< TIME_WAIT connections ended early to free a slot */
+	uint64_t sq_mbufs;	     /**< mbufs held in send queues (gauge) */
+	uint64_t tx_sq_capped;	     /**< tcp_send() cut short: send queues at their pool share */
+	uint64_t tx_txq_full;	     /**< segments held back (and retried): netif TX FIFO full */
+	uint64_t sack_blocks_rx;     /**< SACK blocks received (RFC 2018) */
+	uint64_t sack_blocks_tx;     /**< SACK blocks sent */
 };
 
 struct tcp_stack;
@@ -213,10 +230,11 @@ void tcp_conn_set_user(struct tcp_conn *c, void *user);
 
 /**
  * Queue up to @p len bytes for sending (copied once into mbufs).
- * @return bytes queued (less than @p len when the send buffer fills:
- *         TCP_EV_WRITABLE follows when there is room), -ENOTCONN (not
- *         established yet, or after shutdown), -EPIPE (connection failed),
- *         -ENOBUFS (no mbuf and nothing queued)
+ * @return bytes queued (less than @p len when the send buffer fills or
+ *         the mempool is empty: TCP_EV_WRITABLE follows when there is
+ *         room), -ENOTCONN (not established yet, or after shutdown),
+ *         -EPIPE (connection failed), -ENOBUFS (no mbuf and nothing
+ *         queued; TCP_EV_WRITABLE follows too)
  */
 ssize_t tcp_send(struct tcp_conn *c, const void *buf, size_t len, uint64_t now_tsc);
 

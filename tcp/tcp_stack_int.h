@@ -16,20 +16,32 @@
 #include <stdint.h>
 
 #include <rte_mbuf.h>
+#include <rte_mbuf_dyn.h>
 
 #include "tcp/tcp_netif.h"
 #include "tcp/tcp_seg.h"
 #include "tcp/tcp_stack.h"
 #include "tcp/tcp_timer.h"
 
-#define TCP_SQ_SLOTS	  128 /* send-queue segments per connection */
-#define TCP_RQ_SLOTS	  128 /* receive-queue segments per connection */
-#define TCP_OOO_SLOTS	  32  /* out-of-order segments held per connection */
-#define TCP_LISTEN_MAX	  16
-#define TCP_DEFAULT_MSS	  536 /* RFC 9293 3.7.1, when the peer sends no MSS option */
-#define TCP_MAX_WSCALE	  14
-#define TCP_TS_HZ	  1000 /* our timestamp clock: 1 ms */
-#define TCP_DUPACK_THRESH 3
+#define TCP_SQ_SLOTS 128 /* send-queue segments per connection */
+#define TCP_RQ_SLOTS 128 /* receive-queue segments per connection */
+/* Out-of-order data is held up to the offered window; the mbufs holding
+ * it (buffer sizes, headers included) up to this many times rcvbuf, which
+ * a window of segments of 536 bytes or more never reaches, and which
+ * bounds what a peer sending tiny segments into holes can pin. */
+#define TCP_OOO_MEM_FACTOR 4
+#define TCP_LISTEN_MAX	   16
+#define TCP_DEFAULT_MSS	   536 /* RFC 9293 3.7.1, when the peer sends no MSS option */
+#define TCP_MAX_WSCALE	   14
+#define TCP_TS_HZ	   1000 /* our timestamp clock: 1 ms */
+#define TCP_DUPACK_THRESH  3
+/* After a send failed for want of an mbuf: try again in 1 ms, doubling up
+ * to 64 ms while the pool stays dry (see tcp_arm_retry()). */
+#define TCP_RETRY_MAX_SHIFT 6
+/* Send queues may hold at most this share of the pool (numerator / 4): the
+ * rest stays for headers, clones and received frames, without which no
+ * ACK could come in to free the send queues again. */
+#define TCP_SQ_POOL_SHARE 3
 
 #define SEQ_LT(a, b)  ((int32_t)((a) - (b)) < 0)
 #define SEQ_LEQ(a, b) ((int32_t)((a) - (b)) <= 0)
@@ -56,6 +68,7 @@ enum {
 	CF_IN_TABLE = 1 << 8,	 /* in the 4-tuple table */
 	CF_PERSIST = 1 << 9,	 /* t_rtx is the zero-window probe timer */
 	CF_IN_TW = 1 << 10,	 /* on the stack's TIME_WAIT list */
+	CF_ER_WAIT = 1 << 11,	 /* t_retry also checks for an early retransmit */
 };
 
 struct tcp_conn {
@@ -69,6 +82,7 @@ struct tcp_conn {
 	uint8_t state;	       /* enum tcp_state */
 	uint8_t snd_ws, rcv_ws;
 	uint8_t ts_on;
+	uint8_t sack_on; /* both ends offered SACK */
 	uint32_t flags;
 	uint32_t ev;
 	int error;
@@ -79,7 +93,8 @@ struct tcp_conn {
 	uint32_t cwnd, ssthresh, recover;
 	uint32_t dupacks;
 	bool in_recovery;
-	uint32_t nrtx; /* consecutive retransmissions (timer) */
+	uint32_t nrtx;	     /* consecutive retransmissions (timer) */
+	uint8_t retry_shift; /* t_retry backoff: 1 ms << retry_shift */
 	uint64_t retransmits;
 	uint64_t srtt, rttvar, rto; /* TSC cycles; srtt 0 = no sample yet */
 	bool rtt_timing;	    /* timing rtt_seq (no timestamps) */
@@ -90,20 +105,31 @@ struct tcp_conn {
 	struct rte_mbuf *sq[TCP_SQ_SLOTS];
 	uint32_t sq_head, sq_count, sq_next; /* sq_next: segments already sent */
 	uint32_t sq_bytes;
+	/* SACK scoreboard, one bit per send-queue slot (by slot, not position):
+	 * SACKed by the peer; retransmitted in this recovery. */
+	uint64_t sq_sacked[TCP_SQ_SLOTS / 64], sq_rtx[TCP_SQ_SLOTS / 64];
 
 	/* receive side */
 	uint32_t irs, rcv_nxt, rcv_adv; /* rcv_adv: right edge advertised */
 	uint32_t segs_unacked;
 	struct rte_mbuf *rq[TCP_RQ_SLOTS];
 	uint32_t rq_head, rq_count, rq_bytes;
-	/* Out-of-order segments, sorted by sequence, not overlapping. */
-	struct rte_mbuf *ooo[TCP_OOO_SLOTS];
-	uint32_t ooo_seq[TCP_OOO_SLOTS];
-	uint32_t ooo_count, ooo_bytes;
+	/* Out-of-order segments, sorted by sequence, not overlapping: a list
+	 * threaded through the mbufs themselves (struct tcp_ooo_ent). */
+	struct rte_mbuf *ooo_head, *ooo_tail;
+	uint32_t ooo_count, ooo_bytes, ooo_mem; /* ooo_mem: buf_len summed */
+	uint32_t ooo_last;			/* latest held: its block is SACKed first */
 
 	struct tcp_timer t_rtx;	   /* retransmission, SYN retries, persist */
 	struct tcp_timer t_delack; /* delayed ACK */
 	struct tcp_timer t_misc;   /* connect deadline, TIME_WAIT, FIN_WAIT_2 */
+	struct tcp_timer t_retry;  /* output again: a send failed for want of an mbuf */
+};
+
+/* Per-mbuf field (an mbuf dynamic field) of a segment held out of order. */
+struct tcp_ooo_ent {
+	struct rte_mbuf *next;
+	uint32_t seq;
 };
 
 struct tcp_listener {
@@ -120,7 +146,9 @@ struct tcp_stack {
 	uint8_t rcv_ws;		 /* window shift we offer */
 	uint64_t hz, tsc_per_ts; /* TSC cycles per timestamp tick */
 	uint64_t rto_init, rto_min, rto_max, delack, time_wait, connect_timeout;
-	uint16_t next_port; /* host order */
+	uint16_t next_port;    /* host order */
+	uint32_t sq_mbufs_max; /* TCP_SQ_POOL_SHARE of the pool */
+	int ooo_off;	       /* offset of struct tcp_ooo_ent in an mbuf */
 	struct tcp_stack_stats stats;
 	struct tcp_listener listeners[TCP_LISTEN_MAX];
 	struct tcp_conn *ev_head, *ev_tail;
@@ -153,6 +181,9 @@ void tcp_enter_time_wait(struct tcp_conn *c, uint64_t now);
 
 /* tcp_input.c */
 void tcp_input(void *arg, struct rte_mbuf *m, uint32_t hlen, uint64_t now);
+void tcp_enter_recovery(struct tcp_conn *c, uint64_t now);
+int tcp_sack_head_lost(const struct tcp_conn *c);
+void tcp_ooo_drain(struct tcp_conn *c);
 
 /* tcp_output.c */
 int tcp_send_ctl(struct tcp_conn *c, uint32_t seq, uint8_t flags, uint64_t now);
@@ -163,8 +194,32 @@ void tcp_rtx_timeout(struct tcp_timer *t, uint64_t now);
 void tcp_delack_timeout(struct tcp_timer *t, uint64_t now);
 void tcp_retransmit_head(struct tcp_conn *c, uint64_t now);
 void tcp_arm_rtx(struct tcp_conn *c, uint64_t now);
+void tcp_arm_retry(struct tcp_conn *c, uint64_t now);
+void tcp_retry_timeout(struct tcp_timer *t, uint64_t now);
 uint32_t tcp_rcv_window(const struct tcp_conn *c);
+void tcp_sack_update(struct tcp_conn *c, const struct tcp_opts *o);
+void tcp_sack_forget(struct tcp_conn *c);
 uint32_t tcp_ts_now(const struct tcp_stack *stk, uint64_t now);
+
+static inline struct tcp_ooo_ent *tcp_ooo_ent(const struct tcp_stack *stk, struct rte_mbuf *m)
+{
+	return RTE_MBUF_DYNFIELD(m, stk->ooo_off, struct tcp_ooo_ent *);
+}
+
+static inline bool sq_bit(const uint64_t *b, uint32_t slot)
+{
+	return (b[slot / 64] >> (slot % 64)) & 1;
+}
+
+static inline void sq_bit_set(uint64_t *b, uint32_t slot)
+{
+	b[slot / 64] |= 1ULL << (slot % 64);
+}
+
+static inline void sq_bit_clear(uint64_t *b, uint32_t slot)
+{
+	b[slot / 64] &= ~(1ULL << (slot % 64));
+}
 
 #define CONN_OF(t, field) ((struct tcp_conn *)((char *)(t)-offsetof(struct tcp_conn, field)))
 

@@ -52,6 +52,7 @@ void wire_init_conf(struct wire *w, struct rte_mempool *pool, uint64_t seed,
 	memset(w, 0, sizeof(*w));
 	w->pool = pool;
 	w->rnd = seed * 2654435761ULL + 88172645463325252ULL;
+	w->seed = w->rnd;
 	w->now = 1000 * WIRE_HZ;
 	for (int i = 0; i < 2; i++) {
 		struct tcp_netif_conf c = {0};
@@ -118,6 +119,45 @@ static struct rte_mbuf *copy_frame(struct wire *w, const struct rte_mbuf *m)
 	return c;
 }
 
+/* seg_loss_ppm: is this transmission of a TCP data segment lost? */
+static bool seg_lost(struct wire *w, int from, const struct rte_mbuf *m)
+{
+	uint8_t buf[14 + 60 + 20];
+	const uint8_t *f = rte_pktmbuf_read(m, 0, sizeof(buf), buf);
+	uint32_t ihl, doff, tot, seq, h, n;
+	uint64_t x;
+
+	if (f == NULL || f[12] != 0x08 || f[13] != 0x00 || f[14 + 9] != 6)
+		return false;
+	ihl = (uint32_t)(f[14] & 0x0f) * 4;
+	tot = (uint32_t)f[16] << 8 | f[17];
+	if (14 + ihl + 20 > sizeof(buf))
+		return false;
+	doff = (uint32_t)(f[14 + ihl + 12] >> 4) * 4;
+	if (tot <= ihl + doff)
+		return false; /* no data */
+	seq = (uint32_t)f[14 + ihl + 4] << 24 | (uint32_t)f[14 + ihl + 5] << 16 |
+	      (uint32_t)f[14 + ihl + 6] << 8 | f[14 + ihl + 7];
+	/* Open addressing over (direction, seq); the count saturates. */
+	h = (seq * 2654435761u + (uint32_t)from) % WIRE_SEGS;
+	for (n = 0; n < WIRE_SEGS; n++, h = (h + 1) % WIRE_SEGS)
+		if (w->seg_seen[h] == 0 || w->seg_key[h] == (seq ^ (uint32_t)from))
+			break;
+	if (n == WIRE_SEGS)
+		return false;
+	w->seg_key[h] = seq ^ (uint32_t)from;
+	if (w->seg_seen[h] < 255)
+		w->seg_seen[h]++;
+	/* A hash of seed, direction, seq and the transmission's number. */
+	x = w->seed ^ ((uint64_t)seq << 20) ^ ((uint64_t)w->seg_seen[h] << 52) ^ (uint64_t)from;
+	x ^= x >> 33;
+	x *= 0xff51afd7ed558ccdULL;
+	x ^= x >> 33;
+	x *= 0xc4ceb9fe1a85ec53ULL;
+	x ^= x >> 33;
+	return x % 1000000 < w->imp[from].seg_loss_ppm;
+}
+
 static void transmit(struct wire *w, int from)
 {
 	const struct wire_imp *imp = &w->imp[from];
@@ -129,7 +169,8 @@ static void transmit(struct wire *w, int from)
 			int copies = 1;
 
 			w->sent[from]++;
-			if (imp->drop_all || chance(w, imp->loss_ppm)) {
+			if (imp->drop_all || chance(w, imp->loss_ppm) ||
+			    (imp->seg_loss_ppm > 0 && seg_lost(w, from, out[i]))) {
 				w->lost[from]++;
 				copies = 0;
 			} else if (chance(w, imp->dup_ppm)) {
@@ -151,7 +192,18 @@ static void transmit(struct wire *w, int from)
 				if (chance(w, imp->corrupt_ppm)) {
 					uint32_t bit =
 					    (uint32_t)(rnd(w) % (rte_pktmbuf_data_len(c) * 8));
+					const uint8_t *f = rte_pktmbuf_mtod(c, const uint8_t *);
 
+					/* Corruption that gets past the Ethernet FCS is
+					 * there to exercise the IPv4 and TCP checksums;
+					 * ARP has none, so a damaged ARP frame is lost,
+					 * as the FCS would have it (a flipped sender MAC
+					 * would otherwise poison the neighbour table). */
+					if (f[12] != 0x08 || f[13] != 0x00) {
+						w->lost[from]++;
+						rte_pktmbuf_free(c);
+						continue;
+					}
 					w->corrupted[from]++;
 					rte_pktmbuf_mtod(c, uint8_t *)[bit / 8] ^=
 					    (uint8_t)(1u << (bit % 8));

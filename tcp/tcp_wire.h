@@ -33,10 +33,15 @@
 #define WIRE_HZ	  1000000ULL /* fake TSC: 1 tick = 1 us */
 #define WIRE_STEP 100	     /* us per wire_step() */
 #define WIRE_MAXQ 4096
+#define WIRE_SEGS 16384 /* sequence numbers tracked for seg_loss_ppm */
 
-/* Impairments of one direction; probabilities in parts per million. */
+/* Impairments of one direction; probabilities in parts per million.
+ * seg_loss_ppm loses TCP data segments by their sequence number instead:
+ * the n-th transmission of a given sequence number meets the same fate in
+ * every run with the same seed, whatever else differs (so two runs of
+ * different senders see the same losses); other frames are not lost. */
 struct wire_imp {
-	uint32_t loss_ppm, dup_ppm, reorder_ppm, corrupt_ppm;
+	uint32_t loss_ppm, dup_ppm, reorder_ppm, corrupt_ppm, seg_loss_ppm;
 	uint32_t delay_us, jitter_us, reorder_us;
 	uint32_t drop_all; /* a peer that never answers */
 };
@@ -52,10 +57,13 @@ struct wire {
 	struct tcp_netif *nif[2];
 	struct tcp_stack *stk[2];
 	struct wire_imp imp[2];
-	uint64_t rnd, now, order;
+	uint64_t rnd, seed, now, order;
 	struct wire_frame q[WIRE_MAXQ];
 	unsigned nq;
 	uint64_t sent[2], lost[2], duplicated[2], corrupted[2], reordered[2];
+	/* seg_loss_ppm: transmissions seen per (direction, sequence number) */
+	uint32_t seg_key[WIRE_SEGS];
+	uint8_t seg_seen[WIRE_SEGS];
 };
 
 extern const uint32_t wire_ip[2]; /* network order */

@@ -18,7 +18,8 @@
  *	  --bytes goes back);
  *	- with --connections K, opens K connections at once (at most 256 new
  *	  ones per millisecond, at most --max-connecting handshakes in flight);
- *	  once all are established, each sends --bytes N and closes; then it
+ *	  once all are established, each sends --bytes N and closes, all of
+ *	  them in the same millisecond (or paced by --max-sending); then it
  *	  waits for the connection table to empty and checks that every mbuf
  *	  is back in the pool. With several workers ([workers] count), each
  *	  opens its share of the K from its own stack (and the limits are
@@ -44,6 +45,8 @@
  *	-w, --connect-timeout T  give up an active open after T (e.g. 5s, 500ms)
  *	    --time-wait T  TIME_WAIT hold (default [tcp] time_wait)
  *	    --max-connecting N  handshakes in flight at once with -n (default 1024)
+ *	    --max-sending N  with -n, at most N connections sending at once,
+ *	                   starting at most 256 per millisecond (default: no limit)
  *	-t, --timeout T    give up the whole run after T (default: none)
  *	-q, --quiet        no summary
  *	-v                 debug logging
@@ -101,9 +104,13 @@ enum {
  * (tcp_max_syn_backlog), so that a kernel server answers without SYN
  * cookies and without dropping. */
 #define NC_MAX_CONNECTING 1024
-/* Connections sending at once with -n: bounds the mbufs in flight (a
- * few per connection) well below the pool, which must never run dry. */
-#define NC_MAX_SENDING	  1024
+/* Connections that start sending per millisecond with --max-sending. A
+ * pacing option only: the stack itself keeps its send queues to a share of
+ * the pool and retries whatever an empty pool held up, so K connections
+ * sending at once all complete without it. (It was required before: a
+ * segment that failed for want of an mbuf with nothing in flight was never
+ * tried again.) */
+#define NC_START_PER_TICK 256
 #define NC_PATTERN	  65536 /* generated data repeats with this period */
 #define NC_DRAIN_EXTRA_MS 10000 /* after TIME_WAIT, how long the table may take to empty */
 
@@ -122,7 +129,7 @@ enum nc_mode {
 struct nc_kconn {
 	struct tcp_conn *c;
 	uint32_t sent;
-	bool connected, shut, done;
+	bool connected, started, shut, done;
 };
 
 struct nc {
@@ -162,6 +169,8 @@ struct nc {
 	uint32_t k_connecting, k_max_connecting, k_live, k_peak;
 	uint32_t k_start_budget; /* connections that may start sending this tick */
 	uint32_t k_sending;	 /* started sending, not closed yet */
+	uint32_t k_max_sending;	 /* --max-sending; 0: no limit */
+	uint32_t k_sending_peak;
 	int k_first_err;
 	bool draining;
 	uint64_t drain_deadline;
@@ -182,8 +191,8 @@ static void usage(void)
 		"usage: dmta-nc [-c dmta.conf] [-b BYTES] [-w CONNECT_TIMEOUT] [-t TIMEOUT] "
 		"[-q] HOST PORT\n"
 		"       dmta-nc [-c dmta.conf] --listen PORT [-b BYTES]\n"
-		"       dmta-nc [-c dmta.conf] --connections K --bytes N [--time-wait T] HOST "
-		"PORT\n");
+		"       dmta-nc [-c dmta.conf] --connections K --bytes N [--time-wait T] "
+		"[--max-connecting N] [--max-sending N] HOST PORT\n");
 }
 
 static int errno_exit(int e)
@@ -383,7 +392,7 @@ static void many_event(struct nc *nc, const struct tcp_event *ev, uint64_t now)
 			nc->k_first_err = ev->error;
 		if (k->connected && !k->shut)
 			nc->k_pending_send--;
-		if (k->sent > 0)
+		if (k->started)
 			nc->k_sending--;
 		if (k->connected)
 			nc->k_live--;
@@ -410,12 +419,17 @@ static void many_event(struct nc *nc, const struct tcp_event *ev, uint64_t now)
 	if (k->connected && !k->shut) {
 		/* All K connections are open before any sends, so that they
 		 * are concurrent; then they start a few hundred per tick. */
-		if (k->sent == 0) {
-			if (nc->k_opened < nc->nconns || nc->k_connecting > 0 ||
-			    nc->k_start_budget == 0 || nc->k_sending >= NC_MAX_SENDING)
+		if (!k->started) {
+			if (nc->k_opened < nc->nconns || nc->k_connecting > 0)
 				return;
-			nc->k_start_budget--;
-			nc->k_sending++;
+			if (nc->k_max_sending != 0) {
+				if (nc->k_start_budget == 0 || nc->k_sending >= nc->k_max_sending)
+					return;
+				nc->k_start_budget--;
+			}
+			k->started = true;
+			if (++nc->k_sending > nc->k_sending_peak)
+				nc->k_sending_peak = nc->k_sending;
 		}
 		while (k->sent < nc->bytes) {
 			uint32_t off = k->sent % NC_PATTERN;
@@ -434,7 +448,7 @@ static void many_event(struct nc *nc, const struct tcp_event *ev, uint64_t now)
 	}
 	if ((ev->events & TCP_EV_CLOSED) && eof) {
 		nc->k_live--;
-		if (k->sent > 0)
+		if (k->started)
 			nc->k_sending--;
 		tcp_close(k->c, now);
 		k->done = true;
@@ -479,7 +493,7 @@ static void many_tick(struct nc *nc, uint64_t now)
 		nc->k_opened++;
 		nc->k_connecting++;
 	}
-	nc->k_start_budget = NC_OPEN_PER_TICK;
+	nc->k_start_budget = NC_START_PER_TICK;
 	/* Connections waiting to start, and sends cut short by an empty pool
 	 * (no WRITABLE event follows those): go on here. */
 	if (nc->k_pending_send > 0) {
@@ -595,6 +609,7 @@ static int parse_args(int argc, char **argv, struct nc *nc, struct nc_opts *o)
 	    {"connect-timeout", required_argument, NULL, 'w'},
 	    {"time-wait", required_argument, NULL, 'W'},
 	    {"max-connecting", required_argument, NULL, 'm'},
+	    {"max-sending", required_argument, NULL, 'S'},
 	    {"timeout", required_argument, NULL, 't'},
 	    {"quiet", no_argument, NULL, 'q'},
 	    {"help", no_argument, NULL, 'h'},
@@ -653,6 +668,13 @@ static int parse_args(int argc, char **argv, struct nc *nc, struct nc_opts *o)
 				return -1;
 			}
 			nc->k_max_connecting = (uint32_t)v;
+			break;
+		case 'S':
+			if (dmta_parse_u64(optarg, &v) != 0 || v < 1 || v > 1000000) {
+				dmta_err("--max-sending %s: expected 1 to 1000000", optarg);
+				return -1;
+			}
+			nc->k_max_sending = (uint32_t)v;
 			break;
 		case 'q':
 			nc->quiet = true;
@@ -801,7 +823,7 @@ static void nc_sum(struct nc *sum, const struct nc *nc, unsigned int n)
 	sum->t_start = UINT64_MAX;
 	sum->t_end = 0;
 	sum->sent = sum->received = 0;
-	sum->nconns = sum->k_ok = sum->k_failed = sum->k_peak = 0;
+	sum->nconns = sum->k_ok = sum->k_failed = sum->k_peak = sum->k_sending_peak = 0;
 	for (unsigned int k = 0; k < n; k++) {
 		if (sum->result == 0 && nc[k].result != 0) {
 			sum->result = nc[k].result;
@@ -817,6 +839,7 @@ static void nc_sum(struct nc *sum, const struct nc *nc, unsigned int n)
 		sum->k_ok += nc[k].k_ok;
 		sum->k_failed += nc[k].k_failed;
 		sum->k_peak += nc[k].k_peak; /* peaks of different moments: an upper bound */
+		sum->k_sending_peak += nc[k].k_sending_peak;
 	}
 	if (sum->t_start == UINT64_MAX)
 		sum->t_start = 0;
@@ -851,6 +874,8 @@ static void summary(struct nc *nc, struct dmta_dataplane *dp, unsigned int mbufs
 		stsum.fast_retransmits += s->fast_retransmits;
 		stsum.rx_ooo_drop += s->rx_ooo_drop;
 		stsum.tx_no_mbuf += s->tx_no_mbuf;
+		stsum.tx_sq_capped += s->tx_sq_capped;
+		stsum.tx_txq_full += s->tx_txq_full;
 		stsum.conns += s->conns;
 		stsum.conns_alloc += s->conns_alloc;
 		tx_dropped += dp->workers[k].stats.tx_dropped;
@@ -868,19 +893,21 @@ static void summary(struct nc *nc, struct dmta_dataplane *dp, unsigned int mbufs
 	}
 	fprintf(stderr,
 		"dmta-nc: summary sent=%llu received=%llu secs=%.3f tx_mbit_s=%.1f "
-		"rx_mbit_s=%.1f conns_ok=%u conns_failed=%u conns_peak=%u conns_per_s=%.0f "
-		"retransmits=%llu "
+		"rx_mbit_s=%.1f conns_ok=%u conns_failed=%u conns_peak=%u sending_peak=%u "
+		"conns_per_s=%.0f retransmits=%llu "
 		"rto_fired=%llu fast_retransmits=%llu rx_ooo_drop=%llu tx_no_mbuf=%llu "
-		"table_conns=%llu "
+		"tx_sq_capped=%llu tx_txq_full=%llu table_conns=%llu "
 		"table_slots=%llu mbufs_start=%u mbufs_end=%u port_rx=%llu port_rx_missed=%llu "
 		"port_tx_errors=%llu tx_dropped=%llu workers=%u strays=%llu stray_drop=%llu\n",
 		(unsigned long long)nc->sent, (unsigned long long)nc->received, secs,
 		secs > 0 ? (double)nc->sent * 8 / secs / 1e6 : 0.0,
 		secs > 0 ? (double)nc->received * 8 / secs / 1e6 : 0.0, ok, failed,
-		nc->mode == NC_MANY ? nc->k_peak : ok, secs > 0 ? (double)ok / secs : 0.0,
+		nc->mode == NC_MANY ? nc->k_peak : ok,
+		nc->mode == NC_MANY ? nc->k_sending_peak : ok, secs > 0 ? (double)ok / secs : 0.0,
 		(unsigned long long)st->retransmits, (unsigned long long)st->rto_fired,
 		(unsigned long long)st->fast_retransmits, (unsigned long long)st->rx_ooo_drop,
-		(unsigned long long)st->tx_no_mbuf, (unsigned long long)st->conns,
+		(unsigned long long)st->tx_no_mbuf, (unsigned long long)st->tx_sq_capped,
+		(unsigned long long)st->tx_txq_full, (unsigned long long)st->conns,
 		(unsigned long long)st->conns_alloc, mbufs_start, mbufs_end,
 		(unsigned long long)es.ipackets, (unsigned long long)es.imissed,
 		(unsigned long long)es.oerrors, (unsigned long long)tx_dropped, dp->nb_workers,
@@ -920,6 +947,8 @@ static int many_part(struct nc *part, const struct nc *all, unsigned int k, unsi
 	memcpy(part, all, sizeof(*part));
 	part->nconns = all->nconns / n + (k < all->nconns % n ? 1 : 0);
 	part->k_max_connecting = RTE_MAX(1u, all->k_max_connecting / n);
+	if (all->k_max_sending != 0)
+		part->k_max_sending = RTE_MAX(1u, all->k_max_sending / n);
 	part->w = w;
 	part->k = NULL;
 	if (part->nconns == 0) {

@@ -278,6 +278,8 @@ int main(int argc, char **argv)
 	sc.delack_ms = 40;
 	sc.time_wait_ms = 1000;
 	sc.isn_secret = (uint32_t)rte_rdtsc();
+	/* LAB_TCP_NO_SACK=1: compare loss recovery without SACK. */
+	sc.no_sack = getenv("LAB_TCP_NO_SACK") != NULL;
 	if (nif == NULL ||
 	    (stk = tcp_stack_create(&sc, nif, pool, rte_socket_id(), rte_rdtsc())) == NULL)
 		die("cannot create the stack");
@@ -356,8 +358,14 @@ int main(int argc, char **argv)
 	{
 		double secs = (double)(rte_rdtsc() - t0) / (double)rte_get_tsc_hz();
 
-		printf("sent %zu echoed %zu eof %d in %.2f s, retransmits %llu\n", bytes, got, eof,
-		       secs, (unsigned long long)tcp_conn_retransmits(c));
+		const struct tcp_stack_stats *st = tcp_stack_stats(stk);
+
+		printf("sent %zu echoed %zu eof %d in %.2f s, retransmits %llu (rto %llu, fast "
+		       "%llu), sack blocks in %llu out %llu, rx_ooo_drop %llu\n",
+		       bytes, got, eof, secs, (unsigned long long)tcp_conn_retransmits(c),
+		       (unsigned long long)st->rto_fired, (unsigned long long)st->fast_retransmits,
+		       (unsigned long long)st->sack_blocks_rx,
+		       (unsigned long long)st->sack_blocks_tx, (unsigned long long)st->rx_ooo_drop);
 	}
 	if (!eof || got != bytes || memcmp(tx, rx, bytes) != 0)
 		die("echo differs from what was sent");

@@ -87,12 +87,58 @@ static void test_malformed(void **state)
 	assert_int_equal(tcp_opts_parse(eol, 0, &o), 0);
 }
 
+/* SACK blocks: built after the timestamps, parsed back; bad lengths rejected. */
+static void test_sack_blocks(void **state)
+{
+	uint8_t buf[TCP_OPTS_MAX];
+	struct tcp_opts o = {0}, p;
+	static const uint8_t bad_len[] = {5, 6, 0, 0, 0, 1}; /* not 2 + 8n */
+	static const uint8_t linux_ack[] = {1, 1, 8, 10, 0, 0, 0,    9, 0, 0, 0,    7,
+					    1, 1, 5, 10, 0, 0, 0x10, 0, 0, 0, 0x20, 0};
+	size_t n;
+	(void)state;
+
+	for (uint8_t k = 1; k <= 3; k++) {
+		o.has_ts = true;
+		o.tsval = 9;
+		o.tsecr = 7;
+		o.nsack = k;
+		for (unsigned b = 0; b < k; b++) {
+			o.sack[b][0] = 1000 * (b + 1);
+			o.sack[b][1] = 1000 * (b + 1) + 500;
+		}
+		n = tcp_opts_build(buf, &o);
+		assert_true(n <= TCP_OPTS_MAX);
+		assert_int_equal(n % 4, 0);
+		assert_int_equal(tcp_opts_parse(buf, n, &p), 0);
+		assert_memory_equal(&o, &p, sizeof(o));
+	}
+	/* Four blocks fit without timestamps. */
+	memset(&o, 0, sizeof(o));
+	o.nsack = 4;
+	o.sack[3][0] = 0xfffffff0;
+	o.sack[3][1] = 0x10;
+	n = tcp_opts_build(buf, &o);
+	assert_int_equal(n, 36);
+	assert_int_equal(tcp_opts_parse(buf, n, &p), 0);
+	assert_memory_equal(&o, &p, sizeof(o));
+	assert_int_equal(tcp_opts_parse(bad_len, sizeof(bad_len), &p), -1);
+	/* What Linux sends: NOP NOP TS, NOP NOP SACK with one block. */
+	assert_int_equal(tcp_opts_parse(linux_ack, sizeof(linux_ack), &p), 0);
+	assert_int_equal(p.nsack, 1);
+	assert_int_equal(p.sack[0][0], 0x1000);
+	assert_int_equal(p.sack[0][1], 0x2000);
+	assert_int_equal(tcp_opts_build(buf, &p), sizeof(linux_ack));
+	assert_memory_equal(buf, linux_ack, sizeof(linux_ack));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_linux_syn),
 	    cmocka_unit_test(test_build_parse_combinations),
 	    cmocka_unit_test(test_malformed),
+	    cmocka_unit_test(test_sack_blocks),
 	};
 
 	return cmocka_run_group_tests_name("tcp_seg", tests, NULL, NULL);
