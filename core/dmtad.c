@@ -42,12 +42,12 @@
 
 #include "core/base/dmta_conf.h"
 #include "core/base/dmta_log.h"
-#include "core/dmta_control.h"
-#include "core/dmta_dataplane.h"
-#include "core/dmta_dbackend.h"
-#include "core/dmta_port.h"
-#include "core/dmta_telemetry.h"
-#include "core/dmta_worker.h"
+#include "core/control/dmta_control.h"
+#include "core/dataplane/dmta_dataplane.h"
+#include "core/dataplane/dmta_dbackend.h"
+#include "core/dataplane/dmta_port.h"
+#include "core/dataplane/dmta_telemetry.h"
+#include "core/dataplane/dmta_worker.h"
 
 struct dmtad {
 	struct dmta_conf *conf;

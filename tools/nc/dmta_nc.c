@@ -80,8 +80,8 @@
 
 #include "core/base/dmta_conf.h"
 #include "core/base/dmta_log.h"
-#include "core/dmta_dataplane.h"
-#include "core/dmta_worker.h"
+#include "core/dataplane/dmta_dataplane.h"
+#include "core/dataplane/dmta_worker.h"
 #include "tcp/tcp_stack.h"
 
 /* sendmail's (sysexits.h) exit codes. */

@@ -33,7 +33,7 @@
  *	not known). Otherwise "daemon: not running"; a file left by a daemon
  *	that is gone is never shown as live. With --json the view is
  *	"daemon": {"running": BOOL, "pid": N, "age": SECONDS, "stats": {...}},
- *	"stats" being the snapshot (core/dmta_stats.h) or null when it is
+ *	"stats" being the snapshot (core/control/dmta_stats.h) or null when it is
  *	missing or stale.
  *
  * DIAGNOSTICS
@@ -51,7 +51,7 @@
 #include "core/base/dmta_conf.h"
 #include "core/base/dmta_log.h"
 #include "core/base/dmta_time.h"
-#include "core/dmta_stats.h"
+#include "core/control/dmta_stats.h"
 #include "dns/dns_conf.h"
 #include "dns/dns_show.h"
 #include "queue/spool.h"

@@ -18,7 +18,7 @@
 
 #include <cmocka.h>
 
-#include "core/dmta_dlog.h"
+#include "core/control/dmta_dlog.h"
 
 static char *read_all(const char *path, size_t *len)
 {

@@ -22,7 +22,7 @@
 #include <cmocka.h>
 
 #include "core/base/dmta_time.h"
-#include "core/dmta_stats.h"
+#include "core/control/dmta_stats.h"
 
 static struct dmta_stats *sample(void)
 {

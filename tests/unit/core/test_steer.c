@@ -16,7 +16,7 @@
 #include <rte_mbuf.h>
 #include <rte_tcp.h>
 
-#include "core/dmta_steer.h"
+#include "core/dataplane/dmta_steer.h"
 
 /* A frame in a plain buffer: dmta_steer_owner() reads only data. */
 struct frame {

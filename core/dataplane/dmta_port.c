@@ -11,7 +11,7 @@
 #include <rte_random.h>
 
 #include "core/base/dmta_log.h"
-#include "core/dmta_port.h"
+#include "core/dataplane/dmta_port.h"
 
 /* Pick the port: [port] device by name, else the only one there is. */
 static int port_find(const struct dmta_conf *conf, uint16_t *port_id, char *err, size_t errlen)

@@ -12,7 +12,7 @@
 
 #include "core/base/dmta_log.h"
 #include "core/base/dmta_time.h"
-#include "core/dmta_dlog.h"
+#include "core/control/dmta_dlog.h"
 #include "queue/queue_env.h"
 
 struct dmta_dlog {

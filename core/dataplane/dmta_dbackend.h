@@ -25,9 +25,9 @@
 #include <stddef.h>
 
 #include "core/base/dmta_conf.h"
-#include "core/dmta_job.h"
-#include "core/dmta_loop.h"
-#include "core/dmta_worker.h"
+#include "core/control/dmta_job.h"
+#include "core/control/dmta_loop.h"
+#include "core/dataplane/dmta_worker.h"
 
 /** Give every worker a session pool and its rings; 0 or -errno with err. */
 int dmta_dbackend_attach(struct dmta_worker *workers, unsigned int n, const struct dmta_conf *conf,

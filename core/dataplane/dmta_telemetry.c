@@ -13,7 +13,7 @@
 #include <rte_telemetry.h>
 
 #include "core/base/dmta_log.h"
-#include "core/dmta_telemetry.h"
+#include "core/dataplane/dmta_telemetry.h"
 
 static pthread_mutex_t tel_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct dmta_worker *tel_workers;

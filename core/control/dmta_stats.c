@@ -15,7 +15,7 @@
 #include <unistd.h>
 
 #include "core/base/dmta_time.h"
-#include "core/dmta_stats.h"
+#include "core/control/dmta_stats.h"
 
 enum ftype { F_U64, F_F64 };
 

@@ -14,7 +14,7 @@
 #include <rte_malloc.h>
 
 #include "core/base/dmta_log.h"
-#include "core/dmta_dataplane.h"
+#include "core/dataplane/dmta_dataplane.h"
 
 int dmta_parse_cidr(const char *s, uint32_t *addr, uint8_t *plen)
 {

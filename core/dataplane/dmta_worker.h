@@ -38,8 +38,8 @@
 #include <rte_common.h>
 
 #include "core/base/dmta_conf.h"
-#include "core/dmta_port.h"
-#include "core/dmta_steer.h"
+#include "core/dataplane/dmta_port.h"
+#include "core/dataplane/dmta_steer.h"
 #include "tcp/tcp_netif.h"
 #include "tcp/tcp_stack.h"
 

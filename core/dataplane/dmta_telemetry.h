@@ -14,8 +14,8 @@
 #ifndef DMTA_TELEMETRY_H
 #define DMTA_TELEMETRY_H
 
-#include "core/dmta_stats.h"
-#include "core/dmta_worker.h"
+#include "core/control/dmta_stats.h"
+#include "core/dataplane/dmta_worker.h"
 
 /** Register the commands; 0 or -errno. */
 int dmta_telemetry_init(struct dmta_worker *workers, unsigned int nb_workers,

@@ -6,7 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "core/dmta_loop.h"
+#include "core/control/dmta_loop.h"
 
 #define LOOP_BATCH 64
 

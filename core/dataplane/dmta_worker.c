@@ -14,7 +14,7 @@
 #include <rte_ring.h>
 
 #include "core/base/dmta_log.h"
-#include "core/dmta_worker.h"
+#include "core/dataplane/dmta_worker.h"
 
 #define WORKER_BURST 32
 /* Empty polls before an idle sleep, when idle sleeping is on. */

@@ -46,7 +46,7 @@
 #include <sys/uio.h>
 
 #include "core/base/dmta_conf.h"
-#include "core/dmta_job.h"
+#include "core/control/dmta_job.h"
 #include "smtp/smtp_tls.h"
 
 struct dmta_pool;

@@ -35,9 +35,9 @@
 #include <stdint.h>
 
 #include "core/base/dmta_conf.h"
-#include "core/dmta_port.h"
-#include "core/dmta_steer.h"
-#include "core/dmta_worker.h"
+#include "core/dataplane/dmta_port.h"
+#include "core/dataplane/dmta_steer.h"
+#include "core/dataplane/dmta_worker.h"
 #include "tcp/tcp_netif.h"
 #include "tcp/tcp_stack.h"
 

@@ -16,7 +16,7 @@
 
 #include "core/base/dmta_log.h"
 #include "core/base/dmta_time.h"
-#include "core/dmta_pool.h"
+#include "core/control/dmta_pool.h"
 #include "smtp/smtp_session.h"
 
 enum kc_state {

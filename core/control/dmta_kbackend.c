@@ -12,9 +12,9 @@
 #include <unistd.h>
 
 #include "core/base/dmta_time.h"
-#include "core/dmta_kbackend.h"
-#include "core/dmta_pool.h"
-#include "core/dmta_stats.h"
+#include "core/control/dmta_kbackend.h"
+#include "core/control/dmta_pool.h"
+#include "core/control/dmta_stats.h"
 
 struct kbe {
 	struct dmta_backend ops;

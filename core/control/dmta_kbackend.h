@@ -24,9 +24,9 @@
 
 #include <stdint.h>
 
-#include "core/dmta_job.h"
-#include "core/dmta_loop.h"
-#include "core/dmta_pool.h"
+#include "core/control/dmta_job.h"
+#include "core/control/dmta_loop.h"
+#include "core/control/dmta_pool.h"
 
 /** A backend, or NULL with errno. The configuration is copied. */
 struct dmta_backend *dmta_kbackend_new(const struct dmta_pool_conf *pc, struct dmta_loop *loop,

@@ -18,10 +18,10 @@
 
 #include "core/base/dmta_log.h"
 #include "core/base/dmta_time.h"
-#include "core/dmta_dbackend.h"
-#include "core/dmta_pool.h"
-#include "core/dmta_stats.h"
-#include "core/dmta_telemetry.h"
+#include "core/dataplane/dmta_dbackend.h"
+#include "core/control/dmta_pool.h"
+#include "core/control/dmta_stats.h"
+#include "core/dataplane/dmta_telemetry.h"
 
 #define DB_RING	 65536 /* jobs in flight per worker, each way */
 #define DB_BURST 32

@@ -8,7 +8,7 @@
 #include <rte_tcp.h>
 #include <rte_thash.h>
 
-#include "core/dmta_steer.h"
+#include "core/dataplane/dmta_steer.h"
 
 void dmta_steer_init(struct dmta_steer *st, uint32_t nb_workers, uint16_t port_lo, uint16_t span)
 {
