@@ -98,6 +98,107 @@ static int addf(struct queue_buf *out, const char *fmt, ...)
 			return -ENOMEM;                                                            \
 	} while (0)
 
+/*
+ * dmta's own words for people, used when no template file is configured.
+ * They say what happened, to whom, what the receiving server said and
+ * whether dmta goes on trying, in language a sender without technical
+ * knowledge can act on.
+ */
+static const char failed_text[] =
+    "Subject: Your message could not be delivered\n"
+    "\n"
+    "Your message could not be delivered to the recipients listed below.\n"
+    "The mail server ${hostname} has stopped trying: this message will\n"
+    "not be delivered to them.\n"
+    "\n"
+    "${recipients}"
+    "If an address above is mistyped, correct it and send your message\n"
+    "again. Otherwise the reply of the receiving server may help the\n"
+    "recipient's mail administrator to find the cause.\n"
+    "\n"
+    "${returned}\n";
+
+static const char delayed_text[] =
+    "Subject: Your message has not been delivered yet\n"
+    "\n"
+    "Your message has not yet reached the recipients listed below. The\n"
+    "mail server ${hostname} is still trying and will go on until\n"
+    "${retry_until}.\n"
+    "\n"
+    "${recipients}"
+    "You do not need to do anything or to send your message again. You\n"
+    "will hear from us again only if delivery fails for good.\n"
+    "\n"
+    "${returned}\n";
+
+/* The variables a template may use; anything else in ${...} is an error. */
+static const char *const tmpl_vars[] = {"hostname",    "sender",     "queue_id", "arrival_date",
+					"retry_until", "recipients", "returned", NULL};
+
+static size_t tmpl_var(const char *p, const char **name)
+{
+	/* p points at "${"; returns the length of "${name}" or 0. */
+	for (int i = 0; tmpl_vars[i] != NULL; i++) {
+		size_t n = strlen(tmpl_vars[i]);
+
+		if (strncmp(p + 2, tmpl_vars[i], n) == 0 && p[2 + n] == '}') {
+			*name = tmpl_vars[i];
+			return n + 3;
+		}
+	}
+	return 0;
+}
+
+int queue_bounce_template_check(const char *text, size_t len, char *err, size_t errlen)
+{
+	size_t line = 1, col = 0;
+
+	if (len > QUEUE_BOUNCE_TEMPLATE_MAX) {
+		snprintf(err, errlen, "larger than %u bytes", QUEUE_BOUNCE_TEMPLATE_MAX);
+		return -EINVAL;
+	}
+	if (strncmp(text, "Subject:", 8) != 0) {
+		snprintf(err, errlen, "line 1: the first line must be \"Subject: ...\"");
+		return -EINVAL;
+	}
+	for (size_t i = 0; i < len; i++) {
+		const char *name;
+		unsigned char c = (unsigned char)text[i];
+
+		if (c == '\n') {
+			line++;
+			col = 0;
+			if (line == 2 &&
+			    (i + 1 >= len || (text[i + 1] != '\n' && text[i + 1] != '\r'))) {
+				snprintf(err, errlen,
+					 "line 2: must be empty (after the Subject line)");
+				return -EINVAL;
+			}
+			continue;
+		}
+		if (c == '\r' && i + 1 < len && text[i + 1] == '\n')
+			continue;
+		if (c == 0 || (c < 32 && c != '\t')) {
+			snprintf(err, errlen, "line %zu: control character 0x%02x", line, c);
+			return -EINVAL;
+		}
+		if (++col > 900) {
+			snprintf(err, errlen, "line %zu: longer than 900 characters", line);
+			return -EINVAL;
+		}
+		if (c == '$' && i + 1 < len && text[i + 1] == '{' &&
+		    tmpl_var(text + i, &name) == 0) {
+			snprintf(err, errlen,
+				 "line %zu: unknown variable \"%.*s\" (known: ${hostname}, "
+				 "${sender}, ${queue_id}, ${arrival_date}, ${retry_until}, "
+				 "${recipients}, ${returned})",
+				 line, (int)strcspn(text + i, "}\n") + 1, text + i);
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
 /* A reply on one line with no CR/LF, for the report fields. */
 static void oneline(const char *in, char *out, size_t cap)
 {
@@ -106,6 +207,91 @@ static void oneline(const char *in, char *out, size_t cap)
 	for (; in && *in && o + 1 < cap; in++)
 		out[o++] = (*in == '\r' || *in == '\n' || (unsigned char)*in < 32) ? ' ' : *in;
 	out[o] = 0;
+}
+
+/* One recipient's paragraph: who, what happened, what the server said. */
+static int add_rcpt_story(struct queue_buf *out, const struct queue_rcpt *r, bool delayed)
+{
+	char reply[600], st[16];
+	bool server;
+
+	oneline(r->reply, reply, sizeof(reply));
+	server = isdigit((unsigned char)reply[0]);
+	ADDF("  <%s>\r\n", r->addr);
+	if (delayed && server)
+		ADD("    Not delivered yet: the receiving mail server asked to be tried again "
+		    "later.\r\n");
+	else if (delayed)
+		ADD("    Not delivered yet: the receiving mail server could not be reached.\r\n");
+	else if (server && reply[0] == '5')
+		ADD("    The receiving mail server refused the message.\r\n");
+	else if (strcmp(queue_bounce_status(r->reply, st), "4.4.7") == 0)
+		ADD("    Delivery kept failing until the time allowed for it ran out.\r\n");
+	else
+		ADD("    The message could not be delivered.\r\n");
+	if (reply[0] == 0)
+		ADD("    No reason was recorded.\r\n");
+	else if (server)
+		ADDF("    The receiving server said: %s\r\n", reply);
+	else
+		ADDF("    Reason: %s\r\n", reply);
+	ADD("\r\n");
+	return 0;
+}
+
+/* The template with its variables filled in, CRLF line ends; Subject apart. */
+static int add_notice(struct queue_buf *out, const char *tmpl, const struct queue_env *env,
+		      const uint32_t *rcpt, uint32_t n, const struct queue_bounce_opts *bo,
+		      const char *host, bool full)
+{
+	char date[64], id[17];
+	const char *p = strchr(tmpl, '\n');
+
+	/* The Subject line was used by the caller; the blank line after it too. */
+	p = p ? p + 1 : tmpl + strlen(tmpl);
+	if (*p == '\r')
+		p++;
+	if (*p == '\n')
+		p++;
+	for (; *p; p++) {
+		const char *name;
+		size_t k = (p[0] == '$' && p[1] == '{') ? tmpl_var(p, &name) : 0;
+
+		if (k == 0) {
+			if (*p == '\n' && (p == tmpl || p[-1] != '\r'))
+				ADD("\r\n");
+			else if (queue_buf_add(out, p, 1) < 0)
+				return -ENOMEM;
+			continue;
+		}
+		p += k - 1;
+		if (strcmp(name, "hostname") == 0) {
+			ADD(host);
+		} else if (strcmp(name, "sender") == 0) {
+			ADD(env->sender);
+		} else if (strcmp(name, "queue_id") == 0) {
+			ADD(queue_id_fmt(env->qid, id));
+		} else if (strcmp(name, "arrival_date") == 0) {
+			rfc5322_date(env->arrival_ns, date, sizeof(date));
+			ADD(date);
+		} else if (strcmp(name, "retry_until") == 0) {
+			if (bo->retry_until_ns == 0)
+				ADD("the message's time runs out");
+			rfc5322_date(bo->retry_until_ns, date, sizeof(date));
+			if (bo->retry_until_ns != 0)
+				ADD(date);
+		} else if (strcmp(name, "recipients") == 0) {
+			for (uint32_t i = 0; i < n; i++)
+				if (add_rcpt_story(out, &env->rcpt[rcpt[i]], bo->delayed) < 0)
+					return -ENOMEM;
+		} else if (strcmp(name, "returned") == 0) {
+			ADD(full ? "A copy of your message is attached below."
+				 : "The header of your message is attached below.");
+		}
+	}
+	if (out->len < 2 || memcmp(out->p + out->len - 2, "\r\n", 2) != 0)
+		ADD("\r\n");
+	return 0;
 }
 
 int queue_bounce_build(const struct queue_env *env, const void *msg, size_t len,
@@ -118,8 +304,11 @@ int queue_bounce_build(const struct queue_env *env, const void *msg, size_t len,
 	size_t max_return = bo->max_return ? bo->max_return : DEFAULT_MAX_RETURN;
 	bool full = env->ret != QUEUE_RET_HDRS && len <= max_return && !bo->delayed;
 	bool utf8 = env->flags & QUEUE_F_SMTPUTF8;
+	const char *tmpl = bo->delayed ? (bo->tmpl_delayed ? bo->tmpl_delayed : delayed_text)
+				       : (bo->tmpl_failed ? bo->tmpl_failed : failed_text);
 	const char *m = msg;
 	size_t hlen = len;
+	int rc;
 
 	memset(benv, 0, sizeof(*benv));
 	if (env->sender[0] == 0 || (env->flags & QUEUE_F_DSN) || n == 0)
@@ -139,8 +328,8 @@ int queue_bounce_build(const struct queue_env *env, const void *msg, size_t len,
 
 	ADDF("From: Mail Delivery System <MAILER-DAEMON@%s>\r\n", host);
 	ADDF("To: <%s>\r\n", env->sender);
-	ADD(bo->delayed ? "Subject: Delayed Mail (still being retried)\r\n"
-			: "Subject: Undelivered Mail Returned to Sender\r\n");
+	/* The template's first line; non-ASCII would need RFC 2047 words. */
+	ADDF("%.*s\r\n", (int)strcspn(tmpl, "\r\n"), tmpl);
 	ADDF("Date: %s\r\n", date);
 	ADDF("Message-ID: <%llX.%llX.dsn@%s>\r\n", (unsigned long long)env->qid,
 	     (unsigned long long)(bo->now_ns / 1000), host);
@@ -155,20 +344,9 @@ int queue_bounce_build(const struct queue_env *env, const void *msg, size_t len,
 	ADDF("--%s\r\n", boundary);
 	ADD("Content-Description: Notification\r\nContent-Type: text/plain; "
 	    "charset=utf-8\r\n\r\n");
-	ADDF("This is the mail system at host %s.\r\n\r\n", host);
-	if (bo->delayed)
-		ADD("This is a warning only: your message has not been delivered to\r\n"
-		    "the recipients below yet. Delivery is still being retried;\r\n"
-		    "you do not need to send it again.\r\n\r\n");
-	else
-		ADD("I'm sorry to have to inform you that your message could not\r\n"
-		    "be delivered to one or more recipients. The reasons are below.\r\n\r\n");
-	for (uint32_t i = 0; i < n; i++) {
-		const struct queue_rcpt *r = &env->rcpt[rcpt[i]];
-
-		oneline(r->reply ? r->reply : "delivery failed", reply, sizeof(reply));
-		ADDF("<%s>: %s\r\n", r->addr, reply);
-	}
+	rc = add_notice(out, tmpl, env, rcpt, n, bo, host, full);
+	if (rc < 0)
+		return rc;
 	ADD("\r\n");
 
 	/* 2: for programs (RFC 3464). */

@@ -21,6 +21,16 @@
  *	With bo->delayed it is a delay warning instead: Action: delayed,
  *	Will-Retry-Until, the returned message's header only.
  *
+ *	The part for people is a template: dmta's own words, or the
+ *	operator's file per kind (bo->tmpl_failed, bo->tmpl_delayed; see
+ *	queue_bounce_template_check()). A template is UTF-8 text whose first
+ *	line is the DSN's "Subject: ..." and whose second line is empty; the
+ *	rest is the notice, where ${hostname}, ${sender}, ${queue_id},
+ *	${arrival_date}, ${retry_until}, ${recipients} (a paragraph per
+ *	recipient: the address, what happened, the server's last reply) and
+ *	${returned} (a sentence on what is attached) are filled in. The
+ *	RFC 3464 parts do not depend on the template.
+ *
  *	Each recipient's Status comes from the enhanced status code in its
  *	last reply when there is one of the right class, else 5.0.0 for a
  *	5xx reply and 4.4.7 (delivery time expired) otherwise.
@@ -42,12 +52,24 @@
 struct spool_txn;
 
 struct queue_bounce_opts {
-	const char *hostname;	 /* Reporting-MTA and MAILER-DAEMON@hostname */
-	uint64_t now_ns;	 /* wall clock, for Date */
-	size_t max_return;	 /* return only the header above this size (default 50000) */
-	bool delayed;		 /* a delay warning (Action: delayed, header only) */
-	uint64_t retry_until_ns; /* for a delay warning: Will-Retry-Until, 0 = none */
+	const char *hostname;	  /* Reporting-MTA and MAILER-DAEMON@hostname */
+	uint64_t now_ns;	  /* wall clock, for Date */
+	size_t max_return;	  /* return only the header above this size (default 50000) */
+	bool delayed;		  /* a delay warning (Action: delayed, header only) */
+	uint64_t retry_until_ns;  /* for a delay warning: Will-Retry-Until, 0 = none */
+	const char *tmpl_failed;  /* the notice of a failure, NUL-terminated (NULL: built in) */
+	const char *tmpl_delayed; /* the notice of a delay (NULL: built in) */
 };
+
+#define QUEUE_BOUNCE_TEMPLATE_MAX 16384
+
+/**
+ * Check an operator's template (@p len bytes, NUL-terminated) before it is
+ * used: the Subject line, the blank line after it, no control characters,
+ * lines of at most 900 characters, known variables only. 0, or -EINVAL
+ * with "line N: reason" in @p err.
+ */
+int queue_bounce_template_check(const char *text, size_t len, char *err, size_t errlen);
 
 /** The status code ("5.1.1") for a reply, written into @p buf (>= 16 bytes). */
 const char *queue_bounce_status(const char *reply, char *buf);

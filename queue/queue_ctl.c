@@ -14,136 +14,202 @@
 #include "queue/queue_bounce.h"
 #include "queue/queue_ctl.h"
 
+/* A change the scheduler asked for, written at the next commit. */
+enum pend_kind { PEND_STORE, PEND_DSN, PEND_DELAY, PEND_DONE };
+
+struct pend {
+	enum pend_kind kind;
+	struct queue_env env; /* an owning copy: the scheduler's may change */
+	uint32_t *rcpt;	      /* PEND_DSN, PEND_DELAY */
+	uint32_t n;
+	struct pend *next;
+};
+
 struct queue_ctl {
 	struct spool *sp;
 	struct queue_sched *s;
+	struct queue_ctl_hooks hooks;
 	int wake_fd;
-	struct spool_txn *t; /* the open write transaction, or NULL */
-	int txn_err;	     /* first error in it: the commit is abandoned */
-	uint64_t next_qid;   /* load from here on */
+	uint64_t next_qid; /* load from here on */
+	bool scan_needed;  /* a wake-up or a new DSN: load before scheduling */
+	bool in_result;	   /* a failure now comes from an attempt, not from expiry */
+	struct pend *head, **tail;
 	char hostname[256];
 	uint64_t lifetime_ms; /* for Will-Retry-Until in delay warnings */
-	uint64_t now_ns;      /* for DSN dates inside scheduler callbacks */
-	uint64_t *gone;	      /* deleted behind our back: to forget after the call */
-	size_t ngone, capgone;
+	char *tmpl_failed, *tmpl_delayed;
+	struct queue_ctl_stats st;
 };
 
-static struct spool_txn *wtxn(struct queue_ctl *qc)
-{
-	int rc;
+/* ---- changes, kept until the commit ---- */
 
-	if (qc->t == NULL && qc->txn_err == 0) {
-		rc = spool_begin(qc->sp, true, &qc->t);
-		if (rc < 0) {
-			qc->txn_err = rc;
-			dmta_err("queue: cannot begin a spool transaction: %s", spool_strerror(rc));
-		}
+static void pend_push(struct queue_ctl *qc, enum pend_kind kind, const struct queue_env *env,
+		      const uint32_t *rcpt, uint32_t n)
+{
+	struct pend *p = calloc(1, sizeof(*p));
+
+	if (p == NULL || queue_env_dup(&p->env, env) != 0)
+		goto oom;
+	if (n > 0) {
+		p->rcpt = malloc(n * sizeof(*rcpt));
+		if (p->rcpt == NULL)
+			goto oom;
+		memcpy(p->rcpt, rcpt, n * sizeof(*rcpt));
+		p->n = n;
 	}
-	return qc->txn_err ? NULL : qc->t;
+	p->kind = kind;
+	*qc->tail = p;
+	qc->tail = &p->next;
+	return;
+oom:
+	/* The change stays in the scheduler's memory, and the spool catches
+	 * up with the next change of this message (or is redone after a
+	 * restart). */
+	dmta_err("queue: out of memory: a spool update for %llu is delayed",
+		 (unsigned long long)env->qid);
+	if (p != NULL) {
+		queue_env_free(&p->env);
+		free(p->rcpt);
+	}
+	free(p);
 }
 
-static void note_err(struct queue_ctl *qc, int rc, const char *what, uint64_t qid)
+static void pend_free(struct pend *p)
 {
-	char id[17];
-
-	if (rc == 0)
-		return;
-	dmta_err("queue: %s %s: %s", what, queue_id_fmt(qid, id), spool_strerror(rc));
-	if (qc->txn_err == 0)
-		qc->txn_err = rc;
+	queue_env_free(&p->env);
+	free(p->rcpt);
+	free(p);
 }
 
-static void ctl_store(void *ctx, const struct queue_env *env)
+static void ops_store(void *ctx, const struct queue_env *env)
+{
+	pend_push(ctx, PEND_STORE, env, NULL, 0);
+}
+
+static void ops_dsn(void *ctx, const struct queue_env *env, const uint32_t *rcpt, uint32_t n)
 {
 	struct queue_ctl *qc = ctx;
-	struct spool_txn *t = wtxn(qc);
-	int rc;
 
-	if (t == NULL)
-		return;
-	rc = spool_env_store(t, env);
-	if (rc == -ENOENT) {
-		/* deleted by dmta-queue meanwhile: forget it too */
-		uint64_t *v = qc->gone;
-
-		if (qc->ngone == qc->capgone) {
-			v = realloc(qc->gone, (qc->capgone ? qc->capgone * 2 : 16) * sizeof(*v));
-			if (v == NULL)
-				return;
-			qc->gone = v;
-			qc->capgone = qc->capgone ? qc->capgone * 2 : 16;
-		}
-		qc->gone[qc->ngone++] = env->qid;
-		return;
+	/* Failures from an attempt were reported with its result. */
+	if (!qc->in_result) {
+		qc->st.expired += n;
+		if (qc->hooks.expired != NULL)
+			qc->hooks.expired(qc->hooks.ctx, env, rcpt, n);
 	}
-	note_err(qc, rc, "cannot store", env->qid);
+	pend_push(qc, PEND_DSN, env, rcpt, n);
 }
 
-static void queue_dsn(struct queue_ctl *qc, const struct queue_env *env, const uint32_t *rcpt,
-		      uint32_t n, bool delayed)
+static void ops_delay(void *ctx, const struct queue_env *env, const uint32_t *rcpt, uint32_t n)
 {
-	struct spool_txn *t = wtxn(qc);
+	pend_push(ctx, PEND_DELAY, env, rcpt, n);
+}
+
+static void ops_done(void *ctx, const struct queue_env *env)
+{
+	pend_push(ctx, PEND_DONE, env, NULL, 0);
+}
+
+/* A DSN for p's recipients, in transaction t. 0, or a spool error. */
+static int write_dsn(struct queue_ctl *qc, struct spool_txn *t, const struct pend *p,
+		     uint64_t now_ns)
+{
 	struct queue_bounce_opts bo = {
 	    .hostname = qc->hostname,
-	    .now_ns = qc->now_ns,
-	    .delayed = delayed,
-	    .retry_until_ns = env->arrival_ns + qc->lifetime_ms * DMTA_NS_PER_MS,
+	    .now_ns = now_ns,
+	    .delayed = p->kind == PEND_DELAY,
+	    .retry_until_ns = p->env.arrival_ns + qc->lifetime_ms * DMTA_NS_PER_MS,
+	    .tmpl_failed = qc->tmpl_failed,
+	    .tmpl_delayed = qc->tmpl_delayed,
 	};
+	char id[17], bid[17];
 	const void *msg;
 	size_t len;
 	uint64_t bq;
+	int rc = spool_msg_get(t, p->env.qid, &msg, &len);
+
+	if (rc != 0)
+		return rc; /* -ENOENT: deleted by an administrator, no DSN */
+	rc = queue_bounce_queue(t, &p->env, msg, len, p->rcpt, p->n, &bo, &bq);
+	if (rc == -EINVAL)
+		return 0; /* the null sender, or a DSN itself: none is due */
+	if (rc != 0)
+		return rc;
+	if (bo.delayed)
+		qc->st.delays++;
+	else
+		qc->st.dsns++;
+	qc->scan_needed = true;
+	dmta_info("queue: %s: %s DSN %s queued for %u recipient%s", queue_id_fmt(p->env.qid, id),
+		  bo.delayed ? "delay" : "failure", queue_id_fmt(bq, bid), p->n,
+		  p->n == 1 ? "" : "s");
+	return 0;
+}
+
+int queue_ctl_commit(struct queue_ctl *qc, uint64_t now_ns)
+{
+	struct spool_txn *t;
+	struct pend *p, *next;
+	uint64_t *gone = NULL;
+	size_t ngone = 0;
 	int rc;
 
-	if (t == NULL)
-		return;
-	rc = spool_msg_get(t, env->qid, &msg, &len);
-	if (rc == -ENOENT) {
-		msg = "";
-		len = 0;
-	} else if (rc < 0) {
-		note_err(qc, rc, "cannot read for a DSN", env->qid);
-		return;
+	if (qc->head == NULL)
+		return 0;
+	rc = spool_begin(qc->sp, true, &t);
+	if (rc != 0)
+		goto failed;
+	for (p = qc->head; p != NULL; p = p->next) {
+		switch (p->kind) {
+		case PEND_STORE:
+			rc = spool_env_store(t, &p->env);
+			break;
+		case PEND_DSN:
+		case PEND_DELAY:
+			rc = write_dsn(qc, t, p, now_ns);
+			break;
+		case PEND_DONE:
+			rc = spool_delete(t, p->env.qid);
+			break;
+		default:
+			dmta_panic("queue: pending change of kind %d", p->kind);
+		}
+		if (rc == -ENOENT) {
+			/* Deleted by dmta-queue meanwhile: the scheduler forgets it too. */
+			uint64_t *v = realloc(gone, (ngone + 1) * sizeof(*v));
+
+			if (v != NULL) {
+				gone = v;
+				gone[ngone++] = p->env.qid;
+			}
+			rc = 0;
+		}
+		if (rc != 0) {
+			spool_abort(t);
+			goto failed;
+		}
 	}
-	rc = queue_bounce_queue(t, env, msg, len, rcpt, n, &bo, &bq);
-	if (rc == 0) {
-		char id[17], bid[17];
-
-		dmta_info("queue: %s: %s DSN %s queued for %u recipient%s",
-			  queue_id_fmt(env->qid, id), delayed ? "delay" : "failure",
-			  queue_id_fmt(bq, bid), n, n == 1 ? "" : "s");
+	rc = spool_commit(t);
+	if (rc != 0)
+		goto failed;
+	qc->st.commits++;
+	for (size_t i = 0; i < ngone; i++)
+		(void)queue_sched_remove(qc->s, gone[i]);
+	goto out;
+failed:
+	qc->st.commit_errors++;
+	dmta_err("queue: spool update failed (%s); it is redone after a restart",
+		 spool_strerror(rc));
+out:
+	free(gone);
+	for (p = qc->head; p != NULL; p = next) {
+		next = p->next;
+		pend_free(p);
 	}
-	note_err(qc, rc, "cannot queue the DSN of", env->qid);
+	qc->head = NULL;
+	qc->tail = &qc->head;
+	return rc;
 }
 
-static void ctl_dsn(void *ctx, const struct queue_env *env, const uint32_t *rcpt, uint32_t n)
-{
-	queue_dsn(ctx, env, rcpt, n, false);
-}
-
-static void ctl_delay(void *ctx, const struct queue_env *env, const uint32_t *rcpt, uint32_t n)
-{
-	queue_dsn(ctx, env, rcpt, n, true);
-}
-
-static void ctl_done(void *ctx, const struct queue_env *env)
-{
-	struct queue_ctl *qc = ctx;
-	struct spool_txn *t = wtxn(qc);
-	int rc;
-
-	if (t == NULL)
-		return;
-	rc = spool_delete(t, env->qid);
-	if (rc != -ENOENT)
-		note_err(qc, rc, "cannot remove", env->qid);
-}
-
-static void forget_gone(struct queue_ctl *qc)
-{
-	for (size_t i = 0; i < qc->ngone; i++)
-		(void)queue_sched_remove(qc->s, qc->gone[i]);
-	qc->ngone = 0;
-}
+/* ---- reading the spool ---- */
 
 struct load_ctx {
 	struct queue_ctl *qc;
@@ -154,6 +220,7 @@ struct load_ctx {
 static int load_one(struct spool_txn *t, const struct queue_env *env, void *arg)
 {
 	struct load_ctx *lc = arg;
+	char id[17];
 	int rc;
 
 	if (env->qid >= lc->qc->next_qid)
@@ -161,11 +228,15 @@ static int load_one(struct spool_txn *t, const struct queue_env *env, void *arg)
 	if (!queue_env_active(env))
 		return 0; /* finished but not removed: removed by queue_ctl_sync() */
 	rc = queue_sched_add(lc->qc->s, env, lc->now);
-	if (rc == -EEXIST)
-		return 0;
-	if (rc == 0)
+	if (rc == 0) {
 		lc->n++;
-	return rc;
+		lc->qc->st.loaded++;
+	} else if (rc != -EEXIST) {
+		/* It stays spooled, and is loaded again at the next start. */
+		dmta_err("queue: cannot schedule %s: %s", queue_id_fmt(env->qid, id),
+			 strerror(-rc));
+	}
+	return 0;
 }
 
 int queue_ctl_load_new(struct queue_ctl *qc, uint64_t now_ns)
@@ -174,10 +245,15 @@ int queue_ctl_load_new(struct queue_ctl *qc, uint64_t now_ns)
 	struct spool_txn *t;
 	int rc = spool_begin(qc->sp, false, &t);
 
-	if (rc < 0)
+	qc->scan_needed = false;
+	if (rc < 0) {
+		dmta_err("queue: spool: %s", spool_strerror(rc));
 		return rc;
+	}
 	rc = spool_foreach_from(t, qc->next_qid, load_one, &lc, NULL);
 	spool_abort(t);
+	if (rc < 0)
+		dmta_err("queue: spool scan: %s", spool_strerror(rc));
 	return rc < 0 ? rc : lc.n;
 }
 
@@ -201,33 +277,33 @@ static int sync_one(struct spool_txn *t, const struct queue_env *env, void *arg)
 	return 0;
 }
 
-int queue_sync(struct spool *sp, struct queue_sched *s, uint64_t now_ns)
+int queue_ctl_sync(struct queue_ctl *qc, uint64_t now_ns)
 {
-	struct sync_ctx sc = {s, now_ns};
-	struct spool_txn *t;
-	int rc = spool_begin(sp, false, &t);
+	struct sync_ctx sc = {qc->s, now_ns};
 	struct queue_sched_stats st;
+	struct spool_txn *t;
+	int rc = spool_begin(qc->sp, false, &t);
 
 	if (rc < 0)
 		return rc;
 	rc = spool_foreach(t, sync_one, &sc, NULL);
 	/* Messages the scheduler tracks that the spool no longer has. */
-	queue_sched_get_stats(s, &st);
+	queue_sched_get_stats(qc->s, &st);
 	if (rc == 0 && st.messages) {
 		uint64_t *ids = malloc(st.messages * sizeof(*ids));
-		size_t n = 0;
+		size_t n;
 
 		if (ids == NULL) {
 			spool_abort(t);
 			return -ENOMEM;
 		}
-		n = queue_sched_ids(s, ids, st.messages);
+		n = queue_sched_ids(qc->s, ids, st.messages);
 		for (size_t i = 0; i < n; i++) {
 			const void *p;
 			size_t len;
 
 			if (spool_msg_get(t, ids[i], &p, &len) == -ENOENT)
-				(void)queue_sched_remove(s, ids[i]);
+				(void)queue_sched_remove(qc->s, ids[i]);
 		}
 		free(ids);
 	}
@@ -235,12 +311,45 @@ int queue_sync(struct spool *sp, struct queue_sched *s, uint64_t now_ns)
 	return rc;
 }
 
-int queue_ctl_sync(struct queue_ctl *qc, uint64_t now_ns)
+/* ---- set-up ---- */
+
+/* An operator's DSN template, read and checked at start. */
+static int load_template(const struct dmta_conf *conf, const char *key, char **out, char *err,
+			 size_t errlen)
 {
-	return queue_sync(qc->sp, qc->s, now_ns);
+	const char *path = dmta_conf_get(conf, "queue", key);
+	char why[200];
+	FILE *f;
+	size_t n;
+
+	*out = NULL;
+	if (path == NULL || *path == 0)
+		return 0;
+	f = fopen(path, "r");
+	if (f == NULL) {
+		snprintf(err, errlen, "[queue] %s %s: %s", key, path, strerror(errno));
+		return -EINVAL;
+	}
+	*out = malloc(QUEUE_BOUNCE_TEMPLATE_MAX + 2);
+	if (*out == NULL) {
+		fclose(f);
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	n = fread(*out, 1, QUEUE_BOUNCE_TEMPLATE_MAX + 1, f);
+	fclose(f);
+	(*out)[n] = 0;
+	if (queue_bounce_template_check(*out, n, why, sizeof(why)) != 0) {
+		snprintf(err, errlen, "[queue] %s %s: %s", key, path, why);
+		free(*out);
+		*out = NULL;
+		return -EINVAL;
+	}
+	return 0;
 }
 
-struct queue_ctl *queue_ctl_open(const struct dmta_conf *conf, uint64_t now_ns, char *err,
+struct queue_ctl *queue_ctl_open(const struct dmta_conf *conf, unsigned shards,
+				 const struct queue_ctl_hooks *hooks, uint64_t now_ns, char *err,
 				 size_t errlen)
 {
 	struct queue_sched_conf sc;
@@ -248,7 +357,6 @@ struct queue_ctl *queue_ctl_open(const struct dmta_conf *conf, uint64_t now_ns, 
 	struct queue_ctl *qc = calloc(1, sizeof(*qc));
 	struct queue_sched_ops ops;
 	char host[256];
-	int rc;
 
 	if (qc == NULL) {
 		snprintf(err, errlen, "out of memory");
@@ -256,20 +364,26 @@ struct queue_ctl *queue_ctl_open(const struct dmta_conf *conf, uint64_t now_ns, 
 		return NULL;
 	}
 	qc->wake_fd = -1;
-	if (spool_opts_from_conf(conf, &so) < 0 || queue_sched_conf_load(conf, &sc) < 0) {
-		snprintf(err, errlen, "bad [spool] or [queue] configuration");
-		free(qc);
-		errno = EINVAL;
-		return NULL;
+	qc->tail = &qc->head;
+	if (hooks != NULL)
+		qc->hooks = *hooks;
+	if (spool_opts_from_conf(conf, &so) < 0) {
+		snprintf(err, errlen, "bad [spool] settings in %s", dmta_conf_source(conf));
+		goto fail;
 	}
+	if (queue_sched_conf_load(conf, &sc) < 0) {
+		snprintf(err, errlen, "bad [queue] settings in %s", dmta_conf_source(conf));
+		goto fail;
+	}
+	if (shards != 0)
+		sc.workers = shards;
+	if (load_template(conf, "bounce_template", &qc->tmpl_failed, err, errlen) != 0 ||
+	    load_template(conf, "delay_template", &qc->tmpl_delayed, err, errlen) != 0)
+		goto fail;
 	so.create = true;
 	qc->sp = spool_open(&so, err, errlen);
-	if (qc->sp == NULL) {
-		rc = errno;
-		free(qc);
-		errno = rc;
-		return NULL;
-	}
+	if (qc->sp == NULL)
+		goto fail;
 	if (gethostname(host, sizeof(host)) < 0)
 		strcpy(host, "localhost");
 	host[sizeof(host) - 1] = 0;
@@ -277,44 +391,54 @@ struct queue_ctl *queue_ctl_open(const struct dmta_conf *conf, uint64_t now_ns, 
 		 dmta_conf_str(conf, "queue", "myhostname", host));
 	qc->lifetime_ms = sc.lifetime_ms;
 	ops = (struct queue_sched_ops){
-	    .store = ctl_store, .dsn = ctl_dsn, .delay = ctl_delay, .done = ctl_done, .ctx = qc};
+	    .store = ops_store, .dsn = ops_dsn, .delay = ops_delay, .done = ops_done, .ctx = qc};
 	qc->s = queue_sched_new(&sc, &ops, now_ns ^ (uint64_t)getpid());
 	if (qc->s == NULL) {
-		snprintf(err, errlen, "out of memory");
+		snprintf(err, errlen, "cannot create the scheduler: %s", strerror(errno));
 		goto fail;
 	}
+	return qc;
+fail:
+	queue_ctl_close(qc);
+	errno = EINVAL;
+	return NULL;
+}
+
+int queue_ctl_start(struct queue_ctl *qc, uint64_t now_ns, char *err, size_t errlen)
+{
+	int rc;
+
 	qc->wake_fd = spool_wake_listen(spool_path(qc->sp));
 	if (qc->wake_fd < 0) {
-		snprintf(err, errlen, "wake socket in %s: %s", spool_path(qc->sp),
+		snprintf(err, errlen, "cannot listen for wake-ups in %s: %s", spool_path(qc->sp),
 			 strerror(-qc->wake_fd));
-		goto fail;
+		return qc->wake_fd;
 	}
 	rc = queue_ctl_load_new(qc, now_ns);
 	if (rc < 0) {
 		snprintf(err, errlen, "loading the spool: %s", spool_strerror(rc));
-		goto fail;
+		return rc;
 	}
 	dmta_info("queue: %d messages loaded from %s", rc, spool_path(qc->sp));
-	return qc;
-fail:
-	queue_ctl_close(qc);
-	errno = EIO;
-	return NULL;
+	return 0;
 }
 
 void queue_ctl_close(struct queue_ctl *qc)
 {
 	if (qc == NULL)
 		return;
-	if (qc->t)
-		(void)queue_ctl_commit(qc, qc->now_ns);
+	if (qc->head != NULL)
+		(void)queue_ctl_commit(qc, dmta_wall_ns());
 	if (qc->wake_fd >= 0)
 		close(qc->wake_fd);
 	queue_sched_free(qc->s);
 	spool_close(qc->sp);
-	free(qc->gone);
+	free(qc->tmpl_failed);
+	free(qc->tmpl_delayed);
 	free(qc);
 }
+
+/* ---- the loop's calls ---- */
 
 int queue_ctl_wake_fd(const struct queue_ctl *qc)
 {
@@ -323,8 +447,8 @@ int queue_ctl_wake_fd(const struct queue_ctl *qc)
 
 int queue_ctl_on_wake(struct queue_ctl *qc, uint64_t now_ns)
 {
-	bool load = false, sync = false;
 	int n = 0, rc = 0;
+	bool load = false;
 
 	for (;;) {
 		char buf[300];
@@ -335,48 +459,43 @@ int queue_ctl_on_wake(struct queue_ctl *qc, uint64_t now_ns)
 		buf[len] = 0;
 		n++;
 		if (strcmp(buf, "wake") == 0) {
-			load = true;
+			load = true; /* once for all the wake-ups read here */
 		} else if (strcmp(buf, "sync") == 0) {
-			sync = true;
+			rc = queue_ctl_sync(qc, now_ns);
+			if (rc < 0)
+				dmta_err("queue: sync with the spool: %s", spool_strerror(rc));
 		} else if (strcmp(buf, "flush") == 0 || strncmp(buf, "flush ", 6) == 0) {
-			load = true;
-			(void)queue_sched_flush(qc->s, buf[5] ? buf + 6 : NULL, now_ns);
+			const char *dom = buf[5] == ' ' && buf[6] ? buf + 6 : NULL;
+			int k;
+
+			/* New mail first, so that the flush covers it too. */
+			(void)queue_ctl_load_new(qc, now_ns);
+			k = queue_sched_flush(qc->s, dom, now_ns);
+			dmta_info("queue: flush%s%s: %d messages due now", dom ? " " : "",
+				  dom ? dom : "", k);
 		} else {
 			dmta_warn("queue: unknown wake-up request \"%.40s\" ignored", buf);
 		}
 	}
-	if (load)
-		rc = queue_ctl_load_new(qc, now_ns);
-	if (rc >= 0 && sync)
-		rc = queue_ctl_sync(qc, now_ns);
-	/* Holds applied by the sync are stored: commit before anyone else writes. */
-	if (qc->t) {
-		int c = queue_ctl_commit(qc, now_ns);
+	if (load) {
+		int k = queue_ctl_load_new(qc, now_ns);
 
-		if (rc >= 0 && c < 0)
-			rc = c;
+		if (rc == 0 && k < 0)
+			rc = k;
 	}
 	return rc < 0 ? rc : n;
 }
 
 int queue_ctl_tick(struct queue_ctl *qc, uint64_t now_ns)
 {
-	int rc;
-
-	qc->now_ns = now_ns;
-	rc = queue_sched_tick(qc->s, now_ns);
-	forget_gone(qc);
-	return rc;
+	if (qc->scan_needed)
+		(void)queue_ctl_load_new(qc, now_ns);
+	return queue_sched_tick(qc->s, now_ns);
 }
 
 int queue_ctl_jobs(struct queue_ctl *qc, uint64_t now_ns, struct queue_job *jobs, int max)
 {
-	int n;
-
-	qc->now_ns = now_ns;
-	n = queue_sched_jobs(qc->s, now_ns, jobs, max);
-	forget_gone(qc);
-	return n;
+	return queue_sched_jobs(qc->s, now_ns, jobs, max);
 }
 
 int queue_ctl_result(struct queue_ctl *qc, struct queue_job *job, const struct queue_result *res,
@@ -384,33 +503,20 @@ int queue_ctl_result(struct queue_ctl *qc, struct queue_job *job, const struct q
 {
 	int rc;
 
-	qc->now_ns = now_ns;
+	qc->in_result = true;
 	rc = queue_sched_result(qc->s, job, res, now_ns);
-	forget_gone(qc);
+	qc->in_result = false;
 	return rc;
 }
 
-int queue_ctl_commit(struct queue_ctl *qc, uint64_t now_ns)
+bool queue_ctl_pending(const struct queue_ctl *qc)
 {
-	int rc = qc->txn_err;
+	return qc->scan_needed || qc->head != NULL;
+}
 
-	if (qc->t) {
-		if (rc == 0) {
-			rc = spool_commit(qc->t);
-		} else {
-			spool_abort(qc->t);
-		}
-		qc->t = NULL;
-	}
-	qc->txn_err = 0;
-	if (rc < 0) {
-		dmta_err("queue: results not committed (%s); they are redone after a restart",
-			 spool_strerror(rc));
-		return rc;
-	}
-	/* DSNs queued by this commit join the schedule. */
-	rc = queue_ctl_load_new(qc, now_ns);
-	return rc < 0 ? rc : 0;
+uint64_t queue_ctl_next_due(const struct queue_ctl *qc)
+{
+	return queue_sched_next_due(qc->s);
 }
 
 struct spool *queue_ctl_spool(struct queue_ctl *qc)
@@ -421,4 +527,9 @@ struct spool *queue_ctl_spool(struct queue_ctl *qc)
 struct queue_sched *queue_ctl_sched(struct queue_ctl *qc)
 {
 	return qc->s;
+}
+
+void queue_ctl_get_stats(const struct queue_ctl *qc, struct queue_ctl_stats *st)
+{
+	*st = qc->st;
 }

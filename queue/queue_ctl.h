@@ -1,48 +1,62 @@
 /*
- * queue_ctl.h - the queue's part of the daemon's control thread: the
- * spool, the scheduler and bounces wired together.
+ * queue_ctl.h - the queue's half of dmtad's control thread: the spool, the
+ *	scheduler and DSNs wired together, committed in groups.
  *
  * SYNOPSIS
- *	qc = queue_ctl_open(conf, now, err, sizeof(err));
+ *	qc = queue_ctl_open(conf, shards, &hooks, now, err, sizeof(err));
+ *	(take the daemon's lock on queue_ctl_spool(qc) here)
+ *	queue_ctl_start(qc, now, err, sizeof(err));
  *	epoll on queue_ctl_wake_fd(qc);  on readable: queue_ctl_on_wake(qc, now);
- *	loop:
- *		queue_ctl_tick(qc, now);
- *		n = queue_ctl_jobs(qc, now, jobs, max);   -> to the workers
- *		queue_ctl_result(qc, &job, &res, now);    <- from the workers
- *		queue_ctl_commit(qc);                     (once per loop turn)
+ *	each turn of the loop:
+ *		queue_ctl_tick(qc, now);		    (loads new mail first)
+ *		n = queue_ctl_jobs(qc, now, jobs, max);	    -> the delivery backend
+ *		queue_ctl_result(qc, &job, &res, now);	    <- its outcomes
+ *		queue_ctl_commit(qc, now);		    (once, at the end)
+ *	sleep no longer than queue_ctl_next_due(); not at all while
+ *	queue_ctl_pending(qc).
  *	queue_ctl_close(qc);
  *
  * DESCRIPTION
- *	At open, every message with recipients still to deliver is loaded
- *	from the spool into the scheduler. Injectors wake the daemon through
- *	the spool's datagram socket: "wake" (new messages: loaded from the
- *	highest queue id seen on), "flush [DOMAIN]" (retry now), "sync"
- *	(dmta-queue changed holds or deleted messages: the scheduler is
- *	brought in line with the spool).
+ *	This is the one place where the daemon changes its spool. At open,
+ *	every message with recipients still to deliver is loaded into the
+ *	scheduler. Injectors and dmta-queue wake the daemon through the
+ *	spool's datagram socket: "wake" (new messages: loaded by queue id
+ *	from the highest seen), "flush [DOMAIN]" (retry now), "sync" (holds,
+ *	releases or deletions made by dmta-queue: the scheduler is brought in
+ *	line with the spool).
  *
- *	What the scheduler decides (new recipient states and replies, backoff,
- *	DSNs, removal of finished messages) is written into one open write
- *	transaction and made durable by queue_ctl_commit(): results are
- *	committed in batches, and a DSN is queued in the same transaction
- *	that records the failure it reports. A DSN is an ordinary spooled
- *	message, picked up after the commit.
+ *	What the scheduler decides (recipient states and replies, backoff,
+ *	failure DSNs, delay DSNs, removal of finished messages) is kept in
+ *	memory, in order, and written by queue_ctl_commit() in one write
+ *	transaction (group commit). The spool's writer lock is therefore held
+ *	only while a commit runs, so injectors are not held up by a turn of
+ *	the loop. A DSN is an ordinary spooled message, written in the same
+ *	transaction as the change that caused it and scheduled after the
+ *	commit.
  *
- *	Between a change and queue_ctl_commit() the spool's writer lock is
- *	held (injectors wait for it), so the loop commits once per turn, and
- *	nothing else in this process may write the spool meanwhile (LMDB's
- *	writer lock is not recursive).
+ *	DSNs (RFC 3464) are addressed to the envelope sender, never to <> or
+ *	for a DSN. Failures are reported when the scheduler says a recipient
+ *	failed for good (a 5xx reply, a DNS verdict, or the [queue] lifetime);
+ *	a "delayed" warning is sent once per message whose recipients are
+ *	still deferred [queue] delay_warning after arrival (0: never). Both
+ *	name [queue] myhostname as the reporting MTA; their text for people
+ *	comes from [queue] bounce_template / delay_template when set.
  *
- *	If a commit fails, the spool keeps its older state and the messages
- *	concerned are tried again after a restart: mail may be delivered
- *	twice, never lost.
+ *	Invariants: nothing is acknowledged here (the injectors acknowledge
+ *	after their own commit). If a commit fails, the spool keeps its older
+ *	state and the scheduler is ahead of it: after a restart the messages
+ *	concerned are tried again, so mail may be delivered twice, never
+ *	lost. A message deleted behind the daemon's back is forgotten by the
+ *	scheduler when a change to it finds it gone.
  *
  * DIAGNOSTICS
- *	queue_ctl_open: NULL + errno and one line in @p err. Others: 0 or
- *	-errno (logged).
+ *	queue_ctl_open: NULL + errno and one line in @p err. Others: 0, a
+ *	count, or -errno (logged).
  */
 #ifndef QUEUE_CTL_H
 #define QUEUE_CTL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -52,8 +66,38 @@
 struct dmta_conf;
 struct queue_ctl;
 
-struct queue_ctl *queue_ctl_open(const struct dmta_conf *conf, uint64_t now_ns, char *err,
+struct queue_ctl_hooks {
+	/**
+	 * Optional: recipients @p rcpt[0..n) of @p env failed for good with no
+	 * attempt to report it (their lifetime ran out); for the delivery log.
+	 */
+	void (*expired)(void *ctx, const struct queue_env *env, const uint32_t *rcpt, uint32_t n);
+	void *ctx;
+};
+
+struct queue_ctl_stats {
+	uint64_t loaded;  /* messages read from the spool into the scheduler */
+	uint64_t expired; /* recipients failed for good by lifetime */
+	uint64_t dsns;	  /* failure DSNs queued */
+	uint64_t delays;  /* delay DSNs queued */
+	uint64_t commits; /* spool transactions */
+	uint64_t commit_errors;
+};
+
+/**
+ * Open the spool ([spool]) and make the scheduler ([queue], [dest ...])
+ * with @p shards shards (0: [queue] workers). @p hooks may be NULL.
+ */
+struct queue_ctl *queue_ctl_open(const struct dmta_conf *conf, unsigned shards,
+				 const struct queue_ctl_hooks *hooks, uint64_t now_ns, char *err,
 				 size_t errlen);
+/**
+ * Listen for wake-ups and load the spool into the scheduler. Apart from
+ * open so that the caller can first make sure it is the spool's only
+ * daemon. 0, or -errno with one line in @p err.
+ */
+int queue_ctl_start(struct queue_ctl *qc, uint64_t now_ns, char *err, size_t errlen);
+/** Commit what is pending, then close everything. */
 void queue_ctl_close(struct queue_ctl *qc);
 
 int queue_ctl_wake_fd(const struct queue_ctl *qc);
@@ -63,17 +107,23 @@ int queue_ctl_on_wake(struct queue_ctl *qc, uint64_t now_ns);
 int queue_ctl_load_new(struct queue_ctl *qc, uint64_t now_ns);
 /** Bring holds and deletions made behind the daemon's back into the scheduler. */
 int queue_ctl_sync(struct queue_ctl *qc, uint64_t now_ns);
-/** The same for any spool and scheduler pair (dmtad's control thread). */
-int queue_sync(struct spool *sp, struct queue_sched *s, uint64_t now_ns);
 
+/** Load new mail if a wake-up or a DSN asked for it, then let the scheduler move on. */
 int queue_ctl_tick(struct queue_ctl *qc, uint64_t now_ns);
 int queue_ctl_jobs(struct queue_ctl *qc, uint64_t now_ns, struct queue_job *jobs, int max);
+/** The outcome of a job from queue_ctl_jobs(); the job is gone afterwards. */
 int queue_ctl_result(struct queue_ctl *qc, struct queue_job *job, const struct queue_result *res,
 		     uint64_t now_ns);
-/** Make every change since the last commit durable, then load new DSNs. */
+/** Make every change since the last commit durable in one transaction. 0 or -errno. */
 int queue_ctl_commit(struct queue_ctl *qc, uint64_t now_ns);
+
+/** True when changes wait for a commit or new mail waits to be loaded. */
+bool queue_ctl_pending(const struct queue_ctl *qc);
+/** When the next message becomes due (wall clock ns; UINT64_MAX: none). */
+uint64_t queue_ctl_next_due(const struct queue_ctl *qc);
 
 struct spool *queue_ctl_spool(struct queue_ctl *qc);
 struct queue_sched *queue_ctl_sched(struct queue_ctl *qc);
+void queue_ctl_get_stats(const struct queue_ctl *qc, struct queue_ctl_stats *st);
 
 #endif

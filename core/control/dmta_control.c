@@ -26,17 +26,6 @@
 
 #define CTL_JOBS_PER_TURN 256
 
-/* A change the scheduler asked for, written at the end of the turn. */
-enum pend_kind { PEND_STORE, PEND_DSN, PEND_DONE };
-
-struct pend {
-	enum pend_kind kind;
-	struct queue_env env; /* owning copy */
-	uint32_t *rcpt;	      /* PEND_DSN */
-	uint32_t n;
-	struct pend *next;
-};
-
 /* Jobs waiting for one domain's DNS answer. */
 struct dns_wait {
 	struct dmta_control *ctl;
@@ -49,11 +38,9 @@ struct dns_wait {
 struct dmta_control {
 	const struct dmta_conf *conf;
 	struct dmta_loop *loop;
-	struct spool *sp;
-	struct spool_opts spo;
-	int wake_fd;
-	struct queue_sched_conf scf;
-	struct queue_sched *sched;
+	struct queue_ctl *qc;	   /* the spool, the schedule, DSNs */
+	struct spool *sp;	   /* queue_ctl's, for reading messages */
+	struct queue_sched *sched; /* queue_ctl's */
 	struct dns_config dnscfg;
 	bool dnscfg_loaded;
 	struct dns_resolver *dns;
@@ -61,11 +48,7 @@ struct dmta_control {
 	struct smtp_tls_ctx *tls_ctx;
 	struct dmta_dlog *dlog;
 
-	uint64_t last_qid; /* the highest queue id read from the spool */
-	bool scan_needed;
 	bool stopping;
-	bool in_result; /* a dsn() now comes from an attempt, not from expiry */
-	struct pend *pend_head, **pend_tail;
 	struct dns_wait *waits;
 
 	char helo[256];
@@ -85,42 +68,6 @@ struct dmta_control {
 	struct dmta_stats_rate rate;
 	struct dmta_stats *snap;
 };
-
-/* ---- pending spool changes (group commit) ---- */
-
-static void pend_push(struct dmta_control *ctl, enum pend_kind kind, const struct queue_env *env,
-		      const uint32_t *rcpt, uint32_t n)
-{
-	struct pend *p = calloc(1, sizeof(*p));
-
-	if (p == NULL || queue_env_dup(&p->env, env) != 0)
-		goto oom;
-	if (n > 0) {
-		p->rcpt = malloc(n * sizeof(*rcpt));
-		if (p->rcpt == NULL)
-			goto oom;
-		memcpy(p->rcpt, rcpt, n * sizeof(*rcpt));
-		p->n = n;
-	}
-	p->kind = kind;
-	*ctl->pend_tail = p;
-	ctl->pend_tail = &p->next;
-	return;
-oom:
-	/* Without memory the change waits in the scheduler's state, and the
-	 * spool catches up with the next change of this message. */
-	dmta_err("out of memory: a spool update for %llu is delayed", (unsigned long long)env->qid);
-	if (p != NULL)
-		queue_env_free(&p->env);
-	free(p);
-}
-
-static void pend_free(struct pend *p)
-{
-	queue_env_free(&p->env);
-	free(p->rcpt);
-	free(p);
-}
 
 /*
  * The enhanced status code (RFC 3463) of a reply "250 2.1.5 Ok" into buf;
@@ -188,159 +135,20 @@ static void log_rcpt(struct dmta_control *ctl, const struct queue_env *env, uint
 	dmta_dlog_write(ctl->dlog, &rec);
 }
 
-static void ops_store(void *arg, const struct queue_env *env)
-{
-	pend_push(arg, PEND_STORE, env, NULL, 0);
-}
-
-static void ops_dsn(void *arg, const struct queue_env *env, const uint32_t *rcpt, uint32_t n)
+/* Recipients whose lifetime ran out: no attempt reports them, so log them here. */
+static void on_expired(void *arg, const struct queue_env *env, const uint32_t *rcpt, uint32_t n)
 {
 	struct dmta_control *ctl = arg;
 
-	/* Failures from an attempt were logged with it; expiry is logged here. */
-	if (!ctl->in_result)
-		for (uint32_t i = 0; i < n; i++)
-			log_rcpt(ctl, env, rcpt[i], NULL, env->rcpt[rcpt[i]].reply, "expired");
-	if (!ctl->in_result)
-		ctl->st.expired += n;
-	pend_push(ctl, PEND_DSN, env, rcpt, n);
-}
-
-static void ops_done(void *arg, const struct queue_env *env)
-{
-	pend_push(arg, PEND_DONE, env, NULL, 0);
-}
-
-/* Write every pending change in one transaction. */
-static void commit_pending(struct dmta_control *ctl)
-{
-	struct queue_bounce_opts bo = {.hostname = ctl->helo, .max_return = 50000};
-	struct spool_txn *t;
-	struct pend *p, *next;
-	int rc;
-
-	if (ctl->pend_head == NULL)
-		return;
-	rc = spool_begin(ctl->sp, true, &t);
-	if (rc != 0)
-		goto failed;
-	bo.now_ns = dmta_wall_ns();
-	for (p = ctl->pend_head; p != NULL; p = p->next) {
-		uint64_t dsn_qid;
-		const void *msg;
-		size_t len;
-
-		switch (p->kind) {
-		case PEND_STORE:
-			rc = spool_env_store(t, &p->env);
-			break;
-		case PEND_DSN:
-			rc = spool_msg_get(t, p->env.qid, &msg, &len);
-			if (rc == 0)
-				rc = queue_bounce_queue(t, &p->env, msg, len, p->rcpt, p->n, &bo,
-							&dsn_qid);
-			if (rc == 0) {
-				ctl->st.dsns++;
-				ctl->scan_needed = true;
-			} else if (rc == -EINVAL) {
-				rc = 0; /* null sender, or a bounce itself: none is due */
-			}
-			break;
-		case PEND_DONE:
-			rc = spool_delete(t, p->env.qid);
-			break;
-		default:
-			dmta_panic("control: pending change of kind %d", p->kind);
-		}
-		if (rc == -ENOENT)
-			rc = 0; /* removed by an administrator meanwhile */
-		if (rc != 0) {
-			spool_abort(t);
-			goto failed;
-		}
-	}
-	rc = spool_commit(t);
-	if (rc != 0)
-		goto failed;
-	ctl->st.commits++;
-	goto out;
-failed:
-	/* The scheduler's memory is ahead of the spool now: after a restart
-	 * these messages are tried again (a duplicate, never a loss). */
-	ctl->st.commit_errors++;
-	dmta_err("spool update failed: %s", spool_strerror(rc));
-out:
-	for (p = ctl->pend_head; p != NULL; p = next) {
-		next = p->next;
-		pend_free(p);
-	}
-	ctl->pend_head = NULL;
-	ctl->pend_tail = &ctl->pend_head;
-}
-
-/* ---- reading the spool ---- */
-
-static int load_one(struct spool_txn *t, const struct queue_env *env, void *arg)
-{
-	struct dmta_control *ctl = arg;
-	int rc;
-
-	if (env->qid > ctl->last_qid)
-		ctl->last_qid = env->qid;
-	if (!queue_env_active(env))
-		return 0;
-	rc = queue_sched_add(ctl->sched, env, dmta_wall_ns());
-	if (rc == 0)
-		ctl->st.loaded++;
-	else if (rc != -EEXIST)
-		dmta_err("cannot schedule message %llu: %s", (unsigned long long)env->qid,
-			 strerror(-rc));
-	return 0;
-}
-
-static void load_new(struct dmta_control *ctl)
-{
-	struct spool_txn *t;
-	unsigned bad = 0;
-	int rc;
-
-	ctl->scan_needed = false;
-	rc = spool_begin(ctl->sp, false, &t);
-	if (rc != 0) {
-		dmta_err("spool: %s", spool_strerror(rc));
-		return;
-	}
-	rc = spool_foreach_from(t, ctl->last_qid + 1, load_one, ctl, &bad);
-	spool_abort(t);
-	if (rc != 0)
-		dmta_err("spool scan: %s", spool_strerror(rc));
+	for (uint32_t i = 0; i < n; i++)
+		log_rcpt(ctl, env, rcpt[i], NULL, env->rcpt[rcpt[i]].reply, "expired");
 }
 
 static void on_wake(void *arg, int fd, uint32_t events)
 {
 	struct dmta_control *ctl = arg;
-	char buf[512];
-	ssize_t n;
 
-	while ((n = recv(fd, buf, sizeof(buf) - 1, 0)) > 0) {
-		buf[n] = '\0';
-		ctl->scan_needed = true;
-		if (strcmp(buf, "sync") == 0) {
-			/* dmta-queue held, released or deleted messages. */
-			int rc = queue_sync(ctl->sp, ctl->sched, dmta_wall_ns());
-
-			if (rc < 0)
-				dmta_err("sync with the spool: %s", spool_strerror(rc));
-		} else if (strncmp(buf, "flush", 5) == 0) {
-			const char *dom = buf[5] == ' ' ? buf + 6 : NULL;
-			int k;
-
-			load_new(ctl);
-			k = queue_sched_flush(ctl->sched, dom && *dom ? dom : NULL, dmta_wall_ns());
-			dmta_info("flush%s%s: %d messages due now", dom ? " " : "", dom ? dom : "",
-				  k);
-		}
-	}
+	(void)queue_ctl_on_wake(ctl->qc, dmta_wall_ns());
 }
 
 /* ---- jobs ---- */
@@ -405,11 +213,9 @@ static void job_done(void *arg, struct dmta_job *job)
 		}
 		log_rcpt(ctl, &job->env, k, job, text, outcome);
 	}
-	ctl->in_result = true;
-	if (queue_sched_result(ctl->sched, &job->sjob, &res, now) != 0)
+	if (queue_ctl_result(ctl->qc, &job->sjob, &res, now) != 0)
 		dmta_err("scheduler refused the result of message %llu",
 			 (unsigned long long)job->sjob.qid);
-	ctl->in_result = false;
 	job_free(job);
 }
 
@@ -651,11 +457,9 @@ static void schedule(struct dmta_control *ctl)
 	uint64_t now = dmta_wall_ns();
 	int n, total = 0;
 
-	if (ctl->scan_needed)
-		load_new(ctl);
-	queue_sched_tick(ctl->sched, now);
+	queue_ctl_tick(ctl->qc, now);
 	while (!ctl->stopping && total < CTL_JOBS_PER_TURN &&
-	       (n = queue_sched_jobs(ctl->sched, now, jobs, 64)) > 0) {
+	       (n = queue_ctl_jobs(ctl->qc, now, jobs, 64)) > 0) {
 		if (t == NULL && spool_begin(ctl->sp, false, &t) != 0) {
 			t = NULL;
 		}
@@ -682,7 +486,7 @@ static void schedule(struct dmta_control *ctl)
 				}
 				dmta_err("message %llu: %s", (unsigned long long)jobs[i].qid,
 					 gone ? "gone from the spool" : spool_strerror(err));
-				queue_sched_result(ctl->sched, &jobs[i], &res, now);
+				queue_ctl_result(ctl->qc, &jobs[i], &res, now);
 				continue;
 			}
 			job_route(ctl, job);
@@ -727,6 +531,7 @@ static void stats_take(struct dmta_control *ctl)
 {
 	struct dmta_stats *s = ctl->snap;
 	struct queue_sched_stats qs;
+	struct queue_ctl_stats q;
 	struct dns_stats ds;
 	uint64_t now = dmta_now_ns();
 
@@ -754,14 +559,16 @@ static void stats_take(struct dmta_control *ctl)
 	s->delivered = ctl->st.delivered;
 	s->deferred = ctl->st.deferred;
 	s->bounced = ctl->st.bounced;
-	s->expired = ctl->st.expired;
+	queue_ctl_get_stats(ctl->qc, &q);
+	s->expired = q.expired;
 	s->rate_10s = dmta_stats_rate(&ctl->rate, 10 * DMTA_NS_PER_S);
 	if (s->time_ms > s->started_ms)
 		s->rate = (double)s->delivered * 1000.0 / (double)(s->time_ms - s->started_ms);
-	s->bounces = ctl->st.dsns;
-	s->loaded = ctl->st.loaded;
-	s->commits = ctl->st.commits;
-	s->commit_errors = ctl->st.commit_errors;
+	s->bounces = q.dsns;
+	s->delay_dsns = q.delays;
+	s->loaded = q.loaded;
+	s->commits = q.commits;
+	s->commit_errors = q.commit_errors;
 	dns_resolver_stats(ctl->dns, &ds);
 	s->dns_hits = ds.cache_hits;
 	s->dns_misses = ds.cache_misses;
@@ -915,8 +722,7 @@ struct dmta_control *dmta_control_new(const struct dmta_conf *conf, dmta_backend
 				      unsigned shards, char *err, size_t errlen)
 {
 	struct dmta_control *ctl = calloc(1, sizeof(*ctl));
-	struct queue_sched_ops ops = {
-	    .store = ops_store, .dsn = ops_dsn, .done = ops_done, .ctx = ctl};
+	struct queue_ctl_hooks hooks = {.expired = on_expired, .ctx = ctl};
 	char path[4096];
 	uint64_t max_size, keep;
 	const char *dl;
@@ -926,45 +732,25 @@ struct dmta_control *dmta_control_new(const struct dmta_conf *conf, dmta_backend
 		return NULL;
 	}
 	ctl->conf = conf;
-	ctl->wake_fd = -1;
 	ctl->lock_fd = -1;
 	ctl->started_ns = dmta_wall_ns();
-	ctl->pend_tail = &ctl->pend_head;
-	ctl->scan_needed = true;
 	ctl->loop = dmta_loop_new();
 	if (ctl->loop == NULL) {
 		snprintf(err, errlen, "epoll: %s", strerror(errno));
 		goto fail;
 	}
-	if (spool_opts_from_conf(conf, &ctl->spo) != 0) {
-		snprintf(err, errlen, "bad [spool] settings");
+	/* shards: one per data-plane worker */
+	ctl->qc = queue_ctl_open(conf, shards, &hooks, dmta_wall_ns(), err, errlen);
+	if (ctl->qc == NULL)
 		goto fail;
-	}
-	ctl->spo.create = true;
-	ctl->sp = spool_open(&ctl->spo, err, errlen);
-	if (ctl->sp == NULL)
-		goto fail;
+	ctl->sp = queue_ctl_spool(ctl->qc);
+	ctl->sched = queue_ctl_sched(ctl->qc);
 	if (stats_setup(ctl, err, errlen) != 0)
 		goto fail;
-	ctl->wake_fd = spool_wake_listen(spool_path(ctl->sp));
-	if (ctl->wake_fd < 0) {
-		snprintf(err, errlen, "cannot listen for wake-ups in %s: %s", spool_path(ctl->sp),
-			 strerror(-ctl->wake_fd));
+	if (queue_ctl_start(ctl->qc, dmta_wall_ns(), err, errlen) != 0)
 		goto fail;
-	}
-	if (dmta_loop_add(ctl->loop, ctl->wake_fd, EPOLLIN, on_wake, ctl) != 0) {
+	if (dmta_loop_add(ctl->loop, queue_ctl_wake_fd(ctl->qc), EPOLLIN, on_wake, ctl) != 0) {
 		snprintf(err, errlen, "cannot watch the wake-up socket");
-		goto fail;
-	}
-	if (queue_sched_conf_load(conf, &ctl->scf) != 0) {
-		snprintf(err, errlen, "bad [queue] settings in %s", dmta_conf_source(conf));
-		goto fail;
-	}
-	if (shards != 0)
-		ctl->scf.workers = shards; /* one shard per data-plane worker */
-	ctl->sched = queue_sched_new(&ctl->scf, &ops, dmta_now_ns() ^ (uint64_t)getpid());
-	if (ctl->sched == NULL) {
-		snprintf(err, errlen, "cannot create the scheduler: %s", strerror(errno));
 		goto fail;
 	}
 	dns_config_defaults(&ctl->dnscfg);
@@ -1003,9 +789,9 @@ fail:
 static int control_timeout_ms(struct dmta_control *ctl)
 {
 	int t = 1000, x;
-	uint64_t due = queue_sched_next_due(ctl->sched), now = dmta_wall_ns();
+	uint64_t due = queue_ctl_next_due(ctl->qc), now = dmta_wall_ns();
 
-	if (ctl->scan_needed || ctl->pend_head != NULL)
+	if (queue_ctl_pending(ctl->qc))
 		return 0;
 	if (due != UINT64_MAX) {
 		uint64_t ms = due <= now ? 0 : (due - now) / DMTA_NS_PER_MS + 1;
@@ -1051,7 +837,7 @@ static void control_turn(struct dmta_control *ctl, int timeout_ms)
 	dns_resolver_tick(ctl->dns);
 	ctl->be->tick(ctl->be->be);
 	schedule(ctl);
-	commit_pending(ctl);
+	(void)queue_ctl_commit(ctl->qc, dmta_wall_ns());
 	if (ctl->stats_ms != 0 && dmta_now_ns() >= ctl->next_stats_ns) {
 		stats_publish(ctl);
 		ctl->next_stats_ns = dmta_now_ns() + ctl->stats_ms * DMTA_NS_PER_MS;
@@ -1080,7 +866,7 @@ int dmta_control_run(struct dmta_control *ctl, int stop_fd)
 
 		control_turn(ctl, t > 100 ? 100 : t);
 	}
-	commit_pending(ctl);
+	(void)queue_ctl_commit(ctl->qc, dmta_wall_ns());
 	if (ctl->stats_ms != 0)
 		stats_publish(ctl); /* the last word, read while we free */
 	return 0;
@@ -1089,6 +875,7 @@ int dmta_control_run(struct dmta_control *ctl, int stop_fd)
 void dmta_control_get_stats(const struct dmta_control *ctl, struct dmta_control_stats *st)
 {
 	*st = ctl->st;
+	queue_ctl_get_stats(ctl->qc, &st->queue);
 }
 
 void dmta_control_free(struct dmta_control *ctl)
@@ -1104,15 +891,12 @@ void dmta_control_free(struct dmta_control *ctl)
 	if (ctl->be != NULL)
 		ctl->be->free(ctl->be->be);
 	ctl->be = NULL;
-	if (ctl->sp != NULL)
-		commit_pending(ctl);
-	queue_sched_free(ctl->sched);
+	if (ctl->qc != NULL)
+		(void)queue_ctl_commit(ctl->qc, dmta_wall_ns());
 	if (ctl->dnscfg_loaded)
 		dns_config_release(&ctl->dnscfg);
 	dmta_dlog_close(ctl->dlog);
 	smtp_tls_ctx_free(ctl->tls_ctx);
-	if (ctl->wake_fd >= 0)
-		close(ctl->wake_fd);
 	/* The view goes before the lock: nobody reads a file of ours as live
 	 * after we are gone. */
 	if (ctl->lock_fd >= 0) {
@@ -1120,8 +904,7 @@ void dmta_control_free(struct dmta_control *ctl)
 		close(ctl->lock_fd);
 	}
 	free(ctl->snap);
-	if (ctl->sp != NULL)
-		spool_close(ctl->sp);
+	queue_ctl_close(ctl->qc);
 	dmta_loop_free(ctl->loop);
 	free(ctl->relay_user);
 	if (ctl->relay_pass != NULL) {

@@ -54,20 +54,17 @@
 #include <stdint.h>
 
 #include "core/base/dmta_conf.h"
+#include "queue/queue_ctl.h"
 
 struct dmta_control;
 
 struct dmta_control_stats {
-	uint64_t loaded;    /* messages read from the spool */
-	uint64_t jobs;	    /* jobs handed to the backend (or settled by DNS) */
-	uint64_t attempts;  /* recipient attempts (delivered, deferred or bounced) */
-	uint64_t delivered; /* recipients */
-	uint64_t deferred;  /* recipient attempts */
-	uint64_t bounced;   /* recipients refused for good by an attempt (5xx, DNS) */
-	uint64_t expired;   /* recipients failed for good without one (lifetime) */
-	uint64_t dsns;	    /* bounce messages queued */
-	uint64_t commits;   /* spool transactions */
-	uint64_t commit_errors;
+	uint64_t jobs;		      /* jobs handed to the backend (or settled by DNS) */
+	uint64_t attempts;	      /* recipient attempts (delivered, deferred or bounced) */
+	uint64_t delivered;	      /* recipients */
+	uint64_t deferred;	      /* recipient attempts */
+	uint64_t bounced;	      /* recipients refused for good by an attempt (5xx, DNS) */
+	struct queue_ctl_stats queue; /* loading, expiry, DSNs and commits */
 };
 
 struct dmta_backend;

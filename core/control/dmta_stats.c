@@ -58,6 +58,7 @@ static const struct field fields[] = {
     D("delivery", "rate_10s", rate_10s),
     D("delivery", "rate", rate),
     U("bounces", "generated", bounces),
+    U("bounces", "delay_warnings", delay_dsns),
     U("spool", "loaded", loaded),
     U("spool", "commits", commits),
     U("spool", "commit_errors", commit_errors),
@@ -676,7 +677,8 @@ void dmta_stats_print(FILE *out, const struct dmta_stats *s, double age_s)
 		s->attempts, s->delivered, s->deferred, s->bounced, s->expired);
 	fprintf(out, "rate:        %.1f/s over the last 10 s, %.1f/s since start\n", s->rate_10s,
 		s->rate);
-	fprintf(out, "bounces:     %" PRIu64 " generated\n", s->bounces);
+	fprintf(out, "bounces:     %" PRIu64 " generated, %" PRIu64 " delay warnings\n", s->bounces,
+		s->delay_dsns);
 	fprintf(out,
 		"dns cache:   %" PRIu64 " hits, %" PRIu64 " misses, %" PRIu64 " entries (%" PRIu64
 		" negative), %" PRIu64 " queries in flight, %" PRIu64 " failures\n",

@@ -44,7 +44,7 @@
  *	   "jobs":{"in_flight","waiting_dns"},
  *	   "delivery":{"attempts","delivered","deferred","bounced","expired",
  *	               "rate_10s","rate"},
- *	   "bounces":{"generated"},
+ *	   "bounces":{"generated","delay_warnings"},
  *	   "spool":{"loaded","commits","commit_errors"},
  *	   "dns":{"hits","misses","entries","negative","in_flight","failures",
  *	          "queries"},
@@ -96,9 +96,10 @@ struct dmta_stats {
 	uint64_t jobs_dns;  /* waiting for a DNS answer */
 	/* Since start, per recipient (the delivery log's lines). */
 	uint64_t attempts, delivered, deferred, bounced, expired;
-	double rate_10s;  /* recipients delivered per second, the last 10 s */
-	double rate;	  /* ... since start */
-	uint64_t bounces; /* DSNs generated */
+	double rate_10s;     /* recipients delivered per second, the last 10 s */
+	double rate;	     /* ... since start */
+	uint64_t bounces;    /* failure DSNs generated */
+	uint64_t delay_dsns; /* "delayed" DSNs generated */
 	uint64_t loaded, commits, commit_errors;
 	uint64_t dns_hits, dns_misses, dns_entries, dns_negative, dns_in_flight, dns_failures,
 	    dns_queries;

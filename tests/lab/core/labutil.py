@@ -171,3 +171,16 @@ def dmtad_start(conf):
         d.wait()
         fail("dmtad did not start: " + "".join(lines))
     return d
+
+
+def stop_procs(procs):
+    """Stop the processes this test started, by PID, newest first:
+    SIGTERM, then SIGKILL after 10 s."""
+    for p in reversed(procs):
+        if p.poll() is None:
+            p.terminate()
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()

@@ -49,7 +49,7 @@ import time
 from datetime import datetime
 
 sys.path.insert(0, os.path.dirname(__file__))
-from labutil import BUILD, NS, TOP, check, dmtad_conf, fail, lab
+from labutil import BUILD, NS, TOP, check, dmtad_conf, fail, lab, stop_procs
 
 BACKEND = sys.argv[1] if len(sys.argv) > 1 else "kernel"
 CLIENT_IP = {"dpdk": "198.18.0.2", "kernel": "198.19.0.2"}[BACKEND]
@@ -106,14 +106,7 @@ def cleanup():
     if os.path.isdir(os.path.join(pf_dir, "etc")):
         subprocess.run(in_lab("postfix", "-c", os.path.join(pf_dir, "etc"), "stop"),
                        capture_output=True, timeout=30)
-    for name, p in reversed(procs):
-        if p.poll() is None:
-            p.terminate()
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+    stop_procs([p for _, p in procs])
     for a in addrs:
         subprocess.run(["ip", "-n", NS, "addr", "del", a + "/32", "dev", "lo"],
                        capture_output=True)

@@ -51,6 +51,7 @@ static struct dmta_stats *sample(void)
 	s->rate_10s = 12.5;
 	s->rate = 3.25;
 	s->bounces = 11;
+	s->delay_dsns = 21;
 	s->loaded = 12;
 	s->commits = 13;
 	s->commit_errors = 14;
@@ -283,7 +284,7 @@ static void test_print(void **state)
 				     "bounced, 0 expired (recipients)\n"));
 	assert_non_null(
 	    strstr(text, "rate:        12.5/s over the last 10 s, 3.2/s since start\n"));
-	assert_non_null(strstr(text, "bounces:     11 generated\n"));
+	assert_non_null(strstr(text, "bounces:     11 generated, 21 delay warnings\n"));
 	assert_non_null(strstr(text, "dns cache:   15 hits, 16 misses, 17 entries (18 negative), "
 				     "19 queries in flight, 20 failures\n"));
 	assert_non_null(strstr(text, "worker 0:    2 sessions (3 connecting, 4 idle), 1 jobs, 5 "

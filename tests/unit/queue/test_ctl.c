@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -20,7 +21,7 @@
 
 #define T0 (1700000000ULL * DMTA_NS_PER_S)
 
-static uint64_t put(struct spool *sp, const char *sender, const char *rcpt)
+static uint64_t put_at(struct spool *sp, const char *sender, const char *rcpt, uint64_t arrival)
 {
 	struct spool_txn *t;
 	struct queue_env e = {0};
@@ -29,13 +30,30 @@ static uint64_t put(struct spool *sp, const char *sender, const char *rcpt)
 
 	assert_int_equal(queue_env_set_sender(&e, sender), 0);
 	assert_int_equal(queue_env_add_rcpt(&e, rcpt, NULL, 0), 0);
-	e.arrival_ns = T0;
+	e.arrival_ns = arrival;
 	assert_int_equal(spool_begin(sp, true, &t), 0);
 	assert_int_equal(spool_put(t, &e, msg, strlen(msg)), 0);
 	assert_int_equal(spool_commit(t), 0);
 	qid = e.qid;
 	queue_env_free(&e);
 	return qid;
+}
+
+static uint64_t put(struct spool *sp, const char *sender, const char *rcpt)
+{
+	return put_at(sp, sender, rcpt, T0);
+}
+
+static struct queue_ctl *open_ctl(const struct dmta_conf *conf, uint64_t now)
+{
+	char err[256];
+	struct queue_ctl *qc = queue_ctl_open(conf, 0, NULL, now, err, sizeof(err));
+
+	if (qc == NULL)
+		fail_msg("queue_ctl_open: %s", err);
+	if (queue_ctl_start(qc, now, err, sizeof(err)) != 0)
+		fail_msg("queue_ctl_start: %s", err);
+	return qc;
 }
 
 static void answer_all(struct queue_ctl *qc, uint64_t now)
@@ -69,7 +87,7 @@ static void answer_all(struct queue_ctl *qc, uint64_t now)
 
 static void test_ctl_flow(void **state)
 {
-	char dir[] = "/tmp/dmta-test-ctl-XXXXXX", err[256], cmd[128];
+	char dir[] = "/tmp/dmta-test-ctl-XXXXXX", cmd[128];
 	struct dmta_conf *conf = dmta_conf_new();
 	struct queue_ctl *qc;
 	struct spool *sp;
@@ -82,9 +100,7 @@ static void test_ctl_flow(void **state)
 	assert_non_null(mkdtemp(dir));
 	assert_int_equal(dmta_conf_set(conf, "spool", "path", dir), 0);
 	assert_int_equal(dmta_conf_set(conf, "queue", "myhostname", "mx.test"), 0);
-	qc = queue_ctl_open(conf, T0, err, sizeof(err));
-	if (qc == NULL)
-		fail_msg("queue_ctl_open: %s", err);
+	qc = open_ctl(conf, T0);
 	sp = queue_ctl_spool(qc);
 	a = put(sp, "s@x.example", "u@ok.example");
 	b = put(sp, "s@x.example", "u@bad.example");
@@ -129,7 +145,10 @@ static void test_ctl_flow(void **state)
 		free(text);
 	}
 	spool_abort(t);
-	/* ... and is scheduled itself */
+	/* ... and is scheduled itself, from the next turn on */
+	assert_true(queue_ctl_pending(qc));
+	queue_ctl_tick(qc, T0);
+	assert_false(queue_ctl_pending(qc));
 	assert_non_null(queue_sched_env(queue_ctl_sched(qc), dsn));
 
 	/* dmta-queue holds c and deletes the DSN behind the scheduler's back */
@@ -165,8 +184,7 @@ static void test_ctl_flow(void **state)
 	queue_ctl_close(qc);
 
 	/* a restart loads what is left */
-	qc = queue_ctl_open(conf, T0 + 2, err, sizeof(err));
-	assert_non_null(qc);
+	qc = open_ctl(conf, T0 + 2);
 	assert_non_null(queue_sched_env(queue_ctl_sched(qc), c));
 	queue_ctl_close(qc);
 	dmta_conf_free(conf);
@@ -174,10 +192,186 @@ static void test_ctl_flow(void **state)
 	assert_int_equal(system(cmd), 0);
 }
 
+/* The DSNs in the spool addressed to @p to; their texts in @p texts (freed by the caller). */
+static int dsns_to(struct spool *sp, const char *to, char **texts, int max)
+{
+	struct spool_txn *t;
+	uint64_t ids[64];
+	int n, k = 0;
+
+	assert_int_equal(spool_begin(sp, false, &t), 0);
+	n = spool_due(t, UINT64_MAX, ids, 64);
+	for (int i = 0; i < n; i++) {
+		struct queue_env e;
+		const void *p;
+		size_t len;
+
+		assert_int_equal(spool_env_get(t, ids[i], &e), 0);
+		if ((e.flags & QUEUE_F_DSN) && strcmp(e.rcpt[0].addr, to) == 0 && k < max) {
+			assert_int_equal(spool_msg_get(t, ids[i], &p, &len), 0);
+			texts[k++] = strndup(p, len);
+		}
+		queue_env_release(&e);
+	}
+	spool_abort(t);
+	return k;
+}
+
+static struct dmta_conf *conf_in(char *dir)
+{
+	struct dmta_conf *conf = dmta_conf_new();
+
+	assert_non_null(mkdtemp(dir));
+	assert_int_equal(dmta_conf_set(conf, "spool", "path", dir), 0);
+	assert_int_equal(dmta_conf_set(conf, "queue", "myhostname", "mx.test"), 0);
+	return conf;
+}
+
+static void rm_rf(const char *dir)
+{
+	char cmd[128];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	assert_int_equal(system(cmd), 0);
+}
+
+/* One "delayed" DSN, once, after delay_warning; the message is still delivered. */
+static void test_delay_warning(void **state)
+{
+	char dir[] = "/tmp/dmta-test-ctl-XXXXXX", *texts[4];
+	struct dmta_conf *conf = conf_in(dir);
+	struct queue_ctl *qc;
+	struct queue_ctl_stats st;
+	struct spool_txn *t;
+	struct queue_env e;
+	/* DSNs arrive at the wall clock's time: the test's clock starts there. */
+	uint64_t now = dmta_wall_ns(), h = 3600 * DMTA_NS_PER_S, c;
+	int n;
+
+	assert_int_equal(dmta_conf_set(conf, "queue", "delay_warning", "1h"), 0);
+	qc = open_ctl(conf, now);
+	c = put_at(queue_ctl_spool(qc), "s@x.example", "u@slow.example", now);
+	assert_int_equal(queue_ctl_load_new(qc, now), 1);
+
+	answer_all(qc, now); /* deferred, 0 h: no warning yet */
+	assert_int_equal(dsns_to(queue_ctl_spool(qc), "s@x.example", texts, 4), 0);
+	answer_all(qc, now + 2 * h); /* deferred, past 1 h: a warning */
+	n = dsns_to(queue_ctl_spool(qc), "s@x.example", texts, 4);
+	assert_int_equal(n, 1);
+	assert_non_null(strstr(texts[0], "Action: delayed\r\n"));
+	assert_non_null(strstr(texts[0], "Status: 4.3.0\r\n"));
+	assert_non_null(strstr(texts[0], "Will-Retry-Until: "));
+	assert_non_null(strstr(texts[0], "Subject: Your message has not been delivered yet\r\n"));
+	assert_non_null(strstr(texts[0], "The receiving server said: 451 4.3.0 try later\r\n"));
+	assert_non_null(strstr(texts[0], "Content-Type: text/rfc822-headers"));
+	free(texts[0]);
+	queue_ctl_tick(qc, now + 2 * h); /* the DSN joins the schedule */
+	answer_all(qc, now + 4 * h);	 /* it is delivered (to x.example) */
+	answer_all(qc, now + 8 * h);	 /* deferred again: no second one */
+	assert_int_equal(dsns_to(queue_ctl_spool(qc), "s@x.example", texts, 4), 0);
+	queue_ctl_get_stats(qc, &st);
+	assert_int_equal(st.delays, 1);
+	assert_int_equal(st.dsns, 0);
+	/* The flag that says so survives a restart. */
+	assert_int_equal(spool_begin(queue_ctl_spool(qc), false, &t), 0);
+	assert_int_equal(spool_env_get(t, c, &e), 0);
+	assert_true(e.flags & QUEUE_F_WARNED);
+	queue_env_release(&e);
+	spool_abort(t);
+	queue_ctl_close(qc);
+	dmta_conf_free(conf);
+	rm_rf(dir);
+}
+
+static void test_delay_warning_off(void **state)
+{
+	char dir[] = "/tmp/dmta-test-ctl-XXXXXX", *texts[4];
+	struct dmta_conf *conf = conf_in(dir);
+	struct queue_ctl *qc;
+
+	assert_int_equal(dmta_conf_set(conf, "queue", "delay_warning", "0"), 0);
+	qc = open_ctl(conf, T0);
+	put(queue_ctl_spool(qc), "s@x.example", "u@slow.example");
+	assert_int_equal(queue_ctl_load_new(qc, T0), 1);
+	answer_all(qc, T0);
+	answer_all(qc, T0 + 30 * 3600 * DMTA_NS_PER_S);
+	assert_int_equal(dsns_to(queue_ctl_spool(qc), "s@x.example", texts, 4), 0);
+	queue_ctl_close(qc);
+	dmta_conf_free(conf);
+	rm_rf(dir);
+}
+
+/* dmta's own words by default; an operator's template replaces only them. */
+static void test_bounce_text(void **state)
+{
+	char dir[] = "/tmp/dmta-test-ctl-XXXXXX", *texts[4], path[128], err[256];
+	struct dmta_conf *conf = conf_in(dir);
+	struct queue_ctl *qc;
+	FILE *f;
+
+	qc = open_ctl(conf, T0);
+	put(queue_ctl_spool(qc), "s@x.example", "u@bad.example");
+	assert_int_equal(queue_ctl_load_new(qc, T0), 1);
+	answer_all(qc, T0);
+	assert_int_equal(dsns_to(queue_ctl_spool(qc), "s@x.example", texts, 4), 1);
+	assert_non_null(strstr(texts[0], "Subject: Your message could not be delivered\r\n"));
+	assert_non_null(strstr(texts[0],
+			       "  <u@bad.example>\r\n"
+			       "    The receiving mail server refused the message.\r\n"
+			       "    The receiving server said: 550 5.1.1 no such user\r\n"));
+	assert_non_null(strstr(texts[0], "The mail server mx.test has stopped trying"));
+	assert_non_null(strstr(texts[0], "Action: failed\r\nStatus: 5.1.1\r\n"));
+	assert_non_null(strstr(texts[0], "Reporting-MTA: dns; mx.test\r\n"));
+	free(texts[0]);
+	queue_ctl_close(qc);
+	rm_rf(dir);
+
+	/* The operator's template. */
+	strcpy(dir, "/tmp/dmta-test-ctl-XXXXXX");
+	dmta_conf_free(conf);
+	conf = conf_in(dir);
+	snprintf(path, sizeof(path), "%s.tmpl", dir);
+	f = fopen(path, "w");
+	assert_non_null(f);
+	fputs("Subject: Non remis\n\nBonjour ${sender},\n${recipients}-- ${hostname} ${queue_id}\n",
+	      f);
+	fclose(f);
+	assert_int_equal(dmta_conf_set(conf, "queue", "bounce_template", path), 0);
+	qc = open_ctl(conf, T0);
+	put(queue_ctl_spool(qc), "s@x.example", "u@bad.example");
+	assert_int_equal(queue_ctl_load_new(qc, T0), 1);
+	answer_all(qc, T0);
+	assert_int_equal(dsns_to(queue_ctl_spool(qc), "s@x.example", texts, 4), 1);
+	assert_non_null(strstr(texts[0], "\r\nSubject: Non remis\r\n"));
+	assert_non_null(strstr(texts[0], "\r\n\r\nBonjour s@x.example,\r\n  <u@bad.example>\r\n"));
+	assert_non_null(strstr(texts[0], "-- mx.test "));
+	/* The RFC 3464 part does not change. */
+	assert_non_null(strstr(texts[0], "Action: failed\r\nStatus: 5.1.1\r\n"));
+	assert_null(strstr(texts[0], "could not be delivered"));
+	free(texts[0]);
+	queue_ctl_close(qc);
+
+	/* A template that names an unknown variable is refused at start. */
+	f = fopen(path, "w");
+	assert_non_null(f);
+	fputs("Subject: x\n\nHello ${recipient}\n", f);
+	fclose(f);
+	qc = queue_ctl_open(conf, 0, NULL, T0, err, sizeof(err));
+	assert_null(qc);
+	if (strstr(err, "line 3: unknown variable \"${recipient}\"") == NULL)
+		fail_msg("got \"%s\", want the line and the variable named", err);
+	unlink(path);
+	dmta_conf_free(conf);
+	rm_rf(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_ctl_flow),
+	    cmocka_unit_test(test_delay_warning),
+	    cmocka_unit_test(test_delay_warning_off),
+	    cmocka_unit_test(test_bounce_text),
 	};
 
 	dmta_log_init("test_ctl", DMTA_LOG_ERR);
