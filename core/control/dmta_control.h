@@ -12,14 +12,14 @@
  *	an injector's wake-up datagram (or dmta-queue flush), a DNS socket, a
  *	backend socket, the next scheduled attempt, or stop_fd.
  *
- *	Each turn of the loop: new messages are read from the spool (by queue
- *	id, from where the last scan ended) into the scheduler; due jobs are
- *	taken from the scheduler, their destination resolved (from the DNS
- *	cache, or by a query that the jobs for that domain wait on together),
- *	and handed to the backend; results go back to the scheduler; and every
- *	change the scheduler asks for (envelope states, bounces, removals) is
- *	written to the spool in one transaction at the end of the turn (group
- *	commit). The delivery log gets one line per recipient per attempt.
+ *	The spool, the schedule and the DSNs are queue_ctl's (queue_ctl.h): it
+ *	loads new mail, hands out due jobs, takes their results and commits
+ *	every change in one transaction at the end of the turn. This module
+ *	adds what is not the queue's: each due job's destination is resolved
+ *	(from the DNS cache, or by a query that the jobs for that domain wait
+ *	on together), the job is handed to the delivery backend, and the
+ *	delivery log gets one line per recipient per attempt (and per
+ *	recipient whose lifetime ran out).
  *
  *	On stop_fd the backend is drained (idle sessions quit; jobs in flight
  *	get up to [control] stop_timeout to finish), the last changes are
