@@ -78,6 +78,15 @@ static int check_local(const unsigned char *p, size_t n, bool *utf8, const char 
 		size_t i = 1;
 
 		while (i < n - 1) {
+			if (p[i] == '<' || p[i] == '>' ||
+			    (p[i] == '\\' && i + 1 < n - 1 &&
+			     (p[i + 1] == '<' || p[i + 1] == '>'))) {
+				/* RFC 5321 allows them quoted; the SMTP client refuses
+				 * them (they end the path for many servers), so an
+				 * address with one could never be delivered. */
+				*why = "angle bracket in local part";
+				return -EINVAL;
+			}
 			if (p[i] == '\\') {
 				if (i + 1 >= n - 1 || p[i + 1] < 32 || p[i + 1] > 126)
 					goto badq;

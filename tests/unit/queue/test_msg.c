@@ -43,6 +43,11 @@ static void test_addr_check(void **state)
 	    "user@x_y.org",
 	    "\xff@x.org",
 	    "\xc0\xaf@x.org",
+	    /* Legal in RFC 5321's quoted-string, but no SMTP engine of ours (nor
+	     * many servers) can send them: refused at the door, not at delivery. */
+	    "\"x>y\"@example.org",
+	    "\"x<y\"@example.org",
+	    "\"x\\>y\"@example.org",
 	};
 	char longlocal[80], longaddr[300];
 	const char *why;
