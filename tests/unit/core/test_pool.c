@@ -506,6 +506,18 @@ static struct tjob *job_new(unsigned nrcpt, size_t body_len, const unsigned *a1,
 	return tj;
 }
 
+/* A one-recipient job to mx1 (198.18.1.1) under the destination's limits
+ * (0: the default). */
+static struct tjob *job_limited(uint32_t max_msgs, uint32_t max_conns)
+{
+	struct tjob *tj = job_new(1, 500, (const unsigned[]){1, 0}, NULL);
+
+	if (max_msgs != 0)
+		tj->job.sjob.max_messages_per_connection = max_msgs;
+	tj->job.sjob.max_connections = max_conns;
+	return tj;
+}
+
 static void job_free(struct tjob *tj)
 {
 	for (unsigned i = 0; i < MAX_RCPTS; i++)
@@ -987,10 +999,8 @@ static void test_messages_per_connection(void **state)
 	(void)state;
 	fake_start(&f, IDLE_MS);
 	f.scripts[1] = &OK;
-	for (unsigned i = 0; i < 3; i++) {
-		tj[i] = job_new(1, 500, ONE, NULL);
-		tj[i]->job.sjob.max_messages_per_connection = 2;
-	}
+	for (unsigned i = 0; i < 3; i++)
+		tj[i] = job_limited(2, 0);
 	submit(&f, tj[0]);
 	want_rcpt(tj[0], 0, 250, NULL);
 	submit(&f, tj[1]);
@@ -1025,10 +1035,8 @@ static void test_limit_counts_goodbyes(void **state)
 	(void)state;
 	fake_start(&f, IDLE_MS);
 	f.scripts[1] = &slow_quit;
-	a = job_new(1, 500, ONE, NULL);
-	b = job_new(1, 500, ONE, NULL);
-	a->job.sjob.max_messages_per_connection = b->job.sjob.max_messages_per_connection = 1;
-	a->job.sjob.max_connections = b->job.sjob.max_connections = 1;
+	a = job_limited(1, 1);
+	b = job_limited(1, 1);
 	submit(&f, a);
 	want_rcpt(a, 0, 250, NULL);
 	fc = &f.conns[0];
@@ -1063,8 +1071,7 @@ static void test_limit_waits_for_idle(void **state)
 	fake_start(&f, IDLE_MS);
 	f.scripts[1] = &hold_dot;
 	for (unsigned i = 0; i < 3; i++) {
-		tj[i] = job_new(1, 500, ONE, NULL);
-		tj[i]->job.sjob.max_connections = 2;
+		tj[i] = job_limited(0, 2);
 		submit(&f, tj[i]);
 	}
 	want_conns(&f, 2);
@@ -1104,10 +1111,9 @@ static void test_drain(void **state)
 	(void)state;
 	fake_start(&f, IDLE_MS);
 	f.scripts[1] = &hold;
-	busy = job_new(1, 500, ONE, NULL);
-	waiting = job_new(1, 500, ONE, NULL);
+	busy = job_limited(0, 1);
+	waiting = job_limited(0, 1);
 	late = job_new(1, 500, ONE, NULL);
-	busy->job.sjob.max_connections = waiting->job.sjob.max_connections = 1;
 	submit(&f, busy);
 	submit(&f, waiting);
 	want_conns(&f, 1);
