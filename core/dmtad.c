@@ -10,13 +10,18 @@
  *	and baseline mode. Otherwise (backend = dpdk, the default):
  *
  *	Reads dmta.conf ([eal], [port], [net], [workers]), initialises DPDK,
- *	opens the port, starts one worker per configured worker lcore and runs
- *	the control thread on the main lcore. The control thread never polls
- *	the NIC: it sleeps in epoll (today on signals only; the spool, DNS and
- *	the workers' doorbell join it as they come).
+ *	opens the port, gives each worker its session pool (the DPDK
+ *	backend, dmta_dbackend.h), starts one worker per configured worker
+ *	lcore and runs the control thread on the main lcore, bound to that
+ *	backend. The control thread never polls the NIC: it sleeps in epoll
+ *	on the stop signals, the injectors' wake-ups, DNS sockets, the
+ *	workers' doorbell and its timers (dmta_control.h).
  *
- *	SIGINT or SIGTERM stop it cleanly: workers return, the port is stopped
- *	and closed, memory is freed, and it exits 0.
+ *	SIGINT or SIGTERM stop it cleanly, each step once and in one
+ *	direction: the control thread drains (up to [control] stop_timeout),
+ *	the workers return, the control thread takes back what they held and
+ *	writes the last results, then the backend, the port and EAL go; it
+ *	exits 0.
  *
  * DIAGNOSTICS
  *	A configuration or port problem is one "dmtad: fatal: ..." line and
@@ -52,6 +57,7 @@
 struct dmtad {
 	struct dmta_conf *conf;
 	struct dmta_dataplane dp;
+	struct dmta_dbackend *db;
 	struct dmta_control *ctl;
 };
 
@@ -69,9 +75,9 @@ static int start_data_plane(struct dmtad *d, const char *argv0, char *err, size_
 	if (rc != 0)
 		return rc;
 	/* Each worker runs SMTP sessions over its TCP stack. */
-	rc = dmta_dbackend_attach(dp->workers, dp->nb_workers, d->conf, err, errlen);
-	if (rc != 0)
-		return rc;
+	d->db = dmta_dbackend_new(dp, d->conf, err, errlen);
+	if (d->db == NULL)
+		return -EINVAL;
 	rc = dmta_telemetry_init(dp->workers, dp->nb_workers, &dp->port, dp->address);
 	if (rc != 0)
 		dmta_warn("telemetry unavailable: %s", strerror(-rc));
@@ -95,7 +101,7 @@ static int run_kernel_backend(struct dmta_conf *conf)
 		dmta_err("signalfd: %s", strerror(errno));
 		return 1;
 	}
-	ctl = dmta_control_new(conf, NULL, 0, err, sizeof(err));
+	ctl = dmta_control_new(conf, NULL, NULL, 0, err, sizeof(err));
 	if (ctl == NULL) {
 		dmta_err("%s", err);
 		close(sfd);
@@ -114,12 +120,15 @@ static int run_kernel_backend(struct dmta_conf *conf)
 
 static void teardown(struct dmtad *d)
 {
-	/* The control thread first: it stops the workers, settles what they
-	 * still hold and writes the last results. */
+	/* The workers return first: the jobs and sessions they hold can only
+	 * be taken back once they have. Then the control thread settles those
+	 * jobs through the backend and writes the last results. */
+	dmta_dataplane_stop(&d->dp);
 	dmta_control_free(d->ctl);
 	d->ctl = NULL;
-	dmta_dataplane_stop(&d->dp);
 	dmta_telemetry_fini();
+	dmta_dbackend_free(d->db);
+	d->db = NULL;
 	dmta_dataplane_close(&d->dp);
 	dmta_conf_free(d->conf);
 }
@@ -192,7 +201,8 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	/* The control thread on the main lcore: spool, schedule, DNS, results. */
-	d.ctl = dmta_control_new(d.conf, dmta_dbackend_new, d.dp.nb_workers, err, sizeof(err));
+	d.ctl =
+	    dmta_control_new(d.conf, dmta_dbackend_bind, d.db, d.dp.nb_workers, err, sizeof(err));
 	if (d.ctl == NULL) {
 		dmta_err("%s", err);
 		close(sfd);

@@ -662,8 +662,8 @@ static int tls_policy(const char *s, enum smtp_tls_policy *p)
 	return 0;
 }
 
-static int control_config(struct dmta_control *ctl, dmta_backend_new_fn *make, char *err,
-			  size_t errlen)
+static int control_config(struct dmta_control *ctl, dmta_backend_new_fn *make, void *make_arg,
+			  char *err, size_t errlen)
 {
 	const struct dmta_conf *conf = ctl->conf;
 	struct dmta_pool_conf pc;
@@ -709,7 +709,7 @@ static int control_config(struct dmta_control *ctl, dmta_backend_new_fn *make, c
 		return -EINVAL;
 	}
 	pc.tls_ctx = ctl->tls_ctx;
-	ctl->be = make ? make(ctl->loop, job_done, ctl)
+	ctl->be = make ? make(make_arg, ctl->loop, job_done, ctl)
 		       : dmta_kbackend_new(&pc, ctl->loop, job_done, ctl);
 	if (ctl->be == NULL) {
 		snprintf(err, errlen, "cannot start the delivery backend: %s", strerror(errno));
@@ -719,7 +719,7 @@ static int control_config(struct dmta_control *ctl, dmta_backend_new_fn *make, c
 }
 
 struct dmta_control *dmta_control_new(const struct dmta_conf *conf, dmta_backend_new_fn *make,
-				      unsigned shards, char *err, size_t errlen)
+				      void *make_arg, unsigned shards, char *err, size_t errlen)
 {
 	struct dmta_control *ctl = calloc(1, sizeof(*ctl));
 	struct queue_ctl_hooks hooks = {.expired = on_expired, .ctx = ctl};
@@ -778,7 +778,7 @@ struct dmta_control *dmta_control_new(const struct dmta_conf *conf, dmta_backend
 		snprintf(err, errlen, "delivery log %s: %s", dl, strerror(errno));
 		goto fail;
 	}
-	if (control_config(ctl, make, err, errlen) != 0)
+	if (control_config(ctl, make, make_arg, err, errlen) != 0)
 		goto fail;
 	return ctl;
 fail:

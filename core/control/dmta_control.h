@@ -3,7 +3,7 @@
  *	the delivery log, around a delivery backend.
  *
  * SYNOPSIS
- *	ctl = dmta_control_new(conf, err, sizeof(err));
+ *	ctl = dmta_control_new(conf, make, make_arg, shards, err, sizeof(err));
  *	rc = dmta_control_run(ctl, stop_fd);
  *	dmta_control_free(ctl);
  *
@@ -71,17 +71,23 @@ struct dmta_backend;
 struct dmta_loop;
 struct dmta_job;
 
-/** Makes the control thread's delivery backend (NULL or errno). */
-typedef struct dmta_backend *dmta_backend_new_fn(struct dmta_loop *loop,
+/**
+ * Makes the control thread's delivery backend from @p arg, the instance
+ * its maker passed to dmta_control_new(): NULL with errno. The backend's
+ * free() runs once, from dmta_control_free(), and gives back every job it
+ * still holds through @p done.
+ */
+typedef struct dmta_backend *dmta_backend_new_fn(void *arg, struct dmta_loop *loop,
 						 void (*done)(void *ctl, struct dmta_job *job),
 						 void *ctl);
 
 /**
- * @p make: the delivery backend (NULL: kernel sockets). @p shards: the
- * workers destinations are spread over (0: [queue] workers).
+ * @p make: the delivery backend, made from @p make_arg (NULL: kernel
+ * sockets). @p shards: the workers destinations are spread over (0:
+ * [queue] workers).
  */
 struct dmta_control *dmta_control_new(const struct dmta_conf *conf, dmta_backend_new_fn *make,
-				      unsigned shards, char *err, size_t errlen);
+				      void *make_arg, unsigned shards, char *err, size_t errlen);
 
 /** Run until @p stop_fd is readable (a signalfd); 0 or -errno. */
 int dmta_control_run(struct dmta_control *ctl, int stop_fd);

@@ -6,10 +6,12 @@
  * DESCRIPTION
  *	The control thread fills a job (message bytes, envelope, the resolved
  *	destination, the TLS and AUTH policy) and gives it to a backend with
- *	submit(). The backend owns nothing in it but the result fields, which
- *	it fills before calling the control thread's done() exactly once per
- *	job. A backend is the kernel-socket one (dmta_kbackend.h) or, later,
- *	the DPDK workers behind their rings.
+ *	submit(). The backend owns nothing in it but the result fields (and
+ *	wait_next, its own link), which it fills before calling the control
+ *	thread's done() exactly once per job: when the job is finished, or
+ *	at the latest from its free(). A backend is the kernel-socket one
+ *	(dmta_kbackend.h) or the DPDK workers' behind their rings
+ *	(dmta_dbackend.h); both run the session pool (dmta_pool.h).
  */
 #ifndef DMTA_JOB_H
 #define DMTA_JOB_H
@@ -52,7 +54,7 @@ struct dmta_job {
 	struct smtp_msg msg;	 /* what the SMTP engine sends */
 	struct dmta_job_policy policy;
 	uint64_t start_ns;
-	struct dmta_job *wait_next; /* the backend's: waiting for a connection */
+	struct dmta_job *wait_next; /* the pool's: waiting for a connection */
 
 	/* Filled by the backend before done(). */
 	bool connected;	 /* false: no SMTP transaction happened */
@@ -79,6 +81,9 @@ struct dmta_backend {
 	void (*drain)(void *be);
 	/** Jobs in progress; after drain(), also sessions still closing. */
 	unsigned (*busy)(void *be);
+	/** Give back every job still held, through done(), and let go of the
+	 *  loop; once, from dmta_control_free(). The kernel backend frees
+	 *  itself; the DPDK one stays dmtad's to free (dmta_dbackend.h). */
 	void (*free)(void *be);
 	/** Optional: each worker's sessions and TCP counters into @p w (at most
 	 *  @p max), read without stopping anyone. How many workers. */

@@ -9,15 +9,10 @@
  *	sockets in the control thread's epoll loop: for development machines
  *	without DPDK, and as the baseline that shows what kernel bypass buys.
  *
- *	Per destination it keeps the sessions it opened: a job goes to an idle
- *	session of its destination when there is one (connection reuse, up to
- *	max_messages_per_connection messages each), else to a new connection.
- *	The scheduler limits the jobs out per destination, and so the
- *	connections. Connecting walks the destination's hosts and their
- *	addresses in order (MX failover): a refused or timed-out connection, or
- *	a session that fails before it is ready (a 421 greeting, a TLS
- *	failure), moves on to the next address. Idle sessions are closed with
- *	QUIT after idle_ms.
+ *	The sessions, their reuse and limits per destination, MX failover and
+ *	the idle timeout are the session pool's (dmta_pool.h); this file is
+ *	its transport: a socket per connection, watched in the loop, its
+ *	kernel retransmission count read for the live view.
  */
 #ifndef DMTA_KBACKEND_H
 #define DMTA_KBACKEND_H

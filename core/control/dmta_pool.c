@@ -1,10 +1,21 @@
 /*
  * dmta_pool.c - see dmta_pool.h.
  *
- * A connection is CONNECTING (waiting for the transport to say connected)
- * or in SESSION (the SMTP session runs; it carries the job it was opened
+ * A connection (struct pool_conn) is CONN_CONNECTING (the transport has
+ * not said connected yet; it walks the destination's addresses) or in
+ * CONN_SESSION (the SMTP session runs; it carries the job it was opened
  * for, then later ones while it stays under the per-connection message
- * limit). Between jobs a session is idle on its destination's list.
+ * limit). Between jobs a session waits on its destination's idle list.
+ *
+ * Invariants:
+ *	- A connection with no job is idle (on its destination's idle list)
+ *	  or saying goodbye (max_msgs cut to msgs, never idle again).
+ *	- A destination (struct pool_dest) counts every connection it has in
+ *	  nconns, those saying goodbye included: the receiver still counts
+ *	  them. Jobs wait on the destination while it is at the job's
+ *	  connection limit and no session is idle.
+ *	- Every job taken is given back through done() exactly once.
+ *	- Bytes one server sent are never fed to another server's session.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -19,26 +30,26 @@
 #include "core/control/dmta_pool.h"
 #include "smtp/smtp_session.h"
 
-enum kc_state {
-	KC_CONNECTING = 0,
-	KC_SESSION,
+enum conn_state {
+	CONN_CONNECTING = 0,
+	CONN_SESSION,
 };
 
-struct kb_dest {
+struct pool_dest {
 	char *domain;
-	struct kb_conn *idle; /* idle sessions, most recent first */
-	unsigned nconns;      /* connections open, closing ones included */
+	struct pool_conn *idle; /* idle sessions, most recent first */
+	unsigned nconns;	/* connections open, closing ones included */
 	/* Jobs waiting for a connection: the scheduler counts jobs, but a
 	 * session saying QUIT still holds a connection at the receiver. */
 	struct dmta_job *wait_head, *wait_tail;
-	struct kb_dest *next;
+	struct pool_dest *next;
 };
 
-struct kb_conn {
+struct pool_conn {
 	struct dmta_pool_conn xc; /* first: the transport's view */
-	struct dmta_pool *kb;
-	struct kb_dest *d;
-	enum kc_state st;
+	struct dmta_pool *pool;
+	struct pool_dest *d;
+	enum conn_state st;
 	bool open; /* the transport holds a handle */
 	struct smtp_session *s;
 	struct dmta_job *job;	 /* the job in progress, NULL when idle */
@@ -51,8 +62,8 @@ struct kb_conn {
 	uint32_t max_msgs;
 	uint64_t deadline_ns; /* 0: none */
 	char mx[256], ip[48];
-	struct kb_conn *next, *prev; /* all connections */
-	struct kb_conn *idle_next;
+	struct pool_conn *next, *prev; /* all connections */
+	struct pool_conn *idle_next;
 	size_t roff, rlen;
 	uint8_t rbuf[16384];
 };
@@ -63,8 +74,8 @@ struct dmta_pool {
 	char *helo;
 	dmta_job_done_fn *done;
 	void *ctl;
-	struct kb_dest *dests;
-	struct kb_conn *conns;
+	struct pool_dest *dests;
+	struct pool_conn *conns;
 	struct dmta_pool_stats st; /* see ST_ADD() */
 	bool draining;
 };
@@ -74,16 +85,17 @@ struct dmta_pool {
  * store (no read-modify-write, so no locked instruction) keep a reader on
  * another thread from seeing a torn value.
  */
-#define ST_ADD(kb, f, d) __atomic_store_n(&(kb)->st.f, (kb)->st.f + (uint64_t)(d), __ATOMIC_RELAXED)
+#define ST_ADD(pool, f, d)                                                                         \
+	__atomic_store_n(&(pool)->st.f, (pool)->st.f + (uint64_t)(d), __ATOMIC_RELAXED)
 
-static void conn_try(struct kb_conn *c);
-static void dest_kick(struct dmta_pool *kb, struct kb_dest *d);
+static void conn_try(struct pool_conn *c);
+static void dest_kick(struct dmta_pool *pool, struct pool_dest *d);
 
-static struct kb_dest *dest_get(struct dmta_pool *kb, const char *domain)
+static struct pool_dest *dest_get(struct dmta_pool *pool, const char *domain)
 {
-	struct kb_dest *d;
+	struct pool_dest *d;
 
-	for (d = kb->dests; d != NULL; d = d->next)
+	for (d = pool->dests; d != NULL; d = d->next)
 		if (strcmp(d->domain, domain) == 0)
 			return d;
 	d = calloc(1, sizeof(*d));
@@ -91,35 +103,35 @@ static struct kb_dest *dest_get(struct dmta_pool *kb, const char *domain)
 		free(d);
 		return NULL;
 	}
-	d->next = kb->dests;
-	kb->dests = d;
+	d->next = pool->dests;
+	pool->dests = d;
 	return d;
 }
 
-static void idle_remove(struct kb_conn *c)
+static void idle_remove(struct pool_conn *c)
 {
-	struct kb_conn **pp;
+	struct pool_conn **pp;
 
 	for (pp = &c->d->idle; *pp != NULL; pp = &(*pp)->idle_next)
 		if (*pp == c) {
 			*pp = c->idle_next;
 			c->idle_next = NULL;
-			ST_ADD(c->kb, idle, -1);
+			ST_ADD(c->pool, idle, -1);
 			return;
 		}
 }
 
-static void idle_push(struct kb_conn *c)
+static void idle_push(struct pool_conn *c)
 {
 	c->idle_next = c->d->idle;
 	c->d->idle = c;
-	ST_ADD(c->kb, idle, 1);
+	ST_ADD(c->pool, idle, 1);
 }
 
-static void set_connecting(struct kb_conn *c, bool on)
+static void set_connecting(struct pool_conn *c, bool on)
 {
 	if (c->connecting != on)
-		ST_ADD(c->kb, connecting, on ? 1 : -1);
+		ST_ADD(c->pool, connecting, on ? 1 : -1);
 	c->connecting = on;
 }
 
@@ -147,25 +159,25 @@ static char *one_line(const char *text, size_t len)
 	return s;
 }
 
-static void job_finish(struct dmta_pool *kb, struct dmta_job *job, bool connected,
+static void job_finish(struct dmta_pool *pool, struct dmta_job *job, bool connected,
 		       const char *reply)
 {
 	job->connected = connected;
 	if (!connected && reply != job->reply)
 		snprintf(job->reply, sizeof(job->reply), "%s", reply ? reply : "connection failed");
-	ST_ADD(kb, busy, -1);
-	kb->done(kb->ctl, job);
+	ST_ADD(pool, busy, -1);
+	pool->done(pool->ctl, job);
 }
 
-static uint64_t pool_now(const struct dmta_pool *kb)
+static uint64_t pool_now(const struct dmta_pool *pool)
 {
-	return kb->xp.now_ns(kb->xp.x);
+	return pool->xp.now_ns(pool->xp.x);
 }
 
-static void conn_close_fd(struct kb_conn *c, bool graceful)
+static void conn_close_fd(struct pool_conn *c, bool graceful)
 {
 	if (c->open) {
-		c->kb->xp.close(c->kb->xp.x, &c->xc, graceful);
+		c->pool->xp.close(c->pool->xp.x, &c->xc, graceful);
 		c->open = false;
 	}
 	smtp_session_free(c->s);
@@ -175,10 +187,10 @@ static void conn_close_fd(struct kb_conn *c, bool graceful)
 	c->roff = c->rlen = 0;
 }
 
-static void conn_free(struct kb_conn *c)
+static void conn_free(struct pool_conn *c)
 {
-	struct dmta_pool *kb = c->kb;
-	struct kb_dest *d = c->d;
+	struct dmta_pool *pool = c->pool;
+	struct pool_dest *d = c->d;
 
 	conn_close_fd(c, true);
 	set_connecting(c, false);
@@ -187,17 +199,17 @@ static void conn_free(struct kb_conn *c)
 	if (c->prev)
 		c->prev->next = c->next;
 	else
-		kb->conns = c->next;
+		pool->conns = c->next;
 	if (c->next)
 		c->next->prev = c->prev;
-	ST_ADD(kb, conns, -1);
+	ST_ADD(pool, conns, -1);
 	d->nconns--;
 	free(c);
-	dest_kick(kb, d);
+	dest_kick(pool, d);
 }
 
 /* The current address failed: try the next, or fail the job. */
-static void conn_retry(struct kb_conn *c, const char *why, bool next_addr)
+static void conn_retry(struct pool_conn *c, const char *why, bool next_addr)
 {
 	struct dmta_job *job = c->job;
 
@@ -218,27 +230,27 @@ static void conn_retry(struct kb_conn *c, const char *why, bool next_addr)
 	conn_try(c);
 }
 
-static void conn_next_addr(struct kb_conn *c, const char *why)
+static void conn_next_addr(struct pool_conn *c, const char *why)
 {
 	conn_retry(c, why, true);
 }
 
-static void conn_set_out(struct kb_conn *c, bool want)
+static void conn_set_out(struct pool_conn *c, bool want)
 {
 	if (c->want_out == want || !c->open)
 		return;
-	c->kb->xp.want_write(c->kb->xp.x, &c->xc, want);
+	c->pool->xp.want_write(c->pool->xp.x, &c->xc, want);
 	c->want_out = want;
 }
 
 /* Send what the session has; true while the connection lives. */
-static void conn_flush(struct kb_conn *c)
+static void conn_flush(struct pool_conn *c)
 {
 	struct iovec iov[16];
 	size_t k;
 
 	while (c->s != NULL && (k = smtp_session_tx_iov(c->s, iov, 16)) > 0) {
-		ssize_t n = c->kb->xp.writev(c->kb->xp.x, &c->xc, iov, (int)k);
+		ssize_t n = c->pool->xp.writev(c->pool->xp.x, &c->xc, iov, (int)k);
 
 		if (n == -EAGAIN || n == 0) {
 			conn_set_out(c, true);
@@ -254,26 +266,26 @@ static void conn_flush(struct kb_conn *c)
 	conn_set_out(c, false);
 }
 
-static void conn_arm(struct kb_conn *c)
+static void conn_arm(struct pool_conn *c)
 {
 	uint64_t ms;
 
 	/* A session saying goodbye (max_msgs cut to msgs) is no longer idle:
 	 * its QUIT gets the engine's deadline, not a new idle period. */
 	if (c->job == NULL && c->s != NULL && smtp_session_ready(c->s) && c->msgs < c->max_msgs) {
-		c->deadline_ns = pool_now(c->kb) + c->kb->conf.idle_ms * DMTA_NS_PER_MS;
+		c->deadline_ns = pool_now(c->pool) + c->pool->conf.idle_ms * DMTA_NS_PER_MS;
 		return;
 	}
 	if (c->s == NULL || smtp_session_deadline(c->s, &ms) == SMTP_DL_NONE)
 		c->deadline_ns = 0;
 	else
-		c->deadline_ns = pool_now(c->kb) + ms * DMTA_NS_PER_MS;
+		c->deadline_ns = pool_now(c->pool) + ms * DMTA_NS_PER_MS;
 }
 
 /* The job on this session is over; keep the session for the next one or end it. */
-static void conn_job_done(struct kb_conn *c)
+static void conn_job_done(struct pool_conn *c)
 {
-	struct dmta_pool *kb = c->kb;
+	struct dmta_pool *pool = c->pool;
 	struct dmta_job *job = c->job;
 
 	snprintf(job->mx, sizeof(job->mx), "%s", c->mx);
@@ -281,13 +293,13 @@ static void conn_job_done(struct kb_conn *c)
 	snprintf(job->tls, sizeof(job->tls), "%s", smtp_session_tls(c->s));
 	c->job = NULL;
 	c->msgs++;
-	job_finish(kb, job, true, NULL);
-	if (c->msgs >= c->max_msgs || kb->draining) {
+	job_finish(pool, job, true, NULL);
+	if (c->msgs >= c->max_msgs || pool->draining) {
 		c->max_msgs = c->msgs; /* closing: never idle again */
 		smtp_session_quit(c->s);
 	} else {
 		idle_push(c);
-		dest_kick(kb, c->d);
+		dest_kick(pool, c->d);
 	}
 }
 
@@ -295,7 +307,7 @@ static void conn_job_done(struct kb_conn *c)
  * Take the session's events. Returns false when the connection was freed or
  * moved to another address (the caller must not touch it).
  */
-static bool conn_events(struct kb_conn *c)
+static bool conn_events(struct pool_conn *c)
 {
 	struct smtp_event ev;
 
@@ -345,7 +357,8 @@ static bool conn_events(struct kb_conn *c)
 			if (c->job != NULL) {
 				/* The engine reports every message before it
 				 * closes; this is a broken promise, not a path. */
-				dmta_panic("kbackend: session closed with a job on it");
+				dmta_panic("pool: %s: session closed with a job on it",
+					   c->d->domain);
 			}
 			conn_flush(c); /* QUIT's tail or close_notify */
 			conn_free(c);
@@ -357,7 +370,7 @@ static bool conn_events(struct kb_conn *c)
 	return true;
 }
 
-static void conn_read(struct kb_conn *c)
+static void conn_read(struct pool_conn *c)
 {
 	bool eof = false;
 
@@ -365,7 +378,8 @@ static void conn_read(struct kb_conn *c)
 		size_t took;
 
 		if (c->roff == c->rlen) {
-			ssize_t n = c->kb->xp.read(c->kb->xp.x, &c->xc, c->rbuf, sizeof(c->rbuf));
+			ssize_t n =
+			    c->pool->xp.read(c->pool->xp.x, &c->xc, c->rbuf, sizeof(c->rbuf));
 
 			if (n == -EAGAIN)
 				break;
@@ -393,24 +407,24 @@ static void conn_read(struct kb_conn *c)
 }
 
 /* Start SMTP on a new connection; false when c was moved on or freed. */
-static bool conn_start_session(struct kb_conn *c)
+static bool conn_start_session(struct pool_conn *c)
 {
-	struct dmta_pool *kb = c->kb;
+	struct dmta_pool *pool = c->pool;
 	struct dmta_job *job = c->job;
 	char key[300];
 	const struct dns_host *h = &job->route->dest->hosts[c->host_i];
 	struct smtp_session_config sc = {
 	    .client =
 		{
-		    .helo_name = kb->helo,
+		    .helo_name = pool->helo,
 		    .tls = c->plain ? SMTP_TLS_NONE : job->policy.tls,
 		    .auth_user = job->policy.auth_user,
 		    .auth_pass = job->policy.auth_pass,
 		    .auth_plaintext_ok = job->policy.auth_plaintext_ok,
 		    .max_rcpts = 0,
-		    .trace = kb->conf.trace,
+		    .trace = pool->conf.trace,
 		},
-	    .tls_ctx = kb->conf.tls_ctx,
+	    .tls_ctx = pool->conf.tls_ctx,
 	    .tls_sni = c->mx,
 	    .tls_dest_key = key,
 	    .tls_verify = job->policy.tls_verify,
@@ -423,7 +437,7 @@ static bool conn_start_session(struct kb_conn *c)
 		conn_next_addr(c, "cannot create an SMTP session");
 		return false;
 	}
-	c->st = KC_SESSION;
+	c->st = CONN_SESSION;
 	set_connecting(c, false);
 	if (smtp_session_submit(c->s, &job->msg) != 0) {
 		conn_next_addr(c, "message refused by the SMTP engine");
@@ -435,9 +449,9 @@ static bool conn_start_session(struct kb_conn *c)
 }
 
 /* Connect to the next address there is, or fail the job. */
-static void conn_try(struct kb_conn *c)
+static void conn_try(struct pool_conn *c)
 {
-	struct dmta_pool *kb = c->kb;
+	struct dmta_pool *pool = c->pool;
 	struct dmta_job *job = c->job;
 	const struct dns_dest *dest = job->route->dest;
 
@@ -452,9 +466,9 @@ static void conn_try(struct kb_conn *c)
 			inet_ntop(AF_INET, &h->v4[c->addr_i], c->ip, sizeof(c->ip));
 			c->xc.xh = NULL;
 			c->xc.fd = -1;
-			rc = kb->xp.connect(kb->xp.x, &c->xc, h->v4[c->addr_i], port);
+			rc = pool->xp.connect(pool->xp.x, &c->xc, h->v4[c->addr_i], port);
 			if (rc != 0) {
-				ST_ADD(kb, connect_failed, 1);
+				ST_ADD(pool, connect_failed, 1);
 				snprintf(job->reply, sizeof(job->reply), "%s[%s]: connect: %s",
 					 c->mx, c->ip, strerror(-rc));
 				continue;
@@ -466,11 +480,11 @@ static void conn_try(struct kb_conn *c)
 			 * for as long as it lives, the loop spins, and each
 			 * wake-up pushes an idle session's deadline away. */
 			c->want_out = true;
-			c->st = KC_CONNECTING;
+			c->st = CONN_CONNECTING;
 			set_connecting(c, true);
-			ST_ADD(kb, opened, 1);
+			ST_ADD(pool, opened, 1);
 			c->deadline_ns =
-			    pool_now(kb) + kb->conf.connect_timeout_ms * DMTA_NS_PER_MS;
+			    pool_now(pool) + pool->conf.connect_timeout_ms * DMTA_NS_PER_MS;
 			return;
 		}
 	}
@@ -481,27 +495,27 @@ static void conn_try(struct kb_conn *c)
 			 job->sjob.domain);
 	snprintf(job->mx, sizeof(job->mx), "%s", c->mx);
 	snprintf(job->ip, sizeof(job->ip), "%s", c->ip);
-	job_finish(kb, job, false, job->reply);
+	job_finish(pool, job, false, job->reply);
 	conn_free(c);
 }
 
 void dmta_pool_connected(struct dmta_pool_conn *xc)
 {
-	struct kb_conn *c = (struct kb_conn *)xc;
+	struct pool_conn *c = (struct pool_conn *)xc;
 
 	/* What already arrived (a greeting with the handshake's last ACK) is
 	 * read at once, so that one call per transport event is enough. */
-	if (c->st == KC_CONNECTING && conn_start_session(c))
+	if (c->st == CONN_CONNECTING && conn_start_session(c))
 		conn_read(c);
 }
 
 void dmta_pool_failed(struct dmta_pool_conn *xc, int err)
 {
-	struct kb_conn *c = (struct kb_conn *)xc;
+	struct pool_conn *c = (struct pool_conn *)xc;
 	char why[128];
 
-	if (c->st == KC_CONNECTING) {
-		ST_ADD(c->kb, connect_failed, 1);
+	if (c->st == CONN_CONNECTING) {
+		ST_ADD(c->pool, connect_failed, 1);
 		snprintf(why, sizeof(why), "connect: %s", strerror(err));
 		conn_next_addr(c, why);
 		return;
@@ -516,32 +530,32 @@ void dmta_pool_failed(struct dmta_pool_conn *xc, int err)
 
 void dmta_pool_readable(struct dmta_pool_conn *xc)
 {
-	struct kb_conn *c = (struct kb_conn *)xc;
+	struct pool_conn *c = (struct pool_conn *)xc;
 
-	if (c->st == KC_SESSION)
+	if (c->st == CONN_SESSION)
 		conn_read(c); /* may free c */
 }
 
 void dmta_pool_writable(struct dmta_pool_conn *xc)
 {
-	struct kb_conn *c = (struct kb_conn *)xc;
+	struct pool_conn *c = (struct pool_conn *)xc;
 
-	if (c->st == KC_SESSION) {
+	if (c->st == CONN_SESSION) {
 		conn_flush(c);
 		conn_arm(c);
 	}
 }
 
 /* Start @p job on an idle session of its destination. false: none would take it. */
-static bool dest_reuse(struct kb_dest *d, struct dmta_job *job)
+static bool dest_reuse(struct pool_dest *d, struct dmta_job *job)
 {
-	struct kb_conn *c;
+	struct pool_conn *c;
 
 	while ((c = d->idle) != NULL) {
 		idle_remove(c);
 		c->job = job;
 		if (smtp_session_submit(c->s, &job->msg) == 0) {
-			ST_ADD(c->kb, reused, 1);
+			ST_ADD(c->pool, reused, 1);
 			conn_flush(c);
 			conn_arm(c);
 			return true;
@@ -555,25 +569,25 @@ static bool dest_reuse(struct kb_dest *d, struct dmta_job *job)
 }
 
 /* Start @p job on a new connection. */
-static void dest_connect(struct dmta_pool *kb, struct kb_dest *d, struct dmta_job *job)
+static void dest_connect(struct dmta_pool *pool, struct pool_dest *d, struct dmta_job *job)
 {
-	struct kb_conn *c = calloc(1, sizeof(*c));
+	struct pool_conn *c = calloc(1, sizeof(*c));
 
 	if (c == NULL) {
-		job_finish(kb, job, false, "451 4.3.0 out of memory");
+		job_finish(pool, job, false, "451 4.3.0 out of memory");
 		return;
 	}
-	c->kb = kb;
+	c->pool = pool;
 	c->d = d;
 	c->xc.fd = -1;
 	c->job = job;
 	c->max_msgs =
 	    job->sjob.max_messages_per_connection ? job->sjob.max_messages_per_connection : 100;
-	c->next = kb->conns;
-	if (kb->conns)
-		kb->conns->prev = c;
-	kb->conns = c;
-	ST_ADD(kb, conns, 1);
+	c->next = pool->conns;
+	if (pool->conns)
+		pool->conns->prev = c;
+	pool->conns = c;
+	ST_ADD(pool, conns, 1);
 	d->nconns++;
 	conn_try(c);
 }
@@ -581,24 +595,24 @@ static void dest_connect(struct dmta_pool *kb, struct kb_dest *d, struct dmta_jo
 /* Give waiting jobs an idle session, or a new connection while the
  * destination is under its limit. Each job leaves the queue before it
  * starts, so a done() that submits again finds the queue consistent. */
-static bool dest_full(const struct kb_dest *d, const struct dmta_job *job)
+static bool dest_full(const struct pool_dest *d, const struct dmta_job *job)
 {
 	return job->sjob.max_connections != 0 && d->nconns >= job->sjob.max_connections;
 }
 
-static void dest_kick(struct dmta_pool *kb, struct kb_dest *d)
+static void dest_kick(struct dmta_pool *pool, struct pool_dest *d)
 {
 	struct dmta_job *job;
 
 	while ((job = d->wait_head) != NULL) {
-		if (!kb->draining && d->idle == NULL && dest_full(d, job))
+		if (!pool->draining && d->idle == NULL && dest_full(d, job))
 			return;
 		d->wait_head = job->wait_next;
 		if (d->wait_head == NULL)
 			d->wait_tail = NULL;
 		job->wait_next = NULL;
-		if (kb->draining) {
-			job_finish(kb, job, false, "451 4.3.2 dmtad is stopping");
+		if (pool->draining) {
+			job_finish(pool, job, false, "451 4.3.2 dmtad is stopping");
 			continue;
 		}
 		if (dest_reuse(d, job))
@@ -611,21 +625,21 @@ static void dest_kick(struct dmta_pool *kb, struct kb_dest *d)
 				d->wait_tail = job;
 			return;
 		}
-		dest_connect(kb, d, job);
+		dest_connect(pool, d, job);
 	}
 }
 
-int dmta_pool_submit(struct dmta_pool *kb, struct dmta_job *job)
+int dmta_pool_submit(struct dmta_pool *pool, struct dmta_job *job)
 {
-	struct kb_dest *d;
+	struct pool_dest *d;
 
-	if (kb->draining)
+	if (pool->draining)
 		return -ESHUTDOWN;
-	d = dest_get(kb, job->sjob.domain);
+	d = dest_get(pool, job->sjob.domain);
 	if (d == NULL)
 		return -ENOMEM;
-	ST_ADD(kb, busy, 1);
-	ST_ADD(kb, jobs, 1);
+	ST_ADD(pool, busy, 1);
+	ST_ADD(pool, jobs, 1);
 	job->reply[0] = '\0';
 	job->wait_next = NULL;
 	if (d->wait_tail != NULL)
@@ -633,32 +647,32 @@ int dmta_pool_submit(struct dmta_pool *kb, struct dmta_job *job)
 	else
 		d->wait_head = job;
 	d->wait_tail = job;
-	dest_kick(kb, d);
+	dest_kick(pool, d);
 	return 0;
 }
 
-uint64_t dmta_pool_next_deadline(const struct dmta_pool *kb)
+uint64_t dmta_pool_next_deadline(const struct dmta_pool *pool)
 {
 	uint64_t first = UINT64_MAX;
 
-	for (const struct kb_conn *c = kb->conns; c != NULL; c = c->next)
+	for (const struct pool_conn *c = pool->conns; c != NULL; c = c->next)
 		if (c->deadline_ns != 0 && c->deadline_ns < first)
 			first = c->deadline_ns;
 	return first;
 }
 
-void dmta_pool_tick(struct dmta_pool *kb)
+void dmta_pool_tick(struct dmta_pool *pool)
 {
-	uint64_t now = pool_now(kb);
-	struct kb_conn *c, *next;
+	uint64_t now = pool_now(pool);
+	struct pool_conn *c, *next;
 
-	for (c = kb->conns; c != NULL; c = next) {
+	for (c = pool->conns; c != NULL; c = next) {
 		next = c->next;
 		if (c->deadline_ns == 0 || c->deadline_ns > now)
 			continue;
 		c->deadline_ns = 0;
-		if (c->st == KC_CONNECTING) {
-			ST_ADD(kb, connect_failed, 1);
+		if (c->st == CONN_CONNECTING) {
+			ST_ADD(pool, connect_failed, 1);
 			conn_next_addr(c, "connect: timed out");
 		} else if (c->job == NULL && smtp_session_ready(c->s) && c->msgs < c->max_msgs) {
 			idle_remove(c);
@@ -676,19 +690,19 @@ void dmta_pool_tick(struct dmta_pool *kb)
 			}
 		}
 		/* A callback may have freed connections after c: start over. */
-		next = kb->conns;
-		now = pool_now(kb);
+		next = pool->conns;
+		now = pool_now(pool);
 	}
 }
 
-void dmta_pool_drain(struct dmta_pool *kb)
+void dmta_pool_drain(struct dmta_pool *pool)
 {
 
-	kb->draining = true;
-	for (struct kb_dest *d = kb->dests; d != NULL; d = d->next) {
-		dest_kick(kb, d); /* fails what waits */
+	pool->draining = true;
+	for (struct pool_dest *d = pool->dests; d != NULL; d = d->next) {
+		dest_kick(pool, d); /* fails what waits */
 		while (d->idle != NULL) {
-			struct kb_conn *c = d->idle;
+			struct pool_conn *c = d->idle;
 
 			idle_remove(c);
 			c->max_msgs = c->msgs;
@@ -699,60 +713,60 @@ void dmta_pool_drain(struct dmta_pool *kb)
 	}
 }
 
-unsigned dmta_pool_busy(const struct dmta_pool *kb)
+unsigned dmta_pool_busy(const struct dmta_pool *pool)
 {
-	uint64_t conns = kb->st.conns, busy = kb->st.busy;
+	uint64_t conns = pool->st.conns, busy = pool->st.busy;
 
 	/* Every job has its connection, so once draining the connections
 	 * still open are the jobs and the sessions saying goodbye. */
-	return (unsigned)(kb->draining && conns > busy ? conns : busy);
+	return (unsigned)(pool->draining && conns > busy ? conns : busy);
 }
 
-void dmta_pool_read_stats(const struct dmta_pool *kb, struct dmta_pool_stats *st)
+void dmta_pool_read_stats(const struct dmta_pool *pool, struct dmta_pool_stats *st)
 {
-	st->conns = __atomic_load_n(&kb->st.conns, __ATOMIC_RELAXED);
-	st->connecting = __atomic_load_n(&kb->st.connecting, __ATOMIC_RELAXED);
-	st->idle = __atomic_load_n(&kb->st.idle, __ATOMIC_RELAXED);
-	st->busy = __atomic_load_n(&kb->st.busy, __ATOMIC_RELAXED);
-	st->opened = __atomic_load_n(&kb->st.opened, __ATOMIC_RELAXED);
-	st->connect_failed = __atomic_load_n(&kb->st.connect_failed, __ATOMIC_RELAXED);
-	st->jobs = __atomic_load_n(&kb->st.jobs, __ATOMIC_RELAXED);
-	st->reused = __atomic_load_n(&kb->st.reused, __ATOMIC_RELAXED);
+	st->conns = __atomic_load_n(&pool->st.conns, __ATOMIC_RELAXED);
+	st->connecting = __atomic_load_n(&pool->st.connecting, __ATOMIC_RELAXED);
+	st->idle = __atomic_load_n(&pool->st.idle, __ATOMIC_RELAXED);
+	st->busy = __atomic_load_n(&pool->st.busy, __ATOMIC_RELAXED);
+	st->opened = __atomic_load_n(&pool->st.opened, __ATOMIC_RELAXED);
+	st->connect_failed = __atomic_load_n(&pool->st.connect_failed, __ATOMIC_RELAXED);
+	st->jobs = __atomic_load_n(&pool->st.jobs, __ATOMIC_RELAXED);
+	st->reused = __atomic_load_n(&pool->st.reused, __ATOMIC_RELAXED);
 }
 
-void dmta_pool_foreach_conn(struct dmta_pool *kb, void (*fn)(void *arg, struct dmta_pool_conn *c),
+void dmta_pool_foreach_conn(struct dmta_pool *pool, void (*fn)(void *arg, struct dmta_pool_conn *c),
 			    void *arg)
 {
-	for (struct kb_conn *c = kb->conns; c != NULL; c = c->next)
+	for (struct pool_conn *c = pool->conns; c != NULL; c = c->next)
 		if (c->open)
 			fn(arg, &c->xc);
 }
 
-void dmta_pool_free(struct dmta_pool *kb)
+void dmta_pool_free(struct dmta_pool *pool)
 {
-	if (kb == NULL)
+	if (pool == NULL)
 		return;
-	kb->draining = true; /* closing connections start no waiting job */
-	while (kb->conns != NULL) {
-		struct kb_conn *c = kb->conns;
+	pool->draining = true; /* closing connections start no waiting job */
+	while (pool->conns != NULL) {
+		struct pool_conn *c = pool->conns;
 
 		if (c->job != NULL) {
 			struct dmta_job *job = c->job;
 
 			c->job = NULL;
-			job_finish(kb, job, false, "dmtad stopped during delivery");
+			job_finish(pool, job, false, "dmtad stopped during delivery");
 		}
 		conn_free(c);
 	}
-	while (kb->dests != NULL) {
-		struct kb_dest *d = kb->dests;
+	while (pool->dests != NULL) {
+		struct pool_dest *d = pool->dests;
 
-		kb->dests = d->next;
+		pool->dests = d->next;
 		free(d->domain);
 		free(d);
 	}
-	free(kb->helo);
-	free(kb);
+	free(pool->helo);
+	free(pool);
 }
 
 int dmta_pool_conf_load(const struct dmta_conf *conf, struct dmta_pool_conf *pc, char *helo,
@@ -781,20 +795,20 @@ int dmta_pool_conf_load(const struct dmta_conf *conf, struct dmta_pool_conf *pc,
 struct dmta_pool *dmta_pool_new(const struct dmta_pool_conf *pc, const struct dmta_pool_xport *xp,
 				dmta_job_done_fn *done, void *ctl)
 {
-	struct dmta_pool *kb = calloc(1, sizeof(*kb));
+	struct dmta_pool *pool = calloc(1, sizeof(*pool));
 
-	if (kb == NULL)
+	if (pool == NULL)
 		return NULL;
-	kb->conf = *pc;
-	kb->xp = *xp;
-	kb->helo = strdup(pc->helo_name);
-	if (kb->helo == NULL) {
-		free(kb);
+	pool->conf = *pc;
+	pool->xp = *xp;
+	pool->helo = strdup(pc->helo_name);
+	if (pool->helo == NULL) {
+		free(pool);
 		errno = ENOMEM;
 		return NULL;
 	}
-	kb->conf.helo_name = kb->helo;
-	kb->done = done;
-	kb->ctl = ctl;
-	return kb;
+	pool->conf.helo_name = pool->helo;
+	pool->done = done;
+	pool->ctl = ctl;
+	return pool;
 }

@@ -18,8 +18,11 @@
  *	addresses in order (MX failover): a refused or timed-out connection, or
  *	a session that fails before it is ready (a 421 greeting, a TLS
  *	failure), moves on to the next address. Idle sessions are closed with
- *	QUIT after idle_ms. The scheduler limits the jobs out per destination,
- *	and so the connections.
+ *	QUIT after idle_ms. A destination has at most the job's
+ *	max_connections connections, those still saying goodbye (QUIT,
+ *	close_notify) included, for the receiver counts them too: a job
+ *	that finds none idle and the limit reached waits in the pool until
+ *	one goes idle or closes.
  *
  *	The transport (kernel sockets in the control thread, the userspace TCP
  *	on a worker lcore) opens, reads, writes and closes, and tells the pool

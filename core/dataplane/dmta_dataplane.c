@@ -231,6 +231,7 @@ void dmta_dataplane_stop(struct dmta_dataplane *dp)
 	dmta_workers_stop();
 	if (dp->eal_up)
 		rte_eal_mp_wait_lcore();
+	dp->launched = false;
 }
 
 void dmta_dataplane_close(struct dmta_dataplane *dp)

@@ -54,7 +54,7 @@ struct dmta_dataplane {
 	char *eal_argv[DMTA_EAL_MAX_ARGS + 1];
 	int eal_argc;
 	bool eal_up;
-	bool launched;
+	bool launched; /* workers run: from launch until dmta_dataplane_stop() */
 	unsigned int nb_workers;
 	uint32_t idle_sleep_us;
 	struct tcp_netif_conf netconf;

@@ -1,7 +1,11 @@
 /*
  * dmta_dbackend.c - see dmta_dbackend.h.
  *
- * One process has one data plane, so the backend's state is this module's.
+ * The worker's side (ws_*) runs on the worker's lcore and touches its own
+ * struct wstate and the rings; the control thread's side (db_*) runs in
+ * the control thread. They share the rings, the doorbell, and a few
+ * atomics: draining (control -> workers), drain_seen and closing (each
+ * worker -> control).
  */
 #include <errno.h>
 #include <stdatomic.h>
@@ -28,7 +32,10 @@
 /* Results wait at most this long for a doorbell; fewer syscalls under load. */
 #define DB_BELL_US 50
 
+struct dmta_dbackend;
+
 struct wstate {
+	struct dmta_dbackend *db;
 	struct dmta_worker *w;
 	struct rte_ring *in;  /* control -> worker */
 	struct rte_ring *out; /* worker -> control */
@@ -46,18 +53,20 @@ struct wstate {
 	bool direct;	     /* workers stopped: results go straight to the control thread */
 } __rte_cache_aligned;
 
-static struct {
+struct dmta_dbackend {
+	struct dmta_dataplane *dp;
 	struct wstate *ws;
 	unsigned int n;
-	int bell; /* eventfd */
+	int bell; /* eventfd: workers -> control thread */
 	atomic_bool draining;
+	/* The control thread's, from dmta_dbackend_bind() until release. */
 	dmta_job_done_fn *done;
 	void *ctl;
 	struct dmta_backend ops;
 	struct dmta_loop *loop;
-	unsigned busy;
-	bool workers_stopped;
-} db = {.bell = -1};
+	unsigned busy; /* jobs handed to the workers, not back yet */
+	bool released; /* the control thread has let go: the pools are gone */
+};
 
 /* ---- the worker's side ---- */
 
@@ -71,8 +80,8 @@ static void ws_done(void *arg, struct dmta_job *job)
 	struct wstate *ws = arg;
 
 	if (ws->direct) {
-		db.busy--;
-		db.done(db.ctl, job);
+		ws->db->busy--;
+		ws->db->done(ws->db->ctl, job);
 		return;
 	}
 	/* The ring holds every job this worker can have, so this cannot fail. */
@@ -188,7 +197,7 @@ static void ws_poll(void *arg, struct dmta_worker *w, uint64_t now_tsc)
 	if (ws->ring_bell && now_tsc - ws->last_bell >= ws->bell_gap) {
 		uint64_t one = 1;
 
-		if (write(db.bell, &one, sizeof(one)) < 0) {
+		if (write(ws->db->bell, &one, sizeof(one)) < 0) {
 			/* The counter is saturated: the control thread is awake anyway. */
 		}
 		ws->ring_bell = false;
@@ -205,7 +214,7 @@ static void ws_tick(void *arg, struct dmta_worker *w, uint64_t now_tsc)
 		dmta_pool_tick(ws->pool);
 		ws->last_pool_tick = now_tsc;
 	}
-	if (!ws->drained && atomic_load_explicit(&db.draining, memory_order_acquire)) {
+	if (!ws->drained && atomic_load_explicit(&ws->db->draining, memory_order_acquire)) {
 		dmta_pool_drain(ws->pool);
 		ws->drained = true;
 	}
@@ -215,30 +224,38 @@ static void ws_tick(void *arg, struct dmta_worker *w, uint64_t now_tsc)
 	}
 }
 
-int dmta_dbackend_attach(struct dmta_worker *workers, unsigned int n, const struct dmta_conf *conf,
-			 char *err, size_t errlen)
+struct dmta_dbackend *dmta_dbackend_new(struct dmta_dataplane *dp, const struct dmta_conf *conf,
+					char *err, size_t errlen)
 {
 	char helo[256]; /* dmta_pool_new() copies it */
 	struct dmta_pool_conf pc0;
+	struct dmta_dbackend *db;
 	const char *ca;
 
 	if (dmta_pool_conf_load(conf, &pc0, helo, sizeof(helo), &ca) != 0) {
 		snprintf(err, errlen, "invalid [smtp] settings in %s", dmta_conf_source(conf));
-		return -EINVAL;
+		return NULL;
 	}
-	db.bell = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	if (db.bell < 0) {
-		snprintf(err, errlen, "eventfd: %s", strerror(errno));
-		return -errno;
-	}
-	db.ws = rte_zmalloc("dmta_dbackend", sizeof(*db.ws) * n, RTE_CACHE_LINE_SIZE);
-	if (db.ws == NULL) {
+	db = calloc(1, sizeof(*db));
+	if (db == NULL) {
 		snprintf(err, errlen, "out of memory");
-		return -ENOMEM;
+		return NULL;
 	}
-	db.n = n;
-	for (unsigned int k = 0; k < n; k++) {
-		struct wstate *ws = &db.ws[k];
+	db->dp = dp;
+	db->bell = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (db->bell < 0) {
+		snprintf(err, errlen, "eventfd: %s", strerror(errno));
+		goto fail;
+	}
+	db->ws =
+	    rte_zmalloc("dmta_dbackend", sizeof(*db->ws) * dp->nb_workers, RTE_CACHE_LINE_SIZE);
+	if (db->ws == NULL) {
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
+	db->n = dp->nb_workers;
+	for (unsigned int k = 0; k < db->n; k++) {
+		struct wstate *ws = &db->ws[k];
 		char name[RTE_RING_NAMESIZE];
 		struct dmta_pool_conf pc = pc0;
 		struct dmta_pool_xport xp = {
@@ -253,7 +270,8 @@ int dmta_dbackend_attach(struct dmta_worker *workers, unsigned int n, const stru
 		struct dmta_worker_app app = {
 		    .events = ws_events, .tick = ws_tick, .poll = ws_poll, .arg = ws};
 
-		ws->w = &workers[k];
+		ws->db = db;
+		ws->w = &dp->workers[k];
 		ws->ns_per_tsc_q32 = (DMTA_NS_PER_S << 32) / rte_get_tsc_hz();
 		ws->bell_gap = rte_get_tsc_hz() / 1000000 * DB_BELL_US;
 		snprintf(name, sizeof(name), "dmta_jobs_%u", k);
@@ -269,26 +287,29 @@ int dmta_dbackend_attach(struct dmta_worker *workers, unsigned int n, const stru
 		if (ws->in == NULL || ws->out == NULL || ws->pool == NULL) {
 			snprintf(err, errlen, "worker %u: cannot set up delivery (rings, TLS%s%s)",
 				 k, ca ? " with CA file " : "", ca ? ca : "");
-			return -ENOMEM;
+			goto fail;
 		}
-		dmta_worker_set_app(&workers[k], &app);
+		dmta_worker_set_app(ws->w, &app);
 	}
-	return 0;
+	return db;
+fail:
+	dmta_dbackend_free(db);
+	return NULL;
 }
 
 /* ---- the control thread's side ---- */
 
-static void db_collect(void)
+static void db_collect(struct dmta_dbackend *db)
 {
 	struct dmta_job *jobs[DB_BURST];
 	unsigned k;
 
-	for (unsigned int i = 0; i < db.n; i++) {
-		while ((k = rte_ring_sc_dequeue_burst(db.ws[i].out, (void **)jobs, DB_BURST,
+	for (unsigned int i = 0; i < db->n; i++) {
+		while ((k = rte_ring_sc_dequeue_burst(db->ws[i].out, (void **)jobs, DB_BURST,
 						      NULL)) > 0) {
 			for (unsigned j = 0; j < k; j++) {
-				db.busy--;
-				db.done(db.ctl, jobs[j]);
+				db->busy--;
+				db->done(db->ctl, jobs[j]);
 			}
 		}
 	}
@@ -296,52 +317,61 @@ static void db_collect(void)
 
 static void db_bell(void *arg, int fd, uint32_t events)
 {
+	struct dmta_dbackend *db = arg;
 	uint64_t v;
 
 	if (read(fd, &v, sizeof(v)) < 0) {
 		/* EAGAIN: another turn already took it */
 	}
-	db_collect();
+	db_collect(db);
 }
 
 static int db_submit(void *be, struct dmta_job *job)
 {
-	struct wstate *ws = &db.ws[job->sjob.shard % db.n];
+	struct dmta_dbackend *db = be;
+	struct wstate *ws = &db->ws[job->sjob.shard % db->n];
 
-	if (atomic_load(&db.draining) || db.workers_stopped)
+	if (atomic_load(&db->draining) || db->released)
 		return -ESHUTDOWN;
 	if (rte_ring_sp_enqueue(ws->in, job) != 0)
 		return -ENOBUFS;
-	db.busy++;
+	db->busy++;
 	return 0;
 }
 
 static int db_next_timeout_ms(void *be)
 {
+	const struct dmta_dbackend *db = be;
+
 	/* The doorbell wakes the loop; this is a safety net only. */
-	return db.busy > 0 ? 1000 : -1;
+	return db->busy > 0 ? 1000 : -1;
 }
 
 static void db_tick(void *be)
 {
-	db_collect();
+	struct dmta_dbackend *db = be;
+
+	db_collect(db);
 }
 
 static void db_drain(void *be)
 {
-	atomic_store_explicit(&db.draining, true, memory_order_release);
+	struct dmta_dbackend *db = be;
+
+	atomic_store_explicit(&db->draining, true, memory_order_release);
 }
 
 static unsigned db_busy(void *be)
 {
-	unsigned n = db.busy;
+	struct dmta_dbackend *db = be;
+	unsigned n = db->busy;
 
 	/* Stopping: the workers' sessions say QUIT (and close_notify, and
 	 * FIN) only while the workers run. */
-	if (atomic_load(&db.draining) && !db.workers_stopped)
-		for (unsigned int i = 0; i < db.n; i++)
-			n += atomic_load_explicit(&db.ws[i].drain_seen, memory_order_acquire)
-				 ? atomic_load_explicit(&db.ws[i].closing, memory_order_acquire)
+	if (atomic_load(&db->draining) && !db->released)
+		for (unsigned int i = 0; i < db->n; i++)
+			n += atomic_load_explicit(&db->ws[i].drain_seen, memory_order_acquire)
+				 ? atomic_load_explicit(&db->ws[i].closing, memory_order_acquire)
 				 : 1;
 	return n;
 }
@@ -354,10 +384,11 @@ static unsigned db_busy(void *be)
  */
 static unsigned db_workers(void *be, struct dmta_stats_worker *w, unsigned max)
 {
+	struct dmta_dbackend *db = be;
 	unsigned k;
 
-	for (k = 0; k < db.n && k < max && !db.workers_stopped; k++) {
-		const struct wstate *ws = &db.ws[k];
+	for (k = 0; k < db->n && k < max && !db->released; k++) {
+		const struct wstate *ws = &db->ws[k];
 		const struct tcp_stack_stats *ts = tcp_stack_stats(ws->w->stk);
 		struct dmta_pool_stats ps;
 
@@ -380,16 +411,21 @@ static void db_publish(void *be, const struct dmta_stats *s)
 	dmta_telemetry_control_publish(s);
 }
 
-static void db_free(void *be)
+/*
+ * The control thread lets go (its backend's free()): every job still out
+ * comes back through done(), and the doorbell leaves its loop. The pools
+ * belong to the workers, so this runs once they have returned: dmtad
+ * stops the data plane before it frees the control thread.
+ */
+static void db_release(void *be)
 {
-	/* The pools belong to the workers: stop them first, then finish
-	 * here what is left, its results going straight to the control. */
-	dmta_workers_stop();
-	rte_eal_mp_wait_lcore();
-	db.workers_stopped = true;
-	db_collect();
-	for (unsigned int i = 0; i < db.n; i++) {
-		struct wstate *ws = &db.ws[i];
+	struct dmta_dbackend *db = be;
+
+	if (db->dp->launched)
+		dmta_panic("dbackend: the control thread let go while the workers run");
+	db_collect(db);
+	for (unsigned int i = 0; i < db->n; i++) {
+		struct wstate *ws = &db->ws[i];
 		struct dmta_job *job;
 
 		ws->direct = true;
@@ -398,48 +434,67 @@ static void db_free(void *be)
 			snprintf(job->reply, sizeof(job->reply), "451 4.3.2 dmtad stopped");
 			ws_done(ws, job);
 		}
-		dmta_pool_free(ws->pool);
+		dmta_pool_free(ws->pool); /* fails what is in progress, through done() */
 		ws->pool = NULL;
-		smtp_tls_ctx_free(ws->tls);
-		rte_ring_free(ws->in);
-		rte_ring_free(ws->out);
-		dmta_worker_set_app(ws->w, &(struct dmta_worker_app){0});
 	}
-	rte_free(db.ws);
-	db.ws = NULL;
-	db.n = 0;
-	if (db.loop != NULL)
-		dmta_loop_del(db.loop, db.bell);
-	close(db.bell);
-	db.bell = -1;
+	db->released = true;
+	dmta_loop_del(db->loop, db->bell);
+	db->loop = NULL;
 }
 
-struct dmta_backend *dmta_dbackend_new(struct dmta_loop *loop, dmta_job_done_fn *done, void *ctl)
+struct dmta_backend *dmta_dbackend_bind(void *arg, struct dmta_loop *loop, dmta_job_done_fn *done,
+					void *ctl)
 {
-	if (db.ws == NULL) {
-		errno = EINVAL;
+	struct dmta_dbackend *db = arg;
+
+	if (db->loop != NULL || db->released) {
+		errno = EBUSY; /* one control thread, once */
 		return NULL;
 	}
-	db.done = done;
-	db.ctl = ctl;
-	db.loop = loop;
-	if (dmta_loop_add(loop, db.bell, EPOLLIN, db_bell, NULL) != 0) {
+	if (dmta_loop_add(loop, db->bell, EPOLLIN, db_bell, db) != 0) {
 		errno = EIO;
 		return NULL;
 	}
-	db.ops = (struct dmta_backend){
+	db->done = done;
+	db->ctl = ctl;
+	db->loop = loop;
+	db->ops = (struct dmta_backend){
 	    .name = "dpdk",
 	    .submit = db_submit,
 	    .next_timeout_ms = db_next_timeout_ms,
 	    .tick = db_tick,
 	    .drain = db_drain,
 	    .busy = db_busy,
-	    .free = db_free,
+	    .free = db_release,
 	    .workers = db_workers,
 	    .publish = db_publish,
-	    .be = NULL,
+	    .be = db,
 	};
 	if (dmta_telemetry_control_init() != 0)
 		dmta_warn("telemetry: /dmta/control unavailable");
-	return &db.ops;
+	return &db->ops;
+}
+
+void dmta_dbackend_free(struct dmta_dbackend *db)
+{
+	if (db == NULL)
+		return;
+	if (db->dp->launched)
+		dmta_panic("dbackend: freed while the workers run");
+	if (db->loop != NULL)
+		dmta_panic("dbackend: freed before the control thread let go");
+	for (unsigned int i = 0; db->ws != NULL && i < db->n; i++) {
+		struct wstate *ws = &db->ws[i];
+
+		if (ws->w != NULL)
+			dmta_worker_set_app(ws->w, &(struct dmta_worker_app){0});
+		dmta_pool_free(ws->pool); /* never bound: no job in it */
+		smtp_tls_ctx_free(ws->tls);
+		rte_ring_free(ws->in);
+		rte_ring_free(ws->out);
+	}
+	rte_free(db->ws);
+	if (db->bell >= 0)
+		close(db->bell);
+	free(db);
 }

@@ -7,7 +7,7 @@
  *			      steer, peers);
  *	dmta_worker_set_app(w, &app);      (optional: what runs on the stack)
  *	rte_eal_remote_launch(dmta_worker_main, w, lcore);
- *	dmta_workers_stop();   (from the control thread; workers return)
+ *	dmta_workers_stop();   (through dmta_dataplane_stop(); workers return)
  *	dmta_worker_fini(w);
  *
  * DESCRIPTION
