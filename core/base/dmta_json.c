@@ -262,6 +262,24 @@ void dmta_json_null(struct dmta_json *j)
 	put(j, "null", 4);
 }
 
+void dmta_json_kstr(struct dmta_json *j, const char *key, const char *s)
+{
+	dmta_json_key(j, key);
+	dmta_json_str(j, s);
+}
+
+void dmta_json_ku64(struct dmta_json *j, const char *key, uint64_t v)
+{
+	dmta_json_key(j, key);
+	dmta_json_u64(j, v);
+}
+
+void dmta_json_kbool(struct dmta_json *j, const char *key, bool v)
+{
+	dmta_json_key(j, key);
+	dmta_json_bool(j, v);
+}
+
 int dmta_json_finish(struct dmta_json *j)
 {
 	if (j->err != 0)

@@ -7,7 +7,7 @@
  *	dmta_json_init(&j, buf, cap);    (or _init_grow(&j), _init_file(&j, f))
  *	dmta_json_obj(&j);
  *	dmta_json_key(&j, "to");  dmta_json_str(&j, addr);
- *	dmta_json_key(&j, "n");   dmta_json_u64(&j, n);
+ *	dmta_json_ku64(&j, "n", n);          (key and value in one call)
  *	dmta_json_obj_end(&j);
  *	n = dmta_json_finish(&j);
  *	dmta_json_free(&j);              (a growing buffer only)
@@ -88,6 +88,11 @@ void dmta_json_i64(struct dmta_json *j, int64_t v);
 void dmta_json_f64(struct dmta_json *j, double v, int decimals);
 void dmta_json_bool(struct dmta_json *j, bool v);
 void dmta_json_null(struct dmta_json *j);
+
+/** A member in one call: dmta_json_key() then the value. */
+void dmta_json_kstr(struct dmta_json *j, const char *key, const char *s);
+void dmta_json_ku64(struct dmta_json *j, const char *key, uint64_t v);
+void dmta_json_kbool(struct dmta_json *j, const char *key, bool v);
 
 /** The length so far, or the first error (see DIAGNOSTICS); -EINVAL if a container is open. */
 int dmta_json_finish(struct dmta_json *j);

@@ -87,8 +87,7 @@ static void dlog_rotate(struct dmta_dlog *dl)
 /* A string field; the log writes "" for none, so every line has every key. */
 static void field(struct dmta_json *j, const char *key, const char *val)
 {
-	dmta_json_key(j, key);
-	dmta_json_str(j, val ? val : "");
+	dmta_json_kstr(j, key, val ? val : "");
 }
 
 /* One record into buf, its reply cut to reply_len bytes. Returns the length
@@ -118,8 +117,7 @@ static int dlog_format(const struct dmta_dlog_rec *r, uint64_t now, size_t reply
 	dmta_json_key(&j, "reply");
 	dmta_json_strn(&j, r->reply ? r->reply : "", reply_len);
 	field(&j, "status", r->status);
-	dmta_json_key(&j, "attempt");
-	dmta_json_u64(&j, r->attempt);
+	dmta_json_ku64(&j, "attempt", r->attempt);
 	dmta_json_key(&j, "delay_s");
 	dmta_json_f64(&j, r->delay_s, 3);
 	field(&j, "outcome", r->outcome);

@@ -118,8 +118,12 @@ static void test_nesting(void **state)
 	dmta_json_obj_end(&j);
 	dmta_json_key(&j, "e");
 	dmta_json_str(&j, NULL);
+	dmta_json_kstr(&j, "f", "g");
+	dmta_json_ku64(&j, "h", 9);
+	dmta_json_kbool(&j, "i", false);
 	dmta_json_obj_end(&j);
-	expect(&j, "{\"a\":[1,{},[],\"x\",null],\"b\":{\"c\\\"\":true,\"d\":false},\"e\":null}");
+	expect(&j, "{\"a\":[1,{},[],\"x\",null],\"b\":{\"c\\\"\":true,\"d\":false},\"e\":null,"
+		   "\"f\":\"g\",\"h\":9,\"i\":false}");
 
 	dmta_json_init(&j, buf, sizeof(buf));
 	dmta_json_arr(&j);
