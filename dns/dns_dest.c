@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/base/dmta_json.h"
 #include "dns/dns_dest.h"
 
 void dns_mx_order(struct dns_mx_ref *mx, unsigned n, uint64_t *rng)
@@ -166,25 +167,21 @@ const char *dns_source_name(enum dns_source s)
 	}
 }
 
-static void json_str(FILE *f, const char *s)
+/* An array of addresses as strings. */
+static void json_addrs(struct dmta_json *j, int af, const void *a, size_t size, unsigned n)
 {
-	fputc('"', f);
-	for (; *s; s++) {
-		unsigned char c = (unsigned char)*s;
+	char ip[INET6_ADDRSTRLEN];
 
-		if (c == '"' || c == '\\')
-			fprintf(f, "\\%c", c);
-		else if (c < 0x20 || c >= 0x7f)
-			fprintf(f, "\\u%04x", c);
-		else
-			fputc(c, f);
-	}
-	fputc('"', f);
+	dmta_json_arr(j);
+	for (unsigned k = 0; k < n; k++)
+		dmta_json_str(j, inet_ntop(af, (const char *)a + k * size, ip, sizeof(ip)));
+	dmta_json_arr_end(j);
 }
 
 void dns_dest_print(FILE *f, const struct dns_dest *d, bool json)
 {
-	char ip[INET6_ADDRSTRLEN];
+	char ip[INET6_ADDRSTRLEN], site[17];
+	struct dmta_json j;
 
 	if (!json) {
 		fprintf(f, "%s: %s %s (%s) via %s, ttl %us, site %016lx\n", d->domain,
@@ -207,28 +204,34 @@ void dns_dest_print(FILE *f, const struct dns_dest *d, bool json)
 				d->n_skipped == 1 ? "" : "s");
 		return;
 	}
-	fputs("{\"domain\":", f);
-	json_str(f, d->domain);
-	fprintf(f, ",\"verdict\":\"%s\",\"status\":", dns_verdict_name(d->verdict));
-	json_str(f, d->status);
-	fputs(",\"reason\":", f);
-	json_str(f, d->reason);
-	fprintf(f, ",\"source\":\"%s\",\"ttl\":%u,\"site\":\"%016lx\",\"skipped\":%u,\"hosts\":[",
-		dns_source_name(d->source), d->ttl, d->site, d->n_skipped);
+	dmta_json_init_file(&j, f);
+	dmta_json_obj(&j);
+	dmta_json_kstr(&j, "domain", d->domain);
+	dmta_json_kstr(&j, "verdict", dns_verdict_name(d->verdict));
+	dmta_json_kstr(&j, "status", d->status);
+	dmta_json_kstr(&j, "reason", d->reason);
+	dmta_json_kstr(&j, "source", dns_source_name(d->source));
+	dmta_json_ku64(&j, "ttl", d->ttl);
+	snprintf(site, sizeof(site), "%016lx", d->site);
+	dmta_json_kstr(&j, "site", site);
+	dmta_json_ku64(&j, "skipped", d->n_skipped);
+	dmta_json_key(&j, "hosts");
+	dmta_json_arr(&j);
 	for (unsigned i = 0; i < d->n_hosts; i++) {
 		const struct dns_host *h = &d->hosts[i];
 
-		fprintf(f, "%s{\"pref\":%u,\"name\":", i ? "," : "", h->pref);
-		json_str(f, h->name);
-		fprintf(f, ",\"port\":%u,\"ipv4\":[", h->port ? h->port : 25);
-		for (unsigned k = 0; k < h->n_v4; k++)
-			fprintf(f, "%s\"%s\"", k ? "," : "",
-				inet_ntop(AF_INET, &h->v4[k], ip, sizeof(ip)));
-		fputs("],\"ipv6\":[", f);
-		for (unsigned k = 0; k < h->n_v6; k++)
-			fprintf(f, "%s\"%s\"", k ? "," : "",
-				inet_ntop(AF_INET6, &h->v6[k], ip, sizeof(ip)));
-		fputs("]}", f);
+		dmta_json_obj(&j);
+		dmta_json_ku64(&j, "pref", h->pref);
+		dmta_json_kstr(&j, "name", h->name);
+		dmta_json_ku64(&j, "port", h->port ? h->port : 25);
+		dmta_json_key(&j, "ipv4");
+		json_addrs(&j, AF_INET, h->v4, sizeof(h->v4[0]), h->n_v4);
+		dmta_json_key(&j, "ipv6");
+		json_addrs(&j, AF_INET6, h->v6, sizeof(h->v6[0]), h->n_v6);
+		dmta_json_obj_end(&j);
 	}
-	fputs("]}\n", f);
+	dmta_json_arr_end(&j);
+	dmta_json_obj_end(&j);
+	dmta_json_finish(&j);
+	fputc('\n', f);
 }

@@ -12,45 +12,20 @@
 #include "core/base/dmta_time.h"
 #include "queue/queue_bounce.h"
 #include "queue/spool.h"
+#include "smtp/smtp_reply.h"
 
 #define DEFAULT_MAX_RETURN 50000
 
-static bool digits(const char *p, int min, int max, const char **end)
-{
-	int n = 0;
-
-	while (isdigit((unsigned char)p[n]) && n <= max)
-		n++;
-	*end = p + n;
-	return n >= min && n <= max;
-}
-
 const char *queue_bounce_status(const char *reply, char *buf)
 {
-	int code = 0;
+	struct smtp_esc e;
+	int rc = reply ? smtp_reply_status(reply, strlen(reply), &e) : -1;
 
-	if (reply && isdigit((unsigned char)reply[0]) && isdigit((unsigned char)reply[1]) &&
-	    isdigit((unsigned char)reply[2]))
-		code = (reply[0] - '0') * 100 + (reply[1] - '0') * 10 + (reply[2] - '0');
-	/* An RFC 3463 code "c.sss.ddd" of class 4 or 5 (matching the reply's class). */
-	for (const char *p = reply; p && *p; p++) {
-		const char *e1, *e2, *e3;
-
-		if ((*p != '4' && *p != '5') || (p > reply && !isspace((unsigned char)p[-1])))
-			continue;
-		if (p[1] != '.' || !digits(p + 2, 1, 3, &e1) || *e1 != '.' ||
-		    !digits(e1 + 1, 1, 3, &e2))
-			continue;
-		e3 = e2;
-		if (*e3 != 0 && !isspace((unsigned char)*e3))
-			continue;
-		if (code && code / 100 != *p - '0')
-			break;
-		snprintf(buf, 16, "%.*s", (int)(e3 - p), p);
-		return buf;
-	}
-	snprintf(buf, 16, "%s", code >= 500 && code < 600 ? "5.0.0" : "4.4.7");
-	return buf;
+	/* A code given counts when it is a failure's; else a 5xx reply is
+	 * 5.0.0 and anything else 4.4.7, delivery time expired. */
+	if (rc != 1 || (e.cls != 4 && e.cls != 5))
+		e = rc >= 0 && e.cls == 5 ? (struct smtp_esc){5, 0, 0} : (struct smtp_esc){4, 4, 7};
+	return smtp_esc_format(&e, buf, QUEUE_BOUNCE_STATUS_LEN);
 }
 
 static bool ascii(const char *s)
@@ -212,7 +187,7 @@ static void oneline(const char *in, char *out, size_t cap)
 /* One recipient's paragraph: who, what happened, what the server said. */
 static int add_rcpt_story(struct queue_buf *out, const struct queue_rcpt *r, bool delayed)
 {
-	char reply[600], st[16];
+	char reply[600], st[QUEUE_BOUNCE_STATUS_LEN];
 	bool server;
 
 	oneline(r->reply, reply, sizeof(reply));

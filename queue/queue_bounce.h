@@ -33,7 +33,11 @@
  *
  *	Each recipient's Status comes from the enhanced status code in its
  *	last reply when there is one of the right class, else 5.0.0 for a
- *	5xx reply and 4.4.7 (delivery time expired) otherwise.
+ *	5xx reply and 4.4.7 (delivery time expired) otherwise. The reply is
+ *	read by smtp/'s parser (smtp_reply_status() in smtp/smtp_reply.h),
+ *	the one place that knows what a reply and its code look like; that
+ *	parser is a library of its own that needs nothing but libc, so queue/
+ *	uses it without taking on the SMTP engine or OpenSSL.
  *
  * DIAGNOSTICS
  *	0, -EINVAL (null sender or a DSN: no bounce is due), -ENOMEM, or a
@@ -71,7 +75,10 @@ struct queue_bounce_opts {
  */
 int queue_bounce_template_check(const char *text, size_t len, char *err, size_t errlen);
 
-/** The status code ("5.1.1") for a reply, written into @p buf (>= 16 bytes). */
+/** Room for what queue_bounce_status() writes, NUL included. */
+#define QUEUE_BOUNCE_STATUS_LEN 16
+
+/** The status code ("5.1.1") for a reply, written into @p buf (QUEUE_BOUNCE_STATUS_LEN bytes). */
 const char *queue_bounce_status(const char *reply, char *buf);
 
 int queue_bounce_build(const struct queue_env *env, const void *msg, size_t len,

@@ -8,7 +8,9 @@
  *	byte rather than after 2 KiB); once the last line is there, one more pass
  *	over the first line fills in the result.
  */
+#include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "smtp/smtp_reply.h"
@@ -54,39 +56,136 @@ static int text_ok(const char *p, const char *end)
 	return 1;
 }
 
-/* Parse "c.s.d" at the start of text (RFC 3463: class 1 digit, subject and
- * detail 1-3 digits), followed by SP or the end of text. */
-static void parse_esc(struct smtp_reply *r)
+/* A subject or detail: 1 to 3 digits, without a leading zero unless it is
+ * 0 (RFC 3463: "0" / %x31-39 0*2digit). Returns the digits it takes, 0 when
+ * there is no such number at p. */
+static size_t esc_number(const char *p, const char *end, int *v)
 {
-	const char *p = r->text, *end = r->text + r->text_len;
-	int v[3] = {0, 0, 0};
-	int maxd[3] = {1, 3, 3};
+	size_t n = 0;
+	int x = 0;
 
-	for (int f = 0; f < 3; f++) {
-		int nd = 0;
+	while (p + n < end && p[n] >= '0' && p[n] <= '9') {
+		if (n == 3)
+			return 0;
+		x = x * 10 + (p[n] - '0');
+		n++;
+	}
+	if (n == 0 || (n > 1 && p[0] == '0'))
+		return 0;
+	*v = x;
+	return n;
+}
 
-		while (p < end && *p >= '0' && *p <= '9' && nd < maxd[f]) {
-			v[f] = v[f] * 10 + (*p - '0');
-			p++;
-			nd++;
-		}
-		if (nd == 0)
-			return;
-		if (f < 2) {
-			if (p >= end || *p != '.')
-				return;
-			p++;
+int smtp_esc_parse(const char *s, size_t len, struct smtp_esc *out)
+{
+	const char *p, *end;
+	struct smtp_esc e;
+	size_t n;
+
+	if (s == NULL || len < 5)
+		return -1;
+	if ((s[0] != '2' && s[0] != '4' && s[0] != '5') || s[1] != '.')
+		return -1;
+	e.cls = s[0] - '0';
+	p = s + 2;
+	end = s + len;
+	if ((n = esc_number(p, end, &e.subject)) == 0)
+		return -1;
+	p += n;
+	if (p >= end || *p != '.')
+		return -1;
+	p++;
+	if ((n = esc_number(p, end, &e.detail)) == 0)
+		return -1;
+	p += n;
+	if (p < end && *p != ' ' && *p != '\t' && *p != '\r' && *p != '\n')
+		return -1;
+	*out = e;
+	return (int)(p - s);
+}
+
+char *smtp_esc_format(const struct smtp_esc *e, char *buf, size_t cap)
+{
+	int n = snprintf(buf, cap, "%d.%d.%d", e->cls, e->subject, e->detail);
+
+	if ((n < 0 || (size_t)n >= cap) && cap > 0)
+		buf[0] = '\0';
+	return buf;
+}
+
+/* A reply code at the start of t: [2-5][0-9][0-9], then SP, '-', a line
+ * ending or the end. */
+static bool reply_code(const char *t, size_t len)
+{
+	if (len < 3 || t[0] < '2' || t[0] > '5' || t[1] < '0' || t[1] > '9' || t[2] < '0' ||
+	    t[2] > '9')
+		return false;
+	return len == 3 || t[3] == ' ' || t[3] == '-' || t[3] == '\r' || t[3] == '\n';
+}
+
+/* Step over "name[addr]: ", the host a session-level failure names first.
+ * Neither part may be empty or hold SP or brackets. */
+static bool skip_host(const char **t, size_t *len)
+{
+	const char *p = *t, *end = *t + *len;
+	const char *open = NULL;
+
+	for (; p < end; p++) {
+		if (*p == ' ')
+			return false;
+		if (*p == '[') {
+			if (open != NULL || p == *t)
+				return false;
+			open = p;
+		} else if (*p == ']') {
+			break;
 		}
 	}
-	if (p < end && *p != ' ')
+	if (open == NULL || p == open + 1 || end - p < 3 || p[1] != ':' || p[2] != ' ')
+		return false;
+	*len -= (size_t)(p + 3 - *t);
+	*t = p + 3;
+	return true;
+}
+
+int smtp_reply_status(const char *text, size_t len, struct smtp_esc *out)
+{
+	struct smtp_esc e;
+
+	if (text == NULL)
+		return -1;
+	for (int after_host = 0; after_host < 2; after_host++) {
+		if (reply_code(text, len)) {
+			if (len > 4 && text[3] != '\r' && text[3] != '\n' &&
+			    smtp_esc_parse(text + 4, len - 4, &e) > 0 && e.cls == text[0] - '0') {
+				*out = e;
+				return 1;
+			}
+			*out = (struct smtp_esc){.cls = text[0] - '0'};
+			return 0;
+		}
+		if (smtp_esc_parse(text, len, out) > 0)
+			return 1;
+		if (after_host || !skip_host(&text, &len))
+			break;
+	}
+	return -1;
+}
+
+/* The enhanced status code at the start of a reply's text counts only when
+ * its class is the reply's. */
+static void parse_esc(struct smtp_reply *r)
+{
+	struct smtp_esc e;
+	int n = smtp_esc_parse(r->text, r->text_len, &e);
+
+	if (n < 0 || e.cls != smtp_reply_class(r->code))
 		return;
-	if (v[0] != smtp_reply_class(r->code))
-		return;
-	r->esc_class = v[0];
-	r->esc_subject = v[1];
-	r->esc_detail = v[2];
+	r->esc_class = e.cls;
+	r->esc_subject = e.subject;
+	r->esc_detail = e.detail;
 	r->esc = r->text;
-	r->esc_len = (size_t)(p - r->text);
+	r->esc_len = (size_t)n;
 }
 
 int smtp_reply_parse(const char *buf, size_t len, struct smtp_reply *r, size_t last_len)

@@ -22,6 +22,7 @@
 #include "queue/queue_ctl.h"
 #include "queue/queue_sched.h"
 #include "queue/spool.h"
+#include "smtp/smtp_reply.h"
 #include "smtp/smtp_tls.h"
 
 #define CTL_JOBS_PER_TURN 256
@@ -80,34 +81,18 @@ struct dmta_control {
  */
 static const char *reply_status(const char *text, bool connected, char *buf, size_t cap)
 {
-	size_t i = 0;
-	const char *host_end;
+	struct smtp_esc e;
 
 	if (text == NULL)
 		return NULL;
-	if (!connected && (host_end = strstr(text, "]: ")) != NULL && strchr(text, '[') != NULL &&
-	    strchr(text, '[') < host_end)
-		text = host_end + 3;
-	if (text[0] < '2' || text[0] > '5' || text[1] < '0' || text[1] > '9' || text[2] < '0' ||
-	    text[2] > '9') {
+	if (smtp_reply_status(text, strlen(text), &e) < 0) {
 		if (connected)
 			return NULL;
-		snprintf(buf, cap, "4.4.0");
-		return buf;
-	}
-	if (strlen(text) > 4 && text[3] == ' ' && text[4] == text[0] && text[5] == '.') {
-		const char *p = text + 4;
-
-		while (i + 1 < cap && (p[i] == '.' || (p[i] >= '0' && p[i] <= '9')))
-			i++;
-		memcpy(buf, p, i);
-		buf[i] = '\0';
-	} else {
-		snprintf(buf, cap, "%c.0.0", text[0]);
+		e = (struct smtp_esc){4, 4, 0};
 	}
 	if (!connected)
-		buf[0] = '4';
-	return buf;
+		e.cls = 4;
+	return smtp_esc_format(&e, buf, cap);
 }
 
 static void log_rcpt(struct dmta_control *ctl, const struct queue_env *env, uint32_t k,

@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/base/dmta_json.h"
 #include "core/base/dmta_log.h"
 #include "core/base/dmta_time.h"
 #include "core/control/dmta_dlog.h"
@@ -80,69 +81,89 @@ static void dlog_rotate(struct dmta_dlog *dl)
 	dlog_reopen(dl);
 }
 
-/* Append a JSON string (quoted, escaped) to buf at *n. */
-static void put_str(char *buf, size_t cap, size_t *n, const char *s)
-{
-	if (*n + 2 >= cap)
-		return;
-	buf[(*n)++] = '"';
-	for (; s != NULL && *s != '\0' && *n + 8 < cap; s++) {
-		unsigned char ch = (unsigned char)*s;
+/* Longest line written, its newline included. */
+#define DLOG_LINE_MAX 4096
 
-		if (ch == '"' || ch == '\\') {
-			buf[(*n)++] = '\\';
-			buf[(*n)++] = (char)ch;
-		} else if (ch < 0x20 || ch == 0x7f) {
-			*n += (size_t)snprintf(buf + *n, cap - *n, "\\u%04x", ch);
-		} else {
-			buf[(*n)++] = (char)ch;
-		}
-	}
-	buf[(*n)++] = '"';
+/* A string field; the log writes "" for none, so every line has every key. */
+static void field(struct dmta_json *j, const char *key, const char *val)
+{
+	dmta_json_kstr(j, key, val ? val : "");
 }
 
-static void put_field(char *buf, size_t cap, size_t *n, const char *key, const char *val)
+/* One record into buf, its reply cut to reply_len bytes. Returns the length
+ * or -errno; *need is what the whole record takes. */
+static int dlog_format(const struct dmta_dlog_rec *r, uint64_t now, size_t reply_len, char *buf,
+		       size_t cap, size_t *need)
 {
-	/* A cut field leaves *n past the end: nothing more goes in then. */
-	if (*n >= cap)
-		return;
-	*n += (size_t)snprintf(buf + *n, cap - *n, ",\"%s\":", key);
-	if (*n >= cap)
-		return;
-	put_str(buf, cap, n, val ? val : "");
+	char id[17], ts[40], when[48];
+	time_t sec = (time_t)(now / DMTA_NS_PER_S);
+	struct dmta_json j;
+	struct tm tm;
+
+	gmtime_r(&sec, &tm);
+	strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(when, sizeof(when), "%s.%03uZ", ts,
+		 (unsigned)(now % DMTA_NS_PER_S / DMTA_NS_PER_MS));
+	dmta_json_init(&j, buf, cap);
+	dmta_json_obj(&j);
+	field(&j, "time", when);
+	field(&j, "qid", queue_id_fmt(r->qid, id));
+	field(&j, "from", r->from);
+	field(&j, "to", r->to);
+	field(&j, "domain", r->domain);
+	field(&j, "mx", r->mx);
+	field(&j, "ip", r->ip);
+	field(&j, "tls", r->tls);
+	dmta_json_key(&j, "reply");
+	dmta_json_strn(&j, r->reply ? r->reply : "", reply_len);
+	field(&j, "status", r->status);
+	dmta_json_ku64(&j, "attempt", r->attempt);
+	dmta_json_key(&j, "delay_s");
+	dmta_json_f64(&j, r->delay_s, 3);
+	field(&j, "outcome", r->outcome);
+	dmta_json_obj_end(&j);
+	*need = dmta_json_need(&j);
+	return dmta_json_finish(&j);
 }
 
 int dmta_dlog_write(struct dmta_dlog *dl, const struct dmta_dlog_rec *r)
 {
-	char buf[4096], id[17], ts[40];
+	/* The writer's room leaves a byte for the newline (its NUL goes there). */
+	char buf[DLOG_LINE_MAX];
 	uint64_t now = dmta_wall_ns();
-	time_t sec = (time_t)(now / DMTA_NS_PER_S);
-	struct tm tm;
-	size_t n = 0;
+	size_t room = sizeof(buf) - 2; /* the text, without NUL and newline */
+	size_t rlen, need, need0, n;
 	ssize_t w;
+	int rc;
 
 	if (dl == NULL)
 		return 0;
-	gmtime_r(&sec, &tm);
-	strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
-	n += (size_t)snprintf(buf, sizeof(buf), "{\"time\":\"%s.%03uZ\"", ts,
-			      (unsigned)(now % DMTA_NS_PER_S / DMTA_NS_PER_MS));
-	put_field(buf, sizeof(buf), &n, "qid", queue_id_fmt(r->qid, id));
-	put_field(buf, sizeof(buf), &n, "from", r->from);
-	put_field(buf, sizeof(buf), &n, "to", r->to);
-	put_field(buf, sizeof(buf), &n, "domain", r->domain);
-	put_field(buf, sizeof(buf), &n, "mx", r->mx);
-	put_field(buf, sizeof(buf), &n, "ip", r->ip);
-	put_field(buf, sizeof(buf), &n, "tls", r->tls);
-	put_field(buf, sizeof(buf), &n, "reply", r->reply);
-	put_field(buf, sizeof(buf), &n, "status", r->status);
-	if (n < sizeof(buf))
-		n += (size_t)snprintf(buf + n, sizeof(buf) - n, ",\"attempt\":%u,\"delay_s\":%.3f",
-				      r->attempt, r->delay_s);
-	put_field(buf, sizeof(buf), &n, "outcome", r->outcome);
-	if (n + 2 >= sizeof(buf))
-		n = sizeof(buf) - 3; /* cut: still one line, though not JSON */
-	buf[n++] = '}';
+	rlen = r->reply ? strlen(r->reply) : 0;
+	rc = dlog_format(r, now, rlen, buf, sizeof(buf) - 1, &need);
+	/* The reply comes from the network and is the one field that can be
+	 * long: cut it to fit, never inside a UTF-8 character, so the line
+	 * stays JSON. First in proportion to the room the other fields leave
+	 * (escapes make the bytes of a reply take more room than one each),
+	 * then by what is still too much: each byte cut takes one or more from
+	 * the line, so that step always fits. */
+	if (rc == -ENOSPC && rlen > 0 &&
+	    dlog_format(r, now, 0, buf, sizeof(buf) - 1, &need0) >= 0) {
+		rlen = rlen * (room - need0) / (need - need0);
+		for (;;) {
+			while (rlen > 0 && ((unsigned char)r->reply[rlen] & 0xc0) == 0x80)
+				rlen--;
+			rc = dlog_format(r, now, rlen, buf, sizeof(buf) - 1, &need);
+			if (rc != -ENOSPC || rlen == 0)
+				break;
+			rlen = need - room < rlen ? rlen - (need - room) : 0;
+		}
+	}
+	if (rc < 0) {
+		dmta_warn("delivery log %s: a record for %s left out: %s", dl->path,
+			  r->to ? r->to : "?", strerror(-rc));
+		return rc;
+	}
+	n = (size_t)rc;
 	buf[n++] = '\n';
 	if (dl->max_bytes != 0 && dl->size + n > dl->max_bytes && dl->size > 0)
 		dlog_rotate(dl);

@@ -16,7 +16,9 @@
  *	outcome is delivered, deferred, bounced or expired. When the file grows
  *	past max_bytes it is renamed to PATH.1 (PATH.1 to PATH.2, ... up to
  *	keep files) and a new one is started. Lines are written with one
- *	write(2) each, so a reader never sees half a line.
+ *	write(2) each, so a reader never sees half a line. A line is at most
+ *	4 KiB: a longer reply is cut to fit, between characters, so every
+ *	line stays JSON (written by core/base/dmta_json).
  */
 #ifndef DMTA_DLOG_H
 #define DMTA_DLOG_H

@@ -8,12 +8,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/base/dmta_json.h"
 #include "core/base/dmta_time.h"
 #include "core/control/dmta_stats.h"
 
@@ -101,94 +101,78 @@ static double *f64_at(void *base, const struct field *f)
 
 /* ---- formatting ---- */
 
-struct out {
-	char *p;
-	size_t n, cap;
-	bool full;
-};
-
-__attribute__((format(printf, 2, 3))) static void put(struct out *o, const char *fmt, ...)
+static void put_field(struct dmta_json *j, const void *base, const struct field *f)
 {
-	va_list ap;
-	int k;
-
-	if (o->full)
-		return;
-	va_start(ap, fmt);
-	k = vsnprintf(o->p + o->n, o->cap - o->n, fmt, ap);
-	va_end(ap);
-	if (k < 0 || (size_t)k >= o->cap - o->n) {
-		o->full = true;
-		return;
-	}
-	o->n += (size_t)k;
-}
-
-static void put_field(struct out *o, const void *base, const struct field *f)
-{
+	dmta_json_key(j, f->name);
 	if (f->type == F_F64) {
 		double x = *f64_at((void *)base, f);
 
-		/* JSON has no NaN or infinity. */
-		put(o, "\"%s\":%.3f", f->name, x == x && x < 1e300 && x > -1e300 ? x : 0.0);
+		/* JSON has no NaN or infinity, and the parser wants a number. */
+		dmta_json_f64(j, x == x && x < 1e300 && x > -1e300 ? x : 0.0, 3);
 		return;
 	}
 	if (*u64_at((void *)base, f) == DMTA_STATS_NA)
-		put(o, "\"%s\":null", f->name);
+		dmta_json_null(j);
 	else
-		put(o, "\"%s\":%" PRIu64, f->name, *u64_at((void *)base, f));
+		dmta_json_u64(j, *u64_at((void *)base, f));
 }
 
 int dmta_stats_format(const struct dmta_stats *s, char *buf, size_t cap)
 {
-	struct out o = {.p = buf, .cap = cap};
 	const char *group = NULL;
 	char be[sizeof(s->backend)];
+	struct dmta_json j;
 	size_t k = 0;
+	int n;
 
-	if (cap == 0)
-		return -ENOSPC;
-	/* The backend's name is ours; keep it a plain JSON string anyway. */
+	/* The backend's name is ours, and the parser takes it only as a plain
+	 * string (no escapes): keep it one whatever it holds. */
 	for (size_t i = 0; i < sizeof(s->backend) - 1 && s->backend[i]; i++)
 		if (s->backend[i] >= 0x20 && s->backend[i] < 0x7f && s->backend[i] != '"' &&
 		    s->backend[i] != '\\')
 			be[k++] = s->backend[i];
 	be[k] = '\0';
-	put(&o, "{\"version\":%d,\"backend\":\"%s\"", DMTA_STATS_VERSION, be);
+	dmta_json_init(&j, buf, cap);
+	dmta_json_obj(&j);
+	dmta_json_key(&j, "version");
+	dmta_json_i64(&j, DMTA_STATS_VERSION);
+	dmta_json_key(&j, "backend");
+	dmta_json_str(&j, be);
 	for (size_t i = 0; i < NFIELDS; i++) {
 		const struct field *f = &fields[i];
 
 		if (f->group != group) {
 			if (group != NULL)
-				put(&o, "}");
-			if (f->group != NULL)
-				put(&o, ",\"%s\":{", f->group);
-			group = f->group;
+				dmta_json_obj_end(&j);
 			if (f->group != NULL) {
-				put_field(&o, s, f);
-				continue;
+				dmta_json_key(&j, f->group);
+				dmta_json_obj(&j);
 			}
+			group = f->group;
 		}
-		put(&o, ",");
-		put_field(&o, s, f);
+		put_field(&j, s, f);
 	}
 	if (group != NULL)
-		put(&o, "}");
-	put(&o, ",\"workers\":[");
+		dmta_json_obj_end(&j);
+	dmta_json_key(&j, "workers");
+	dmta_json_arr(&j);
 	for (unsigned w = 0; w < s->nworkers && w < DMTA_STATS_MAX_WORKERS; w++) {
-		put(&o, "%s{\"id\":%u", w ? "," : "", w);
-		for (size_t i = 0; i < NWFIELDS; i++) {
-			put(&o, ",");
-			put_field(&o, &s->workers[w], &wfields[i]);
-		}
-		put(&o, "}");
+		dmta_json_obj(&j);
+		dmta_json_key(&j, "id");
+		dmta_json_u64(&j, w);
+		for (size_t i = 0; i < NWFIELDS; i++)
+			put_field(&j, &s->workers[w], &wfields[i]);
+		dmta_json_obj_end(&j);
 	}
-	put(&o, "]}");
-	if (o.full) {
-		buf[0] = '\0';
+	dmta_json_arr_end(&j);
+	dmta_json_obj_end(&j);
+	n = dmta_json_finish(&j);
+	if (n < 0) {
+		if (cap > 0)
+			buf[0] = '\0';
 		return -ENOSPC;
 	}
-	return (int)o.n;
+	return n;
 }
 
 /* ---- parsing ---- */

@@ -49,6 +49,7 @@
 #include <unistd.h>
 
 #include "core/base/dmta_conf.h"
+#include "core/base/dmta_json.h"
 #include "core/base/dmta_log.h"
 #include "core/base/dmta_time.h"
 #include "core/control/dmta_stats.h"
@@ -93,44 +94,43 @@ static int show(struct spool *sp, const char *ids)
 	}
 	queue_id_fmt(qid, id);
 	if (json) {
-		printf("{\"id\":\"%s\",\"size\":%" PRIu64 ",\"arrival\":%" PRIu64
-		       ",\"next_attempt\":%" PRIu64 ",\"attempts\":%u,\"held\":%s,\"8bitmime\":%s,"
-		       "\"smtputf8\":%s,\"dsn\":%s,\"ret\":\"%s\",\"sender\":",
-		       id, env.size, (uint64_t)(env.arrival_ns / DMTA_NS_PER_S),
-		       (uint64_t)(env.next_attempt_ns / DMTA_NS_PER_S), env.attempts,
-		       env.flags & QUEUE_F_HOLD ? "true" : "false",
-		       env.flags & QUEUE_F_8BITMIME ? "true" : "false",
-		       env.flags & QUEUE_F_SMTPUTF8 ? "true" : "false",
-		       env.flags & QUEUE_F_DSN ? "true" : "false",
-		       env.ret == QUEUE_RET_FULL   ? "full"
-		       : env.ret == QUEUE_RET_HDRS ? "hdrs"
-						   : "");
-		queue_tool_json_str(stdout, env.sender);
-		printf(",\"envid\":");
-		if (env.envid)
-			queue_tool_json_str(stdout, env.envid);
-		else
-			printf("null");
-		printf(",\"recipients\":[");
+		struct dmta_json j;
+
+		dmta_json_init_file(&j, stdout);
+		dmta_json_obj(&j);
+		dmta_json_kstr(&j, "id", id);
+		dmta_json_ku64(&j, "size", env.size);
+		dmta_json_ku64(&j, "arrival", env.arrival_ns / DMTA_NS_PER_S);
+		dmta_json_ku64(&j, "next_attempt", env.next_attempt_ns / DMTA_NS_PER_S);
+		dmta_json_ku64(&j, "attempts", env.attempts);
+		dmta_json_kbool(&j, "held", env.flags & QUEUE_F_HOLD);
+		dmta_json_kbool(&j, "8bitmime", env.flags & QUEUE_F_8BITMIME);
+		dmta_json_kbool(&j, "smtputf8", env.flags & QUEUE_F_SMTPUTF8);
+		dmta_json_kbool(&j, "dsn", env.flags & QUEUE_F_DSN);
+		dmta_json_kstr(&j, "ret",
+			       env.ret == QUEUE_RET_FULL   ? "full"
+			       : env.ret == QUEUE_RET_HDRS ? "hdrs"
+							   : "");
+		dmta_json_kstr(&j, "sender", env.sender);
+		dmta_json_kstr(&j, "envid", env.envid);
+		dmta_json_key(&j, "recipients");
+		dmta_json_arr(&j);
 		for (uint32_t i = 0; i < env.nrcpt; i++) {
 			const struct queue_rcpt *r = &env.rcpt[i];
 
-			printf("%s{\"address\":", i ? "," : "");
-			queue_tool_json_str(stdout, r->addr);
-			printf(",\"state\":\"%s\",\"attempts\":%u,\"notify\":%u,\"orcpt\":",
-			       queue_rcpt_state_name(r->state), r->attempts, r->notify);
-			if (r->orcpt)
-				queue_tool_json_str(stdout, r->orcpt);
-			else
-				printf("null");
-			printf(",\"reply\":");
-			if (r->reply)
-				queue_tool_json_str(stdout, r->reply);
-			else
-				printf("null");
-			printf("}");
+			dmta_json_obj(&j);
+			dmta_json_kstr(&j, "address", r->addr);
+			dmta_json_kstr(&j, "state", queue_rcpt_state_name(r->state));
+			dmta_json_ku64(&j, "attempts", r->attempts);
+			dmta_json_ku64(&j, "notify", r->notify);
+			dmta_json_kstr(&j, "orcpt", r->orcpt);
+			dmta_json_kstr(&j, "reply", r->reply);
+			dmta_json_obj_end(&j);
 		}
-		printf("]}\n");
+		dmta_json_arr_end(&j);
+		dmta_json_obj_end(&j);
+		dmta_json_finish(&j);
+		putchar('\n');
 	} else {
 		printf("id: %s\nsize: %" PRIu64 "\narrival: %" PRIu64 "\nnext attempt: %" PRIu64
 		       "\nattempts: %u\nflags:%s%s%s%s\nsender: <%s>\nenvid: %s\n",
@@ -345,10 +345,18 @@ static int daemon_stats(struct spool *sp)
 	rc = dmta_stats_load(spool_path(sp), dmta_wall_ns(), live);
 	if (rc < 0) {
 		/* The spool's counts stand; only the daemon is unknown. */
-		if (json)
-			printf("\"daemon\":{\"running\":null,\"error\":\"%s/%s: %s\"}}\n",
-			       spool_path(sp), DMTA_STATS_LOCK_FILE, strerror(-rc));
-		else
+		if (json) {
+			/* The spool's path is the operator's: escape it. */
+			char why[4200];
+			struct dmta_json j;
+
+			snprintf(why, sizeof(why), "%s/%s: %s", spool_path(sp),
+				 DMTA_STATS_LOCK_FILE, strerror(-rc));
+			printf("\"daemon\":{\"running\":null,\"error\":");
+			dmta_json_init_file(&j, stdout);
+			dmta_json_str(&j, why);
+			printf("}}\n");
+		} else
 			printf("daemon:      unknown (%s/%s: %s)\n", spool_path(sp),
 			       DMTA_STATS_LOCK_FILE, strerror(-rc));
 		free(live);

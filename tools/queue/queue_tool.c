@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "core/base/dmta_conf.h"
+#include "core/base/dmta_json.h"
 #include "core/base/dmta_log.h"
 #include "core/base/dmta_time.h"
 #include "tools/queue/queue_tool.h"
@@ -62,23 +63,10 @@ struct spool *queue_tool_open(const char *cli_conf, bool readonly, bool create,
 	return sp;
 }
 
-void queue_tool_json_str(FILE *out, const char *s)
-{
-	fputc('"', out);
-	for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p; p++) {
-		if (*p == '"' || *p == '\\')
-			fprintf(out, "\\%c", *p);
-		else if (*p < 0x20 || *p == 0x7f)
-			fprintf(out, "\\u%04x", *p);
-		else
-			fputc(*p, out);
-	}
-	fputc('"', out);
-}
-
 struct list_ctx {
 	FILE *out;
 	bool json;
+	struct dmta_json j;
 	unsigned n;
 	uint64_t bytes;
 };
@@ -100,29 +88,29 @@ static int list_one(struct spool_txn *t, const struct queue_env *env, void *arg)
 	queue_id_fmt(env->qid, id);
 	cx->bytes += env->size;
 	if (cx->json) {
-		fprintf(cx->out,
-			"%s{\"id\":\"%s\",\"size\":%" PRIu64 ",\"arrival\":%" PRIu64
-			",\"next_attempt\":%" PRIu64 ",\"held\":%s,\"sender\":",
-			cx->n ? "," : "", id, env->size,
-			(uint64_t)(env->arrival_ns / DMTA_NS_PER_S),
-			(uint64_t)(env->next_attempt_ns / DMTA_NS_PER_S),
-			env->flags & QUEUE_F_HOLD ? "true" : "false");
-		queue_tool_json_str(cx->out, env->sender);
-		fprintf(cx->out, ",\"recipients\":[");
+		struct dmta_json *j = &cx->j;
+
+		dmta_json_obj(j);
+		dmta_json_kstr(j, "id", id);
+		dmta_json_ku64(j, "size", env->size);
+		dmta_json_ku64(j, "arrival", env->arrival_ns / DMTA_NS_PER_S);
+		dmta_json_ku64(j, "next_attempt", env->next_attempt_ns / DMTA_NS_PER_S);
+		dmta_json_kbool(j, "held", env->flags & QUEUE_F_HOLD);
+		dmta_json_kstr(j, "sender", env->sender);
+		dmta_json_key(j, "recipients");
+		dmta_json_arr(j);
 		for (uint32_t i = 0; i < env->nrcpt; i++) {
 			const struct queue_rcpt *r = &env->rcpt[i];
 
-			fprintf(cx->out, "%s{\"address\":", i ? "," : "");
-			queue_tool_json_str(cx->out, r->addr);
-			fprintf(cx->out, ",\"state\":\"%s\",\"attempts\":%u,\"reply\":",
-				queue_rcpt_state_name(r->state), r->attempts);
-			if (r->reply)
-				queue_tool_json_str(cx->out, r->reply);
-			else
-				fputs("null", cx->out);
-			fputc('}', cx->out);
+			dmta_json_obj(j);
+			dmta_json_kstr(j, "address", r->addr);
+			dmta_json_kstr(j, "state", queue_rcpt_state_name(r->state));
+			dmta_json_ku64(j, "attempts", r->attempts);
+			dmta_json_kstr(j, "reply", r->reply);
+			dmta_json_obj_end(j);
 		}
-		fputs("]}", cx->out);
+		dmta_json_arr_end(j);
+		dmta_json_obj_end(j);
 	} else {
 		fmt_time(env->arrival_ns, when, sizeof(when));
 		if (cx->n == 0)
@@ -147,19 +135,29 @@ static int list_one(struct spool_txn *t, const struct queue_env *env, void *arg)
 
 int queue_tool_list(struct spool *sp, bool json, FILE *out)
 {
-	struct list_ctx cx = {out, json, 0, 0};
+	struct list_ctx cx = {.out = out, .json = json};
 	struct spool_txn *t;
 	int rc = spool_begin(sp, false, &t);
 
 	if (rc < 0)
 		return rc;
-	if (json)
-		fputs("{\"messages\":[", out);
+	if (json) {
+		dmta_json_init_file(&cx.j, out);
+		dmta_json_obj(&cx.j);
+		dmta_json_key(&cx.j, "messages");
+		dmta_json_arr(&cx.j);
+	}
 	rc = spool_foreach(t, list_one, &cx, NULL);
 	spool_abort(t);
-	if (json)
-		fprintf(out, "],\"count\":%u,\"bytes\":%" PRIu64 "}\n", cx.n, cx.bytes);
-	else if (cx.n == 0)
+	if (json) {
+		dmta_json_arr_end(&cx.j);
+		dmta_json_ku64(&cx.j, "count", cx.n);
+		dmta_json_ku64(&cx.j, "bytes", cx.bytes);
+		dmta_json_obj_end(&cx.j);
+		if (dmta_json_finish(&cx.j) < 0 && rc == 0)
+			rc = -EIO;
+		fputc('\n', out);
+	} else if (cx.n == 0)
 		fprintf(out, "Mail queue is empty\n");
 	else
 		fprintf(out, "-- %" PRIu64 " Kbytes in %u Request%s.\n", (cx.bytes + 1023) / 1024,

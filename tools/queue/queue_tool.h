@@ -6,7 +6,6 @@
  *	sp = queue_tool_open(cli_conf, readonly, &conf, &ex);
  *	ex = queue_tool_exit(err);
  *	queue_tool_list(sp, json, stdout);
- *	queue_tool_json_str(out, s);
  */
 #ifndef QUEUE_TOOL_H
 #define QUEUE_TOOL_H
@@ -42,8 +41,5 @@ struct spool *queue_tool_open(const char *cli_conf, bool readonly, bool create,
 
 /** List the queue like mailq (or as JSON). 0 or -errno. */
 int queue_tool_list(struct spool *sp, bool json, FILE *out);
-
-/** Write @p s as a JSON string (with quotes). */
-void queue_tool_json_str(FILE *out, const char *s);
 
 #endif

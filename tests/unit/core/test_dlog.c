@@ -4,8 +4,8 @@
  *
  * DESCRIPTION
  *	A server's reply is the longest field and comes from the network;
- *	records that do not fit the line buffer are cut, never written past
- *	the buffer's end.
+ *	records that do not fit the line buffer have their reply cut, never
+ *	inside an escape or a UTF-8 character, so the line stays JSON.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -32,20 +32,16 @@ static char *read_all(const char *path, size_t *len)
 	return buf;
 }
 
-static void write_with_reply(size_t reply_len)
+/* Write one record whose reply is @p reply and return the line (to free). */
+static char *write_rec(const char *reply, size_t *len)
 {
+	const char *tail = "\"delay_s\":0.000,\"outcome\":\"delivered\"}\n";
 	char dir[] = "/tmp/dmta-dlog-XXXXXX", path[64];
-	char *reply = malloc(reply_len + 1);
 	struct dmta_dlog *dl;
-	size_t len;
 	char *out;
 
 	assert_non_null(mkdtemp(dir));
 	snprintf(path, sizeof(path), "%s/delivery.log", dir);
-	assert_non_null(reply);
-	memset(reply, 'x', reply_len);
-	memcpy(reply, "250 ", 4);
-	reply[reply_len] = '\0';
 	dl = dmta_dlog_open(path, 0, 0);
 	assert_non_null(dl);
 	struct dmta_dlog_rec r = {
@@ -63,15 +59,106 @@ static void write_with_reply(size_t reply_len)
 	};
 	assert_int_equal(dmta_dlog_write(dl, &r), 0);
 	dmta_dlog_close(dl);
-	out = read_all(path, &len);
-	/* One line, whatever was cut. */
-	assert_true(len > 0 && len <= 4096);
-	assert_int_equal(out[len - 1], '\n');
-	assert_null(memchr(out, '\n', len - 1));
-	free(out);
-	free(reply);
+	out = read_all(path, len);
+	/* One line, whatever was cut, and all of the record's end. */
+	assert_true(*len > 0 && *len <= 4096);
+	assert_int_equal(out[*len - 1], '\n');
+	assert_null(memchr(out, '\n', *len - 1));
+	if (*len < strlen(tail) || strcmp(out + *len - strlen(tail), tail) != 0)
+		fail_msg("got \"%s\", want it to end in the outcome", out);
 	unlink(path);
 	rmdir(dir);
+	return out;
+}
+
+/* The reply as the line holds it, between its quotes. */
+static const char *reply_in(const char *line, size_t *n)
+{
+	const char *p = strstr(line, "\"reply\":\"");
+	const char *e = p ? strstr(p, "\",\"status\":") : NULL;
+
+	assert_non_null(e);
+	p += strlen("\"reply\":\"");
+	*n = (size_t)(e - p);
+	return p;
+}
+
+static void write_with_reply(size_t reply_len)
+{
+	char *reply = malloc(reply_len + 1);
+	const char *in;
+	size_t len, n;
+	char *out;
+
+	assert_non_null(reply);
+	memset(reply, 'x', reply_len);
+	memcpy(reply, "250 ", 4);
+	reply[reply_len] = '\0';
+	out = write_rec(reply, &len);
+	in = reply_in(out, &n);
+	/* Cut only when it had to be, and then to a prefix of the reply. */
+	if (n > reply_len || memcmp(in, reply, n) != 0)
+		fail_msg("reply of %zu: got %zu bytes that are not its prefix", reply_len, n);
+	if (n < reply_len && len < 4000)
+		fail_msg("reply of %zu: cut to %zu in a line of only %zu", reply_len, n, len);
+	free(out);
+	free(reply);
+}
+
+static void test_exact_line(void **state)
+{
+	size_t len;
+	char *out = write_rec("250 ok\n\"\xc3\xa9\"", &len);
+	const char *want =
+	    "\"qid\":\"000000000001\",\"from\":\"a@example.test\",\"to\":\"b@example.test\","
+	    "\"domain\":\"example.test\",\"mx\":\"mx.example.test\",\"ip\":\"198.18.1.10\","
+	    "\"tls\":\"\",\"reply\":\"250 ok\\u000a\\\"\xc3\xa9\\\"\",\"status\":\"2.0.0\","
+	    "\"attempt\":1,\"delay_s\":0.000,\"outcome\":\"delivered\"}\n";
+	const char *q = strstr(out, "\"qid\"");
+
+	/* {"time":"2026-11-23T18:40:00.123Z", then the rest. */
+	if (strncmp(out, "{\"time\":\"", 9) != 0 || out[32] != 'Z' || q != out + 35 ||
+	    strcmp(q, want) != 0)
+		fail_msg("got \"%s\", want {\"time\":\"...Z\",%s", out, want);
+	free(out);
+}
+
+/* A long reply of UTF-8 and escapes is cut between characters and escapes,
+ * wherever the cut falls, and no shorter than it has to be. */
+static void test_cut_utf8(void **state)
+{
+	for (size_t k = 0; k < 12; k++) {
+		char *reply = malloc(8000);
+		const char *in;
+		size_t len, n, i;
+		char *out;
+
+		assert_non_null(reply);
+		memcpy(reply, "550 ", 4);
+		memset(reply + 4, 'x', k);
+		for (i = 4 + k; i + 11 < 8000; i += 10)
+			memcpy(reply + i, "\xc3\xa9\n\xe2\x82\xac\xc3\xa9\n\n", 10);
+		reply[i] = '\0';
+		out = write_rec(reply, &len);
+		in = reply_in(out, &n);
+		if (len < 4096 - 64)
+			fail_msg("cut %zu: got a line of %zu bytes, want nearly 4096", k, len);
+		for (size_t p = 0; p < n; p++) {
+			unsigned char c = (unsigned char)in[p];
+			size_t l = c == '\\' ? 6 : c >= 0xe0 ? 3 : c >= 0xc0 ? 2 : 1;
+
+			if (p + l > n || (c == '\\' && memcmp(in + p, "\\u000a", 6) != 0))
+				fail_msg("cut %zu: got a broken escape or character at %zu", k, p);
+			for (size_t b = 1; c != '\\' && b < l; b++)
+				if (((unsigned char)in[p + b] & 0xc0) != 0x80)
+					fail_msg("cut %zu: got half a character at %zu", k, p);
+			if (c >= 0x80 && c < 0xc0)
+				fail_msg("cut %zu: got a character's tail alone at %zu", k, p);
+			p += l - 1;
+		}
+		free(out);
+		free(reply);
+	}
 }
 
 static void test_short_reply(void **state)
@@ -94,6 +181,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_short_reply),
 	    cmocka_unit_test(test_long_replies),
+	    cmocka_unit_test(test_exact_line),
+	    cmocka_unit_test(test_cut_utf8),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -172,6 +172,35 @@ static void test_build_and_print(void **state)
 	dns_dest_free(d);
 }
 
+/* UTF-8 (an SMTPUTF8 domain, a reason quoting it) stays UTF-8 in JSON;
+ * control characters are escaped. */
+static void test_print_utf8(void **state)
+{
+	struct dns_dest_in in = {
+	    .domain = "b\xc3\xbc"
+		      "cher.example",
+	    .verdict = DNS_VERDICT_PERM,
+	    .source = DNS_SRC_NONE,
+	    .status = "5.1.2",
+	    .reason = "no such domain: b\xc3\xbc"
+		      "cher.example\t(NXDOMAIN)",
+	};
+	struct dns_dest *d = dns_dest_build(&in);
+	char *s;
+
+	assert_non_null(d);
+	s = print(d, true);
+	if (strcmp(s, "{\"domain\":\"b\xc3\xbc"
+		      "cher.example\",\"verdict\":\"permanent\","
+		      "\"status\":\"5.1.2\",\"reason\":\"no such domain: "
+		      "b\xc3\xbc"
+		      "cher.example\\u0009(NXDOMAIN)\",\"source\":\"none\",\"ttl\":0,"
+		      "\"site\":\"0000000000000000\",\"skipped\":0,\"hosts\":[]}\n") != 0)
+		fail_msg("got %s, want the domain and reason as UTF-8", s);
+	free(s);
+	dns_dest_free(d);
+}
+
 /* The resolver without a server: what it answers from config and syntax. */
 static struct dns_dest *got;
 
@@ -330,6 +359,7 @@ int main(void)
 	    cmocka_unit_test(test_mx_sort),
 	    cmocka_unit_test(test_mx_shuffle_fair),
 	    cmocka_unit_test(test_build_and_print),
+	    cmocka_unit_test(test_print_utf8),
 	    cmocka_unit_test(test_site),
 	    cmocka_unit_test(test_resolver_offline),
 	    cmocka_unit_test(test_resolver_free_cancels),

@@ -603,6 +603,12 @@ static void test_bounce_status_and_spool(void **state)
 	assert_string_equal(queue_bounce_status(NULL, st), "4.4.7");
 	assert_string_equal(queue_bounce_status("4.4.1 connect failed", st), "4.4.1");
 	assert_string_equal(queue_bounce_status("554 5.7.1 see 1.2.3.4", st), "5.7.1");
+	assert_string_equal(queue_bounce_status("451 try later", st), "4.4.7");
+	assert_string_equal(queue_bounce_status("250 2.0.0 but a success", st), "4.4.7");
+	assert_string_equal(queue_bounce_status("mx.test[198.18.1.10]: 454 4.7.0 TLS failed", st),
+			    "4.7.0");
+	assert_string_equal(queue_bounce_status("mx.test[198.18.1.10]: connect: refused", st),
+			    "4.4.7");
 
 	assert_non_null(mkdtemp(dir));
 	sp = spool_open(&(struct spool_opts){.path = dir, .create = true}, err, sizeof(err));

@@ -1,6 +1,7 @@
 /*
  * test_smtp_reply.c - the SMTP reply parser: valid and malformed replies,
- * every split point, chained partial parses, limits.
+ * every split point, chained partial parses, limits; the enhanced status
+ * code parser and the status of a recorded reply text.
  *
  * Each input is copied to the very end of a page followed by an unreadable
  * page, so any read past the given length faults at once.
@@ -72,6 +73,8 @@ static const struct good goods[] = {
     {"250 2.100.999\r\n", 0, 250, 1, "2.100.999", {2, 100, 999}},
     {"250 2.1000.1 too many digits\r\n", 0, 250, 1, "2.1000.1 too many digits", {0, 0, 0}},
     {"250 2.1.0x no space\r\n", 0, 250, 1, "2.1.0x no space", {0, 0, 0}},
+    {"250 2.01.0 leading zero\r\n", 0, 250, 1, "2.01.0 leading zero", {0, 0, 0}},
+    {"250 2.1.0\tOk\r\n", 0, 250, 1, "2.1.0\tOk", {2, 1, 0}},
     {"250-mx.example\r\n250-PIPELINING\r\n250-SIZE 10240000\r\n250 8BITMIME\r\n",
      0,
      250,
@@ -369,6 +372,185 @@ static void test_chained_steps(void **state)
 	}
 }
 
+struct esc_case {
+	const char *in;
+	int want; /* bytes consumed, or -1 */
+	int esc[3];
+};
+
+static const struct esc_case escs[] = {
+    {"2.0.0", 5, {2, 0, 0}},
+    {"5.1.1 no such user", 5, {5, 1, 1}},
+    {"4.7.0\tTLS", 5, {4, 7, 0}},
+    {"4.4.2\r\n", 5, {4, 4, 2}},
+    {"5.1.1\n", 5, {5, 1, 1}},
+    {"2.100.999", 9, {2, 100, 999}},
+    {"5.0.10 x", 6, {5, 0, 10}},
+    {"5.999.999", 9, {5, 999, 999}},
+    {"5.7.26 unauthenticated", 6, {5, 7, 26}},
+    /* Malformed: the class. */
+    {"1.0.0", -1, {0}},
+    {"3.0.0", -1, {0}},
+    {"6.0.0", -1, {0}},
+    {"0.0.0", -1, {0}},
+    {"55.1.1", -1, {0}},
+    {"x.1.1", -1, {0}},
+    {" 5.1.1", -1, {0}},
+    /* Malformed: short or missing parts and dots. */
+    {"", -1, {0}},
+    {"5", -1, {0}},
+    {"5.", -1, {0}},
+    {"5.1", -1, {0}},
+    {"5.1.", -1, {0}},
+    {"5..1", -1, {0}},
+    {"5.1..", -1, {0}},
+    {"5-1-1", -1, {0}},
+    {"5,1.1", -1, {0}},
+    {"5.1,1", -1, {0}},
+    {"5.a.1", -1, {0}},
+    {"5.1.b", -1, {0}},
+    /* Malformed: over 999, leading zeros. */
+    {"5.1000.1", -1, {0}},
+    {"5.1.1000", -1, {0}},
+    {"5.01.1", -1, {0}},
+    {"5.1.01", -1, {0}},
+    {"5.00.0", -1, {0}},
+    {"5.1.000", -1, {0}},
+    /* Malformed: what follows. */
+    {"5.1.1x", -1, {0}},
+    {"5.1.1:", -1, {0}},
+    {"5.1.1.2", -1, {0}},
+    {"5.1.1-", -1, {0}},
+};
+
+static void test_esc_parse(void **state)
+{
+	for (size_t i = 0; i < sizeof(escs) / sizeof(escs[0]); i++) {
+		const struct esc_case *c = &escs[i];
+		size_t n = strlen(c->in);
+		struct smtp_esc e = {-7, -7, -7};
+		int rc = smtp_esc_parse(at_edge(c->in, n), n, &e);
+
+		if (rc != c->want)
+			fail_msg("\"%s\": got %d, want %d", c->in, rc, c->want);
+		if (rc < 0) {
+			if (e.cls != -7 || e.subject != -7 || e.detail != -7)
+				fail_msg("\"%s\": malformed, yet the result was written", c->in);
+			continue;
+		}
+		if (e.cls != c->esc[0] || e.subject != c->esc[1] || e.detail != c->esc[2])
+			fail_msg("\"%s\": got %d.%d.%d, want %d.%d.%d", c->in, e.cls, e.subject,
+				 e.detail, c->esc[0], c->esc[1], c->esc[2]);
+	}
+}
+
+/* The length counts, not a NUL: every prefix of a code is malformed. */
+static void test_esc_parse_prefixes(void **state)
+{
+	const char *in = "5.123.456 text";
+	struct smtp_esc e;
+
+	for (size_t n = 0; n < 9; n++) {
+		int rc = smtp_esc_parse(at_edge(in, n), n, &e);
+
+		if (rc != -1 && !(n == 7 || n == 8))
+			fail_msg("\"%.*s\": got %d, want -1", (int)n, in, rc);
+	}
+	/* "5.123.4" and "5.123.45" are codes of their own. */
+	assert_int_equal(smtp_esc_parse(at_edge(in, 7), 7, &e), 7);
+	assert_int_equal(e.detail, 4);
+	assert_int_equal(smtp_esc_parse(at_edge(in, 9), 9, &e), 9);
+	assert_int_equal(e.detail, 456);
+	assert_int_equal(smtp_esc_parse(NULL, 5, &e), -1);
+}
+
+struct status_case {
+	const char *in;
+	int want; /* smtp_reply_status()'s return */
+	const char *status;
+};
+
+static const struct status_case statuses[] = {
+    {"550 5.1.1 no such user", 1, "5.1.1"},
+    {"451 4.7.1 later", 1, "4.7.1"},
+    {"250 2.1.5 Ok", 1, "2.1.5"},
+    {"554 5.7.1 see 1.2.3.4", 1, "5.7.1"},
+    {"550-5.1.1 first\r\n550 5.1.1 last", 1, "5.1.1"},
+    {"550 user unknown", 0, "5.0.0"},
+    {"550 4.1.1 wrong class", 0, "5.0.0"},
+    {"550 5.01.1 leading zero", 0, "5.0.0"},
+    {"421", 0, "4.0.0"},
+    {"250\r\n", 0, "2.0.0"},
+    {"4.4.7 delivery time expired", 1, "4.4.7"},
+    {"5.4.4 no route", 1, "5.4.4"},
+    {"mx.example[192.0.2.1]: 454 4.7.0 TLS failed", 1, "4.7.0"},
+    {"mx.example[192.0.2.1]: 535 5.7.8 authentication failed", 1, "5.7.8"},
+    {"mx.example[192.0.2.1]: 421 too busy", 0, "4.0.0"},
+    {"mx.example[192.0.2.1]: connect: Connection refused", -1, NULL},
+    {"mx.example[192.0.2.1]: timed out", -1, NULL},
+    {"[192.0.2.1]: 454 4.7.0 no host name", -1, NULL},
+    {"mx[]: 454 4.7.0 no address", -1, NULL},
+    {"a b[192.0.2.1]: 454 4.7.0 space in the name", -1, NULL},
+    {"mx[a[b]: 454 4.7.0 two brackets", -1, NULL},
+    {"mx[192.0.2.1]:454 4.7.0 no space", -1, NULL},
+    {"mx[1]: mx[2]: 454 4.7.0 two hosts", -1, NULL},
+    {"5500 5.1.1 four digits", -1, NULL},
+    {"600 6.0.0 out of range", -1, NULL},
+    {"199 1.0.0 out of range", -1, NULL},
+    {"connect failed", -1, NULL},
+    {"", -1, NULL},
+};
+
+static void test_reply_status(void **state)
+{
+	for (size_t i = 0; i < sizeof(statuses) / sizeof(statuses[0]); i++) {
+		const struct status_case *c = &statuses[i];
+		size_t n = strlen(c->in);
+		struct smtp_esc e = {-7, -7, -7};
+		char got[SMTP_ESC_STRLEN];
+		int rc = smtp_reply_status(at_edge(c->in, n), n, &e);
+
+		if (rc != c->want)
+			fail_msg("\"%s\": got %d, want %d", c->in, rc, c->want);
+		if (rc < 0) {
+			if (e.cls != -7)
+				fail_msg("\"%s\": none, yet the result was written", c->in);
+			continue;
+		}
+		smtp_esc_format(&e, got, sizeof(got));
+		if (strcmp(got, c->status) != 0)
+			fail_msg("\"%s\": got %s, want %s", c->in, got, c->status);
+	}
+	assert_int_equal(smtp_reply_status(NULL, 0, NULL), -1);
+}
+
+/* Only len bytes count: a code cut short is the class alone. */
+static void test_reply_status_len(void **state)
+{
+	const char *in = "550 5.1.1 no such user";
+	struct smtp_esc e;
+	char got[SMTP_ESC_STRLEN];
+
+	assert_int_equal(smtp_reply_status(at_edge(in, 3), 3, &e), 0);
+	assert_string_equal(smtp_esc_format(&e, got, sizeof(got)), "5.0.0");
+	assert_int_equal(smtp_reply_status(at_edge(in, 8), 8, &e), 0);
+	assert_int_equal(smtp_reply_status(at_edge(in, 9), 9, &e), 1);
+	assert_string_equal(smtp_esc_format(&e, got, sizeof(got)), "5.1.1");
+	assert_int_equal(smtp_reply_status(at_edge(in, 2), 2, &e), -1);
+}
+
+static void test_esc_format(void **state)
+{
+	struct smtp_esc big = {5, 999, 999}, small = {2, 0, 0};
+	char buf[SMTP_ESC_STRLEN];
+
+	assert_string_equal(smtp_esc_format(&big, buf, sizeof(buf)), "5.999.999");
+	assert_string_equal(smtp_esc_format(&small, buf, sizeof(buf)), "2.0.0");
+	/* Too small: empty, never cut. */
+	assert_string_equal(smtp_esc_format(&big, buf, sizeof(buf) - 1), "");
+	assert_string_equal(smtp_esc_format(&small, buf, 5), "");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -382,6 +564,11 @@ int main(void)
 	    cmocka_unit_test(test_long_reply),
 	    cmocka_unit_test(test_next_line),
 	    cmocka_unit_test(test_chained_steps),
+	    cmocka_unit_test(test_esc_parse),
+	    cmocka_unit_test(test_esc_parse_prefixes),
+	    cmocka_unit_test(test_reply_status),
+	    cmocka_unit_test(test_reply_status_len),
+	    cmocka_unit_test(test_esc_format),
 	};
 
 	return cmocka_run_group_tests(tests, setup, NULL);

@@ -1,0 +1,302 @@
+/*
+ * dmta_json.c - see dmta_json.h.
+ *
+ * Everything goes out through put(), one piece at a time (a run of plain
+ * bytes, one escape, one number, one punctuation mark), so a caller's
+ * buffer that fills up holds whole pieces only, and "need" counts on past
+ * the end as snprintf() does.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/base/dmta_json.h"
+
+static void fail(struct dmta_json *j, int err)
+{
+	if (j->err == 0)
+		j->err = err;
+}
+
+/* Make room for n more bytes and a NUL in a growing buffer. */
+static int grow(struct dmta_json *j, size_t n)
+{
+	size_t cap = j->cap ? j->cap : 256;
+	char *p;
+
+	while (cap - j->len <= n) {
+		if (cap > SIZE_MAX / 2)
+			return -ENOMEM;
+		cap *= 2;
+	}
+	p = realloc(j->buf, cap);
+	if (p == NULL)
+		return -ENOMEM;
+	j->buf = p;
+	j->cap = cap;
+	return 0;
+}
+
+static void put(struct dmta_json *j, const char *p, size_t n)
+{
+	j->need += n;
+	if (j->err != 0 || n == 0)
+		return;
+	if (j->f != NULL) {
+		if (fwrite(p, 1, n, j->f) != n)
+			fail(j, -EIO);
+		else
+			j->len += n;
+		return;
+	}
+	if (j->cap - j->len <= n) {
+		if (!j->grow) {
+			fail(j, -ENOSPC);
+			return;
+		}
+		if (grow(j, n) < 0) {
+			fail(j, -ENOMEM);
+			return;
+		}
+	}
+	memcpy(j->buf + j->len, p, n);
+	j->len += n;
+	j->buf[j->len] = '\0';
+}
+
+static void put_string(struct dmta_json *j, const char *s, size_t n)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t run = 0;
+
+	put(j, "\"", 1);
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		if (c >= 0x20 && c != 0x7f && c != '"' && c != '\\')
+			continue;
+		put(j, s + run, i - run);
+		if (c == '"' || c == '\\') {
+			char e[2] = {'\\', (char)c};
+
+			put(j, e, sizeof(e));
+		} else {
+			char e[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
+
+			put(j, e, sizeof(e));
+		}
+		run = i + 1;
+	}
+	put(j, s + run, n - run);
+	put(j, "\"", 1);
+}
+
+/* Before any value: the comma, and the check that a value may come here. */
+static void value_begin(struct dmta_json *j)
+{
+	if (j->depth > 0) {
+		unsigned d = j->depth - 1;
+
+		if (j->is_obj[d] && !j->after_key) {
+			fail(j, -EINVAL);
+			return;
+		}
+		if (!j->is_obj[d] && j->nonempty[d])
+			put(j, ",", 1);
+		j->nonempty[d] = true;
+	}
+	j->after_key = false;
+}
+
+static void init(struct dmta_json *j)
+{
+	memset(j, 0, sizeof(*j));
+}
+
+void dmta_json_init(struct dmta_json *j, char *buf, size_t cap)
+{
+	init(j);
+	j->buf = buf;
+	j->cap = cap;
+	if (cap == 0)
+		j->err = -ENOSPC;
+	else
+		buf[0] = '\0';
+}
+
+void dmta_json_init_grow(struct dmta_json *j)
+{
+	init(j);
+	j->grow = true;
+}
+
+void dmta_json_init_file(struct dmta_json *j, FILE *f)
+{
+	init(j);
+	j->f = f;
+}
+
+static void open_container(struct dmta_json *j, bool obj)
+{
+	value_begin(j);
+	if (j->depth >= DMTA_JSON_MAX_DEPTH) {
+		fail(j, -EINVAL);
+		return;
+	}
+	j->is_obj[j->depth] = obj;
+	j->nonempty[j->depth] = false;
+	j->depth++;
+	put(j, obj ? "{" : "[", 1);
+}
+
+static void close_container(struct dmta_json *j, bool obj)
+{
+	if (j->depth == 0 || j->is_obj[j->depth - 1] != obj || j->after_key) {
+		fail(j, -EINVAL);
+		return;
+	}
+	j->depth--;
+	put(j, obj ? "}" : "]", 1);
+}
+
+void dmta_json_obj(struct dmta_json *j)
+{
+	open_container(j, true);
+}
+
+void dmta_json_obj_end(struct dmta_json *j)
+{
+	close_container(j, true);
+}
+
+void dmta_json_arr(struct dmta_json *j)
+{
+	open_container(j, false);
+}
+
+void dmta_json_arr_end(struct dmta_json *j)
+{
+	close_container(j, false);
+}
+
+void dmta_json_key(struct dmta_json *j, const char *key)
+{
+	if (j->depth == 0 || !j->is_obj[j->depth - 1] || j->after_key || key == NULL) {
+		fail(j, -EINVAL);
+		return;
+	}
+	if (j->nonempty[j->depth - 1])
+		put(j, ",", 1);
+	j->nonempty[j->depth - 1] = true;
+	put_string(j, key, strlen(key));
+	put(j, ":", 1);
+	j->after_key = true;
+}
+
+void dmta_json_strn(struct dmta_json *j, const char *s, size_t n)
+{
+	value_begin(j);
+	put_string(j, s, n);
+}
+
+void dmta_json_str(struct dmta_json *j, const char *s)
+{
+	if (s == NULL)
+		dmta_json_null(j);
+	else
+		dmta_json_strn(j, s, strlen(s));
+}
+
+static void put_number(struct dmta_json *j, const char *text, int n)
+{
+	value_begin(j);
+	if (n < 0) {
+		fail(j, -EINVAL);
+		return;
+	}
+	put(j, text, (size_t)n);
+}
+
+void dmta_json_u64(struct dmta_json *j, uint64_t v)
+{
+	char t[24];
+
+	put_number(j, t, snprintf(t, sizeof(t), "%" PRIu64, v));
+}
+
+void dmta_json_i64(struct dmta_json *j, int64_t v)
+{
+	char t[24];
+
+	put_number(j, t, snprintf(t, sizeof(t), "%" PRId64, v));
+}
+
+void dmta_json_f64(struct dmta_json *j, double v, int decimals)
+{
+	/* DBL_MAX has 309 digits before the point; 17 after are all there is. */
+	char t[352];
+
+	if (!isfinite(v)) {
+		dmta_json_null(j);
+		return;
+	}
+	if (decimals < 0)
+		decimals = 0;
+	if (decimals > 17)
+		decimals = 17;
+	put_number(j, t, snprintf(t, sizeof(t), "%.*f", decimals, v));
+}
+
+void dmta_json_bool(struct dmta_json *j, bool v)
+{
+	value_begin(j);
+	put(j, v ? "true" : "false", v ? 4 : 5);
+}
+
+void dmta_json_null(struct dmta_json *j)
+{
+	value_begin(j);
+	put(j, "null", 4);
+}
+
+void dmta_json_kstr(struct dmta_json *j, const char *key, const char *s)
+{
+	dmta_json_key(j, key);
+	dmta_json_str(j, s);
+}
+
+void dmta_json_ku64(struct dmta_json *j, const char *key, uint64_t v)
+{
+	dmta_json_key(j, key);
+	dmta_json_u64(j, v);
+}
+
+void dmta_json_kbool(struct dmta_json *j, const char *key, bool v)
+{
+	dmta_json_key(j, key);
+	dmta_json_bool(j, v);
+}
+
+int dmta_json_finish(struct dmta_json *j)
+{
+	if (j->err != 0)
+		return j->err;
+	if (j->depth != 0 || j->after_key)
+		return -EINVAL;
+	if (j->len > INT_MAX)
+		return -EOVERFLOW;
+	return (int)j->len;
+}
+
+void dmta_json_free(struct dmta_json *j)
+{
+	if (!j->grow)
+		return;
+	free(j->buf);
+	j->buf = NULL;
+	j->cap = 0;
+	j->len = 0;
+}
