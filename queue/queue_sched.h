@@ -70,17 +70,17 @@ struct queue_dest_limits {
 	uint32_t rate; /* jobs per second, 0 = unlimited */
 };
 
+/* The [queue] keys; their defaults and ranges are in queue_sched.c's table. */
 struct queue_sched_conf {
-	uint64_t min_backoff_ms; /* default 5 min */
-	uint64_t max_backoff_ms; /* default 4 h */
-	uint32_t jitter_pct;	 /* default 20 (+-20 %) */
-	uint64_t lifetime_ms;	 /* default 5 days */
-	uint32_t suspend_after;	 /* consecutive connection failures, default 5 */
-	uint64_t suspend_ms;	 /* default 10 min */
-	uint64_t max_suspend_ms; /* default 2 h */
-	uint64_t
-	    delay_warning_ms; /* warn the sender once after this long; 0 = never; default 4 h */
-	uint32_t workers;     /* shards, default 1 */
+	uint64_t min_backoff_ms;
+	uint64_t max_backoff_ms;
+	uint32_t jitter_pct; /* +- this % */
+	uint64_t lifetime_ms;
+	uint32_t suspend_after; /* consecutive connection failures */
+	uint64_t suspend_ms;
+	uint64_t max_suspend_ms;
+	uint64_t delay_warning_ms;     /* warn the sender once after this long; 0 = never */
+	uint32_t workers;	       /* shards */
 	struct queue_dest_limits dest; /* defaults for every destination */
 	const struct dmta_conf *conf;  /* for [dest DOMAIN] overrides; may be NULL */
 };
