@@ -10,7 +10,9 @@
  *	Every key of dmta.conf is declared once, in a table beside the code
  *	that reads it (core/base/dmta_conf.h). This program lists those
  *	tables in the order the sample shows them; the unit test runs it with
- *	--check so that the sample cannot fall behind the code.
+ *	--check so that the sample cannot fall behind the code. --check also
+ *	reads the file back through every table: each value it shows must be
+ *	accepted, and each key it sets must be one a table knows.
  *
  * DIAGNOSTICS
  *	Exit 0; 1 when a table is broken or the file differs (the first
@@ -21,6 +23,7 @@
 #include <string.h>
 
 #include "core/base/dmta_conf.h"
+#include "core/base/dmta_log.h"
 #include "core/control/dmta_control_conf.h"
 #include "core/control/dmta_pool.h"
 #include "core/dataplane/dmta_dataplane.h"
@@ -120,6 +123,11 @@ static int check(const char *prog, const char *path, const char *want, size_t wl
 		const char *gl = g ? g + 1 : got, *wl = w ? w + 1 : want;
 		size_t gn = strcspn(gl, "\n"), wn = strcspn(wl, "\n");
 
+		if (i >= glen)
+			gl = "(end)", gn = 5;
+		if (i >= wlen)
+			wl = "(end)", wn = 5;
+
 		fprintf(stderr,
 			"%s differs from the key tables at line %zu:\n  file:   %.*s\n"
 			"  tables: %.*s%s\nregenerate with: %s > %s\n",
@@ -131,6 +139,45 @@ static int check(const char *prog, const char *path, const char *want, size_t wl
 	return 1;
 }
 
+/* The bytes a section's fields span, for a scratch struct to read it into. */
+static size_t section_span(const struct dmta_conf_section *sec)
+{
+	size_t end = 0;
+
+	for (size_t i = 0; i < sec->nkeys; i++) {
+		const struct dmta_conf_key *k = &sec->keys[i];
+		size_t e = k->off + (k->type == DMTA_CONF_GROUP ? section_span(k->group) : k->size);
+
+		if (e > end)
+			end = e;
+	}
+	return end;
+}
+
+/* 0 when @p path reads without an error or an unknown key in any table. */
+static int read_back(const char *path)
+{
+	char err[512];
+	struct dmta_conf *conf = dmta_conf_load(path, err, sizeof(err));
+	int bad = 0;
+
+	if (conf == NULL) {
+		fprintf(stderr, "%s\n", err);
+		return 1;
+	}
+	for (size_t i = 0; i < sizeof(sections) / sizeof(sections[0]); i++) {
+		void *scratch = calloc(1, section_span(sections[i]) + 1);
+
+		if (scratch == NULL || dmta_conf_read(conf, sections[i], scratch) != 0)
+			bad = 1;
+		free(scratch);
+	}
+	if (dmta_conf_warn_unused(conf, NULL) != 0)
+		bad = 1;
+	dmta_conf_free(conf);
+	return bad;
+}
+
 int main(int argc, char **argv)
 {
 	char *buf = NULL;
@@ -138,6 +185,7 @@ int main(int argc, char **argv)
 	FILE *mem;
 	int rc;
 
+	dmta_log_init("dmta-conf-sample", DMTA_LOG_WARN);
 	if (argc == 1)
 		return write_sample(stdout) == 0 && fflush(stdout) == 0 ? 0 : 1;
 	if (argc != 3 || strcmp(argv[1], "--check") != 0) {
@@ -152,7 +200,7 @@ int main(int argc, char **argv)
 	rc = write_sample(mem);
 	fclose(mem);
 	if (rc == 0)
-		rc = check(argv[0], argv[2], buf, len);
+		rc = check(argv[0], argv[2], buf, len) | read_back(argv[2]);
 	else
 		rc = 1;
 	free(buf);
