@@ -116,6 +116,7 @@ static const struct dmta_conf_key dest_keys[] = {
 
 const struct dmta_conf_section queue_dest_conf_section = {
     .name = "dest example.org",
+    .help = "One recipient domain's own limits, over [queue] dest_*:",
     .keys = dest_keys,
     .nkeys = DMTA_CONF_NKEYS(dest_keys),
     .family = true,
