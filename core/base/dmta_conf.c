@@ -436,8 +436,6 @@ static int read_keys(const struct dmta_conf *conf, const char *section, const ch
 			    read_keys(conf, section, name, k->group, (char *)out + k->off, overlay);
 			continue;
 		}
-		if (k->size == 0)
-			continue; /* the module's own */
 		if (conf != NULL)
 			s = dmta_conf_get(conf, section, name);
 		if (s == NULL && (overlay || k->def == NULL))
@@ -538,7 +536,7 @@ static int sample_check(const struct dmta_conf_section *sec, const char *prefix,
 		uint64_t v;
 
 		snprintf(name, sizeof(name), "%s%s", prefix, k->name);
-		if (k->size != 0 && !key_field_ok(k)) {
+		if (!key_field_ok(k)) {
 			snprintf(err, errlen, "[%s] %s: its field cannot hold its values",
 				 sec->name, name);
 			return -EINVAL;

@@ -70,8 +70,8 @@ struct dmta_conf_section;
 
 /**
  * One key: the single place its name, default and range are written.
- * A key with size 0 has no field: the module reads it itself (free-form
- * values such as host lists), and the table only documents it.
+ * Free-form values (host lists, addresses) are STR keys that the module
+ * parses after reading them.
  */
 struct dmta_conf_key {
 	const char *name;
