@@ -48,6 +48,7 @@
 #include "core/base/dmta_conf.h"
 #include "core/base/dmta_log.h"
 #include "core/control/dmta_control.h"
+#include "core/control/dmta_control_conf.h"
 #include "core/dataplane/dmta_dataplane.h"
 #include "core/dataplane/dmta_dbackend.h"
 #include "core/dataplane/dmta_port.h"
@@ -136,7 +137,8 @@ static void teardown(struct dmtad *d)
 int main(int argc, char **argv)
 {
 	struct dmtad d;
-	const char *cpath = NULL, *backend;
+	const char *cpath = NULL;
+	enum dmta_backend_kind backend;
 	char err[512] = "";
 	sigset_t sigs;
 	int opt, sfd, rc = 1;
@@ -171,16 +173,12 @@ int main(int argc, char **argv)
 		dmta_err("%s", err);
 		return 1;
 	}
-	backend = dmta_conf_str(d.conf, "delivery", "backend", "dpdk");
-	if (strcmp(backend, "kernel") == 0) {
+	if (dmta_delivery_backend(d.conf, &backend) != 0)
+		goto out;
+	if (backend == DMTA_BACKEND_KERNEL) {
 		rc = run_kernel_backend(d.conf);
 		dmta_conf_free(d.conf);
 		return rc;
-	}
-	if (strcmp(backend, "dpdk") != 0) {
-		dmta_err("%s: [delivery] backend = %s: expected dpdk or kernel",
-			 dmta_conf_source(d.conf), backend);
-		goto out;
 	}
 	/* Block the stop signals before EAL makes its threads, so that they
 	 * all inherit the mask and only the control thread's signalfd sees

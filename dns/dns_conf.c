@@ -174,20 +174,118 @@ int dns_hostlist_parse(const char *text, struct dns_route_host *hosts, unsigned 
 	}
 }
 
+/* The free-form keys, kept as written and parsed below. */
+struct dns_conf_text {
+	const char *servers, *local_names, *relay_host;
+};
+
+#define TEXT(m) DMTA_CONF_AT(struct dns_conf_text, m)
+static const struct dmta_conf_key dns_text_keys[] = {
+    {.name = "servers",
+     .type = DMTA_CONF_STR,
+     .example = "198.18.1.53",
+     TEXT(servers),
+     .help = "DNS servers, ADDR[,ADDR...] (default: /etc/resolv.conf)"},
+    {.name = "local_names",
+     .type = DMTA_CONF_STR,
+     .example = "mail.example.org",
+     TEXT(local_names),
+     .help = "names of this host, so that it never delivers to itself (RFC 5321 5.1)"},
+};
+
+const struct dmta_conf_section dns_text_conf_section = {
+    .name = "dns",
+    .keys = dns_text_keys,
+    .nkeys = DMTA_CONF_NKEYS(dns_text_keys),
+};
+
+#define DNS(m) DMTA_CONF_AT(struct dns_config, m)
+static const struct dmta_conf_key dns_keys[] = {
+    {.name = "timeout",
+     .type = DMTA_CONF_DURATION,
+     .def = "5s",
+     .min = 10,
+     .max = DMTA_CONF_MIN(10),
+     DNS(timeout_ms)},
+    {.name = "tries", .type = DMTA_CONF_U64, .def = "2", .min = 1, .max = 10, DNS(tries)},
+    {.name = "ttl_min",
+     .type = DMTA_CONF_DURATION,
+     .def = "30s",
+     .max = DMTA_CONF_DAY(7),
+     .unit = 1000,
+     DNS(ttl_min)},
+    {.name = "ttl_max",
+     .type = DMTA_CONF_DURATION,
+     .def = "1d",
+     .min = DMTA_CONF_SEC(1),
+     .max = DMTA_CONF_DAY(7),
+     .unit = 1000,
+     DNS(ttl_max)},
+    {.name = "negative_ttl_max",
+     .type = DMTA_CONF_DURATION,
+     .def = "3h",
+     .max = DMTA_CONF_DAY(1),
+     .unit = 1000,
+     DNS(neg_ttl_max)},
+    {.name = "tempfail_ttl",
+     .type = DMTA_CONF_DURATION,
+     .def = "5s",
+     .max = DMTA_CONF_HOUR(1),
+     .unit = 1000,
+     DNS(tempfail_ttl)},
+    {.name = "cache_size",
+     .type = DMTA_CONF_U64,
+     .def = "100000",
+     .min = 1,
+     .max = 100000000,
+     DNS(cache_size)},
+    {.name = "max_in_flight",
+     .type = DMTA_CONF_U64,
+     .def = "256",
+     .min = 1,
+     .max = 65536,
+     DNS(max_in_flight)},
+    {.name = "max_mx",
+     .type = DMTA_CONF_U64,
+     .def = "10",
+     .min = 1,
+     .max = DNS_HOSTS_MAX,
+     DNS(max_mx)},
+    {.name = "max_addrs", .type = DMTA_CONF_U64, .def = "8", .min = 1, .max = 256, DNS(max_addrs)},
+    {.name = "ipv6", .type = DMTA_CONF_BOOL, .def = "yes", DNS(ipv6)},
+};
+
+const struct dmta_conf_section dns_conf_section = {
+    .name = "dns",
+    .keys = dns_keys,
+    .nkeys = DMTA_CONF_NKEYS(dns_keys),
+};
+
+const struct dmta_conf_section dns_routes_conf_section = {
+    .name = "routes",
+    .help = "Static routes that override DNS: DOMAIN = HOST[:PORT][, HOST[:PORT]...]\n"
+	    "(\".example.org\" covers subdomains).",
+    .example = "internal.example = 10.1.2.3:2525, backup.internal.example",
+};
+
+static const struct dmta_conf_key relay_keys[] = {
+    {.name = "host",
+     .type = DMTA_CONF_STR,
+     .example = "smtp.provider.example:587",
+     TEXT(relay_host),
+     .help = "A smarthost for everything, instead of MX lookups:"},
+};
+
+const struct dmta_conf_section dns_relay_conf_section = {
+    .name = "relay",
+    .keys = relay_keys,
+    .nkeys = DMTA_CONF_NKEYS(relay_keys),
+};
+
 void dns_config_defaults(struct dns_config *cfg)
 {
 	memset(cfg, 0, sizeof(*cfg));
-	cfg->timeout_ms = 5000;
-	cfg->tries = 2;
-	cfg->ttl_min = 30;
-	cfg->ttl_max = 86400;
-	cfg->neg_ttl_max = 3 * 3600;
-	cfg->tempfail_ttl = 5;
-	cfg->cache_size = 100000;
-	cfg->max_in_flight = 256;
-	cfg->max_mx = 10;
-	cfg->max_addrs = 8;
-	cfg->ipv6 = true;
+	(void)dmta_conf_read(NULL, &dns_conf_section, cfg); /* defaults cannot fail */
 }
 
 static int local_names_set(struct dns_config *cfg, const char *text)
@@ -291,12 +389,15 @@ static void route_one(const char *key, const char *value, void *arg)
 
 int dns_config_load(struct dns_config *cfg, const struct dmta_conf *conf)
 {
-	uint64_t v;
+	struct dns_conf_text text = {NULL};
 	int rc = 0;
 	const char *s;
 
 	dns_config_defaults(cfg);
-	s = dmta_conf_get(conf, "dns", "servers");
+	rc |= dmta_conf_read(conf, &dns_text_conf_section, &text);
+	rc |= dmta_conf_read(conf, &dns_relay_conf_section, &text);
+	rc |= dmta_conf_read(conf, &dns_conf_section, cfg);
+	s = text.servers;
 	if (s && *s) {
 		cfg->servers = strdup(s);
 		for (char *p = cfg->servers; p && *p; p++)
@@ -313,27 +414,7 @@ int dns_config_load(struct dns_config *cfg, const struct dmta_conf *conf)
 			 dmta_conf_source(conf));
 		rc = -1;
 	}
-	rc |= dmta_conf_duration_ms(conf, "dns", "timeout", 5000, 10, 600000, &cfg->timeout_ms);
-	rc |= dmta_conf_u64(conf, "dns", "tries", 2, 1, 10, &v);
-	cfg->tries = (unsigned)v;
-	rc |= dmta_conf_duration_ms(conf, "dns", "ttl_min", 30000, 0, 86400000ULL * 7, &v);
-	cfg->ttl_min = (uint32_t)(v / 1000);
-	rc |= dmta_conf_duration_ms(conf, "dns", "ttl_max", 86400000, 1000, 86400000ULL * 7, &v);
-	cfg->ttl_max = (uint32_t)(v / 1000);
-	rc |= dmta_conf_duration_ms(conf, "dns", "negative_ttl_max", 3 * 3600000, 0, 86400000, &v);
-	cfg->neg_ttl_max = (uint32_t)(v / 1000);
-	rc |= dmta_conf_duration_ms(conf, "dns", "tempfail_ttl", 5000, 0, 3600000, &v);
-	cfg->tempfail_ttl = (uint32_t)(v / 1000);
-	rc |= dmta_conf_u64(conf, "dns", "cache_size", 100000, 1, 100000000, &v);
-	cfg->cache_size = (size_t)v;
-	rc |= dmta_conf_u64(conf, "dns", "max_in_flight", 256, 1, 65536, &v);
-	cfg->max_in_flight = (unsigned)v;
-	rc |= dmta_conf_u64(conf, "dns", "max_mx", 10, 1, DNS_HOSTS_MAX, &v);
-	cfg->max_mx = (unsigned)v;
-	rc |= dmta_conf_u64(conf, "dns", "max_addrs", 8, 1, 256, &v);
-	cfg->max_addrs = (unsigned)v;
-	rc |= dmta_conf_bool(conf, "dns", "ipv6", true, &cfg->ipv6);
-	s = dmta_conf_get(conf, "dns", "local_names");
+	s = text.local_names;
 	if (s && local_names_set(cfg, s) < 0) {
 		dmta_err("%s: [dns] local_names: want host names separated by commas",
 			 dmta_conf_source(conf));
@@ -350,7 +431,7 @@ int dns_config_load(struct dns_config *cfg, const struct dmta_conf *conf)
 	if (ctx.rc)
 		rc = ctx.rc;
 
-	s = dmta_conf_get(conf, "relay", "host");
+	s = text.relay_host;
 	if (s) {
 		char err[200];
 		struct dns_route_host hosts[DNS_ROUTE_HOSTS_MAX];

@@ -97,6 +97,13 @@ struct dns_config {
 	struct dns_route relay; /* relay.n == 0: none */
 };
 
+/* [dns] in two parts (its free-form keys, then the others), [routes], [relay] host. */
+struct dmta_conf_section;
+extern const struct dmta_conf_section dns_text_conf_section;
+extern const struct dmta_conf_section dns_conf_section;
+extern const struct dmta_conf_section dns_routes_conf_section;
+extern const struct dmta_conf_section dns_relay_conf_section;
+
 void dns_config_defaults(struct dns_config *cfg);
 int dns_config_load(struct dns_config *cfg, const struct dmta_conf *conf);
 void dns_config_release(struct dns_config *cfg);

@@ -313,11 +313,34 @@ int queue_ctl_sync(struct queue_ctl *qc, uint64_t now_ns)
 
 /* ---- set-up ---- */
 
+struct queue_ctl_keys {
+	const char *bounce_template, *delay_template;
+};
+
+static const struct dmta_conf_key queue_ctl_keys[] = {
+    {.name = "bounce_template",
+     .type = DMTA_CONF_STR,
+     .example = "/etc/dmta/bounce.txt",
+     DMTA_CONF_AT(struct queue_ctl_keys, bounce_template),
+     .help = "Bounces and delay notices: the text for people is dmta's own unless\n"
+	     "these name a file (UTF-8; first line \"Subject: ...\", then an empty\n"
+	     "line, then the text, with ${hostname}, ${sender}, ${queue_id},\n"
+	     "${arrival_date}, ${retry_until}, ${recipients}, ${returned})."},
+    {.name = "delay_template",
+     .type = DMTA_CONF_STR,
+     .example = "/etc/dmta/delay.txt",
+     DMTA_CONF_AT(struct queue_ctl_keys, delay_template)},
+};
+
+const struct dmta_conf_section queue_ctl_conf_section = {
+    .name = "queue",
+    .keys = queue_ctl_keys,
+    .nkeys = DMTA_CONF_NKEYS(queue_ctl_keys),
+};
+
 /* An operator's DSN template, read and checked at start. */
-static int load_template(const struct dmta_conf *conf, const char *key, char **out, char *err,
-			 size_t errlen)
+static int load_template(const char *path, const char *key, char **out, char *err, size_t errlen)
 {
-	const char *path = dmta_conf_get(conf, "queue", key);
 	char why[200];
 	FILE *f;
 	size_t n;
@@ -356,7 +379,7 @@ struct queue_ctl *queue_ctl_open(const struct dmta_conf *conf, unsigned shards,
 	struct spool_opts so = {0};
 	struct queue_ctl *qc = calloc(1, sizeof(*qc));
 	struct queue_sched_ops ops;
-	char host[256];
+	struct queue_ctl_keys k = {NULL, NULL};
 
 	if (qc == NULL) {
 		snprintf(err, errlen, "out of memory");
@@ -377,18 +400,16 @@ struct queue_ctl *queue_ctl_open(const struct dmta_conf *conf, unsigned shards,
 	}
 	if (shards != 0)
 		sc.workers = shards;
-	if (load_template(conf, "bounce_template", &qc->tmpl_failed, err, errlen) != 0 ||
-	    load_template(conf, "delay_template", &qc->tmpl_delayed, err, errlen) != 0)
+	(void)dmta_conf_read(conf, &queue_ctl_conf_section, &k); /* strings: never invalid */
+	if (load_template(k.bounce_template, "bounce_template", &qc->tmpl_failed, err, errlen) !=
+		0 ||
+	    load_template(k.delay_template, "delay_template", &qc->tmpl_delayed, err, errlen) != 0)
 		goto fail;
 	so.create = true;
 	qc->sp = spool_open(&so, err, errlen);
 	if (qc->sp == NULL)
 		goto fail;
-	if (gethostname(host, sizeof(host)) < 0)
-		strcpy(host, "localhost");
-	host[sizeof(host) - 1] = 0;
-	snprintf(qc->hostname, sizeof(qc->hostname), "%s",
-		 dmta_conf_str(conf, "queue", "myhostname", host));
+	queue_myhostname(conf, qc->hostname, sizeof(qc->hostname));
 	qc->lifetime_ms = sc.lifetime_ms;
 	ops = (struct queue_sched_ops){
 	    .store = ops_store, .dsn = ops_dsn, .delay = ops_delay, .done = ops_done, .ctx = qc};

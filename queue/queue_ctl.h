@@ -66,6 +66,9 @@
 struct dmta_conf;
 struct queue_ctl;
 
+/** Its part of [queue]: bounce_template, delay_template. */
+extern const struct dmta_conf_section queue_ctl_conf_section;
+
 struct queue_ctl_hooks {
 	/**
 	 * Optional: recipients @p rcpt[0..n) of @p env failed for good with no

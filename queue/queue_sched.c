@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "core/base/dmta_conf.h"
 #include "core/base/dmta_log.h"
@@ -83,59 +84,157 @@ struct queue_sched {
 
 /* Configuration. */
 
+#define DEST(m) DMTA_CONF_AT(struct queue_dest_limits, m)
+static const struct dmta_conf_key dest_keys[] = {
+    {.name = "max_connections",
+     .type = DMTA_CONF_U64,
+     .def = "10",
+     .example = "2",
+     .min = 1,
+     .max = 100000,
+     DEST(max_connections)},
+    {.name = "max_messages_per_connection",
+     .type = DMTA_CONF_U64,
+     .def = "100",
+     .min = 1,
+     .max = 1000000,
+     DEST(max_messages_per_connection)},
+    {.name = "max_recipients",
+     .type = DMTA_CONF_U64,
+     .def = "50",
+     .min = 1,
+     .max = QUEUE_JOB_MAX_RCPT,
+     DEST(max_recipients)},
+    {.name = "rate",
+     .type = DMTA_CONF_U64,
+     .def = "0",
+     .example = "5",
+     .max = 1000000,
+     DEST(rate),
+     .help = "transactions per second, 0 = unlimited"},
+};
+
+const struct dmta_conf_section queue_dest_conf_section = {
+    .name = "dest example.org",
+    .help = "One recipient domain's own limits, over [queue] dest_*:",
+    .keys = dest_keys,
+    .nkeys = DMTA_CONF_NKEYS(dest_keys),
+    .family = true,
+};
+
+#define QUEUE(m) DMTA_CONF_AT(struct queue_sched_conf, m)
+static const struct dmta_conf_key queue_keys[] = {
+    {.name = "min_backoff",
+     .type = DMTA_CONF_DURATION,
+     .def = "5m",
+     .min = DMTA_CONF_SEC(1),
+     .max = DMTA_CONF_DAY(1),
+     QUEUE(min_backoff_ms),
+     .help = "Retries: min_backoff * 2^(attempts-1), at most max_backoff, +-jitter %."},
+    {.name = "max_backoff",
+     .type = DMTA_CONF_DURATION,
+     .def = "4h",
+     .min = DMTA_CONF_SEC(1),
+     .max = DMTA_CONF_DAY(30),
+     QUEUE(max_backoff_ms)},
+    {.name = "backoff_jitter", .type = DMTA_CONF_U64, .def = "20", .max = 90, QUEUE(jitter_pct)},
+    {.name = "lifetime",
+     .type = DMTA_CONF_DURATION,
+     .def = "5d",
+     .max = DMTA_CONF_DAY(100),
+     QUEUE(lifetime_ms),
+     .help = "Give up (bounce with 4.4.7) after:"},
+    {.name = "delay_warning",
+     .type = DMTA_CONF_DURATION,
+     .def = "4h",
+     .max = DMTA_CONF_DAY(100),
+     QUEUE(delay_warning_ms),
+     .help = "Tell the sender once that a message is still undelivered after this\n"
+	     "long (an RFC 3464 \"delayed\" DSN); 0: never."},
+    {.name = "suspend_after",
+     .type = DMTA_CONF_U64,
+     .def = "5",
+     .min = 1,
+     .max = 1000,
+     QUEUE(suspend_after),
+     .help = "Suspend a destination after this many connection failures in a row,\n"
+	     "for suspend_time (doubling while it stays down, at most max_suspend_time)."},
+    {.name = "suspend_time",
+     .type = DMTA_CONF_DURATION,
+     .def = "10m",
+     .min = DMTA_CONF_SEC(1),
+     .max = DMTA_CONF_DAY(1),
+     QUEUE(suspend_ms)},
+    {.name = "max_suspend_time",
+     .type = DMTA_CONF_DURATION,
+     .def = "2h",
+     .min = DMTA_CONF_SEC(1),
+     .max = DMTA_CONF_DAY(7),
+     QUEUE(max_suspend_ms)},
+    {.name = "workers",
+     .type = DMTA_CONF_U64,
+     .def = "1",
+     .min = 1,
+     .max = 1024,
+     QUEUE(workers),
+     .help = "Shards (worker cores) destinations are spread over."},
+    {.name = "dest_",
+     .type = DMTA_CONF_GROUP,
+     .group = &queue_dest_conf_section,
+     QUEUE(dest),
+     .help = "Limits per destination (a recipient domain); override per domain in a\n"
+	     "section [dest example.org] with the same keys without \"dest_\"."},
+};
+
+const struct dmta_conf_section queue_conf_section = {
+    .name = "queue",
+    .keys = queue_keys,
+    .nkeys = DMTA_CONF_NKEYS(queue_keys),
+};
+
+struct queue_host_keys {
+	const char *myhostname;
+};
+
+static const struct dmta_conf_key queue_host_keys[] = {
+    {.name = "myhostname",
+     .type = DMTA_CONF_STR,
+     .example = "mail.example.org",
+     DMTA_CONF_AT(struct queue_host_keys, myhostname),
+     .help = "The name of this mail system in bounces, delay notices and Message-IDs,\n"
+	     "and the default [smtp] helo_name (default: this host's name)."},
+};
+
+const struct dmta_conf_section queue_host_conf_section = {
+    .name = "queue",
+    .keys = queue_host_keys,
+    .nkeys = DMTA_CONF_NKEYS(queue_host_keys),
+};
+
+const char *queue_myhostname(const struct dmta_conf *conf, char *buf, size_t len)
+{
+	struct queue_host_keys k = {NULL};
+
+	/* A string key cannot be invalid: the result can be ignored. */
+	(void)dmta_conf_read(conf, &queue_host_conf_section, &k);
+	if (k.myhostname != NULL && k.myhostname[0] != '\0')
+		snprintf(buf, len, "%s", k.myhostname);
+	else if (gethostname(buf, len - 1) != 0)
+		snprintf(buf, len, "localhost");
+	buf[len - 1] = '\0';
+	return buf;
+}
+
 int queue_sched_conf_load(const struct dmta_conf *conf, struct queue_sched_conf *c)
 {
-	uint64_t v[13];
-	int rc = 0;
-
 	memset(c, 0, sizeof(*c));
-	c->conf = conf;
-	if (conf == NULL) {
-		c->min_backoff_ms = 5 * 60 * 1000ULL;
-		c->max_backoff_ms = 4 * 3600 * 1000ULL;
-		c->jitter_pct = 20;
-		c->lifetime_ms = 5 * 86400 * 1000ULL;
-		c->suspend_after = 5;
-		c->suspend_ms = 10 * 60 * 1000ULL;
-		c->max_suspend_ms = 2 * 3600 * 1000ULL;
-		c->workers = 1;
-		c->dest = (struct queue_dest_limits){10, 100, 50, 0};
-		return 0;
-	}
-	rc |= dmta_conf_duration_ms(conf, "queue", "min_backoff", 5 * 60 * 1000ULL, 1000,
-				    86400 * 1000ULL, &v[0]);
-	rc |= dmta_conf_duration_ms(conf, "queue", "max_backoff", 4 * 3600 * 1000ULL, 1000,
-				    30 * 86400 * 1000ULL, &v[1]);
-	rc |= dmta_conf_u64(conf, "queue", "backoff_jitter", 20, 0, 90, &v[2]);
-	rc |= dmta_conf_duration_ms(conf, "queue", "lifetime", 5 * 86400 * 1000ULL, 0,
-				    100 * 86400 * 1000ULL, &v[3]);
-	rc |= dmta_conf_u64(conf, "queue", "suspend_after", 5, 1, 1000, &v[4]);
-	rc |= dmta_conf_duration_ms(conf, "queue", "suspend_time", 10 * 60 * 1000ULL, 1000,
-				    86400 * 1000ULL, &v[5]);
-	rc |= dmta_conf_duration_ms(conf, "queue", "max_suspend_time", 2 * 3600 * 1000ULL, 1000,
-				    7 * 86400 * 1000ULL, &v[6]);
-	rc |= dmta_conf_u64(conf, "queue", "workers", 1, 1, 1024, &v[7]);
-	rc |= dmta_conf_u64(conf, "queue", "dest_max_connections", 10, 1, 100000, &v[8]);
-	rc |= dmta_conf_u64(conf, "queue", "dest_max_messages_per_connection", 100, 1, 1000000,
-			    &v[9]);
-	rc |=
-	    dmta_conf_u64(conf, "queue", "dest_max_recipients", 50, 1, QUEUE_JOB_MAX_RCPT, &v[10]);
-	rc |= dmta_conf_u64(conf, "queue", "dest_rate", 0, 0, 1000000, &v[11]);
-	rc |= dmta_conf_duration_ms(conf, "queue", "delay_warning", 0, 0, 100 * 86400 * 1000ULL,
-				    &v[12]);
-	if (rc)
+	if (dmta_conf_read(conf, &queue_conf_section, c) != 0)
 		return -EINVAL;
-	c->min_backoff_ms = v[0];
-	c->max_backoff_ms = v[1] < v[0] ? v[0] : v[1];
-	c->jitter_pct = (uint32_t)v[2];
-	c->lifetime_ms = v[3];
-	c->suspend_after = (uint32_t)v[4];
-	c->suspend_ms = v[5];
-	c->max_suspend_ms = v[6] < v[5] ? v[5] : v[6];
-	c->workers = (uint32_t)v[7];
-	c->delay_warning_ms = v[12];
-	c->dest = (struct queue_dest_limits){(uint32_t)v[8], (uint32_t)v[9], (uint32_t)v[10],
-					     (uint32_t)v[11]};
+	c->conf = conf;
+	if (c->max_backoff_ms < c->min_backoff_ms)
+		c->max_backoff_ms = c->min_backoff_ms;
+	if (c->max_suspend_ms < c->suspend_ms)
+		c->max_suspend_ms = c->suspend_ms;
 	return 0;
 }
 
@@ -337,22 +436,12 @@ struct queue_dest_limits queue_sched_limits(struct queue_sched *s, const char *d
 {
 	struct queue_dest_limits l = s->c.dest;
 	char sect[300];
-	uint64_t v;
 
 	if (s->c.conf == NULL)
 		return l;
 	snprintf(sect, sizeof(sect), "dest %s", domain);
-	if (dmta_conf_u64(s->c.conf, sect, "max_connections", l.max_connections, 1, 100000, &v) ==
-	    0)
-		l.max_connections = (uint32_t)v;
-	if (dmta_conf_u64(s->c.conf, sect, "max_messages_per_connection",
-			  l.max_messages_per_connection, 1, 1000000, &v) == 0)
-		l.max_messages_per_connection = (uint32_t)v;
-	if (dmta_conf_u64(s->c.conf, sect, "max_recipients", l.max_recipients, 1,
-			  QUEUE_JOB_MAX_RCPT, &v) == 0)
-		l.max_recipients = (uint32_t)v;
-	if (dmta_conf_u64(s->c.conf, sect, "rate", l.rate, 0, 1000000, &v) == 0)
-		l.rate = (uint32_t)v;
+	/* A bad value is reported and the [queue] default kept. */
+	(void)dmta_conf_read_over(s->c.conf, sect, &queue_dest_conf_section, &l);
 	return l;
 }
 

@@ -54,11 +54,13 @@
 #define QUEUE_SCHED_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "queue/queue_env.h"
 
 struct dmta_conf;
+struct dmta_conf_section;
 struct queue_sched;
 
 struct queue_dest_limits {
@@ -68,16 +70,17 @@ struct queue_dest_limits {
 	uint32_t rate; /* jobs per second, 0 = unlimited */
 };
 
+/* The [queue] keys; their defaults and ranges are in queue_sched.c's table. */
 struct queue_sched_conf {
-	uint64_t min_backoff_ms;   /* default 5 min */
-	uint64_t max_backoff_ms;   /* default 4 h */
-	uint32_t jitter_pct;	   /* default 20 (+-20 %) */
-	uint64_t lifetime_ms;	   /* default 5 days */
-	uint32_t suspend_after;	   /* consecutive connection failures, default 5 */
-	uint64_t suspend_ms;	   /* default 10 min */
-	uint64_t max_suspend_ms;   /* default 2 h */
-	uint64_t delay_warning_ms; /* warn the sender once after this long; 0 = never (default) */
-	uint32_t workers;	   /* shards, default 1 */
+	uint64_t min_backoff_ms;
+	uint64_t max_backoff_ms;
+	uint32_t jitter_pct; /* +- this % */
+	uint64_t lifetime_ms;
+	uint32_t suspend_after; /* consecutive connection failures */
+	uint64_t suspend_ms;
+	uint64_t max_suspend_ms;
+	uint64_t delay_warning_ms;     /* warn the sender once after this long; 0 = never */
+	uint32_t workers;	       /* shards */
 	struct queue_dest_limits dest; /* defaults for every destination */
 	const struct dmta_conf *conf;  /* for [dest DOMAIN] overrides; may be NULL */
 };
@@ -122,7 +125,23 @@ struct queue_sched_stats {
 	uint64_t dests, suspended;
 };
 
-/** Defaults, then [queue] keys and @p conf's [dest DOMAIN] sections. 0 or -EINVAL. */
+/** [queue], the per-domain [dest DOMAIN] sections, and [queue] myhostname. */
+extern const struct dmta_conf_section queue_conf_section;
+extern const struct dmta_conf_section queue_dest_conf_section;
+extern const struct dmta_conf_section queue_host_conf_section;
+
+/**
+ * The name of this mail system: [queue] myhostname, else this host's name
+ * (gethostname), else "localhost"; written into @p buf, which is returned.
+ * It names bounces, delay notices and Message-IDs, and is the default EHLO
+ * name. @p conf may be NULL.
+ */
+const char *queue_myhostname(const struct dmta_conf *conf, char *buf, size_t len);
+
+/**
+ * Defaults, then [queue] keys (@p conf may be NULL: defaults only); [dest
+ * DOMAIN] sections are read per destination later. 0 or -EINVAL.
+ */
 int queue_sched_conf_load(const struct dmta_conf *conf, struct queue_sched_conf *c);
 
 struct queue_sched *queue_sched_new(const struct queue_sched_conf *c,

@@ -86,16 +86,34 @@ const char *spool_strerror(int err)
 	}
 }
 
+#define SPOOL(m) DMTA_CONF_AT(struct spool_opts, m)
+static const struct dmta_conf_key spool_keys[] = {
+    {.name = "path", .type = DMTA_CONF_STR, .def = "/var/spool/dmta", SPOOL(path)},
+    {.name = "map_size",
+     .type = DMTA_CONF_SIZE,
+     .def = "8G",
+     .min = 64 << 10,
+     .max = 1ULL << 44,
+     SPOOL(map_size),
+     .help = "LMDB map size: the most the spool can hold"},
+    {.name = "message_size_limit",
+     .type = DMTA_CONF_SIZE,
+     .def = "10240000",
+     .min = 1024,
+     .max = 1ULL << 40,
+     SPOOL(message_size_limit),
+     .help = "largest message dmta-sendmail and dmta-inject accept"},
+};
+
+const struct dmta_conf_section spool_conf_section = {
+    .name = "spool",
+    .keys = spool_keys,
+    .nkeys = DMTA_CONF_NKEYS(spool_keys),
+};
+
 int spool_opts_from_conf(const struct dmta_conf *conf, struct spool_opts *o)
 {
-	uint64_t ms;
-
-	o->path = dmta_conf_str(conf, "spool", "path", SPOOL_DEFAULT_PATH);
-	if (dmta_conf_size(conf, "spool", "map_size", SPOOL_DEFAULT_MAP_SIZE, 64 * 1024, 1ULL << 44,
-			   &ms) < 0)
-		return -EINVAL;
-	o->map_size = ms;
-	return 0;
+	return dmta_conf_read(conf, &spool_conf_section, o);
 }
 
 const char *spool_path(const struct spool *sp)
@@ -196,9 +214,12 @@ struct spool *spool_open(const struct spool_opts *o, char *errmsg, size_t errlen
 	rc = mdb_env_create(&sp->env);
 	if (rc == 0)
 		rc = mdb_env_set_maxdbs(sp->env, DB_COUNT + 2);
-	if (rc == 0)
-		rc = mdb_env_set_mapsize(sp->env,
-					 o->map_size ? o->map_size : SPOOL_DEFAULT_MAP_SIZE);
+	if (rc == 0) {
+		struct spool_opts def = {0};
+
+		(void)spool_opts_from_conf(NULL, &def); /* defaults cannot fail */
+		rc = mdb_env_set_mapsize(sp->env, o->map_size ? o->map_size : def.map_size);
+	}
 	if (rc == 0)
 		rc = mdb_env_open(sp->env, o->path, flags, 0640);
 	if (rc == 0) {

@@ -40,22 +40,28 @@
 #include "queue/queue_env.h"
 
 struct dmta_conf;
+struct dmta_conf_section;
 struct spool;
 struct spool_txn;
 
-#define SPOOL_DEFAULT_PATH     "/var/spool/dmta"
-#define SPOOL_DEFAULT_MAP_SIZE (8ULL << 30)
-#define SPOOL_WAKE_SOCKET      "wake.sock"
-#define SPOOL_FORMAT_VERSION   1
+#define SPOOL_WAKE_SOCKET    "wake.sock"
+#define SPOOL_FORMAT_VERSION 1
 
 struct spool_opts {
-	const char *path;  /* the spool directory */
-	uint64_t map_size; /* LMDB map size; 0 means the default */
-	bool create;	   /* create the directory (one level) and databases */
-	bool readonly;	   /* MDB_RDONLY: inspection tools */
+	const char *path;	     /* the spool directory */
+	uint64_t map_size;	     /* LMDB map size; 0 means the default */
+	uint64_t message_size_limit; /* what injectors accept (not enforced here) */
+	bool create;		     /* create the directory (one level) and databases */
+	bool readonly;		     /* MDB_RDONLY: inspection tools */
 };
 
-/** Read `[spool] path` and `[spool] map_size` from @p conf into @p o. 0 or -EINVAL. */
+/** The [spool] keys. */
+extern const struct dmta_conf_section spool_conf_section;
+
+/**
+ * Read [spool] path, map_size and message_size_limit from @p conf (NULL:
+ * the defaults) into @p o; create and readonly are left alone. 0 or -EINVAL.
+ */
 int spool_opts_from_conf(const struct dmta_conf *conf, struct spool_opts *o);
 
 /** Open (and create) the spool. NULL + errno; errmsg gets one line. */

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "core/base/dmta_conf.h"
 #include "core/base/dmta_log.h"
@@ -256,26 +257,229 @@ int dmta_parse_size(const char *s, uint64_t *out)
 	return parse_scaled(s, units, scale, 1, out);
 }
 
-typedef int (*parse_fn)(const char *s, uint64_t *out);
-
-static int conf_ranged(const struct dmta_conf *conf, const char *section, const char *key,
-		       uint64_t def, uint64_t min, uint64_t max, uint64_t *out, parse_fn parse,
-		       const char *what)
+/* A number the way a user would write it for a key of @p type: "5m", "64k". */
+static void value_format(enum dmta_conf_type type, uint64_t v, char *buf, size_t len)
 {
+	static const char *const dunits[] = {"w", "d", "h", "m", "s"};
+	static const uint64_t dscale[] = {604800000, 86400000, 3600000, 60000, 1000};
+	static const char *const sunits[] = {"G", "M", "k"};
+	static const uint64_t sscale[] = {1ULL << 30, 1ULL << 20, 1ULL << 10};
+	bool duration = type == DMTA_CONF_DURATION;
+	const char *const *units = duration ? dunits : sunits;
+	const uint64_t *scale = duration ? dscale : sscale;
+	size_t n = duration ? 5 : type == DMTA_CONF_SIZE ? 3 : 0;
+
+	for (size_t i = 0; i < n; i++) {
+		if (v != 0 && v % scale[i] == 0) {
+			snprintf(buf, len, "%llu%s", (unsigned long long)(v / scale[i]), units[i]);
+			return;
+		}
+	}
+	snprintf(buf, len, "%llu%s", (unsigned long long)v, duration && v != 0 ? "ms" : "");
+}
+
+/*
+ * Parse @p s as a value of key @p k into *@p v (a number, 0/1, or an enum's
+ * value). On failure writes why into @p why and returns -EINVAL.
+ */
+static int key_parse(const struct dmta_conf_key *k, const char *s, uint64_t *v, char *why,
+		     size_t whylen)
+{
+	static const char *const yes[] = {"yes", "true", "on", "1"};
+	static const char *const no[] = {"no", "false", "off", "0"};
+	int rc = 0;
+
+	switch (k->type) {
+	case DMTA_CONF_STR:
+	case DMTA_CONF_GROUP:
+		*v = 0;
+		return 0;
+	case DMTA_CONF_BOOL:
+		for (size_t i = 0; i < 4; i++) {
+			if (strcasecmp(s, yes[i]) == 0 || strcasecmp(s, no[i]) == 0) {
+				*v = strcasecmp(s, yes[i]) == 0;
+				return 0;
+			}
+		}
+		snprintf(why, whylen, "'%s': expected yes or no", s);
+		return -EINVAL;
+	case DMTA_CONF_ENUM: {
+		size_t used = 0;
+
+		for (const struct dmta_conf_enum *e = k->values; e->name != NULL; e++) {
+			if (strcmp(s, e->name) == 0) {
+				*v = (uint64_t)e->value;
+				return 0;
+			}
+		}
+		used = (size_t)snprintf(why, whylen, "'%s': expected", s);
+		for (const struct dmta_conf_enum *e = k->values; e->name != NULL && used < whylen;
+		     e++)
+			used += (size_t)snprintf(why + used, whylen - used, "%s %s",
+						 e == k->values ? "" : (e[1].name ? "," : " or"),
+						 e->name);
+		return -EINVAL;
+	}
+	case DMTA_CONF_U64:
+		rc = dmta_parse_u64(s, v);
+		break;
+	case DMTA_CONF_DURATION:
+		rc = dmta_parse_duration_ms(s, v);
+		break;
+	case DMTA_CONF_SIZE:
+		rc = dmta_parse_size(s, v);
+		break;
+	}
+	if (rc != 0) {
+		snprintf(why, whylen, "'%s': not a valid %s", s,
+			 k->type == DMTA_CONF_U64	 ? "number"
+			 : k->type == DMTA_CONF_DURATION ? "duration (e.g. 250ms, 30s, 5m, 5d)"
+							 : "size (e.g. 4096, 64k, 10M)");
+		return -EINVAL;
+	}
+	if (*v < k->min || (k->max != 0 && *v > k->max)) {
+		char lo[32], hi[40] = "";
+
+		value_format(k->type, k->min, lo, sizeof(lo));
+		if (k->max != 0) {
+			memcpy(hi, " to ", 5);
+			value_format(k->type, k->max, hi + 4, sizeof(hi) - 4);
+		}
+		snprintf(why, whylen, "'%s': out of range (%s %s%s)", s,
+			 k->max ? "from" : "at least", lo, hi);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* Whether @p k's field has a width its values fit in. */
+static bool key_field_ok(const struct dmta_conf_key *k)
+{
+	uint64_t max = k->max ? k->max : UINT64_MAX;
+
+	switch (k->type) {
+	case DMTA_CONF_STR:
+		return k->size == sizeof(const char *);
+	case DMTA_CONF_BOOL:
+		return k->size == sizeof(bool);
+	case DMTA_CONF_ENUM:
+		return k->size == sizeof(int) && k->values != NULL;
+	case DMTA_CONF_GROUP:
+		return k->group != NULL;
+	default:
+		if (k->type == DMTA_CONF_DURATION && k->unit > 1)
+			max /= k->unit;
+		return k->size == 8 || (k->size > 0 && k->size < 8 && max < 1ULL << (8 * k->size));
+	}
+}
+
+static void key_store(void *out, const struct dmta_conf_key *k, uint64_t v, const char *s)
+{
+	unsigned char *p = (unsigned char *)out + k->off;
+
+	if (k->type == DMTA_CONF_DURATION && k->unit > 1)
+		v /= k->unit;
+	switch (k->type) {
+	case DMTA_CONF_STR:
+		memcpy(p, &s, sizeof(s));
+		return;
+	case DMTA_CONF_BOOL:
+		*(bool *)p = v != 0;
+		return;
+	case DMTA_CONF_ENUM: {
+		int e = (int)v;
+
+		memcpy(p, &e, sizeof(e));
+		return;
+	}
+	default:
+		break;
+	}
+	switch (k->size) {
+	case 1:
+		*p = (uint8_t)v;
+		break;
+	case 2: {
+		uint16_t x = (uint16_t)v;
+
+		memcpy(p, &x, sizeof(x));
+		break;
+	}
+	case 4: {
+		uint32_t x = (uint32_t)v;
+
+		memcpy(p, &x, sizeof(x));
+		break;
+	}
+	case 8:
+		memcpy(p, &v, sizeof(v));
+		break;
+	default:
+		dmta_panic("config key %s: a field of %zu bytes", k->name, k->size);
+	}
+}
+
+static int read_keys(const struct dmta_conf *conf, const char *section, const char *prefix,
+		     const struct dmta_conf_section *sec, void *out, bool overlay)
+{
+	int rc = 0;
+
+	for (size_t i = 0; i < sec->nkeys; i++) {
+		const struct dmta_conf_key *k = &sec->keys[i];
+		char name[128], why[256];
+		const char *s = NULL;
+		uint64_t v;
+
+		snprintf(name, sizeof(name), "%s%s", prefix, k->name);
+		if (k->type == DMTA_CONF_GROUP) {
+			rc |=
+			    read_keys(conf, section, name, k->group, (char *)out + k->off, overlay);
+			continue;
+		}
+		if (conf != NULL)
+			s = dmta_conf_get(conf, section, name);
+		if (s == NULL && (overlay || k->def == NULL))
+			continue;
+		if (key_parse(k, s ? s : k->def, &v, why, sizeof(why)) != 0) {
+			if (s == NULL)
+				dmta_panic("[%s] %s: default %s", section, name, why);
+			dmta_err("%s: [%s] %s: %s", conf->source, section, name, why);
+			rc = -EINVAL;
+			continue;
+		}
+		key_store(out, k, v, s ? s : k->def);
+	}
+	return rc;
+}
+
+int dmta_conf_read(const struct dmta_conf *conf, const struct dmta_conf_section *sec, void *out)
+{
+	return read_keys(conf, sec->name, "", sec, out, false);
+}
+
+int dmta_conf_read_over(const struct dmta_conf *conf, const char *name,
+			const struct dmta_conf_section *sec, void *out)
+{
+	return read_keys(conf, name, "", sec, out, true);
+}
+
+/* The typed getters: a key of one use, read as a table key would be. */
+static int conf_ranged(const struct dmta_conf *conf, const char *section, const char *key,
+		       enum dmta_conf_type type, uint64_t def, uint64_t min, uint64_t max,
+		       uint64_t *out)
+{
+	const struct dmta_conf_key k = {
+	    .name = key, .type = type, .min = min, .max = max == UINT64_MAX ? 0 : max};
 	const char *s = dmta_conf_get(conf, section, key);
+	char why[256];
 	uint64_t v;
 
 	if (s == NULL) {
 		*out = def;
 		return 0;
 	}
-	if (parse(s, &v) != 0) {
-		dmta_err("%s: [%s] %s = '%s': not a valid %s", conf->source, section, key, s, what);
-		return -EINVAL;
-	}
-	if (v < min || v > max) {
-		dmta_err("%s: [%s] %s = '%s': out of range [%llu, %llu]", conf->source, section,
-			 key, s, (unsigned long long)min, (unsigned long long)max);
+	if (key_parse(&k, s, &v, why, sizeof(why)) != 0) {
+		dmta_err("%s: [%s] %s: %s", conf->source, section, key, why);
 		return -EINVAL;
 	}
 	*out = v;
@@ -285,46 +489,108 @@ static int conf_ranged(const struct dmta_conf *conf, const char *section, const 
 int dmta_conf_u64(const struct dmta_conf *conf, const char *section, const char *key, uint64_t def,
 		  uint64_t min, uint64_t max, uint64_t *out)
 {
-	return conf_ranged(conf, section, key, def, min, max, out, dmta_parse_u64, "number");
+	return conf_ranged(conf, section, key, DMTA_CONF_U64, def, min, max, out);
 }
 
 int dmta_conf_duration_ms(const struct dmta_conf *conf, const char *section, const char *key,
 			  uint64_t def_ms, uint64_t min_ms, uint64_t max_ms, uint64_t *out)
 {
-	return conf_ranged(conf, section, key, def_ms, min_ms, max_ms, out, dmta_parse_duration_ms,
-			   "duration (e.g. 250ms, 30s, 5m, 5d)");
+	return conf_ranged(conf, section, key, DMTA_CONF_DURATION, def_ms, min_ms, max_ms, out);
 }
 
 int dmta_conf_size(const struct dmta_conf *conf, const char *section, const char *key, uint64_t def,
 		   uint64_t min, uint64_t max, uint64_t *out)
 {
-	return conf_ranged(conf, section, key, def, min, max, out, dmta_parse_size,
-			   "size (e.g. 4096, 64k, 10M)");
+	return conf_ranged(conf, section, key, DMTA_CONF_SIZE, def, min, max, out);
 }
 
 int dmta_conf_bool(const struct dmta_conf *conf, const char *section, const char *key, bool def,
 		   bool *out)
 {
-	static const char *const yes[] = {"yes", "true", "on", "1"};
-	static const char *const no[] = {"no", "false", "off", "0"};
-	const char *s = dmta_conf_get(conf, section, key);
+	uint64_t v;
+	int rc = conf_ranged(conf, section, key, DMTA_CONF_BOOL, def, 0, 1, &v);
 
-	if (s == NULL) {
-		*out = def;
-		return 0;
+	if (rc == 0)
+		*out = v != 0;
+	return rc;
+}
+
+/* Each line of @p text after @p lead ("# " for help, "#" for examples). */
+static void sample_lines(FILE *fp, const char *text, const char *lead)
+{
+	while (text != NULL && *text != '\0') {
+		const char *nl = strchr(text, '\n');
+		int n = nl ? (int)(nl - text) : (int)strlen(text);
+
+		fprintf(fp, "%s%.*s\n", n ? lead : "#", n, text);
+		text = nl ? nl + 1 : NULL;
 	}
-	for (size_t i = 0; i < 4; i++) {
-		if (strcasecmp(s, yes[i]) == 0) {
-			*out = true;
-			return 0;
+}
+
+static int sample_check(const struct dmta_conf_section *sec, const char *prefix, char *err,
+			size_t errlen)
+{
+	for (size_t i = 0; i < sec->nkeys; i++) {
+		const struct dmta_conf_key *k = &sec->keys[i];
+		char name[128], why[256];
+		uint64_t v;
+
+		snprintf(name, sizeof(name), "%s%s", prefix, k->name);
+		if (!key_field_ok(k)) {
+			snprintf(err, errlen, "[%s] %s: its field cannot hold its values",
+				 sec->name, name);
+			return -EINVAL;
 		}
-		if (strcasecmp(s, no[i]) == 0) {
-			*out = false;
-			return 0;
+		if (k->type == DMTA_CONF_GROUP) {
+			if (sample_check(k->group, name, err, errlen) != 0)
+				return -EINVAL;
+		} else if (k->def != NULL && key_parse(k, k->def, &v, why, sizeof(why)) != 0) {
+			snprintf(err, errlen, "[%s] %s: default %s", sec->name, name, why);
+			return -EINVAL;
 		}
 	}
-	dmta_err("%s: [%s] %s = '%s': expected yes or no", conf->source, section, key, s);
-	return -EINVAL;
+	return 0;
+}
+
+static void sample_keys(FILE *fp, const struct dmta_conf_section *sec, const char *prefix,
+			bool family)
+{
+	for (size_t i = 0; i < sec->nkeys; i++) {
+		const struct dmta_conf_key *k = &sec->keys[i];
+		const char *v = family && k->example ? k->example : k->def;
+		bool commented = family || v == NULL;
+
+		if (!family)
+			sample_lines(fp, k->help, "# ");
+		if (k->type == DMTA_CONF_GROUP) {
+			char name[128];
+
+			snprintf(name, sizeof(name), "%s%s", prefix, k->name);
+			sample_keys(fp, k->group, name, family);
+			continue;
+		}
+		if (v == NULL)
+			v = k->example ? k->example : "";
+		fprintf(fp, "%s%s%s = %s\n", commented ? "#" : "", prefix, k->name, v);
+	}
+}
+
+int dmta_conf_sample(FILE *fp, const struct dmta_conf_section *const *secs, size_t nsecs, char *err,
+		     size_t errlen)
+{
+	for (size_t i = 0; i < nsecs; i++)
+		if (sample_check(secs[i], "", err, errlen) != 0)
+			return -EINVAL;
+	for (size_t i = 0; i < nsecs; i++) {
+		const struct dmta_conf_section *sec = secs[i];
+
+		if (i == 0 || strcmp(secs[i - 1]->name, sec->name) != 0)
+			fprintf(fp, "\n%s[%s]\n", sec->family ? "#" : "", sec->name);
+		sample_lines(fp, sec->help, "# ");
+		sample_keys(fp, sec, "", sec->family);
+		sample_lines(fp, sec->example, "#");
+	}
+	return ferror(fp) ? -EIO : 0;
 }
 
 void dmta_conf_foreach(const struct dmta_conf *conf, const char *section,

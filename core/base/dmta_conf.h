@@ -6,23 +6,31 @@
  *	conf = dmta_conf_load(path, err, sizeof(err));
  *	s = dmta_conf_str(conf, "spool", "path", "/var/spool/dmta");
  *	rc = dmta_conf_u64(conf, "port", "rx_desc", 1024, 64, 32768, &v);
+ *	rc = dmta_conf_read(conf, &spool_conf_section, &opts);
  *	dmta_conf_warn_unused(conf, (const char *[]){"spool", NULL});
  *	dmta_conf_free(conf);
+ *	dmta_conf_sample(stdout, sections, nsections);
  *
  * DESCRIPTION
  *	An INI file with [sections] and key = value lines, parsed by libinih.
- *	Each module reads its own keys with their defaults next to the code
- *	that uses them; the typed getters validate and report
- *	"FILE: [section] key: reason" in err-style log lines. Keys nobody asked
- *	for are reported by dmta_conf_warn_unused() so that typos do not pass
- *	silently.
+ *	Each module declares its keys once, in a table (struct
+ *	dmta_conf_section) beside the code that uses them: name, type,
+ *	default, range, the field it fills and a help text. The same tables
+ *	read the file (dmta_conf_read) and write tools/dmta.conf.sample
+ *	(dmta_conf_sample), so the two cannot drift. Errors are reported as
+ *	"FILE: [section] key: reason" in err-style log lines. Keys nobody
+ *	asked for are reported by dmta_conf_warn_unused() so that typos do not
+ *	pass silently. The typed getters below read single keys the same way.
  *
  *	The file is found as DESIGN.md says: -c FILE, else $DMTA_CONFIG, else
  *	/etc/dmta/dmta.conf. A missing default file means all defaults; a
  *	file named explicitly (by -c or $DMTA_CONFIG) must exist.
  *
  * DIAGNOSTICS
- *	Loaders return NULL and set errno; getters return 0 or -EINVAL.
+ *	Loaders return NULL and set errno; getters and readers return 0 or
+ *	-EINVAL. A table whose default does not parse is a broken invariant:
+ *	dmta_conf_read() panics, and dmta_conf_sample() (run by a unit test)
+ *	refuses it.
  */
 #ifndef DMTA_CONF_H
 #define DMTA_CONF_H
@@ -30,10 +38,78 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #define DMTA_CONF_DEFAULT_PATH "/etc/dmta/dmta.conf"
 
 struct dmta_conf;
+
+/* Durations in tables are in milliseconds. */
+#define DMTA_CONF_SEC(n)  ((uint64_t)(n)*1000)
+#define DMTA_CONF_MIN(n)  (DMTA_CONF_SEC(n) * 60)
+#define DMTA_CONF_HOUR(n) (DMTA_CONF_MIN(n) * 60)
+#define DMTA_CONF_DAY(n)  (DMTA_CONF_HOUR(n) * 24)
+
+enum dmta_conf_type {
+	DMTA_CONF_STR,	    /* const char *, pointing into the configuration (or def) */
+	DMTA_CONF_U64,	    /* an unsigned integer field of any width */
+	DMTA_CONF_BOOL,	    /* bool: yes/no, true/false, on/off, 1/0 */
+	DMTA_CONF_DURATION, /* "250ms", "30s", "5m", "2h", "5d", "1w"; a bare number is seconds */
+	DMTA_CONF_SIZE,	    /* "4096", "64k", "10M", "1G", in bytes */
+	DMTA_CONF_ENUM,	    /* one of values[], stored as its value in an int-sized field */
+	DMTA_CONF_GROUP,    /* the keys of group, each named name + its own name */
+};
+
+/** A name an enum key accepts and the value stored for it. Lists end with a NULL name. */
+struct dmta_conf_enum {
+	const char *name;
+	int value;
+};
+
+struct dmta_conf_section;
+
+/**
+ * One key: the single place its name, default and range are written.
+ * Free-form values (host lists, addresses) are STR keys that the module
+ * parses after reading them.
+ */
+struct dmta_conf_key {
+	const char *name;
+	enum dmta_conf_type type;
+	/* The default as it would be written in the file; NULL: unset (the
+	 * field is left as the caller set it, and the sample shows the key
+	 * commented out with example). */
+	const char *def;
+	const char *example;
+	uint64_t min, max; /* U64, DURATION (ms), SIZE (bytes); max 0 means no limit */
+	uint64_t unit;	   /* DURATION: the field counts units of this many ms (0: ms) */
+	const struct dmta_conf_enum *values;   /* ENUM */
+	const struct dmta_conf_section *group; /* GROUP */
+	size_t off, size;		       /* the field, see DMTA_CONF_AT() */
+	const char *help;		       /* lines separated by '\n', or NULL */
+};
+
+/** The field a key fills: .off and .size of @p member in @p type. */
+#define DMTA_CONF_AT(type, member)                                                                 \
+	.off = offsetof(type, member), .size = sizeof(((type *)0)->member)
+
+/**
+ * A section's keys. One section may be declared in parts by the modules
+ * that own its keys (each reads its part into its own struct); the sample
+ * writes consecutive parts under one header. A family of sections such as
+ * [dest DOMAIN] is written commented out, under its example name.
+ */
+struct dmta_conf_section {
+	const char *name; /* "queue"; for a family its example: "dest example.org" */
+	const char *help;
+	const struct dmta_conf_key *keys;
+	size_t nkeys;
+	bool family;
+	const char *example; /* free-form lines shown commented out after the keys */
+};
+
+/** The number of entries of a key array, for struct dmta_conf_section's nkeys. */
+#define DMTA_CONF_NKEYS(keys) (sizeof(keys) / sizeof((keys)[0]))
 
 /** The path to read: @p cli_path if not NULL, else $DMTA_CONFIG, else the default. */
 const char *dmta_conf_path(const char *cli_path);
@@ -92,6 +168,31 @@ void dmta_conf_foreach(const struct dmta_conf *conf, const char *section,
 int dmta_conf_warn_unused(const struct dmta_conf *conf, const char *const *sections);
 
 void dmta_conf_free(struct dmta_conf *conf);
+
+/**
+ * Fill @p out from [sec->name] of @p conf (NULL: defaults only): each key
+ * set in the file is parsed and range-checked, each key not set takes its
+ * default. Every bad key is reported on a line of its own
+ * ("FILE: [section] key: reason"); 0 or -EINVAL once all were read.
+ */
+int dmta_conf_read(const struct dmta_conf *conf, const struct dmta_conf_section *sec, void *out);
+
+/**
+ * As dmta_conf_read(), from section @p name (a member of a family such as
+ * "dest example.org"), and only the keys set there change @p out: the
+ * caller fills in what the family inherits first.
+ */
+int dmta_conf_read_over(const struct dmta_conf *conf, const char *name,
+			const struct dmta_conf_section *sec, void *out);
+
+/**
+ * Write the sample configuration of @p secs (each section's help, then
+ * each key's help and "key = default", or "#key = example" when it has
+ * no default) to @p fp. Checks every default against its key's type and
+ * range first: 0, or -EINVAL with the broken key named in @p err.
+ */
+int dmta_conf_sample(FILE *fp, const struct dmta_conf_section *const *secs, size_t nsecs, char *err,
+		     size_t errlen);
 
 /* Parsers behind the getters, usable on their own (e.g. for CLI flags). 0 or -EINVAL. */
 int dmta_parse_u64(const char *s, uint64_t *out);

@@ -11,6 +11,7 @@
 #include "core/base/dmta_log.h"
 #include "core/base/dmta_time.h"
 #include "core/control/dmta_control.h"
+#include "core/control/dmta_control_conf.h"
 #include "core/control/dmta_dlog.h"
 #include "core/control/dmta_job.h"
 #include "core/control/dmta_kbackend.h"
@@ -53,6 +54,7 @@ struct dmta_control {
 	struct dns_wait *waits;
 
 	char helo[256];
+	struct dmta_control_conf cc;
 	enum smtp_tls_policy mx_tls;
 	enum smtp_tls_policy relay_tls;
 	bool relay_verify, auth_plaintext;
@@ -586,12 +588,7 @@ static int stats_setup(struct dmta_control *ctl, char *err, size_t errlen)
 {
 	int64_t owner;
 
-	if (dmta_conf_duration_ms(ctl->conf, "control", "stats_interval", 1000, 0, 60000,
-				  &ctl->stats_ms) != 0 ||
-	    (ctl->stats_ms != 0 && ctl->stats_ms < 250)) {
-		snprintf(err, errlen, "[control] stats_interval: expected 0 (off) or 250ms to 60s");
-		return -EINVAL;
-	}
+	ctl->stats_ms = ctl->cc.stats_interval_ms;
 	/* One daemon per spool: the lock also tells dmta-queue that we run. */
 	ctl->lock_fd = dmta_stats_lock(spool_path(ctl->sp), &owner);
 	if (ctl->lock_fd == -EAGAIN) {
@@ -632,21 +629,6 @@ static char *read_secret(const char *path, char *err, size_t errlen)
 	return strdup(buf);
 }
 
-static int tls_policy(const char *s, enum smtp_tls_policy *p)
-{
-	if (strcmp(s, "none") == 0)
-		*p = SMTP_TLS_NONE;
-	else if (strcmp(s, "opportunistic") == 0)
-		*p = SMTP_TLS_OPPORTUNISTIC;
-	else if (strcmp(s, "required") == 0)
-		*p = SMTP_TLS_REQUIRED;
-	else if (strcmp(s, "implicit") == 0)
-		*p = SMTP_TLS_IMPLICIT;
-	else
-		return -EINVAL;
-	return 0;
-}
-
 static int control_config(struct dmta_control *ctl, dmta_backend_new_fn *make, void *make_arg,
 			  char *err, size_t errlen)
 {
@@ -658,25 +640,14 @@ static int control_config(struct dmta_control *ctl, dmta_backend_new_fn *make, v
 		snprintf(err, errlen, "invalid [smtp] settings in %s", dmta_conf_source(conf));
 		return -EINVAL;
 	}
-	if (tls_policy(dmta_conf_str(conf, "smtp", "tls", "opportunistic"), &ctl->mx_tls) != 0 ||
-	    ctl->mx_tls == SMTP_TLS_IMPLICIT) {
-		snprintf(err, errlen, "[smtp] tls: expected opportunistic, none or required");
-		return -EINVAL;
-	}
-	if (tls_policy(dmta_conf_str(conf, "relay", "tls", "required"), &ctl->relay_tls) != 0) {
-		snprintf(err, errlen, "[relay] tls: expected required, implicit or none");
-		return -EINVAL;
-	}
-	if (dmta_conf_bool(conf, "relay", "verify", true, &ctl->relay_verify) != 0 ||
-	    dmta_conf_bool(conf, "relay", "auth_plaintext", false, &ctl->auth_plaintext) != 0 ||
-	    dmta_conf_duration_ms(conf, "control", "stop_timeout", 10000, 0, 600000,
-				  &ctl->stop_timeout_ms) != 0) {
-		snprintf(err, errlen, "invalid settings in %s", dmta_conf_source(conf));
-		return -EINVAL;
-	}
-	s = dmta_conf_get(conf, "relay", "user");
+	ctl->mx_tls = ctl->cc.mx_tls;
+	ctl->relay_tls = ctl->cc.relay_tls;
+	ctl->relay_verify = ctl->cc.relay_verify;
+	ctl->auth_plaintext = ctl->cc.auth_plaintext;
+	ctl->stop_timeout_ms = ctl->cc.stop_timeout_ms;
+	s = ctl->cc.relay_user;
 	if (s != NULL) {
-		const char *pf = dmta_conf_get(conf, "relay", "password_file");
+		const char *pf = ctl->cc.relay_password_file;
 
 		if (pf == NULL) {
 			snprintf(err, errlen, "[relay] user needs [relay] password_file");
@@ -709,7 +680,6 @@ struct dmta_control *dmta_control_new(const struct dmta_conf *conf, dmta_backend
 	struct dmta_control *ctl = calloc(1, sizeof(*ctl));
 	struct queue_ctl_hooks hooks = {.expired = on_expired, .ctx = ctl};
 	char path[4096];
-	uint64_t max_size, keep;
 	const char *dl;
 
 	if (ctl == NULL) {
@@ -719,6 +689,10 @@ struct dmta_control *dmta_control_new(const struct dmta_conf *conf, dmta_backend
 	ctl->conf = conf;
 	ctl->lock_fd = -1;
 	ctl->started_ns = dmta_wall_ns();
+	if (dmta_control_conf_load(conf, &ctl->cc) != 0) {
+		snprintf(err, errlen, "invalid settings in %s", dmta_conf_source(conf));
+		goto fail;
+	}
 	ctl->loop = dmta_loop_new();
 	if (ctl->loop == NULL) {
 		snprintf(err, errlen, "epoll: %s", strerror(errno));
@@ -751,14 +725,8 @@ struct dmta_control *dmta_control_new(const struct dmta_conf *conf, dmta_backend
 		goto fail;
 	}
 	snprintf(path, sizeof(path), "%s/delivery.log", spool_path(ctl->sp));
-	dl = dmta_conf_str(conf, "log", "delivery", path);
-	if (dmta_conf_size(conf, "log", "delivery_max_size", 100ULL << 20, 0, UINT64_MAX,
-			   &max_size) != 0 ||
-	    dmta_conf_u64(conf, "log", "delivery_keep", 5, 0, 100, &keep) != 0) {
-		snprintf(err, errlen, "bad [log] settings in %s", dmta_conf_source(conf));
-		goto fail;
-	}
-	ctl->dlog = dmta_dlog_open(dl, max_size, (unsigned)keep);
+	dl = ctl->cc.dlog_path ? ctl->cc.dlog_path : path;
+	ctl->dlog = dmta_dlog_open(dl, ctl->cc.dlog_max_size, ctl->cc.dlog_keep);
 	if (ctl->dlog == NULL) {
 		snprintf(err, errlen, "delivery log %s: %s", dl, strerror(errno));
 		goto fail;

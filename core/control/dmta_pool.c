@@ -28,6 +28,7 @@
 #include "core/base/dmta_log.h"
 #include "core/base/dmta_time.h"
 #include "core/control/dmta_pool.h"
+#include "queue/queue_sched.h"
 #include "smtp/smtp_session.h"
 
 enum conn_state {
@@ -769,26 +770,74 @@ void dmta_pool_free(struct dmta_pool *pool)
 	free(pool);
 }
 
+/* The keys dmta_pool_conf_load() reads, with the CA files beside the pool's own. */
+struct pool_keys {
+	struct dmta_pool_conf pc;
+	const char *smtp_ca, *relay_ca;
+};
+
+#define POOL(m) DMTA_CONF_AT(struct pool_keys, m)
+static const struct dmta_conf_key smtp_keys[] = {
+    {.name = "helo_name",
+     .type = DMTA_CONF_STR,
+     .example = "mail.example.org",
+     POOL(pc.helo_name),
+     .help = "EHLO name (default: [queue] myhostname)"},
+    {.name = "ca_file",
+     .type = DMTA_CONF_STR,
+     .example = "/etc/ssl/certs/ca-certificates.crt",
+     POOL(smtp_ca),
+     .help = "CA bundle for verification (default: the system's)"},
+    {.name = "connect_timeout",
+     .type = DMTA_CONF_DURATION,
+     .def = "30s",
+     .min = 100,
+     .max = DMTA_CONF_MIN(10),
+     POOL(pc.connect_timeout_ms)},
+    {.name = "idle_timeout",
+     .type = DMTA_CONF_DURATION,
+     .def = "5s",
+     .max = DMTA_CONF_HOUR(1),
+     POOL(pc.idle_ms),
+     .help = "idle sessions are kept this long for the next message to the same place"},
+};
+
+const struct dmta_conf_section dmta_pool_conf_section = {
+    .name = "smtp",
+    .keys = smtp_keys,
+    .nkeys = DMTA_CONF_NKEYS(smtp_keys),
+};
+
+static const struct dmta_conf_key relay_keys[] = {
+    {.name = "ca_file",
+     .type = DMTA_CONF_STR,
+     .example = "/etc/ssl/certs/ca-certificates.crt",
+     POOL(relay_ca),
+     .help = "(default: [smtp] ca_file)"},
+};
+
+const struct dmta_conf_section dmta_pool_relay_conf_section = {
+    .name = "relay",
+    .keys = relay_keys,
+    .nkeys = DMTA_CONF_NKEYS(relay_keys),
+};
+
 int dmta_pool_conf_load(const struct dmta_conf *conf, struct dmta_pool_conf *pc, char *helo,
 			size_t helo_len, const char **ca_file)
 {
-	const char *s = dmta_conf_get(conf, "smtp", "helo_name");
+	struct pool_keys k;
 
-	memset(pc, 0, sizeof(*pc));
-	if (s != NULL)
-		snprintf(helo, helo_len, "%s", s);
-	else if (gethostname(helo, helo_len - 1) != 0)
-		snprintf(helo, helo_len, "localhost");
-	helo[helo_len - 1] = '\0';
-	pc->helo_name = helo;
-	if (dmta_conf_duration_ms(conf, "smtp", "connect_timeout", 30000, 100, 600000,
-				  &pc->connect_timeout_ms) != 0 ||
-	    dmta_conf_duration_ms(conf, "smtp", "idle_timeout", 5000, 0, 3600000, &pc->idle_ms) !=
-		0)
+	memset(&k, 0, sizeof(k));
+	if ((dmta_conf_read(conf, &dmta_pool_conf_section, &k) |
+	     dmta_conf_read(conf, &dmta_pool_relay_conf_section, &k)) != 0)
 		return -EINVAL;
-	*ca_file = dmta_conf_get(conf, "relay", "ca_file");
-	if (*ca_file == NULL)
-		*ca_file = dmta_conf_get(conf, "smtp", "ca_file");
+	*pc = k.pc;
+	if (pc->helo_name != NULL && pc->helo_name[0] != '\0')
+		snprintf(helo, helo_len, "%s", pc->helo_name);
+	else
+		queue_myhostname(conf, helo, helo_len);
+	pc->helo_name = helo;
+	*ca_file = k.relay_ca != NULL ? k.relay_ca : k.smtp_ca;
 	return 0;
 }
 

@@ -88,12 +88,17 @@ struct dmta_pool_conf {
 	smtp_trace_fn *trace; /* SMTP conversation trace, or NULL */
 };
 
+/** [smtp] and [relay]: the keys below. */
+extern const struct dmta_conf_section dmta_pool_conf_section;
+extern const struct dmta_conf_section dmta_pool_relay_conf_section;
+
 /**
- * The [smtp] settings every pool shares, wherever it runs: helo_name
- * (default: this host's name, written into @p helo), connect_timeout (30s),
- * idle_timeout (5s); and the CA file for verification ([relay] ca_file,
- * else [smtp] ca_file, else NULL for the system's) into *@p ca_file.
- * tls_ctx and trace are the caller's. 0 or -EINVAL (logged).
+ * The [smtp] settings every pool shares, wherever it runs (see the table in
+ * dmta_pool.c): helo_name (default: queue_myhostname(), written into
+ * @p helo), connect_timeout and idle_timeout; and the CA file for
+ * verification ([relay] ca_file, else [smtp] ca_file, else NULL for the
+ * system's) into *@p ca_file. tls_ctx and trace are the caller's. 0 or
+ * -EINVAL (logged).
  */
 int dmta_pool_conf_load(const struct dmta_conf *conf, struct dmta_pool_conf *pc, char *helo,
 			size_t helo_len, const char **ca_file);

@@ -40,21 +40,101 @@ int dmta_parse_cidr(const char *s, uint32_t *addr, uint8_t *plen)
 	return 0;
 }
 
+#define DP(m) DMTA_CONF_AT(struct dmta_dataplane, m)
+static const struct dmta_conf_key eal_keys[] = {
+    {.name = "args",
+     .type = DMTA_CONF_STR,
+     .example = "-l 0-1",
+     DP(eal_args),
+     .help = "DPDK EAL arguments, split on white space. Default: -l 0-N for N workers.\n"
+	     "A NIC bound to vfio-pci:   args = -l 0-2 -a 0000:3b:00.0\n"
+	     "The lab (tools/lab conf):  args = -l 0-1 --no-pci --vdev "
+	     "net_af_packet0,iface=dmta0"},
+};
+
+const struct dmta_conf_section dmta_eal_conf_section = {
+    .name = "eal",
+    .keys = eal_keys,
+    .nkeys = DMTA_CONF_NKEYS(eal_keys),
+};
+
+static const struct dmta_conf_key net_keys[] = {
+    {.name = "address",
+     .type = DMTA_CONF_STR,
+     .example = "198.18.0.2/24",
+     DP(net_address),
+     .help = "The data plane's own address (required with backend = dpdk) and gateway."},
+    {.name = "gateway", .type = DMTA_CONF_STR, .example = "198.18.0.1", DP(net_gateway)},
+    {.name = "arp_timeout_ms",
+     .type = DMTA_CONF_U64,
+     .def = "300000",
+     .min = 1000,
+     .max = 86400000,
+     DP(netconf.arp_timeout_ms)},
+    {.name = "arp_retry_ms",
+     .type = DMTA_CONF_U64,
+     .def = "1000",
+     .min = 10,
+     .max = 60000,
+     DP(netconf.arp_retry_ms)},
+    {.name = "arp_max_retries",
+     .type = DMTA_CONF_U64,
+     .def = "3",
+     .min = 1,
+     .max = 100,
+     DP(netconf.arp_max_retries)},
+    {.name = "arp_pending_max",
+     .type = DMTA_CONF_U64,
+     .def = "64",
+     .min = 1,
+     .max = 4096,
+     DP(netconf.arp_pending_max)},
+};
+
+const struct dmta_conf_section dmta_net_conf_section = {
+    .name = "net",
+    .keys = net_keys,
+    .nkeys = DMTA_CONF_NKEYS(net_keys),
+};
+
+static const struct dmta_conf_key workers_keys[] = {
+    {.name = "count",
+     .type = DMTA_CONF_U64,
+     .def = "1",
+     .min = 1,
+     .max = DMTA_MAX_WORKERS,
+     DP(nb_workers),
+     .help = "Worker lcores, each with its own TCP stack, TX queue and RX queue (when the\n"
+	     "port has enough); [eal] must give count+1 lcores."},
+    {.name = "idle_sleep_us",
+     .type = DMTA_CONF_U64,
+     .def = "0",
+     .max = 100000,
+     DP(idle_sleep_us),
+     .help = "0: poll without pause (dedicated cores); N: sleep N us when idle (shared "
+	     "cores)"},
+};
+
+const struct dmta_conf_section dmta_workers_conf_section = {
+    .name = "workers",
+    .keys = workers_keys,
+    .nkeys = DMTA_CONF_NKEYS(workers_keys),
+};
+
 static int read_config(struct dmta_dataplane *dp, char *err, size_t errlen)
 {
 	const struct dmta_conf *conf = dp->conf;
 	const char *s;
-	uint64_t v;
 	struct in_addr gw;
 
-	if (dmta_conf_u64(conf, "workers", "count", 1, 1, DMTA_MAX_WORKERS, &v) != 0)
-		goto bad;
-	dp->nb_workers = (unsigned int)v;
-	if (dmta_conf_u64(conf, "workers", "idle_sleep_us", 0, 0, 100000, &v) != 0)
-		goto bad;
-	dp->idle_sleep_us = (uint32_t)v;
-
-	s = dmta_conf_get(conf, "net", "address");
+	dp->eal_args = dp->net_address = dp->net_gateway = NULL;
+	if ((dmta_conf_read(conf, &dmta_eal_conf_section, dp) |
+	     dmta_conf_read(conf, &dmta_net_conf_section, dp) |
+	     dmta_conf_read(conf, &dmta_workers_conf_section, dp)) != 0) {
+		snprintf(err, errlen, "invalid settings in %s", dmta_conf_source(conf));
+		return -EINVAL;
+	}
+	s = dp->net_address;
 	if (s == NULL) {
 		snprintf(err, errlen, "%s: [net] address is required (e.g. 198.18.0.2/24)",
 			 dmta_conf_source(conf));
@@ -66,7 +146,7 @@ static int read_config(struct dmta_dataplane *dp, char *err, size_t errlen)
 		return -EINVAL;
 	}
 	snprintf(dp->address, sizeof(dp->address), "%s", s);
-	s = dmta_conf_get(conf, "net", "gateway");
+	s = dp->net_gateway;
 	dp->netconf.gateway = 0;
 	if (s != NULL) {
 		if (inet_pton(AF_INET, s, &gw) != 1) {
@@ -76,28 +156,13 @@ static int read_config(struct dmta_dataplane *dp, char *err, size_t errlen)
 		}
 		dp->netconf.gateway = gw.s_addr;
 	}
-	if (dmta_conf_u64(conf, "net", "arp_timeout_ms", 300000, 1000, 86400000, &v) != 0)
-		goto bad;
-	dp->netconf.arp_timeout_ms = (uint32_t)v;
-	if (dmta_conf_u64(conf, "net", "arp_retry_ms", 1000, 10, 60000, &v) != 0)
-		goto bad;
-	dp->netconf.arp_retry_ms = (uint32_t)v;
-	if (dmta_conf_u64(conf, "net", "arp_max_retries", 3, 1, 100, &v) != 0)
-		goto bad;
-	dp->netconf.arp_max_retries = (uint32_t)v;
-	if (dmta_conf_u64(conf, "net", "arp_pending_max", 64, 1, 4096, &v) != 0)
-		goto bad;
-	dp->netconf.arp_pending_max = (uint32_t)v;
 	return 0;
-bad:
-	snprintf(err, errlen, "invalid settings in %s", dmta_conf_source(conf));
-	return -EINVAL;
 }
 
 /* [eal] args, split on white space, after argv[0]. */
 static int build_eal_args(struct dmta_dataplane *dp, const char *argv0, char *err, size_t errlen)
 {
-	const char *args = dmta_conf_get(dp->conf, "eal", "args");
+	const char *args = dp->eal_args;
 	char defaults[64];
 	char *tok, *save;
 

@@ -50,6 +50,7 @@ struct dmta_dataplane {
 
 	/* Filled in by dmta_dataplane_open(). */
 	const struct dmta_conf *conf;
+	const char *eal_args, *net_address, *net_gateway; /* as written; NULL: unset */
 	char *eal_buf;
 	char *eal_argv[DMTA_EAL_MAX_ARGS + 1];
 	int eal_argc;
@@ -64,6 +65,11 @@ struct dmta_dataplane {
 	struct dmta_worker *workers;
 	unsigned int workers_ready;
 };
+
+/** The [eal], [net] and [workers] keys. */
+extern const struct dmta_conf_section dmta_eal_conf_section;
+extern const struct dmta_conf_section dmta_net_conf_section;
+extern const struct dmta_conf_section dmta_workers_conf_section;
 
 /** "198.18.0.2/24" into an address (network order) and prefix length; 0 or -EINVAL. */
 int dmta_parse_cidr(const char *s, uint32_t *addr, uint8_t *plen);

@@ -14,9 +14,8 @@
 #include "core/dataplane/dmta_port.h"
 
 /* Pick the port: [port] device by name, else the only one there is. */
-static int port_find(const struct dmta_conf *conf, uint16_t *port_id, char *err, size_t errlen)
+static int port_find(const char *name, uint16_t *port_id, char *err, size_t errlen)
 {
-	const char *name = dmta_conf_get(conf, "port", "device");
 	uint16_t nb = rte_eth_dev_count_avail();
 
 	if (name != NULL) {
@@ -49,22 +48,13 @@ static int port_find(const struct dmta_conf *conf, uint16_t *port_id, char *err,
 }
 
 /* How many queues, and whether RSS steers: [port] steering (see dmta_port.h). */
-static int port_queues(const struct dmta_conf *conf, const struct rte_eth_dev_info *info,
+static int port_queues(enum dmta_port_steering mode, const struct rte_eth_dev_info *info,
 		       unsigned int nb_workers, struct dmta_port *port, char *err, size_t errlen)
 {
-	const char *mode = dmta_conf_get(conf, "port", "steering");
 	bool can_rss = nb_workers > 1 && info->max_rx_queues >= nb_workers &&
 		       (info->flow_type_rss_offloads & RTE_ETH_RSS_NONFRAG_IPV4_TCP) != 0 &&
 		       info->reta_size >= nb_workers && info->hash_key_size >= 16;
 
-	if (mode == NULL)
-		mode = "auto";
-	if (strcmp(mode, "auto") != 0 && strcmp(mode, "rss") != 0 &&
-	    strcmp(mode, "software") != 0) {
-		snprintf(err, errlen, "%s: [port] steering = %s: expected auto, rss or software",
-			 dmta_conf_source(conf), mode);
-		return -EINVAL;
-	}
 	if (info->max_tx_queues < nb_workers) {
 		snprintf(err, errlen,
 			 "port %s has %u TX queues but [workers] count = %u needs one per worker "
@@ -72,7 +62,7 @@ static int port_queues(const struct dmta_conf *conf, const struct rte_eth_dev_in
 			 port->name, info->max_tx_queues, nb_workers);
 		return -EINVAL;
 	}
-	if (strcmp(mode, "rss") == 0 && nb_workers > 1 && !can_rss) {
+	if (mode == DMTA_STEER_RSS && nb_workers > 1 && !can_rss) {
 		snprintf(err, errlen,
 			 "port %s cannot steer by RSS to %u workers (%u RX queues, RETA of %u, "
 			 "TCP/IPv4 hashing %s): use [port] steering = software",
@@ -83,7 +73,7 @@ static int port_queues(const struct dmta_conf *conf, const struct rte_eth_dev_in
 		return -EINVAL;
 	}
 	port->nb_txq = (uint16_t)nb_workers;
-	port->rss = can_rss && strcmp(mode, "software") != 0;
+	port->rss = can_rss && mode != DMTA_STEER_SOFTWARE;
 	port->nb_rxq = (uint16_t)RTE_MIN(nb_workers, (unsigned int)info->max_rx_queues);
 	if (port->nb_rxq == 0) {
 		snprintf(err, errlen, "port %s has no RX queue", port->name);
@@ -124,20 +114,69 @@ static void port_reta(struct dmta_port *port)
 			  port->name, rte_strerror(-rc));
 }
 
+static const struct dmta_conf_enum steering[] = {{"auto", DMTA_STEER_AUTO},
+						 {"rss", DMTA_STEER_RSS},
+						 {"software", DMTA_STEER_SOFTWARE},
+						 {NULL, 0}};
+
+#define PORT(m) DMTA_CONF_AT(struct dmta_port_conf, m)
+static const struct dmta_conf_key port_keys[] = {
+    {.name = "device",
+     .type = DMTA_CONF_STR,
+     .example = "net_af_packet0",
+     PORT(device),
+     .help = "Which DPDK port (by name); default: the only one there is."},
+    {.name = "rx_desc",
+     .type = DMTA_CONF_U64,
+     .def = "1024",
+     .min = 64,
+     .max = 16384,
+     PORT(rx_desc)},
+    {.name = "tx_desc",
+     .type = DMTA_CONF_U64,
+     .def = "1024",
+     .min = 64,
+     .max = 16384,
+     PORT(tx_desc)},
+    {.name = "mbufs",
+     .type = DMTA_CONF_U64,
+     .def = "16383",
+     .min = 1023,
+     .max = 4194303,
+     PORT(mbufs),
+     .help = "mbufs per worker pool"},
+    {.name = "mtu", .type = DMTA_CONF_U64, .def = "1500", .min = 576, .max = 9000, PORT(mtu)},
+    {.name = "steering",
+     .type = DMTA_CONF_ENUM,
+     .def = "auto",
+     .values = steering,
+     PORT(steering),
+     .help = "Several workers: how replies reach the worker that owns their connection.\n"
+	     "  rss:      one RX queue per worker, RSS on the TCP 4-tuple with a random\n"
+	     "            key; workers pick local ports whose replies hash to them\n"
+	     "            (refused if the port cannot)\n"
+	     "  software: the RX queues the port has (up to one per worker), frames\n"
+	     "            forwarded to their owner over rings\n"
+	     "  auto:     rss when the port offers it, else software"},
+};
+
+const struct dmta_conf_section dmta_port_conf_section = {
+    .name = "port",
+    .keys = port_keys,
+    .nkeys = DMTA_CONF_NKEYS(port_keys),
+};
+
 int dmta_port_open(const struct dmta_conf *conf, unsigned int nb_workers, struct dmta_port *port,
 		   char *err, size_t errlen)
 {
 	struct rte_eth_dev_info info;
 	struct rte_eth_conf econf;
-	uint64_t rx_desc, tx_desc, mbufs, mtu;
+	struct dmta_port_conf pc = {NULL};
 	uint16_t nrx, ntx;
 	int rc;
 
 	memset(port, 0, sizeof(*port));
-	if (dmta_conf_u64(conf, "port", "rx_desc", 1024, 64, 16384, &rx_desc) != 0 ||
-	    dmta_conf_u64(conf, "port", "tx_desc", 1024, 64, 16384, &tx_desc) != 0 ||
-	    dmta_conf_u64(conf, "port", "mbufs", 16383, 1023, 4194303, &mbufs) != 0 ||
-	    dmta_conf_u64(conf, "port", "mtu", 1500, 576, 9000, &mtu) != 0) {
+	if (dmta_conf_read(conf, &dmta_port_conf_section, &pc) != 0) {
 		snprintf(err, errlen, "bad [port] settings in %s", dmta_conf_source(conf));
 		return -EINVAL;
 	}
@@ -145,7 +184,7 @@ int dmta_port_open(const struct dmta_conf *conf, unsigned int nb_workers, struct
 		snprintf(err, errlen, "[workers] count must be 1..%d", DMTA_MAX_WORKERS);
 		return -EINVAL;
 	}
-	rc = port_find(conf, &port->port_id, err, errlen);
+	rc = port_find(pc.device, &port->port_id, err, errlen);
 	if (rc != 0)
 		return rc;
 	rte_eth_dev_get_name_by_port(port->port_id, port->name);
@@ -155,7 +194,7 @@ int dmta_port_open(const struct dmta_conf *conf, unsigned int nb_workers, struct
 			 rte_strerror(-rc));
 		return rc;
 	}
-	rc = port_queues(conf, &info, nb_workers, port, err, errlen);
+	rc = port_queues(pc.steering, &info, nb_workers, port, err, errlen);
 	if (rc != 0)
 		return rc;
 	port->socket_id = rte_eth_dev_socket_id(port->port_id);
@@ -166,13 +205,13 @@ int dmta_port_open(const struct dmta_conf *conf, unsigned int nb_workers, struct
 		char pname[RTE_MEMPOOL_NAMESIZE];
 
 		snprintf(pname, sizeof(pname), "dmta_mbuf_%u", k);
-		port->pool[k] = rte_pktmbuf_pool_create(pname, (unsigned int)mbufs, 256, 0,
+		port->pool[k] = rte_pktmbuf_pool_create(pname, pc.mbufs, 256, 0,
 							RTE_MBUF_DEFAULT_BUF_SIZE, port->socket_id);
 		if (port->pool[k] == NULL) {
 			snprintf(err, errlen,
 				 "cannot create mbuf pool of %llu mbufs: %s (fewer [port] mbufs, "
 				 "or more hugepages)",
-				 (unsigned long long)mbufs, rte_strerror(rte_errno));
+				 (unsigned long long)pc.mbufs, rte_strerror(rte_errno));
 			return -ENOMEM;
 		}
 	}
@@ -190,8 +229,8 @@ int dmta_port_open(const struct dmta_conf *conf, unsigned int nb_workers, struct
 			 rte_strerror(-rc));
 		return rc;
 	}
-	nrx = (uint16_t)rx_desc;
-	ntx = (uint16_t)tx_desc;
+	nrx = pc.rx_desc;
+	ntx = pc.tx_desc;
 	rc = rte_eth_dev_adjust_nb_rx_tx_desc(port->port_id, &nrx, &ntx);
 	if (rc != 0) {
 		snprintf(err, errlen, "port %s: descriptor counts refused: %s", port->name,
@@ -214,16 +253,15 @@ int dmta_port_open(const struct dmta_conf *conf, unsigned int nb_workers, struct
 		}
 	}
 	/* Not every virtual device can change its MTU; keep what it has then. */
-	if (rte_eth_dev_set_mtu(port->port_id, (uint16_t)mtu) != 0) {
+	if (rte_eth_dev_set_mtu(port->port_id, pc.mtu) != 0) {
 		uint16_t cur = 1500;
 
 		rte_eth_dev_get_mtu(port->port_id, &cur);
-		if (cur != mtu)
-			dmta_warn("port %s: cannot set MTU %llu, using %u", port->name,
-				  (unsigned long long)mtu, cur);
-		mtu = cur;
+		if (cur != pc.mtu)
+			dmta_warn("port %s: cannot set MTU %u, using %u", port->name, pc.mtu, cur);
+		pc.mtu = cur;
 	}
-	port->mtu = (uint16_t)mtu;
+	port->mtu = pc.mtu;
 	rc = rte_eth_macaddr_get(port->port_id, &port->mac);
 	if (rc != 0) {
 		snprintf(err, errlen, "port %s: no MAC address: %s", port->name, rte_strerror(-rc));

@@ -54,6 +54,22 @@ struct dmta_port {
 	struct rte_mempool *pool[DMTA_MAX_WORKERS]; /* pool[k] feeds queue k */
 };
 
+enum dmta_port_steering {
+	DMTA_STEER_AUTO,
+	DMTA_STEER_RSS,
+	DMTA_STEER_SOFTWARE,
+};
+
+/** The [port] keys (see the table in dmta_port.c). */
+struct dmta_port_conf {
+	const char *device; /* NULL: the only port there is */
+	uint16_t rx_desc, tx_desc, mtu;
+	uint32_t mbufs;
+	enum dmta_port_steering steering;
+};
+
+extern const struct dmta_conf_section dmta_port_conf_section;
+
 int dmta_port_open(const struct dmta_conf *conf, unsigned int nb_workers, struct dmta_port *port,
 		   char *err, size_t errlen);
 

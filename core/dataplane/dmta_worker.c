@@ -29,24 +29,89 @@ void dmta_workers_stop(void)
 	atomic_store_explicit(&workers_quit, true, memory_order_release);
 }
 
+#define TCP(m) DMTA_CONF_AT(struct tcp_stack_conf, m)
+static const struct dmta_conf_key tcp_keys[] = {
+    {.name = "port_lo",
+     .type = DMTA_CONF_U64,
+     .def = "10000",
+     .min = 1024,
+     .max = 65535,
+     TCP(port_lo),
+     .help = "The userspace TCP of each worker. Local ports for connections out: each\n"
+	     "worker takes its own slice of port_lo..port_hi."},
+    {.name = "port_hi",
+     .type = DMTA_CONF_U64,
+     .def = "60999",
+     .min = 1024,
+     .max = 65535,
+     TCP(port_hi)},
+    {.name = "max_conns",
+     .type = DMTA_CONF_U64,
+     .def = "16384",
+     .min = 16,
+     .max = 4194304,
+     TCP(max_conns),
+     .help = "connections per worker, all states"},
+    {.name = "sndbuf",
+     .type = DMTA_CONF_SIZE,
+     .def = "256k",
+     .min = 4096,
+     .max = 64 << 20,
+     TCP(sndbuf)},
+    {.name = "rcvbuf",
+     .type = DMTA_CONF_SIZE,
+     .def = "256k",
+     .min = 4096,
+     .max = 64 << 20,
+     TCP(rcvbuf)},
+    {.name = "rto_min",
+     .type = DMTA_CONF_DURATION,
+     .def = "200ms",
+     .min = 1,
+     .max = DMTA_CONF_MIN(1),
+     TCP(rto_min_ms)},
+    {.name = "rto_max",
+     .type = DMTA_CONF_DURATION,
+     .def = "120s",
+     .min = DMTA_CONF_MIN(1),
+     .max = DMTA_CONF_MIN(10),
+     TCP(rto_max_ms)},
+    {.name = "syn_retries", .type = DMTA_CONF_U64, .def = "5", .max = 20, TCP(syn_retries)},
+    {.name = "max_retries",
+     .type = DMTA_CONF_U64,
+     .def = "15",
+     .min = 1,
+     .max = 50,
+     TCP(max_retries)},
+    {.name = "connect_timeout",
+     .type = DMTA_CONF_DURATION,
+     .def = "30s",
+     .max = DMTA_CONF_MIN(10),
+     TCP(connect_timeout_ms)},
+    {.name = "time_wait",
+     .type = DMTA_CONF_DURATION,
+     .def = "60s",
+     .min = DMTA_CONF_SEC(1),
+     .max = DMTA_CONF_MIN(4),
+     TCP(time_wait_ms)},
+};
+
+const struct dmta_conf_section dmta_tcp_conf_section = {
+    .name = "tcp",
+    .keys = tcp_keys,
+    .nkeys = DMTA_CONF_NKEYS(tcp_keys),
+};
+
 int dmta_worker_tcp_conf(const struct dmta_conf *conf, unsigned int id, unsigned int nb_workers,
 			 struct tcp_stack_conf *sc)
 {
-	uint64_t lo, hi, v[9];
-	uint64_t span;
+	uint32_t lo, hi, span;
 
-	if (dmta_conf_u64(conf, "tcp", "port_lo", 10000, 1024, 65535, &lo) != 0 ||
-	    dmta_conf_u64(conf, "tcp", "port_hi", 60999, 1024, 65535, &hi) != 0 ||
-	    dmta_conf_u64(conf, "tcp", "max_conns", 16384, 16, 4194304, &v[0]) != 0 ||
-	    dmta_conf_size(conf, "tcp", "sndbuf", 256 << 10, 4096, 64 << 20, &v[1]) != 0 ||
-	    dmta_conf_size(conf, "tcp", "rcvbuf", 256 << 10, 4096, 64 << 20, &v[2]) != 0 ||
-	    dmta_conf_duration_ms(conf, "tcp", "rto_min", 200, 1, 60000, &v[3]) != 0 ||
-	    dmta_conf_duration_ms(conf, "tcp", "rto_max", 120000, 60000, 600000, &v[4]) != 0 ||
-	    dmta_conf_u64(conf, "tcp", "syn_retries", 5, 0, 20, &v[5]) != 0 ||
-	    dmta_conf_u64(conf, "tcp", "max_retries", 15, 1, 50, &v[6]) != 0 ||
-	    dmta_conf_duration_ms(conf, "tcp", "connect_timeout", 30000, 0, 600000, &v[7]) != 0 ||
-	    dmta_conf_duration_ms(conf, "tcp", "time_wait", 60000, 1000, 240000, &v[8]) != 0)
+	memset(sc, 0, sizeof(*sc));
+	if (dmta_conf_read(conf, &dmta_tcp_conf_section, sc) != 0)
 		return -EINVAL;
+	lo = sc->port_lo;
+	hi = sc->port_hi;
 	if (hi < lo || (hi - lo + 1) / nb_workers < 64) {
 		dmta_err("%s: [tcp] port_lo..port_hi leaves fewer than 64 ports per worker",
 			 dmta_conf_source(conf));
@@ -54,20 +119,10 @@ int dmta_worker_tcp_conf(const struct dmta_conf *conf, unsigned int id, unsigned
 	}
 	/* Disjoint slices, so that replies can be steered by local port. */
 	span = (hi - lo + 1) / nb_workers;
-	memset(sc, 0, sizeof(*sc));
 	sc->port_lo = (uint16_t)(lo + span * id);
 	sc->port_hi = (uint16_t)(lo + span * (id + 1) - 1);
-	sc->max_conns = (uint32_t)v[0];
-	sc->sndbuf = (uint32_t)v[1];
-	sc->rcvbuf = (uint32_t)v[2];
 	sc->rto_init_ms = 1000;
-	sc->rto_min_ms = (uint32_t)v[3];
-	sc->rto_max_ms = (uint32_t)v[4];
-	sc->syn_retries = (uint32_t)v[5];
-	sc->max_retries = (uint32_t)v[6];
-	sc->connect_timeout_ms = (uint32_t)v[7];
 	sc->delack_ms = 40;
-	sc->time_wait_ms = (uint32_t)v[8];
 	sc->isn_secret = (uint32_t)(rte_rdtsc() ^ (rte_rdtsc() >> 29)) ^ (uint32_t)id;
 	return 0;
 }

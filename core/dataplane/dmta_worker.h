@@ -94,6 +94,9 @@ struct dmta_worker {
 	struct dmta_worker_stats stats;
 } __rte_cache_aligned;
 
+/** The [tcp] keys. */
+extern const struct dmta_conf_section dmta_tcp_conf_section;
+
 /**
  * The [tcp] section into @p sc for worker @p id of @p nb_workers: each
  * worker gets its own slice of [tcp] local ports. 0 or -EINVAL (logged).

@@ -53,10 +53,9 @@
 #include "queue/spool.h"
 #include "tools/queue/queue_tool.h"
 
-#define DEFAULT_BATCH	   500
-#define BATCH_BYTES	   (4u << 20)
-#define BATCH_WAIT_NS	   (100 * DMTA_NS_PER_MS)
-#define DEFAULT_SIZE_LIMIT 10240000ULL
+#define DEFAULT_BATCH 500
+#define BATCH_BYTES   (4u << 20)
+#define BATCH_WAIT_NS (100 * DMTA_NS_PER_MS)
 
 struct pending {
 	uint64_t line;
@@ -349,9 +348,13 @@ int main(int argc, char **argv)
 	in.sp = queue_tool_open(conf_path, false, true, &conf, &ex);
 	if (in.sp == NULL)
 		return ex;
-	if (dmta_conf_size(conf, "spool", "message_size_limit", DEFAULT_SIZE_LIMIT, 1024,
-			   1ULL << 40, &in.limit) < 0)
-		return EX_CONFIG_;
+	{
+		struct spool_opts so = {0};
+
+		if (spool_opts_from_conf(conf, &so) < 0)
+			return EX_CONFIG_;
+		in.limit = so.message_size_limit;
+	}
 	in.b = calloc(in.batch_max, sizeof(*in.b));
 	if (in.b == NULL) {
 		fprintf(stderr, "dmta-inject: out of memory\n");

@@ -50,11 +50,11 @@
 #include "core/base/dmta_time.h"
 #include "queue/queue_addr.h"
 #include "queue/queue_msg.h"
+#include "queue/queue_sched.h"
 #include "queue/spool.h"
 #include "tools/queue/queue_tool.h"
 
-#define DEFAULT_SIZE_LIMIT 10240000ULL
-#define MAX_RCPT	   10000
+#define MAX_RCPT 10000
 
 struct opts {
 	const char *conf;
@@ -439,13 +439,14 @@ int main(int argc, char **argv)
 		exit(EX_OK_);
 	}
 
-	if (dmta_conf_size(conf, "spool", "message_size_limit", DEFAULT_SIZE_LIMIT, 1024,
-			   1ULL << 40, &limit) < 0)
-		exit(EX_CONFIG_);
-	if (gethostname(host, sizeof(host)) < 0)
-		strcpy(host, "localhost");
-	host[sizeof(host) - 1] = 0;
-	r.origin = dmta_conf_str(conf, "queue", "myhostname", host);
+	{
+		struct spool_opts so = {0};
+
+		if (spool_opts_from_conf(conf, &so) < 0)
+			exit(EX_CONFIG_);
+		limit = so.message_size_limit;
+	}
+	r.origin = queue_myhostname(conf, host, sizeof(host));
 
 	{
 		struct passwd *pw = getpwuid(getuid());
