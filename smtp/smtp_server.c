@@ -30,6 +30,9 @@
 #include <strings.h>
 
 #include <openssl/evp.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 #include "core/base/dmta_log.h"
 #include "smtp/smtp_server.h"
@@ -323,6 +326,12 @@ static int parse_path(struct smtp_server *s, const char **pp, bool *nonascii)
 	for (;; p++) {
 		unsigned char ch = (unsigned char)*p;
 
+		if (ch > ' ' && ch < 0x7f && ch != '<' && ch != '>' && ch != '"' && ch != '\\') {
+			if (n >= SMTP_SERVER_PATH_MAX)
+				return -1;
+			s->path[n++] = (char)ch;
+			continue;
+		}
 		if (ch == '\0')
 			return -1;
 		if (!quoted && ch == '>')
@@ -1013,22 +1022,46 @@ static void message_end(struct smtp_server *s, bool bdat)
 	s->wait = W_DATA_END;
 }
 
-/* Bare CRs in [a, b) (none of them is followed by LF there). */
-static void bare_crs(struct smtp_server *s, const uint8_t *a, const uint8_t *b, const uint8_t **seg)
+/* The first CR or LF in [p, end), or end: sixteen bytes a step where
+ * SSE2 is there (every x86-64), never reading past end. Body lines are
+ * short, so this beats two memchr calls (one for each byte) per line. */
+static inline const uint8_t *find_eol(const uint8_t *p, const uint8_t *end)
 {
-	const uint8_t *c;
+#ifdef __SSE2__
+	const __m128i cr = _mm_set1_epi8('\r'), lf = _mm_set1_epi8('\n');
 
-	while (a < b && (c = memchr(a, '\r', (size_t)(b - a))) != NULL) {
-		s->stats.bare_eol++;
-		if (s->cfg.bare_eol == SMTP_BARE_EOL_NORMALISE) {
-			body_piece(s, *seg, (size_t)(c - *seg));
-			body_piece(s, "\r\n", 2);
-			*seg = c + 1;
-		} else {
-			s->bad = R_BARE;
-		}
-		a = c + 1;
+	while (end - p >= 16) {
+		__m128i v = _mm_loadu_si128((const __m128i *)(const void *)p);
+		unsigned m = (unsigned)_mm_movemask_epi8(
+		    _mm_or_si128(_mm_cmpeq_epi8(v, cr), _mm_cmpeq_epi8(v, lf)));
+		if (m)
+			return p + __builtin_ctz(m);
+		p += 16;
 	}
+#endif
+	while (p < end && *p != '\r' && *p != '\n')
+		p++;
+	return p;
+}
+
+/* A bare CR or LF at *at: refuse the message, or give CRLF in its place. */
+static void bare_eol(struct smtp_server *s, const uint8_t *at, const uint8_t **seg)
+{
+	s->stats.bare_eol++;
+	if (s->cfg.bare_eol == SMTP_BARE_EOL_NORMALISE) {
+		body_piece(s, *seg, (size_t)(at - *seg));
+		body_piece(s, "\r\n", 2);
+		*seg = at + 1;
+	} else {
+		s->bad = R_BARE;
+	}
+}
+
+static void line_done(struct smtp_server *s)
+{
+	if (s->line_len > s->cfg.text_line_max && s->bad == NULL)
+		s->bad = R_TEXTLONG;
+	s->line_len = 0;
 }
 
 /* Scan DATA input. Returns true when the end of data was found. */
@@ -1057,35 +1090,37 @@ static bool data_scan(struct smtp_server *s)
 			}
 			s->bol = false;
 		}
-		const uint8_t *lf = memchr(p, '\n', (size_t)(end - p));
-		if (lf == NULL) {
-			/* Part of a line: all but a CR that may start CRLF. */
-			const uint8_t *stop = end[-1] == '\r' ? end - 1 : end;
-			bare_crs(s, p, stop, &seg);
-			s->line_len += (size_t)(stop - p);
-			p = stop;
+		const uint8_t *q = find_eol(p, end);
+		if (q == end) {
+			s->line_len += (size_t)(end - p);
+			p = end;
 			break;
 		}
-		bool crlf = lf > p && lf[-1] == '\r';
-		bare_crs(s, p, crlf ? lf - 1 : lf, &seg);
-		s->line_len += (size_t)(lf + 1 - p);
-		if (s->line_len > s->cfg.text_line_max && s->bad == NULL)
-			s->bad = R_TEXTLONG;
-		s->line_len = 0;
-		if (crlf) {
-			s->bol = true;
-		} else {
-			/* A bare LF: never a line start for "." (smuggling). */
-			s->stats.bare_eol++;
-			if (s->cfg.bare_eol == SMTP_BARE_EOL_NORMALISE) {
-				body_piece(s, seg, (size_t)(lf - seg));
-				body_piece(s, "\r\n", 2);
-				seg = lf + 1;
-			} else {
-				s->bad = R_BARE;
+		if (*q == '\r') {
+			if (q + 1 == end) {
+				/* Maybe the first half of CRLF: wait. */
+				s->line_len += (size_t)(q - p);
+				p = q;
+				break;
 			}
+			if (q[1] == '\n') {
+				s->line_len += (size_t)(q + 2 - p);
+				line_done(s);
+				s->bol = true;
+				p = q + 2;
+				continue;
+			}
+			/* A bare CR: part of the line, never its end. */
+			s->line_len += (size_t)(q + 1 - p);
+			bare_eol(s, q, &seg);
+			p = q + 1;
+			continue;
 		}
-		p = lf + 1;
+		/* A bare LF: never a line start for "." (smuggling). */
+		s->line_len += (size_t)(q + 1 - p);
+		line_done(s);
+		bare_eol(s, q, &seg);
+		p = q + 1;
 	}
 	if (!done)
 		body_piece(s, seg, (size_t)(p - seg));
