@@ -99,8 +99,10 @@
  *	smtp_server_new() returns NULL and sets errno (EINVAL, ENOMEM).
  *	smtp_server_reply() returns -EINVAL for a code of the wrong class or
  *	text with CR, LF or NUL, and -EALREADY when no decision is awaited.
- *	Malformed input never ends the session by itself; it gets an error
- *	reply and counts in smtp_server_stats().
+ *	Malformed input gets an error reply and counts in smtp_server_stats();
+ *	it ends the session only at max_errors or as a STARTTLS injection.
+ *	smtp_server_feed() also stops after the reply to STARTTLS: the bytes
+ *	it did not take are for the TLS layer.
  */
 #ifndef SMTP_SERVER_H
 #define SMTP_SERVER_H
