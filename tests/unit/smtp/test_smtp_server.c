@@ -926,6 +926,44 @@ static void test_auth(void **state)
 	t_free(&t);
 }
 
+static void trace_cb(void *arg, char dir, const char *line, size_t len)
+{
+	struct buf *b = arg;
+
+	buf_add(b, &dir, 1);
+	buf_str(b, " ");
+	buf_add(b, line, len);
+	buf_str(b, "\n");
+}
+
+/* AUTH data never reaches the trace, in any of the three forms. */
+static void test_trace_hides_secrets(void **state)
+{
+	(void)state;
+	struct buf tr = {0};
+	struct smtp_server_config cfg = base_cfg;
+	cfg.auth = true;
+	cfg.auth_plaintext_ok = true;
+	cfg.trace = trace_cb;
+	cfg.trace_arg = &tr;
+	struct t t;
+	t_init(&t, &cfg);
+	/* "secret" is c2VjcmV0; with the user: AHVzZXIAc2VjcmV0 (PLAIN). */
+	t_feed(&t, "EHLO c\r\nAUTH PLAIN AHVzZXIAc2VjcmV0\r\nRSET\r\n");
+	smtp_server_free(t.s);
+	t.s = smtp_server_new(&cfg);
+	t_feed(&t, "EHLO c\r\nAUTH LOGIN dXNlcg==\r\nc2VjcmV0\r\nAUTH PLAIN\r\n");
+	const char *log = SP(tr.p);
+	if (strstr(log, "c2VjcmV0") || strstr(log, "AHVzZXIAc2VjcmV0") || strstr(log, "dXNlcg=="))
+		fail_msg("trace shows AUTH data:\n%s", log);
+	if (strstr(log, "C AUTH PLAIN\n") == NULL || strstr(log, "C <hidden>\n") == NULL ||
+	    strstr(log, "S 235 2.7.0 Authentication successful\n") == NULL)
+		fail_msg("trace got\n%s\nwant the commands without their data, and the replies",
+			 log);
+	buf_free(&tr);
+	t_free(&t);
+}
+
 static void test_addresses(void **state)
 {
 	(void)state;
@@ -1021,6 +1059,7 @@ int main(void)
 	    cmocka_unit_test(test_starttls_injection),
 	    cmocka_unit_test(test_auth),
 	    cmocka_unit_test(test_addresses),
+	    cmocka_unit_test(test_trace_hides_secrets),
 	    cmocka_unit_test(test_timeout_and_eof),
 	    cmocka_unit_test(test_config_errors),
 	};
