@@ -55,9 +55,11 @@
  *	session), after which the caller drops what it has of the message.
  *	Recipients beyond max_rcpts get 452 4.5.3 from the engine.
  *
- *	PIPELINING: every reply made while handling one batch of input goes
- *	into one buffer, and tx_iov gives it only once the input is drained
- *	(or a decision is awaited), so a pipelined group costs one write.
+ *	PIPELINING: rx_commit handles all it was given before it returns
+ *	(up to a decision the caller owes), and every reply it makes goes into
+ *	one buffer, which tx_iov gives as one piece. A caller that reads until
+ *	its socket has nothing more and only then sends (RFC 2920 3.2: flush
+ *	when the input is drained) answers a pipelined group in one write.
  *
  *	End of data is only CRLF "." CRLF. A bare LF or a bare CR in DATA
  *	never ends a line for that purpose ("\n.\n", "\r.\r\n", "\n.\r\n" and

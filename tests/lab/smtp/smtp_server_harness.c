@@ -268,11 +268,13 @@ static void conn_close(struct conn *c, int ep)
 }
 
 /* read() gave n <= 0: the peer closed (the engine is told), or nothing
- * more for now. Returns whether the connection stays. */
+ * more for now, and the replies go. Returns whether the connection stays. */
 static bool read_ended(struct conn *c, ssize_t n)
 {
-	if (n < 0)
-		return errno == EAGAIN || errno == EINTR;
+	if (n < 0 && errno == EINTR)
+		return true;
+	if (n < 0) /* drained: now the replies go (RFC 2920 3.2) */
+		return errno == EAGAIN && flush(c);
 	smtp_server_eof(c->s);
 	events(c);
 	return false;
@@ -321,7 +323,7 @@ static bool readable(struct conn *c)
 					return false;
 			}
 		}
-		if (!events(c) || !flush(c))
+		if (!events(c))
 			return false;
 		arm(c);
 	}
