@@ -894,6 +894,28 @@ static void test_starttls_injection(void **state)
 	t_free(&t);
 }
 
+/* Implicit TLS (port 465): TLS counts as up from the first byte. */
+static void test_implicit_tls(void **state)
+{
+	(void)state;
+	struct smtp_server_config cfg = base_cfg;
+	cfg.tls_implicit = true;
+	cfg.tls_available = true;
+	cfg.auth = true;
+	cfg.requiretls = true;
+	struct t t;
+	t_init(&t, &cfg);
+	t_clear_out(&t);
+	t_feed(&t, "EHLO c\r\nSTARTTLS\r\n");
+	t_expect(&t, "implicit tls",
+		 "250-mx.test\r\n250-PIPELINING\r\n250-SIZE\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n"
+		 "250-CHUNKING\r\n250-BINARYMIME\r\n250-DSN\r\n250-ENHANCEDSTATUSCODES\r\n"
+		 "250-AUTH PLAIN LOGIN\r\n250 REQUIRETLS\r\n"
+		 "503 5.5.1 Error: TLS already active\r\n");
+	assert_true(smtp_server_tls_active(t.s));
+	t_free(&t);
+}
+
 static void test_auth(void **state)
 {
 	(void)state;
@@ -1057,6 +1079,7 @@ int main(void)
 	    cmocka_unit_test(test_size_limits),
 	    cmocka_unit_test(test_bdat),
 	    cmocka_unit_test(test_starttls_injection),
+	    cmocka_unit_test(test_implicit_tls),
 	    cmocka_unit_test(test_auth),
 	    cmocka_unit_test(test_addresses),
 	    cmocka_unit_test(test_trace_hides_secrets),
