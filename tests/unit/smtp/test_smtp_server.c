@@ -723,6 +723,43 @@ static void test_body_splits(void **state)
 	}
 }
 
+/* Body pieces are the receive buffer itself: no copy, except the CRLF that
+ * replaces a bare line end when normalising (a constant). */
+static void test_body_zero_copy(void **state)
+{
+	(void)state;
+	struct t t;
+	struct smtp_server_event e;
+	uint8_t *p;
+	t_init(&t, &base_cfg);
+	t_feed(&t, "EHLO c\r\nMAIL FROM:<a@x.test>\r\nRCPT TO:<b@y.test>\r\nDATA\r\n");
+	const char *body = "line one\r\n..stuffed\r\nline three\r\n.\r\n";
+	size_t room = smtp_server_rx_space(t.s, &p);
+	assert_true(room >= strlen(body));
+	memcpy(p, body, strlen(body));
+	smtp_server_rx_commit(t.s, strlen(body));
+	size_t pieces = 0, bytes = 0;
+	while (smtp_server_event(t.s, &e)) {
+		if (e.type == SMTP_SEV_DATA_END) {
+			assert_int_equal(smtp_server_reply(t.s, 0, NULL), 0);
+			continue;
+		}
+		assert_int_equal(e.type, SMTP_SEV_BODY);
+		const uint8_t *d = e.data;
+		if (d < p || d + e.len > p + strlen(body))
+			fail_msg("piece %zu at %p, want inside the receive buffer %p", pieces,
+				 (const void *)d, (void *)p);
+		pieces++;
+		bytes += e.len;
+	}
+	/* "line one\r\n" and ".stuffed\r\nline three\r\n": the dot taken
+	 * out splits the body in two; ".\r\n" ends it. */
+	if (pieces != 2 || bytes != strlen(body) - 4)
+		fail_msg("got %zu pieces of %zu bytes, want 2 of %zu", pieces, bytes,
+			 strlen(body) - 4);
+	t_free(&t);
+}
+
 static void test_pipelining_batch(void **state)
 {
 	(void)state;
@@ -1073,6 +1110,7 @@ int main(void)
 	    cmocka_unit_test(test_smuggling),
 	    cmocka_unit_test(test_normalise_body),
 	    cmocka_unit_test(test_body_splits),
+	    cmocka_unit_test(test_body_zero_copy),
 	    cmocka_unit_test(test_pipelining_batch),
 	    cmocka_unit_test(test_deferred_data_end),
 	    cmocka_unit_test(test_reply_validation),
