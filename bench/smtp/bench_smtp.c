@@ -3,7 +3,7 @@
  * in-memory peer, for callgrind.
  *
  * SYNOPSIS
- *	bench_smtp bdat|data|tls|handshake|resume N
+ *	bench_smtp bdat|data|tls|handshake|resume|server-data|server-bdat N
  *
  * DESCRIPTION
  *	Runs N deliveries of a 4 KiB message (one recipient each) on one
@@ -19,6 +19,16 @@
  *	to count the engine's instructions alone (bench/smtp/run does this and
  *	divides by N). The peer's work (including the server side of TLS) is
  *	outside those functions.
+ *
+ *	The server-* modes turn it round: the client engine feeds the server
+ *	engine (smtp_server.h) N pipelined 4 KiB messages (MAIL, RCPT and DATA
+ *	or BDAT LAST in one write, each accepted by the caller at once), and
+ *	only the server's work is in functions named bench_server_*:
+ *	  server-data  DATA, the body dot-stuffed by the client (one '.' line
+ *	               start in ten lines), un-stuffed by the server
+ *	  server-bdat  BDAT LAST, the body taken as it is
+ *	The copies a socket would do (into the receive buffer, out of the
+ *	reply buffer) are outside them.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -27,6 +37,7 @@
 #include <unistd.h>
 
 #include "smtp/smtp_client.h"
+#include "smtp/smtp_server.h"
 #include "smtp/smtp_tls.h"
 #include "tests/unit/smtp/tls_peer.h"
 
@@ -353,12 +364,135 @@ static int run_handshakes(unsigned long n, int resume)
 	return resume ? resumed != n : resumed != 0;
 }
 
+/* ------------------------------------------------- the server engine */
+
+static unsigned long srv_msgs, srv_body;
+
+/* What a receiver does with a read: the engine's work, the decisions
+ * (all accepted at once) and the body pieces (only counted here). */
+static NOINL void bench_server_commit(struct smtp_server *s, size_t n)
+{
+	struct smtp_server_event e;
+
+	smtp_server_rx_commit(s, n);
+	while (smtp_server_event(s, &e)) {
+		switch (e.type) {
+		case SMTP_SEV_MAIL:
+		case SMTP_SEV_RCPT:
+			smtp_server_reply(s, 0, NULL);
+			break;
+		case SMTP_SEV_BODY:
+			srv_body += e.len;
+			break;
+		case SMTP_SEV_DATA_END:
+			srv_msgs++;
+			smtp_server_reply(s, 0, NULL);
+			break;
+		default:
+			break;
+		}
+	}
+}
+
+/* The replies to send: where they are, then that they were sent. */
+static NOINL size_t bench_server_tx(struct smtp_server *s, struct iovec *iov)
+{
+	return smtp_server_tx_iov(s, iov, 1);
+}
+
+static NOINL void bench_server_tx_done(struct smtp_server *s, size_t n)
+{
+	smtp_server_tx_done(s, n);
+}
+
+/* Client bytes into the server (the copy is the socket's), replies back. */
+static void server_turn(struct smtp_server *s, struct smtp_client *c, const char *in, size_t n)
+{
+	struct iovec iov[1];
+	struct smtp_event e;
+	size_t done = 0;
+
+	while (done < n) {
+		uint8_t *p;
+		size_t room = smtp_server_rx_space(s, &p);
+
+		if (room == 0)
+			abort();
+		if (room > n - done)
+			room = n - done;
+		memcpy(p, in + done, room);
+		bench_server_commit(s, room);
+		done += room;
+	}
+	while (bench_server_tx(s, iov) > 0) {
+		smtp_client_feed(c, iov[0].iov_base, iov[0].iov_len);
+		bench_server_tx_done(s, iov[0].iov_len);
+		while (smtp_client_event(c, &e))
+			events++;
+	}
+}
+
+/* Everything the client has to send, gathered into wire. */
+static size_t client_out(struct smtp_client *c)
+{
+	struct iovec iov[8];
+	size_t k, total = 0;
+
+	while ((k = smtp_client_tx_iov(c, iov, 8)) > 0) {
+		size_t n = 0;
+		for (size_t i = 0; i < k; i++) {
+			if (total + iov[i].iov_len > sizeof(wire))
+				abort();
+			memcpy(wire + total, iov[i].iov_base, iov[i].iov_len);
+			total += iov[i].iov_len;
+			n += iov[i].iov_len;
+		}
+		smtp_client_tx_done(c, n);
+	}
+	return total;
+}
+
+static int run_server(unsigned long n, int bdat)
+{
+	struct smtp_server_config scfg = {.hostname = "mx.bench.test", .no_chunking = !bdat};
+	struct smtp_server *s = smtp_server_new(&scfg);
+	struct smtp_client_config ccfg = {.helo_name = "client.bench.test", .no_chunking = !bdat};
+	struct smtp_client *c = smtp_client_new(&ccfg);
+	struct smtp_chunk ck = {bdat ? body_crlf : body_lf, 4096};
+	struct smtp_msg m = {"sender@example.com", rcpt, 1, &ck, 1, NULL, 0, NULL};
+	unsigned long bytes = 0;
+	size_t k;
+
+	if (s == NULL || c == NULL)
+		abort();
+	server_turn(s, c, "", 0);		/* the greeting */
+	server_turn(s, c, wire, client_out(c)); /* EHLO */
+	for (unsigned long i = 0; i < n; i++) {
+		if (smtp_client_submit(c, &m) != 0)
+			abort();
+		/* MAIL, RCPT, DATA (then the body after 354) or BDAT LAST. */
+		while ((k = client_out(c)) > 0) {
+			bytes += k;
+			server_turn(s, c, wire, k);
+		}
+	}
+	const struct smtp_server_stats *st = smtp_server_stats(s);
+	printf("server-%s: %lu messages accepted, %lu bytes received, %lu body bytes, %llu "
+	       "writes\n",
+	       bdat ? "bdat" : "data", srv_msgs, bytes, srv_body, (unsigned long long)st->flushes);
+	int bad = srv_msgs != n || st->messages != n || st->errors != 0;
+	smtp_client_free(c);
+	smtp_server_free(s);
+	return bad;
+}
+
 int main(int argc, char **argv)
 {
 	unsigned long n;
 
 	if (argc != 3 || (n = strtoul(argv[2], NULL, 10)) == 0) {
-		fprintf(stderr, "usage: bench_smtp bdat|data|tls|handshake|resume N\n");
+		fprintf(stderr, "usage: bench_smtp "
+				"bdat|data|tls|handshake|resume|server-data|server-bdat N\n");
 		return 2;
 	}
 	make_bodies();
@@ -372,6 +506,10 @@ int main(int argc, char **argv)
 		return run_handshakes(n, 0);
 	if (strcmp(argv[1], "resume") == 0)
 		return run_handshakes(n, 1);
+	if (strcmp(argv[1], "server-data") == 0)
+		return run_server(n, 0);
+	if (strcmp(argv[1], "server-bdat") == 0)
+		return run_server(n, 1);
 	fprintf(stderr, "bench_smtp: unknown mode %s\n", argv[1]);
 	return 2;
 }

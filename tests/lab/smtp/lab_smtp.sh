@@ -21,32 +21,9 @@ pids=()
 fails=0
 passes=0
 
-cleanup() {
-	for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
-	# Postfix's master and its children live only in our namespace.
-	if ip netns pids "$NS" >/dev/null 2>&1; then
-		for p in $(ip netns pids "$NS"); do kill "$p" 2>/dev/null; done
-		sleep 0.3
-		for p in $(ip netns pids "$NS"); do kill -9 "$p" 2>/dev/null; done
-		ip netns del "$NS"
-	fi
-	rm -rf "$T"
-}
-trap cleanup EXIT
-
-ok() { passes=$((passes + 1)); echo "ok   - $*"; }
-bad() { fails=$((fails + 1)); echo "FAIL - $*"; }
-in_ns() { ip netns exec "$NS" "$@"; }
-
-# Wait (bounded) until ADDR:PORT accepts connections.
-wait_port() {
-	for _ in $(seq 1 100); do
-		in_ns bash -c "exec 3<>/dev/tcp/$1/$2" 2>/dev/null && return 0
-		sleep 0.1
-	done
-	echo "server $1:$2 did not come up" >&2
-	return 1
-}
+# shellcheck source=lab_common.sh
+. "$src/lab_common.sh"
+trap lab_cleanup EXIT
 
 # run NAME WANT_RC ARGS... < input: run dmta-smtp, check its exit code.
 run() {

@@ -31,52 +31,11 @@
 #include <openssl/evp.h>
 
 #include "smtp/smtp_session.h"
+#include "tests/unit/smtp/test_buf.h"
 #include "tests/unit/smtp/tls_peer.h"
 
 static SSL_CTX *sctx; /* one server context: its ticket keys make resumption work */
 static char ca_path[64];
-
-/* ------------------------------------------------------------- buffers */
-
-struct buf {
-	uint8_t *p;
-	size_t len, cap;
-};
-
-static void buf_add(struct buf *b, const void *p, size_t n)
-{
-	if (b->len + n + 1 > b->cap) {
-		size_t cap = b->cap ? b->cap : 256;
-
-		while (cap < b->len + n + 1)
-			cap *= 2;
-		b->p = realloc(b->p, cap);
-		assert_non_null(b->p);
-		b->cap = cap;
-	}
-	if (n > 0)
-		memcpy(b->p + b->len, p, n);
-	b->len += n;
-	b->p[b->len] = '\0'; /* so that logs compare as strings */
-}
-
-static void buf_str(struct buf *b, const char *s)
-{
-	buf_add(b, s, strlen(s));
-}
-
-static const char *buf_cstr(struct buf *b)
-{
-	if (b->p == NULL)
-		buf_add(b, "", 0);
-	return (const char *)b->p;
-}
-
-static void buf_free(struct buf *b)
-{
-	free(b->p);
-	memset(b, 0, sizeof(*b));
-}
 
 /* ------------------------------------------------------------- server */
 
