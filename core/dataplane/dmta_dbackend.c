@@ -25,6 +25,7 @@
 #include "core/dataplane/dmta_dbackend.h"
 #include "core/control/dmta_pool.h"
 #include "core/control/dmta_stats.h"
+#include "core/dataplane/dmta_tcpx.h"
 #include "core/dataplane/dmta_telemetry.h"
 
 #define DB_RING	 65536 /* jobs in flight per worker, each way */
@@ -40,9 +41,9 @@ struct wstate {
 	struct rte_ring *in;  /* control -> worker */
 	struct rte_ring *out; /* worker -> control */
 	struct dmta_pool *pool;
+	struct dmta_tcpx tcpx; /* the pool's transport over the worker's stack */
 	struct smtp_tls_ctx *tls;
 	uint64_t last_pool_tick;
-	uint64_t ns_per_tsc_q32;      /* ns per TSC tick, 32.32 fixed point */
 	bool ring_bell;		      /* results since the last doorbell */
 	uint64_t last_bell, bell_gap; /* TSC */
 	bool drained;
@@ -70,11 +71,6 @@ struct dmta_dbackend {
 
 /* ---- the worker's side ---- */
 
-static uint64_t ws_now_ns(const struct wstate *ws)
-{
-	return (uint64_t)(((unsigned __int128)rte_rdtsc() * ws->ns_per_tsc_q32) >> 32);
-}
-
 static void ws_done(void *arg, struct dmta_job *job)
 {
 	struct wstate *ws = arg;
@@ -90,85 +86,16 @@ static void ws_done(void *arg, struct dmta_job *job)
 	ws->ring_bell = true;
 }
 
-static int tx_connect(void *x, struct dmta_pool_conn *c, struct in_addr a, uint16_t port)
+static uint64_t ws_tsc(void *arg)
 {
-	struct wstate *ws = x;
-	struct tcp_conn *tc;
-	int rc = tcp_connect(ws->w->stk, a.s_addr, port, c, rte_rdtsc(), &tc);
-
-	if (rc != 0)
-		return rc;
-	c->xh = tc;
-	c->fd = -1;
-	return 0;
-}
-
-static ssize_t tx_writev(void *x, struct dmta_pool_conn *c, const struct iovec *iov, int n)
-{
-	ssize_t total = 0;
-
-	for (int i = 0; i < n; i++) {
-		ssize_t r = tcp_send(c->xh, iov[i].iov_base, iov[i].iov_len, rte_rdtsc());
-
-		if (r < 0) {
-			if (total > 0)
-				break;
-			return r == -ENOBUFS ? -EAGAIN : r;
-		}
-		total += r;
-		if ((size_t)r < iov[i].iov_len)
-			break;
-	}
-	/* A full send buffer: TCP_EV_WRITABLE follows when there is room. */
-	return total > 0 ? total : -EAGAIN;
-}
-
-static ssize_t tx_read(void *x, struct dmta_pool_conn *c, void *buf, size_t n)
-{
-	return tcp_recv(c->xh, buf, n, rte_rdtsc());
-}
-
-static void tx_want_write(void *x, struct dmta_pool_conn *c, bool on)
-{
-	/* The stack says TCP_EV_WRITABLE by itself after a short tcp_send(). */
-}
-
-static void tx_close(void *x, struct dmta_pool_conn *c, bool graceful)
-{
-	if (c->xh == NULL)
-		return;
-	tcp_conn_set_user(c->xh, NULL);
-	if (graceful)
-		tcp_close(c->xh, rte_rdtsc());
-	else
-		tcp_abort(c->xh, rte_rdtsc());
-	c->xh = NULL;
-}
-
-static uint64_t tx_now(void *x)
-{
-	return ws_now_ns(x);
+	return rte_rdtsc();
 }
 
 /* TCP news: exactly one pool call per event (see dmta_pool.h). */
 static void ws_events(void *arg, struct dmta_worker *w, const struct tcp_event *ev, uint16_t n,
 		      uint64_t now_tsc)
 {
-	for (uint16_t i = 0; i < n; i++) {
-		struct dmta_pool_conn *c = ev[i].user;
-		uint32_t e = ev[i].events;
-
-		if (c == NULL)
-			continue;
-		if (e & TCP_EV_ERROR)
-			dmta_pool_failed(c, ev[i].error);
-		else if (e & TCP_EV_CONNECTED)
-			dmta_pool_connected(c);
-		else if (e & (TCP_EV_READABLE | TCP_EV_PEER_CLOSED))
-			dmta_pool_readable(c);
-		else if (e & TCP_EV_WRITABLE)
-			dmta_pool_writable(c);
-	}
+	dmta_tcpx_events(ev, n);
 }
 
 /* Every turn: new jobs start at once, and results wake the control thread
@@ -258,21 +185,17 @@ struct dmta_dbackend *dmta_dbackend_new(struct dmta_dataplane *dp, const struct 
 		struct wstate *ws = &db->ws[k];
 		char name[RTE_RING_NAMESIZE];
 		struct dmta_pool_conf pc = pc0;
-		struct dmta_pool_xport xp = {
-		    .connect = tx_connect,
-		    .writev = tx_writev,
-		    .read = tx_read,
-		    .want_write = tx_want_write,
-		    .close = tx_close,
-		    .now_ns = tx_now,
-		    .x = ws,
-		};
+		struct dmta_pool_xport xp;
 		struct dmta_worker_app app = {
 		    .events = ws_events, .tick = ws_tick, .poll = ws_poll, .arg = ws};
 
 		ws->db = db;
 		ws->w = &dp->workers[k];
-		ws->ns_per_tsc_q32 = (DMTA_NS_PER_S << 32) / rte_get_tsc_hz();
+		ws->tcpx =
+		    (struct dmta_tcpx){.stk = ws->w->stk,
+				       .now_tsc = ws_tsc,
+				       .ns_per_tsc_q32 = (DMTA_NS_PER_S << 32) / rte_get_tsc_hz()};
+		dmta_tcpx_xport(&ws->tcpx, &xp);
 		ws->bell_gap = rte_get_tsc_hz() / 1000000 * DB_BELL_US;
 		snprintf(name, sizeof(name), "dmta_jobs_%u", k);
 		ws->in =
