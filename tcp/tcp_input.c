@@ -30,6 +30,7 @@
 #include <rte_tcp.h>
 
 #include "core/base/dmta_log.h"
+#include "tcp/tcp_cksum.h"
 #include "tcp/tcp_stack_int.h"
 
 static void rtt_sample(struct tcp_conn *c, uint64_t r)
@@ -691,11 +692,7 @@ static bool l4_csum_ok(const struct rte_ipv4_hdr *ip, const void *th, uint32_t l
 		uint16_t len;
 	} __attribute__((packed))
 	ph = {ip->src_addr, ip->dst_addr, 0, IPPROTO_TCP, rte_cpu_to_be_16((uint16_t)len)};
-	uint32_t sum = (uint32_t)rte_raw_cksum(&ph, sizeof(ph)) + rte_raw_cksum(th, len);
-
-	sum = (sum & 0xffff) + (sum >> 16);
-	sum = (sum & 0xffff) + (sum >> 16);
-	return sum == 0xffff;
+	return tcp_cksum_fold(tcp_cksum_add(th, len, tcp_cksum_add(&ph, sizeof(ph), 0))) == 0xffff;
 }
 
 void tcp_input(void *arg, struct rte_mbuf *m, uint32_t hlen, uint64_t now)

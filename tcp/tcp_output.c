@@ -35,6 +35,7 @@
 #include <rte_tcp.h>
 
 #include "core/base/dmta_log.h"
+#include "tcp/tcp_cksum.h"
 #include "tcp/tcp_stack_int.h"
 
 uint32_t tcp_ts_now(const struct tcp_stack *stk, uint64_t now)
@@ -352,7 +353,7 @@ static int send_segment(struct tcp_conn *c, uint32_t seq, uint8_t flags, struct 
 	ph.zero = 0;
 	ph.proto = IPPROTO_TCP;
 	ph.len = rte_cpu_to_be_16((uint16_t)tcplen);
-	if (rte_raw_cksum_mbuf(h, 0, tcplen, &l4sum) != 0)
+	if (tcp_cksum_mbuf(h, 0, tcplen, &l4sum) != 0)
 		dmta_panic("tcp_output: checksum over %u bytes of a %u-byte segment", tcplen,
 			   rte_pktmbuf_pkt_len(h));
 	sum = (uint32_t)rte_raw_cksum(&ph, sizeof(ph)) + l4sum;
