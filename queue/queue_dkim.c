@@ -16,6 +16,7 @@
 #include <fcntl.h>
 #include <ini.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,6 +60,25 @@ struct queue_dkim {
 	struct dkim_domain *v;
 	size_t n;
 };
+
+/*
+ * SHA-256 fetched once per process: EVP_sha256() makes OpenSSL 3 look the
+ * algorithm up (under a lock) at every EVP_DigestInit_ex(), twice per
+ * signature. Never freed: it lives as long as the process.
+ */
+static EVP_MD *sha256_md;
+static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
+
+static void sha256_fetch(void)
+{
+	sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
+}
+
+static const EVP_MD *sha256(void)
+{
+	pthread_once(&sha256_once, sha256_fetch);
+	return sha256_md ? sha256_md : EVP_sha256();
+}
 
 /* ------------------------------------------------------------------ sink */
 
@@ -176,17 +196,43 @@ static void canon_body(struct sink *s, bool relaxed, const char *p, size_t len)
 		}
 		return;
 	}
+	/*
+	 * Most lines of real mail are canonical already (no tab, no run of
+	 * blanks, none at the end): runs of such lines are hashed straight
+	 * from the message; only the others are rewritten through the
+	 * staging buffer.
+	 */
+	const char *span = NULL; /* start of lines hashed as they are */
+
 	while (p < end) {
 		const char *nl = memmem(p, (size_t)(end - p), "\r\n", 2);
 		const char *le = nl ? nl : end, *e = le;
+		size_t n;
 
 		while (e > p && is_wsp(e[-1]))
 			e--;
-		if (e == p) {
-			blank++; /* kept back until a line with text follows */
+		n = (size_t)(e - p);
+		if (n == 0 || (e == le && nl && memchr(p, '\t', n) == NULL &&
+			       memmem(p, n, "  ", 2) == NULL)) {
+			if (n == 0 && span) {
+				sink_put(s, span, (size_t)(p - span));
+				span = NULL;
+			}
+			if (n == 0) {
+				blank++; /* kept back until a line with text follows */
+			} else {
+				for (; blank; blank--)
+					sink_put(s, "\r\n", 2);
+				if (span == NULL)
+					span = p;
+			}
 		} else {
 			bool wsp = false;
 
+			if (span) {
+				sink_put(s, span, (size_t)(p - span));
+				span = NULL;
+			}
 			for (; blank; blank--)
 				sink_put(s, "\r\n", 2);
 			for (const char *q = p; q < e; q++) {
@@ -203,6 +249,8 @@ static void canon_body(struct sink *s, bool relaxed, const char *p, size_t len)
 		}
 		p = nl ? nl + 2 : end;
 	}
+	if (span)
+		sink_put(s, span, (size_t)(p - span));
 }
 
 /* Canonicalise into a buffer rather than a hash: what the tests look at. */
@@ -542,7 +590,7 @@ static int sign_digest(const struct dkim_key *k, const unsigned char *dig, unsig
 
 		ok = pc && EVP_PKEY_sign_init(pc) == 1 &&
 		     EVP_PKEY_CTX_set_rsa_padding(pc, RSA_PKCS1_PADDING) == 1 &&
-		     EVP_PKEY_CTX_set_signature_md(pc, EVP_sha256()) == 1 &&
+		     EVP_PKEY_CTX_set_signature_md(pc, sha256()) == 1 &&
 		     EVP_PKEY_sign(pc, sig, siglen, dig, 32) == 1;
 		EVP_PKEY_CTX_free(pc);
 	} else {
@@ -603,7 +651,7 @@ static int sign_one(const struct dkim_domain *dd, const struct dkim_key *k, cons
 	/* The header hash: the signed fields, then this one with b= empty. */
 	s->n = 0;
 	s->rc = 0;
-	if (EVP_DigestInit_ex(s->md, EVP_sha256(), NULL) != 1) {
+	if (EVP_DigestInit_ex(s->md, sha256(), NULL) != 1) {
 		queue_buf_free(&h);
 		return -EIO;
 	}
@@ -669,7 +717,7 @@ int queue_dkim_sign(const struct queue_dkim *d, const char *msg, size_t len, tim
 	s->n = 0;
 	s->rc = 0;
 	s->md = EVP_MD_CTX_new();
-	if (s->md == NULL || EVP_DigestInit_ex(s->md, EVP_sha256(), NULL) != 1) {
+	if (s->md == NULL || EVP_DigestInit_ex(s->md, sha256(), NULL) != 1) {
 		rc = -EIO;
 		goto out;
 	}
