@@ -532,8 +532,11 @@ int main(int argc, char **argv)
 
 		dkim = queue_dkim_conf_load(conf, err, sizeof(err));
 		if (dkim == NULL) {
+			ex = errno == ENOMEM ? EX_TEMPFAIL_ : EX_CONFIG_;
 			fprintf(stderr, "dmta-inject: %s\n", err);
-			return errno == ENOMEM ? EX_TEMPFAIL_ : EX_CONFIG_;
+			spool_close(in.sp);
+			dmta_conf_free(conf);
+			return ex;
 		}
 	}
 	if (queue_dkim_active(dkim) && (in.sg = signers_start(dkim, threads)) == NULL) {

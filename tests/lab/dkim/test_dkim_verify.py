@@ -17,6 +17,12 @@ the namespace's own resolv.conf (/etc/netns/NS/resolv.conf, which ip netns
 exec puts in place of /etc/resolv.conf). Copies with a changed body or a
 changed signed header must fail with both.
 
+Then what operators meet when something is wrong: a From of a domain with
+no section goes unsigned; a From that cannot be signed correctly is refused
+(dmta-sendmail 65, a refused dmta-inject line) and nothing of it is queued;
+a key open to others or missing stops every injector with 78 and a line
+naming the key.
+
 Needs root; exits 77 (skip) without it or without the verifiers.
 """
 import json
@@ -287,6 +293,7 @@ def inside():
                     fail("%s, %s: opendkim-testmsg says %s, want a dkim_eom() failure" %
                          (what, label, why_od))
                 reasons.add(why_od.split(": ", 1)[-1])
+    check_refusals(t, sendmail, inject, queue, env)
     print("%d messages, %d signatures: %d verified by both dkimpy and OpenDKIM; "
           "%d tampered copies failed with both" % (len(want), sigs, verified, tampered))
     print("OpenDKIM's reasons for the tampered copies: %s" % "; ".join(sorted(reasons)))
@@ -296,6 +303,76 @@ def inside():
         print("%d failure(s)" % len(failures))
         return 1
     return 0
+
+
+def spool_count(queue, conf):
+    p = subprocess.run([queue, "-c", conf, "--json", "list"], capture_output=True, timeout=30)
+    return json.loads(p.stdout)["count"] if p.returncode == 0 else -1
+
+
+def check_refusals(t, sendmail, inject, queue, env):
+    conf = os.path.join(t, "dmta.conf")
+    base = spool_count(queue, conf)
+
+    def send(text, conf=conf):
+        return subprocess.run([sendmail, "-C", conf, "-i", "-v", "rcpt@example.net"],
+                              input=text.encode(), capture_output=True, env=env, timeout=30)
+
+    # No section for the From domain: queued, unsigned.
+    p = send("From: a@unsigned.example\nSubject: x\n\nbody\n")
+    m = re.search(rb"queued as ([0-9A-F]+)", p.stderr)
+    if p.returncode != 0 or not m:
+        fail("unsigned domain: exit %d, want 0: %s" % (p.returncode, p.stderr.decode()))
+    else:
+        c = subprocess.run([queue, "-c", conf, "cat", m.group(1).decode()], capture_output=True)
+        if b"DKIM-Signature" in c.stdout:
+            fail("unsigned domain: the stored message has a DKIM-Signature, want none")
+        base += 1
+    # A From that cannot be signed correctly.
+    for frm in ("a@dkim.test, b@dkim.test", "Alice", "<a@dkim.test"):
+        p = send("From: %s\nSubject: x\n\nbody\n" % frm)
+        err = p.stderr.decode()
+        if p.returncode != 65 or "cannot DKIM-sign" not in err:
+            fail("From: %s: exit %d (%s), want 65 and \"cannot DKIM-sign\"" % (frm, p.returncode,
+                                                                           err.strip()))
+    p = send("From: a@dkim.test\nFrom: b@dkim.test\nSubject: x\n\nbody\n")
+    if p.returncode != 65:
+        fail("two From fields: exit %d, want 65" % p.returncode)
+    # dmta-inject: the bad line is refused, the good one queued.
+    lines = (json.dumps({"from": "a@dkim.test", "to": ["r@example.net"],
+                         "data": "Subject: no From\n\nbody\n"}) + "\n" +
+             json.dumps({"from": "a@dkim.test", "to": ["r@example.net"],
+                         "data": "From: a@dkim.test\nSubject: ok\n\nbody\n"}) + "\n")
+    p = subprocess.run([inject, "-c", conf, "-q"], input=lines.encode(), capture_output=True,
+                       env=env, timeout=60)
+    err = p.stderr.decode()
+    if p.returncode != 65 or "line 1: cannot DKIM-sign the message: no From: field" not in err:
+        fail("inject without From: exit %d (%s), want 65 and line 1 refused" % (p.returncode,
+                                                                               err.strip()))
+    base += 1
+    got = spool_count(queue, conf)
+    if got != base:
+        fail("spool holds %d messages after the refusals, want %d" % (got, base))
+    # Keys: open to others, missing.
+    key = os.path.join(t, "keys", "ed0.key")
+    os.chmod(key, 0o644)
+    for prog, args in ((sendmail, ["-C", conf, "r@example.net"]), (inject, ["-c", conf])):
+        p = subprocess.run([prog] + args, input=b"From: a@dkim.test\n\nx\n", capture_output=True,
+                           env=env, timeout=30)
+        err = p.stderr.decode()
+        if p.returncode != 78 or "mode 0644" not in err or key not in err:
+            fail("%s with a key of mode 0644: exit %d (%s), want 78 naming the key and its mode"
+                 % (os.path.basename(prog), p.returncode, err.strip()))
+    os.chmod(key, 0o600)
+    bad = os.path.join(t, "missing.conf")
+    with open(bad, "w") as f:
+        f.write("[spool]\npath = %s/spool\n[dkim x.test]\nkeys = s:%s/keys/none.key\n" % (t, t))
+    p = send("From: a@x.test\n\nx\n", conf=bad)
+    if p.returncode != 78 or "none.key" not in p.stderr.decode():
+        fail("missing key: exit %d (%s), want 78 naming the key" % (p.returncode,
+                                                                 p.stderr.decode().strip()))
+    if spool_count(queue, conf) != base:
+        fail("a refused injection changed the spool")
 
 
 def tamper(msg):
