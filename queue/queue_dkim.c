@@ -912,6 +912,16 @@ size_t queue_dkim_count(const struct queue_dkim *d, size_t *nkeys)
 	return d ? d->n : 0;
 }
 
+void queue_dkim_foreach_key(const struct queue_dkim *d,
+			    void (*fn)(const char *domain, const char *selector, EVP_PKEY *pkey,
+				       void *arg),
+			    void *arg)
+{
+	for (size_t i = 0; d && i < d->n; i++)
+		for (size_t k = 0; k < d->v[i].nkeys; k++)
+			fn(d->v[i].domain, d->v[i].keys[k].selector, d->v[i].keys[k].pkey, arg);
+}
+
 static void domain_free(struct dkim_domain *dd)
 {
 	for (size_t i = 0; i < dd->nkeys; i++) {

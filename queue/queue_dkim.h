@@ -99,6 +99,12 @@ bool queue_dkim_active(const struct queue_dkim *d);
 /** How many domains and keys are configured (for start-up logs). */
 size_t queue_dkim_count(const struct queue_dkim *d, size_t *nkeys);
 
+/** Call @p fn for each key of each domain, in configuration order. */
+void queue_dkim_foreach_key(const struct queue_dkim *d,
+			    void (*fn)(const char *domain, const char *selector,
+				       struct evp_pkey_st *pkey, void *arg),
+			    void *arg);
+
 /**
  * Sign @p msg (@p len octets, CRLF lines) as of @p now: the DKIM-Signature
  * fields, each with its CRLF, are appended to @p sigs (the caller puts them

@@ -176,17 +176,30 @@ static struct queue_dkim *load_dkim(struct dmta_conf *conf)
 	return d;
 }
 
+static void check_one(const char *domain, const char *selector, EVP_PKEY *pkey, void *arg)
+{
+	int *ex = arg;
+
+	printf("[dkim %s] %s %s:\n", domain, selector,
+	       EVP_PKEY_is_a(pkey, "RSA") ? "rsa-sha256" : "ed25519-sha256");
+	if (record_of(pkey, selector, domain, stdout) != EX_OK_)
+		*ex = EX_SOFTWARE_;
+}
+
+/* Every key loaded as the injectors load them, and the records DNS must hold. */
 static int check(const char *cli)
 {
 	struct dmta_conf *conf = load_conf(cli);
 	struct queue_dkim *d = load_dkim(conf);
 	size_t nkeys, n = queue_dkim_count(d, &nkeys);
+	int ex = EX_OK_;
 
 	printf("%s: %zu signing domain%s, %zu key%s, all readable and of a usable type\n",
 	       dmta_conf_source(conf), n, n == 1 ? "" : "s", nkeys, nkeys == 1 ? "" : "s");
+	queue_dkim_foreach_key(d, check_one, &ex);
 	queue_dkim_free(d);
 	dmta_conf_free(conf);
-	return EX_OK_;
+	return ex;
 }
 
 static int sign(const char *cli, time_t now)

@@ -21,6 +21,7 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 
+#include "core/base/dmta_conf.h"
 #include "queue/queue_dkim.h"
 #include "queue/queue_msg.h"
 
@@ -360,6 +361,76 @@ static void test_bad_config(void **state)
 	queue_dkim_free(d);
 }
 
+/* Sign a one-line message from @p from; the unfolded signature fields. */
+static char *sign_from(const struct queue_dkim *d, const char *from, int want)
+{
+	struct queue_buf sigs = {0};
+	char msg[256];
+	const char *why;
+	char *u;
+	int n;
+
+	snprintf(msg, sizeof(msg), "From: %s\r\nSubject: x\r\n\r\nbody\r\n", from);
+	n = queue_dkim_sign(d, msg, strlen(msg), 1000, &sigs, &why);
+	if (n != want)
+		fail_msg("From %s: got %d signatures (%s), want %d", from, n, why ? why : "-",
+			 want);
+	u = unfold(sigs.p ? sigs.p : "", sigs.len);
+	queue_buf_free(&sigs);
+	return u;
+}
+
+/* [dkim DOMAIN] sections read from a file: the most specific one signs. */
+static void test_conf_load(void **state)
+{
+	char path[256], err[512], *u;
+	const char *key;
+	struct dmta_conf *conf;
+	struct queue_dkim *d;
+	FILE *f;
+
+	(void)state;
+	key = write_key("conf.key", EVP_PKEY_Q_keygen(NULL, NULL, "ED25519"), 0600);
+	snprintf(path, sizeof(path), "%s/dmta.conf", tmpdir);
+	f = fopen(path, "w");
+	assert_non_null(f);
+	fprintf(f,
+		"[spool]\npath = /nonexistent\n[dkim example.org]\nkeys = a:%s\nexpire = 1d\n"
+		"[dkim sub.example.org]\nkeys = b:%s\ncanonicalization = simple\n",
+		key, key);
+	fclose(f);
+	conf = dmta_conf_load(path, err, sizeof(err));
+	assert_non_null(conf);
+	d = queue_dkim_conf_load(conf, err, sizeof(err));
+	if (d == NULL)
+		fail_msg("queue_dkim_conf_load: got NULL (%s), want a signer", err);
+	u = sign_from(d, "a@x.sub.example.org", 1);
+	if (strstr(u, ";d=sub.example.org;s=b;") == NULL || strstr(u, "c=simple/simple;") == NULL ||
+	    strstr(u, ";x=") != NULL)
+		fail_msg("got \"%s\", want d=sub.example.org, s=b, c=simple/simple, no x=", u);
+	free(u);
+	u = sign_from(d, "a@example.org", 1);
+	if (strstr(u, ";d=example.org;s=a;") == NULL || strstr(u, ";x=87400;") == NULL)
+		fail_msg("got \"%s\", want d=example.org, s=a, x=87400", u);
+	free(u);
+	queue_dkim_free(d);
+	dmta_conf_free(conf);
+
+	/* A section without keys: the file and section are named. */
+	f = fopen(path, "w");
+	assert_non_null(f);
+	fprintf(f, "[dkim bad.example]\nheaders = From:To\n");
+	fclose(f);
+	conf = dmta_conf_load(path, err, sizeof(err));
+	assert_non_null(conf);
+	assert_null(queue_dkim_conf_load(conf, err, sizeof(err)));
+	if (strstr(err, "[dkim bad.example] keys: no SELECTOR:PATH given") == NULL ||
+	    strstr(err, path) == NULL)
+		fail_msg("got \"%s\", want the file, the section and \"keys: no SELECTOR:PATH\"",
+			 err);
+	dmta_conf_free(conf);
+}
+
 static int setup(void **state)
 {
 	(void)state;
@@ -381,7 +452,7 @@ int main(void)
 	    cmocka_unit_test(test_rfc6376_example), cmocka_unit_test(test_headers),
 	    cmocka_unit_test(test_bodies),	    cmocka_unit_test(test_long_lines),
 	    cmocka_unit_test(test_sign_form),	    cmocka_unit_test(test_sign_choice),
-	    cmocka_unit_test(test_bad_config),
+	    cmocka_unit_test(test_bad_config),	    cmocka_unit_test(test_conf_load),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
