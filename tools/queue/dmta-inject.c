@@ -25,7 +25,9 @@
  *	the spool holds signed messages. A batch is signed in parallel by a
  *	pool of THREADS signers (default: one per online core, this thread
  *	included): an RSA signature costs far more than everything else done
- *	per message. Keys are loaded and checked once, at start.
+ *	per message. While more input waits, a full batch is signed by the
+ *	other threads as this one reads the next, and is written just
+ *	before it. Keys are loaded and checked once, at start.
  *
  *	A message is acknowledged only after its batch is durable: with
  *	--ids, "LINE QUEUE-ID" is printed on stdout for each message then
@@ -47,6 +49,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -106,9 +109,11 @@ struct inject {
 	uint64_t limit;
 	unsigned batch_max;
 	bool ids, progress;
-	struct pending *b;
+	struct pending *b; /* the batch being read */
 	size_t nb;
 	size_t bytes;
+	struct pending *sb; /* a full batch the signers work on (DKIM only) */
+	size_t snb;
 	uint64_t first_ns;  /* when the oldest message of the batch was read */
 	struct signers *sg; /* NULL: DKIM off */
 	/* totals */
@@ -227,38 +232,42 @@ static void signers_stop(struct signers *sg)
 	free(sg);
 }
 
-/*
- * Sign the batch with every signer, then drop the messages that could not
- * be signed (reported; a message is never queued unsigned when a
- * signature was due).
- */
-static void sign_batch(struct inject *in)
+/* Hand batch @p b to the signers and return at once. */
+static void sign_start(struct signers *sg, struct pending *b, size_t nb)
 {
-	struct signers *sg = in->sg;
-	size_t k = 0;
-
 	pthread_mutex_lock(&sg->mu);
 	/* A worker that woke late for the last batch may still be looking
 	 * at it: the counters are reset only when none is. */
 	while (sg->busy > 0)
 		pthread_cond_wait(&sg->done, &sg->mu);
-	sg->b = in->b;
-	sg->nb = in->nb;
+	sg->b = b;
+	sg->nb = nb;
 	sg->now = time(NULL);
 	__atomic_store_n(&sg->next, 0, __ATOMIC_RELAXED);
-	sg->left = in->nb;
+	sg->left = nb;
 	sg->gen++;
 	pthread_cond_broadcast(&sg->go);
 	pthread_mutex_unlock(&sg->mu);
+}
+
+/*
+ * Sign what is left of the batch along with the workers and wait for the
+ * rest, then drop the messages that could not be signed (reported; a
+ * message is never queued unsigned when a signature was due). Returns how
+ * many remain, in order.
+ */
+static size_t sign_finish(struct inject *in, struct pending *b, size_t nb)
+{
+	struct signers *sg = in->sg;
+	size_t k = 0;
+
 	sign_some(sg, false);
 	pthread_mutex_lock(&sg->mu);
 	while (sg->left > 0)
 		pthread_cond_wait(&sg->done, &sg->mu);
 	pthread_mutex_unlock(&sg->mu);
-
-	in->bytes = 0;
-	for (size_t i = 0; i < in->nb; i++) {
-		struct pending *p = &in->b[i];
+	for (size_t i = 0; i < nb; i++) {
+		struct pending *p = &b[i];
 
 		if (p->sign_rc < 0) {
 			say_line(in, p->line, "cannot DKIM-sign the message: %s%s", p->sign_why,
@@ -272,29 +281,34 @@ static void sign_batch(struct inject *in)
 			continue;
 		}
 		if (k != i)
-			in->b[k] = *p;
-		in->bytes += in->b[k].msg.len;
+			b[k] = *p;
 		k++;
 	}
-	in->nb = k;
+	return k;
 }
 
-/* Write the batch in one transaction. 0 or -errno (nothing of it queued). */
-static int flush_batch(struct inject *in)
+static void free_batch(struct pending *b, size_t nb)
+{
+	for (size_t i = 0; i < nb; i++) {
+		queue_env_free(&b[i].env);
+		queue_buf_free(&b[i].msg);
+	}
+}
+
+/* Write a batch in one transaction. 0 or -errno (nothing of it queued). */
+static int commit_batch(struct inject *in, struct pending *b, size_t nb)
 {
 	struct spool_txn *t;
 	int rc = 0;
 	char id[17];
 
-	if (in->sg && in->nb)
-		sign_batch(in);
-	if (in->nb == 0)
+	if (nb == 0)
 		return 0;
 	for (int tries = 0;; tries++) {
 		t = NULL;
 		rc = spool_begin(in->sp, true, &t);
-		for (size_t i = 0; rc == 0 && i < in->nb; i++) {
-			struct pending *p = &in->b[i];
+		for (size_t i = 0; rc == 0 && i < nb; i++) {
+			struct pending *p = &b[i];
 
 			p->env.arrival_ns = 0;
 			p->env.next_attempt_ns = 0;
@@ -309,8 +323,8 @@ static int flush_batch(struct inject *in)
 		usleep(10000);
 	}
 	if (rc == 0) {
-		for (size_t i = 0; i < in->nb; i++) {
-			struct pending *p = &in->b[i];
+		for (size_t i = 0; i < nb; i++) {
+			struct pending *p = &b[i];
 
 			in->queued++;
 			in->rcpts += p->env.nrcpt;
@@ -322,10 +336,46 @@ static int flush_batch(struct inject *in)
 			fflush(stdout);
 		(void)spool_wake(spool_path(in->sp), "wake");
 	}
-	for (size_t i = 0; i < in->nb; i++) {
-		queue_env_free(&in->b[i].env);
-		queue_buf_free(&in->b[i].msg);
+	free_batch(b, nb);
+	return rc;
+}
+
+/*
+ * Queue what has been read. With DKIM on, a batch that filled up while
+ * more input is waiting (@p full) is handed to the signers and committed
+ * at the next flush, so that the workers sign it while this thread reads
+ * the next one; any other batch is signed and committed at once, so that
+ * a slow trickle of input, or a writer waiting for --ids, is never held
+ * back by a batch. Batches are committed
+ * in order. 0 or -errno (then nothing read since the last commit is
+ * queued).
+ */
+static int flush_batch(struct inject *in, bool full)
+{
+	struct pending *tmp;
+	int rc = 0;
+
+	if (in->snb) {
+		rc = commit_batch(in, in->sb, sign_finish(in, in->sb, in->snb));
+		in->snb = 0;
 	}
+	if (rc == 0 && in->nb && in->sg) {
+		sign_start(in->sg, in->b, in->nb);
+		if (full && in->sg->nth > 0) {
+			tmp = in->sb;
+			in->sb = in->b;
+			in->b = tmp;
+			in->snb = in->nb;
+			in->nb = 0;
+			in->bytes = 0;
+			return 0;
+		}
+		in->nb = sign_finish(in, in->b, in->nb);
+	}
+	if (rc == 0)
+		rc = commit_batch(in, in->b, in->nb);
+	else
+		free_batch(in->b, in->nb);
 	in->nb = 0;
 	in->bytes = 0;
 	return rc;
@@ -477,6 +527,21 @@ reject:
 	return -1;
 }
 
+/*
+ * Whether the next line is already here (in stdio's buffer, or readable),
+ * so that a full batch may be committed after the next one is read. A
+ * writer that waits for --ids before writing more must not wait for us.
+ * (XXX: stdio's buffer is looked at through glibc's FILE fields.)
+ */
+static bool input_ready(FILE *f)
+{
+	struct pollfd pfd = {.fd = fileno(f), .events = POLLIN};
+
+	if (f->_IO_read_ptr < f->_IO_read_end)
+		return true;
+	return poll(&pfd, 1, 0) == 1;
+}
+
 static void usage(void)
 {
 	fprintf(stderr, "usage: dmta-inject [-c FILE] [-b BATCH] [-j THREADS] [--ids] [-q] < "
@@ -544,7 +609,8 @@ int main(int argc, char **argv)
 		return EX_TEMPFAIL_;
 	}
 	in.b = calloc(in.batch_max, sizeof(*in.b));
-	if (in.b == NULL) {
+	in.sb = calloc(in.batch_max, sizeof(*in.sb));
+	if (in.b == NULL || in.sb == NULL) {
 		fprintf(stderr, "dmta-inject: out of memory\n");
 		return EX_TEMPFAIL_;
 	}
@@ -569,21 +635,25 @@ int main(int argc, char **argv)
 		}
 		if (take_line(&in, lineno, line, len) < 0)
 			in.rejected++;
-		if (in.nb >= in.batch_max || in.bytes >= BATCH_BYTES ||
-		    (in.nb && dmta_now_ns() - in.first_ns >= BATCH_WAIT_NS)) {
-			rc = flush_batch(&in);
+		if (in.nb >= in.batch_max || in.bytes >= BATCH_BYTES) {
+			rc = flush_batch(&in, input_ready(stdin));
+			if (rc < 0)
+				break;
+		} else if (in.nb && dmta_now_ns() - in.first_ns >= BATCH_WAIT_NS) {
+			rc = flush_batch(&in, false);
 			if (rc < 0)
 				break;
 		}
 		draw(&in, false);
 	}
 	if (rc == 0)
-		rc = flush_batch(&in);
+		rc = flush_batch(&in, false);
 	draw(&in, true);
 	signers_stop(in.sg);
 	queue_dkim_free(dkim);
 	free(line);
 	free(in.b);
+	free(in.sb);
 	{
 		double secs = (double)(dmta_now_ns() - in.start_ns) / 1e9;
 

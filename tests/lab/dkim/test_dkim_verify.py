@@ -294,6 +294,7 @@ def inside():
                          (what, label, why_od))
                 reasons.add(why_od.split(": ", 1)[-1])
     check_refusals(t, sendmail, inject, queue, env)
+    check_pool(t, inject, queue, env, dkim, dnsfunc)
     print("%d messages, %d signatures: %d verified by both dkimpy and OpenDKIM; "
           "%d tampered copies failed with both" % (len(want), sigs, verified, tampered))
     print("OpenDKIM's reasons for the tampered copies: %s" % "; ".join(sorted(reasons)))
@@ -373,6 +374,49 @@ def check_refusals(t, sendmail, inject, queue, env):
                                                                  p.stderr.decode().strip()))
     if spool_count(queue, conf) != base:
         fail("a refused injection changed the spool")
+
+
+def check_pool(t, inject, queue, env, dkim, dnsfunc):
+    """Many small batches from a file: the signers work on one batch while the
+    next is read; every message is queued once, in order, signed."""
+    conf = os.path.join(t, "dmta.conf")
+    n = 300
+    path = os.path.join(t, "pool.jsonl")
+    with open(path, "w") as f:
+        for i in range(n):
+            f.write(json.dumps({"from": "s@dkim.test", "to": ["r@example.net"],
+                                "data": "From: s@dkim.test\nSubject: pool %d\n\nmessage %d\n"
+                                % (i, i)}) + "\n")
+    with open(path, "rb") as f:
+        p = subprocess.run([inject, "-c", conf, "--ids", "-q", "-b", "7", "-j", "3"], stdin=f,
+                           capture_output=True, env=env, timeout=120)
+    rows = [r.split() for r in p.stdout.decode().splitlines()]
+    lines = [int(r[0]) for r in rows]
+    if p.returncode != 0 or lines != list(range(1, n + 1)):
+        fail("signer pool: exit %d, %d ids, want 0 and lines 1..%d in order: %s"
+             % (p.returncode, len(lines), n, p.stderr.decode().strip()))
+        return
+    for line, qid in rows[::29]:
+        c = subprocess.run([queue, "-c", conf, "cat", qid], capture_output=True, timeout=30)
+        msg = c.stdout
+        want = b"message %d\r\n" % (int(line) - 1)
+        if not msg.endswith(want):
+            fail("signer pool: line %s is queued as %s holding %r, want its own body"
+                 % (line, qid, msg[-40:]))
+        nsig = msg.count(b"DKIM-Signature:")
+        ok = 0
+        for i in range(nsig):
+            ok += verify_py_idx(dkim, msg, dnsfunc, i)
+        if nsig != 2 or ok != 2:
+            fail("signer pool: line %s: %d of %d signatures verify, want 2 of 2"
+                 % (line, ok, nsig))
+
+
+def verify_py_idx(dkim, msg, dnsfunc, idx):
+    try:
+        return bool(dkim.DKIM(msg).verify(idx=idx, dnsfunc=dnsfunc))
+    except Exception:
+        return False
 
 
 def tamper(msg):
