@@ -133,6 +133,57 @@ static inline bool is_wsp(char c)
 	return c == ' ' || c == '\t';
 }
 
+/* The next CRLF in [p, end), or NULL. memchr is vectorised; memmem is not. */
+static const char *find_crlf(const char *p, const char *end)
+{
+	const char *lf;
+
+	while ((lf = memchr(p, '\n', (size_t)(end - p))) != NULL) {
+		if (lf > p && lf[-1] == '\r')
+			return lf - 1;
+		p = lf + 1;
+	}
+	return NULL;
+}
+
+/*
+ * Whether relaxed canonicalisation leaves a line's text as it is: no tab
+ * and no two blanks in a row (the caller has checked its end). Eight
+ * octets at a time; the zero-byte test may flag an octet that is not a
+ * blank, which only sends the line down the slow path.
+ */
+static bool line_canonical(const char *p, size_t n)
+{
+	size_t i = 0;
+	bool prev = false; /* the octet before p[i] is a space */
+
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+	const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
+	uint64_t carry = 0;
+
+	for (; i + 8 <= n; i += 8) {
+		uint64_t w, t, sp, m;
+
+		memcpy(&w, p + i, 8);
+		t = w ^ (ones * '\t');
+		if ((t - ones) & ~t & highs)
+			return false;
+		sp = w ^ (ones * ' ');
+		m = (sp - ones) & ~sp & highs; /* high bit of each space octet */
+		if (m & ((m << 8) | carry))
+			return false;
+		carry = m >> 56;
+	}
+	prev = carry != 0;
+#endif
+	for (; i < n; i++) {
+		if (p[i] == '\t' || (p[i] == ' ' && prev))
+			return false;
+		prev = p[i] == ' ';
+	}
+	return true;
+}
+
 /* ------------------------------------------------------ canonicalisation */
 
 /* RFC 6376 3.4.1 and 3.4.2, one field; @p crlf adds the final CRLF. */
@@ -205,15 +256,14 @@ static void canon_body(struct sink *s, bool relaxed, const char *p, size_t len)
 	const char *span = NULL; /* start of lines hashed as they are */
 
 	while (p < end) {
-		const char *nl = memmem(p, (size_t)(end - p), "\r\n", 2);
+		const char *nl = find_crlf(p, end);
 		const char *le = nl ? nl : end, *e = le;
 		size_t n;
 
 		while (e > p && is_wsp(e[-1]))
 			e--;
 		n = (size_t)(e - p);
-		if (n == 0 || (e == le && nl && memchr(p, '\t', n) == NULL &&
-			       memmem(p, n, "  ", 2) == NULL)) {
+		if (n == 0 || (e == le && nl && line_canonical(p, n))) {
 			if (n == 0 && span) {
 				sink_put(s, span, (size_t)(p - span));
 				span = NULL;
@@ -323,7 +373,7 @@ static int index_fields(const char *msg, size_t len, struct fields *fs)
 	fs->body = len;
 	while (pos < len) {
 		const char *line = msg + pos;
-		const char *nl = memmem(line, len - pos, "\r\n", 2);
+		const char *nl = find_crlf(line, msg + len);
 		size_t n = nl ? (size_t)(nl - line) : len - pos, name;
 
 		if (n == 0) {
