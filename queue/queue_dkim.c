@@ -516,10 +516,13 @@ struct fold {
 	int rc;
 };
 
-/* Append @p w, after a space when @p sp, on a new line when it does not fit. */
-static void fold_word(struct fold *f, const char *w, size_t n, bool sp)
+/*
+ * Append @p w, after a space when @p sp, on a new line when it and
+ * @p after more octets do not fit on this one.
+ */
+static void fold_put(struct fold *f, const char *w, size_t n, bool sp, size_t after)
 {
-	if (f->col + (sp ? 1 : 0) + n > SIG_COLS && f->col > 1) {
+	if (f->col + (sp ? 1 : 0) + n + after > SIG_COLS && f->col > 1) {
 		if (queue_buf_add(f->b, "\r\n ", 3) < 0)
 			f->rc = -ENOMEM;
 		f->col = 1;
@@ -533,28 +536,19 @@ static void fold_word(struct fold *f, const char *w, size_t n, bool sp)
 	f->col += n;
 }
 
+static void fold_word(struct fold *f, const char *w, size_t n, bool sp)
+{
+	fold_put(f, w, n, sp, 0);
+}
+
 /*
- * Start tag @p tag (" tag" or, when fewer than @p minval octets of its value
- * would fit after it, on a new line). The tag and the first octets of its
- * value stay on one line, so a verifier that deletes b='s value finds the
- * very text we hashed.
+ * Start tag @p tag so that at least @p minval octets of its value fit after
+ * it. The tag and the first octets of its value stay on one line, so a
+ * verifier that deletes b='s value finds the very text we hashed.
  */
 static void fold_tag(struct fold *f, const char *tag, size_t minval)
 {
-	size_t n = strlen(tag);
-
-	if (f->col + 1 + n + minval > SIG_COLS) {
-		if (queue_buf_add(f->b, "\r\n ", 3) < 0)
-			f->rc = -ENOMEM;
-		f->col = 1;
-	} else {
-		if (queue_buf_add(f->b, " ", 1) < 0)
-			f->rc = -ENOMEM;
-		f->col++;
-	}
-	if (queue_buf_add(f->b, tag, n) < 0)
-		f->rc = -ENOMEM;
-	f->col += n;
+	fold_put(f, tag, strlen(tag), true, minval);
 }
 
 /* A base64 value, which may be folded anywhere (RFC 6376 base64string). */
