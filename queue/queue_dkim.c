@@ -35,8 +35,9 @@
 #include "queue/queue_addr.h"
 #include "queue/queue_dkim.h"
 
-#define SIG_COLS 78 /* fold the DKIM-Signature field at this many columns */
-#define SINK_CAP 4096
+#define SIG_COLS       78 /* fold the DKIM-Signature field at this many columns */
+#define SINK_CAP       4096
+#define MAX_FIELD_NAME 128 /* a configured field name; sign_one's tag[] holds it */
 
 enum dkim_alg { DKIM_RSA, DKIM_ED25519 };
 
@@ -1102,6 +1103,12 @@ static int add_headers(struct dkim_domain *dd, const char *list, char *err, size
 		if (n == 0) {
 			p++;
 			continue;
+		}
+		if (n > MAX_FIELD_NAME) {
+			snprintf(err, errlen,
+				 "headers: field name \"%.40s...\" longer than %d octets", p,
+				 MAX_FIELD_NAME);
+			return -EINVAL;
 		}
 		for (size_t i = 0; i < n; i++)
 			if ((unsigned char)p[i] <= 32 || (unsigned char)p[i] >= 127) {

@@ -402,6 +402,7 @@ static void test_bad_config(void **state)
 	    {"example.org", "bad sel:/x", NULL, "bad selector"},
 	    {"example.org", "s:/x", "loose/relaxed", "canonicalization"},
 	};
+	char longname[200];
 
 	(void)state;
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -412,6 +413,13 @@ static void test_bad_config(void **state)
 			fail_msg("%s %s: got \"%s\", want -EINVAL and \"%s\"", cases[i].domain,
 				 cases[i].keys, err, cases[i].want);
 	}
+	memset(longname, 'X', sizeof(longname) - 1);
+	longname[sizeof(longname) - 1] = 0;
+	if (queue_dkim_add(d, "example.org", "s:/x", longname, NULL, 0, err, sizeof(err)) !=
+		-EINVAL ||
+	    strstr(err, "longer than 128 octets") == NULL)
+		fail_msg("a 199-octet field name: got \"%s\", want -EINVAL, \"longer than 128\"",
+			 err);
 	/* A key open to others; an RSA key too small; a key of another type. */
 	snprintf(keys, sizeof(keys), "s:%s",
 		 write_key("open.key", EVP_PKEY_Q_keygen(NULL, NULL, "ED25519"), 0640));
