@@ -31,6 +31,7 @@
 #include "core/dataplane/dmta_worker.h"
 #include "dns/dns_conf.h"
 #include "queue/queue_ctl.h"
+#include "queue/queue_dkim.h"
 #include "queue/queue_sched.h"
 #include "queue/spool.h"
 
@@ -64,6 +65,7 @@ static const struct dmta_conf_section *const sections[] = {
     &dmta_pool_relay_conf_section,
     &dmta_log_conf_section,
     &dmta_control_conf_section,
+    &queue_dkim_conf_section,
 };
 
 static int write_sample(FILE *fp)

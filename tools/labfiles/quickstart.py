@@ -7,8 +7,12 @@ messages for four kinds of domain, injects them with dmta-inject, runs
 dmtad until the queue is empty (a progress bar on the way), stops it, and
 checks the outcome three ways: the delivery log, the Postfix Maildir (every
 message for postfix.test there exactly once and byte-identical to what was
-injected) and the sender's mailbox (one bounce per null-MX message, with
-status 5.1.10). Exits 1 when any check fails.
+injected, and both its DKIM signatures verified by dkimpy against the keys
+the lab's DNS publishes) and the sender's mailbox (one bounce per null-MX
+message, with status 5.1.10). Exits 1 when any check fails.
+
+Messages are signed at injection with the lab's keys for postfix.test
+(tools/lab: selectors lab-ed, Ed25519, and lab-rsa, RSA-2048).
 """
 import hashlib
 import json
@@ -18,6 +22,9 @@ import re
 import subprocess
 import sys
 import time
+
+import dkim
+import dns.resolver
 
 BUILD, WORK = sys.argv[1], sys.argv[2]
 COUNT = int(sys.argv[3]) if len(sys.argv) > 3 else 10000
@@ -91,7 +98,10 @@ helo_name = dmta.test
 min_backoff = 2s
 max_backoff = 10s
 dest_max_connections = 8
-""").replace("SPOOL_PATH", spool).replace("BACKEND_NAME", BACKEND))
+[dkim postfix.test]
+keys = lab-ed:DKIM_DIR/lab-ed.key, lab-rsa:DKIM_DIR/lab-rsa.key
+""").replace("SPOOL_PATH", spool).replace("BACKEND_NAME", BACKEND)
+            .replace("DKIM_DIR", os.path.join(STATE, "dkim")))
 
 say("== injecting %d messages with dmta-inject" % COUNT)
 t0 = time.time()
@@ -180,6 +190,39 @@ while True:
     if len(names) >= len(want_pf) + by_kind.get("nullmx", {}).get("bounced", 0) or time.time() > deadline:
         break
     time.sleep(0.5)
+# DKIM: each signature of each message checked alone, keys from the lab's DNS.
+resolver = dns.resolver.Resolver(configure=False)
+resolver.nameservers = ["198.18.1.53"]
+resolver.lifetime = 5
+txt_cache = {}
+
+
+def dnsfunc(name, timeout=5):
+    n = name.decode() if isinstance(name, bytes) else name
+    if n not in txt_cache:
+        try:
+            txt_cache[n] = b"".join(b"".join(r.strings) for r in resolver.resolve(n, "TXT"))
+        except Exception:
+            txt_cache[n] = b""
+    return txt_cache[n]
+
+
+def dkim_results(raw):
+    """(signatures that verify, signatures): Maildir files end lines with LF."""
+    msg = raw.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+    head = msg.split(b"\r\n\r\n", 1)[0]
+    n = len(re.findall(rb"(?im)^DKIM-Signature:", head))
+    d = dkim.DKIM(msg)
+    ok = 0
+    for i in range(n):
+        try:
+            ok += bool(d.verify(idx=i, dnsfunc=dnsfunc))
+        except dkim.DKIMException:
+            pass
+    return ok, n
+
+
+dkim_ok = dkim_total = dkim_msgs = 0
 dups = 0
 for n in names:
     data = open(os.path.join(MAILDIR, n), "rb").read().decode("utf-8", "replace")
@@ -194,6 +237,12 @@ for n in names:
     qid = data[k:].split("\n", 1)[0].split(": ")[1]
     if qid in got_pf:
         dups += 1
+    ok, total = dkim_results(open(os.path.join(MAILDIR, n), "rb").read())
+    dkim_msgs += 1
+    dkim_ok += ok
+    dkim_total += total
+    check(total == 2 and ok == 2, "message %s: %d of %d DKIM signatures verify, want 2 of 2"
+          % (qid, ok, total))
     got_pf[qid] = hashlib.sha256(data[k:].encode()).hexdigest()
 identical = sum(1 for k, h in want_pf.items() if got_pf.get(k) == h)
 check(dups == 0, "%d messages arrived twice in the Maildir" % dups)
@@ -213,6 +262,8 @@ say("  bounces in sender's mailbox   %6d  (%s)" % (dsns, SENDER))
 for k in sorted(by_kind):
     say("    %-10s %s" % (k + ".test", ", ".join("%s %d" % kv for kv in sorted(by_kind[k].items()))))
 say("  Maildir check                 %6d of %d byte-identical, %d duplicates" % (identical, len(want_pf), dups))
+say("  DKIM (dkimpy, lab DNS)        %6d of %d signatures verify (Ed25519 and RSA-2048, %d messages)"
+    % (dkim_ok, dkim_total, dkim_msgs))
 say("  time to settle                %6.1f s  (%.0f messages/s, retries and bounces included)"
     % (elapsed, COUNT / max(elapsed, 1e-3)))
 say("  delivery log                  %s" % os.path.join(spool, "delivery.log"))

@@ -12,9 +12,12 @@
  *	Bcc fields (added to those on the command line, as Postfix does; Bcc
  *	fields are removed). The message is repaired as sendmail must
  *	(queue_msg.h): CRLF line ends, long lines folded, and Date,
- *	Message-ID and From added when missing. The message is in the spool,
- *	fsync'ed, before this program exits 0; the daemon need not run (it is
- *	woken through the spool's socket if it does).
+ *	Message-ID and From added when missing. Then, when a [dkim DOMAIN]
+ *	section covers the From domain, it is signed (queue_dkim.h): the
+ *	spool holds the signed message and nothing signs it again. The
+ *	message is in the spool, fsync'ed, before this program exits 0; the
+ *	daemon need not run (it is woken through the spool's socket if it
+ *	does).
  *
  *	Options, as Postfix's sendmail implements them:
  *	-t extract recipients; -f ADDR / -r ADDR envelope sender ("" or <>
@@ -32,7 +35,12 @@
  *	over [spool] message_size_limit, malformed address list with -t),
  *	67 bad recipient address, 69 -q without a daemon, 73 the spool cannot
  *	be created or written, 75 temporary failure (disk or map full, I/O
- *	error), 78 configuration error. Nothing is queued unless the exit is 0.
+ *	error, a DKIM signature that could not be made), 78 configuration
+ *	error (a DKIM key unreadable, open to others or of a wrong type
+ *	included). With DKIM configured, a message whose From field does not
+ *	name exactly one valid address is refused with 65: it cannot be
+ *	signed correctly, and unsigned it would fail DMARC anyway. Nothing is
+ *	queued unless the exit is 0.
  */
 #include <errno.h>
 #include <pwd.h>
@@ -49,6 +57,7 @@
 #include "core/base/dmta_log.h"
 #include "core/base/dmta_time.h"
 #include "queue/queue_addr.h"
+#include "queue/queue_dkim.h"
 #include "queue/queue_msg.h"
 #include "queue/queue_sched.h"
 #include "queue/spool.h"
@@ -373,6 +382,7 @@ int main(int argc, char **argv)
 	struct queue_env env = {0};
 	struct queue_msg m;
 	struct queue_buf out = {0};
+	struct queue_dkim *dkim;
 	struct rcpts r = {0};
 	char host[256], user_addr[512], sender[512], id[17];
 	const char *why, *user;
@@ -445,6 +455,15 @@ int main(int argc, char **argv)
 		if (spool_opts_from_conf(conf, &so) < 0)
 			exit(EX_CONFIG_);
 		limit = so.message_size_limit;
+	}
+	{
+		char err[1024];
+
+		/* Keys are checked before the message is read: a bad one is the
+		 * operator's error, reported the same way for every message. */
+		dkim = queue_dkim_conf_load(conf, err, sizeof(err));
+		if (dkim == NULL)
+			die(errno == ENOMEM ? EX_TEMPFAIL_ : EX_CONFIG_, "%s", err);
 	}
 	r.origin = queue_myhostname(conf, host, sizeof(host));
 
@@ -581,6 +600,14 @@ int main(int argc, char **argv)
 	if (queue_msg_render(&m, &out, &mflags) < 0)
 		die(EX_TEMPFAIL_, "out of memory");
 	queue_msg_free(&m);
+	if (queue_dkim_active(dkim)) {
+		/* A failure to sign is temporary (75), as with a signing milter;
+		 * a message that cannot be signed correctly is refused (65). */
+		rc = queue_dkim_sign_msg(dkim, &out, time(NULL), &why);
+		if (rc < 0)
+			die(rc == -EBADMSG ? EX_DATAERR_ : EX_TEMPFAIL_,
+			    "cannot DKIM-sign the message: %s", why);
+	}
 	if (out.len > limit)
 		die(EX_DATAERR_, "message too large (over %llu bytes)", (unsigned long long)limit);
 
@@ -622,6 +649,7 @@ int main(int argc, char **argv)
 		free(r.v[i]);
 	free(r.v);
 	free(gecos);
+	queue_dkim_free(dkim);
 	spool_close(sp);
 	dmta_conf_free(conf);
 	return EX_OK_;
