@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "core/base/dmta_log.h"
+#include "core/base/dmta_str.h"
 #include "core/base/dmta_time.h"
 #include "core/control/dmta_pool.h"
 #include "queue/queue_sched.h"
@@ -289,9 +290,9 @@ static void conn_job_done(struct pool_conn *c)
 	struct dmta_pool *pool = c->pool;
 	struct dmta_job *job = c->job;
 
-	snprintf(job->mx, sizeof(job->mx), "%s", c->mx);
-	snprintf(job->ip, sizeof(job->ip), "%s", c->ip);
-	snprintf(job->tls, sizeof(job->tls), "%s", smtp_session_tls(c->s));
+	dmta_str_copy(job->mx, sizeof(job->mx), c->mx);
+	dmta_str_copy(job->ip, sizeof(job->ip), c->ip);
+	dmta_str_copy(job->tls, sizeof(job->tls), smtp_session_tls(c->s));
 	c->job = NULL;
 	c->msgs++;
 	job_finish(pool, job, true, NULL);

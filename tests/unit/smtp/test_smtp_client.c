@@ -1190,14 +1190,18 @@ static size_t ref_encode(const uint8_t *in, size_t n, uint8_t *out, int dot)
  * rewrite slice comes out whole. */
 static void test_body_chunks(void **state)
 {
-	static const char *const bodies[] = {"a\r\n.b\n..c\r.d\r\n\r\n.\r\n.",
-					     "\n\n\r\r.\r\n",
-					     ".",
-					     "",
-					     "x\r",
-					     "\r\n.\r\n",
-					     "ab\ncd\re"};
-	uint8_t want[256];
+	static const char *const bodies[] = {
+	    "a\r\n.b\n..c\r.d\r\n\r\n.\r\n.", "\n\n\r\r.\r\n", ".", "", "x\r", "\r\n.\r\n",
+	    "ab\ncd\re",
+	    /* Longer than the sixteen-byte steps of the scan:
+	     * line ends on and across step boundaries. */
+	    "0123456789abcd\r\n0123456789abcdef\r\n0123456789abcde\r\n"
+	    "0123456789abcdefg\r\nend\r\n",
+	    "0123456789abcdef\n0123456789abcdef\r\n0123456789abcdef",
+	    "0123456789abcde\r0123456789abcdef\r\n0123456789abcdef\r\n",
+	    "0123456789abcdef0123456789abcde\r\n.0123456789abcdef\r\n\r",
+	    "\r\n0123456789abcdef\r\n0123456789abcd\r\n\n"};
+	uint8_t want[512];
 
 	for (size_t b = 0; b < sizeof(bodies) / sizeof(bodies[0]); b++) {
 		size_t n = strlen(bodies[b]);
@@ -1223,7 +1227,7 @@ static void test_body_chunks(void **state)
 				/* The MAIL SIZE and BDAT count are the rewritten size
 				 * (without dot-stuffing). */
 				size_t undotted =
-				    ref_encode((const uint8_t *)bodies[b], n, want + 128, 0);
+				    ref_encode((const uint8_t *)bodies[b], n, want + 256, 0);
 				snprintf(pre, sizeof(pre),
 					 bdat ? CE MAIL R1 "BDAT %zu LAST\r\n"
 					      : CE "MAIL FROM:<a@x.test> SIZE=%zu\r\n" R1
