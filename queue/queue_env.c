@@ -34,13 +34,38 @@ static void crc_init(void)
 	__atomic_store_n(&crc_ready, 1, __ATOMIC_RELEASE);
 }
 
+#if defined(__x86_64__)
+/* The CRC32 instruction of SSE4.2 computes this very CRC (Castagnoli), eight
+ * bytes an instruction instead of a table look-up a byte. */
+__attribute__((target("sse4.2"))) static uint32_t crc32c_hw(uint32_t crc, const unsigned char *b,
+							    size_t len)
+{
+	uint64_t c = crc;
+
+	for (; len >= 8; b += 8, len -= 8) {
+		uint64_t w;
+
+		memcpy(&w, b, 8);
+		c = __builtin_ia32_crc32di(c, w);
+	}
+	crc = (uint32_t)c;
+	for (; len > 0; b++, len--)
+		crc = __builtin_ia32_crc32qi(crc, *b);
+	return crc;
+}
+#endif
+
 uint32_t queue_crc32c(uint32_t crc, const void *p, size_t len)
 {
 	const unsigned char *b = p;
 
+	crc = ~crc;
+#if defined(__x86_64__)
+	if (__builtin_cpu_supports("sse4.2"))
+		return ~crc32c_hw(crc, b, len);
+#endif
 	if (!__atomic_load_n(&crc_ready, __ATOMIC_ACQUIRE))
 		crc_init();
-	crc = ~crc;
 	while (len--)
 		crc = crc_table[(crc ^ *b++) & 0xff] ^ (crc >> 8);
 	return ~crc;
@@ -71,7 +96,15 @@ const char *queue_addr_domain(const char *addr)
 
 char *queue_id_fmt(uint64_t qid, char *buf)
 {
-	snprintf(buf, 17, "%012" PRIX64, qid);
+	static const char hex[] = "0123456789ABCDEF";
+	int n = 12;
+
+	/* "%012" PRIX64, without printf: it names every delivery log line. */
+	while (n < 16 && (qid >> (4 * n)) != 0)
+		n++;
+	for (int i = n - 1; i >= 0; i--, qid >>= 4)
+		buf[i] = hex[qid & 15];
+	buf[n] = '\0';
 	return buf;
 }
 

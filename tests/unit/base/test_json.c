@@ -92,6 +92,81 @@ static void test_every_byte(void **state)
 	}
 }
 
+/* Every byte value at every place of a string longer than the writer's
+ * sixteen-byte steps, and two of them in one step. */
+static void test_every_byte_anywhere(void **state)
+{
+	char in[40], buf[128], want[128];
+
+	for (int c = 1; c < 256; c++)
+		for (size_t k = 0; k < sizeof(in); k++) {
+			struct dmta_json j;
+			char esc[8];
+			int n;
+
+			memset(in, 'a', sizeof(in));
+			in[k] = (char)c;
+			in[(k + 17) % sizeof(in)] = '"';
+			if (c < 0x20 || c == 0x7f)
+				snprintf(esc, sizeof(esc), "\\u%04x", c);
+			else if (c == '"' || c == '\\')
+				snprintf(esc, sizeof(esc), "\\%c", c);
+			else
+				snprintf(esc, sizeof(esc), "%c", c);
+			n = snprintf(want, sizeof(want), "\"");
+			for (size_t i = 0; i < sizeof(in); i++) {
+				if (i == k)
+					n +=
+					    snprintf(want + n, sizeof(want) - (size_t)n, "%s", esc);
+				else if (in[i] == '"')
+					n += snprintf(want + n, sizeof(want) - (size_t)n, "\\\"");
+				else
+					want[n++] = in[i];
+			}
+			snprintf(want + n, sizeof(want) - (size_t)n, "\"");
+			dmta_json_init(&j, buf, sizeof(buf));
+			dmta_json_strn(&j, in, sizeof(in));
+			expect(&j, want);
+		}
+}
+
+/* Decimals are written without printf where that is exact: the same text
+ * as "%.*f" for many values, ties and near-ties included. */
+static void test_f64_as_printf(void **state)
+{
+	uint64_t r = 88172645463325252ULL;
+	char buf[400], want[400];
+
+	for (int i = 0; i < 200000; i++) {
+		struct dmta_json j;
+		double v;
+		int d;
+
+		r ^= r << 13;
+		r ^= r >> 7;
+		r ^= r << 17;
+		d = (int)(r % 8);
+		switch ((r >> 8) % 4) {
+		case 0:
+			v = (double)(r >> 11) / (double)(1ULL << 53) * 10;
+			break;
+		case 1:
+			v = (double)((r >> 16) % 100000) / 1000.0; /* ties at d = 2 */
+			break;
+		case 2:
+			v = -(double)(r >> 11) / (double)(1ULL << 53) * 1e6;
+			break;
+		default:
+			v = (double)((r >> 16) % 1000) / 8.0;
+			break;
+		}
+		dmta_json_init(&j, buf, sizeof(buf));
+		dmta_json_f64(&j, v, d);
+		snprintf(want, sizeof(want), "%.*f", d, v);
+		expect(&j, want);
+	}
+}
+
 static void test_nesting(void **state)
 {
 	char buf[256];
@@ -314,10 +389,16 @@ static void test_misuse(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_escaping), cmocka_unit_test(test_every_byte),
-	    cmocka_unit_test(test_nesting),  cmocka_unit_test(test_numbers),
-	    cmocka_unit_test(test_overflow), cmocka_unit_test(test_grow),
-	    cmocka_unit_test(test_file),     cmocka_unit_test(test_misuse),
+	    cmocka_unit_test(test_escaping),
+	    cmocka_unit_test(test_every_byte),
+	    cmocka_unit_test(test_every_byte_anywhere),
+	    cmocka_unit_test(test_f64_as_printf),
+	    cmocka_unit_test(test_nesting),
+	    cmocka_unit_test(test_numbers),
+	    cmocka_unit_test(test_overflow),
+	    cmocka_unit_test(test_grow),
+	    cmocka_unit_test(test_file),
+	    cmocka_unit_test(test_misuse),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
