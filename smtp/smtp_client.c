@@ -594,21 +594,33 @@ static void send_mail(struct smtp_client *c, struct txn *t)
 	cmd_send(c, P_MAIL, 0, line, n, SIZE_MAX);
 }
 
+/* What snprintf() wrote into @p room bytes: never past the buffer, even
+ * when the text did not fit (submit's checks keep it from happening). */
+static size_t line_clamp(int n, size_t room)
+{
+	if (n < 0 || room == 0)
+		return 0;
+	return (size_t)n < room ? (size_t)n : room - 1;
+}
+
 static void send_rcpt(struct smtp_client *c, struct txn *t, size_t pos)
 {
 	const struct smtp_rcpt *r = &t->ms->m->rcpts[t->rcpt[pos]];
 	char line[2 * MAX_ADDR + 512];
-	size_t n = (size_t)snprintf(line, sizeof(line), "RCPT TO:<%s>", r->addr);
+	size_t n = line_clamp(snprintf(line, sizeof(line), "RCPT TO:<%s>", r->addr), sizeof(line));
 
 	if (c->ext & SMTP_EXT_DSN) {
 		if (r->notify)
-			n += (size_t)snprintf(line + n, sizeof(line) - n, " NOTIFY=%s", r->notify);
+			n += line_clamp(
+			    snprintf(line + n, sizeof(line) - n, " NOTIFY=%s", r->notify),
+			    sizeof(line) - n);
 		if (r->orcpt) {
 			/* "type;addr": the type stays, the address is xtext. */
 			const char *semi = strchr(r->orcpt, ';');
 			if (semi) {
-				n += (size_t)snprintf(line + n, sizeof(line) - n, " ORCPT=%.*s;",
-						      (int)(semi - r->orcpt), r->orcpt);
+				n += line_clamp(snprintf(line + n, sizeof(line) - n, " ORCPT=%.*s;",
+							 (int)(semi - r->orcpt), r->orcpt),
+						sizeof(line) - n);
 				n += xtext(line + n, sizeof(line) - n, semi + 1);
 			}
 		}
@@ -1214,27 +1226,38 @@ static bool addr_ok(const char *a, bool *utf8)
 	return n <= MAX_ADDR;
 }
 
+bool smtp_client_rcpt_ok(const struct smtp_rcpt *r)
+{
+	bool dummy = false;
+
+	if (!addr_ok(r->addr, &dummy) || r->addr[0] == '\0')
+		return false;
+	return !((r->notify && (!addr_ok(r->notify, &dummy) || strchr(r->notify, ' '))) ||
+		 (r->orcpt && (!addr_ok(r->orcpt, &dummy) || !strchr(r->orcpt, ';'))));
+}
+
+bool smtp_client_envelope_ok(const struct smtp_msg *m)
+{
+	bool dummy = false;
+
+	return m != NULL && m->nrcpts > 0 && addr_ok(m->from, &dummy) &&
+	       !(m->nbody && m->body == NULL) && !(m->envid && strlen(m->envid) > 100);
+}
+
 int smtp_client_submit(struct smtp_client *c, const struct smtp_msg *m)
 {
 	bool utf8 = false;
 
 	if (c->state == S_CLOSED || c->state == S_QUIT_SENT || c->quit_req)
 		return -EPIPE;
-	if (m == NULL || m->nrcpts == 0 || !addr_ok(m->from, &utf8) ||
-	    (m->nbody && m->body == NULL))
+	if (!smtp_client_envelope_ok(m))
 		return -EINVAL;
+	(void)addr_ok(m->from, &utf8);
 	for (size_t i = 0; i < m->nrcpts; i++) {
-		const struct smtp_rcpt *r = &m->rcpts[i];
-		bool dummy = false;
-
-		if (!addr_ok(r->addr, &utf8) || r->addr[0] == '\0')
+		if (!smtp_client_rcpt_ok(&m->rcpts[i]))
 			return -EINVAL;
-		if ((r->notify && (!addr_ok(r->notify, &dummy) || strchr(r->notify, ' '))) ||
-		    (r->orcpt && (!addr_ok(r->orcpt, &dummy) || !strchr(r->orcpt, ';'))))
-			return -EINVAL;
+		(void)addr_ok(m->rcpts[i].addr, &utf8);
 	}
-	if (m->envid && strlen(m->envid) > 100)
-		return -EINVAL;
 
 	struct mstate *ms = calloc(1, sizeof(*ms));
 	if (ms == NULL)
