@@ -845,7 +845,9 @@ int queue_sched_result(struct queue_sched *s, struct queue_job *job, const struc
 	if (d->active == 0)
 		dmta_panic("queue: result for %s with no job out", d->name);
 	d->active--;
-	if (!res->connected) {
+	if (res->local) {
+		/* Says nothing about the destination. */
+	} else if (!res->connected) {
 		/*
 		 * Jobs that were out when the destination was suspended fail too;
 		 * they belong to the same outage and do not lengthen it.

@@ -180,6 +180,7 @@ static void job_done(void *arg, struct dmta_job *job)
 	struct dmta_control *ctl = arg;
 	struct queue_result res = {
 	    .connected = job->connected,
+	    .local = job->local,
 	    .reply = job->reply,
 	    .code = job->code,
 	    .text = (const char *const *)job->text,
@@ -222,6 +223,7 @@ static void job_done(void *arg, struct dmta_job *job)
 /* Settle a job without a backend (DNS said no, or we are stopping). */
 static void job_settle(struct dmta_control *ctl, struct dmta_job *job, bool perm, const char *reply)
 {
+	job->local = true; /* no server of the destination said anything */
 	if (perm) {
 		job->connected = true;
 		for (uint32_t i = 0; i < job->sjob.nrcpt; i++) {
@@ -229,6 +231,8 @@ static void job_settle(struct dmta_control *ctl, struct dmta_job *job, bool perm
 			job->text[i] = strdup(reply);
 		}
 	} else {
+		/* Stopping, out of memory, a DNS failure: nothing the destination's
+		 * servers said, so nothing to hold against them. */
 		job->connected = false;
 		snprintf(job->reply, sizeof(job->reply), "%s", reply);
 	}
@@ -474,6 +478,7 @@ static void schedule(struct dmta_control *ctl)
 				const char *texts[QUEUE_JOB_MAX_RCPT];
 				bool gone = err == -ENOENT;
 				struct queue_result res = {.connected = gone,
+							   .local = true,
 							   .reply =
 							       "451 4.3.0 cannot read the message",
 							   .code = codes,

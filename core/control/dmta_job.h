@@ -58,6 +58,9 @@ struct dmta_job {
 
 	/* Filled by the backend before done(). */
 	bool connected;	 /* false: no SMTP transaction happened */
+	bool local;	 /* the outcome came from here (a refusal by our own SMTP
+			  * engine, a local error), not from the destination:
+			  * it must not count as the destination failing */
 	char reply[512]; /* the reason when !connected */
 	int *code;	 /* per recipient (sjob.nrcpt) */
 	char **text;	 /* per recipient, one line, owned by the job */

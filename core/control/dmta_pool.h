@@ -34,6 +34,15 @@
  *	dmta_pool_connected() also reads and writes what it can, so one call
  *	per event is always enough.
  *
+ *	Deadlines: each wait of the SMTP engine (a reply, room to write body
+ *	bytes) runs from when it begins, and only a whole reply or body bytes
+ *	taken start it again, so a server that sends a byte every few minutes
+ *	still times out; and a whole job, connecting included, ends after
+ *	job_timeout_ms ([smtp] transaction_timeout, 30 min) whatever the
+ *	server does. What our own side cannot do (the engine refuses an
+ *	address or ENVID, no memory) fails the job with job->local set and
+ *	no connection: it is not the destination's failure.
+ *
  *	Its counters (struct dmta_pool_stats) are written by the pool's thread
  *	alone, each as one relaxed 64-bit atomic store (a plain store on the
  *	machines we run on: no lock, no fence), so that another thread may
@@ -84,6 +93,7 @@ struct dmta_pool_conf {
 	const char *helo_name;
 	uint64_t connect_timeout_ms; /* per address */
 	uint64_t idle_ms;	     /* idle session lifetime */
+	uint64_t job_timeout_ms;     /* a whole job, connecting included; 0: none */
 	struct smtp_tls_ctx *tls_ctx;
 	smtp_trace_fn *trace; /* SMTP conversation trace, or NULL */
 };
@@ -91,9 +101,9 @@ struct dmta_pool_conf {
 /**
  * The [smtp] settings every pool shares, wherever it runs: helo_name
  * (default: this host's name, written into @p helo), connect_timeout (30s),
- * idle_timeout (5s); and the CA file for verification ([relay] ca_file,
- * else [smtp] ca_file, else NULL for the system's) into *@p ca_file.
- * tls_ctx and trace are the caller's. 0 or -EINVAL (logged).
+ * idle_timeout (5s), transaction_timeout (30 min; 0: none); and the CA file for verification
+ * ([relay] ca_file, else [smtp] ca_file, else NULL for the system's) into *@p ca_file. tls_ctx and
+ * trace are the caller's. 0 or -EINVAL (logged).
  */
 int dmta_pool_conf_load(const struct dmta_conf *conf, struct dmta_pool_conf *pc, char *helo,
 			size_t helo_len, const char **ca_file);

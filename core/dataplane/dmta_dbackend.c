@@ -185,6 +185,7 @@ static void ws_poll(void *arg, struct dmta_worker *w, uint64_t now_tsc)
 
 			if (rc != 0) {
 				jobs[i]->connected = false;
+				jobs[i]->local = true;
 				snprintf(jobs[i]->reply, sizeof(jobs[i]->reply),
 					 "451 4.3.0 worker %u cannot take the job: %s", w->id,
 					 strerror(-rc));
@@ -431,6 +432,7 @@ static void db_release(void *be)
 		ws->direct = true;
 		while (rte_ring_sc_dequeue(ws->in, (void **)&job) == 0) {
 			job->connected = false;
+			job->local = true;
 			snprintf(job->reply, sizeof(job->reply), "451 4.3.2 dmtad stopped");
 			ws_done(ws, job);
 		}

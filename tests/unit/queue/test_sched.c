@@ -406,6 +406,54 @@ static void test_suspend_resume(void **state)
 	queue_sched_free(s);
 }
 
+/*
+ * Local failures (our SMTP engine refused an address, the spool or DNS
+ * failed here) say nothing about the destination: however many, it is
+ * not suspended, and its other mail keeps going.
+ */
+static void test_local_failure_not_counted(void **state)
+{
+	struct queue_sched_conf c;
+	struct rec r = {0};
+	struct queue_sched *s;
+	struct queue_job jobs[64];
+	const char *big[] = {"u@big.example"};
+	uint64_t now = T0;
+	int n;
+
+	(void)state;
+	assert_int_equal(queue_sched_conf_load(NULL, &c), 0);
+	c.suspend_after = 1;
+	s = new_sched(&c, &r, 11);
+	for (uint64_t q = 1; q <= 8; q++)
+		add_msg(s, q, "s@x.example", big, 1, T0);
+	queue_sched_tick(s, now);
+	n = queue_sched_jobs(s, now, jobs, 64);
+	if (n != 8)
+		fail_msg("got %d jobs, want 8", n);
+	for (int i = 0; i < n; i++) {
+		int code = 553;
+		const char *text = "553 5.1.3 recipient address not usable in SMTP";
+		struct queue_result res = {.connected = true, .local = true};
+
+		if (i % 2 == 0) {
+			res = (struct queue_result){.connected = false,
+						    .local = true,
+						    .reply = "451 4.3.0 cannot read the message"};
+		} else {
+			res.code = &code;
+			res.text = &text;
+		}
+		assert_int_equal(queue_sched_result(s, &jobs[i], &res, now), 0);
+		if (queue_sched_suspended(s, "big.example", now))
+			fail_msg("after %d local failures: big.example suspended, want not", i + 1);
+	}
+	/* The 553 bounced its recipient; the others wait for their retry. */
+	if (r.ndsn != 4)
+		fail_msg("got %d DSNs, want 4 (one per refused address)", r.ndsn);
+	queue_sched_free(s);
+}
+
 static void test_hold_release(void **state)
 {
 	struct queue_sched_conf c;
@@ -700,6 +748,7 @@ int main(void)
 	    cmocka_unit_test(test_retry_and_jitter),
 	    cmocka_unit_test(test_limits_and_shards),
 	    cmocka_unit_test(test_suspend_resume),
+	    cmocka_unit_test(test_local_failure_not_counted),
 	    cmocka_unit_test(test_hold_release),
 	    cmocka_unit_test(test_expiry_dsn),
 	    cmocka_unit_test(test_delay_warning),
