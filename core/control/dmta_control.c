@@ -57,6 +57,11 @@ struct dmta_control {
 	bool relay_verify, auth_plaintext;
 	char *relay_user, *relay_pass;
 	uint64_t stop_timeout_ms;
+	/* [control] max_jobs, max_job_bytes: what may be out at once (each job
+	 * holds a copy of its message); beyond it nothing more is handed out
+	 * until jobs come back. */
+	uint64_t max_jobs, max_job_bytes;
+	uint64_t biggest; /* the largest message a job held so far */
 	struct dmta_control_stats st;
 
 	/* The live view (dmta_stats.h). */
@@ -217,6 +222,8 @@ static void job_done(void *arg, struct dmta_job *job)
 	if (queue_ctl_result(ctl->qc, &job->sjob, &res, now) != 0)
 		dmta_err("scheduler refused the result of message %llu",
 			 (unsigned long long)job->sjob.qid);
+	ctl->st.inflight--;
+	ctl->st.inflight_bytes -= job->len;
 	job_free(job);
 }
 
@@ -462,8 +469,25 @@ static void schedule(struct dmta_control *ctl)
 	int n, total = 0;
 
 	queue_ctl_tick(ctl->qc, now);
-	while (!ctl->stopping && total < CTL_JOBS_PER_TURN &&
-	       (n = queue_ctl_jobs(ctl->qc, now, jobs, 64)) > 0) {
+	while (!ctl->stopping && total < CTL_JOBS_PER_TURN) {
+		uint64_t room =
+		    ctl->max_jobs > ctl->st.inflight ? ctl->max_jobs - ctl->st.inflight : 0;
+
+		/* Back-pressure: what is out must come back first. */
+		if (room == 0 || ctl->st.inflight_bytes >= ctl->max_job_bytes) {
+			ctl->st.throttled++;
+			break;
+		}
+		/* Near the bytes bound (or before any size is known), one at a
+		 * time: it is passed by one message at most. */
+		if (room > 64)
+			room = 64;
+		if (ctl->biggest == 0 ||
+		    ctl->st.inflight_bytes + room * ctl->biggest >= ctl->max_job_bytes)
+			room = 1;
+		n = queue_ctl_jobs(ctl->qc, now, jobs, (int)room);
+		if (n <= 0)
+			break;
 		if (t == NULL && spool_begin(ctl->sp, false, &t) != 0) {
 			t = NULL;
 		}
@@ -494,6 +518,10 @@ static void schedule(struct dmta_control *ctl)
 				queue_ctl_result(ctl->qc, &jobs[i], &res, now);
 				continue;
 			}
+			ctl->st.inflight++;
+			ctl->st.inflight_bytes += job->len;
+			if (job->len > ctl->biggest)
+				ctl->biggest = job->len;
 			job_route(ctl, job);
 		}
 		total += n;
@@ -690,7 +718,10 @@ static int control_config(struct dmta_control *ctl, dmta_backend_new_fn *make, v
 	if (dmta_conf_bool(conf, "relay", "verify", true, &ctl->relay_verify) != 0 ||
 	    dmta_conf_bool(conf, "relay", "auth_plaintext", false, &ctl->auth_plaintext) != 0 ||
 	    dmta_conf_duration_ms(conf, "control", "stop_timeout", 10000, 0, 600000,
-				  &ctl->stop_timeout_ms) != 0) {
+				  &ctl->stop_timeout_ms) != 0 ||
+	    dmta_conf_u64(conf, "control", "max_jobs", 10000, 1, 1000000, &ctl->max_jobs) != 0 ||
+	    dmta_conf_size(conf, "control", "max_job_bytes", 512ULL << 20, 1ULL << 20, 1ULL << 40,
+			   &ctl->max_job_bytes) != 0) {
 		snprintf(err, errlen, "invalid settings in %s", dmta_conf_source(conf));
 		return -EINVAL;
 	}

@@ -51,6 +51,10 @@ struct wstate {
 	atomic_bool drain_seen;
 	atomic_uint closing; /* dmta_pool_busy() */
 	bool direct;	     /* workers stopped: results go straight to the control thread */
+	/* The control thread's: jobs given to this worker and not collected
+	 * yet. Kept under the result ring's capacity, so the ring has room
+	 * for every result the worker can have. */
+	unsigned outstanding;
 } __rte_cache_aligned;
 
 struct dmta_dbackend {
@@ -84,7 +88,9 @@ static void ws_done(void *arg, struct dmta_job *job)
 		ws->db->done(ws->db->ctl, job);
 		return;
 	}
-	/* The ring holds every job this worker can have, so this cannot fail. */
+	/* Invariant: db_submit() gives a worker no more jobs than its result
+	 * ring holds (ws->outstanding), so this cannot fail; if it did, the
+	 * job's outcome would be lost, and stopping is the safe answer. */
 	if (rte_ring_sp_enqueue(ws->out, job) != 0)
 		dmta_panic("dbackend: result ring of worker %u full", ws->w->id);
 	ws->ring_bell = true;
@@ -310,6 +316,7 @@ static void db_collect(struct dmta_dbackend *db)
 						      NULL)) > 0) {
 			for (unsigned j = 0; j < k; j++) {
 				db->busy--;
+				db->ws[i].outstanding--;
 				db->done(db->ctl, jobs[j]);
 			}
 		}
@@ -334,8 +341,12 @@ static int db_submit(void *be, struct dmta_job *job)
 
 	if (atomic_load(&db->draining) || db->released)
 		return -ESHUTDOWN;
+	/* Back-pressure, not a full result ring: see ws_done(). */
+	if (ws->outstanding >= rte_ring_get_capacity(ws->out))
+		return -ENOBUFS;
 	if (rte_ring_sp_enqueue(ws->in, job) != 0)
 		return -ENOBUFS;
+	ws->outstanding++;
 	db->busy++;
 	return 0;
 }
