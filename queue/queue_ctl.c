@@ -410,6 +410,7 @@ struct queue_ctl *queue_ctl_open(const struct dmta_conf *conf, unsigned shards,
 	    load_template(conf, "delay_template", &qc->tmpl_delayed, err, errlen) != 0)
 		goto fail;
 	so.create = true;
+	so.check_owner = true;
 	qc->sp = spool_open(&so, err, errlen);
 	if (qc->sp == NULL)
 		goto fail;

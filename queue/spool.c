@@ -177,6 +177,16 @@ struct spool *spool_open(const struct spool_opts *o, char *errmsg, size_t errlen
 		errno = rc;
 		return NULL;
 	}
+	if (o->check_owner &&
+	    ((st.st_uid != geteuid() && st.st_uid != 0) || (st.st_mode & S_IWOTH) != 0)) {
+		snprintf(errmsg, errlen,
+			 "spool %s: owned by uid %u with mode %03o; want uid %u (or root) and no "
+			 "write permission for others",
+			 o->path, (unsigned)st.st_uid, (unsigned)(st.st_mode & 0777),
+			 (unsigned)geteuid());
+		errno = EPERM;
+		return NULL;
+	}
 	if (!o->readonly && access(o->path, W_OK) < 0) {
 		rc = errno;
 		snprintf(errmsg, errlen, "spool %s not writable: %s", o->path, strerror(rc));

@@ -742,8 +742,14 @@ int dmta_stats_publish(const char *spool_path, const struct dmta_stats *s)
 	}
 	buf[n++] = '\n';
 	/* No fsync: after a crash the file is stale either way, and the lock
-	 * on dmtad.pid tells readers so. */
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	 * on dmtad.pid tells readers so. A fresh file each time, never through
+	 * a link: whoever planted one at this fixed name gets nothing
+	 * written or truncated for them. */
+	if (unlink(tmp) != 0 && errno != ENOENT) {
+		free(buf);
+		return -errno;
+	}
+	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
 	if (fd < 0) {
 		free(buf);
 		return -errno;
@@ -777,7 +783,7 @@ int dmta_stats_lock(const char *spool_path, int64_t *owner)
 	rc = spool_file(path, sizeof(path), spool_path, DMTA_STATS_LOCK_FILE);
 	if (rc != 0)
 		return rc;
-	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644);
 	if (fd < 0)
 		return -errno;
 	/*

@@ -369,6 +369,36 @@ static void test_spool_open_errors(void **state)
 	assert_null(sp);
 }
 
+/* The daemon refuses a spool others may write to (they could plant links
+ * where it writes its files); tools that only read do not check. */
+static void test_spool_owner_mode(void **state)
+{
+	char dir[] = "/tmp/dmta-test-spool-XXXXXX", err[256];
+	struct spool *sp;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	assert_int_equal(chmod(dir, 0777), 0);
+	sp = spool_open(&(struct spool_opts){.path = dir, .create = true, .check_owner = true}, err,
+			sizeof(err));
+	if (sp != NULL)
+		fail_msg("a world-writable spool was opened, want it refused");
+	assert_int_equal(errno, EPERM);
+	assert_non_null(strstr(err, "write permission for others"));
+	assert_int_equal(chmod(dir, 0750), 0);
+	sp = spool_open(&(struct spool_opts){.path = dir, .create = true, .check_owner = true}, err,
+			sizeof(err));
+	if (sp == NULL)
+		fail_msg("spool of ours with mode 0750: %s, want it opened", err);
+	spool_close(sp);
+	{
+		char cmd[128];
+
+		snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+		assert_int_equal(system(cmd), 0);
+	}
+}
+
 static void test_ids(void **state)
 {
 	char b[17];
@@ -389,6 +419,7 @@ int main(void)
 	    cmocka_unit_test(test_spool_group_commit), cmocka_unit_test(test_spool_update_delete),
 	    cmocka_unit_test(test_spool_map_full),     cmocka_unit_test(test_spool_quarantine),
 	    cmocka_unit_test(test_spool_open_errors),  cmocka_unit_test(test_ids),
+	    cmocka_unit_test(test_spool_owner_mode),
 	};
 
 	dmta_log_init("test_spool", DMTA_LOG_ERR);
