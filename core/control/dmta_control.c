@@ -4,8 +4,12 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <fcntl.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "core/base/dmta_log.h"
@@ -55,6 +59,7 @@ struct dmta_control {
 	enum smtp_tls_policy mx_tls;
 	enum smtp_tls_policy relay_tls;
 	bool relay_verify, auth_plaintext;
+	bool private_mx; /* [smtp] allow_private_mx */
 	char *relay_user, *relay_pass;
 	uint64_t stop_timeout_ms;
 	/* [control] max_jobs, max_job_bytes: what may be out at once (each job
@@ -277,8 +282,10 @@ static void job_go(struct dmta_control *ctl, struct dmta_job *job, struct dmta_r
 		job->policy.auth_user = ctl->relay_user;
 		job->policy.auth_pass = ctl->relay_pass;
 		job->policy.auth_plaintext_ok = ctl->auth_plaintext;
+		job->policy.private_ok = true;
 	} else {
 		job->policy.tls = ctl->mx_tls;
+		job->policy.private_ok = d->source == DNS_SRC_ROUTE || ctl->private_mx;
 	}
 	ctl->st.jobs++;
 	rc = ctl->be->submit(ctl->be->be, job);
@@ -662,22 +669,50 @@ static int stats_setup(struct dmta_control *ctl, char *err, size_t errlen)
 
 /* ---- set-up ---- */
 
+#define SECRET_MAX 1024
+
+/*
+ * The relay password: a file of ours (or root's) that nobody else may read
+ * or write, and that fits (a longer one is refused, not cut). Once it is
+ * in memory the process may not dump core: a core file would carry it.
+ */
 static char *read_secret(const char *path, char *err, size_t errlen)
 {
-	FILE *f = fopen(path, "r");
-	char buf[512];
-	size_t n;
+	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	char buf[SECRET_MAX + 2], *s;
+	struct stat st;
+	ssize_t n;
 
-	if (f == NULL) {
+	if (fd < 0) {
 		snprintf(err, errlen, "[relay] password_file %s: %s", path, strerror(errno));
 		return NULL;
 	}
-	n = fread(buf, 1, sizeof(buf) - 1, f);
-	fclose(f);
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) ||
+	    (st.st_uid != geteuid() && st.st_uid != 0) || (st.st_mode & (S_IWGRP | S_IRWXO))) {
+		snprintf(err, errlen,
+			 "[relay] password_file %s: want a regular file owned by uid %u (or root) "
+			 "that others cannot read and only its owner can write (mode 0600 or 0640)",
+			 path, (unsigned)geteuid());
+		close(fd);
+		return NULL;
+	}
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n < 0 || n > SECRET_MAX) {
+		snprintf(err, errlen, "[relay] password_file %s: %s", path,
+			 n < 0 ? strerror(errno) : "longer than 1024 bytes");
+		return NULL;
+	}
 	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
 		n--;
 	buf[n] = '\0';
-	return strdup(buf);
+	if (prctl(PR_SET_DUMPABLE, 0) != 0 ||
+	    setrlimit(RLIMIT_CORE, &(struct rlimit){.rlim_cur = 0, .rlim_max = 0}) != 0)
+		dmta_warn("cannot turn core dumps off (%s): one would hold the relay password",
+			  strerror(errno));
+	s = strdup(buf);
+	explicit_bzero(buf, sizeof(buf));
+	return s;
 }
 
 static int tls_policy(const char *s, enum smtp_tls_policy *p)
@@ -711,11 +746,15 @@ static int control_config(struct dmta_control *ctl, dmta_backend_new_fn *make, v
 		snprintf(err, errlen, "[smtp] tls: expected opportunistic, none or required");
 		return -EINVAL;
 	}
-	if (tls_policy(dmta_conf_str(conf, "relay", "tls", "required"), &ctl->relay_tls) != 0) {
+	/* Opportunistic falls back to plaintext: with a password to send, and
+	 * a relay we chose, that is never what is wanted. */
+	if (tls_policy(dmta_conf_str(conf, "relay", "tls", "required"), &ctl->relay_tls) != 0 ||
+	    ctl->relay_tls == SMTP_TLS_OPPORTUNISTIC) {
 		snprintf(err, errlen, "[relay] tls: expected required, implicit or none");
 		return -EINVAL;
 	}
 	if (dmta_conf_bool(conf, "relay", "verify", true, &ctl->relay_verify) != 0 ||
+	    dmta_conf_bool(conf, "smtp", "allow_private_mx", false, &ctl->private_mx) != 0 ||
 	    dmta_conf_bool(conf, "relay", "auth_plaintext", false, &ctl->auth_plaintext) != 0 ||
 	    dmta_conf_duration_ms(conf, "control", "stop_timeout", 10000, 0, 600000,
 				  &ctl->stop_timeout_ms) != 0 ||

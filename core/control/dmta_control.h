@@ -30,8 +30,15 @@
  *	[routes], [relay] (destinations), and:
  *	  [smtp]  helo_name (hostname), tls (opportunistic|none|required),
  *	          ca_file, connect_timeout (30s), idle_timeout (5s),
- *	          transaction_timeout (30min)
- *	  [relay] tls (required, or implicit for port 465), verify (yes),
+ *	          transaction_timeout (30min), allow_private_mx (no: exchangers
+ *	          from DNS or address literals on loopback, private or other
+ *	          non-public addresses are skipped; [routes] and [relay]
+ *	          hosts are always used). tls = required towards MX hosts
+ *	          insists on STARTTLS but verifies no certificate (MX names
+ *	          are not authenticated without DANE or MTA-STS): it keeps
+ *	          passive eavesdroppers out, not an active attacker.
+ *	  [relay] tls (required, or implicit for port 465, or none; not
+ *	          opportunistic, which would fall back to plaintext), verify (yes),
  *	          user, password_file, auth_plaintext (no), ca_file
  *	  [log]   delivery (SPOOL/delivery.log), delivery_max_size (100M),
  *	          delivery_keep (5)

@@ -40,6 +40,11 @@ struct dmta_job_policy {
 	const char *auth_user; /* NULL: no AUTH */
 	const char *auth_pass;
 	bool auth_plaintext_ok;
+	/* Loopback, private, link-local and other non-public addresses may be
+	 * connected to: yes for [routes] and [relay] (the operator named
+	 * them), [smtp] allow_private_mx (no) for what DNS or an address
+	 * literal gave, so that a hostile domain cannot aim us at ourselves. */
+	bool private_ok;
 };
 
 struct dmta_job {

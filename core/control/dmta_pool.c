@@ -500,6 +500,23 @@ static bool conn_start_session(struct pool_conn *c)
 	return true;
 }
 
+/*
+ * Not a public unicast address: this host, private networks (RFC 1918),
+ * shared address space (RFC 6598), link-local, multicast, reserved, and
+ * 0/8. 198.18.0.0/15 (benchmarking, RFC 2544) is not among them.
+ */
+static bool addr_private(struct in_addr a)
+{
+	uint32_t x = ntohl(a.s_addr);
+
+	return (x >> 24) == 0 || (x >> 24) == 10 || (x >> 24) == 127 ||
+	       (x & 0xffc00000u) == 0x64400000u || /* 100.64/10 */
+	       (x & 0xffff0000u) == 0xa9fe0000u || /* 169.254/16 */
+	       (x & 0xfff00000u) == 0xac100000u || /* 172.16/12 */
+	       (x & 0xffff0000u) == 0xc0a80000u || /* 192.168/16 */
+	       (x >> 28) >= 0xe;		   /* 224/4, 240/4 */
+}
+
 /* Connect to the next address there is, or fail the job. */
 static void conn_try(struct pool_conn *c)
 {
@@ -516,6 +533,13 @@ static void conn_try(struct pool_conn *c)
 
 			snprintf(c->mx, sizeof(c->mx), "%s", h->name);
 			inet_ntop(AF_INET, &h->v4[c->addr_i], c->ip, sizeof(c->ip));
+			if (!job->policy.private_ok && addr_private(h->v4[c->addr_i])) {
+				snprintf(job->reply, sizeof(job->reply),
+					 "%s[%s]: not a public address; not used "
+					 "([smtp] allow_private_mx)",
+					 c->mx, c->ip);
+				continue;
+			}
 			c->xc.xh = NULL;
 			c->xc.fd = -1;
 			rc = pool->xp.connect(pool->xp.x, &c->xc, h->v4[c->addr_i], port);

@@ -235,6 +235,10 @@ static int take_line(struct inject *in, uint64_t lineno, const char *line, size_
 		}
 		utf8 |= u;
 	}
+	if (rec.envid && rec.envid[0] == '\0') {
+		say_line(in, lineno, "%s", "bad \"envid\": 1 to 100 printable ASCII characters");
+		goto reject;
+	}
 	if (rec.envid)
 		for (const unsigned char *c = (const unsigned char *)rec.envid; *c; c++)
 			if (*c < 33 || *c > 126 || c - (const unsigned char *)rec.envid >= 100) {

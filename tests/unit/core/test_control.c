@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -213,11 +214,77 @@ static void test_max_job_bytes(void **state)
 	free(h);
 }
 
+static int write_file(const char *path, const char *text, size_t len, mode_t mode)
+{
+	FILE *f = fopen(path, "w");
+
+	assert_non_null(f);
+	assert_int_equal(fwrite(text, 1, len, f), len);
+	assert_int_equal(fclose(f), 0);
+	return chmod(path, mode);
+}
+
+/* Configuration that is refused at start, with the reason. */
+static void test_refused_settings(void **state)
+{
+	char dir[] = "/tmp/dmta-test-control-XXXXXX", pw[256], err[256];
+	static char long_pw[2000];
+	static const struct {
+		const char *what, *key, *value, *pw;
+		mode_t mode;
+		const char *why; /* NULL: accepted */
+	} cases[] = {
+	    {"relay tls opportunistic", "tls", "opportunistic", NULL, 0, "[relay] tls"},
+	    {"password readable by others", "tls", "none", "secret\n", 0644, "password_file"},
+	    {"password writable by the group", "tls", "none", "secret\n", 0660, "password_file"},
+	    {"password too long", "tls", "none", long_pw, 0600, "longer than 1024"},
+	    {"password 0600", "tls", "none", "secret\n", 0600, NULL},
+	    {"password 0640", "tls", "none", "secret\n", 0640, NULL},
+	};
+
+	(void)state;
+	memset(long_pw, 'p', sizeof(long_pw) - 1);
+	for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
+		struct dmta_conf *conf;
+		struct hold *h = calloc(1, sizeof(*h));
+		struct dmta_control *ctl;
+
+		assert_non_null(h);
+		assert_non_null(mkdtemp(dir));
+		conf = conf_for(dir);
+		assert_int_equal(dmta_conf_set(conf, "relay", "host", "198.18.0.9:2525"), 0);
+		assert_int_equal(dmta_conf_set(conf, "relay", cases[k].key, cases[k].value), 0);
+		if (cases[k].pw != NULL) {
+			snprintf(pw, sizeof(pw), "%s/relay.secret", dir);
+			assert_int_equal(
+			    write_file(pw, cases[k].pw, strlen(cases[k].pw), cases[k].mode), 0);
+			assert_int_equal(dmta_conf_set(conf, "relay", "user", "u"), 0);
+			assert_int_equal(dmta_conf_set(conf, "relay", "password_file", pw), 0);
+			assert_int_equal(dmta_conf_set(conf, "relay", "auth_plaintext", "yes"), 0);
+		}
+		err[0] = '\0';
+		ctl = dmta_control_new(conf, hold_new, h, 1, err, sizeof(err));
+		if (cases[k].why == NULL && ctl == NULL)
+			fail_msg("%s: refused (%s), want accepted", cases[k].what, err);
+		if (cases[k].why != NULL && ctl != NULL)
+			fail_msg("%s: accepted, want refused", cases[k].what);
+		if (cases[k].why != NULL && strstr(err, cases[k].why) == NULL)
+			fail_msg("%s: got \"%s\", want it to name %s", cases[k].what, err,
+				 cases[k].why);
+		dmta_control_free(ctl);
+		dmta_conf_free(conf);
+		rm_rf(dir);
+		strcpy(dir, "/tmp/dmta-test-control-XXXXXX");
+		free(h);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_max_jobs),
 	    cmocka_unit_test(test_max_job_bytes),
+	    cmocka_unit_test(test_refused_settings),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1222,6 +1222,45 @@ static void test_job_deadline(void **state)
 	job_free(tj);
 }
 
+/*
+ * A domain whose MX points at this host (or a private network) does not
+ * get us to connect there, unless the operator named the host ([routes],
+ * [relay]: policy.private_ok). 198.18.0.0/15, where every other test
+ * goes, is a benchmarking range and public for this purpose.
+ */
+static void test_private_addresses(void **state)
+{
+	static const unsigned two[] = {1, 2, 0};
+	static const char *const priv[] = {"127.0.0.1",	  "10.1.2.1",	"172.20.0.1", "192.168.1.1",
+					   "169.254.0.1", "100.64.0.1", "0.0.0.1",    "224.0.0.1"};
+
+	(void)state;
+	for (size_t k = 0; k < sizeof(priv) / sizeof(priv[0]); k++) {
+		for (int ok = 0; ok < 2; ok++) {
+			struct fake f;
+			struct tjob *tj;
+
+			fake_start(&f, IDLE_MS);
+			f.scripts[1] = &OK;
+			f.scripts[2] = &OK;
+			tj = job_new(1, 500, two, NULL);
+			assert_int_equal(inet_pton(AF_INET, priv[k], &tj->v4[0][0]), 1);
+			tj->job.policy.private_ok = ok;
+			submit(&f, tj);
+			want_rcpt(tj, 0, 250, NULL);
+			if (!ok && strcmp(tj->job.ip, "198.18.1.2") != 0)
+				fail_msg("%s: delivered via %s, want it skipped for 198.18.1.2",
+					 priv[k], tj->job.ip);
+			if (ok && strcmp(tj->job.ip, priv[k]) != 0)
+				fail_msg("%s allowed: delivered via %s, want %s", priv[k],
+					 tj->job.ip, priv[k]);
+			want_conns(&f, 1);
+			fake_stop(&f);
+			job_free(tj);
+		}
+	}
+}
+
 static void test_drain(void **state)
 {
 	static const struct script hold = {.dot = "", .quit = ""};
@@ -1281,6 +1320,7 @@ int main(void)
 	    cmocka_unit_test(test_engine_refusal_is_local),
 	    cmocka_unit_test(test_slow_drip_times_out),
 	    cmocka_unit_test(test_job_deadline),
+	    cmocka_unit_test(test_private_addresses),
 	    cmocka_unit_test(test_drain),
 	};
 
