@@ -156,6 +156,8 @@ static struct dmta_conf *conf_for(const char *dir)
 	assert_int_equal(dmta_conf_set(conf, "control", "stop_timeout", "0"), 0);
 	assert_int_equal(dmta_conf_set(conf, "control", "stats_interval", "0"), 0);
 	assert_int_equal(dmta_conf_set(conf, "routes", ".example", "198.18.0.9:2525"), 0);
+	/* Never asked: every destination has a route. */
+	assert_int_equal(dmta_conf_set(conf, "dns", "servers", "127.0.0.1:53"), 0);
 	return conf;
 }
 
