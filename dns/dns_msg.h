@@ -68,7 +68,9 @@ enum dns_rr_status {
 /** One MX record as stored in a record set; the name is dns_rrset_mx_name(). */
 struct dns_mx {
 	uint16_t pref;
-	uint16_t off; /* of the NUL-terminated name from data[] */
+	/* Of the NUL-terminated name from data[]: 32 bits, as DNS_RR_MAX
+	 * names of up to 255 bytes pass 64 KiB. */
+	uint32_t off;
 };
 
 struct dns_rrset {
