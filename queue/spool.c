@@ -19,6 +19,7 @@
 #include "core/base/dmta_conf.h"
 #include "core/base/dmta_log.h"
 #include "core/base/dmta_time.h"
+#include "queue/queue_names.h"
 #include "queue/spool.h"
 
 enum spool_db { DB_META, DB_MSG, DB_ENV, DB_SCHED, DB_DOM, DB_QUAR, DB_COUNT };
@@ -333,22 +334,11 @@ static bool rcpt_active(const struct queue_rcpt *r)
 	return r->state == QUEUE_RCPT_PENDING || r->state == QUEUE_RCPT_DEFERRED;
 }
 
-/* Is recipient i the first active one with its domain (so each domain is indexed once)? */
-static bool first_of_domain(const struct queue_env *env, uint32_t i)
-{
-	const char *d = queue_addr_domain(env->rcpt[i].addr);
-
-	for (uint32_t j = 0; j < i; j++)
-		if (rcpt_active(&env->rcpt[j]) &&
-		    strcasecmp(queue_addr_domain(env->rcpt[j].addr), d) == 0)
-			return false;
-	return true;
-}
-
 static int index_apply(struct spool_txn *t, const struct queue_env *env, bool add)
 {
 	unsigned char k[300];
 	MDB_val key, val = {0, (void *)""};
+	struct queue_names doms;
 	int rc;
 
 	if (!queue_env_active(env))
@@ -362,18 +352,27 @@ static int index_apply(struct spool_txn *t, const struct queue_env *env, bool ad
 		if (rc != 0 && rc != MDB_NOTFOUND)
 			return sp_err(rc);
 	}
+	/* Each domain once, in one pass (a message may have a great many). */
+	if (queue_names_init(&doms, env->nrcpt, true) != 0)
+		return -ENOMEM;
 	for (uint32_t i = 0; i < env->nrcpt; i++) {
-		if (!rcpt_active(&env->rcpt[i]) || !first_of_domain(env, i))
+		const char *dom = queue_addr_domain(env->rcpt[i].addr);
+		uint32_t *slot;
+
+		if (!rcpt_active(&env->rcpt[i]) || queue_names_put(&doms, dom, &slot) != 1)
 			continue;
-		key.mv_size = dom_key(k, sizeof(k), queue_addr_domain(env->rcpt[i].addr), env->qid);
+		key.mv_size = dom_key(k, sizeof(k), dom, env->qid);
 		if (key.mv_size == 0)
 			continue; /* longer than any domain may be; never indexed */
 		key.mv_data = k;
 		rc = add ? mdb_put(t->txn, t->sp->dbi[DB_DOM], &key, &val, 0)
 			 : mdb_del(t->txn, t->sp->dbi[DB_DOM], &key, NULL);
-		if (rc != 0 && rc != MDB_NOTFOUND)
+		if (rc != 0 && rc != MDB_NOTFOUND) {
+			queue_names_free(&doms);
 			return sp_err(rc);
+		}
 	}
+	queue_names_free(&doms);
 	return 0;
 }
 

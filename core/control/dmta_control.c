@@ -198,7 +198,6 @@ static void job_done(void *arg, struct dmta_job *job)
 	uint64_t now = dmta_wall_ns();
 
 	for (uint32_t i = 0; i < job->sjob.nrcpt; i++) {
-		uint32_t k = job->sjob.rcpt[i];
 		int code = job->connected ? job->code[i] : 421;
 		const char *text = job->connected ? job->text[i] : job->reply;
 		const char *outcome;
@@ -222,7 +221,7 @@ static void job_done(void *arg, struct dmta_job *job)
 			outcome = "deferred";
 			ctl->st.deferred++;
 		}
-		log_rcpt(ctl, &job->env, k, job, text, outcome);
+		log_rcpt(ctl, &job->env, i, job, text, outcome); /* the job's recipients only */
 	}
 	if (queue_ctl_result(ctl->qc, &job->sjob, &res, now) != 0)
 		dmta_err("scheduler refused the result of message %llu",
@@ -422,7 +421,9 @@ static struct dmta_job *job_make(struct dmta_control *ctl, struct spool_txn *t,
 		return NULL;
 	job->sjob = *sj;
 	job->start_ns = dmta_wall_ns();
-	if (env == NULL || queue_env_dup(&job->env, env) != 0)
+	/* The job's own recipients only: a message may have a great many, and
+	 * it is sent to them a job (max_recipients) at a time. */
+	if (env == NULL || queue_env_dup_some(&job->env, env, sj->rcpt, sj->nrcpt) != 0)
 		goto fail;
 	job->code = calloc(sj->nrcpt, sizeof(*job->code));
 	job->text = calloc(sj->nrcpt, sizeof(*job->text));
@@ -443,7 +444,7 @@ static struct dmta_job *job_make(struct dmta_control *ctl, struct spool_txn *t,
 	job->len = len;
 	job->chunk = (struct smtp_chunk){.p = job->bytes, .len = len};
 	for (uint32_t i = 0; i < sj->nrcpt; i++) {
-		const struct queue_rcpt *r = &job->env.rcpt[sj->rcpt[i]];
+		const struct queue_rcpt *r = &job->env.rcpt[i];
 
 		job->rcpts[i].addr = r->addr;
 		job->rcpts[i].orcpt = r->orcpt;
