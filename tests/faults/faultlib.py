@@ -106,8 +106,9 @@ class Peer:
         self.t.join(5)
 
 
-def smtp_sink(conn, peer, rcpt_reply=None):
-    """A plain, correct receiver: takes every message (kept in peer.got)."""
+def smtp_sink(conn, peer, rcpt_reply=None, delay=0):
+    """A plain, correct receiver: takes every message (kept in peer.got),
+    @delay seconds before each final reply."""
     f = conn.makefile("rb")
     conn.sendall(b"220 sink.test ESMTP\r\n")
     while True:
@@ -125,6 +126,8 @@ def smtp_sink(conn, peer, rcpt_reply=None):
                 body.append(l[1:] if l.startswith(b"..") else l)
             if l == b"":
                 return
+            if delay:
+                time.sleep(delay)
             with peer.lock:
                 peer.got.append(b"".join(body))
             conn.sendall(b"250 2.0.0 queued\r\n")
