@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -40,6 +41,9 @@ struct spool_txn {
 	bool id_loaded;
 	uint64_t next_id;
 };
+
+/* Less room than this on the spool's file system: a failed write is a full disk. */
+#define SPOOL_FULL_BYTES (1u << 20)
 
 static int sp_err(int rc)
 {
@@ -279,8 +283,25 @@ int spool_begin(struct spool *sp, bool write, struct spool_txn **out)
 	return 0;
 }
 
+/*
+ * LMDB reports a write that the file system cut short (its disk full) as
+ * EIO: it is ENOSPC, a temporary failure, when the spool's file system
+ * has next to no room left.
+ */
+static int commit_err(const struct spool *sp, int rc)
+{
+	struct statvfs vfs;
+
+	rc = sp_err(rc);
+	if (rc == -EIO && statvfs(sp->path, &vfs) == 0 &&
+	    (uint64_t)vfs.f_bavail * vfs.f_frsize < SPOOL_FULL_BYTES)
+		rc = -ENOSPC;
+	return rc;
+}
+
 int spool_commit(struct spool_txn *t)
 {
+	struct spool *sp = t->sp;
 	int rc = 0;
 
 	if (t->write && t->id_loaded) {
@@ -293,7 +314,7 @@ int spool_commit(struct spool_txn *t)
 	else
 		rc = mdb_txn_commit(t->txn);
 	free(t);
-	return sp_err(rc);
+	return commit_err(sp, rc);
 }
 
 void spool_abort(struct spool_txn *t)
