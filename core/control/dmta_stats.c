@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/base/dmta_log.h"
 #include "core/base/dmta_time.h"
 #include "core/control/dmta_stats.h"
 
@@ -801,12 +802,12 @@ int dmta_stats_lock(const char *spool_path, int64_t *owner)
 		}
 		return rc;
 	}
+	/* The pid in the file is for people (the lock itself names its
+	 * holder): a full disk must not keep dmtad from starting, for only a
+	 * running dmtad empties the spool. */
 	n = snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
-	if (ftruncate(fd, 0) != 0 || pwrite(fd, pid, (size_t)n, 0) != n) {
-		rc = -errno;
-		close(fd);
-		return rc;
-	}
+	if (ftruncate(fd, 0) != 0 || pwrite(fd, pid, (size_t)n, 0) != n)
+		dmta_warn("%s: pid not written: %s", path, strerror(errno));
 	return fd;
 }
 
