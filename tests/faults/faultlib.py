@@ -174,7 +174,7 @@ class Spool:
 
     def stats(self):
         q = subprocess.run([QUEUE, "-c", self.conf, "--json", "stats"], capture_output=True,
-                           text=True, timeout=30)
+                           text=True, timeout=180)
         check(q.returncode == 0, "dmta-queue stats: exit %d: %s" % (q.returncode, q.stderr))
         return json.loads(q.stdout)
 

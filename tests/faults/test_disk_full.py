@@ -110,6 +110,13 @@ def disk_full():
         sp = Spool({"sink.test": sink.port, "dmta.test": sink.port}, "[queue]\nmin_backoff = 1s\nmax_backoff = 2s\n",
                    tmp=tmp, spool=os.path.join(mnt, "spool"))
         accepted, _ = fill(sp)
+        # The last bytes too: no spool update can find a page to write.
+        try:
+            with open(os.path.join(mnt, "filler"), "wb", buffering=0) as f:
+                while True:
+                    f.write(b"\0" * 4096)
+        except OSError:
+            pass  # ENOSPC: full to the last page
         print("disk full after %d messages" % len(accepted))
 
         def relieve():
