@@ -232,9 +232,13 @@ class Spool:
         try:
             d.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
+            where = subprocess.run(["gdb", "-batch", "-p", str(d.pid), "-ex", "thread apply all bt"],
+                                   capture_output=True, text=True, timeout=60).stdout \
+                if shutil.which("gdb") else ""
             d.kill()
             d.wait()
-            fail("dmtad did not stop within %d s of SIGTERM" % timeout)
+            fail("dmtad did not stop within %d s of SIGTERM:\n%s\n%s"
+                 % (timeout, "".join(d.out)[-2000:], where[-3000:]))
         d.reader.join(5)
         out = "".join(d.out)
         check(d.returncode == 0, "dmtad exit %d after SIGTERM:\n%s" % (d.returncode, out[-3000:]))
