@@ -1,6 +1,9 @@
-"""dmtad (backend = kernel) killed with SIGKILL at random moments, many
-times, while it delivers a few thousand messages to a receiver on
-loopback and more are injected between kills.
+"""dmtad killed with SIGKILL at random moments, many times, while it
+delivers a few thousand messages and more are injected between kills.
+backend = kernel: to a slow receiver of the test's own on loopback;
+backend = dpdk: over the lab's DPDK port to the lab's Postfix
+(postfix.test), whose Maildir keeps what it receives (the lab must be
+free: run under flock /tmp/dmta-lab.lock).
 
 At the end every accepted message must have reached the receiver, once,
 or more than once only as RFC 1047 allows (the receiver had it when dmtad
@@ -8,7 +11,7 @@ died before writing that down): such duplicates are counted and bounded
 by what can be in flight at a kill. Nothing is bounced, nothing is left
 queued, and the spool stays readable after every kill.
 
-    test_kill9.py [MESSAGES [KILLS [SEED]]]
+    test_kill9.py [MESSAGES [KILLS [SEED [BACKEND]]]]
 """
 import os
 import random
@@ -20,28 +23,66 @@ from faultlib import Peer, Spool, check, fail, msg_seq, smtp_sink, wait_for  # n
 
 N = int(sys.argv[1]) if len(sys.argv) > 1 else 3000
 KILLS = int(sys.argv[2]) if len(sys.argv) > 2 else 25
-SEED = int(sys.argv[3]) if len(sys.argv) > 3 else int(time.time())
+SEED = int(sys.argv[3]) if len(sys.argv) > 3 and sys.argv[3] != "-" else int(time.time())
+BACKEND = sys.argv[4] if len(sys.argv) > 4 else "kernel"
 CONNS = 10  # [queue] dest_max_connections: what may be in flight at a kill
+MAILDIR = "/run/dmta-lab/postfix/mail/box/new"  # postfix.test's mailbox (dpdk)
+
+
+RUN = "%x" % (int(time.time() * 1000) & 0xFFFFFFFF)  # this run's messages, in a shared Maildir
 
 
 def msgs(first, n):
-    return [{"from": "s@dmta.test", "to": ["u%d@sink.test" % i],
-             "data": "Subject: kill9 %d\r\nX-Seq: %d\r\n\r\n%s" % (i, i, "body\r\n" * 30)}
+    dom = "postfix.test" if BACKEND == "dpdk" else "sink.test"
+    return [{"from": "s@dmta.test", "to": ["u%d.%s@%s" % (i, RUN, dom)],
+             "data": "Subject: kill9 %d\r\nX-Run: %s\r\nX-Seq: %d\r\n\r\n%s"
+                    % (i, RUN, i, "body\r\n" * 30)}
             for i in range(first, first + n)]
+
+
+class Maildir:
+    """The lab Postfix's Maildir seen as a receiver: .got is this run's
+    messages that arrived there."""
+
+    def __init__(self):
+        self.before = set(os.listdir(MAILDIR)) if os.path.isdir(MAILDIR) else set()
+
+    @property
+    def got(self):
+        out = []
+        for n in sorted(set(os.listdir(MAILDIR)) - self.before):
+            try:
+                raw = open(os.path.join(MAILDIR, n), "rb").read()
+            except FileNotFoundError:
+                continue
+            if ("X-Run: %s" % RUN).encode() in raw:
+                out.append(raw)
+        return out
 
 
 def main():
     rnd = random.Random(SEED)
-    print("seed %d, %d messages, %d kills" % (SEED, N, KILLS), flush=True)
-    # A receiver slow enough (20 ms a message) that kills land mid-delivery.
-    sink = Peer(lambda conn, peer: smtp_sink(conn, peer, delay=0.02))
-    sp = Spool({"sink.test": sink.port}, "[queue]\nmin_backoff = 1s\nmax_backoff = 2s\n"
-               "dest_max_connections = %d\n" % CONNS)
+    print("seed %d, %d messages, %d kills, backend %s" % (SEED, N, KILLS, BACKEND), flush=True)
+    extra = "[queue]\nmin_backoff = 1s\nmax_backoff = 2s\ndest_max_connections = %d\n" % CONNS
+    if BACKEND == "dpdk":
+        sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                        "../lab/core"))
+        from labutil import dmtad_conf, lab
+        lab("up")
+        sink = Maildir()
+        sp = Spool({})
+        dmtad_conf(sp.conf, sp.spool, "dpdk", "[smtp]\nhelo_name = dmta.test\ntls = none\n"
+                   "connect_timeout = 2s\n[control]\nstop_timeout = 2s\n" + extra)
+    else:
+        # A receiver slow enough (20 ms a message) that kills land mid-delivery.
+        sink = Peer(lambda conn, peer: smtp_sink(conn, peer, delay=0.02))
+        sp = Spool({"sink.test": sink.port}, extra)
     try:
         run(rnd, sp, sink)
     finally:
         sp.close()
-        sink.stop()
+        if BACKEND != "dpdk":
+            sink.stop()
 
 
 def run(rnd, sp, sink):
@@ -67,6 +108,9 @@ def run(rnd, sp, sink):
     d = sp.start()
     ok = wait_for(lambda: sp.stats()["messages"] == 0, 180, 0.5)
     sp.stop(d)
+    # The receiver may still be storing what it accepted last (Postfix's
+    # own queue): wait until every sequence number is there, 60 s at most.
+    wait_for(lambda: len({msg_seq(r) for r in sink.got}) >= N, 60, 0.5)
     elapsed = time.time() - t0
     st = sp.stats()
     check(ok, "queue not empty 180 s after the last kill: %s" % st)
