@@ -31,8 +31,11 @@ def scripted(replies, after_dot=None, split=False):
              "rcpt": b"250 2.1.5 ok\r\n", "data": b"354 go on\r\n",
              "dot": b"250 2.0.0 queued\r\n"}
 
-    def say(conn, stage):
-        r = replies.get(stage) or usual[stage]
+    def say(conn, stage, line=b""):
+        r = replies.get(stage)
+        if callable(r):
+            r = r(line)  # by the command, e.g. per recipient
+        r = r or usual[stage]
         if r == b"CLOSE":
             return False
         if split:
@@ -59,7 +62,7 @@ def scripted(replies, after_dot=None, split=False):
             elif cmd == b"MAIL":
                 say(conn, "mail")
             elif cmd == b"RCPT":
-                say(conn, "rcpt")
+                say(conn, "rcpt", line)
             elif cmd == b"DATA":
                 if not say(conn, "data"):
                     continue
@@ -192,6 +195,10 @@ CASES = [
     ("mail553", scripted({"mail": b"553 5.1.8 bad sender\r\n"}), B, "bounced", "5.1.8"),
     ("rcpt450", scripted({"rcpt": b"450 4.2.0 greylisted\r\n"}), Q, "deferred", "4.2.0"),
     ("rcpt550", scripted({"rcpt": b"550 5.1.1 no such user\r\n"}), B, "bounced", "5.1.1"),
+    # Two recipients in one transaction, the second refused: u delivered
+    # once, x bounced, and the DSN names x alone.
+    ("mixed", scripted({"rcpt": lambda l: b"550 5.1.1 no such user\r\n" if b"<x@" in l else None}),
+     "mixed", "delivered", "2.0.0"),
     ("data451", scripted({"data": b"451 4.3.0 no\r\n"}), Q, "deferred", "4.3.0"),
     ("data554", scripted({"data": b"554 5.5.1 no\r\n"}), B, "bounced", "5.5.1"),
     ("dot452", scripted({"dot": b"452 4.3.1 full\r\n"}), Q, "deferred", "4.3.1"),
@@ -234,7 +241,8 @@ def main():
 
 
 def run(sp, peers, sink):
-    msgs = [{"from": "s@dmta.test", "to": ["u@%s.test" % name], "envid": "E-" + name,
+    msgs = [{"from": "s@dmta.test", "envid": "E-" + name,
+             "to": ["u@%s.test" % name] + (["x@mixed.test"] if name == "mixed" else []),
              "data": "Subject: %s\r\nMessage-ID: <%s@faults.test>\r\n\r\n%s" %
              (name, name, ("line of %s\r\n" % name) * 20)} for name, *_ in CASES]
     ids = sp.inject(msgs)
@@ -246,7 +254,7 @@ def run(sp, peers, sink):
     def settled():
         recs = sp.dlog()
         names = {r["to"].split("@")[1][:-5] for r in recs if r["to"].startswith("u@")}
-        bounced = sum(1 for c in CASES if c[2] == B)
+        bounced = sum(1 for c in CASES if c[2] in (B, "mixed"))
         dsns = len(sink.got)
         return len(names) == len(CASES) and dsns >= bounced
     ok = wait_for(settled, 60, 0.2)
@@ -292,6 +300,16 @@ def run(sp, peers, sink):
             if got != took or rc.get("state") != "deferred" or not rc.get("reply"):
                 failures.append("%s: received %d, spool %s; want %d received, deferred "
                                 "with its reply" % (name, got, rc, took))
+        elif state == "mixed":
+            xs = [r for r in recs if r["to"] == "x@mixed.test"]
+            per_rcpt = dsns.get("E-mixed", ([], None))[0]
+            if (got != 1 or qid in left or len(xs) != 1 or xs[0]["outcome"] != "bounced"
+                    or [r.get("Final-Recipient", "").lower() for r in per_rcpt]
+                    != ["rfc822; x@mixed.test"]):
+                failures.append("mixed: received %d, queued %s, x logged %s, DSN names %s; "
+                                "want 1, gone, bounced, x alone"
+                                % (got, qid in left, [r["outcome"] for r in xs],
+                                   [r.get("Final-Recipient") for r in per_rcpt]))
         elif state == B:
             if qid in left or "E-" + name not in dsns:
                 failures.append("%s: queued %s, DSN %s; want gone and one DSN"
@@ -307,7 +325,7 @@ def run(sp, peers, sink):
                 failures.append("%s: DSN returns %s, want the message's headers"
                                 % (name, returned and returned.get("Message-ID")))
         print("ok: %-14s %-9s %s, reached %d time(s)" % (name, state, outcome, peer.conns))
-    extra = set(dsns) - {"E-" + c[0] for c in CASES if c[2] == B}
+    extra = set(dsns) - {"E-" + c[0] for c in CASES if c[2] in (B, "mixed")}
     if extra:
         failures.append("DSNs for cases that did not bounce: %s" % sorted(extra))
     if failures:
