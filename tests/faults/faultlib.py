@@ -8,8 +8,6 @@ and recipient, or still queued.
 Every process started here is remembered by PID and stopped by PID; every
 wait is bounded in time; traffic goes to 127.0.0.1 only.
 """
-import email
-import email.policy
 import json
 import os
 import re
@@ -30,15 +28,8 @@ SENDMAIL = os.path.join(BUILD, "tools/queue/dmta-sendmail")
 
 EX_USAGE, EX_DATAERR, EX_NOUSER, EX_TEMPFAIL = 64, 65, 67, 75
 
-
-def fail(msg):
-    print("FAIL: " + msg, flush=True)
-    sys.exit(1)
-
-
-def check(cond, msg):
-    if not cond:
-        fail(msg)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "../lab/core"))
+from labutil import check, dsn_parse, fail  # noqa: E402,F401 (the lab's helpers, no lab needed)
 
 
 def wait_for(cond, secs, step=0.05):
@@ -106,6 +97,22 @@ class Peer:
         self.t.join(5)
 
 
+def read_body(f, cut=0):
+    """The message after DATA's 354, up to the final dot, dot-unstuffed:
+    (bytes, True), or (what came, False) when the connection ended first
+    or, with @cut, after @cut lines (the caller then closes)."""
+    body = []
+    while True:
+        l = f.readline()
+        if l == b".\r\n":
+            return b"".join(body), True
+        if l == b"":
+            return b"".join(body), False
+        body.append(l[1:] if l.startswith(b"..") else l)
+        if cut and len(body) >= cut:
+            return b"".join(body), False
+
+
 def smtp_sink(conn, peer, rcpt_reply=None, delay=0):
     """A plain, correct receiver: takes every message (kept in peer.got),
     @delay seconds before each final reply."""
@@ -118,18 +125,13 @@ def smtp_sink(conn, peer, rcpt_reply=None, delay=0):
         cmd = line[:4].upper()
         if cmd == b"DATA":
             conn.sendall(b"354 go on\r\n")
-            body = []
-            while True:
-                l = f.readline()
-                if l in (b".\r\n", b""):
-                    break
-                body.append(l[1:] if l.startswith(b"..") else l)
-            if l == b"":
+            body, whole = read_body(f)
+            if not whole:
                 return
             if delay:
                 time.sleep(delay)
             with peer.lock:
-                peer.got.append(b"".join(body))
+                peer.got.append(body)
             conn.sendall(b"250 2.0.0 queued\r\n")
         elif cmd == b"QUIT":
             conn.sendall(b"221 2.0.0 bye\r\n")
@@ -265,27 +267,11 @@ def check_clean(out):
 
 
 def dsn_parts(raw):
-    """An RFC 3464 report parsed: (per-message fields, [per-recipient
-    fields], the returned message's headers or None)."""
-    m = email.message_from_bytes(raw, policy=email.policy.compat32)
-    check(m.get_content_type() == "multipart/report",
-          "DSN: got %s, want multipart/report" % m.get_content_type())
-    check(m.get_param("report-type") == "delivery-status", "DSN: report-type %r"
-          % m.get_param("report-type"))
-    status = None
-    returned = None
-    for part in m.walk():
-        ct = part.get_content_type()
-        if ct == "message/delivery-status":
-            status = part.get_payload()
-        elif ct in ("message/rfc822", "text/rfc822-headers") and returned is None:
-            p = part.get_payload()
-            if isinstance(p, list):
-                returned = p[0]
-            else:
-                returned = email.message_from_string(p, policy=email.policy.compat32)
-    check(status is not None and len(status) >= 2, "DSN without delivery-status fields")
-    return status[0], status[1:], returned
+    """An RFC 3464 report parsed (labutil.dsn_parse): (per-message fields,
+    [per-recipient fields], the returned message's headers or None)."""
+    rep = dsn_parse(raw)
+    check(rep is not None, "not a delivery-status report: %r" % raw[:300])
+    return rep
 
 
 def msg_seq(raw):

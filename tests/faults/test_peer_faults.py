@@ -17,8 +17,8 @@ import os
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from faultlib import (Peer, Spool, check, dsn_parts, fail, smtp_sink,  # noqa: E402
-                      wait_for)
+from faultlib import (Peer, Spool, check, dsn_parts, fail, read_body,  # noqa: E402
+                      smtp_sink, wait_for)
 
 
 def scripted(replies, after_dot=None, split=False):
@@ -66,19 +66,12 @@ def scripted(replies, after_dot=None, split=False):
             elif cmd == b"DATA":
                 if not say(conn, "data"):
                     continue
-                body = []
-                cut = replies.get("cut_in_body")
-                while True:
-                    l = f.readline()
-                    if l in (b".\r\n", b""):
-                        break
-                    body.append(l)
-                    if cut and len(body) >= cut:
-                        return  # closed in the middle of the body
-                if l == b"":
+                # cut_in_body: closed in the middle of the body
+                body, whole = read_body(f, replies.get("cut_in_body", 0))
+                if not whole:
                     return
                 with peer.lock:
-                    peer.got.append(b"".join(body))
+                    peer.got.append(body)
                 if after_dot == "close":
                     return
                 say(conn, "dot")
@@ -139,14 +132,11 @@ def tls_fails(conn, peer):
             return
         elif cmd == b"DATA":
             conn.sendall(b"354 go on\r\n")
-            body = []
-            while True:
-                l = f.readline()
-                if l in (b".\r\n", b""):
-                    break
-                body.append(l)
+            body, whole = read_body(f)
+            if not whole:
+                return
             with peer.lock:
-                peer.got.append(b"".join(body))
+                peer.got.append(body)
             conn.sendall(b"250 2.0.0 queued\r\n")
         elif cmd == b"QUIT":
             conn.sendall(b"221 bye\r\n")
