@@ -392,7 +392,7 @@ int dns_msg_parse(const uint8_t *m, size_t len, uint16_t qtype, struct dns_rrset
 			(void)name_read(m, len, an[i].rdata + 2, tmp, &(size_t){0});
 			nl = strlen(tmp) + 1;
 			mx->pref = get16(m + an[i].rdata);
-			mx->off = (uint16_t)names;
+			mx->off = (uint32_t)names;
 			memcpy(rr->data + names, tmp, nl);
 			names += nl;
 		}

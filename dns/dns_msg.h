@@ -54,9 +54,12 @@
 #define DNS_T_MX    15
 #define DNS_T_AAAA  28
 
-#define DNS_CNAME_MAX 8	  /* CNAME hops followed, in one reply and across replies */
-#define DNS_RR_MAX    512 /* answer records looked at in one reply */
-#define DNS_NAME_MAX  255 /* presentation length without the final dot, plus NUL */
+#define DNS_CNAME_MAX 8 /* CNAME hops followed, in one reply and across replies */
+/* Answer records looked at in one reply: every record a 64 KiB message can
+ * hold (12 bytes at the least each), so that the best exchangers of a
+ * domain with thousands are never among those left unread. */
+#define DNS_RR_MAX   5462
+#define DNS_NAME_MAX 255 /* presentation length without the final dot, plus NUL */
 
 enum dns_rr_status {
 	DNS_RR_OK = 0,
@@ -68,7 +71,9 @@ enum dns_rr_status {
 /** One MX record as stored in a record set; the name is dns_rrset_mx_name(). */
 struct dns_mx {
 	uint16_t pref;
-	uint16_t off; /* of the NUL-terminated name from data[] */
+	/* Of the NUL-terminated name from data[]: 32 bits, as DNS_RR_MAX
+	 * names of up to 255 bytes pass 64 KiB. */
+	uint32_t off;
 };
 
 struct dns_rrset {

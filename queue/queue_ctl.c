@@ -34,6 +34,10 @@ struct queue_ctl {
 	bool scan_needed;  /* a wake-up or a new DSN: load before scheduling */
 	bool in_result;	   /* a failure now comes from an attempt, not from expiry */
 	struct pend *head, **tail;
+	/* The last commit failed: what is pending is kept, written again no
+	 * sooner than retry_ns, and no new job goes out meanwhile. */
+	bool failing;
+	uint64_t retry_ns, retry_ms;
 	char hostname[256];
 	uint64_t lifetime_ms; /* for Will-Retry-Until in delay warnings */
 	char *tmpl_failed, *tmpl_delayed;
@@ -144,16 +148,23 @@ static int write_dsn(struct queue_ctl *qc, struct spool_txn *t, const struct pen
 	return 0;
 }
 
+#define COMMIT_RETRY_MIN_MS 500
+#define COMMIT_RETRY_MAX_MS 30000
+
 int queue_ctl_commit(struct queue_ctl *qc, uint64_t now_ns)
 {
 	struct spool_txn *t;
 	struct pend *p, *next;
-	uint64_t *gone = NULL;
+	uint64_t *gone = NULL, dsns, delays;
 	size_t ngone = 0;
 	int rc;
 
 	if (qc->head == NULL)
 		return 0;
+	if (qc->failing && now_ns < qc->retry_ns)
+		return -EAGAIN;
+	dsns = qc->st.dsns;
+	delays = qc->st.delays;
 	rc = spool_begin(qc->sp, true, &t);
 	if (rc != 0)
 		goto failed;
@@ -193,12 +204,10 @@ int queue_ctl_commit(struct queue_ctl *qc, uint64_t now_ns)
 	qc->st.commits++;
 	for (size_t i = 0; i < ngone; i++)
 		(void)queue_sched_remove(qc->s, gone[i]);
-	goto out;
-failed:
-	qc->st.commit_errors++;
-	dmta_err("queue: spool update failed (%s); it is redone after a restart",
-		 spool_strerror(rc));
-out:
+	if (qc->failing)
+		dmta_info("queue: spool updates written again; deliveries resume");
+	qc->failing = false;
+	qc->retry_ms = 0;
 	free(gone);
 	for (p = qc->head; p != NULL; p = next) {
 		next = p->next;
@@ -206,6 +215,26 @@ out:
 	}
 	qc->head = NULL;
 	qc->tail = &qc->head;
+	return 0;
+failed:
+	/*
+	 * Nothing of the batch was written. It is kept, in order, and written
+	 * with what comes after it: dropping it would lose the failure DSNs
+	 * the scheduler has marked as sent and keep delivered messages in the
+	 * spool for a second delivery after a restart. Until it is written no
+	 * new delivery starts, so what we cannot record we do not do.
+	 */
+	free(gone);
+	qc->st.dsns = dsns; /* not written: counted when they are */
+	qc->st.delays = delays;
+	qc->st.commit_errors++;
+	qc->retry_ms = qc->retry_ms ? qc->retry_ms * 2 : COMMIT_RETRY_MIN_MS;
+	if (qc->retry_ms > COMMIT_RETRY_MAX_MS)
+		qc->retry_ms = COMMIT_RETRY_MAX_MS;
+	qc->retry_ns = now_ns + qc->retry_ms * DMTA_NS_PER_MS;
+	dmta_err("queue: spool update failed (%s); deliveries paused, trying again in %llu ms",
+		 spool_strerror(rc), (unsigned long long)qc->retry_ms);
+	qc->failing = true;
 	return rc;
 }
 
@@ -406,6 +435,7 @@ struct queue_ctl *queue_ctl_open(const struct dmta_conf *conf, unsigned shards,
 	    load_template(k.delay_template, "delay_template", &qc->tmpl_delayed, err, errlen) != 0)
 		goto fail;
 	so.create = true;
+	so.check_owner = true;
 	qc->sp = spool_open(&so, err, errlen);
 	if (qc->sp == NULL)
 		goto fail;
@@ -448,8 +478,17 @@ void queue_ctl_close(struct queue_ctl *qc)
 {
 	if (qc == NULL)
 		return;
-	if (qc->head != NULL)
-		(void)queue_ctl_commit(qc, dmta_wall_ns());
+	if (qc->head != NULL) {
+		qc->retry_ns = 0; /* the last chance */
+		if (queue_ctl_commit(qc, dmta_wall_ns()) != 0)
+			dmta_err("queue: spool updates not written; they are redone after a "
+				 "restart (mail may go twice, none is lost)");
+		for (struct pend *p = qc->head, *next; p != NULL; p = next) {
+			next = p->next;
+			pend_free(p);
+		}
+		qc->head = NULL;
+	}
 	if (qc->wake_fd >= 0)
 		close(qc->wake_fd);
 	queue_sched_free(qc->s);
@@ -516,6 +555,8 @@ int queue_ctl_tick(struct queue_ctl *qc, uint64_t now_ns)
 
 int queue_ctl_jobs(struct queue_ctl *qc, uint64_t now_ns, struct queue_job *jobs, int max)
 {
+	if (qc->failing)
+		return 0; /* back-pressure: outcomes could not be written */
 	return queue_sched_jobs(qc->s, now_ns, jobs, max);
 }
 
@@ -532,12 +573,16 @@ int queue_ctl_result(struct queue_ctl *qc, struct queue_job *job, const struct q
 
 bool queue_ctl_pending(const struct queue_ctl *qc)
 {
-	return qc->scan_needed || qc->head != NULL;
+	return qc->scan_needed || (qc->head != NULL && !qc->failing);
 }
 
 uint64_t queue_ctl_next_due(const struct queue_ctl *qc)
 {
-	return queue_sched_next_due(qc->s);
+	uint64_t due = queue_sched_next_due(qc->s);
+
+	if (qc->failing && qc->head != NULL && qc->retry_ns < due)
+		due = qc->retry_ns;
+	return due;
 }
 
 struct spool *queue_ctl_spool(struct queue_ctl *qc)

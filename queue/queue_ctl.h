@@ -43,10 +43,15 @@
  *	comes from [queue] bounce_template / delay_template when set.
  *
  *	Invariants: nothing is acknowledged here (the injectors acknowledge
- *	after their own commit). If a commit fails, the spool keeps its older
- *	state and the scheduler is ahead of it: after a restart the messages
- *	concerned are tried again, so mail may be delivered twice, never
- *	lost. A message deleted behind the daemon's back is forgotten by the
+ *	after their own commit). If a commit fails (disk or LMDB map full),
+ *	nothing of it is written and nothing is dropped: the changes stay
+ *	pending, in order, and are written with later ones at the next
+ *	commit after a pause (0.5 s, doubling to 30 s); meanwhile
+ *	queue_ctl_jobs() hands out no job, so no delivery happens whose
+ *	outcome cannot be recorded. Only if dmtad stops before a commit
+ *	succeeds is the spool behind the scheduler: after a restart the
+ *	messages concerned are tried again, so mail may be delivered twice,
+ *	never lost. A message deleted behind the daemon's back is forgotten by the
  *	scheduler when a change to it finds it gone.
  *
  * DIAGNOSTICS
@@ -117,7 +122,8 @@ int queue_ctl_jobs(struct queue_ctl *qc, uint64_t now_ns, struct queue_job *jobs
 /** The outcome of a job from queue_ctl_jobs(); the job is gone afterwards. */
 int queue_ctl_result(struct queue_ctl *qc, struct queue_job *job, const struct queue_result *res,
 		     uint64_t now_ns);
-/** Make every change since the last commit durable in one transaction. 0 or -errno. */
+/** Make every change since the last commit durable in one transaction. 0 or
+ *  -errno: then they stay pending; -EAGAIN: too soon after a failure. */
 int queue_ctl_commit(struct queue_ctl *qc, uint64_t now_ns);
 
 /** True when changes wait for a commit or new mail waits to be loaded. */

@@ -214,6 +214,12 @@ void queue_env_release(struct queue_env *env)
 
 int queue_env_dup(struct queue_env *dst, const struct queue_env *src)
 {
+	return queue_env_dup_some(dst, src, NULL, src->nrcpt);
+}
+
+int queue_env_dup_some(struct queue_env *dst, const struct queue_env *src, const uint32_t *idx,
+		       uint32_t n)
+{
 	memset(dst, 0, sizeof(*dst));
 	dst->owned = true;
 	dst->qid = src->qid;
@@ -225,9 +231,13 @@ int queue_env_dup(struct queue_env *dst, const struct queue_env *src)
 	dst->attempts = src->attempts;
 	if (queue_env_set_sender(dst, src->sender) < 0 || queue_env_set_envid(dst, src->envid) < 0)
 		goto fail;
-	for (uint32_t i = 0; i < src->nrcpt; i++) {
-		const struct queue_rcpt *r = &src->rcpt[i];
+	for (uint32_t i = 0; i < n; i++) {
+		uint32_t k = idx ? idx[i] : i;
+		const struct queue_rcpt *r;
 
+		if (k >= src->nrcpt)
+			goto fail;
+		r = &src->rcpt[k];
 		if (queue_env_add_rcpt(dst, r->addr, r->orcpt, r->notify) < 0 ||
 		    queue_env_set_reply(dst, i, r->reply) < 0)
 			goto fail;

@@ -105,6 +105,10 @@ int queue_env_set_reply(struct queue_env *env, uint32_t i, const char *reply);
 
 /** An owning deep copy of @p src into @p dst. 0 or -ENOMEM. */
 int queue_env_dup(struct queue_env *dst, const struct queue_env *src);
+/** An owning copy of @p src with only its recipients @p idx[0..n), in that
+ *  order (all of them, in order, for a NULL @p idx). 0 or -ENOMEM. */
+int queue_env_dup_some(struct queue_env *dst, const struct queue_env *src, const uint32_t *idx,
+		       uint32_t n);
 
 /** Free an owning envelope (or release a decoded one) and zero it. */
 void queue_env_free(struct queue_env *env);

@@ -287,6 +287,16 @@ static int strings(struct jp *j, char ***out, size_t *n)
 	}
 }
 
+static bool envid_ok(const char *s)
+{
+	size_t n = 0;
+
+	for (; s[n] != '\0'; n++)
+		if ((unsigned char)s[n] < 33 || (unsigned char)s[n] > 126)
+			return false;
+	return n >= 1 && n <= 100;
+}
+
 static int notify_word(const char *w, uint8_t *n)
 {
 	if (strcasecmp(w, "never") == 0)
@@ -364,6 +374,9 @@ int queue_json_inject(const char *line, size_t len, struct queue_inject *rec, co
 		} else if (strcmp(key, "envid") == 0) {
 			ONCE(rec->envid != NULL);
 			rc = string(&j, &rec->envid, NULL);
+			/* RFC 3461 ENVID: 1 to 100 characters, printable ASCII. */
+			if (rc == 0 && !envid_ok(rec->envid))
+				rc = fail(&j, "envid: 1 to 100 printable ASCII characters");
 		} else if (strcmp(key, "ret") == 0) {
 			char *v = NULL;
 

@@ -19,6 +19,7 @@
 #include "core/base/dmta_conf.h"
 #include "core/base/dmta_log.h"
 #include "core/base/dmta_time.h"
+#include "queue/queue_names.h"
 #include "queue/queue_sched.h"
 
 enum sm_state { SM_WAITING, SM_READY, SM_HELD };
@@ -77,7 +78,7 @@ struct queue_sched {
 	struct dest **dt;
 	size_t dcap;
 	struct dest **dlist;
-	size_t nd, rr;
+	size_t nd, dlcap, rr;
 	struct heap due, exp;
 	struct item *flight; /* items of the jobs out, freed with the scheduler */
 };
@@ -408,12 +409,15 @@ static struct dest *dest_get(struct queue_sched *s, const char *domain)
 		s->dcap = cap;
 		b = hash_name(domain) & (cap - 1);
 	}
-	{
-		struct dest **dl = realloc(s->dlist, (s->nd + 1) * sizeof(*dl));
+	if (s->nd == s->dlcap) {
+		/* Doubling: a message may bring thousands of new domains. */
+		size_t cap = s->dlcap ? s->dlcap * 2 : 64;
+		struct dest **dl = realloc(s->dlist, cap * sizeof(*dl));
 
 		if (dl == NULL)
 			return NULL;
 		s->dlist = dl;
+		s->dlcap = cap;
 	}
 	d = calloc(1, sizeof(*d));
 	if (d == NULL || (d->name = strdup(domain)) == NULL) {
@@ -732,62 +736,88 @@ static void expire(struct queue_sched *s, struct sm *m, uint64_t now_ns)
 	finish_round(s, m, now_ns);
 }
 
+static void dest_append(struct sm *m, struct item *it)
+{
+	struct dest *d = it->d;
+
+	if (d->tail)
+		d->tail->next = it;
+	else
+		d->head = it;
+	d->tail = it;
+	m->queued++;
+}
+
+/* A destination's item being filled while make_ready() goes through the recipients. */
+struct open_item {
+	struct dest *d;
+	struct item *it;
+};
+
+/*
+ * Queue the active recipients at their destinations, max_recipients per
+ * item, in one pass: a message may have a great many recipients and
+ * domains. Each destination's full items go first, its partial one last.
+ */
 static int make_ready(struct queue_sched *s, struct sm *m)
 {
 	struct queue_env *e = &m->env;
-	uint8_t *seen = calloc(e->nrcpt ? e->nrcpt : 1, 1);
+	struct open_item *open = calloc(e->nrcpt ? e->nrcpt : 1, sizeof(*open));
+	struct queue_names doms;
+	uint32_t nopen = 0;
+	int rc = -ENOMEM;
 
-	if (seen == NULL)
+	if (open == NULL)
 		return -ENOMEM;
+	if (queue_names_init(&doms, e->nrcpt, true) != 0) {
+		free(open);
+		return -ENOMEM;
+	}
 	m->state = SM_READY;
 	m->tried = false;
 	for (uint32_t i = 0; i < e->nrcpt; i++) {
 		const char *dom = queue_addr_domain(e->rcpt[i].addr);
-		struct dest *d;
-		struct item *it = NULL;
+		struct open_item *o;
+		uint32_t *slot;
 
-		if (seen[i] || !rcpt_active(&e->rcpt[i]))
+		if (!rcpt_active(&e->rcpt[i]))
 			continue;
-		d = dest_get(s, dom);
-		if (d == NULL) {
-			free(seen);
-			return -ENOMEM;
+		if (queue_names_put(&doms, dom, &slot) == 1) {
+			open[nopen].d = dest_get(s, dom);
+			if (open[nopen].d == NULL)
+				goto out;
+			*slot = nopen++;
 		}
-		/* This destination's recipients, max_recipients per item. */
-		for (uint32_t k = i; k <= e->nrcpt; k++) {
-			bool last = k == e->nrcpt;
-
-			if (!last && (seen[k] || !rcpt_active(&e->rcpt[k]) ||
-				      strcasecmp(queue_addr_domain(e->rcpt[k].addr), dom) != 0))
-				continue;
-			if (!last) {
-				seen[k] = 1;
-				if (it == NULL) {
-					it = malloc(sizeof(*it) +
-						    d->lim.max_recipients * sizeof(uint32_t));
-					if (it == NULL) {
-						free(seen);
-						return -ENOMEM;
-					}
-					*it = (struct item){.qid = e->qid, .d = d};
-				}
-				it->rcpt[it->n++] = k;
-			}
-			if (it && (last || it->n == d->lim.max_recipients)) {
-				if (d->tail)
-					d->tail->next = it;
-				else
-					d->head = it;
-				d->tail = it;
-				m->queued++;
-				it = NULL;
-			}
+		o = &open[*slot];
+		if (o->it == NULL) {
+			o->it =
+			    malloc(sizeof(*o->it) + o->d->lim.max_recipients * sizeof(uint32_t));
+			if (o->it == NULL)
+				goto out;
+			*o->it = (struct item){.qid = e->qid, .d = o->d};
+		}
+		o->it->rcpt[o->it->n++] = i;
+		if (o->it->n == o->d->lim.max_recipients) {
+			dest_append(m, o->it);
+			o->it = NULL;
 		}
 	}
-	free(seen);
-	if (m->queued == 0)
+	for (uint32_t k = 0; k < nopen; k++)
+		if (open[k].it != NULL) {
+			dest_append(m, open[k].it);
+			open[k].it = NULL;
+		}
+	rc = 0;
+out:
+	/* Items still open after a failure: the queued ones stay (they are
+	 * dropped lazily when the message goes), these never made it. */
+	for (uint32_t k = 0; k < nopen; k++)
+		free(open[k].it);
+	free(open);
+	queue_names_free(&doms);
+	if (rc == 0 && m->queued == 0)
 		finish_round(s, m, m->env.next_attempt_ns);
-	return 0;
+	return rc;
 }
 
 int queue_sched_tick(struct queue_sched *s, uint64_t now_ns)
@@ -934,7 +964,9 @@ int queue_sched_result(struct queue_sched *s, struct queue_job *job, const struc
 	if (d->active == 0)
 		dmta_panic("queue: result for %s with no job out", d->name);
 	d->active--;
-	if (!res->connected) {
+	if (res->local) {
+		/* Says nothing about the destination. */
+	} else if (!res->connected) {
 		/*
 		 * Jobs that were out when the destination was suspended fail too;
 		 * they belong to the same outage and do not lengthen it.

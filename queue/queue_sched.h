@@ -42,7 +42,10 @@
  *	suspension, at most max_suspend_time); while suspended none of its
  *	messages is tried, so one dead domain burns no attempts. When the
  *	time is up one probe job goes out; success resumes the destination
- *	fully, failure suspends it again.
+ *	fully, failure suspends it again. Local failures (queue_result's
+ *	local: our own SMTP engine refused an address, the spool or DNS
+ *	failed here) neither count as failures nor end a suspension, so a
+ *	hostile address cannot get its domain suspended for everyone.
  *
  *	Delay warnings (off by default, [queue] delay_warning): once a message
  *	has waited that long with deferred recipients, the sender gets one
@@ -115,6 +118,11 @@ struct queue_job {
 
 struct queue_result {
 	bool connected; /* false: no SMTP session (connection failed); every recipient deferred */
+	/* The outcome came from here, not from the destination (our SMTP
+	 * engine refused the envelope, the spool or DNS failed locally): the
+	 * recipients get code/text (or reply) as usual, but the destination's
+	 * failure count, suspension and probe are left as they are. */
+	bool local;
 	const char *reply;	 /* the session-level reply when !connected */
 	const int *code;	 /* per recipient of the job: SMTP reply code (2xx, 4xx, 5xx) */
 	const char *const *text; /* per recipient: the reply text */

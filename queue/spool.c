@@ -13,12 +13,14 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/un.h>
 #include <unistd.h>
 
 #include "core/base/dmta_conf.h"
 #include "core/base/dmta_log.h"
 #include "core/base/dmta_time.h"
+#include "queue/queue_names.h"
 #include "queue/spool.h"
 
 enum spool_db { DB_META, DB_MSG, DB_ENV, DB_SCHED, DB_DOM, DB_QUAR, DB_COUNT };
@@ -39,6 +41,9 @@ struct spool_txn {
 	bool id_loaded;
 	uint64_t next_id;
 };
+
+/* Less room than this on the spool's file system: a failed write is a full disk. */
+#define SPOOL_FULL_BYTES (1u << 20)
 
 static int sp_err(int rc)
 {
@@ -195,6 +200,16 @@ struct spool *spool_open(const struct spool_opts *o, char *errmsg, size_t errlen
 		errno = rc;
 		return NULL;
 	}
+	if (o->check_owner &&
+	    ((st.st_uid != geteuid() && st.st_uid != 0) || (st.st_mode & S_IWOTH) != 0)) {
+		snprintf(errmsg, errlen,
+			 "spool %s: owned by uid %u with mode %03o; want uid %u (or root) and no "
+			 "write permission for others",
+			 o->path, (unsigned)st.st_uid, (unsigned)(st.st_mode & 0777),
+			 (unsigned)geteuid());
+		errno = EPERM;
+		return NULL;
+	}
 	if (!o->readonly && access(o->path, W_OK) < 0) {
 		rc = errno;
 		snprintf(errmsg, errlen, "spool %s not writable: %s", o->path, strerror(rc));
@@ -289,8 +304,25 @@ int spool_begin(struct spool *sp, bool write, struct spool_txn **out)
 	return 0;
 }
 
+/*
+ * LMDB reports a write that the file system cut short (its disk full) as
+ * EIO: it is ENOSPC, a temporary failure, when the spool's file system
+ * has next to no room left.
+ */
+static int commit_err(const struct spool *sp, int rc)
+{
+	struct statvfs vfs;
+
+	rc = sp_err(rc);
+	if (rc == -EIO && statvfs(sp->path, &vfs) == 0 &&
+	    (uint64_t)vfs.f_bavail * vfs.f_frsize < SPOOL_FULL_BYTES)
+		rc = -ENOSPC;
+	return rc;
+}
+
 int spool_commit(struct spool_txn *t)
 {
+	struct spool *sp = t->sp;
 	int rc = 0;
 
 	if (t->write && t->id_loaded) {
@@ -303,7 +335,7 @@ int spool_commit(struct spool_txn *t)
 	else
 		rc = mdb_txn_commit(t->txn);
 	free(t);
-	return sp_err(rc);
+	return commit_err(sp, rc);
 }
 
 void spool_abort(struct spool_txn *t)
@@ -344,22 +376,11 @@ static bool rcpt_active(const struct queue_rcpt *r)
 	return r->state == QUEUE_RCPT_PENDING || r->state == QUEUE_RCPT_DEFERRED;
 }
 
-/* Is recipient i the first active one with its domain (so each domain is indexed once)? */
-static bool first_of_domain(const struct queue_env *env, uint32_t i)
-{
-	const char *d = queue_addr_domain(env->rcpt[i].addr);
-
-	for (uint32_t j = 0; j < i; j++)
-		if (rcpt_active(&env->rcpt[j]) &&
-		    strcasecmp(queue_addr_domain(env->rcpt[j].addr), d) == 0)
-			return false;
-	return true;
-}
-
 static int index_apply(struct spool_txn *t, const struct queue_env *env, bool add)
 {
 	unsigned char k[300];
 	MDB_val key, val = {0, (void *)""};
+	struct queue_names doms;
 	int rc;
 
 	if (!queue_env_active(env))
@@ -373,18 +394,27 @@ static int index_apply(struct spool_txn *t, const struct queue_env *env, bool ad
 		if (rc != 0 && rc != MDB_NOTFOUND)
 			return sp_err(rc);
 	}
+	/* Each domain once, in one pass (a message may have a great many). */
+	if (queue_names_init(&doms, env->nrcpt, true) != 0)
+		return -ENOMEM;
 	for (uint32_t i = 0; i < env->nrcpt; i++) {
-		if (!rcpt_active(&env->rcpt[i]) || !first_of_domain(env, i))
+		const char *dom = queue_addr_domain(env->rcpt[i].addr);
+		uint32_t *slot;
+
+		if (!rcpt_active(&env->rcpt[i]) || queue_names_put(&doms, dom, &slot) != 1)
 			continue;
-		key.mv_size = dom_key(k, sizeof(k), queue_addr_domain(env->rcpt[i].addr), env->qid);
+		key.mv_size = dom_key(k, sizeof(k), dom, env->qid);
 		if (key.mv_size == 0)
 			continue; /* longer than any domain may be; never indexed */
 		key.mv_data = k;
 		rc = add ? mdb_put(t->txn, t->sp->dbi[DB_DOM], &key, &val, 0)
 			 : mdb_del(t->txn, t->sp->dbi[DB_DOM], &key, NULL);
-		if (rc != 0 && rc != MDB_NOTFOUND)
+		if (rc != 0 && rc != MDB_NOTFOUND) {
+			queue_names_free(&doms);
 			return sp_err(rc);
+		}
 	}
+	queue_names_free(&doms);
 	return 0;
 }
 

@@ -53,6 +53,10 @@ struct spool_opts {
 	uint64_t message_size_limit; /* what injectors accept (not enforced here) */
 	bool create;		     /* create the directory (one level) and databases */
 	bool readonly;		     /* MDB_RDONLY: inspection tools */
+	/* The daemon's check: the directory must belong to us (or root) and
+	 * not be writable by others, else whoever can write it can plant
+	 * links where dmtad writes its files. */
+	bool check_owner;
 };
 
 /** The [spool] keys. */

@@ -1371,27 +1371,38 @@ static bool addr_ok(const char *a, bool *utf8)
 	return n <= MAX_ADDR;
 }
 
+bool smtp_client_rcpt_ok(const struct smtp_rcpt *r)
+{
+	bool dummy = false;
+
+	if (!addr_ok(r->addr, &dummy) || r->addr[0] == '\0')
+		return false;
+	return !((r->notify && (!addr_ok(r->notify, &dummy) || strchr(r->notify, ' '))) ||
+		 (r->orcpt && (!addr_ok(r->orcpt, &dummy) || !strchr(r->orcpt, ';'))));
+}
+
+bool smtp_client_envelope_ok(const struct smtp_msg *m)
+{
+	bool dummy = false;
+
+	return m != NULL && m->nrcpts > 0 && addr_ok(m->from, &dummy) &&
+	       !(m->nbody && m->body == NULL) && !(m->envid && strlen(m->envid) > 100);
+}
+
 int smtp_client_submit(struct smtp_client *c, const struct smtp_msg *m)
 {
 	bool utf8 = false;
 
 	if (c->state == S_CLOSED || c->state == S_QUIT_SENT || c->quit_req)
 		return -EPIPE;
-	if (m == NULL || m->nrcpts == 0 || !addr_ok(m->from, &utf8) ||
-	    (m->nbody && m->body == NULL))
+	if (!smtp_client_envelope_ok(m))
 		return -EINVAL;
+	(void)addr_ok(m->from, &utf8);
 	for (size_t i = 0; i < m->nrcpts; i++) {
-		const struct smtp_rcpt *r = &m->rcpts[i];
-		bool dummy = false;
-
-		if (!addr_ok(r->addr, &utf8) || r->addr[0] == '\0')
+		if (!smtp_client_rcpt_ok(&m->rcpts[i]))
 			return -EINVAL;
-		if ((r->notify && (!addr_ok(r->notify, &dummy) || strchr(r->notify, ' '))) ||
-		    (r->orcpt && (!addr_ok(r->orcpt, &dummy) || !strchr(r->orcpt, ';'))))
-			return -EINVAL;
+		(void)addr_ok(m->rcpts[i].addr, &utf8);
 	}
-	if (m->envid && strlen(m->envid) > 100)
-		return -EINVAL;
 
 	struct mstate *ms = calloc(1, sizeof(*ms));
 	if (ms == NULL)

@@ -187,6 +187,12 @@ struct smtp_client;
 struct smtp_client *smtp_client_new(const struct smtp_client_config *cfg);
 void smtp_client_free(struct smtp_client *c);
 
+/** Whether submit() would take @p r: an address (and NOTIFY, ORCPT) that
+ *  can go on a RCPT line (no control characters, '<' or '>', not too long). */
+bool smtp_client_rcpt_ok(const struct smtp_rcpt *r);
+/** Whether submit() would take @p m's envelope apart from its recipients
+ *  (a usable sender, an ENVID of at most 100 bytes, a body). */
+bool smtp_client_envelope_ok(const struct smtp_msg *m);
 /** Queue a message for this session; see Ownership above. 0 / -errno. */
 int smtp_client_submit(struct smtp_client *c, const struct smtp_msg *m);
 /** Send QUIT once every submitted message is done. */

@@ -6,6 +6,7 @@
  */
 #include <ctype.h>
 #include <errno.h>
+#include <stdarg.h>
 #include <ini.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +28,25 @@ struct dmta_conf {
 	struct conf_entry *v;
 	size_t n, cap;
 };
+
+/* The last value refused, for a caller that reports one line (dmtad's
+ * start-up error); every refusal is also logged. */
+static __thread char last_error[512];
+
+__attribute__((format(printf, 1, 2))) static void conf_error(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(last_error, sizeof(last_error), fmt, ap);
+	va_end(ap);
+	dmta_err("%s", last_error);
+}
+
+const char *dmta_conf_last_error(void)
+{
+	return last_error[0] ? last_error : "invalid settings";
+}
 
 const char *dmta_conf_path(const char *cli_path)
 {
@@ -443,7 +463,7 @@ static int read_keys(const struct dmta_conf *conf, const char *section, const ch
 		if (key_parse(k, s ? s : k->def, &v, why, sizeof(why)) != 0) {
 			if (s == NULL)
 				dmta_panic("[%s] %s: default %s", section, name, why);
-			dmta_err("%s: [%s] %s: %s", conf->source, section, name, why);
+			conf_error("%s: [%s] %s: %s", conf->source, section, name, why);
 			rc = -EINVAL;
 			continue;
 		}
@@ -479,7 +499,7 @@ static int conf_ranged(const struct dmta_conf *conf, const char *section, const 
 		return 0;
 	}
 	if (key_parse(&k, s, &v, why, sizeof(why)) != 0) {
-		dmta_err("%s: [%s] %s: %s", conf->source, section, key, why);
+		conf_error("%s: [%s] %s: %s", conf->source, section, key, why);
 		return -EINVAL;
 	}
 	*out = v;

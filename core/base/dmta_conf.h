@@ -127,6 +127,10 @@ struct dmta_conf *dmta_conf_new(void);
 /** Set (or replace) a value; for tests and command-line overrides. 0 or -ENOMEM. */
 int dmta_conf_set(struct dmta_conf *conf, const char *section, const char *key, const char *value);
 
+/** The last value a reader or getter of this thread refused, as the line
+ *  it logged ("FILE: [section] key: 'value': reason"). */
+const char *dmta_conf_last_error(void);
+
 /** The file the configuration came from ("(defaults)" when none). */
 const char *dmta_conf_source(const struct dmta_conf *conf);
 

@@ -4,8 +4,12 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <fcntl.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "core/base/dmta_log.h"
@@ -58,8 +62,14 @@ struct dmta_control {
 	enum smtp_tls_policy mx_tls;
 	enum smtp_tls_policy relay_tls;
 	bool relay_verify, auth_plaintext;
+	bool private_mx; /* [smtp] allow_private_mx */
 	char *relay_user, *relay_pass;
 	uint64_t stop_timeout_ms;
+	/* [control] max_jobs, max_job_bytes: what may be out at once (each job
+	 * holds a copy of its message); beyond it nothing more is handed out
+	 * until jobs come back. */
+	uint64_t max_jobs, max_job_bytes;
+	uint64_t biggest; /* the largest message a job held so far */
 	struct dmta_control_stats st;
 
 	/* The live view (dmta_stats.h). */
@@ -167,6 +177,7 @@ static void job_done(void *arg, struct dmta_job *job)
 	struct dmta_control *ctl = arg;
 	struct queue_result res = {
 	    .connected = job->connected,
+	    .local = job->local,
 	    .reply = job->reply,
 	    .code = job->code,
 	    .text = (const char *const *)job->text,
@@ -174,7 +185,6 @@ static void job_done(void *arg, struct dmta_job *job)
 	uint64_t now = dmta_wall_ns();
 
 	for (uint32_t i = 0; i < job->sjob.nrcpt; i++) {
-		uint32_t k = job->sjob.rcpt[i];
 		int code = job->connected ? job->code[i] : 421;
 		const char *text = job->connected ? job->text[i] : job->reply;
 		const char *outcome;
@@ -198,17 +208,20 @@ static void job_done(void *arg, struct dmta_job *job)
 			outcome = "deferred";
 			ctl->st.deferred++;
 		}
-		log_rcpt(ctl, &job->env, k, job, text, outcome);
+		log_rcpt(ctl, &job->env, i, job, text, outcome); /* the job's recipients only */
 	}
 	if (queue_ctl_result(ctl->qc, &job->sjob, &res, now) != 0)
 		dmta_err("scheduler refused the result of message %llu",
 			 (unsigned long long)job->sjob.qid);
+	ctl->st.inflight--;
+	ctl->st.inflight_bytes -= job->len;
 	job_free(job);
 }
 
 /* Settle a job without a backend (DNS said no, or we are stopping). */
 static void job_settle(struct dmta_control *ctl, struct dmta_job *job, bool perm, const char *reply)
 {
+	job->local = true; /* no server of the destination said anything */
 	if (perm) {
 		job->connected = true;
 		for (uint32_t i = 0; i < job->sjob.nrcpt; i++) {
@@ -216,6 +229,8 @@ static void job_settle(struct dmta_control *ctl, struct dmta_job *job, bool perm
 			job->text[i] = strdup(reply);
 		}
 	} else {
+		/* Stopping, out of memory, a DNS failure: nothing the destination's
+		 * servers said, so nothing to hold against them. */
 		job->connected = false;
 		snprintf(job->reply, sizeof(job->reply), "%s", reply);
 	}
@@ -253,8 +268,10 @@ static void job_go(struct dmta_control *ctl, struct dmta_job *job, struct dmta_r
 		job->policy.auth_user = ctl->relay_user;
 		job->policy.auth_pass = ctl->relay_pass;
 		job->policy.auth_plaintext_ok = ctl->auth_plaintext;
+		job->policy.private_ok = true;
 	} else {
 		job->policy.tls = ctl->mx_tls;
+		job->policy.private_ok = d->source == DNS_SRC_ROUTE || ctl->private_mx;
 	}
 	ctl->st.jobs++;
 	rc = ctl->be->submit(ctl->be->be, job);
@@ -391,7 +408,9 @@ static struct dmta_job *job_make(struct dmta_control *ctl, struct spool_txn *t,
 		return NULL;
 	job->sjob = *sj;
 	job->start_ns = dmta_wall_ns();
-	if (env == NULL || queue_env_dup(&job->env, env) != 0)
+	/* The job's own recipients only: a message may have a great many, and
+	 * it is sent to them a job (max_recipients) at a time. */
+	if (env == NULL || queue_env_dup_some(&job->env, env, sj->rcpt, sj->nrcpt) != 0)
 		goto fail;
 	job->code = calloc(sj->nrcpt, sizeof(*job->code));
 	job->text = calloc(sj->nrcpt, sizeof(*job->text));
@@ -412,7 +431,7 @@ static struct dmta_job *job_make(struct dmta_control *ctl, struct spool_txn *t,
 	job->len = len;
 	job->chunk = (struct smtp_chunk){.p = job->bytes, .len = len};
 	for (uint32_t i = 0; i < sj->nrcpt; i++) {
-		const struct queue_rcpt *r = &job->env.rcpt[sj->rcpt[i]];
+		const struct queue_rcpt *r = &job->env.rcpt[i];
 
 		job->rcpts[i].addr = r->addr;
 		job->rcpts[i].orcpt = r->orcpt;
@@ -445,8 +464,25 @@ static void schedule(struct dmta_control *ctl)
 	int n, total = 0;
 
 	queue_ctl_tick(ctl->qc, now);
-	while (!ctl->stopping && total < CTL_JOBS_PER_TURN &&
-	       (n = queue_ctl_jobs(ctl->qc, now, jobs, 64)) > 0) {
+	while (!ctl->stopping && total < CTL_JOBS_PER_TURN) {
+		uint64_t room =
+		    ctl->max_jobs > ctl->st.inflight ? ctl->max_jobs - ctl->st.inflight : 0;
+
+		/* Back-pressure: what is out must come back first. */
+		if (room == 0 || ctl->st.inflight_bytes >= ctl->max_job_bytes) {
+			ctl->st.throttled++;
+			break;
+		}
+		/* Near the bytes bound (or before any size is known), one at a
+		 * time: it is passed by one message at most. */
+		if (room > 64)
+			room = 64;
+		if (ctl->biggest == 0 ||
+		    ctl->st.inflight_bytes + room * ctl->biggest >= ctl->max_job_bytes)
+			room = 1;
+		n = queue_ctl_jobs(ctl->qc, now, jobs, (int)room);
+		if (n <= 0)
+			break;
 		if (t == NULL && spool_begin(ctl->sp, false, &t) != 0) {
 			t = NULL;
 		}
@@ -461,6 +497,7 @@ static void schedule(struct dmta_control *ctl)
 				const char *texts[QUEUE_JOB_MAX_RCPT];
 				bool gone = err == -ENOENT;
 				struct queue_result res = {.connected = gone,
+							   .local = true,
 							   .reply =
 							       "451 4.3.0 cannot read the message",
 							   .code = codes,
@@ -476,6 +513,10 @@ static void schedule(struct dmta_control *ctl)
 				queue_ctl_result(ctl->qc, &jobs[i], &res, now);
 				continue;
 			}
+			ctl->st.inflight++;
+			ctl->st.inflight_bytes += job->len;
+			if (job->len > ctl->biggest)
+				ctl->biggest = job->len;
 			job_route(ctl, job);
 		}
 		total += n;
@@ -611,22 +652,50 @@ static int stats_setup(struct dmta_control *ctl, char *err, size_t errlen)
 
 /* ---- set-up ---- */
 
+#define SECRET_MAX 1024
+
+/*
+ * The relay password: a file of ours (or root's) that nobody else may read
+ * or write, and that fits (a longer one is refused, not cut). Once it is
+ * in memory the process may not dump core: a core file would carry it.
+ */
 static char *read_secret(const char *path, char *err, size_t errlen)
 {
-	FILE *f = fopen(path, "r");
-	char buf[512];
-	size_t n;
+	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	char buf[SECRET_MAX + 2], *s;
+	struct stat st;
+	ssize_t n;
 
-	if (f == NULL) {
+	if (fd < 0) {
 		snprintf(err, errlen, "[relay] password_file %s: %s", path, strerror(errno));
 		return NULL;
 	}
-	n = fread(buf, 1, sizeof(buf) - 1, f);
-	fclose(f);
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) ||
+	    (st.st_uid != geteuid() && st.st_uid != 0) || (st.st_mode & (S_IWGRP | S_IRWXO))) {
+		snprintf(err, errlen,
+			 "[relay] password_file %s: want a regular file owned by uid %u (or root) "
+			 "that others cannot read and only its owner can write (mode 0600 or 0640)",
+			 path, (unsigned)geteuid());
+		close(fd);
+		return NULL;
+	}
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n < 0 || n > SECRET_MAX) {
+		snprintf(err, errlen, "[relay] password_file %s: %s", path,
+			 n < 0 ? strerror(errno) : "longer than 1024 bytes");
+		return NULL;
+	}
 	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
 		n--;
 	buf[n] = '\0';
-	return strdup(buf);
+	if (prctl(PR_SET_DUMPABLE, 0) != 0 ||
+	    setrlimit(RLIMIT_CORE, &(struct rlimit){.rlim_cur = 0, .rlim_max = 0}) != 0)
+		dmta_warn("cannot turn core dumps off (%s): one would hold the relay password",
+			  strerror(errno));
+	s = strdup(buf);
+	explicit_bzero(buf, sizeof(buf));
+	return s;
 }
 
 static int control_config(struct dmta_control *ctl, dmta_backend_new_fn *make, void *make_arg,
@@ -643,8 +712,11 @@ static int control_config(struct dmta_control *ctl, dmta_backend_new_fn *make, v
 	ctl->mx_tls = ctl->cc.mx_tls;
 	ctl->relay_tls = ctl->cc.relay_tls;
 	ctl->relay_verify = ctl->cc.relay_verify;
+	ctl->private_mx = ctl->cc.private_mx;
 	ctl->auth_plaintext = ctl->cc.auth_plaintext;
 	ctl->stop_timeout_ms = ctl->cc.stop_timeout_ms;
+	ctl->max_jobs = ctl->cc.max_jobs;
+	ctl->max_job_bytes = ctl->cc.max_job_bytes;
 	s = ctl->cc.relay_user;
 	if (s != NULL) {
 		const char *pf = ctl->cc.relay_password_file;
@@ -690,7 +762,7 @@ struct dmta_control *dmta_control_new(const struct dmta_conf *conf, dmta_backend
 	ctl->lock_fd = -1;
 	ctl->started_ns = dmta_wall_ns();
 	if (dmta_control_conf_load(conf, &ctl->cc) != 0) {
-		snprintf(err, errlen, "invalid settings in %s", dmta_conf_source(conf));
+		snprintf(err, errlen, "%s", dmta_conf_last_error());
 		goto fail;
 	}
 	ctl->loop = dmta_loop_new();

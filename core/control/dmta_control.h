@@ -29,12 +29,25 @@
  *	Configuration: [spool], [queue] and [dest ...] (scheduler), [dns],
  *	[routes], [relay] (destinations), and:
  *	  [smtp]  helo_name (hostname), tls (opportunistic|none|required),
- *	          ca_file, connect_timeout (30s), idle_timeout (5s)
- *	  [relay] tls (required, or implicit for port 465), verify (yes),
+ *	          ca_file, connect_timeout (30s), idle_timeout (5s),
+ *	          transaction_timeout (30min), allow_private_mx (no: exchangers
+ *	          from DNS or address literals on loopback, private or other
+ *	          non-public addresses are skipped; [routes] and [relay]
+ *	          hosts are always used). tls = required towards MX hosts
+ *	          insists on STARTTLS but verifies no certificate (MX names
+ *	          are not authenticated without DANE or MTA-STS): it keeps
+ *	          passive eavesdroppers out, not an active attacker.
+ *	  [relay] tls (required, or implicit for port 465, or none; not
+ *	          opportunistic, which would fall back to plaintext), verify (yes),
  *	          user, password_file, auth_plaintext (no), ca_file
  *	  [log]   delivery (SPOOL/delivery.log), delivery_max_size (100M),
  *	          delivery_keep (5)
- *	  [control] stop_timeout (10s), stats_interval (1s; 0: off)
+ *	  [control] stop_timeout (10s), stats_interval (1s; 0: off),
+ *	          max_jobs (10000) and max_job_bytes (512M): jobs out at
+ *	          once (waiting for DNS or in the backend) and their message
+ *	          bytes, each job holding a copy. At the bound no job is
+ *	          handed out until some come back (back-pressure; the bytes
+ *	          bound may be passed by one message).
  *
  *	The live view (dmta_stats.h): dmta_control_new() takes the spool's
  *	daemon lock (SPOOL/dmtad.pid; a second dmtad on the same spool is
@@ -64,6 +77,9 @@ struct dmta_control_stats {
 	uint64_t delivered;	      /* recipients */
 	uint64_t deferred;	      /* recipient attempts */
 	uint64_t bounced;	      /* recipients refused for good by an attempt (5xx, DNS) */
+	uint64_t inflight;	      /* gauge: jobs made and not done (DNS, backend) */
+	uint64_t inflight_bytes;      /* gauge: their message bytes, held in memory */
+	uint64_t throttled;	      /* turns that stopped at max_jobs/max_job_bytes */
 	struct queue_ctl_stats queue; /* loading, expiry, DSNs and commits */
 };
 

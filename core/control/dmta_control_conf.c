@@ -55,7 +55,16 @@ static const struct dmta_conf_key smtp_keys[] = {
      .def = "opportunistic",
      .values = mx_tls,
      CC(mx_tls),
-     .help = "Towards MX hosts: opportunistic (STARTTLS when offered), none, required"},
+     .help = "Towards MX hosts: opportunistic (STARTTLS when offered), none, required.\n"
+	     "required insists on TLS but verifies no certificate (MX names are not\n"
+	     "authenticated without DANE or MTA-STS)."},
+    {.name = "allow_private_mx",
+     .type = DMTA_CONF_BOOL,
+     .def = "no",
+     CC(private_mx),
+     .help = "Exchangers from DNS (and address literals) on loopback, private, link-local\n"
+	     "or other non-public addresses are skipped unless this is yes; [routes] and\n"
+	     "[relay] hosts are always used."},
 };
 
 const struct dmta_conf_section dmta_control_smtp_conf_section = {
@@ -128,6 +137,20 @@ static const struct dmta_conf_key control_keys[] = {
 	     "rate, DNS cache, sessions per worker) to SPOOL/dmtad.stats for\n"
 	     "\"dmta-queue stats\" (and DPDK telemetry /dmta/control); 0: never.\n"
 	     "250ms to 60s."},
+    {.name = "max_jobs",
+     .type = DMTA_CONF_U64,
+     .def = "10000",
+     .min = 1,
+     .max = 1000000,
+     CC(max_jobs),
+     .help = "At most this many delivery jobs out at once, and at most max_job_bytes\n"
+	     "of their messages; beyond, jobs wait in the queue (back-pressure)."},
+    {.name = "max_job_bytes",
+     .type = DMTA_CONF_SIZE,
+     .def = "512M",
+     .min = 1ULL << 20,
+     .max = 1ULL << 40,
+     CC(max_job_bytes)},
 };
 
 const struct dmta_conf_section dmta_control_conf_section = {

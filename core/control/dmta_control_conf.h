@@ -30,6 +30,7 @@ enum dmta_backend_kind {
 
 struct dmta_control_conf {
 	enum smtp_tls_policy mx_tls;	/* [smtp] tls */
+	bool private_mx;		/* [smtp] allow_private_mx */
 	enum smtp_tls_policy relay_tls; /* [relay] tls */
 	bool relay_verify, auth_plaintext;
 	const char *relay_user, *relay_password_file; /* NULL: no AUTH */
@@ -38,6 +39,7 @@ struct dmta_control_conf {
 	uint32_t dlog_keep;
 	uint64_t stop_timeout_ms;
 	uint64_t stats_interval_ms; /* 0: never */
+	uint64_t max_jobs, max_job_bytes;
 };
 
 extern const struct dmta_conf_section dmta_delivery_conf_section;

@@ -35,7 +35,9 @@ static int dlog_reopen(struct dmta_dlog *dl)
 
 	if (dl->fd >= 0)
 		close(dl->fd);
-	dl->fd = open(dl->path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+	/* Never through a symbolic link: the log's name may be in the spool,
+	 * a directory other programs write to. */
+	dl->fd = open(dl->path, O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_CLOEXEC, 0640);
 	if (dl->fd < 0)
 		return -errno;
 	dl->size = fstat(dl->fd, &st) == 0 ? (uint64_t)st.st_size : 0;

@@ -40,6 +40,11 @@ struct dmta_job_policy {
 	const char *auth_user; /* NULL: no AUTH */
 	const char *auth_pass;
 	bool auth_plaintext_ok;
+	/* Loopback, private, link-local and other non-public addresses may be
+	 * connected to: yes for [routes] and [relay] (the operator named
+	 * them), [smtp] allow_private_mx (no) for what DNS or an address
+	 * literal gave, so that a hostile domain cannot aim us at ourselves. */
+	bool private_ok;
 };
 
 struct dmta_job {
@@ -58,6 +63,9 @@ struct dmta_job {
 
 	/* Filled by the backend before done(). */
 	bool connected;	 /* false: no SMTP transaction happened */
+	bool local;	 /* the outcome came from here (a refusal by our own SMTP
+			  * engine, a local error), not from the destination:
+			  * it must not count as the destination failing */
 	char reply[512]; /* the reason when !connected */
 	int *code;	 /* per recipient (sjob.nrcpt) */
 	char **text;	 /* per recipient, one line, owned by the job */

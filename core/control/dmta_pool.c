@@ -63,6 +63,14 @@ struct pool_conn {
 	uint32_t msgs;		 /* messages finished on this connection */
 	uint32_t max_msgs;
 	uint64_t deadline_ns; /* 0: none */
+	/* The engine's current wait (SMTP_DL_*) and when it runs out: set when
+	 * the wait begins or the server makes progress (a whole reply, body
+	 * bytes taken), never by a byte that completes nothing, so a server
+	 * that drips a byte every few minutes still times out. */
+	int stage;
+	uint64_t stage_replies, stage_until;
+	bool stage_progress;
+	uint64_t job_until; /* the whole job's deadline (transaction_timeout), 0: none */
 	char mx[256], ip[48];
 	struct pool_conn *next, *prev; /* all connections */
 	struct pool_conn *idle_next;
@@ -184,6 +192,7 @@ static void conn_close_fd(struct pool_conn *c, bool graceful)
 	}
 	smtp_session_free(c->s);
 	c->s = NULL;
+	c->stage = -1; /* the next session's first wait is a new one */
 	c->want_out = false;
 	/* Bytes one server sent are never fed to the next one's session. */
 	c->roff = c->rlen = 0;
@@ -264,24 +273,49 @@ static void conn_flush(struct pool_conn *c)
 			return;
 		}
 		smtp_session_tx_done(c->s, (size_t)n);
+		c->stage_progress = true;
 	}
 	conn_set_out(c, false);
 }
 
 static void conn_arm(struct pool_conn *c)
 {
-	uint64_t ms;
+	uint64_t ms, replies, now = pool_now(c->pool);
+	enum smtp_deadline k;
 
 	/* A session saying goodbye (max_msgs cut to msgs) is no longer idle:
 	 * its QUIT gets the engine's deadline, not a new idle period. */
 	if (c->job == NULL && c->s != NULL && smtp_session_ready(c->s) && c->msgs < c->max_msgs) {
-		c->deadline_ns = pool_now(c->pool) + c->pool->conf.idle_ms * DMTA_NS_PER_MS;
+		c->stage = SMTP_DL_NONE;
+		c->deadline_ns = now + c->pool->conf.idle_ms * DMTA_NS_PER_MS;
 		return;
 	}
-	if (c->s == NULL || smtp_session_deadline(c->s, &ms) == SMTP_DL_NONE)
-		c->deadline_ns = 0;
-	else
-		c->deadline_ns = pool_now(c->pool) + ms * DMTA_NS_PER_MS;
+	if (c->s == NULL || (k = smtp_session_deadline(c->s, &ms)) == SMTP_DL_NONE) {
+		c->stage = SMTP_DL_NONE;
+		c->deadline_ns = c->job != NULL ? c->job_until : 0;
+		return;
+	}
+	/* Only a new wait or progress moves the deadline: the engine gives
+	 * each wait's full length, whatever part of it has passed. */
+	replies = smtp_client_stats(smtp_session_client(c->s))->replies;
+	if ((int)k != c->stage || replies != c->stage_replies ||
+	    (c->stage_progress && k == SMTP_DL_DATA_BLOCK)) {
+		c->stage = (int)k;
+		c->stage_replies = replies;
+		c->stage_until = now + ms * DMTA_NS_PER_MS;
+	}
+	c->stage_progress = false;
+	c->deadline_ns = c->stage_until;
+	if (c->job != NULL && c->job_until != 0 && c->job_until < c->deadline_ns)
+		c->deadline_ns = c->job_until;
+}
+
+/* The job starts on @p c now: its whole-transaction deadline. */
+static void conn_job_begins(struct pool_conn *c)
+{
+	uint64_t ms = c->pool->conf.job_timeout_ms;
+
+	c->job_until = ms ? pool_now(c->pool) + ms * DMTA_NS_PER_MS : 0;
 }
 
 /* The job on this session is over; keep the session for the next one or end it. */
@@ -408,6 +442,24 @@ static void conn_read(struct pool_conn *c)
 	conn_arm(c);
 }
 
+/*
+ * Our side failed (no memory, the engine refused the message): no other
+ * address would do better, and the destination did nothing wrong. The job
+ * is deferred as a local failure and the connection closed.
+ */
+static void conn_local_failure(struct pool_conn *c, const char *why)
+{
+	struct dmta_job *job = c->job;
+
+	dmta_warn("%s: %s[%s]: %s", c->d->domain, c->mx, c->ip, why);
+	c->job = NULL;
+	snprintf(job->mx, sizeof(job->mx), "%s", c->mx);
+	snprintf(job->ip, sizeof(job->ip), "%s", c->ip);
+	job->local = true;
+	job_finish(c->pool, job, false, why);
+	conn_free(c);
+}
+
 /* Start SMTP on a new connection; false when c was moved on or freed. */
 static bool conn_start_session(struct pool_conn *c)
 {
@@ -436,18 +488,35 @@ static bool conn_start_session(struct pool_conn *c)
 	c->ready_seen = false;
 	c->s = smtp_session_new(&sc);
 	if (c->s == NULL) {
-		conn_next_addr(c, "cannot create an SMTP session");
+		conn_local_failure(c, "451 4.3.0 cannot create an SMTP session");
 		return false;
 	}
 	c->st = CONN_SESSION;
 	set_connecting(c, false);
 	if (smtp_session_submit(c->s, &job->msg) != 0) {
-		conn_next_addr(c, "message refused by the SMTP engine");
+		conn_local_failure(c, "451 4.3.0 message refused by the SMTP engine");
 		return false;
 	}
 	conn_flush(c);
 	conn_arm(c);
 	return true;
+}
+
+/*
+ * Not a public unicast address: this host, private networks (RFC 1918),
+ * shared address space (RFC 6598), link-local, multicast, reserved, and
+ * 0/8. 198.18.0.0/15 (benchmarking, RFC 2544) is not among them.
+ */
+static bool addr_private(struct in_addr a)
+{
+	uint32_t x = ntohl(a.s_addr);
+
+	return (x >> 24) == 0 || (x >> 24) == 10 || (x >> 24) == 127 ||
+	       (x & 0xffc00000u) == 0x64400000u || /* 100.64/10 */
+	       (x & 0xffff0000u) == 0xa9fe0000u || /* 169.254/16 */
+	       (x & 0xfff00000u) == 0xac100000u || /* 172.16/12 */
+	       (x & 0xffff0000u) == 0xc0a80000u || /* 192.168/16 */
+	       (x >> 28) >= 0xe;		   /* 224/4, 240/4 */
 }
 
 /* Connect to the next address there is, or fail the job. */
@@ -466,6 +535,13 @@ static void conn_try(struct pool_conn *c)
 
 			snprintf(c->mx, sizeof(c->mx), "%s", h->name);
 			inet_ntop(AF_INET, &h->v4[c->addr_i], c->ip, sizeof(c->ip));
+			if (!job->policy.private_ok && addr_private(h->v4[c->addr_i])) {
+				snprintf(job->reply, sizeof(job->reply),
+					 "%s[%s]: not a public address; not used "
+					 "([smtp] allow_private_mx)",
+					 c->mx, c->ip);
+				continue;
+			}
 			c->xc.xh = NULL;
 			c->xc.fd = -1;
 			rc = pool->xp.connect(pool->xp.x, &c->xc, h->v4[c->addr_i], port);
@@ -487,6 +563,8 @@ static void conn_try(struct pool_conn *c)
 			ST_ADD(pool, opened, 1);
 			c->deadline_ns =
 			    pool_now(pool) + pool->conf.connect_timeout_ms * DMTA_NS_PER_MS;
+			if (c->job_until != 0 && c->job_until < c->deadline_ns)
+				c->deadline_ns = c->job_until;
 			return;
 		}
 	}
@@ -557,6 +635,7 @@ static bool dest_reuse(struct pool_dest *d, struct dmta_job *job)
 		idle_remove(c);
 		c->job = job;
 		if (smtp_session_submit(c->s, &job->msg) == 0) {
+			conn_job_begins(c);
 			ST_ADD(c->pool, reused, 1);
 			conn_flush(c);
 			conn_arm(c);
@@ -576,6 +655,7 @@ static void dest_connect(struct dmta_pool *pool, struct pool_dest *d, struct dmt
 	struct pool_conn *c = calloc(1, sizeof(*c));
 
 	if (c == NULL) {
+		job->local = true;
 		job_finish(pool, job, false, "451 4.3.0 out of memory");
 		return;
 	}
@@ -591,6 +671,7 @@ static void dest_connect(struct dmta_pool *pool, struct pool_dest *d, struct dmt
 	pool->conns = c;
 	ST_ADD(pool, conns, 1);
 	d->nconns++;
+	conn_job_begins(c);
 	conn_try(c);
 }
 
@@ -614,6 +695,7 @@ static void dest_kick(struct dmta_pool *pool, struct pool_dest *d)
 			d->wait_tail = NULL;
 		job->wait_next = NULL;
 		if (pool->draining) {
+			job->local = true;
 			job_finish(pool, job, false, "451 4.3.2 dmtad is stopping");
 			continue;
 		}
@@ -631,6 +713,47 @@ static void dest_kick(struct dmta_pool *pool, struct pool_dest *d)
 	}
 }
 
+/*
+ * What our SMTP engine would refuse never goes out: an address it cannot
+ * put on a RCPT line fails for good (553 5.1.3), the others of the job are
+ * deferred to go without it, and a sender or ENVID it cannot send fails
+ * them all. No connection is made, and nothing counts against the
+ * destination (job->local). True when the job was settled so.
+ */
+static bool job_refused_here(struct dmta_pool *pool, struct dmta_job *job)
+{
+	bool env_ok = smtp_client_envelope_ok(&job->msg), any = !env_ok;
+
+	for (uint32_t i = 0; i < job->sjob.nrcpt && !any; i++)
+		any = !smtp_client_rcpt_ok(&job->msg.rcpts[i]);
+	if (!any)
+		return false;
+	for (uint32_t i = 0; i < job->sjob.nrcpt; i++) {
+		const char *why;
+
+		if (!env_ok) {
+			job->code[i] = 554;
+			why = "554 5.6.0 envelope not usable in SMTP (sender or ENVID)";
+		} else if (!smtp_client_rcpt_ok(&job->msg.rcpts[i])) {
+			job->code[i] = 553;
+			why = "553 5.1.3 recipient address not usable in SMTP";
+		} else {
+			job->code[i] = 451;
+			why = "451 4.3.0 another recipient of this transaction was refused; "
+			      "trying again without it";
+		}
+		free(job->text[i]);
+		job->text[i] = strdup(why);
+	}
+	dmta_warn("%s: message %llu: envelope refused by the SMTP engine; not sent",
+		  job->sjob.domain, (unsigned long long)job->sjob.qid);
+	job->connected = true;
+	job->local = true;
+	job->mx[0] = job->ip[0] = job->tls[0] = '\0';
+	pool->done(pool->ctl, job);
+	return true;
+}
+
 int dmta_pool_submit(struct dmta_pool *pool, struct dmta_job *job)
 {
 	struct pool_dest *d;
@@ -640,9 +763,12 @@ int dmta_pool_submit(struct dmta_pool *pool, struct dmta_job *job)
 	d = dest_get(pool, job->sjob.domain);
 	if (d == NULL)
 		return -ENOMEM;
-	ST_ADD(pool, busy, 1);
-	ST_ADD(pool, jobs, 1);
 	job->reply[0] = '\0';
+	job->local = false;
+	ST_ADD(pool, jobs, 1);
+	if (job_refused_here(pool, job))
+		return 0;
+	ST_ADD(pool, busy, 1);
 	job->wait_next = NULL;
 	if (d->wait_tail != NULL)
 		d->wait_tail->wait_next = job;
@@ -675,6 +801,9 @@ void dmta_pool_tick(struct dmta_pool *pool)
 		c->deadline_ns = 0;
 		if (c->st == CONN_CONNECTING) {
 			ST_ADD(pool, connect_failed, 1);
+			if (c->job_until != 0 &&
+			    now >= c->job_until) /* no address after this one */
+				c->host_i = c->job->route->dest->n_hosts;
 			conn_next_addr(c, "connect: timed out");
 		} else if (c->job == NULL && smtp_session_ready(c->s) && c->msgs < c->max_msgs) {
 			idle_remove(c);
@@ -756,6 +885,7 @@ void dmta_pool_free(struct dmta_pool *pool)
 			struct dmta_job *job = c->job;
 
 			c->job = NULL;
+			job->local = true;
 			job_finish(pool, job, false, "dmtad stopped during delivery");
 		}
 		conn_free(c);
@@ -801,6 +931,13 @@ static const struct dmta_conf_key smtp_keys[] = {
      .max = DMTA_CONF_HOUR(1),
      POOL(pc.idle_ms),
      .help = "idle sessions are kept this long for the next message to the same place"},
+    {.name = "transaction_timeout",
+     .type = DMTA_CONF_DURATION,
+     .def = "30m",
+     .max = DMTA_CONF_DAY(1),
+     POOL(pc.job_timeout_ms),
+     .help = "a whole delivery attempt, connecting included, ends after this long\n"
+	     "however slowly the server answers (0: no limit)"},
 };
 
 const struct dmta_conf_section dmta_pool_conf_section = {

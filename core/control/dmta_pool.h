@@ -34,6 +34,15 @@
  *	dmta_pool_connected() also reads and writes what it can, so one call
  *	per event is always enough.
  *
+ *	Deadlines: each wait of the SMTP engine (a reply, room to write body
+ *	bytes) runs from when it begins, and only a whole reply or body bytes
+ *	taken start it again, so a server that sends a byte every few minutes
+ *	still times out; and a whole job, connecting included, ends after
+ *	job_timeout_ms ([smtp] transaction_timeout, 30 min) whatever the
+ *	server does. What our own side cannot do (the engine refuses an
+ *	address or ENVID, no memory) fails the job with job->local set and
+ *	no connection: it is not the destination's failure.
+ *
  *	Its counters (struct dmta_pool_stats) are written by the pool's thread
  *	alone, each as one relaxed 64-bit atomic store (a plain store on the
  *	machines we run on: no lock, no fence), so that another thread may
@@ -84,6 +93,7 @@ struct dmta_pool_conf {
 	const char *helo_name;
 	uint64_t connect_timeout_ms; /* per address */
 	uint64_t idle_ms;	     /* idle session lifetime */
+	uint64_t job_timeout_ms;     /* a whole job, connecting included; 0: none */
 	struct smtp_tls_ctx *tls_ctx;
 	smtp_trace_fn *trace; /* SMTP conversation trace, or NULL */
 };
@@ -95,10 +105,10 @@ extern const struct dmta_conf_section dmta_pool_relay_conf_section;
 /**
  * The [smtp] settings every pool shares, wherever it runs (see the table in
  * dmta_pool.c): helo_name (default: queue_myhostname(), written into
- * @p helo), connect_timeout and idle_timeout; and the CA file for
- * verification ([relay] ca_file, else [smtp] ca_file, else NULL for the
- * system's) into *@p ca_file. tls_ctx and trace are the caller's. 0 or
- * -EINVAL (logged).
+ * @p helo), connect_timeout, idle_timeout and transaction_timeout; and the
+ * CA file for verification ([relay] ca_file, else [smtp] ca_file, else
+ * NULL for the system's) into *@p ca_file. tls_ctx and trace are the
+ * caller's. 0 or -EINVAL (logged).
  */
 int dmta_pool_conf_load(const struct dmta_conf *conf, struct dmta_pool_conf *pc, char *helo,
 			size_t helo_len, const char **ca_file);

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "core/base/dmta_json.h"
+#include "core/base/dmta_log.h"
 #include "core/base/dmta_time.h"
 #include "core/control/dmta_stats.h"
 
@@ -726,8 +727,14 @@ int dmta_stats_publish(const char *spool_path, const struct dmta_stats *s)
 	}
 	buf[n++] = '\n';
 	/* No fsync: after a crash the file is stale either way, and the lock
-	 * on dmtad.pid tells readers so. */
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	 * on dmtad.pid tells readers so. A fresh file each time, never through
+	 * a link: whoever planted one at this fixed name gets nothing
+	 * written or truncated for them. */
+	if (unlink(tmp) != 0 && errno != ENOENT) {
+		free(buf);
+		return -errno;
+	}
+	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
 	if (fd < 0) {
 		free(buf);
 		return -errno;
@@ -761,7 +768,7 @@ int dmta_stats_lock(const char *spool_path, int64_t *owner)
 	rc = spool_file(path, sizeof(path), spool_path, DMTA_STATS_LOCK_FILE);
 	if (rc != 0)
 		return rc;
-	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644);
 	if (fd < 0)
 		return -errno;
 	/*
@@ -779,12 +786,12 @@ int dmta_stats_lock(const char *spool_path, int64_t *owner)
 		}
 		return rc;
 	}
+	/* The pid in the file is for people (the lock itself names its
+	 * holder): a full disk must not keep dmtad from starting, for only a
+	 * running dmtad empties the spool. */
 	n = snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
-	if (ftruncate(fd, 0) != 0 || pwrite(fd, pid, (size_t)n, 0) != n) {
-		rc = -errno;
-		close(fd);
-		return rc;
-	}
+	if (ftruncate(fd, 0) != 0 || pwrite(fd, pid, (size_t)n, 0) != n)
+		dmta_warn("%s: pid not written: %s", path, strerror(errno));
 	return fd;
 }
 

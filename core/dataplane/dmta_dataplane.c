@@ -131,7 +131,7 @@ static int read_config(struct dmta_dataplane *dp, char *err, size_t errlen)
 	if ((dmta_conf_read(conf, &dmta_eal_conf_section, dp) |
 	     dmta_conf_read(conf, &dmta_net_conf_section, dp) |
 	     dmta_conf_read(conf, &dmta_workers_conf_section, dp)) != 0) {
-		snprintf(err, errlen, "invalid settings in %s", dmta_conf_source(conf));
+		snprintf(err, errlen, "%s", dmta_conf_last_error());
 		return -EINVAL;
 	}
 	s = dp->net_address;

@@ -52,6 +52,10 @@ struct wstate {
 	atomic_bool drain_seen;
 	atomic_uint closing; /* dmta_pool_busy() */
 	bool direct;	     /* workers stopped: results go straight to the control thread */
+	/* The control thread's: jobs given to this worker and not collected
+	 * yet. Kept under the result ring's capacity, so the ring has room
+	 * for every result the worker can have. */
+	unsigned outstanding;
 } __rte_cache_aligned;
 
 struct dmta_dbackend {
@@ -80,7 +84,9 @@ static void ws_done(void *arg, struct dmta_job *job)
 		ws->db->done(ws->db->ctl, job);
 		return;
 	}
-	/* The ring holds every job this worker can have, so this cannot fail. */
+	/* Invariant: db_submit() gives a worker no more jobs than its result
+	 * ring holds (ws->outstanding), so this cannot fail; if it did, the
+	 * job's outcome would be lost, and stopping is the safe answer. */
 	if (rte_ring_sp_enqueue(ws->out, job) != 0)
 		dmta_panic("dbackend: result ring of worker %u full", ws->w->id);
 	ws->ring_bell = true;
@@ -112,6 +118,7 @@ static void ws_poll(void *arg, struct dmta_worker *w, uint64_t now_tsc)
 
 			if (rc != 0) {
 				jobs[i]->connected = false;
+				jobs[i]->local = true;
 				snprintf(jobs[i]->reply, sizeof(jobs[i]->reply),
 					 "451 4.3.0 worker %u cannot take the job: %s", w->id,
 					 strerror(-rc));
@@ -232,6 +239,7 @@ static void db_collect(struct dmta_dbackend *db)
 						      NULL)) > 0) {
 			for (unsigned j = 0; j < k; j++) {
 				db->busy--;
+				db->ws[i].outstanding--;
 				db->done(db->ctl, jobs[j]);
 			}
 		}
@@ -256,8 +264,12 @@ static int db_submit(void *be, struct dmta_job *job)
 
 	if (atomic_load(&db->draining) || db->released)
 		return -ESHUTDOWN;
+	/* Back-pressure, not a full result ring: see ws_done(). */
+	if (ws->outstanding >= rte_ring_get_capacity(ws->out))
+		return -ENOBUFS;
 	if (rte_ring_sp_enqueue(ws->in, job) != 0)
 		return -ENOBUFS;
+	ws->outstanding++;
 	db->busy++;
 	return 0;
 }
@@ -354,6 +366,7 @@ static void db_release(void *be)
 		ws->direct = true;
 		while (rte_ring_sc_dequeue(ws->in, (void **)&job) == 0) {
 			job->connected = false;
+			job->local = true;
 			snprintf(job->reply, sizeof(job->reply), "451 4.3.2 dmtad stopped");
 			ws_done(ws, job);
 		}

@@ -27,6 +27,8 @@ import dkim
 import dns.resolver
 
 BUILD, WORK = sys.argv[1], sys.argv[2]
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "../../tests/lab/core"))
+from labutil import dsn_check, dsn_parse  # noqa: E402  (RFC 3464, Python's email package)
 COUNT = int(sys.argv[3]) if len(sys.argv) > 3 else 10000
 STATE = "/run/dmta-lab"
 MAILDIR = os.path.join(STATE, "postfix/mail/box/new")
@@ -177,13 +179,16 @@ retried = sum(1 for m in msgs if m["kind"] == "tempfail"
               and attempts.get(m["to"], [])[:1] == ["deferred"] and final.get(m["to"], {}).get("outcome") == "delivered")
 
 # --- what Postfix put in the Maildir -------------------------------------
-time.sleep(1)  # Postfix's own queue drains into the Maildir
+# (waited for below: Postfix's own queue drains into the Maildir)
 want_pf = {}
 for m in msgs:
     if m["kind"] == "postfix":
         tail = m["text"]
         want_pf[m["text"].split("\n", 1)[0].split(": ")[1]] = hashlib.sha256(tail.encode()).hexdigest()
-got_pf, dsns, dsn_status = {}, 0, []
+# Each bounce, parsed as RFC 3464, names exactly its null-MX recipient.
+want_dsn = {"<qs%d@dmta.test>" % i: {m["to"]: "5.1.10"} for i, m in enumerate(msgs)
+            if m["kind"] == "nullmx" and final.get(m["to"], {}).get("outcome") == "bounced"}
+got_pf, dsns, dsn_status, dsn_seen = {}, 0, [], set()
 deadline = time.time() + 60
 while True:
     names = sorted(set(os.listdir(MAILDIR)) - maildir_before)
@@ -226,10 +231,13 @@ dkim_ok = dkim_total = dkim_msgs = 0
 dups = 0
 for n in names:
     data = open(os.path.join(MAILDIR, n), "rb").read().decode("utf-8", "replace")
-    if "Content-Type: multipart/report" in data and "report-type=delivery-status" in data:
+    raw = open(os.path.join(MAILDIR, n), "rb").read()
+    if dsn_parse(raw) is not None:
+        mid, rcpts = dsn_check(raw, want_dsn)
+        check(mid not in dsn_seen, "two bounces for %s" % mid)
+        dsn_seen.add(mid)
         dsns += 1
-        m = re.search(r"^Status: (\S+)", data, re.M)
-        dsn_status.append(m.group(1) if m else "?")
+        dsn_status += list(rcpts.values())
         continue
     k = data.find("X-Quickstart-Id: ")
     if k < 0:

@@ -66,6 +66,7 @@
 #include "queue/queue_dkim.h"
 #include "queue/queue_json.h"
 #include "queue/queue_msg.h"
+#include "queue/queue_names.h"
 #include "queue/spool.h"
 #include "tools/queue/queue_tool.h"
 
@@ -420,6 +421,7 @@ static char *read_file(const char *path, uint64_t limit, size_t *len, const char
 static int take_line(struct inject *in, uint64_t lineno, const char *line, size_t len)
 {
 	struct queue_inject rec;
+	struct queue_names seen = {0};
 	struct pending *p;
 	struct queue_msg m;
 	const char *why;
@@ -450,6 +452,10 @@ static int take_line(struct inject *in, uint64_t lineno, const char *line, size_
 			goto reject;
 		}
 		utf8 |= u;
+	}
+	if (rec.envid && rec.envid[0] == '\0') {
+		say_line(in, lineno, "%s", "bad \"envid\": 1 to 100 printable ASCII characters");
+		goto reject;
 	}
 	if (rec.envid)
 		for (const unsigned char *c = (const unsigned char *)rec.envid; *c; c++)
@@ -496,14 +502,16 @@ static int take_line(struct inject *in, uint64_t lineno, const char *line, size_
 	rc = queue_env_set_sender(&p->env, rec.from);
 	if (rc == 0)
 		rc = queue_env_set_envid(&p->env, rec.envid);
+	/* Duplicates go once, found in one pass over however many there are. */
+	if (rc == 0)
+		rc = queue_names_init(&seen, rec.nto, false);
 	for (size_t i = 0; rc == 0 && i < rec.nto; i++) {
-		bool dup = false;
+		uint32_t *slot;
 
-		for (uint32_t k = 0; k < p->env.nrcpt && !dup; k++)
-			dup = strcmp(p->env.rcpt[k].addr, rec.to[i]) == 0;
-		if (!dup)
+		if (queue_names_put(&seen, rec.to[i], &slot) == 1)
 			rc = queue_env_add_rcpt(&p->env, rec.to[i], NULL, rec.notify);
 	}
+	queue_names_free(&seen);
 	if (rc < 0) {
 		queue_env_free(&p->env);
 		queue_buf_free(&p->msg);

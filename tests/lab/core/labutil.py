@@ -184,3 +184,52 @@ def stop_procs(procs):
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
+
+
+def dsn_parse(raw):
+    """An RFC 3464 delivery status notification parsed with Python's email
+    package: None when @raw (bytes) is no multipart/report of type
+    delivery-status; else (per-message fields, [per-recipient fields], the
+    returned message or its headers as an email.message.Message, or None)."""
+    import email
+    import email.policy
+    m = email.message_from_bytes(raw, policy=email.policy.compat32)
+    if m.get_content_type() != "multipart/report" or m.get_param("report-type") != "delivery-status":
+        return None
+    status, returned = None, None
+    for part in m.walk():
+        ct = part.get_content_type()
+        if ct == "message/delivery-status":
+            status = part.get_payload()
+        elif ct in ("message/rfc822", "text/rfc822-headers") and returned is None:
+            p = part.get_payload()
+            returned = p[0] if isinstance(p, list) else email.message_from_string(
+                p, policy=email.policy.compat32)
+    if not status or len(status) < 2:
+        return None
+    return status[0], status[1:], returned
+
+
+def dsn_check(raw, want):
+    """Match one DSN to its message: @want maps a Message-ID to the set of
+    recipients that failed for good, with the status wanted as
+    {rcpt: status}. Returns (message id, {rcpt: status}) after checking
+    the report (fails the test otherwise)."""
+    rep = dsn_parse(raw)
+    check(rep is not None, "not a delivery-status report: %r" % raw[:300])
+    per_msg, per_rcpt, returned = rep
+    check(returned is not None and returned.get("Message-ID"),
+          "DSN without the returned message's headers")
+    mid = returned.get("Message-ID").strip()
+    check(mid in want, "DSN for %s, which nothing bounced" % mid)
+    check(per_msg.get("Reporting-MTA", "").startswith("dns;"), "DSN Reporting-MTA %r"
+          % per_msg.get("Reporting-MTA"))
+    got = {}
+    for r in per_rcpt:
+        fr = r.get("Final-Recipient", "")
+        check(fr.lower().startswith("rfc822;"), "DSN Final-Recipient %r" % fr)
+        rcpt = fr.split(";", 1)[1].strip()
+        check(r.get("Action") == "failed", "DSN for %s: Action %r" % (rcpt, r.get("Action")))
+        got[rcpt] = r.get("Status")
+    check(got == want[mid], "DSN for %s names %s, want %s" % (mid, got, want[mid]))
+    return mid, got

@@ -335,6 +335,8 @@ try:
         f.write(PASSWORD + "\n")
     with open(os.path.join(tmp, "pw-bad"), "w") as f:
         f.write("wrong\n")
+    for pw in ("pw", "pw-bad"):  # dmtad refuses a password others can read
+        os.chmod(os.path.join(tmp, pw), 0o600)
     rnd = random.Random(11)
 
     # ---- (a) direct mode: opportunistic STARTTLS to the MX -------------

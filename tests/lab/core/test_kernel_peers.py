@@ -82,6 +82,9 @@ def silent_after_dot(conn):
         conn.sendall(b"250 ok\r\n")
 
 
+CONNECTIONS = []  # one entry per connection a server here accepted
+
+
 def serve(lsock, handler, stop):
     lsock.settimeout(0.2)
     while not stop.is_set():
@@ -91,6 +94,7 @@ def serve(lsock, handler, stop):
             continue
         except OSError:
             return
+        CONNECTIONS.append(handler.__name__)
         conn.settimeout(10)
         try:
             handler(conn)
@@ -181,8 +185,22 @@ min_backoff = 1h
                        capture_output=True, text=True, timeout=30)
     st = json.loads(q.stdout)
     check(st.get("messages") == queued, "%s: the message left the spool: %s" % (name, q.stdout))
+    # The misbehaving server was reached, and what dmtad wrote down for the
+    # attempt is a deferral: a 5xx turned into a bounce must not pass as
+    # "still queued".
+    reached = CONNECTIONS.count(handler.__name__)
+    check(reached >= 1, "%s: the server was never reached" % name)
+    with open(os.path.join(tmp, "spool/delivery.log")) as f:
+        recs = [json.loads(l) for l in f if l.strip()]
+    outcomes = sorted({r["outcome"] for r in recs})
+    check(recs and outcomes == ["deferred"] and all(r["status"].startswith("4.") for r in recs),
+          "%s: got delivery log %s, want deferred (4.x.x) only"
+          % (name, [(r["outcome"], r["status"], r["reply"]) for r in recs]))
+    check(st.get("deferred") == queued and st.get("bounced") == 0,
+          "%s: got spool %s, want the recipient deferred" % (name, q.stdout))
     subprocess.run(["rm", "-rf", tmp])
-    print("ok: %s" % name)
+    print("ok: %s (reached %d time(s), %d attempt(s) deferred: %s)"
+          % (name, reached, len(recs), recs[-1]["reply"][:80]))
 
 
 def accept_all(got, defer):

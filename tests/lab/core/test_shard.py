@@ -99,7 +99,14 @@ try:
                             for k in range(WORKERS)] if BACKEND == "dpdk" else [])
 finally:
     if sink is not None:
-        time.sleep(0.5)  # the receiver logs the last closes
+        # The receiver logs the last closes: wait until every open has its
+        # close (dmtad has stopped, so no new one comes), 10 s at most.
+        end = time.time() + 10
+        while time.time() < end:
+            ev = [l.split()[0] for l in open(sink_log) if l.strip()]
+            if ev.count("open") == ev.count("close"):
+                break
+            time.sleep(0.05)
         sink.terminate()
         sink.wait(timeout=10)
     for a in added:

@@ -79,6 +79,9 @@ loop1	CNAME loop2
 loop2	CNAME loop1
 ; 20 exchangers
 @MANY@
+; 2000 exchangers (an answer of tens of KB, over TCP); only the best has
+; an address
+@THOUSAND@
 ; an answer too large for 512-byte UDP: 100 A records
 big	MX 10 big.mx
 @BIG@
@@ -107,6 +110,8 @@ NAMED_CONF = """options {{
 	// room for a burst of queries: the load tests keep hundreds in flight
 	udp-receive-buffer 4194304;
 	udp-send-buffer 4194304;
+	// thousand.dns.test has 2000 MX records (the default allows 100)
+	max-records-per-type 5000;
 }};
 controls {{ }};
 logging {{
@@ -201,7 +206,10 @@ class DnsLab:
             many = ''.join('many\tMX %d m%d.mx\nm%d.mx\tA 198.18.5.%d\n' % (i, i, i, i)
                            for i in range(1, 21))
             big = ''.join('big.mx\tA 198.18.4.%d\n' % i for i in range(1, 101))
-            f.write(ZONE.replace('@MANY@\n', many).replace('@BIG@\n', big))
+            thousand = 'thousand\tMX 1 t1.mx\nt1.mx\tA 198.18.7.1\n' + ''.join(
+                'thousand\tMX %d t%d.mx\n' % (i, i) for i in range(2, 2001))
+            f.write(ZONE.replace('@MANY@\n', many).replace('@BIG@\n', big)
+                    .replace('@THOUSAND@\n', thousand))
         with open(d + '/bulk.test.zone', 'w') as f:
             f.write(BULK.replace('@BULK@\n', ''.join(
                 'd%d\tMX 10 mx1\nd%d\tMX 20 mx2\n' % (i, i) for i in range(1, BULK_N + 1))))

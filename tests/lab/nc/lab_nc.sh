@@ -67,6 +67,15 @@ stop_sink() {
 	sink_result=$(tail -1 "$tmp/sink.out")
 }
 field() { tr ' ' '\n' | sed -n "s/^$1=//p" | tail -1; }
+# Wait (10 s at most) until the sink has seen N connections end: then it
+# has read every byte they carried.
+wait_closed() {
+	for _ in $(seq 200); do
+		grep -q "^closed=$1 " "$tmp/sink.out" 2>/dev/null && return 0
+		sleep 0.05
+	done
+	echo "lab_nc: the sink saw fewer than $1 connections end" >&2
+}
 
 # dmta-nc sends BYTES of random data through stdin; the kernel's sha256 must match.
 send_check() {
@@ -77,7 +86,7 @@ send_check() {
 	rc=$?
 	cat "$tmp/nc.err" >&2
 	[ $rc = 0 ] || fail "dmta-nc exited $rc"
-	sleep 0.5
+	wait_closed 1
 	stop_sink
 	got=$(echo "$sink_result" | field sha256)
 	want=$(cat "$tmp/src.sha")
@@ -131,7 +140,7 @@ many | many2)
 		rc=$?
 	fi
 	cat "$tmp/nc.err" >&2
-	sleep 0.5
+	wait_closed "$arg"
 	stop_sink
 	out=$sink_result
 	echo "kernel: $out"

@@ -29,7 +29,7 @@ def sink(addr, port, seconds):
     sel.register(ls, selectors.EVENT_READ)
     first = None
     h = hashlib.sha256()
-    conns = total = 0
+    conns = total = closed = 0
     end = time.time() + seconds
     print("listening", flush=True)
     while time.time() < end and not stop:
@@ -60,6 +60,9 @@ def sink(addr, port, seconds):
                 continue
             sel.unregister(c)
             c.close()
+            closed += 1
+            # For the caller to wait on, rather than on time.
+            print(f"closed={closed} bytes={total}", flush=True)
     print(f"conns={conns} bytes={total} sha256={h.hexdigest()}", flush=True)
 
 

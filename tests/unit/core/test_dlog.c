@@ -7,6 +7,7 @@
  *	records that do not fit the line buffer have their reply cut, never
  *	inside an escape or a UTF-8 character, so the line stays JSON.
  */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -176,10 +177,32 @@ static void test_long_replies(void **state)
 	write_with_reply(20000);
 }
 
+/* The delivery log is never opened through a link. */
+static void test_no_follow(void **state)
+{
+	char dir[] = "/tmp/dmta-test-dlog-XXXXXX", path[256], victim[256];
+	struct dmta_dlog *dl;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	snprintf(victim, sizeof(victim), "%s/victim", dir);
+	snprintf(path, sizeof(path), "%s/delivery.log", dir);
+	assert_int_equal(symlink(victim, path), 0);
+	dl = dmta_dlog_open(path, 1 << 20, 2);
+	if (dl != NULL)
+		fail_msg("delivery log opened through a link, want ELOOP");
+	assert_int_equal(errno, ELOOP);
+	if (access(victim, F_OK) == 0)
+		fail_msg("the link's target was created, want nothing there");
+	unlink(path);
+	assert_int_equal(rmdir(dir), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_short_reply),
+	    cmocka_unit_test(test_no_follow),
 	    cmocka_unit_test(test_long_replies),
 	    cmocka_unit_test(test_exact_line),
 	    cmocka_unit_test(test_cut_utf8),

@@ -400,12 +400,16 @@ static void tick_at(struct fake *f, uint64_t now)
 	pump(f);
 }
 
+/* [smtp] transaction_timeout for the next fake_start() (0: none). */
+static uint64_t fake_job_timeout_ms;
+
 static void fake_start(struct fake *f, uint32_t idle_ms)
 {
 	struct dmta_pool_conf pc = {
 	    .helo_name = "dmta.test",
 	    .connect_timeout_ms = CONNECT_MS,
 	    .idle_ms = idle_ms,
+	    .job_timeout_ms = fake_job_timeout_ms,
 	};
 	struct dmta_pool_xport xp = {
 	    .connect = x_connect,
@@ -1101,6 +1105,162 @@ static void test_limit_waits_for_idle(void **state)
 
 /* Draining: waiting jobs fail, new ones are refused, a session whose job
  * ends says QUIT, and the pool counts it busy until it has closed. */
+/*
+ * What our own engine refuses (an address it cannot put on a RCPT line, an
+ * ENVID too long) never reaches a server and is not a connection failure:
+ * no connection is made, the job comes back local, the bad address fails
+ * for good and the others of the job are deferred to go without it.
+ */
+static void test_engine_refusal_is_local(void **state)
+{
+	static char long_envid[200];
+	struct fake f;
+	struct tjob *tj, *next;
+	struct dmta_pool_stats st;
+
+	(void)state;
+	fake_start(&f, IDLE_MS);
+	f.scripts[1] = &OK;
+	tj = job_new(2, 500, ONE, NULL);
+	snprintf(tj->addr[0], sizeof(tj->addr[0]), "\"x>y\"@peer.test");
+	submit(&f, tj);
+	want_conns(&f, 0);
+	want_done_once(tj);
+	if (!tj->job.local)
+		fail_msg("got local false, want true: a refusal of ours is no destination failure");
+	want_rcpt(tj, 0, 553, "5.1.3");
+	want_rcpt(tj, 1, 451, NULL);
+	dmta_pool_read_stats(f.pool, &st);
+	want_stat("connect_failed", st.connect_failed, 0);
+	want_stat("busy", st.busy, 0);
+
+	/* A sender's ENVID the engine will not send fails every recipient. */
+	memset(long_envid, 'e', sizeof(long_envid) - 1);
+	next = job_new(2, 500, ONE, NULL);
+	next->job.msg.envid = long_envid;
+	submit(&f, next);
+	want_conns(&f, 0);
+	if (!next->job.local)
+		fail_msg("ENVID: got local false, want true");
+	want_rcpt(next, 0, 554, NULL);
+	want_rcpt(next, 1, 554, NULL);
+	fake_stop(&f);
+	job_free(tj);
+	job_free(next);
+}
+
+/*
+ * A server that drips its reply a byte a minute: each byte used to start
+ * the reply's five minutes again, holding the job for as long as the
+ * server liked. The wait runs from when the command went out.
+ */
+static void test_slow_drip_times_out(void **state)
+{
+	static const struct script drip = {.mail = ""};
+	const char *reply = "250 2.1.0 ok\r\n";
+	uint64_t t0;
+	struct fake f;
+	struct tjob *tj;
+	unsigned minutes = 0;
+
+	(void)state;
+	fake_start(&f, IDLE_MS);
+	f.scripts[1] = &drip;
+	tj = job_new(1, 500, ONE, NULL);
+	submit(&f, tj);
+	t0 = f.now;
+	while (tj->ndone == 0 && minutes < strlen(reply)) {
+		char one[2] = {reply[minutes], '\0'};
+
+		minutes++;
+		tick_at(&f, t0 + minutes * 60 * DMTA_NS_PER_S);
+		if (tj->ndone != 0)
+			break;
+		srv_say(&f.conns[0], one);
+		pump(&f);
+	}
+	if (tj->ndone == 0)
+		fail_msg("no outcome after %u minutes of one byte a minute, want a timeout at 5",
+			 minutes);
+	if (minutes != 5)
+		fail_msg("timed out after %u minutes, want 5 (MAIL's reply time)", minutes);
+	want_rcpt(tj, 0, 451, NULL);
+	fake_stop(&f);
+	job_free(tj);
+}
+
+/* Replies that each come within their own time still end at the job's. */
+static void test_job_deadline(void **state)
+{
+	static const struct script slow = {.mail = "", .rcpt = {""}, .data = ""};
+	uint64_t t0, min = 60 * DMTA_NS_PER_S;
+	struct fake f;
+	struct tjob *tj;
+
+	(void)state;
+	fake_job_timeout_ms = 9 * 60 * 1000;
+	fake_start(&f, IDLE_MS);
+	fake_job_timeout_ms = 0;
+	f.scripts[1] = &slow;
+	tj = job_new(1, 500, ONE, NULL);
+	submit(&f, tj);
+	t0 = f.now;
+	tick_at(&f, t0 + 4 * min);
+	srv_say(&f.conns[0], "250 2.1.0 ok\r\n"); /* MAIL, after 4 minutes */
+	pump(&f);
+	tick_at(&f, t0 + 8 * min);
+	srv_say(&f.conns[0], "250 2.1.5 ok\r\n"); /* RCPT, after 4 more */
+	pump(&f);
+	tick_at(&f, t0 + 9 * min - 1);
+	if (tj->ndone != 0)
+		fail_msg("done before the job's 9 minutes (code %d)", tj->code[0]);
+	tick_at(&f, t0 + 9 * min);
+	if (tj->ndone == 0)
+		fail_msg("no outcome at the job's deadline (9 min), want a timeout");
+	want_rcpt(tj, 0, 451, NULL);
+	fake_stop(&f);
+	job_free(tj);
+}
+
+/*
+ * A domain whose MX points at this host (or a private network) does not
+ * get us to connect there, unless the operator named the host ([routes],
+ * [relay]: policy.private_ok). 198.18.0.0/15, where every other test
+ * goes, is a benchmarking range and public for this purpose.
+ */
+static void test_private_addresses(void **state)
+{
+	static const unsigned two[] = {1, 2, 0};
+	static const char *const priv[] = {"127.0.0.1",	  "10.1.2.1",	"172.20.0.1", "192.168.1.1",
+					   "169.254.0.1", "100.64.0.1", "0.0.0.1",    "224.0.0.1"};
+
+	(void)state;
+	for (size_t k = 0; k < sizeof(priv) / sizeof(priv[0]); k++) {
+		for (int ok = 0; ok < 2; ok++) {
+			struct fake f;
+			struct tjob *tj;
+
+			fake_start(&f, IDLE_MS);
+			f.scripts[1] = &OK;
+			f.scripts[2] = &OK;
+			tj = job_new(1, 500, two, NULL);
+			assert_int_equal(inet_pton(AF_INET, priv[k], &tj->v4[0][0]), 1);
+			tj->job.policy.private_ok = ok;
+			submit(&f, tj);
+			want_rcpt(tj, 0, 250, NULL);
+			if (!ok && strcmp(tj->job.ip, "198.18.1.2") != 0)
+				fail_msg("%s: delivered via %s, want it skipped for 198.18.1.2",
+					 priv[k], tj->job.ip);
+			if (ok && strcmp(tj->job.ip, priv[k]) != 0)
+				fail_msg("%s allowed: delivered via %s, want %s", priv[k],
+					 tj->job.ip, priv[k]);
+			want_conns(&f, 1);
+			fake_stop(&f);
+			job_free(tj);
+		}
+	}
+}
+
 static void test_drain(void **state)
 {
 	static const struct script hold = {.dot = "", .quit = ""};
@@ -1157,6 +1317,10 @@ int main(void)
 	    cmocka_unit_test(test_messages_per_connection),
 	    cmocka_unit_test(test_limit_counts_goodbyes),
 	    cmocka_unit_test(test_limit_waits_for_idle),
+	    cmocka_unit_test(test_engine_refusal_is_local),
+	    cmocka_unit_test(test_slow_drip_times_out),
+	    cmocka_unit_test(test_job_deadline),
+	    cmocka_unit_test(test_private_addresses),
 	    cmocka_unit_test(test_drain),
 	};
 

@@ -385,6 +385,47 @@ static pid_t daemon_child(const char *dir, const struct dmta_stats *s, int *go_f
 	return pid;
 }
 
+/* Links planted at the fixed names in the spool are not followed. */
+static void test_no_follow(void **state)
+{
+	char dir[] = "/tmp/dmta-test-stats-XXXXXX", link[256], victim[256], buf[64];
+	struct dmta_stats *s = sample();
+	int64_t owner;
+	FILE *f;
+	int fd;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	snprintf(victim, sizeof(victim), "%s/victim", dir);
+	f = fopen(victim, "w");
+	assert_non_null(f);
+	fputs("precious\n", f);
+	fclose(f);
+	snprintf(link, sizeof(link), "%s/%s.tmp", dir, DMTA_STATS_FILE);
+	assert_int_equal(symlink(victim, link), 0);
+	assert_int_equal(dmta_stats_publish(dir, s), 0);
+	f = fopen(victim, "r");
+	assert_non_null(f);
+	assert_non_null(fgets(buf, sizeof(buf), f));
+	fclose(f);
+	if (strcmp(buf, "precious\n") != 0)
+		fail_msg("the file behind %s.tmp got \"%s\", want it untouched", DMTA_STATS_FILE,
+			 buf);
+	/* The lock file: a link there is refused. */
+	snprintf(link, sizeof(link), "%s/%s", dir, DMTA_STATS_LOCK_FILE);
+	assert_int_equal(symlink(victim, link), 0);
+	fd = dmta_stats_lock(dir, &owner);
+	if (fd >= 0)
+		fail_msg("dmta_stats_lock through a link: got fd %d, want -ELOOP", fd);
+	assert_int_equal(fd, -ELOOP);
+	unlink(link);
+	snprintf(link, sizeof(link), "%s/%s", dir, DMTA_STATS_FILE);
+	unlink(link);
+	unlink(victim);
+	assert_int_equal(rmdir(dir), 0);
+	free(s);
+}
+
 static void test_files_and_lock(void **state)
 {
 	char dir[] = "/tmp/dmta-test-stats-XXXXXX", path[256];
@@ -479,6 +520,7 @@ int main(void)
 	    cmocka_unit_test(test_malformed),  cmocka_unit_test(test_lenient),
 	    cmocka_unit_test(test_mutations),  cmocka_unit_test(test_print),
 	    cmocka_unit_test(test_rate),       cmocka_unit_test(test_files_and_lock),
+	    cmocka_unit_test(test_no_follow),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -22,7 +22,7 @@
 /* A tiny message writer: names are written uncompressed unless given as a
  * pointer with ptr(). */
 struct w {
-	uint8_t b[4096];
+	uint8_t b[65536];
 	size_t n;
 	size_t an, ns;
 };
@@ -224,6 +224,87 @@ static void test_mx_answer(void **state)
 	assert_int_equal(dns_rrset_mx(rr, 0)->pref, 20);
 	assert_string_equal(dns_rrset_mx_name(rr, 0), "mx2.example.com");
 	assert_string_equal(dns_rrset_mx_name(rr, 1), "mx1.example.com");
+	dns_rrset_unref(rr);
+}
+
+/*
+ * 512 exchangers with long names (compressed in the message, whole in the
+ * record set): more than 64 KiB of names, each found at its place.
+ */
+static void test_many_long_mx(void **state)
+{
+	char suffix[256], name[300];
+	struct w w;
+	struct dns_rrset *rr;
+	size_t suffix_at = 0;
+
+	(void)state;
+	snprintf(suffix, sizeof(suffix), "%060d.%060d.%060d.example.com", 1, 2, 3);
+	begin(&w, 0, "example.com", DNS_T_MX);
+	for (unsigned i = 0; i < 512; i++) {
+		size_t at = rr_begin(&w, NULL, DNS_T_MX, 600, false);
+		char label[8];
+
+		put16(&w, i);
+		snprintf(label, sizeof(label), "m%04u", i);
+		put8(&w, (unsigned)strlen(label));
+		memcpy(w.b + w.n, label, strlen(label));
+		w.n += strlen(label);
+		if (i == 0) {
+			suffix_at = w.n;
+			putname(&w, suffix);
+		} else {
+			put16(&w, 0xc000 | (unsigned)suffix_at); /* the suffix, compressed */
+		}
+		rr_end(&w, at);
+	}
+	rr = parse_ok(&w, DNS_T_MX);
+	if (rr->n != 512)
+		fail_msg("got %u exchangers, want 512", rr->n);
+	for (unsigned i = 0; i < rr->n; i++) {
+		snprintf(name, sizeof(name), "m%04u.%s", i, suffix);
+		if (strcmp(dns_rrset_mx_name(rr, i), name) != 0)
+			fail_msg("exchanger %u: got \"%.40s...\", want \"%.40s...\"", i,
+				 dns_rrset_mx_name(rr, i), name);
+		if (dns_rrset_mx(rr, i)->pref != i)
+			fail_msg("exchanger %u: got preference %u", i, dns_rrset_mx(rr, i)->pref);
+	}
+	dns_rrset_unref(rr);
+}
+
+/*
+ * 2000 exchangers, the best one last: every record of the answer is read,
+ * not only the first few hundred (which made the best one unseen and the
+ * domain look as if none of its exchangers had an address).
+ */
+static void test_thousands_of_mx(void **state)
+{
+	struct w w;
+	struct dns_rrset *rr;
+	unsigned best = 0;
+
+	(void)state;
+	begin(&w, 0, "example.com", DNS_T_MX);
+	for (unsigned i = 0; i < 2000; i++) {
+		size_t at = rr_begin(&w, NULL, DNS_T_MX, 600, false);
+		char label[8];
+
+		put16(&w, i == 1999 ? 0 : 10 + i);
+		snprintf(label, sizeof(label), "m%04u", i);
+		put8(&w, (unsigned)strlen(label));
+		memcpy(w.b + w.n, label, strlen(label));
+		w.n += strlen(label);
+		put16(&w, 0xc00c); /* .example.com */
+		rr_end(&w, at);
+	}
+	rr = parse_ok(&w, DNS_T_MX);
+	if (rr->n != 2000)
+		fail_msg("got %u exchangers of 2000", rr->n);
+	for (unsigned i = 1; i < rr->n; i++)
+		if (dns_rrset_mx(rr, i)->pref < dns_rrset_mx(rr, best)->pref)
+			best = i;
+	if (strcmp(dns_rrset_mx_name(rr, best), "m1999.example.com") != 0)
+		fail_msg("best exchanger %s, want m1999.example.com", dns_rrset_mx_name(rr, best));
 	dns_rrset_unref(rr);
 }
 
@@ -480,11 +561,12 @@ static void test_truncations(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_a_answer),	cmocka_unit_test(test_unusable_addresses),
-	    cmocka_unit_test(test_mx_answer),	cmocka_unit_test(test_null_mx),
-	    cmocka_unit_test(test_cname_chain), cmocka_unit_test(test_negative),
-	    cmocka_unit_test(test_rcodes),	cmocka_unit_test(test_malformed),
-	    cmocka_unit_test(test_truncations),
+	    cmocka_unit_test(test_a_answer),	    cmocka_unit_test(test_unusable_addresses),
+	    cmocka_unit_test(test_mx_answer),	    cmocka_unit_test(test_null_mx),
+	    cmocka_unit_test(test_cname_chain),	    cmocka_unit_test(test_negative),
+	    cmocka_unit_test(test_rcodes),	    cmocka_unit_test(test_malformed),
+	    cmocka_unit_test(test_truncations),	    cmocka_unit_test(test_many_long_mx),
+	    cmocka_unit_test(test_thousands_of_mx),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

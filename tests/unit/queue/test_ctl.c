@@ -235,6 +235,130 @@ static void rm_rf(const char *dir)
 	assert_int_equal(system(cmd), 0);
 }
 
+/* Fill the spool's map with held messages; their queue ids in @p ids. Count. */
+static int fill_map(struct spool *sp, uint64_t *ids, int max)
+{
+	static char big[64 * 1024];
+	size_t size = sizeof(big);
+	int k = 0;
+
+	memset(big, 'f', sizeof(big));
+	for (int i = 0; i < 1000; i++) {
+		struct spool_txn *t;
+		struct queue_env e = {0};
+		uint64_t qid;
+		int rc;
+
+		assert_int_equal(queue_env_set_sender(&e, "fill@x.example"), 0);
+		assert_int_equal(queue_env_add_rcpt(&e, "fill@held.example", NULL, 0), 0);
+		e.flags |= QUEUE_F_HOLD;
+		e.arrival_ns = T0;
+		assert_int_equal(spool_begin(sp, true, &t), 0);
+		rc = spool_put(t, &e, big, size);
+		if (rc == 0)
+			rc = spool_commit(t);
+		else
+			spool_abort(t);
+		qid = e.qid;
+		queue_env_free(&e);
+		/* Smaller and smaller, until not even a few bytes fit. */
+		if (rc == -ENOSPC && size > 16) {
+			size /= 2;
+			continue;
+		}
+		if (rc == -ENOSPC)
+			return k;
+		assert_int_equal(rc, 0);
+		assert_true(k < max);
+		ids[k++] = qid;
+	}
+	fail_msg("the spool's map never filled");
+	return 0;
+}
+
+/*
+ * A commit that fails (map full) drops nothing: the bounce and its DSN are
+ * written once there is room, no delivery starts while they wait, and the
+ * delivered message leaves the spool instead of going again after a
+ * restart.
+ */
+static void test_commit_failure_kept(void **state)
+{
+	char dir[] = "/tmp/dmta-test-ctl-XXXXXX";
+	struct dmta_conf *conf = conf_in(dir);
+	struct queue_ctl *qc;
+	struct spool *sp;
+	struct spool_txn *t;
+	struct queue_env e;
+	struct queue_job jobs[8];
+	uint64_t bad, ok, later, now = T0;
+	char *texts[4];
+	int n, rc, nfill;
+	uint64_t ids[64];
+
+	(void)state;
+	assert_int_equal(dmta_conf_set(conf, "spool", "map_size", "1m"), 0);
+	qc = open_ctl(conf, now);
+	sp = queue_ctl_spool(qc);
+	bad = put(sp, "s@x.example", "u@bad.example");
+	ok = put(sp, "s@x.example", "u@ok.example");
+	assert_int_equal(queue_ctl_load_new(qc, now), 2);
+	queue_ctl_tick(qc, now);
+	n = queue_ctl_jobs(qc, now, jobs, 8);
+	assert_int_equal(n, 2);
+	/* Another message comes in, then the map fills up. */
+	later = put(sp, "s@x.example", "w@ok.example");
+	nfill = fill_map(sp, ids, 64);
+	for (int i = 0; i < n; i++) {
+		int code = strcmp(jobs[i].domain, "bad.example") == 0 ? 550 : 250;
+		const char *text = code == 550 ? "550 5.1.1 no such user" : "250 2.0.0 ok";
+		struct queue_result res = {.connected = true, .code = &code, .text = &text};
+
+		assert_int_equal(queue_ctl_result(qc, &jobs[i], &res, now), 0);
+	}
+	rc = queue_ctl_commit(qc, now);
+	if (rc != -ENOSPC)
+		fail_msg("commit with the map full: got %d, want %d", rc, -ENOSPC);
+	/* Nothing new goes out while outcomes cannot be written. */
+	assert_true(queue_ctl_load_new(qc, now) >= 1);
+	queue_ctl_tick(qc, now);
+	n = queue_ctl_jobs(qc, now, jobs, 8);
+	if (n != 0)
+		fail_msg("got %d jobs while the spool cannot be written, want 0", n);
+	if (queue_ctl_next_due(qc) > now + 10 * DMTA_NS_PER_S)
+		fail_msg("next due in %llu ms, want the commit's retry within 10 s",
+			 (unsigned long long)((queue_ctl_next_due(qc) - now) / DMTA_NS_PER_MS));
+
+	/* Room again (an administrator removed the held filler). */
+	assert_int_equal(spool_begin(sp, true, &t), 0);
+	for (int i = 0; i < nfill; i++)
+		assert_int_equal(spool_delete(t, ids[i]), 0);
+	assert_int_equal(spool_commit(t), 0);
+	now += 60 * DMTA_NS_PER_S;
+	rc = queue_ctl_commit(qc, now);
+	if (rc != 0)
+		fail_msg("commit once there is room: got %d, want 0", rc);
+	assert_int_equal(spool_begin(sp, false, &t), 0);
+	if (spool_env_get(t, ok, &e) != -ENOENT)
+		fail_msg("the delivered message is still spooled, want it removed");
+	if (spool_env_get(t, bad, &e) != -ENOENT)
+		fail_msg("the bounced message is still spooled, want it removed");
+	spool_abort(t);
+	n = dsns_to(sp, "s@x.example", texts, 4);
+	if (n != 1)
+		fail_msg("got %d DSNs to the sender, want 1", n);
+	assert_non_null(strstr(texts[0], "Final-Recipient: rfc822; u@bad.example"));
+	free(texts[0]);
+	/* ... and deliveries go on. */
+	queue_ctl_tick(qc, now);
+	n = queue_ctl_jobs(qc, now, jobs, 8);
+	if (n != 1 || jobs[0].qid != later)
+		fail_msg("got %d jobs after the spool recovered, want the waiting message's", n);
+	queue_ctl_close(qc);
+	dmta_conf_free(conf);
+	rm_rf(dir);
+}
+
 /* One "delayed" DSN, once, after delay_warning; the message is still delivered. */
 static void test_delay_warning(void **state)
 {
@@ -372,6 +496,7 @@ int main(void)
 	    cmocka_unit_test(test_delay_warning),
 	    cmocka_unit_test(test_delay_warning_off),
 	    cmocka_unit_test(test_bounce_text),
+	    cmocka_unit_test(test_commit_failure_kept),
 	};
 
 	dmta_log_init("test_ctl", DMTA_LOG_ERR);

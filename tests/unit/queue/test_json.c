@@ -87,6 +87,11 @@ static void test_json_bad(void **state)
 	    "{\"from\":\"a@b.c\",\"to\":[\"x@y.z\"],\"data\":\"unterminated}",
 	    "{\"from\":\"a@b.c\",\"to\":[\"x@y.z\"],\"data\":\"x\\",
 	    "{\"from\" \"a@b.c\"}",
+	    "{\"from\":\"a@b.c\",\"to\":[\"x@y.z\"],\"data\":\"x\",\"envid\":\"\"}",
+	    "{\"from\":\"a@b.c\",\"to\":[\"x@y.z\"],\"data\":\"x\",\"envid\":\"a b\"}",
+	    "{\"from\":\"a@b.c\",\"to\":[\"x@y.z\"],\"data\":\"x\",\"envid\":"
+	    "\"0123456789012345678901234567890123456789012345678901234567890123456789"
+	    "0123456789012345678901234567890\"}",
 	};
 	struct queue_inject r;
 	const char *why;

@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <time.h>
 
 #include <cmocka.h>
 
@@ -408,6 +410,126 @@ static void test_suspend_resume(void **state)
 	queue_sched_free(s);
 }
 
+/*
+ * Local failures (our SMTP engine refused an address, the spool or DNS
+ * failed here) say nothing about the destination: however many, it is
+ * not suspended, and its other mail keeps going.
+ */
+static void test_local_failure_not_counted(void **state)
+{
+	struct queue_sched_conf c;
+	struct rec r = {0};
+	struct queue_sched *s;
+	struct queue_job jobs[64];
+	const char *big[] = {"u@big.example"};
+	uint64_t now = T0;
+	int n;
+
+	(void)state;
+	assert_int_equal(queue_sched_conf_load(NULL, &c), 0);
+	c.suspend_after = 1;
+	s = new_sched(&c, &r, 11);
+	for (uint64_t q = 1; q <= 8; q++)
+		add_msg(s, q, "s@x.example", big, 1, T0);
+	queue_sched_tick(s, now);
+	n = queue_sched_jobs(s, now, jobs, 64);
+	if (n != 8)
+		fail_msg("got %d jobs, want 8", n);
+	for (int i = 0; i < n; i++) {
+		int code = 553;
+		const char *text = "553 5.1.3 recipient address not usable in SMTP";
+		struct queue_result res = {.connected = true, .local = true};
+
+		if (i % 2 == 0) {
+			res = (struct queue_result){.connected = false,
+						    .local = true,
+						    .reply = "451 4.3.0 cannot read the message"};
+		} else {
+			res.code = &code;
+			res.text = &text;
+		}
+		assert_int_equal(queue_sched_result(s, &jobs[i], &res, now), 0);
+		if (queue_sched_suspended(s, "big.example", now))
+			fail_msg("after %d local failures: big.example suspended, want not", i + 1);
+	}
+	/* The 553 bounced its recipient; the others wait for their retry. */
+	if (r.ndsn != 4)
+		fail_msg("got %d DSNs, want 4 (one per refused address)", r.ndsn);
+	queue_sched_free(s);
+}
+
+/*
+ * A message with a great many recipients at a great many domains is
+ * queued in one pass: every recipient in exactly one job, jobs of at most
+ * max_recipients, one destination each. Going through 50,000 domains
+ * took quadratic time (over 10^9 comparisons); it must take well under
+ * a second of CPU now, five being the bound here.
+ */
+static void test_many_recipients(void **state)
+{
+	enum { NDOM = 50000, NSAME = 2000 };
+	struct queue_sched_conf c;
+	struct rec r = {0};
+	struct queue_sched *s;
+	struct queue_env e = {0};
+	struct queue_job *jobs = calloc(4096, sizeof(*jobs));
+	uint8_t *seen = calloc(NDOM + NSAME, 1);
+	uint64_t now = T0;
+	uint32_t total = 0;
+	clock_t t0;
+	double cpu;
+	int n;
+
+	(void)state;
+	assert_non_null(jobs);
+	assert_non_null(seen);
+	assert_int_equal(queue_sched_conf_load(NULL, &c), 0);
+	c.dest.max_connections = 100000;
+	s = new_sched(&c, &r, 5);
+	assert_int_equal(queue_env_set_sender(&e, "s@x.example"), 0);
+	for (unsigned i = 0; i < NDOM + NSAME; i++) {
+		char a[64];
+
+		if (i < NDOM)
+			snprintf(a, sizeof(a), "u@D%u.example", i);
+		else
+			snprintf(a, sizeof(a), "u%u@Same.example", i); /* mixed case, one domain */
+		assert_int_equal(queue_env_add_rcpt(&e, a, NULL, QUEUE_NOTIFY_DEFAULT), 0);
+	}
+	e.qid = 1;
+	e.arrival_ns = e.next_attempt_ns = now;
+	assert_int_equal(queue_sched_add(s, &e, now), 0);
+	t0 = clock();
+	queue_sched_tick(s, now);
+	cpu = (double)(clock() - t0) / CLOCKS_PER_SEC;
+	if (cpu > 5.0)
+		fail_msg("queueing %d recipients took %.1f s of CPU, want well under 5",
+			 NDOM + NSAME, cpu);
+	while ((n = queue_sched_jobs(s, now, jobs, 4096)) > 0)
+		for (int i = 0; i < n; i++) {
+			const char *dom = jobs[i].domain;
+
+			if (jobs[i].nrcpt > c.dest.max_recipients)
+				fail_msg("job of %u recipients, want at most %u", jobs[i].nrcpt,
+					 c.dest.max_recipients);
+			for (uint32_t k = 0; k < jobs[i].nrcpt; k++) {
+				uint32_t x = jobs[i].rcpt[k];
+
+				if (seen[x]++)
+					fail_msg("recipient %u in two jobs", x);
+				if (strcasecmp(strchr(e.rcpt[x].addr, '@') + 1, dom) != 0)
+					fail_msg("job for %s holds %s", dom, e.rcpt[x].addr);
+				total++;
+			}
+		}
+	if (total != NDOM + NSAME)
+		fail_msg("got %u recipients in jobs, want %d", total, NDOM + NSAME);
+	queue_env_free(&e);
+	queue_sched_free(s);
+	free(jobs);
+	free(seen);
+}
+
 static void test_hold_release(void **state)
 {
 	struct queue_sched_conf c;
@@ -708,6 +830,8 @@ int main(void)
 	    cmocka_unit_test(test_retry_and_jitter),
 	    cmocka_unit_test(test_limits_and_shards),
 	    cmocka_unit_test(test_suspend_resume),
+	    cmocka_unit_test(test_local_failure_not_counted),
+	    cmocka_unit_test(test_many_recipients),
 	    cmocka_unit_test(test_hold_release),
 	    cmocka_unit_test(test_expiry_dsn),
 	    cmocka_unit_test(test_delay_warning),

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -369,6 +370,86 @@ static void test_spool_open_errors(void **state)
 	assert_null(sp);
 }
 
+/* The daemon refuses a spool others may write to (they could plant links
+ * where it writes its files); tools that only read do not check. */
+static void test_spool_owner_mode(void **state)
+{
+	char dir[] = "/tmp/dmta-test-spool-XXXXXX", err[256];
+	struct spool *sp;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	assert_int_equal(chmod(dir, 0777), 0);
+	sp = spool_open(&(struct spool_opts){.path = dir, .create = true, .check_owner = true}, err,
+			sizeof(err));
+	if (sp != NULL)
+		fail_msg("a world-writable spool was opened, want it refused");
+	assert_int_equal(errno, EPERM);
+	assert_non_null(strstr(err, "write permission for others"));
+	assert_int_equal(chmod(dir, 0750), 0);
+	sp = spool_open(&(struct spool_opts){.path = dir, .create = true, .check_owner = true}, err,
+			sizeof(err));
+	if (sp == NULL)
+		fail_msg("spool of ours with mode 0750: %s, want it opened", err);
+	spool_close(sp);
+	{
+		char cmd[128];
+
+		snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+		assert_int_equal(system(cmd), 0);
+	}
+}
+
+/*
+ * A message to 50,000 domains: each indexed once, found by its domain, in
+ * linear time (the index used to look for an earlier recipient of the
+ * same domain for every recipient: over 10^9 comparisons here, under the
+ * writer lock).
+ */
+static void test_many_domains(void **state)
+{
+	enum { NDOM = 50000 };
+	char dir[] = "/tmp/dmta-test-spool-XXXXXX", err[256], cmd[128];
+	struct spool *sp;
+	struct spool_txn *t;
+	struct queue_env e = {0};
+	uint64_t q[4];
+	clock_t t0;
+	double cpu;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	sp = spool_open(&(struct spool_opts){.path = dir, .create = true}, err, sizeof(err));
+	assert_non_null(sp);
+	assert_int_equal(queue_env_set_sender(&e, "s@x.example"), 0);
+	for (unsigned i = 0; i < NDOM; i++) {
+		char a[64];
+
+		snprintf(a, sizeof(a), "u@D%u.example", i);
+		assert_int_equal(queue_env_add_rcpt(&e, a, NULL, 0), 0);
+	}
+	/* the same domains again, in other case: indexed once all the same */
+	assert_int_equal(queue_env_add_rcpt(&e, "v@d7.EXAMPLE", NULL, 0), 0);
+	t0 = clock();
+	assert_int_equal(spool_begin(sp, true, &t), 0);
+	assert_int_equal(spool_put(t, &e, "Subject: x\r\n\r\nx\r\n", 17), 0);
+	assert_int_equal(spool_commit(t), 0);
+	cpu = (double)(clock() - t0) / CLOCKS_PER_SEC;
+	if (cpu > 5.0)
+		fail_msg("spooling a message to %d domains took %.1f s of CPU, want well under 5",
+			 NDOM, cpu);
+	assert_int_equal(spool_begin(sp, false, &t), 0);
+	if (spool_by_domain(t, "d7.example", q, 4) != 1 || q[0] != e.qid)
+		fail_msg("d7.example: want the message, once");
+	if (spool_by_domain(t, "d49999.example", q, 4) != 1)
+		fail_msg("d49999.example: want the message, once");
+	spool_abort(t);
+	queue_env_free(&e);
+	spool_close(sp);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	assert_int_equal(system(cmd), 0);
+}
+
 static void test_ids(void **state)
 {
 	char b[17];
@@ -408,6 +489,8 @@ int main(void)
 	    cmocka_unit_test(test_spool_quarantine),
 	    cmocka_unit_test(test_spool_open_errors),
 	    cmocka_unit_test(test_ids),
+	    cmocka_unit_test(test_spool_owner_mode),
+	    cmocka_unit_test(test_many_domains),
 	};
 
 	dmta_log_init("test_spool", DMTA_LOG_ERR);
