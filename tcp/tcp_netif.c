@@ -78,7 +78,10 @@ struct tcp_netif *tcp_netif_create(const struct tcp_netif_conf *conf, struct rte
 	if (conf == NULL || pool == NULL || conf->ip == 0 || conf->prefix_len > 32 ||
 	    conf->mtu < 68 || conf->mtu > 9216 || conf->tsc_hz == 0 || conf->arp_timeout_ms == 0 ||
 	    conf->arp_retry_ms == 0 || conf->arp_pending_max > TCP_NETIF_ARP_PENDING_LIMIT ||
-	    !rte_is_valid_assigned_ether_addr(&conf->mac)) {
+	    !rte_is_valid_assigned_ether_addr(&conf->mac) ||
+	    /* Frames are single mbufs (no scatter): the MTU must fit one. */
+	    conf->mtu + RTE_ETHER_HDR_LEN + RTE_VLAN_HLEN >
+		rte_pktmbuf_data_room_size(pool) - RTE_PKTMBUF_HEADROOM) {
 		errno = EINVAL;
 		return NULL;
 	}
@@ -111,7 +114,6 @@ struct tcp_netif *tcp_netif_create(const struct tcp_netif_conf *conf, struct rte
 	nif->arp_retry_tsc = ms_to_tsc(conf->tsc_hz, conf->arp_retry_ms);
 	if (nif->arp_retry_tsc == 0)
 		nif->arp_retry_tsc = 1;
-	nif->ip_id = 1;
 	tcp_arp_init(nif);
 	return nif;
 }
@@ -242,7 +244,10 @@ int tcp_netif_ip_prepend(struct tcp_netif *nif, struct rte_mbuf *m, uint32_t dst
 	ip->version_ihl = RTE_IPV4_VHL_DEF;
 	ip->type_of_service = 0;
 	ip->total_length = rte_cpu_to_be_16((uint16_t)len);
-	ip->packet_id = rte_cpu_to_be_16(nif->ip_id++);
+	/* DF is always set: the datagram is atomic and its ID means nothing
+	 * (RFC 6864 4.1); zero, as Linux sends, leaks no count of what this
+	 * host sends to others. */
+	ip->packet_id = 0;
 	ip->fragment_offset = rte_cpu_to_be_16(RTE_IPV4_HDR_DF_FLAG);
 	ip->time_to_live = 64;
 	ip->next_proto_id = proto;

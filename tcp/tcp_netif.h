@@ -85,7 +85,7 @@ struct tcp_netif_conf {
 	uint32_t ip;		   /**< our IPv4 address, network byte order; not 0 */
 	uint8_t prefix_len;	   /**< on-link prefix length, 0..32 (e.g. 24) */
 	uint32_t gateway;	   /**< default gateway, network byte order, on-link; 0 = none */
-	uint16_t mtu;		   /**< IPv4 MTU of the port, 68..9216 (e.g. 1500) */
+	uint16_t mtu;		   /**< IPv4 MTU, 68..9216; a frame fits one mbuf */
 	uint64_t tsc_hz;	   /**< TSC ticks per second: rte_get_tsc_hz() or a test value */
 	uint32_t arp_timeout_ms;   /**< lifetime of a resolved ARP entry; > 0 */
 	uint32_t arp_retry_ms;	   /**< interval between ARP requests while resolving; > 0 */

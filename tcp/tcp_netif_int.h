@@ -45,7 +45,6 @@ struct tcp_netif {
 	struct tcp_netif_conf conf;
 	struct rte_mempool *pool;
 	uint32_t netmask; /* network byte order */
-	uint16_t ip_id;	  /* next IPv4 identification */
 	uint64_t arp_timeout_tsc, arp_retry_tsc;
 	uint64_t arp_next_tsc; /* earliest entry deadline, UINT64_MAX when none */
 	uint32_t arp_active;   /* entries not FREE */
