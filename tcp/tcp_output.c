@@ -37,9 +37,10 @@
 #include "core/base/dmta_log.h"
 #include "tcp/tcp_stack_int.h"
 
-uint32_t tcp_ts_now(const struct tcp_stack *stk, uint64_t now)
+/* Our timestamp clock for @c: 1 ms ticks plus the connection's offset. */
+uint32_t tcp_ts_now(const struct tcp_conn *c, uint64_t now)
 {
-	return (uint32_t)(now / stk->tsc_per_ts);
+	return (uint32_t)(now / c->stk->tsc_per_ts) + c->ts_off;
 }
 
 /* Receive window we can offer: buffer room, never moving the right edge back. */
@@ -53,6 +54,14 @@ uint32_t tcp_rcv_window(const struct tcp_conn *c)
 	if (c->rq_count >= TCP_RQ_SLOTS)
 		room = 0;
 	return room;
+}
+
+/* The least a receive window may open by (RFC 9293 3.8.6.2.2). */
+uint32_t tcp_rcv_sws_min(const struct tcp_conn *c)
+{
+	uint32_t half = c->stk->conf.rcvbuf / 2;
+
+	return half < c->mss ? half : c->mss;
 }
 
 void tcp_arm_rtx(struct tcp_conn *c, uint64_t now)
@@ -309,7 +318,7 @@ static int send_segment(struct tcp_conn *c, uint32_t seq, uint8_t flags, struct 
 		}
 	}
 	if (o.has_ts) {
-		o.tsval = tcp_ts_now(stk, now);
+		o.tsval = tcp_ts_now(c, now);
 		o.tsecr = (flags & TH_ACK) ? c->ts_recent : 0;
 	}
 	olen = tcp_opts_build(opt, &o);
@@ -324,6 +333,12 @@ static int send_segment(struct tcp_conn *c, uint32_t seq, uint8_t flags, struct 
 	if (flags & TH_SYN) {
 		wnd = wnd > 65535 ? 65535 : wnd; /* never scaled on a SYN */
 	} else {
+		/* Receiver silly-window avoidance (RFC 9293 3.8.6.2.2): the
+		 * right edge moves by a segment or half the buffer, or not. */
+		uint32_t old = SEQ_GT(c->rcv_adv, c->rcv_nxt) ? c->rcv_adv - c->rcv_nxt : 0;
+
+		if (wnd > old && wnd - old < tcp_rcv_sws_min(c))
+			wnd = old;
 		wnd >>= c->rcv_ws;
 		if (wnd > 65535)
 			wnd = 65535;
@@ -366,6 +381,7 @@ static int send_segment(struct tcp_conn *c, uint32_t seq, uint8_t flags, struct 
 	stk->stats.segs_tx++;
 	c->retry_shift = 0;
 	if (flags & TH_ACK) {
+		c->last_ack_sent = c->rcv_nxt;
 		c->flags &= ~CF_ACK_NOW;
 		c->segs_unacked = 0;
 		tcp_timer_cancel(&stk->wheel, &c->t_delack);
@@ -415,6 +431,52 @@ static struct rte_mbuf *sq_at(const struct tcp_conn *c, uint32_t i)
 	return c->sq[(c->sq_head + i) % TCP_SQ_SLOTS];
 }
 
+/*
+ * Cut the unsent segment at sq_next to its first @len bytes; the rest (a
+ * copy, at most one segment) becomes the next segment. Only for new data
+ * (snd_nxt at snd_max): the slots after it were never sent, so no SACK
+ * or retransmission bit moves with them. Returns 0, or -1 (no free slot,
+ * no mbuf: the segment waits whole).
+ */
+static int sq_split(struct tcp_conn *c, uint32_t len)
+{
+	struct tcp_stack *stk = c->stk;
+	struct rte_mbuf *m = sq_at(c, c->sq_next), *t;
+	uint32_t rest = rte_pktmbuf_data_len(m) - len;
+
+	if (c->sq_count == TCP_SQ_SLOTS || SEQ_LT(c->snd_nxt, c->snd_max) || len == 0 || rest == 0)
+		return -1;
+	t = rte_pktmbuf_alloc(stk->pool);
+	if (t == NULL) {
+		stk->stats.tx_no_mbuf++;
+		return -1;
+	}
+	memcpy(rte_pktmbuf_append(t, (uint16_t)rest), rte_pktmbuf_mtod_offset(m, void *, len),
+	       rest);
+	rte_pktmbuf_trim(m, (uint16_t)rest);
+	for (uint32_t i = c->sq_count; i > c->sq_next + 1; i--)
+		c->sq[(c->sq_head + i) % TCP_SQ_SLOTS] = c->sq[(c->sq_head + i - 1) % TCP_SQ_SLOTS];
+	c->sq[(c->sq_head + c->sq_next + 1) % TCP_SQ_SLOTS] = t;
+	c->sq_count++;
+	stk->stats.sq_mbufs++;
+	stk->stats.tx_split++;
+	return 0;
+}
+
+/*
+ * The peer's window has room, but less than the next segment: send part of
+ * it (RFC 1122 4.2.3.4) when the room is at least half the largest window
+ * the peer offered (sender silly-window avoidance, RFC 9293 3.8.6.2.1);
+ * a smaller room waits for the persist timer, whose probe then carries
+ * what fits (as Linux's tcp_write_wakeup does). Returns true if cut.
+ */
+static bool window_split(struct tcp_conn *c, uint32_t room, bool probing)
+{
+	if (room == 0 || (!probing && room < c->max_snd_wnd / 2))
+		return false;
+	return sq_split(c, room) == 0;
+}
+
 static bool can_send_data(const struct tcp_conn *c)
 {
 	return c->state == TCP_ESTABLISHED || c->state == TCP_CLOSE_WAIT ||
@@ -454,8 +516,12 @@ void tcp_output(struct tcp_conn *c, uint64_t now)
 		/* RFC 3042 limited transmit: a new segment for each of the first two dupacks. */
 		if (!c->in_recovery && c->dupacks > 0 && c->dupacks < TCP_DUPACK_THRESH)
 			cwnd += c->dupacks * c->mss;
-		if (inflight + len > c->snd_wnd)
-			break;
+		if (inflight + len > c->snd_wnd) {
+			if (!window_split(c, c->snd_wnd > inflight ? c->snd_wnd - inflight : 0,
+					  false))
+				break;
+			len = rte_pktmbuf_data_len(m);
+		}
 		/* With SACK the congestion window bounds pipe, not the flight. */
 		if ((sack_rec || sack_resend ? pipe : inflight) + len > cwnd)
 			break;
@@ -529,13 +595,53 @@ void tcp_retransmit_head(struct tcp_conn *c, uint64_t now)
 	}
 }
 
+/*
+ * The @n-th timeout in a row (retransmission or window probe): past the
+ * limit, the connection is given up: ETIMEDOUT, or for a closed (orphaned)
+ * connection in FIN_WAIT_1, CLOSING or LAST_ACK after orphan_retries, as
+ * Linux's tcp_orphan_retries. Returns true if it was.
+ */
+static bool retries_exhausted(struct tcp_conn *c, uint32_t n, uint64_t now)
+{
+	struct tcp_stack *stk = c->stk;
+	bool syn = c->state == TCP_SYN_SENT || c->state == TCP_SYN_RECEIVED;
+	bool orphan = (c->flags & CF_USER_CLOSED) && !syn;
+	uint32_t limit = syn ? stk->conf.syn_retries : stk->conf.max_retries;
+
+	if (orphan && stk->orphan_retries < limit)
+		limit = stk->orphan_retries;
+	if (n <= limit)
+		return false;
+	if (orphan) {
+		tcp_orphan_drop(c, now);
+		return true;
+	}
+	stk->stats.conn_timeouts++;
+	if (!syn) {
+		tcp_send_ctl(c, c->snd_nxt, TH_RST | TH_ACK, now);
+		stk->stats.rst_tx++;
+	}
+	tcp_conn_fail(c, ETIMEDOUT);
+	return true;
+}
+
 void tcp_rtx_timeout(struct tcp_timer *t, uint64_t now)
 {
 	struct tcp_conn *c = CONN_OF(t, t_rtx);
 	struct tcp_stack *stk = c->stk;
-	uint32_t limit;
 
 	if (c->flags & CF_PERSIST) {
+		/* Probes count toward the limits too: a peer that is gone, or
+		 * that holds a closed connection's window shut, gives up. */
+		if (retries_exhausted(c, ++c->probes, now))
+			return;
+		/* Some room, less than the next segment: the probe is data. */
+		if (c->snd_nxt == c->snd_una && c->sq_next < c->sq_count &&
+		    window_split(c, c->snd_wnd, true)) {
+			c->flags &= ~CF_PERSIST;
+			tcp_output(c, now);
+			return;
+		}
 		/* Zero-window probe: an old sequence number makes the peer answer with its window.
 		 */
 		stk->stats.zero_window_probes++;
@@ -545,17 +651,8 @@ void tcp_rtx_timeout(struct tcp_timer *t, uint64_t now)
 		return;
 	}
 	stk->stats.rto_fired++;
-	limit = (c->state == TCP_SYN_SENT || c->state == TCP_SYN_RECEIVED) ? stk->conf.syn_retries
-									   : stk->conf.max_retries;
-	if (c->nrtx >= limit) {
-		stk->stats.conn_timeouts++;
-		if (c->state != TCP_SYN_SENT && c->state != TCP_SYN_RECEIVED) {
-			tcp_send_ctl(c, c->snd_nxt, TH_RST | TH_ACK, now);
-			stk->stats.rst_tx++;
-		}
-		tcp_conn_fail(c, ETIMEDOUT);
+	if (retries_exhausted(c, c->nrtx + 1, now))
 		return;
-	}
 	c->nrtx++;
 	c->rto = c->rto * 2 > stk->rto_max ? stk->rto_max : c->rto * 2;
 	c->rtt_timing = false;

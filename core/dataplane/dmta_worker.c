@@ -68,7 +68,6 @@ int dmta_worker_tcp_conf(const struct dmta_conf *conf, unsigned int id, unsigned
 	sc->connect_timeout_ms = (uint32_t)v[7];
 	sc->delack_ms = 40;
 	sc->time_wait_ms = (uint32_t)v[8];
-	sc->isn_secret = (uint32_t)(rte_rdtsc() ^ (rte_rdtsc() >> 29)) ^ (uint32_t)id;
 	return 0;
 }
 
