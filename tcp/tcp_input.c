@@ -922,3 +922,88 @@ void tcp_input(void *arg, struct rte_mbuf *m, uint32_t hlen, uint64_t now)
 drop:
 	rte_pktmbuf_free(m);
 }
+
+/* RFC 5927 4.1: an ICMP error must quote a sequence number we have sent
+ * and not yet seen acknowledged, or it is forged (or very late). */
+static bool icmp_seq_ok(const struct tcp_conn *c, uint32_t seq)
+{
+	if (c->state == TCP_SYN_SENT)
+		return seq == c->iss;
+	return SEQ_GEQ(seq, c->snd_una) && SEQ_LT(seq, c->snd_max);
+}
+
+/*
+ * RFC 1191: the path takes frames of @mtu at most. Lower the MSS (never
+ * below what TCP_MIN_PMTU allows), and send what is in flight again at
+ * once, cut to the new size, without a congestion response (the segments
+ * were dropped for their size, not for congestion; as Linux's
+ * tcp_simple_retransmit).
+ */
+static void pmtu_update(struct tcp_conn *c, uint32_t mtu, uint64_t now)
+{
+	uint32_t mss;
+
+	if (mtu == 0)
+		mtu = 576; /* a pre-RFC 1191 router: a size every path carries */
+	if (mtu < TCP_MIN_PMTU)
+		mtu = TCP_MIN_PMTU;
+	mss = mtu - 40 - (c->ts_on ? 12 : 0);
+	if (mss >= c->mss)
+		return;
+	c->mss = mss;
+	c->stk->stats.pmtu_reductions++;
+	if (c->in_recovery || c->snd_una == c->snd_max || c->state == TCP_SYN_SENT ||
+	    c->state == TCP_SYN_RECEIVED)
+		return; /* recovery resends the holes at the new size anyway */
+	c->snd_nxt = c->snd_una;
+	c->sq_next = 0;
+	memset(c->sq_rtx, 0, sizeof(c->sq_rtx));
+	tcp_output(c, now);
+}
+
+/* ICMP destination unreachable quoting one of our segments (tcp_netif_err_fn). */
+void tcp_icmp_err(void *arg, uint8_t code, uint16_t mtu, const struct rte_ipv4_hdr *in,
+		  const uint8_t *l4, uint32_t l4len, uint64_t now)
+{
+	struct tcp_stack *stk = arg;
+	uint16_t lport, rport;
+	uint32_t seq;
+	struct tcp_conn *c;
+
+	(void)l4len; /* the netif guarantees 8 bytes: ports and sequence number */
+	memcpy(&lport, l4, 2);
+	memcpy(&rport, l4 + 2, 2);
+	memcpy(&seq, l4 + 4, 4);
+	seq = rte_be_to_cpu_32(seq);
+	c = tcp_conn_lookup(stk, in->src_addr, lport, in->dst_addr, rport);
+	if (c == NULL || c->state == TCP_TIME_WAIT || !icmp_seq_ok(c, seq)) {
+		stk->stats.icmp_invalid++;
+		return;
+	}
+	switch (code) {
+	case 4: /* fragmentation needed and DF set */
+		pmtu_update(c, mtu, now);
+		return;
+	case 0:	 /* net unreachable */
+	case 1:	 /* host unreachable */
+	case 2:	 /* protocol unreachable */
+	case 3:	 /* port unreachable */
+	case 9:	 /* net administratively prohibited */
+	case 10: /* host administratively prohibited */
+	case 13: /* communication administratively prohibited */
+		/* A connect fails at once, so that the next MX is tried (as
+		 * Linux does); an established connection treats them as soft
+		 * errors (RFC 1122 4.2.3.9, RFC 5461). */
+		if (c->state == TCP_SYN_SENT) {
+			stk->stats.icmp_conn_aborts++;
+			tcp_conn_fail(c, code == 3   ? ECONNREFUSED
+					 : code == 0 ? ENETUNREACH
+						     : EHOSTUNREACH);
+			return;
+		}
+		break;
+	default:
+		break;
+	}
+	stk->stats.icmp_soft++;
+}

@@ -53,6 +53,8 @@ struct tcp_netif {
 		uint8_t proto;
 		tcp_netif_l4_fn fn;
 		void *arg;
+		tcp_netif_err_fn err;
+		void *err_arg;
 	} l4[TCP_NETIF_L4_MAX];
 	unsigned nl4;
 

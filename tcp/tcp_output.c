@@ -266,9 +266,34 @@ static uint32_t sack_send_holes(struct tcp_conn *c, uint64_t now)
 	return pipe;
 }
 
-/* Build and send one segment; @payload (may be NULL) is cloned, not consumed. */
+static int send_piece(struct tcp_conn *c, uint32_t seq, uint8_t flags, struct rte_mbuf *payload,
+		      uint32_t off, uint32_t plen, uint64_t now);
+
+/*
+ * Build and send one send-queue segment; @payload (may be NULL) is cloned,
+ * not consumed. A segment cut before the MSS went down (path MTU, RFC 1191;
+ * a black hole, RFC 4821) leaves as several of the new size.
+ */
 static int send_segment(struct tcp_conn *c, uint32_t seq, uint8_t flags, struct rte_mbuf *payload,
 			uint64_t now)
+{
+	uint32_t len = payload != NULL ? rte_pktmbuf_data_len(payload) : 0;
+	int rc = 0;
+
+	if (len <= c->mss)
+		return send_piece(c, seq, flags, payload, 0, len, now);
+	for (uint32_t off = 0; off < len && rc == 0; off += c->mss) {
+		uint32_t plen = len - off < c->mss ? len - off : c->mss;
+
+		rc = send_piece(c, seq + off, off + plen < len ? flags & ~TH_PSH : flags, payload,
+				off, plen, now);
+	}
+	return rc;
+}
+
+/* Build and send one segment: bytes [@off, @off + @plen) of @payload (may be NULL). */
+static int send_piece(struct tcp_conn *c, uint32_t seq, uint8_t flags, struct rte_mbuf *payload,
+		      uint32_t off, uint32_t plen, uint64_t now)
 {
 	struct tcp_stack *stk = c->stk;
 	struct rte_mbuf *h;
@@ -311,7 +336,6 @@ static int send_segment(struct tcp_conn *c, uint32_t seq, uint8_t flags, struct 
 			/* Options and data together stay within the MSS (RFC
 			 * 6691): a full-sized segment has no room for blocks. */
 			uint32_t room = c->mss + (c->ts_on ? 12 : 0), used = c->ts_on ? 12 : 0;
-			uint32_t plen = payload != NULL ? rte_pktmbuf_data_len(payload) : 0;
 
 			if (room >= plen + used + 12)
 				sack_blocks(c, &o, (room - plen - used - 4) / 8);
@@ -359,6 +383,8 @@ static int send_segment(struct tcp_conn *c, uint32_t seq, uint8_t flags, struct 
 			tcp_arm_retry(c, now);
 			return -ENOMEM;
 		}
+		rte_pktmbuf_adj(cl, (uint16_t)off);
+		rte_pktmbuf_trim(cl, (uint16_t)(rte_pktmbuf_data_len(cl) - plen));
 		rte_pktmbuf_chain(h, cl);
 	}
 	tcplen = rte_pktmbuf_pkt_len(h);
@@ -403,7 +429,7 @@ int tcp_send_ctl(struct tcp_conn *c, uint32_t seq, uint8_t flags, uint64_t now)
 	 * after a timeout, neither accepted the other's ACKs.) */
 	if (!(flags & (TH_SYN | TH_FIN)) && seq == c->snd_nxt)
 		seq = c->snd_max;
-	return send_segment(c, seq, flags, NULL, now);
+	return send_piece(c, seq, flags, NULL, 0, 0, now);
 }
 
 /* A RST for a segment that matched no connection (RFC 9293 3.10.7.1). */
@@ -423,7 +449,7 @@ void tcp_send_rst_for(struct tcp_stack *stk, uint32_t raddr, uint16_t lport, uin
 	stk->stats.rst_tx++;
 	/* tcp_rcv_window() of an empty connection: advertise 0 on a RST. */
 	tmp.rq_count = TCP_RQ_SLOTS;
-	send_segment(&tmp, seq, flags, NULL, now);
+	send_piece(&tmp, seq, flags, NULL, 0, 0, now);
 }
 
 static struct rte_mbuf *sq_at(const struct tcp_conn *c, uint32_t i)
@@ -522,8 +548,11 @@ void tcp_output(struct tcp_conn *c, uint64_t now)
 				break;
 			len = rte_pktmbuf_data_len(m);
 		}
-		/* With SACK the congestion window bounds pipe, not the flight. */
-		if ((sack_rec || sack_resend ? pipe : inflight) + len > cwnd)
+		/* With SACK the congestion window bounds pipe, not the flight.
+		 * A segment cut before the MSS went down may be larger than
+		 * the whole window: it goes when nothing else is out. */
+		if ((sack_rec || sack_resend ? pipe : inflight) + len > cwnd &&
+		    (sack_rec || sack_resend ? pipe : inflight) > 0)
 			break;
 		if (send_segment(c, c->snd_nxt, TH_ACK | TH_PSH, m, now) != 0)
 			break; /* pool empty: t_retry tries again */
@@ -625,6 +654,27 @@ static bool retries_exhausted(struct tcp_conn *c, uint32_t n, uint64_t now)
 	return true;
 }
 
+/*
+ * Packetization-layer black-hole detection (RFC 4821 and RFC 8899 in
+ * spirit, as Linux's tcp_mtu_probing): when the second timeout in a row
+ * finds a full-sized segment unacknowledged, the path may drop large
+ * frames without a word (ICMP filtered): the MSS goes down to
+ * TCP_BASE_MSS, and after the fourth to TCP_DEFAULT_MSS. Never up again.
+ */
+static void blackhole_check(struct tcp_conn *c)
+{
+	uint32_t opts = c->ts_on ? 12 : 0, mss;
+
+	if ((c->nrtx != 2 && c->nrtx != 4) || c->sq_count == 0 || c->state == TCP_SYN_SENT ||
+	    c->state == TCP_SYN_RECEIVED)
+		return;
+	mss = (c->nrtx == 2 ? TCP_BASE_MSS : TCP_DEFAULT_MSS) - opts;
+	if (mss >= c->mss || rte_pktmbuf_data_len(sq_at(c, 0)) <= mss)
+		return;
+	c->mss = mss;
+	c->stk->stats.pmtu_blackhole++;
+}
+
 void tcp_rtx_timeout(struct tcp_timer *t, uint64_t now)
 {
 	struct tcp_conn *c = CONN_OF(t, t_rtx);
@@ -656,6 +706,7 @@ void tcp_rtx_timeout(struct tcp_timer *t, uint64_t now)
 	c->nrtx++;
 	c->rto = c->rto * 2 > stk->rto_max ? stk->rto_max : c->rto * 2;
 	c->rtt_timing = false;
+	blackhole_check(c);
 	switch (c->state) {
 	case TCP_SYN_SENT:
 		stk->stats.retransmits++;

@@ -48,6 +48,8 @@ static const struct tcp_stat_name stack_stat_names[] = {
     STAT(sack_blocks_tx), STAT(rx_old_ack),	  STAT(rx_no_ts),     STAT(rx_bad_tsecr),
     STAT(rx_mss_clamped), STAT(ack_rate_limited), STAT(orphan_drops), STAT(rst_data_after_close),
     STAT(rx_mbufs),	  STAT(rx_pruned),	  STAT(rx_mem_drop),  STAT(tx_split),
+    STAT(icmp_invalid),	  STAT(icmp_conn_aborts), STAT(icmp_soft),    STAT(pmtu_reductions),
+    STAT(pmtu_blackhole),
 };
 
 _Static_assert(sizeof(stack_stat_names) / sizeof(stack_stat_names[0]) ==
@@ -597,7 +599,8 @@ struct tcp_stack *tcp_stack_create(const struct tcp_stack_conf *conf, struct tcp
 	stk->port_ctr = (uint32_t)(stk->key[0] >> 32);
 	/* One tick per millisecond (at least one TSC cycle). */
 	tcp_wheel_init(&stk->wheel, now_tsc, stk->tsc_per_ts);
-	if (tcp_netif_set_l4(nif, IPPROTO_TCP, tcp_input, stk) != 0) {
+	if (tcp_netif_set_l4(nif, IPPROTO_TCP, tcp_input, stk) != 0 ||
+	    tcp_netif_set_l4_err(nif, IPPROTO_TCP, tcp_icmp_err, stk) != 0) {
 		rte_free(stk->conns);
 		rte_free(stk->htab);
 		rte_free(stk);

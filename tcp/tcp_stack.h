@@ -210,6 +210,11 @@ struct tcp_stack_stats {
 	uint64_t rx_pruned;	       /**< out-of-order mbufs dropped under memory pressure */
 	uint64_t rx_mem_drop;	       /**< drop: worker's receive memory budget reached */
 	uint64_t tx_split;	       /**< segments split to fit a small peer window */
+	uint64_t icmp_invalid;	       /**< ICMP errors quoting no segment in flight (RFC 5927) */
+	uint64_t icmp_conn_aborts;     /**< connects failed at once by ICMP unreachable */
+	uint64_t icmp_soft;	       /**< valid ICMP unreachable on open connections: ignored */
+	uint64_t pmtu_reductions;      /**< MSS lowered by ICMP fragmentation needed (RFC 1191) */
+	uint64_t pmtu_blackhole; /**< MSS lowered after timeouts of full segments (RFC 4821) */
 };
 
 struct tcp_stack;

@@ -33,6 +33,10 @@
 #define TCP_OOO_MEM_FACTOR 4
 #define TCP_LISTEN_MAX	   16
 #define TCP_DEFAULT_MSS	   536 /* RFC 9293 3.7.1, when the peer sends no MSS option */
+/* Black-hole detection's first step down (Linux's tcp_base_mss). */
+#define TCP_BASE_MSS 1024
+/* The smallest path MTU an ICMP message may set (Linux's min_pmtu). */
+#define TCP_MIN_PMTU 552
 /* A peer MSS below this is raised to it (Linux's TCP_MIN_MSS): 88 bytes
  * leave room for 40 bytes of options and some data, never a wrap. */
 #define TCP_MIN_MSS 88
@@ -211,6 +215,9 @@ void tcp_enter_recovery(struct tcp_conn *c, uint64_t now);
 int tcp_sack_head_lost(const struct tcp_conn *c);
 void tcp_ooo_drain(struct tcp_conn *c);
 bool tcp_oow_ack_allowed(struct tcp_conn *c, uint64_t now, bool challenge);
+
+void tcp_icmp_err(void *arg, uint8_t code, uint16_t mtu, const struct rte_ipv4_hdr *in,
+		  const uint8_t *l4, uint32_t l4len, uint64_t now);
 
 /* tcp_output.c */
 int tcp_send_ctl(struct tcp_conn *c, uint32_t seq, uint8_t flags, uint64_t now);

@@ -797,6 +797,65 @@ static void test_l4_handler(void **state)
 	assert_int_equal(tcp_netif_set_l4(nif, 99, l4_handler, NULL), -ENOSPC);
 }
 
+static uint8_t err_code;
+static uint16_t err_mtu;
+static uint16_t err_port;
+static int err_calls;
+
+static void err_handler(void *arg, uint8_t code, uint16_t mtu, const struct rte_ipv4_hdr *inner,
+			const uint8_t *l4, uint32_t l4len, uint64_t now)
+{
+	(void)arg;
+	(void)inner;
+	(void)now;
+	assert_true(l4len >= 8);
+	err_calls++;
+	err_code = code;
+	err_mtu = mtu;
+	err_port = (uint16_t)(l4[0] << 8 | l4[1]);
+}
+
+/* "Fragmentation needed" quoting one of our TCP segments reaches the TCP
+ * error handler with the next-hop MTU; one quoting someone else's packet,
+ * or too short to hold the ports, is dropped under a counter. */
+static void test_icmp_unreachable(void **state)
+{
+	struct tcp_netif *nif = *state;
+	uint8_t f[128];
+	size_t o = eth(f, our_mac, gw_mac, 0x0800), icmp;
+
+	assert_int_equal(tcp_netif_set_l4_err(nif, 6, err_handler, NULL), -ENOSPC);
+	assert_int_equal(tcp_netif_set_l4(nif, 6, l4_handler, NULL), 0);
+	assert_int_equal(tcp_netif_set_l4_err(nif, 6, err_handler, NULL), 0);
+	o += ip_hdr(f + o, gw_ip, our_ip, 1, 8 + 20 + 8, 9, 0, 0);
+	icmp = o;
+	memset(f + o, 0, 8);
+	f[o] = 3;
+	f[o + 1] = 4;
+	put16(f + o + 6, 1280);
+	o += 8;
+	o += ip_hdr(f + o, our_ip, far_ip, 6, 1460, 0, 0x4000, 0);
+	put16(f + o, 40001); /* our port */
+	put16(f + o + 2, 25);
+	memset(f + o + 4, 0x11, 4);
+	o += 8;
+	put16(f + icmp + 2, tcp_test_csum(f + icmp, o - icmp));
+	err_calls = 0;
+	assert_int_equal(input1(nif, f, o, T0), 0);
+	if (err_calls != 1 || err_code != 4 || err_mtu != 1280 || err_port != 40001)
+		fail_msg("handler: %d calls, code %u mtu %u port %u; want 1, 4, 1280, 40001",
+			 err_calls, err_code, err_mtu, err_port);
+	assert_int_equal(stat(nif, "icmp_errors"), 1);
+	/* Quoting a packet from another address. */
+	memcpy(f + icmp + 8 + 12, peer_ip, 4);
+	put16(f + icmp + 2, 0);
+	put16(f + icmp + 2, tcp_test_csum(f + icmp, o - icmp));
+	assert_int_equal(input1(nif, f, o, T0), 0);
+	assert_int_equal(err_calls, 1);
+	assert_int_equal(stat(nif, "icmp_err_bad"), 1);
+	assert_int_equal(tcp_netif_set_l4(nif, 6, NULL, NULL), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -816,6 +875,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_malformed_dropped, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_output_errors, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_tx_full, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_icmp_unreachable, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_free_releases_everything, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_l4_handler, setup, teardown),
 	};

@@ -1650,6 +1650,150 @@ static void test_ooo_flood_budget(void **state)
 	app_setup(&app[1], 0, 2, 0);
 }
 
+/* ------------------------------------------------------------------ */
+/* ICMP: unreachable, fragmentation needed, black holes */
+
+/* Into @g: an ICMP destination unreachable (@code, next-hop @mtu) from B's
+ * address to A quoting the IPv4 header and 8 bytes of frame @f (A to B). */
+static size_t icmp_about(uint8_t *g, const uint8_t *f, uint8_t code, uint16_t mtu)
+{
+	size_t n = 14 + 20 + 8 + 20 + 8;
+	uint16_t c;
+
+	memcpy(g, f + 6, 6); /* back to A's MAC, from B's */
+	memcpy(g + 6, f, 6);
+	g[12] = 0x08;
+	g[13] = 0x00;
+	memcpy(g + 14, f + 14, 20);
+	g[14 + 8] = 64;
+	g[14 + 9] = 1;			     /* ICMP */
+	memcpy(g + 14 + 12, f + 14 + 16, 4); /* from B's address */
+	memcpy(g + 14 + 16, f + 14 + 12, 4); /* to A's */
+	fix_ip(g, n);
+	memset(g + 34, 0, 8);
+	g[34] = 3;
+	g[35] = code;
+	g[40] = (uint8_t)(mtu >> 8);
+	g[41] = (uint8_t)mtu;
+	memcpy(g + 42, f + 14, 28);
+	c = tcp_test_csum(g + 34, 8 + 28);
+	g[36] = (uint8_t)(c >> 8);
+	g[37] = (uint8_t)c;
+	return n;
+}
+
+/* Put frame @g on the wire towards endpoint @to, due now. */
+static void wire_put(struct wire *wr, int to, const uint8_t *g, size_t n)
+{
+	assert_true(wr->nq < WIRE_MAXQ);
+	wr->q[wr->nq].m = tcp_test_mbuf(pool, g, n);
+	wr->q[wr->nq].at = wr->now;
+	wr->q[wr->nq].order = wr->order++;
+	wr->q[wr->nq].to = to;
+	wr->nq++;
+}
+
+/* B's host says "port unreachable" for A's SYN (and the SYN is lost): the
+ * connect fails at once, so the next MX can be tried. A forged one first,
+ * quoting a sequence number A never sent, changes nothing. */
+static bool tap_syn_unreachable(struct wire *wr, int from, uint8_t *f, uint32_t len)
+{
+	uint8_t g[128];
+
+	(void)len;
+	if (from != 0 || f[12] != 0x08 || (f[34 + 13] & 0x12) != 0x02)
+		return true;
+	set_seq(f, get_seq(f) + 1); /* the forger's guess */
+	wire_put(wr, 0, g, icmp_about(g, f, 3, 0));
+	set_seq(f, get_seq(f) - 1);
+	wire_put(wr, 0, g, icmp_about(g, f, 3, 0));
+	return false;
+}
+
+static void test_icmp_unreachable_connect(void **state)
+{
+	uint64_t ms;
+	(void)state;
+
+	wire_init(&w, pool, 32);
+	w.imp[0].delay_us = w.imp[1].delay_us = 5000;
+	w.tap = tap_syn_unreachable;
+	app_setup(&app[0], 10, 1, 0);
+	app_setup(&app[1], 0, 2, 0);
+	app[1].released = true;
+	assert_int_equal(tcp_connect(w.stk[0], wire_ip[1], PORT, &app[0], w.now, &app[0].conn), 0);
+	ms = run(both_done, 100000);
+	if (app[0].error != ECONNREFUSED || ms > 100)
+		fail_msg("connect: got error %d after %llu ms, want ECONNREFUSED at once",
+			 app[0].error, (unsigned long long)ms);
+	assert_int_equal(tcp_stack_stats(w.stk[0])->icmp_invalid, 1);
+	assert_int_equal(tcp_stack_stats(w.stk[0])->icmp_conn_aborts, 1);
+	run(tables_empty, 100);
+}
+
+/* A router in the middle with an MTU of 1280: larger frames from A are
+ * dropped, answered with "fragmentation needed" (@icmp) or not at all (a
+ * black hole). */
+static bool path_icmp;
+static unsigned path_too_big;
+
+static bool tap_mtu_1280(struct wire *wr, int from, uint8_t *f, uint32_t len)
+{
+	uint8_t g[128];
+
+	if (from != 0 || f[12] != 0x08 || len - 14 <= 1280)
+		return true;
+	path_too_big++;
+	if (path_icmp)
+		wire_put(wr, 0, g, icmp_about(g, f, 4, 1280));
+	return false;
+}
+
+static uint64_t mtu_run(uint64_t seed, bool icmp)
+{
+	uint64_t ms;
+
+	wire_init(&w, pool, seed);
+	w.imp[0].delay_us = w.imp[1].delay_us = 10000;
+	path_icmp = icmp;
+	path_too_big = 0;
+	w.tap = tap_mtu_1280;
+	start(64 * 1024, 100);
+	ms = run(both_done, 120000);
+	check_transfer(64 * 1024, 100);
+	print_stats(icmp ? "pmtu" : "black hole");
+	run(tables_empty, 5000);
+	return ms;
+}
+
+static void test_pmtu_frag_needed(void **state)
+{
+	uint64_t ms;
+	(void)state;
+
+	ms = mtu_run(33, true);
+	printf("# 64 KiB over an MTU of 1280 with ICMP: %llu ms, %u frames too big\n",
+	       (unsigned long long)ms, path_too_big);
+	/* One flight's worth of frames too big, then none. */
+	if (ms > 500 || path_too_big > 10)
+		fail_msg("with ICMP: %llu ms and %u frames too big, want < 500 ms and <= 10",
+			 (unsigned long long)ms, path_too_big);
+	assert_int_equal(tcp_stack_stats(w.stk[0])->pmtu_reductions, 1);
+}
+
+static void test_pmtu_black_hole(void **state)
+{
+	uint64_t ms;
+	(void)state;
+
+	ms = mtu_run(34, false);
+	printf("# 64 KiB over an MTU of 1280, ICMP filtered: %llu ms, %u frames too big\n",
+	       (unsigned long long)ms, path_too_big);
+	if (ms > 5000)
+		fail_msg("black hole: %llu ms, want < 5000", (unsigned long long)ms);
+	assert_int_equal(tcp_stack_stats(w.stk[0])->pmtu_blackhole, 1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1685,6 +1829,9 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_lost_syn_rto, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_unpredictable, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_ooo_flood_budget, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_icmp_unreachable_connect, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_pmtu_frag_needed, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_pmtu_black_hole, setup, teardown),
 	};
 	int rc;
 
