@@ -330,15 +330,22 @@ static bool rx_mem_ok(struct tcp_conn *c, bool in_order)
 	return false;
 }
 
-static void sq_drop_acked(struct tcp_conn *c, uint32_t bytes)
+static void sq_drop_acked(struct tcp_conn *c, uint32_t bytes, uint64_t now)
 {
+	uint32_t seq = c->snd_una;
+
 	while (bytes > 0 && c->sq_count > 0) {
 		struct rte_mbuf *m = c->sq[c->sq_head];
 		uint32_t len = rte_pktmbuf_data_len(m);
 
 		if (len <= bytes) {
+			seq += len;
+			if (c->sack_on && !sq_bit(c->sq_sacked, c->sq_head))
+				tcp_rack_delivered(c, c->sq_head, seq, now);
 			sq_bit_clear(c->sq_sacked, c->sq_head);
 			sq_bit_clear(c->sq_rtx, c->sq_head);
+			sq_bit_clear(c->sq_lost, c->sq_head);
+			sq_bit_clear(c->sq_retx, c->sq_head);
 			rte_pktmbuf_free(m);
 			c->sq_head = (c->sq_head + 1) % TCP_SQ_SLOTS;
 			c->sq_count--;
@@ -368,8 +375,11 @@ static void new_ack(struct tcp_conn *c, const struct tcp_seg *s, uint64_t now)
 		c->rtt_timing = false;
 		rtt_sample(c, now - c->rtt_start);
 	}
-	sq_drop_acked(c, data_acked);
+	sq_drop_acked(c, data_acked, now);
 	c->snd_una = s->ack;
+	c->flags &= ~CF_TLP_OUT;
+	if (c->ts_on && s->opts.has_ts)
+		tcp_undo_eifel(c, s->opts.tsecr);
 	if (SEQ_LT(c->snd_nxt, c->snd_una))
 		c->snd_nxt = c->snd_una;
 	/* The cumulative ACK stops at data the peer SACKed: it has dropped it
@@ -434,16 +444,22 @@ static void new_ack(struct tcp_conn *c, const struct tcp_seg *s, uint64_t now)
 void tcp_enter_recovery(struct tcp_conn *c, uint64_t now)
 {
 	uint32_t flight = c->snd_max - c->snd_una;
+	bool head = !c->sack_on || sq_bit(c->sq_lost, c->sq_head) || tcp_sack_head_lost(c) > 0;
 
+	tcp_undo_mark(c);
 	c->ssthresh = flight / 2 > 2 * c->mss ? flight / 2 : 2 * c->mss;
 	c->recover = c->snd_max;
 	c->in_recovery = true;
 	c->stk->stats.fast_retransmits++;
 	memset(c->sq_rtx, 0, sizeof(c->sq_rtx));
-	tcp_retransmit_head(c, now);
+	if (head)
+		tcp_retransmit_head(c, now);
 	/* With SACK, pipe (not an inflated window) says what may go. */
 	c->cwnd = c->sack_on ? c->ssthresh : c->ssthresh + 3 * c->mss;
+	c->flags &= ~CF_TLP;
 	tcp_arm_rtx(c, now);
+	if (!head)
+		tcp_output(c, now); /* RACK found later segments lost */
 }
 
 /*
@@ -689,7 +705,7 @@ static bool conn_input(struct tcp_conn *c, struct rte_mbuf *m, struct tcp_seg *s
 		return false;
 	}
 	if (c->sack_on && s->opts.nsack > 0)
-		tcp_sack_update(c, &s->opts);
+		tcp_sack_update(c, &s->opts, now);
 	if (SEQ_GT(s->ack, c->snd_una)) {
 		new_ack(c, s, now);
 	} else if (s->ack == c->snd_una && s->len == 0 && !(s->flags & TH_FIN) &&
@@ -711,6 +727,9 @@ static bool conn_input(struct tcp_conn *c, struct rte_mbuf *m, struct tcp_seg *s
 				tcp_timer_arm(&stk->wheel, &c->t_retry, now + d);
 		}
 	}
+	/* RACK (RFC 8985): losses by time, lost retransmissions included. */
+	if (c->sack_on && SEQ_LT(c->snd_una, c->snd_max))
+		tcp_rack_detect(c, now);
 	if (SEQ_LT(c->snd_wl1, s->seq) || (c->snd_wl1 == s->seq && SEQ_LEQ(c->snd_wl2, s->ack))) {
 		c->snd_wnd = s->wnd << c->snd_ws;
 		if (c->snd_wnd > c->max_snd_wnd)

@@ -66,6 +66,9 @@ uint32_t tcp_rcv_sws_min(const struct tcp_conn *c)
 
 void tcp_arm_rtx(struct tcp_conn *c, uint64_t now)
 {
+	if (tcp_tlp_arm(c, now))
+		return;
+	c->flags &= ~CF_TLP;
 	tcp_timer_arm(&c->stk->wheel, &c->t_rtx, now + c->rto);
 }
 
@@ -91,6 +94,8 @@ void tcp_retry_timeout(struct tcp_timer *t, uint64_t now)
 
 	if (c->flags & CF_ER_WAIT) {
 		c->flags &= ~CF_ER_WAIT;
+		if (c->sack_on && !c->in_recovery && tcp_rack_detect(c, now) > 0)
+			return; /* (recovery sent what it could) */
 		if (c->sack_on && !c->in_recovery && SEQ_GEQ(c->snd_una, c->recover) &&
 		    SEQ_LT(c->snd_una, c->snd_max) && tcp_sack_head_lost(c) > 0 &&
 		    (c->state == TCP_ESTABLISHED || c->state == TCP_CLOSE_WAIT ||
@@ -169,9 +174,16 @@ static void sack_blocks(struct tcp_conn *c, struct tcp_opts *o, uint32_t max)
 }
 
 /* Mark what the peer's SACK blocks cover (RFC 2018 5: whole segments only). */
-void tcp_sack_update(struct tcp_conn *c, const struct tcp_opts *o)
+void tcp_sack_update(struct tcp_conn *c, const struct tcp_opts *o, uint64_t now)
 {
 	c->stk->stats.sack_blocks_rx += o->nsack;
+	/* RFC 2883: a first block below the cumulative ACK, or inside the
+	 * second, reports bytes received twice. */
+	if (o->nsack > 0 && SEQ_LT(o->sack[0][0], o->sack[0][1]) &&
+	    (SEQ_LEQ(o->sack[0][1], c->snd_una) ||
+	     (o->nsack > 1 && SEQ_GEQ(o->sack[0][0], o->sack[1][0]) &&
+	      SEQ_LEQ(o->sack[0][1], o->sack[1][1]))))
+		tcp_rack_dsack(c, o->sack[0][0], o->sack[0][1]);
 	for (uint32_t b = 0; b < o->nsack; b++) {
 		uint32_t l = o->sack[b][0], r = o->sack[b][1], seq = c->snd_una;
 
@@ -182,8 +194,10 @@ void tcp_sack_update(struct tcp_conn *c, const struct tcp_opts *o)
 			uint32_t slot = (c->sq_head + i) % TCP_SQ_SLOTS;
 			uint32_t end = seq + rte_pktmbuf_data_len(c->sq[slot]);
 
-			if (SEQ_GEQ(seq, l) && SEQ_LEQ(end, r))
+			if (SEQ_GEQ(seq, l) && SEQ_LEQ(end, r) && !sq_bit(c->sq_sacked, slot)) {
 				sq_bit_set(c->sq_sacked, slot);
+				tcp_rack_delivered(c, slot, end, now);
+			}
 			seq = end;
 		}
 	}
@@ -194,6 +208,7 @@ void tcp_sack_forget(struct tcp_conn *c)
 {
 	memset(c->sq_sacked, 0, sizeof(c->sq_sacked));
 	memset(c->sq_rtx, 0, sizeof(c->sq_rtx));
+	memset(c->sq_lost, 0, sizeof(c->sq_lost));
 }
 
 /* Bytes sent again after a timeout and not SACKed: what is in flight then. */
@@ -249,12 +264,13 @@ static uint32_t sack_send_holes(struct tcp_conn *c, uint64_t now)
 			seq += len;
 			continue;
 		}
-		lost = sacked_segs >= TCP_DUPACK_THRESH ||
+		lost = sq_bit(c->sq_lost, slot) || sacked_segs >= TCP_DUPACK_THRESH ||
 		       sacked_bytes > (TCP_DUPACK_THRESH - 1) * c->mss;
 		if (!lost || sq_bit(c->sq_rtx, slot)) {
 			pipe += len;
 		} else if (pipe + len <= c->cwnd &&
 			   send_segment(c, seq, TH_ACK | TH_PSH, m, now) == 0) {
+			tcp_rack_sent(c, slot, now, true);
 			sq_bit_set(c->sq_rtx, slot);
 			stk->stats.retransmits++;
 			c->retransmits++;
@@ -556,6 +572,8 @@ void tcp_output(struct tcp_conn *c, uint64_t now)
 			break;
 		if (send_segment(c, c->snd_nxt, TH_ACK | TH_PSH, m, now) != 0)
 			break; /* pool empty: t_retry tries again */
+		tcp_rack_sent(c, (c->sq_head + c->sq_next) % TCP_SQ_SLOTS, now,
+			      SEQ_LT(c->snd_nxt, c->snd_max));
 		if (SEQ_LT(c->snd_nxt, c->snd_max)) {
 			stk->stats.retransmits++;
 			c->retransmits++;
@@ -617,8 +635,10 @@ void tcp_retransmit_head(struct tcp_conn *c, uint64_t now)
 	c->retransmits++;
 	c->rtt_timing = false; /* Karn */
 	if (c->sq_count > 0 && c->sq_next > 0) {
-		if (send_segment(c, c->snd_una, TH_ACK | TH_PSH, sq_at(c, 0), now) == 0)
+		if (send_segment(c, c->snd_una, TH_ACK | TH_PSH, sq_at(c, 0), now) == 0) {
+			tcp_rack_sent(c, c->sq_head, now, true);
 			sq_bit_set(c->sq_rtx, c->sq_head);
+		}
 	} else if ((c->flags & CF_FIN_SENT) && c->snd_una == c->fin_seq) {
 		tcp_send_ctl(c, c->fin_seq, TH_FIN | TH_ACK, now);
 	}
@@ -675,10 +695,30 @@ static void blackhole_check(struct tcp_conn *c)
 	c->stk->stats.pmtu_blackhole++;
 }
 
+/* The last segment sent, again (a tail loss probe with no new data). */
+void tcp_retransmit_last(struct tcp_conn *c, uint64_t now)
+{
+	uint32_t i = c->sq_next - 1, slot = (c->sq_head + i) % TCP_SQ_SLOTS, seq = c->snd_una;
+
+	for (uint32_t k = 0; k < i; k++)
+		seq += rte_pktmbuf_data_len(sq_at(c, k));
+	if (send_segment(c, seq, TH_ACK | TH_PSH, c->sq[slot], now) == 0) {
+		tcp_rack_sent(c, slot, now, true);
+		c->stk->stats.retransmits++;
+		c->retransmits++;
+	}
+}
+
 void tcp_rtx_timeout(struct tcp_timer *t, uint64_t now)
 {
 	struct tcp_conn *c = CONN_OF(t, t_rtx);
 	struct tcp_stack *stk = c->stk;
+
+	if (c->flags & CF_TLP) {
+		tcp_tlp_fire(c, now);
+		return;
+	}
+	c->flags &= ~CF_TLP_OUT;
 
 	if (c->flags & CF_PERSIST) {
 		/* Probes count toward the limits too: a peer that is gone, or
@@ -724,6 +764,9 @@ void tcp_rtx_timeout(struct tcp_timer *t, uint64_t now)
 		break;
 	}
 	/* RFC 5681 (4): after a timeout, one segment at a time from snd_una. */
+	if (c->nrtx == 1)
+		tcp_undo_mark(c);
+	memset(c->sq_lost, 0, sizeof(c->sq_lost));
 	{
 		uint32_t flight = c->snd_max - c->snd_una;
 		uint32_t half = flight / 2;

@@ -49,7 +49,8 @@ static const struct tcp_stat_name stack_stat_names[] = {
     STAT(rx_mss_clamped), STAT(ack_rate_limited), STAT(orphan_drops), STAT(rst_data_after_close),
     STAT(rx_mbufs),	  STAT(rx_pruned),	  STAT(rx_mem_drop),  STAT(tx_split),
     STAT(icmp_invalid),	  STAT(icmp_conn_aborts), STAT(icmp_soft),    STAT(pmtu_reductions),
-    STAT(pmtu_blackhole),
+    STAT(pmtu_blackhole), STAT(rack_lost),	  STAT(tlp_probes),   STAT(dsacks_rx),
+    STAT(undos),
 };
 
 _Static_assert(sizeof(stack_stat_names) / sizeof(stack_stat_names[0]) ==
@@ -582,6 +583,8 @@ struct tcp_stack *tcp_stack_create(const struct tcp_stack_conf *conf, struct tcp
 	stk->our_mss = tcp_netif_mtu(nif) - 40;
 	while (stk->rcv_ws < TCP_MAX_WSCALE && (conf->rcvbuf >> stk->rcv_ws) > 65535)
 		stk->rcv_ws++;
+	while ((stk->hz >> (stk->xmit_shift + 1)) >= 1000000)
+		stk->xmit_shift++;
 	stk->tsc_per_ts = stk->hz / TCP_TS_HZ;
 	if (stk->tsc_per_ts == 0)
 		stk->tsc_per_ts = 1;

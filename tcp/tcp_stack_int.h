@@ -81,6 +81,8 @@ enum {
 	CF_IN_TW = 1 << 10,	 /* on the stack's TIME_WAIT list */
 	CF_ER_WAIT = 1 << 11,	 /* t_retry also checks for an early retransmit */
 	CF_ON_OOO = 1 << 12,	 /* on the stack's list of connections holding out-of-order data */
+	CF_TLP = 1 << 13,	 /* t_rtx is a tail loss probe timeout (tcp_rack.c) */
+	CF_TLP_OUT = 1 << 14,	 /* a probe is out: no other until an ACK moves snd_una */
 };
 
 struct tcp_conn {
@@ -126,6 +128,15 @@ struct tcp_conn {
 	/* SACK scoreboard, one bit per send-queue slot (by slot, not position):
 	 * SACKed by the peer; retransmitted in this recovery. */
 	uint64_t sq_sacked[TCP_SQ_SLOTS / 64], sq_rtx[TCP_SQ_SLOTS / 64];
+	/* RACK (tcp_rack.c): marked lost; ever sent again; when last sent
+	 * (TSC >> xmit_shift). */
+	uint64_t sq_lost[TCP_SQ_SLOTS / 64], sq_retx[TCP_SQ_SLOTS / 64];
+	uint32_t sq_xmit[TCP_SQ_SLOTS];
+	uint32_t rack_xmit, rack_end, rack_rtt, rack_fack, min_rtt; /* xmit units */
+	bool rack_valid, reord_seen;
+	/* Undo of a spurious recovery or timeout (tcp_rack.c). */
+	bool undo_on, undo_ts; /* undo_ts: undo_tsval is the first retransmission's */
+	uint32_t undo_marker, undo_retrans, undo_tsval, prior_cwnd, prior_ssthresh;
 
 	/* receive side */
 	uint32_t irs, rcv_nxt, rcv_adv; /* rcv_adv: right edge advertised */
@@ -167,6 +178,7 @@ struct tcp_stack {
 	uint64_t rto_init, rto_min, rto_max, delack, time_wait, connect_timeout;
 	uint64_t key[2];       /* SipHash-2-4 key (conf.secret, or random) */
 	uint32_t port_ctr;     /* RFC 6056 algorithm 3: next_ephemeral */
+	uint8_t xmit_shift;    /* sq_xmit units: TSC >> xmit_shift, about 1 us */
 	uint32_t rx_mbufs_max; /* receive + out-of-order mbufs of all connections */
 	uint32_t orphan_retries;
 	uint64_t orphan_timeout;
@@ -219,6 +231,17 @@ bool tcp_oow_ack_allowed(struct tcp_conn *c, uint64_t now, bool challenge);
 void tcp_icmp_err(void *arg, uint8_t code, uint16_t mtu, const struct rte_ipv4_hdr *in,
 		  const uint8_t *l4, uint32_t l4len, uint64_t now);
 
+/* tcp_rack.c */
+uint32_t tcp_xmit_now(const struct tcp_stack *stk, uint64_t now);
+void tcp_rack_sent(struct tcp_conn *c, uint32_t slot, uint64_t now, bool rtx);
+void tcp_rack_delivered(struct tcp_conn *c, uint32_t slot, uint32_t end, uint64_t now);
+uint32_t tcp_rack_detect(struct tcp_conn *c, uint64_t now);
+void tcp_rack_dsack(struct tcp_conn *c, uint32_t l, uint32_t r);
+void tcp_undo_mark(struct tcp_conn *c);
+void tcp_undo_eifel(struct tcp_conn *c, uint32_t tsecr);
+bool tcp_tlp_arm(struct tcp_conn *c, uint64_t now);
+void tcp_tlp_fire(struct tcp_conn *c, uint64_t now);
+
 /* tcp_output.c */
 int tcp_send_ctl(struct tcp_conn *c, uint32_t seq, uint8_t flags, uint64_t now);
 void tcp_output(struct tcp_conn *c, uint64_t now);
@@ -232,7 +255,8 @@ void tcp_arm_retry(struct tcp_conn *c, uint64_t now);
 void tcp_retry_timeout(struct tcp_timer *t, uint64_t now);
 uint32_t tcp_rcv_window(const struct tcp_conn *c);
 uint32_t tcp_rcv_sws_min(const struct tcp_conn *c);
-void tcp_sack_update(struct tcp_conn *c, const struct tcp_opts *o);
+void tcp_sack_update(struct tcp_conn *c, const struct tcp_opts *o, uint64_t now);
+void tcp_retransmit_last(struct tcp_conn *c, uint64_t now);
 void tcp_sack_forget(struct tcp_conn *c);
 uint32_t tcp_ts_now(const struct tcp_conn *c, uint64_t now);
 
