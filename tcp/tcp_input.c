@@ -362,6 +362,26 @@ static void sq_drop_acked(struct tcp_conn *c, uint32_t bytes, uint64_t now)
 	}
 }
 
+/*
+ * Slow start and congestion avoidance by bytes acknowledged (RFC 3465,
+ * L = 2 SMSS), not by ACKs: a peer that ACKs every other segment (and
+ * ACKs lost on the way) would otherwise halve the growth, and with it
+ * the rate a lossy path allows (as Linux's tcp_cong_avoid_ai counts
+ * segments acknowledged).
+ */
+static void cwnd_grow(struct tcp_conn *c, uint32_t acked)
+{
+	if (c->cwnd < c->ssthresh) {
+		c->cwnd += acked < 2 * c->mss ? acked : 2 * c->mss;
+		return;
+	}
+	c->cwnd_acc += acked;
+	if (c->cwnd_acc >= c->cwnd) {
+		c->cwnd_acc -= c->cwnd;
+		c->cwnd += c->mss;
+	}
+}
+
 static void new_ack(struct tcp_conn *c, const struct tcp_seg *s, uint64_t now)
 {
 	struct tcp_stack *stk = c->stk;
@@ -423,10 +443,7 @@ static void new_ack(struct tcp_conn *c, const struct tcp_seg *s, uint64_t now)
 		}
 	} else {
 		c->dupacks = 0;
-		if (c->cwnd < c->ssthresh)
-			c->cwnd += data_acked < c->mss ? data_acked : c->mss;
-		else
-			c->cwnd += c->mss * c->mss / c->cwnd > 0 ? c->mss * c->mss / c->cwnd : 1;
+		cwnd_grow(c, data_acked);
 	}
 	if (c->snd_una == c->snd_max) {
 		tcp_timer_cancel(&stk->wheel, &c->t_rtx);

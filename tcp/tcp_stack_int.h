@@ -105,6 +105,7 @@ struct tcp_conn {
 	uint32_t iss, snd_una, snd_nxt, snd_max, snd_wnd, snd_wl1, snd_wl2, fin_seq;
 	uint32_t mss; /* payload bytes per segment (options excluded) */
 	uint32_t cwnd, ssthresh, recover;
+	uint32_t cwnd_acc; /* bytes acknowledged toward the next congestion-avoidance step */
 	uint32_t dupacks;
 	bool in_recovery;
 	uint32_t nrtx;	     /* consecutive retransmissions (timer) */
