@@ -1983,6 +1983,89 @@ static void test_lossy_path_rate(void **state)
 	app_setup(&app[1], 0, 2, 0);
 }
 
+/* SipHash-2-4 against the reference vectors (Aumasson and Bernstein,
+ * appendix A: key 00..0f, messages 00, 00 01, ...). */
+static void test_siphash_vectors(void **state)
+{
+	const uint64_t key[2] = {0x0706050403020100ULL, 0x0f0e0d0c0b0a0908ULL};
+	static const struct {
+		size_t len;
+		uint64_t want;
+	} v[] = {{0, 0x726fdb47dd0e0e31ULL},
+		 {1, 0x74f839c593dc67fdULL},
+		 {8, 0x93f5f5799a932462ULL},
+		 {15, 0xa129ca6149be45e5ULL}};
+	uint8_t msg[64];
+	(void)state;
+
+	for (size_t i = 0; i < sizeof(msg); i++)
+		msg[i] = (uint8_t)i;
+	for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+		uint64_t got = tcp_siphash(key, msg, v[i].len);
+
+		if (got != v[i].want)
+			fail_msg("SipHash-2-4 of %zu bytes: got %016llx, want %016llx", v[i].len,
+				 (unsigned long long)got, (unsigned long long)v[i].want);
+	}
+	/* teardown frees once more */
+	wire_init(&w, pool, 1);
+	app_setup(&app[0], 0, 1, 0);
+	app_setup(&app[1], 0, 2, 0);
+}
+
+/* A reader taking 100 bytes every 10 ms from a full buffer: the right edge
+ * of the window B offers moves by a segment at a time (receiver
+ * silly-window avoidance, RFC 9293 3.8.6.2.2), never by 100 bytes. */
+static unsigned small_segs; /* openings by less than a segment */
+static uint32_t sws_edge;
+
+static bool tap_count_small(struct wire *wr, int from, uint8_t *f, uint32_t len)
+{
+	uint32_t edge;
+
+	(void)wr;
+	if (from != 1 || !is_tcp(f, len) || !(f[34 + 13] & 0x10))
+		return true;
+	/* B's window is scaled by 1 (64 KiB buffer). */
+	edge = get_ack(f) + ((uint32_t)(f[34 + 14] << 8 | f[34 + 15]) << 1);
+	if (sws_edge != 0 && SEQ_GT(edge, sws_edge) && edge - sws_edge < 1448)
+		small_segs++;
+	if (sws_edge == 0 || SEQ_GT(edge, sws_edge))
+		sws_edge = edge;
+	return true;
+}
+
+static void test_receiver_sws(void **state)
+{
+	uint8_t buf[100];
+	(void)state;
+
+	wire_init(&w, pool, 38);
+	w.imp[0].delay_us = w.imp[1].delay_us = 2000;
+	start(400000, 0);
+	app[1].paused = true;
+	run(sender_stuck, 60000);
+	small_segs = 0;
+	sws_edge = 0;
+	w.tap = tap_count_small;
+	for (int i = 0; i < 20000; i++) {
+		wire_step(&w);
+		app_events(0);
+		app_events(1);
+		if (i % 100 == 99 && tcp_recv(app[1].conn, buf, sizeof(buf), w.now) > 0)
+			memcpy(app[1].rx + app[1].rx_len, buf, 0);
+	}
+	if (small_segs != 0)
+		fail_msg("B's window opened %u times by less than a segment, want 0", small_segs);
+	tcp_abort(app[0].conn, w.now);
+	app[0].conn = NULL;
+	app[0].released = true;
+	tcp_abort(app[1].conn, w.now);
+	app[1].conn = NULL;
+	app[1].released = true;
+	run(tables_empty, 5000);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -2016,6 +2099,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_small_window_split, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_bogus_tsecr, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_lost_syn_rto, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_siphash_vectors, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_receiver_sws, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_unpredictable, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_ooo_flood_budget, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_icmp_unreachable_connect, setup, teardown),
