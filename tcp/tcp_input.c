@@ -639,7 +639,9 @@ static bool conn_input(struct tcp_conn *c, struct rte_mbuf *m, struct tcp_seg *s
 	    SEQ_LT(s->opts.tsval, c->ts_recent) &&
 	    !(s->len == 0 && !(s->flags & (TH_SYN | TH_FIN)) && s->seq == c->rcv_nxt)) {
 		stk->stats.rx_paws++;
-		if (tcp_oow_ack_allowed(c, now, false)) {
+		/* Data is answered (a duplicate the peer sent again); bare
+		 * ACKs and SYNs are rate-limited, as out of window below. */
+		if (s->len > 0 || tcp_oow_ack_allowed(c, now, false)) {
 			c->flags |= CF_ACK_NOW;
 			tcp_output(c, now);
 		}
