@@ -881,6 +881,25 @@ static unsigned int mbufs_in_use(const struct dmta_dataplane *dp)
 	return n;
 }
 
+/* Every stack counter that is not zero, summed over the workers, on one
+ * line: what was refused, recovered, probed (the names of telemetry). */
+static void summary_counters(struct dmta_dataplane *dp)
+{
+	size_t n;
+	const struct tcp_stat_name *t = tcp_stack_stat_names(&n);
+
+	fprintf(stderr, "dmta-nc: tcp");
+	for (size_t i = 0; i < n; i++) {
+		uint64_t v = 0;
+
+		for (unsigned int k = 0; k < dp->nb_workers; k++)
+			v += TCP_STAT_GET(tcp_stack_stats(dp->workers[k].stk), &t[i]);
+		if (v != 0)
+			fprintf(stderr, " %s=%llu", t[i].name, (unsigned long long)v);
+	}
+	fprintf(stderr, "\n");
+}
+
 static void summary(struct nc *nc, struct dmta_dataplane *dp, unsigned int mbufs_start,
 		    unsigned int mbufs_end)
 {
@@ -939,6 +958,7 @@ static void summary(struct nc *nc, struct dmta_dataplane *dp, unsigned int mbufs
 		(unsigned long long)es.ipackets, (unsigned long long)es.imissed,
 		(unsigned long long)es.oerrors, (unsigned long long)tx_dropped, dp->nb_workers,
 		(unsigned long long)strays, (unsigned long long)stray_drop);
+	summary_counters(dp);
 }
 
 /* --connections: wait for every worker's part, passing on signals and --timeout. */
