@@ -19,6 +19,7 @@
 
 #include <cmocka.h>
 
+#include <rte_byteorder.h>
 #include <rte_mbuf.h>
 #include <rte_mempool.h>
 
@@ -2084,6 +2085,58 @@ static void test_receiver_sws(void **state)
 	run(tables_empty, 5000);
 }
 
+/* Both ends connect to each other at once (RFC 9293 3.5, figure 7), each
+ * from the port the other names: the connect deadline (2 s) must end with
+ * the handshake. It stayed armed, and 2 s later closed A's half-closed
+ * connection under the application's feet in FIN_WAIT_2. */
+static bool port_ok_simopen(void *arg, uint32_t laddr, uint16_t lport, uint32_t raddr,
+			    uint16_t rport)
+{
+	(void)arg;
+	(void)raddr;
+	(void)rport;
+	return lport == rte_cpu_to_be_16(laddr == wire_ip[0] ? 40100 : 40200);
+}
+
+static bool a_fin_wait_2(void)
+{
+	return app[0].conn != NULL && tcp_conn_state(app[0].conn) == TCP_FIN_WAIT_2;
+}
+
+static void test_simultaneous_open_deadline(void **state)
+{
+	struct tcp_stack_conf c = wire_stack_conf();
+	(void)state;
+
+	c.connect_timeout_ms = 2000;
+	c.time_wait_ms = 10000;
+	c.port_ok = port_ok_simopen;
+	wire_init_conf(&w, pool, 39, &c);
+	w.imp[0].delay_us = w.imp[1].delay_us = 5000;
+	app_setup(&app[0], 0, 1, 100);
+	app_setup(&app[1], 0, 2, 100);
+	app[0].shutdown_when_sent = app[1].shutdown_when_sent = false;
+	assert_int_equal(tcp_connect(w.stk[0], wire_ip[1], 40200, &app[0], w.now, &app[0].conn), 0);
+	assert_int_equal(tcp_connect(w.stk[1], wire_ip[0], 40100, &app[1], w.now, &app[1].conn), 0);
+	run(both_connected, 5000);
+	assert_int_equal(tcp_shutdown(app[0].conn, w.now), 0);
+	run(a_fin_wait_2, 1000);
+	steps(30000); /* 3 s: past the deadline */
+	if (app[0].conn == NULL || tcp_conn_state(app[0].conn) != TCP_FIN_WAIT_2 ||
+	    app[0].error != 0)
+		fail_msg("A after 3 s: %s, error %d; want FIN_WAIT_2, no error",
+			 app[0].conn ? tcp_state_name(tcp_conn_state(app[0].conn)) : "-",
+			 app[0].error);
+	assert_int_equal(tcp_stack_stats(w.stk[0])->conns, 1);
+	tcp_abort(app[0].conn, w.now);
+	app[0].conn = NULL;
+	app[0].released = true;
+	tcp_abort(app[1].conn, w.now);
+	app[1].conn = NULL;
+	app[1].released = true;
+	run(tables_empty, 5000);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -2119,6 +2172,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_lost_syn_rto, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_siphash_vectors, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_receiver_sws, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_simultaneous_open_deadline, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_unpredictable, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_ooo_flood_budget, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_icmp_unreachable_connect, setup, teardown),
