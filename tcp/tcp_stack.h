@@ -54,12 +54,19 @@
  *	(as Linux does on TIME_WAIT overflow). SACK (RFC 2018): offered on
  *	SYN, blocks sent from the reassembly queue, and in fast recovery a
  *	scoreboard over the send queue retransmits only the holes, paced by
- *	an RFC 6675 pipe estimate. Not yet: checksum offload, keepalive,
- *	urgent data (ignored), RSS flow steering.
+ *	an RFC 6675 pipe estimate; RACK-TLP (RFC 8985) finds losses by time
+ *	(lost retransmissions and tails included) and probes tails; D-SACK
+ *	(RFC 2883) and timestamps undo spurious recoveries (tcp_rack.c).
+ *	cwnd grows by bytes acknowledged (RFC 3465). ICMP: unreachable
+ *	fails a connect at once; fragmentation needed lowers the MSS (RFC
+ *	1191, validated per RFC 5927), as do repeated timeouts of full
+ *	segments (black-hole detection, RFC 4821); the MSS never goes up
+ *	again. Not yet: checksum offload, keepalive, urgent data (ignored),
+ *	RSS flow steering, PLPMTUD probing upward.
  *	Segments are cut once at tcp_send() time; a peer window smaller
- *	than the next segment (but at least half the largest it offered, or
- *	with nothing in flight) has the segment split to fit (RFC 1122
- *	4.2.3.4).
+ *	than the next segment (when it is at least half the largest the
+ *	peer offered, or when the persist timer fires) has the segment split
+ *	to fit (RFC 1122 4.2.3.4).
  *
  *	Strangers (every peer may be hostile), each defence a named function
  *	in tcp_input.c with a counter: ACKs below SND.UNA - MAX.SND.WND are
