@@ -96,7 +96,7 @@ void tcp_rack_delivered(struct tcp_conn *c, uint32_t slot, uint32_t end, uint64_
 /* RFC 8985 6.2 step 4. */
 static uint32_t reo_wnd(const struct tcp_conn *c, uint32_t sacked)
 {
-	uint32_t w = c->min_rtt / 4, srtt = tcp_xmit_now(c->stk, c->srtt);
+	uint32_t w = (c->reo_mult + 1) * (c->min_rtt / 4), srtt = tcp_xmit_now(c->stk, c->srtt);
 
 	if (!c->reord_seen && (c->in_recovery || sacked >= TCP_DUPACK_THRESH))
 		return 0;
@@ -184,6 +184,16 @@ void tcp_rack_dsack(struct tcp_conn *c, uint32_t l, uint32_t r)
 {
 	c->stk->stats.dsacks_rx++;
 	c->reord_seen = true;
+	/* RFC 8985 6.2 step 4: a round trip with D-SACKs widens the
+	 * reordering window by min_rtt / 4 (up to SRTT); it narrows again
+	 * after 16 recoveries without one. */
+	if (!c->dsack_round_on || SEQ_GEQ(c->snd_una, c->dsack_round)) {
+		c->dsack_round_on = true;
+		c->dsack_round = c->snd_max;
+		if (c->reo_mult < 63)
+			c->reo_mult++;
+		c->reo_persist = 16;
+	}
 	if (!c->undo_on || SEQ_LT(l, c->undo_marker) || SEQ_GT(r, c->snd_max))
 		return;
 	/* One D-SACK per retransmitted segment of the episode. */

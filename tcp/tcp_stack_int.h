@@ -134,7 +134,9 @@ struct tcp_conn {
 	uint64_t sq_lost[TCP_SQ_SLOTS / 64], sq_retx[TCP_SQ_SLOTS / 64];
 	uint32_t sq_xmit[TCP_SQ_SLOTS];
 	uint32_t rack_xmit, rack_end, rack_rtt, rack_fack, min_rtt; /* xmit units */
-	bool rack_valid, reord_seen;
+	bool rack_valid, reord_seen, dsack_round_on;
+	uint8_t reo_mult, reo_persist; /* reordering window: (reo_mult + 1) * min_rtt / 4 */
+	uint32_t dsack_round;	       /* D-SACKs before snd_una passes it: same round */
 	/* Undo of a spurious recovery or timeout (tcp_rack.c). */
 	bool undo_on, undo_ts; /* undo_ts: undo_tsval is the first retransmission's */
 	uint32_t undo_marker, undo_retrans, undo_tsval, prior_cwnd, prior_ssthresh;
