@@ -14,6 +14,8 @@ by commas, add attacks:
   frag   the first data segment larger than 1280 bytes (IPv4) is
          answered by ICMP "fragmentation needed", next-hop MTU 1280, and
          not ACKed; larger ones after it are counted
+  hole   every data segment larger than 1280 bytes vanishes without a
+         word (ICMP filtered on the path): a black hole
 
 Prints one line at the end: done=0|1 bytes=N too_big_after_icmp=N.
 Everything it does is bounded: 60 s at most.
@@ -71,6 +73,9 @@ def handle(p):
         return
     if st["rcv_nxt"] is None:
         return
+    if "hole" in modes and p[IP].len > 1280:
+        st["too_big"] += 1
+        return
     if "frag" in modes and p[IP].len > 1280:
         if st["icmp"]:
             st["too_big"] += 1
@@ -113,5 +118,6 @@ def handle(p):
 print("listening", flush=True)
 sniff(iface=iface, filter=f"tcp and dst host {addr} and dst port {port}", prn=handle,
       stop_filter=lambda p: st["done"], timeout=60, store=False)
-print(f"done={int(st['done'])} bytes={st['bytes']} too_big_after_icmp={st['too_big']}",
+print(f"done={int(st['done'])} bytes={st['bytes']} too_big_after_icmp={st['too_big']} "
+      f"too_big={st['too_big']}",
       flush=True)

@@ -15,7 +15,9 @@
 #      (rx_mss_clamped, rx_bad_tsecr, rx_old_ack);
 #   2. a hop with an MTU of 1280 answers the first larger frame with ICMP
 #      "fragmentation needed": pmtu_reductions=1, no larger frame but the
-#      rest of the flight already on its way, 64 KiB in under 10 s.
+#      rest of the flight already on its way, 64 KiB in under 10 s;
+#   3. the same hop silent (ICMP filtered): black-hole detection lowers
+#      the MSS after two timeouts, pmtu_blackhole=1, 64 KiB in under 10 s.
 # The lab is brought up if needed and left up; what this adds to it is
 # taken out again on exit.
 set -u
@@ -98,4 +100,11 @@ want_ge pmtu_reductions 1
 secs=$(tr ' ' '\n' <"$tmp/err" | sed -n 's/^secs=//p' | head -1)
 [ "${secs%.*}" -lt 10 ] || fail "frag: 64 KiB took $secs s, want < 10"
 echo "frag: 64 KiB in $secs s"
+
+run hole 65536
+echo "$peer_line" | grep -q 'done=1 bytes=65536 ' || fail "hole: $peer_line, want 65536 bytes"
+want_ge pmtu_blackhole 1
+secs=$(tr ' ' '\n' <"$tmp/err" | sed -n 's/^secs=//p' | head -1)
+[ "${secs%.*}" -lt 10 ] || fail "hole: 64 KiB took $secs s, want < 10"
+echo "hole: 64 KiB in $secs s"
 echo ok
