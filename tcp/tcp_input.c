@@ -59,6 +59,33 @@ static void rtt_sample(struct tcp_conn *c, uint64_t r)
 		c->rto = stk->rto_max;
 }
 
+/* A peer MSS too small to carry our options and data (an MSS of 8 with
+ * timestamps left nothing, and wrapped) is raised to TCP_MIN_MSS. */
+static uint32_t mss_clamp(struct tcp_stack *stk, uint32_t peer)
+{
+	if (peer < TCP_MIN_MSS) {
+		stk->stats.rx_mss_clamped++;
+		peer = TCP_MIN_MSS;
+	}
+	return peer < stk->our_mss ? peer : stk->our_mss;
+}
+
+/* RFC 7323 3.2 and 4.3: only an echo of a timestamp we sent on this
+ * connection is an RTT sample; one bogus echo would otherwise pin the RTO
+ * at rto_max. */
+static bool tsecr_valid(struct tcp_conn *c, const struct tcp_seg *s, uint64_t now)
+{
+	uint32_t tsecr = s->opts.tsecr;
+
+	if (!s->opts.has_ts || tsecr == 0)
+		return false;
+	if (SEQ_GT(tsecr, tcp_ts_now(c, now)) || SEQ_LT(tsecr, c->ts_start)) {
+		c->stk->stats.rx_bad_tsecr++;
+		return false;
+	}
+	return true;
+}
+
 /* Effective MSS and initial congestion state, once the peer's SYN is known. */
 static void conn_negotiated(struct tcp_conn *c, const struct tcp_seg *s)
 {
@@ -77,11 +104,9 @@ static void conn_negotiated(struct tcp_conn *c, const struct tcp_seg *s)
 		c->ts_recent = s->opts.tsval;
 	}
 	c->sack_on = s->opts.has_sack_perm && !stk->conf.no_sack;
-	c->mss = peer < stk->our_mss ? peer : stk->our_mss;
+	c->mss = mss_clamp(stk, peer);
 	if (c->ts_on)
 		c->mss -= 12;
-	if (c->mss < 64)
-		c->mss = 64;
 	/* RFC 6928 initial window; ssthresh starts "arbitrarily high". */
 	c->cwnd = 10 * c->mss < 14600 ? 10 * c->mss : 14600;
 	if (c->cwnd < 2 * c->mss)
@@ -134,6 +159,7 @@ static void listen_input(struct tcp_stack *stk, struct tcp_listener *l, uint32_t
 	c->snd_max = c->snd_nxt;
 	c->recover = c->iss;
 	c->snd_wnd = s->wnd; /* never scaled on a SYN */
+	c->max_snd_wnd = c->snd_wnd;
 	c->snd_wl1 = s->seq;
 	c->snd_wl2 = c->iss;
 	c->state = TCP_SYN_RECEIVED;
@@ -161,13 +187,14 @@ static void syn_sent_input(struct tcp_conn *c, struct tcp_seg *s, uint64_t now)
 		return;
 	conn_negotiated(c, s);
 	c->recover = c->iss;
-	if (c->ts_on && s->opts.tsecr != 0)
-		rtt_sample(c, (uint64_t)(tcp_ts_now(stk, now) - s->opts.tsecr) * stk->tsc_per_ts);
-	else if (c->nrtx > 0)
-		c->rto = stk->rto_init; /* RFC 6298 5.7: no sample after a lost SYN */
+	if (c->ts_on && tsecr_valid(c, s, now))
+		rtt_sample(c, (uint64_t)(tcp_ts_now(c, now) - s->opts.tsecr) * stk->tsc_per_ts);
+	else if (c->nrtx > 0) /* RFC 6298 5.7: no sample after a lost SYN: 3 s */
+		c->rto = stk->rto_init > 3 * stk->hz ? stk->rto_init : 3 * stk->hz;
 	if (s->flags & TH_ACK) {
 		c->snd_una = s->ack;
 		c->snd_wnd = s->wnd;
+		c->max_snd_wnd = c->snd_wnd;
 		c->snd_wl1 = s->seq;
 		c->snd_wl2 = s->ack;
 		c->nrtx = 0;
@@ -183,6 +210,7 @@ static void syn_sent_input(struct tcp_conn *c, struct tcp_seg *s, uint64_t now)
 	/* Simultaneous open (RFC 9293 3.5, figure 7). */
 	c->state = TCP_SYN_RECEIVED;
 	c->snd_wnd = s->wnd;
+	c->max_snd_wnd = c->snd_wnd;
 	c->snd_wl1 = s->seq;
 	tcp_send_ctl(c, c->iss, TH_SYN, now);
 }
@@ -203,21 +231,122 @@ static bool seq_acceptable(const struct tcp_conn *c, const struct tcp_seg *s, ui
 		SEQ_LT(s->seq + seglen - 1, c->rcv_nxt + wnd));
 }
 
+/*
+ * RFC 5961 7: ACKs sent for segments we refuse (challenges, out of window,
+ * PAWS) are rate-limited, per connection (one per TCP_OOW_ACK_MS, as
+ * Linux's tcp_oow_rate_limited) and, for challenge ACKs, per stack
+ * (challenge_ack_limit a second): forged segments must not turn the
+ * stack into an ACK generator, nor tell the forger by the rate what it
+ * hit.
+ */
+bool tcp_oow_ack_allowed(struct tcp_conn *c, uint64_t now, bool challenge)
+{
+	struct tcp_stack *stk = c->stk;
+
+	if (c->oow_ack_at != 0 && now - c->oow_ack_at < stk->hz * TCP_OOW_ACK_MS / 1000) {
+		stk->stats.ack_rate_limited++;
+		return false;
+	}
+	if (challenge) {
+		if (now - stk->chal_second >= stk->hz) {
+			stk->chal_second = now;
+			stk->chal_count = 0;
+		}
+		if (stk->chal_count >= stk->chal_limit) {
+			stk->stats.ack_rate_limited++;
+			return false;
+		}
+		stk->chal_count++;
+	}
+	c->oow_ack_at = now;
+	return true;
+}
+
 static void challenge_ack(struct tcp_conn *c, uint64_t now)
 {
+	if (!tcp_oow_ack_allowed(c, now, true))
+		return;
 	c->stk->stats.challenge_acks++;
 	tcp_send_ctl(c, c->snd_nxt, TH_ACK, now);
 }
 
-static void sq_drop_acked(struct tcp_conn *c, uint32_t bytes)
+/* RFC 7323 3.2: once timestamps are on, a segment without one (but a RST)
+ * is dropped: it cannot be checked against PAWS, and a blind attacker need
+ * not guess a timestamp then. */
+static bool ts_missing(struct tcp_conn *c, const struct tcp_seg *s)
 {
+	if (!c->ts_on || s->opts.has_ts || (s->flags & TH_RST))
+		return false;
+	c->stk->stats.rx_no_ts++;
+	return true;
+}
+
+/* RFC 5961 5.2: an ACK below SND.UNA - MAX.SND.WND acknowledges nothing we
+ * could have sent lately; with data on it, it is most likely injected
+ * blindly (an old ACK is what a blind attacker does not know). Refused
+ * with a (rate-limited) challenge ACK. */
+static bool ack_too_old(struct tcp_conn *c, const struct tcp_seg *s, uint64_t now)
+{
+	if (!SEQ_LT(s->ack, c->snd_una - c->max_snd_wnd))
+		return false;
+	c->stk->stats.rx_old_ack++;
+	challenge_ack(c, now);
+	return true;
+}
+
+/* Data after tcp_close() has nowhere to go: tell the peer with a RST (RFC
+ * 9293 3.10.7.4, RFC 2525 2.17; Linux's TCPAbortOnData), rather than
+ * buffer it for nobody. */
+static bool data_after_close(struct tcp_conn *c, const struct tcp_seg *s, uint64_t now)
+{
+	if (!(c->flags & CF_USER_CLOSED) || s->len == 0 || SEQ_LEQ(s->seq + s->len, c->rcv_nxt) ||
+	    (c->state != TCP_FIN_WAIT_1 && c->state != TCP_FIN_WAIT_2))
+		return false;
+	c->stk->stats.rst_data_after_close++;
+	c->stk->stats.rst_tx++;
+	tcp_send_ctl(c, c->snd_nxt, TH_RST | TH_ACK, now);
+	c->error = ECONNABORTED;
+	tcp_conn_set_closed(c);
+	return true;
+}
+
+/*
+ * The worker's budget for received data (rx_mbufs_max, all connections):
+ * beyond it, out-of-order queues are pruned, oldest holder first (as
+ * Linux's tcp_prune_queue gives up its ofo queue first), and in-order data
+ * is taken only if that made room; out-of-order data never prunes. A few
+ * hostile connections filling their reassembly queues can then no longer
+ * drain the pool and stop every other connection's receive path.
+ */
+static bool rx_mem_ok(struct tcp_conn *c, bool in_order)
+{
+	struct tcp_stack *stk = c->stk;
+
+	while (in_order && stk->stats.rx_mbufs >= stk->rx_mbufs_max &&
+	       !TAILQ_EMPTY(&stk->ooo_conns))
+		stk->stats.rx_pruned += tcp_ooo_purge(TAILQ_FIRST(&stk->ooo_conns));
+	if (stk->stats.rx_mbufs < stk->rx_mbufs_max)
+		return true;
+	stk->stats.rx_mem_drop++;
+	return false;
+}
+
+static void sq_drop_acked(struct tcp_conn *c, uint32_t bytes, uint64_t now)
+{
+	uint32_t seq = c->snd_una;
+
 	while (bytes > 0 && c->sq_count > 0) {
 		struct rte_mbuf *m = c->sq[c->sq_head];
 		uint32_t len = rte_pktmbuf_data_len(m);
 
 		if (len <= bytes) {
+			seq += len;
+			if (c->sack_on && !sq_bit(c->sq_sacked, c->sq_head))
+				tcp_rack_delivered(c, c->sq_head, seq, now);
 			sq_bit_clear(c->sq_sacked, c->sq_head);
 			sq_bit_clear(c->sq_rtx, c->sq_head);
+			sq_bit_clear(c->sq_lost, c->sq_head);
+			sq_bit_clear(c->sq_retx, c->sq_head);
 			rte_pktmbuf_free(m);
 			c->sq_head = (c->sq_head + 1) % TCP_SQ_SLOTS;
 			c->sq_count--;
@@ -234,6 +363,26 @@ static void sq_drop_acked(struct tcp_conn *c, uint32_t bytes)
 	}
 }
 
+/*
+ * Slow start and congestion avoidance by bytes acknowledged (RFC 3465,
+ * L = 2 SMSS), not by ACKs: a peer that ACKs every other segment (and
+ * ACKs lost on the way) would otherwise halve the growth, and with it
+ * the rate a lossy path allows (as Linux's tcp_cong_avoid_ai counts
+ * segments acknowledged).
+ */
+static void cwnd_grow(struct tcp_conn *c, uint32_t acked)
+{
+	if (c->cwnd < c->ssthresh) {
+		c->cwnd += acked < 2 * c->mss ? acked : 2 * c->mss;
+		return;
+	}
+	c->cwnd_acc += acked;
+	if (c->cwnd_acc >= c->cwnd) {
+		c->cwnd_acc -= c->cwnd;
+		c->cwnd += c->mss;
+	}
+}
+
 static void new_ack(struct tcp_conn *c, const struct tcp_seg *s, uint64_t now)
 {
 	struct tcp_stack *stk = c->stk;
@@ -241,22 +390,33 @@ static void new_ack(struct tcp_conn *c, const struct tcp_seg *s, uint64_t now)
 	bool fin_acked = (c->flags & CF_FIN_SENT) && SEQ_GT(s->ack, c->fin_seq);
 	uint32_t data_acked = acked - (fin_acked ? 1 : 0);
 
-	if (c->ts_on && s->opts.has_ts && s->opts.tsecr != 0)
-		rtt_sample(c, (uint64_t)(tcp_ts_now(stk, now) - s->opts.tsecr) * stk->tsc_per_ts);
+	if (c->ts_on && tsecr_valid(c, s, now))
+		rtt_sample(c, (uint64_t)(tcp_ts_now(c, now) - s->opts.tsecr) * stk->tsc_per_ts);
 	else if (c->rtt_timing && SEQ_GT(s->ack, c->rtt_seq)) {
 		c->rtt_timing = false;
 		rtt_sample(c, now - c->rtt_start);
 	}
-	sq_drop_acked(c, data_acked);
+	sq_drop_acked(c, data_acked, now);
 	c->snd_una = s->ack;
+	c->flags &= ~CF_TLP_OUT;
+	if (c->ts_on && s->opts.has_ts)
+		tcp_undo_eifel(c, s->opts.tsecr);
 	if (SEQ_LT(c->snd_nxt, c->snd_una))
 		c->snd_nxt = c->snd_una;
 	/* The cumulative ACK stops at data the peer SACKed: it has dropped it
 	 * (reneged). Forget the blocks and send everything from here again. */
 	if (c->sack_on && c->sq_count > 0 && sq_bit(c->sq_sacked, c->sq_head)) {
+		uint32_t flight = c->snd_max - c->snd_una;
+
 		tcp_sack_forget(c);
 		c->snd_nxt = c->snd_una;
 		c->sq_next = 0;
+		/* As after a timeout (Linux treats reneging as one): a flight
+		 * sent again whole is not sent at the old rate. */
+		c->ssthresh = flight / 2 > 2 * c->mss ? flight / 2 : 2 * c->mss;
+		c->cwnd = c->mss;
+		c->in_recovery = false;
+		c->recover = c->snd_max;
 	}
 	c->nrtx = 0;
 	if (c->in_recovery) {
@@ -266,6 +426,8 @@ static void new_ack(struct tcp_conn *c, const struct tcp_seg *s, uint64_t now)
 
 			c->in_recovery = false;
 			c->cwnd = c->ssthresh < flight + c->mss ? c->ssthresh : flight + c->mss;
+			if (c->reo_persist > 0 && --c->reo_persist == 0)
+				c->reo_mult = 0;
 			c->dupacks = 0;
 			memset(c->sq_rtx, 0, sizeof(c->sq_rtx));
 		} else if (c->sack_on) {
@@ -284,10 +446,7 @@ static void new_ack(struct tcp_conn *c, const struct tcp_seg *s, uint64_t now)
 		}
 	} else {
 		c->dupacks = 0;
-		if (c->cwnd < c->ssthresh)
-			c->cwnd += data_acked < c->mss ? data_acked : c->mss;
-		else
-			c->cwnd += c->mss * c->mss / c->cwnd > 0 ? c->mss * c->mss / c->cwnd : 1;
+		cwnd_grow(c, data_acked);
 	}
 	if (c->snd_una == c->snd_max) {
 		tcp_timer_cancel(&stk->wheel, &c->t_rtx);
@@ -305,16 +464,22 @@ static void new_ack(struct tcp_conn *c, const struct tcp_seg *s, uint64_t now)
 void tcp_enter_recovery(struct tcp_conn *c, uint64_t now)
 {
 	uint32_t flight = c->snd_max - c->snd_una;
+	bool head = !c->sack_on || sq_bit(c->sq_lost, c->sq_head) || tcp_sack_head_lost(c) > 0;
 
+	tcp_undo_mark(c);
 	c->ssthresh = flight / 2 > 2 * c->mss ? flight / 2 : 2 * c->mss;
 	c->recover = c->snd_max;
 	c->in_recovery = true;
 	c->stk->stats.fast_retransmits++;
 	memset(c->sq_rtx, 0, sizeof(c->sq_rtx));
-	tcp_retransmit_head(c, now);
+	if (head)
+		tcp_retransmit_head(c, now);
 	/* With SACK, pipe (not an inflated window) says what may go. */
 	c->cwnd = c->sack_on ? c->ssthresh : c->ssthresh + 3 * c->mss;
+	c->flags &= ~CF_TLP;
 	tcp_arm_rtx(c, now);
+	if (!head)
+		tcp_output(c, now); /* RACK found later segments lost */
 }
 
 /*
@@ -421,6 +586,8 @@ static enum ooo_result ooo_insert(struct tcp_conn *c, struct rte_mbuf *m, uint32
 	c->ooo_bytes += len;
 	c->ooo_mem += m->buf_len;
 	c->ooo_last = seq;
+	stk->stats.rx_mbufs++;
+	tcp_ooo_list_update(c);
 	return OOO_KEPT;
 }
 
@@ -445,6 +612,7 @@ void tcp_ooo_drain(struct tcp_conn *c)
 		c->ooo_mem -= m->buf_len;
 		if (SEQ_LEQ(seq + len, c->rcv_nxt)) {
 			rte_pktmbuf_free(m);
+			stk->stats.rx_mbufs--;
 			continue;
 		}
 		rte_pktmbuf_adj(m, (uint16_t)(c->rcv_nxt - seq));
@@ -455,6 +623,7 @@ void tcp_ooo_drain(struct tcp_conn *c)
 		c->rcv_nxt += len;
 		stk->stats.bytes_rx += len;
 	}
+	tcp_ooo_list_update(c);
 }
 
 /* Returns true if the mbuf was kept (queued for reading). */
@@ -464,6 +633,8 @@ static bool conn_input(struct tcp_conn *c, struct rte_mbuf *m, struct tcp_seg *s
 	uint32_t seglen = s->len + !!(s->flags & TH_SYN) + !!(s->flags & TH_FIN);
 	bool kept = false;
 
+	if (ts_missing(c, s))
+		return false;
 	/* PAWS: an old duplicate from an earlier incarnation or wrap. A pure ACK
 	 * at rcv_nxt is let through as Linux does: reordered ACKs are harmless
 	 * and dropping them would hide duplicate ACKs from fast retransmit. */
@@ -471,8 +642,12 @@ static bool conn_input(struct tcp_conn *c, struct rte_mbuf *m, struct tcp_seg *s
 	    SEQ_LT(s->opts.tsval, c->ts_recent) &&
 	    !(s->len == 0 && !(s->flags & (TH_SYN | TH_FIN)) && s->seq == c->rcv_nxt)) {
 		stk->stats.rx_paws++;
-		c->flags |= CF_ACK_NOW;
-		tcp_output(c, now);
+		/* Data is answered (a duplicate the peer sent again); bare
+		 * ACKs and SYNs are rate-limited, as out of window below. */
+		if (s->len > 0 || tcp_oow_ack_allowed(c, now, false)) {
+			c->flags |= CF_ACK_NOW;
+			tcp_output(c, now);
+		}
 		return false;
 	}
 	/* The peer sent its SYN again: our SYN-ACK was lost; send it again. */
@@ -488,7 +663,11 @@ static bool conn_input(struct tcp_conn *c, struct rte_mbuf *m, struct tcp_seg *s
 		if (!(s->flags & TH_RST)) {
 			if (c->state == TCP_TIME_WAIT && (s->flags & TH_FIN))
 				tcp_timer_arm(&stk->wheel, &c->t_misc, now + stk->time_wait);
-			tcp_send_ctl(c, c->snd_nxt, TH_ACK, now);
+			/* Data (a retransmission of what we hold) is always
+			 * answered; bare ACKs and SYNs are rate-limited. */
+			if ((seglen > 0 && !(s->flags & TH_SYN)) ||
+			    tcp_oow_ack_allowed(c, now, false))
+				tcp_send_ctl(c, c->snd_nxt, TH_ACK, now);
 		}
 		return false;
 	}
@@ -513,7 +692,11 @@ static bool conn_input(struct tcp_conn *c, struct rte_mbuf *m, struct tcp_seg *s
 	}
 	if (!(s->flags & TH_ACK))
 		return false;
-	if (s->opts.has_ts && c->ts_on && SEQ_LEQ(s->seq, c->rcv_nxt) &&
+	if (ack_too_old(c, s, now))
+		return false;
+	/* RFC 7323 4.3: the timestamp to echo is that of the segment which
+	 * covers Last.ACK.sent, the left edge the peer knows of. */
+	if (s->opts.has_ts && c->ts_on && SEQ_LEQ(s->seq, c->last_ack_sent) &&
 	    SEQ_GEQ(s->opts.tsval, c->ts_recent))
 		c->ts_recent = s->opts.tsval;
 
@@ -524,8 +707,11 @@ static bool conn_input(struct tcp_conn *c, struct rte_mbuf *m, struct tcp_seg *s
 		}
 		c->state = TCP_ESTABLISHED;
 		c->snd_wnd = s->wnd << c->snd_ws;
+		if (c->snd_wnd > c->max_snd_wnd)
+			c->max_snd_wnd = c->snd_wnd;
 		c->snd_wl1 = s->seq;
 		c->snd_wl2 = s->ack;
+		tcp_timer_cancel(&stk->wheel, &c->t_misc); /* a simultaneous open's deadline */
 		if (c->flags & CF_PASSIVE) {
 			c->flags &= ~CF_USER_CLOSED;
 			stk->stats.passive_opens++;
@@ -541,7 +727,7 @@ static bool conn_input(struct tcp_conn *c, struct rte_mbuf *m, struct tcp_seg *s
 		return false;
 	}
 	if (c->sack_on && s->opts.nsack > 0)
-		tcp_sack_update(c, &s->opts);
+		tcp_sack_update(c, &s->opts, now);
 	if (SEQ_GT(s->ack, c->snd_una)) {
 		new_ack(c, s, now);
 	} else if (s->ack == c->snd_una && s->len == 0 && !(s->flags & TH_FIN) &&
@@ -563,8 +749,13 @@ static bool conn_input(struct tcp_conn *c, struct rte_mbuf *m, struct tcp_seg *s
 				tcp_timer_arm(&stk->wheel, &c->t_retry, now + d);
 		}
 	}
+	/* RACK (RFC 8985): losses by time, lost retransmissions included. */
+	if (c->sack_on && SEQ_LT(c->snd_una, c->snd_max))
+		tcp_rack_detect(c, now);
 	if (SEQ_LT(c->snd_wl1, s->seq) || (c->snd_wl1 == s->seq && SEQ_LEQ(c->snd_wl2, s->ack))) {
 		c->snd_wnd = s->wnd << c->snd_ws;
+		if (c->snd_wnd > c->max_snd_wnd)
+			c->max_snd_wnd = c->snd_wnd;
 		c->snd_wl1 = s->seq;
 		c->snd_wl2 = s->ack;
 		/* tcp_output() below probes again if the window is still too small. */
@@ -573,6 +764,11 @@ static bool conn_input(struct tcp_conn *c, struct rte_mbuf *m, struct tcp_seg *s
 			tcp_timer_cancel(&stk->wheel, &c->t_rtx);
 		}
 	}
+	/* The peer is there. Window probes count toward the retry limits while
+	 * it answers with a closed window only if we are closed (orphaned): a
+	 * peer must not hold a closed connection forever (tcp_orphan_retries). */
+	if (c->snd_wnd > 0 || !(c->flags & CF_USER_CLOSED))
+		c->probes = 0;
 	switch (c->state) {
 	case TCP_FIN_WAIT_1:
 		if (our_fin_acked(c)) {
@@ -596,6 +792,8 @@ static bool conn_input(struct tcp_conn *c, struct rte_mbuf *m, struct tcp_seg *s
 		break;
 	}
 
+	if (data_after_close(c, s, now))
+		return false;
 	/* Data */
 	if (s->len > 0 && (c->state == TCP_ESTABLISHED || c->state == TCP_FIN_WAIT_1 ||
 			   c->state == TCP_FIN_WAIT_2)) {
@@ -624,20 +822,25 @@ static bool conn_input(struct tcp_conn *c, struct rte_mbuf *m, struct tcp_seg *s
 			/* A hole: hold the segment, and ACK at once (RFC 5681 4.2). */
 			c->flags |= CF_ACK_NOW;
 			s->flags &= ~TH_FIN;
-			switch (ooo_insert(c, m, s->seq)) {
-			case OOO_KEPT:
-				kept = true;
-				break;
-			case OOO_DUP:
-				break;
-			case OOO_FULL:
-				stk->stats.rx_ooo_drop++;
-				break;
-			default:
-				dmta_panic("tcp_input: bad ooo_insert result");
+			if (rx_mem_ok(c, false)) {
+				switch (ooo_insert(c, m, s->seq)) {
+				case OOO_KEPT:
+					kept = true;
+					break;
+				case OOO_DUP:
+					break;
+				case OOO_FULL:
+					stk->stats.rx_ooo_drop++;
+					break;
+				default:
+					dmta_panic("tcp_input: bad ooo_insert result");
+				}
 			}
 		} else if (c->rq_count == TCP_RQ_SLOTS || c->rq_bytes + s->len > stk->conf.rcvbuf) {
 			stk->stats.rx_rcvbuf_drop++;
+			c->flags |= CF_ACK_NOW;
+			s->flags &= ~TH_FIN;
+		} else if (!rx_mem_ok(c, true)) {
 			c->flags |= CF_ACK_NOW;
 			s->flags &= ~TH_FIN;
 		} else {
@@ -648,6 +851,7 @@ static bool conn_input(struct tcp_conn *c, struct rte_mbuf *m, struct tcp_seg *s
 			c->rq_bytes += s->len;
 			c->rcv_nxt += s->len;
 			stk->stats.bytes_rx += s->len;
+			stk->stats.rx_mbufs++;
 			kept = true;
 			tcp_ooo_drain(c);
 			tcp_conn_event(c, TCP_EV_READABLE, 0);
@@ -754,4 +958,89 @@ void tcp_input(void *arg, struct rte_mbuf *m, uint32_t hlen, uint64_t now)
 		return;
 drop:
 	rte_pktmbuf_free(m);
+}
+
+/* RFC 5927 4.1: an ICMP error must quote a sequence number we have sent
+ * and not yet seen acknowledged, or it is forged (or very late). */
+static bool icmp_seq_ok(const struct tcp_conn *c, uint32_t seq)
+{
+	if (c->state == TCP_SYN_SENT)
+		return seq == c->iss;
+	return SEQ_GEQ(seq, c->snd_una) && SEQ_LT(seq, c->snd_max);
+}
+
+/*
+ * RFC 1191: the path takes frames of @mtu at most. Lower the MSS (never
+ * below what TCP_MIN_PMTU allows), and send what is in flight again at
+ * once, cut to the new size, without a congestion response (the segments
+ * were dropped for their size, not for congestion; as Linux's
+ * tcp_simple_retransmit).
+ */
+static void pmtu_update(struct tcp_conn *c, uint32_t mtu, uint64_t now)
+{
+	uint32_t mss;
+
+	if (mtu == 0)
+		mtu = 576; /* a pre-RFC 1191 router: a size every path carries */
+	if (mtu < TCP_MIN_PMTU)
+		mtu = TCP_MIN_PMTU;
+	mss = mtu - 40 - (c->ts_on ? 12 : 0);
+	if (mss >= c->mss)
+		return;
+	c->mss = mss;
+	c->stk->stats.pmtu_reductions++;
+	if (c->in_recovery || c->snd_una == c->snd_max || c->state == TCP_SYN_SENT ||
+	    c->state == TCP_SYN_RECEIVED)
+		return; /* recovery resends the holes at the new size anyway */
+	c->snd_nxt = c->snd_una;
+	c->sq_next = 0;
+	memset(c->sq_rtx, 0, sizeof(c->sq_rtx));
+	tcp_output(c, now);
+}
+
+/* ICMP destination unreachable quoting one of our segments (tcp_netif_err_fn). */
+void tcp_icmp_err(void *arg, uint8_t code, uint16_t mtu, const struct rte_ipv4_hdr *in,
+		  const uint8_t *l4, uint32_t l4len, uint64_t now)
+{
+	struct tcp_stack *stk = arg;
+	uint16_t lport, rport;
+	uint32_t seq;
+	struct tcp_conn *c;
+
+	(void)l4len; /* the netif guarantees 8 bytes: ports and sequence number */
+	memcpy(&lport, l4, 2);
+	memcpy(&rport, l4 + 2, 2);
+	memcpy(&seq, l4 + 4, 4);
+	seq = rte_be_to_cpu_32(seq);
+	c = tcp_conn_lookup(stk, in->src_addr, lport, in->dst_addr, rport);
+	if (c == NULL || c->state == TCP_TIME_WAIT || !icmp_seq_ok(c, seq)) {
+		stk->stats.icmp_invalid++;
+		return;
+	}
+	switch (code) {
+	case 4: /* fragmentation needed and DF set */
+		pmtu_update(c, mtu, now);
+		return;
+	case 0:	 /* net unreachable */
+	case 1:	 /* host unreachable */
+	case 2:	 /* protocol unreachable */
+	case 3:	 /* port unreachable */
+	case 9:	 /* net administratively prohibited */
+	case 10: /* host administratively prohibited */
+	case 13: /* communication administratively prohibited */
+		/* A connect fails at once, so that the next MX is tried (as
+		 * Linux does); an established connection treats them as soft
+		 * errors (RFC 1122 4.2.3.9, RFC 5461). */
+		if (c->state == TCP_SYN_SENT) {
+			stk->stats.icmp_conn_aborts++;
+			tcp_conn_fail(c, code == 3   ? ECONNREFUSED
+					 : code == 0 ? ENETUNREACH
+						     : EHOSTUNREACH);
+			return;
+		}
+		break;
+	default:
+		break;
+	}
+	stk->stats.icmp_soft++;
 }

@@ -47,9 +47,10 @@ static const struct tcp_stat_name netif_stat_names[] = {
     STAT(ip_bad_src),	     STAT(ip_fragment),	     STAT(ip_not_for_us),
     STAT(ip_unknown_proto),  STAT(ip_no_route),	     STAT(icmp_short),
     STAT(icmp_bad_csum),     STAT(icmp_unhandled),   STAT(icmp_echo_requests),
-    STAT(icmp_echo_replies), STAT(tx_frames),	     STAT(tx_bytes),
-    STAT(tx_no_mbuf),	     STAT(tx_full),	     STAT(tx_no_headroom),
-    STAT(tx_too_big),	     STAT(tx_bad_ip),
+    STAT(icmp_echo_replies), STAT(icmp_errors),	     STAT(icmp_err_bad),
+    STAT(tx_frames),	     STAT(tx_bytes),	     STAT(tx_no_mbuf),
+    STAT(tx_full),	     STAT(tx_no_headroom),   STAT(tx_too_big),
+    STAT(tx_bad_ip),
 };
 
 /* Every field must be in the table: the struct is nothing but counters. */
@@ -78,7 +79,10 @@ struct tcp_netif *tcp_netif_create(const struct tcp_netif_conf *conf, struct rte
 	if (conf == NULL || pool == NULL || conf->ip == 0 || conf->prefix_len > 32 ||
 	    conf->mtu < 68 || conf->mtu > 9216 || conf->tsc_hz == 0 || conf->arp_timeout_ms == 0 ||
 	    conf->arp_retry_ms == 0 || conf->arp_pending_max > TCP_NETIF_ARP_PENDING_LIMIT ||
-	    !rte_is_valid_assigned_ether_addr(&conf->mac)) {
+	    !rte_is_valid_assigned_ether_addr(&conf->mac) ||
+	    /* Frames are single mbufs (no scatter): the MTU must fit one. */
+	    conf->mtu + RTE_ETHER_HDR_LEN + RTE_VLAN_HLEN >
+		rte_pktmbuf_data_room_size(pool) - RTE_PKTMBUF_HEADROOM) {
 		errno = EINVAL;
 		return NULL;
 	}
@@ -111,7 +115,6 @@ struct tcp_netif *tcp_netif_create(const struct tcp_netif_conf *conf, struct rte
 	nif->arp_retry_tsc = ms_to_tsc(conf->tsc_hz, conf->arp_retry_ms);
 	if (nif->arp_retry_tsc == 0)
 		nif->arp_retry_tsc = 1;
-	nif->ip_id = 1;
 	tcp_arp_init(nif);
 	return nif;
 }
@@ -153,10 +156,28 @@ int tcp_netif_set_l4(struct tcp_netif *nif, uint8_t proto, tcp_netif_l4_fn fn, v
 			return -ENOSPC;
 		nif->nl4++;
 	}
+	if (nif->l4[i].proto != proto) {
+		nif->l4[i].err = NULL;
+		nif->l4[i].err_arg = NULL;
+	}
 	nif->l4[i].proto = proto;
 	nif->l4[i].fn = fn;
 	nif->l4[i].arg = arg;
 	return 0;
+}
+
+int tcp_netif_set_l4_err(struct tcp_netif *nif, uint8_t proto, tcp_netif_err_fn fn, void *arg)
+{
+	if (proto == IPPROTO_ICMP)
+		return -EINVAL;
+	for (unsigned i = 0; i < nif->nl4; i++) {
+		if (nif->l4[i].proto == proto) {
+			nif->l4[i].err = fn;
+			nif->l4[i].err_arg = arg;
+			return 0;
+		}
+	}
+	return -ENOSPC; /* no handler for the protocol itself */
 }
 
 uint32_t tcp_netif_ip(const struct tcp_netif *nif)
@@ -242,7 +263,10 @@ int tcp_netif_ip_prepend(struct tcp_netif *nif, struct rte_mbuf *m, uint32_t dst
 	ip->version_ihl = RTE_IPV4_VHL_DEF;
 	ip->type_of_service = 0;
 	ip->total_length = rte_cpu_to_be_16((uint16_t)len);
-	ip->packet_id = rte_cpu_to_be_16(nif->ip_id++);
+	/* DF is always set: the datagram is atomic and its ID means nothing
+	 * (RFC 6864 4.1); zero, as Linux sends, leaks no count of what this
+	 * host sends to others. */
+	ip->packet_id = 0;
 	ip->fragment_offset = rte_cpu_to_be_16(RTE_IPV4_HDR_DF_FLAG);
 	ip->time_to_live = 64;
 	ip->next_proto_id = proto;
@@ -293,6 +317,37 @@ drop:
 	return rc;
 }
 
+#define TCP_ICMP_DEST_UNREACH 3 /* RFC 792 (rte_icmp.h has no name for it) */
+
+/* Destination unreachable (@ilen bytes of ICMP at @icmp, checksum good):
+ * to the protocol of the packet it quotes, if that was ours. */
+static void icmp_unreach(struct tcp_netif *nif, const struct rte_icmp_hdr *icmp, uint32_t ilen,
+			 uint64_t now)
+{
+	const struct rte_ipv4_hdr *in = (const struct rte_ipv4_hdr *)(icmp + 1);
+	uint32_t ihl;
+
+	if (ilen < sizeof(*icmp) + sizeof(*in) + 8 || (in->version_ihl >> 4) != 4 ||
+	    (ihl = (uint32_t)(in->version_ihl & 0xf) * 4) < sizeof(*in) ||
+	    ilen < sizeof(*icmp) + ihl + 8 || in->src_addr != nif->conf.ip) {
+		nif->stats.icmp_err_bad++;
+		return;
+	}
+	for (unsigned i = 0; i < nif->nl4; i++) {
+		if (nif->l4[i].proto == in->next_proto_id && nif->l4[i].err != NULL) {
+			/* RFC 1191: the next-hop MTU in the low half of the unused word. */
+			uint16_t mtu = rte_be_to_cpu_16((uint16_t)(icmp->icmp_seq_nb));
+
+			nif->stats.icmp_errors++;
+			nif->l4[i].err(
+			    nif->l4[i].err_arg, icmp->icmp_code, icmp->icmp_code == 4 ? mtu : 0, in,
+			    (const uint8_t *)in + ihl, ilen - (uint32_t)sizeof(*icmp) - ihl, now);
+			return;
+		}
+	}
+	nif->stats.icmp_unhandled++;
+}
+
 /* An ICMP message for us, @hlen bytes of IPv4 header in front of it. */
 static bool icmp_input(struct tcp_netif *nif, struct rte_mbuf *m, uint32_t hlen, uint64_t now)
 {
@@ -310,6 +365,10 @@ static bool icmp_input(struct tcp_netif *nif, struct rte_mbuf *m, uint32_t hlen,
 	icmp = rte_pktmbuf_mtod_offset(m, struct rte_icmp_hdr *, RTE_ETHER_HDR_LEN + hlen);
 	if (rte_raw_cksum(icmp, ilen) != 0xffff) {
 		nif->stats.icmp_bad_csum++;
+		goto drop;
+	}
+	if (icmp->icmp_type == TCP_ICMP_DEST_UNREACH) {
+		icmp_unreach(nif, icmp, ilen, now);
 		goto drop;
 	}
 	if (icmp->icmp_type != RTE_IP_ICMP_ECHO_REQUEST || icmp->icmp_code != 0) {

@@ -68,6 +68,7 @@
 #include <stdint.h>
 
 #include <rte_ether.h>
+#include <rte_ip.h>
 #include <rte_mbuf.h>
 #include <rte_mempool.h>
 
@@ -85,7 +86,7 @@ struct tcp_netif_conf {
 	uint32_t ip;		   /**< our IPv4 address, network byte order; not 0 */
 	uint8_t prefix_len;	   /**< on-link prefix length, 0..32 (e.g. 24) */
 	uint32_t gateway;	   /**< default gateway, network byte order, on-link; 0 = none */
-	uint16_t mtu;		   /**< IPv4 MTU of the port, 68..9216 (e.g. 1500) */
+	uint16_t mtu;		   /**< IPv4 MTU, 68..9216; a frame fits one mbuf */
 	uint64_t tsc_hz;	   /**< TSC ticks per second: rte_get_tsc_hz() or a test value */
 	uint32_t arp_timeout_ms;   /**< lifetime of a resolved ARP entry; > 0 */
 	uint32_t arp_retry_ms;	   /**< interval between ARP requests while resolving; > 0 */
@@ -136,6 +137,8 @@ struct tcp_netif_stats {
 	uint64_t icmp_unhandled;     /**< drop: ICMP type/code we do not handle */
 	uint64_t icmp_echo_requests; /**< valid echo requests received */
 	uint64_t icmp_echo_replies;  /**< echo replies handed to output */
+	uint64_t icmp_errors;	     /**< destination unreachable passed to a protocol */
+	uint64_t icmp_err_bad;	     /**< drop: unreachable quoting nothing of ours */
 	/* Transmit */
 	uint64_t tx_frames;	 /**< frames handed out by tcp_netif_tx_drain() */
 	uint64_t tx_bytes;	 /**< their bytes */
@@ -272,6 +275,30 @@ typedef void (*tcp_netif_l4_fn)(void *arg, struct rte_mbuf *m, uint32_t hlen, ui
  * @return 0, -EINVAL (ICMP) or -ENOSPC (TCP_NETIF_L4_MAX handlers already)
  */
 int tcp_netif_set_l4(struct tcp_netif *nif, uint8_t proto, tcp_netif_l4_fn fn, void *arg);
+
+/**
+ * Handler of ICMP destination unreachable messages (RFC 792 type 3) about
+ * packets of a protocol above the netif.
+ *
+ * @param arg     as given to tcp_netif_set_l4_err()
+ * @param code    the ICMP code (4: fragmentation needed and DF set)
+ * @param mtu     with code 4, the next-hop MTU (RFC 1191), 0 if not given
+ * @param inner   the quoted IPv4 header: its source is our address, its
+ *                protocol the handler's; the netif checked both
+ * @param l4      the quoted transport header, @p l4len >= 8 bytes of it
+ * @param now_tsc as given to tcp_netif_input()
+ */
+typedef void (*tcp_netif_err_fn)(void *arg, uint8_t code, uint16_t mtu,
+				 const struct rte_ipv4_hdr *inner, const uint8_t *l4,
+				 uint32_t l4len, uint64_t now_tsc);
+
+/**
+ * Pass ICMP destination unreachable messages quoting a packet of protocol
+ * @p proto to @p fn (NULL: count them as icmp_unhandled). The protocol
+ * must validate them against its state (RFC 5927): anyone can send one.
+ * @return 0, -EINVAL (ICMP) or -ENOSPC
+ */
+int tcp_netif_set_l4_err(struct tcp_netif *nif, uint8_t proto, tcp_netif_err_fn fn, void *arg);
 
 /** Our IPv4 address, network byte order. */
 uint32_t tcp_netif_ip(const struct tcp_netif *nif);

@@ -45,7 +45,6 @@ struct tcp_netif {
 	struct tcp_netif_conf conf;
 	struct rte_mempool *pool;
 	uint32_t netmask; /* network byte order */
-	uint16_t ip_id;	  /* next IPv4 identification */
 	uint64_t arp_timeout_tsc, arp_retry_tsc;
 	uint64_t arp_next_tsc; /* earliest entry deadline, UINT64_MAX when none */
 	uint32_t arp_active;   /* entries not FREE */
@@ -54,6 +53,8 @@ struct tcp_netif {
 		uint8_t proto;
 		tcp_netif_l4_fn fn;
 		void *arg;
+		tcp_netif_err_fn err;
+		void *err_arg;
 	} l4[TCP_NETIF_L4_MAX];
 	unsigned nl4;
 

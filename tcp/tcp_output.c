@@ -38,9 +38,10 @@
 #include "tcp/tcp_cksum.h"
 #include "tcp/tcp_stack_int.h"
 
-uint32_t tcp_ts_now(const struct tcp_stack *stk, uint64_t now)
+/* Our timestamp clock for @c: 1 ms ticks plus the connection's offset. */
+uint32_t tcp_ts_now(const struct tcp_conn *c, uint64_t now)
 {
-	return (uint32_t)(now / stk->tsc_per_ts);
+	return (uint32_t)(now / c->stk->tsc_per_ts) + c->ts_off;
 }
 
 /* Receive window we can offer: buffer room, never moving the right edge back. */
@@ -56,8 +57,19 @@ uint32_t tcp_rcv_window(const struct tcp_conn *c)
 	return room;
 }
 
+/* The least a receive window may open by (RFC 9293 3.8.6.2.2). */
+uint32_t tcp_rcv_sws_min(const struct tcp_conn *c)
+{
+	uint32_t half = c->stk->conf.rcvbuf / 2;
+
+	return half < c->mss ? half : c->mss;
+}
+
 void tcp_arm_rtx(struct tcp_conn *c, uint64_t now)
 {
+	if (tcp_tlp_arm(c, now))
+		return;
+	c->flags &= ~CF_TLP;
 	tcp_timer_arm(&c->stk->wheel, &c->t_rtx, now + c->rto);
 }
 
@@ -83,6 +95,8 @@ void tcp_retry_timeout(struct tcp_timer *t, uint64_t now)
 
 	if (c->flags & CF_ER_WAIT) {
 		c->flags &= ~CF_ER_WAIT;
+		if (c->sack_on && !c->in_recovery && tcp_rack_detect(c, now) > 0)
+			return; /* (recovery sent what it could) */
 		if (c->sack_on && !c->in_recovery && SEQ_GEQ(c->snd_una, c->recover) &&
 		    SEQ_LT(c->snd_una, c->snd_max) && tcp_sack_head_lost(c) > 0 &&
 		    (c->state == TCP_ESTABLISHED || c->state == TCP_CLOSE_WAIT ||
@@ -161,9 +175,16 @@ static void sack_blocks(struct tcp_conn *c, struct tcp_opts *o, uint32_t max)
 }
 
 /* Mark what the peer's SACK blocks cover (RFC 2018 5: whole segments only). */
-void tcp_sack_update(struct tcp_conn *c, const struct tcp_opts *o)
+void tcp_sack_update(struct tcp_conn *c, const struct tcp_opts *o, uint64_t now)
 {
 	c->stk->stats.sack_blocks_rx += o->nsack;
+	/* RFC 2883: a first block below the cumulative ACK, or inside the
+	 * second, reports bytes received twice. */
+	if (o->nsack > 0 && SEQ_LT(o->sack[0][0], o->sack[0][1]) &&
+	    (SEQ_LEQ(o->sack[0][1], c->snd_una) ||
+	     (o->nsack > 1 && SEQ_GEQ(o->sack[0][0], o->sack[1][0]) &&
+	      SEQ_LEQ(o->sack[0][1], o->sack[1][1]))))
+		tcp_rack_dsack(c, o->sack[0][0], o->sack[0][1]);
 	for (uint32_t b = 0; b < o->nsack; b++) {
 		uint32_t l = o->sack[b][0], r = o->sack[b][1], seq = c->snd_una;
 
@@ -174,8 +195,10 @@ void tcp_sack_update(struct tcp_conn *c, const struct tcp_opts *o)
 			uint32_t slot = (c->sq_head + i) % TCP_SQ_SLOTS;
 			uint32_t end = seq + rte_pktmbuf_data_len(c->sq[slot]);
 
-			if (SEQ_GEQ(seq, l) && SEQ_LEQ(end, r))
+			if (SEQ_GEQ(seq, l) && SEQ_LEQ(end, r) && !sq_bit(c->sq_sacked, slot)) {
 				sq_bit_set(c->sq_sacked, slot);
+				tcp_rack_delivered(c, slot, end, now);
+			}
 			seq = end;
 		}
 	}
@@ -186,6 +209,7 @@ void tcp_sack_forget(struct tcp_conn *c)
 {
 	memset(c->sq_sacked, 0, sizeof(c->sq_sacked));
 	memset(c->sq_rtx, 0, sizeof(c->sq_rtx));
+	memset(c->sq_lost, 0, sizeof(c->sq_lost));
 }
 
 /* Bytes sent again after a timeout and not SACKed: what is in flight then. */
@@ -241,12 +265,13 @@ static uint32_t sack_send_holes(struct tcp_conn *c, uint64_t now)
 			seq += len;
 			continue;
 		}
-		lost = sacked_segs >= TCP_DUPACK_THRESH ||
+		lost = sq_bit(c->sq_lost, slot) || sacked_segs >= TCP_DUPACK_THRESH ||
 		       sacked_bytes > (TCP_DUPACK_THRESH - 1) * c->mss;
 		if (!lost || sq_bit(c->sq_rtx, slot)) {
 			pipe += len;
 		} else if (pipe + len <= c->cwnd &&
 			   send_segment(c, seq, TH_ACK | TH_PSH, m, now) == 0) {
+			tcp_rack_sent(c, slot, now, true);
 			sq_bit_set(c->sq_rtx, slot);
 			stk->stats.retransmits++;
 			c->retransmits++;
@@ -258,9 +283,34 @@ static uint32_t sack_send_holes(struct tcp_conn *c, uint64_t now)
 	return pipe;
 }
 
-/* Build and send one segment; @payload (may be NULL) is cloned, not consumed. */
+static int send_piece(struct tcp_conn *c, uint32_t seq, uint8_t flags, struct rte_mbuf *payload,
+		      uint32_t off, uint32_t plen, uint64_t now);
+
+/*
+ * Build and send one send-queue segment; @payload (may be NULL) is cloned,
+ * not consumed. A segment cut before the MSS went down (path MTU, RFC 1191;
+ * a black hole, RFC 4821) leaves as several of the new size.
+ */
 static int send_segment(struct tcp_conn *c, uint32_t seq, uint8_t flags, struct rte_mbuf *payload,
 			uint64_t now)
+{
+	uint32_t len = payload != NULL ? rte_pktmbuf_data_len(payload) : 0;
+	int rc = 0;
+
+	if (len <= c->mss)
+		return send_piece(c, seq, flags, payload, 0, len, now);
+	for (uint32_t off = 0; off < len && rc == 0; off += c->mss) {
+		uint32_t plen = len - off < c->mss ? len - off : c->mss;
+
+		rc = send_piece(c, seq + off, off + plen < len ? flags & ~TH_PSH : flags, payload,
+				off, plen, now);
+	}
+	return rc;
+}
+
+/* Build and send one segment: bytes [@off, @off + @plen) of @payload (may be NULL). */
+static int send_piece(struct tcp_conn *c, uint32_t seq, uint8_t flags, struct rte_mbuf *payload,
+		      uint32_t off, uint32_t plen, uint64_t now)
 {
 	struct tcp_stack *stk = c->stk;
 	struct rte_mbuf *h;
@@ -303,14 +353,13 @@ static int send_segment(struct tcp_conn *c, uint32_t seq, uint8_t flags, struct 
 			/* Options and data together stay within the MSS (RFC
 			 * 6691): a full-sized segment has no room for blocks. */
 			uint32_t room = c->mss + (c->ts_on ? 12 : 0), used = c->ts_on ? 12 : 0;
-			uint32_t plen = payload != NULL ? rte_pktmbuf_data_len(payload) : 0;
 
 			if (room >= plen + used + 12)
 				sack_blocks(c, &o, (room - plen - used - 4) / 8);
 		}
 	}
 	if (o.has_ts) {
-		o.tsval = tcp_ts_now(stk, now);
+		o.tsval = tcp_ts_now(c, now);
 		o.tsecr = (flags & TH_ACK) ? c->ts_recent : 0;
 	}
 	olen = tcp_opts_build(opt, &o);
@@ -325,6 +374,12 @@ static int send_segment(struct tcp_conn *c, uint32_t seq, uint8_t flags, struct 
 	if (flags & TH_SYN) {
 		wnd = wnd > 65535 ? 65535 : wnd; /* never scaled on a SYN */
 	} else {
+		/* Receiver silly-window avoidance (RFC 9293 3.8.6.2.2): the
+		 * right edge moves by a segment or half the buffer, or not. */
+		uint32_t old = SEQ_GT(c->rcv_adv, c->rcv_nxt) ? c->rcv_adv - c->rcv_nxt : 0;
+
+		if (wnd > old && wnd - old < tcp_rcv_sws_min(c))
+			wnd = old;
 		wnd >>= c->rcv_ws;
 		if (wnd > 65535)
 			wnd = 65535;
@@ -345,6 +400,8 @@ static int send_segment(struct tcp_conn *c, uint32_t seq, uint8_t flags, struct 
 			tcp_arm_retry(c, now);
 			return -ENOMEM;
 		}
+		rte_pktmbuf_adj(cl, (uint16_t)off);
+		rte_pktmbuf_trim(cl, (uint16_t)(rte_pktmbuf_data_len(cl) - plen));
 		rte_pktmbuf_chain(h, cl);
 	}
 	tcplen = rte_pktmbuf_pkt_len(h);
@@ -367,6 +424,7 @@ static int send_segment(struct tcp_conn *c, uint32_t seq, uint8_t flags, struct 
 	stk->stats.segs_tx++;
 	c->retry_shift = 0;
 	if (flags & TH_ACK) {
+		c->last_ack_sent = c->rcv_nxt;
 		c->flags &= ~CF_ACK_NOW;
 		c->segs_unacked = 0;
 		tcp_timer_cancel(&stk->wheel, &c->t_delack);
@@ -388,7 +446,7 @@ int tcp_send_ctl(struct tcp_conn *c, uint32_t seq, uint8_t flags, uint64_t now)
 	 * after a timeout, neither accepted the other's ACKs.) */
 	if (!(flags & (TH_SYN | TH_FIN)) && seq == c->snd_nxt)
 		seq = c->snd_max;
-	return send_segment(c, seq, flags, NULL, now);
+	return send_piece(c, seq, flags, NULL, 0, 0, now);
 }
 
 /* A RST for a segment that matched no connection (RFC 9293 3.10.7.1). */
@@ -408,12 +466,58 @@ void tcp_send_rst_for(struct tcp_stack *stk, uint32_t raddr, uint16_t lport, uin
 	stk->stats.rst_tx++;
 	/* tcp_rcv_window() of an empty connection: advertise 0 on a RST. */
 	tmp.rq_count = TCP_RQ_SLOTS;
-	send_segment(&tmp, seq, flags, NULL, now);
+	send_piece(&tmp, seq, flags, NULL, 0, 0, now);
 }
 
 static struct rte_mbuf *sq_at(const struct tcp_conn *c, uint32_t i)
 {
 	return c->sq[(c->sq_head + i) % TCP_SQ_SLOTS];
+}
+
+/*
+ * Cut the unsent segment at sq_next to its first @len bytes; the rest (a
+ * copy, at most one segment) becomes the next segment. Only for new data
+ * (snd_nxt at snd_max): the slots after it were never sent, so no SACK
+ * or retransmission bit moves with them. Returns 0, or -1 (no free slot,
+ * no mbuf: the segment waits whole).
+ */
+static int sq_split(struct tcp_conn *c, uint32_t len)
+{
+	struct tcp_stack *stk = c->stk;
+	struct rte_mbuf *m = sq_at(c, c->sq_next), *t;
+	uint32_t rest = rte_pktmbuf_data_len(m) - len;
+
+	if (c->sq_count == TCP_SQ_SLOTS || SEQ_LT(c->snd_nxt, c->snd_max) || len == 0 || rest == 0)
+		return -1;
+	t = rte_pktmbuf_alloc(stk->pool);
+	if (t == NULL) {
+		stk->stats.tx_no_mbuf++;
+		return -1;
+	}
+	memcpy(rte_pktmbuf_append(t, (uint16_t)rest), rte_pktmbuf_mtod_offset(m, void *, len),
+	       rest);
+	rte_pktmbuf_trim(m, (uint16_t)rest);
+	for (uint32_t i = c->sq_count; i > c->sq_next + 1; i--)
+		c->sq[(c->sq_head + i) % TCP_SQ_SLOTS] = c->sq[(c->sq_head + i - 1) % TCP_SQ_SLOTS];
+	c->sq[(c->sq_head + c->sq_next + 1) % TCP_SQ_SLOTS] = t;
+	c->sq_count++;
+	stk->stats.sq_mbufs++;
+	stk->stats.tx_split++;
+	return 0;
+}
+
+/*
+ * The peer's window has room, but less than the next segment: send part of
+ * it (RFC 1122 4.2.3.4) when the room is at least half the largest window
+ * the peer offered (sender silly-window avoidance, RFC 9293 3.8.6.2.1);
+ * a smaller room waits for the persist timer, whose probe then carries
+ * what fits (as Linux's tcp_write_wakeup does). Returns true if cut.
+ */
+static bool window_split(struct tcp_conn *c, uint32_t room, bool probing)
+{
+	if (room == 0 || (!probing && room < c->max_snd_wnd / 2))
+		return false;
+	return sq_split(c, room) == 0;
 }
 
 static bool can_send_data(const struct tcp_conn *c)
@@ -455,13 +559,22 @@ void tcp_output(struct tcp_conn *c, uint64_t now)
 		/* RFC 3042 limited transmit: a new segment for each of the first two dupacks. */
 		if (!c->in_recovery && c->dupacks > 0 && c->dupacks < TCP_DUPACK_THRESH)
 			cwnd += c->dupacks * c->mss;
-		if (inflight + len > c->snd_wnd)
-			break;
-		/* With SACK the congestion window bounds pipe, not the flight. */
-		if ((sack_rec || sack_resend ? pipe : inflight) + len > cwnd)
+		if (inflight + len > c->snd_wnd) {
+			if (!window_split(c, c->snd_wnd > inflight ? c->snd_wnd - inflight : 0,
+					  false))
+				break;
+			len = rte_pktmbuf_data_len(m);
+		}
+		/* With SACK the congestion window bounds pipe, not the flight.
+		 * A segment cut before the MSS went down may be larger than
+		 * the whole window: it goes when nothing else is out. */
+		if ((sack_rec || sack_resend ? pipe : inflight) + len > cwnd &&
+		    (sack_rec || sack_resend ? pipe : inflight) > 0)
 			break;
 		if (send_segment(c, c->snd_nxt, TH_ACK | TH_PSH, m, now) != 0)
 			break; /* pool empty: t_retry tries again */
+		tcp_rack_sent(c, (c->sq_head + c->sq_next) % TCP_SQ_SLOTS, now,
+			      SEQ_LT(c->snd_nxt, c->snd_max));
 		if (SEQ_LT(c->snd_nxt, c->snd_max)) {
 			stk->stats.retransmits++;
 			c->retransmits++;
@@ -523,10 +636,77 @@ void tcp_retransmit_head(struct tcp_conn *c, uint64_t now)
 	c->retransmits++;
 	c->rtt_timing = false; /* Karn */
 	if (c->sq_count > 0 && c->sq_next > 0) {
-		if (send_segment(c, c->snd_una, TH_ACK | TH_PSH, sq_at(c, 0), now) == 0)
+		if (send_segment(c, c->snd_una, TH_ACK | TH_PSH, sq_at(c, 0), now) == 0) {
+			tcp_rack_sent(c, c->sq_head, now, true);
 			sq_bit_set(c->sq_rtx, c->sq_head);
+		}
 	} else if ((c->flags & CF_FIN_SENT) && c->snd_una == c->fin_seq) {
 		tcp_send_ctl(c, c->fin_seq, TH_FIN | TH_ACK, now);
+	}
+}
+
+/*
+ * The @n-th timeout in a row (retransmission or window probe): past the
+ * limit, the connection is given up: ETIMEDOUT, or for a closed (orphaned)
+ * connection in FIN_WAIT_1, CLOSING or LAST_ACK after orphan_retries, as
+ * Linux's tcp_orphan_retries. Returns true if it was.
+ */
+static bool retries_exhausted(struct tcp_conn *c, uint32_t n, uint64_t now)
+{
+	struct tcp_stack *stk = c->stk;
+	bool syn = c->state == TCP_SYN_SENT || c->state == TCP_SYN_RECEIVED;
+	bool orphan = (c->flags & CF_USER_CLOSED) && !syn;
+	uint32_t limit = syn ? stk->conf.syn_retries : stk->conf.max_retries;
+
+	if (orphan && stk->orphan_retries < limit)
+		limit = stk->orphan_retries;
+	if (n <= limit)
+		return false;
+	if (orphan) {
+		tcp_orphan_drop(c, now);
+		return true;
+	}
+	stk->stats.conn_timeouts++;
+	if (!syn) {
+		tcp_send_ctl(c, c->snd_nxt, TH_RST | TH_ACK, now);
+		stk->stats.rst_tx++;
+	}
+	tcp_conn_fail(c, ETIMEDOUT);
+	return true;
+}
+
+/*
+ * Packetization-layer black-hole detection (RFC 4821 and RFC 8899 in
+ * spirit, as Linux's tcp_mtu_probing): when the second timeout in a row
+ * finds a full-sized segment unacknowledged, the path may drop large
+ * frames without a word (ICMP filtered): the MSS goes down to
+ * TCP_BASE_MSS, and after the fourth to TCP_DEFAULT_MSS. Never up again.
+ */
+static void blackhole_check(struct tcp_conn *c)
+{
+	uint32_t opts = c->ts_on ? 12 : 0, mss;
+
+	if ((c->nrtx != 2 && c->nrtx != 4) || c->sq_count == 0 || c->state == TCP_SYN_SENT ||
+	    c->state == TCP_SYN_RECEIVED)
+		return;
+	mss = (c->nrtx == 2 ? TCP_BASE_MSS : TCP_DEFAULT_MSS) - opts;
+	if (mss >= c->mss || rte_pktmbuf_data_len(sq_at(c, 0)) <= mss)
+		return;
+	c->mss = mss;
+	c->stk->stats.pmtu_blackhole++;
+}
+
+/* The last segment sent, again (a tail loss probe with no new data). */
+void tcp_retransmit_last(struct tcp_conn *c, uint64_t now)
+{
+	uint32_t i = c->sq_next - 1, slot = (c->sq_head + i) % TCP_SQ_SLOTS, seq = c->snd_una;
+
+	for (uint32_t k = 0; k < i; k++)
+		seq += rte_pktmbuf_data_len(sq_at(c, k));
+	if (send_segment(c, seq, TH_ACK | TH_PSH, c->sq[slot], now) == 0) {
+		tcp_rack_sent(c, slot, now, true);
+		c->stk->stats.retransmits++;
+		c->retransmits++;
 	}
 }
 
@@ -534,9 +714,25 @@ void tcp_rtx_timeout(struct tcp_timer *t, uint64_t now)
 {
 	struct tcp_conn *c = CONN_OF(t, t_rtx);
 	struct tcp_stack *stk = c->stk;
-	uint32_t limit;
+
+	if (c->flags & CF_TLP) {
+		tcp_tlp_fire(c, now);
+		return;
+	}
+	c->flags &= ~CF_TLP_OUT;
 
 	if (c->flags & CF_PERSIST) {
+		/* Probes count toward the limits too: a peer that is gone, or
+		 * that holds a closed connection's window shut, gives up. */
+		if (retries_exhausted(c, ++c->probes, now))
+			return;
+		/* Some room, less than the next segment: the probe is data. */
+		if (c->snd_nxt == c->snd_una && c->sq_next < c->sq_count &&
+		    window_split(c, c->snd_wnd, true)) {
+			c->flags &= ~CF_PERSIST;
+			tcp_output(c, now);
+			return;
+		}
 		/* Zero-window probe: an old sequence number makes the peer answer with its window.
 		 */
 		stk->stats.zero_window_probes++;
@@ -546,20 +742,12 @@ void tcp_rtx_timeout(struct tcp_timer *t, uint64_t now)
 		return;
 	}
 	stk->stats.rto_fired++;
-	limit = (c->state == TCP_SYN_SENT || c->state == TCP_SYN_RECEIVED) ? stk->conf.syn_retries
-									   : stk->conf.max_retries;
-	if (c->nrtx >= limit) {
-		stk->stats.conn_timeouts++;
-		if (c->state != TCP_SYN_SENT && c->state != TCP_SYN_RECEIVED) {
-			tcp_send_ctl(c, c->snd_nxt, TH_RST | TH_ACK, now);
-			stk->stats.rst_tx++;
-		}
-		tcp_conn_fail(c, ETIMEDOUT);
+	if (retries_exhausted(c, c->nrtx + 1, now))
 		return;
-	}
 	c->nrtx++;
 	c->rto = c->rto * 2 > stk->rto_max ? stk->rto_max : c->rto * 2;
 	c->rtt_timing = false;
+	blackhole_check(c);
 	switch (c->state) {
 	case TCP_SYN_SENT:
 		stk->stats.retransmits++;
@@ -577,6 +765,9 @@ void tcp_rtx_timeout(struct tcp_timer *t, uint64_t now)
 		break;
 	}
 	/* RFC 5681 (4): after a timeout, one segment at a time from snd_una. */
+	if (c->nrtx == 1)
+		tcp_undo_mark(c);
+	memset(c->sq_lost, 0, sizeof(c->sq_lost));
 	{
 		uint32_t flight = c->snd_max - c->snd_una;
 		uint32_t half = flight / 2;

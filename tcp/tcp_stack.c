@@ -19,6 +19,7 @@
  */
 #include <errno.h>
 #include <string.h>
+#include <sys/random.h>
 
 #include <netinet/in.h>
 
@@ -44,7 +45,12 @@ static const struct tcp_stat_name stack_stat_names[] = {
     STAT(rx_rcvbuf_drop), STAT(challenge_acks),	  STAT(rst_tx),	      STAT(syn_dropped),
     STAT(tx_no_mbuf),	  STAT(delayed_acks),	  STAT(tw_recycled),  STAT(zero_window_probes),
     STAT(sq_mbufs),	  STAT(tx_sq_capped),	  STAT(tx_txq_full),  STAT(sack_blocks_rx),
-    STAT(sack_blocks_tx),
+    STAT(sack_blocks_tx), STAT(rx_old_ack),	  STAT(rx_no_ts),     STAT(rx_bad_tsecr),
+    STAT(rx_mss_clamped), STAT(ack_rate_limited), STAT(orphan_drops), STAT(rst_data_after_close),
+    STAT(rx_mbufs),	  STAT(rx_pruned),	  STAT(rx_mem_drop),  STAT(tx_split),
+    STAT(icmp_invalid),	  STAT(icmp_conn_aborts), STAT(icmp_soft),    STAT(pmtu_reductions),
+    STAT(pmtu_blackhole), STAT(rack_lost),	  STAT(tlp_probes),   STAT(dsacks_rx),
+    STAT(undos),
 };
 
 _Static_assert(sizeof(stack_stat_names) / sizeof(stack_stat_names[0]) ==
@@ -98,13 +104,80 @@ static uint64_t ms_tsc(const struct tcp_stack *stk, uint32_t ms)
 }
 
 /* ------------------------------------------------------------------ */
+/* Keyed hashes */
+
+/*
+ * SipHash-2-4 (Aumasson and Bernstein, 2012) of @len bytes under a 128-bit
+ * key: a keyed hash an observer cannot invert or predict without the key.
+ */
+#define SIP_ROTL(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
+
+static void sip_rounds(uint64_t v[4], int n)
+{
+	for (int i = 0; i < n; i++) {
+		v[0] += v[1];
+		v[1] = SIP_ROTL(v[1], 13) ^ v[0];
+		v[0] = SIP_ROTL(v[0], 32);
+		v[2] += v[3];
+		v[3] = SIP_ROTL(v[3], 16) ^ v[2];
+		v[0] += v[3];
+		v[3] = SIP_ROTL(v[3], 21) ^ v[0];
+		v[2] += v[1];
+		v[1] = SIP_ROTL(v[1], 17) ^ v[2];
+		v[2] = SIP_ROTL(v[2], 32);
+	}
+}
+
+uint64_t tcp_siphash(const uint64_t key[2], const void *data, size_t len)
+{
+	const uint8_t *p = data;
+	uint64_t v[4] = {key[0] ^ 0x736f6d6570736575ULL, key[1] ^ 0x646f72616e646f6dULL,
+			 key[0] ^ 0x6c7967656e657261ULL, key[1] ^ 0x7465646279746573ULL};
+	uint64_t m;
+	size_t i;
+
+	for (i = 0; i + 8 <= len; i += 8) {
+		m = 0;
+		for (int b = 7; b >= 0; b--)
+			m = m << 8 | p[i + (size_t)b];
+		v[3] ^= m;
+		sip_rounds(v, 2);
+		v[0] ^= m;
+	}
+	m = (uint64_t)(len & 0xff) << 56;
+	for (size_t b = 0; i + b < len; b++)
+		m |= (uint64_t)p[i + b] << (8 * b);
+	v[3] ^= m;
+	sip_rounds(v, 2);
+	v[0] ^= m;
+	v[2] ^= 0xff;
+	sip_rounds(v, 4);
+	return v[0] ^ v[1] ^ v[2] ^ v[3];
+}
+
+/* The keyed hash of a 4-tuple (with @lport 0: of the destination), for @what. */
+static uint64_t tuple_hash(const struct tcp_stack *stk, uint32_t raddr, uint16_t lport,
+			   uint16_t rport, uint8_t what)
+{
+	struct {
+		uint32_t laddr, raddr;
+		uint16_t lport, rport;
+		uint8_t what;
+	} __attribute__((packed)) t = {stk->laddr, raddr, lport, rport, what};
+
+	return tcp_siphash(stk->key, &t, sizeof(t));
+}
+
+enum { HASH_ISN, HASH_TS, HASH_PORT };
+
+/* ------------------------------------------------------------------ */
 /* Table */
 
 static uint32_t conn_hash(const struct tcp_stack *stk, uint32_t raddr, uint16_t lport,
 			  uint16_t rport)
 {
 	return rte_jhash_3words(raddr, (uint32_t)lport << 16 | rport, stk->laddr,
-				stk->conf.isn_secret) &
+				(uint32_t)stk->key[1]) &
 	       stk->hmask;
 }
 
@@ -195,13 +268,15 @@ struct tcp_conn *tcp_conn_new(struct tcp_stack *stk, uint32_t raddr, uint16_t lp
 	c->rto = stk->rto_init;
 	c->mss = TCP_DEFAULT_MSS;
 	c->rcv_ws = 0;
+	/* Timestamps that tell nothing of the clock or of other connections. */
+	c->ts_off = (uint32_t)tuple_hash(stk, raddr, lport, rport, HASH_TS);
+	c->ts_start = tcp_ts_now(c, now);
 	conn_timer_init(c);
 	h = conn_hash(stk, raddr, lport, rport);
 	c->hnext = stk->htab[h];
 	stk->htab[h] = c;
 	c->flags |= CF_IN_TABLE;
 	stk->stats.conns++;
-	(void)now;
 	return c;
 }
 
@@ -219,18 +294,47 @@ static void conn_release_buffers(struct tcp_conn *c)
 		rte_pktmbuf_free(c->rq[c->rq_head]);
 		c->rq_head = (c->rq_head + 1) % TCP_RQ_SLOTS;
 		c->rq_count--;
+		c->stk->stats.rx_mbufs--;
 	}
 	c->rq_bytes = 0;
+	tcp_ooo_purge(c);
+}
+
+/* Drop every out-of-order segment @c holds; returns how many mbufs. */
+uint32_t tcp_ooo_purge(struct tcp_conn *c)
+{
+	uint32_t n = 0;
+
 	while (c->ooo_head != NULL) {
 		struct rte_mbuf *m = c->ooo_head;
 
 		c->ooo_head = tcp_ooo_ent(c->stk, m)->next;
 		rte_pktmbuf_free(m);
+		c->stk->stats.rx_mbufs--;
+		n++;
 	}
 	c->ooo_tail = NULL;
 	c->ooo_count = 0;
 	c->ooo_bytes = 0;
 	c->ooo_mem = 0;
+	tcp_ooo_list_update(c);
+	return n;
+}
+
+/* Keep @c on the stack's list of connections holding out-of-order data
+ * (oldest first: what tcp_input.c prunes under pressure) iff it holds some. */
+void tcp_ooo_list_update(struct tcp_conn *c)
+{
+	struct tcp_stack *stk = c->stk;
+	bool holds = c->ooo_head != NULL;
+
+	if (holds == !!(c->flags & CF_ON_OOO))
+		return;
+	c->flags ^= CF_ON_OOO;
+	if (holds)
+		TAILQ_INSERT_TAIL(&stk->ooo_conns, c, ooo_link);
+	else
+		TAILQ_REMOVE(&stk->ooo_conns, c, ooo_link);
 }
 
 static void conn_maybe_free(struct tcp_conn *c)
@@ -333,9 +437,9 @@ static void misc_timeout(struct tcp_timer *t, uint64_t now)
 {
 	struct tcp_conn *c = CONN_OF(t, t_misc);
 
-	(void)now;
 	switch (c->state) {
 	case TCP_SYN_SENT:
+	case TCP_SYN_RECEIVED: /* a simultaneous open keeps the connect deadline */
 		c->stk->stats.conn_timeouts++;
 		tcp_conn_fail(c, ETIMEDOUT);
 		break;
@@ -343,9 +447,27 @@ static void misc_timeout(struct tcp_timer *t, uint64_t now)
 	case TCP_FIN_WAIT_2:
 		tcp_conn_set_closed(c);
 		break;
+	case TCP_FIN_WAIT_1:
+	case TCP_CLOSING:
+	case TCP_LAST_ACK:
+		/* An orphan the peer keeps alive (a zero window it answers
+		 * probes for, an ACK that never comes): orphan_timeout. */
+		if (c->flags & CF_USER_CLOSED)
+			tcp_orphan_drop(c, now);
+		break;
 	default:
 		break;
 	}
+}
+
+/* A closed connection the peer will not let finish: RST, and gone. */
+void tcp_orphan_drop(struct tcp_conn *c, uint64_t now)
+{
+	c->stk->stats.orphan_drops++;
+	c->stk->stats.rst_tx++;
+	tcp_send_ctl(c, c->snd_nxt, TH_RST | TH_ACK, now);
+	c->error = ECONNABORTED;
+	tcp_conn_set_closed(c);
 }
 
 static void conn_timer_init(struct tcp_conn *c)
@@ -420,11 +542,25 @@ struct tcp_stack *tcp_stack_create(const struct tcp_stack_conf *conf, struct tcp
 		return NULL;
 	}
 	stk->hmask = nb - 1;
+	TAILQ_INIT(&stk->ooo_conns);
 	for (uint32_t i = conf->max_conns; i-- > 0;) {
 		stk->conns[i].hnext = stk->free_conns;
 		stk->free_conns = &stk->conns[i];
 	}
 	stk->sq_mbufs_max = (uint32_t)((uint64_t)pool->size * TCP_SQ_POOL_SHARE / 4);
+	stk->rx_mbufs_max = conf->rx_mbufs_max != 0 ? conf->rx_mbufs_max : pool->size / 4;
+	stk->orphan_retries = conf->orphan_retries != 0 ? conf->orphan_retries : 8;
+	stk->chal_limit = conf->challenge_ack_limit != 0 ? conf->challenge_ack_limit : 1000;
+	stk->key[0] = conf->secret[0];
+	stk->key[1] = conf->secret[1];
+	if ((stk->key[0] | stk->key[1]) == 0 &&
+	    getrandom(stk->key, sizeof(stk->key), 0) != (ssize_t)sizeof(stk->key)) {
+		rte_free(stk->conns);
+		rte_free(stk->htab);
+		rte_free(stk);
+		errno = EIO;
+		return NULL;
+	}
 	/* Out-of-order segments are linked through a field of their mbufs. */
 	{
 		static const struct rte_mbuf_dynfield ooo_field = {
@@ -447,6 +583,8 @@ struct tcp_stack *tcp_stack_create(const struct tcp_stack_conf *conf, struct tcp
 	stk->our_mss = tcp_netif_mtu(nif) - 40;
 	while (stk->rcv_ws < TCP_MAX_WSCALE && (conf->rcvbuf >> stk->rcv_ws) > 65535)
 		stk->rcv_ws++;
+	while ((stk->hz >> (stk->xmit_shift + 1)) >= 1000000)
+		stk->xmit_shift++;
 	stk->tsc_per_ts = stk->hz / TCP_TS_HZ;
 	if (stk->tsc_per_ts == 0)
 		stk->tsc_per_ts = 1;
@@ -456,14 +594,16 @@ struct tcp_stack *tcp_stack_create(const struct tcp_stack_conf *conf, struct tcp
 	stk->delack = ms_tsc(stk, conf->delack_ms);
 	stk->time_wait = ms_tsc(stk, conf->time_wait_ms);
 	stk->connect_timeout = ms_tsc(stk, conf->connect_timeout_ms);
-	/* Start somewhere in the range that depends on the secret (RFC 6056):
-	 * a restarted stack does not reuse, first thing, the 4-tuples that
+	stk->orphan_timeout =
+	    ms_tsc(stk, conf->orphan_timeout_ms != 0 ? conf->orphan_timeout_ms : 60000);
+	/* RFC 6056 algorithm 3's counter starts at a secret place too: a
+	 * restarted stack does not reuse, first thing, the 4-tuples that
 	 * its predecessor may have left open at the peers. */
-	stk->next_port = (uint16_t)(conf->port_lo + conf->isn_secret % ((uint32_t)conf->port_hi -
-									conf->port_lo + 1));
+	stk->port_ctr = (uint32_t)(stk->key[0] >> 32);
 	/* One tick per millisecond (at least one TSC cycle). */
 	tcp_wheel_init(&stk->wheel, now_tsc, stk->tsc_per_ts);
-	if (tcp_netif_set_l4(nif, IPPROTO_TCP, tcp_input, stk) != 0) {
+	if (tcp_netif_set_l4(nif, IPPROTO_TCP, tcp_input, stk) != 0 ||
+	    tcp_netif_set_l4_err(nif, IPPROTO_TCP, tcp_icmp_err, stk) != 0) {
 		rte_free(stk->conns);
 		rte_free(stk->htab);
 		rte_free(stk);
@@ -493,8 +633,7 @@ uint32_t tcp_isn(struct tcp_stack *stk, const struct tcp_conn *c, uint64_t now)
 	/* RFC 6528: a 4 us clock plus a keyed hash of the 4-tuple. */
 	uint64_t us4 = (uint64_t)((unsigned __int128)now * 250000 / stk->hz);
 
-	return (uint32_t)us4 + rte_jhash_3words(c->raddr, (uint32_t)c->lport << 16 | c->rport,
-						c->laddr, stk->conf.isn_secret ^ 0x5bd1e995);
+	return (uint32_t)us4 + (uint32_t)tuple_hash(stk, c->raddr, c->lport, c->rport, HASH_ISN);
 }
 
 int tcp_connect(struct tcp_stack *stk, uint32_t dst, uint16_t port, void *user, uint64_t now_tsc,
@@ -504,16 +643,19 @@ int tcp_connect(struct tcp_stack *stk, uint32_t dst, uint16_t port, void *user, 
 	uint16_t rport = rte_cpu_to_be_16(port);
 	uint32_t host = rte_be_to_cpu_32(dst);
 	struct tcp_conn *c = NULL;
+	uint32_t offset;
 
 	if (dst == 0 || dst == stk->laddr || port == 0 || (host >> 28) >= 0xe ||
 	    (host >> 24) == 127)
 		return -EINVAL;
 	if (stk->free_conns == NULL && tw_recycle(stk) == NULL)
 		return -ENOBUFS;
+	/* RFC 6056 algorithm 3: a keyed offset per destination plus a
+	 * counter, so ports say nothing across destinations. */
+	offset = (uint32_t)tuple_hash(stk, dst, 0, rport, HASH_PORT);
 	for (uint32_t i = 0; i < range; i++) {
-		uint16_t lp = stk->next_port;
+		uint16_t lp = (uint16_t)(stk->conf.port_lo + (offset + stk->port_ctr++) % range);
 
-		stk->next_port = lp == stk->conf.port_hi ? stk->conf.port_lo : lp + 1;
 		if (stk->conf.port_ok != NULL &&
 		    !stk->conf.port_ok(stk->conf.port_ok_arg, stk->laddr, rte_cpu_to_be_16(lp), dst,
 				       rport))
@@ -588,7 +730,8 @@ ssize_t tcp_send(struct tcp_conn *c, const void *buf, size_t len, uint64_t now_t
 		/* Top up the last segment if it has not been sent yet. */
 		if (c->sq_count > c->sq_next) {
 			tail = c->sq[(c->sq_head + c->sq_count - 1) % TCP_SQ_SLOTS];
-			if (rte_pktmbuf_data_len(tail) >= c->mss)
+			/* (A full mbuf is a full segment too: never append nothing.) */
+			if (rte_pktmbuf_data_len(tail) >= c->mss || rte_pktmbuf_tailroom(tail) == 0)
 				tail = NULL;
 		}
 		if (tail == NULL) {
@@ -651,6 +794,7 @@ ssize_t tcp_recv(struct tcp_conn *c, void *buf, size_t len, uint64_t now_tsc)
 			rte_pktmbuf_free(m);
 			c->rq_head = (c->rq_head + 1) % TCP_RQ_SLOTS;
 			c->rq_count--;
+			c->stk->stats.rx_mbufs--;
 		}
 	}
 	if (done == 0 && len > 0) {
@@ -674,7 +818,8 @@ ssize_t tcp_recv(struct tcp_conn *c, void *buf, size_t len, uint64_t now_tsc)
 			}
 		}
 		after = tcp_rcv_window(c);
-		if ((c->flags & CF_ACK_NOW) || (before == 0 && after > 0) ||
+		if ((c->flags & CF_ACK_NOW) ||
+		    (before < tcp_rcv_sws_min(c) && after >= tcp_rcv_sws_min(c)) ||
 		    after - before >= 2 * c->mss) {
 			c->flags |= CF_ACK_NOW;
 			tcp_output(c, now_tsc);
@@ -753,6 +898,9 @@ void tcp_close(struct tcp_conn *c, uint64_t now_tsc)
 	default:
 		break; /* FIN_WAIT_1, CLOSING, LAST_ACK, TIME_WAIT: finishing */
 	}
+	/* An orphan finishing its close does so within orphan_timeout. */
+	if (c->state == TCP_FIN_WAIT_1 || c->state == TCP_CLOSING || c->state == TCP_LAST_ACK)
+		tcp_timer_arm(&c->stk->wheel, &c->t_misc, now_tsc + c->stk->orphan_timeout);
 }
 
 void tcp_stack_dump(const struct tcp_stack *stk, FILE *f)

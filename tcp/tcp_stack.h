@@ -54,10 +54,34 @@
  *	(as Linux does on TIME_WAIT overflow). SACK (RFC 2018): offered on
  *	SYN, blocks sent from the reassembly queue, and in fast recovery a
  *	scoreboard over the send queue retransmits only the holes, paced by
- *	an RFC 6675 pipe estimate. Not yet: checksum offload, keepalive,
- *	urgent data (ignored), RSS flow steering.
- *	Segments are cut once at tcp_send() time, so a peer window smaller
- *	than the next segment is waited out with window probes.
+ *	an RFC 6675 pipe estimate; RACK-TLP (RFC 8985) finds losses by time
+ *	(lost retransmissions and tails included) and probes tails; D-SACK
+ *	(RFC 2883) and timestamps undo spurious recoveries (tcp_rack.c).
+ *	cwnd grows by bytes acknowledged (RFC 3465). ICMP: unreachable
+ *	fails a connect at once; fragmentation needed lowers the MSS (RFC
+ *	1191, validated per RFC 5927), as do repeated timeouts of full
+ *	segments (black-hole detection, RFC 4821); the MSS never goes up
+ *	again. Not yet: checksum offload, keepalive, urgent data (ignored),
+ *	RSS flow steering, PLPMTUD probing upward.
+ *	Segments are cut once at tcp_send() time; a peer window smaller
+ *	than the next segment (when it is at least half the largest the
+ *	peer offered, or when the persist timer fires) has the segment split
+ *	to fit (RFC 1122 4.2.3.4).
+ *
+ *	Strangers (every peer may be hostile), each defence a named function
+ *	in tcp_input.c with a counter: ACKs below SND.UNA - MAX.SND.WND are
+ *	refused (RFC 5961 5); on a timestamp connection segments without a
+ *	timestamp are dropped (RFC 7323 3.2) and echoed timestamps never
+ *	sent are not taken as RTT samples; challenge, out-of-window and PAWS
+ *	ACKs are rate-limited per connection and per stack (RFC 5961 7); a
+ *	peer MSS is raised to TCP_MIN_MSS; closed (orphaned) connections in
+ *	FIN_WAIT_1, CLOSING and LAST_ACK are reset after orphan_retries
+ *	timeouts or probes, or orphan_timeout_ms, and data arriving after
+ *	tcp_close() is answered with RST; received and out-of-order data of
+ *	all connections are bounded by rx_mbufs_max, out-of-order queues
+ *	pruned first. ISNs (RFC 6528), timestamp offsets and ports (RFC 6056
+ *	algorithm 3) come from SipHash-2-4 under a 128-bit key; IPv4 IDs are
+ *	zero (DF is always set, RFC 6864).
  *
  * OWNERSHIP
  *	A connection handle returned by tcp_connect() or announced by a
@@ -93,8 +117,17 @@ struct tcp_stack_conf {
 	uint32_t connect_timeout_ms; /**< deadline for an active open, 0 = SYN retries only */
 	uint32_t delack_ms;	     /**< delayed-ACK timeout (e.g. 40) */
 	uint32_t time_wait_ms;	     /**< TIME_WAIT (2 MSL) and orphaned FIN_WAIT_2 hold */
-	uint32_t isn_secret;	     /**< RFC 6528 secret for initial sequence numbers */
-	uint32_t no_sack;	     /**< non-zero: neither offer nor accept SACK (RFC 2018) */
+	/**
+	 * 128-bit key of the keyed hashes (SipHash-2-4) behind initial
+	 * sequence numbers (RFC 6528), timestamp offsets and ephemeral ports
+	 * (RFC 6056); all zero: tcp_stack_create() draws one with getrandom().
+	 */
+	uint64_t secret[2];
+	uint32_t orphan_retries;      /**< closed connections: retransmissions/probes, 0 = 8 */
+	uint32_t orphan_timeout_ms;   /**< closed connections: FIN_WAIT_1..LAST_ACK, 0 = 60000 */
+	uint32_t rx_mbufs_max;	      /**< received + out-of-order mbufs held, 0 = pool / 4 */
+	uint32_t challenge_ack_limit; /**< RFC 5961 7: challenge ACKs per second, 0 = 1000 */
+	uint32_t no_sack;	      /**< non-zero: neither offer nor accept SACK (RFC 2018) */
 	/**
 	 * Optional, for flow steering: may an active open use local port
 	 * @p lport to reach raddr:rport (all in network order)? Ports it
@@ -173,6 +206,26 @@ struct tcp_stack_stats {
 	uint64_t tx_txq_full;	     /**< segments held back (and retried): netif TX FIFO full */
 	uint64_t sack_blocks_rx;     /**< SACK blocks received (RFC 2018) */
 	uint64_t sack_blocks_tx;     /**< SACK blocks sent */
+	uint64_t rx_old_ack;	     /**< drop: ACK below SND.UNA - MAX.SND.WND (RFC 5961 5) */
+	uint64_t rx_no_ts;	     /**< drop: no timestamp on a timestamp connection */
+	uint64_t rx_bad_tsecr;	     /**< echoed timestamp not one we sent: no RTT sample */
+	uint64_t rx_mss_clamped;     /**< peer MSS raised to the minimum (TCP_MIN_MSS) */
+	uint64_t ack_rate_limited;   /**< challenge/out-of-window/PAWS ACKs not sent (RFC 5961 7) */
+	uint64_t orphan_drops;	     /**< closed connections reset: retries or orphan timeout */
+	uint64_t rst_data_after_close; /**< connections reset: data arrived after tcp_close() */
+	uint64_t rx_mbufs;	       /**< mbufs held by receive and out-of-order queues (gauge) */
+	uint64_t rx_pruned;	       /**< out-of-order mbufs dropped under memory pressure */
+	uint64_t rx_mem_drop;	       /**< drop: worker's receive memory budget reached */
+	uint64_t tx_split;	       /**< segments split to fit a small peer window */
+	uint64_t icmp_invalid;	       /**< ICMP errors quoting no segment in flight (RFC 5927) */
+	uint64_t icmp_conn_aborts;     /**< connects failed at once by ICMP unreachable */
+	uint64_t icmp_soft;	       /**< valid ICMP unreachable on open connections: ignored */
+	uint64_t pmtu_reductions;      /**< MSS lowered by ICMP fragmentation needed (RFC 1191) */
+	uint64_t pmtu_blackhole; /**< MSS lowered after timeouts of full segments (RFC 4821) */
+	uint64_t rack_lost;	 /**< segments found lost by RACK (RFC 8985) */
+	uint64_t tlp_probes;	 /**< tail loss probes sent (RFC 8985 7) */
+	uint64_t dsacks_rx;	 /**< D-SACK blocks received (RFC 2883) */
+	uint64_t undos;		 /**< recoveries or timeouts undone as spurious */
 };
 
 struct tcp_stack;

@@ -14,6 +14,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/queue.h>
 
 #include <rte_mbuf.h>
 #include <rte_mbuf_dyn.h>
@@ -32,9 +33,19 @@
 #define TCP_OOO_MEM_FACTOR 4
 #define TCP_LISTEN_MAX	   16
 #define TCP_DEFAULT_MSS	   536 /* RFC 9293 3.7.1, when the peer sends no MSS option */
-#define TCP_MAX_WSCALE	   14
-#define TCP_TS_HZ	   1000 /* our timestamp clock: 1 ms */
-#define TCP_DUPACK_THRESH  3
+/* Black-hole detection's first step down (Linux's tcp_base_mss). */
+#define TCP_BASE_MSS 1024
+/* The smallest path MTU an ICMP message may set (Linux's min_pmtu). */
+#define TCP_MIN_PMTU 552
+/* A peer MSS below this is raised to it (Linux's TCP_MIN_MSS): 88 bytes
+ * leave room for 40 bytes of options and some data, never a wrap. */
+#define TCP_MIN_MSS 88
+/* Out-of-window, PAWS and challenge ACKs: one per connection per this many
+ * ms (Linux's tcp_invalid_ratelimit). */
+#define TCP_OOW_ACK_MS	  500
+#define TCP_MAX_WSCALE	  14
+#define TCP_TS_HZ	  1000 /* our timestamp clock: 1 ms */
+#define TCP_DUPACK_THRESH 3
 /* After a send failed for want of an mbuf: try again in 1 ms, doubling up
  * to 64 ms while the pool stays dry (see tcp_arm_retry()). */
 #define TCP_RETRY_MAX_SHIFT 6
@@ -69,6 +80,9 @@ enum {
 	CF_PERSIST = 1 << 9,	 /* t_rtx is the zero-window probe timer */
 	CF_IN_TW = 1 << 10,	 /* on the stack's TIME_WAIT list */
 	CF_ER_WAIT = 1 << 11,	 /* t_retry also checks for an early retransmit */
+	CF_ON_OOO = 1 << 12,	 /* on the stack's list of connections holding out-of-order data */
+	CF_TLP = 1 << 13,	 /* t_rtx is a tail loss probe timeout (tcp_rack.c) */
+	CF_TLP_OUT = 1 << 14,	 /* a probe is out: no other until an ACK moves snd_una */
 };
 
 struct tcp_conn {
@@ -91,6 +105,7 @@ struct tcp_conn {
 	uint32_t iss, snd_una, snd_nxt, snd_max, snd_wnd, snd_wl1, snd_wl2, fin_seq;
 	uint32_t mss; /* payload bytes per segment (options excluded) */
 	uint32_t cwnd, ssthresh, recover;
+	uint32_t cwnd_acc; /* bytes acknowledged toward the next congestion-avoidance step */
 	uint32_t dupacks;
 	bool in_recovery;
 	uint32_t nrtx;	     /* consecutive retransmissions (timer) */
@@ -101,6 +116,12 @@ struct tcp_conn {
 	uint32_t rtt_seq;
 	uint64_t rtt_start;
 	uint32_t ts_recent;
+	uint32_t ts_off;	/* added to our timestamp clock (per connection, keyed) */
+	uint32_t ts_start;	/* our first timestamp: echoes below it were never sent */
+	uint32_t last_ack_sent; /* RFC 7323 4.3 Last.ACK.sent */
+	uint32_t max_snd_wnd;	/* largest window the peer offered (RFC 5961 MAX.SND.WND) */
+	uint32_t probes;	/* window probes sent since the window was last open */
+	uint64_t oow_ack_at;	/* when the last rate-limited ACK went (TSC) */
 
 	struct rte_mbuf *sq[TCP_SQ_SLOTS];
 	uint32_t sq_head, sq_count, sq_next; /* sq_next: segments already sent */
@@ -108,6 +129,17 @@ struct tcp_conn {
 	/* SACK scoreboard, one bit per send-queue slot (by slot, not position):
 	 * SACKed by the peer; retransmitted in this recovery. */
 	uint64_t sq_sacked[TCP_SQ_SLOTS / 64], sq_rtx[TCP_SQ_SLOTS / 64];
+	/* RACK (tcp_rack.c): marked lost; ever sent again; when last sent
+	 * (TSC >> xmit_shift). */
+	uint64_t sq_lost[TCP_SQ_SLOTS / 64], sq_retx[TCP_SQ_SLOTS / 64];
+	uint32_t sq_xmit[TCP_SQ_SLOTS];
+	uint32_t rack_xmit, rack_end, rack_rtt, rack_fack, min_rtt; /* xmit units */
+	bool rack_valid, reord_seen, dsack_round_on;
+	uint8_t reo_mult, reo_persist; /* reordering window: (reo_mult + 1) * min_rtt / 4 */
+	uint32_t dsack_round;	       /* D-SACKs before snd_una passes it: same round */
+	/* Undo of a spurious recovery or timeout (tcp_rack.c). */
+	bool undo_on, undo_ts; /* undo_ts: undo_tsval is the first retransmission's */
+	uint32_t undo_marker, undo_retrans, undo_tsval, prior_cwnd, prior_ssthresh;
 
 	/* receive side */
 	uint32_t irs, rcv_nxt, rcv_adv; /* rcv_adv: right edge advertised */
@@ -119,6 +151,7 @@ struct tcp_conn {
 	struct rte_mbuf *ooo_head, *ooo_tail;
 	uint32_t ooo_count, ooo_bytes, ooo_mem; /* ooo_mem: buf_len summed */
 	uint32_t ooo_last;			/* latest held: its block is SACKed first */
+	TAILQ_ENTRY(tcp_conn) ooo_link;		/* the stack's list of holders, oldest first */
 
 	struct tcp_timer t_rtx;	   /* retransmission, SYN retries, persist */
 	struct tcp_timer t_delack; /* delayed ACK */
@@ -146,9 +179,17 @@ struct tcp_stack {
 	uint8_t rcv_ws;		 /* window shift we offer */
 	uint64_t hz, tsc_per_ts; /* TSC cycles per timestamp tick */
 	uint64_t rto_init, rto_min, rto_max, delack, time_wait, connect_timeout;
-	uint16_t next_port;    /* host order */
-	uint32_t sq_mbufs_max; /* TCP_SQ_POOL_SHARE of the pool */
-	int ooo_off;	       /* offset of struct tcp_ooo_ent in an mbuf */
+	uint64_t key[2];       /* SipHash-2-4 key (conf.secret, or random) */
+	uint32_t port_ctr;     /* RFC 6056 algorithm 3: next_ephemeral */
+	uint8_t xmit_shift;    /* sq_xmit units: TSC >> xmit_shift, about 1 us */
+	uint32_t rx_mbufs_max; /* receive + out-of-order mbufs of all connections */
+	uint32_t orphan_retries;
+	uint64_t orphan_timeout;
+	uint32_t chal_limit, chal_count;  /* challenge ACKs per second, sent this second */
+	uint64_t chal_second;		  /* start of the current second (TSC) */
+	TAILQ_HEAD(, tcp_conn) ooo_conns; /* connections holding out-of-order data */
+	uint32_t sq_mbufs_max;		  /* TCP_SQ_POOL_SHARE of the pool */
+	int ooo_off;			  /* offset of struct tcp_ooo_ent in an mbuf */
 	struct tcp_stack_stats stats;
 	struct tcp_listener listeners[TCP_LISTEN_MAX];
 	struct tcp_conn *ev_head, *ev_tail;
@@ -177,6 +218,10 @@ struct tcp_conn *tcp_conn_lookup(struct tcp_stack *stk, uint32_t laddr, uint16_t
 struct tcp_conn *tcp_conn_new(struct tcp_stack *stk, uint32_t raddr, uint16_t lport, uint16_t rport,
 			      uint64_t now);
 uint32_t tcp_isn(struct tcp_stack *stk, const struct tcp_conn *c, uint64_t now);
+uint64_t tcp_siphash(const uint64_t key[2], const void *data, size_t len);
+void tcp_ooo_list_update(struct tcp_conn *c);
+uint32_t tcp_ooo_purge(struct tcp_conn *c);
+void tcp_orphan_drop(struct tcp_conn *c, uint64_t now);
 void tcp_enter_time_wait(struct tcp_conn *c, uint64_t now);
 
 /* tcp_input.c */
@@ -184,6 +229,21 @@ void tcp_input(void *arg, struct rte_mbuf *m, uint32_t hlen, uint64_t now);
 void tcp_enter_recovery(struct tcp_conn *c, uint64_t now);
 int tcp_sack_head_lost(const struct tcp_conn *c);
 void tcp_ooo_drain(struct tcp_conn *c);
+bool tcp_oow_ack_allowed(struct tcp_conn *c, uint64_t now, bool challenge);
+
+void tcp_icmp_err(void *arg, uint8_t code, uint16_t mtu, const struct rte_ipv4_hdr *in,
+		  const uint8_t *l4, uint32_t l4len, uint64_t now);
+
+/* tcp_rack.c */
+uint32_t tcp_xmit_now(const struct tcp_stack *stk, uint64_t now);
+void tcp_rack_sent(struct tcp_conn *c, uint32_t slot, uint64_t now, bool rtx);
+void tcp_rack_delivered(struct tcp_conn *c, uint32_t slot, uint32_t end, uint64_t now);
+uint32_t tcp_rack_detect(struct tcp_conn *c, uint64_t now);
+void tcp_rack_dsack(struct tcp_conn *c, uint32_t l, uint32_t r);
+void tcp_undo_mark(struct tcp_conn *c);
+void tcp_undo_eifel(struct tcp_conn *c, uint32_t tsecr);
+bool tcp_tlp_arm(struct tcp_conn *c, uint64_t now);
+void tcp_tlp_fire(struct tcp_conn *c, uint64_t now);
 
 /* tcp_output.c */
 int tcp_send_ctl(struct tcp_conn *c, uint32_t seq, uint8_t flags, uint64_t now);
@@ -197,9 +257,11 @@ void tcp_arm_rtx(struct tcp_conn *c, uint64_t now);
 void tcp_arm_retry(struct tcp_conn *c, uint64_t now);
 void tcp_retry_timeout(struct tcp_timer *t, uint64_t now);
 uint32_t tcp_rcv_window(const struct tcp_conn *c);
-void tcp_sack_update(struct tcp_conn *c, const struct tcp_opts *o);
+uint32_t tcp_rcv_sws_min(const struct tcp_conn *c);
+void tcp_sack_update(struct tcp_conn *c, const struct tcp_opts *o, uint64_t now);
+void tcp_retransmit_last(struct tcp_conn *c, uint64_t now);
 void tcp_sack_forget(struct tcp_conn *c);
-uint32_t tcp_ts_now(const struct tcp_stack *stk, uint64_t now);
+uint32_t tcp_ts_now(const struct tcp_conn *c, uint64_t now);
 
 static inline struct tcp_ooo_ent *tcp_ooo_ent(const struct tcp_stack *stk, struct rte_mbuf *m)
 {

@@ -42,7 +42,8 @@ struct tcp_stack_conf wire_stack_conf(void)
 	c.connect_timeout_ms = 0;
 	c.delack_ms = 40;
 	c.time_wait_ms = 2000;
-	c.isn_secret = 12345;
+	c.secret[0] = 12345; /* fixed: the same seed gives the same run */
+	c.secret[1] = 67890;
 	return c;
 }
 
@@ -69,7 +70,7 @@ void wire_init_conf(struct wire *w, struct rte_mempool *pool, uint64_t seed,
 		c.arp_max_retries = 20;
 		c.arp_pending_max = 64;
 		w->nif[i] = tcp_netif_create(&c, pool, SOCKET_ID_ANY);
-		s.isn_secret += (uint32_t)i;
+		s.secret[0] += (uint32_t)i;
 		w->stk[i] = tcp_stack_create(&s, w->nif[i], pool, SOCKET_ID_ANY, w->now);
 		if (w->nif[i] == NULL || w->stk[i] == NULL) {
 			fprintf(stderr, "wire_init: cannot create endpoint %d\n", i);
@@ -207,6 +208,14 @@ static void transmit(struct wire *w, int from)
 					w->corrupted[from]++;
 					rte_pktmbuf_mtod(c, uint8_t *)[bit / 8] ^=
 					    (uint8_t)(1u << (bit % 8));
+				}
+				/* A test playing a hostile peer or middlebox rewrites
+				 * (or drops) the frame here. */
+				if (w->tap != NULL &&
+				    !w->tap(w, from, rte_pktmbuf_mtod(c, uint8_t *),
+					    rte_pktmbuf_data_len(c))) {
+					rte_pktmbuf_free(c);
+					continue;
 				}
 				enqueue(w, c, 1 - from, at);
 			}

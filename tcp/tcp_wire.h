@@ -22,6 +22,7 @@
 #ifndef TCP_WIRE_H
 #define TCP_WIRE_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include <rte_mbuf.h>
@@ -64,6 +65,11 @@ struct wire {
 	/* seg_loss_ppm: transmissions seen per (direction, sequence number) */
 	uint32_t seg_key[WIRE_SEGS];
 	uint8_t seg_seen[WIRE_SEGS];
+	/* Optional: sees each frame (Ethernet on) from endpoint @from as it
+	 * goes on the wire, may rewrite it in place (checksums are its
+	 * business); returns false to lose it. */
+	bool (*tap)(struct wire *w, int from, uint8_t *frame, uint32_t len);
+	void *tap_arg;
 };
 
 extern const uint32_t wire_ip[2]; /* network order */

@@ -33,6 +33,32 @@ void dmta_steer_set_rss(struct dmta_steer *st, const uint8_t *key, uint8_t key_l
 	st->rss = true;
 }
 
+/*
+ * An ICMP destination unreachable (RFC 792 type 3) quotes one of our
+ * segments: it belongs to the worker owning the segment's source port (our
+ * port), whoever the router that sent it hashed to (RFC 5927 validation is
+ * that worker's stack's business). Anything else ICMP stays.
+ */
+static uint32_t icmp_owner(const struct dmta_steer *st, const struct rte_ipv4_hdr *ip,
+			   uint32_t hlen, uint32_t len, uint32_t self)
+{
+	const uint8_t *icmp = (const uint8_t *)ip + hlen;
+	const struct rte_ipv4_hdr *in = (const struct rte_ipv4_hdr *)(icmp + 8);
+	const struct rte_tcp_hdr *th;
+	uint32_t ihl;
+
+	if (hlen < sizeof(*ip) || len < hlen + 8 + sizeof(*in) + 4 || icmp[0] != 3 ||
+	    (ip->fragment_offset &
+	     rte_cpu_to_be_16(RTE_IPV4_HDR_MF_FLAG | RTE_IPV4_HDR_OFFSET_MASK)) != 0 ||
+	    in->next_proto_id != IPPROTO_TCP)
+		return self;
+	ihl = (uint32_t)(in->version_ihl & 0xf) * 4;
+	if (ihl < sizeof(*in) || len < hlen + 8 + ihl + 4)
+		return self;
+	th = (const struct rte_tcp_hdr *)((const uint8_t *)in + ihl);
+	return dmta_steer_port_owner(st, rte_be_to_cpu_16(th->src_port));
+}
+
 uint32_t dmta_steer_owner(const struct dmta_steer *st, const struct rte_mbuf *m, uint32_t self)
 {
 	const struct rte_ether_hdr *eth;
@@ -52,6 +78,8 @@ uint32_t dmta_steer_owner(const struct dmta_steer *st, const struct rte_mbuf *m,
 		return self;
 	ip = (const struct rte_ipv4_hdr *)(eth + 1);
 	hlen = (uint32_t)(ip->version_ihl & 0xf) * 4;
+	if (ip->next_proto_id == IPPROTO_ICMP)
+		return icmp_owner(st, ip, hlen, len - RTE_ETHER_HDR_LEN, self);
 	if (ip->next_proto_id != IPPROTO_TCP || hlen < sizeof(*ip) ||
 	    (ip->fragment_offset &
 	     rte_cpu_to_be_16(RTE_IPV4_HDR_MF_FLAG | RTE_IPV4_HDR_OFFSET_MASK)) != 0 ||

@@ -29,6 +29,9 @@
  *	the kernel's own flow hash, others have one RX queue) every worker
  *	polls the RX queues it has and dispatches by owner in software.
  *
+ *	ICMP destination unreachable messages belong to the owner of the
+ *	local port in the segment they quote (path MTU, failed connects).
+ *
  *	ARP frames are not owned: each worker keeps its own neighbour cache,
  *	so the worker that receives one handles it (and answers a request)
  *	and gives every other worker a copy to learn from.

@@ -2,9 +2,11 @@
  * dmta_worker.c - see dmta_worker.h.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <rte_cycles.h>
 #include <rte_ethdev.h>
@@ -22,11 +24,40 @@
 /* Frames other workers may have forwarded to one worker and not yet taken. */
 #define WORKER_INBOX 8192
 
+/* After dmta_workers_stop(), workers have this long to return. */
+#define WORKER_STOP_GRACE_S 10
+
 static atomic_bool workers_quit;
+static atomic_uint workers_running;
+
+/*
+ * A worker that has not returned WORKER_STOP_GRACE_S after the stop (a
+ * loop inside the stack, whatever a peer made it do) must not keep the
+ * process from stopping on SIGTERM: the process ends here, loudly.
+ */
+static void *stop_watchdog(void *arg)
+{
+	(void)arg;
+	for (int i = 0; i < WORKER_STOP_GRACE_S * 10; i++) {
+		if (atomic_load_explicit(&workers_running, memory_order_acquire) == 0)
+			return NULL;
+		usleep(100 * 1000);
+	}
+	dmta_err("%u worker(s) did not stop within %d s of the stop: exiting",
+		 atomic_load(&workers_running), WORKER_STOP_GRACE_S);
+	_exit(70); /* EX_SOFTWARE */
+}
 
 void dmta_workers_stop(void)
 {
+	static atomic_flag watched = ATOMIC_FLAG_INIT;
+	pthread_t t;
+
 	atomic_store_explicit(&workers_quit, true, memory_order_release);
+	if (atomic_load_explicit(&workers_running, memory_order_acquire) > 0 &&
+	    !atomic_flag_test_and_set(&watched) &&
+	    pthread_create(&t, NULL, stop_watchdog, NULL) == 0)
+		pthread_detach(t);
 }
 
 #define TCP(m) DMTA_CONF_AT(struct tcp_stack_conf, m)
@@ -123,7 +154,6 @@ int dmta_worker_tcp_conf(const struct dmta_conf *conf, unsigned int id, unsigned
 	sc->port_hi = (uint16_t)(lo + span * (id + 1) - 1);
 	sc->rto_init_ms = 1000;
 	sc->delack_ms = 40;
-	sc->isn_secret = (uint32_t)(rte_rdtsc() ^ (rte_rdtsc() >> 29)) ^ (uint32_t)id;
 	return 0;
 }
 
@@ -311,6 +341,7 @@ int dmta_worker_main(void *arg)
 	uint64_t last_tick = rte_rdtsc();
 	unsigned int idle = 0;
 
+	atomic_fetch_add_explicit(&workers_running, 1, memory_order_acq_rel);
 	while (!atomic_load_explicit(&workers_quit, memory_order_acquire)) {
 		uint64_t now = rte_rdtsc();
 		uint16_t n = 0, mine;
@@ -351,6 +382,7 @@ int dmta_worker_main(void *arg)
 			}
 		}
 	}
+	atomic_fetch_sub_explicit(&workers_running, 1, memory_order_acq_rel);
 	return 0;
 }
 

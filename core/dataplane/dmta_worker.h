@@ -123,7 +123,10 @@ void dmta_worker_set_app(struct dmta_worker *w, const struct dmta_worker_app *ap
 /** The lcore entry point (argument: struct dmta_worker *). Returns 0 when stopped. */
 int dmta_worker_main(void *arg);
 
-/** Ask every worker loop to return. */
+/**
+ * Ask every worker loop to return. A worker still running 10 s later ends
+ * the process (exit status 70): a stop signal always stops it.
+ */
 void dmta_workers_stop(void);
 
 void dmta_worker_fini(struct dmta_worker *w);

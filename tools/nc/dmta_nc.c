@@ -96,6 +96,10 @@ enum {
 	NC_EX_CONFIG = 78,
 };
 
+enum {
+	NC_STOP_GRACE_S = 5, /* a worker asked to stop has this long to say it did */
+};
+
 #define NC_CHUNK	 (64 * 1024)
 #define NC_BUFS		 127 /* buffers in flight each way, 8 MiB */
 #define NC_RING		 128 /* ring size (power of two, holds NC_BUFS) */
@@ -743,8 +747,27 @@ static int write_all(int fd, const uint8_t *p, size_t n)
 }
 
 /* Move buffers between stdin/stdout and the rings until the worker is done. */
+/*
+ * Asked to stop (@quitting) and no answer from the worker for NC_STOP_GRACE_S
+ * (@since: when the stop was first seen, 0 before): it is stuck, and the
+ * main lcore stops without it (dmta_workers_stop()'s watchdog ends the
+ * process if the worker never returns).
+ */
+static bool worker_stuck(bool quitting, uint64_t *since)
+{
+	if (!quitting)
+		return false;
+	if (*since == 0)
+		*since = rte_rdtsc();
+	if (rte_rdtsc() - *since < NC_STOP_GRACE_S * rte_get_tsc_hz())
+		return false;
+	dmta_err("the worker did not stop within %d s of the stop", NC_STOP_GRACE_S);
+	return true;
+}
+
 static void main_loop(struct nc *nc, uint64_t deadline)
 {
+	uint64_t quit_at = 0;
 	struct nc_buf *in = NULL;
 	bool in_done = atomic_load(&nc->stdin_done);
 	bool out_ok = true;
@@ -776,6 +799,10 @@ static void main_loop(struct nc *nc, uint64_t deadline)
 		if (deadline != 0 && rte_rdtsc() > deadline && atomic_load(&nc->quit) == 0) {
 			snprintf(nc->why, sizeof(nc->why), "timed out (--timeout)");
 			atomic_store_explicit(&nc->quit, NC_EX_TEMPFAIL, memory_order_release);
+		}
+		if (worker_stuck(atomic_load(&nc->quit) != 0, &quit_at)) {
+			nc->result = atomic_load(&nc->quit);
+			break;
 		}
 		/* Half the buffers at most for stdin, so that receiving never starves. */
 		if (!in_done && rte_ring_count(nc->to_net) < NC_BUFS) {
@@ -854,6 +881,25 @@ static unsigned int mbufs_in_use(const struct dmta_dataplane *dp)
 	return n;
 }
 
+/* Every stack counter that is not zero, summed over the workers, on one
+ * line: what was refused, recovered, probed (the names of telemetry). */
+static void summary_counters(struct dmta_dataplane *dp)
+{
+	size_t n;
+	const struct tcp_stat_name *t = tcp_stack_stat_names(&n);
+
+	fprintf(stderr, "dmta-nc: tcp");
+	for (size_t i = 0; i < n; i++) {
+		uint64_t v = 0;
+
+		for (unsigned int k = 0; k < dp->nb_workers; k++)
+			v += TCP_STAT_GET(tcp_stack_stats(dp->workers[k].stk), &t[i]);
+		if (v != 0)
+			fprintf(stderr, " %s=%llu", t[i].name, (unsigned long long)v);
+	}
+	fprintf(stderr, "\n");
+}
+
 static void summary(struct nc *nc, struct dmta_dataplane *dp, unsigned int mbufs_start,
 		    unsigned int mbufs_end)
 {
@@ -912,11 +958,14 @@ static void summary(struct nc *nc, struct dmta_dataplane *dp, unsigned int mbufs
 		(unsigned long long)es.ipackets, (unsigned long long)es.imissed,
 		(unsigned long long)es.oerrors, (unsigned long long)tx_dropped, dp->nb_workers,
 		(unsigned long long)strays, (unsigned long long)stray_drop);
+	summary_counters(dp);
 }
 
 /* --connections: wait for every worker's part, passing on signals and --timeout. */
 static void many_wait(struct nc *nc, unsigned int n, uint64_t deadline)
 {
+	uint64_t quit_at = 0;
+
 	for (;;) {
 		unsigned int done = 0;
 		int quit = 0;
@@ -936,6 +985,10 @@ static void many_wait(struct nc *nc, unsigned int n, uint64_t deadline)
 						      : "timed out (--timeout)");
 				atomic_store_explicit(&nc[k].quit, quit, memory_order_release);
 			}
+		if (worker_stuck(quit != 0, &quit_at)) {
+			nc[0].result = quit;
+			return;
+		}
 		usleep(1000);
 	}
 }

@@ -277,7 +277,6 @@ int main(int argc, char **argv)
 	sc.max_retries = 10;
 	sc.delack_ms = 40;
 	sc.time_wait_ms = 1000;
-	sc.isn_secret = (uint32_t)rte_rdtsc();
 	/* LAB_TCP_NO_SACK=1: compare loss recovery without SACK. */
 	sc.no_sack = getenv("LAB_TCP_NO_SACK") != NULL;
 	if (nif == NULL ||

@@ -93,6 +93,20 @@ static void owner_of_frames(void **state)
 	tcp_frame(&f, 11500, 0);
 	f.buf[RTE_ETHER_HDR_LEN + 9] = IPPROTO_ICMP;
 	assert_int_equal(dmta_steer_owner(&st, &f.m, 2), 2);
+	/* ICMP unreachable quoting our segment from port 12500: worker 2's. */
+	tcp_frame(&f, 0, 0);
+	f.buf[RTE_ETHER_HDR_LEN + 9] = IPPROTO_ICMP;
+	memset(f.buf + RTE_ETHER_HDR_LEN + 20, 0, 8);
+	f.buf[RTE_ETHER_HDR_LEN + 20] = 3;		       /* unreachable */
+	f.buf[RTE_ETHER_HDR_LEN + 28] = 0x45;		       /* quoted IPv4 */
+	f.buf[RTE_ETHER_HDR_LEN + 28 + 9] = IPPROTO_TCP;       /* quoting TCP */
+	f.buf[RTE_ETHER_HDR_LEN + 48] = (uint8_t)(12500 >> 8); /* our port */
+	f.buf[RTE_ETHER_HDR_LEN + 49] = (uint8_t)(12500 & 0xff);
+	f.m.data_len = RTE_ETHER_HDR_LEN + 20 + 8 + 20 + 8;
+	if (dmta_steer_owner(&st, &f.m, 0) != 2)
+		fail_msg("ICMP about port 12500: owner %u, want 2", dmta_steer_owner(&st, &f.m, 0));
+	f.m.data_len = RTE_ETHER_HDR_LEN + 20 + 8 + 20 + 3; /* quoted ports cut off */
+	assert_int_equal(dmta_steer_owner(&st, &f.m, 0), 0);
 	frame_init(&f, 10);
 	assert_int_equal(dmta_steer_owner(&st, &f.m, 1), 1);
 	/* ARP: everyone. */

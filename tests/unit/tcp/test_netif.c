@@ -253,6 +253,13 @@ static void test_create_rejects_bad_conf(void **state)
 	c = test_conf();
 	c.mtu = 20;
 	assert_null(tcp_netif_create(&c, pool, SOCKET_ID_ANY));
+	/* A jumbo MTU with 2 KB mbufs: frames are single mbufs, it cannot be. */
+	c = test_conf();
+	c.mtu = 9000;
+	errno = 0;
+	if (tcp_netif_create(&c, pool, SOCKET_ID_ANY) != NULL || errno != EINVAL)
+		fail_msg("MTU 9000 over %u-byte mbufs: got errno %d, want EINVAL",
+			 rte_pktmbuf_data_room_size(pool), errno);
 	assert_null(tcp_netif_create(NULL, pool, SOCKET_ID_ANY));
 	c = test_conf();
 	assert_null(tcp_netif_create(&c, NULL, SOCKET_ID_ANY));
@@ -493,13 +500,15 @@ static void test_arp_expiry_probe(void **state)
 	assert_int_equal(stat(nif, "arp_timeouts"), 1);
 }
 
+/* Every reply has DF and IPv4 ID 0 (an atomic datagram, RFC 6864): IDs
+ * that count would tell anyone how much this host sends. */
 static void check_echo_reply(struct tcp_netif *nif, const uint8_t dmac[6], const uint8_t dip[4],
-			     size_t dlen, uint16_t ipid)
+			     size_t dlen)
 {
 	uint8_t want[1600];
 	size_t o = eth(want, dmac, our_mac, 0x0800);
 
-	o += ip_hdr(want + o, our_ip, dip, 1, 8 + dlen, ipid, 0x4000, 0);
+	o += ip_hdr(want + o, our_ip, dip, 1, 8 + dlen, 0, 0x4000, 0);
 	o += icmp_echo(want + o, 0, 0xbeef, 42, dlen);
 	expect_tx(nif, want, o);
 }
@@ -513,21 +522,21 @@ static void test_ping_answered(void **state)
 	learn(nif, peer_mac, peer_ip, T0);
 	len = ping_frame(f, peer_mac, peer_ip, 56);
 	assert_int_equal(input1(nif, f, len, T0), 1);
-	check_echo_reply(nif, peer_mac, peer_ip, 56, 1);
+	check_echo_reply(nif, peer_mac, peer_ip, 56);
 
 	/* Largest ping the MTU allows, and an empty one padded to 60 bytes. */
 	len = ping_frame(f, peer_mac, peer_ip, 1500 - 28);
 	assert_int_equal(input1(nif, f, len, T0), 1);
-	check_echo_reply(nif, peer_mac, peer_ip, 1500 - 28, 2);
+	check_echo_reply(nif, peer_mac, peer_ip, 1500 - 28);
 	len = ping_frame(f, peer_mac, peer_ip, 0);
 	memset(f + len, 0x55, 60 - len);
 	assert_int_equal(input1(nif, f, 60, T0), 1);
-	check_echo_reply(nif, peer_mac, peer_ip, 0, 3);
+	check_echo_reply(nif, peer_mac, peer_ip, 0);
 
 	/* Odd data length: the checksum's trailing byte. */
 	len = ping_frame(f, peer_mac, peer_ip, 33);
 	assert_int_equal(input1(nif, f, len, T0), 1);
-	check_echo_reply(nif, peer_mac, peer_ip, 33, 4);
+	check_echo_reply(nif, peer_mac, peer_ip, 33);
 
 	assert_int_equal(stat(nif, "icmp_echo_requests"), 4);
 	assert_int_equal(stat(nif, "icmp_echo_replies"), 4);
@@ -544,7 +553,7 @@ static void test_ping_with_ip_options(void **state)
 	o += ip_hdr(f + o, peer_ip, our_ip, 1, 8 + 20, 7, 0, 2);
 	o += icmp_echo(f + o, 8, 0xbeef, 42, 20);
 	assert_int_equal(input1(nif, f, o, T0), 1);
-	check_echo_reply(nif, peer_mac, peer_ip, 20, 1); /* options not echoed */
+	check_echo_reply(nif, peer_mac, peer_ip, 20); /* options not echoed */
 }
 
 /* Off-link source: the reply goes to the gateway's MAC (resolved first). */
@@ -559,7 +568,7 @@ static void test_ping_off_link(void **state)
 	expect_tx(nif, want, 42);
 	arp_frame(f, our_mac, 2, gw_mac, gw_ip, our_mac, our_ip);
 	assert_int_equal(input1(nif, f, 42, T0 + 100), 1);
-	check_echo_reply(nif, gw_mac, far_ip, 16, 1);
+	check_echo_reply(nif, gw_mac, far_ip, 16);
 }
 
 /* A ping split over two segments is linearized and answered. */
@@ -576,7 +585,7 @@ static void test_ping_multiseg(void **state)
 	b = tcp_test_mbuf(pool, f + 30, len - 30);
 	assert_int_equal(rte_pktmbuf_chain(a, b), 0);
 	assert_int_equal(tcp_netif_input(nif, &a, 1, T0), 1);
-	check_echo_reply(nif, peer_mac, peer_ip, 64, 1);
+	check_echo_reply(nif, peer_mac, peer_ip, 64);
 }
 
 /* Each malformed frame is dropped under its own counter, nothing sent. */
@@ -681,7 +690,7 @@ static void test_malformed_dropped(void **state)
 
 	/* Still alive: the original ping is answered. */
 	assert_int_equal(input1(nif, f, len, T0), 1);
-	check_echo_reply(nif, peer_mac, peer_ip, 32, 1);
+	check_echo_reply(nif, peer_mac, peer_ip, 32);
 }
 
 static void test_output_errors(void **state)
@@ -788,6 +797,65 @@ static void test_l4_handler(void **state)
 	assert_int_equal(tcp_netif_set_l4(nif, 99, l4_handler, NULL), -ENOSPC);
 }
 
+static uint8_t err_code;
+static uint16_t err_mtu;
+static uint16_t err_port;
+static int err_calls;
+
+static void err_handler(void *arg, uint8_t code, uint16_t mtu, const struct rte_ipv4_hdr *inner,
+			const uint8_t *l4, uint32_t l4len, uint64_t now)
+{
+	(void)arg;
+	(void)inner;
+	(void)now;
+	assert_true(l4len >= 8);
+	err_calls++;
+	err_code = code;
+	err_mtu = mtu;
+	err_port = (uint16_t)(l4[0] << 8 | l4[1]);
+}
+
+/* "Fragmentation needed" quoting one of our TCP segments reaches the TCP
+ * error handler with the next-hop MTU; one quoting someone else's packet,
+ * or too short to hold the ports, is dropped under a counter. */
+static void test_icmp_unreachable(void **state)
+{
+	struct tcp_netif *nif = *state;
+	uint8_t f[128];
+	size_t o = eth(f, our_mac, gw_mac, 0x0800), icmp;
+
+	assert_int_equal(tcp_netif_set_l4_err(nif, 6, err_handler, NULL), -ENOSPC);
+	assert_int_equal(tcp_netif_set_l4(nif, 6, l4_handler, NULL), 0);
+	assert_int_equal(tcp_netif_set_l4_err(nif, 6, err_handler, NULL), 0);
+	o += ip_hdr(f + o, gw_ip, our_ip, 1, 8 + 20 + 8, 9, 0, 0);
+	icmp = o;
+	memset(f + o, 0, 8);
+	f[o] = 3;
+	f[o + 1] = 4;
+	put16(f + o + 6, 1280);
+	o += 8;
+	o += ip_hdr(f + o, our_ip, far_ip, 6, 1460, 0, 0x4000, 0);
+	put16(f + o, 40001); /* our port */
+	put16(f + o + 2, 25);
+	memset(f + o + 4, 0x11, 4);
+	o += 8;
+	put16(f + icmp + 2, tcp_test_csum(f + icmp, o - icmp));
+	err_calls = 0;
+	assert_int_equal(input1(nif, f, o, T0), 0);
+	if (err_calls != 1 || err_code != 4 || err_mtu != 1280 || err_port != 40001)
+		fail_msg("handler: %d calls, code %u mtu %u port %u; want 1, 4, 1280, 40001",
+			 err_calls, err_code, err_mtu, err_port);
+	assert_int_equal(stat(nif, "icmp_errors"), 1);
+	/* Quoting a packet from another address. */
+	memcpy(f + icmp + 8 + 12, peer_ip, 4);
+	put16(f + icmp + 2, 0);
+	put16(f + icmp + 2, tcp_test_csum(f + icmp, o - icmp));
+	assert_int_equal(input1(nif, f, o, T0), 0);
+	assert_int_equal(err_calls, 1);
+	assert_int_equal(stat(nif, "icmp_err_bad"), 1);
+	assert_int_equal(tcp_netif_set_l4(nif, 6, NULL, NULL), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -807,6 +875,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_malformed_dropped, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_output_errors, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_tx_full, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_icmp_unreachable, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_free_releases_everything, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_l4_handler, setup, teardown),
 	};
