@@ -16,6 +16,7 @@
 #include "core/control/dmta_job.h"
 #include "core/control/dmta_kbackend.h"
 #include "core/control/dmta_loop.h"
+#include "core/control/dmta_metrics.h"
 #include "core/control/dmta_pool.h"
 #include "core/control/dmta_stats.h"
 #include "dns/dns_resolver.h"
@@ -70,6 +71,10 @@ struct dmta_control {
 	bool stats_warned;
 	struct dmta_stats_rate rate;
 	struct dmta_stats *snap;
+
+	/* Operations (dmta_metrics.h): counters the view lacks, the server. */
+	struct dmta_metrics_extra ops;
+	struct dmta_metrics *metrics;
 };
 
 /*
@@ -161,6 +166,23 @@ static void job_free(struct dmta_job *job)
 	free(job);
 }
 
+/* For metrics: 0 MX (or no route), 1 a [routes] entry, 2 the relay. */
+static unsigned route_kind(const struct dmta_job *job)
+{
+	if (job->route == NULL)
+		return 0;
+	return job->route->dest->source == DNS_SRC_RELAY   ? 2
+	       : job->route->dest->source == DNS_SRC_ROUTE ? 1
+							   : 0;
+}
+
+static void count_status(uint64_t *by, const struct dmta_job *job, const char *text)
+{
+	char status[16];
+
+	dmta_metrics_count_status(by, reply_status(text, job->connected, status, sizeof(status)));
+}
+
 /* The backend (or DNS) is done with a job: record the outcome. */
 static void job_done(void *arg, struct dmta_job *job)
 {
@@ -191,12 +213,17 @@ static void job_done(void *arg, struct dmta_job *job)
 		if (code >= 200 && code < 300) {
 			outcome = "delivered";
 			ctl->st.delivered++;
+			ctl->ops.delivered_by_route[route_kind(job)]++;
 		} else if (code >= 500 && code < 600) {
 			outcome = "bounced";
 			ctl->st.bounced++;
+			ctl->ops.bounced_by_route[route_kind(job)]++;
+			count_status(ctl->ops.bounced_by, job, text);
 		} else {
 			outcome = "deferred";
 			ctl->st.deferred++;
+			ctl->ops.deferred_by_route[route_kind(job)]++;
+			count_status(ctl->ops.deferred_by, job, text);
 		}
 		log_rcpt(ctl, &job->env, k, job, text, outcome);
 	}
@@ -568,6 +595,25 @@ static void stats_take(struct dmta_control *ctl)
 		s->nworkers = ctl->be->workers(ctl->be->be, s->workers, DMTA_STATS_MAX_WORKERS);
 }
 
+/* The view as Prometheus text, for the metrics server to serve until the next one. */
+static void metrics_publish(struct dmta_control *ctl)
+{
+	char *text = NULL;
+	size_t len = 0;
+	FILE *out = open_memstream(&text, &len);
+
+	if (out == NULL)
+		return;
+	dmta_metrics_write(out, ctl->snap, &ctl->ops);
+	if (ctl->be->metrics != NULL)
+		ctl->be->metrics(ctl->be->be, out);
+	if (fclose(out) != 0) {
+		free(text);
+		return;
+	}
+	dmta_metrics_publish(ctl->metrics, text, len);
+}
+
 /* Take the view and publish it: the file in the spool, and the backend's own way. */
 static void stats_publish(struct dmta_control *ctl)
 {
@@ -582,6 +628,29 @@ static void stats_publish(struct dmta_control *ctl)
 	}
 	if (ctl->be->publish != NULL)
 		ctl->be->publish(ctl->be->be, ctl->snap);
+	if (ctl->metrics != NULL)
+		metrics_publish(ctl);
+}
+
+/* [metrics] listen: the server, fed each time the view is taken (once a second at least). */
+static int metrics_setup(struct dmta_control *ctl, char *err, size_t errlen)
+{
+	struct dmta_metrics_conf mc;
+
+	if (dmta_metrics_conf_load(ctl->conf, &mc) != 0) {
+		snprintf(err, errlen, "invalid [metrics] settings in %s",
+			 dmta_conf_source(ctl->conf));
+		return -EINVAL;
+	}
+	if (mc.listen == NULL)
+		return 0;
+	ctl->metrics = dmta_metrics_start(mc.listen, err, errlen);
+	if (ctl->metrics == NULL)
+		return -EINVAL;
+	if (ctl->stats_ms == 0 || ctl->stats_ms > 1000)
+		ctl->stats_ms = 1000;
+	dmta_info("metrics: http://%s/metrics", mc.listen);
+	return 0;
 }
 
 static int stats_setup(struct dmta_control *ctl, char *err, size_t errlen)
@@ -606,7 +675,7 @@ static int stats_setup(struct dmta_control *ctl, char *err, size_t errlen)
 		snprintf(err, errlen, "out of memory");
 		return -ENOMEM;
 	}
-	return 0;
+	return metrics_setup(ctl, err, errlen);
 }
 
 /* ---- set-up ---- */
@@ -781,6 +850,19 @@ static void on_stop(void *arg, int fd, uint32_t events)
 	f->stop = true;
 }
 
+/* Commit, and time the commits that wrote something (for the histogram). */
+static void timed_commit(struct dmta_control *ctl)
+{
+	struct queue_ctl_stats before, after;
+	uint64_t t0 = dmta_now_ns();
+
+	queue_ctl_get_stats(ctl->qc, &before);
+	(void)queue_ctl_commit(ctl->qc, dmta_wall_ns());
+	queue_ctl_get_stats(ctl->qc, &after);
+	if (after.commits + after.commit_errors != before.commits + before.commit_errors)
+		dmta_metrics_hist_observe(&ctl->ops.commit, (double)(dmta_now_ns() - t0) / 1e9);
+}
+
 static void control_turn(struct dmta_control *ctl, int timeout_ms)
 {
 	int rc = dmta_loop_once(ctl->loop, timeout_ms);
@@ -790,7 +872,7 @@ static void control_turn(struct dmta_control *ctl, int timeout_ms)
 	dns_resolver_tick(ctl->dns);
 	ctl->be->tick(ctl->be->be);
 	schedule(ctl);
-	(void)queue_ctl_commit(ctl->qc, dmta_wall_ns());
+	timed_commit(ctl);
 	if (ctl->stats_ms != 0 && dmta_now_ns() >= ctl->next_stats_ns) {
 		stats_publish(ctl);
 		ctl->next_stats_ns = dmta_now_ns() + ctl->stats_ms * DMTA_NS_PER_MS;
@@ -856,6 +938,7 @@ void dmta_control_free(struct dmta_control *ctl)
 		dmta_stats_unpublish(spool_path(ctl->sp));
 		close(ctl->lock_fd);
 	}
+	dmta_metrics_stop(ctl->metrics);
 	free(ctl->snap);
 	queue_ctl_close(ctl->qc);
 	dmta_loop_free(ctl->loop);

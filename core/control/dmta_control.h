@@ -44,6 +44,12 @@
  *	to SPOOL/dmtad.stats, and hands it to the backend's publish() (DPDK
  *	telemetry's /dmta/control). The file is removed at a clean stop.
  *
+ *	Metrics (dmta_metrics.h): with [metrics] listen, each view is also
+ *	formatted as Prometheus text (with the counters the view lacks: routes,
+ *	status classes, the spool commit histogram, and the backend's own
+ *	families) and handed to the metrics server's thread; the view is then
+ *	taken at least once a second.
+ *
  * DIAGNOSTICS
  *	dmta_control_new() returns NULL with one line in err.
  */
