@@ -606,6 +606,24 @@ void dmta_conf_foreach(const struct dmta_conf *conf, const char *section,
 	}
 }
 
+void dmta_conf_sections(const struct dmta_conf *conf, const char *prefix,
+			void (*fn)(const char *section, void *arg), void *arg)
+{
+	size_t plen = strlen(prefix);
+
+	for (size_t i = 0; i < conf->n; i++) {
+		const char *sec = conf->v[i].section;
+		bool seen = false;
+
+		if (strncmp(sec, prefix, plen) != 0)
+			continue;
+		for (size_t j = 0; j < i && !seen; j++)
+			seen = strcmp(conf->v[j].section, sec) == 0;
+		if (!seen)
+			fn(sec, arg);
+	}
+}
+
 static bool section_listed(const char *section, const char *const *sections)
 {
 	if (sections == NULL)

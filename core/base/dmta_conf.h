@@ -161,6 +161,13 @@ void dmta_conf_foreach(const struct dmta_conf *conf, const char *section,
 		       void (*fn)(const char *key, const char *value, void *arg), void *arg);
 
 /**
+ * Call @p fn once for each section whose name starts with @p prefix ("dest "
+ * for every [dest DOMAIN]) and that holds a key, in file order.
+ */
+void dmta_conf_sections(const struct dmta_conf *conf, const char *prefix,
+			void (*fn)(const char *section, void *arg), void *arg);
+
+/**
  * Warn about every key of the given sections that no getter asked for, and
  * return how many. dmta.conf is shared by all programs, so each checks only
  * the sections it owns. @p sections ends with NULL; NULL alone means all.

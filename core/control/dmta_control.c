@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -18,6 +20,7 @@
 #include "core/control/dmta_loop.h"
 #include "core/control/dmta_metrics.h"
 #include "core/control/dmta_pool.h"
+#include "core/control/dmta_reload.h"
 #include "core/control/dmta_stats.h"
 #include "dns/dns_resolver.h"
 #include "queue/queue_bounce.h"
@@ -75,6 +78,27 @@ struct dmta_control {
 	/* Operations (dmta_metrics.h): counters the view lacks, the server. */
 	struct dmta_metrics_extra ops;
 	struct dmta_metrics *metrics;
+
+	/* Reloads: the configuration read last (NULL: still the caller's),
+	 * and what earlier ones replaced. */
+	struct dmta_conf *own_conf;
+	struct retired *retired;
+	const struct dmta_conf *boot_conf; /* the caller's: what was built at start */
+};
+
+/*
+ * What a reload replaced, kept until dmta_control_free(): jobs in flight
+ * point at the relay's name and password, DNS lookups under way at the
+ * routes, and the scheduler's strings into the configuration they came
+ * from.
+ * XXX One of these per reload for the life of the process; reloads are
+ * rare and small.
+ */
+struct retired {
+	struct dmta_conf *conf; /* NULL: the caller's */
+	struct dns_config dns;
+	char *relay_user, *relay_pass;
+	struct retired *next;
 };
 
 /*
@@ -680,6 +704,11 @@ static int stats_setup(struct dmta_control *ctl, char *err, size_t errlen)
 
 /* ---- set-up ---- */
 
+static bool same_str(const char *a, const char *b)
+{
+	return (a == NULL && b == NULL) || (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
 static char *read_secret(const char *path, char *err, size_t errlen)
 {
 	FILE *f = fopen(path, "r");
@@ -698,6 +727,16 @@ static char *read_secret(const char *path, char *err, size_t errlen)
 	return strdup(buf);
 }
 
+/* The TLS and AUTH policy and the stop timeout from ctl->cc (at start and on reload). */
+static void policy_set(struct dmta_control *ctl)
+{
+	ctl->mx_tls = ctl->cc.mx_tls;
+	ctl->relay_tls = ctl->cc.relay_tls;
+	ctl->relay_verify = ctl->cc.relay_verify;
+	ctl->auth_plaintext = ctl->cc.auth_plaintext;
+	ctl->stop_timeout_ms = ctl->cc.stop_timeout_ms;
+}
+
 static int control_config(struct dmta_control *ctl, dmta_backend_new_fn *make, void *make_arg,
 			  char *err, size_t errlen)
 {
@@ -709,11 +748,7 @@ static int control_config(struct dmta_control *ctl, dmta_backend_new_fn *make, v
 		snprintf(err, errlen, "invalid [smtp] settings in %s", dmta_conf_source(conf));
 		return -EINVAL;
 	}
-	ctl->mx_tls = ctl->cc.mx_tls;
-	ctl->relay_tls = ctl->cc.relay_tls;
-	ctl->relay_verify = ctl->cc.relay_verify;
-	ctl->auth_plaintext = ctl->cc.auth_plaintext;
-	ctl->stop_timeout_ms = ctl->cc.stop_timeout_ms;
+	policy_set(ctl);
 	s = ctl->cc.relay_user;
 	if (s != NULL) {
 		const char *pf = ctl->cc.relay_password_file;
@@ -756,6 +791,7 @@ struct dmta_control *dmta_control_new(const struct dmta_conf *conf, dmta_backend
 		return NULL;
 	}
 	ctl->conf = conf;
+	ctl->boot_conf = conf;
 	ctl->lock_fd = -1;
 	ctl->started_ns = dmta_wall_ns();
 	if (dmta_control_conf_load(conf, &ctl->cc) != 0) {
@@ -841,13 +877,19 @@ static int control_timeout_ms(struct dmta_control *ctl)
 
 struct stop_flag {
 	bool stop;
+	bool reload;
 };
 
+/* stop_fd: SIGHUP asks for a reload, anything else (or a non-signalfd) to stop. */
 static void on_stop(void *arg, int fd, uint32_t events)
 {
 	struct stop_flag *f = arg;
+	struct signalfd_siginfo si;
 
-	f->stop = true;
+	if (read(fd, &si, sizeof(si)) == (ssize_t)sizeof(si) && si.ssi_signo == SIGHUP)
+		f->reload = true;
+	else
+		f->stop = true;
 }
 
 /* Commit, and time the commits that wrote something (for the histogram). */
@@ -888,8 +930,13 @@ int dmta_control_run(struct dmta_control *ctl, int stop_fd)
 		return -EINVAL;
 	dmta_info("control: spool %s, backend %s, helo %s", spool_path(ctl->sp), ctl->be->name,
 		  ctl->helo);
-	while (!f.stop)
+	while (!f.stop) {
 		control_turn(ctl, control_timeout_ms(ctl));
+		if (f.reload) {
+			f.reload = false;
+			(void)dmta_control_reload(ctl);
+		}
+	}
 	dmta_loop_del(ctl->loop, stop_fd);
 
 	/* Let what is in flight finish, for a while. */
@@ -904,6 +951,190 @@ int dmta_control_run(struct dmta_control *ctl, int stop_fd)
 	(void)queue_ctl_commit(ctl->qc, dmta_wall_ns());
 	if (ctl->stats_ms != 0)
 		stats_publish(ctl); /* the last word, read while we free */
+	return 0;
+}
+
+/* ---- reload ---- */
+
+static void retired_free(struct retired *r)
+{
+	while (r != NULL) {
+		struct retired *next = r->next;
+
+		dns_config_release(&r->dns);
+		free(r->relay_user);
+		if (r->relay_pass != NULL) {
+			explicit_bzero(r->relay_pass, strlen(r->relay_pass));
+			free(r->relay_pass);
+		}
+		dmta_conf_free(r->conf);
+		free(r);
+		r = next;
+	}
+}
+
+struct dest_check {
+	const struct dmta_conf *conf;
+	struct queue_dest_limits def;
+	int bad;
+};
+
+/* A [dest DOMAIN] section, read as the scheduler will read it. */
+static void dest_check(const char *section, void *arg)
+{
+	struct dest_check *c = arg;
+	struct queue_dest_limits l = c->def;
+
+	if (dmta_conf_read_over(c->conf, section, &queue_dest_conf_section, &l) != 0)
+		c->bad++;
+}
+
+/*
+ * Read and check everything a reload applies from @p conf, changing
+ * nothing: 0, or -EINVAL with the reason in @p err (each bad key has
+ * been logged on a line of its own by the tables).
+ */
+static int reload_read(struct dmta_control *ctl, const struct dmta_conf *conf,
+		       struct dmta_control_conf *cc, struct queue_sched_conf *sc,
+		       struct dns_config *dns, char **user, char **pass, char *err, size_t errlen)
+{
+	struct queue_sched_conf old;
+	struct dmta_pool_conf pc;
+	char helo[256];
+	const char *ca;
+
+	if (dmta_control_conf_load(conf, cc) != 0 || queue_sched_conf_load(conf, sc) != 0 ||
+	    dmta_pool_conf_load(conf, &pc, helo, sizeof(helo), &ca) != 0) {
+		snprintf(err, errlen, "invalid settings");
+		return -EINVAL;
+	}
+	if (dns_config_load(dns, conf) != 0) {
+		snprintf(err, errlen, "bad [dns], [routes] or [relay] settings");
+		return -EINVAL;
+	}
+	{
+		/* The scheduler reads [dest DOMAIN] when a destination first
+		 * shows, and would keep the defaults for a bad one; a reload
+		 * checks them all now. */
+		struct dest_check c = {conf, sc->dest, 0};
+
+		dmta_conf_sections(conf, "dest ", dest_check, &c);
+		if (c.bad) {
+			snprintf(err, errlen, "bad [dest ...] settings");
+			return -EINVAL;
+		}
+	}
+	if (cc->relay_user != NULL) {
+		if (cc->relay_password_file == NULL) {
+			snprintf(err, errlen, "[relay] user needs [relay] password_file");
+			return -EINVAL;
+		}
+		*pass = read_secret(cc->relay_password_file, err, errlen);
+		*user = strdup(cc->relay_user);
+		if (*pass == NULL || *user == NULL)
+			return -EINVAL;
+	}
+	/* Kept as they were: see dmta_reload.c. queue_ctl keeps its own copy
+	 * of the lifetime for the DSNs it writes. */
+	if (queue_sched_conf_load(ctl->boot_conf, &old) == 0)
+		sc->lifetime_ms = old.lifetime_ms;
+	return 0;
+}
+
+/* [log] delivery: a new file (or new rotation limits) only when they changed. */
+static void reload_dlog(struct dmta_control *ctl, const struct dmta_control_conf *cc)
+{
+	char path[4096];
+	const char *dl;
+	struct dmta_dlog *n;
+
+	if (same_str(cc->dlog_path, ctl->cc.dlog_path) &&
+	    cc->dlog_max_size == ctl->cc.dlog_max_size && cc->dlog_keep == ctl->cc.dlog_keep)
+		return;
+	snprintf(path, sizeof(path), "%s/delivery.log", spool_path(ctl->sp));
+	dl = cc->dlog_path ? cc->dlog_path : path;
+	n = dmta_dlog_open(dl, cc->dlog_max_size, cc->dlog_keep);
+	if (n == NULL) {
+		dmta_warn("reload: delivery log %s: %s; writing on to the old one", dl,
+			  strerror(errno));
+		return;
+	}
+	dmta_dlog_close(ctl->dlog);
+	ctl->dlog = n;
+}
+
+int dmta_control_reload(struct dmta_control *ctl)
+{
+	const char *path = dmta_conf_source(ctl->conf);
+	struct retired *r = calloc(1, sizeof(*r));
+	struct dmta_control_conf cc;
+	struct queue_sched_conf sc;
+	struct dmta_conf *conf;
+	char err[512] = "", fixed[512];
+	int nfixed;
+
+	if (strcmp(path, "(defaults)") == 0)
+		path = DMTA_CONF_DEFAULT_PATH;
+	if (r == NULL) {
+		dmta_err("reload refused: out of memory; the running configuration stays");
+		ctl->ops.reloads_refused++;
+		return -ENOMEM;
+	}
+	dns_config_defaults(&r->dns);
+	conf = dmta_conf_load(path, err, sizeof(err));
+	if (conf == NULL || reload_read(ctl, conf, &cc, &sc, &r->dns, &r->relay_user,
+					&r->relay_pass, err, sizeof(err)) != 0) {
+		dmta_err("reload refused: %s: %s; the running configuration stays", path, err);
+		r->conf = conf;
+		retired_free(r);
+		ctl->ops.reloads_refused++;
+		return -EINVAL;
+	}
+	nfixed = dmta_reload_fixed(ctl->boot_conf, conf, dmta_reload_fixed_list, dmta_reload_nfixed,
+				   fixed, sizeof(fixed));
+	if (nfixed > 0)
+		dmta_warn("reload: %s cannot change while dmtad runs: kept as they were until a "
+			  "restart",
+			  fixed);
+
+	/* The resolver reads its configuration through &ctl->dnscfg: the new
+	 * routes and relay go in, and the rest of [dns], which made the
+	 * resolver, stays; the old routes retire (lookups under way use them). */
+	{
+		struct dns_config *o = &ctl->dnscfg, *n = &r->dns, t = *o;
+
+		o->routes = n->routes;
+		o->n_routes = n->n_routes;
+		o->relay = n->relay;
+		n->routes = t.routes;
+		n->n_routes = t.n_routes;
+		n->relay = t.relay;
+	}
+	sc.conf = conf;
+	queue_sched_reconfigure(ctl->sched, &sc);
+	reload_dlog(ctl, &cc);
+	{
+		/* The relay's credentials: the old ones retire with the rest. */
+		char *u = ctl->relay_user, *p = ctl->relay_pass;
+
+		ctl->relay_user = r->relay_user;
+		ctl->relay_pass = r->relay_pass;
+		r->relay_user = u;
+		r->relay_pass = p;
+	}
+	ctl->cc = cc;
+	policy_set(ctl);
+	ctl->stats_ms = cc.stats_interval_ms;
+	if (ctl->metrics != NULL && (ctl->stats_ms == 0 || ctl->stats_ms > 1000))
+		ctl->stats_ms = 1000;
+	r->conf = ctl->own_conf; /* NULL when it was the caller's */
+	r->next = ctl->retired;
+	ctl->retired = r;
+	ctl->own_conf = conf;
+	ctl->conf = conf;
+	ctl->ops.reloads++;
+	dmta_info("reload: %s applied (routes, relay, limits, TLS policy, log)%s", path,
+		  nfixed > 0 ? "; see above for what was kept" : "");
 	return 0;
 }
 
@@ -942,6 +1173,8 @@ void dmta_control_free(struct dmta_control *ctl)
 	free(ctl->snap);
 	queue_ctl_close(ctl->qc);
 	dmta_loop_free(ctl->loop);
+	retired_free(ctl->retired);
+	dmta_conf_free(ctl->own_conf);
 	free(ctl->relay_user);
 	if (ctl->relay_pass != NULL) {
 		explicit_bzero(ctl->relay_pass, strlen(ctl->relay_pass));
