@@ -15,6 +15,7 @@
 #include "core/control/dmta_control.h"
 #include "core/control/dmta_control_conf.h"
 #include "core/control/dmta_dlog.h"
+#include "core/control/dmta_events.h"
 #include "core/control/dmta_job.h"
 #include "core/control/dmta_kbackend.h"
 #include "core/control/dmta_loop.h"
@@ -78,6 +79,7 @@ struct dmta_control {
 	/* Operations (dmta_metrics.h): counters the view lacks, the server. */
 	struct dmta_metrics_extra ops;
 	struct dmta_metrics *metrics;
+	struct dmta_events *events; /* [events] url; NULL: none */
 
 	/* Reloads: the configuration read last (NULL: still the caller's),
 	 * and what earlier ones replaced. */
@@ -149,6 +151,8 @@ static void log_rcpt(struct dmta_control *ctl, const struct queue_env *env, uint
 	};
 
 	dmta_dlog_write(ctl->dlog, &rec);
+	if (ctl->events != NULL)
+		dmta_events_attempt(ctl->events, &rec, job ? job->bytes : NULL, job ? job->len : 0);
 }
 
 /* Recipients whose lifetime ran out: no attempt reports them, so log them here. */
@@ -158,6 +162,23 @@ static void on_expired(void *arg, const struct queue_env *env, const uint32_t *r
 
 	for (uint32_t i = 0; i < n; i++)
 		log_rcpt(ctl, env, rcpt[i], NULL, env->rcpt[rcpt[i]].reply, "expired");
+}
+
+/* Delivery events for what the queue does on its own: new mail, delay warnings. */
+static void on_loaded(void *arg, const struct queue_env *env, const void *msg, size_t len)
+{
+	struct dmta_control *ctl = arg;
+
+	if (ctl->events != NULL)
+		dmta_events_reception(ctl->events, env, msg, len);
+}
+
+static void on_delayed(void *arg, const struct queue_env *env, const uint32_t *rcpt, uint32_t n)
+{
+	struct dmta_control *ctl = arg;
+
+	if (ctl->events != NULL)
+		dmta_events_delay(ctl->events, env, rcpt, n);
 }
 
 static void on_wake(void *arg, int fd, uint32_t events)
@@ -628,6 +649,8 @@ static void metrics_publish(struct dmta_control *ctl)
 
 	if (out == NULL)
 		return;
+	if (ctl->events != NULL)
+		dmta_events_counters(ctl->events, &ctl->ops);
 	dmta_metrics_write(out, ctl->snap, &ctl->ops);
 	if (ctl->be->metrics != NULL)
 		ctl->be->metrics(ctl->be->be, out);
@@ -674,6 +697,25 @@ static int metrics_setup(struct dmta_control *ctl, char *err, size_t errlen)
 	if (ctl->stats_ms == 0 || ctl->stats_ms > 1000)
 		ctl->stats_ms = 1000;
 	dmta_info("metrics: http://%s/metrics", mc.listen);
+	return 0;
+}
+
+/* [events] url: the events file in the spool and its poster, before the spool is loaded. */
+static int events_setup(struct dmta_control *ctl, char *err, size_t errlen)
+{
+	struct dmta_events_conf ec;
+
+	if (dmta_events_conf_load(ctl->conf, &ec) != 0) {
+		snprintf(err, errlen, "invalid [events] settings in %s",
+			 dmta_conf_source(ctl->conf));
+		return -EINVAL;
+	}
+	if (ec.url == NULL)
+		return 0;
+	ctl->events = dmta_events_open(&ec, spool_path(ctl->sp), err, errlen);
+	if (ctl->events == NULL)
+		return -EINVAL;
+	dmta_info("events: posted to %s", ec.url);
 	return 0;
 }
 
@@ -782,7 +824,8 @@ struct dmta_control *dmta_control_new(const struct dmta_conf *conf, dmta_backend
 				      void *make_arg, unsigned shards, char *err, size_t errlen)
 {
 	struct dmta_control *ctl = calloc(1, sizeof(*ctl));
-	struct queue_ctl_hooks hooks = {.expired = on_expired, .ctx = ctl};
+	struct queue_ctl_hooks hooks = {
+	    .expired = on_expired, .loaded = on_loaded, .delayed = on_delayed, .ctx = ctl};
 	char path[4096];
 	const char *dl;
 
@@ -809,7 +852,7 @@ struct dmta_control *dmta_control_new(const struct dmta_conf *conf, dmta_backend
 		goto fail;
 	ctl->sp = queue_ctl_spool(ctl->qc);
 	ctl->sched = queue_ctl_sched(ctl->qc);
-	if (stats_setup(ctl, err, errlen) != 0)
+	if (stats_setup(ctl, err, errlen) != 0 || events_setup(ctl, err, errlen) != 0)
 		goto fail;
 	if (queue_ctl_start(ctl->qc, dmta_wall_ns(), err, errlen) != 0)
 		goto fail;
@@ -898,6 +941,9 @@ static void timed_commit(struct dmta_control *ctl)
 	struct queue_ctl_stats before, after;
 	uint64_t t0 = dmta_now_ns();
 
+	/* The events of this turn are durable before the changes they report. */
+	if (ctl->events != NULL)
+		(void)dmta_events_sync(ctl->events);
 	queue_ctl_get_stats(ctl->qc, &before);
 	(void)queue_ctl_commit(ctl->qc, dmta_wall_ns());
 	queue_ctl_get_stats(ctl->qc, &after);
@@ -948,7 +994,7 @@ int dmta_control_run(struct dmta_control *ctl, int stop_fd)
 
 		control_turn(ctl, t > 100 ? 100 : t);
 	}
-	(void)queue_ctl_commit(ctl->qc, dmta_wall_ns());
+	timed_commit(ctl);
 	if (ctl->stats_ms != 0)
 		stats_publish(ctl); /* the last word, read while we free */
 	return 0;
@@ -1158,7 +1204,10 @@ void dmta_control_free(struct dmta_control *ctl)
 		ctl->be->free(ctl->be->be);
 	ctl->be = NULL;
 	if (ctl->qc != NULL)
-		(void)queue_ctl_commit(ctl->qc, dmta_wall_ns());
+		timed_commit(ctl);
+	/* Its poster ends once the post under way has its answer. */
+	dmta_events_close(ctl->events);
+	ctl->events = NULL;
 	if (ctl->dnscfg_loaded)
 		dns_config_release(&ctl->dnscfg);
 	dmta_dlog_close(ctl->dlog);

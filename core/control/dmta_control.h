@@ -51,6 +51,11 @@
  *	families) and handed to the metrics server's thread; the view is then
  *	taken at least once a second.
  *
+ *	Delivery events (dmta_events.h): with [events] url, each reception,
+ *	attempt outcome, expiry and delay warning is also an event, written
+ *	and synced to SPOOL/events before the turn's spool commit, and posted
+ *	by a thread of its own.
+ *
  * DIAGNOSTICS
  *	dmta_control_new() returns NULL with one line in err.
  */

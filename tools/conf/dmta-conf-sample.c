@@ -25,6 +25,7 @@
 #include "core/base/dmta_conf.h"
 #include "core/base/dmta_log.h"
 #include "core/control/dmta_control_conf.h"
+#include "core/control/dmta_events.h"
 #include "core/control/dmta_metrics.h"
 #include "core/control/dmta_pool.h"
 #include "core/dataplane/dmta_dataplane.h"
@@ -66,6 +67,7 @@ static const struct dmta_conf_section *const sections[] = {
     &dmta_log_conf_section,
     &dmta_control_conf_section,
     &dmta_metrics_conf_section,
+    &dmta_events_conf_section,
 };
 
 static int write_sample(FILE *fp)

@@ -14,7 +14,6 @@ connections, every message delivered, none deferred, a clean stop."""
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -23,103 +22,26 @@ import time
 
 sys.path.insert(0, os.path.dirname(__file__))
 from labutil import BUILD, check, fail
+from smtp_peer import Receiver
+from smtp_peer import write_conf as peer_conf
 
 N = 80
 DELAY = 0.12  # seconds the receiver takes over each message
 
 
-class Receiver:
-    """Accepts everything, slowly; counts connections open at once."""
-
-    def __init__(self):
-        self.lsock = socket.socket()
-        self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.lsock.bind(("127.0.0.1", 0))
-        self.lsock.listen(64)
-        self.port = self.lsock.getsockname()[1]
-        self.lock = threading.Lock()
-        self.active = 0
-        self.max_active = 0
-        self.conns = 0
-        self.accepted = []  # (connection number, time)
-        self.stop = threading.Event()
-        threading.Thread(target=self.serve, daemon=True).start()
-
-    def reset_max(self):
-        with self.lock:
-            self.max_active = self.active
-
-    def serve(self):
-        self.lsock.settimeout(0.2)
-        while not self.stop.is_set():
-            try:
-                conn, _ = self.lsock.accept()
-            except socket.timeout:
-                continue
-            with self.lock:
-                self.conns += 1
-                cid = self.conns
-                self.active += 1
-                self.max_active = max(self.max_active, self.active)
-            threading.Thread(target=self.session, args=(conn, cid), daemon=True).start()
-
-    def session(self, conn, cid):
-        try:
-            f = conn.makefile("rb")
-            conn.sendall(b"220 peer.test ESMTP\r\n")
-            while True:
-                line = f.readline()
-                if not line:
-                    return
-                cmd = line[:4].upper()
-                if cmd in (b"EHLO", b"HELO"):
-                    conn.sendall(b"250-peer.test\r\n250 PIPELINING\r\n")
-                elif cmd == b"DATA":
-                    conn.sendall(b"354 go on\r\n")
-                    while f.readline() not in (b".\r\n", b""):
-                        pass
-                    time.sleep(DELAY)
-                    with self.lock:
-                        self.accepted.append((cid, time.time()))
-                    conn.sendall(b"250 2.0.0 ok\r\n")
-                elif cmd == b"QUIT":
-                    conn.sendall(b"221 bye\r\n")
-                    return
-                else:
-                    conn.sendall(b"250 2.0.0 ok\r\n")
-        except OSError:
-            pass
-        finally:
-            conn.close()
-            with self.lock:
-                self.active -= 1
-
-
-rx = Receiver()
+rx = Receiver(delay=DELAY)
 tmp = tempfile.mkdtemp(prefix="dmta-reload-")
 conf = os.path.join(tmp, "dmta.conf")
 
 
 def write_conf(max_conns, extra=""):
-    with open(conf + ".new", "w") as f:
-        f.write("""[spool]
-path = %s/spool
-[dns]
-servers = 127.0.0.1:1
-[routes]
-peer.test = 127.0.0.1:%d
-[delivery]
-backend = kernel
-[smtp]
+    peer_conf(conf, os.path.join(tmp, "spool"), rx.port, """[smtp]
 helo_name = dmta.test
 idle_timeout = 30s
-[control]
-stop_timeout = 5s
 [dest peer.test]
 max_connections = %s
 max_messages_per_connection = 1000
-%s""" % (tmp, rx.port, max_conns, extra))
-    os.rename(conf + ".new", conf)
+%s""" % (max_conns, extra))
 
 
 write_conf(1)
