@@ -10,6 +10,7 @@
  *	dmta_conf_warn_unused(conf, (const char *[]){"spool", NULL});
  *	dmta_conf_free(conf);
  *	dmta_conf_sample(stdout, sections, nsections);
+ *	dmta_conf_man(stdout, sections, nsections);   (dmta.conf(5)'s key reference)
  *
  * DESCRIPTION
  *	An INI file with [sections] and key = value lines, parsed by libinih.
@@ -200,6 +201,14 @@ int dmta_conf_read_over(const struct dmta_conf *conf, const char *name,
  */
 int dmta_conf_sample(FILE *fp, const struct dmta_conf_section *const *secs, size_t nsecs, char *err,
 		     size_t errlen);
+
+/**
+ * The key reference of @p secs as roff for dmta.conf(5): a subsection per
+ * section, a tagged paragraph per key (its type, default or example, and
+ * help). Checks the tables as dmta_conf_sample() does; 0 or -EINVAL.
+ */
+int dmta_conf_man(FILE *fp, const struct dmta_conf_section *const *secs, size_t nsecs, char *err,
+		  size_t errlen);
 
 /* Parsers behind the getters, usable on their own (e.g. for CLI flags). 0 or -EINVAL. */
 int dmta_parse_u64(const char *s, uint64_t *out);
