@@ -56,6 +56,19 @@ void dmta_metrics_hist_observe(struct dmta_metrics_hist *h, double seconds)
 	h->sum += seconds;
 }
 
+const char *const dmta_metrics_age_names[DMTA_METRICS_AGES] = {"1m", "5m", "1h",
+							       "6h", "1d", "older"};
+const uint64_t dmta_metrics_age_bounds_s[DMTA_METRICS_AGES - 1] = {60, 300, 3600, 21600, 86400};
+
+void dmta_metrics_count_age(struct dmta_metrics_extra *x, uint64_t age_s)
+{
+	unsigned i = 0;
+
+	while (i < DMTA_METRICS_AGES - 1 && age_s >= dmta_metrics_age_bounds_s[i])
+		i++;
+	x->queue_age[i]++;
+}
+
 void dmta_metrics_count_status(uint64_t *by, const char *status)
 {
 	/* "4.7.1": the subject is the digit after the first dot. */
@@ -201,6 +214,20 @@ void dmta_metrics_write(FILE *out, const struct dmta_stats *s, const struct dmta
 	dmta_metrics_sample(out, "dmta_queue_messages", "state=\"ready\"", s->ready);
 	dmta_metrics_sample(out, "dmta_queue_messages", "state=\"in_flight\"", s->in_flight);
 	dmta_metrics_sample(out, "dmta_queue_messages", "state=\"held\"", s->held);
+	dmta_metrics_family(
+	    out, "dmta_queue_messages_by_age", "gauge",
+	    "Queued messages by age: younger than the label (older: a day or more).");
+	for (unsigned i = 0; i < DMTA_METRICS_AGES; i++) {
+		snprintf(labels, sizeof(labels), "age=\"%s\"", dmta_metrics_age_names[i]);
+		dmta_metrics_sample(out, "dmta_queue_messages_by_age", labels, x->queue_age[i]);
+	}
+	dmta_metrics_family(out, "dmta_queue_recipients", "gauge",
+			    "Recipients still to deliver, by state.");
+	dmta_metrics_sample(out, "dmta_queue_recipients", "state=\"pending\"",
+			    x->queue_rcpts_pending);
+	dmta_metrics_sample(out, "dmta_queue_recipients", "state=\"deferred\"",
+			    x->queue_rcpts_deferred);
+	one(out, "dmta_queue_bytes", "gauge", "Bytes of the queued messages.", x->queue_bytes);
 	one(out, "dmta_queue_destinations", "gauge", "Destinations with a queue.", s->dests);
 	one(out, "dmta_queue_destinations_suspended", "gauge",
 	    "Destinations suspended after connection failures.", s->suspended);

@@ -73,11 +73,20 @@ void dmta_metrics_hist_observe(struct dmta_metrics_hist *h, double seconds);
 /* Replies by their enhanced status code's class and subject (RFC 3463). */
 #define DMTA_METRICS_SUBJECTS 8
 
+/* Queued messages by age: under 1 min, 5 min, 1 h, 6 h, 1 day, and older. */
+#define DMTA_METRICS_AGES 6
+extern const char *const dmta_metrics_age_names[DMTA_METRICS_AGES];
+extern const uint64_t dmta_metrics_age_bounds_s[DMTA_METRICS_AGES - 1];
+
 /** What the view (struct dmta_stats) does not hold. */
 struct dmta_metrics_extra {
-	struct dmta_metrics_hist commit;	     /* spool commit durations */
-	uint64_t deferred_by[DMTA_METRICS_SUBJECTS]; /* 4.X.* replies, by X */
-	uint64_t bounced_by[DMTA_METRICS_SUBJECTS];  /* 5.X.* replies, by X */
+	/* The queue's census, taken with each view. */
+	uint64_t queue_bytes;
+	uint64_t queue_rcpts_pending, queue_rcpts_deferred; /* still to deliver */
+	uint64_t queue_age[DMTA_METRICS_AGES];		    /* messages */
+	struct dmta_metrics_hist commit;		    /* spool commit durations */
+	uint64_t deferred_by[DMTA_METRICS_SUBJECTS];	    /* 4.X.* replies, by X */
+	uint64_t bounced_by[DMTA_METRICS_SUBJECTS];	    /* 5.X.* replies, by X */
 	uint64_t delivered_by_route[3], bounced_by_route[3],
 	    deferred_by_route[3]; /* mx, route, relay */
 	uint64_t reloads, reloads_refused;
@@ -85,6 +94,9 @@ struct dmta_metrics_extra {
 	uint64_t events_queued, events_posted, events_dropped, events_post_failures;
 	uint64_t events_backlog;
 };
+
+/** Count a message that arrived @p age_s seconds ago under its age bucket. */
+void dmta_metrics_count_age(struct dmta_metrics_extra *x, uint64_t age_s);
 
 /** Count a recipient's reply @p status ("5.1.1", or NULL) under @p by. */
 void dmta_metrics_count_status(uint64_t *by, const char *status);

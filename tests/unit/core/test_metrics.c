@@ -85,6 +85,10 @@ static void test_format(void **state)
 	dmta_metrics_count_status(x.bounced_by, "5.1.1");
 	dmta_metrics_count_status(x.deferred_by, "4.7.0");
 	dmta_metrics_count_status(x.deferred_by, NULL);
+	dmta_metrics_count_age(&x, 0);
+	dmta_metrics_count_age(&x, 59);
+	dmta_metrics_count_age(&x, 60);
+	dmta_metrics_count_age(&x, 86400);
 	dmta_metrics_hist_observe(&x.commit, 0.0003);
 	dmta_metrics_hist_observe(&x.commit, 0.004);
 	dmta_metrics_hist_observe(&x.commit, 9.0);
@@ -101,6 +105,10 @@ static void test_format(void **state)
 	assert_int_equal(value_of(text, "dmta_bounces_by_status_total{status_class=\"5.1\"}"), 1);
 	assert_int_equal(value_of(text, "dmta_deferrals_by_status_total{status_class=\"4.7\"}"), 1);
 	assert_int_equal(value_of(text, "dmta_deferrals_by_status_total{status_class=\"4.0\"}"), 1);
+	assert_int_equal(value_of(text, "dmta_queue_messages_by_age{age=\"1m\"}"), 2);
+	assert_int_equal(value_of(text, "dmta_queue_messages_by_age{age=\"5m\"}"), 1);
+	assert_int_equal(value_of(text, "dmta_queue_messages_by_age{age=\"1d\"}"), 0);
+	assert_int_equal(value_of(text, "dmta_queue_messages_by_age{age=\"older\"}"), 1);
 	assert_int_equal(value_of(text, "dmta_worker_sessions{worker=\"1\"}"), 4);
 	assert_int_equal(value_of(text, "dmta_worker_tcp_retransmits_total{worker=\"0\"}"), 6);
 	/* A counter that does not apply has no sample at all. */
