@@ -272,6 +272,11 @@ static void job_done(void *arg, struct dmta_job *job)
 		}
 		log_rcpt(ctl, &job->env, k, job, text, outcome);
 	}
+	if (job->connected && job->sjob.shard < DMTA_METRICS_MAX_WORKERS) {
+		ctl->ops.tls_by_worker[job->sjob.shard][job->tls[0] != '\0']++;
+		if (job->sjob.shard >= ctl->ops.nworkers)
+			ctl->ops.nworkers = job->sjob.shard + 1;
+	}
 	if (queue_ctl_result(ctl->qc, &job->sjob, &res, now) != 0)
 		dmta_err("scheduler refused the result of message %llu",
 			 (unsigned long long)job->sjob.qid);
@@ -684,6 +689,8 @@ static void metrics_publish(struct dmta_control *ctl)
 	if (ctl->events != NULL)
 		dmta_events_counters(ctl->events, &ctl->ops);
 	queue_census(ctl, &ctl->ops);
+	if (ctl->snap->nworkers > ctl->ops.nworkers)
+		ctl->ops.nworkers = ctl->snap->nworkers;
 	dmta_metrics_write(out, ctl->snap, &ctl->ops);
 	if (ctl->be->metrics != NULL)
 		ctl->be->metrics(ctl->be->be, out);

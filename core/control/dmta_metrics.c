@@ -198,6 +198,25 @@ static void workers(FILE *out, const struct dmta_stats *s)
 	}
 }
 
+/* Transactions per worker, with TLS and without. */
+static void tls(FILE *out, const struct dmta_metrics_extra *x)
+{
+	static const char name[] = "dmta_worker_smtp_transactions_total";
+	char labels[48];
+
+	if (x->nworkers == 0)
+		return;
+	dmta_metrics_family(out, name, "counter",
+			    "SMTP transactions (jobs that reached a server) by worker, with TLS or "
+			    "in plaintext.");
+	for (unsigned k = 0; k < x->nworkers && k < DMTA_METRICS_MAX_WORKERS; k++)
+		for (unsigned t = 0; t < 2; t++) {
+			snprintf(labels, sizeof(labels), "worker=\"%u\",tls=\"%s\"", k,
+				 t ? "yes" : "no");
+			dmta_metrics_sample(out, name, labels, x->tls_by_worker[k][t]);
+		}
+}
+
 void dmta_metrics_write(FILE *out, const struct dmta_stats *s, const struct dmta_metrics_extra *x)
 {
 	char labels[64];
@@ -273,6 +292,7 @@ void dmta_metrics_write(FILE *out, const struct dmta_stats *s, const struct dmta
 	    s->dns_in_flight);
 
 	workers(out, s);
+	tls(out, x);
 
 	dmta_metrics_family(out, "dmta_reloads_total", "counter",
 			    "Configuration reloads (SIGHUP), by result.");

@@ -70,6 +70,8 @@ extern const double dmta_metrics_hist_bounds[DMTA_METRICS_HIST_BUCKETS];
 
 void dmta_metrics_hist_observe(struct dmta_metrics_hist *h, double seconds);
 
+#define DMTA_METRICS_MAX_WORKERS 128 /* as DMTA_STATS_MAX_WORKERS */
+
 /* Replies by their enhanced status code's class and subject (RFC 3463). */
 #define DMTA_METRICS_SUBJECTS 8
 
@@ -89,6 +91,10 @@ struct dmta_metrics_extra {
 	uint64_t bounced_by[DMTA_METRICS_SUBJECTS];	    /* 5.X.* replies, by X */
 	uint64_t delivered_by_route[3], bounced_by_route[3],
 	    deferred_by_route[3]; /* mx, route, relay */
+	/* SMTP transactions per worker (the job's shard), with TLS or without;
+	 * nworkers of them. */
+	uint64_t tls_by_worker[DMTA_METRICS_MAX_WORKERS][2];
+	unsigned nworkers;
 	uint64_t reloads, reloads_refused;
 	/* Delivery events (dmta_events.h); all 0 without [events]. */
 	uint64_t events_queued, events_posted, events_dropped, events_post_failures;

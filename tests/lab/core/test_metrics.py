@@ -144,6 +144,9 @@ try:
     check(commits > 0 and hist == commits,
           "commit histogram counts %d, spool commits %d: want equal and > 0" % (hist, commits))
     check(total(s, "dmta_worker_connections_opened_total") > 0, "no connection opened")
+    tx = total(s, "dmta_worker_smtp_transactions_total")
+    check(tx > 0 and tx == total(s, "dmta_worker_smtp_transactions_total", worker="0"),
+          "SMTP transactions per worker: %d in all, want > 0 and all on worker 0" % tx)
     check(total(s, "dmta_dns_cache_misses_total") > 0, "no DNS cache miss")
     check(total(s, "dmta_info", backend=BACKEND) == 1, "dmta_info lacks backend %s" % BACKEND)
     if BACKEND == "dpdk":

@@ -85,6 +85,8 @@ static void test_format(void **state)
 	dmta_metrics_count_status(x.bounced_by, "5.1.1");
 	dmta_metrics_count_status(x.deferred_by, "4.7.0");
 	dmta_metrics_count_status(x.deferred_by, NULL);
+	x.nworkers = 2;
+	x.tls_by_worker[1][1] = 5;
 	dmta_metrics_count_age(&x, 0);
 	dmta_metrics_count_age(&x, 59);
 	dmta_metrics_count_age(&x, 60);
@@ -105,6 +107,10 @@ static void test_format(void **state)
 	assert_int_equal(value_of(text, "dmta_bounces_by_status_total{status_class=\"5.1\"}"), 1);
 	assert_int_equal(value_of(text, "dmta_deferrals_by_status_total{status_class=\"4.7\"}"), 1);
 	assert_int_equal(value_of(text, "dmta_deferrals_by_status_total{status_class=\"4.0\"}"), 1);
+	assert_int_equal(
+	    value_of(text, "dmta_worker_smtp_transactions_total{worker=\"1\",tls=\"yes\"}"), 5);
+	assert_int_equal(
+	    value_of(text, "dmta_worker_smtp_transactions_total{worker=\"0\",tls=\"no\"}"), 0);
 	assert_int_equal(value_of(text, "dmta_queue_messages_by_age{age=\"1m\"}"), 2);
 	assert_int_equal(value_of(text, "dmta_queue_messages_by_age{age=\"5m\"}"), 1);
 	assert_int_equal(value_of(text, "dmta_queue_messages_by_age{age=\"1d\"}"), 0);
