@@ -152,7 +152,9 @@ static void log_rcpt(struct dmta_control *ctl, const struct queue_env *env, uint
 
 	dmta_dlog_write(ctl->dlog, &rec);
 	if (ctl->events != NULL)
-		dmta_events_attempt(ctl->events, &rec, job ? job->bytes : NULL, job ? job->len : 0);
+		dmta_events_attempt(ctl->events, &rec, job ? job->bytes : NULL, job ? job->len : 0,
+				    job && now > job->start_ns ? (double)(now - job->start_ns) / 1e9
+							       : -1);
 }
 
 /* Recipients whose lifetime ran out: no attempt reports them, so log them here. */

@@ -382,7 +382,7 @@ void dmta_events_reception(struct dmta_events *ev, const struct queue_env *env, 
 }
 
 void dmta_events_attempt(struct dmta_events *ev, const struct dmta_dlog_rec *r, const void *msg,
-			 size_t len)
+			 size_t len, double attempt_s)
 {
 	const char *type = strcmp(r->outcome, "delivered") == 0	 ? "delivery"
 			   : strcmp(r->outcome, "deferred") == 0 ? "transient_failure"
@@ -403,6 +403,10 @@ void dmta_events_attempt(struct dmta_events *ev, const struct dmta_dlog_rec *r, 
 	dmta_json_ku64(&j, "attempt", r->attempt);
 	dmta_json_key(&j, "delay_s");
 	dmta_json_f64(&j, r->delay_s, 3);
+	if (attempt_s >= 0) {
+		dmta_json_key(&j, "attempt_s");
+		dmta_json_f64(&j, attempt_s, 3);
+	}
 	ev_end(ev, &j);
 }
 

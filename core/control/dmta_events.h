@@ -7,7 +7,7 @@
  *	ev = dmta_events_open(&ec, spool_path, err, sizeof(err));  (ec.url set)
  *	in the control thread, as things happen:
  *		dmta_events_reception(ev, env, msg, len);
- *		dmta_events_attempt(ev, &rec, msg, len);     (per recipient)
+ *		dmta_events_attempt(ev, &rec, msg, len, secs);  (per recipient)
  *		dmta_events_delay(ev, env, rcpt, n);
  *	once per turn, before the spool commit:
  *		dmta_events_sync(ev);
@@ -46,7 +46,7 @@
  *	   "recipients":[...] (reception),"size":N (reception),
  *	   "domain":"...","mx":"...","ip":"...","tls":"...","reply":"...",
  *	   "status":"5.1.1","bounce_class":"mailbox|...|expired","attempt":N,
- *	   "delay_s":SECONDS since reception}
+ *	   "delay_s":SECONDS since reception,"attempt_s":SECONDS it took}
  *
  * DIAGNOSTICS
  *	dmta_events_open(): NULL with one line in err. Writing problems are
@@ -89,9 +89,10 @@ void dmta_events_reception(struct dmta_events *ev, const struct queue_env *env, 
 			   size_t len);
 
 /** One recipient's attempt as the delivery log has it (outcome delivered,
- *  deferred, bounced or expired); @p msg as above. */
+ *  deferred, bounced or expired); @p msg as above; @p attempt_s how long
+ *  the attempt took (< 0: there was none). */
 void dmta_events_attempt(struct dmta_events *ev, const struct dmta_dlog_rec *rec, const void *msg,
-			 size_t len);
+			 size_t len, double attempt_s);
 
 /** A delay warning went to the sender for recipients @p rcpt[0..n) of @p env. */
 void dmta_events_delay(struct dmta_events *ev, const struct queue_env *env, const uint32_t *rcpt,

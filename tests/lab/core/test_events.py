@@ -213,6 +213,9 @@ bounces = [e for e in ev if e["event"] == "bounce"]
 check(bounces and all(e["bounce_class"] == "address" and e["status"] == "5.1.1" for e in bounces),
       "bounces: %r" % bounces[:2])
 check(any(e["event"] == "transient_failure" for e in ev), "no transient failure")
+timed = [e for e in attempts if e["event"] == "delivery"]
+check(timed and all(0 <= e["attempt_s"] < 30 and e["delay_s"] >= 0 for e in timed),
+      "delivery timings: %r" % [(e.get("attempt_s"), e.get("delay_s")) for e in timed[:3]])
 check(not os.path.exists(os.path.join(spool, "events")) or all(
     n in ("cursor",) or n.endswith(".jsonl") for n in os.listdir(os.path.join(spool, "events"))),
       "stray files in SPOOL/events")

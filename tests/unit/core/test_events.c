@@ -77,7 +77,7 @@ static void test_durable(void **state)
 
 	assert_non_null(ev);
 	dmta_events_reception(ev, env, NULL, 0);
-	dmta_events_attempt(ev, &rec, NULL, 0);
+	dmta_events_attempt(ev, &rec, NULL, 0, 0.25);
 	assert_int_equal(dmta_events_sync(ev), 0);
 	dmta_events_counters(ev, &x);
 	if (x.events_queued != 2 || x.events_backlog != 2)
@@ -110,7 +110,7 @@ static void test_durable(void **state)
 	ec.max_backlog = 1;
 	ev = dmta_events_open(&ec, spool, err, sizeof(err));
 	assert_non_null(ev);
-	dmta_events_attempt(ev, &rec, NULL, 0);
+	dmta_events_attempt(ev, &rec, NULL, 0, 0.25);
 	assert_int_equal(dmta_events_sync(ev), 0);
 	memset(&x, 0, sizeof(x));
 	dmta_events_counters(ev, &x);
