@@ -84,23 +84,8 @@ struct dmta_control {
 	/* Reloads: the configuration read last (NULL: still the caller's),
 	 * and what earlier ones replaced. */
 	struct dmta_conf *own_conf;
-	struct retired *retired;
+	struct dmta_reload *retired;	   /* what reloads replaced (dmta_reload.h) */
 	const struct dmta_conf *boot_conf; /* the caller's: what was built at start */
-};
-
-/*
- * What a reload replaced, kept until dmta_control_free(): jobs in flight
- * point at the relay's name and password, DNS lookups under way at the
- * routes, and the scheduler's strings into the configuration they came
- * from.
- * XXX One of these per reload for the life of the process; reloads are
- * rare and small.
- */
-struct retired {
-	struct dmta_conf *conf; /* NULL: the caller's */
-	struct dns_config dns;
-	char *relay_user, *relay_pass;
-	struct retired *next;
 };
 
 /*
@@ -793,24 +778,6 @@ static bool same_str(const char *a, const char *b)
 	return (a == NULL && b == NULL) || (a != NULL && b != NULL && strcmp(a, b) == 0);
 }
 
-static char *read_secret(const char *path, char *err, size_t errlen)
-{
-	FILE *f = fopen(path, "r");
-	char buf[512];
-	size_t n;
-
-	if (f == NULL) {
-		snprintf(err, errlen, "[relay] password_file %s: %s", path, strerror(errno));
-		return NULL;
-	}
-	n = fread(buf, 1, sizeof(buf) - 1, f);
-	fclose(f);
-	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
-		n--;
-	buf[n] = '\0';
-	return strdup(buf);
-}
-
 /* The TLS and AUTH policy and the stop timeout from ctl->cc (at start and on reload). */
 static void policy_set(struct dmta_control *ctl)
 {
@@ -842,7 +809,7 @@ static int control_config(struct dmta_control *ctl, dmta_backend_new_fn *make, v
 			return -EINVAL;
 		}
 		ctl->relay_user = strdup(s);
-		ctl->relay_pass = read_secret(pf, err, errlen);
+		ctl->relay_pass = dmta_control_conf_secret(pf, err, errlen);
 		if (ctl->relay_user == NULL || ctl->relay_pass == NULL)
 			return -EINVAL;
 	}
@@ -1044,91 +1011,6 @@ int dmta_control_run(struct dmta_control *ctl, int stop_fd)
 
 /* ---- reload ---- */
 
-static void retired_free(struct retired *r)
-{
-	while (r != NULL) {
-		struct retired *next = r->next;
-
-		dns_config_release(&r->dns);
-		free(r->relay_user);
-		if (r->relay_pass != NULL) {
-			explicit_bzero(r->relay_pass, strlen(r->relay_pass));
-			free(r->relay_pass);
-		}
-		dmta_conf_free(r->conf);
-		free(r);
-		r = next;
-	}
-}
-
-struct dest_check {
-	const struct dmta_conf *conf;
-	struct queue_dest_limits def;
-	int bad;
-};
-
-/* A [dest DOMAIN] section, read as the scheduler will read it. */
-static void dest_check(const char *section, void *arg)
-{
-	struct dest_check *c = arg;
-	struct queue_dest_limits l = c->def;
-
-	if (dmta_conf_read_over(c->conf, section, &queue_dest_conf_section, &l) != 0)
-		c->bad++;
-}
-
-/*
- * Read and check everything a reload applies from @p conf, changing
- * nothing: 0, or -EINVAL with the reason in @p err (each bad key has
- * been logged on a line of its own by the tables).
- */
-static int reload_read(struct dmta_control *ctl, const struct dmta_conf *conf,
-		       struct dmta_control_conf *cc, struct queue_sched_conf *sc,
-		       struct dns_config *dns, char **user, char **pass, char *err, size_t errlen)
-{
-	struct queue_sched_conf old;
-	struct dmta_pool_conf pc;
-	char helo[256];
-	const char *ca;
-
-	if (dmta_control_conf_load(conf, cc) != 0 || queue_sched_conf_load(conf, sc) != 0 ||
-	    dmta_pool_conf_load(conf, &pc, helo, sizeof(helo), &ca) != 0) {
-		snprintf(err, errlen, "invalid settings");
-		return -EINVAL;
-	}
-	if (dns_config_load(dns, conf) != 0) {
-		snprintf(err, errlen, "bad [dns], [routes] or [relay] settings");
-		return -EINVAL;
-	}
-	{
-		/* The scheduler reads [dest DOMAIN] when a destination first
-		 * shows, and would keep the defaults for a bad one; a reload
-		 * checks them all now. */
-		struct dest_check c = {conf, sc->dest, 0};
-
-		dmta_conf_sections(conf, "dest ", dest_check, &c);
-		if (c.bad) {
-			snprintf(err, errlen, "bad [dest ...] settings");
-			return -EINVAL;
-		}
-	}
-	if (cc->relay_user != NULL) {
-		if (cc->relay_password_file == NULL) {
-			snprintf(err, errlen, "[relay] user needs [relay] password_file");
-			return -EINVAL;
-		}
-		*pass = read_secret(cc->relay_password_file, err, errlen);
-		*user = strdup(cc->relay_user);
-		if (*pass == NULL || *user == NULL)
-			return -EINVAL;
-	}
-	/* Kept as they were: see dmta_reload.c. queue_ctl keeps its own copy
-	 * of the lifetime for the DSNs it writes. */
-	if (queue_sched_conf_load(ctl->boot_conf, &old) == 0)
-		sc->lifetime_ms = old.lifetime_ms;
-	return 0;
-}
-
 /* [log] delivery: a new file (or new rotation limits) only when they changed. */
 static void reload_dlog(struct dmta_control *ctl, const struct dmta_control_conf *cc)
 {
@@ -1154,32 +1036,20 @@ static void reload_dlog(struct dmta_control *ctl, const struct dmta_control_conf
 int dmta_control_reload(struct dmta_control *ctl)
 {
 	const char *path = dmta_conf_source(ctl->conf);
-	struct retired *r = calloc(1, sizeof(*r));
-	struct dmta_control_conf cc;
-	struct queue_sched_conf sc;
-	struct dmta_conf *conf;
+	struct dmta_reload *r;
 	char err[512] = "", fixed[512];
 	int nfixed;
 
 	if (strcmp(path, "(defaults)") == 0)
 		path = DMTA_CONF_DEFAULT_PATH;
+	r = dmta_reload_read(path, ctl->boot_conf, err, sizeof(err));
 	if (r == NULL) {
-		dmta_err("reload refused: out of memory; the running configuration stays");
-		ctl->ops.reloads_refused++;
-		return -ENOMEM;
-	}
-	dns_config_defaults(&r->dns);
-	conf = dmta_conf_load(path, err, sizeof(err));
-	if (conf == NULL || reload_read(ctl, conf, &cc, &sc, &r->dns, &r->relay_user,
-					&r->relay_pass, err, sizeof(err)) != 0) {
 		dmta_err("reload refused: %s: %s; the running configuration stays", path, err);
-		r->conf = conf;
-		retired_free(r);
 		ctl->ops.reloads_refused++;
 		return -EINVAL;
 	}
-	nfixed = dmta_reload_fixed(ctl->boot_conf, conf, dmta_reload_fixed_list, dmta_reload_nfixed,
-				   fixed, sizeof(fixed));
+	nfixed = dmta_reload_fixed(ctl->boot_conf, r->conf, dmta_reload_fixed_list,
+				   dmta_reload_nfixed, fixed, sizeof(fixed));
 	if (nfixed > 0)
 		dmta_warn("reload: %s cannot change while dmtad runs: kept as they were until a "
 			  "restart",
@@ -1198,9 +1068,8 @@ int dmta_control_reload(struct dmta_control *ctl)
 		n->n_routes = t.n_routes;
 		n->relay = t.relay;
 	}
-	sc.conf = conf;
-	queue_sched_reconfigure(ctl->sched, &sc);
-	reload_dlog(ctl, &cc);
+	queue_sched_reconfigure(ctl->sched, &r->sc);
+	reload_dlog(ctl, &r->cc);
 	{
 		/* The relay's credentials: the old ones retire with the rest. */
 		char *u = ctl->relay_user, *p = ctl->relay_pass;
@@ -1210,16 +1079,22 @@ int dmta_control_reload(struct dmta_control *ctl)
 		r->relay_user = u;
 		r->relay_pass = p;
 	}
-	ctl->cc = cc;
+	ctl->cc = r->cc;
 	policy_set(ctl);
-	ctl->stats_ms = cc.stats_interval_ms;
+	ctl->stats_ms = ctl->cc.stats_interval_ms;
 	if (ctl->metrics != NULL && (ctl->stats_ms == 0 || ctl->stats_ms > 1000))
 		ctl->stats_ms = 1000;
-	r->conf = ctl->own_conf; /* NULL when it was the caller's */
-	r->next = ctl->retired;
-	ctl->retired = r;
-	ctl->own_conf = conf;
-	ctl->conf = conf;
+	{
+		/* r now holds what was replaced (the configuration too, unless
+		 * it was the caller's); the new one is ours. */
+		struct dmta_conf *old = ctl->own_conf;
+
+		ctl->own_conf = r->conf;
+		ctl->conf = r->conf;
+		r->conf = old;
+		r->next = ctl->retired;
+		ctl->retired = r;
+	}
 	ctl->ops.reloads++;
 	dmta_info("reload: %s applied (routes, relay, limits, TLS policy, log)%s", path,
 		  nfixed > 0 ? "; see above for what was kept" : "");
@@ -1264,7 +1139,7 @@ void dmta_control_free(struct dmta_control *ctl)
 	free(ctl->snap);
 	queue_ctl_close(ctl->qc);
 	dmta_loop_free(ctl->loop);
-	retired_free(ctl->retired);
+	dmta_reload_free(ctl->retired);
 	dmta_conf_free(ctl->own_conf);
 	free(ctl->relay_user);
 	if (ctl->relay_pass != NULL) {

@@ -2,6 +2,8 @@
  * dmta_control_conf.c - see dmta_control_conf.h.
  */
 #include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/base/dmta_log.h"
@@ -151,4 +153,22 @@ int dmta_control_conf_load(const struct dmta_conf *conf, struct dmta_control_con
 		rc = -EINVAL;
 	}
 	return rc ? -EINVAL : 0;
+}
+
+char *dmta_control_conf_secret(const char *path, char *err, size_t errlen)
+{
+	FILE *f = fopen(path, "r");
+	char buf[512];
+	size_t n;
+
+	if (f == NULL) {
+		snprintf(err, errlen, "[relay] password_file %s: %s", path, strerror(errno));
+		return NULL;
+	}
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+		n--;
+	buf[n] = '\0';
+	return strdup(buf);
 }

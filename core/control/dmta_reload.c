@@ -1,6 +1,7 @@
 /*
  * dmta_reload.c - see dmta_reload.h.
  */
+#include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -128,4 +129,102 @@ int dmta_reload_fixed(const struct dmta_conf *old, const struct dmta_conf *new,
 		}
 	}
 	return n;
+}
+
+struct dest_check {
+	const struct dmta_conf *conf;
+	struct queue_dest_limits def;
+	int bad;
+};
+
+/* A [dest DOMAIN] section, read as the scheduler will read it. */
+static void dest_check(const char *section, void *arg)
+{
+	struct dest_check *c = arg;
+	struct queue_dest_limits l = c->def;
+
+	if (dmta_conf_read_over(c->conf, section, &queue_dest_conf_section, &l) != 0)
+		c->bad++;
+}
+
+static int reload_parse(struct dmta_reload *r, const struct dmta_conf *boot, char *err,
+			size_t errlen)
+{
+	const struct dmta_conf *conf = r->conf;
+	struct queue_sched_conf old;
+	struct dmta_pool_conf pc;
+	struct dest_check c;
+	char helo[256];
+	const char *ca;
+
+	if (dmta_control_conf_load(conf, &r->cc) != 0 || queue_sched_conf_load(conf, &r->sc) != 0 ||
+	    dmta_pool_conf_load(conf, &pc, helo, sizeof(helo), &ca) != 0) {
+		snprintf(err, errlen, "invalid settings");
+		return -EINVAL;
+	}
+	if (dns_config_load(&r->dns, conf) != 0) {
+		snprintf(err, errlen, "bad [dns], [routes] or [relay] settings");
+		return -EINVAL;
+	}
+	/* The scheduler reads [dest DOMAIN] when a destination first shows,
+	 * and would keep the defaults for a bad one; a reload checks them all
+	 * now. */
+	c = (struct dest_check){conf, r->sc.dest, 0};
+	dmta_conf_sections(conf, "dest ", dest_check, &c);
+	if (c.bad) {
+		snprintf(err, errlen, "bad [dest ...] settings");
+		return -EINVAL;
+	}
+	if (r->cc.relay_user != NULL) {
+		if (r->cc.relay_password_file == NULL) {
+			snprintf(err, errlen, "[relay] user needs [relay] password_file");
+			return -EINVAL;
+		}
+		r->relay_pass = dmta_control_conf_secret(r->cc.relay_password_file, err, errlen);
+		r->relay_user = strdup(r->cc.relay_user);
+		if (r->relay_pass == NULL || r->relay_user == NULL)
+			return -EINVAL;
+	}
+	/* queue_ctl keeps its own copy of the lifetime for the DSNs it writes:
+	 * the lifetime stays as it was ([queue] workers too: the scheduler
+	 * keeps its shards). */
+	if (queue_sched_conf_load(boot, &old) == 0)
+		r->sc.lifetime_ms = old.lifetime_ms;
+	r->sc.conf = conf;
+	return 0;
+}
+
+struct dmta_reload *dmta_reload_read(const char *path, const struct dmta_conf *boot, char *err,
+				     size_t errlen)
+{
+	struct dmta_reload *r = calloc(1, sizeof(*r));
+
+	if (r == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	dns_config_defaults(&r->dns);
+	r->conf = dmta_conf_load(path, err, errlen);
+	if (r->conf == NULL || reload_parse(r, boot, err, errlen) != 0) {
+		dmta_reload_free(r);
+		return NULL;
+	}
+	return r;
+}
+
+void dmta_reload_free(struct dmta_reload *r)
+{
+	while (r != NULL) {
+		struct dmta_reload *next = r->next;
+
+		dns_config_release(&r->dns);
+		free(r->relay_user);
+		if (r->relay_pass != NULL) {
+			explicit_bzero(r->relay_pass, strlen(r->relay_pass));
+			free(r->relay_pass);
+		}
+		dmta_conf_free(r->conf);
+		free(r);
+		r = next;
+	}
 }
