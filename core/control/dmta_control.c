@@ -632,38 +632,6 @@ static void stats_take(struct dmta_control *ctl)
 		s->nworkers = ctl->be->workers(ctl->be->be, s->workers, DMTA_STATS_MAX_WORKERS);
 }
 
-/*
- * The queue's bytes, recipients and ages, for metrics.
- * XXX O(messages) once per view, like queue_sched_get_stats(); a few ms
- * at a million queued messages.
- */
-static void queue_census(struct dmta_control *ctl, struct dmta_metrics_extra *x)
-{
-	uint64_t now = dmta_wall_ns(), *ids;
-	size_t n = (size_t)ctl->snap->messages + 1;
-
-	x->queue_bytes = x->queue_rcpts_pending = x->queue_rcpts_deferred = 0;
-	memset(x->queue_age, 0, sizeof(x->queue_age));
-	ids = malloc(n * sizeof(*ids));
-	if (ids == NULL)
-		return;
-	n = queue_sched_ids(ctl->sched, ids, n);
-	for (size_t i = 0; i < n; i++) {
-		const struct queue_env *env = queue_sched_env(ctl->sched, ids[i]);
-
-		if (env == NULL)
-			continue;
-		x->queue_bytes += env->size;
-		for (uint32_t k = 0; k < env->nrcpt; k++) {
-			x->queue_rcpts_pending += env->rcpt[k].state == QUEUE_RCPT_PENDING;
-			x->queue_rcpts_deferred += env->rcpt[k].state == QUEUE_RCPT_DEFERRED;
-		}
-		dmta_metrics_count_age(
-		    x, now > env->arrival_ns ? (now - env->arrival_ns) / DMTA_NS_PER_S : 0);
-	}
-	free(ids);
-}
-
 /* The view as Prometheus text, for the metrics server to serve until the next one. */
 static void metrics_publish(struct dmta_control *ctl)
 {
@@ -675,7 +643,7 @@ static void metrics_publish(struct dmta_control *ctl)
 		return;
 	if (ctl->events != NULL)
 		dmta_events_counters(ctl->events, &ctl->ops);
-	queue_census(ctl, &ctl->ops);
+	dmta_metrics_census(&ctl->ops, ctl->sched, ctl->snap->messages, dmta_wall_ns());
 	if (ctl->snap->nworkers > ctl->ops.nworkers)
 		ctl->ops.nworkers = ctl->snap->nworkers;
 	dmta_metrics_write(out, ctl->snap, &ctl->ops);

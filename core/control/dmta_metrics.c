@@ -13,6 +13,7 @@
 #include "core/base/dmta_log.h"
 #include "core/control/dmta_metrics.h"
 #include "core/control/dmta_stats.h"
+#include "queue/queue_sched.h"
 
 static const struct dmta_conf_key metrics_keys[] = {
     {.name = "listen",
@@ -67,6 +68,38 @@ void dmta_metrics_count_age(struct dmta_metrics_extra *x, uint64_t age_s)
 	while (i < DMTA_METRICS_AGES - 1 && age_s >= dmta_metrics_age_bounds_s[i])
 		i++;
 	x->queue_age[i]++;
+}
+
+/*
+ * XXX O(messages) once per view, like queue_sched_get_stats(); a few ms
+ * at a million queued messages.
+ */
+void dmta_metrics_census(struct dmta_metrics_extra *x, const struct queue_sched *s,
+			 uint64_t messages, uint64_t now_ns)
+{
+	size_t n = (size_t)messages + 1;
+	uint64_t *ids;
+
+	x->queue_bytes = x->queue_rcpts_pending = x->queue_rcpts_deferred = 0;
+	memset(x->queue_age, 0, sizeof(x->queue_age));
+	ids = malloc(n * sizeof(*ids));
+	if (ids == NULL)
+		return;
+	n = queue_sched_ids(s, ids, n);
+	for (size_t i = 0; i < n; i++) {
+		const struct queue_env *env = queue_sched_env(s, ids[i]);
+
+		if (env == NULL)
+			continue;
+		x->queue_bytes += env->size;
+		for (uint32_t k = 0; k < env->nrcpt; k++) {
+			x->queue_rcpts_pending += env->rcpt[k].state == QUEUE_RCPT_PENDING;
+			x->queue_rcpts_deferred += env->rcpt[k].state == QUEUE_RCPT_DEFERRED;
+		}
+		dmta_metrics_count_age(
+		    x, now_ns > env->arrival_ns ? (now_ns - env->arrival_ns) / 1000000000ULL : 0);
+	}
+	free(ids);
 }
 
 void dmta_metrics_count_status(uint64_t *by, const char *status)

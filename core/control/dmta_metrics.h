@@ -104,6 +104,15 @@ struct dmta_metrics_extra {
 /** Count a message that arrived @p age_s seconds ago under its age bucket. */
 void dmta_metrics_count_age(struct dmta_metrics_extra *x, uint64_t age_s);
 
+/**
+ * The queue's census into @p x: bytes, recipients still to deliver, and
+ * messages by age at @p now_ns (wall clock), walking the messages @p s
+ * tracks (@p messages of them, as its stats say: the walk's bound).
+ */
+struct queue_sched;
+void dmta_metrics_census(struct dmta_metrics_extra *x, const struct queue_sched *s,
+			 uint64_t messages, uint64_t now_ns);
+
 /** Count a recipient's reply @p status ("5.1.1", or NULL) under @p by. */
 void dmta_metrics_count_status(uint64_t *by, const char *status);
 
