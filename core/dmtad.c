@@ -17,6 +17,10 @@
  *	on the stop signals, the injectors' wake-ups, DNS sockets, the
  *	workers' doorbell and its timers (dmta_control.h).
  *
+ *	SIGHUP reloads dmta.conf: what can change while it runs is applied,
+ *	the rest is named in one line and kept; a broken file is refused
+ *	whole (dmta_control_reload()).
+ *
  *	SIGINT or SIGTERM stop it cleanly, each step once and in one
  *	direction: the control thread drains (up to [control] stop_timeout),
  *	the workers return, the control thread takes back what they held and
@@ -96,6 +100,7 @@ static int run_kernel_backend(struct dmta_conf *conf)
 	sigemptyset(&sigs);
 	sigaddset(&sigs, SIGINT);
 	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGHUP); /* reload (dmta_control_reload()) */
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 	sfd = signalfd(-1, &sigs, SFD_CLOEXEC | SFD_NONBLOCK);
 	if (sfd < 0) {
@@ -108,8 +113,9 @@ static int run_kernel_backend(struct dmta_conf *conf)
 		close(sfd);
 		return 1;
 	}
-	dmta_conf_warn_unused(conf, (const char *const[]){"delivery", "smtp", "control", "log",
-							  "queue", "spool", NULL});
+	dmta_conf_warn_unused(conf,
+			      (const char *const[]){"delivery", "smtp", "control", "log", "queue",
+						    "spool", "metrics", "events", NULL});
 	dmta_info("ready: backend kernel");
 	rc = dmta_control_run(ctl, sfd);
 	dmta_control_free(ctl);
@@ -186,6 +192,7 @@ int main(int argc, char **argv)
 	sigemptyset(&sigs);
 	sigaddset(&sigs, SIGINT);
 	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGHUP); /* reload (dmta_control_reload()) */
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 	sfd = signalfd(-1, &sigs, SFD_CLOEXEC);
 	if (sfd < 0) {
@@ -206,9 +213,10 @@ int main(int argc, char **argv)
 		close(sfd);
 		goto out;
 	}
-	dmta_conf_warn_unused(d.conf, (const char *const[]){"eal", "port", "net", "workers", "tcp",
-							    "delivery", "smtp", "control", "log",
-							    "queue", "spool", NULL});
+	dmta_conf_warn_unused(d.conf,
+			      (const char *const[]){"eal", "port", "net", "workers", "tcp",
+						    "delivery", "smtp", "control", "log", "queue",
+						    "spool", "metrics", "events", NULL});
 	{
 		char mac[RTE_ETHER_ADDR_FMT_SIZE];
 

@@ -104,6 +104,10 @@ static void ops_dsn(void *ctx, const struct queue_env *env, const uint32_t *rcpt
 
 static void ops_delay(void *ctx, const struct queue_env *env, const uint32_t *rcpt, uint32_t n)
 {
+	struct queue_ctl *qc = ctx;
+
+	if (qc->hooks.delayed != NULL)
+		qc->hooks.delayed(qc->hooks.ctx, env, rcpt, n);
 	pend_push(ctx, PEND_DELAY, env, rcpt, n);
 }
 
@@ -260,6 +264,14 @@ static int load_one(struct spool_txn *t, const struct queue_env *env, void *arg)
 	if (rc == 0) {
 		lc->n++;
 		lc->qc->st.loaded++;
+		if (lc->qc->hooks.loaded != NULL) {
+			const void *msg = NULL;
+			size_t len = 0;
+
+			if (spool_msg_get(t, env->qid, &msg, &len) != 0)
+				msg = NULL;
+			lc->qc->hooks.loaded(lc->qc->hooks.ctx, env, msg, msg ? len : 0);
+		}
 	} else if (rc != -EEXIST) {
 		/* It stays spooled, and is loaded again at the next start. */
 		dmta_err("queue: cannot schedule %s: %s", queue_id_fmt(env->qid, id),

@@ -80,6 +80,14 @@ struct queue_ctl_hooks {
 	 * attempt to report it (their lifetime ran out); for the delivery log.
 	 */
 	void (*expired)(void *ctx, const struct queue_env *env, const uint32_t *rcpt, uint32_t n);
+	/**
+	 * Optional: @p env was taken into the scheduler (new mail, or the
+	 * spool's at start); @p msg and @p len are its bytes (NULL if they
+	 * could not be read), valid during the call. For delivery events.
+	 */
+	void (*loaded)(void *ctx, const struct queue_env *env, const void *msg, size_t len);
+	/** Optional: a delay warning is queued for recipients @p rcpt[0..n) of @p env. */
+	void (*delayed)(void *ctx, const struct queue_env *env, const uint32_t *rcpt, uint32_t n);
 	void *ctx;
 };
 

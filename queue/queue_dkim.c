@@ -1249,11 +1249,12 @@ static const struct dmta_conf_key dkim_keys[] = {
 	     "several keys, several signatures."},
     {.name = "headers",
      .type = DMTA_CONF_STR,
-     .example = "From:Reply-To:Subject:Date:To:Cc:Message-ID:In-Reply-To:References:"
-		"MIME-Version:Content-Type:Content-Transfer-Encoding:List-Unsubscribe:"
-		"List-Unsubscribe-Post:Feedback-ID",
+     .example = "From:To:Subject:Date:Message-ID",
      DK(headers),
-     .help = "Fields to sign (From is always signed, and over-signed); the default:"},
+     .help = "Fields to sign (From is always signed, and over-signed). The default:\n"
+	     "From, Reply-To, Subject, Date, To, Cc, Message-ID, In-Reply-To, References,\n"
+	     "MIME-Version, Content-Type, Content-Transfer-Encoding, List-Unsubscribe,\n"
+	     "List-Unsubscribe-Post, Feedback-ID."},
     {.name = "canonicalization",
      .type = DMTA_CONF_STR,
      .def = "relaxed/relaxed",

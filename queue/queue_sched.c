@@ -516,6 +516,22 @@ void queue_sched_free(struct queue_sched *s)
 	free(s);
 }
 
+void queue_sched_reconfigure(struct queue_sched *s, const struct queue_sched_conf *c)
+{
+	unsigned workers = s->c.workers;
+
+	s->c = *c;
+	s->c.workers = workers;
+	for (size_t i = 0; i < s->nd; i++) {
+		struct dest *d = s->dlist[i];
+
+		d->lim = queue_sched_limits(s, d->name);
+		/* A lower rate takes effect at once, not after the old burst. */
+		if (d->lim.rate && d->tokens > (double)d->lim.rate)
+			d->tokens = (double)d->lim.rate;
+	}
+}
+
 static bool rcpt_active(const struct queue_rcpt *r)
 {
 	return r->state == QUEUE_RCPT_PENDING || r->state == QUEUE_RCPT_DEFERRED;

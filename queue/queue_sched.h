@@ -156,6 +156,15 @@ struct queue_sched *queue_sched_new(const struct queue_sched_conf *c,
 				    const struct queue_sched_ops *ops, uint64_t seed);
 void queue_sched_free(struct queue_sched *s);
 
+/**
+ * A reload: @p c replaces the configuration (its workers excepted: the
+ * shards stay as they were) and every destination takes its limits anew
+ * from it, [dest DOMAIN] included, from the next job on. Jobs out keep
+ * what they were given; backoff already scheduled stays. @p c->conf must
+ * outlive the scheduler or the next reconfiguration.
+ */
+void queue_sched_reconfigure(struct queue_sched *s, const struct queue_sched_conf *c);
+
 /** Track a spooled message (copied). 0, -EEXIST or -ENOMEM. */
 int queue_sched_add(struct queue_sched *s, const struct queue_env *env, uint64_t now_ns);
 /** Forget a message (deleted by an admin). 0 or -ENOENT; -EBUSY while a job runs. */

@@ -595,12 +595,21 @@ static void sample_keys(FILE *fp, const struct dmta_conf_section *sec, const cha
 	}
 }
 
-int dmta_conf_sample(FILE *fp, const struct dmta_conf_section *const *secs, size_t nsecs, char *err,
-		     size_t errlen)
+/* Every default of every table parses and fits its field. */
+static int tables_check(const struct dmta_conf_section *const *secs, size_t nsecs, char *err,
+			size_t errlen)
 {
 	for (size_t i = 0; i < nsecs; i++)
 		if (sample_check(secs[i], "", err, errlen) != 0)
 			return -EINVAL;
+	return 0;
+}
+
+int dmta_conf_sample(FILE *fp, const struct dmta_conf_section *const *secs, size_t nsecs, char *err,
+		     size_t errlen)
+{
+	if (tables_check(secs, nsecs, err, errlen) != 0)
+		return -EINVAL;
 	for (size_t i = 0; i < nsecs; i++) {
 		const struct dmta_conf_section *sec = secs[i];
 
@@ -609,6 +618,111 @@ int dmta_conf_sample(FILE *fp, const struct dmta_conf_section *const *secs, size
 		sample_lines(fp, sec->help, "# ");
 		sample_keys(fp, sec, "", sec->family);
 		sample_lines(fp, sec->example, "#");
+	}
+	return ferror(fp) ? -EIO : 0;
+}
+
+/* @p text for roff: backslashes, hyphens and a leading dot or quote made literal. */
+static void man_text(FILE *fp, const char *text, size_t n)
+{
+	if (n > 0 && (text[0] == '.' || text[0] == '\''))
+		fputs("\\&", fp);
+	for (size_t i = 0; i < n; i++) {
+		if (text[i] == '\\')
+			fputs("\\e", fp);
+		else if (text[i] == '-')
+			fputs("\\-", fp);
+		else
+			putc(text[i], fp);
+	}
+}
+
+/* Help text: its lines as one paragraph, roff fills them. */
+static void man_lines(FILE *fp, const char *text)
+{
+	while (text != NULL && *text != '\0') {
+		const char *nl = strchr(text, '\n');
+		size_t n = nl ? (size_t)(nl - text) : strlen(text);
+
+		man_text(fp, text, n);
+		putc('\n', fp);
+		text = nl ? nl + 1 : NULL;
+	}
+}
+
+static void man_type(FILE *fp, const struct dmta_conf_key *k)
+{
+	static const char *const names[] = {
+	    [DMTA_CONF_STR] = "text",	    [DMTA_CONF_U64] = "a number",
+	    [DMTA_CONF_BOOL] = "yes or no", [DMTA_CONF_DURATION] = "a duration",
+	    [DMTA_CONF_SIZE] = "a size",    [DMTA_CONF_ENUM] = "one of",
+	    [DMTA_CONF_GROUP] = "",
+	};
+
+	fputs(names[k->type], fp);
+	if (k->type == DMTA_CONF_ENUM)
+		for (const struct dmta_conf_enum *e = k->values; e->name != NULL; e++) {
+			fputs(e == k->values ? " " : ", ", fp);
+			man_text(fp, e->name, strlen(e->name));
+		}
+	if (k->type == DMTA_CONF_U64 && k->max != 0)
+		fprintf(fp, ", %llu to %llu", (unsigned long long)k->min,
+			(unsigned long long)k->max);
+	else if (k->type == DMTA_CONF_U64 && k->min != 0)
+		fprintf(fp, ", at least %llu", (unsigned long long)k->min);
+}
+
+static void man_keys(FILE *fp, const struct dmta_conf_section *sec, const char *prefix)
+{
+	for (size_t i = 0; i < sec->nkeys; i++) {
+		const struct dmta_conf_key *k = &sec->keys[i];
+		char name[128];
+
+		snprintf(name, sizeof(name), "%s%s", prefix, k->name);
+		if (k->type == DMTA_CONF_GROUP) {
+			man_keys(fp, k->group, name);
+			continue;
+		}
+		fputs(".TP\n.B ", fp);
+		man_text(fp, name, strlen(name));
+		fputs("\n(", fp);
+		man_type(fp, k);
+		if (k->def != NULL) {
+			fputs("; default ", fp);
+			man_text(fp, k->def[0] ? k->def : "empty",
+				 strlen(k->def[0] ? k->def : "empty"));
+		} else if (k->example != NULL) {
+			fputs("; unset by default, for example ", fp);
+			man_text(fp, k->example, strlen(k->example));
+		}
+		fputs(")\n", fp);
+		man_lines(fp, k->help);
+	}
+}
+
+int dmta_conf_man(FILE *fp, const struct dmta_conf_section *const *secs, size_t nsecs, char *err,
+		  size_t errlen)
+{
+	if (tables_check(secs, nsecs, err, errlen) != 0)
+		return -EINVAL;
+	for (size_t i = 0; i < nsecs; i++) {
+		const struct dmta_conf_section *sec = secs[i];
+
+		if (i == 0 || strcmp(secs[i - 1]->name, sec->name) != 0) {
+			fputs(".SS [", fp);
+			man_text(fp, sec->name, strlen(sec->name));
+			fputs("]\n", fp);
+		}
+		if (sec->help != NULL) {
+			fputs(".PP\n", fp);
+			man_lines(fp, sec->help);
+		}
+		man_keys(fp, sec, "");
+		if (sec->example != NULL) {
+			fputs(".PP\nFor example:\n.PP\n.nf\n", fp);
+			man_lines(fp, sec->example);
+			fputs(".fi\n", fp);
+		}
 	}
 	return ferror(fp) ? -EIO : 0;
 }

@@ -10,6 +10,7 @@
  *	dmta_conf_warn_unused(conf, (const char *[]){"spool", NULL});
  *	dmta_conf_free(conf);
  *	dmta_conf_sample(stdout, sections, nsections);
+ *	dmta_conf_man(stdout, sections, nsections);   (dmta.conf(5)'s key reference)
  *
  * DESCRIPTION
  *	An INI file with [sections] and key = value lines, parsed by libinih.
@@ -166,8 +167,9 @@ void dmta_conf_foreach(const struct dmta_conf *conf, const char *section,
 
 /**
  * Call @p fn once for each section whose name begins with @p prefix (e.g.
- * "dkim " for the [dkim DOMAIN] family), in file order. A section with no
- * keys is not seen (the parser keeps keys, not headers).
+ * "dkim " for the [dkim DOMAIN] family, "dest " for [dest DOMAIN]), in
+ * file order. A section with no keys is not seen (the parser keeps keys,
+ * not headers).
  */
 void dmta_conf_sections(const struct dmta_conf *conf, const char *prefix,
 			void (*fn)(const char *section, void *arg), void *arg);
@@ -205,6 +207,14 @@ int dmta_conf_read_over(const struct dmta_conf *conf, const char *name,
  */
 int dmta_conf_sample(FILE *fp, const struct dmta_conf_section *const *secs, size_t nsecs, char *err,
 		     size_t errlen);
+
+/**
+ * The key reference of @p secs as roff for dmta.conf(5): a subsection per
+ * section, a tagged paragraph per key (its type, default or example, and
+ * help). Checks the tables as dmta_conf_sample() does; 0 or -EINVAL.
+ */
+int dmta_conf_man(FILE *fp, const struct dmta_conf_section *const *secs, size_t nsecs, char *err,
+		  size_t errlen);
 
 /* Parsers behind the getters, usable on their own (e.g. for CLI flags). 0 or -EINVAL. */
 int dmta_parse_u64(const char *s, uint64_t *out);

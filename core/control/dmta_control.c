@@ -6,8 +6,8 @@
 #include <stdlib.h>
 #include <fcntl.h>
 #include <string.h>
-#include <sys/prctl.h>
-#include <sys/resource.h>
+#include <signal.h>
+#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -17,10 +17,13 @@
 #include "core/control/dmta_control.h"
 #include "core/control/dmta_control_conf.h"
 #include "core/control/dmta_dlog.h"
+#include "core/control/dmta_events.h"
 #include "core/control/dmta_job.h"
 #include "core/control/dmta_kbackend.h"
 #include "core/control/dmta_loop.h"
+#include "core/control/dmta_metrics.h"
 #include "core/control/dmta_pool.h"
+#include "core/control/dmta_reload.h"
 #include "core/control/dmta_stats.h"
 #include "dns/dns_resolver.h"
 #include "queue/queue_bounce.h"
@@ -80,6 +83,17 @@ struct dmta_control {
 	bool stats_warned;
 	struct dmta_stats_rate rate;
 	struct dmta_stats *snap;
+
+	/* Operations (dmta_metrics.h): counters the view lacks, the server. */
+	struct dmta_metrics_extra ops;
+	struct dmta_metrics *metrics;
+	struct dmta_events *events; /* [events] url; NULL: none */
+
+	/* Reloads: the configuration read last (NULL: still the caller's),
+	 * and what earlier ones replaced. */
+	struct dmta_conf *own_conf;
+	struct dmta_reload *retired;	   /* what reloads replaced (dmta_reload.h) */
+	const struct dmta_conf *boot_conf; /* the caller's: what was built at start */
 };
 
 /*
@@ -130,6 +144,10 @@ static void log_rcpt(struct dmta_control *ctl, const struct queue_env *env, uint
 	};
 
 	dmta_dlog_write(ctl->dlog, &rec);
+	if (ctl->events != NULL)
+		dmta_events_attempt(ctl->events, &rec, job ? job->bytes : NULL, job ? job->len : 0,
+				    job && now > job->start_ns ? (double)(now - job->start_ns) / 1e9
+							       : -1);
 }
 
 /* Recipients whose lifetime ran out: no attempt reports them, so log them here. */
@@ -139,6 +157,23 @@ static void on_expired(void *arg, const struct queue_env *env, const uint32_t *r
 
 	for (uint32_t i = 0; i < n; i++)
 		log_rcpt(ctl, env, rcpt[i], NULL, env->rcpt[rcpt[i]].reply, "expired");
+}
+
+/* Delivery events for what the queue does on its own: new mail, delay warnings. */
+static void on_loaded(void *arg, const struct queue_env *env, const void *msg, size_t len)
+{
+	struct dmta_control *ctl = arg;
+
+	if (ctl->events != NULL)
+		dmta_events_reception(ctl->events, env, msg, len);
+}
+
+static void on_delayed(void *arg, const struct queue_env *env, const uint32_t *rcpt, uint32_t n)
+{
+	struct dmta_control *ctl = arg;
+
+	if (ctl->events != NULL)
+		dmta_events_delay(ctl->events, env, rcpt, n);
 }
 
 static void on_wake(void *arg, int fd, uint32_t events)
@@ -171,6 +206,23 @@ static void job_free(struct dmta_job *job)
 	free(job);
 }
 
+/* For metrics: 0 MX (or no route), 1 a [routes] entry, 2 the relay. */
+static unsigned route_kind(const struct dmta_job *job)
+{
+	if (job->route == NULL)
+		return 0;
+	return job->route->dest->source == DNS_SRC_RELAY   ? 2
+	       : job->route->dest->source == DNS_SRC_ROUTE ? 1
+							   : 0;
+}
+
+static void count_status(uint64_t *by, const struct dmta_job *job, const char *text)
+{
+	char status[16];
+
+	dmta_metrics_count_status(by, reply_status(text, job->connected, status, sizeof(status)));
+}
+
 /* The backend (or DNS) is done with a job: record the outcome. */
 static void job_done(void *arg, struct dmta_job *job)
 {
@@ -201,14 +253,24 @@ static void job_done(void *arg, struct dmta_job *job)
 		if (code >= 200 && code < 300) {
 			outcome = "delivered";
 			ctl->st.delivered++;
+			ctl->ops.delivered_by_route[route_kind(job)]++;
 		} else if (code >= 500 && code < 600) {
 			outcome = "bounced";
 			ctl->st.bounced++;
+			ctl->ops.bounced_by_route[route_kind(job)]++;
+			count_status(ctl->ops.bounced_by, job, text);
 		} else {
 			outcome = "deferred";
 			ctl->st.deferred++;
+			ctl->ops.deferred_by_route[route_kind(job)]++;
+			count_status(ctl->ops.deferred_by, job, text);
 		}
 		log_rcpt(ctl, &job->env, i, job, text, outcome); /* the job's recipients only */
+	}
+	if (job->connected && job->sjob.shard < DMTA_METRICS_MAX_WORKERS) {
+		ctl->ops.tls_by_worker[job->sjob.shard][job->tls[0] != '\0']++;
+		if (job->sjob.shard >= ctl->ops.nworkers)
+			ctl->ops.nworkers = job->sjob.shard + 1;
 	}
 	if (queue_ctl_result(ctl->qc, &job->sjob, &res, now) != 0)
 		dmta_err("scheduler refused the result of message %llu",
@@ -609,6 +671,30 @@ static void stats_take(struct dmta_control *ctl)
 		s->nworkers = ctl->be->workers(ctl->be->be, s->workers, DMTA_STATS_MAX_WORKERS);
 }
 
+/* The view as Prometheus text, for the metrics server to serve until the next one. */
+static void metrics_publish(struct dmta_control *ctl)
+{
+	char *text = NULL;
+	size_t len = 0;
+	FILE *out = open_memstream(&text, &len);
+
+	if (out == NULL)
+		return;
+	if (ctl->events != NULL)
+		dmta_events_counters(ctl->events, &ctl->ops);
+	dmta_metrics_census(&ctl->ops, ctl->sched, ctl->snap->messages, dmta_wall_ns());
+	if (ctl->snap->nworkers > ctl->ops.nworkers)
+		ctl->ops.nworkers = ctl->snap->nworkers;
+	dmta_metrics_write(out, ctl->snap, &ctl->ops);
+	if (ctl->be->metrics != NULL)
+		ctl->be->metrics(ctl->be->be, out);
+	if (fclose(out) != 0) {
+		free(text);
+		return;
+	}
+	dmta_metrics_publish(ctl->metrics, text, len);
+}
+
 /* Take the view and publish it: the file in the spool, and the backend's own way. */
 static void stats_publish(struct dmta_control *ctl)
 {
@@ -623,6 +709,48 @@ static void stats_publish(struct dmta_control *ctl)
 	}
 	if (ctl->be->publish != NULL)
 		ctl->be->publish(ctl->be->be, ctl->snap);
+	if (ctl->metrics != NULL)
+		metrics_publish(ctl);
+}
+
+/* [metrics] listen: the server, fed each time the view is taken (once a second at least). */
+static int metrics_setup(struct dmta_control *ctl, char *err, size_t errlen)
+{
+	struct dmta_metrics_conf mc;
+
+	if (dmta_metrics_conf_load(ctl->conf, &mc) != 0) {
+		snprintf(err, errlen, "invalid [metrics] settings in %s",
+			 dmta_conf_source(ctl->conf));
+		return -EINVAL;
+	}
+	if (mc.listen == NULL)
+		return 0;
+	ctl->metrics = dmta_metrics_start(mc.listen, err, errlen);
+	if (ctl->metrics == NULL)
+		return -EINVAL;
+	if (ctl->stats_ms == 0 || ctl->stats_ms > 1000)
+		ctl->stats_ms = 1000;
+	dmta_info("metrics: http://%s/metrics", mc.listen);
+	return 0;
+}
+
+/* [events] url: the events file in the spool and its poster, before the spool is loaded. */
+static int events_setup(struct dmta_control *ctl, char *err, size_t errlen)
+{
+	struct dmta_events_conf ec;
+
+	if (dmta_events_conf_load(ctl->conf, &ec) != 0) {
+		snprintf(err, errlen, "invalid [events] settings in %s",
+			 dmta_conf_source(ctl->conf));
+		return -EINVAL;
+	}
+	if (ec.url == NULL)
+		return 0;
+	ctl->events = dmta_events_open(&ec, spool_path(ctl->sp), err, errlen);
+	if (ctl->events == NULL)
+		return -EINVAL;
+	dmta_info("events: posted to %s", ec.url);
+	return 0;
 }
 
 static int stats_setup(struct dmta_control *ctl, char *err, size_t errlen)
@@ -647,55 +775,27 @@ static int stats_setup(struct dmta_control *ctl, char *err, size_t errlen)
 		snprintf(err, errlen, "out of memory");
 		return -ENOMEM;
 	}
-	return 0;
+	return metrics_setup(ctl, err, errlen);
 }
 
 /* ---- set-up ---- */
 
-#define SECRET_MAX 1024
-
-/*
- * The relay password: a file of ours (or root's) that nobody else may read
- * or write, and that fits (a longer one is refused, not cut). Once it is
- * in memory the process may not dump core: a core file would carry it.
- */
-static char *read_secret(const char *path, char *err, size_t errlen)
+static bool same_str(const char *a, const char *b)
 {
-	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-	char buf[SECRET_MAX + 2], *s;
-	struct stat st;
-	ssize_t n;
+	return (a == NULL && b == NULL) || (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
 
-	if (fd < 0) {
-		snprintf(err, errlen, "[relay] password_file %s: %s", path, strerror(errno));
-		return NULL;
-	}
-	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) ||
-	    (st.st_uid != geteuid() && st.st_uid != 0) || (st.st_mode & (S_IWGRP | S_IRWXO))) {
-		snprintf(err, errlen,
-			 "[relay] password_file %s: want a regular file owned by uid %u (or root) "
-			 "that others cannot read and only its owner can write (mode 0600 or 0640)",
-			 path, (unsigned)geteuid());
-		close(fd);
-		return NULL;
-	}
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n < 0 || n > SECRET_MAX) {
-		snprintf(err, errlen, "[relay] password_file %s: %s", path,
-			 n < 0 ? strerror(errno) : "longer than 1024 bytes");
-		return NULL;
-	}
-	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
-		n--;
-	buf[n] = '\0';
-	if (prctl(PR_SET_DUMPABLE, 0) != 0 ||
-	    setrlimit(RLIMIT_CORE, &(struct rlimit){.rlim_cur = 0, .rlim_max = 0}) != 0)
-		dmta_warn("cannot turn core dumps off (%s): one would hold the relay password",
-			  strerror(errno));
-	s = strdup(buf);
-	explicit_bzero(buf, sizeof(buf));
-	return s;
+/* The TLS and AUTH policy and the stop timeout from ctl->cc (at start and on reload). */
+static void policy_set(struct dmta_control *ctl)
+{
+	ctl->mx_tls = ctl->cc.mx_tls;
+	ctl->relay_tls = ctl->cc.relay_tls;
+	ctl->relay_verify = ctl->cc.relay_verify;
+	ctl->private_mx = ctl->cc.private_mx;
+	ctl->auth_plaintext = ctl->cc.auth_plaintext;
+	ctl->stop_timeout_ms = ctl->cc.stop_timeout_ms;
+	ctl->max_jobs = ctl->cc.max_jobs;
+	ctl->max_job_bytes = ctl->cc.max_job_bytes;
 }
 
 static int control_config(struct dmta_control *ctl, dmta_backend_new_fn *make, void *make_arg,
@@ -709,14 +809,7 @@ static int control_config(struct dmta_control *ctl, dmta_backend_new_fn *make, v
 		snprintf(err, errlen, "invalid [smtp] settings in %s", dmta_conf_source(conf));
 		return -EINVAL;
 	}
-	ctl->mx_tls = ctl->cc.mx_tls;
-	ctl->relay_tls = ctl->cc.relay_tls;
-	ctl->relay_verify = ctl->cc.relay_verify;
-	ctl->private_mx = ctl->cc.private_mx;
-	ctl->auth_plaintext = ctl->cc.auth_plaintext;
-	ctl->stop_timeout_ms = ctl->cc.stop_timeout_ms;
-	ctl->max_jobs = ctl->cc.max_jobs;
-	ctl->max_job_bytes = ctl->cc.max_job_bytes;
+	policy_set(ctl);
 	s = ctl->cc.relay_user;
 	if (s != NULL) {
 		const char *pf = ctl->cc.relay_password_file;
@@ -726,7 +819,7 @@ static int control_config(struct dmta_control *ctl, dmta_backend_new_fn *make, v
 			return -EINVAL;
 		}
 		ctl->relay_user = strdup(s);
-		ctl->relay_pass = read_secret(pf, err, errlen);
+		ctl->relay_pass = dmta_control_conf_secret(pf, err, errlen);
 		if (ctl->relay_user == NULL || ctl->relay_pass == NULL)
 			return -EINVAL;
 	}
@@ -750,7 +843,8 @@ struct dmta_control *dmta_control_new(const struct dmta_conf *conf, dmta_backend
 				      void *make_arg, unsigned shards, char *err, size_t errlen)
 {
 	struct dmta_control *ctl = calloc(1, sizeof(*ctl));
-	struct queue_ctl_hooks hooks = {.expired = on_expired, .ctx = ctl};
+	struct queue_ctl_hooks hooks = {
+	    .expired = on_expired, .loaded = on_loaded, .delayed = on_delayed, .ctx = ctl};
 	char path[4096];
 	const char *dl;
 
@@ -759,6 +853,7 @@ struct dmta_control *dmta_control_new(const struct dmta_conf *conf, dmta_backend
 		return NULL;
 	}
 	ctl->conf = conf;
+	ctl->boot_conf = conf;
 	ctl->lock_fd = -1;
 	ctl->started_ns = dmta_wall_ns();
 	if (dmta_control_conf_load(conf, &ctl->cc) != 0) {
@@ -776,7 +871,7 @@ struct dmta_control *dmta_control_new(const struct dmta_conf *conf, dmta_backend
 		goto fail;
 	ctl->sp = queue_ctl_spool(ctl->qc);
 	ctl->sched = queue_ctl_sched(ctl->qc);
-	if (stats_setup(ctl, err, errlen) != 0)
+	if (stats_setup(ctl, err, errlen) != 0 || events_setup(ctl, err, errlen) != 0)
 		goto fail;
 	if (queue_ctl_start(ctl->qc, dmta_wall_ns(), err, errlen) != 0)
 		goto fail;
@@ -844,13 +939,35 @@ static int control_timeout_ms(struct dmta_control *ctl)
 
 struct stop_flag {
 	bool stop;
+	bool reload;
 };
 
+/* stop_fd: SIGHUP asks for a reload, anything else (or a non-signalfd) to stop. */
 static void on_stop(void *arg, int fd, uint32_t events)
 {
 	struct stop_flag *f = arg;
+	struct signalfd_siginfo si;
 
-	f->stop = true;
+	if (read(fd, &si, sizeof(si)) == (ssize_t)sizeof(si) && si.ssi_signo == SIGHUP)
+		f->reload = true;
+	else
+		f->stop = true;
+}
+
+/* Commit, and time the commits that wrote something (for the histogram). */
+static void timed_commit(struct dmta_control *ctl)
+{
+	struct queue_ctl_stats before, after;
+	uint64_t t0 = dmta_now_ns();
+
+	/* The events of this turn are durable before the changes they report. */
+	if (ctl->events != NULL)
+		(void)dmta_events_sync(ctl->events);
+	queue_ctl_get_stats(ctl->qc, &before);
+	(void)queue_ctl_commit(ctl->qc, dmta_wall_ns());
+	queue_ctl_get_stats(ctl->qc, &after);
+	if (after.commits + after.commit_errors != before.commits + before.commit_errors)
+		dmta_metrics_hist_observe(&ctl->ops.commit, (double)(dmta_now_ns() - t0) / 1e9);
 }
 
 static void control_turn(struct dmta_control *ctl, int timeout_ms)
@@ -862,7 +979,7 @@ static void control_turn(struct dmta_control *ctl, int timeout_ms)
 	dns_resolver_tick(ctl->dns);
 	ctl->be->tick(ctl->be->be);
 	schedule(ctl);
-	(void)queue_ctl_commit(ctl->qc, dmta_wall_ns());
+	timed_commit(ctl);
 	if (ctl->stats_ms != 0 && dmta_now_ns() >= ctl->next_stats_ns) {
 		stats_publish(ctl);
 		ctl->next_stats_ns = dmta_now_ns() + ctl->stats_ms * DMTA_NS_PER_MS;
@@ -878,8 +995,13 @@ int dmta_control_run(struct dmta_control *ctl, int stop_fd)
 		return -EINVAL;
 	dmta_info("control: spool %s, backend %s, helo %s", spool_path(ctl->sp), ctl->be->name,
 		  ctl->helo);
-	while (!f.stop)
+	while (!f.stop) {
 		control_turn(ctl, control_timeout_ms(ctl));
+		if (f.reload) {
+			f.reload = false;
+			(void)dmta_control_reload(ctl);
+		}
+	}
 	dmta_loop_del(ctl->loop, stop_fd);
 
 	/* Let what is in flight finish, for a while. */
@@ -891,9 +1013,101 @@ int dmta_control_run(struct dmta_control *ctl, int stop_fd)
 
 		control_turn(ctl, t > 100 ? 100 : t);
 	}
-	(void)queue_ctl_commit(ctl->qc, dmta_wall_ns());
+	timed_commit(ctl);
 	if (ctl->stats_ms != 0)
 		stats_publish(ctl); /* the last word, read while we free */
+	return 0;
+}
+
+/* ---- reload ---- */
+
+/* [log] delivery: a new file (or new rotation limits) only when they changed. */
+static void reload_dlog(struct dmta_control *ctl, const struct dmta_control_conf *cc)
+{
+	char path[4096];
+	const char *dl;
+	struct dmta_dlog *n;
+
+	if (same_str(cc->dlog_path, ctl->cc.dlog_path) &&
+	    cc->dlog_max_size == ctl->cc.dlog_max_size && cc->dlog_keep == ctl->cc.dlog_keep)
+		return;
+	snprintf(path, sizeof(path), "%s/delivery.log", spool_path(ctl->sp));
+	dl = cc->dlog_path ? cc->dlog_path : path;
+	n = dmta_dlog_open(dl, cc->dlog_max_size, cc->dlog_keep);
+	if (n == NULL) {
+		dmta_warn("reload: delivery log %s: %s; writing on to the old one", dl,
+			  strerror(errno));
+		return;
+	}
+	dmta_dlog_close(ctl->dlog);
+	ctl->dlog = n;
+}
+
+int dmta_control_reload(struct dmta_control *ctl)
+{
+	const char *path = dmta_conf_source(ctl->conf);
+	struct dmta_reload *r;
+	char err[512] = "", fixed[512];
+	int nfixed;
+
+	if (strcmp(path, "(defaults)") == 0)
+		path = DMTA_CONF_DEFAULT_PATH;
+	r = dmta_reload_read(path, ctl->boot_conf, err, sizeof(err));
+	if (r == NULL) {
+		dmta_err("reload refused: %s: %s; the running configuration stays", path, err);
+		ctl->ops.reloads_refused++;
+		return -EINVAL;
+	}
+	nfixed = dmta_reload_fixed(ctl->boot_conf, r->conf, dmta_reload_fixed_list,
+				   dmta_reload_nfixed, fixed, sizeof(fixed));
+	if (nfixed > 0)
+		dmta_warn("reload: %s cannot change while dmtad runs: kept as they were until a "
+			  "restart",
+			  fixed);
+
+	/* The resolver reads its configuration through &ctl->dnscfg: the new
+	 * routes and relay go in, and the rest of [dns], which made the
+	 * resolver, stays; the old routes retire (lookups under way use them). */
+	{
+		struct dns_config *o = &ctl->dnscfg, *n = &r->dns, t = *o;
+
+		o->routes = n->routes;
+		o->n_routes = n->n_routes;
+		o->relay = n->relay;
+		n->routes = t.routes;
+		n->n_routes = t.n_routes;
+		n->relay = t.relay;
+	}
+	queue_sched_reconfigure(ctl->sched, &r->sc);
+	reload_dlog(ctl, &r->cc);
+	{
+		/* The relay's credentials: the old ones retire with the rest. */
+		char *u = ctl->relay_user, *p = ctl->relay_pass;
+
+		ctl->relay_user = r->relay_user;
+		ctl->relay_pass = r->relay_pass;
+		r->relay_user = u;
+		r->relay_pass = p;
+	}
+	ctl->cc = r->cc;
+	policy_set(ctl);
+	ctl->stats_ms = ctl->cc.stats_interval_ms;
+	if (ctl->metrics != NULL && (ctl->stats_ms == 0 || ctl->stats_ms > 1000))
+		ctl->stats_ms = 1000;
+	{
+		/* r now holds what was replaced (the configuration too, unless
+		 * it was the caller's); the new one is ours. */
+		struct dmta_conf *old = ctl->own_conf;
+
+		ctl->own_conf = r->conf;
+		ctl->conf = r->conf;
+		r->conf = old;
+		r->next = ctl->retired;
+		ctl->retired = r;
+	}
+	ctl->ops.reloads++;
+	dmta_info("reload: %s applied (routes, relay, limits, TLS policy, log)%s", path,
+		  nfixed > 0 ? "; see above for what was kept" : "");
 	return 0;
 }
 
@@ -917,7 +1131,10 @@ void dmta_control_free(struct dmta_control *ctl)
 		ctl->be->free(ctl->be->be);
 	ctl->be = NULL;
 	if (ctl->qc != NULL)
-		(void)queue_ctl_commit(ctl->qc, dmta_wall_ns());
+		timed_commit(ctl);
+	/* Its poster ends once the post under way has its answer. */
+	dmta_events_close(ctl->events);
+	ctl->events = NULL;
 	if (ctl->dnscfg_loaded)
 		dns_config_release(&ctl->dnscfg);
 	dmta_dlog_close(ctl->dlog);
@@ -928,9 +1145,12 @@ void dmta_control_free(struct dmta_control *ctl)
 		dmta_stats_unpublish(spool_path(ctl->sp));
 		close(ctl->lock_fd);
 	}
+	dmta_metrics_stop(ctl->metrics);
 	free(ctl->snap);
 	queue_ctl_close(ctl->qc);
 	dmta_loop_free(ctl->loop);
+	dmta_reload_free(ctl->retired);
+	dmta_conf_free(ctl->own_conf);
 	free(ctl->relay_user);
 	if (ctl->relay_pass != NULL) {
 		explicit_bzero(ctl->relay_pass, strlen(ctl->relay_pass));

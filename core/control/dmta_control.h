@@ -21,7 +21,8 @@
  *	delivery log gets one line per recipient per attempt (and per
  *	recipient whose lifetime ran out).
  *
- *	On stop_fd the backend is drained (idle sessions quit; jobs in flight
+ *	SIGHUP on stop_fd reloads the configuration (dmta_control_reload()).
+ *	Any other signal there: the backend is drained (idle sessions quit; jobs in flight
  *	get up to [control] stop_timeout to finish), the last changes are
  *	committed and everything is freed. Messages still undelivered stay in
  *	the spool for the next start.
@@ -56,6 +57,17 @@
  *	backend's per-worker sessions and TCP retransmissions) and writes it
  *	to SPOOL/dmtad.stats, and hands it to the backend's publish() (DPDK
  *	telemetry's /dmta/control). The file is removed at a clean stop.
+ *
+ *	Metrics (dmta_metrics.h): with [metrics] listen, each view is also
+ *	formatted as Prometheus text (with the counters the view lacks: routes,
+ *	status classes, the spool commit histogram, and the backend's own
+ *	families) and handed to the metrics server's thread; the view is then
+ *	taken at least once a second.
+ *
+ *	Delivery events (dmta_events.h): with [events] url, each reception,
+ *	attempt outcome, expiry and delay warning is also an event, written
+ *	and synced to SPOOL/events before the turn's spool commit, and posted
+ *	by a thread of its own.
  *
  * DIAGNOSTICS
  *	dmta_control_new() returns NULL with one line in err.
@@ -107,6 +119,19 @@ struct dmta_control *dmta_control_new(const struct dmta_conf *conf, dmta_backend
 
 /** Run until @p stop_fd is readable (a signalfd); 0 or -errno. */
 int dmta_control_run(struct dmta_control *ctl, int stop_fd);
+
+/**
+ * Read the configuration file again and apply what can change while we
+ * run (a SIGHUP on stop_fd does this between two turns): [routes], [relay]
+ * host, user, password and TLS, [smtp] tls, [queue] and [dest DOMAIN]
+ * limits and retry settings, [log], [control]. What was built at start
+ * (dmta_reload.h) is kept, and named in one warning line. A file that does
+ * not read, or has a bad value anywhere, is refused whole with one error
+ * line, and the running configuration stays. Sessions and jobs are not
+ * touched: jobs out finish under the settings they were given. 0 or
+ * -EINVAL (refused).
+ */
+int dmta_control_reload(struct dmta_control *ctl);
 
 void dmta_control_get_stats(const struct dmta_control *ctl, struct dmta_control_stats *st);
 

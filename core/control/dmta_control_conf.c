@@ -2,7 +2,14 @@
  * dmta_control_conf.c - see dmta_control_conf.h.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "core/base/dmta_log.h"
 #include "core/control/dmta_control_conf.h"
@@ -174,4 +181,50 @@ int dmta_control_conf_load(const struct dmta_conf *conf, struct dmta_control_con
 		rc = -EINVAL;
 	}
 	return rc ? -EINVAL : 0;
+}
+
+#define SECRET_MAX 1024
+
+/*
+ * The relay password: a file of ours (or root's) that nobody else may read
+ * or write, and that fits (a longer one is refused, not cut). Once it is
+ * in memory the process may not dump core: a core file would carry it.
+ */
+char *dmta_control_conf_secret(const char *path, char *err, size_t errlen)
+{
+	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	char buf[SECRET_MAX + 2], *s;
+	struct stat st;
+	ssize_t n;
+
+	if (fd < 0) {
+		snprintf(err, errlen, "[relay] password_file %s: %s", path, strerror(errno));
+		return NULL;
+	}
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) ||
+	    (st.st_uid != geteuid() && st.st_uid != 0) || (st.st_mode & (S_IWGRP | S_IRWXO))) {
+		snprintf(err, errlen,
+			 "[relay] password_file %s: want a regular file owned by uid %u (or root) "
+			 "that others cannot read and only its owner can write (mode 0600 or 0640)",
+			 path, (unsigned)geteuid());
+		close(fd);
+		return NULL;
+	}
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n < 0 || n > SECRET_MAX) {
+		snprintf(err, errlen, "[relay] password_file %s: %s", path,
+			 n < 0 ? strerror(errno) : "longer than 1024 bytes");
+		return NULL;
+	}
+	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+		n--;
+	buf[n] = '\0';
+	if (prctl(PR_SET_DUMPABLE, 0) != 0 ||
+	    setrlimit(RLIMIT_CORE, &(struct rlimit){.rlim_cur = 0, .rlim_max = 0}) != 0)
+		dmta_warn("cannot turn core dumps off (%s): one would hold the relay password",
+			  strerror(errno));
+	s = strdup(buf);
+	explicit_bzero(buf, sizeof(buf));
+	return s;
 }

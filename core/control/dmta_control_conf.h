@@ -51,6 +51,12 @@ extern const struct dmta_conf_section dmta_control_conf_section;
 /** [delivery] backend into *@p backend. 0 or -EINVAL. */
 int dmta_delivery_backend(const struct dmta_conf *conf, enum dmta_backend_kind *backend);
 
+/**
+ * The relay's password: the first line of @p path (malloc'd; the caller
+ * wipes and frees it), or NULL with one line in @p err.
+ */
+char *dmta_control_conf_secret(const char *path, char *err, size_t errlen);
+
 /** Every key above into @p cc (strings point into @p conf). 0 or -EINVAL. */
 int dmta_control_conf_load(const struct dmta_conf *conf, struct dmta_control_conf *cc);
 

@@ -18,6 +18,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "dns/dns_dest.h"
 #include "queue/queue_env.h"
@@ -98,6 +99,9 @@ struct dmta_backend {
 	unsigned (*workers)(void *be, struct dmta_stats_worker *w, unsigned max);
 	/** Optional: the control thread's view, each time it is taken. */
 	void (*publish)(void *be, const struct dmta_stats *s);
+	/** Optional: more Prometheus families (dmta_metrics.h) into @p out,
+	 *  read as workers() reads, each time the view is taken. */
+	void (*metrics)(void *be, FILE *out);
 	void *be;
 };
 

@@ -24,6 +24,7 @@
 #include "core/base/dmta_time.h"
 #include "core/dataplane/dmta_dbackend.h"
 #include "core/control/dmta_pool.h"
+#include "core/control/dmta_metrics.h"
 #include "core/control/dmta_stats.h"
 #include "core/dataplane/dmta_tcpx.h"
 #include "core/dataplane/dmta_telemetry.h"
@@ -341,6 +342,40 @@ static unsigned db_workers(void *be, struct dmta_stats_worker *w, unsigned max)
 	return k;
 }
 
+/*
+ * Every TCP counter of every worker's stack for Prometheus: one family per
+ * counter, a sample per worker, read as db_workers() reads them.
+ */
+static void db_metrics(void *be, FILE *out)
+{
+	static const char *const gauges[] = {"conns", "conns_alloc", "sq_mbufs"};
+	struct dmta_dbackend *db = be;
+	size_t n;
+	const struct tcp_stat_name *names = tcp_stack_stat_names(&n);
+	char name[96], labels[32];
+
+	if (db->released)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		bool gauge = false;
+
+		for (size_t g = 0; g < sizeof(gauges) / sizeof(gauges[0]); g++)
+			gauge |= strcmp(names[i].name, gauges[g]) == 0;
+		snprintf(name, sizeof(name), "dmta_tcp_%s%s", names[i].name, gauge ? "" : "_total");
+		dmta_metrics_family(
+		    out, name, gauge ? "gauge" : "counter",
+		    "The userspace TCP stack's counter of that name (tcp_stack.h).");
+		for (unsigned k = 0; k < db->n; k++) {
+			const struct tcp_stack_stats *ts = tcp_stack_stats(db->ws[k].w->stk);
+
+			snprintf(labels, sizeof(labels), "worker=\"%u\"", k);
+			dmta_metrics_sample(
+			    out, name, labels,
+			    *(const volatile uint64_t *)&TCP_STAT_GET(ts, &names[i]));
+		}
+	}
+}
+
 static void db_publish(void *be, const struct dmta_stats *s)
 {
 	dmta_telemetry_control_publish(s);
@@ -404,6 +439,7 @@ struct dmta_backend *dmta_dbackend_bind(void *arg, struct dmta_loop *loop, dmta_
 	    .free = db_release,
 	    .workers = db_workers,
 	    .publish = db_publish,
+	    .metrics = db_metrics,
 	    .be = db,
 	};
 	if (dmta_telemetry_control_init() != 0)

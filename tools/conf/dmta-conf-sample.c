@@ -5,6 +5,7 @@
  * SYNOPSIS
  *	dmta-conf-sample > tools/dmta.conf.sample
  *	dmta-conf-sample --check tools/dmta.conf.sample
+ *	dmta-conf-sample --man VERSION > dmta.conf.5
  *
  * DESCRIPTION
  *	Every key of dmta.conf is declared once, in a table beside the code
@@ -12,7 +13,9 @@
  *	tables in the order the sample shows them; the unit test runs it with
  *	--check so that the sample cannot fall behind the code. --check also
  *	reads the file back through every table: each value it shows must be
- *	accepted, and each key it sets must be one a table knows.
+ *	accepted, and each key it sets must be one a table knows. --man
+ *	writes the manual page dmta.conf(5), its key reference from the same
+ *	tables (meson builds and installs it).
  *
  * DIAGNOSTICS
  *	Exit 0; 1 when a table is broken or the file differs (the first
@@ -25,6 +28,8 @@
 #include "core/base/dmta_conf.h"
 #include "core/base/dmta_log.h"
 #include "core/control/dmta_control_conf.h"
+#include "core/control/dmta_events.h"
+#include "core/control/dmta_metrics.h"
 #include "core/control/dmta_pool.h"
 #include "core/dataplane/dmta_dataplane.h"
 #include "core/dataplane/dmta_port.h"
@@ -66,6 +71,8 @@ static const struct dmta_conf_section *const sections[] = {
     &dmta_log_conf_section,
     &dmta_control_conf_section,
     &queue_dkim_conf_section,
+    &dmta_metrics_conf_section,
+    &dmta_events_conf_section,
 };
 
 static int write_sample(FILE *fp)
@@ -79,6 +86,58 @@ static int write_sample(FILE *fp)
 		return -1;
 	}
 	return 0;
+}
+
+/* dmta.conf(5): the prose around the key reference. */
+static int write_man(FILE *fp, const char *version)
+{
+	char err[256];
+
+	fprintf(fp,
+		".\\\" Written by dmta-conf-sample --man from the key tables: do not edit.\n"
+		".TH DMTA.CONF 5 \"\" \"dmta %s\" \"File Formats\"\n"
+		".SH NAME\n"
+		"dmta.conf \\- configuration of the dmta mailer\n"
+		".SH SYNOPSIS\n"
+		".B /etc/dmta/dmta.conf\n"
+		".SH DESCRIPTION\n"
+		"Every dmta program reads this one file: the one named by\n"
+		".B \\-c\n"
+		".RB ( dmta\\-sendmail \": \" \\-C ),\n"
+		"else the one in\n"
+		".BR DMTA_CONFIG ,\n"
+		"else\n"
+		".IR /etc/dmta/dmta.conf .\n"
+		"A missing default file means all defaults; a file named explicitly must exist.\n"
+		".PP\n"
+		"The file is INI: [section] headers and key = value lines; lines starting\n"
+		"with # or ; are comments. Durations take ms, s, m, h, d, w (a bare number\n"
+		"is seconds); sizes take k, M, G. Each program warns about keys it does not\n"
+		"know in the sections it owns.\n"
+		".PP\n"
+		".BR dmtad (8)\n"
+		"reads the file again on SIGHUP (or\n"
+		".BR \"dmta\\-queue reload\" ):\n"
+		"routes, the relay, TLS policy, [queue] and [dest] limits, [log] and [control]\n"
+		"change at once; what was built at start ([eal], [port], [net], [workers],\n"
+		"[tcp], [spool], [delivery], [dns], the session pools' [smtp] and [relay] keys,\n"
+		"[metrics], [events]) is kept and named in one line; a file with any error is\n"
+		"refused whole.\n"
+		".SH KEYS\n",
+		version);
+	if (dmta_conf_man(fp, sections, sizeof(sections) / sizeof(sections[0]), err, sizeof(err)) !=
+	    0) {
+		fprintf(stderr, "dmta-conf-sample: broken table: %s\n", err);
+		return -1;
+	}
+	fputs(".SH FILES\n"
+	      ".TP\n.I /etc/dmta/dmta.conf\nthe default configuration file\n"
+	      ".TP\n.I /var/spool/dmta\nthe default spool\n"
+	      ".SH SEE ALSO\n"
+	      ".BR dmtad (8),\n.BR dmta\\-sendmail (8),\n.BR dmta\\-inject (8),\n"
+	      ".BR dmta\\-queue (8)\n",
+	      fp);
+	return ferror(fp) ? -1 : 0;
 }
 
 static char *read_all(const char *path, size_t *len)
@@ -192,8 +251,10 @@ int main(int argc, char **argv)
 	dmta_log_init("dmta-conf-sample", DMTA_LOG_WARN);
 	if (argc == 1)
 		return write_sample(stdout) == 0 && fflush(stdout) == 0 ? 0 : 1;
+	if (argc == 3 && strcmp(argv[1], "--man") == 0)
+		return write_man(stdout, argv[2]) == 0 && fflush(stdout) == 0 ? 0 : 1;
 	if (argc != 3 || strcmp(argv[1], "--check") != 0) {
-		fprintf(stderr, "usage: dmta-conf-sample [--check FILE]\n");
+		fprintf(stderr, "usage: dmta-conf-sample [--check FILE | --man VERSION]\n");
 		return 64;
 	}
 	mem = open_memstream(&buf, &len);

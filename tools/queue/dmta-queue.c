@@ -12,6 +12,7 @@
  *	dmta-queue [-c FILE] [--json] stats
  *	dmta-queue [-c FILE] [--json] check [--repair]
  *	dmta-queue [-c FILE] [--json] route DOMAIN...
+ *	dmta-queue [-c FILE] [--json] reload
  *
  * DESCRIPTION
  *	Changes are made in one spool transaction each and are durable when
@@ -36,11 +37,16 @@
  *	"stats" being the snapshot (core/control/dmta_stats.h) or null when it is
  *	missing or stale.
  *
+ *	reload: sends SIGHUP to the dmtad that holds this spool's lock (it
+ *	re-reads dmta.conf and logs what it applied or refused); exit 1 when
+ *	none runs.
+ *
  * DIAGNOSTICS
  *	Exit 0 on success, 1 when an ID is not found or check finds damage,
  *	64 on usage errors, 73/75 when the spool cannot be opened or written.
  */
 #include <errno.h>
+#include <signal.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -62,10 +68,11 @@ static bool json;
 
 static void usage(void)
 {
-	fprintf(stderr,
-		"usage: dmta-queue [-c FILE] [--json] "
-		"list|show ID|cat ID|flush [DOMAIN]|delete ID...|--domain D|--all|"
-		"hold ID...|--all|release ID...|--all|stats|check [--repair]|route DOMAIN\n");
+	fprintf(
+	    stderr,
+	    "usage: dmta-queue [-c FILE] [--json] "
+	    "list|show ID|cat ID|flush [DOMAIN]|delete ID...|--domain D|--all|"
+	    "hold ID...|--all|release ID...|--all|stats|check [--repair]|route DOMAIN|reload\n");
 	exit(EX_USAGE_);
 }
 
@@ -495,6 +502,28 @@ static int route(const char *conf_path, int n, char **domains, bool as_json)
 	return rc == 0 ? 0 : 1;
 }
 
+/* Ask the spool's dmtad to re-read its configuration. */
+static int reload(struct spool *sp)
+{
+	int64_t pid = dmta_stats_owner(spool_path(sp));
+
+	if (pid <= 0) {
+		fprintf(stderr, "dmta-queue: reload: no dmtad runs on spool %s\n", spool_path(sp));
+		return 1;
+	}
+	if (kill((pid_t)pid, SIGHUP) != 0) {
+		fprintf(stderr, "dmta-queue: reload: pid %lld: %s\n", (long long)pid,
+			strerror(errno));
+		return 1;
+	}
+	if (json)
+		printf("{\"reload\":true,\"pid\":%lld}\n", (long long)pid);
+	else
+		printf("asked dmtad (pid %lld) to reload; its log says what it applied\n",
+		       (long long)pid);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	const char *conf_path = NULL, *cmd;
@@ -528,7 +557,8 @@ int main(int argc, char **argv)
 	if (strcmp(cmd, "route") == 0)
 		return route(conf_path, argc - i, argv + i, json);
 	ro = strcmp(cmd, "list") == 0 || strcmp(cmd, "show") == 0 || strcmp(cmd, "cat") == 0 ||
-	     strcmp(cmd, "stats") == 0 || (strcmp(cmd, "check") == 0 && i == argc);
+	     strcmp(cmd, "stats") == 0 || strcmp(cmd, "reload") == 0 ||
+	     (strcmp(cmd, "check") == 0 && i == argc);
 	sp = queue_tool_open(conf_path, false, !ro, &conf, &ex);
 	if (sp == NULL)
 		return ex;
@@ -546,6 +576,8 @@ int main(int argc, char **argv)
 		ex = change(sp, OP_RELEASE, argc - i, argv + i);
 	} else if (strcmp(cmd, "flush") == 0) {
 		ex = change(sp, OP_FLUSH, argc - i, argv + i);
+	} else if (strcmp(cmd, "reload") == 0 && i == argc) {
+		ex = reload(sp);
 	} else if (strcmp(cmd, "stats") == 0 && i == argc) {
 		ex = stats(sp);
 	} else if (strcmp(cmd, "check") == 0 &&
