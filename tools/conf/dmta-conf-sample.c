@@ -25,6 +25,7 @@
 #include "core/base/dmta_conf.h"
 #include "core/base/dmta_log.h"
 #include "core/control/dmta_control_conf.h"
+#include "core/control/dmta_listen.h"
 #include "core/control/dmta_pool.h"
 #include "core/dataplane/dmta_dataplane.h"
 #include "core/dataplane/dmta_port.h"
@@ -64,6 +65,7 @@ static const struct dmta_conf_section *const sections[] = {
     &dmta_pool_relay_conf_section,
     &dmta_log_conf_section,
     &dmta_control_conf_section,
+    &dmta_listen_conf_section,
 };
 
 static int write_sample(FILE *fp)
