@@ -1409,6 +1409,16 @@ static void *listen_main(void *arg)
 
 /* ---- start and stop ---- */
 
+int dmta_listen_users_path(const struct dmta_conf *conf, const char **path)
+{
+	struct listen_keys k = {0};
+
+	if (dmta_conf_read(conf, &dmta_listen_conf_section, &k) != 0)
+		return -EINVAL;
+	*path = k.users;
+	return 0;
+}
+
 static void listen_free(struct dmta_listen *l)
 {
 	while (l->conns != NULL)

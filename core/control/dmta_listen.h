@@ -77,6 +77,9 @@ struct dmta_listen_stats {
 	uint64_t timeouts; /* sessions ended by command_timeout or data_timeout */
 };
 
+/** [listen] users of @p conf into *@p path (NULL when not set). 0 or -EINVAL. */
+int dmta_listen_users_path(const struct dmta_conf *conf, const char **path);
+
 /** Bind what [listen] names, make the maildrop and start the thread. */
 struct dmta_listen *dmta_listen_start(const struct dmta_conf *conf, struct spool *sp, char *err,
 				      size_t errlen);
