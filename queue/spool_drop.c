@@ -36,7 +36,8 @@ static int drop_dir(const char *spool_path)
 {
 	int sfd, dfd;
 
-	sfd = open(spool_path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	/* The spool grants the group search (x) only: O_PATH needs no more. */
+	sfd = open(spool_path, O_PATH | O_DIRECTORY | O_CLOEXEC);
 	if (sfd < 0)
 		return -errno;
 	dfd = openat(sfd, SPOOL_DROP_DIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);

@@ -10,10 +10,13 @@
  *	rc = spool_drop_parse(buf, len, &env, &msg, &msglen, &why);
  *
  * DESCRIPTION
- *	SPOOL/maildrop is owned by root, group SPOOL_DROP_GROUP, mode 1730:
- *	only that group may create names in it, nobody but root may list it,
- *	and the sticky bit lets only a file's owner (or root) remove or
- *	rename it. sendmail runs setgid to that group; a file it creates
+ *	SPOOL/maildrop is owned by root, group SPOOL_DROP_GROUP, mode 1770:
+ *	only that group may create names in it, and the sticky bit lets only
+ *	a file's owner (or root) remove or rename it. No user is a member of
+ *	the group: only the setgid sendmail has it, and it never lists the
+ *	directory (the group's r is there so that the writer can open the
+ *	directory to fsync it). The spool itself gives the group search (x)
+ *	only. sendmail runs setgid to that group; a file it creates
  *	belongs to the invoking user (mode 0600), so no user reads, changes
  *	or removes another's queued mail, and the owner dmtad sees is the
  *	real submitter. LMDB's files and writer lock stay root's: no user

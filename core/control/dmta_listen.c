@@ -707,13 +707,13 @@ static void on_inotify(void *arg, int fd, uint32_t events)
 	l->drop_scan = true;
 }
 
-/* SPOOL/maildrop: made if missing; group dmtadrop and mode 1730 when that
+/* SPOOL/maildrop: made if missing; group dmtadrop and mode 1770 when that
  * group exists (else root only: nobody else can submit). */
 static int drop_setup(struct dmta_listen *l, char *err, size_t errlen)
 {
 	char path[4096];
 	struct group *gr = getgrnam(SPOOL_DROP_GROUP);
-	struct stat st;
+	struct stat st, sst;
 
 	snprintf(path, sizeof(path), "%s/%s", spool_path(l->sp), SPOOL_DROP_DIR);
 	if (mkdir(path, 0700) < 0 && errno != EEXIST) {
@@ -724,12 +724,21 @@ static int drop_setup(struct dmta_listen *l, char *err, size_t errlen)
 		snprintf(err, errlen, "%s: not a directory", path);
 		return -ENOTDIR;
 	}
+	/* The group passes through the spool (x only) to reach the maildrop;
+	 * the spool's files stay root's. */
+	if (gr != NULL && geteuid() == 0 && stat(spool_path(l->sp), &sst) == 0 && sst.st_uid == 0 &&
+	    (sst.st_gid != gr->gr_gid || (sst.st_mode & 0070) != 0010)) {
+		if (chown(spool_path(l->sp), 0, gr->gr_gid) < 0 ||
+		    chmod(spool_path(l->sp), (sst.st_mode & 07707) | 0010) < 0)
+			dmta_warn("%s: group %s with x only: %s", spool_path(l->sp),
+				  SPOOL_DROP_GROUP, strerror(errno));
+	}
 	if (gr != NULL && geteuid() == 0 && st.st_uid == 0) {
 		if (st.st_gid != gr->gr_gid && chown(path, 0, gr->gr_gid) < 0)
 			dmta_warn("%s: chown to group %s: %s", path, SPOOL_DROP_GROUP,
 				  strerror(errno));
-		if ((st.st_mode & 07777) != 01730 && chmod(path, 01730) < 0)
-			dmta_warn("%s: chmod 1730: %s", path, strerror(errno));
+		if ((st.st_mode & 07777) != 01770 && chmod(path, 01770) < 0)
+			dmta_warn("%s: chmod 1770: %s", path, strerror(errno));
 	}
 	l->ino_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
 	if (l->ino_fd < 0 || inotify_add_watch(l->ino_fd, path, IN_MOVED_TO | IN_CLOSE_WRITE) < 0) {

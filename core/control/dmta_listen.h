@@ -38,7 +38,7 @@
  *	data_timeout bounds a whole DATA or BDAT transfer. Either expiring
  *	gives 421 4.4.2 and the connection is closed.
  *
- *	The maildrop (spool_drop.h): SPOOL/maildrop is made (mode 1730, group
+ *	The maildrop (spool_drop.h): SPOOL/maildrop is made (mode 1770, group
  *	dmtadrop when that group exists) at start, read at start, on every
  *	inotify event and once a minute. Each complete file is parsed as
  *	untrusted input, committed with the turn's batch and then removed; a
