@@ -3,12 +3,13 @@
  *
  * DESCRIPTION
  *	One thread, one epoll loop (dmta_loop.h): the listening sockets, the
- *	connections, the maildrop's inotify descriptor and a stop eventfd.
- *	Each connection is a sans-I/O smtp_server, with an smtp_tls between
- *	it and the socket once TLS is up. A turn of the loop reads what is
- *	ready, lets the engines run, commits the batch of finished messages
- *	(struct pending) in one transaction, answers each, sends what the
- *	engines queued and expires timeouts.
+ *	connections, the maildrop's inotify descriptor, the committer's done
+ *	eventfd and a stop eventfd. Each connection is a sans-I/O smtp_server,
+ *	with an smtp_tls between it and the socket once TLS is up. A turn of
+ *	the loop reads what is ready and lets the engines run; finished
+ *	messages (struct pending) join the batch, which goes to the committer
+ *	thread at the end of the turn when it is free; when a batch comes
+ *	back each client is answered. Timeouts are expired once per turn.
  */
 #include <arpa/inet.h>
 #include <crypt.h>
@@ -17,6 +18,7 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <netdb.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -225,9 +227,19 @@ struct dmta_listen {
 	/* Connections. */
 	struct conn *conns;
 	unsigned nconns;
-	/* The batch. */
+	/* The batch being made, and the committer's. */
 	struct pending *batch, **batch_tail;
 	unsigned nbatch;
+	bool committing;	/* a batch is with the committer */
+	unsigned drops_pending; /* maildrop files in either batch */
+	pthread_t committer;
+	bool committer_running;
+	pthread_mutex_t mu; /* guards the four below */
+	pthread_cond_t cv;
+	struct pending *to_commit, *done;
+	int done_rc;
+	bool committer_stop;
+	int done_fd; /* the committer's "done": an eventfd */
 	/* The maildrop. */
 	int ino_fd;
 	bool drop_scan; /* look again this turn */
@@ -484,42 +496,99 @@ static void batch_add(struct dmta_listen *l, struct pending *p)
 static void conn_answer(struct conn *c, int code, const char *text);
 
 /*
- * Write the batch in one transaction, then answer: 250 with the queue id
- * to each client once the commit (and its fsync) returned, 451 to each if
- * it failed; maildrop files are removed only after a good commit.
+ * The committer thread: write each batch it is handed in one transaction
+ * (one commit, one fsync), then hand it back through done_fd. While it
+ * waits for the disk the listener goes on serving every connection, so
+ * that the messages finished meanwhile make the next batch. Only the
+ * spool calls run here: the listener drops what a departed client left
+ * before the handover and reads the results after it.
  */
-static void batch_commit(struct dmta_listen *l)
+static void *committer_main(void *arg)
 {
-	struct spool_txn *t = NULL;
-	struct pending *p, *next;
-	int rc;
+	struct dmta_listen *l = arg;
 
-	struct pending *list = l->batch;
-	unsigned count = l->nbatch;
+	pthread_mutex_lock(&l->mu);
+	for (;;) {
+		struct pending *list, *p;
+		struct spool_txn *t = NULL;
+		uint64_t one = 1;
+		int rc;
 
-	if (list == NULL)
+		while (l->to_commit == NULL && !l->committer_stop)
+			pthread_cond_wait(&l->cv, &l->mu);
+		if (l->to_commit == NULL)
+			break;
+		list = l->to_commit;
+		pthread_mutex_unlock(&l->mu);
+
+		rc = spool_begin(l->sp, true, &t);
+		for (p = list; rc == 0 && p != NULL; p = p->next) {
+			/*
+			 * HOOK(dkim): a message is about to be spooled. DKIM
+			 * signing at acceptance (queue/queue_dkim, as
+			 * dmta-sendmail and dmta-inject call it before
+			 * spool_put) belongs here, on p->msg / p->len, for SMTP
+			 * clients and maildrop files alike.
+			 */
+			rc = spool_put(t, &p->env, p->msg ? p->msg : "", p->len);
+		}
+		if (rc == 0)
+			rc = spool_commit(t);
+		else if (t != NULL)
+			spool_abort(t);
+
+		pthread_mutex_lock(&l->mu);
+		l->to_commit = NULL;
+		l->done = list;
+		l->done_rc = rc;
+		(void)!write(l->done_fd, &one, sizeof(one));
+	}
+	pthread_mutex_unlock(&l->mu);
+	return NULL;
+}
+
+/* Hand the batch to the committer, if it is free; messages of clients that
+ * left are dropped first (never acknowledged: not queued). */
+static void batch_handover(struct dmta_listen *l)
+{
+	struct pending *list = NULL, **tail = &list, *p, *next;
+
+	if (l->batch == NULL || l->committing)
 		return;
-	/* Answers below let pipelined input run, which may finish messages
-	 * for the next batch. */
+	for (p = l->batch; p != NULL; p = next) {
+		next = p->next;
+		if (p->dropped) {
+			pending_free(p);
+			continue;
+		}
+		p->next = NULL;
+		*tail = p;
+		tail = &p->next;
+	}
 	l->batch = NULL;
 	l->batch_tail = &l->batch;
 	l->nbatch = 0;
-	rc = spool_begin(l->sp, true, &t);
-	for (p = list; rc == 0 && p != NULL; p = p->next) {
-		if (p->dropped)
-			continue;
-		/*
-		 * HOOK(dkim): a message is about to be spooled. DKIM signing
-		 * at acceptance (queue/queue_dkim, as dmta-sendmail and
-		 * dmta-inject call it before spool_put) belongs here, on
-		 * p->msg / p->len, for SMTP clients and maildrop files alike.
-		 */
-		rc = spool_put(t, &p->env, p->msg ? p->msg : "", p->len);
-	}
-	if (rc == 0)
-		rc = spool_commit(t);
-	else if (t != NULL)
-		spool_abort(t);
+	if (list == NULL)
+		return;
+	l->committing = true;
+	pthread_mutex_lock(&l->mu);
+	l->to_commit = list;
+	pthread_cond_signal(&l->cv);
+	pthread_mutex_unlock(&l->mu);
+}
+
+/*
+ * A batch came back: 250 with the queue id to each client, or 451 to each
+ * if the commit failed; maildrop files are removed only after a good one.
+ * Answers let pipelined input run, which may start the next batch.
+ */
+static void batch_finish(struct dmta_listen *l, struct pending *list, int rc)
+{
+	struct pending *p, *next;
+	unsigned count = 0;
+
+	for (p = list; p != NULL; p = p->next)
+		count++;
 	l->st.commits++;
 	if (rc != 0) {
 		l->st.commit_errors++;
@@ -529,8 +598,8 @@ static void batch_commit(struct dmta_listen *l)
 		char id[17], text[64];
 
 		next = p->next;
-		if (p->dropped) {
-			pending_free(p);
+		if (p->c == NULL && p->drop[0] == '\0') {
+			pending_free(p); /* its client left during the commit */
 			continue;
 		}
 		queue_id_fmt(p->env.qid, id);
@@ -555,26 +624,63 @@ static void batch_commit(struct dmta_listen *l)
 			} else {
 				conn_answer(c, 451, "4.3.0 Cannot queue the message, try later");
 			}
-		} else if (rc == 0) {
-			int dfd = -1;
-			char path[4096];
+		} else {
+			l->drops_pending--;
+			if (rc == 0) {
+				int dfd;
+				char path[4096];
 
-			dmta_info("pickup: %s from=<%s> nrcpt=%u size=%zu uid=%u", id,
-				  p->env.sender, p->env.nrcpt, p->len, (unsigned)p->uid);
-			l->st.picked_up++;
-			snprintf(path, sizeof(path), "%s/%s", spool_path(l->sp), SPOOL_DROP_DIR);
-			dfd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-			if (dfd < 0 || unlinkat(dfd, p->drop, 0) < 0)
-				dmta_err(
-				    "pickup: cannot remove %s/%s: %s (it will be queued again)",
-				    path, p->drop, strerror(errno));
-			if (dfd >= 0)
-				close(dfd);
+				dmta_info("pickup: %s from=<%s> nrcpt=%u size=%zu uid=%u", id,
+					  p->env.sender, p->env.nrcpt, p->len, (unsigned)p->uid);
+				l->st.picked_up++;
+				snprintf(path, sizeof(path), "%s/%s", spool_path(l->sp),
+					 SPOOL_DROP_DIR);
+				dfd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+				if (dfd < 0 || unlinkat(dfd, p->drop, 0) < 0)
+					dmta_err(
+					    "pickup: cannot remove %s/%s: %s (it will be queued "
+					    "again)",
+					    path, p->drop, strerror(errno));
+				if (dfd >= 0)
+					close(dfd);
+			} else {
+				l->drop_scan = true; /* the file stays: try again */
+			}
 		}
 		pending_free(p);
 	}
 	if (rc == 0)
 		(void)spool_wake(spool_path(l->sp), "wake");
+}
+
+static void on_committed(void *arg, int fd, uint32_t events)
+{
+	struct dmta_listen *l = arg;
+	struct pending *list;
+	uint64_t n;
+	int rc;
+
+	(void)!read(fd, &n, sizeof(n));
+	pthread_mutex_lock(&l->mu);
+	list = l->done;
+	rc = l->done_rc;
+	l->done = NULL;
+	pthread_mutex_unlock(&l->mu);
+	if (list == NULL)
+		return;
+	l->committing = false;
+	batch_finish(l, list, rc);
+}
+
+/* Wait for the batch in flight, if any, and take it back. */
+static void batch_wait(struct dmta_listen *l)
+{
+	while (l->committing) {
+		struct pollfd pfd = {.fd = l->done_fd, .events = POLLIN};
+
+		(void)poll(&pfd, 1, -1);
+		on_committed(l, l->done_fd, EPOLLIN);
+	}
 }
 
 /* ---- the maildrop ---- */
@@ -657,6 +763,7 @@ static void drop_take(struct dmta_listen *l, int dfd, const char *name)
 	p->len = mlen;
 	p->uid = st.st_uid;
 	snprintf(p->drop, sizeof(p->drop), "%s", name);
+	l->drops_pending++;
 	batch_add(l, p);
 }
 
@@ -667,6 +774,12 @@ static void drop_scan(struct dmta_listen *l)
 	unsigned taken = 0;
 	DIR *d;
 
+	/* Files already taken are still there until their commit: look again
+	 * only once none is pending. */
+	if (l->drops_pending > 0) {
+		l->drop_scan = true;
+		return;
+	}
 	l->drop_scan = false;
 	l->next_rescan = dmta_now_ns() + (uint64_t)LISTEN_DROP_RESCAN * DMTA_NS_PER_MS;
 	snprintf(path, sizeof(path), "%s/%s", spool_path(l->sp), SPOOL_DROP_DIR);
@@ -1403,16 +1516,21 @@ static void *listen_main(void *arg)
 	int timeout = 0;
 
 	while (!l->stop) {
-		int rc = dmta_loop_once(l->loop, l->drop_scan ? 0 : timeout);
+		int rc = dmta_loop_once(l->loop, timeout);
 
 		if (rc < 0 && rc != -EINTR)
 			dmta_err("listen loop: %s", strerror(-rc));
-		if (l->drop_scan || now_ns() >= l->next_rescan)
+		if ((l->drop_scan && l->drops_pending == 0) || now_ns() >= l->next_rescan)
 			drop_scan(l);
-		batch_commit(l);
-		timeout = l->batch != NULL ? 0 : check_timeouts(l);
+		batch_handover(l);
+		timeout = check_timeouts(l);
+		if (l->drop_scan && l->drops_pending == 0)
+			timeout = 0;
 	}
-	batch_commit(l);
+	/* What was acknowledged is durable; what is finished gets its answer. */
+	batch_wait(l);
+	batch_handover(l);
+	batch_wait(l);
 	return NULL;
 }
 
@@ -1430,8 +1548,25 @@ int dmta_listen_users_path(const struct dmta_conf *conf, const char **path)
 
 static void listen_free(struct dmta_listen *l)
 {
+	struct pending *p, *next;
+
+	if (l->committer_running) {
+		pthread_mutex_lock(&l->mu);
+		l->committer_stop = true;
+		pthread_cond_signal(&l->cv);
+		pthread_mutex_unlock(&l->mu);
+		pthread_join(l->committer, NULL);
+	}
 	while (l->conns != NULL)
 		conn_free(l->conns);
+	for (p = l->batch; p != NULL; p = next) {
+		next = p->next;
+		pending_free(p);
+	}
+	if (l->done_fd >= 0)
+		close(l->done_fd);
+	pthread_mutex_destroy(&l->mu);
+	pthread_cond_destroy(&l->cv);
 	for (unsigned i = 0; i < l->nl; i++) {
 		if (l->loop)
 			dmta_loop_del(l->loop, l->lfd[i]);
@@ -1465,7 +1600,9 @@ struct dmta_listen *dmta_listen_start(const struct dmta_conf *conf, struct spool
 		return NULL;
 	}
 	l->sp = sp;
-	l->ino_fd = l->stop_fd = -1;
+	l->ino_fd = l->stop_fd = l->done_fd = -1;
+	pthread_mutex_init(&l->mu, NULL);
+	pthread_cond_init(&l->cv, NULL);
 	l->batch_tail = &l->batch;
 	if (dmta_conf_read(conf, &dmta_listen_conf_section, &l->k) != 0 ||
 	    spool_opts_from_conf(conf, &so) != 0) {
@@ -1498,7 +1635,8 @@ struct dmta_listen *dmta_listen_start(const struct dmta_conf *conf, struct spool
 	}
 	l->loop = dmta_loop_new();
 	l->stop_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	if (l->loop == NULL || l->stop_fd < 0) {
+	l->done_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (l->loop == NULL || l->stop_fd < 0 || l->done_fd < 0) {
 		snprintf(err, errlen, "listen: %s", strerror(errno));
 		goto fail;
 	}
@@ -1517,8 +1655,14 @@ struct dmta_listen *dmta_listen_start(const struct dmta_conf *conf, struct spool
 		if (dmta_loop_add(l->loop, l->lfd[i], EPOLLIN, on_accept, l) != 0)
 			goto fail_loop;
 	if (dmta_loop_add(l->loop, l->ino_fd, EPOLLIN, on_inotify, l) != 0 ||
-	    dmta_loop_add(l->loop, l->stop_fd, EPOLLIN, on_stop, l) != 0)
+	    dmta_loop_add(l->loop, l->stop_fd, EPOLLIN, on_stop, l) != 0 ||
+	    dmta_loop_add(l->loop, l->done_fd, EPOLLIN, on_committed, l) != 0)
 		goto fail_loop;
+	if (pthread_create(&l->committer, NULL, committer_main, l) != 0) {
+		snprintf(err, errlen, "listen: cannot start its committer thread");
+		goto fail;
+	}
+	l->committer_running = true;
 	if (pthread_create(&l->thread, NULL, listen_main, l) != 0) {
 		snprintf(err, errlen, "listen: cannot start its thread");
 		goto fail;

@@ -1,6 +1,7 @@
 /*
  * dmta_listen.h - dmtad's way in: SMTP listeners on kernel sockets and the
- *	pickup of local users' maildrop, in a thread of their own.
+ *	pickup of local users' maildrop, in two threads of their own (the
+ *	listener and its committer).
  *
  * SYNOPSIS
  *	l = dmta_listen_start(conf, spool, err, sizeof(err));  (binds, then runs)
@@ -20,13 +21,14 @@
  *	TLS uses tls_cert and tls_key; AUTH PLAIN and LOGIN check the crypt(3)
  *	hashes of the users file (lines "user:hash", see dmta-passwd).
  *
- *	Every message is acknowledged only once durable: the messages that
- *	reach their end of data in one turn of the thread's loop, from all
- *	connections, and the maildrop files found in that turn are written in
- *	one spool transaction (one commit, one fsync for all of them), and
- *	only then does each client get 250. While that commit runs the next
- *	turn's messages arrive, so the more clients, the more per commit. The
- *	control thread is told through the spool's wake-up socket, as for any
+ *	Every message is acknowledged only once durable. Messages that reach
+ *	their end of data, from all connections, and maildrop files make a
+ *	batch; a committer thread writes each batch in one spool transaction
+ *	(one commit, one fsync for all of them), and only then does each
+ *	client get 250. While the committer waits for the disk, the listener
+ *	goes on serving every connection, and what finishes meanwhile is the
+ *	next batch: the more clients, the more per commit. The control
+ *	thread is told through the spool's wake-up socket, as for any
  *	injector: it never waits on a client, and a slow client never waits
  *	on delivery.
  *
