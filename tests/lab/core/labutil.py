@@ -3,6 +3,7 @@
 Every process started here is remembered by PID and stopped by PID.
 """
 import json
+import re
 import os
 import socket
 import subprocess
@@ -184,3 +185,13 @@ def stop_procs(procs):
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
+
+
+def sink_count(log="/run/dmta-lab/sink.log"):
+    """Messages the lab's smtp-sink has counted (its last "mesg=N")."""
+    try:
+        data = open(log, "rb").read().decode("ascii", "replace")
+    except FileNotFoundError:
+        return 0
+    m = re.findall(r"mesg=(\d+)", data)
+    return int(m[-1]) if m else 0

@@ -10,6 +10,7 @@ the lab namespace reach from 198.19.0.1 (not in mynetworks). Checked:
   submissions (implicit TLS) with AUTH is accepted;
 - a client outside mynetworks cannot relay: 554 5.7.1;
 - max_connections_per_client: the connection past the limit gets 421;
+- max_errors: the 10th bad command gets 421;
 - slowloris: a client trickling one byte a second is cut off with 421
   within command_timeout (3 s here, plus the loop's 1 s granularity),
   while another client is served meanwhile;
@@ -28,10 +29,9 @@ import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "../core"))
-from labutil import BUILD, NS, check, dmtad_conf, dmtad_start, fail, lab  # noqa: E402
+from labutil import BUILD, NS, check, dmtad_conf, dmtad_start, lab, sink_count  # noqa: E402
 
 N = int(os.environ.get("SUBMIT_COUNT", "2000"))
-SINK_LOG = "/run/dmta-lab/sink.log"
 MGMT_IP = "198.19.0.2"
 
 
@@ -41,15 +41,6 @@ def free_port():
     p = s.getsockname()[1]
     s.close()
     return p
-
-
-def sink_count():
-    try:
-        data = open(SINK_LOG, "rb").read().decode("ascii", "replace")
-    except FileNotFoundError:
-        return 0
-    m = re.findall(r"mesg=(\d+)", data)
-    return int(m[-1]) if m else 0
 
 
 def swaks(*args, ns=False, timeout=30):
@@ -162,6 +153,13 @@ try:
     for s in held:
         s.close()
     print("ok: connection past max_connections_per_client got %s" % g.decode().strip())
+
+    # Errors before 421 ([listen] max_errors, 10 by default).
+    got = converse(P_SMTP, ["EHLO x"] + ["BOGUS %d" % i for i in range(10)])
+    codes = [r[0][:3] for r in got[2:]]
+    check(codes[:9] == ["500"] * 9 and got[-1][-1].startswith("421 "),
+          "10 unknown commands: got %r, want 500 x 9 then 421" % [r[-1] for r in got[2:]])
+    print("ok: the 10th error got %s" % got[-1][-1])
     time.sleep(0.5)
 
     # Slowloris, while someone else is served.
