@@ -34,6 +34,7 @@
 #include "core/base/dmta_conf.h"
 #include "core/base/dmta_log.h"
 #include "core/base/dmta_time.h"
+#include "core/control/dmta_accept.h"
 #include "core/control/dmta_listen.h"
 #include "core/control/dmta_loop.h"
 #include "queue/queue_addr.h"
@@ -182,11 +183,7 @@ struct conn {
 	uint64_t cmd_start, data_start;
 	uint64_t seen_commands;
 	bool in_data;
-	/* The transaction. */
-	struct queue_env env;
-	char *body;
-	size_t len, cap;
-	bool body_started;
+	struct dmta_accept acc;	 /* the transaction */
 	struct pending *pending; /* in the batch, waiting for the commit */
 	/* Ciphertext not yet sent. */
 	char *obuf;
@@ -881,8 +878,7 @@ static void conn_free(struct conn *c)
 	close(c->fd);
 	smtp_server_free(c->s);
 	smtp_tls_free(c->tls);
-	queue_env_free(&c->env);
-	free(c->body);
+	dmta_accept_free(&c->acc);
 	free(c->obuf);
 	if (c->prev)
 		c->prev->next = c->next;
@@ -979,32 +975,6 @@ static bool authorized(const struct conn *c)
 	return smtp_server_auth_user(c->s) != NULL || (c->kind == LK_SMTP && c->trusted);
 }
 
-static void txn_drop(struct conn *c)
-{
-	queue_env_free(&c->env);
-	c->len = 0;
-	c->body_started = false;
-}
-
-static int body_add(struct conn *c, const void *p, size_t n)
-{
-	if (c->len + n > c->cap) {
-		size_t cap = c->cap ? c->cap : 8192;
-		char *b;
-
-		while (cap < c->len + n)
-			cap *= 2;
-		b = realloc(c->body, cap);
-		if (b == NULL)
-			return -ENOMEM;
-		c->body = b;
-		c->cap = cap;
-	}
-	memcpy(c->body + c->len, p, n);
-	c->len += n;
-	return 0;
-}
-
 /* The trace field every relay adds (RFC 5321 4.4), with RFC 3848's
  * protocol names. */
 static int body_begin(struct conn *c)
@@ -1016,20 +986,21 @@ static int body_begin(struct conn *c)
 	struct tm tm;
 	int n;
 
-	c->body_started = true;
+	c->acc.started = true;
 	proto = auth && tls ? "ESMTPSA" : auth ? "ESMTPA" : tls ? "ESMTPS" : "ESMTP";
 	localtime_r(&now, &tm);
 	strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S %z", &tm);
 	n = snprintf(line, sizeof(line),
 		     "Received: from %s ([%s])\r\n\tby %s (dmta) with %s;\r\n\t%s\r\n",
 		     c->helo[0] ? c->helo : "unknown", c->ip, c->l->hostname, proto, date);
-	return body_add(c, line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
+	return dmta_accept_body(&c->acc, line,
+				(size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
 }
 
 static void on_mail(struct conn *c, const struct smtp_server_event *ev)
 {
-	const char *why;
-	bool utf8 = false;
+	const char *text = NULL;
+	int code;
 
 	if (c->kind == LK_SUBMISSION && !smtp_server_tls_active(c->s)) {
 		smtp_server_reply(c->s, 530, "5.7.0 Must issue a STARTTLS command first");
@@ -1039,64 +1010,21 @@ static void on_mail(struct conn *c, const struct smtp_server_event *ev)
 		smtp_server_reply(c->s, 530, "5.7.0 Authentication required");
 		return;
 	}
-	if (ev->addr[0] && queue_addr_check(ev->addr, strlen(ev->addr), &utf8, &why) < 0) {
-		smtp_server_reply(c->s, 501, "5.1.7 Bad sender address syntax");
-		return;
-	}
-	txn_drop(c);
-	if (queue_env_set_sender(&c->env, ev->addr) < 0 ||
-	    queue_env_set_envid(&c->env, ev->envid) < 0) {
-		txn_drop(c);
-		smtp_server_reply(c->s, 452, "4.3.1 Out of memory");
-		return;
-	}
-	c->env.ret = ev->ret == SMTP_RET_HDRS	? QUEUE_RET_HDRS
-		     : ev->ret == SMTP_RET_FULL ? QUEUE_RET_FULL
-						: QUEUE_RET_DEFAULT;
-	if (ev->body == SMTP_BODY_8BITMIME || ev->body == SMTP_BODY_BINARYMIME)
-		c->env.flags |= QUEUE_F_8BITMIME;
-	if (ev->smtputf8 || utf8)
-		c->env.flags |= QUEUE_F_SMTPUTF8;
-	smtp_server_reply(c->s, 0, NULL);
-}
-
-static uint8_t notify_bits(const char *v)
-{
-	uint8_t n = 0;
-
-	if (v == NULL)
-		return QUEUE_NOTIFY_DEFAULT;
-	if (strcasestr(v, "NEVER"))
-		n |= QUEUE_NOTIFY_NEVER;
-	if (strcasestr(v, "SUCCESS"))
-		n |= QUEUE_NOTIFY_SUCCESS;
-	if (strcasestr(v, "FAILURE"))
-		n |= QUEUE_NOTIFY_FAILURE;
-	if (strcasestr(v, "DELAY"))
-		n |= QUEUE_NOTIFY_DELAY;
-	return n;
+	code = dmta_accept_mail(&c->acc, ev, &text);
+	smtp_server_reply(c->s, code, text);
 }
 
 static void on_rcpt(struct conn *c, const struct smtp_server_event *ev)
 {
-	const char *why;
-	bool utf8 = false;
+	const char *text = NULL;
+	int code;
 
 	if (!authorized(c)) {
 		smtp_server_reply(c->s, 554, "5.7.1 Relaying denied");
 		return;
 	}
-	if (queue_addr_check(ev->addr, strlen(ev->addr), &utf8, &why) < 0) {
-		smtp_server_reply(c->s, 501, "5.1.3 Bad recipient address syntax");
-		return;
-	}
-	if (queue_env_add_rcpt(&c->env, ev->addr, ev->orcpt, notify_bits(ev->notify)) < 0) {
-		smtp_server_reply(c->s, 452, "4.3.1 Out of memory");
-		return;
-	}
-	if (utf8)
-		c->env.flags |= QUEUE_F_SMTPUTF8;
-	smtp_server_reply(c->s, 0, NULL);
+	code = dmta_accept_rcpt(&c->acc, ev, &text);
+	smtp_server_reply(c->s, code, text);
 }
 
 /* Constant-time string equality (the lengths may differ). */
@@ -1154,19 +1082,19 @@ static void on_data_end(struct conn *c, const struct smtp_server_event *ev)
 {
 	struct pending *p = calloc(1, sizeof(*p));
 
-	if (p == NULL || (!c->body_started && body_begin(c) != 0)) {
+	if (p == NULL || (!c->acc.started && body_begin(c) != 0)) {
 		free(p);
-		txn_drop(c);
+		dmta_accept_drop(&c->acc);
 		smtp_server_reply(c->s, 451, "4.3.0 Out of memory");
 		return;
 	}
-	p->env = c->env; /* the envelope and the body move to the batch */
-	memset(&c->env, 0, sizeof(c->env));
-	p->msg = c->body;
-	p->len = c->len;
-	c->body = NULL;
-	c->len = c->cap = 0;
-	c->body_started = false;
+	p->env = c->acc.env; /* the envelope and the body move to the batch */
+	memset(&c->acc.env, 0, sizeof(c->acc.env));
+	p->msg = c->acc.body;
+	p->len = c->acc.len;
+	c->acc.body = NULL;
+	c->acc.len = c->acc.cap = 0;
+	c->acc.started = false;
 	p->c = c;
 	c->pending = p;
 	batch_add(c->l, p);
@@ -1238,19 +1166,19 @@ static bool conn_events(struct conn *c)
 			on_rcpt(c, &ev);
 			break;
 		case SMTP_SEV_BODY:
-			if (!c->body_started && body_begin(c) != 0)
+			if (!c->acc.started && body_begin(c) != 0)
 				return false;
 			/* Past the limit the engine refuses the message at its
 			 * end: keep no more than that. */
-			if (c->len + ev.len <= c->l->size_limit + 4096 &&
-			    body_add(c, ev.data, ev.len) != 0)
+			if (c->acc.len + ev.len <= c->l->size_limit + 4096 &&
+			    dmta_accept_body(&c->acc, ev.data, ev.len) != 0)
 				return false;
 			break;
 		case SMTP_SEV_DATA_END:
 			on_data_end(c, &ev);
 			break;
 		case SMTP_SEV_RESET:
-			txn_drop(c);
+			dmta_accept_drop(&c->acc);
 			break;
 		case SMTP_SEV_TLS_NEEDED:
 			/* The 220 goes out in plaintext before TLS starts. */

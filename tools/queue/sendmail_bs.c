@@ -8,7 +8,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "queue/queue_addr.h"
+#include "core/control/dmta_accept.h"
 #include "smtp/smtp_server.h"
 #include "tools/queue/sendmail_bs.h"
 
@@ -17,30 +17,8 @@
 struct bs {
 	const struct sendmail_bs *b;
 	struct smtp_server *s;
-	struct queue_env env;
-	char *body;
-	size_t len, cap;
-	bool started;
+	struct dmta_accept acc;
 };
-
-static int body_add(struct bs *x, const void *p, size_t n)
-{
-	if (x->len + n > x->cap) {
-		size_t cap = x->cap ? x->cap : 8192;
-		char *nb;
-
-		while (cap < x->len + n)
-			cap *= 2;
-		nb = realloc(x->body, cap);
-		if (nb == NULL)
-			return -ENOMEM;
-		x->body = nb;
-		x->cap = cap;
-	}
-	memcpy(x->body + x->len, p, n);
-	x->len += n;
-	return 0;
-}
 
 /* The trace field: who ran us, as Postfix's pickup writes it. */
 static int body_begin(struct bs *x)
@@ -50,20 +28,13 @@ static int body_begin(struct bs *x)
 	struct tm tm;
 	int n;
 
-	x->started = true;
+	x->acc.started = true;
 	localtime_r(&now, &tm);
 	strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S %z", &tm);
 	n = snprintf(line, sizeof(line),
 		     "Received: by %s (dmta-sendmail -bs, from userid %u);\r\n\t%s\r\n",
 		     x->b->hostname, (unsigned)x->b->uid, date);
-	return body_add(x, line, (size_t)n);
-}
-
-static void drop(struct bs *x)
-{
-	queue_env_free(&x->env);
-	x->len = 0;
-	x->started = false;
+	return dmta_accept_body(&x->acc, line, (size_t)n);
 }
 
 static bool flush(struct bs *x)
@@ -83,60 +54,17 @@ static bool flush(struct bs *x)
 	return true;
 }
 
-static void on_mail(struct bs *x, const struct smtp_server_event *ev)
-{
-	const char *why;
-	bool utf8 = false;
-
-	if (ev->addr[0] && queue_addr_check(ev->addr, strlen(ev->addr), &utf8, &why) < 0) {
-		smtp_server_reply(x->s, 501, "5.1.7 Bad sender address syntax");
-		return;
-	}
-	drop(x);
-	if (queue_env_set_sender(&x->env, ev->addr) < 0 ||
-	    queue_env_set_envid(&x->env, ev->envid) < 0) {
-		drop(x);
-		smtp_server_reply(x->s, 452, "4.3.1 Out of memory");
-		return;
-	}
-	x->env.ret = ev->ret == SMTP_RET_HDRS	? QUEUE_RET_HDRS
-		     : ev->ret == SMTP_RET_FULL ? QUEUE_RET_FULL
-						: QUEUE_RET_DEFAULT;
-	if (ev->body == SMTP_BODY_8BITMIME || ev->body == SMTP_BODY_BINARYMIME)
-		x->env.flags |= QUEUE_F_8BITMIME;
-	if (ev->smtputf8 || utf8)
-		x->env.flags |= QUEUE_F_SMTPUTF8;
-	smtp_server_reply(x->s, 0, NULL);
-}
-
-static void on_rcpt(struct bs *x, const struct smtp_server_event *ev)
-{
-	const char *why;
-	bool utf8 = false;
-
-	if (queue_addr_check(ev->addr, strlen(ev->addr), &utf8, &why) < 0) {
-		smtp_server_reply(x->s, 501, "5.1.3 Bad recipient address syntax");
-		return;
-	}
-	if (queue_env_add_rcpt(&x->env, ev->addr, ev->orcpt, QUEUE_NOTIFY_DEFAULT) < 0) {
-		smtp_server_reply(x->s, 452, "4.3.1 Out of memory");
-		return;
-	}
-	if (utf8)
-		x->env.flags |= QUEUE_F_SMTPUTF8;
-	smtp_server_reply(x->s, 0, NULL);
-}
-
 static void on_data_end(struct bs *x)
 {
 	char id[64], text[128];
 	int rc = 0;
 
-	if (!x->started)
+	if (!x->acc.started)
 		rc = body_begin(x);
 	if (rc == 0)
-		rc = x->b->queue(x->b->arg, &x->env, x->body ? x->body : "", x->len, id);
-	drop(x);
+		rc = x->b->queue(x->b->arg, &x->acc.env, x->acc.body ? x->acc.body : "", x->acc.len,
+				 id);
+	dmta_accept_drop(&x->acc);
 	if (rc == 0) {
 		snprintf(text, sizeof(text), "2.0.0 Ok: queued as %s", id);
 		smtp_server_reply(x->s, 250, text);
@@ -151,6 +79,7 @@ static void on_data_end(struct bs *x)
 static bool events(struct bs *x)
 {
 	struct smtp_server_event ev;
+	const char *text = NULL;
 	bool open = true;
 
 	while (smtp_server_event(x->s, &ev)) {
@@ -162,16 +91,16 @@ static bool events(struct bs *x)
 			smtp_server_reply(x->s, 503, "5.5.1 AUTH not available");
 			break;
 		case SMTP_SEV_MAIL:
-			on_mail(x, &ev);
+			smtp_server_reply(x->s, dmta_accept_mail(&x->acc, &ev, &text), text);
 			break;
 		case SMTP_SEV_RCPT:
-			on_rcpt(x, &ev);
+			smtp_server_reply(x->s, dmta_accept_rcpt(&x->acc, &ev, &text), text);
 			break;
 		case SMTP_SEV_BODY:
-			if ((!x->started && body_begin(x) != 0) ||
-			    (x->len + ev.len <= x->b->size_limit + 4096 &&
-			     body_add(x, ev.data, ev.len) != 0)) {
-				drop(x);
+			if ((!x->acc.started && body_begin(x) != 0) ||
+			    (x->acc.len + ev.len <= x->b->size_limit + 4096 &&
+			     dmta_accept_body(&x->acc, ev.data, ev.len) != 0)) {
+				dmta_accept_drop(&x->acc);
 				return false;
 			}
 			break;
@@ -179,7 +108,7 @@ static bool events(struct bs *x)
 			on_data_end(x);
 			break;
 		case SMTP_SEV_RESET:
-			drop(x);
+			dmta_accept_drop(&x->acc);
 			break;
 		case SMTP_SEV_CLOSED:
 			open = false;
@@ -231,8 +160,7 @@ int sendmail_bs_run(const struct sendmail_bs *b)
 	}
 	if (ex == 0 && !flush(&x))
 		ex = 74;
-	drop(&x);
-	free(x.body);
+	dmta_accept_free(&x.acc);
 	smtp_server_free(x.s);
 	return ex;
 }
