@@ -195,3 +195,12 @@ def sink_count(log="/run/dmta-lab/sink.log"):
         return 0
     m = re.findall(r"mesg=(\d+)", data)
     return int(m[-1]) if m else 0
+
+
+def free_port():
+    """A TCP port nothing listens on at the moment, on 127.0.0.1."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p

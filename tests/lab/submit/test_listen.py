@@ -29,18 +29,11 @@ import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "../core"))
-from labutil import BUILD, NS, check, dmtad_conf, dmtad_start, lab, sink_count  # noqa: E402
+from labutil import (BUILD, NS, check, dmtad_conf, dmtad_start, free_port, lab,  # noqa: E402
+                     sink_count)
 
 N = int(os.environ.get("SUBMIT_COUNT", "2000"))
 MGMT_IP = "198.19.0.2"
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
 
 
 def swaks(*args, ns=False, timeout=30):
