@@ -966,7 +966,13 @@ static bool conn_flush(struct conn *c)
 		}
 		c->want_out = smtp_server_tx_pending(c->s) > 0;
 	}
-	dmta_loop_mod(c->l->loop, c->fd, EPOLLIN | (c->want_out ? EPOLLOUT : 0));
+	/* No reading while a commit is awaited or the session is over: the
+	 * socket's bytes would wake the loop again and again (epoll is level
+	 * triggered) with nowhere to put them. conn_answer() flushes, which
+	 * asks for them again. */
+	dmta_loop_mod(c->l->loop, c->fd,
+		      (c->pending != NULL || c->closing ? 0 : EPOLLIN) |
+			  (c->want_out ? EPOLLOUT : 0));
 	return true;
 }
 
