@@ -22,6 +22,23 @@
  *	real submitter. LMDB's files and writer lock stay root's: no user
  *	process ever holds the lock dmtad waits on.
  *
+ *	Why this design, of the three the issue names:
+ *	  - a setgid injector writing the LMDB spool itself was never an
+ *	    option: the user owns the process (may stop it with SIGSTOP
+ *	    while it holds LMDB's writer lock, stalling dmtad, or ptrace it
+ *	    were it dumpable) and could write anything into any record;
+ *	  - a local socket to the daemon (OpenSMTPD's smtpctl/enqueue) loses
+ *	    "the queue fills while dmtad is down" unless an offline area is
+ *	    added, which is this maildrop again;
+ *	  - so: Postfix's shape, a setgid writer of one file per message into
+ *	    a directory only that group may write, and the privileged daemon
+ *	    as the only reader. The setgid program holds no lock anybody
+ *	    waits on, writes nothing another user can see, and the file's
+ *	    owner (set by the kernel, not the file) tells dmtad who sent it.
+ *	    Postfix needs a separate postdrop because its sendmail does much
+ *	    more; dmta-sendmail gives the group up at its first line and
+ *	    takes it back only around spool_drop_write().
+ *
  *	A file is written as ".tmp.RANDOM" and renamed to its final name
  *	once complete and fsync'ed (directory too): dmtad takes only names
  *	that do not start with '.', so a writer killed half way leaves
