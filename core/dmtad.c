@@ -115,7 +115,7 @@ static int run_kernel_backend(struct dmta_conf *conf)
 	}
 	dmta_conf_warn_unused(conf,
 			      (const char *const[]){"delivery", "smtp", "control", "log", "queue",
-						    "spool", "metrics", "events", NULL});
+						    "spool", "metrics", "events", "listen", NULL});
 	dmta_info("ready: backend kernel");
 	rc = dmta_control_run(ctl, sfd);
 	dmta_control_free(ctl);
@@ -216,7 +216,7 @@ int main(int argc, char **argv)
 	dmta_conf_warn_unused(d.conf,
 			      (const char *const[]){"eal", "port", "net", "workers", "tcp",
 						    "delivery", "smtp", "control", "log", "queue",
-						    "spool", "metrics", "events", NULL});
+						    "spool", "metrics", "events", "listen", NULL});
 	{
 		char mac[RTE_ETHER_ADDR_FMT_SIZE];
 

@@ -2,8 +2,10 @@
  * smtp_tls.c - TLS as a sans-I/O layer (OpenSSL over memory BIOs).
  *
  * DESCRIPTION
- *	See smtp_tls.h. Two memory BIOs stand in for the socket: OpenSSL reads
- *	ciphertext from rbio (filled by smtp_tls_cipher_in) and writes it to
+ *	See smtp_tls.h. A server context (smtp_tls_server_ctx_new) holds a
+ *	certificate and key and no session table; its connections come from
+ *	smtp_tls_accept() and share every function below with the client's. Two memory BIOs stand in
+ *for the socket: OpenSSL reads ciphertext from rbio (filled by smtp_tls_cipher_in) and writes it to
  *	wbio (drained by smtp_tls_cipher_out). Sessions are caught with the
  *	new-session callback, which is where TLS 1.3 tickets show up, and kept
  *	in a small table keyed by destination, a few per destination; the
@@ -39,6 +41,7 @@ struct smtp_tls_ctx {
 	struct slot *slots;
 	unsigned nslots;
 	unsigned long clock;
+	bool server; /* smtp_tls_server_ctx_new(): smtp_tls_accept() only */
 };
 
 struct smtp_tls {
@@ -188,16 +191,52 @@ void smtp_tls_ctx_free(struct smtp_tls_ctx *x)
 	free(x);
 }
 
-struct smtp_tls *smtp_tls_new(struct smtp_tls_ctx *x, const char *sni, const char *dest_key,
-			      bool verify)
+struct smtp_tls_ctx *smtp_tls_server_ctx_new(const char *cert_file, const char *key_file, char *err,
+					     size_t errlen)
 {
-	struct smtp_tls *t;
+	struct smtp_tls_ctx *x = calloc(1, sizeof(*x));
 
-	if (x == NULL) {
-		errno = EINVAL;
+	if (x == NULL || cert_file == NULL || key_file == NULL) {
+		free(x);
+		snprintf(err, errlen, "a certificate and a key are needed");
+		errno = x ? EINVAL : ENOMEM;
 		return NULL;
 	}
-	t = calloc(1, sizeof(*t));
+	if (app_idx < 0)
+		app_idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+	x->ctx = SSL_CTX_new(TLS_server_method());
+	if (x->ctx == NULL) {
+		free(x);
+		snprintf(err, errlen, "out of memory");
+		errno = ENOMEM;
+		return NULL;
+	}
+	x->server = true;
+	SSL_CTX_set_min_proto_version(x->ctx, TLS1_2_VERSION);
+	if (SSL_CTX_use_certificate_chain_file(x->ctx, cert_file) != 1 ||
+	    SSL_CTX_use_PrivateKey_file(x->ctx, key_file, SSL_FILETYPE_PEM) != 1 ||
+	    SSL_CTX_check_private_key(x->ctx) != 1) {
+		unsigned long e = ERR_get_error();
+
+		snprintf(err, errlen, "%s, %s: %s", cert_file, key_file,
+			 e ? ERR_reason_error_string(e) : "unusable");
+		ERR_clear_error();
+		smtp_tls_ctx_free(x);
+		errno = EPROTO;
+		return NULL;
+	}
+	/* Stateless tickets (OpenSSL's default) let clients resume without a
+	 * server-side cache, which one listener thread does not need. */
+	SSL_CTX_set_session_cache_mode(x->ctx, SSL_SESS_CACHE_OFF);
+	return x;
+}
+
+/* A connection on @p x over two memory BIOs, keyed by @p dest_key (may be
+ * NULL); NULL + errno. */
+static struct smtp_tls *conn_new(struct smtp_tls_ctx *x, const char *dest_key)
+{
+	struct smtp_tls *t = calloc(1, sizeof(*t));
+
 	if (t == NULL) {
 		errno = ENOMEM;
 		return NULL;
@@ -219,6 +258,35 @@ struct smtp_tls *smtp_tls_new(struct smtp_tls_ctx *x, const char *sni, const cha
 	}
 	BIO_set_mem_eof_return(t->rbio, -1);
 	SSL_set_bio(t->ssl, t->rbio, t->wbio);
+	return t;
+}
+
+struct smtp_tls *smtp_tls_accept(struct smtp_tls_ctx *x)
+{
+	struct smtp_tls *t;
+
+	if (x == NULL || !x->server) {
+		errno = EINVAL;
+		return NULL;
+	}
+	t = conn_new(x, NULL);
+	if (t != NULL)
+		SSL_set_accept_state(t->ssl);
+	return t;
+}
+
+struct smtp_tls *smtp_tls_new(struct smtp_tls_ctx *x, const char *sni, const char *dest_key,
+			      bool verify)
+{
+	struct smtp_tls *t;
+
+	if (x == NULL || x->server) {
+		errno = EINVAL;
+		return NULL;
+	}
+	t = conn_new(x, dest_key);
+	if (t == NULL)
+		return NULL;
 	SSL_set_ex_data(t->ssl, app_idx, t);
 	SSL_set_connect_state(t->ssl);
 	if (sni && sni[0]) {

@@ -12,6 +12,9 @@
  *	  n = smtp_tls_cipher_out(t, buf, cap);	(bytes for the wire)
  *	smtp_tls_free(t);
  *
+ *	(server)  x = smtp_tls_server_ctx_new(cert, key, err, sizeof(err));
+ *	          t = smtp_tls_accept(x);  then the same loop
+ *
  * DESCRIPTION
  *	Like the SMTP engine, this layer owns no socket: the caller moves
  *	ciphertext between it and the wire. It sends SNI, and when verify is
@@ -51,6 +54,16 @@ struct smtp_tls;
  *  cache_slots: destinations whose sessions are kept (0: no resumption). */
 struct smtp_tls_ctx *smtp_tls_ctx_new(const char *ca_file, unsigned cache_slots);
 void smtp_tls_ctx_free(struct smtp_tls_ctx *x);
+
+/**
+ * A server context: the certificate chain @p cert_file (PEM, leaf first)
+ * and its key @p key_file. NULL + errno (EINVAL, ENOMEM, EPROTO when
+ * OpenSSL refuses a file) and one line in @p err.
+ */
+struct smtp_tls_ctx *smtp_tls_server_ctx_new(const char *cert_file, const char *key_file, char *err,
+					     size_t errlen);
+/** A server connection on a context from smtp_tls_server_ctx_new(). NULL + errno. */
+struct smtp_tls *smtp_tls_accept(struct smtp_tls_ctx *x);
 
 /** A client connection. sni may be NULL (no SNI, no host check); dest_key
  *  names the session cache entry (NULL: no resumption). */

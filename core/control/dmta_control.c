@@ -20,6 +20,7 @@
 #include "core/control/dmta_events.h"
 #include "core/control/dmta_job.h"
 #include "core/control/dmta_kbackend.h"
+#include "core/control/dmta_listen.h"
 #include "core/control/dmta_loop.h"
 #include "core/control/dmta_metrics.h"
 #include "core/control/dmta_pool.h"
@@ -56,6 +57,7 @@ struct dmta_control {
 	struct dmta_backend *be;
 	struct smtp_tls_ctx *tls_ctx;
 	struct dmta_dlog *dlog;
+	struct dmta_listen *listen; /* its own thread: SMTP in, the maildrop */
 
 	bool stopping;
 	struct dns_wait *waits;
@@ -900,6 +902,10 @@ struct dmta_control *dmta_control_new(const struct dmta_conf *conf, dmta_backend
 	}
 	if (control_config(ctl, make, make_arg, err, errlen) != 0)
 		goto fail;
+	/* Last: what it accepts is delivered as soon as it is committed. */
+	ctl->listen = dmta_listen_start(conf, ctl->sp, err, errlen);
+	if (ctl->listen == NULL)
+		goto fail;
 	return ctl;
 fail:
 	dmta_control_free(ctl);
@@ -1122,6 +1128,9 @@ void dmta_control_free(struct dmta_control *ctl)
 	if (ctl == NULL)
 		return;
 	ctl->stopping = true;
+	/* Nothing new comes in; what it acknowledged is in the spool. */
+	dmta_listen_stop(ctl->listen);
+	ctl->listen = NULL;
 	/* Outstanding lookups end (their jobs are deferred), then the backend
 	 * gives back what it holds, and those outcomes are written. */
 	if (ctl->dns != NULL)

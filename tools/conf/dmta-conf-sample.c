@@ -30,6 +30,7 @@
 #include "core/control/dmta_control_conf.h"
 #include "core/control/dmta_events.h"
 #include "core/control/dmta_metrics.h"
+#include "core/control/dmta_listen.h"
 #include "core/control/dmta_pool.h"
 #include "core/dataplane/dmta_dataplane.h"
 #include "core/dataplane/dmta_port.h"
@@ -73,6 +74,7 @@ static const struct dmta_conf_section *const sections[] = {
     &queue_dkim_conf_section,
     &dmta_metrics_conf_section,
     &dmta_events_conf_section,
+    &dmta_listen_conf_section,
 };
 
 static int write_sample(FILE *fp)

@@ -5,6 +5,7 @@
  *	dmta-sendmail [options] [recipient ...] < message
  *	dmta-sendmail -bp            (list the queue; also when run as mailq)
  *	dmta-sendmail -q             (ask the daemon to flush the queue)
+ *	dmta-sendmail -bs            (SMTP on stdin and stdout)
  *
  * DESCRIPTION
  *	Reads a message on standard input and queues it in the spool for the
@@ -27,20 +28,30 @@
  *	-N never|success,failure,delay; -R full|hdrs; -V ENVID; -v print the
  *	queue id; -B 7BIT|8BITMIME; -C FILE configuration file. Accepted and
  *	ignored: -c -G -I -m -n -U -x, -o<x> (but -oi), -h N, -L LABEL,
- *	-O OPT, -X FILE, -p PROTO, -e<x>, -A<x>.
+ *	-O OPT, -X FILE, -p PROTO, -e<x>, -A<x>. -bs speaks SMTP on stdin and
+ *	stdout (sendmail_bs.h), queueing each message as it ends.
+ *
+ *	Installed as the system's sendmail, this program is setgid dmtadrop
+ *	(spool_drop.h). Run so by a user other than root, it is privileged:
+ *	it reads only the default configuration (-C and $DMTA_CONFIG are
+ *	refused), refuses -q and -bp (the queue is root's), gives its group
+ *	up at once and takes it back only to write the message into
+ *	SPOOL/maildrop, which dmtad picks up (running or not: the file
+ *	waits). Root, or a user without the setgid bit (tests, a private
+ *	spool), writes the spool directly.
  *
  * DIAGNOSTICS
  *	One line on stderr and sendmail's exit codes: 64 usage (bad option,
  *	no recipients, bad -f/-F/-N/-R/-V value), 65 data (NUL byte, message
  *	over [spool] message_size_limit, malformed address list with -t),
  *	67 bad recipient address, 69 -q without a daemon, 73 the spool cannot
- *	be created or written, 75 temporary failure (disk or map full, I/O
- *	error, a DKIM signature that could not be made), 78 configuration
- *	error (a DKIM key unreadable, open to others or of a wrong type
- *	included). With DKIM configured, a message whose From field does not
- *	name exactly one valid address is refused with 65: it cannot be
- *	signed correctly, and unsigned it would fail DMARC anyway. Nothing is
- *	queued unless the exit is 0.
+ *	be created or written, 77 an option a user may not use, 75 temporary
+ *	failure (disk or map full, I/O error, a DKIM signature that could not
+ *	be made), 78 configuration error (a DKIM key unreadable, open to
+ *	others or of a wrong type included). With DKIM configured, a message
+ *	whose From field does not name exactly one valid address is refused
+ *	with 65: it cannot be signed correctly, and unsigned it would fail
+ *	DMARC anyway. Nothing is queued unless the exit is 0.
  */
 #include <errno.h>
 #include <pwd.h>
@@ -61,16 +72,19 @@
 #include "queue/queue_msg.h"
 #include "queue/queue_sched.h"
 #include "queue/spool.h"
+#include "queue/spool_drop.h"
 #include "tools/queue/queue_tool.h"
+#include "tools/queue/sendmail_bs.h"
 
-#define MAX_RCPT 10000
+#define MAX_RCPT   10000
+#define EX_NOPERM_ 77
 
 struct opts {
 	const char *conf;
 	const char *sender; /* NULL: the user's address */
 	const char *fullname;
 	const char *envid;
-	char mode;	  /* 'm' deliver, 'p' list, 'i' newaliases, 'q' flush */
+	char mode;	  /* 'm' deliver, 'p' list, 'i' newaliases, 'q' flush, 's' SMTP */
 	bool extract;	  /* -t */
 	bool ignore_dots; /* -i */
 	bool verbose;	  /* -v */
@@ -230,6 +244,7 @@ static void parse_args(int argc, char **argv, struct opts *o)
 				case 'm':
 				case 'p':
 				case 'i':
+				case 's':
 					if (p[2] != 0)
 						die(EX_USAGE_, "unsupported mode -%s", p);
 					o->mode = p[1];
@@ -373,18 +388,97 @@ static void phrase(char *out, size_t cap, const char *name)
 	snprintf(out + o, cap - o, "?=");
 }
 
+/* Where a message goes: the spool (root, or no privilege at all), or the
+ * maildrop (a user through the setgid bit). */
+struct sink {
+	struct spool *sp;  /* NULL: the maildrop */
+	const char *spool; /* the spool's path */
+	gid_t drop_gid;	   /* the setgid group, taken back to write */
+};
+
+/* Make the message durable; its id (queue id or maildrop name) into id. */
+static int queue_message(void *arg, struct queue_env *env, const void *msg, size_t len, char *id)
+{
+	struct sink *k = arg;
+	struct spool_txn *t;
+	int rc;
+
+	if (k->sp == NULL) {
+		if (setegid(k->drop_gid) != 0)
+			return -errno;
+		rc = spool_drop_write(k->spool, env, msg, len, id, 64);
+		if (setegid(getgid()) != 0)
+			abort(); /* never go on with the group */
+		return rc;
+	}
+	for (int tries = 0;; tries++) {
+		rc = spool_begin(k->sp, true, &t);
+		if (rc == 0) {
+			rc = spool_put(t, env, msg, len);
+			if (rc < 0)
+				spool_abort(t);
+			else
+				rc = spool_commit(t);
+		}
+		if (rc != -EAGAIN || tries >= 3)
+			break;
+		usleep(10000);
+	}
+	if (rc == 0) {
+		queue_id_fmt(env->qid, id);
+		(void)spool_wake(spool_path(k->sp), "wake");
+	}
+	return rc;
+}
+
+static bool privileged; /* a user through the setgid bit */
+
+/*
+ * LeakSanitizer, in sanitized test builds, cannot trace a setgid process
+ * (the kernel makes it undumpable) and would fail the exit of every run;
+ * it is told to stay off there. Unused without the sanitizer.
+ */
+int __lsan_is_turned_off(void);
+int __lsan_is_turned_off(void)
+{
+	return privileged;
+}
+
+/*
+ * A user running the setgid binary: only the default configuration, no
+ * queue administration, and the group only while writing the maildrop.
+ * Returns the configuration to use.
+ */
+static struct dmta_conf *privileged_setup(const struct opts *o, struct sink *k)
+{
+	char err[512];
+	struct dmta_conf *conf;
+
+	if (o->conf != NULL)
+		die(EX_NOPERM_, "-C is for root only");
+	if (getenv("DMTA_CONFIG") != NULL)
+		die(EX_NOPERM_, "$DMTA_CONFIG is for root only: unset it");
+	if (o->mode == 'q' || o->mode == 'p')
+		die(EX_NOPERM_, "%s is for root only", o->mode == 'q' ? "-q" : "listing the queue");
+	conf = dmta_conf_load(DMTA_CONF_DEFAULT_PATH, err, sizeof(err));
+	if (conf == NULL)
+		die(EX_CONFIG_, "%s", err);
+	return conf;
+}
+
 int main(int argc, char **argv)
 {
 	struct opts o = {0};
 	struct dmta_conf *conf = NULL;
 	struct spool *sp;
-	struct spool_txn *t;
+	struct sink snk = {0};
+	char *spool_path_copy = NULL;
 	struct queue_env env = {0};
 	struct queue_msg m;
 	struct queue_buf out = {0};
 	struct queue_dkim *dkim;
 	struct rcpts r = {0};
-	char host[256], user_addr[512], sender[512], id[17];
+	char host[256], user_addr[512], sender[512], id[64];
 	const char *why, *user;
 	uint64_t limit;
 	unsigned mflags;
@@ -392,6 +486,17 @@ int main(int argc, char **argv)
 	char *in, *gecos = NULL;
 	int ex, rc;
 
+	/* The setgid group is given up first, and taken back only to write
+	 * the maildrop (queue_message). */
+	if (getegid() != getgid() || geteuid() != getuid()) {
+		privileged = getuid() != 0; /* root may do anything anyway */
+		snk.drop_gid = getegid();
+		if (setegid(getgid()) != 0) {
+			fprintf(stderr, "dmta-sendmail: cannot give up group %u: %s\n",
+				(unsigned)snk.drop_gid, strerror(errno));
+			exit(EX_SOFTWARE_);
+		}
+	}
 	dmta_log_init("dmta-sendmail", DMTA_LOG_ERR);
 	parse_args(argc, argv, &o);
 	{
@@ -430,11 +535,29 @@ int main(int argc, char **argv)
 			    i + 1);
 	}
 
-	if (o.mode == 'i')
-		exit(EX_OK_); /* newaliases: dmta has no alias database */
-	sp = queue_tool_open(o.conf, o.mode == 'p', o.mode == 'm', &conf, &ex);
-	if (sp == NULL)
-		exit(ex);
+	if (o.mode == 'i') {
+		/* newaliases: dmta delivers nothing locally, so it has none. */
+		printf("dmta-sendmail: no aliases database: nothing to rebuild\n");
+		exit(EX_OK_);
+	}
+	if (privileged) {
+		struct spool_opts so = {0};
+
+		conf = privileged_setup(&o, &snk);
+		if (spool_opts_from_conf(conf, &so) < 0)
+			exit(EX_CONFIG_);
+		snk.spool = spool_path_copy = strdup(so.path);
+		if (snk.spool == NULL)
+			die(EX_TEMPFAIL_, "out of memory");
+		sp = NULL;
+	} else {
+		sp = queue_tool_open(o.conf, o.mode == 'p', o.mode == 'm' || o.mode == 's', &conf,
+				     &ex);
+		if (sp == NULL)
+			exit(ex);
+		snk.sp = sp;
+		snk.spool = spool_path(sp);
+	}
 	if (o.mode == 'p') {
 		rc = queue_tool_list(sp, false, stdout);
 		if (rc < 0)
@@ -466,6 +589,21 @@ int main(int argc, char **argv)
 			die(errno == ENOMEM ? EX_TEMPFAIL_ : EX_CONFIG_, "%s", err);
 	}
 	r.origin = queue_myhostname(conf, host, sizeof(host));
+	if (o.mode == 's') {
+		struct sendmail_bs b = {.hostname = r.origin,
+					.size_limit = limit,
+					.uid = getuid(),
+					.queue = queue_message,
+					.arg = &snk,
+					.in = 0,
+					.out = 1};
+
+		ex = sendmail_bs_run(&b);
+		spool_close(sp);
+		free(spool_path_copy);
+		dmta_conf_free(conf);
+		return ex;
+	}
 
 	{
 		struct passwd *pw = getpwuid(getuid());
@@ -623,26 +761,13 @@ int main(int argc, char **argv)
 	if ((mflags & QUEUE_MSG_8BIT_HDR) || r.utf8)
 		env.flags |= QUEUE_F_SMTPUTF8;
 
-	/* Commit (and fsync) before saying anything is queued. */
-	for (int tries = 0;; tries++) {
-		rc = spool_begin(sp, true, &t);
-		if (rc == 0) {
-			rc = spool_put(t, &env, out.p ? out.p : "", out.len);
-			if (rc < 0)
-				spool_abort(t);
-			else
-				rc = spool_commit(t);
-		}
-		if (rc != -EAGAIN || tries >= 3)
-			break;
-		usleep(10000);
-	}
+	/* Durable before saying anything is queued. */
+	rc = queue_message(&snk, &env, out.p ? out.p : "", out.len, id);
 	if (rc < 0)
 		die(queue_tool_exit(rc) == EX_CANTCREAT_ ? EX_CANTCREAT_ : EX_TEMPFAIL_,
 		    "cannot queue the message: %s", spool_strerror(rc));
 	if (o.verbose)
-		fprintf(stderr, "dmta-sendmail: queued as %s\n", queue_id_fmt(env.qid, id));
-	(void)spool_wake(spool_path(sp), "wake");
+		fprintf(stderr, "dmta-sendmail: queued as %s\n", id);
 	queue_env_free(&env);
 	queue_buf_free(&out);
 	for (int i = 0; i < r.n; i++)
@@ -651,6 +776,7 @@ int main(int argc, char **argv)
 	free(gecos);
 	queue_dkim_free(dkim);
 	spool_close(sp);
+	free(spool_path_copy);
 	dmta_conf_free(conf);
 	return EX_OK_;
 }

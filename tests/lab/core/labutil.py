@@ -3,6 +3,7 @@
 Every process started here is remembered by PID and stopped by PID.
 """
 import json
+import re
 import os
 import socket
 import subprocess
@@ -233,3 +234,21 @@ def dsn_check(raw, want):
         got[rcpt] = r.get("Status")
     check(got == want[mid], "DSN for %s names %s, want %s" % (mid, got, want[mid]))
     return mid, got
+
+def sink_count(log="/run/dmta-lab/sink.log"):
+    """Messages the lab's smtp-sink has counted (its last "mesg=N")."""
+    try:
+        data = open(log, "rb").read().decode("ascii", "replace")
+    except FileNotFoundError:
+        return 0
+    m = re.findall(r"mesg=(\d+)", data)
+    return int(m[-1]) if m else 0
+
+
+def free_port():
+    """A TCP port nothing listens on at the moment, on 127.0.0.1."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p

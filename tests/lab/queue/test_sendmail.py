@@ -160,7 +160,7 @@ def main():
             ("-t without recipients", ["-t"], b"Subject: none\n\nbody\n", 64, r"no recipients"),
             ("-t bad To address", ["-t"], b"To: bad..addr@x.org\n\nbody\n", 67, r"To"),
             ("-t malformed To list", ["-t"], b"To: \"open <a@b.org>\n\nbody\n", 65, r"malformed"),
-            ("-bs unsupported", ["-bs"], ok, 64, r"unsupported mode"),
+            ("-bd unsupported", ["-bd"], ok, 64, r"unsupported mode"),
             ("-b without mode", ["-b"], ok, 64, r"mode"),
             ("-o without letter", ["-o", "a@b.org"], ok, 64, r"-o"),
         ]

@@ -365,12 +365,90 @@ static void test_untrusted_ca(void **state)
 	assert_null(smtp_tls_ctx_new("/nonexistent/ca.pem", 1));
 }
 
+/* Move ciphertext between two layers of ours; returns bytes moved. */
+static size_t pump2(struct smtp_tls *a, struct smtp_tls *b)
+{
+	char buf[16384];
+	size_t n, moved = 0;
+
+	while ((n = smtp_tls_cipher_out(a, buf, sizeof(buf))) > 0) {
+		smtp_tls_cipher_in(b, buf, n);
+		moved += n;
+	}
+	while ((n = smtp_tls_cipher_out(b, buf, sizeof(buf))) > 0) {
+		smtp_tls_cipher_in(a, buf, n);
+		moved += n;
+	}
+	return moved;
+}
+
+/* The server side: our own certificate and key from files, a verifying
+ * client of ours, data both ways, and files OpenSSL refuses. */
+static void test_server_side(void **state)
+{
+	char key_path[64], err[256], buf[64];
+	struct smtp_tls_ctx *sx, *cx;
+	struct smtp_tls *srv, *cli;
+	int fd, rs = -EAGAIN, rc = -EAGAIN;
+	FILE *f;
+
+	snprintf(key_path, sizeof(key_path), "/tmp/dmta-test-key-XXXXXX");
+	fd = mkstemp(key_path);
+	assert_true(fd >= 0);
+	f = fdopen(fd, "w");
+	assert_non_null(f);
+	assert_int_equal(
+	    PEM_write_PrivateKey(f, SSL_CTX_get0_privatekey(sctx), NULL, NULL, 0, NULL, NULL), 1);
+	fclose(f);
+
+	/* The CA file is the self-signed certificate itself. */
+	sx = smtp_tls_server_ctx_new(ca_path, key_path, err, sizeof(err));
+	assert_non_null(sx);
+	cx = smtp_tls_ctx_new(ca_path, 1);
+	assert_non_null(cx);
+	assert_null(smtp_tls_new(sx, "mx.test", NULL, true)); /* server contexts accept only */
+	assert_null(smtp_tls_accept(cx));
+	srv = smtp_tls_accept(sx);
+	cli = smtp_tls_new(cx, "mx.test", NULL, true);
+	assert_non_null(srv);
+	assert_non_null(cli);
+	for (int i = 0; i < 10 && (rs != 0 || rc != 0); i++) {
+		if (rc != 0)
+			rc = smtp_tls_handshake(cli);
+		if (rs != 0)
+			rs = smtp_tls_handshake(srv);
+		pump2(cli, srv);
+	}
+	assert_int_equal(rc, 0);
+	assert_int_equal(rs, 0);
+	assert_true(smtp_tls_verified(cli));
+	assert_int_equal(smtp_tls_write(srv, "220 hello\r\n", 11), 11);
+	pump2(cli, srv);
+	assert_int_equal(smtp_tls_read(cli, buf, sizeof(buf)), 11);
+	assert_memory_equal(buf, "220 hello\r\n", 11);
+	assert_int_equal(smtp_tls_write(cli, "QUIT\r\n", 6), 6);
+	pump2(cli, srv);
+	assert_int_equal(smtp_tls_read(srv, buf, sizeof(buf)), 6);
+	smtp_tls_free(srv);
+	smtp_tls_free(cli);
+	smtp_tls_ctx_free(cx);
+	smtp_tls_ctx_free(sx);
+
+	/* A key that is not the certificate's, and files that are missing. */
+	assert_null(smtp_tls_server_ctx_new(ca_path, ca_path, err, sizeof(err)));
+	assert_int_equal(errno, EPROTO);
+	assert_null(smtp_tls_server_ctx_new("/nonexistent.pem", key_path, err, sizeof(err)));
+	assert_non_null(strstr(err, "/nonexistent.pem"));
+	assert_null(smtp_tls_server_ctx_new(NULL, key_path, err, sizeof(err)));
+	unlink(key_path);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_starttls_verify_resume), cmocka_unit_test(test_parallel_resume),
 	    cmocka_unit_test(test_resume_tls12),	   cmocka_unit_test(test_name_mismatch),
-	    cmocka_unit_test(test_untrusted_ca),
+	    cmocka_unit_test(test_untrusted_ca),	   cmocka_unit_test(test_server_side),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
