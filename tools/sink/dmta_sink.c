@@ -15,14 +15,16 @@
  *
  *	It counts connections, transactions (MAIL accepted), recipients,
  *	messages and body bytes, and keeps an order-independent digest of
- *	every accepted body: for each message h = (size << 32) | crc32(body)
- *	(zlib's CRC-32 of the body as the engine gives it: de-dot-stuffed,
- *	CRLF line ends), added into digest_sum and XOR-ed into digest_xor
- *	(both modulo 2^64). A sender that computes the same over what it
- *	injected proves that every message arrived byte for byte, in any
- *	order.
+ *	every accepted body: for each message h = mix64((size << 32) |
+ *	crc32(body)), with zlib's CRC-32 of the body as the engine gives it
+ *	(de-dot-stuffed, CRLF line ends) and mix64 MurmurHash3's 64-bit
+ *	finaliser (CRC-32 is linear, so a plain XOR of CRCs of messages of
+ *	one length can cancel out); h is added into digest_sum and XOR-ed
+ *	into digest_xor (both modulo 2^64). A sender that computes the same
+ *	over what it injected proves that every message arrived byte for
+ *	byte, in any order.
  *
- *	Counters: DPDK telemetry /dmta-sink/stats (summed over workers) next
+ *	Counters: DPDK telemetry /dmta_sink/stats (summed over workers) next
  *	to /dmta/stats and /dmta/worker,ID (the data plane's own), through
  *	dpdk-telemetry.py -f FILE_PREFIX; and one summary line of key=value
  *	pairs on stderr at exit (SIGTERM, SIGINT, --timeout, --exit-after) and
@@ -197,6 +199,17 @@ static inline void cnt_set(uint64_t *p, uint64_t v)
 	__atomic_store_n(p, v, __ATOMIC_RELAXED);
 }
 
+/* MurmurHash3's fmix64: every input bit reaches every output bit. */
+static inline uint64_t mix64(uint64_t k)
+{
+	k ^= k >> 33;
+	k *= 0xff51afd7ed558ccdull;
+	k ^= k >> 33;
+	k *= 0xc4ceb9fe1a85ec53ull;
+	k ^= k >> 33;
+	return k;
+}
+
 /* The i-th of a sequence is picked for a pct% share, evenly spread. */
 static bool share_hit(uint64_t i, unsigned pct)
 {
@@ -292,7 +305,7 @@ static void data_end(struct sink_conn *sc, const struct smtp_server_event *e, ui
 		text = "4.3.0 Deferred by dmta-sink (--tempfail-data)";
 		cnt_add(&sw->n.msgs_tempfailed, 1);
 	} else {
-		uint64_t h = (e->size << 32) | sc->crc;
+		uint64_t h = mix64((e->size << 32) | sc->crc);
 
 		cnt_add(&sw->n.msgs, 1);
 		cnt_add(&sw->n.bytes, e->size);
@@ -813,7 +826,7 @@ int main(int argc, char **argv)
 
 		if (trc == 0)
 			trc = rte_telemetry_register_cmd(
-			    "/dmta-sink/stats", tel_stats,
+			    "/dmta_sink/stats", tel_stats,
 			    "dmta-sink's counters, summed over workers. No parameters");
 		if (trc != 0)
 			dmta_warn("telemetry unavailable: %s", strerror(-trc));
