@@ -34,6 +34,9 @@
  *	repeatable), as smtp-sink has them:
  *	  --tempfail-rcpt PCT  --reject-rcpt PCT   450 4.2.0 / 550 5.1.1 for
  *	                                           PCT% of the recipients
+ *	                                           (both: those picked by
+ *	                                           both are rejected; so for
+ *	                                           --*-data)
  *	  --tempfail-data PCT  --reject-data PCT   451 4.3.0 / 554 5.6.0 at end
  *	                                           of data for PCT% of messages
  *	  --delay MS           answer every end of data MS ms late
