@@ -36,8 +36,9 @@ def lines(ax, table, xlabel, title):
     keys = sorted(table, key=int)
     names = sorted({s for k in keys for s in table[k]})
     for s in names:
-        xs = [int(k) for k in keys if s in table[k]]
-        ys = [table[k][s]["msgs_per_s"] for k in keys if s in table[k]]
+        ok = [k for k in keys if table[k].get(s, {}).get("msgs_per_s")]
+        xs = [int(k) for k in ok]
+        ys = [table[k][s]["msgs_per_s"] for k in ok]
         ax.plot(xs, ys, marker="o", label=s)
     ax.set_xscale("log")
     ax.set_xticks([int(k) for k in keys])
