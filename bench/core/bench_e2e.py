@@ -56,8 +56,9 @@ TOP = os.path.abspath(os.path.join(os.path.dirname(__file__), "../.."))
 STATE = os.environ.get("DMTA_LAB_STATE", "/run/dmta-lab")
 SINK_LOG = STATE + "/sink.log"
 LAB_CONF = STATE + "/dmta.conf"
-MEMIF_DMTAD = STATE + "/memif/dmtad.conf"
-MEMIF_SINK = STATE + "/memif/sink.conf"
+MEMIF_DMTAD = None  # written by memif_pair()
+MEMIF_SINK = None
+MEMIF_MX = None  # how dmtad finds dmta-sink: "dns" (the lab's zone) or "routes"
 SINK_IP = "198.18.1.10"
 ENV_N = int(os.environ["BENCH_N"]) if os.environ.get("BENCH_N") else None
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "1" if QUICK else "3"))
@@ -126,6 +127,35 @@ def try_telemetry(prefix, cmd):
 def eal_prefix(conf):
     m = re.search(r"--file-prefix\s+(\S+)", open(conf).read())
     return m.group(1) if m else None
+
+
+def memif_pair(tmp):
+    """The kernel-free pair's configs, private to this run (own socket and
+    file prefixes, so that a lab's pair is left alone): those of tools/lab
+    up --memif with the paths changed. dmtad finds dmta-sink by MX in the
+    lab's DNS when the lab answers for mx.memif.test, else by [routes] (so
+    that dmtad-memif runs without the shared lab at all)."""
+    global MEMIF_DMTAD, MEMIF_SINK, MEMIF_MX
+    # Short: [eal] args must stay under inih's 200-character line.
+    sock = "/tmp/dmta-memif-%d.sock" % os.getpid()
+    common = "--no-pci --no-huge -m 512 --log-level=*:warning"
+    MEMIF_SINK = os.path.join(tmp, "memif-sink.conf")
+    MEMIF_DMTAD = os.path.join(tmp, "memif-dmtad.conf")
+    with open(MEMIF_SINK, "w") as f:
+        f.write("[eal]\nargs = --lcores 0@1,1@0 --file-prefix dmta-bench-ms %s --vdev "
+                "net_memif0,role=server,id=0,socket=%s,socket-abstract=no\n[port]\n"
+                "device = net_memif0\n[net]\naddress = 198.18.2.10/24\ngateway = 198.18.2.2\n"
+                "[workers]\ncount = 1\n" % (common, sock))
+    dig = subprocess.run(["dig", "+short", "+time=1", "+tries=1", "@198.18.1.53",
+                          "m0.memif.test", "MX"], capture_output=True, text=True)
+    MEMIF_MX = "dns" if "mx.memif.test" in dig.stdout else "routes"
+    with open(MEMIF_DMTAD, "w") as f:
+        f.write("[eal]\nargs = --lcores 0@0,1@1 --file-prefix dmta-bench-md %s --vdev "
+                "net_memif0,role=client,id=0,socket=%s,socket-abstract=no\n[port]\n"
+                "device = net_memif0\n[net]\naddress = 198.18.2.2/24\ngateway = 198.18.2.10\n"
+                % (common, sock))
+        if MEMIF_MX == "routes":
+            f.write("[routes]\n.memif.test = 198.18.2.10\n")
 
 
 # ---- CPU accounting ----
@@ -596,6 +626,9 @@ def main():
            "method": "N messages of 4 KiB, one recipient each, 8 destinations, durable spool; "
                      "msgs_per_s = (N-1)/(last delivery - first delivery), median of rounds"}
     try:
+        if "dmtad-memif" in SYSTEMS:
+            memif_pair(tmp)
+            res["memif_mx"] = MEMIF_MX
         log("e2e: systems %s, %d round(s)" % (",".join(SYSTEMS), ROUNDS))
         res["systems"] = series(tmp, SYSTEMS, 4096, 8, ROUNDS)
         if not QUICK:
@@ -612,6 +645,8 @@ def main():
                                                             strict=False)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+        if os.path.exists("/tmp/dmta-memif-%d.sock" % os.getpid()):
+            os.unlink("/tmp/dmta-memif-%d.sock" % os.getpid())
     res["wall_seconds"] = round(time.time() - t0)
     with open(os.path.join(OUT, "e2e.json"), "w") as f:
         json.dump(res, f, indent=1, sort_keys=True)

@@ -15,8 +15,9 @@
 #            - --close-after 3: 9 messages on one kept-open session each
 #              reconnecting make 3 dropped connections;
 #            - --delay 200ms: a message takes at least 0.2 s.
-#   memif    dmtad -> dmta-sink over net_memif (tools/lab up --memif), 2,000
-#            messages of 4 KiB through bench_e2e.py: byte-exact by digest.
+#   memif    dmtad -> dmta-sink over net_memif, 2,000 messages of 4 KiB
+#            through bench_e2e.py: byte-exact by digest. The pair is private
+#            to the run (bench_e2e.py's memif_pair): no shared lab needed.
 #
 # Everything this script starts is stopped by PID on exit.
 set -u
@@ -142,7 +143,6 @@ kernel)
 	echo "PASS kernel"
 	;;
 memif)
-	"$lab" up --memif >/dev/null || fail "tools/lab up --memif"
 	BENCH_SYSTEMS=dmtad-memif BENCH_N=2000 /usr/bin/python3 "$top/bench/core/bench_e2e.py" \
 		"$build" "$tmp/out" --quick || fail "dmtad -> dmta-sink over memif"
 	python3 -c 'import json, sys
