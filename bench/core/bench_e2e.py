@@ -5,9 +5,11 @@ the same smtp-sink, and smtp-source (no queue at all: the kernel client's
 ceiling), side by side in one run.
 
 usage: bench_e2e.py BUILD_DIR OUT_DIR [--quick]
-  environment: BENCH_N (messages per run; default: sized so that each run
-  lasts BENCH_SECONDS, 10, from a short pilot), BENCH_ROUNDS (default 1
-  quick, 3 full), BENCH_SYSTEMS (comma list, default all)
+  environment: BENCH_N (messages per run; default: 2,000 quick; full: the
+  main comparison sized from a short pilot so that each run lasts
+  BENCH_SECONDS, 10, at most 40,000 messages; by size and by destinations
+  20,000, 4,000 of 64 KiB), BENCH_ROUNDS (default 1 quick, 3 full),
+  BENCH_SYSTEMS (comma list, default all)
 
 Every system starts from the same state: N messages of the given size, one
 recipient each, durably queued while nothing delivers (dmtad stopped with a
@@ -567,20 +569,21 @@ def sized(system, tmp, size, dests):
     # delivered message with 130,000 queued, against far less with 2,000):
     # a pilot of 2,000 overestimates what 10 s hold. The caps keep a full
     # run under 30 minutes; "seconds" in the results says how long each was.
-    cap = 10000 if size >= 65536 else 20000 if system == "postfix" else 60000
+    cap = 10000 if size >= 65536 else 20000 if system == "postfix" else 40000
     log("  %s pilot: %d msgs at %.0f msg/s -> %d" % (system, pilot, rate, min(max(n, 1000), cap)))
     return min(max(n, 1000), cap)
 
 
-def series(tmp, systems, size, dests, rounds, strict=True):
-    """Each system's median over rounds. Not strict: a system that fails
-    is recorded with its error and the others go on."""
+def series(tmp, systems, size, dests, rounds, strict=True, fixed=None):
+    """Each system's median over rounds, N from BENCH_N, else fixed, else
+    sized by a pilot. Not strict: a system that fails is recorded with its
+    error and the others go on."""
     out = {}
     ns = {}
     runs = {s: [] for s in systems}
     for s in systems:
         try:
-            ns[s] = (ENV_N or 2000) if QUICK else sized(s, tmp, size, dests)
+            ns[s] = ENV_N or (2000 if QUICK else fixed) or sized(s, tmp, size, dests)
         except Exception as e:  # noqa: BLE001 - recorded, not hidden
             if strict:
                 raise
@@ -640,13 +643,14 @@ def main():
             res["by_size"] = {}
             for size in (1024, 65536):
                 log("e2e: by size %d" % size)
-                res["by_size"][str(size)] = series(tmp, dims, size, 8, 1, strict=False)
+                res["by_size"][str(size)] = series(tmp, dims, size, 8, 1, strict=False,
+                                                   fixed=4000 if size >= 65536 else 20000)
             res["by_size"]["4096"] = {s: res["systems"][s] for s in dims}
             res["by_destinations"] = {"8": {s: res["systems"][s] for s in dims}}
             for dests in (1, 100, 10000):
                 log("e2e: by destinations %d" % dests)
                 res["by_destinations"][str(dests)] = series(tmp, dims, 4096, dests, 1,
-                                                            strict=False)
+                                                            strict=False, fixed=20000)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
         if os.path.exists("/tmp/dmta-memif-%d.sock" % os.getpid()):
