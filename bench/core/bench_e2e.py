@@ -133,7 +133,8 @@ def eal_prefix(conf):
 
 def memif_pair(tmp):
     """The kernel-free pair's configs, private to this run (own socket and
-    file prefixes, so that a lab's pair is left alone): those of tools/lab
+    file prefixes, with this run's PID, so that a lab's pair and other runs
+    are left alone): those of tools/lab
     up --memif with the paths changed. dmtad finds dmta-sink by MX in the
     lab's DNS when the lab answers for mx.memif.test, else by [routes] (so
     that dmtad-memif runs without the shared lab at all)."""
@@ -144,18 +145,18 @@ def memif_pair(tmp):
     MEMIF_SINK = os.path.join(tmp, "memif-sink.conf")
     MEMIF_DMTAD = os.path.join(tmp, "memif-dmtad.conf")
     with open(MEMIF_SINK, "w") as f:
-        f.write("[eal]\nargs = --lcores 0@1,1@0 --file-prefix dmta-bench-ms %s --vdev "
+        f.write("[eal]\nargs = --lcores 0@1,1@0 --file-prefix dmta-bench-ms%d %s --vdev "
                 "net_memif0,role=server,id=0,socket=%s,socket-abstract=no\n[port]\n"
                 "device = net_memif0\n[net]\naddress = 198.18.2.10/24\ngateway = 198.18.2.2\n"
-                "[workers]\ncount = 1\n" % (common, sock))
+                "[workers]\ncount = 1\n" % (os.getpid(), common, sock))
     dig = subprocess.run(["dig", "+short", "+time=1", "+tries=1", "@198.18.1.53",
                           "m0.memif.test", "MX"], capture_output=True, text=True)
     MEMIF_MX = "dns" if "mx.memif.test" in dig.stdout else "routes"
     with open(MEMIF_DMTAD, "w") as f:
-        f.write("[eal]\nargs = --lcores 0@0,1@1 --file-prefix dmta-bench-md %s --vdev "
+        f.write("[eal]\nargs = --lcores 0@0,1@1 --file-prefix dmta-bench-md%d %s --vdev "
                 "net_memif0,role=client,id=0,socket=%s,socket-abstract=no\n[port]\n"
                 "device = net_memif0\n[net]\naddress = 198.18.2.2/24\ngateway = 198.18.2.10\n"
-                % (common, sock))
+                % (os.getpid(), common, sock))
         if MEMIF_MX == "routes":
             f.write("[routes]\n.memif.test = 198.18.2.10\n")
 
