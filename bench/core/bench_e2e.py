@@ -433,6 +433,7 @@ relayhost = [%(sink)s]
 disable_dns_lookups = yes
 smtp_dns_support_level = disabled
 maillog_file = %(d)s/maillog
+maillog_file_prefixes = %(d)s
 # The benchmark fills the queue with every message on hold, then releases
 # them all at once: delivery starts from a full queue, as dmtad's does.
 header_checks = regexp:%(d)s/etc/header_checks
