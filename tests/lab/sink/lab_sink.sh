@@ -9,11 +9,12 @@
 #              digest of the body computed here;
 #            - smtp-source, 50 sessions at once, 1,000 messages of 4 KiB,
 #              connections kept open: every message and byte counted;
-#            - --reject-rcpt 25 --tempfail-rcpt 10: 250 recipients give
+#            - --reject-rcpt 25 --tempfail-rcpt 10 (sink_client.py, which
+#              goes on after a refusal): 250 recipients give
 #              exactly 62 rejected and 13 tempfailed (deterministic shares
 #              of all recipients; the 12 picked by both are rejected);
-#            - --close-after 3: 9 messages on one kept-open session each
-#              reconnecting make 3 dropped connections;
+#            - --close-after 3: 9 messages, reconnecting when dropped, take
+#              3 connections, all dropped by dmta-sink;
 #            - --delay 200ms: a message takes at least 0.2 s.
 #   memif    dmtad -> dmta-sink over net_memif, 2,000 messages of 4 KiB
 #            through bench_e2e.py: byte-exact by digest. The pair is private
@@ -25,7 +26,8 @@ set -o pipefail
 lab=$1
 build=$2
 case_=$3
-top=$(cd "$(dirname "$0")/../../.." && pwd)
+here=$(cd "$(dirname "$0")" && pwd)
+top=$(cd "$here/../../.." && pwd)
 export DMTA_BUILD=$build
 tmp=$(mktemp -d /tmp/dmta-lab-sink.XXXXXX)
 sink_pid=
@@ -124,22 +126,28 @@ kernel)
 	expect_conns 50
 	[ "$(echo "$summary" | field bytes)" -ge 4096000 ] || fail "bytes below 1000 x 4096"
 
+	# smtp-source gives up at the first refused recipient: sink_client.py.
 	start_sink --reject-rcpt 25 --tempfail-rcpt 10
-	in_lab timeout 60 smtp-source -d -s 5 -m 250 -l 100 -f a@lab.test -t r@sink.test \
-		198.18.0.2:25 || true
+	client=$(in_lab timeout 60 python3 "$here/sink_client.py" 198.18.0.2 250) ||
+		fail "sink_client.py: $client"
+	echo "$client"
 	stop_sink
 	expect rcpts_rejected 62
 	expect rcpts_tempfailed 13
 	expect rcpts 175
+	expect msgs 175
+	[ "$client" = "sent=175 rejected=62 tempfailed=13 connections=1" ] ||
+		fail "the client saw $client"
 
 	start_sink --close-after 3
-	for _ in 1 2 3; do
-		in_lab timeout 30 smtp-source -d -s 1 -m 3 -l 100 -f a@lab.test -t r@sink.test \
-			198.18.0.2:25 || fail "smtp-source with --close-after"
-	done
+	client=$(in_lab timeout 60 python3 "$here/sink_client.py" 198.18.0.2 9) ||
+		fail "sink_client.py: $client"
+	echo "$client"
 	stop_sink
 	expect msgs 9
 	expect conns_dropped 3
+	[ "$client" = "sent=9 rejected=0 tempfailed=0 connections=3" ] ||
+		fail "the client saw $client"
 
 	start_sink --delay 200ms
 	t0=$(date +%s%N)
