@@ -9,7 +9,8 @@ usage: bench_e2e.py BUILD_DIR OUT_DIR [--quick]
   main comparison sized from a short pilot so that each run lasts
   BENCH_SECONDS, 10, at most 40,000 messages; by size and by destinations
   20,000, 4,000 of 64 KiB), BENCH_ROUNDS (default 1 quick, 3 full),
-  BENCH_SYSTEMS (comma list, default all)
+  BENCH_SYSTEMS (comma list, default the five below; dmtad-dpdk-2w, two
+  workers on af_packet, on request)
 
 Every system starts from the same state: N messages of the given size, one
 recipient each, durably queued while nothing delivers (dmtad stopped with a
@@ -351,11 +352,18 @@ def dmtad_conf(tmp, base_conf, backend, dests, tag):
                    if not l.startswith(("[dns]", "servers", "[spool]", "path", "[workers]",
                                         "count")))
     per = max(1, CONNS // dests)
+    workers, idle = 1, 0
+    if tag.endswith("-2w"):
+        # Two workers, software flow steering on a two-queue af_packet port
+        # (three lcores on two CPUs, so the workers sleep 50 us when idle).
+        base = base.replace("qpairs=1", "qpairs=2").replace("-l 0-1", "--lcores 0@0,1@0,2@1")
+        workers, idle = 2, 50
     with open(conf, "w") as f:
         f.write(base + "\n[spool]\npath = %s\n[dns]\nservers = 198.18.1.53\n[delivery]\n"
                 "backend = %s\n[smtp]\nhelo_name = bench.test\n[queue]\n"
                 "dest_max_connections = %d\ndest_max_messages_per_connection = %d\n"
-                "[workers]\ncount = 1\nidle_sleep_us = 0\n" % (spool, backend, per, REUSE))
+                "[workers]\ncount = %d\nidle_sleep_us = %d\n"
+                % (spool, backend, per, REUSE, workers, idle))
     return conf, spool
 
 
