@@ -69,6 +69,14 @@ SECONDS = float(os.environ.get("BENCH_SECONDS", "10"))
 ALL = ["dmtad-memif", "dmtad-dpdk", "dmtad-kernel", "postfix", "smtp-source"]
 SYSTEMS = os.environ.get("BENCH_SYSTEMS", ",".join(ALL)).split(",")
 CONNS = 8
+# A busy-polling worker on a CPU it shares loses it for whole time slices to
+# whatever else is runnable, and a wakeup does not bring it back sooner: on
+# this two-core machine under load that alone made the DPDK runs 5x slower
+# (6,000 messages over memif, load average 11: 201 and 548 msg/s polling,
+# 1,007 and 3,089 sleeping 50 us when idle). With fewer than 4 CPUs every
+# DPDK worker (dmtad's, dmta-sink's) sleeps when idle; BENCH_IDLE_SLEEP_US
+# overrides.
+IDLE_US = int(os.environ.get("BENCH_IDLE_SLEEP_US", "50" if (os.cpu_count() or 1) < 4 else "0"))
 REUSE = 1000
 HZ = os.sysconf("SC_CLK_TCK")
 M64 = (1 << 64) - 1
@@ -149,7 +157,7 @@ def memif_pair(tmp):
         f.write("[eal]\nargs = --lcores 0@1,1@0 --file-prefix dmta-bench-ms%d %s --vdev "
                 "net_memif0,role=server,id=0,socket=%s,socket-abstract=no\n[port]\n"
                 "device = net_memif0\n[net]\naddress = 198.18.2.10/24\ngateway = 198.18.2.2\n"
-                "[workers]\ncount = 1\n" % (os.getpid(), common, sock))
+                "[workers]\ncount = 1\nidle_sleep_us = %d\n" % (os.getpid(), common, sock, IDLE_US))
     dig = subprocess.run(["dig", "+short", "+time=1", "+tries=1", "@198.18.1.53",
                           "m0.memif.test", "MX"], capture_output=True, text=True)
     MEMIF_MX = "dns" if "mx.memif.test" in dig.stdout else "routes"
@@ -352,12 +360,12 @@ def dmtad_conf(tmp, base_conf, backend, dests, tag):
                    if not l.startswith(("[dns]", "servers", "[spool]", "path", "[workers]",
                                         "count")))
     per = max(1, CONNS // dests)
-    workers, idle = 1, 0
+    workers, idle = 1, IDLE_US
     if tag.endswith("-2w"):
         # Two workers, software flow steering on a two-queue af_packet port
         # (three lcores on two CPUs, so the workers sleep 50 us when idle).
         base = base.replace("qpairs=1", "qpairs=2").replace("-l 0-1", "--lcores 0@0,1@0,2@1")
-        workers, idle = 2, 50
+        workers, idle = 2, max(IDLE_US, 50)
     with open(conf, "w") as f:
         f.write(base + "\n[spool]\npath = %s\n[dns]\nservers = 198.18.1.53\n[delivery]\n"
                 "backend = %s\n[smtp]\nhelo_name = bench.test\n[queue]\n"
@@ -641,7 +649,7 @@ def main():
     t0 = time.time()
     res = {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "quick": QUICK,
            "cores": os.cpu_count(), "kernel": os.uname().release, "rounds": ROUNDS,
-           "connections": CONNS, "reuse": REUSE,
+           "connections": CONNS, "reuse": REUSE, "idle_sleep_us": IDLE_US,
            "method": "N messages of 4 KiB, one recipient each, 8 destinations, durable spool; "
                      "msgs_per_s = (N-1)/(last delivery - first delivery), median of rounds"}
     try:
