@@ -282,7 +282,8 @@ class DmtaSink:
 # ---- the worker's busy fraction ----
 
 class Busy:
-    """Loops that received no frame cost what an idle loop costs."""
+    """Loops that received no frame cost what an idle loop costs; with idle
+    sleeps on, the same with idle sleeps (each costs what one costs idle)."""
 
     def __init__(self, prefix):
         self.prefix = prefix
@@ -291,7 +292,7 @@ class Busy:
 
     def sample(self):
         s = try_telemetry(self.prefix, "/dmta/stats") if self.prefix else None
-        return (time.time(), s["loops"], s["rx_bursts"]) if s else None
+        return (time.time(), s["loops"], s["rx_bursts"], s.get("idle_sleeps", 0)) if s else None
 
     def start(self):
         self.a = self.sample()
@@ -308,12 +309,16 @@ class Busy:
         i2 = self.sample()
         if i1 is None or i2 is None or i2[1] <= i1[1]:
             return None
-        idle_rate = (i2[1] - i1[1]) / (i2[0] - i1[0])
         secs = self.b[0] - self.a[0]
-        empty = (self.b[1] - self.a[1]) - (self.b[2] - self.a[2])
         if secs <= 0:
             return None
-        return round(min(1.0, max(0.0, 1 - empty / idle_rate / secs)), 3)
+        if i2[3] > i1[3]:  # the worker sleeps when idle: count its sleeps
+            idle_rate = (i2[3] - i1[3]) / (i2[0] - i1[0])
+            idle = self.b[3] - self.a[3]
+        else:
+            idle_rate = (i2[1] - i1[1]) / (i2[0] - i1[0])
+            idle = (self.b[1] - self.a[1]) - (self.b[2] - self.a[2])
+        return round(min(1.0, max(0.0, 1 - idle / idle_rate / secs)), 3)
 
 
 # ---- timing ----
