@@ -40,6 +40,7 @@
 #include "queue/queue_addr.h"
 #include "queue/queue_env.h"
 #include "queue/queue_sched.h"
+#include "queue/queue_dkim.h"
 #include "queue/spool.h"
 #include "queue/spool_drop.h"
 #include "smtp/smtp_server.h"
@@ -200,11 +201,13 @@ struct pending {
 	char drop[64];	/* maildrop: the file's name */
 	uid_t uid;	/* maildrop: its owner */
 	bool dropped;	/* the client left before the commit: not queued */
+	int sign_rc;	/* DKIM signing failed (-EBADMSG: cannot be signed): not queued */
 	struct pending *next;
 };
 
 struct dmta_listen {
 	struct spool *sp;
+	struct queue_dkim *dkim; /* [dkim DOMAIN]: signed once, here, before the spool */
 	struct dmta_loop *loop;
 	pthread_t thread;
 	bool running;
@@ -500,6 +503,44 @@ static void conn_answer(struct conn *c, int code, const char *text);
  * spool calls run here: the listener drops what a departed client left
  * before the handover and reads the results after it.
  */
+/*
+ * DKIM-sign a message about to be spooled, for SMTP clients and maildrop
+ * files alike. A failure keeps it out of this commit: -EBADMSG (a From
+ * that does not name one address) is refused for good, anything else is
+ * a temporary failure (the client hears 451, the maildrop file stays).
+ */
+static int listen_sign(struct dmta_listen *l, struct pending *p)
+{
+	struct queue_buf sigs = {0};
+	const char *why = "";
+	char *m;
+	int n;
+
+	if (!queue_dkim_active(l->dkim) || p->msg == NULL)
+		return 0;
+	n = queue_dkim_sign(l->dkim, p->msg, p->len, time(NULL), &sigs, &why);
+	if (n > 0) {
+		m = malloc(sigs.len + p->len + 1);
+		if (m == NULL) {
+			n = -ENOMEM;
+		} else {
+			memcpy(m, sigs.p, sigs.len);
+			memcpy(m + sigs.len, p->msg, p->len);
+			free(p->msg);
+			p->msg = m;
+			p->len += sigs.len;
+		}
+	}
+	queue_buf_free(&sigs);
+	if (n < 0) {
+		p->sign_rc = n;
+		dmta_warn("listen: from=<%s>: cannot DKIM-sign the message: %s", p->env.sender,
+			  n == -EBADMSG ? why : strerror(-n));
+		return n;
+	}
+	return 0;
+}
+
 static void *committer_main(void *arg)
 {
 	struct dmta_listen *l = arg;
@@ -520,13 +561,10 @@ static void *committer_main(void *arg)
 
 		rc = spool_begin(l->sp, true, &t);
 		for (p = list; rc == 0 && p != NULL; p = p->next) {
-			/*
-			 * HOOK(dkim): a message is about to be spooled. DKIM
-			 * signing at acceptance (queue/queue_dkim, as
-			 * dmta-sendmail and dmta-inject call it before
-			 * spool_put) belongs here, on p->msg / p->len, for SMTP
-			 * clients and maildrop files alike.
-			 */
+			/* Signed once, at acceptance, as dmta-sendmail and
+			 * dmta-inject do (in this thread, off the loop's). */
+			if (listen_sign(l, p) != 0)
+				continue;
 			rc = spool_put(t, &p->env, p->msg ? p->msg : "", p->len);
 		}
 		if (rc == 0)
@@ -605,7 +643,12 @@ static void batch_finish(struct dmta_listen *l, struct pending *list, int rc)
 			char tls[96] = "no";
 
 			c->pending = NULL;
-			if (rc == 0) {
+			if (rc == 0 && p->sign_rc == -EBADMSG) {
+				conn_answer(c, 554,
+					    "5.6.0 The From field must name one address (DKIM)");
+			} else if (rc == 0 && p->sign_rc != 0) {
+				conn_answer(c, 451, "4.3.0 Cannot sign the message, try later");
+			} else if (rc == 0) {
 				if (c->tls)
 					smtp_tls_describe(c->tls, tls, sizeof(tls));
 				dmta_info(
@@ -623,7 +666,9 @@ static void batch_finish(struct dmta_listen *l, struct pending *list, int rc)
 			}
 		} else {
 			l->drops_pending--;
-			if (rc == 0) {
+			if (rc == 0 && p->sign_rc != 0 && p->sign_rc != -EBADMSG) {
+				l->drop_scan = true; /* the file stays: try again */
+			} else if (rc == 0) {
 				int dfd;
 				char path[4096];
 
@@ -1499,6 +1544,7 @@ static void listen_free(struct dmta_listen *l)
 	}
 	if (l->done_fd >= 0)
 		close(l->done_fd);
+	queue_dkim_free(l->dkim);
 	pthread_mutex_destroy(&l->mu);
 	pthread_cond_destroy(&l->cv);
 	for (unsigned i = 0; i < l->nl; i++) {
@@ -1567,6 +1613,9 @@ struct dmta_listen *dmta_listen_start(const struct dmta_conf *conf, struct spool
 		snprintf(err, errlen, "[listen] submission and submissions need users");
 		goto fail;
 	}
+	l->dkim = queue_dkim_conf_load(conf, err, errlen);
+	if (l->dkim == NULL)
+		goto fail;
 	l->loop = dmta_loop_new();
 	l->stop_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	l->done_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);

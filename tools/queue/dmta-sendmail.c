@@ -583,8 +583,13 @@ int main(int argc, char **argv)
 		char err[1024];
 
 		/* Keys are checked before the message is read: a bad one is the
-		 * operator's error, reported the same way for every message. */
-		dkim = queue_dkim_conf_load(conf, err, sizeof(err));
+		 * operator's error, reported the same way for every message. A
+		 * user's message goes through the maildrop, and dmtad signs it
+		 * when it picks it up: the keys are not the user's to read. */
+		dkim = snk.sp != NULL ? queue_dkim_conf_load(conf, err, sizeof(err))
+				      : queue_dkim_new();
+		if (dkim == NULL && snk.sp == NULL)
+			snprintf(err, sizeof(err), "out of memory");
 		if (dkim == NULL)
 			die(errno == ENOMEM ? EX_TEMPFAIL_ : EX_CONFIG_, "%s", err);
 	}
