@@ -94,7 +94,7 @@ run frag 65536
 echo "$peer_line" | grep -q 'done=1 bytes=65536 ' || fail "frag: $peer_line, want 65536 bytes"
 # The rest of the first flight (10 segments) was on its way when the ICMP
 # went back; nothing larger may come after it.
-big=$(echo "$peer_line" | sed -n 's/.*too_big_after_icmp=//p')
+big=$(echo "$peer_line" | sed -n 's/.*too_big_after_icmp=\([0-9]*\).*/\1/p')
 [ "${big:-99}" -le 9 ] || fail "frag: $big frames too big after the ICMP, want at most 9"
 want_ge pmtu_reductions 1
 secs=$(tr ' ' '\n' <"$tmp/err" | sed -n 's/^secs=//p' | head -1)
