@@ -156,6 +156,14 @@ max_connections_per_client = 100
         # strace cannot filter in the kernel once attached (-p), which
         # would slow Postfix down: its fsyncs are counted on a short run
         # of its own.
+        # A fresh master, so that every smtpd and cleanup is its child
+        # after strace attached (-f follows only what forks later).
+        subprocess.run([os.path.join(TOP, "bench/queue/postfix_instance.sh"), "stop", pdir],
+                       capture_output=True)
+        time.sleep(2)
+        subprocess.run([os.path.join(TOP, "bench/queue/postfix_instance.sh"), "start", pdir,
+                        str(pport)], check=True, capture_output=True)
+        wait_port(pport)
         master = int(open(os.path.join(pdir, "queue/pid/master.pid")).read().split()[0])
         pst_out = os.path.join(base, "postfix.strace")
         ps = subprocess.Popen(["strace", "-f", "-c", "-e", "trace=fsync,fdatasync", "-o", pst_out,
