@@ -391,15 +391,43 @@ static void phrase(char *out, size_t cap, const char *name)
 /* Where a message goes: the spool (root, or no privilege at all), or the
  * maildrop (a user through the setgid bit). */
 struct sink {
-	struct spool *sp;  /* NULL: the maildrop */
-	const char *spool; /* the spool's path */
-	gid_t drop_gid;	   /* the setgid group, taken back to write */
+	struct spool *sp;	       /* NULL: the maildrop */
+	const char *spool;	       /* the spool's path */
+	gid_t drop_gid;		       /* the setgid group, taken back to write */
+	const struct queue_dkim *dkim; /* signs before the spool (dmtad signs the maildrop's) */
+	const char *why;	       /* why signing failed */
 };
 
-/* Make the message durable; its id (queue id or maildrop name) into id. */
+static int queue_durable(struct sink *k, struct queue_env *env, const void *msg, size_t len,
+			 char *id);
+
+/*
+ * Make the message durable, DKIM-signed first when a [dkim DOMAIN] covers
+ * its From (for -bs and the plain mode alike); its id (queue id or maildrop
+ * name) into id. -EBADMSG: it cannot be signed correctly (k->why says why).
+ */
 static int queue_message(void *arg, struct queue_env *env, const void *msg, size_t len, char *id)
 {
 	struct sink *k = arg;
+	struct queue_buf sigs = {0}, out = {0};
+	int rc;
+
+	if (k->dkim == NULL || !queue_dkim_active(k->dkim))
+		return queue_durable(k, env, msg, len, id);
+	rc = queue_dkim_sign(k->dkim, msg, len, time(NULL), &sigs, &k->why);
+	if (rc >= 0 &&
+	    (queue_buf_add(&out, sigs.p, sigs.len) < 0 || queue_buf_add(&out, msg, len) < 0))
+		rc = -ENOMEM;
+	if (rc >= 0)
+		rc = queue_durable(k, env, out.p, out.len, id);
+	queue_buf_free(&sigs);
+	queue_buf_free(&out);
+	return rc;
+}
+
+static int queue_durable(struct sink *k, struct queue_env *env, const void *msg, size_t len,
+			 char *id)
+{
 	struct spool_txn *t;
 	int rc;
 
@@ -592,6 +620,7 @@ int main(int argc, char **argv)
 			snprintf(err, sizeof(err), "out of memory");
 		if (dkim == NULL)
 			die(errno == ENOMEM ? EX_TEMPFAIL_ : EX_CONFIG_, "%s", err);
+		snk.dkim = dkim;
 	}
 	r.origin = queue_myhostname(conf, host, sizeof(host));
 	if (o.mode == 's') {
@@ -604,6 +633,7 @@ int main(int argc, char **argv)
 					.out = 1};
 
 		ex = sendmail_bs_run(&b);
+		queue_dkim_free(dkim);
 		spool_close(sp);
 		free(spool_path_copy);
 		dmta_conf_free(conf);
@@ -743,14 +773,6 @@ int main(int argc, char **argv)
 	if (queue_msg_render(&m, &out, &mflags) < 0)
 		die(EX_TEMPFAIL_, "out of memory");
 	queue_msg_free(&m);
-	if (queue_dkim_active(dkim)) {
-		/* A failure to sign is temporary (75), as with a signing milter;
-		 * a message that cannot be signed correctly is refused (65). */
-		rc = queue_dkim_sign_msg(dkim, &out, time(NULL), &why);
-		if (rc < 0)
-			die(rc == -EBADMSG ? EX_DATAERR_ : EX_TEMPFAIL_,
-			    "cannot DKIM-sign the message: %s", why);
-	}
 	if (out.len > limit)
 		die(EX_DATAERR_, "message too large (over %llu bytes)", (unsigned long long)limit);
 
@@ -768,6 +790,12 @@ int main(int argc, char **argv)
 
 	/* Durable before saying anything is queued. */
 	rc = queue_message(&snk, &env, out.p ? out.p : "", out.len, id);
+	/* A failure to sign is temporary (75), as with a signing milter; a
+	 * message that cannot be signed correctly is refused (65). */
+	if (rc == -EBADMSG)
+		die(EX_DATAERR_, "cannot DKIM-sign the message: %s", snk.why);
+	if (rc < 0 && snk.why != NULL)
+		die(EX_TEMPFAIL_, "cannot DKIM-sign the message: %s", snk.why);
 	if (rc < 0)
 		die(queue_tool_exit(rc) == EX_CANTCREAT_ ? EX_CANTCREAT_ : EX_TEMPFAIL_,
 		    "cannot queue the message: %s", spool_strerror(rc));
