@@ -122,13 +122,15 @@ def tls_fails(conn, peer):
         if cmd == b"EHLO":
             conn.sendall(b"250-tls.test\r\n250 STARTTLS\r\n" if first else b"250 tls.test\r\n")
         elif cmd == b"STAR":
-            conn.sendall(b"220 go ahead\r\n")
             if peer.inject:
-                # Bytes right behind the reply (CVE-2011-0411): refused as such.
-                conn.sendall(b"250 injected\r\n")
-            else:
-                conn.recv(4096)  # the ClientHello
-                conn.sendall(b"HTTP/1.0 400 nonsense\r\n\r\n")
+                # Bytes right behind the reply, in the same write as an
+                # attacker's would be (CVE-2011-0411): refused as such. Two
+                # writes may arrive apart, and then they are only bad TLS.
+                conn.sendall(b"220 go ahead\r\n250 injected\r\n")
+                return
+            conn.sendall(b"220 go ahead\r\n")
+            conn.recv(4096)  # the ClientHello
+            conn.sendall(b"HTTP/1.0 400 nonsense\r\n\r\n")
             return
         elif cmd == b"DATA":
             conn.sendall(b"354 go on\r\n")
