@@ -511,31 +511,20 @@ static void conn_answer(struct conn *c, int code, const char *text);
  */
 static int listen_sign(struct dmta_listen *l, struct pending *p)
 {
-	struct queue_buf sigs = {0};
+	/* p->msg is malloc'd, p->len long: it becomes the buffer that grows. */
+	struct queue_buf b = {p->msg, p->len, p->len};
 	const char *why = "";
-	char *m;
 	int n;
 
 	if (!queue_dkim_active(l->dkim) || p->msg == NULL)
 		return 0;
-	n = queue_dkim_sign(l->dkim, p->msg, p->len, time(NULL), &sigs, &why);
-	if (n > 0) {
-		m = malloc(sigs.len + p->len + 1);
-		if (m == NULL) {
-			n = -ENOMEM;
-		} else {
-			memcpy(m, sigs.p, sigs.len);
-			memcpy(m + sigs.len, p->msg, p->len);
-			free(p->msg);
-			p->msg = m;
-			p->len += sigs.len;
-		}
-	}
-	queue_buf_free(&sigs);
+	n = queue_dkim_sign_msg(l->dkim, &b, time(NULL), &why);
+	p->msg = b.p;
+	p->len = b.len;
 	if (n < 0) {
 		p->sign_rc = n;
 		dmta_warn("listen: from=<%s>: cannot DKIM-sign the message: %s", p->env.sender,
-			  n == -EBADMSG ? why : strerror(-n));
+			  why);
 		return n;
 	}
 	return 0;

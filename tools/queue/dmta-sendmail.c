@@ -409,18 +409,16 @@ static int queue_durable(struct sink *k, struct queue_env *env, const void *msg,
 static int queue_message(void *arg, struct queue_env *env, const void *msg, size_t len, char *id)
 {
 	struct sink *k = arg;
-	struct queue_buf sigs = {0}, out = {0};
+	struct queue_buf out = {0};
 	int rc;
 
 	if (k->dkim == NULL || !queue_dkim_active(k->dkim))
 		return queue_durable(k, env, msg, len, id);
-	rc = queue_dkim_sign(k->dkim, msg, len, time(NULL), &sigs, &k->why);
-	if (rc >= 0 &&
-	    (queue_buf_add(&out, sigs.p, sigs.len) < 0 || queue_buf_add(&out, msg, len) < 0))
-		rc = -ENOMEM;
+	rc = queue_buf_add(&out, msg, len) < 0 ? -ENOMEM : 0;
+	if (rc == 0)
+		rc = queue_dkim_sign_msg(k->dkim, &out, time(NULL), &k->why);
 	if (rc >= 0)
 		rc = queue_durable(k, env, out.p, out.len, id);
-	queue_buf_free(&sigs);
 	queue_buf_free(&out);
 	return rc;
 }
