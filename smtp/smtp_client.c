@@ -36,6 +36,7 @@
 #include <openssl/evp.h>
 
 #include "core/base/dmta_log.h"
+#include "core/base/dmta_str.h"
 #include "smtp/smtp_client.h"
 #include "smtp/smtp_reply.h"
 
@@ -338,49 +339,14 @@ struct body_scan {
 	bool hibit;
 };
 
-static unsigned bits(unsigned m)
-{
-	unsigned k = 0;
-
-	for (; m != 0; m &= m - 1)
-		k++;
-	return k;
-}
-
 /*
  * Count into @p bs over p[0..n); *@p prev is the byte before p (0 at the
- * start) and becomes p's last. Sixteen bytes a step: most steps of a text
- * body hold no line end and cost a compare and a branch. Used to be two
- * memchr() passes a line (about 8,000 instructions per 4 KiB message).
+ * start) and becomes p's last. Only for bodies span_canonical() found in
+ * need of rewriting, so a byte at a time is enough.
  */
 static void body_scan(const uint8_t *p, size_t n, uint8_t *prev, struct body_scan *bs)
 {
-	size_t i = 0;
-
-#ifdef __SSE2__
-	if (n >= 16) {
-		const __m128i vlf = _mm_set1_epi8('\n'), vcr = _mm_set1_epi8('\r');
-		__m128i hi = _mm_setzero_si128();
-		unsigned carry = *prev == '\r';
-
-		for (; i + 16 <= n; i += 16) {
-			__m128i v = _mm_loadu_si128((const __m128i *)(p + i));
-			unsigned lf = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, vlf));
-			unsigned cr = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, vcr));
-
-			hi = _mm_or_si128(hi, v);
-			if ((lf | cr) != 0) {
-				bs->nlf += bits(lf);
-				bs->ncr += bits(cr);
-				bs->crlf += bits(lf & ((cr << 1) | carry));
-			}
-			carry = cr >> 15;
-		}
-		bs->hibit |= _mm_movemask_epi8(hi) != 0;
-		*prev = p[i - 1];
-	}
-#endif
-	for (; i < n; i++) {
+	for (size_t i = 0; i < n; i++) {
 		uint8_t ch = p[i];
 
 		bs->hibit |= ch >= 0x80;
@@ -701,14 +667,9 @@ static void line_str(struct line *l, const char *s)
 
 static void line_u64(struct line *l, uint64_t v)
 {
-	char t[20];
-	size_t i = sizeof(t);
+	char t[20], *p = dmta_str_u64(t + sizeof(t), v);
 
-	do {
-		t[--i] = (char)('0' + v % 10);
-		v /= 10;
-	} while (v != 0);
-	line_put(l, t + i, sizeof(t) - i);
+	line_put(l, p, (size_t)(t + sizeof(t) - p));
 }
 
 static void send_mail(struct smtp_client *c, struct txn *t)

@@ -18,6 +18,7 @@
 #endif
 
 #include "core/base/dmta_json.h"
+#include "core/base/dmta_str.h"
 
 static void fail(struct dmta_json *j, int err)
 {
@@ -277,28 +278,16 @@ static void put_number(struct dmta_json *j, const char *text, int n)
 	put(j, text, (size_t)n);
 }
 
-/* The decimal digits of v, right-aligned in t[0..24); returns the first. */
-static char *digits(char t[24], uint64_t v)
-{
-	char *p = t + 24;
-
-	do {
-		*--p = (char)('0' + v % 10);
-		v /= 10;
-	} while (v != 0);
-	return p;
-}
-
 void dmta_json_u64(struct dmta_json *j, uint64_t v)
 {
-	char t[24], *p = digits(t, v);
+	char t[24], *p = dmta_str_u64(t + sizeof(t), v);
 
 	put_number(j, p, (int)(t + 24 - p));
 }
 
 void dmta_json_i64(struct dmta_json *j, int64_t v)
 {
-	char t[24], *p = digits(t, v < 0 ? 0 - (uint64_t)v : (uint64_t)v);
+	char t[24], *p = dmta_str_u64(t + sizeof(t), v < 0 ? 0 - (uint64_t)v : (uint64_t)v);
 
 	if (v < 0)
 		*--p = '-';
@@ -337,7 +326,7 @@ void dmta_json_f64(struct dmta_json *j, double v, int decimals)
 			*--q = (char)('0' + f % 10);
 		if (decimals > 0)
 			*--q = '.';
-		p = digits(u24, f);
+		p = dmta_str_u64(u24 + sizeof(u24), f);
 		q -= u24 + 24 - p;
 		memcpy(q, p, (size_t)(u24 + 24 - p));
 		if (signbit(v))
