@@ -318,7 +318,7 @@ static int send_piece(struct tcp_conn *c, uint32_t seq, uint8_t flags, struct rt
 	struct tcp_opts o = {0};
 	uint8_t opt[TCP_OPTS_MAX];
 	size_t olen;
-	uint32_t tcplen, wnd, sum;
+	uint32_t tcplen, wnd;
 	uint16_t l4sum = 0;
 	struct {
 		uint32_t src, dst;
@@ -413,10 +413,7 @@ static int send_piece(struct tcp_conn *c, uint32_t seq, uint8_t flags, struct rt
 	if (tcp_cksum_mbuf(h, 0, tcplen, &l4sum) != 0)
 		dmta_panic("tcp_output: checksum over %u bytes of a %u-byte segment", tcplen,
 			   rte_pktmbuf_pkt_len(h));
-	sum = (uint32_t)rte_raw_cksum(&ph, sizeof(ph)) + l4sum;
-	sum = (sum & 0xffff) + (sum >> 16);
-	sum = (sum & 0xffff) + (sum >> 16);
-	th->cksum = (uint16_t)~sum;
+	th->cksum = (uint16_t)~tcp_cksum_fold(tcp_cksum_add(&ph, sizeof(ph), l4sum));
 	if (tcp_netif_ip_prepend(stk->nif, h, c->raddr, IPPROTO_TCP) != 0) {
 		rte_pktmbuf_free(h);
 		return -EMSGSIZE;
