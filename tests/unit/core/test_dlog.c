@@ -201,10 +201,8 @@ static void test_no_follow(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_short_reply),
-	    cmocka_unit_test(test_no_follow),
-	    cmocka_unit_test(test_long_replies),
-	    cmocka_unit_test(test_exact_line),
+	    cmocka_unit_test(test_short_reply),	 cmocka_unit_test(test_no_follow),
+	    cmocka_unit_test(test_long_replies), cmocka_unit_test(test_exact_line),
 	    cmocka_unit_test(test_cut_utf8),
 	};
 
