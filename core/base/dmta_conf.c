@@ -277,6 +277,30 @@ int dmta_parse_size(const char *s, uint64_t *out)
 	return parse_scaled(s, units, scale, 1, out);
 }
 
+int dmta_parse_rate(const char *s, uint64_t *per_day)
+{
+	static const char *const units[] = {"/s",    "/sec", "/min", "/m", "/h",
+					    "/hour", "/d",   "/day", NULL};
+	static const uint64_t scale[] = {86400, 86400, 1440, 1440, 24, 24, 1, 1};
+
+	return parse_scaled(s, units, scale, 86400, per_day);
+}
+
+void dmta_rate_format(uint64_t per_day, char *buf, size_t len)
+{
+	static const char *const units[] = {"/s", "/min", "/h"};
+	static const uint64_t scale[] = {86400, 1440, 24};
+
+	for (size_t i = 0; i < 3; i++) {
+		if (per_day % scale[i] == 0) {
+			snprintf(buf, len, "%llu%s", (unsigned long long)(per_day / scale[i]),
+				 units[i]);
+			return;
+		}
+	}
+	snprintf(buf, len, "%llu/day", (unsigned long long)per_day);
+}
+
 /* A number the way a user would write it for a key of @p type: "5m", "64k". */
 static void value_format(enum dmta_conf_type type, uint64_t v, char *buf, size_t len)
 {
@@ -288,6 +312,11 @@ static void value_format(enum dmta_conf_type type, uint64_t v, char *buf, size_t
 	const char *const *units = duration ? dunits : sunits;
 	const uint64_t *scale = duration ? dscale : sscale;
 	size_t n = duration ? 5 : type == DMTA_CONF_SIZE ? 3 : 0;
+
+	if (type == DMTA_CONF_RATE) {
+		dmta_rate_format(v, buf, len);
+		return;
+	}
 
 	for (size_t i = 0; i < n; i++) {
 		if (v != 0 && v % scale[i] == 0) {
@@ -349,12 +378,16 @@ static int key_parse(const struct dmta_conf_key *k, const char *s, uint64_t *v, 
 	case DMTA_CONF_SIZE:
 		rc = dmta_parse_size(s, v);
 		break;
+	case DMTA_CONF_RATE:
+		rc = dmta_parse_rate(s, v);
+		break;
 	}
 	if (rc != 0) {
 		snprintf(why, whylen, "'%s': not a valid %s", s,
 			 k->type == DMTA_CONF_U64	 ? "number"
 			 : k->type == DMTA_CONF_DURATION ? "duration (e.g. 250ms, 30s, 5m, 5d)"
-							 : "size (e.g. 4096, 64k, 10M)");
+			 : k->type == DMTA_CONF_RATE ? "rate (e.g. 20/s, 600/min, 3600/h, 1000/day)"
+						     : "size (e.g. 4096, 64k, 10M)");
 		return -EINVAL;
 	}
 	if (*v < k->min || (k->max != 0 && *v > k->max)) {
@@ -653,9 +686,13 @@ static void man_lines(FILE *fp, const char *text)
 static void man_type(FILE *fp, const struct dmta_conf_key *k)
 {
 	static const char *const names[] = {
-	    [DMTA_CONF_STR] = "text",	    [DMTA_CONF_U64] = "a number",
-	    [DMTA_CONF_BOOL] = "yes or no", [DMTA_CONF_DURATION] = "a duration",
-	    [DMTA_CONF_SIZE] = "a size",    [DMTA_CONF_ENUM] = "one of",
+	    [DMTA_CONF_STR] = "text",
+	    [DMTA_CONF_U64] = "a number",
+	    [DMTA_CONF_BOOL] = "yes or no",
+	    [DMTA_CONF_DURATION] = "a duration",
+	    [DMTA_CONF_SIZE] = "a size",
+	    [DMTA_CONF_ENUM] = "one of",
+	    [DMTA_CONF_RATE] = "a rate (N/s, N/min, N/h or N/day)",
 	    [DMTA_CONF_GROUP] = "",
 	};
 

@@ -58,6 +58,8 @@ enum dmta_conf_type {
 	DMTA_CONF_DURATION, /* "250ms", "30s", "5m", "2h", "5d", "1w"; a bare number is seconds */
 	DMTA_CONF_SIZE,	    /* "4096", "64k", "10M", "1G", in bytes */
 	DMTA_CONF_ENUM,	    /* one of values[], stored as its value in an int-sized field */
+	DMTA_CONF_RATE,	    /* "20/s", "600/min", "3600/h", "1000/day"; a bare number is per
+			     * second; stored as events per day (0: unlimited) */
 	DMTA_CONF_GROUP,    /* the keys of group, each named name + its own name */
 };
 
@@ -220,5 +222,9 @@ int dmta_conf_man(FILE *fp, const struct dmta_conf_section *const *secs, size_t 
 int dmta_parse_u64(const char *s, uint64_t *out);
 int dmta_parse_duration_ms(const char *s, uint64_t *out);
 int dmta_parse_size(const char *s, uint64_t *out);
+/** A rate "N/s", "N/min", "N/h", "N/day" (a bare N is per second) as events per day. */
+int dmta_parse_rate(const char *s, uint64_t *per_day);
+/** Events per day written back the way a user would: "20/s", "3600/h", "7/day". */
+void dmta_rate_format(uint64_t per_day, char *buf, size_t len);
 
 #endif
