@@ -13,6 +13,7 @@
 #include "core/base/dmta_time.h"
 #include "queue/queue_bounce.h"
 #include "queue/queue_ctl.h"
+#include "queue/queue_egress.h"
 
 /* A change the scheduler asked for, written at the next commit. */
 enum pend_kind { PEND_STORE, PEND_DSN, PEND_DELAY, PEND_DONE };
@@ -28,6 +29,7 @@ struct pend {
 struct queue_ctl {
 	struct spool *sp;
 	struct queue_sched *s;
+	struct queue_egress *egress; /* sources and pools, for the scheduler */
 	struct queue_ctl_hooks hooks;
 	int wake_fd;
 	uint64_t next_qid; /* load from here on */
@@ -441,6 +443,9 @@ struct queue_ctl *queue_ctl_open(const struct dmta_conf *conf, unsigned shards,
 	}
 	if (shards != 0)
 		sc.workers = shards;
+	if (queue_egress_load(conf, &qc->egress, err, errlen) != 0)
+		goto fail;
+	sc.egress = qc->egress;
 	(void)dmta_conf_read(conf, &queue_ctl_conf_section, &k); /* strings: never invalid */
 	if (load_template(k.bounce_template, "bounce_template", &qc->tmpl_failed, err, errlen) !=
 		0 ||
@@ -504,6 +509,7 @@ void queue_ctl_close(struct queue_ctl *qc)
 	if (qc->wake_fd >= 0)
 		close(qc->wake_fd);
 	queue_sched_free(qc->s);
+	queue_egress_free(qc->egress);
 	spool_close(qc->sp);
 	free(qc->tmpl_failed);
 	free(qc->tmpl_delayed);
@@ -517,13 +523,39 @@ int queue_ctl_wake_fd(const struct queue_ctl *qc)
 	return qc->wake_fd;
 }
 
+/* "suspend TARGET [MS]" or "resume TARGET", from dmta-queue. */
+static void wake_suspend(struct queue_ctl *qc, char *buf, uint64_t now_ns)
+{
+	bool suspend = buf[0] == 's';
+	char *target = buf + (suspend ? 8 : 7), *ms = strchr(target, ' ');
+	uint64_t dur = 0;
+	int rc;
+
+	if (ms != NULL) {
+		*ms++ = '\0';
+		if (dmta_parse_u64(ms, &dur) != 0) {
+			dmta_warn("queue: %s %s: bad duration \"%.20s\"",
+				  suspend ? "suspend" : "resume", target, ms);
+			return;
+		}
+	}
+	rc = suspend ? queue_sched_suspend(qc->s, target, dur, now_ns)
+		     : queue_sched_resume(qc->s, target, now_ns);
+	if (rc == 0)
+		dmta_info("queue: %s %s%s", suspend ? "suspended" : "resumed", target,
+			  suspend && dur == 0 ? " until resumed" : "");
+	else
+		dmta_warn("queue: %s %s: %s", suspend ? "suspend" : "resume", target,
+			  rc == -ENOENT ? "nothing was suspended there" : strerror(-rc));
+}
+
 int queue_ctl_on_wake(struct queue_ctl *qc, uint64_t now_ns)
 {
 	int n = 0, rc = 0;
 	bool load = false;
 
 	for (;;) {
-		char buf[300];
+		char buf[512];
 		ssize_t len = recv(qc->wake_fd, buf, sizeof(buf) - 1, MSG_DONTWAIT);
 
 		if (len < 0)
@@ -545,6 +577,8 @@ int queue_ctl_on_wake(struct queue_ctl *qc, uint64_t now_ns)
 			k = queue_sched_flush(qc->s, dom, now_ns);
 			dmta_info("queue: flush%s%s: %d messages due now", dom ? " " : "",
 				  dom ? dom : "", k);
+		} else if (strncmp(buf, "suspend ", 8) == 0 || strncmp(buf, "resume ", 7) == 0) {
+			wake_suspend(qc, buf, now_ns);
 		} else {
 			dmta_warn("queue: unknown wake-up request \"%.40s\" ignored", buf);
 		}
@@ -600,6 +634,11 @@ uint64_t queue_ctl_next_due(const struct queue_ctl *qc)
 struct spool *queue_ctl_spool(struct queue_ctl *qc)
 {
 	return qc->sp;
+}
+
+struct queue_egress *queue_ctl_egress(struct queue_ctl *qc)
+{
+	return qc->egress;
 }
 
 struct queue_sched *queue_ctl_sched(struct queue_ctl *qc)

@@ -70,6 +70,7 @@
 
 struct dmta_conf;
 struct queue_ctl;
+struct queue_egress;
 
 /** Its part of [queue]: bounce_template, delay_template. */
 extern const struct dmta_conf_section queue_ctl_conf_section;
@@ -141,6 +142,8 @@ uint64_t queue_ctl_next_due(const struct queue_ctl *qc);
 
 struct spool *queue_ctl_spool(struct queue_ctl *qc);
 struct queue_sched *queue_ctl_sched(struct queue_ctl *qc);
+/** The egress sources and pools ([source], [pool]) the scheduler picks from. */
+struct queue_egress *queue_ctl_egress(struct queue_ctl *qc);
 void queue_ctl_get_stats(const struct queue_ctl *qc, struct queue_ctl_stats *st);
 
 #endif

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "queue/queue_env.h"
 
@@ -192,11 +193,28 @@ int queue_env_set_reply(struct queue_env *env, uint32_t i, const char *reply)
 	return env_strdup(&env->rcpt[i].reply, reply);
 }
 
+static const char *const prio_names[] = {"normal", "high", "bulk"};
+
+const char *queue_prio_name(unsigned prio)
+{
+	return prio < 3 ? prio_names[prio] : "normal";
+}
+
+int queue_prio_parse(const char *name)
+{
+	for (int i = 0; i < 3; i++)
+		if (strcasecmp(name, prio_names[i]) == 0)
+			return i;
+	return -1;
+}
+
 void queue_env_free(struct queue_env *env)
 {
 	if (env->owned) {
 		free((char *)env->sender);
 		free((char *)env->envid);
+		free((char *)env->pool);
+		free((char *)env->tenant);
 		for (uint32_t i = 0; i < env->nrcpt; i++) {
 			free((char *)env->rcpt[i].addr);
 			free((char *)env->rcpt[i].orcpt);
@@ -229,7 +247,10 @@ int queue_env_dup_some(struct queue_env *dst, const struct queue_env *src, const
 	dst->size = src->size;
 	dst->next_attempt_ns = src->next_attempt_ns;
 	dst->attempts = src->attempts;
-	if (queue_env_set_sender(dst, src->sender) < 0 || queue_env_set_envid(dst, src->envid) < 0)
+	dst->priority = src->priority;
+	if (queue_env_set_sender(dst, src->sender) < 0 ||
+	    queue_env_set_envid(dst, src->envid) < 0 || env_strdup(&dst->pool, src->pool) < 0 ||
+	    env_strdup(&dst->tenant, src->tenant) < 0)
 		goto fail;
 	for (uint32_t i = 0; i < n; i++) {
 		uint32_t k = idx ? idx[i] : i;

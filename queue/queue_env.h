@@ -74,6 +74,10 @@ struct queue_rcpt {
 	uint64_t last_attempt_ns; /* wall clock, 0 if never tried */
 };
 
+/* Priority classes: when a destination's budget is short, high goes first, then normal, then bulk.
+ */
+enum queue_prio { QUEUE_PRIO_NORMAL = 0, QUEUE_PRIO_HIGH = 1, QUEUE_PRIO_BULK = 2 };
+
 struct queue_env {
 	uint64_t qid;		  /* assigned by the spool */
 	uint32_t flags;		  /* QUEUE_F_* */
@@ -84,12 +88,20 @@ struct queue_env {
 	uint32_t attempts;	  /* delivery attempts of the message */
 	const char *sender;	  /* "" for the null sender <> */
 	const char *envid;	  /* RFC 3461 ENVID (xtext-decoded) or NULL */
+	const char *pool;	  /* the egress pool ([pool NAME]), NULL: the default */
+	const char *tenant;	  /* a tenant or campaign tag, NULL: none */
+	uint8_t priority;	  /* enum queue_prio */
 	uint32_t nrcpt;
 	struct queue_rcpt *rcpt;
 	/* private */
 	bool owned; /* strings are ours (malloc), not views of a record */
 	uint32_t cap;
 };
+
+/** The name of a priority ("normal", "high", "bulk"). */
+const char *queue_prio_name(unsigned prio);
+/** A priority by name, case-insensitive; -1 when unknown. */
+int queue_prio_parse(const char *name);
 
 /** Human name of a recipient state ("pending", ...). */
 const char *queue_rcpt_state_name(unsigned state);

@@ -10,6 +10,7 @@
  * message with recipients at several destinations is rescheduled once.
  */
 #include <errno.h>
+#include <fnmatch.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +20,7 @@
 #include "core/base/dmta_conf.h"
 #include "core/base/dmta_log.h"
 #include "core/base/dmta_time.h"
+#include "queue/queue_egress.h"
 #include "queue/queue_names.h"
 #include "queue/queue_sched.h"
 
@@ -41,23 +43,75 @@ struct item {
 	struct item *fprev, *fnext; /* the in-flight list, while a job runs */
 	uint64_t qid;
 	struct dest *d;
+	struct site *site; /* the site this job counts at, while it runs */
 	uint32_t n;
 	uint32_t rcpt[];
 };
 
-struct dest {
-	char *name;
-	unsigned shard;
-	struct queue_dest_limits lim;
-	uint32_t active; /* jobs out */
-	uint32_t fails;	 /* consecutive connection failures */
-	uint64_t suspended_until;
-	uint64_t suspend_cur_ms;
-	bool probing; /* resumed after a suspension: one job until a success */
+/*
+ * What limits a destination and a site alike: connections, a token bucket,
+ * suspensions, and a rule's temporary throttle.
+ */
+struct gate {
+	struct queue_dest_limits lim; /* a site's 0s: no limit */
+	uint32_t active;	      /* jobs out */
 	double tokens;
 	uint64_t tok_ns;
+	uint64_t suspended_until; /* connection failures (destinations), rules */
+	uint64_t manual_until;	  /* dmta-queue suspend; UINT64_MAX: until resumed */
+	uint64_t thr_until;	  /* a rule's lower limits, until then */
+	uint64_t thr_rate;
+	uint32_t thr_conns;
+	char why[48]; /* what suspended or throttled it */
+};
+
+/* One tenant's items in one priority lane. */
+struct tenant_q {
+	char *tenant; /* "" for messages with none */
 	struct item *head, *tail;
+};
+
+struct lane {
+	struct tenant_q *q;
+	unsigned n, cap, rr;
+};
+
+#define LANES 3 /* served in this order: */
+static const uint8_t lane_order[LANES] = {QUEUE_PRIO_HIGH, QUEUE_PRIO_NORMAL, QUEUE_PRIO_BULK};
+
+struct site {
+	uint64_t key;
+	unsigned source;
+	unsigned shard;
+	char **mx; /* the exchangers, first one names the site */
+	unsigned nmx;
+	struct gate g;
+	struct site *next; /* hash chain */
+};
+
+struct dest {
+	char *name;
+	unsigned source;
+	unsigned shard;
+	struct gate g;
+	uint32_t fails; /* consecutive connection failures */
+	uint64_t suspend_cur_ms;
+	bool probing; /* resumed after a suspension: one job until a success */
+	struct site *site;
+	uint32_t queued; /* items in the lanes */
+	struct lane lanes[LANES];
 	struct dest *next; /* hash chain */
+};
+
+/* A suspension by dmta-queue, kept for destinations and sites to come. */
+struct manual {
+	char kind; /* 'd'omain, 's'ite, 'o' source */
+	char *pat;
+	uint64_t until;
+};
+
+struct source_state {
+	uint64_t manual_until;
 };
 
 struct hent {
@@ -79,6 +133,13 @@ struct queue_sched {
 	size_t dcap;
 	struct dest **dlist;
 	size_t nd, dlcap, rr;
+	struct site **st; /* sites by (source, key) */
+	size_t stcap, nsites;
+	struct manual *manual;
+	size_t nmanual;
+	struct source_state *src;
+	unsigned nsrc;
+	struct queue_egress *egress;
 	struct heap due, exp;
 	struct item *flight; /* items of the jobs out, freed with the scheduler */
 };
@@ -107,12 +168,49 @@ static const struct dmta_conf_key dest_keys[] = {
      .max = QUEUE_JOB_MAX_RCPT,
      DEST(max_recipients)},
     {.name = "rate",
+     .type = DMTA_CONF_RATE,
+     .def = "0",
+     .example = "5/s",
+     .max = 1000000ULL * 86400,
+     DEST(rate),
+     .help = "transactions per second, minute, hour or day (20/s, 600/min,\n"
+	     "3600/h, 10000/day; a bare number is per second), 0 = unlimited"},
+};
+
+static const struct dmta_conf_key site_keys[] = {
+    {.name = "max_connections",
      .type = DMTA_CONF_U64,
      .def = "0",
-     .example = "5",
+     .example = "20",
+     .max = 100000,
+     DEST(max_connections),
+     .help = "0 for any of these: no limit at site level"},
+    {.name = "max_messages_per_connection",
+     .type = DMTA_CONF_U64,
+     .def = "0",
      .max = 1000000,
-     DEST(rate),
-     .help = "transactions per second, 0 = unlimited"},
+     DEST(max_messages_per_connection)},
+    {.name = "max_recipients",
+     .type = DMTA_CONF_U64,
+     .def = "0",
+     .max = QUEUE_JOB_MAX_RCPT,
+     DEST(max_recipients)},
+    {.name = "rate",
+     .type = DMTA_CONF_RATE,
+     .def = "0",
+     .example = "1000/h",
+     .max = 1000000ULL * 86400,
+     DEST(rate)},
+};
+
+const struct dmta_conf_section queue_site_conf_section = {
+    .name = "site *.mail.protection.outlook.com",
+    .help = "One MX site's limits, per source, over [queue] site_*: the first section\n"
+	    "whose pattern (a glob) matches one of the site's exchangers. A site is the\n"
+	    "set of domains with the same exchangers.",
+    .keys = site_keys,
+    .nkeys = DMTA_CONF_NKEYS(site_keys),
+    .family = true,
 };
 
 const struct dmta_conf_section queue_dest_conf_section = {
@@ -185,6 +283,12 @@ static const struct dmta_conf_key queue_keys[] = {
      QUEUE(dest),
      .help = "Limits per destination (a recipient domain); override per domain in a\n"
 	     "section [dest example.org] with the same keys without \"dest_\"."},
+    {.name = "site_",
+     .type = DMTA_CONF_GROUP,
+     .group = &queue_site_conf_section,
+     QUEUE(site),
+     .help = "Limits per MX site (domains sharing exchangers), per source; override\n"
+	     "per site in [site PATTERN] with the same keys without \"site_\"."},
 };
 
 const struct dmta_conf_section queue_conf_section = {
@@ -383,13 +487,109 @@ static void sm_free(struct queue_sched *s, struct sm *m)
 
 /* Destinations. */
 
-static struct dest *dest_get(struct queue_sched *s, const char *domain)
+/* Gates: the limits a destination and a site share. */
+
+static uint64_t gate_rate(const struct gate *g, uint64_t now_ns)
 {
-	size_t b = hash_name(domain) & (s->dcap - 1);
+	uint64_t r = g->lim.rate;
+
+	if (g->thr_until > now_ns && g->thr_rate && (r == 0 || g->thr_rate < r))
+		r = g->thr_rate;
+	return r;
+}
+
+static uint32_t gate_conns(const struct gate *g, uint64_t now_ns)
+{
+	uint32_t c = g->lim.max_connections;
+
+	if (g->thr_until > now_ns && g->thr_conns && (c == 0 || g->thr_conns < c))
+		c = g->thr_conns;
+	return c;
+}
+
+/* One second's worth of jobs, at least one: a slow rate sends evenly. */
+static double gate_burst(uint64_t rate)
+{
+	double b = (double)rate / 86400.0;
+
+	return b < 1.0 ? 1.0 : b;
+}
+
+/* A full bucket; the clock starts at the first refill. */
+static void gate_init(struct gate *g, const struct queue_dest_limits *lim)
+{
+	g->lim = *lim;
+	g->tokens = gate_burst(lim->rate);
+}
+
+static void gate_refill(struct gate *g, uint64_t now_ns)
+{
+	uint64_t rate = gate_rate(g, now_ns);
+	double burst = gate_burst(rate);
+
+	if (rate != 0 && g->tok_ns != 0 && now_ns > g->tok_ns)
+		g->tokens += (double)(now_ns - g->tok_ns) * (double)rate / (86400.0 * 1e9);
+	/* A lower rate (a reload, a rule) takes effect at once, not after the old burst. */
+	if (g->tokens > burst)
+		g->tokens = burst;
+	g->tok_ns = now_ns;
+}
+
+static bool gate_open(const struct gate *g, uint64_t now_ns, uint32_t cap)
+{
+	uint32_t c = gate_conns(g, now_ns);
+
+	if (cap != 0 && (c == 0 || cap < c))
+		c = cap;
+	return g->suspended_until <= now_ns && g->manual_until <= now_ns &&
+	       (c == 0 || g->active < c) && (gate_rate(g, now_ns) == 0 || g->tokens >= 1.0);
+}
+
+static void gate_take(struct gate *g, uint64_t now_ns)
+{
+	g->active++;
+	if (gate_rate(g, now_ns) != 0)
+		g->tokens -= 1.0;
+}
+
+/* The smaller of two limits where 0 means none. */
+static uint32_t min_limit(uint32_t a, uint32_t b)
+{
+	return a == 0 ? b : b == 0 ? a : a < b ? a : b;
+}
+
+/* Manual suspensions: what matches @p kind and @p name now. */
+static uint64_t manual_until(const struct queue_sched *s, char kind, const char *const *names,
+			     unsigned n)
+{
+	uint64_t until = 0;
+
+	for (size_t i = 0; i < s->nmanual; i++) {
+		const struct manual *m = &s->manual[i];
+
+		if (m->kind != kind || m->until <= until)
+			continue;
+		for (unsigned k = 0; k < n; k++)
+			if (fnmatch(m->pat, names[k], FNM_CASEFOLD) == 0) {
+				until = m->until;
+				break;
+			}
+	}
+	return until;
+}
+
+static uint64_t dest_hash(unsigned source, const char *domain)
+{
+	return hash_name(domain) ^ ((uint64_t)source * 0x9e3779b97f4a7c15ULL);
+}
+
+static struct dest *dest_get(struct queue_sched *s, unsigned source, const char *domain)
+{
+	size_t b = dest_hash(source, domain) & (s->dcap - 1);
 	struct dest *d;
 
 	for (d = s->dt[b]; d; d = d->next)
-		if (strcasecmp(d->name, domain) == 0)
+		if (d->source == source && strcasecmp(d->name, domain) == 0)
 			return d;
 	if (s->nd * 2 >= s->dcap) {
 		size_t cap = s->dcap * 2;
@@ -399,7 +599,7 @@ static struct dest *dest_get(struct queue_sched *s, const char *domain)
 			return NULL;
 		for (size_t i = 0; i < s->nd; i++) {
 			struct dest *x = s->dlist[i];
-			size_t xb = hash_name(x->name) & (cap - 1);
+			size_t xb = dest_hash(x->source, x->name) & (cap - 1);
 
 			x->next = t[xb];
 			t[xb] = x;
@@ -407,7 +607,7 @@ static struct dest *dest_get(struct queue_sched *s, const char *domain)
 		free(s->dt);
 		s->dt = t;
 		s->dcap = cap;
-		b = hash_name(domain) & (cap - 1);
+		b = dest_hash(source, domain) & (cap - 1);
 	}
 	if (s->nd == s->dlcap) {
 		/* Doubling: a message may bring thousands of new domains. */
@@ -427,9 +627,15 @@ static struct dest *dest_get(struct queue_sched *s, const char *domain)
 	for (char *p = d->name; *p; p++)
 		if (*p >= 'A' && *p <= 'Z')
 			*p = (char)(*p + 32);
-	d->shard = queue_sched_shard(s, d->name);
-	d->lim = queue_sched_limits(s, d->name);
-	d->tokens = d->lim.rate ? (double)d->lim.rate : 0;
+	d->source = source;
+	d->shard = (unsigned)(dest_hash(source, d->name) % s->c.workers);
+	{
+		struct queue_dest_limits lim = queue_sched_limits(s, d->name);
+		const char *name = d->name;
+
+		gate_init(&d->g, &lim);
+		d->g.manual_until = manual_until(s, 'd', &name, 1);
+	}
 	d->next = s->dt[b];
 	s->dt[b] = d;
 	s->dlist[s->nd++] = d;
@@ -451,9 +657,355 @@ struct queue_dest_limits queue_sched_limits(struct queue_sched *s, const char *d
 
 bool queue_sched_suspended(struct queue_sched *s, const char *domain, uint64_t now_ns)
 {
-	struct dest *d = dest_get(s, domain);
+	for (unsigned src = 0; src < s->nsrc; src++) {
+		struct dest *d = dest_get(s, src, domain);
 
-	return d && d->suspended_until > now_ns;
+		if (d && (d->g.suspended_until > now_ns || d->g.manual_until > now_ns))
+			return true;
+	}
+	return false;
+}
+
+/* Sites. */
+
+struct site_match {
+	const struct site *site;
+	const struct dmta_conf *conf;
+	struct queue_dest_limits *lim;
+	bool found;
+};
+
+static void site_section(const char *sect, void *arg)
+{
+	struct site_match *sm = arg;
+	const char *pat = sect + strlen("site ");
+
+	if (sm->found)
+		return;
+	for (unsigned i = 0; i < sm->site->nmx; i++)
+		if (fnmatch(pat, sm->site->mx[i], FNM_CASEFOLD) == 0) {
+			sm->found = true;
+			(void)dmta_conf_read_over(sm->conf, sect, &queue_site_conf_section,
+						  sm->lim);
+			return;
+		}
+}
+
+static struct queue_dest_limits site_limits(const struct queue_sched *s, const struct site *site)
+{
+	struct queue_dest_limits l = s->c.site;
+	struct site_match sm = {site, s->c.conf, &l, false};
+
+	if (s->c.conf != NULL)
+		dmta_conf_sections(s->c.conf, "site ", site_section, &sm);
+	return l;
+}
+
+static uint64_t site_hash(unsigned source, uint64_t key)
+{
+	return hash_qid(key ^ ((uint64_t)source * 0x9e3779b97f4a7c15ULL));
+}
+
+static struct site *site_get(struct queue_sched *s, unsigned source, uint64_t key,
+			     const char *const *mx, unsigned nmx)
+{
+	size_t b;
+	struct site *x;
+
+	if (s->stcap == 0 || s->nsites * 2 >= s->stcap) {
+		size_t cap = s->stcap ? s->stcap * 2 : 64;
+		struct site **t = calloc(cap, sizeof(*t));
+
+		if (t == NULL)
+			return NULL;
+		for (size_t i = 0; i < s->stcap; i++)
+			for (struct site *y = s->st[i], *n; y; y = n) {
+				n = y->next;
+				y->next = t[site_hash(y->source, y->key) & (cap - 1)];
+				t[site_hash(y->source, y->key) & (cap - 1)] = y;
+			}
+		free(s->st);
+		s->st = t;
+		s->stcap = cap;
+	}
+	b = site_hash(source, key) & (s->stcap - 1);
+	for (x = s->st[b]; x; x = x->next)
+		if (x->source == source && x->key == key)
+			return x;
+	x = calloc(1, sizeof(*x));
+	if (x == NULL || (x->mx = calloc(nmx, sizeof(*x->mx))) == NULL) {
+		free(x);
+		return NULL;
+	}
+	for (; x->nmx < nmx; x->nmx++)
+		if ((x->mx[x->nmx] = strdup(mx[x->nmx])) == NULL) {
+			for (unsigned i = 0; i < x->nmx; i++)
+				free(x->mx[i]);
+			free(x->mx);
+			free(x);
+			return NULL;
+		}
+	x->key = key;
+	x->source = source;
+	x->shard = (unsigned)(site_hash(source, key) % s->c.workers);
+	{
+		struct queue_dest_limits lim = site_limits(s, x);
+
+		gate_init(&x->g, &lim);
+		x->g.manual_until = manual_until(s, 's', (const char *const *)x->mx, x->nmx);
+	}
+	x->next = s->st[b];
+	s->st[b] = x;
+	s->nsites++;
+	return x;
+}
+
+unsigned queue_sched_job_site(struct queue_sched *s, struct queue_job *job, uint64_t site,
+			      const char *const *mx, unsigned nmx)
+{
+	struct item *it = job->priv;
+	struct dest *d = it->d;
+
+	if (site == 0 || nmx == 0)
+		return job->shard;
+	if (d->site == NULL || d->site->key != site) {
+		struct site *x = site_get(s, d->source, site, mx, nmx);
+
+		if (x == NULL)
+			return job->shard; /* out of memory: the domain's own limits still hold */
+		d->site = x;
+		d->shard = x->shard;
+	}
+	if (it->site == NULL) {
+		it->site = d->site;
+		it->site->g.active++;
+	}
+	job->shard = d->shard;
+	return job->shard;
+}
+
+const char *queue_sched_job_site_name(const struct queue_sched *s, const struct queue_job *job)
+{
+	const struct item *it = job->priv;
+	const struct site *x = it->site ? it->site : it->d->site;
+
+	(void)s;
+	return x ? x->mx[0] : NULL;
+}
+
+void queue_sched_throttle(struct queue_sched *s, const struct queue_job *job,
+			  const struct queue_throttle *t, uint64_t now_ns)
+{
+	const struct item *it = job->priv;
+	struct site *x = it->site ? it->site : it->d->site;
+	struct gate *g = x ? &x->g : &it->d->g;
+	uint64_t until = now_ns + t->duration_ms * DMTA_NS_PER_MS;
+
+	if (t->suspend) {
+		if (until > g->suspended_until)
+			g->suspended_until = until;
+	} else {
+		g->thr_until = until;
+		g->thr_rate = t->rate;
+		g->thr_conns = t->max_connections;
+	}
+	snprintf(g->why, sizeof(g->why), "%s", t->why ? t->why : "rule");
+	dmta_warn("queue: %s %s (source %s) %s for %llu s: %s", x ? "site" : "destination",
+		  x ? x->mx[0] : it->d->name,
+		  s->egress ? queue_egress_source_name(s->egress, it->d->source) : "default",
+		  t->suspend ? "suspended" : "throttled",
+		  (unsigned long long)(t->duration_ms / 1000), g->why);
+}
+
+/* Manual suspension. */
+
+static int target_parse(const char *target, char *kind, const char **pat)
+{
+	if (strncmp(target, "site:", 5) == 0) {
+		*kind = 's';
+		*pat = target + 5;
+	} else if (strncmp(target, "source:", 7) == 0) {
+		*kind = 'o';
+		*pat = target + 7;
+	} else {
+		*kind = 'd';
+		*pat = target;
+	}
+	return **pat ? 0 : -EINVAL;
+}
+
+/* Set manual_until on everything @p kind/@p pat names now. Count of changes. */
+static int manual_apply(struct queue_sched *s, char kind, const char *pat, uint64_t until)
+{
+	int n = 0;
+
+#define SET(field)                                                                                 \
+	do {                                                                                       \
+		n += (field) != until;                                                             \
+		(field) = until;                                                                   \
+	} while (0)
+	if (kind == 'o') {
+		for (unsigned i = 0; i < s->nsrc; i++)
+			if (fnmatch(pat,
+				    s->egress ? queue_egress_source_name(s->egress, i) : "default",
+				    0) == 0)
+				SET(s->src[i].manual_until);
+		return n;
+	}
+	if (kind == 'd') {
+		for (size_t i = 0; i < s->nd; i++)
+			if (fnmatch(pat, s->dlist[i]->name, FNM_CASEFOLD) == 0)
+				SET(s->dlist[i]->g.manual_until);
+		return n;
+	}
+	for (size_t i = 0; i < s->stcap; i++)
+		for (struct site *x = s->st[i]; x; x = x->next)
+			for (unsigned k = 0; k < x->nmx; k++)
+				if (fnmatch(pat, x->mx[k], FNM_CASEFOLD) == 0) {
+					SET(x->g.manual_until);
+					break;
+				}
+#undef SET
+	return n;
+}
+
+/* Whether source @p pat names one. */
+static bool source_exists(const struct queue_sched *s, const char *pat)
+{
+	for (unsigned i = 0; i < s->nsrc; i++)
+		if (fnmatch(pat, s->egress ? queue_egress_source_name(s->egress, i) : "default",
+			    0) == 0)
+			return true;
+	return false;
+}
+
+int queue_sched_suspend(struct queue_sched *s, const char *target, uint64_t duration_ms,
+			uint64_t now_ns)
+{
+	uint64_t until = duration_ms ? now_ns + duration_ms * DMTA_NS_PER_MS : UINT64_MAX;
+	struct manual *v;
+	const char *pat;
+	char kind;
+
+	if (target_parse(target, &kind, &pat) != 0)
+		return -EINVAL;
+	if (kind == 'o' && !source_exists(s, pat))
+		return -EINVAL;
+	for (size_t i = 0; i < s->nmanual; i++)
+		if (s->manual[i].kind == kind && strcmp(s->manual[i].pat, pat) == 0) {
+			s->manual[i].until = until;
+			manual_apply(s, kind, pat, until);
+			return 0;
+		}
+	v = realloc(s->manual, (s->nmanual + 1) * sizeof(*v));
+	if (v == NULL)
+		return -ENOMEM;
+	s->manual = v;
+	v[s->nmanual] = (struct manual){.kind = kind, .pat = strdup(pat), .until = until};
+	if (v[s->nmanual].pat == NULL)
+		return -ENOMEM;
+	s->nmanual++;
+	manual_apply(s, kind, pat, until);
+	dmta_info("queue: %s suspended by the operator%s", target,
+		  duration_ms ? "" : " until resumed");
+	return 0;
+}
+
+/* End a gate's suspension and throttle; whether one was in force. */
+static bool gate_lift(struct gate *g, uint64_t now_ns)
+{
+	bool was = g->suspended_until > now_ns || g->thr_until > now_ns;
+
+	g->suspended_until = g->thr_until = 0;
+	return was;
+}
+
+int queue_sched_resume(struct queue_sched *s, const char *target, uint64_t now_ns)
+{
+	const char *pat;
+	char kind;
+	int n = 0;
+
+	if (target_parse(target, &kind, &pat) != 0)
+		return -EINVAL;
+	for (size_t i = 0; i < s->nmanual; i++)
+		if (s->manual[i].kind == kind && strcmp(s->manual[i].pat, pat) == 0) {
+			free(s->manual[i].pat);
+			s->manual[i--] = s->manual[--s->nmanual];
+			n++;
+		}
+	n += manual_apply(s, kind, pat, 0);
+	/* Resuming also lifts what rules and failures started there. */
+	if (kind == 'd')
+		for (size_t i = 0; i < s->nd; i++)
+			if (fnmatch(pat, s->dlist[i]->name, FNM_CASEFOLD) == 0) {
+				struct dest *d = s->dlist[i];
+
+				n += gate_lift(&d->g, now_ns);
+				d->fails = 0;
+				if (d->site)
+					n += gate_lift(&d->site->g, now_ns);
+			}
+	if (kind == 's')
+		for (size_t i = 0; i < s->stcap; i++)
+			for (struct site *x = s->st[i]; x; x = x->next)
+				for (unsigned k = 0; k < x->nmx; k++)
+					if (fnmatch(pat, x->mx[k], FNM_CASEFOLD) == 0) {
+						n += gate_lift(&x->g, now_ns);
+						break;
+					}
+	return n ? 0 : -ENOENT;
+}
+
+static bool gate_listed(const struct gate *g, uint64_t now_ns)
+{
+	return g->suspended_until > now_ns || g->manual_until > now_ns || g->thr_until > now_ns;
+}
+
+static void gate_suspension(const struct gate *g, uint64_t now_ns, struct queue_suspension *v)
+{
+	if (g->manual_until > now_ns) {
+		v->why = "manual";
+		v->until_ns = g->manual_until;
+	} else if (g->suspended_until > now_ns) {
+		v->why = g->why[0] ? g->why : "connection failures";
+		v->until_ns = g->suspended_until;
+	} else {
+		v->why = g->why[0] ? g->why : "rule";
+		v->throttled = true;
+		v->until_ns = g->thr_until;
+	}
+}
+
+size_t queue_sched_suspensions(const struct queue_sched *s, uint64_t now_ns,
+			       struct queue_suspension *v, size_t max)
+{
+	size_t n = 0;
+
+#define SRC_NAME(i) (s->egress ? queue_egress_source_name(s->egress, (i)) : "default")
+	for (unsigned i = 0; i < s->nsrc && n < max; i++)
+		if (s->src[i].manual_until > now_ns)
+			v[n++] = (struct queue_suspension){
+			    "source", SRC_NAME(i), "", "manual", false, s->src[i].manual_until};
+	for (size_t i = 0; i < s->stcap && n < max; i++)
+		for (const struct site *x = s->st[i]; x && n < max; x = x->next)
+			if (gate_listed(&x->g, now_ns)) {
+				v[n] = (struct queue_suspension){.kind = "site",
+								 .name = x->mx[0],
+								 .source = SRC_NAME(x->source)};
+				gate_suspension(&x->g, now_ns, &v[n++]);
+			}
+	for (size_t i = 0; i < s->nd && n < max; i++) {
+		const struct dest *d = s->dlist[i];
+
+		if (gate_listed(&d->g, now_ns)) {
+			v[n] = (struct queue_suspension){
+			    .kind = "domain", .name = d->name, .source = SRC_NAME(d->source)};
+			gate_suspension(&d->g, now_ns, &v[n++]);
+		}
+	}
+#undef SRC_NAME
+	return n;
 }
 
 /* Life cycle. */
@@ -472,11 +1024,15 @@ struct queue_sched *queue_sched_new(const struct queue_sched_conf *c,
 	s->rng = seed ? seed : 0x9e3779b97f4a7c15ULL;
 	s->mcap = 1024;
 	s->dcap = 64;
+	s->egress = c->egress;
+	s->nsrc = s->egress ? queue_egress_nsources(s->egress) : 1;
 	s->mt = calloc(s->mcap, sizeof(*s->mt));
 	s->dt = calloc(s->dcap, sizeof(*s->dt));
-	if (s->mt == NULL || s->dt == NULL) {
+	s->src = calloc(s->nsrc, sizeof(*s->src));
+	if (s->mt == NULL || s->dt == NULL || s->src == NULL) {
 		free(s->mt);
 		free(s->dt);
+		free(s->src);
 		free(s);
 		errno = ENOMEM;
 		return NULL;
@@ -501,13 +1057,32 @@ void queue_sched_free(struct queue_sched *s)
 	for (size_t i = 0; i < s->nd; i++) {
 		struct dest *d = s->dlist[i];
 
-		for (struct item *it = d->head, *n; it; it = n) {
-			n = it->next;
-			free(it);
+		for (unsigned l = 0; l < LANES; l++) {
+			for (unsigned q = 0; q < d->lanes[l].n; q++) {
+				for (struct item *it = d->lanes[l].q[q].head, *n; it; it = n) {
+					n = it->next;
+					free(it);
+				}
+				free(d->lanes[l].q[q].tenant);
+			}
+			free(d->lanes[l].q);
 		}
 		free(d->name);
 		free(d);
 	}
+	for (size_t i = 0; i < s->stcap; i++)
+		for (struct site *x = s->st[i], *n; x; x = n) {
+			n = x->next;
+			for (unsigned k = 0; k < x->nmx; k++)
+				free(x->mx[k]);
+			free(x->mx);
+			free(x);
+		}
+	for (size_t i = 0; i < s->nmanual; i++)
+		free(s->manual[i].pat);
+	free(s->manual);
+	free(s->st);
+	free(s->src);
 	free(s->mt);
 	free(s->dt);
 	free(s->dlist);
@@ -522,14 +1097,15 @@ void queue_sched_reconfigure(struct queue_sched *s, const struct queue_sched_con
 
 	s->c = *c;
 	s->c.workers = workers;
+	s->c.egress = s->egress; /* sources are indices into the first one */
 	for (size_t i = 0; i < s->nd; i++) {
 		struct dest *d = s->dlist[i];
 
-		d->lim = queue_sched_limits(s, d->name);
-		/* A lower rate takes effect at once, not after the old burst. */
-		if (d->lim.rate && d->tokens > (double)d->lim.rate)
-			d->tokens = (double)d->lim.rate;
+		d->g.lim = queue_sched_limits(s, d->name);
 	}
+	for (size_t i = 0; i < s->stcap; i++)
+		for (struct site *x = s->st[i]; x; x = x->next)
+			x->g.lim = site_limits(s, x);
 }
 
 static bool rcpt_active(const struct queue_rcpt *r)
@@ -623,7 +1199,7 @@ int queue_sched_flush(struct queue_sched *s, const char *domain, uint64_t now_ns
 		struct dest *d = s->dlist[i];
 
 		if (domain == NULL || strcasecmp(d->name, domain) == 0) {
-			d->suspended_until = 0;
+			d->g.suspended_until = 0;
 			d->fails = 0;
 		}
 	}
@@ -752,23 +1328,91 @@ static void expire(struct queue_sched *s, struct sm *m, uint64_t now_ns)
 	finish_round(s, m, now_ns);
 }
 
-static void dest_append(struct sm *m, struct item *it)
+/* Queue @p it in its destination's lane for @p m's priority, behind its tenant's items. */
+static int dest_append(struct sm *m, struct item *it)
 {
 	struct dest *d = it->d;
+	struct lane *l = &d->lanes[m->env.priority < LANES ? m->env.priority : QUEUE_PRIO_NORMAL];
+	const char *tenant = m->env.tenant ? m->env.tenant : "";
+	struct tenant_q *q = NULL;
 
-	if (d->tail)
-		d->tail->next = it;
+	for (unsigned i = 0; i < l->n; i++)
+		if (strcmp(l->q[i].tenant, tenant) == 0) {
+			q = &l->q[i];
+			break;
+		}
+	if (q == NULL) {
+		if (l->n == l->cap) {
+			unsigned cap = l->cap ? l->cap * 2 : 2;
+			struct tenant_q *v = realloc(l->q, cap * sizeof(*v));
+
+			if (v == NULL)
+				return -ENOMEM;
+			l->q = v;
+			l->cap = cap;
+		}
+		q = &l->q[l->n];
+		*q = (struct tenant_q){.tenant = strdup(tenant)};
+		if (q->tenant == NULL)
+			return -ENOMEM;
+		l->n++;
+	}
+	if (q->tail)
+		q->tail->next = it;
 	else
-		d->head = it;
-	d->tail = it;
+		q->head = it;
+	q->tail = it;
+	d->queued++;
 	m->queued++;
+	return 0;
+}
+
+/* The next item of @p d: the highest lane first, its tenants in turn. */
+static struct item *dest_next(struct dest *d)
+{
+	for (unsigned k = 0; k < LANES; k++) {
+		struct lane *l = &d->lanes[lane_order[k]];
+
+		for (unsigned i = 0; i < l->n; i++) {
+			struct tenant_q *q = &l->q[(l->rr + i) % l->n];
+			struct item *it = q->head;
+
+			if (it == NULL)
+				continue;
+			q->head = it->next;
+			if (q->head == NULL)
+				q->tail = NULL;
+			it->next = NULL;
+			l->rr = (l->rr + i + 1) % l->n;
+			d->queued--;
+			return it;
+		}
+	}
+	return NULL;
 }
 
 /* A destination's item being filled while make_ready() goes through the recipients. */
 struct open_item {
 	struct dest *d;
 	struct item *it;
+	uint32_t max; /* recipients per item */
 };
+
+/* The source for this round of @p m: its pool's next, by weight. */
+static unsigned pick_source(struct queue_sched *s, const struct sm *m)
+{
+	int pool;
+
+	if (s->egress == NULL)
+		return 0;
+	pool = queue_egress_pool(s->egress, m->env.pool);
+	if (pool < 0) {
+		dmta_warn("queue: %llu: no [pool %s]; the default pool is used",
+			  (unsigned long long)m->env.qid, m->env.pool);
+		pool = queue_egress_pool(s->egress, NULL);
+	}
+	return queue_egress_pick(s->egress, pool);
+}
 
 /*
  * Queue the active recipients at their destinations, max_recipients per
@@ -780,6 +1424,7 @@ static int make_ready(struct queue_sched *s, struct sm *m)
 	struct queue_env *e = &m->env;
 	struct open_item *open = calloc(e->nrcpt ? e->nrcpt : 1, sizeof(*open));
 	struct queue_names doms;
+	unsigned source;
 	uint32_t nopen = 0;
 	int rc = -ENOMEM;
 
@@ -791,6 +1436,7 @@ static int make_ready(struct queue_sched *s, struct sm *m)
 	}
 	m->state = SM_READY;
 	m->tried = false;
+	source = pick_source(s, m);
 	for (uint32_t i = 0; i < e->nrcpt; i++) {
 		const char *dom = queue_addr_domain(e->rcpt[i].addr);
 		struct open_item *o;
@@ -799,28 +1445,31 @@ static int make_ready(struct queue_sched *s, struct sm *m)
 		if (!rcpt_active(&e->rcpt[i]))
 			continue;
 		if (queue_names_put(&doms, dom, &slot) == 1) {
-			open[nopen].d = dest_get(s, dom);
+			open[nopen].d = dest_get(s, source, dom);
 			if (open[nopen].d == NULL)
 				goto out;
 			*slot = nopen++;
 		}
 		o = &open[*slot];
 		if (o->it == NULL) {
-			o->it =
-			    malloc(sizeof(*o->it) + o->d->lim.max_recipients * sizeof(uint32_t));
+			o->max = min_limit(o->d->g.lim.max_recipients,
+					   o->d->site ? o->d->site->g.lim.max_recipients : 0);
+			o->it = malloc(sizeof(*o->it) + o->max * sizeof(uint32_t));
 			if (o->it == NULL)
 				goto out;
 			*o->it = (struct item){.qid = e->qid, .d = o->d};
 		}
 		o->it->rcpt[o->it->n++] = i;
-		if (o->it->n == o->d->lim.max_recipients) {
-			dest_append(m, o->it);
+		if (o->it->n == o->max) {
+			if (dest_append(m, o->it) != 0)
+				goto out;
 			o->it = NULL;
 		}
 	}
 	for (uint32_t k = 0; k < nopen; k++)
 		if (open[k].it != NULL) {
-			dest_append(m, open[k].it);
+			if (dest_append(m, open[k].it) != 0)
+				goto out;
 			open[k].it = NULL;
 		}
 	rc = 0;
@@ -865,33 +1514,15 @@ int queue_sched_tick(struct queue_sched *s, uint64_t now_ns)
 	return expired;
 }
 
-static void dest_refill(struct dest *d, uint64_t now_ns)
-{
-	double burst = d->lim.rate;
-
-	if (d->lim.rate == 0)
-		return;
-	if (now_ns > d->tok_ns) {
-		d->tokens += (double)(now_ns - d->tok_ns) / 1e9 * d->lim.rate;
-		if (d->tokens > burst)
-			d->tokens = burst;
-	}
-	d->tok_ns = now_ns;
-}
-
 /* Take an item off a destination's queue; drop it when it has gone stale. */
 static struct item *dest_pop(struct queue_sched *s, struct dest *d, struct sm **mp)
 {
-	while (d->head) {
-		struct item *it = d->head;
-		struct sm *m;
+	struct item *it;
+
+	while ((it = dest_next(d)) != NULL) {
+		struct sm *m = sm_find(s, it->qid);
 		uint32_t n = 0;
 
-		d->head = it->next;
-		if (d->head == NULL)
-			d->tail = NULL;
-		it->next = NULL;
-		m = sm_find(s, it->qid);
 		if (m == NULL || m->state != SM_READY) {
 			free(it);
 			continue;
@@ -919,22 +1550,28 @@ int queue_sched_jobs(struct queue_sched *s, uint64_t now_ns, struct queue_job *j
 
 	for (size_t k = 0; k < s->nd && n < max; k++) {
 		struct dest *d = s->dlist[(s->rr + k) % s->nd];
+		struct site *x = d->site;
 
-		dest_refill(d, now_ns);
-		while (n < max && d->head) {
-			uint32_t cap = d->probing ? 1 : d->lim.max_connections;
+		if (d->queued == 0 || s->src[d->source].manual_until > now_ns)
+			continue;
+		gate_refill(&d->g, now_ns);
+		if (x != NULL)
+			gate_refill(&x->g, now_ns);
+		while (n < max && d->queued) {
 			struct item *it;
 			struct sm *m;
 
-			if (d->suspended_until > now_ns || d->active >= cap ||
-			    (d->lim.rate && d->tokens < 1.0))
+			if (!gate_open(&d->g, now_ns, d->probing ? 1 : 0) ||
+			    (x != NULL && !gate_open(&x->g, now_ns, 0)))
 				break;
 			it = dest_pop(s, d, &m);
 			if (it == NULL)
 				break;
-			if (d->lim.rate)
-				d->tokens -= 1.0;
-			d->active++;
+			gate_take(&d->g, now_ns);
+			if (x != NULL) {
+				gate_take(&x->g, now_ns);
+				it->site = x;
+			}
 			m->inflight++;
 			it->fprev = NULL;
 			it->fnext = s->flight;
@@ -945,8 +1582,11 @@ int queue_sched_jobs(struct queue_sched *s, uint64_t now_ns, struct queue_job *j
 			    .qid = it->qid,
 			    .domain = d->name,
 			    .shard = d->shard,
-			    .max_messages_per_connection = d->lim.max_messages_per_connection,
-			    .max_connections = d->lim.max_connections,
+			    .source = d->source,
+			    .max_messages_per_connection =
+				min_limit(d->g.lim.max_messages_per_connection,
+					  x ? x->g.lim.max_messages_per_connection : 0),
+			    .max_connections = d->g.lim.max_connections,
 			    .nrcpt = it->n,
 			    .rcpt = it->rcpt,
 			    .priv = it,
@@ -963,7 +1603,8 @@ static void suspend(struct queue_sched *s, struct dest *d, uint64_t now_ns)
 	d->suspend_cur_ms = d->suspend_cur_ms ? d->suspend_cur_ms * 2 : s->c.suspend_ms;
 	if (d->suspend_cur_ms > s->c.max_suspend_ms)
 		d->suspend_cur_ms = s->c.max_suspend_ms;
-	d->suspended_until = now_ns + d->suspend_cur_ms * DMTA_NS_PER_MS;
+	d->g.suspended_until = now_ns + d->suspend_cur_ms * DMTA_NS_PER_MS;
+	d->g.why[0] = '\0';
 	d->probing = true;
 	d->fails = 0;
 	dmta_warn("queue: destination %s suspended for %llu s after connection failures", d->name,
@@ -977,9 +1618,11 @@ int queue_sched_result(struct queue_sched *s, struct queue_job *job, const struc
 	struct dest *d = it->d;
 	struct sm *m = sm_find(s, job->qid);
 
-	if (d->active == 0)
+	if (d->g.active == 0)
 		dmta_panic("queue: result for %s with no job out", d->name);
-	d->active--;
+	d->g.active--;
+	if (it->site != NULL && it->site->g.active > 0)
+		it->site->g.active--;
 	if (res->local) {
 		/* Says nothing about the destination. */
 	} else if (!res->connected) {
@@ -987,7 +1630,7 @@ int queue_sched_result(struct queue_sched *s, struct queue_job *job, const struc
 		 * Jobs that were out when the destination was suspended fail too;
 		 * they belong to the same outage and do not lengthen it.
 		 */
-		if (d->suspended_until <= now_ns) {
+		if (d->g.suspended_until <= now_ns) {
 			d->fails++;
 			if (d->probing || d->fails >= s->c.suspend_after)
 				suspend(s, d, now_ns);
@@ -1058,6 +1701,8 @@ const struct queue_env *queue_sched_env(const struct queue_sched *s, uint64_t qi
 
 void queue_sched_get_stats(const struct queue_sched *s, struct queue_sched_stats *st)
 {
+	uint64_t now = dmta_wall_ns();
+
 	memset(st, 0, sizeof(*st));
 	st->messages = s->mcount;
 	for (size_t i = 0; i < s->mcap; i++)
@@ -1068,8 +1713,22 @@ void queue_sched_get_stats(const struct queue_sched *s, struct queue_sched_stats
 			st->inflight += m->inflight;
 		}
 	st->dests = s->nd;
-	for (size_t i = 0; i < s->nd; i++)
-		st->suspended += s->dlist[i]->suspended_until > 0 && s->dlist[i]->probing;
+	st->sites = s->nsites;
+	/* Stats are for people: suspensions as of the wall clock. */
+	for (size_t i = 0; i < s->nd; i++) {
+		const struct dest *d = s->dlist[i];
+
+		st->suspended += (d->g.suspended_until > 0 && d->probing) ||
+				 d->g.manual_until > now || d->g.suspended_until > now;
+		st->throttled += d->g.thr_until > now;
+	}
+	for (size_t i = 0; i < s->stcap; i++)
+		for (const struct site *x = s->st[i]; x; x = x->next) {
+			st->suspended += x->g.suspended_until > now || x->g.manual_until > now;
+			st->throttled += x->g.thr_until > now;
+		}
+	for (unsigned i = 0; i < s->nsrc; i++)
+		st->suspended += s->src[i].manual_until > now;
 }
 
 size_t queue_sched_ids(const struct queue_sched *s, uint64_t *ids, size_t max)

@@ -20,15 +20,41 @@
  *	DSN, once per recipient, grouped per message) and done (every
  *	recipient is final; remove the message).
  *
- *	A destination is a recipient domain (lower case); it maps to one
- *	worker shard (FNV-1a of the name modulo the number of workers), so
- *	its limits need no locks. A job is one SMTP transaction: one message
- *	and up to max_recipients of its recipients at one destination.
- *	Limits per destination: max_connections (concurrent jobs),
- *	max_messages_per_connection (passed to the worker in the job),
- *	max_recipients (per transaction) and rate (jobs per second, token
- *	bucket; 0 = unlimited). They come from [queue] dest_* keys and may be
- *	overridden per destination in a section [dest DOMAIN].
+ *	A destination is a recipient domain (lower case) as seen from one
+ *	egress source (queue_egress.h): each message's pool picks a source
+ *	for each attempt, by weight. A job is one SMTP transaction: one
+ *	message and up to max_recipients of its recipients at one
+ *	destination. Limits per destination: max_connections (concurrent
+ *	jobs), max_messages_per_connection (passed to the worker in the job),
+ *	max_recipients (per transaction) and rate (token bucket, per second,
+ *	minute, hour or day, with a burst of one second's worth and at least
+ *	one). They come from [queue] dest_* keys and may be overridden per
+ *	destination in a section [dest DOMAIN].
+ *
+ *	Sites: once DNS has answered for a destination, the control thread
+ *	tells the scheduler its MX site (queue_sched_job_site()): domains
+ *	whose exchangers are the same share one site per source, e.g. the
+ *	thousands of domains a provider hosts. The same four limits apply per
+ *	(source, site) as well: [queue] site_* (0: no limit at site level)
+ *	and [site PATTERN] sections whose PATTERN (a glob, e.g.
+ *	*.mail.protection.outlook.com) matches one of the site's exchangers,
+ *	the first matching section in the file winning. A job needs room at
+ *	both. A destination's worker shard is FNV-1a of its name until its
+ *	site is known, then of (source, site), so that one site's traffic
+ *	stays on one worker while several sources spread a large provider.
+ *
+ *	Priorities and tenants: a destination queues its items in three
+ *	lanes, high, normal and bulk (the message's priority); a job is
+ *	taken from the highest lane that has one, and within a lane the
+ *	tenants (the message's tenant tag) take turns, one job each, so that
+ *	no tenant starves another.
+ *
+ *	Throttling: queue_sched_throttle() suspends a job's (source, site)
+ *	(its destination while the site is unknown) for a while, or lowers
+ *	its rate or connections for a while, as the reply rules decide
+ *	(queue_rules.h). An operator suspends a domain, a site (by MX host
+ *	pattern) or a source with queue_sched_suspend() (dmta-queue suspend)
+ *	until queue_sched_resume() or the given time.
  *
  *	Retries: after an attempt that leaves recipients deferred, the
  *	message's next attempt is min_backoff * 2^(attempts-1), at most
@@ -70,8 +96,10 @@ struct queue_dest_limits {
 	uint32_t max_connections;
 	uint32_t max_messages_per_connection;
 	uint32_t max_recipients;
-	uint32_t rate; /* jobs per second, 0 = unlimited */
+	uint64_t rate; /* jobs per day (DMTA_CONF_RATE), 0 = unlimited */
 };
+
+struct queue_egress;
 
 /* The [queue] keys; their defaults and ranges are in queue_sched.c's table. */
 struct queue_sched_conf {
@@ -85,7 +113,11 @@ struct queue_sched_conf {
 	uint64_t delay_warning_ms;     /* warn the sender once after this long; 0 = never */
 	uint32_t workers;	       /* shards */
 	struct queue_dest_limits dest; /* defaults for every destination */
-	const struct dmta_conf *conf;  /* for [dest DOMAIN] overrides; may be NULL */
+	struct queue_dest_limits site; /* defaults for every site (0: no limit) */
+	const struct dmta_conf *conf;  /* for [dest DOMAIN] and [site PATTERN]; may be NULL */
+	/* Sources and pools (NULL: one source); the caller's, outliving the
+	 * scheduler. A reconfiguration keeps the first one. */
+	struct queue_egress *egress;
 };
 
 struct queue_sched_ops {
@@ -109,6 +141,7 @@ struct queue_job {
 	uint64_t qid;
 	const char *domain; /* owned by the scheduler; valid while it lives */
 	unsigned shard;
+	unsigned source; /* the egress source (queue_egress.h) */
 	uint32_t max_messages_per_connection;
 	uint32_t max_connections; /* the destination's limit, for the backend to keep too */
 	uint32_t nrcpt;
@@ -130,12 +163,34 @@ struct queue_result {
 
 struct queue_sched_stats {
 	uint64_t messages, waiting, ready, inflight, held;
-	uint64_t dests, suspended;
+	uint64_t dests, suspended; /* suspended: destinations, sites and sources */
+	uint64_t sites, throttled;
 };
 
-/** [queue], the per-domain [dest DOMAIN] sections, and [queue] myhostname. */
+/* What queue_sched_throttle() does to a (source, site). */
+struct queue_throttle {
+	bool suspend;		  /* stop sending for duration_ms; else lower the limits below */
+	uint64_t duration_ms;	  /* how long (both kinds) */
+	uint64_t rate;		  /* jobs per day while it lasts (0: unchanged) */
+	uint32_t max_connections; /* while it lasts (0: unchanged) */
+	const char *why;	  /* the rule's name, shown in stats */
+};
+
+/* One suspension or throttle in force, for dmta-queue stats. */
+struct queue_suspension {
+	const char *kind;   /* "domain", "site", "source" */
+	const char *name;   /* the domain, the site's first exchanger, the source */
+	const char *source; /* the source it applies to ("" for a source itself) */
+	const char *why;    /* "manual", "connection failures", a rule's name */
+	bool throttled;	    /* limits lowered, not stopped */
+	uint64_t until_ns;  /* UINT64_MAX: until resumed */
+};
+
+/** [queue], the per-domain [dest DOMAIN] and per-site [site PATTERN] sections, and [queue]
+ * myhostname. */
 extern const struct dmta_conf_section queue_conf_section;
 extern const struct dmta_conf_section queue_dest_conf_section;
+extern const struct dmta_conf_section queue_site_conf_section;
 extern const struct dmta_conf_section queue_host_conf_section;
 
 /**
@@ -181,6 +236,34 @@ int queue_sched_jobs(struct queue_sched *s, uint64_t now_ns, struct queue_job *j
 /** The outcome of a job from queue_sched_jobs(); the job is gone afterwards. 0 or -errno. */
 int queue_sched_result(struct queue_sched *s, struct queue_job *job, const struct queue_result *res,
 		       uint64_t now_ns);
+
+/**
+ * The site of @p job's destination, now that DNS has answered: @p site is
+ * dns_dest's site key (0: none), @p mx[0..nmx) its exchangers in order. The
+ * destination joins the (source, site) and the job counts there from now.
+ * Returns the shard the job should go to.
+ */
+unsigned queue_sched_job_site(struct queue_sched *s, struct queue_job *job, uint64_t site,
+			      const char *const *mx, unsigned nmx);
+/** The name of @p job's site (its first exchanger), or NULL while unknown. */
+const char *queue_sched_job_site_name(const struct queue_sched *s, const struct queue_job *job);
+/** Apply a reply rule's action to @p job's (source, site), before queue_sched_result(). */
+void queue_sched_throttle(struct queue_sched *s, const struct queue_job *job,
+			  const struct queue_throttle *t, uint64_t now_ns);
+/**
+ * Suspend what @p target names: "DOMAIN", "site:PATTERN" (an exchanger name
+ * or glob) or "source:NAME", for @p duration_ms (0: until resumed). It also
+ * holds for destinations and sites that appear later. 0, -EINVAL (no such
+ * source) or -ENOMEM.
+ */
+int queue_sched_suspend(struct queue_sched *s, const char *target, uint64_t duration_ms,
+			uint64_t now_ns);
+/** End what queue_sched_suspend() and the rules started for @p target. 0 or -ENOENT. */
+int queue_sched_resume(struct queue_sched *s, const char *target, uint64_t now_ns);
+/** Up to @p max suspensions and throttles in force at @p now_ns (views valid until the next call).
+ * Count. */
+size_t queue_sched_suspensions(const struct queue_sched *s, uint64_t now_ns,
+			       struct queue_suspension *v, size_t max);
 
 /** When the next message becomes due (UINT64_MAX: none), for the caller's timer. */
 uint64_t queue_sched_next_due(const struct queue_sched *s);

@@ -38,6 +38,7 @@
 #include "dns/dns_conf.h"
 #include "queue/queue_ctl.h"
 #include "queue/queue_dkim.h"
+#include "queue/queue_egress.h"
 #include "queue/queue_sched.h"
 #include "queue/spool.h"
 
@@ -45,7 +46,8 @@ static const char header[] =
     "# dmta.conf - every key, with its default. Every dmta program reads this\n"
     "# file: -c FILE (dmta-sendmail: -C FILE), else $DMTA_CONFIG, else\n"
     "# /etc/dmta/dmta.conf; a missing default file means all defaults. Durations\n"
-    "# take ms, s, m, h, d, w (a bare number is seconds); sizes take k, M, G.\n"
+    "# take ms, s, m, h, d, w (a bare number is seconds); sizes take k, M, G;\n"
+    "# rates take /s, /min, /h, /day (a bare number is per second).\n"
     "# Each program warns about keys it does not know in the sections it owns.\n"
     "# Written by dmta-conf-sample from the tables in the code: do not edit.\n";
 
@@ -60,7 +62,11 @@ static const struct dmta_conf_section *const sections[] = {
     &queue_conf_section,
     &queue_host_conf_section,
     &queue_ctl_conf_section,
+    &queue_egress_conf_section,
     &queue_dest_conf_section,
+    &queue_site_conf_section,
+    &queue_source_conf_section,
+    &queue_pool_conf_section,
     &dmta_pool_conf_section,
     &dmta_control_smtp_conf_section,
     &dns_text_conf_section,

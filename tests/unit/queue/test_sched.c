@@ -18,6 +18,7 @@
 #include "core/base/dmta_log.h"
 #include "core/base/dmta_time.h"
 #include "queue/queue_bounce.h"
+#include "queue/queue_egress.h"
 #include "queue/queue_sched.h"
 #include "queue/spool.h"
 
@@ -823,6 +824,374 @@ static void test_bounce_status_and_spool(void **state)
 	}
 }
 
+/* Answer jobs with 250 for everything. */
+static void answer_ok(struct queue_sched *s, struct queue_job *jobs, int n, uint64_t now)
+{
+	for (int i = 0; i < n; i++) {
+		int codes[QUEUE_JOB_MAX_RCPT];
+		const char *texts[QUEUE_JOB_MAX_RCPT];
+		struct queue_result res = {.connected = true, .code = codes, .text = texts};
+
+		for (uint32_t k = 0; k < jobs[i].nrcpt; k++) {
+			codes[k] = 250;
+			texts[k] = "250 2.0.0 ok";
+		}
+		assert_int_equal(queue_sched_result(s, &jobs[i], &res, now), 0);
+	}
+}
+
+static void add_one(struct queue_sched *s, uint64_t qid, const char *to, uint8_t prio,
+		    const char *tenant, const char *pool, uint64_t now)
+{
+	struct queue_env e;
+
+	env_make(&e, qid, "s@x.example", &to, 1, now);
+	e.priority = prio;
+	e.tenant = tenant;
+	e.pool = pool;
+	assert_int_equal(queue_sched_add(s, &e, now), 0);
+	e.tenant = e.pool = NULL; /* not ours */
+	queue_env_free(&e);
+}
+
+/* Two domains on one site: the site's limits bind both; without them, each domain its own. */
+static void test_sites(void **state)
+{
+	static const char *const mx[] = {"mx1.provider.example", "mx2.provider.example"};
+	const char *sites[] = {"yes", "no"};
+
+	for (int round = 0; round < 2; round++) {
+		struct dmta_conf *conf = dmta_conf_new();
+		struct queue_sched_conf c;
+		struct rec r = {0};
+		struct queue_sched *s;
+		struct queue_job jobs[64];
+		int n, total = 0;
+
+		assert_int_equal(dmta_conf_set(conf, "queue", "dest_max_connections", "2"), 0);
+		if (strcmp(sites[round], "yes") == 0) {
+			assert_int_equal(dmta_conf_set(conf, "site mx*.provider.example",
+						       "max_connections", "3"),
+					 0);
+			assert_int_equal(dmta_conf_set(conf, "site mx*.provider.example",
+						       "max_messages_per_connection", "5"),
+					 0);
+		}
+		assert_int_equal(queue_sched_conf_load(conf, &c), 0);
+		s = new_sched(&c, &r, 1);
+		for (uint64_t q = 1; q <= 20; q++)
+			add_one(s, q, q % 2 ? "a@one.example" : "b@two.example", 0, NULL, NULL, T0);
+		queue_sched_tick(s, T0);
+		/* The first jobs go before DNS: each domain's own limit. */
+		n = queue_sched_jobs(s, T0, jobs, 64);
+		assert_int_equal(n, 4);
+		for (int i = 0; i < n; i++) {
+			unsigned shard = queue_sched_job_site(s, &jobs[i], 0xabc, mx, 2);
+
+			assert_int_equal(shard, jobs[i].shard);
+			assert_string_equal(queue_sched_job_site_name(s, &jobs[i]), mx[0]);
+		}
+		answer_ok(s, jobs, n, T0);
+		total += n;
+		/* Now the site is known: 3 at once with it, 4 without. */
+		while (total < 20) {
+			n = queue_sched_jobs(s, T0, jobs, 64);
+			assert_int_equal(n, round == 0 ? (20 - total < 3 ? 20 - total : 3)
+						       : (20 - total < 4 ? 20 - total : 4));
+			for (int i = 0; i < n; i++) {
+				queue_sched_job_site(s, &jobs[i], 0xabc, mx, 2);
+				assert_int_equal(jobs[i].max_messages_per_connection,
+						 round == 0 ? 5 : 100);
+				assert_int_equal(jobs[i].shard,
+						 jobs[0].shard); /* one site, one shard */
+			}
+			answer_ok(s, jobs, n, T0);
+			total += n;
+		}
+		{
+			struct queue_sched_stats st;
+
+			queue_sched_get_stats(s, &st);
+			assert_int_equal(st.sites, 1);
+			assert_int_equal(st.dests, 2);
+		}
+		queue_sched_free(s);
+		dmta_conf_free(conf);
+	}
+}
+
+/* Rates per hour and per minute: a burst of one, then evenly. */
+static void test_rate_units(void **state)
+{
+	struct dmta_conf *conf = dmta_conf_new();
+	struct queue_sched_conf c;
+	struct rec r = {0};
+	struct queue_sched *s;
+	struct queue_job jobs[8];
+	uint64_t per_day;
+	char buf[32];
+
+	assert_int_equal(dmta_parse_rate("3600/h", &per_day), 0);
+	assert_int_equal(per_day, 86400);
+	assert_int_equal(dmta_parse_rate("20", &per_day), 0);
+	assert_int_equal(per_day, 20 * 86400);
+	assert_int_equal(dmta_parse_rate("7/day", &per_day), 0);
+	assert_int_equal(per_day, 7);
+	assert_int_equal(dmta_parse_rate("600/min", &per_day), 0);
+	dmta_rate_format(per_day, buf, sizeof(buf));
+	assert_string_equal(buf, "10/s");
+	dmta_rate_format(48, buf, sizeof(buf));
+	assert_string_equal(buf, "2/h");
+	assert_int_not_equal(dmta_parse_rate("5/week", &per_day), 0);
+	assert_int_not_equal(dmta_parse_rate("/h", &per_day), 0);
+
+	assert_int_equal(dmta_conf_set(conf, "dest hourly.example", "rate", "3600/h"), 0);
+	assert_int_equal(dmta_conf_set(conf, "dest minute.example", "rate", "2/min"), 0);
+	assert_int_equal(dmta_conf_set(conf, "dest bad.example", "rate", "3/fortnight"), 0);
+	assert_int_equal(queue_sched_conf_load(conf, &c), 0);
+	s = new_sched(&c, &r, 1);
+	for (uint64_t q = 1; q <= 8; q++) {
+		add_one(s, q, "a@hourly.example", 0, NULL, NULL, T0);
+		add_one(s, 100 + q, "a@minute.example", 0, NULL, NULL, T0);
+	}
+	queue_sched_tick(s, T0);
+	/* one each at once, then hourly one a second, minute one per 30 s */
+	assert_int_equal(queue_sched_jobs(s, T0, jobs, 8), 2);
+	answer_ok(s, jobs, 2, T0);
+	for (int sec = 1; sec <= 7; sec++) {
+		uint64_t now = T0 + (uint64_t)sec * DMTA_NS_PER_S;
+		int n = queue_sched_jobs(s, now - DMTA_NS_PER_S / 10, jobs, 8);
+
+		assert_int_equal(n, 0); /* not yet */
+		n = queue_sched_jobs(s, now, jobs, 8);
+		assert_int_equal(n, 1);
+		assert_string_equal(jobs[0].domain, "hourly.example");
+		answer_ok(s, jobs, n, now);
+	}
+	assert_int_equal(queue_sched_jobs(s, T0 + 30 * DMTA_NS_PER_S, jobs, 8), 1);
+	assert_string_equal(jobs[0].domain, "minute.example");
+	answer_ok(s, jobs, 1, T0 + 30 * DMTA_NS_PER_S);
+	/* a bad rate in [dest] keeps the default (unlimited) */
+	assert_int_equal(queue_sched_limits(s, "bad.example").rate, 0);
+	queue_sched_free(s);
+	dmta_conf_free(conf);
+}
+
+/* High before normal before bulk; tenants in a lane take turns. */
+static void test_priority_tenants(void **state)
+{
+	struct dmta_conf *conf = dmta_conf_new();
+	struct queue_sched_conf c;
+	struct rec r = {0};
+	struct queue_sched *s;
+	struct queue_job jobs[1];
+	uint64_t q = 1;
+	char order[64] = "";
+
+	assert_int_equal(dmta_conf_set(conf, "dest p.example", "rate", "1/s"), 0);
+	assert_int_equal(queue_sched_conf_load(conf, &c), 0);
+	s = new_sched(&c, &r, 1);
+	/* bulk from tenant a (many) and b (few), then normal, then high */
+	for (int i = 0; i < 6; i++)
+		add_one(s, q++, "x@p.example", QUEUE_PRIO_BULK, "a", NULL, T0);
+	for (int i = 0; i < 2; i++)
+		add_one(s, q++, "x@p.example", QUEUE_PRIO_BULK, "b", NULL, T0);
+	add_one(s, q++, "x@p.example", QUEUE_PRIO_NORMAL, NULL, NULL, T0);
+	add_one(s, q++, "x@p.example", QUEUE_PRIO_HIGH, "a", NULL, T0);
+	add_one(s, q++, "x@p.example", QUEUE_PRIO_HIGH, "c", NULL, T0);
+	queue_sched_tick(s, T0);
+	for (int sec = 0; sec < 11; sec++) {
+		uint64_t now = T0 + (uint64_t)sec * DMTA_NS_PER_S;
+		const struct queue_env *e;
+
+		assert_int_equal(queue_sched_jobs(s, now, jobs, 1), 1);
+		e = queue_sched_env(s, jobs[0].qid);
+		snprintf(order + strlen(order), sizeof(order) - strlen(order), "%c%s ",
+			 "nhb"[e->priority], e -> tenant ? e -> tenant : "-");
+		answer_ok(s, jobs, 1, now);
+	}
+	/* Messages due at the same time become ready in any order: the tenants' first turn may be
+	 * either's. */
+	assert_true(strncmp(order, "ha hc n- ", 9) == 0 || strncmp(order, "hc ha n- ", 9) == 0);
+	assert_true(strncmp(order + 9, "ba bb ba bb ", 12) == 0 ||
+		    strncmp(order + 9, "bb ba bb ba ", 12) == 0);
+	assert_string_equal(order + 21, "ba ba ba ba ");
+	queue_sched_free(s);
+	dmta_conf_free(conf);
+}
+
+/* A rule's suspension stops the site for its duration; a throttle lowers its limits. */
+static void test_throttle(void **state)
+{
+	static const char *const mx[] = {"mx.t.example"};
+	struct queue_sched_conf c;
+	struct rec r = {0};
+	struct queue_sched *s;
+	struct queue_job jobs[16];
+	struct queue_suspension v[4];
+	struct queue_throttle susp = {.suspend = true, .duration_ms = 60000, .why = "rate-rule"};
+	struct queue_throttle slow = {.duration_ms = 600000, .max_connections = 1, .why = "busy"};
+	int n;
+
+	assert_int_equal(queue_sched_conf_load(NULL, &c), 0);
+	c.min_backoff_ms = 1000;
+	c.jitter_pct = 0;
+	s = new_sched(&c, &r, 1);
+	for (uint64_t q = 1; q <= 10; q++)
+		add_one(s, q, q % 2 ? "a@t1.example" : "a@t2.example", 0, NULL, NULL, T0);
+	queue_sched_tick(s, T0);
+	n = queue_sched_jobs(s, T0, jobs, 16);
+	assert_int_equal(n, 10);
+	for (int i = 0; i < n; i++)
+		queue_sched_job_site(s, &jobs[i], 77, mx, 1);
+	queue_sched_throttle(s, &jobs[0], &susp, T0);
+	/* the rest are deferred: they come back at once (a 1 s backoff) */
+	for (int i = 1; i < n; i++) {
+		int code = 421;
+		const char *text = "421 4.7.28 slow down";
+		struct queue_result res = {.connected = true, .code = &code, .text = &text};
+
+		assert_int_equal(queue_sched_result(s, &jobs[i], &res, T0), 0);
+	}
+	n = 1;
+	answer_ok(s, jobs, n, T0);
+	/* both domains share the site: nothing for a minute */
+	queue_sched_tick(s, T0 + 59 * DMTA_NS_PER_S);
+	assert_int_equal(queue_sched_jobs(s, T0 + 59 * DMTA_NS_PER_S, jobs, 16), 0);
+	assert_int_equal(queue_sched_suspensions(s, T0 + 59 * DMTA_NS_PER_S, v, 4), 1);
+	assert_string_equal(v[0].kind, "site");
+	assert_string_equal(v[0].name, "mx.t.example");
+	assert_string_equal(v[0].why, "rate-rule");
+	assert_false(v[0].throttled);
+	n = queue_sched_jobs(s, T0 + 60 * DMTA_NS_PER_S, jobs, 2);
+	assert_int_equal(n, 2);
+	queue_sched_throttle(s, &jobs[0], &slow, T0 + 60 * DMTA_NS_PER_S);
+	answer_ok(s, jobs, n, T0 + 60 * DMTA_NS_PER_S);
+	/* one connection at a time while throttled */
+	n = queue_sched_jobs(s, T0 + 61 * DMTA_NS_PER_S, jobs, 16);
+	assert_int_equal(n, 1);
+	assert_int_equal(queue_sched_jobs(s, T0 + 61 * DMTA_NS_PER_S, jobs + 1, 15), 0);
+	assert_int_equal(queue_sched_suspensions(s, T0 + 61 * DMTA_NS_PER_S, v, 4), 1);
+	assert_true(v[0].throttled);
+	answer_ok(s, jobs, n, T0 + 61 * DMTA_NS_PER_S);
+	/* after it: as many as the domains allow */
+	n = queue_sched_jobs(s, T0 + 700 * DMTA_NS_PER_S, jobs, 16);
+	assert_true(n >= 2);
+	answer_ok(s, jobs, n, T0 + 700 * DMTA_NS_PER_S);
+	queue_sched_free(s);
+}
+
+/* dmta-queue suspend/resume: domains, sites, sources; also for what comes later. */
+static void test_manual_suspend(void **state)
+{
+	static const char *const mx[] = {"mx.m.example"};
+	struct dmta_conf *conf = dmta_conf_new();
+	struct queue_egress *eg;
+	struct queue_sched_conf c;
+	struct rec r = {0};
+	struct queue_sched *s;
+	struct queue_job jobs[16];
+	struct queue_suspension v[8];
+	char err[256];
+	int n;
+
+	assert_int_equal(dmta_conf_set(conf, "source a", "address", "198.18.0.10"), 0);
+	assert_int_equal(dmta_conf_set(conf, "source b", "address", "198.18.0.11"), 0);
+	assert_int_equal(queue_egress_load(conf, &eg, err, sizeof(err)), 0);
+	assert_int_equal(queue_sched_conf_load(conf, &c), 0);
+	c.egress = eg;
+	s = new_sched(&c, &r, 1);
+	assert_int_equal(queue_sched_suspend(s, "later.example", 0, T0), 0);
+	assert_int_equal(queue_sched_suspend(s, "source:nosuch", 0, T0), -EINVAL);
+	add_one(s, 1, "x@later.example", 0, NULL, NULL, T0);
+	queue_sched_tick(s, T0);
+	assert_int_equal(queue_sched_jobs(s, T0, jobs, 16), 0);
+	assert_true(queue_sched_suspended(s, "later.example", T0));
+	assert_int_equal(queue_sched_suspensions(s, T0, v, 8), 1);
+	assert_string_equal(v[0].why, "manual");
+	assert_true(v[0].until_ns == UINT64_MAX);
+	assert_int_equal(queue_sched_resume(s, "later.example", T0), 0);
+	assert_int_equal(queue_sched_resume(s, "later.example", T0), -ENOENT);
+	n = queue_sched_jobs(s, T0, jobs, 16);
+	assert_int_equal(n, 1);
+	queue_sched_job_site(s, &jobs[0], 5, mx, 1);
+	answer_ok(s, jobs, n, T0);
+
+	/* a site for 10 s */
+	for (uint64_t q = 2; q <= 5; q++)
+		add_one(s, q, "x@later.example", 0, NULL, NULL, T0);
+	queue_sched_tick(s, T0);
+	assert_int_equal(queue_sched_suspend(s, "site:*.m.example", 10000, T0), 0);
+	n = queue_sched_jobs(s, T0, jobs, 16);
+	/* the site is known only for the source that sent the first job */
+	for (int i = 0; i < n; i++)
+		assert_int_not_equal(jobs[i].source, 0);
+	for (int i = 0; i < n; i++)
+		queue_sched_job_site(s, &jobs[i], 5, mx, 1);
+	answer_ok(s, jobs, n, T0);
+	assert_int_equal(queue_sched_jobs(s, T0 + 9 * DMTA_NS_PER_S, jobs, 16), 0);
+	n = queue_sched_jobs(s, T0 + 10 * DMTA_NS_PER_S, jobs, 16);
+	answer_ok(s, jobs, n, T0 + 10 * DMTA_NS_PER_S);
+
+	/* a source: the other one goes on */
+	for (uint64_t q = 10; q < 20; q++)
+		add_one(s, q, "x@other.example", 0, NULL, NULL, T0);
+	queue_sched_tick(s, T0 + 11 * DMTA_NS_PER_S);
+	assert_int_equal(queue_sched_suspend(s, "source:a", 0, T0), 0);
+	for (int k = 0; k < 10; k++) {
+		n = queue_sched_jobs(s, T0 + 11 * DMTA_NS_PER_S, jobs, 16);
+		for (int i = 0; i < n; i++)
+			assert_string_equal(queue_egress_source_name(eg, jobs[i].source), "b");
+		answer_ok(s, jobs, n, T0 + 11 * DMTA_NS_PER_S);
+	}
+	assert_int_equal(queue_sched_resume(s, "source:a", T0), 0);
+	queue_sched_free(s);
+	queue_egress_free(eg);
+	dmta_conf_free(conf);
+}
+
+/* Pools: weights 3:1 give a a b a ...; an unknown pool falls back to the default. */
+static void test_egress(void **state)
+{
+	struct dmta_conf *conf = dmta_conf_new();
+	struct queue_egress *eg;
+	char err[256], seq[32] = "";
+	int p;
+
+	assert_int_equal(queue_egress_load(NULL, &eg, err, sizeof(err)), 0);
+	assert_int_equal(queue_egress_nsources(eg), 1);
+	assert_string_equal(queue_egress_source_name(eg, 0), "default");
+	assert_int_equal(queue_egress_source_addr(eg, 0).s_addr, 0);
+	queue_egress_free(eg);
+
+	assert_int_equal(dmta_conf_set(conf, "source a", "address", "198.18.0.10"), 0);
+	assert_int_equal(dmta_conf_set(conf, "source b", "address", "198.18.0.11"), 0);
+	assert_int_equal(dmta_conf_set(conf, "pool p", "sources", "a:3, b"), 0);
+	assert_int_equal(dmta_conf_set(conf, "queue", "default_pool", "p"), 0);
+	assert_int_equal(queue_egress_load(conf, &eg, err, sizeof(err)), 0);
+	p = queue_egress_pool(eg, "p");
+	assert_int_equal(queue_egress_pool(eg, NULL), p);
+	assert_int_equal(queue_egress_pool(eg, "nosuch"), -1);
+	for (int i = 0; i < 8; i++)
+		strcat(seq, queue_egress_source_name(eg, queue_egress_pick(eg, p)));
+	assert_string_equal(seq, "aabaaaba");
+	queue_egress_free(eg);
+
+	assert_int_equal(dmta_conf_set(conf, "pool q", "sources", "a:3, c:1"), 0);
+	assert_int_equal(queue_egress_load(conf, &eg, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "no [source c]"));
+	assert_int_equal(dmta_conf_set(conf, "pool q", "sources", "a:0"), 0);
+	assert_int_equal(queue_egress_load(conf, &eg, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "weight"));
+	assert_int_equal(dmta_conf_set(conf, "pool q", "sources", "a"), 0);
+	assert_int_equal(dmta_conf_set(conf, "source c", "address", "198.18.0.10"), 0);
+	assert_int_equal(queue_egress_load(conf, &eg, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "also source a"));
+	assert_int_equal(dmta_conf_set(conf, "source c", "address", "not-an-address"), 0);
+	assert_int_equal(queue_egress_load(conf, &eg, err, sizeof(err)), -EINVAL);
+	dmta_conf_free(conf);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -836,6 +1205,12 @@ int main(void)
 	    cmocka_unit_test(test_expiry_dsn),
 	    cmocka_unit_test(test_delay_warning),
 	    cmocka_unit_test(test_bounce_status_and_spool),
+	    cmocka_unit_test(test_sites),
+	    cmocka_unit_test(test_rate_units),
+	    cmocka_unit_test(test_priority_tenants),
+	    cmocka_unit_test(test_throttle),
+	    cmocka_unit_test(test_manual_suspend),
+	    cmocka_unit_test(test_egress),
 	};
 
 	dmta_log_init("test_sched", DMTA_LOG_ERR);
