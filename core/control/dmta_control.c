@@ -1,6 +1,7 @@
 /*
  * dmta_control.c - see dmta_control.h.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -13,6 +14,7 @@
 #include <unistd.h>
 
 #include "core/base/dmta_log.h"
+#include "core/base/dmta_str.h"
 #include "core/base/dmta_time.h"
 #include "core/control/dmta_control.h"
 #include "core/control/dmta_control_conf.h"
@@ -29,6 +31,7 @@
 #include "dns/dns_resolver.h"
 #include "queue/queue_bounce.h"
 #include "queue/queue_ctl.h"
+#include "queue/queue_egress.h"
 #include "queue/queue_sched.h"
 #include "queue/spool.h"
 #include "smtp/smtp_reply.h"
@@ -126,7 +129,7 @@ static const char *reply_status(const char *text, bool connected, char *buf, siz
 static void log_rcpt(struct dmta_control *ctl, const struct queue_env *env, uint32_t k,
 		     const struct dmta_job *job, const char *text, const char *outcome)
 {
-	char status[16];
+	char status[16], src[INET_ADDRSTRLEN] = "";
 	const struct queue_rcpt *r = &env->rcpt[k];
 	uint64_t now = dmta_wall_ns();
 	struct dmta_dlog_rec rec = {
@@ -143,8 +146,14 @@ static void log_rcpt(struct dmta_control *ctl, const struct queue_env *env, uint
 	    .attempt = r->attempts + (job ? 1 : 0),
 	    .delay_s = now > env->arrival_ns ? (double)(now - env->arrival_ns) / 1e9 : 0,
 	    .outcome = outcome,
+	    .source = src,
+	    .site = job ? queue_sched_job_site_name(ctl->sched, &job->sjob) : NULL,
+	    .priority = queue_prio_name(env->priority),
+	    .tenant = env->tenant,
 	};
 
+	if (job != NULL && job->src.s_addr != 0)
+		inet_ntop(AF_INET, &job->src, src, sizeof(src));
 	dmta_dlog_write(ctl->dlog, &rec);
 	if (ctl->events != NULL)
 		dmta_events_attempt(ctl->events, &rec, job ? job->bytes : NULL, job ? job->len : 0,
@@ -323,6 +332,15 @@ static void job_go(struct dmta_control *ctl, struct dmta_job *job, struct dmta_r
 			 d->domain, d->reason ? d->reason : "no route");
 		job_settle(ctl, job, false, reply);
 		return;
+	}
+	{
+		const char *mx[16];
+		unsigned nmx = d->n_hosts < 16 ? d->n_hosts : 16;
+
+		for (unsigned i = 0; i < nmx; i++)
+			mx[i] = d->hosts[i].name;
+		queue_sched_job_site(ctl->sched, &job->sjob, d->site, mx, nmx);
+		job->src = queue_egress_source_addr(queue_ctl_egress(ctl->qc), job->sjob.source);
 	}
 	if (d->source == DNS_SRC_RELAY) {
 		job->policy.tls = ctl->relay_tls;
@@ -644,6 +662,25 @@ static void stats_take(struct dmta_control *ctl)
 	s->held = qs.held;
 	s->dests = qs.dests;
 	s->suspended = qs.suspended;
+	s->sites = qs.sites;
+	s->throttled = qs.throttled;
+	{
+		struct queue_suspension v[DMTA_STATS_MAX_SUSP];
+		size_t n =
+		    queue_sched_suspensions(ctl->sched, dmta_wall_ns(), v, DMTA_STATS_MAX_SUSP);
+
+		for (size_t i = 0; i < n; i++) {
+			struct dmta_stats_susp *u = &s->susp[s->nsusp++];
+
+			dmta_str_copy(u->kind, sizeof(u->kind), v[i].kind);
+			dmta_str_copy(u->name, sizeof(u->name), v[i].name);
+			dmta_str_copy(u->source, sizeof(u->source), v[i].source);
+			dmta_str_copy(u->why, sizeof(u->why), v[i].why);
+			u->until_ms = v[i].until_ns == UINT64_MAX ? DMTA_STATS_NA
+								  : v[i].until_ns / DMTA_NS_PER_MS;
+			u->throttled = v[i].throttled;
+		}
+	}
 	s->jobs_busy = ctl->be->busy(ctl->be->be);
 	for (const struct dns_wait *w = ctl->waits; w != NULL; w = w->next)
 		s->jobs_dns += w->n;

@@ -139,6 +139,11 @@ static int dlog_format(struct dmta_dlog *dl, const struct dmta_dlog_rec *r, uint
 	dmta_json_key(&j, "delay_s");
 	dmta_json_f64(&j, r->delay_s, 3);
 	field(&j, "outcome", r->outcome);
+	field(&j, "source", r->source);
+	field(&j, "site", r->site);
+	field(&j, "class", r->cls);
+	field(&j, "priority", r->priority);
+	field(&j, "tenant", r->tenant);
 	dmta_json_obj_end(&j);
 	*need = dmta_json_need(&j);
 	return dmta_json_finish(&j);

@@ -12,8 +12,12 @@
  *	   "from":"a@x.test","to":"b@y.test","domain":"y.test",
  *	   "mx":"mx.y.test","ip":"198.18.1.10","tls":"TLSv1.3 ...",
  *	   "reply":"250 2.0.0 Ok","status":"2.0.0","attempt":1,
- *	   "delay_s":0.132,"outcome":"delivered"}
- *	outcome is delivered, deferred, bounced or expired. When the file grows
+ *	   "delay_s":0.132,"outcome":"delivered","source":"198.18.0.10",
+ *	   "site":"mx.y.test","class":"","priority":"normal","tenant":"acme"}
+ *	outcome is delivered, deferred, bounced or expired. source is the
+ *	egress address ("" when the backend chose), site the MX site's first
+ *	exchanger, class the failure's bounce class (queue_rules.h; "" when
+ *	delivered), tenant "" when the message has none. When the file grows
  *	past max_bytes it is renamed to PATH.1 (PATH.1 to PATH.2, ... up to
  *	keep files) and a new one is started. Lines are written with one
  *	write(2) each, so a reader never sees half a line. A line is at most
@@ -36,6 +40,8 @@ struct dmta_dlog_rec {
 	uint32_t attempt;
 	double delay_s; /* since arrival */
 	const char *outcome;
+	const char *source, *site, *cls; /* may be NULL */
+	const char *priority, *tenant;	 /* may be NULL */
 };
 
 /** NULL + errno. */

@@ -16,6 +16,7 @@
 #ifndef DMTA_JOB_H
 #define DMTA_JOB_H
 
+#include <netinet/in.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -59,6 +60,7 @@ struct dmta_job {
 	struct smtp_rcpt *rcpts; /* sjob.nrcpt of them, in job order */
 	struct smtp_msg msg;	 /* what the SMTP engine sends */
 	struct dmta_job_policy policy;
+	struct in_addr src; /* the egress source's address; 0: the backend's default */
 	uint64_t start_ns;
 	struct dmta_job *wait_next; /* the pool's: waiting for a connection */
 

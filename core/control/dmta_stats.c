@@ -18,22 +18,23 @@
 #include "core/base/dmta_time.h"
 #include "core/control/dmta_stats.h"
 
-enum ftype { F_U64, F_F64 };
+enum ftype { F_U64, F_F64, F_STR };
 
 struct field {
 	const char *group; /* NULL: top level */
 	const char *name;
 	enum ftype type;
 	size_t off;
+	size_t size; /* F_STR: the char array's */
 };
 
 #define U(g, n, m)                                                                                 \
 	{                                                                                          \
-		g, n, F_U64, offsetof(struct dmta_stats, m)                                        \
+		g, n, F_U64, offsetof(struct dmta_stats, m), 0                                     \
 	}
 #define D(g, n, m)                                                                                 \
 	{                                                                                          \
-		g, n, F_F64, offsetof(struct dmta_stats, m)                                        \
+		g, n, F_F64, offsetof(struct dmta_stats, m), 0                                     \
 	}
 
 /* In output order; a group's keys are consecutive. */
@@ -49,6 +50,8 @@ static const struct field fields[] = {
     U("queue", "held", held),
     U("queue", "destinations", dests),
     U("queue", "suspended", suspended),
+    U("queue", "sites", sites),
+    U("queue", "throttled", throttled),
     U("jobs", "in_flight", jobs_busy),
     U("jobs", "waiting_dns", jobs_dns),
     U("delivery", "attempts", attempts),
@@ -74,7 +77,7 @@ static const struct field fields[] = {
 
 #define W(n, m)                                                                                    \
 	{                                                                                          \
-		NULL, n, F_U64, offsetof(struct dmta_stats_worker, m)                              \
+		NULL, n, F_U64, offsetof(struct dmta_stats_worker, m), 0                           \
 	}
 
 static const struct field wfields[] = {
@@ -87,8 +90,24 @@ static const struct field wfields[] = {
     W("retransmits", retransmits),
 };
 
+#define S(n, m)                                                                                    \
+	{                                                                                          \
+		NULL, n, F_STR, offsetof(struct dmta_stats_susp, m),                               \
+		    sizeof(((struct dmta_stats_susp *)0)->m)                                       \
+	}
+
+static const struct field sfields[] = {
+    S("kind", kind),
+    S("name", name),
+    S("source", source),
+    S("why", why),
+    {NULL, "until_ms", F_U64, offsetof(struct dmta_stats_susp, until_ms), 0},
+    {NULL, "throttled", F_U64, offsetof(struct dmta_stats_susp, throttled), 0},
+};
+
 #define NFIELDS	 (sizeof(fields) / sizeof(fields[0]))
 #define NWFIELDS (sizeof(wfields) / sizeof(wfields[0]))
+#define NSFIELDS (sizeof(sfields) / sizeof(sfields[0]))
 
 static uint64_t *u64_at(void *base, const struct field *f)
 {
@@ -105,6 +124,10 @@ static double *f64_at(void *base, const struct field *f)
 static void put_field(struct dmta_json *j, const void *base, const struct field *f)
 {
 	dmta_json_key(j, f->name);
+	if (f->type == F_STR) {
+		dmta_json_str(j, (const char *)base + f->off);
+		return;
+	}
 	if (f->type == F_F64) {
 		double x = *f64_at((void *)base, f);
 
@@ -163,6 +186,15 @@ int dmta_stats_format(const struct dmta_stats *s, char *buf, size_t cap)
 		dmta_json_u64(&j, w);
 		for (size_t i = 0; i < NWFIELDS; i++)
 			put_field(&j, &s->workers[w], &wfields[i]);
+		dmta_json_obj_end(&j);
+	}
+	dmta_json_arr_end(&j);
+	dmta_json_key(&j, "suspensions");
+	dmta_json_arr(&j);
+	for (unsigned u = 0; u < s->nsusp && u < DMTA_STATS_MAX_SUSP; u++) {
+		dmta_json_obj(&j);
+		for (size_t i = 0; i < NSFIELDS; i++)
+			put_field(&j, &s->susp[u], &sfields[i]);
 		dmta_json_obj_end(&j);
 	}
 	dmta_json_arr_end(&j);
@@ -475,8 +507,29 @@ static bool key_is(const char *key, size_t klen, const char *name)
 	return strlen(name) == klen && memcmp(key, name, klen) == 0;
 }
 
+/* A plain string (no escapes: ours never need one; others are kept as "?"). */
+static int value_str(struct cur *c, char *dst, size_t size)
+{
+	const char *s;
+	size_t n;
+	bool esc;
+	int rc = ws(c);
+
+	if (rc != 0 || (rc = string(c, &s, &n, &esc)) != 0)
+		return rc;
+	if (esc || n >= size) {
+		s = "?";
+		n = 1;
+	}
+	memcpy(dst, s, n);
+	dst[n] = '\0';
+	return 0;
+}
+
 static int value_field(struct cur *c, void *base, const struct field *f)
 {
+	if (f->type == F_STR)
+		return value_str(c, (char *)base + f->off, f->size);
 	return f->type == F_F64 ? value_f64(c, f64_at(base, f)) : value_u64(c, u64_at(base, f));
 }
 
@@ -508,7 +561,19 @@ static int member_of_worker(void *arg, struct cur *c, const char *key, size_t kl
 	return skip_value(c, depth); /* "id" is the position */
 }
 
-static int workers(struct cur *c, struct pctx *x, int depth)
+static int member_of_susp(void *arg, struct cur *c, const char *key, size_t klen, int depth)
+{
+	struct pctx *x = arg;
+
+	for (size_t i = 0; i < NSFIELDS; i++)
+		if (key_is(key, klen, sfields[i].name))
+			return value_field(c, &x->s->susp[x->worker], &sfields[i]);
+	return skip_value(c, depth);
+}
+
+/* An array of objects, each read by @p member into the next of @p max slots counted by @p n. */
+static int array_of(struct cur *c, struct pctx *x, int depth, unsigned *n, unsigned max,
+		    int (*member)(void *, struct cur *, const char *, size_t, int))
 {
 	int rc = expect(c, '[');
 
@@ -523,9 +588,9 @@ static int workers(struct cur *c, struct pctx *x, int depth)
 	for (;;) {
 		if ((rc = ws(c)) != 0)
 			return rc;
-		if (x->s->nworkers < DMTA_STATS_MAX_WORKERS && *c->p == '{') {
-			x->worker = x->s->nworkers++;
-			rc = object(c, member_of_worker, x, depth + 1);
+		if (*n < max && *c->p == '{') {
+			x->worker = (*n)++;
+			rc = object(c, member, x, depth + 1);
 		} else {
 			rc = skip_value(c, depth + 1);
 		}
@@ -568,10 +633,16 @@ static int member_of_top(void *arg, struct cur *c, const char *key, size_t klen,
 		x->s->backend[n] = '\0';
 		return 0;
 	}
-	if (key_is(key, klen, "workers")) {
+	if (key_is(key, klen, "workers") || key_is(key, klen, "suspensions")) {
+		bool w = key_is(key, klen, "workers");
+
 		if ((rc = ws(c)) != 0)
 			return rc;
-		return *c->p == '[' ? workers(c, x, depth) : MALFORMED;
+		if (*c->p != '[')
+			return MALFORMED;
+		return w ? array_of(c, x, depth, &x->s->nworkers, DMTA_STATS_MAX_WORKERS,
+				    member_of_worker)
+			 : array_of(c, x, depth, &x->s->nsusp, DMTA_STATS_MAX_SUSP, member_of_susp);
 	}
 	for (size_t i = 0; i < NFIELDS; i++) {
 		const struct field *f = &fields[i];
@@ -654,6 +725,23 @@ void dmta_stats_print(FILE *out, const struct dmta_stats *s, double age_s)
 		", in flight %" PRIu64 ", held %" PRIu64 ") for %" PRIu64 " destinations (%" PRIu64
 		" suspended)\n",
 		s->messages, s->waiting, s->ready, s->in_flight, s->held, s->dests, s->suspended);
+	if (s->sites || s->throttled)
+		fprintf(out, "sites:       %" PRIu64 " (%" PRIu64 " throttled)\n", s->sites,
+			s->throttled);
+	for (unsigned k = 0; k < s->nsusp && k < DMTA_STATS_MAX_SUSP; k++) {
+		const struct dmta_stats_susp *u = &s->susp[k];
+		char until[48];
+
+		if (u->until_ms == DMTA_STATS_NA)
+			snprintf(until, sizeof(until), "until resumed");
+		else
+			snprintf(until, sizeof(until), "%" PRIu64 " s more",
+				 u->until_ms > s->time_ms ? (u->until_ms - s->time_ms + 999) / 1000
+							  : 0);
+		fprintf(out, "%-12s %s %s%s%s%s: %s (%s)\n", "suspended:", u->kind, u->name,
+			u->source[0] ? " from source " : "", u->source,
+			u->throttled ? " throttled" : "", until, u->why);
+	}
 	fprintf(out, "jobs:        %" PRIu64 " in flight, %" PRIu64 " waiting for DNS\n",
 		s->jobs_busy, s->jobs_dns);
 	fprintf(out,
@@ -711,7 +799,7 @@ static int write_all(int fd, const char *p, size_t n)
 int dmta_stats_publish(const char *spool_path, const struct dmta_stats *s)
 {
 	char path[4096], tmp[4096];
-	size_t cap = 2048 + (size_t)s->nworkers * 256;
+	size_t cap = 2048 + (size_t)s->nworkers * 256 + (size_t)s->nsusp * 512;
 	char *buf = malloc(cap);
 	int fd, n, rc;
 

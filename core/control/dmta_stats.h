@@ -40,7 +40,7 @@
  *	  {"version":1,"pid":N,"backend":"dpdk","time_ms":T,"started_ms":T,
  *	   "interval_ms":N,
  *	   "queue":{"messages","waiting","ready","in_flight","held",
- *	            "destinations","suspended"},
+ *	            "destinations","suspended","sites","throttled"},
  *	   "jobs":{"in_flight","waiting_dns"},
  *	   "delivery":{"attempts","delivered","deferred","bounced","expired",
  *	               "rate_10s","rate"},
@@ -49,7 +49,8 @@
  *	   "dns":{"hits","misses","entries","negative","in_flight","failures",
  *	          "queries"},
  *	   "workers":[{"id","jobs","sessions","connecting","idle","opened",
- *	               "connect_failed","retransmits"}, ...]}
+ *	               "connect_failed","retransmits"}, ...],
+ *	   "suspensions":[{"kind","name","source","why","until_ms","throttled"}, ...]}
  *	Delivery counters count recipients, as the delivery log does (one line
  *	per recipient per attempt); rates are recipients delivered per second.
  *
@@ -83,6 +84,18 @@ struct dmta_stats_worker {
 	uint64_t retransmits;	 /* TCP segments sent again, or DMTA_STATS_NA */
 };
 
+#define DMTA_STATS_MAX_SUSP 32
+
+/* A suspension or throttle in force (queue_sched_suspensions()). */
+struct dmta_stats_susp {
+	char kind[8];	    /* "domain", "site", "source" */
+	char name[128];	    /* the domain, the site's first exchanger, the source */
+	char source[32];    /* the source it applies to, "" for a source */
+	char why[48];	    /* "manual", "connection failures", a rule's name */
+	uint64_t until_ms;  /* wall clock; DMTA_STATS_NA: until resumed */
+	uint64_t throttled; /* 1: limits lowered, 0: stopped */
+};
+
 struct dmta_stats {
 	uint64_t pid;
 	char backend[16];
@@ -90,7 +103,7 @@ struct dmta_stats {
 	uint64_t started_ms;  /* wall clock, when dmtad started */
 	uint64_t interval_ms; /* how often it is published */
 	/* The scheduler's queue (messages it tracks). */
-	uint64_t messages, waiting, ready, in_flight, held, dests, suspended;
+	uint64_t messages, waiting, ready, in_flight, held, dests, suspended, sites, throttled;
 	/* Jobs (one message to one destination) out now. */
 	uint64_t jobs_busy; /* with the delivery backend */
 	uint64_t jobs_dns;  /* waiting for a DNS answer */
@@ -105,6 +118,8 @@ struct dmta_stats {
 	    dns_queries;
 	unsigned nworkers;
 	struct dmta_stats_worker workers[DMTA_STATS_MAX_WORKERS];
+	unsigned nsusp; /* the first DMTA_STATS_MAX_SUSP of them */
+	struct dmta_stats_susp susp[DMTA_STATS_MAX_SUSP];
 };
 
 /** The JSON form of @p s into @p buf (NUL-terminated): its length or -ENOSPC. */

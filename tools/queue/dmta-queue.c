@@ -13,6 +13,8 @@
  *	dmta-queue [-c FILE] [--json] check [--repair]
  *	dmta-queue [-c FILE] [--json] route DOMAIN...
  *	dmta-queue [-c FILE] [--json] reload
+ *	dmta-queue [-c FILE] [--json] suspend DOMAIN|site:MX|source:NAME [DURATION]
+ *	dmta-queue [-c FILE] [--json] resume DOMAIN|site:MX|source:NAME
  *
  * DESCRIPTION
  *	Changes are made in one spool transaction each and are durable when
@@ -37,6 +39,15 @@
  *	"stats" being the snapshot (core/control/dmta_stats.h) or null when it is
  *	missing or stale.
  *
+ *	suspend: the running dmtad stops sending to a recipient domain, to an
+ *	MX site (site:HOST, a glob matched against the site's exchangers, e.g.
+ *	site:*.mail.protection.outlook.com) or from a source (source:NAME)
+ *	for DURATION (e.g. 30m; none: until resumed). Mail waits in the queue
+ *	meanwhile; it neither bounces nor uses up attempts. resume ends it,
+ *	and also what reply rules or connection failures started there.
+ *	Suspensions live in the daemon (a restart forgets them) and are listed
+ *	by stats. Exit 1 when no dmtad runs.
+ *
  *	reload: sends SIGHUP to the dmtad that holds this spool's lock (it
  *	re-reads dmta.conf and logs what it applied or refused); exit 1 when
  *	none runs.
@@ -58,6 +69,7 @@
 #include "core/base/dmta_json.h"
 #include "core/base/dmta_log.h"
 #include "core/base/dmta_time.h"
+#include "queue/queue_egress.h"
 #include "core/control/dmta_stats.h"
 #include "dns/dns_conf.h"
 #include "dns/dns_show.h"
@@ -72,7 +84,8 @@ static void usage(void)
 	    stderr,
 	    "usage: dmta-queue [-c FILE] [--json] "
 	    "list|show ID|cat ID|flush [DOMAIN]|delete ID...|--domain D|--all|"
-	    "hold ID...|--all|release ID...|--all|stats|check [--repair]|route DOMAIN|reload\n");
+	    "hold ID...|--all|release ID...|--all|stats|check [--repair]|route DOMAIN|reload|\n"
+	    "\tsuspend DOMAIN|site:MX|source:NAME [DURATION]|resume DOMAIN|site:MX|source:NAME\n");
 	exit(EX_USAGE_);
 }
 
@@ -524,6 +537,62 @@ static int reload(struct spool *sp)
 	return 0;
 }
 
+/* suspend/resume: told to the daemon through the wake socket. */
+static int suspend(struct spool *sp, const struct dmta_conf *conf, bool on, int argc, char **argv)
+{
+	const char *target = argv[0];
+	uint64_t ms = 0;
+	char what[400];
+	int rc;
+
+	if (argc < 1 || argc > (on ? 2 : 1) || target[0] == '\0' || strchr(target, ' ') != NULL ||
+	    strlen(target) > 255)
+		usage();
+	if (on && argc == 2 && (dmta_parse_duration_ms(argv[1], &ms) != 0 || ms == 0)) {
+		fprintf(stderr, "dmta-queue: suspend: '%s': not a duration (e.g. 30m, 2h)\n",
+			argv[1]);
+		return EX_USAGE_;
+	}
+	if (strncmp(target, "source:", 7) == 0) {
+		struct queue_egress *eg;
+		char err[256];
+
+		rc = queue_egress_load(conf, &eg, err, sizeof(err));
+		if (rc != 0) {
+			fprintf(stderr, "dmta-queue: %s\n", err);
+			return EX_CONFIG_;
+		}
+		rc = queue_egress_source(eg, target + 7);
+		queue_egress_free(eg);
+		if (rc < 0) {
+			fprintf(stderr, "dmta-queue: %s: no [source %s] in the configuration\n",
+				target, target + 7);
+			return 1;
+		}
+	}
+	if (dmta_stats_owner(spool_path(sp)) <= 0) {
+		fprintf(stderr, "dmta-queue: %s: no dmtad runs on spool %s\n",
+			on ? "suspend" : "resume", spool_path(sp));
+		return 1;
+	}
+	if (on && ms)
+		snprintf(what, sizeof(what), "suspend %s %" PRIu64, target, ms);
+	else
+		snprintf(what, sizeof(what), "%s %s", on ? "suspend" : "resume", target);
+	rc = spool_wake(spool_path(sp), what);
+	if (rc != 0) {
+		fprintf(stderr, "dmta-queue: cannot reach dmtad: %s\n", strerror(-rc));
+		return 1;
+	}
+	if (json)
+		printf("{\"%s\":\"%s\",\"ms\":%" PRIu64 "}\n", on ? "suspend" : "resume", target,
+		       ms);
+	else
+		printf("%s %s%s\n", on ? "suspended" : "resumed", target,
+		       on && !ms ? " until resumed" : "");
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	const char *conf_path = NULL, *cmd;
@@ -558,6 +627,7 @@ int main(int argc, char **argv)
 		return route(conf_path, argc - i, argv + i, json);
 	ro = strcmp(cmd, "list") == 0 || strcmp(cmd, "show") == 0 || strcmp(cmd, "cat") == 0 ||
 	     strcmp(cmd, "stats") == 0 || strcmp(cmd, "reload") == 0 ||
+	     strcmp(cmd, "suspend") == 0 || strcmp(cmd, "resume") == 0 ||
 	     (strcmp(cmd, "check") == 0 && i == argc);
 	sp = queue_tool_open(conf_path, false, !ro, &conf, &ex);
 	if (sp == NULL)
@@ -578,6 +648,8 @@ int main(int argc, char **argv)
 		ex = change(sp, OP_FLUSH, argc - i, argv + i);
 	} else if (strcmp(cmd, "reload") == 0 && i == argc) {
 		ex = reload(sp);
+	} else if ((strcmp(cmd, "suspend") == 0 || strcmp(cmd, "resume") == 0) && i < argc) {
+		ex = suspend(sp, conf, cmd[0] == 's', argc - i, argv + i);
 	} else if (strcmp(cmd, "stats") == 0 && i == argc) {
 		ex = stats(sp);
 	} else if (strcmp(cmd, "check") == 0 &&

@@ -36,7 +36,9 @@ static char *read_all(const char *path, size_t *len)
 /* Write one record whose reply is @p reply and return the line (to free). */
 static char *write_rec(const char *reply, size_t *len)
 {
-	const char *tail = "\"delay_s\":0.000,\"outcome\":\"delivered\"}\n";
+	const char *tail = "\"delay_s\":0.000,\"outcome\":\"delivered\",\"source\":\"198.18.0.10\","
+			   "\"site\":\"mx.example.test\","
+			   "\"class\":\"\",\"priority\":\"normal\",\"tenant\":\"acme\"}\n";
 	char dir[] = "/tmp/dmta-dlog-XXXXXX", path[64];
 	struct dmta_dlog *dl;
 	char *out;
@@ -57,6 +59,11 @@ static char *write_rec(const char *reply, size_t *len)
 	    .status = "2.0.0",
 	    .attempt = 1,
 	    .outcome = "delivered",
+	    .source = "198.18.0.10",
+	    .site = "mx.example.test",
+	    .cls = "",
+	    .priority = "normal",
+	    .tenant = "acme",
 	};
 	assert_int_equal(dmta_dlog_write(dl, &r), 0);
 	dmta_dlog_close(dl);
@@ -114,7 +121,9 @@ static void test_exact_line(void **state)
 	    "\"qid\":\"000000000001\",\"from\":\"a@example.test\",\"to\":\"b@example.test\","
 	    "\"domain\":\"example.test\",\"mx\":\"mx.example.test\",\"ip\":\"198.18.1.10\","
 	    "\"tls\":\"\",\"reply\":\"250 ok\\u000a\\\"\xc3\xa9\\\"\",\"status\":\"2.0.0\","
-	    "\"attempt\":1,\"delay_s\":0.000,\"outcome\":\"delivered\"}\n";
+	    "\"attempt\":1,\"delay_s\":0.000,\"outcome\":\"delivered\",\"source\":\"198.18.0.10\","
+	    "\"site\":\"mx.example.test\",\"class\":\"\",\"priority\":\"normal\",\"tenant\":"
+	    "\"acme\"}\n";
 	const char *q = strstr(out, "\"qid\"");
 
 	/* {"time":"2026-11-23T18:40:00.123Z", then the rest. */
