@@ -13,8 +13,10 @@ every message arrived once and byte-identical; no destination ever had
 more than dest_max_connections connections open at once; dmtad closed
 every connection before it exited; and (dpdk)
 every connection to a domain came from the local-port slice of the
-worker that the domain's shard names (FNV-1a of the name, modulo the
-workers), with both workers used."""
+worker that the domain's shard names, with both workers used. Once DNS
+has answered, a domain's shard is its MX site's (queue_sched.h): the
+site key dmta-route prints, mixed (the 64-bit finaliser the scheduler
+uses), modulo the workers; here each domain has an MX of its own."""
 import hashlib
 import json
 import os
@@ -35,12 +37,22 @@ WORKERS = 2
 PORT_LO, PORT_HI = 10000, 60999  # [tcp] defaults, cut into one slice per worker
 
 
+M64 = 0xFFFFFFFFFFFFFFFF
+
+
+def site_shard(site):
+    """queue_sched.c's site_hash() for source 0, modulo the workers."""
+    q = site
+    q ^= q >> 33
+    q = (q * 0xff51afd7ed558ccd) & M64
+    return (q ^ (q >> 33)) % WORKERS
+
+
 def shard(domain):
-    h = 0xcbf29ce484222325
-    for c in domain.lower().encode():
-        h ^= c
-        h = (h * 0x100000001b3) & 0xFFFFFFFFFFFFFFFF
-    return h % WORKERS
+    r = subprocess.run([os.path.join(BUILD, "tools/dns/dmta-route"), "-c", conf, "--json",
+                        domain], capture_output=True, text=True, timeout=30)
+    check(r.returncode == 0, "dmta-route %s: %s" % (domain, r.stderr))
+    return site_shard(int(json.loads(r.stdout.splitlines()[0])["site"], 16))
 
 
 def slice_of(port):
