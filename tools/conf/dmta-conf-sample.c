@@ -39,6 +39,7 @@
 #include "queue/queue_ctl.h"
 #include "queue/queue_dkim.h"
 #include "queue/queue_egress.h"
+#include "queue/queue_rules.h"
 #include "queue/queue_sched.h"
 #include "queue/spool.h"
 
@@ -67,6 +68,7 @@ static const struct dmta_conf_section *const sections[] = {
     &queue_site_conf_section,
     &queue_source_conf_section,
     &queue_pool_conf_section,
+    &queue_rules_conf_section,
     &dmta_pool_conf_section,
     &dmta_control_smtp_conf_section,
     &dns_text_conf_section,
