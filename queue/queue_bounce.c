@@ -11,6 +11,7 @@
 
 #include "core/base/dmta_time.h"
 #include "queue/queue_bounce.h"
+#include "queue/queue_rules.h"
 #include "queue/spool.h"
 #include "smtp/smtp_reply.h"
 
@@ -210,6 +211,10 @@ static int add_rcpt_story(struct queue_buf *out, const struct queue_rcpt *r, boo
 		ADDF("    The receiving server said: %s\r\n", reply);
 	else
 		ADDF("    Reason: %s\r\n", reply);
+	/* What kind of failure, in the words the delivery log uses; the
+	 * RFC 3464 part keeps to its own fields. */
+	if (!delayed)
+		ADDF("    Reason class: %s\r\n", queue_class_name(queue_class_of(0, r->reply)));
 	ADD("\r\n");
 	return 0;
 }

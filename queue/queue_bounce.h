@@ -27,7 +27,9 @@
  *	line is the DSN's "Subject: ..." and whose second line is empty; the
  *	rest is the notice, where ${hostname}, ${sender}, ${queue_id},
  *	${arrival_date}, ${retry_until}, ${recipients} (a paragraph per
- *	recipient: the address, what happened, the server's last reply) and
+ *	recipient: the address, what happened, the server's last reply and,
+ *	in a failure DSN, its class, "Reason class: bad-mailbox", from
+ *	queue_class_of() in queue/queue_rules.h) and
  *	${returned} (a sentence on what is attached) are filled in. The
  *	RFC 3464 parts do not depend on the template.
  *

@@ -94,6 +94,7 @@ static void rec_delay(void *ctx, const struct queue_env *env, const uint32_t *rc
 	assert_int_equal(queue_bounce_build(env, msg, strlen(msg), rcpt, n, &bo, &out, &benv), 0);
 	assert_non_null(strstr(out.p, "Action: delayed\r\n"));
 	assert_null(strstr(out.p, "Action: failed"));
+	assert_null(strstr(out.p, "Reason class")); /* only failures are classified */
 	assert_null(strstr(out.p, "\r\nbody\r\n")); /* header only */
 	queue_buf_free(&out);
 	queue_env_free(&benv);
@@ -758,6 +759,9 @@ static void test_bounce_status_and_spool(void **state)
 		char *text = strndup(p, len);
 
 		assert_non_null(strstr(text, "Original-Envelope-Id: ENV77\r\n"));
+		assert_non_null(strstr(text,
+				       "    The receiving server said: 550 5.1.1 no such user\r\n"
+				       "    Reason class: bad-mailbox\r\n"));
 		assert_non_null(strstr(text, "Content-Type: text/rfc822-headers"));
 		assert_null(strstr(text, "secret body")); /* RET=HDRS */
 		free(text);
@@ -799,6 +803,29 @@ static void test_bounce_status_and_spool(void **state)
 		queue_buf_free(&out);
 		queue_env_free(&benv);
 		queue_env_free(&u);
+	}
+	/* dmta's own reason, and none at all: each still gets its class */
+	{
+		struct queue_buf out = {0};
+		struct queue_env benv;
+
+		queue_env_set_reply(&e, 0, "mx.test[198.18.1.10]: connect: Connection refused");
+		assert_int_equal(
+		    queue_bounce_build(&e, msg, strlen(msg), &idx, 1, &bo, &out, &benv), 0);
+		assert_non_null(strstr(out.p,
+				       "    Reason: mx.test[198.18.1.10]: connect: Connection "
+				       "refused\r\n    Reason class: routing\r\n"));
+		assert_non_null(strstr(out.p, "Status: 4.4.7\r\nDiagnostic-Code: x-dmta; mx.test"));
+		queue_buf_free(&out);
+		queue_env_free(&benv);
+		queue_env_set_reply(&e, 0, NULL);
+		assert_int_equal(
+		    queue_bounce_build(&e, msg, strlen(msg), &idx, 1, &bo, &out, &benv), 0);
+		assert_non_null(strstr(out.p, "    No reason was recorded.\r\n"
+					      "    Reason class: other\r\n"));
+		assert_null(strstr(out.p, "Diagnostic-Code:"));
+		queue_buf_free(&out);
+		queue_env_free(&benv);
 	}
 	/* never to <>, never for a DSN */
 	{
