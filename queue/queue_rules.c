@@ -829,7 +829,7 @@ const char *queue_rules_default_text(void)
 	return default_rules;
 }
 
-static int read_file(const char *path, char **out, char *err, size_t errlen)
+static int read_file(const char *path, char **out, size_t *len, char *err, size_t errlen)
 {
 	FILE *f = fopen(path, "r");
 	char *buf;
@@ -848,48 +848,69 @@ static int read_file(const char *path, char **out, char *err, size_t errlen)
 		return -ENOMEM;
 	}
 	n = fread(buf, 1, RULES_FILE_MAX + 1, f);
-	if (ferror(f) || n > RULES_FILE_MAX || memchr(buf, 0, n) != NULL) {
-		int e = ferror(f) ? EIO : EINVAL;
+	if (ferror(f) || n > RULES_FILE_MAX) {
+		int e = ferror(f) ? EIO : EFBIG;
 
 		snprintf(err, errlen, "%s: %s", path,
-			 e == EIO	      ? "read error"
-			 : n > RULES_FILE_MAX ? "larger than 1 MiB"
-					      : "holds a NUL byte: not a rules file");
+			 e == EIO ? "read error" : "larger than 1 MiB");
 		fclose(f);
 		free(buf);
 		return -e;
 	}
 	fclose(f);
-	buf[n] = 0;
 	*out = buf;
+	*len = n;
 	return 0;
 }
 
-int queue_rules_load(const char *path, struct queue_rules **out, char *err, size_t errlen)
+int queue_rules_load_text(const char *text, size_t len, const char *name, struct queue_rules **out,
+			  char *err, size_t errlen)
 {
-	struct queue_rules *rs = calloc(1, sizeof(*rs));
-	char *text = NULL;
+	struct queue_rules *rs;
+	char *copy;
 	int rc;
 
 	*out = NULL;
-	if (rs == NULL) {
-		snprintf(err, errlen, "out of memory");
+	if (memchr(text, 0, len) != NULL) {
+		snprintf(err, errlen, "%s: holds a NUL byte: not a rules file", name);
+		return -EINVAL;
+	}
+	rs = calloc(1, sizeof(*rs));
+	copy = malloc(len + 1);
+	if (rs == NULL || copy == NULL) {
+		free(rs);
+		free(copy);
+		snprintf(err, errlen, "%s: out of memory", name);
 		return -ENOMEM;
 	}
-	if (path != NULL) {
-		rc = read_file(path, &text, err, errlen);
-		if (rc == 0)
-			rc = rules_parse(text, path, rs, err, errlen);
-		free(text);
-	} else {
-		rc = rules_parse(default_rules, "(built-in rules)", rs, err, errlen);
-	}
+	memcpy(copy, text, len);
+	copy[len] = 0;
+	rc = rules_parse(copy, name, rs, err, errlen);
+	free(copy);
 	if (rc != 0) {
 		queue_rules_free(rs);
 		return rc;
 	}
 	*out = rs;
 	return 0;
+}
+
+int queue_rules_load(const char *path, struct queue_rules **out, char *err, size_t errlen)
+{
+	char *text;
+	size_t len;
+	int rc;
+
+	*out = NULL;
+	if (path == NULL)
+		return queue_rules_load_text(default_rules, sizeof(default_rules) - 1,
+					     "(built-in rules)", out, err, errlen);
+	rc = read_file(path, &text, &len, err, errlen);
+	if (rc != 0)
+		return rc;
+	rc = queue_rules_load_text(text, len, path, out, err, errlen);
+	free(text);
+	return rc;
 }
 
 struct rules_keys {

@@ -9,6 +9,7 @@
  *
  *	rc = queue_rules_load(path_or_NULL, &rules, err, sizeof(err));
  *	rc = queue_rules_load_conf(conf, &rules, err, sizeof(err));  ([rules] file)
+ *	rc = queue_rules_load_text(text, len, name, &rules, err, sizeof(err));
  *	const struct queue_rule *r = queue_rules_match(rules, 421, text);
  *	queue_rules_free(rules);
  *
@@ -137,6 +138,13 @@ const char *queue_rules_default_text(void);
  * *@p out is NULL and @p err holds one line; see DIAGNOSTICS.
  */
 int queue_rules_load(const char *path, struct queue_rules **out, char *err, size_t errlen);
+
+/**
+ * As queue_rules_load(), from the @p len bytes at @p text (no NUL needed;
+ * one inside is an error), called @p name in errors.
+ */
+int queue_rules_load_text(const char *text, size_t len, const char *name, struct queue_rules **out,
+			  char *err, size_t errlen);
 
 /** As queue_rules_load(), with the path from [rules] file of @p conf (NULL: built-in). */
 int queue_rules_load_conf(const struct dmta_conf *conf, struct queue_rules **out, char *err,

@@ -484,6 +484,17 @@ static void test_rules_errors(void **state)
 		free(big);
 	}
 
+	/* Text of a given length: a NUL inside is refused, the length is kept. */
+	assert_int_equal(
+	    queue_rules_load_text("a code=421 action=bounce\0b", 26, "t", &rs, err, sizeof(err)),
+	    -EINVAL);
+	assert_string_equal(err, "t: holds a NUL byte: not a rules file");
+	assert_int_equal(
+	    queue_rules_load_text("a code=421 action=bounce", 10, "t", &rs, err, sizeof(err)),
+	    -EINVAL);
+	assert_string_equal(err, "t:1: rule a has no action= (suspend, throttle or bounce)");
+	assert_null(rs);
+
 	assert_int_equal(queue_rules_load("/nonexistent/dmta-rules", &rs, err, sizeof(err)),
 			 -ENOENT);
 	assert_null(rs);
