@@ -119,21 +119,45 @@ static int esc_pat_parse(const char *s, struct queue_esc_pat *p)
 	return 0;
 }
 
-/* What a reply says about itself: its class and enhanced code, if any. */
+/*
+ * What a reply says about itself: its class and enhanced code, if any, and
+ * its text in lower case. Phrases are kept in lower case, so each is one
+ * strstr() over the folded text rather than a case-folding search: a
+ * reply is folded once, not once per phrase. Replies dmta keeps are far
+ * shorter than REPLY_FOLD_MAX; past it the text is not searched.
+ */
+#define REPLY_FOLD_MAX SMTP_REPLY_LINE_MAX
+
 struct reply_status {
 	int code;     /* as given, 0: unknown */
 	int ccls;     /* 2..5, or 0 when nothing tells */
 	bool has_esc; /* esc is the reply's enhanced code */
 	struct smtp_esc esc;
+	const char *lower; /* the text folded to lower case, or NULL */
+	char buf[REPLY_FOLD_MAX + 1];
 };
 
 static void reply_status(int code, const char *text, struct reply_status *st)
 {
 	int rc = text ? smtp_reply_status(text, strlen(text), &st->esc) : -1;
+	size_t i = 0;
 
 	st->code = code;
 	st->has_esc = rc == 1;
 	st->ccls = code ? code / 100 : rc >= 0 ? st->esc.cls : 0;
+	st->lower = NULL;
+	if (text == NULL)
+		return;
+	for (; text[i] && i < REPLY_FOLD_MAX; i++)
+		st->buf[i] = (char)tolower((unsigned char)text[i]);
+	st->buf[i] = 0;
+	st->lower = st->buf;
+}
+
+/* Whether the reply holds @p phrase (lower case). */
+static bool reply_has(const struct reply_status *st, const char *phrase)
+{
+	return st->lower != NULL && strstr(st->lower, phrase) != NULL;
 }
 
 static bool esc_match(const struct queue_esc_pat *p, const struct reply_status *st)
@@ -366,13 +390,20 @@ static pthread_once_t class_once = PTHREAD_ONCE_INIT;
 
 static void class_rows_compile(void)
 {
-	for (size_t i = 0; i < NCLASS_ROWS; i++)
+	for (size_t i = 0; i < NCLASS_ROWS; i++) {
+		const char *t = class_rows[i].text;
+
 		if (class_rows[i].esc && esc_pat_parse(class_rows[i].esc, &class_pats[i]) != 0)
 			dmta_panic("queue_rules: class row %zu: bad pattern \"%s\"", i,
 				   class_rows[i].esc);
+		for (; t && *t; t++)
+			if (isupper((unsigned char)*t))
+				dmta_panic("queue_rules: class row %zu: \"%s\" not in lower case",
+					   i, class_rows[i].text);
+	}
 }
 
-static enum queue_class classify(const struct reply_status *st, const char *text)
+static enum queue_class classify(const struct reply_status *st)
 {
 	if (st->ccls == 2 || st->ccls == 3)
 		return QUEUE_CLASS_NONE;
@@ -382,7 +413,7 @@ static enum queue_class classify(const struct reply_status *st, const char *text
 
 		if (r->esc && !esc_match(&class_pats[i], st))
 			continue;
-		if (r->text && (text == NULL || strcasestr(text, r->text) == NULL))
+		if (r->text && !reply_has(st, r->text))
 			continue;
 		return r->cls;
 	}
@@ -394,7 +425,7 @@ enum queue_class queue_class_of(int code, const char *text)
 	struct reply_status st;
 
 	reply_status(code, text, &st);
-	return classify(&st, text);
+	return classify(&st);
 }
 
 /*
@@ -561,8 +592,7 @@ static const char *const rule_keys[K_N] = {"code",   "esc", "text", "class",
 					   "action", "for", "rate", "connections"};
 
 /* The value @p v of key @p k into @p r; 0, or -EINVAL with l's err set. */
-static int parse_value(const struct rule_line *l, enum rule_key k, const char *v,
-		       struct queue_rule *r)
+static int parse_value(const struct rule_line *l, enum rule_key k, char *v, struct queue_rule *r)
 {
 	uint64_t n;
 
@@ -580,6 +610,9 @@ static int parse_value(const struct rule_line *l, enum rule_key k, const char *v
 		r->has_esc = 1;
 		return 0;
 	case K_TEXT:
+		/* Compared with the reply folded to lower case. */
+		for (char *c = v; *c; c++)
+			*c = (char)tolower((unsigned char)*c);
 		r->text = v;
 		return 0;
 	case K_CLASS:
@@ -897,8 +930,8 @@ int queue_rules_load_text(const char *text, size_t len, const char *name, struct
 
 int queue_rules_load(const char *path, struct queue_rules **out, char *err, size_t errlen)
 {
-	char *text;
-	size_t len;
+	char *text = NULL;
+	size_t len = 0;
 	int rc;
 
 	*out = NULL;
@@ -944,18 +977,17 @@ int queue_rules_load_conf(const struct dmta_conf *conf, struct queue_rules **out
 	return queue_rules_load(k.file && k.file[0] ? k.file : NULL, out, err, errlen);
 }
 
-static bool rule_match(const struct queue_rule *r, const struct reply_status *st, const char *text,
-		       int *cls)
+static bool rule_match(const struct queue_rule *r, const struct reply_status *st, int *cls)
 {
 	if (r->code >= 100 ? r->code != st->code : r->code != 0 && r->code != st->ccls)
 		return false;
 	if (r->has_esc && !esc_match(&r->esc, st))
 		return false;
-	if (r->text && (text == NULL || strcasestr(text, r->text) == NULL))
+	if (r->text && !reply_has(st, r->text))
 		return false;
 	if (r->cls >= 0) {
 		if (*cls < 0)
-			*cls = (int)classify(st, text);
+			*cls = (int)classify(st);
 		if (*cls != r->cls)
 			return false;
 	}
@@ -974,7 +1006,7 @@ const struct queue_rule *queue_rules_match(const struct queue_rules *rules, int 
 	if (st.ccls == 2 || st.ccls == 3)
 		return NULL;
 	for (size_t i = 0; i < rules->n; i++)
-		if (rule_match(&rules->v[i], &st, text, &cls))
+		if (rule_match(&rules->v[i], &st, &cls))
 			return &rules->v[i];
 	return NULL;
 }

@@ -117,7 +117,7 @@ struct queue_rule {
 	int code;		  /* 0: any; 4 or 5: the class; 400..599: exact */
 	int has_esc;		  /* esc below is set */
 	struct queue_esc_pat esc; /* matched against the reply's enhanced code */
-	const char *text;	  /* case-insensitive substring, or NULL */
+	const char *text;	  /* a substring, in lower case (any case matches), or NULL */
 	int cls;		  /* enum queue_class, or -1: any */
 	unsigned line;		  /* where it was written */
 };
