@@ -124,7 +124,7 @@ static int esc_pat_parse(const char *s, struct queue_esc_pat *p)
  * its text in lower case. Phrases are kept in lower case, so each is one
  * strstr() over the folded text rather than a case-folding search: a
  * reply is folded once, not once per phrase. Replies dmta keeps are far
- * shorter than REPLY_FOLD_MAX; past it the text is not searched.
+ * shorter than REPLY_FOLD_MAX; past it, the rest is not searched.
  */
 #define REPLY_FOLD_MAX SMTP_REPLY_LINE_MAX
 
