@@ -8,7 +8,6 @@
  */
 #include <ctype.h>
 #include <errno.h>
-#include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -458,40 +457,6 @@ const struct queue_rule *queue_rules_at(const struct queue_rules *rules, size_t 
 	return rules && i < rules->n ? &rules->v[i] : NULL;
 }
 
-/*
- * "N/s", "N/min", "N/h", "N/day", or a bare N (per second); N > 0.
- * XXX: the same grammar as dmta.conf's rates; this moves to core/base as
- * dmta_conf_parse_rate() once the configuration tables have a rate type.
- */
-static int parse_rate(const char *s, double *per_s)
-{
-	static const struct {
-		const char *unit;
-		double secs;
-	} units[] = {{"s", 1}, {"min", 60}, {"h", 3600}, {"day", 86400}};
-	char *end;
-	double n;
-
-	if (!isdigit((unsigned char)s[0]))
-		return -EINVAL;
-	errno = 0;
-	n = strtod(s, &end);
-	if (errno != 0 || !isfinite(n) || n <= 0)
-		return -EINVAL;
-	if (*end == 0) {
-		*per_s = n;
-		return 0;
-	}
-	if (*end != '/')
-		return -EINVAL;
-	for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++)
-		if (strcmp(end + 1, units[i].unit) == 0) {
-			*per_s = n / units[i].secs;
-			return 0;
-		}
-	return -EINVAL;
-}
-
 /* The state of one line being read. */
 struct rule_line {
 	const char *file;
@@ -634,9 +599,11 @@ static int parse_value(const struct rule_line *l, enum rule_key k, char *v, stru
 	case K_FOR:
 		return parse_duration(l, v, &r->duration_ms);
 	case K_RATE:
-		if (parse_rate(v, &r->rate_per_s) != 0)
+		/* As dmta.conf writes rates: one parser for both. */
+		if (dmta_parse_rate(v, &r->rate_per_day) != 0 || r->rate_per_day == 0)
 			return line_err(l, "bad rate \"%s\" (want N/s, N/min, N/h or N/day, N > 0)",
 					v);
+		r->rate_per_s = (double)r->rate_per_day / 86400;
 		return 0;
 	case K_CONN:
 		if (dmta_parse_u64(v, &n) != 0 || n == 0 || n > RULE_CONN_MAX)

@@ -47,7 +47,8 @@
  *	                                     (at least one of rate, connections)
  *	    action=bounce                    the recipient fails for good now
  *	DURATION as in dmta.conf ("90s", "10m", "2h"; at most 30 days); a rate
- *	is N/s, N/min, N/h or N/day (a bare N is per second). '#' starts a
+ *	as in dmta.conf too (dmta_parse_rate(): N/s, N/min, N/h or N/day, a
+ *	bare N per second; N > 0). '#' starts a
  *	comment where a word may start; blank lines are skipped. Rules are
  *	tried in file order and the first that matches a reply wins. Only
  *	failures (4xx, 5xx) match.
@@ -110,8 +111,9 @@ struct queue_esc_pat {
 struct queue_rule {
 	const char *name;
 	enum queue_rule_act act;
-	uint64_t duration_ms;	  /* suspend, throttle: how long; bounce: 0 */
-	double rate_per_s;	  /* throttle: the reduced rate; 0: keep */
+	uint64_t duration_ms;  /* suspend, throttle: how long; bounce: 0 */
+	double rate_per_s;     /* throttle: the reduced rate; 0: keep */
+	uint64_t rate_per_day; /* the same as dmta_parse_rate() reads it (struct queue_throttle) */
 	uint32_t max_connections; /* throttle: the reduced limit; 0: keep */
 	/* Matchers; every one given must match. */
 	int code;		  /* 0: any; 4 or 5: the class; 400..599: exact */

@@ -320,6 +320,7 @@ static void test_rules_good(void **state)
 	assert_string_equal(r->name, "ms-throttle");
 	assert_int_equal(r->act, QUEUE_ACT_THROTTLE);
 	assert_true(r->rate_per_s > 10.0 / 60 - 1e-9 && r->rate_per_s < 10.0 / 60 + 1e-9);
+	assert_int_equal(r->rate_per_day, 14400);
 	assert_int_equal(r->max_connections, 2);
 	assert_int_equal(r->duration_ms, 30 * 60000);
 	assert_int_equal(r->code, 0);
@@ -338,6 +339,8 @@ static void test_rules_good(void **state)
 		    queue_rules_at(rs, 4)->rate_per_s < 1.001);
 	assert_true(queue_rules_at(rs, 5)->rate_per_s > 0.999 &&
 		    queue_rules_at(rs, 5)->rate_per_s < 1.001);
+	assert_int_equal(queue_rules_at(rs, 4)->rate_per_day, 86400);
+	assert_int_equal(queue_rules_at(rs, 5)->rate_per_day, 86400);
 	assert_null(queue_rules_at(rs, 6));
 
 	/* Matching: every matcher must hold; code exact or its class. */
@@ -438,6 +441,7 @@ static void test_rules_errors(void **state)
 	    {"r code=421 action=throttle rate=5/week for=1m", "bad rate \"5/week\""},
 	    {"r code=421 action=throttle rate=0/s for=1m", "bad rate"},
 	    {"r code=421 action=throttle rate=-1 for=1m", "bad rate"},
+	    {"r code=421 action=throttle rate=1.5/s for=1m", "bad rate \"1.5/s\""},
 	    {"r code=421 action=throttle connections=0 for=1m", "bad connections \"0\""},
 	    {"r code=421 action=throttle connections=lots for=1m", "bad connections"},
 	    {"r code=421 action=bounce for=1m", "bounce takes no duration"},
