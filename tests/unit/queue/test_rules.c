@@ -97,6 +97,13 @@ static const struct {
      "are not accepted.",
      C(CONTENT)},
     {421, "421-4.7.0 Try again later, closing connection.", C(POLICY)},
+    {421,
+     "421 4.7.0 [192.0.2.1] Our system has detected that this message is suspicious due to the "
+     "very low reputation of the sending domain. To best protect our users from spam, the "
+     "message has been blocked.",
+     C(SPAM_BLOCK)},
+    /* a multi-line reply's first line only */
+    {421, "421-4.7.28 [192.0.2.1] Our system has detected an unusual rate of", C(POLICY)},
     {554, "554-5.4.6 Message exceeded 50 hops, this may indicate a mail loop.", C(ROUTING)},
     {421, "421-4.3.0 Temporary System Problem. Try again later.", C(OTHER)},
     {452, "452-4.5.3 Your message has too many recipients.", C(PROTOCOL)},
@@ -156,10 +163,11 @@ static const struct {
      "421 4.7.0 [TS02] Messages from 192.0.2.1 temporarily deferred due to user complaints - "
      "4.16.55.1; see https://postmaster.yahooinc.com/error-codes",
      C(POLICY)},
+    {421, "421 4.7.1 [TS03] All messages from 192.0.2.1 permanently deferred", C(SPAM_BLOCK)},
     {421,
-     "421 4.7.0 [TS03] All messages from 192.0.2.1 will be permanently deferred; Retrying will "
-     "NOT succeed. See https://postmaster.yahooinc.com/error-codes",
-     C(SPAM_BLOCK)},
+     "421 4.7.0 [TSS02] Messages from 192.0.2.1 temporarily deferred due to user complaints or "
+     "because the IP/domain is in the unverified category.",
+     C(POLICY)},
     {421,
      "421 4.7.0 [TSS04] Messages from 192.0.2.1 temporarily deferred due to unexpected volume "
      "or user complaints - 4.16.55.1; see https://postmaster.yahooinc.com/error-codes",
@@ -539,10 +547,19 @@ static void test_rules_builtin(void **state)
 	     "421 4.7.0 [TS02] Messages from 192.0.2.1 temporarily deferred due to user complaints "
 	     "- 4.16.55.1; see https://postmaster.yahooinc.com/error-codes",
 	     "yahoo-ts02", QUEUE_ACT_SUSPEND},
+	    {421, "421 4.7.1 [TS03] All messages from 192.0.2.1 permanently deferred", "yahoo-ts03",
+	     QUEUE_ACT_SUSPEND},
 	    {421,
-	     "421 4.7.0 [TS03] All messages from 192.0.2.1 will be permanently deferred; Retrying "
-	     "will NOT succeed. See https://postmaster.yahooinc.com/error-codes",
-	     "yahoo-ts03", QUEUE_ACT_SUSPEND},
+	     "421 4.7.0 [TSS02] Messages from 192.0.2.1 temporarily deferred due to user "
+	     "complaints or because the IP/domain is in the unverified category.",
+	     "yahoo-tss02", QUEUE_ACT_SUSPEND},
+	    {421,
+	     "421 4.7.0 [TSS04] Messages from 192.0.2.1 temporarily deferred due to unexpected "
+	     "volume or user complaints - 4.16.55.1; see "
+	     "https://postmaster.yahooinc.com/error-codes",
+	     "yahoo-tss04", QUEUE_ACT_THROTTLE},
+	    {421, "421-4.7.28 [192.0.2.1] Our system has detected an unusual rate of",
+	     "gmail-unusual-rate", QUEUE_ACT_SUSPEND},
 	    {421, "421 4.7.0 Too many connections from your IP", "too-many-connections",
 	     QUEUE_ACT_THROTTLE},
 	    {452, "452 Too many concurrent SMTP connections; please try again later.",
