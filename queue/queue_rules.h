@@ -48,10 +48,9 @@
  *	    action=bounce                    the recipient fails for good now
  *	DURATION as in dmta.conf ("90s", "10m", "2h"; at most 30 days); a rate
  *	as in dmta.conf too (dmta_parse_rate(): N/s, N/min, N/h or N/day, a
- *	bare N per second; N > 0). '#' starts a
- *	comment where a word may start; blank lines are skipped. Rules are
- *	tried in file order and the first that matches a reply wins. Only
- *	failures (4xx, 5xx) match.
+ *	bare N per second; N > 0). '#' starts a comment where a word may
+ *	start; blank lines are skipped. Rules are tried in file order and the
+ *	first that matches a reply wins. Only failures (4xx, 5xx) match.
  *
  *	Without a file the built-in set (queue_rules_default_text(), shipped
  *	as tools/dmta-rules.sample) applies: the documented throttling
@@ -61,8 +60,9 @@
  *
  * DIAGNOSTICS
  *	queue_rules_load() returns 0, -EINVAL (a bad line: err says
- *	"FILE:LINE: what is wrong"), -errno when the file cannot be read (err
- *	names the file), or -ENOMEM. Nothing is kept from a file that fails.
+ *	"FILE:LINE: what is wrong"), -errno when the file cannot be read or
+ *	-EFBIG when it is over 1 MiB (err names the file), or -ENOMEM. Nothing
+ *	is kept from a file that fails.
  */
 #ifndef QUEUE_RULES_H
 #define QUEUE_RULES_H
