@@ -32,6 +32,7 @@
 #include "queue/queue_bounce.h"
 #include "queue/queue_ctl.h"
 #include "queue/queue_egress.h"
+#include "queue/queue_rules.h"
 #include "queue/queue_sched.h"
 #include "queue/spool.h"
 #include "smtp/smtp_reply.h"
@@ -60,7 +61,9 @@ struct dmta_control {
 	struct dmta_backend *be;
 	struct smtp_tls_ctx *tls_ctx;
 	struct dmta_dlog *dlog;
-	struct dmta_listen *listen; /* its own thread: SMTP in, the maildrop */
+	struct queue_rules *rules;	  /* reply rules: throttles, bounce-now */
+	uint64_t by_class[QUEUE_CLASS_N]; /* failed attempts per bounce class */
+	struct dmta_listen *listen;	  /* its own thread: SMTP in, the maildrop */
 
 	bool stopping;
 	struct dns_wait *waits;
@@ -127,7 +130,8 @@ static const char *reply_status(const char *text, bool connected, char *buf, siz
 }
 
 static void log_rcpt(struct dmta_control *ctl, const struct queue_env *env, uint32_t k,
-		     const struct dmta_job *job, const char *text, const char *outcome)
+		     const struct dmta_job *job, const char *text, const char *outcome,
+		     enum queue_class cls)
 {
 	char status[16], src[INET_ADDRSTRLEN] = "";
 	const struct queue_rcpt *r = &env->rcpt[k];
@@ -147,6 +151,7 @@ static void log_rcpt(struct dmta_control *ctl, const struct queue_env *env, uint
 	    .delay_s = now > env->arrival_ns ? (double)(now - env->arrival_ns) / 1e9 : 0,
 	    .outcome = outcome,
 	    .source = src,
+	    .cls = queue_class_name(cls),
 	    .site = job ? queue_sched_job_site_name(ctl->sched, &job->sjob) : NULL,
 	    .priority = queue_prio_name(env->priority),
 	    .tenant = env->tenant,
@@ -167,7 +172,8 @@ static void on_expired(void *arg, const struct queue_env *env, const uint32_t *r
 	struct dmta_control *ctl = arg;
 
 	for (uint32_t i = 0; i < n; i++)
-		log_rcpt(ctl, env, rcpt[i], NULL, env->rcpt[rcpt[i]].reply, "expired");
+		log_rcpt(ctl, env, rcpt[i], NULL, env->rcpt[rcpt[i]].reply, "expired",
+			 queue_class_of(0, env->rcpt[rcpt[i]].reply));
 }
 
 /* Delivery events for what the queue does on its own: new mail, delay warnings. */
@@ -234,6 +240,26 @@ static void count_status(uint64_t *by, const struct dmta_job *job, const char *t
 	dmta_metrics_count_status(by, reply_status(text, job->connected, status, sizeof(status)));
 }
 
+/*
+ * A rule says this 4xx is final: the recipient bounces now, its reply
+ * kept and the rule named. The new code.
+ */
+static int rule_bounce(struct dmta_job *job, uint32_t i, const struct queue_rule *r)
+{
+	char buf[600];
+	char *t;
+
+	snprintf(buf, sizeof(buf), "%s (bounced by rule %s)", job->text[i] ? job->text[i] : "",
+		 r->name);
+	t = strdup(buf);
+	if (t != NULL) {
+		free(job->text[i]);
+		job->text[i] = t;
+	}
+	job->code[i] = 550;
+	return 550;
+}
+
 /* The backend (or DNS) is done with a job: record the outcome. */
 static void job_done(void *arg, struct dmta_job *job)
 {
@@ -246,10 +272,12 @@ static void job_done(void *arg, struct dmta_job *job)
 	    .text = (const char *const *)job->text,
 	};
 	uint64_t now = dmta_wall_ns();
+	const struct queue_rule *throttle = NULL; /* the first rule that slows the site */
 
 	for (uint32_t i = 0; i < job->sjob.nrcpt; i++) {
 		int code = job->connected ? job->code[i] : 421;
 		const char *text = job->connected ? job->text[i] : job->reply;
+		enum queue_class cls = QUEUE_CLASS_NONE;
 		const char *outcome;
 
 		if (job->connected && code == 0) {
@@ -260,6 +288,19 @@ static void job_done(void *arg, struct dmta_job *job)
 			job->text[i] = strdup("451 4.3.0 no reply for this recipient");
 			text = job->text[i];
 		}
+		if (code >= 400 && !job->local) {
+			const struct queue_rule *r =
+			    queue_rules_match(ctl->rules, job->connected ? code : 0, text);
+
+			if (r != NULL && r->act == QUEUE_ACT_BOUNCE && job->connected &&
+			    code < 500) {
+				code = rule_bounce(job, i, r);
+				text = job->text[i];
+			} else if (r != NULL && r->act != QUEUE_ACT_BOUNCE && throttle == NULL)
+				throttle = r;
+		}
+		if (code >= 400)
+			cls = queue_class_of(job->connected ? code : 0, text);
 		ctl->st.attempts++;
 		if (code >= 200 && code < 300) {
 			outcome = "delivered";
@@ -276,7 +317,20 @@ static void job_done(void *arg, struct dmta_job *job)
 			ctl->ops.deferred_by_route[route_kind(job)]++;
 			count_status(ctl->ops.deferred_by, job, text);
 		}
-		log_rcpt(ctl, &job->env, i, job, text, outcome); /* the job's recipients only */
+		ctl->by_class[cls]++;
+		log_rcpt(ctl, &job->env, i, job, job->connected ? job->text[i] : job->reply,
+			 outcome, cls); /* the job's recipients only */
+	}
+	if (throttle != NULL) {
+		struct queue_throttle t = {
+		    .suspend = throttle->act == QUEUE_ACT_SUSPEND,
+		    .duration_ms = throttle->duration_ms,
+		    .rate = throttle->rate_per_day,
+		    .max_connections = throttle->max_connections,
+		    .why = throttle->name,
+		};
+
+		queue_sched_throttle(ctl->sched, &job->sjob, &t, now);
 	}
 	if (job->connected && job->sjob.shard < DMTA_METRICS_MAX_WORKERS) {
 		ctl->ops.tls_by_worker[job->sjob.shard][job->tls[0] != '\0']++;
@@ -663,6 +717,9 @@ static void stats_take(struct dmta_control *ctl)
 	s->dests = qs.dests;
 	s->suspended = qs.suspended;
 	s->sites = qs.sites;
+	_Static_assert(QUEUE_CLASS_N == sizeof(s->classes) / sizeof(s->classes[0]),
+		       "dmta_stats' classes follow enum queue_class");
+	memcpy(s->classes, ctl->by_class, sizeof(s->classes));
 	s->throttled = qs.throttled;
 	{
 		struct queue_suspension v[DMTA_STATS_MAX_SUSP];
@@ -925,6 +982,8 @@ struct dmta_control *dmta_control_new(const struct dmta_conf *conf, dmta_backend
 		goto fail;
 	}
 	ctl->dnscfg_loaded = true;
+	if (queue_rules_load_conf(conf, &ctl->rules, err, errlen) != 0)
+		goto fail;
 	ctl->dns = dns_resolver_new(&ctl->dnscfg, dns_watch, ctl);
 	if (ctl->dns == NULL) {
 		snprintf(err, errlen, "cannot start the resolver: %s", strerror(errno));
@@ -1083,6 +1142,7 @@ static void reload_dlog(struct dmta_control *ctl, const struct dmta_control_conf
 		return;
 	}
 	dmta_dlog_close(ctl->dlog);
+	queue_rules_free(ctl->rules);
 	ctl->dlog = n;
 }
 
@@ -1123,6 +1183,13 @@ int dmta_control_reload(struct dmta_control *ctl)
 	}
 	queue_sched_reconfigure(ctl->sched, &r->sc);
 	reload_dlog(ctl, &r->cc);
+	{
+		/* Rule names live in the rules; the scheduler keeps copies. */
+		struct queue_rules *t = ctl->rules;
+
+		ctl->rules = r->rules;
+		r->rules = t;
+	}
 	{
 		/* The relay's credentials: the old ones retire with the rest. */
 		char *u = ctl->relay_user, *p = ctl->relay_pass;
@@ -1184,6 +1251,7 @@ void dmta_control_free(struct dmta_control *ctl)
 	if (ctl->dnscfg_loaded)
 		dns_config_release(&ctl->dnscfg);
 	dmta_dlog_close(ctl->dlog);
+	queue_rules_free(ctl->rules);
 	smtp_tls_ctx_free(ctl->tls_ctx);
 	/* The view goes before the lock: nobody reads a file of ours as live
 	 * after we are gone. */

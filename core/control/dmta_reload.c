@@ -10,6 +10,8 @@
 #include "core/control/dmta_pool.h"
 #include "core/control/dmta_reload.h"
 #include "queue/queue_ctl.h"
+#include "queue/queue_egress.h"
+#include "queue/queue_rules.h"
 #include "queue/queue_sched.h"
 
 /*
@@ -42,6 +44,7 @@ const struct dmta_reload_fixed dmta_reload_fixed_list[] = {
     {"queue", &queue_workers},
     {"queue", &queue_host_conf_section},
     {"queue", &queue_ctl_conf_section},
+    {"queue", &queue_egress_conf_section},
     {"smtp", &dmta_pool_conf_section},
     {"relay", &dmta_pool_relay_conf_section},
 };
@@ -166,6 +169,8 @@ static int reload_parse(struct dmta_reload *r, const struct dmta_conf *boot, cha
 		snprintf(err, errlen, "bad [dns], [routes] or [relay] settings");
 		return -EINVAL;
 	}
+	if (queue_rules_load_conf(conf, &r->rules, err, errlen) != 0)
+		return -EINVAL;
 	/* The scheduler reads [dest DOMAIN] when a destination first shows,
 	 * and would keep the defaults for a bad one; a reload checks them all
 	 * now. */
@@ -218,6 +223,7 @@ void dmta_reload_free(struct dmta_reload *r)
 		struct dmta_reload *next = r->next;
 
 		dns_config_release(&r->dns);
+		queue_rules_free(r->rules);
 		free(r->relay_user);
 		if (r->relay_pass != NULL) {
 			explicit_bzero(r->relay_pass, strlen(r->relay_pass));

@@ -50,12 +50,13 @@ struct dmta_reload {
 	struct queue_sched_conf sc; /* sc.conf is conf; lifetime as at start */
 	struct dns_config dns;
 	char *relay_user, *relay_pass; /* NULL: no AUTH */
+	struct queue_rules *rules;     /* [rules] file, or the built-in set */
 	struct dmta_reload *next;
 };
 
 /**
  * Read @p path and check every part a reload applies: [smtp], [relay],
- * [log], [control], [queue] and every [dest DOMAIN], [dns] with [routes]
+ * [log], [control], [queue] and every [dest DOMAIN], [rules], [dns] with [routes]
  * and [relay] host, the relay's password file. @p boot: the configuration
  * dmtad started with (what stays as it was comes from it).
  */

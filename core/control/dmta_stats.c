@@ -61,6 +61,17 @@ static const struct field fields[] = {
     U("delivery", "expired", expired),
     D("delivery", "rate_10s", rate_10s),
     D("delivery", "rate", rate),
+    U("classes", "bad-mailbox", classes[1]),
+    U("classes", "inactive-mailbox", classes[2]),
+    U("classes", "quota", classes[3]),
+    U("classes", "spam-block", classes[4]),
+    U("classes", "policy", classes[5]),
+    U("classes", "content", classes[6]),
+    U("classes", "dns", classes[7]),
+    U("classes", "routing", classes[8]),
+    U("classes", "protocol", classes[9]),
+    U("classes", "tls", classes[10]),
+    U("classes", "other", classes[11]),
     U("bounces", "generated", bounces),
     U("bounces", "delay_warnings", delay_dsns),
     U("spool", "loaded", loaded),
@@ -752,6 +763,21 @@ void dmta_stats_print(FILE *out, const struct dmta_stats *s, double age_s)
 		s->rate);
 	fprintf(out, "bounces:     %" PRIu64 " generated, %" PRIu64 " delay warnings\n", s->bounces,
 		s->delay_dsns);
+	{
+		const char *sep = "failures:   ";
+		bool any = false;
+
+		for (size_t i = 0; i < NFIELDS; i++)
+			if (fields[i].group != NULL && strcmp(fields[i].group, "classes") == 0 &&
+			    *u64_at((void *)s, &fields[i]) != 0) {
+				fprintf(out, "%s %" PRIu64 " %s", sep,
+					*u64_at((void *)s, &fields[i]), fields[i].name);
+				sep = ",";
+				any = true;
+			}
+		if (any)
+			fputs(" (recipients, by class)\n", out);
+	}
 	fprintf(out,
 		"dns cache:   %" PRIu64 " hits, %" PRIu64 " misses, %" PRIu64 " entries (%" PRIu64
 		" negative), %" PRIu64 " queries in flight, %" PRIu64 " failures\n",

@@ -44,6 +44,8 @@
  *	   "jobs":{"in_flight","waiting_dns"},
  *	   "delivery":{"attempts","delivered","deferred","bounced","expired",
  *	               "rate_10s","rate"},
+ *	   "classes":{"bad-mailbox","inactive-mailbox","quota","spam-block",
+ *	              "policy","content","dns","routing","protocol","tls","other"},
  *	   "bounces":{"generated","delay_warnings"},
  *	   "spool":{"loaded","commits","commit_errors"},
  *	   "dns":{"hits","misses","entries","negative","in_flight","failures",
@@ -109,8 +111,10 @@ struct dmta_stats {
 	uint64_t jobs_dns;  /* waiting for a DNS answer */
 	/* Since start, per recipient (the delivery log's lines). */
 	uint64_t attempts, delivered, deferred, bounced, expired;
-	double rate_10s;     /* recipients delivered per second, the last 10 s */
-	double rate;	     /* ... since start */
+	double rate_10s; /* recipients delivered per second, the last 10 s */
+	double rate;	 /* ... since start */
+	/* Failed attempts (recipients) per bounce class, QUEUE_CLASS_* order (queue_rules.h). */
+	uint64_t classes[12];
 	uint64_t bounces;    /* failure DSNs generated */
 	uint64_t delay_dsns; /* "delayed" DSNs generated */
 	uint64_t loaded, commits, commit_errors;

@@ -65,6 +65,9 @@ static struct dmta_stats *sample(void)
 	s->nworkers = 2;
 	s->workers[0] = (struct dmta_stats_worker){1, 2, 3, 4, 5, 6, DMTA_STATS_NA};
 	s->workers[1] = (struct dmta_stats_worker){7, 8, 9, 10, 11, 12, 13};
+	s->classes[1] = 4;
+	s->classes[3] = 2;
+	s->classes[11] = 1;
 	s->sites = 3;
 	s->throttled = 1;
 	s->nsusp = 2;
@@ -105,7 +108,10 @@ static void test_round_trip(void **state)
 	    "dns\":8},"
 	    "\"delivery\":{\"attempts\":100,\"delivered\":90,\"deferred\":9,\"bounced\":1,"
 	    "\"expired\":0,\"rate_10s\":12.500,\"rate\":3.250},"
-	    "\"bounces\":{\"generated\":11,\"delay_warnings\":21},\"spool\":{\"loaded\":12,"
+	    "\"classes\":{\"bad-mailbox\":4,\"inactive-mailbox\":0,\"quota\":2,\"spam-block\":0,"
+	    "\"policy\":0,\"content\":0,\"dns\":0,\"routing\":0,\"protocol\":0,\"tls\":0,"
+	    "\"other\":1},\"bounces\":{\"generated\":11,\"delay_warnings\":21},\"spool\":{"
+	    "\"loaded\":12,"
 	    "\"commits\":13,"
 	    "\"commit_errors\":14},\"dns\":{\"hits\":15,\"misses\":16,\"entries\":17,"
 	    "\"negative\":18,\"in_flight\":19,\"failures\":20,"
@@ -325,6 +331,8 @@ static void test_print(void **state)
 				     "(view 0.4 s old)\n"));
 	assert_non_null(strstr(text, "jobs:        7 in flight, 8 waiting for DNS\n"));
 	assert_non_null(strstr(text, "sites:       3 (1 throttled)\n"));
+	assert_non_null(
+	    strstr(text, "failures:    4 bad-mailbox, 2 quota, 1 other (recipients, by class)\n"));
 	assert_non_null(strstr(
 	    text, "suspended:   site mx.big.example from source a: 60 s more (gmail-rate)\n"));
 	assert_non_null(strstr(text, "suspended:   source b: until resumed (manual)\n"));
