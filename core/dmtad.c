@@ -113,9 +113,9 @@ static int run_kernel_backend(struct dmta_conf *conf)
 		close(sfd);
 		return 1;
 	}
-	dmta_conf_warn_unused(conf,
-			      (const char *const[]){"delivery", "smtp", "control", "log", "queue",
-						    "spool", "metrics", "events", "listen", NULL});
+	dmta_conf_warn_unused(conf, (const char *const[]){"delivery", "smtp", "control", "log",
+							  "queue", "spool", "metrics", "events",
+							  "listen", "rules", NULL});
 	dmta_info("ready: backend kernel");
 	rc = dmta_control_run(ctl, sfd);
 	dmta_control_free(ctl);
@@ -213,10 +213,10 @@ int main(int argc, char **argv)
 		close(sfd);
 		goto out;
 	}
-	dmta_conf_warn_unused(d.conf,
-			      (const char *const[]){"eal", "port", "net", "workers", "tcp",
-						    "delivery", "smtp", "control", "log", "queue",
-						    "spool", "metrics", "events", "listen", NULL});
+	dmta_conf_warn_unused(d.conf, (const char *const[]){"eal", "port", "net", "workers", "tcp",
+							    "delivery", "smtp", "control", "log",
+							    "queue", "spool", "metrics", "events",
+							    "listen", "rules", NULL});
 	{
 		char mac[RTE_ETHER_ADDR_FMT_SIZE];
 
