@@ -15,6 +15,7 @@
 #include "queue/queue_env.h"
 
 #define ENV_MAGIC  "DQEV"
+#define ENV_V1	   1 /* no priority, pool or tenant */
 #define ENV_HDR	   64
 #define STR_NULL   0xffffffffu
 #define RCPT_FIXED 16
@@ -88,6 +89,44 @@ const char *queue_rcpt_state_name(unsigned state)
 	}
 }
 
+static const char *const prio_names[] = {
+    [QUEUE_PRIO_NORMAL] = "normal",
+    [QUEUE_PRIO_HIGH] = "high",
+    [QUEUE_PRIO_BULK] = "bulk",
+};
+
+const char *queue_prio_name(unsigned prio)
+{
+	return prio <= QUEUE_PRIO_MAX ? prio_names[prio] : "unknown";
+}
+
+int queue_prio_parse(const char *s)
+{
+	for (unsigned i = 0; i <= QUEUE_PRIO_MAX; i++)
+		if (strcasecmp(s, prio_names[i]) == 0)
+			return (int)i;
+	return -1;
+}
+
+int queue_tag_check(const char *s, const char **why)
+{
+	size_t n = 0;
+
+	for (; s[n] != '\0'; n++) {
+		char c = s[n];
+
+		if (n == QUEUE_TAG_MAX ||
+		    !((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+		      c == '.' || c == '_' || c == '-'))
+			break;
+	}
+	if (n == 0 || n > QUEUE_TAG_MAX || s[n] != '\0') {
+		*why = "1 to 64 characters of A-Z a-z 0-9 . _ -";
+		return -EINVAL;
+	}
+	return 0;
+}
+
 const char *queue_addr_domain(const char *addr)
 {
 	const char *at = strrchr(addr, '@');
@@ -159,6 +198,26 @@ int queue_env_set_envid(struct queue_env *env, const char *envid)
 	return env_strdup(&env->envid, envid);
 }
 
+static int env_set_tag(struct queue_env *env, const char **dst, const char *tag)
+{
+	const char *why;
+
+	if (tag != NULL && queue_tag_check(tag, &why) < 0)
+		return -EINVAL;
+	env->owned = true;
+	return env_strdup(dst, tag);
+}
+
+int queue_env_set_pool(struct queue_env *env, const char *pool)
+{
+	return env_set_tag(env, &env->pool, pool);
+}
+
+int queue_env_set_tenant(struct queue_env *env, const char *tenant)
+{
+	return env_set_tag(env, &env->tenant, tenant);
+}
+
 int queue_env_add_rcpt(struct queue_env *env, const char *addr, const char *orcpt, uint8_t notify)
 {
 	struct queue_rcpt *r;
@@ -191,21 +250,6 @@ int queue_env_add_rcpt(struct queue_env *env, const char *addr, const char *orcp
 int queue_env_set_reply(struct queue_env *env, uint32_t i, const char *reply)
 {
 	return env_strdup(&env->rcpt[i].reply, reply);
-}
-
-static const char *const prio_names[] = {"normal", "high", "bulk"};
-
-const char *queue_prio_name(unsigned prio)
-{
-	return prio < 3 ? prio_names[prio] : "normal";
-}
-
-int queue_prio_parse(const char *name)
-{
-	for (int i = 0; i < 3; i++)
-		if (strcasecmp(name, prio_names[i]) == 0)
-			return i;
-	return -1;
 }
 
 void queue_env_free(struct queue_env *env)
@@ -289,20 +333,25 @@ static size_t str_size(const char *s)
 	return 4 + (s ? strlen(s) + 1 : 0);
 }
 
+/* The oldest record version that holds @p env (see queue_env.h). */
+static unsigned env_version(const struct queue_env *env)
+{
+	return env->priority == QUEUE_PRIO_NORMAL && env->pool == NULL && env->tenant == NULL
+		   ? ENV_V1
+		   : QUEUE_ENV_VERSION;
+}
+
 size_t queue_env_encoded_size(const struct queue_env *env)
 {
 	size_t n = ENV_HDR + str_size(env->sender ? env->sender : "") + str_size(env->envid);
+
+	if (env_version(env) > ENV_V1)
+		n += str_size(env->pool) + str_size(env->tenant);
 
 	for (uint32_t i = 0; i < env->nrcpt; i++)
 		n += RCPT_FIXED + str_size(env->rcpt[i].addr) + str_size(env->rcpt[i].orcpt) +
 		     str_size(env->rcpt[i].reply);
 	return n;
-}
-
-static void put16(unsigned char *p, uint16_t v)
-{
-	p[0] = (unsigned char)v;
-	p[1] = (unsigned char)(v >> 8);
 }
 
 static void put32(unsigned char *p, uint32_t v)
@@ -350,17 +399,22 @@ static uint32_t env_crc(const unsigned char *b, size_t len)
 long queue_env_encode(const struct queue_env *env, void *buf, size_t cap)
 {
 	size_t need = queue_env_encoded_size(env);
+	unsigned version = env_version(env);
 	unsigned char *b = buf, *p;
+	const char *why;
 
 	if (need > cap)
 		return -ENOSPC;
 	if (need > UINT32_MAX || env->nrcpt > MAX_RCPT || (env->flags & ~QUEUE_F_ALL) ||
-	    env->ret > QUEUE_RET_HDRS)
+	    env->ret > QUEUE_RET_HDRS || env->priority > QUEUE_PRIO_MAX ||
+	    (env->pool && queue_tag_check(env->pool, &why) < 0) ||
+	    (env->tenant && queue_tag_check(env->tenant, &why) < 0))
 		return -EINVAL;
 	memcpy(b, ENV_MAGIC, 4);
-	b[4] = QUEUE_ENV_VERSION;
+	b[4] = (unsigned char)version;
 	b[5] = env->ret;
-	put16(b + 6, 0);
+	b[6] = env->priority;
+	b[7] = 0;
 	put32(b + 8, (uint32_t)need);
 	put64(b + 16, env->qid);
 	put32(b + 24, env->flags);
@@ -386,6 +440,10 @@ long queue_env_encode(const struct queue_env *env, void *buf, size_t cap)
 		p = put_str(p + RCPT_FIXED, r->addr);
 		p = put_str(p, r->orcpt);
 		p = put_str(p, r->reply);
+	}
+	if (version > ENV_V1) {
+		p = put_str(p, env->pool);
+		p = put_str(p, env->tenant);
 	}
 	put32(b + 12, env_crc(b, need));
 	return (long)need;
@@ -417,13 +475,17 @@ static int get_str(const unsigned char **pp, const unsigned char *end, const cha
 int queue_env_decode(const void *buf, size_t len, struct queue_env *env)
 {
 	const unsigned char *b = buf, *p, *end = b + len;
+	const char *why;
 	uint32_t nrcpt;
 
 	memset(env, 0, sizeof(*env));
-	if (len < ENV_HDR || memcmp(b, ENV_MAGIC, 4) != 0 || b[4] != QUEUE_ENV_VERSION ||
-	    get32(b + 8) != len || b[6] != 0 || b[7] != 0 || get32(b + 12) != env_crc(b, len))
+	if (len < ENV_HDR || memcmp(b, ENV_MAGIC, 4) != 0 || b[4] < ENV_V1 ||
+	    b[4] > QUEUE_ENV_VERSION || get32(b + 8) != len || b[7] != 0 ||
+	    (b[4] == ENV_V1 && b[6] != 0) || b[6] > QUEUE_PRIO_MAX ||
+	    get32(b + 12) != env_crc(b, len))
 		return -EBADMSG;
 	env->ret = b[5];
+	env->priority = b[6];
 	env->qid = get64(b + 16);
 	env->flags = get32(b + 24);
 	env->attempts = get32(b + 28);
@@ -463,6 +525,11 @@ int queue_env_decode(const void *buf, size_t len, struct queue_env *env)
 			goto bad;
 		env->nrcpt = i + 1;
 	}
+	if (b[4] > ENV_V1 &&
+	    (get_str(&p, end, &env->pool) < 0 || get_str(&p, end, &env->tenant) < 0 ||
+	     (env->pool && queue_tag_check(env->pool, &why) < 0) ||
+	     (env->tenant && queue_tag_check(env->tenant, &why) < 0)))
+		goto bad;
 	if (p != end)
 		goto bad;
 	env->nrcpt = nrcpt;

@@ -11,12 +11,18 @@
  *	The envelope holds what SMTP needs besides the message bytes: the
  *	sender, each recipient with its DSN parameters (RFC 3461 NOTIFY and
  *	ORCPT), RET and ENVID, the arrival time and size, body flags
- *	(8BITMIME, SMTPUTF8) and per-recipient delivery state.
+ *	(8BITMIME, SMTPUTF8) and per-recipient delivery state; and what
+ *	traffic control reads: the egress pool, the priority lane and the
+ *	tenant (campaign) tag, set at injection (queue_msg_take_fields(),
+ *	[user NAME] defaults, dmta-inject's JSON fields).
  *
  *	The record layout is described in queue/FORMAT.md. Every record carries
  *	a magic, a version and a CRC32C; a record that fails any check decodes
  *	to -EBADMSG (the spool quarantines it) and never to undefined
- *	behaviour.
+ *	behaviour. Version 2 added the priority and the pool and tenant
+ *	strings; a record without them is written as version 1, so the
+ *	spool a message without them lands in stays readable by the
+ *	previous release, and version 1 records decode with the defaults.
  *
  *	Ownership: an envelope built with queue_env_add_rcpt() and
  *	queue_env_set_*() owns its strings; free it with queue_env_free(). A
@@ -31,7 +37,18 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define QUEUE_ENV_VERSION 1
+#define QUEUE_ENV_VERSION 2 /* the newest record version written and read */
+
+/* Priority lanes of a destination's queue: high first, then normal, then bulk. */
+enum queue_prio {
+	QUEUE_PRIO_NORMAL = 0, /* the default: 0 in records without one */
+	QUEUE_PRIO_HIGH = 1,
+	QUEUE_PRIO_BULK = 2,
+};
+#define QUEUE_PRIO_MAX QUEUE_PRIO_BULK
+
+/* Pool and tenant names: 1 to this many of [A-Za-z0-9._-]. */
+#define QUEUE_TAG_MAX 64
 
 /* RFC 3461 NOTIFY; 0 means "not given" (the MTA's default: FAILURE,DELAY). */
 #define QUEUE_NOTIFY_DEFAULT 0x0
@@ -74,10 +91,6 @@ struct queue_rcpt {
 	uint64_t last_attempt_ns; /* wall clock, 0 if never tried */
 };
 
-/* Priority classes: when a destination's budget is short, high goes first, then normal, then bulk.
- */
-enum queue_prio { QUEUE_PRIO_NORMAL = 0, QUEUE_PRIO_HIGH = 1, QUEUE_PRIO_BULK = 2 };
-
 struct queue_env {
 	uint64_t qid;		  /* assigned by the spool */
 	uint32_t flags;		  /* QUEUE_F_* */
@@ -98,13 +111,25 @@ struct queue_env {
 	uint32_t cap;
 };
 
-/** The name of a priority ("normal", "high", "bulk"). */
-const char *queue_prio_name(unsigned prio);
-/** A priority by name, case-insensitive; -1 when unknown. */
-int queue_prio_parse(const char *name);
-
 /** Human name of a recipient state ("pending", ...). */
 const char *queue_rcpt_state_name(unsigned state);
+
+/** "normal", "high" or "bulk" ("unknown" for anything else). */
+const char *queue_prio_name(unsigned prio);
+/** The enum queue_prio named by @p s (case-insensitive), or -1 when unknown. */
+int queue_prio_parse(const char *s);
+
+/**
+ * Check a pool or tenant name: 1 to QUEUE_TAG_MAX characters of
+ * [A-Za-z0-9._-]. 0, or -EINVAL with *@p why set to a static reason.
+ */
+int queue_tag_check(const char *s, const char **why);
+
+/** Set the pool (checked, copied; NULL: the default pool). 0, -EINVAL
+ *  (a bad name: the envelope is unchanged) or -ENOMEM. */
+int queue_env_set_pool(struct queue_env *env, const char *pool);
+/** Set the tenant tag, as queue_env_set_pool(). */
+int queue_env_set_tenant(struct queue_env *env, const char *tenant);
 
 /** Set the sender (copied); owning envelopes only. 0 or -ENOMEM. */
 int queue_env_set_sender(struct queue_env *env, const char *sender);
