@@ -422,3 +422,130 @@ int queue_msg_render(struct queue_msg *m, struct queue_buf *out, unsigned *flags
 	}
 	return 0;
 }
+
+/* ---- dmta's own fields ---- */
+
+enum { TAKE_POOL, TAKE_PRIORITY, TAKE_TENANT, NTAKE };
+
+static const struct take_field {
+	const char *name;
+	const char *bad, *conflict;
+} take_fields[NTAKE] = {
+    [TAKE_POOL] = {QUEUE_MSG_F_POOL,
+		   QUEUE_MSG_F_POOL ": want 1 to 64 characters of A-Z a-z 0-9 . _ -",
+		   QUEUE_MSG_F_POOL ": given twice with different values"},
+    [TAKE_PRIORITY] = {QUEUE_MSG_F_PRIORITY, QUEUE_MSG_F_PRIORITY ": want normal, high or bulk",
+		       QUEUE_MSG_F_PRIORITY ": given twice with different values"},
+    [TAKE_TENANT] = {QUEUE_MSG_F_TENANT,
+		     QUEUE_MSG_F_TENANT ": want 1 to 64 characters of A-Z a-z 0-9 . _ -",
+		     QUEUE_MSG_F_TENANT ": given twice with different values"},
+};
+
+/* Where the line at @p pos ends: returns the next line's start; *text is
+ * the line's length without its LF and a CR before it. */
+static size_t next_line(const char *m, size_t n, size_t pos, size_t *text)
+{
+	const char *lf = memchr(m + pos, '\n', n - pos);
+	size_t end = lf ? (size_t)(lf - m) : n;
+
+	*text = end - pos;
+	if (lf && *text > 0 && m[end - 1] == '\r')
+		(*text)--;
+	return lf ? end + 1 : n;
+}
+
+/* The value of field @p p (@p n bytes, name included): after the colon,
+ * unfolded, blanks trimmed, into @p v; false when it does not fit in
+ * @p cap or holds a NUL. */
+static bool field_value(const char *p, size_t n, char *v, size_t cap)
+{
+	const char *c = memchr(p, ':', n), *end = p + n;
+	size_t o = 0;
+
+	for (c = c + 1; c < end; c++) {
+		if (*c == '\r' || *c == '\n' || (o == 0 && (*c == ' ' || *c == '\t')))
+			continue;
+		if (*c == '\0' || o + 1 >= cap)
+			return false;
+		v[o++] = *c;
+	}
+	while (o > 0 && (v[o - 1] == ' ' || v[o - 1] == '\t'))
+		o--;
+	v[o] = '\0';
+	return true;
+}
+
+/* Check one occurrence of take_fields[k] and keep its value in @p seen[k]. */
+static int take_one(unsigned k, const char *p, size_t n, char seen[][QUEUE_TAG_MAX + 1],
+		    const char **why)
+{
+	char v[QUEUE_TAG_MAX + 1];
+	const char *w;
+
+	if (!field_value(p, n, v, sizeof(v)))
+		goto bad;
+	if (k == TAKE_PRIORITY) {
+		int prio = queue_prio_parse(v);
+
+		if (prio < 0)
+			goto bad;
+		snprintf(v, sizeof(v), "%s", queue_prio_name((unsigned)prio));
+	} else if (queue_tag_check(v, &w) < 0) {
+		goto bad;
+	}
+	if (seen[k][0] != '\0' && strcmp(seen[k], v) != 0) {
+		*why = take_fields[k].conflict;
+		return -EBADMSG;
+	}
+	memcpy(seen[k], v, sizeof(v));
+	return 0;
+bad:
+	*why = take_fields[k].bad;
+	return -EBADMSG;
+}
+
+long queue_msg_take_fields(char *msg, size_t *len, struct queue_env *env, const char **why)
+{
+	char seen[NTAKE][QUEUE_TAG_MAX + 1];
+	size_t n = *len, pos = 0, w = 0, text;
+	long taken = 0;
+	int rc;
+
+	memset(seen, 0, sizeof(seen));
+	/* The header ends at the empty line, or (as queue_msg_parse() reads
+	 * it) at the first line that is neither a field nor a continuation. */
+	while (pos < n) {
+		size_t next = next_line(msg, n, pos, &text), end = next, name;
+		unsigned k;
+
+		if (text == 0 || (name = field_name(msg + pos, text)) == 0)
+			break;
+		while (end < n && (msg[end] == ' ' || msg[end] == '\t'))
+			end = next_line(msg, n, end, &text);
+		for (k = 0; k < NTAKE; k++)
+			if (strlen(take_fields[k].name) == name &&
+			    strncasecmp(msg + pos, take_fields[k].name, name) == 0)
+				break;
+		if (k == NTAKE) {
+			memmove(msg + w, msg + pos, end - pos);
+			w += end - pos;
+		} else {
+			if ((rc = take_one(k, msg + pos, end - pos, seen, why)) < 0)
+				return rc;
+			taken++;
+		}
+		pos = end;
+	}
+	memmove(msg + w, msg + pos, n - pos);
+	*len = w + n - pos;
+	if (taken == 0)
+		return 0;
+	if ((seen[TAKE_POOL][0] && queue_env_set_pool(env, seen[TAKE_POOL]) < 0) ||
+	    (seen[TAKE_TENANT][0] && queue_env_set_tenant(env, seen[TAKE_TENANT]) < 0)) {
+		*why = "out of memory";
+		return -ENOMEM;
+	}
+	if (seen[TAKE_PRIORITY][0])
+		env->priority = (uint8_t)queue_prio_parse(seen[TAKE_PRIORITY]);
+	return taken;
+}

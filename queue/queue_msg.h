@@ -10,6 +10,7 @@
  *	queue_msg_add(&m, "Date", "Mon, 1 Jan 2024 00:00:00 +0000");
  *	rc = queue_msg_render(&m, &out, &flags);
  *	queue_msg_free(&m);
+ *	n = queue_msg_take_fields(out.p, &out.len, &env, &why);
  *
  * DESCRIPTION
  *	Parsing splits the input into header fields and body lines. Line ends
@@ -30,6 +31,18 @@
  *	The result holds CRLF line ends only, no line over 998 octets and no
  *	NUL; it is stored so, and the SMTP client only dot-stuffs it.
  *
+ *	Taking dmta's own fields: every way in (dmta-sendmail and its -bs,
+ *	the maildrop pickup, dmtad's SMTP listeners) hands the message to
+ *	queue_msg_take_fields() before it is DKIM-signed and stored. It
+ *	reads X-Dmta-Pool, X-Dmta-Priority and X-Dmta-Tenant into the
+ *	envelope and removes them, so that they never leave dmta and never
+ *	fall under a signature. Only the header section counts (a body line
+ *	that looks like one stays); every occurrence goes, folded lines
+ *	included. Values are unfolded and trimmed; several occurrences of
+ *	one field must agree. A value in a field overrides what the envelope
+ *	held (the caller puts the [user NAME] defaults there first): the
+ *	submitter chose it for this message.
+ *
  * DIAGNOSTICS
  *	0, -EBADMSG with *why set, or -ENOMEM.
  */
@@ -38,6 +51,8 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+
+#include "queue/queue_env.h"
 
 #define QUEUE_LINE_MAX 998
 
@@ -83,5 +98,21 @@ int queue_msg_add(struct queue_msg *m, const char *name, const char *value);
 /** Write the repaired message to @p out; *flags gets QUEUE_MSG_*. */
 int queue_msg_render(struct queue_msg *m, struct queue_buf *out, unsigned *flags);
 void queue_msg_free(struct queue_msg *m);
+
+/** The fields queue_msg_take_fields() takes. */
+#define QUEUE_MSG_F_POOL     "X-Dmta-Pool"
+#define QUEUE_MSG_F_PRIORITY "X-Dmta-Priority"
+#define QUEUE_MSG_F_TENANT   "X-Dmta-Tenant"
+
+/**
+ * Read X-Dmta-Pool, X-Dmta-Priority and X-Dmta-Tenant from the header
+ * section of @p msg (*@p len bytes of CRLF or LF text; it need not be
+ * NUL-terminated) into @p env (an owning envelope), and remove them from
+ * @p msg in place (*@p len shrinks). Returns how many fields were
+ * removed, -EBADMSG with *@p why set (a static "X-Dmta-Pool: reason")
+ * when a value is bad or two occurrences disagree (then @p msg and the
+ * envelope fields are unspecified: refuse the message), or -ENOMEM.
+ */
+long queue_msg_take_fields(char *msg, size_t *len, struct queue_env *env, const char **why);
 
 #endif

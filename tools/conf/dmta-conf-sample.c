@@ -41,6 +41,7 @@
 #include "queue/queue_egress.h"
 #include "queue/queue_rules.h"
 #include "queue/queue_sched.h"
+#include "queue/queue_user.h"
 #include "queue/spool.h"
 
 static const char header[] =
@@ -83,6 +84,7 @@ static const struct dmta_conf_section *const sections[] = {
     &dmta_metrics_conf_section,
     &dmta_events_conf_section,
     &dmta_listen_conf_section,
+    &queue_user_conf_section,
 };
 
 static int write_sample(FILE *fp)

@@ -280,13 +280,156 @@ static void test_msg_headers(void **state)
 	queue_msg_free(&m);
 }
 
+/* Run queue_msg_take_fields() on @p in (copied to the end of a heap block,
+ * so that an over-read is caught); the result must be @p want. */
+static long take(const char *in, const char *want, struct queue_env *env, const char **why)
+{
+	size_t n = strlen(in), len = n;
+	char *buf = malloc(n ? n : 1);
+	long rc;
+
+	memcpy(buf, in, n);
+	*why = NULL;
+	rc = queue_msg_take_fields(buf, &len, env, why);
+	if (rc >= 0 && want != NULL && (len != strlen(want) || memcmp(buf, want, len) != 0))
+		fail_msg("got \"%.*s\", want \"%s\"", (int)len, buf, want);
+	free(buf);
+	return rc;
+}
+
+static void test_take_fields(void **state)
+{
+	struct queue_env env = {0};
+	const char *why;
+
+	(void)state;
+	/* Anywhere in the header, any case; a body line that looks like one stays. */
+	assert_int_equal(take("Received: by x\r\n"
+			      "X-Dmta-Pool: p1\r\n"
+			      "Subject: s\r\n"
+			      "x-dmta-priority:HIGH \r\n"
+			      "X-DMTA-TENANT: \tt.1\r\n"
+			      "\r\n"
+			      "X-Dmta-Pool: body\r\n",
+			      "Received: by x\r\n"
+			      "Subject: s\r\n"
+			      "\r\n"
+			      "X-Dmta-Pool: body\r\n",
+			      &env, &why),
+			 3);
+	assert_string_equal(env.pool, "p1");
+	assert_string_equal(env.tenant, "t.1");
+	assert_int_equal(env.priority, QUEUE_PRIO_HIGH);
+	queue_env_free(&env);
+
+	/* Folded, and the last field of the header. */
+	assert_int_equal(take("Subject: a\r\n"
+			      " b\r\n"
+			      "X-Dmta-Tenant:\r\n"
+			      "   shop-1\r\n"
+			      "\t\r\n"
+			      "\r\n"
+			      "body\r\n",
+			      "Subject: a\r\n"
+			      " b\r\n"
+			      "\r\n"
+			      "body\r\n",
+			      &env, &why),
+			 1);
+	assert_string_equal(env.tenant, "shop-1");
+	queue_env_free(&env);
+
+	/* The message's last line, without a line end; no body at all. */
+	assert_int_equal(take("Subject: a\r\nX-Dmta-Priority: bulk", "Subject: a\r\n", &env, &why),
+			 1);
+	assert_int_equal(env.priority, QUEUE_PRIO_BULK);
+	queue_env_free(&env);
+
+	/* Bare LF line ends (as SMTP never sends them, but files may). */
+	assert_int_equal(
+	    take("X-Dmta-Pool: lf\nSubject: a\n\nb\n", "Subject: a\n\nb\n", &env, &why), 1);
+	assert_string_equal(env.pool, "lf");
+	queue_env_free(&env);
+
+	/* Every occurrence goes; agreeing ones are fine. */
+	assert_int_equal(take("X-Dmta-Pool: p\r\nX-Dmta-Pool:  p\r\n\r\n", "\r\n", &env, &why), 2);
+	assert_string_equal(env.pool, "p");
+	queue_env_free(&env);
+
+	/* A header that ends without its empty line ends the search there. */
+	assert_int_equal(take("Subject: a\r\nnot a field\r\nX-Dmta-Pool: y\r\n",
+			      "Subject: a\r\nnot a field\r\nX-Dmta-Pool: y\r\n", &env, &why),
+			 0);
+	assert_null(env.pool);
+	/* Only these names: a longer one stays, as does a message without any. */
+	assert_int_equal(take("X-Dmta-Pools: x\r\nX-Dmta: y\r\n\r\n",
+			      "X-Dmta-Pools: x\r\nX-Dmta: y\r\n\r\n", &env, &why),
+			 0);
+	assert_int_equal(take("", "", &env, &why), 0);
+	assert_int_equal(take("\r\nX-Dmta-Pool: x\r\n", "\r\nX-Dmta-Pool: x\r\n", &env, &why), 0);
+	assert_null(env.pool);
+
+	/* A field overrides what the envelope held (a [user] default). */
+	assert_int_equal(queue_env_set_pool(&env, "default"), 0);
+	env.priority = QUEUE_PRIO_BULK;
+	assert_int_equal(
+	    take("X-Dmta-Pool: mine\r\nX-Dmta-Priority: normal\r\n\r\n", "\r\n", &env, &why), 2);
+	assert_string_equal(env.pool, "mine");
+	assert_int_equal(env.priority, QUEUE_PRIO_NORMAL);
+	queue_env_free(&env);
+}
+
+static void test_take_fields_bad(void **state)
+{
+	static const struct {
+		const char *in, *why;
+	} bad[] = {
+	    {"X-Dmta-Priority: urgent\r\n\r\n", "X-Dmta-Priority: want normal, high or bulk"},
+	    {"X-Dmta-Priority:\r\n\r\n", "X-Dmta-Priority: want normal, high or bulk"},
+	    {"X-Dmta-Pool: two words\r\n\r\n",
+	     "X-Dmta-Pool: want 1 to 64 characters of A-Z a-z 0-9 . _ -"},
+	    {"X-Dmta-Pool: a/b\r\n\r\n",
+	     "X-Dmta-Pool: want 1 to 64 characters of A-Z a-z 0-9 . _ -"},
+	    {"X-Dmta-Tenant: \r\n \r\n\r\n",
+	     "X-Dmta-Tenant: want 1 to 64 characters of A-Z a-z 0-9 . _ -"},
+	    {"X-Dmta-Tenant: "
+	     "x12345678901234567890123456789012345678901234567890123456789012345\r\n\r\n",
+	     "X-Dmta-Tenant: want 1 to 64 characters of A-Z a-z 0-9 . _ -"},
+	    {"X-Dmta-Tenant: sh\r\n op\r\n\r\n",
+	     "X-Dmta-Tenant: want 1 to 64 characters of A-Z a-z 0-9 . _ -"},
+	    {"X-Dmta-Pool: a\r\nSubject: s\r\nX-Dmta-Pool: b\r\n\r\n",
+	     "X-Dmta-Pool: given twice with different values"},
+	    {"X-Dmta-Priority: high\r\nX-Dmta-Priority: HIGH\r\nX-Dmta-Priority: bulk\r\n\r\n",
+	     "X-Dmta-Priority: given twice with different values"},
+	};
+	struct queue_env env = {0};
+	const char *why;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		long rc = take(bad[i].in, NULL, &env, &why);
+
+		if (rc != -EBADMSG || why == NULL || strcmp(why, bad[i].why) != 0)
+			fail_msg("%zu: got %ld \"%s\", want -EBADMSG \"%s\"", i, rc,
+				 why ? why : "(null)", bad[i].why);
+		queue_env_free(&env);
+	}
+	/* A NUL inside a value (SMTP may carry one) is no name. */
+	{
+		char in[] = "X-Dmta-Pool: a\0b\r\n\r\n";
+		size_t len = sizeof(in) - 1;
+
+		assert_int_equal(queue_msg_take_fields(in, &len, &env, &why), -EBADMSG);
+		queue_env_free(&env);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_addr_check),
-	    cmocka_unit_test(test_addr_list),
-	    cmocka_unit_test(test_msg_repair),
-	    cmocka_unit_test(test_msg_headers),
+	    cmocka_unit_test(test_addr_check),	cmocka_unit_test(test_addr_list),
+	    cmocka_unit_test(test_msg_repair),	cmocka_unit_test(test_msg_headers),
+	    cmocka_unit_test(test_take_fields), cmocka_unit_test(test_take_fields_bad),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
