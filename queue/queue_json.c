@@ -321,7 +321,10 @@ void queue_json_inject_free(struct queue_inject *rec)
 	free(rec->data);
 	free(rec->path);
 	free(rec->envid);
+	free(rec->pool);
+	free(rec->tenant);
 	memset(rec, 0, sizeof(*rec));
+	rec->priority = -1;
 }
 
 int queue_json_inject(const char *line, size_t len, struct queue_inject *rec, const char **why)
@@ -331,6 +334,7 @@ int queue_json_inject(const char *line, size_t len, struct queue_inject *rec, co
 	int rc;
 
 	memset(rec, 0, sizeof(*rec));
+	rec->priority = -1;
 	if (!peek(&j, '{')) {
 		rc = fail(&j, "not a JSON object");
 		goto out;
@@ -377,6 +381,25 @@ int queue_json_inject(const char *line, size_t len, struct queue_inject *rec, co
 			/* RFC 3461 ENVID: 1 to 100 characters, printable ASCII. */
 			if (rc == 0 && !envid_ok(rec->envid))
 				rc = fail(&j, "envid: 1 to 100 printable ASCII characters");
+		} else if (strcmp(key, "pool") == 0 || strcmp(key, "tenant") == 0) {
+			char **v = key[0] == 'p' ? &rec->pool : &rec->tenant;
+			const char *w;
+
+			ONCE(*v != NULL);
+			rc = string(&j, v, NULL);
+			if (rc == 0 && queue_tag_check(*v, &w) < 0)
+				rc = fail(&j, key[0] == 'p' ? "pool: 1 to 64 characters of "
+							      "A-Z a-z 0-9 . _ -"
+							    : "tenant: 1 to 64 characters of "
+							      "A-Z a-z 0-9 . _ -");
+		} else if (strcmp(key, "priority") == 0) {
+			char *v = NULL;
+
+			ONCE(rec->priority >= 0);
+			rc = string(&j, &v, NULL);
+			if (rc == 0 && (rec->priority = queue_prio_parse(v)) < 0)
+				rc = fail(&j, "priority must be \"high\", \"normal\" or \"bulk\"");
+			free(v);
 		} else if (strcmp(key, "ret") == 0) {
 			char *v = NULL;
 

@@ -7,7 +7,11 @@
  * DESCRIPTION
  *	One message per line (DESIGN.md section 3, queue/queue_json.h):
  *	{"from": "...", "to": ["...", ...], "data": "RFC 5322 text"} or
- *	"path" instead of "data"; optional "notify", "ret", "envid".
+ *	"path" instead of "data"; optional "notify", "ret", "envid", and
+ *	"pool", "priority" ("high", "normal", "bulk") and "tenant" for
+ *	traffic control. X-Dmta-Pool, X-Dmta-Priority and X-Dmta-Tenant
+ *	fields in the message are taken as dmta-sendmail takes them
+ *	(queue_msg.h) and removed; the line's fields override them.
  *
  *	Messages are checked and normalised (CRLF, long lines; queue_msg.h)
  *	while they are read, then written in batches: BATCH messages (default
@@ -430,6 +434,7 @@ static int take_line(struct inject *in, uint64_t lineno, const char *line, size_
 	size_t dlen;
 	unsigned mflags;
 	bool utf8 = false, u;
+	long n;
 	int rc;
 
 	rc = queue_json_inject(line, len, &rec, &why);
@@ -518,6 +523,21 @@ static int take_line(struct inject *in, uint64_t lineno, const char *line, size_
 		say_line(in, lineno, "%s", "out of memory");
 		goto reject;
 	}
+	/* X-Dmta-* fields never leave dmta; the line's own fields win over them. */
+	n = queue_msg_take_fields(p->msg.p, &p->msg.len, &p->env, &why);
+	if (n >= 0 && ((rec.pool && queue_env_set_pool(&p->env, rec.pool) < 0) ||
+		       (rec.tenant && queue_env_set_tenant(&p->env, rec.tenant) < 0))) {
+		n = -ENOMEM;
+		why = "out of memory";
+	}
+	if (n < 0) {
+		queue_env_free(&p->env);
+		queue_buf_free(&p->msg);
+		say_line(in, lineno, "%s", why);
+		goto reject;
+	}
+	if (rec.priority >= 0)
+		p->env.priority = (uint8_t)rec.priority;
 	p->env.ret = rec.ret;
 	if (mflags & QUEUE_MSG_8BIT_BODY)
 		p->env.flags |= QUEUE_F_8BITMIME;

@@ -105,11 +105,64 @@ static void test_json_bad(void **state)
 	}
 }
 
+static void test_json_traffic(void **state)
+{
+	static const struct {
+		const char *line, *why;
+	} bad[] = {
+	    {"\"pool\":\"a b\"", "pool: 1 to 64 characters of A-Z a-z 0-9 . _ -"},
+	    {"\"pool\":\"\"", "pool: 1 to 64 characters of A-Z a-z 0-9 . _ -"},
+	    {"\"tenant\":\"t/1\"", "tenant: 1 to 64 characters of A-Z a-z 0-9 . _ -"},
+	    {"\"priority\":\"urgent\"", "priority must be \"high\", \"normal\" or \"bulk\""},
+	    {"\"priority\":\"high\",\"priority\":\"high\"", "duplicate key"},
+	    {"\"pool\":\"a\",\"pool\":\"a\"", "duplicate key"},
+	    {"\"priority\":1", NULL},
+	};
+	const char *head = "{\"from\":\"a@b.c\",\"to\":\"x@y.z\",\"data\":\"x\",";
+	struct queue_inject r;
+	const char *why;
+	char line[512];
+
+	(void)state;
+	assert_int_equal(parse("{\"from\":\"a@b.c\",\"to\":\"x@y.z\",\"data\":\"x\"}", &r, &why),
+			 0);
+	assert_null(r.pool);
+	assert_null(r.tenant);
+	assert_int_equal(r.priority, -1);
+	queue_json_inject_free(&r);
+	assert_int_equal(
+	    parse("{\"from\":\"a@b.c\",\"to\":\"x@y.z\",\"data\":\"x\","
+		  "\"pool\":\"warm-up.1\",\"priority\":\"BULK\",\"tenant\":\"news_7\"}",
+		  &r, &why),
+	    0);
+	assert_string_equal(r.pool, "warm-up.1");
+	assert_string_equal(r.tenant, "news_7");
+	assert_int_equal(r.priority, QUEUE_PRIO_BULK);
+	queue_json_inject_free(&r);
+	assert_int_equal(parse("{\"from\":\"a@b.c\",\"to\":\"x@y.z\",\"data\":\"x\","
+			       "\"priority\":\"normal\"}",
+			       &r, &why),
+			 0);
+	assert_int_equal(r.priority, QUEUE_PRIO_NORMAL);
+	queue_json_inject_free(&r);
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		snprintf(line, sizeof(line), "%s%s}", head, bad[i].line);
+		why = NULL;
+		if (parse(line, &r, &why) != -EBADMSG)
+			fail_msg("got accept for %s, want reject", line);
+		if (why == NULL || (bad[i].why && strcmp(why, bad[i].why) != 0))
+			fail_msg("%s: got \"%s\", want \"%s\"", line, why ? why : "(null)",
+				 bad[i].why ? bad[i].why : "a reason");
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_json_good),
 	    cmocka_unit_test(test_json_bad),
+	    cmocka_unit_test(test_json_traffic),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
