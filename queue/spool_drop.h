@@ -51,7 +51,10 @@
  *	takes from it only what a user may choose (sender, recipients with
  *	NOTIFY and ORCPT, RET, ENVID, 8BITMIME/SMTPUTF8) into a fresh
  *	envelope, checks every address, and never trusts a state, flag,
- *	time or count written there.
+ *	time or count written there. Pool, priority and tenant are not taken
+ *	from the file either: dmtad reads them from the message's X-Dmta-*
+ *	fields when it picks the file up, over the [user NAME] defaults of the
+ *	file's owner (queue_user.h), as dmtad's listener does for SMTP.
  *
  * DIAGNOSTICS
  *	0 or -errno; spool_drop_parse() gives -EBADMSG with a static reason.

@@ -18,6 +18,7 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <netdb.h>
+#include <pwd.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -41,6 +42,7 @@
 #include "queue/queue_env.h"
 #include "queue/queue_sched.h"
 #include "queue/queue_dkim.h"
+#include "queue/queue_user.h"
 #include "queue/spool.h"
 #include "queue/spool_drop.h"
 #include "smtp/smtp_server.h"
@@ -207,7 +209,8 @@ struct pending {
 
 struct dmta_listen {
 	struct spool *sp;
-	struct queue_dkim *dkim; /* [dkim DOMAIN]: signed once, here, before the spool */
+	struct queue_dkim *dkim;   /* [dkim DOMAIN]: signed once, here, before the spool */
+	struct queue_users *udefs; /* [user NAME]: pool, priority and tenant defaults */
 	struct dmta_loop *loop;
 	pthread_t thread;
 	bool running;
@@ -790,6 +793,32 @@ static void drop_take(struct dmta_listen *l, int dfd, const char *name)
 	}
 	/* The message moves to the front of the buffer it came in. */
 	memmove(buf, msg, mlen);
+	/* Its X-Dmta-* fields are taken here, and the defaults of the file's
+	 * owner applied: dmta-sendmail only checked them (spool_drop.h). */
+	{
+		char pwbuf[1024], uname[64];
+		struct passwd pw, *pwp = NULL;
+		long n;
+
+		if (getpwuid_r(st.st_uid, &pw, pwbuf, sizeof(pwbuf), &pwp) == 0 && pwp != NULL)
+			snprintf(uname, sizeof(uname), "%s", pwp->pw_name);
+		n = queue_users_take(l->udefs, pwp ? uname : NULL, &p->env, buf, &mlen, &why);
+		if (n == -ENOMEM) {
+			queue_env_free(&p->env);
+			free(p);
+			free(buf);
+			return; /* tried again at the next scan */
+		}
+		if (n < 0) {
+			dmta_warn("pickup: %s from uid %u: %s: removed", name, (unsigned)st.st_uid,
+				  why);
+			queue_env_free(&p->env);
+			free(p);
+			free(buf);
+			drop_remove(dfd, name);
+			return;
+		}
+	}
 	p->msg = buf;
 	p->len = mlen;
 	p->uid = st.st_uid;
@@ -1121,11 +1150,25 @@ static void on_auth(struct conn *c, const struct smtp_server_event *ev)
 static void on_data_end(struct conn *c, const struct smtp_server_event *ev)
 {
 	struct pending *p = calloc(1, sizeof(*p));
+	const char *why = "";
+	char text[160];
+	long n = -ENOMEM;
 
-	if (p == NULL || (!c->acc.started && body_begin(c) != 0)) {
+	/* The AUTH user's [user NAME] defaults, then the message's own
+	 * X-Dmta-* fields, removed before the committer signs it. */
+	if (p != NULL && (c->acc.started || body_begin(c) == 0))
+		n = queue_users_take(c->l->udefs, smtp_server_auth_user(c->s), &c->acc.env,
+				     c->acc.body, &c->acc.len, &why);
+	if (n < 0) {
 		free(p);
+		if (n == -EBADMSG) {
+			dmta_warn("listen: from=<%s> client=%s: refused: %s", c->acc.env.sender,
+				  c->ip, why);
+			snprintf(text, sizeof(text), "5.6.0 %s", why);
+		}
 		dmta_accept_drop(&c->acc);
-		smtp_server_reply(c->s, 451, "4.3.0 Out of memory");
+		smtp_server_reply(c->s, n == -EBADMSG ? 550 : 451,
+				  n == -EBADMSG ? text : "4.3.0 Out of memory");
 		return;
 	}
 	p->env = c->acc.env; /* the envelope and the body move to the batch */
@@ -1534,6 +1577,7 @@ static void listen_free(struct dmta_listen *l)
 	if (l->done_fd >= 0)
 		close(l->done_fd);
 	queue_dkim_free(l->dkim);
+	queue_users_free(l->udefs);
 	pthread_mutex_destroy(&l->mu);
 	pthread_cond_destroy(&l->cv);
 	for (unsigned i = 0; i < l->nl; i++) {
@@ -1604,6 +1648,9 @@ struct dmta_listen *dmta_listen_start(const struct dmta_conf *conf, struct spool
 	}
 	l->dkim = queue_dkim_conf_load(conf, err, errlen);
 	if (l->dkim == NULL)
+		goto fail;
+	l->udefs = queue_users_load(conf, err, errlen);
+	if (l->udefs == NULL)
 		goto fail;
 	l->loop = dmta_loop_new();
 	l->stop_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);

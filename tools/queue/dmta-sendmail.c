@@ -15,7 +15,11 @@
  *	(queue_msg.h): CRLF line ends, long lines folded, and Date,
  *	Message-ID and From added when missing. Then, when a [dkim DOMAIN]
  *	section covers the From domain, it is signed (queue_dkim.h): the
- *	spool holds the signed message and nothing signs it again. The
+ *	spool holds the signed message and nothing signs it again. Before
+ *	that, X-Dmta-Pool, X-Dmta-Priority and X-Dmta-Tenant fields set the
+ *	message's egress pool, priority lane and tenant and are removed
+ *	(queue_msg.h); without them the [user NAME] section of the user who
+ *	runs the program gives the defaults (queue_user.h). The
  *	message is in the spool, fsync'ed, before this program exits 0; the
  *	daemon need not run (it is woken through the spool's socket if it
  *	does).
@@ -43,7 +47,8 @@
  * DIAGNOSTICS
  *	One line on stderr and sendmail's exit codes: 64 usage (bad option,
  *	no recipients, bad -f/-F/-N/-R/-V value), 65 data (NUL byte, message
- *	over [spool] message_size_limit, malformed address list with -t),
+ *	over [spool] message_size_limit, malformed address list with -t,
+ *	a bad X-Dmta-* field: "X-Dmta-Priority: want normal, high or bulk"),
  *	67 bad recipient address, 69 -q without a daemon, 73 the spool cannot
  *	be created or written, 77 an option a user may not use, 75 temporary
  *	failure (disk or map full, I/O error, a DKIM signature that could not
@@ -71,6 +76,7 @@
 #include "queue/queue_dkim.h"
 #include "queue/queue_msg.h"
 #include "queue/queue_sched.h"
+#include "queue/queue_user.h"
 #include "queue/spool.h"
 #include "queue/spool_drop.h"
 #include "tools/queue/queue_tool.h"
@@ -391,34 +397,60 @@ static void phrase(char *out, size_t cap, const char *name)
 /* Where a message goes: the spool (root, or no privilege at all), or the
  * maildrop (a user through the setgid bit). */
 struct sink {
-	struct spool *sp;	       /* NULL: the maildrop */
-	const char *spool;	       /* the spool's path */
-	gid_t drop_gid;		       /* the setgid group, taken back to write */
-	const struct queue_dkim *dkim; /* signs before the spool (dmtad signs the maildrop's) */
-	const char *why;	       /* why signing failed */
+	struct spool *sp;		 /* NULL: the maildrop */
+	const char *spool;		 /* the spool's path */
+	gid_t drop_gid;			 /* the setgid group, taken back to write */
+	const struct queue_dkim *dkim;	 /* signs before the spool (dmtad signs the maildrop's) */
+	const struct queue_users *users; /* [user NAME] */
+	const char *user;		 /* the submitting uid's name */
+	const char *why;		 /* why signing failed */
+	const char *refused;		 /* why the message was refused (-EBADMSG) */
 };
 
 static int queue_durable(struct sink *k, struct queue_env *env, const void *msg, size_t len,
 			 char *id);
 
 /*
- * Make the message durable, DKIM-signed first when a [dkim DOMAIN] covers
- * its From (for -bs and the plain mode alike); its id (queue id or maildrop
- * name) into id. -EBADMSG: it cannot be signed correctly (k->why says why).
+ * Make the message durable (for -bs and the plain mode alike); its id
+ * (queue id or maildrop name) into id. Into the spool: with the [user
+ * NAME] defaults, then the message's X-Dmta-* fields, which are removed
+ * (queue_msg.h), then DKIM-signed when a [dkim DOMAIN] covers its From.
+ * Into the maildrop: the fields are only checked, so that a bad one is
+ * refused now rather than dropped by dmtad; dmtad takes them, and applies
+ * the defaults, when it picks the file up. -EBADMSG: refused (*why and
+ * k->refused say why) or it cannot be signed correctly (k->why).
  */
-static int queue_message(void *arg, struct queue_env *env, const void *msg, size_t len, char *id)
+static int queue_message(void *arg, struct queue_env *env, const void *msg, size_t len, char *id,
+			 const char **why)
 {
 	struct sink *k = arg;
 	struct queue_buf out = {0};
+	struct queue_env scratch = {0};
+	long n;
 	int rc;
 
-	if (k->dkim == NULL || !queue_dkim_active(k->dkim))
-		return queue_durable(k, env, msg, len, id);
+	k->why = k->refused = NULL;
 	rc = queue_buf_add(&out, msg, len) < 0 ? -ENOMEM : 0;
-	if (rc == 0)
-		rc = queue_dkim_sign_msg(k->dkim, &out, time(NULL), &k->why);
-	if (rc >= 0)
-		rc = queue_durable(k, env, out.p, out.len, id);
+	if (rc == 0) {
+		n = k->sp ? queue_users_take(k->users, k->user, env, out.p, &out.len, &k->refused)
+			  : queue_users_take(NULL, NULL, &scratch, out.p, &out.len, &k->refused);
+		rc = n < 0 ? (int)n : 0;
+		if (rc == -EBADMSG)
+			*why = k->refused;
+		else
+			k->refused = NULL;
+	}
+	queue_env_free(&scratch);
+	if (rc == 0 && k->sp == NULL) {
+		rc = queue_durable(k, env, msg, len, id);
+	} else if (rc == 0) {
+		if (k->dkim != NULL && queue_dkim_active(k->dkim))
+			rc = queue_dkim_sign_msg(k->dkim, &out, time(NULL), &k->why);
+		if (rc == -EBADMSG)
+			*why = "The From field must name one address (DKIM)";
+		if (rc >= 0)
+			rc = queue_durable(k, env, out.p, out.len, id);
+	}
 	queue_buf_free(&out);
 	return rc;
 }
@@ -503,8 +535,9 @@ int main(int argc, char **argv)
 	struct queue_msg m;
 	struct queue_buf out = {0};
 	struct queue_dkim *dkim;
+	struct queue_users *users;
 	struct rcpts r = {0};
-	char host[256], user_addr[512], sender[512], id[64];
+	char host[256], user_addr[512], sender[512], id[64], uname[256];
 	const char *why, *user;
 	uint64_t limit;
 	unsigned mflags;
@@ -620,6 +653,17 @@ int main(int argc, char **argv)
 			die(errno == ENOMEM ? EX_TEMPFAIL_ : EX_CONFIG_, "%s", err);
 		snk.dkim = dkim;
 	}
+	{
+		char err[1024];
+		struct passwd *pw = getpwuid(getuid());
+
+		/* Defaults of the local user who runs us ([user NAME]). */
+		snk.users = users = queue_users_load(conf, err, sizeof(err));
+		if (users == NULL)
+			die(errno == ENOMEM ? EX_TEMPFAIL_ : EX_CONFIG_, "%s", err);
+		snprintf(uname, sizeof(uname), "%s", pw ? pw->pw_name : "nobody");
+		snk.user = user = uname;
+	}
 	r.origin = queue_myhostname(conf, host, sizeof(host));
 	if (o.mode == 's') {
 		struct sendmail_bs b = {.hostname = r.origin,
@@ -631,6 +675,7 @@ int main(int argc, char **argv)
 					.out = 1};
 
 		ex = sendmail_bs_run(&b);
+		queue_users_free(users);
 		queue_dkim_free(dkim);
 		spool_close(sp);
 		free(spool_path_copy);
@@ -641,7 +686,6 @@ int main(int argc, char **argv)
 	{
 		struct passwd *pw = getpwuid(getuid());
 
-		user = pw ? pw->pw_name : "nobody";
 		snprintf(user_addr, sizeof(user_addr), "%s@%s", user, r.origin);
 		if (o.fullname == NULL && pw && pw->pw_gecos && pw->pw_gecos[0] &&
 		    !has_ctl(pw->pw_gecos)) {
@@ -787,9 +831,12 @@ int main(int argc, char **argv)
 		env.flags |= QUEUE_F_SMTPUTF8;
 
 	/* Durable before saying anything is queued. */
-	rc = queue_message(&snk, &env, out.p ? out.p : "", out.len, id);
+	rc = queue_message(&snk, &env, out.p ? out.p : "", out.len, id, &why);
 	/* A failure to sign is temporary (75), as with a signing milter; a
-	 * message that cannot be signed correctly is refused (65). */
+	 * message that cannot be signed correctly is refused (65), as is one
+	 * with a bad X-Dmta-* field. */
+	if (rc == -EBADMSG && snk.refused != NULL)
+		die(EX_DATAERR_, "%s", snk.refused);
 	if (rc == -EBADMSG)
 		die(EX_DATAERR_, "cannot DKIM-sign the message: %s", snk.why);
 	if (rc < 0 && snk.why != NULL)
@@ -805,6 +852,7 @@ int main(int argc, char **argv)
 		free(r.v[i]);
 	free(r.v);
 	free(gecos);
+	queue_users_free(users);
 	queue_dkim_free(dkim);
 	spool_close(sp);
 	free(spool_path_copy);

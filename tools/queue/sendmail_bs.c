@@ -56,18 +56,22 @@ static bool flush(struct bs *x)
 
 static void on_data_end(struct bs *x)
 {
-	char id[64], text[128];
+	char id[64], text[256];
+	const char *why = NULL;
 	int rc = 0;
 
 	if (!x->acc.started)
 		rc = body_begin(x);
 	if (rc == 0)
 		rc = x->b->queue(x->b->arg, &x->acc.env, x->acc.body ? x->acc.body : "", x->acc.len,
-				 id);
+				 id, &why);
 	dmta_accept_drop(&x->acc);
 	if (rc == 0) {
 		snprintf(text, sizeof(text), "2.0.0 Ok: queued as %s", id);
 		smtp_server_reply(x->s, 250, text);
+	} else if (rc == -EBADMSG) {
+		snprintf(text, sizeof(text), "5.6.0 %s", why ? why : "Message refused");
+		smtp_server_reply(x->s, 550, text);
 	} else if (rc == -ENOSPC) {
 		smtp_server_reply(x->s, 452, "4.3.1 Insufficient system storage");
 	} else {

@@ -12,7 +12,10 @@
  *	TLS, no AUTH. Each message gets a Received field naming the uid that
  *	ran the program, and is handed to queue(), which must make it durable
  *	before it returns 0 (then the client hears 250 with the id queue()
- *	wrote); a negative errno gives 451 (or 452 for -ENOSPC). The session
+ *	wrote); -EBADMSG refuses the message for good with 550 5.6.0 and the
+ *	reason queue() gave (a bad X-Dmta-* field, a From that cannot be
+ *	signed), another negative errno gives 451 (or 452 for -ENOSPC). The
+ *	session
  *	ends at QUIT or at the end of the input.
  *
  * DIAGNOSTICS
@@ -32,8 +35,10 @@ struct sendmail_bs {
 	const char *hostname;
 	uint64_t size_limit;
 	uid_t uid;
-	/** Make the message durable; write its id (up to 64 bytes) into @p id. */
-	int (*queue)(void *arg, struct queue_env *env, const void *msg, size_t len, char *id);
+	/** Make the message durable; write its id (up to 64 bytes) into @p id.
+	 *  On -EBADMSG, *@p why is the reason (static or owned by arg). */
+	int (*queue)(void *arg, struct queue_env *env, const void *msg, size_t len, char *id,
+		     const char **why);
 	void *arg;
 	int in, out;
 };
