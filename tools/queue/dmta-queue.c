@@ -133,6 +133,9 @@ static int show(struct spool *sp, const char *ids)
 							   : "");
 		dmta_json_kstr(&j, "sender", env.sender);
 		dmta_json_kstr(&j, "envid", env.envid);
+		dmta_json_kstr(&j, "pool", env.pool);
+		dmta_json_kstr(&j, "priority", queue_prio_name(env.priority));
+		dmta_json_kstr(&j, "tenant", env.tenant);
 		dmta_json_key(&j, "recipients");
 		dmta_json_arr(&j);
 		for (uint32_t i = 0; i < env.nrcpt; i++) {
@@ -161,6 +164,12 @@ static int show(struct spool *sp, const char *ids)
 		       env.flags & QUEUE_F_SMTPUTF8 ? " smtputf8" : "",
 		       env.flags & QUEUE_F_DSN ? " dsn" : "", env.sender,
 		       env.envid ? env.envid : "-");
+		if (env.pool != NULL)
+			printf("pool: %s\n", env.pool);
+		if (env.priority != QUEUE_PRIO_NORMAL)
+			printf("priority: %s\n", queue_prio_name(env.priority));
+		if (env.tenant != NULL)
+			printf("tenant: %s\n", env.tenant);
 		for (uint32_t i = 0; i < env.nrcpt; i++)
 			printf("recipient: <%s> %s attempts=%u%s%s\n", env.rcpt[i].addr,
 			       queue_rcpt_state_name(env.rcpt[i].state), env.rcpt[i].attempts,

@@ -97,6 +97,9 @@ static int list_one(struct spool_txn *t, const struct queue_env *env, void *arg)
 		dmta_json_ku64(j, "next_attempt", env->next_attempt_ns / DMTA_NS_PER_S);
 		dmta_json_kbool(j, "held", env->flags & QUEUE_F_HOLD);
 		dmta_json_kstr(j, "sender", env->sender);
+		dmta_json_kstr(j, "pool", env->pool);
+		dmta_json_kstr(j, "priority", queue_prio_name(env->priority));
+		dmta_json_kstr(j, "tenant", env->tenant);
 		dmta_json_key(j, "recipients");
 		dmta_json_arr(j);
 		for (uint32_t i = 0; i < env->nrcpt; i++) {
