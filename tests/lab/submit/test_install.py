@@ -22,7 +22,12 @@ Checked:
   database and exits 0;
 - dmtad, started afterwards, picks the file up and delivers it: the lab
   Postfix's Maildir holds the queued bytes (line ends aside: a Maildir
-  keeps LF) after the fields Postfix adds.
+  keeps LF) after the fields Postfix adds, less the X-Dmta-Tenant field
+  mail -a added, which dmtad took at pickup: the message, still queued
+  for a greylisted second recipient, has that tenant and the pool and
+  priority of [user dmtatest1];
+- a bad X-Dmta-Priority makes the installed sendmail exit 65 as
+  dmtatest1, with nothing left in the maildrop.
 """
 import os
 import shutil
@@ -91,6 +96,9 @@ dmtad_conf(conf, spool, "kernel", """[smtp]
 helo_name = dmta.test
 [queue]
 myhostname = dmta.test
+[user dmtatest1]
+pool = drop-pool
+priority = bulk
 """)
 os.makedirs(os.path.join(tmp, "etc-up", "dmta"))
 os.makedirs(os.path.join(tmp, "etc-work"))
@@ -105,9 +113,13 @@ mount --bind "$SM" /usr/sbin/sendmail || exit 91
 u1() { setpriv --reuid=dmtatest1 --regid=dmtatest1 --init-groups "$@"; }
 u2() { setpriv --reuid=dmtatest2 --regid=dmtatest2 --init-groups "$@"; }
 cd /
-echo body | u1 mail -s "$SUBJECT" someone@postfix.test; echo "mail=$?"
+echo body | u1 mail -a "X-Dmta-Tenant: drop-tenant" -s "$SUBJECT" someone@postfix.test \
+	"$SUBJECT@tempfail.test"; echo "mail=$?"
 f=$(ls "$T/spool/maildrop" | head -1)
 echo "file=$f"
+printf 'X-Dmta-Priority: urgent\n\nx\n' | u1 /usr/sbin/sendmail someone@postfix.test 2>"$T/bad.err"
+echo "bad=$?"
+echo "files=$(ls "$T/spool/maildrop" | wc -l)"
 u2 ls "$T/spool/maildrop" >/dev/null 2>&1; echo "list=$?"
 u2 cat "$T/spool/maildrop/$f" >/dev/null 2>&1; echo "read=$?"
 u2 rm -f "$T/spool/maildrop/$f" >/dev/null 2>&1; echo "delete=$?"
@@ -140,6 +152,10 @@ check("-C is for root only" in open(os.path.join(tmp, "c.err")).read(), "-C refu
 check(res.get("bi") == "0" and "no aliases database" in open(os.path.join(tmp, "bi.out")).read(),
       "newaliases: exit %s, want 0 and a word about the aliases database" % res.get("bi"))
 check(res.get("still") == "0", "the maildrop file went away before dmtad ran")
+check(res.get("bad") == "65" and res.get("files") == "1" and
+      "X-Dmta-Priority: want normal, high or bulk" in open(os.path.join(tmp, "bad.err")).read(),
+      "dmtatest1's sendmail with a bad X-Dmta-Priority: exit %s, %s files in the maildrop, want "
+      "65 and one" % (res.get("bad"), res.get("files")))
 print("ok: mail(1) as dmtatest1 queued %s (0600, dmtatest1's) with dmtad down; dmtatest2 cannot "
       "list, read or delete it, nor read the spool; -bp, -q, -C, $DMTA_CONFIG refused (77); "
       "newaliases exits 0" % name)
@@ -150,6 +166,8 @@ check(raw[:8] == b"DMTADRP1", "maildrop file magic %r" % raw[:8])
 elen = struct.unpack("<I", raw[8:12])[0]
 queued = raw[12 + elen:]
 check(subject.encode() in queued and queued.endswith(b"body\r\n"), "queued message: %r" % queued[:300])
+check(b"\r\nX-Dmta-Tenant: drop-tenant\r\n" in queued, "the maildrop file lost X-Dmta-Tenant: "
+      "dmtad, not sendmail, takes it")
 
 before = set(os.listdir(MAILDIR)) if os.path.isdir(MAILDIR) else set()
 d = dmtad_start(conf)
@@ -162,6 +180,9 @@ try:
             if subject.encode() in data:
                 found = data
         time.sleep(0.3)
+    # Still queued: tempfail.test defers every address's first attempt.
+    q = subprocess.run([os.path.join(BUILD, "tools/queue/dmta-queue"), "-c", conf, "--json",
+                        "list"], capture_output=True, text=True, timeout=30)
 finally:
     d.terminate()
     out, _ = d.communicate(timeout=60)
@@ -170,10 +191,15 @@ check(d.returncode == 0, "dmtad exit %d" % d.returncode)
 check("AddressSanitizer" not in out and "runtime error" not in out, "sanitizer report")
 check("pickup: " in out and "uid=%d" % st.st_uid in out, "no pickup line naming dmtatest1's uid")
 check(found is not None, "the message never reached the lab Postfix's Maildir")
-want = queued.replace(b"\r\n", b"\n")
+want = queued.replace(b"\r\nX-Dmta-Tenant: drop-tenant\r\n", b"\r\n").replace(b"\r\n", b"\n")
 check(found.endswith(want), "Maildir copy differs from what was queued:\n--- queued\n%r\n--- Maildir\n%r"
       % (want, found))
 check(not os.listdir(os.path.join(spool, "maildrop")), "maildrop not emptied")
+msgs = json.loads(q.stdout)["messages"] if q.returncode == 0 else []
+got = [(m["pool"], m["priority"], m["tenant"]) for m in msgs]
+check(got == [("drop-pool", "bulk", "drop-tenant")],
+      "queued for the greylisted recipient: got %s, want [user dmtatest1]'s pool and priority "
+      "and the tenant of its X-Dmta-Tenant" % got)
 print("ok: picked up after dmtad started and delivered to postfix.test: the Maildir ends with the "
-      "%d queued bytes" % len(want))
+      "%d queued bytes less X-Dmta-Tenant; pool, priority and tenant %s" % (len(want), got[0]))
 subprocess.run(["rm", "-rf", tmp])
