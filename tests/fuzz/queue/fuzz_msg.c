@@ -1,7 +1,9 @@
 /*
  * fuzz_msg.c - message repair: whatever a program pipes in, what is stored
  * is valid on the wire (CRLF only, lines of at most 998 octets, no NUL),
- * and address lists parse or are refused.
+ * and address lists parse or are refused; taking the X-Dmta-* fields from
+ * raw bytes (as the SMTP listener does) never grows them and leaves none
+ * to take a second time.
  */
 #include <stdbool.h>
 #include <stdint.h>
@@ -22,6 +24,29 @@ static int addr_cb(const char *a, size_t n, void *arg)
 	return 0;
 }
 
+static void take_twice(const uint8_t *data, size_t size)
+{
+	struct queue_env env = {0};
+	char *buf = malloc(size ? size : 1);
+	size_t len = size, again;
+	const char *why;
+	long n;
+
+	if (buf == NULL)
+		return;
+	memcpy(buf, data, size);
+	n = queue_msg_take_fields(buf, &len, &env, &why);
+	if (len > size || (n == 0 && (len != size || memcmp(buf, data, size) != 0)))
+		abort();
+	if (n > 0) {
+		again = len;
+		if (queue_msg_take_fields(buf, &again, &env, &why) != 0 || again != len)
+			abort();
+	}
+	queue_env_free(&env);
+	free(buf);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct queue_msg m;
@@ -31,6 +56,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	size_t col = 0;
 
 	(void)queue_addr_list((const char *)data, size, addr_cb, NULL);
+	take_twice(data, size);
 	if (queue_msg_parse(&m, (const char *)data, size, size & 1, &why) != 0)
 		return 0;
 	if (queue_msg_render(&m, &out, &flags) != 0)
