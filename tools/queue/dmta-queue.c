@@ -17,6 +17,11 @@
  *	dmta-queue [-c FILE] [--json] resume DOMAIN|site:MX|source:NAME
  *
  * DESCRIPTION
+ *	show prints the envelope: times, flags, sender, ENVID, the pool,
+ *	priority and tenant when set (always with --json, null when unset),
+ *	and each recipient's state and last reply; list --json names the
+ *	pool, priority and tenant of each message too.
+ *
  *	Changes are made in one spool transaction each and are durable when
  *	the command returns. Then the daemon, if it runs, is told through the
  *	spool's wake socket: "flush [DOMAIN]" (retry now; due times are also
