@@ -252,3 +252,17 @@ def free_port():
     p = s.getsockname()[1]
     s.close()
     return p
+
+
+def listener_files(tmp, user="u1", password="secret one"):
+    """For dmtad's submission listeners, in @tmp: a self-signed certificate
+    for dmta.test, its key, and a users file holding @user with @password
+    (written by dmta-passwd). Returns (cert, key, users)."""
+    cert, key, users = (os.path.join(tmp, n) for n in ("cert.pem", "key.pem", "users"))
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-out", cert, "-days", "2",
+                    "-subj", "/CN=dmta.test"], check=True, capture_output=True)
+    r = subprocess.run([os.path.join(BUILD, "tools/queue/dmta-passwd"), "-f", users, user],
+                       input=password + "\n", capture_output=True, text=True)
+    check(r.returncode == 0, "dmta-passwd: exit %d: %s" % (r.returncode, r.stderr))
+    return cert, key, users

@@ -31,7 +31,8 @@ import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "../core"))
-from labutil import BUILD, check, dmtad_conf, dmtad_start, free_port, lab  # noqa: E402
+from labutil import (BUILD, check, dmtad_conf, dmtad_start, free_port, lab,  # noqa: E402
+                     listener_files)
 
 import dkim  # noqa: E402  (python3-dkim)
 
@@ -116,13 +117,7 @@ tmp = tempfile.mkdtemp(prefix="dmta-fields-")
 os.chmod(tmp, 0o755)
 conf = os.path.join(tmp, "dmta.conf")
 spool = os.path.join(tmp, "spool")
-cert, key, users = (os.path.join(tmp, n) for n in ("cert.pem", "key.pem", "users"))
-subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
-                "-nodes", "-keyout", key, "-out", cert, "-days", "2", "-subj", "/CN=dmta.test"],
-               check=True, capture_output=True)
-r = subprocess.run([os.path.join(TOOLS, "dmta-passwd"), "-f", users, "u1"],
-                   input="secret one\n", capture_output=True, text=True)
-check(r.returncode == 0, "dmta-passwd: exit %d: %s" % (r.returncode, r.stderr))
+cert, key, users = listener_files(tmp)
 keys = os.path.join(tmp, "keys")
 os.mkdir(keys, 0o700)
 r = subprocess.run([os.path.join(TOOLS, "dmta-dkim"), "genkey", "--type", "rsa", "--selector",

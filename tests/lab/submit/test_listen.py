@@ -30,7 +30,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "../core"))
 from labutil import (BUILD, NS, check, dmtad_conf, dmtad_start, free_port, lab,  # noqa: E402
-                     sink_count)
+                     listener_files, sink_count)
 
 N = int(os.environ.get("SUBMIT_COUNT", "2000"))
 MGMT_IP = "198.19.0.2"
@@ -72,13 +72,7 @@ tmp = tempfile.mkdtemp(prefix="dmta-listen-")
 os.chmod(tmp, 0o755)
 conf = os.path.join(tmp, "dmta.conf")
 spool = os.path.join(tmp, "spool")
-cert, key, users = (os.path.join(tmp, n) for n in ("cert.pem", "key.pem", "users"))
-subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
-                "-nodes", "-keyout", key, "-out", cert, "-days", "2", "-subj", "/CN=dmta.test"],
-               check=True, capture_output=True)
-r = subprocess.run([os.path.join(BUILD, "tools/queue/dmta-passwd"), "-f", users, "u1"],
-                   input="secret one\n", capture_output=True, text=True)
-check(r.returncode == 0, "dmta-passwd: exit %d: %s" % (r.returncode, r.stderr))
+cert, key, users = listener_files(tmp)
 line = open(users).read().strip()
 check(line.startswith("u1:$y$"), "dmta-passwd wrote %r, want a yescrypt hash for u1" % line)
 check(os.stat(users).st_mode & 0o777 == 0o600, "users file mode %o, want 600" % (os.stat(users).st_mode & 0o777))
