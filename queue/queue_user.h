@@ -15,7 +15,11 @@
  *	pool, priority and tenant are the defaults of that user's messages;
  *	X-Dmta-Pool, X-Dmta-Priority and X-Dmta-Tenant fields in a message
  *	override them (queue_msg_take_fields()), as a header is the
- *	submitter's choice for one message and the section only a default.
+ *	submitter's choice for one message and the section only a default;
+ *	except the fields the section names in its "fixed" key: an operator
+ *	who gives each tenant an AUTH user expects that tenant not to pass
+ *	for another, nor to move itself to the high lane, whatever its
+ *	messages say. Fixed fields are still removed from the message.
  *	A user without a section (or a message without a user) gets none:
  *	the default pool, normal priority, no tenant.
  *
@@ -51,7 +55,9 @@ int queue_users_apply(const struct queue_users *us, const char *name, struct que
 /**
  * The traffic-control fields of a message at acceptance, for every way in:
  * @p user's defaults (queue_users_apply()), then the message's own
- * X-Dmta-* fields, removed from @p msg (queue_msg_take_fields()). Returns
+ * X-Dmta-* fields, removed from @p msg (queue_msg_take_fields()), except
+ * that the fields the user's section names in "fixed" keep what the
+ * section (or, when it says nothing, the default) gives. Returns
  * how many fields were removed, -EBADMSG with *@p why (refuse the
  * message), or -ENOMEM.
  */

@@ -104,6 +104,49 @@ static void test_user_take(void **state)
 	queue_users_free(us);
 }
 
+/* Fixed fields keep the section's value (or the default) whatever the
+ * message says; the message loses its fields all the same. */
+static void test_user_fixed(void **state)
+{
+	struct dmta_conf *c = dmta_conf_new();
+	struct queue_users *us;
+	struct queue_env env = {0};
+	char err[256] = "";
+	char msg[] = "X-Dmta-Tenant: other\r\n"
+		     "X-Dmta-Priority: high\r\n"
+		     "X-Dmta-Pool: p2\r\n"
+		     "Subject: hi\r\n"
+		     "\r\n"
+		     "body\r\n";
+	const char *why = NULL;
+	size_t len = strlen(msg);
+
+	(void)state;
+	assert_int_equal(dmta_conf_set(c, "user carol", "tenant", "carol"), 0);
+	assert_int_equal(dmta_conf_set(c, "user carol", "fixed", "Tenant,priority"), 0);
+	us = load(c, err, sizeof(err));
+	assert_non_null(us);
+	assert_int_equal(queue_users_take(us, "carol", &env, msg, &len, &why), 3);
+	assert_int_equal(len, strlen("Subject: hi\r\n\r\nbody\r\n"));
+	assert_memory_equal(msg, "Subject: hi\r\n\r\nbody\r\n", len);
+	assert_string_equal(env.tenant, "carol");	   /* the section's */
+	assert_int_equal(env.priority, QUEUE_PRIO_NORMAL); /* the default: the section names none */
+	assert_string_equal(env.pool, "p2");		   /* not fixed: the field's */
+	queue_env_free(&env);
+
+	/* Without fields, the section alone; for another user, nothing fixed. */
+	len = 0;
+	assert_int_equal(queue_users_take(us, "carol", &env, msg, &len, &why), 0);
+	assert_string_equal(env.tenant, "carol");
+	queue_env_free(&env);
+	strcpy(msg, "X-Dmta-Tenant: dave\r\n\r\n");
+	len = strlen(msg);
+	assert_int_equal(queue_users_take(us, "dave", &env, msg, &len, &why), 1);
+	assert_string_equal(env.tenant, "dave");
+	queue_env_free(&env);
+	queue_users_free(us);
+}
+
 static void test_user_bad(void **state)
 {
 	static const struct {
@@ -112,6 +155,8 @@ static void test_user_bad(void **state)
 	    {"pool", "two words", "[user alice] pool: 1 to 64 characters of A-Z a-z 0-9 . _ -"},
 	    {"tenant", "", "[user alice] tenant: 1 to 64 characters of A-Z a-z 0-9 . _ -"},
 	    {"priority", "urgent", "[user alice] priority: want high, normal or bulk"},
+	    {"fixed", "tenant, colour",
+	     "[user alice] fixed: want a list of pool, priority and tenant"},
 	};
 
 	(void)state;
@@ -135,6 +180,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_user_defaults),
 	    cmocka_unit_test(test_user_take),
+	    cmocka_unit_test(test_user_fixed),
 	    cmocka_unit_test(test_user_bad),
 	};
 
