@@ -5,9 +5,10 @@
       accept connections (any number, at once), read each to its end, close;
       on exit (after SECONDS or SIGTERM) print "conns=N bytes=B sha256=H" where
       H is the sha256 of the first connection's bytes.
-  nc_sink.py send ADDR PORT FILE
+  nc_sink.py send ADDR PORT FILE [CC]
       connect (retrying for 10 s), send FILE, half-close, read to the end;
-      print "sent=B".
+      print "sent=B". CC names the kernel's congestion control for this
+      socket (TCP_CONGESTION: cubic, bbr, reno); default the namespace's.
 """
 import hashlib
 import selectors
@@ -66,13 +67,18 @@ def sink(addr, port, seconds):
     print(f"conns={conns} bytes={total} sha256={h.hexdigest()}", flush=True)
 
 
-def send(addr, port, path):
+def send(addr, port, path, cc=None):
     end = time.time() + 10
     while True:
         try:
-            s = socket.create_connection((addr, port), timeout=120)
+            s = socket.socket()
+            if cc:
+                s.setsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, cc.encode())
+            s.settimeout(120)
+            s.connect((addr, port))
             break
         except OSError:
+            s.close()
             if time.time() > end:
                 raise
             time.sleep(0.1)
@@ -95,6 +101,6 @@ if __name__ == "__main__":
     if sys.argv[1] == "sink":
         sink(sys.argv[2], int(sys.argv[3]), float(sys.argv[4]))
     elif sys.argv[1] == "send":
-        send(sys.argv[2], int(sys.argv[3]), sys.argv[4])
+        send(sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5] if len(sys.argv) > 5 else None)
     else:
-        sys.exit("usage: nc_sink.py sink ADDR PORT SECONDS | send ADDR PORT FILE")
+        sys.exit("usage: nc_sink.py sink ADDR PORT SECONDS | send ADDR PORT FILE [CC]")
