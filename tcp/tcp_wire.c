@@ -159,6 +159,26 @@ static bool seg_lost(struct wire *w, int from, const struct rte_mbuf *m)
 	return x % 1000000 < w->imp[from].seg_loss_ppm;
 }
 
+/* like_lab: when a frame sent now from @from is due (see tcp_wire.h). */
+static uint64_t lab_due(struct wire *w, int from)
+{
+	const struct wire_imp *imp = &w->imp[from];
+	uint64_t at = w->now + imp->delay_us;
+
+	if (chance(w, imp->reorder_ppm)) {
+		w->reordered[from]++;
+		return w->now;
+	}
+	if (imp->jitter_us > 0) {
+		at += rnd(w) % (2 * (uint64_t)imp->jitter_us + 1);
+		at = at > w->now + imp->jitter_us ? at - imp->jitter_us : w->now;
+	}
+	if (at < w->tail[from])
+		at = w->tail[from];
+	w->tail[from] = at;
+	return at;
+}
+
 static void transmit(struct wire *w, int from)
 {
 	const struct wire_imp *imp = &w->imp[from];
@@ -184,9 +204,11 @@ static void transmit(struct wire *w, int from)
 
 				if (c == NULL)
 					continue;
-				if (imp->jitter_us > 0)
+				if (imp->like_lab)
+					at = lab_due(w, from);
+				else if (imp->jitter_us > 0)
 					at += rnd(w) % imp->jitter_us;
-				if (chance(w, imp->reorder_ppm)) {
+				if (!imp->like_lab && chance(w, imp->reorder_ppm)) {
 					w->reordered[from]++;
 					at += imp->reorder_us;
 				}

@@ -45,6 +45,11 @@ struct wire_imp {
 	uint32_t loss_ppm, dup_ppm, reorder_ppm, corrupt_ppm, seg_loss_ppm;
 	uint32_t delay_us, jitter_us, reorder_us;
 	uint32_t drop_all; /* a peer that never answers */
+	/* As dmta-wire (the lab's emulator) does it: the delay is delay_us
+	 * plus or minus jitter_us, but no frame leaves before the one sent
+	 * before it; a reordered frame skips the delay line (reorder_us
+	 * unused) and so overtakes every frame being delayed. */
+	uint32_t like_lab;
 };
 
 struct wire_frame {
@@ -61,6 +66,7 @@ struct wire {
 	uint64_t rnd, seed, now, order;
 	struct wire_frame q[WIRE_MAXQ];
 	unsigned nq;
+	uint64_t tail[2]; /* like_lab: when the last frame each way is due */
 	uint64_t sent[2], lost[2], duplicated[2], corrupted[2], reordered[2];
 	/* seg_loss_ppm: transmissions seen per (direction, sequence number) */
 	uint32_t seg_key[WIRE_SEGS];
