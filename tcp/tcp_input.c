@@ -363,26 +363,6 @@ static void sq_drop_acked(struct tcp_conn *c, uint32_t bytes, uint64_t now)
 	}
 }
 
-/*
- * Slow start and congestion avoidance by bytes acknowledged (RFC 3465,
- * L = 2 SMSS), not by ACKs: a peer that ACKs every other segment (and
- * ACKs lost on the way) would otherwise halve the growth, and with it
- * the rate a lossy path allows (as Linux's tcp_cong_avoid_ai counts
- * segments acknowledged).
- */
-static void cwnd_grow(struct tcp_conn *c, uint32_t acked)
-{
-	if (c->cwnd < c->ssthresh) {
-		c->cwnd += acked < 2 * c->mss ? acked : 2 * c->mss;
-		return;
-	}
-	c->cwnd_acc += acked;
-	if (c->cwnd_acc >= c->cwnd) {
-		c->cwnd_acc -= c->cwnd;
-		c->cwnd += c->mss;
-	}
-}
-
 static void new_ack(struct tcp_conn *c, const struct tcp_seg *s, uint64_t now)
 {
 	struct tcp_stack *stk = c->stk;
@@ -406,14 +386,12 @@ static void new_ack(struct tcp_conn *c, const struct tcp_seg *s, uint64_t now)
 	/* The cumulative ACK stops at data the peer SACKed: it has dropped it
 	 * (reneged). Forget the blocks and send everything from here again. */
 	if (c->sack_on && c->sq_count > 0 && sq_bit(c->sq_sacked, c->sq_head)) {
-		uint32_t flight = c->snd_max - c->snd_una;
-
 		tcp_sack_forget(c);
 		c->snd_nxt = c->snd_una;
 		c->sq_next = 0;
 		/* As after a timeout (Linux treats reneging as one): a flight
 		 * sent again whole is not sent at the old rate. */
-		c->ssthresh = flight / 2 > 2 * c->mss ? flight / 2 : 2 * c->mss;
+		tcp_cc_congestion(c, now);
 		c->cwnd = c->mss;
 		c->in_recovery = false;
 		c->recover = c->snd_max;
@@ -446,7 +424,7 @@ static void new_ack(struct tcp_conn *c, const struct tcp_seg *s, uint64_t now)
 		}
 	} else {
 		c->dupacks = 0;
-		cwnd_grow(c, data_acked);
+		tcp_cc_ack(c, data_acked, now);
 	}
 	if (c->snd_una == c->snd_max) {
 		tcp_timer_cancel(&stk->wheel, &c->t_rtx);
@@ -463,11 +441,10 @@ static void new_ack(struct tcp_conn *c, const struct tcp_seg *s, uint64_t now)
 /* Fast retransmit and into fast recovery (RFC 5681 3.2, RFC 6582, RFC 6675). */
 void tcp_enter_recovery(struct tcp_conn *c, uint64_t now)
 {
-	uint32_t flight = c->snd_max - c->snd_una;
 	bool head = !c->sack_on || sq_bit(c->sq_lost, c->sq_head) || tcp_sack_head_lost(c) > 0;
 
 	tcp_undo_mark(c);
-	c->ssthresh = flight / 2 > 2 * c->mss ? flight / 2 : 2 * c->mss;
+	tcp_cc_congestion(c, now);
 	c->recover = c->snd_max;
 	c->in_recovery = true;
 	c->stk->stats.fast_retransmits++;

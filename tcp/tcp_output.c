@@ -761,16 +761,14 @@ void tcp_rtx_timeout(struct tcp_timer *t, uint64_t now)
 	default:
 		break;
 	}
-	/* RFC 5681 (4): after a timeout, one segment at a time from snd_una. */
-	if (c->nrtx == 1)
+	/* RFC 5681 (4): after a timeout, one segment at a time from snd_una;
+	 * ssthresh from the flight of the first timeout of a series (the
+	 * later ones find the window at one segment already). */
+	if (c->nrtx == 1) {
 		tcp_undo_mark(c);
-	memset(c->sq_lost, 0, sizeof(c->sq_lost));
-	{
-		uint32_t flight = c->snd_max - c->snd_una;
-		uint32_t half = flight / 2;
-
-		c->ssthresh = half > 2 * c->mss ? half : 2 * c->mss;
+		tcp_cc_congestion(c, now);
 	}
+	memset(c->sq_lost, 0, sizeof(c->sq_lost));
 	c->cwnd = c->mss;
 	c->in_recovery = false;
 	/* SACK information is kept (the peer's reneging is detected on ACK,

@@ -176,6 +176,7 @@ static void undo(struct tcp_conn *c)
 		c->ssthresh = c->prior_ssthresh;
 	c->undo_on = false;
 	c->reord_seen = true;
+	tcp_cc_undo(c);
 	c->stk->stats.undos++;
 }
 

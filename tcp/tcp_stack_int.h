@@ -105,7 +105,12 @@ struct tcp_conn {
 	uint32_t iss, snd_una, snd_nxt, snd_max, snd_wnd, snd_wl1, snd_wl2, fin_seq;
 	uint32_t mss; /* payload bytes per segment (options excluded) */
 	uint32_t cwnd, ssthresh, recover;
-	uint32_t cwnd_acc; /* bytes acknowledged toward the next congestion-avoidance step */
+	/* CUBIC (tcp_cc.c): the window before the last loss (W_max) and at it
+	 * (cwnd_prior), bytes; the epoch's start (TSC, 0 = not started), K
+	 * (seconds) and the Reno-friendly estimate W_est (segments). */
+	uint32_t cc_wmax, cc_prior;
+	uint64_t cc_epoch;
+	double cc_k, cc_west;
 	uint32_t dupacks;
 	bool in_recovery;
 	uint32_t nrtx;	     /* consecutive retransmissions (timer) */
@@ -233,6 +238,11 @@ bool tcp_oow_ack_allowed(struct tcp_conn *c, uint64_t now, bool challenge);
 
 void tcp_icmp_err(void *arg, uint8_t code, uint16_t mtu, const struct rte_ipv4_hdr *in,
 		  const uint8_t *l4, uint32_t l4len, uint64_t now);
+
+/* tcp_cc.c */
+void tcp_cc_ack(struct tcp_conn *c, uint32_t acked, uint64_t now);
+void tcp_cc_congestion(struct tcp_conn *c, uint64_t now);
+void tcp_cc_undo(struct tcp_conn *c);
 
 /* tcp_rack.c */
 uint32_t tcp_xmit_now(const struct tcp_stack *stk, uint64_t now);
