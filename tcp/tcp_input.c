@@ -215,6 +215,20 @@ static void syn_sent_input(struct tcp_conn *c, struct tcp_seg *s, uint64_t now)
 	tcp_send_ctl(c, c->iss, TH_SYN, now);
 }
 
+/*
+ * RFC 2883: the next ACK reports [@l, @r), bytes received twice, as its
+ * first SACK block, so that the sender can tell a spurious retransmission
+ * (and undo what it cost: Linux, FreeBSD and tcp_rack.c do) and widen its
+ * reordering window. Only the latest duplicate is reported.
+ */
+static void dsack_note(struct tcp_conn *c, uint32_t l, uint32_t r)
+{
+	if (!c->sack_on)
+		return;
+	c->dsack_l = l;
+	c->dsack_r = r;
+}
+
 static bool seq_acceptable(const struct tcp_conn *c, const struct tcp_seg *s, uint32_t seglen)
 {
 	uint32_t wnd = SEQ_GT(c->rcv_adv, c->rcv_nxt) ? c->rcv_adv - c->rcv_nxt : 0;
@@ -642,6 +656,8 @@ static bool conn_input(struct tcp_conn *c, struct rte_mbuf *m, struct tcp_seg *s
 				tcp_timer_arm(&stk->wheel, &c->t_misc, now + stk->time_wait);
 			/* Data (a retransmission of what we hold) is always
 			 * answered; bare ACKs and SYNs are rate-limited. */
+			if (s->len > 0 && SEQ_LEQ(s->seq + s->len, c->rcv_nxt))
+				dsack_note(c, s->seq, s->seq + s->len);
 			if ((seglen > 0 && !(s->flags & TH_SYN)) ||
 			    tcp_oow_ack_allowed(c, now, false))
 				tcp_send_ctl(c, c->snd_nxt, TH_ACK, now);
@@ -704,7 +720,7 @@ static bool conn_input(struct tcp_conn *c, struct rte_mbuf *m, struct tcp_seg *s
 		return false;
 	}
 	if (c->sack_on && s->opts.nsack > 0)
-		tcp_sack_update(c, &s->opts, now);
+		tcp_sack_update(c, &s->opts, s->ack, now);
 	if (SEQ_GT(s->ack, c->snd_una)) {
 		new_ack(c, s, now);
 	} else if (s->ack == c->snd_una && s->len == 0 && !(s->flags & TH_FIN) &&
@@ -779,6 +795,7 @@ static bool conn_input(struct tcp_conn *c, struct rte_mbuf *m, struct tcp_seg *s
 		if (SEQ_LT(s->seq, c->rcv_nxt)) {
 			uint32_t off = c->rcv_nxt - s->seq;
 
+			dsack_note(c, s->seq, c->rcv_nxt);
 			rte_pktmbuf_adj(m, (uint16_t)off);
 			s->seq += off;
 			s->len -= off;
@@ -805,6 +822,7 @@ static bool conn_input(struct tcp_conn *c, struct rte_mbuf *m, struct tcp_seg *s
 					kept = true;
 					break;
 				case OOO_DUP:
+					dsack_note(c, s->seq, s->seq + s->len);
 					break;
 				case OOO_FULL:
 					stk->stats.rx_ooo_drop++;

@@ -135,7 +135,8 @@ static int send_segment(struct tcp_conn *c, uint32_t seq, uint8_t flags, struct 
 /*
  * SACK blocks (RFC 2018 4) from the reassembly queue: first the block holding
  * the latest segment received, then the others from the lowest up, at most
- * @max (and as many as fit beside the timestamps).
+ * @max (and as many as fit beside the timestamps). A duplicate to report
+ * goes first (RFC 2883 4), and the block it lies in, if any, second.
  */
 static void sack_blocks(struct tcp_conn *c, struct tcp_opts *o, uint32_t max)
 {
@@ -170,18 +171,41 @@ static void sack_blocks(struct tcp_conn *c, struct tcp_opts *o, uint32_t max)
 		memmove(&o->sack[0], &o->sack[1], sizeof(o->sack[0]) * (first - 1));
 		first--;
 	}
+	if (c->dsack_l != c->dsack_r) {
+		for (uint32_t i = 1; i < first; i++) {
+			if (SEQ_GEQ(c->dsack_l, o->sack[i][0]) &&
+			    SEQ_LEQ(c->dsack_r, o->sack[i][1])) {
+				uint32_t l = o->sack[i][0], r = o->sack[i][1];
+
+				o->sack[i][0] = o->sack[0][0];
+				o->sack[i][1] = o->sack[0][1];
+				o->sack[0][0] = l;
+				o->sack[0][1] = r;
+			}
+		}
+		if (first == max)
+			first--;
+		memmove(&o->sack[1], &o->sack[0], sizeof(o->sack[0]) * first);
+		o->sack[0][0] = c->dsack_l;
+		o->sack[0][1] = c->dsack_r;
+		first++;
+		c->dsack_l = c->dsack_r; /* reported once */
+		stk->stats.dsacks_tx++;
+	}
 	o->nsack = (uint8_t)first;
 	stk->stats.sack_blocks_tx += first;
 }
 
-/* Mark what the peer's SACK blocks cover (RFC 2018 5: whole segments only). */
-void tcp_sack_update(struct tcp_conn *c, const struct tcp_opts *o, uint64_t now)
+/* Mark what the peer's SACK blocks cover (RFC 2018 5: whole segments
+ * only); @ack is the segment's cumulative ACK, not yet applied. */
+void tcp_sack_update(struct tcp_conn *c, const struct tcp_opts *o, uint32_t ack, uint64_t now)
 {
 	c->stk->stats.sack_blocks_rx += o->nsack;
-	/* RFC 2883: a first block below the cumulative ACK, or inside the
-	 * second, reports bytes received twice. */
+	/* RFC 2883: a first block below the segment's cumulative ACK (which
+	 * the duplicate may have moved), or inside the second, reports bytes
+	 * received twice. */
 	if (o->nsack > 0 && SEQ_LT(o->sack[0][0], o->sack[0][1]) &&
-	    (SEQ_LEQ(o->sack[0][1], c->snd_una) ||
+	    (SEQ_LEQ(o->sack[0][1], ack) ||
 	     (o->nsack > 1 && SEQ_GEQ(o->sack[0][0], o->sack[1][0]) &&
 	      SEQ_LEQ(o->sack[0][1], o->sack[1][1]))))
 		tcp_rack_dsack(c, o->sack[0][0], o->sack[0][1]);
@@ -349,7 +373,8 @@ static int send_piece(struct tcp_conn *c, uint32_t seq, uint8_t flags, struct rt
 		o.has_sack_perm = !stk->conf.no_sack && (!(c->flags & CF_PASSIVE) || c->sack_on);
 	} else {
 		o.has_ts = c->ts_on;
-		if ((flags & TH_ACK) && c->sack_on && c->ooo_head != NULL) {
+		if ((flags & TH_ACK) && c->sack_on &&
+		    (c->ooo_head != NULL || c->dsack_l != c->dsack_r)) {
 			/* Options and data together stay within the MSS (RFC
 			 * 6691): a full-sized segment has no room for blocks. */
 			uint32_t room = c->mss + (c->ts_on ? 12 : 0), used = c->ts_on ? 12 : 0;

@@ -226,6 +226,7 @@ struct tcp_stack_stats {
 	uint64_t tlp_probes;	 /**< tail loss probes sent (RFC 8985 7) */
 	uint64_t dsacks_rx;	 /**< D-SACK blocks received (RFC 2883) */
 	uint64_t undos;		 /**< recoveries or timeouts undone as spurious */
+	uint64_t dsacks_tx;	 /**< D-SACK blocks sent: duplicates reported (RFC 2883) */
 };
 
 struct tcp_stack;

@@ -148,6 +148,8 @@ struct tcp_conn {
 
 	/* receive side */
 	uint32_t irs, rcv_nxt, rcv_adv; /* rcv_adv: right edge advertised */
+	uint32_t dsack_l,
+	    dsack_r; /* a duplicate for the next ACK to report (RFC 2883); l == r: none */
 	uint32_t segs_unacked;
 	struct rte_mbuf *rq[TCP_RQ_SLOTS];
 	uint32_t rq_head, rq_count, rq_bytes;
@@ -268,7 +270,7 @@ void tcp_arm_retry(struct tcp_conn *c, uint64_t now);
 void tcp_retry_timeout(struct tcp_timer *t, uint64_t now);
 uint32_t tcp_rcv_window(const struct tcp_conn *c);
 uint32_t tcp_rcv_sws_min(const struct tcp_conn *c);
-void tcp_sack_update(struct tcp_conn *c, const struct tcp_opts *o, uint64_t now);
+void tcp_sack_update(struct tcp_conn *c, const struct tcp_opts *o, uint32_t ack, uint64_t now);
 void tcp_retransmit_last(struct tcp_conn *c, uint64_t now);
 void tcp_sack_forget(struct tcp_conn *c);
 uint32_t tcp_ts_now(const struct tcp_conn *c, uint64_t now);

@@ -2009,6 +2009,31 @@ static void test_lossy_path_rate(void **state)
 	app_setup(&app[1], 0, 2, 0);
 }
 
+/* Segments duplicated on the way to B, some of them held out of order
+ * behind a loss: B reports each duplicate as a D-SACK block (RFC 2883),
+ * below the cumulative ACK or inside the block holding it, and A
+ * recognises every one. B sent none, and a sender's undo of a spurious
+ * retransmission (tcp_rack.c, Linux's) waited for them in vain. */
+static void test_dsack_reported(void **state)
+{
+	const struct tcp_stack_stats *a, *b;
+	(void)state;
+
+	wire_init(&w, pool, 40);
+	w.imp[0] = (struct wire_imp){.dup_ppm = 100000, .loss_ppm = 20000, .delay_us = 5000};
+	w.imp[1].delay_us = 5000;
+	a = tcp_stack_stats(w.stk[0]);
+	b = tcp_stack_stats(w.stk[1]);
+	start(300000, 100);
+	run(both_done, 60000);
+	check_transfer(300000, 100);
+	print_stats("duplicates");
+	if (b->dsacks_tx < 10 || a->dsacks_rx != b->dsacks_tx)
+		fail_msg("D-SACKs: B sent %llu, A saw %llu; want at least 10, all seen",
+			 (unsigned long long)b->dsacks_tx, (unsigned long long)a->dsacks_rx);
+	run(tables_empty, 5000);
+}
+
 /* CUBIC (RFC 9438) on its own, ACK by ACK: a loss at 100 segments keeps
  * 70; the window is back at 100 about K = cbrt(30 / 0.4) = 4.2 s later,
  * flat there (concave, then convex), and probes beyond it after that. A
@@ -2331,6 +2356,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_lossy_path_rate, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_lab_path_rate, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_cubic_curve, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_dsack_reported, setup, teardown),
 	};
 	int rc;
 
