@@ -38,6 +38,9 @@
 /* RFC 9438 4.3: Reno-friendly growth per round trip, in segments, while
  * below the window of the last loss: same average rate as Reno's 1 and 0.5. */
 #define CUBIC_ALPHA (3.0 * (1.0 - CUBIC_BETA) / (1.0 + CUBIC_BETA))
+/* Growth stops here (the initial ssthresh): a connection that keeps its
+ * window full for hours must not wrap it. */
+#define CWND_MAX (UINT32_MAX / 2)
 
 /* W_cubic(@t) in segments (RFC 9438 eq. 1), @t seconds into the epoch. */
 static double cubic_w(const struct tcp_conn *c, double t)
@@ -79,13 +82,15 @@ static void cubic_ack(struct tcp_conn *c, uint32_t acked, uint64_t now)
 		target = cwnd + (target - cwnd) * seg / cwnd;
 	}
 	if (target > cwnd)
-		c->cwnd = (uint32_t)(target * c->mss);
+		c->cwnd = target * c->mss < CWND_MAX ? (uint32_t)(target * c->mss) : CWND_MAX;
 }
 
 void tcp_cc_ack(struct tcp_conn *c, uint32_t acked, uint64_t now)
 {
 	if (c->cwnd < c->ssthresh) {
-		c->cwnd += acked < 2 * c->mss ? acked : 2 * c->mss;
+		uint32_t inc = acked < 2 * c->mss ? acked : 2 * c->mss;
+
+		c->cwnd = c->cwnd < CWND_MAX - inc ? c->cwnd + inc : CWND_MAX;
 		return;
 	}
 	cubic_ack(c, acked, now);

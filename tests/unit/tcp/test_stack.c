@@ -2090,6 +2090,17 @@ static void test_cubic_curve(void **state)
 	if (c.cc_wmax != 76500 || c.ssthresh != 63000)
 		fail_msg("loss at 90 below W_max: W_max %u ssthresh %u, want 76500 and 63000",
 			 c.cc_wmax, c.ssthresh);
+	/* Far along the convex curve, at the largest window: no wrap. */
+	c.cwnd = UINT32_MAX / 2 - 100;
+	c.cc_epoch = now - 3600 * WIRE_HZ;
+	for (int i = 0; i < 10; i++)
+		tcp_cc_ack(&c, 64000, now);
+	if (c.cwnd != UINT32_MAX / 2)
+		fail_msg("cwnd at the top: got %u, want %u", c.cwnd, UINT32_MAX / 2);
+	c.ssthresh = UINT32_MAX;
+	tcp_cc_ack(&c, 64000, now);
+	if (c.cwnd != UINT32_MAX / 2)
+		fail_msg("slow start at the top: got %u, want %u", c.cwnd, UINT32_MAX / 2);
 	/* teardown frees once more */
 	wire_init(&w, pool, 1);
 	app_setup(&app[0], 0, 1, 0);
