@@ -199,7 +199,7 @@ static bool arp_learnable(const struct tcp_netif *nif, uint32_t ip)
 {
 	uint32_t host = rte_be_to_cpu_32(ip);
 
-	if (ip == 0 || ip == nif->conf.ip || !tcp_netif_on_link(nif, ip))
+	if (ip == 0 || tcp_netif_is_ours(nif, ip) || !tcp_netif_on_link(nif, ip))
 		return false;
 	if ((host >> 24) == 127 || (host >> 28) >= 0xe)
 		return false;
@@ -242,7 +242,7 @@ bool tcp_arp_input(struct tcp_netif *nif, struct rte_mbuf *m, uint64_t now, bool
 	}
 	learn = arp_learnable(nif, sip);
 	/* An RFC 5227 probe (sender 0.0.0.0) for our address still gets an answer. */
-	if (!learn && !(sip == 0 && op == RTE_ARP_OP_REQUEST && tip == nif->conf.ip)) {
+	if (!learn && !(sip == 0 && op == RTE_ARP_OP_REQUEST && tcp_netif_is_ours(nif, tip))) {
 		nif->stats.arp_bad_src += answer;
 		goto drop;
 	}
@@ -251,7 +251,7 @@ bool tcp_arp_input(struct tcp_netif *nif, struct rte_mbuf *m, uint64_t now, bool
 	e = learn ? tcp_arp_find(nif, sip) : NULL;
 	if (e != NULL)
 		arp_confirm(nif, e, &sha, now);
-	if (tip != nif->conf.ip) {
+	if (!tcp_netif_is_ours(nif, tip)) {
 		nif->stats.arp_not_for_us += answer;
 		goto drop;
 	}
@@ -280,7 +280,7 @@ bool tcp_arp_input(struct tcp_netif *nif, struct rte_mbuf *m, uint64_t now, bool
 	rte_ether_addr_copy(&sha, &arp->arp_data.arp_tha);
 	arp->arp_data.arp_tip = sip;
 	rte_ether_addr_copy(&nif->conf.mac, &arp->arp_data.arp_sha);
-	arp->arp_data.arp_sip = nif->conf.ip;
+	arp->arp_data.arp_sip = tip; /* the address asked for, whichever of ours */
 	nif->stats.arp_replies_tx++;
 	tcp_netif_txq_put(nif, m);
 	return true;

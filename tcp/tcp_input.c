@@ -117,34 +117,36 @@ static void conn_negotiated(struct tcp_conn *c, const struct tcp_seg *s)
 	c->rcv_adv = c->rcv_nxt;
 }
 
-static void no_conn_reply(struct tcp_stack *stk, uint32_t raddr, const struct rte_tcp_hdr *th,
-			  const struct tcp_seg *s, uint64_t now)
+static void no_conn_reply(struct tcp_stack *stk, uint32_t laddr, uint32_t raddr,
+			  const struct rte_tcp_hdr *th, const struct tcp_seg *s, uint64_t now)
 {
 	stk->stats.rx_no_conn++;
 	if (s->flags & TH_RST)
 		return;
 	if (s->flags & TH_ACK)
-		tcp_send_rst_for(stk, raddr, th->dst_port, th->src_port, s->ack, 0, TH_RST, now);
+		tcp_send_rst_for(stk, laddr, raddr, th->dst_port, th->src_port, s->ack, 0, TH_RST,
+				 now);
 	else
-		tcp_send_rst_for(stk, raddr, th->dst_port, th->src_port, 0,
+		tcp_send_rst_for(stk, laddr, raddr, th->dst_port, th->src_port, 0,
 				 s->seq + s->len + !!(s->flags & TH_SYN) + !!(s->flags & TH_FIN),
 				 TH_RST | TH_ACK, now);
 }
 
-static void listen_input(struct tcp_stack *stk, struct tcp_listener *l, uint32_t raddr,
-			 const struct rte_tcp_hdr *th, const struct tcp_seg *s, uint64_t now)
+static void listen_input(struct tcp_stack *stk, struct tcp_listener *l, uint32_t laddr,
+			 uint32_t raddr, const struct rte_tcp_hdr *th, const struct tcp_seg *s,
+			 uint64_t now)
 {
 	struct tcp_conn *c;
 
 	if (s->flags & TH_RST)
 		return;
 	if (s->flags & TH_ACK) {
-		no_conn_reply(stk, raddr, th, s, now);
+		no_conn_reply(stk, laddr, raddr, th, s, now);
 		return;
 	}
 	if (!(s->flags & TH_SYN))
 		return;
-	c = tcp_conn_new(stk, raddr, th->dst_port, th->src_port, now);
+	c = tcp_conn_new(stk, laddr, raddr, th->dst_port, th->src_port, now);
 	if (c == NULL) {
 		stk->stats.syn_dropped++;
 		return;
@@ -173,7 +175,8 @@ static void syn_sent_input(struct tcp_conn *c, struct tcp_seg *s, uint64_t now)
 
 	if ((s->flags & TH_ACK) && (SEQ_LEQ(s->ack, c->iss) || SEQ_GT(s->ack, c->snd_max))) {
 		if (!(s->flags & TH_RST))
-			tcp_send_rst_for(stk, c->raddr, c->lport, c->rport, s->ack, 0, TH_RST, now);
+			tcp_send_rst_for(stk, c->laddr, c->raddr, c->lport, c->rport, s->ack, 0,
+					 TH_RST, now);
 		return;
 	}
 	if (s->flags & TH_RST) {
@@ -695,7 +698,8 @@ static bool conn_input(struct tcp_conn *c, struct rte_mbuf *m, struct tcp_seg *s
 
 	if (c->state == TCP_SYN_RECEIVED) {
 		if (SEQ_LEQ(s->ack, c->snd_una) || SEQ_GT(s->ack, c->snd_max)) {
-			tcp_send_rst_for(stk, c->raddr, c->lport, c->rport, s->ack, 0, TH_RST, now);
+			tcp_send_rst_for(stk, c->laddr, c->raddr, c->lport, c->rport, s->ack, 0,
+					 TH_RST, now);
 			return false;
 		}
 		c->state = TCP_ESTABLISHED;
@@ -899,6 +903,7 @@ void tcp_input(void *arg, struct rte_mbuf *m, uint32_t hlen, uint64_t now)
 	struct tcp_stack *stk = arg;
 	const struct rte_ipv4_hdr *ip = rte_pktmbuf_mtod(m, const struct rte_ipv4_hdr *);
 	uint32_t len = rte_pktmbuf_data_len(m) - hlen, doff, raddr = ip->src_addr;
+	uint32_t laddr = ip->dst_addr; /* one of ours: the netif checked */
 	const struct rte_tcp_hdr *th;
 	struct rte_tcp_hdr thc;
 	struct tcp_conn *c;
@@ -934,15 +939,15 @@ void tcp_input(void *arg, struct rte_mbuf *m, uint32_t hlen, uint64_t now)
 	thc = *th; /* the header is about to be trimmed off */
 	rte_pktmbuf_adj(m, (uint16_t)(hlen + doff));
 
-	c = tcp_conn_lookup(stk, stk->laddr, thc.dst_port, raddr, thc.src_port);
+	c = tcp_conn_lookup(stk, laddr, thc.dst_port, raddr, thc.src_port);
 	if (c == NULL) {
 		for (unsigned i = 0; i < TCP_LISTEN_MAX; i++) {
 			if (stk->listeners[i].port == thc.dst_port) {
-				listen_input(stk, &stk->listeners[i], raddr, &thc, &s, now);
+				listen_input(stk, &stk->listeners[i], laddr, raddr, &thc, &s, now);
 				goto drop;
 			}
 		}
-		no_conn_reply(stk, raddr, &thc, &s, now);
+		no_conn_reply(stk, laddr, raddr, &thc, &s, now);
 		goto drop;
 	}
 	if (c->state == TCP_SYN_SENT) {

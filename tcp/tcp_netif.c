@@ -180,6 +180,28 @@ int tcp_netif_set_l4_err(struct tcp_netif *nif, uint8_t proto, tcp_netif_err_fn 
 	return -ENOSPC; /* no handler for the protocol itself */
 }
 
+int tcp_netif_add_ip(struct tcp_netif *nif, uint32_t ip)
+{
+	uint32_t host = rte_be_to_cpu_32(ip);
+
+	if (ip == 0 || ip == UINT32_MAX || (host >> 24) == 127 || (host >> 28) >= 0xe ||
+	    ip == nif->conf.gateway ||
+	    (nif->conf.prefix_len <= 30 && tcp_netif_on_link(nif, ip) &&
+	     ((ip | nif->netmask) == UINT32_MAX || (ip & nif->netmask) == ip)))
+		return -EINVAL;
+	if (tcp_netif_is_ours(nif, ip))
+		return 0;
+	if (nif->naddrs == TCP_NETIF_ADDR_MAX)
+		return -ENOSPC;
+	nif->addrs[nif->naddrs++] = ip;
+	return 0;
+}
+
+bool tcp_netif_has_ip(const struct tcp_netif *nif, uint32_t ip)
+{
+	return tcp_netif_is_ours(nif, ip);
+}
+
 uint32_t tcp_netif_ip(const struct tcp_netif *nif)
 {
 	return nif->conf.ip;
@@ -238,7 +260,7 @@ static bool ip_peer_ok(const struct tcp_netif *nif, uint32_t ip)
 {
 	uint32_t host = rte_be_to_cpu_32(ip);
 
-	if (ip == 0 || ip == nif->conf.ip || (host >> 24) == 127 || (host >> 28) >= 0xe)
+	if (ip == 0 || tcp_netif_is_ours(nif, ip) || (host >> 24) == 127 || (host >> 28) >= 0xe)
 		return false;
 	if (nif->conf.prefix_len <= 30 && tcp_netif_on_link(nif, ip) &&
 	    (ip | nif->netmask) == UINT32_MAX)
@@ -248,9 +270,21 @@ static bool ip_peer_ok(const struct tcp_netif *nif, uint32_t ip)
 
 int tcp_netif_ip_prepend(struct tcp_netif *nif, struct rte_mbuf *m, uint32_t dst, uint8_t proto)
 {
+	return tcp_netif_ip_prepend_from(nif, m, nif->conf.ip, dst, proto);
+}
+
+int tcp_netif_ip_prepend_from(struct tcp_netif *nif, struct rte_mbuf *m, uint32_t src, uint32_t dst,
+			      uint8_t proto)
+{
 	uint32_t len = rte_pktmbuf_pkt_len(m) + sizeof(struct rte_ipv4_hdr);
 	struct rte_ipv4_hdr *ip;
 
+	if (src == 0)
+		src = nif->conf.ip;
+	else if (!tcp_netif_is_ours(nif, src)) {
+		nif->stats.tx_bad_ip++;
+		return -EADDRNOTAVAIL;
+	}
 	if (len > nif->conf.mtu) {
 		nif->stats.tx_too_big++;
 		return -EMSGSIZE;
@@ -271,7 +305,7 @@ int tcp_netif_ip_prepend(struct tcp_netif *nif, struct rte_mbuf *m, uint32_t dst
 	ip->time_to_live = 64;
 	ip->next_proto_id = proto;
 	ip->hdr_checksum = 0;
-	ip->src_addr = nif->conf.ip;
+	ip->src_addr = src;
 	ip->dst_addr = dst;
 	ip->hdr_checksum = rte_ipv4_cksum(ip);
 	return 0;
@@ -329,7 +363,7 @@ static void icmp_unreach(struct tcp_netif *nif, const struct rte_icmp_hdr *icmp,
 
 	if (ilen < sizeof(*icmp) + sizeof(*in) + 8 || (in->version_ihl >> 4) != 4 ||
 	    (ihl = (uint32_t)(in->version_ihl & 0xf) * 4) < sizeof(*in) ||
-	    ilen < sizeof(*icmp) + ihl + 8 || in->src_addr != nif->conf.ip) {
+	    ilen < sizeof(*icmp) + ihl + 8 || !tcp_netif_is_ours(nif, in->src_addr)) {
 		nif->stats.icmp_err_bad++;
 		return;
 	}
@@ -354,7 +388,7 @@ static bool icmp_input(struct tcp_netif *nif, struct rte_mbuf *m, uint32_t hlen,
 	const struct rte_ipv4_hdr *ip =
 	    rte_pktmbuf_mtod_offset(m, const struct rte_ipv4_hdr *, RTE_ETHER_HDR_LEN);
 	uint32_t ilen = rte_be_to_cpu_16(ip->total_length) - hlen;
-	uint32_t src = ip->src_addr;
+	uint32_t src = ip->src_addr, dst = ip->dst_addr;
 	struct rte_icmp_hdr *icmp;
 	uint16_t ck;
 
@@ -384,7 +418,7 @@ static bool icmp_input(struct tcp_netif *nif, struct rte_mbuf *m, uint32_t hlen,
 	icmp->icmp_cksum = 0;
 	ck = ~rte_raw_cksum(icmp, ilen);
 	icmp->icmp_cksum = ck;
-	if (tcp_netif_ip_prepend(nif, m, src, IPPROTO_ICMP) != 0)
+	if (tcp_netif_ip_prepend_from(nif, m, dst, src, IPPROTO_ICMP) != 0)
 		goto drop;
 	if (tcp_netif_ip_output(nif, m, src, now) != 0)
 		return false;
@@ -425,7 +459,7 @@ static bool ip_input(struct tcp_netif *nif, struct rte_mbuf *m, uint64_t now)
 		nif->stats.ip_bad_csum++;
 		goto drop;
 	}
-	if (ip->dst_addr != nif->conf.ip) {
+	if (!tcp_netif_is_ours(nif, ip->dst_addr)) {
 		nif->stats.ip_not_for_us++;
 		goto drop;
 	}

@@ -29,7 +29,13 @@
  *	segment has room, and dropped (rx_multiseg) otherwise. Ethernet
  *	padding beyond the IPv4 total length is trimmed.
  *
- *	ARP (RFC 826): requests for our address are answered in place (the
+ *	Addresses: conf.ip, the primary, and up to TCP_NETIF_ADDR_MAX more
+ *	added with tcp_netif_add_ip() (egress sources), all on the same port
+ *	and MAC. Each is answered for in ARP, accepted as a destination and
+ *	usable as a source (tcp_netif_ip_prepend_from()); the netif's own
+ *	frames (ARP requests) go from the primary.
+ *
+ *	ARP (RFC 826): requests for any of our addresses are answered in place (the
  *	received mbuf becomes the reply, a 42-byte frame: the port pads it).
  *	The sender of any ARP packet is merged into the neighbour cache if it
  *	is already there, and added if the packet was aimed at us. Neighbours
@@ -45,11 +51,12 @@
  *
  *	IPv4: version, header length, total length against the frame, header
  *	checksum, source address sanity; fragments are dropped and counted (no
- *	reassembly); only our own unicast address is accepted. Checksums are
+ *	reassembly); only our own unicast addresses are accepted. Checksums are
  *	computed in software.
  *
  *	ICMP: an echo request whose checksum over the whole ICMP message is
- *	right is answered with an echo reply carrying the same identifier,
+ *	right is answered, from the address it was sent to, with an echo
+ *	reply carrying the same identifier,
  *	sequence number and data, built in the received mbuf and sent through
  *	tcp_netif_ip_output() (so via the source's ARP entry when on-link, the
  *	gateway otherwise). Other ICMP types are counted as icmp_unhandled.
@@ -64,6 +71,7 @@
 #ifndef TCP_NETIF_H
 #define TCP_NETIF_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -76,6 +84,9 @@
 
 /** Frames the netif holds for tcp_netif_tx_drain(); beyond that tx_full counts drops. */
 #define TCP_NETIF_TXQ_SIZE 1024
+
+/** Addresses a netif may have beside its primary (tcp_netif_add_ip()). */
+#define TCP_NETIF_ADDR_MAX 64
 
 /** Largest arp_pending_max accepted by tcp_netif_create(). */
 #define TCP_NETIF_ARP_PENDING_LIMIT 256
@@ -231,6 +242,15 @@ void tcp_netif_tick(struct tcp_netif *nif, uint64_t now_tsc);
 int tcp_netif_ip_prepend(struct tcp_netif *nif, struct rte_mbuf *m, uint32_t dst, uint8_t proto);
 
 /**
+ * tcp_netif_ip_prepend() from @p src, which must be one of the netif's
+ * addresses (network order; 0: the primary).
+ * @return as tcp_netif_ip_prepend(), or -EADDRNOTAVAIL (@p src is not
+ *         ours; counted as tx_bad_ip)
+ */
+int tcp_netif_ip_prepend_from(struct tcp_netif *nif, struct rte_mbuf *m, uint32_t src, uint32_t dst,
+			      uint8_t proto);
+
+/**
  * Send an IPv4 packet.
  *
  * @p m starts with a complete IPv4 header (checksum included, e.g. from
@@ -300,7 +320,20 @@ typedef void (*tcp_netif_err_fn)(void *arg, uint8_t code, uint16_t mtu,
  */
 int tcp_netif_set_l4_err(struct tcp_netif *nif, uint8_t proto, tcp_netif_err_fn fn, void *arg);
 
-/** Our IPv4 address, network byte order. */
+/**
+ * Add @p ip (network order) to the netif's addresses: ARP requests for it
+ * are answered, packets to it accepted, and it may be a source. Adding an
+ * address already ours does nothing. Not on the data path: call it before
+ * the worker runs.
+ * @return 0, -EINVAL (0, loopback, multicast, broadcast, or the gateway)
+ *         or -ENOSPC (TCP_NETIF_ADDR_MAX already)
+ */
+int tcp_netif_add_ip(struct tcp_netif *nif, uint32_t ip);
+
+/** Whether @p ip (network order) is one of the netif's addresses. */
+bool tcp_netif_has_ip(const struct tcp_netif *nif, uint32_t ip);
+
+/** Our primary IPv4 address, network byte order. */
 uint32_t tcp_netif_ip(const struct tcp_netif *nif);
 
 /** The IPv4 MTU given at creation. */

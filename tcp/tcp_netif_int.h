@@ -49,6 +49,10 @@ struct tcp_netif {
 	uint64_t arp_next_tsc; /* earliest entry deadline, UINT64_MAX when none */
 	uint32_t arp_active;   /* entries not FREE */
 	struct tcp_netif_stats stats;
+	/* More addresses of ours beside conf.ip (egress sources): answered
+	 * for in ARP, accepted as destinations, usable as sources. */
+	uint32_t addrs[TCP_NETIF_ADDR_MAX];
+	unsigned naddrs;
 	struct {
 		uint8_t proto;
 		tcp_netif_l4_fn fn;
@@ -74,6 +78,18 @@ static inline bool tcp_tsc_reached(uint64_t a, uint64_t b)
 static inline bool tcp_netif_on_link(const struct tcp_netif *nif, uint32_t ip)
 {
 	return ((ip ^ nif->conf.ip) & nif->netmask) == 0;
+}
+
+/* Is @ip (network order) one of our addresses? The primary first: the
+ * common case costs one comparison. */
+static inline bool tcp_netif_is_ours(const struct tcp_netif *nif, uint32_t ip)
+{
+	if (ip == nif->conf.ip)
+		return true;
+	for (unsigned i = 0; i < nif->naddrs; i++)
+		if (nif->addrs[i] == ip)
+			return true;
+	return false;
 }
 
 /* Queue a finished frame for tcp_netif_tx_drain(); frees and counts it when full. */

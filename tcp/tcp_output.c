@@ -439,7 +439,7 @@ static int send_piece(struct tcp_conn *c, uint32_t seq, uint8_t flags, struct rt
 		dmta_panic("tcp_output: checksum over %u bytes of a %u-byte segment", tcplen,
 			   rte_pktmbuf_pkt_len(h));
 	th->cksum = (uint16_t)~tcp_cksum_fold(tcp_cksum_add(&ph, sizeof(ph), l4sum));
-	if (tcp_netif_ip_prepend(stk->nif, h, c->raddr, IPPROTO_TCP) != 0) {
+	if (tcp_netif_ip_prepend_from(stk->nif, h, c->laddr, c->raddr, IPPROTO_TCP) != 0) {
 		rte_pktmbuf_free(h);
 		return -EMSGSIZE;
 	}
@@ -472,14 +472,14 @@ int tcp_send_ctl(struct tcp_conn *c, uint32_t seq, uint8_t flags, uint64_t now)
 }
 
 /* A RST for a segment that matched no connection (RFC 9293 3.10.7.1). */
-void tcp_send_rst_for(struct tcp_stack *stk, uint32_t raddr, uint16_t lport, uint16_t rport,
-		      uint32_t seq, uint32_t ack, uint8_t flags, uint64_t now)
+void tcp_send_rst_for(struct tcp_stack *stk, uint32_t laddr, uint32_t raddr, uint16_t lport,
+		      uint16_t rport, uint32_t seq, uint32_t ack, uint8_t flags, uint64_t now)
 {
 	struct tcp_conn tmp;
 
 	memset(&tmp, 0, sizeof(tmp));
 	tmp.stk = stk;
-	tmp.laddr = stk->laddr;
+	tmp.laddr = laddr;
 	tmp.raddr = raddr;
 	tmp.lport = lport;
 	tmp.rport = rport;

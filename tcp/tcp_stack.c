@@ -155,15 +155,15 @@ uint64_t tcp_siphash(const uint64_t key[2], const void *data, size_t len)
 	return v[0] ^ v[1] ^ v[2] ^ v[3];
 }
 
-/* The keyed hash of a 4-tuple (with @lport 0: of the destination), for @what. */
-static uint64_t tuple_hash(const struct tcp_stack *stk, uint32_t raddr, uint16_t lport,
-			   uint16_t rport, uint8_t what)
+/* The keyed hash of a 4-tuple (with @lport 0: of the source and destination), for @what. */
+static uint64_t tuple_hash(const struct tcp_stack *stk, uint32_t laddr, uint32_t raddr,
+			   uint16_t lport, uint16_t rport, uint8_t what)
 {
 	struct {
 		uint32_t laddr, raddr;
 		uint16_t lport, rport;
 		uint8_t what;
-	} __attribute__((packed)) t = {stk->laddr, raddr, lport, rport, what};
+	} __attribute__((packed)) t = {laddr, raddr, lport, rport, what};
 
 	return tcp_siphash(stk->key, &t, sizeof(t));
 }
@@ -173,10 +173,10 @@ enum { HASH_ISN, HASH_TS, HASH_PORT };
 /* ------------------------------------------------------------------ */
 /* Table */
 
-static uint32_t conn_hash(const struct tcp_stack *stk, uint32_t raddr, uint16_t lport,
-			  uint16_t rport)
+static uint32_t conn_hash(const struct tcp_stack *stk, uint32_t laddr, uint32_t raddr,
+			  uint16_t lport, uint16_t rport)
 {
-	return rte_jhash_3words(raddr, (uint32_t)lport << 16 | rport, stk->laddr,
+	return rte_jhash_3words(raddr, (uint32_t)lport << 16 | rport, laddr,
 				(uint32_t)stk->key[1]) &
 	       stk->hmask;
 }
@@ -186,10 +186,9 @@ struct tcp_conn *tcp_conn_lookup(struct tcp_stack *stk, uint32_t laddr, uint16_t
 {
 	struct tcp_conn *c;
 
-	if (laddr != stk->laddr)
-		return NULL;
-	for (c = stk->htab[conn_hash(stk, raddr, lport, rport)]; c != NULL; c = c->hnext)
-		if (c->raddr == raddr && c->lport == lport && c->rport == rport)
+	for (c = stk->htab[conn_hash(stk, laddr, raddr, lport, rport)]; c != NULL; c = c->hnext)
+		if (c->raddr == raddr && c->lport == lport && c->rport == rport &&
+		    c->laddr == laddr)
 			return c;
 	return NULL;
 }
@@ -197,7 +196,7 @@ struct tcp_conn *tcp_conn_lookup(struct tcp_stack *stk, uint32_t laddr, uint16_t
 static void table_remove(struct tcp_conn *c)
 {
 	struct tcp_stack *stk = c->stk;
-	struct tcp_conn **pp = &stk->htab[conn_hash(stk, c->raddr, c->lport, c->rport)];
+	struct tcp_conn **pp = &stk->htab[conn_hash(stk, c->laddr, c->raddr, c->lport, c->rport)];
 
 	if (!(c->flags & CF_IN_TABLE))
 		return;
@@ -247,8 +246,8 @@ static struct tcp_conn *tw_recycle(struct tcp_stack *stk)
 }
 
 /* A fresh connection in the table (state CLOSED, the caller sets it). */
-struct tcp_conn *tcp_conn_new(struct tcp_stack *stk, uint32_t raddr, uint16_t lport, uint16_t rport,
-			      uint64_t now)
+struct tcp_conn *tcp_conn_new(struct tcp_stack *stk, uint32_t laddr, uint32_t raddr, uint16_t lport,
+			      uint16_t rport, uint64_t now)
 {
 	struct tcp_conn *c = stk->free_conns;
 	uint32_t h;
@@ -261,7 +260,7 @@ struct tcp_conn *tcp_conn_new(struct tcp_stack *stk, uint32_t raddr, uint16_t lp
 	memset(c, 0, sizeof(*c));
 	stk->stats.conns_alloc++;
 	c->stk = stk;
-	c->laddr = stk->laddr;
+	c->laddr = laddr;
 	c->raddr = raddr;
 	c->lport = lport;
 	c->rport = rport;
@@ -269,10 +268,10 @@ struct tcp_conn *tcp_conn_new(struct tcp_stack *stk, uint32_t raddr, uint16_t lp
 	c->mss = TCP_DEFAULT_MSS;
 	c->rcv_ws = 0;
 	/* Timestamps that tell nothing of the clock or of other connections. */
-	c->ts_off = (uint32_t)tuple_hash(stk, raddr, lport, rport, HASH_TS);
+	c->ts_off = (uint32_t)tuple_hash(stk, laddr, raddr, lport, rport, HASH_TS);
 	c->ts_start = tcp_ts_now(c, now);
 	conn_timer_init(c);
-	h = conn_hash(stk, raddr, lport, rport);
+	h = conn_hash(stk, laddr, raddr, lport, rport);
 	c->hnext = stk->htab[h];
 	stk->htab[h] = c;
 	c->flags |= CF_IN_TABLE;
@@ -633,11 +632,18 @@ uint32_t tcp_isn(struct tcp_stack *stk, const struct tcp_conn *c, uint64_t now)
 	/* RFC 6528: a 4 us clock plus a keyed hash of the 4-tuple. */
 	uint64_t us4 = (uint64_t)((unsigned __int128)now * 250000 / stk->hz);
 
-	return (uint32_t)us4 + (uint32_t)tuple_hash(stk, c->raddr, c->lport, c->rport, HASH_ISN);
+	return (uint32_t)us4 +
+	       (uint32_t)tuple_hash(stk, c->laddr, c->raddr, c->lport, c->rport, HASH_ISN);
 }
 
 int tcp_connect(struct tcp_stack *stk, uint32_t dst, uint16_t port, void *user, uint64_t now_tsc,
 		struct tcp_conn **out)
+{
+	return tcp_connect_from(stk, 0, dst, port, user, now_tsc, out);
+}
+
+int tcp_connect_from(struct tcp_stack *stk, uint32_t src, uint32_t dst, uint16_t port, void *user,
+		     uint64_t now_tsc, struct tcp_conn **out)
 {
 	uint32_t range = (uint32_t)stk->conf.port_hi - stk->conf.port_lo + 1;
 	uint16_t rport = rte_cpu_to_be_16(port);
@@ -645,23 +651,27 @@ int tcp_connect(struct tcp_stack *stk, uint32_t dst, uint16_t port, void *user, 
 	struct tcp_conn *c = NULL;
 	uint32_t offset;
 
-	if (dst == 0 || dst == stk->laddr || port == 0 || (host >> 28) >= 0xe ||
+	if (src == 0)
+		src = stk->laddr;
+	else if (!tcp_netif_has_ip(stk->nif, src))
+		return -EADDRNOTAVAIL;
+	if (dst == 0 || tcp_netif_has_ip(stk->nif, dst) || port == 0 || (host >> 28) >= 0xe ||
 	    (host >> 24) == 127)
 		return -EINVAL;
 	if (stk->free_conns == NULL && tw_recycle(stk) == NULL)
 		return -ENOBUFS;
 	/* RFC 6056 algorithm 3: a keyed offset per destination plus a
 	 * counter, so ports say nothing across destinations. */
-	offset = (uint32_t)tuple_hash(stk, dst, 0, rport, HASH_PORT);
+	offset = (uint32_t)tuple_hash(stk, src, dst, 0, rport, HASH_PORT);
 	for (uint32_t i = 0; i < range; i++) {
 		uint16_t lp = (uint16_t)(stk->conf.port_lo + (offset + stk->port_ctr++) % range);
 
 		if (stk->conf.port_ok != NULL &&
-		    !stk->conf.port_ok(stk->conf.port_ok_arg, stk->laddr, rte_cpu_to_be_16(lp), dst,
+		    !stk->conf.port_ok(stk->conf.port_ok_arg, src, rte_cpu_to_be_16(lp), dst,
 				       rport))
 			continue;
-		if (tcp_conn_lookup(stk, stk->laddr, rte_cpu_to_be_16(lp), dst, rport) == NULL) {
-			c = tcp_conn_new(stk, dst, rte_cpu_to_be_16(lp), rport, now_tsc);
+		if (tcp_conn_lookup(stk, src, rte_cpu_to_be_16(lp), dst, rport) == NULL) {
+			c = tcp_conn_new(stk, src, dst, rte_cpu_to_be_16(lp), rport, now_tsc);
 			break;
 		}
 	}

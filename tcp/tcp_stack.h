@@ -18,7 +18,8 @@
  * DESCRIPTION
  *	One stack per worker, on top of that worker's netif, sharing nothing:
  *	no locks, no system calls, no allocation after creation except mbufs.
- *	Connections live in a table keyed by the 4-tuple; local ports for
+ *	Connections live in a table keyed by the 4-tuple, whose local
+ *	address is any of the netif's (tcp_connect_from()); local ports for
  *	active opens come from the range [port_lo, port_hi] given to this
  *	worker (disjoint ranges let a dispatcher steer replies by port).
  *
@@ -268,6 +269,16 @@ uint16_t tcp_stack_poll(struct tcp_stack *stk, struct tcp_event *ev, uint16_t ma
  */
 int tcp_connect(struct tcp_stack *stk, uint32_t dst, uint16_t port, void *user, uint64_t now_tsc,
 		struct tcp_conn **out);
+
+/**
+ * tcp_connect() from local address @p src (network order): one of the
+ * netif's addresses (tcp_netif_add_ip()), or 0 for its primary. The
+ * local port, the ISN and the timestamp offset are keyed on the whole
+ * 4-tuple, @p src included (RFC 6056, RFC 6528).
+ * @return as tcp_connect(); -EADDRNOTAVAIL also when @p src is not ours
+ */
+int tcp_connect_from(struct tcp_stack *stk, uint32_t src, uint32_t dst, uint16_t port, void *user,
+		     uint64_t now_tsc, struct tcp_conn **out);
 
 /**
  * Accept connections on local @p port (host order); each arrives as a

@@ -181,7 +181,7 @@ struct tcp_stack {
 	struct tcp_stack_conf conf;
 	struct tcp_netif *nif;
 	struct rte_mempool *pool;
-	uint32_t laddr;
+	uint32_t laddr;		 /* the netif's primary address: tcp_connect()'s source */
 	uint32_t our_mss;	 /* MSS option we send: MTU - 40 */
 	uint8_t rcv_ws;		 /* window shift we offer */
 	uint64_t hz, tsc_per_ts; /* TSC cycles per timestamp tick */
@@ -222,8 +222,8 @@ void tcp_conn_set_closed(struct tcp_conn *c);
 void tcp_conn_fail(struct tcp_conn *c, int error);
 struct tcp_conn *tcp_conn_lookup(struct tcp_stack *stk, uint32_t laddr, uint16_t lport,
 				 uint32_t raddr, uint16_t rport);
-struct tcp_conn *tcp_conn_new(struct tcp_stack *stk, uint32_t raddr, uint16_t lport, uint16_t rport,
-			      uint64_t now);
+struct tcp_conn *tcp_conn_new(struct tcp_stack *stk, uint32_t laddr, uint32_t raddr, uint16_t lport,
+			      uint16_t rport, uint64_t now);
 uint32_t tcp_isn(struct tcp_stack *stk, const struct tcp_conn *c, uint64_t now);
 uint64_t tcp_siphash(const uint64_t key[2], const void *data, size_t len);
 void tcp_ooo_list_update(struct tcp_conn *c);
@@ -260,8 +260,8 @@ void tcp_tlp_fire(struct tcp_conn *c, uint64_t now);
 /* tcp_output.c */
 int tcp_send_ctl(struct tcp_conn *c, uint32_t seq, uint8_t flags, uint64_t now);
 void tcp_output(struct tcp_conn *c, uint64_t now);
-void tcp_send_rst_for(struct tcp_stack *stk, uint32_t raddr, uint16_t lport, uint16_t rport,
-		      uint32_t seq, uint32_t ack, uint8_t flags, uint64_t now);
+void tcp_send_rst_for(struct tcp_stack *stk, uint32_t laddr, uint32_t raddr, uint16_t lport,
+		      uint16_t rport, uint32_t seq, uint32_t ack, uint8_t flags, uint64_t now);
 void tcp_rtx_timeout(struct tcp_timer *t, uint64_t now);
 void tcp_delack_timeout(struct tcp_timer *t, uint64_t now);
 void tcp_retransmit_head(struct tcp_conn *c, uint64_t now);

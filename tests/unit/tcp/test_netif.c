@@ -542,6 +542,85 @@ static void test_ping_answered(void **state)
 	assert_int_equal(stat(nif, "icmp_echo_replies"), 4);
 }
 
+/*
+ * Egress sources: an added address is answered for in ARP (the reply names
+ * it), accepted as a destination (a ping to it is answered from it) and
+ * usable as a source; an address not added stays someone else's.
+ */
+static void test_extra_addresses(void **state)
+{
+	struct tcp_netif *nif = *state;
+	static const uint8_t src_a[4] = {198, 18, 0, 10}, other[4] = {198, 18, 0, 3};
+	static const uint8_t mcast[4] = {224, 0, 0, 1}, bc[4] = {198, 18, 0, 255};
+	uint8_t f[1600], want[1600], zero[6] = {0}, payload[16];
+	struct rte_mbuf *m;
+	size_t o;
+
+	assert_int_equal(tcp_netif_add_ip(nif, ip4(src_a)), 0);
+	assert_int_equal(tcp_netif_add_ip(nif, ip4(src_a)), 0); /* already ours */
+	assert_int_equal(tcp_netif_add_ip(nif, ip4(our_ip)), 0);
+	assert_int_equal(tcp_netif_add_ip(nif, 0), -EINVAL);
+	assert_int_equal(tcp_netif_add_ip(nif, ip4(gw_ip)), -EINVAL);
+	assert_int_equal(tcp_netif_add_ip(nif, ip4(mcast)), -EINVAL);
+	assert_int_equal(tcp_netif_add_ip(nif, ip4(bc)), -EINVAL);
+	assert_true(tcp_netif_has_ip(nif, ip4(src_a)));
+	assert_true(tcp_netif_has_ip(nif, ip4(our_ip)));
+	assert_false(tcp_netif_has_ip(nif, ip4(other)));
+
+	/* ARP: a request for the source is answered in its name. */
+	arp_frame(f, bcast, 1, peer_mac, peer_ip, zero, src_a);
+	assert_int_equal(input1(nif, f, 42, T0), 1);
+	arp_frame(want, peer_mac, 2, our_mac, src_a, peer_mac, peer_ip);
+	expect_tx(nif, want, 42);
+	arp_frame(f, bcast, 1, peer_mac, peer_ip, zero, other);
+	assert_int_equal(input1(nif, f, 42, T0), 0);
+	expect_no_tx(nif);
+	assert_int_equal(stat(nif, "arp_not_for_us"), 1);
+
+	/* A ping to the source: accepted, answered from the source. */
+	o = eth(f, our_mac, peer_mac, 0x0800);
+	o += ip_hdr(f + o, peer_ip, src_a, 1, 8 + 20, 0x1234, 0, 0);
+	o += icmp_echo(f + o, 8, 0xbeef, 42, 20);
+	assert_int_equal(input1(nif, f, o, T0), 1);
+	o = eth(want, peer_mac, our_mac, 0x0800);
+	o += ip_hdr(want + o, src_a, peer_ip, 1, 8 + 20, 0, 0x4000, 0);
+	o += icmp_echo(want + o, 0, 0xbeef, 42, 20);
+	expect_tx(nif, want, o);
+	/* ...and one to an address not ours is not. */
+	o = eth(f, our_mac, peer_mac, 0x0800);
+	o += ip_hdr(f + o, peer_ip, other, 1, 8 + 20, 0x1234, 0, 0);
+	o += icmp_echo(f + o, 8, 0xbeef, 42, 20);
+	assert_int_equal(input1(nif, f, o, T0), 0);
+	assert_int_equal(stat(nif, "ip_not_for_us"), 1);
+
+	/* Output from the source; never from an address that is not ours. */
+	memset(payload, 7, sizeof(payload));
+	m = tcp_test_mbuf(pool, payload, sizeof(payload));
+	assert_int_equal(tcp_netif_ip_prepend_from(nif, m, ip4(src_a), ip4(peer_ip), 17), 0);
+	assert_memory_equal(rte_pktmbuf_mtod_offset(m, uint8_t *, 12), src_a, 4);
+	assert_int_equal(rte_ipv4_cksum(rte_pktmbuf_mtod(m, struct rte_ipv4_hdr *)), 0);
+	rte_pktmbuf_free(m);
+	m = tcp_test_mbuf(pool, payload, sizeof(payload));
+	assert_int_equal(tcp_netif_ip_prepend_from(nif, m, ip4(other), ip4(peer_ip), 17),
+			 -EADDRNOTAVAIL);
+	assert_int_equal(stat(nif, "tx_bad_ip"), 1);
+	/* Nor to one of ours. */
+	assert_int_equal(tcp_netif_ip_prepend_from(nif, m, 0, ip4(src_a), 17), 0);
+	assert_int_equal(tcp_netif_ip_output(nif, m, ip4(src_a), T0), -EINVAL);
+
+	/* The table is bounded. */
+	for (unsigned i = 0; i < TCP_NETIF_ADDR_MAX - 1; i++) {
+		uint8_t a[4] = {198, 18, 2, (uint8_t)(i + 1)};
+
+		assert_int_equal(tcp_netif_add_ip(nif, ip4(a)), 0);
+	}
+	{
+		uint8_t a[4] = {198, 18, 3, 1};
+
+		assert_int_equal(tcp_netif_add_ip(nif, ip4(a)), -ENOSPC);
+	}
+}
+
 static void test_ping_with_ip_options(void **state)
 {
 	struct tcp_netif *nif = *state;
@@ -869,6 +948,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_pending_sent_once_resolved, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_arp_expiry_probe, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_ping_answered, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_extra_addresses, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_ping_with_ip_options, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_ping_off_link, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_ping_multiseg, setup, teardown),

@@ -1541,6 +1541,56 @@ static void syns_of(uint64_t seed, const struct tcp_stack_conf *c, int n)
 	wire_free(&w);
 }
 
+/* The SYN's source (from A) and the SYN-ACK's destination (from B). */
+static uint32_t syn_src, synack_dst;
+
+static bool tap_src(struct wire *wp, int from, uint8_t *f, uint32_t len)
+{
+	if (len < 54 || f[23] != 6)
+		return true;
+	if (from == 0 && (f[47] & 0x12) == 0x02)
+		memcpy(&syn_src, f + 26, 4);
+	if (from == 1 && (f[47] & 0x12) == 0x12)
+		memcpy(&synack_dst, f + 30, 4);
+	return true;
+}
+
+/*
+ * An active open from one of the netif's other addresses (an egress
+ * source): the peer sees that address, answers it (A answers ARP for it),
+ * the checksums hold, and the whole exchange runs as from the primary.
+ * An address that is not A's own is refused.
+ */
+static void test_source_address(void **state)
+{
+	const uint32_t src = RTE_BE32(0xc612050a);	/* 198.18.5.10 */
+	const uint32_t stranger = RTE_BE32(0xc612050b); /* 198.18.5.11 */
+	(void)state;
+
+	wire_init(&w, pool, 31);
+	w.tap = tap_src;
+	syn_src = synack_dst = 0;
+	app_setup(&app[0], 20000, 1, 5000);
+	app_setup(&app[1], 5000, 2, 20000);
+	assert_int_equal(tcp_listen(w.stk[1], PORT, &app[1]), 0);
+	assert_int_equal(
+	    tcp_connect_from(w.stk[0], stranger, wire_ip[1], PORT, &app[0], w.now, &app[0].conn),
+	    -EADDRNOTAVAIL);
+	assert_int_equal(tcp_netif_add_ip(w.nif[0], src), 0);
+	assert_int_equal(
+	    tcp_connect_from(w.stk[0], src, wire_ip[1], PORT, &app[0], w.now, &app[0].conn), 0);
+	run(both_done, 10000);
+	check_transfer(20000, 5000);
+	if (syn_src != src || synack_dst != src)
+		fail_msg("SYN from %08x, SYN-ACK to %08x; want both %08x",
+			 rte_be_to_cpu_32(syn_src), rte_be_to_cpu_32(synack_dst),
+			 rte_be_to_cpu_32(src));
+	assert_int_equal(tcp_stack_stats(w.stk[1])->rx_bad_csum, 0);
+	assert_int_equal(tcp_stack_stats(w.stk[0])->rx_bad_csum, 0);
+	assert_int_equal(tcp_stack_stats(w.stk[0])->rx_no_conn, 0);
+	run(tables_empty, 5000);
+}
+
 static void test_unpredictable(void **state)
 {
 	struct tcp_stack_conf c = wire_stack_conf();
@@ -2327,6 +2377,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_transfer_clean, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_tiny_and_empty, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_refused, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_source_address, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_no_answer, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_connect_timeout, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_simultaneous_close, setup, teardown),
