@@ -64,7 +64,29 @@ static void ks_event(void *arg, int fd, uint32_t events)
 		dmta_pool_writable(c);
 }
 
-static int ks_connect(void *x, struct dmta_pool_conn *c, struct in_addr a, uint16_t port)
+/*
+ * Leave from @p src: bound before connect(), with IP_BIND_ADDRESS_NO_PORT
+ * so that the kernel picks the port at connect() time for the whole
+ * 4-tuple, as for an unbound socket, instead of reserving one per source
+ * address (which would exhaust the ephemeral range at 28,000 connections).
+ * Whatever fails is our side's (the address is not on this host): the
+ * pool takes -EADDRNOTAVAIL as that.
+ */
+static int ks_bind(int fd, struct in_addr src)
+{
+	struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr = src};
+	int one = 1;
+
+#ifdef IP_BIND_ADDRESS_NO_PORT
+	setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one));
+#endif
+	if (bind(fd, (struct sockaddr *)&sin, sizeof(sin)) != 0)
+		return -EADDRNOTAVAIL;
+	return 0;
+}
+
+static int ks_connect(void *x, struct dmta_pool_conn *c, struct in_addr src, struct in_addr a,
+		      uint16_t port)
 {
 	struct kbe *k = x;
 	struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons(port), .sin_addr = a};
@@ -74,6 +96,10 @@ static int ks_connect(void *x, struct dmta_pool_conn *c, struct in_addr a, uint1
 	if (fd < 0)
 		return -errno;
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (src.s_addr != 0 && (rc = ks_bind(fd, src)) != 0) {
+		close(fd);
+		return rc;
+	}
 	if (connect(fd, (struct sockaddr *)&sin, sizeof(sin)) != 0 && errno != EINPROGRESS) {
 		rc = -errno;
 		close(fd);

@@ -12,7 +12,10 @@
  *	The sessions, their reuse and limits per destination, MX failover and
  *	the idle timeout are the session pool's (dmta_pool.h); this file is
  *	its transport: a socket per connection, watched in the loop, its
- *	kernel retransmission count read for the live view.
+ *	kernel retransmission count read for the live view. A job with a
+ *	source address (job->src) has its socket bound to it before
+ *	connect(); an address this host does not have fails the job as a
+ *	local failure, naming the address.
  */
 #ifndef DMTA_KBACKEND_H
 #define DMTA_KBACKEND_H

@@ -10,10 +10,13 @@
  * Invariants:
  *	- A connection with no job is idle (on its destination's idle list)
  *	  or saying goodbye (max_msgs cut to msgs, never idle again).
- *	- A destination (struct pool_dest) counts every connection it has in
- *	  nconns, those saying goodbye included: the receiver still counts
- *	  them. Jobs wait on the destination while it is at the job's
- *	  connection limit and no session is idle.
+ *	- A destination (struct pool_dest) is a domain and the source address
+ *	  its jobs leave from: a session only ever carries jobs of the
+ *	  source it was opened from.
+ *	- A destination counts every connection it has in nconns, those
+ *	  saying goodbye included: the receiver still counts them. Jobs wait
+ *	  on the destination while it is at the job's connection limit and
+ *	  no session is idle.
  *	- Every job taken is given back through done() exactly once.
  *	- Bytes one server sent are never fed to another server's session.
  */
@@ -39,11 +42,13 @@ enum conn_state {
 
 struct pool_dest {
 	char *domain;
+	struct in_addr src;	/* the jobs' source address (0: the default) */
 	struct pool_conn *idle; /* idle sessions, most recent first */
 	unsigned nconns;	/* connections open, closing ones included */
 	/* Jobs waiting for a connection: the scheduler counts jobs, but a
 	 * session saying QUIT still holds a connection at the receiver. */
 	struct dmta_job *wait_head, *wait_tail;
+	bool kicking; /* dest_kick() runs: a nested call leaves the queue to it */
 	struct pool_dest *next;
 };
 
@@ -101,18 +106,19 @@ struct dmta_pool {
 static void conn_try(struct pool_conn *c);
 static void dest_kick(struct dmta_pool *pool, struct pool_dest *d);
 
-static struct pool_dest *dest_get(struct dmta_pool *pool, const char *domain)
+static struct pool_dest *dest_get(struct dmta_pool *pool, const char *domain, struct in_addr src)
 {
 	struct pool_dest *d;
 
 	for (d = pool->dests; d != NULL; d = d->next)
-		if (strcmp(d->domain, domain) == 0)
+		if (d->src.s_addr == src.s_addr && strcmp(d->domain, domain) == 0)
 			return d;
 	d = calloc(1, sizeof(*d));
 	if (d == NULL || (d->domain = strdup(domain)) == NULL) {
 		free(d);
 		return NULL;
 	}
+	d->src = src;
 	d->next = pool->dests;
 	pool->dests = d;
 	return d;
@@ -544,7 +550,19 @@ static void conn_try(struct pool_conn *c)
 			}
 			c->xc.xh = NULL;
 			c->xc.fd = -1;
-			rc = pool->xp.connect(pool->xp.x, &c->xc, h->v4[c->addr_i], port);
+			rc = pool->xp.connect(pool->xp.x, &c->xc, job->src, h->v4[c->addr_i], port);
+			if (rc == -EADDRNOTAVAIL && job->src.s_addr != 0) {
+				/* Our source address, not the destination: no
+				 * other exchanger would do better. */
+				char why[160], sa[INET_ADDRSTRLEN];
+
+				inet_ntop(AF_INET, &job->src, sa, sizeof(sa));
+				snprintf(why, sizeof(why),
+					 "451 4.3.0 source address %s cannot be used: %s", sa,
+					 strerror(-rc));
+				conn_local_failure(c, why);
+				return;
+			}
 			if (rc != 0) {
 				ST_ADD(pool, connect_failed, 1);
 				snprintf(job->reply, sizeof(job->reply), "%s[%s]: connect: %s",
@@ -687,9 +705,16 @@ static void dest_kick(struct dmta_pool *pool, struct pool_dest *d)
 {
 	struct dmta_job *job;
 
+	/* A job that fails at once (every address refused, an unusable
+	 * source) frees its connection, which kicks the destination again:
+	 * the loop below goes on instead, so the stack does not grow with
+	 * the queue. */
+	if (d->kicking)
+		return;
+	d->kicking = true;
 	while ((job = d->wait_head) != NULL) {
 		if (!pool->draining && d->idle == NULL && dest_full(d, job))
-			return;
+			break;
 		d->wait_head = job->wait_next;
 		if (d->wait_head == NULL)
 			d->wait_tail = NULL;
@@ -707,10 +732,11 @@ static void dest_kick(struct dmta_pool *pool, struct pool_dest *d)
 			d->wait_head = job;
 			if (d->wait_tail == NULL)
 				d->wait_tail = job;
-			return;
+			break;
 		}
 		dest_connect(pool, d, job);
 	}
+	d->kicking = false;
 }
 
 /*
@@ -760,7 +786,7 @@ int dmta_pool_submit(struct dmta_pool *pool, struct dmta_job *job)
 
 	if (pool->draining)
 		return -ESHUTDOWN;
-	d = dest_get(pool, job->sjob.domain);
+	d = dest_get(pool, job->sjob.domain, job->src);
 	if (d == NULL)
 		return -ENOMEM;
 	job->reply[0] = '\0';

@@ -14,11 +14,14 @@
  *	The delivery logic that does not care what carries the bytes: a job
  *	goes to an idle session of its destination when there is one
  *	(connection reuse, up to the job's messages-per-connection limit), else
- *	to a new connection. Connecting walks the destination's hosts and their
- *	addresses in order (MX failover): a refused or timed-out connection, or
- *	a session that fails before it is ready (a 421 greeting, a TLS
- *	failure), moves on to the next address. Idle sessions are closed with
- *	QUIT after idle_ms. A destination has at most the job's
+ *	to a new connection. A destination is a (domain, source address)
+ *	pair: a session opened from one source address never carries a job
+ *	that is to leave from another, and connections are counted per
+ *	source (the limits are per (source, destination)). A source address
+ *	the transport cannot use fails the job at once, as a local failure. Connecting walks the
+ *destination's hosts and their addresses in order (MX failover): a refused or timed-out connection,
+ *or a session that fails before it is ready (a 421 greeting, a TLS failure), moves on to the next
+ *address. Idle sessions are closed with QUIT after idle_ms. A destination has at most the job's
  *	max_connections connections, those still saying goodbye (QUIT,
  *	close_notify) included, for the receiver counts them too: a job
  *	that finds none idle and the limit reached waits in the pool until
@@ -70,10 +73,14 @@ struct dmta_pool_conn {
 };
 
 struct dmta_pool_xport {
-	/** Start connecting @p c; later dmta_pool_connected() or dmta_pool_failed().
-	 *  0, or -errno when it failed at once. The connection is then watched
-	 *  for writability, as if want_write(true) had been called. */
-	int (*connect)(void *x, struct dmta_pool_conn *c, struct in_addr a, uint16_t port);
+	/** Start connecting @p c from local address @p src (0: the transport's
+	 *  default) to @p a; later dmta_pool_connected() or dmta_pool_failed().
+	 *  0, or -errno when it failed at once: -EADDRNOTAVAIL when @p src
+	 *  (not 0) cannot be used here, which no other destination address
+	 *  would change. The connection is then watched for writability, as
+	 *  if want_write(true) had been called. */
+	int (*connect)(void *x, struct dmta_pool_conn *c, struct in_addr src, struct in_addr a,
+		       uint16_t port);
 	/** Bytes taken (maybe fewer than offered), -EAGAIN (dmta_pool_writable()
 	 *  follows), or -errno. */
 	ssize_t (*writev)(void *x, struct dmta_pool_conn *c, const struct iovec *iov, int n);

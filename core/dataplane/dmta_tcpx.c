@@ -10,11 +10,12 @@ static uint64_t tx_tsc(const struct dmta_tcpx *tx)
 	return tx->now_tsc(tx->arg);
 }
 
-static int tx_connect(void *x, struct dmta_pool_conn *c, struct in_addr a, uint16_t port)
+static int tx_connect(void *x, struct dmta_pool_conn *c, struct in_addr src, struct in_addr a,
+		      uint16_t port)
 {
 	struct dmta_tcpx *tx = x;
 	struct tcp_conn *tc;
-	int rc = tcp_connect(tx->stk, a.s_addr, port, c, tx_tsc(tx), &tc);
+	int rc = tcp_connect_from(tx->stk, src.s_addr, a.s_addr, port, c, tx_tsc(tx), &tc);
 
 	if (rc != 0)
 		return rc;

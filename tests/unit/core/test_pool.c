@@ -74,6 +74,7 @@ enum srv_state {
 struct fconn {
 	struct dmta_pool_conn *pc;
 	const struct script *sc;
+	struct in_addr src; /* the source address the pool asked for */
 	struct in_addr addr;
 	uint16_t port;
 	bool open;	      /* the pool holds it */
@@ -115,6 +116,7 @@ struct fake {
 	struct dmta_pool *pool;
 	uint64_t now;
 	const struct script *scripts[256]; /* by the address's last byte */
+	struct in_addr bad_src;		   /* connect() from it: -EADDRNOTAVAIL */
 	struct fconn conns[MAX_CONNS];
 	unsigned nconns;
 	struct tjob *done[16];
@@ -251,7 +253,8 @@ static void srv_run(struct fconn *fc)
 
 /* ---- the transport the pool sees ---- */
 
-static int x_connect(void *x, struct dmta_pool_conn *c, struct in_addr a, uint16_t port)
+static int x_connect(void *x, struct dmta_pool_conn *c, struct in_addr src, struct in_addr a,
+		     uint16_t port)
 {
 	struct fake *f = x;
 	const struct script *sc = f->scripts[ntohl(a.s_addr) & 0xff];
@@ -259,15 +262,17 @@ static int x_connect(void *x, struct dmta_pool_conn *c, struct in_addr a, uint16
 
 	assert_non_null(sc);
 	assert_true(f->nconns < MAX_CONNS);
-	if (sc->connect == SRV_REFUSE_NOW) {
+	if (sc->connect == SRV_REFUSE_NOW ||
+	    (f->bad_src.s_addr != 0 && src.s_addr == f->bad_src.s_addr)) {
 		/* Counted as a connection that was tried, but never open. */
 		fc = &f->conns[f->nconns++];
-		*fc = (struct fconn){.sc = sc, .addr = a, .port = port};
-		return -ECONNREFUSED;
+		*fc = (struct fconn){.sc = sc, .src = src, .addr = a, .port = port};
+		return sc->connect == SRV_REFUSE_NOW ? -ECONNREFUSED : -EADDRNOTAVAIL;
 	}
 	fc = &f->conns[f->nconns++];
 	*fc = (struct fconn){.pc = c,
 			     .sc = sc,
+			     .src = src,
 			     .addr = a,
 			     .port = port,
 			     .open = true,
@@ -1103,6 +1108,128 @@ static void test_limit_waits_for_idle(void **state)
 		job_free(tj[i]);
 }
 
+/* 198.18.0.@p last: a source address of ours. */
+static struct in_addr src_addr(unsigned last)
+{
+	struct in_addr a;
+
+	a.s_addr = htonl((198u << 24) | (18u << 16) | last);
+	return a;
+}
+
+static void want_src(const struct fconn *fc, unsigned last)
+{
+	char got[INET_ADDRSTRLEN], want[INET_ADDRSTRLEN];
+	struct in_addr w = src_addr(last);
+
+	if (fc->src.s_addr != w.s_addr) {
+		inet_ntop(AF_INET, &fc->src, got, sizeof(got));
+		inet_ntop(AF_INET, &w, want, sizeof(want));
+		fail_msg("connection from %s, want %s", got, want);
+	}
+}
+
+/*
+ * The source address is part of the destination: a session opened from
+ * one address never carries a job that is to leave from another, and
+ * max_connections counts each source's connections apart.
+ */
+static void test_source_in_key(void **state)
+{
+	static const struct script hold_dot = {.dot = ""};
+	struct fake f;
+	struct tjob *a, *b, *c, *d;
+	struct dmta_pool_stats st;
+
+	(void)state;
+	fake_start(&f, IDLE_MS);
+	f.scripts[1] = &hold_dot;
+	a = job_limited(0, 1);
+	b = job_limited(0, 1);
+	c = job_limited(0, 1);
+	a->job.src = src_addr(10);
+	b->job.src = src_addr(11);
+	c->job.src = src_addr(10);
+	submit(&f, a);
+	submit(&f, b); /* another source: its own connection, not a wait */
+	want_conns(&f, 2);
+	want_src(&f.conns[0], 10);
+	want_src(&f.conns[1], 11);
+	submit(&f, c); /* source .10 is at its limit: c waits for a's session */
+	want_conns(&f, 2);
+	assert_int_equal(c->ndone, 0);
+	/* b's session goes idle first: c must not take it. */
+	f.conns[1].sc = &OK;
+	srv_say(&f.conns[1], "250 2.0.0 queued\r\n");
+	pump(&f);
+	want_rcpt(b, 0, 250, NULL);
+	assert_int_equal(c->ndone, 0);
+	want_conns(&f, 2);
+	/* a's does: c goes on it. */
+	f.conns[0].sc = &OK;
+	srv_say(&f.conns[0], "250 2.0.0 queued\r\n");
+	pump(&f);
+	want_rcpt(a, 0, 250, NULL);
+	want_rcpt(c, 0, 250, NULL);
+	if (f.conns[0].nmail != 2)
+		fail_msg("got %u transactions from .10, want 2", f.conns[0].nmail);
+	/* A job with no source (the default address) is a third destination. */
+	f.scripts[1] = &OK;
+	d = job_limited(0, 1);
+	submit(&f, d);
+	want_rcpt(d, 0, 250, NULL);
+	want_conns(&f, 3);
+	if (f.conns[2].src.s_addr != 0)
+		fail_msg("a job without a source connected from a source address");
+	dmta_pool_read_stats(f.pool, &st);
+	want_stat("reused", st.reused, 1);
+	want_stat("opened", st.opened, 3);
+	fake_stop(&f);
+	job_free(a);
+	job_free(b);
+	job_free(c);
+	job_free(d);
+}
+
+/*
+ * A source address the transport cannot use (not on this host) is our
+ * failure, not the destination's: the job is deferred as local, naming the
+ * address, without trying the other exchangers; jobs waiting behind it
+ * fail the same way, one after another.
+ */
+static void test_source_unusable_is_local(void **state)
+{
+	struct fake f;
+	struct tjob *tj[3];
+	struct dmta_pool_stats st;
+
+	(void)state;
+	fake_start(&f, IDLE_MS);
+	f.scripts[1] = &OK;
+	f.scripts[2] = &OK;
+	f.bad_src = src_addr(12);
+	for (unsigned i = 0; i < 3; i++) {
+		tj[i] = job_new(1, 500, ONE, (const unsigned[]){2, 0});
+		tj[i]->job.src = src_addr(12);
+		tj[i]->job.sjob.max_connections = 1;
+		assert_int_equal(dmta_pool_submit(f.pool, &tj[i]->job), 0);
+	}
+	pump(&f);
+	want_conns(&f, 3); /* one try per job: no failover to mx2 */
+	for (unsigned i = 0; i < 3; i++) {
+		want_not_connected(tj[i], "451 4.3.0 source address 198.18.0.12 cannot be used");
+		if (!tj[i]->job.local)
+			fail_msg("job %u: got local false, want true", i);
+	}
+	dmta_pool_read_stats(f.pool, &st);
+	want_stat("connect_failed", st.connect_failed, 0);
+	want_stat("busy", st.busy, 0);
+	want_stat("conns", st.conns, 0);
+	fake_stop(&f);
+	for (unsigned i = 0; i < 3; i++)
+		job_free(tj[i]);
+}
+
 /* Draining: waiting jobs fail, new ones are refused, a session whose job
  * ends says QUIT, and the pool counts it busy until it has closed. */
 /*
@@ -1317,6 +1444,8 @@ int main(void)
 	    cmocka_unit_test(test_messages_per_connection),
 	    cmocka_unit_test(test_limit_counts_goodbyes),
 	    cmocka_unit_test(test_limit_waits_for_idle),
+	    cmocka_unit_test(test_source_in_key),
+	    cmocka_unit_test(test_source_unusable_is_local),
 	    cmocka_unit_test(test_engine_refusal_is_local),
 	    cmocka_unit_test(test_slow_drip_times_out),
 	    cmocka_unit_test(test_job_deadline),
