@@ -189,6 +189,32 @@ static int build_eal_args(struct dmta_dataplane *dp, const char *argv0, char *er
 	return 0;
 }
 
+/* The egress sources on worker @p w's netif: each answered for in ARP. */
+static int add_sources(struct dmta_dataplane *dp, struct dmta_worker *w, char *err, size_t errlen)
+{
+	for (unsigned int i = 0; i < dp->nb_sources; i++) {
+		char a[INET_ADDRSTRLEN];
+		int rc;
+
+		if (dp->sources[i].s_addr == 0)
+			continue; /* the implicit source: [net] address itself */
+		rc = tcp_netif_add_ip(w->nif, dp->sources[i].s_addr);
+		if (rc == 0)
+			continue;
+		inet_ntop(AF_INET, &dp->sources[i], a, sizeof(a));
+		if (rc == -ENOSPC)
+			snprintf(err, errlen, "source address %s: more than %d source addresses", a,
+				 TCP_NETIF_ADDR_MAX);
+		else
+			snprintf(err, errlen,
+				 "source address %s: not usable on the data plane (a network, "
+				 "broadcast or multicast address, or the gateway)",
+				 a);
+		return rc;
+	}
+	return 0;
+}
+
 int dmta_dataplane_open(struct dmta_dataplane *dp, const struct dmta_conf *conf, const char *argv0,
 			char *err, size_t errlen)
 {
@@ -262,6 +288,9 @@ int dmta_dataplane_open(struct dmta_dataplane *dp, const struct dmta_conf *conf,
 			return rc;
 		}
 		dp->workers_ready++;
+		rc = add_sources(dp, &dp->workers[k], err, errlen);
+		if (rc != 0)
+			return rc;
 	}
 	return 0;
 }

@@ -17,6 +17,11 @@
  *	dmta_worker_tcp_conf()) and [port] (through dmta_port_open()). The
  *	optional tune hook may change each worker's stack settings before
  *	the stack is made (dmta-nc overrides timeouts from its command line).
+ *	The optional sources are more addresses of the data plane's own
+ *	beside [net] address (egress sources, [source NAME] in dmtad): every
+ *	worker answers ARP for them and may open connections from them
+ *	(tcp_connect_from()); steering is unchanged, by local port. They are
+ *	set once, before the workers run: a reload does not change them.
  *	Workers run on the EAL worker lcores in order; the caller keeps the
  *	main lcore. dmtad and dmta-nc both start their data plane here.
  *	With several workers, replies reach the worker that owns their
@@ -30,6 +35,7 @@
 #ifndef DMTA_DATAPLANE_H
 #define DMTA_DATAPLANE_H
 
+#include <netinet/in.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -47,6 +53,8 @@ struct dmta_dataplane {
 	/* Set by the caller before dmta_dataplane_open() (optional). */
 	void (*tune)(void *arg, unsigned int worker, struct tcp_stack_conf *sc);
 	void *tune_arg;
+	const struct in_addr *sources; /* nb_sources more addresses; 0.0.0.0 ones are skipped */
+	unsigned int nb_sources;
 
 	/* Filled in by dmta_dataplane_open(). */
 	const struct dmta_conf *conf;

@@ -235,6 +235,55 @@ def dsn_check(raw, want):
     check(got == want[mid], "DSN for %s names %s, want %s" % (mid, got, want[mid]))
     return mid, got
 
+class AddrSink:
+    """shard_sink.py (aiosmtpd) in the lab namespace, listening on port 25
+    of each of @addrs, which are put on the namespace's lo for the time,
+    and logging every connection and message to @log (the format is in
+    shard_sink.py). close() waits until every connection it saw has closed
+    (10 s at most: call it once dmtad has stopped), stops it and takes the
+    addresses down again."""
+
+    def __init__(self, addrs, log):
+        self.addrs, self.log, self.added, self.proc = list(addrs), log, [], None
+        try:
+            for a in self.addrs:
+                r = subprocess.run(["ip", "-n", NS, "addr", "replace", a + "/32", "dev", "lo"],
+                                   capture_output=True, text=True)
+                check(r.returncode == 0, "ip addr replace %s: %s" % (a, r.stderr))
+                self.added.append(a)
+            self.proc = subprocess.Popen(
+                ["ip", "netns", "exec", NS, "/usr/bin/python3",
+                 os.path.join(os.path.dirname(__file__), "shard_sink.py"), "--log", log,
+                 *self.addrs], stdout=subprocess.DEVNULL, stderr=open(log + ".err", "w"))
+            for _ in range(100):
+                if os.path.exists(log) and "ready" in open(log).read():
+                    return
+                time.sleep(0.1)
+            fail("shard_sink did not start: %s" % open(log + ".err").read())
+        except BaseException:
+            self.close()
+            raise
+
+    def events(self):
+        """The log's lines, each split into its fields."""
+        return [l.split() for l in open(self.log) if l.strip()]
+
+    def close(self):
+        if self.proc is not None:
+            end = time.time() + 10
+            while time.time() < end:
+                ev = [f[0] for f in self.events()]
+                if ev.count("open") == ev.count("close"):
+                    break
+                time.sleep(0.05)
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+            self.proc = None
+        for a in self.added:
+            subprocess.run(["ip", "-n", NS, "addr", "del", a + "/32", "dev", "lo"])
+        self.added = []
+
+
 def sink_count(log="/run/dmta-lab/sink.log"):
     """Messages the lab's smtp-sink has counted (its last "mesg=N")."""
     try:

@@ -5,9 +5,9 @@ every connection, for the sharding and connection-limit lab test.
 Usage: shard_sink.py --log FILE ADDR...
 
 Listens on port 25 of each ADDR and appends to FILE, one line per event:
-  open  MONOTONIC_NS LOCAL_ADDR PEER_PORT
-  close MONOTONIC_NS LOCAL_ADDR PEER_PORT
-  msg   MONOTONIC_NS LOCAL_ADDR PEER_PORT SHA256 RCPT[,RCPT...]
+  open  MONOTONIC_NS LOCAL_ADDR PEER_PORT PEER_ADDR
+  close MONOTONIC_NS LOCAL_ADDR PEER_PORT PEER_ADDR
+  msg   MONOTONIC_NS LOCAL_ADDR PEER_PORT SHA256 RCPT[,RCPT...] PEER_ADDR
 Events are written in the order the event loop sees them, so a reader can
 replay them to count connections open at once per address. Runs until
 killed.
@@ -36,7 +36,7 @@ class Handler:
         local = server.transport.get_extra_info("sockname")
         self.log.write("msg", time.monotonic_ns(), local[0], session.peer[1],
                        hashlib.sha256(envelope.original_content).hexdigest(),
-                       ",".join(envelope.rcpt_tos))
+                       ",".join(envelope.rcpt_tos), session.peer[0])
         return "250 2.0.0 ok"
 
 
@@ -50,7 +50,7 @@ class TrackingSMTP(SMTP):
     def connection_made(self, transport):
         local = transport.get_extra_info("sockname")
         peer = transport.get_extra_info("peername")
-        self.key = (local[0], peer[1])
+        self.key = (local[0], peer[1], peer[0])
         self.log.write("open", time.monotonic_ns(), *self.key)
         super().connection_made(transport)
 

@@ -24,10 +24,9 @@ import random
 import subprocess
 import sys
 import tempfile
-import time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from labutil import BUILD, NS, check, dmtad_conf, dmtad_until_settled, fail, lab, telemetry
+from labutil import AddrSink, BUILD, check, dmtad_conf, dmtad_until_settled, lab, telemetry
 
 BACKEND = sys.argv[1] if len(sys.argv) > 1 else "dpdk"
 DOMAINS = ["d%d.shard.test" % i for i in range(8)]
@@ -74,25 +73,8 @@ dest_max_connections = %d
 dest_max_messages_per_connection = 10
 """ % MAX_CONN, workers=WORKERS)
 
-added = []
-sink = None
+sink = AddrSink(ADDR.values(), sink_log)
 try:
-    for a in ADDR.values():
-        r = subprocess.run(["ip", "-n", NS, "addr", "add", a + "/32", "dev", "lo"],
-                           capture_output=True, text=True)
-        check(r.returncode == 0, "ip addr add %s: %s" % (a, r.stderr))
-        added.append(a)
-    sink = subprocess.Popen(["ip", "netns", "exec", NS, "/usr/bin/python3",
-                             os.path.join(os.path.dirname(__file__), "shard_sink.py"),
-                             "--log", sink_log, *ADDR.values()],
-                            stdout=subprocess.DEVNULL, stderr=open(sink_log + ".err", "w"))
-    for _ in range(100):
-        if os.path.exists(sink_log) and "ready" in open(sink_log).read():
-            break
-        time.sleep(0.1)
-    else:
-        fail("shard_sink did not start: %s" % open(sink_log + ".err").read())
-
     rnd = random.Random(11)
     msgs = []
     for i in range(480):
@@ -110,19 +92,7 @@ try:
         conf, 120, lambda: [telemetry("/dmta/worker,%d" % k)
                             for k in range(WORKERS)] if BACKEND == "dpdk" else [])
 finally:
-    if sink is not None:
-        # The receiver logs the last closes: wait until every open has its
-        # close (dmtad has stopped, so no new one comes), 10 s at most.
-        end = time.time() + 10
-        while time.time() < end:
-            ev = [l.split()[0] for l in open(sink_log) if l.strip()]
-            if ev.count("open") == ev.count("close"):
-                break
-            time.sleep(0.05)
-        sink.terminate()
-        sink.wait(timeout=10)
-    for a in added:
-        subprocess.run(["ip", "-n", NS, "addr", "del", a + "/32", "dev", "lo"])
+    sink.close()
 
 # Every recipient delivered once, from the delivery log's point of view.
 final = {}
@@ -142,8 +112,7 @@ open_now = {a: 0 for a in ADDR.values()}
 peak = {a: 0 for a in ADDR.values()}
 conns = {a: set() for a in ADDR.values()}
 got = {}
-for line in open(sink_log):
-    f = line.split()
+for f in sink.events():
     if f[0] == "open":
         a, port = f[2], int(f[3])
         open_now[a] += 1
