@@ -11,11 +11,11 @@
  *
  *	Reads dmta.conf ([eal], [port], [net], [workers]), initialises DPDK,
  *	opens the port, gives each worker its session pool (the DPDK
- *	backend, dmta_dbackend.h), starts one worker per configured worker
- *	lcore and runs the control thread on the main lcore, bound to that
- *	backend. The control thread never polls the NIC: it sleeps in epoll
- *	on the stop signals, the injectors' wake-ups, DNS sockets, the
- *	workers' doorbell and its timers (dmta_control.h).
+ *	backend, dmta_dbackend.h) and the egress source addresses
+ *	([source NAME] address, which each worker answers ARP for), starts one worker per configured
+ *worker lcore and runs the control thread on the main lcore, bound to that backend. The control
+ *thread never polls the NIC: it sleeps in epoll on the stop signals, the injectors' wake-ups, DNS
+ *sockets, the workers' doorbell and its timers (dmta_control.h).
  *
  *	SIGHUP reloads dmta.conf: what can change while it runs is applied,
  *	the rest is named in one line and kept; a broken file is refused
@@ -58,6 +58,7 @@
 #include "core/dataplane/dmta_port.h"
 #include "core/dataplane/dmta_telemetry.h"
 #include "core/dataplane/dmta_worker.h"
+#include "queue/queue_egress.h"
 
 struct dmtad {
 	struct dmta_conf *conf;
@@ -71,12 +72,42 @@ static void usage(void)
 	fprintf(stderr, "usage: dmtad [-c dmta.conf] [-v]\n");
 }
 
+/* The [source] addresses, for the workers to hold beside [net] address. */
+static int egress_addrs(const struct dmta_conf *conf, struct in_addr **out, unsigned *n, char *err,
+			size_t errlen)
+{
+	struct queue_egress *eg;
+	int rc = queue_egress_load(conf, &eg, err, errlen);
+
+	if (rc != 0)
+		return rc;
+	*n = queue_egress_nsources(eg);
+	*out = calloc(*n ? *n : 1, sizeof(**out));
+	if (*out == NULL) {
+		queue_egress_free(eg);
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	for (unsigned i = 0; i < *n; i++)
+		(*out)[i] = queue_egress_source_addr(eg, i);
+	queue_egress_free(eg);
+	return 0;
+}
+
 static int start_data_plane(struct dmtad *d, const char *argv0, char *err, size_t errlen)
 {
 	struct dmta_dataplane *dp = &d->dp;
+	struct in_addr *src = NULL;
 	int rc;
 
+	rc = egress_addrs(d->conf, &src, &dp->nb_sources, err, errlen);
+	if (rc != 0)
+		return rc;
+	dp->sources = src;
 	rc = dmta_dataplane_open(dp, d->conf, argv0, err, errlen);
+	dp->sources = NULL; /* the netifs have their own copies */
+	dp->nb_sources = 0;
+	free(src);
 	if (rc != 0)
 		return rc;
 	/* Each worker runs SMTP sessions over its TCP stack. */
