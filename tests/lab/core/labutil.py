@@ -235,6 +235,23 @@ def dsn_check(raw, want):
     check(got == want[mid], "DSN for %s names %s, want %s" % (mid, got, want[mid]))
     return mid, got
 
+def all_delivered_once(spool, rcpts):
+    """Check @spool's delivery log: each of @rcpts has exactly one final
+    (not deferred) outcome, "delivered", and nobody else has one. Returns
+    {recipient: its final record}."""
+    final = {}
+    for l in open(os.path.join(spool, "delivery.log")):
+        e = json.loads(l)
+        if e["outcome"] != "deferred":
+            check(e["to"] not in final, "two final outcomes for %s" % e["to"])
+            final[e["to"]] = e
+    check(set(final) == set(rcpts), "recipients settled: %d of %d"
+          % (len(set(final) & set(rcpts)), len(set(rcpts))))
+    bad = [e for e in final.values() if e["outcome"] != "delivered"]
+    check(not bad, "not delivered: %r" % bad[:3])
+    return final
+
+
 class AddrSink:
     """shard_sink.py (aiosmtpd) in the lab namespace, listening on port 25
     of each of @addrs, which are put on the namespace's lo for the time,

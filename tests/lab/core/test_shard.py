@@ -26,7 +26,8 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(__file__))
-from labutil import AddrSink, BUILD, check, dmtad_conf, dmtad_until_settled, lab, telemetry
+from labutil import (AddrSink, BUILD, all_delivered_once, check, dmtad_conf,
+                     dmtad_until_settled, lab, telemetry)
 
 BACKEND = sys.argv[1] if len(sys.argv) > 1 else "dpdk"
 DOMAINS = ["d%d.shard.test" % i for i in range(8)]
@@ -95,16 +96,7 @@ finally:
     sink.close()
 
 # Every recipient delivered once, from the delivery log's point of view.
-final = {}
-for l in open(os.path.join(spool, "delivery.log")):
-    e = json.loads(l)
-    if e["outcome"] != "deferred":
-        check(e["to"] not in final, "two final outcomes for %s" % e["to"])
-        final[e["to"]] = e
-want_rcpts = {r for m in msgs for r in m["to"]}
-check(set(final) == want_rcpts, "recipients settled: %d of %d" % (len(final), len(want_rcpts)))
-bad = [e for e in final.values() if e["outcome"] != "delivered"]
-check(not bad, "not delivered: %r" % bad[:3])
+all_delivered_once(spool, {r for m in msgs for r in m["to"]})
 
 # The receiver's view: replay its events in order.
 byaddr = {a: d_ for d_, a in ADDR.items()}
