@@ -92,8 +92,9 @@ def telemetry(cmd):
     return reply[key]
 
 
-def ping(count=200, interval="0.01"):
-    r = in_ns("ping", "-q", "-c", str(count), "-i", interval, "-W", "1", DMTA_IP)
+def ping(count=200, interval="0.01", addr=DMTA_IP):
+    """Echo replies the lab namespace gets from @addr (dmta's own by default)."""
+    r = in_ns("ping", "-q", "-c", str(count), "-i", interval, "-W", "1", addr)
     for line in r.stdout.splitlines():
         if "received" in line:
             return int(line.split(",")[1].split()[0])

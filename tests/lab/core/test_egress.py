@@ -14,7 +14,8 @@ transactions came from a and b only, a's share between 0.65 and 0.85 (the
 scheduler's smooth weighted round robin gives 0.75 exactly when no
 message is retried); connections came from both; and no (source,
 domain) pair ever had more than dest_max_connections connections open at
-once, since the limits are per source."""
+once, since the limits are per source. On DPDK each source also answers
+ping while dmtad runs."""
 import json
 import os
 import subprocess
@@ -23,7 +24,7 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(__file__))
 from labutil import (AddrSink, BUILD, all_delivered_once, check, dmtad_conf,
-                     dmtad_until_settled, lab)
+                     dmtad_until_settled, lab, ping)
 
 BACKEND = sys.argv[1] if len(sys.argv) > 1 else "dpdk"
 SOURCES = {"dpdk": ("198.18.0.10", "198.18.0.11"),
@@ -65,7 +66,9 @@ try:
                        input="".join(json.dumps(m) + "\n" for m in msgs), capture_output=True,
                        text=True, timeout=120)
     check(r.returncode == 0, "dmta-inject: exit %d: %s" % (r.returncode, r.stderr))
-    elapsed, _, _ = dmtad_until_settled(conf, 240)
+    # On DPDK the sources are the data plane's own: pinged, each answers.
+    elapsed, _, pings = dmtad_until_settled(
+        conf, 240, lambda: [ping(5, "0.05", a) for a in SOURCES] if BACKEND == "dpdk" else [])
 finally:
     sink.close()
 
@@ -88,6 +91,7 @@ for f in sink.events():
         check(f[5] not in got, "message for %s received twice" % f[5])
         got.add(f[5])
         tx[f[6]] = tx.get(f[6], 0) + 1
+check(all(n == 5 for n in pings), "echo replies from the sources: %s, want 5 each" % pings)
 check(len(got) == COUNT, "receiver got %d messages, want %d" % (len(got), COUNT))
 check(set(tx) <= set(SOURCES), "transactions from %s, want only %s" % (sorted(tx), SOURCES))
 check(set(conns) == set(SOURCES), "connections from %s, want from both of %s"
