@@ -14,7 +14,10 @@ transactions came from a and b only, a's share between 0.65 and 0.85 (the
 scheduler's smooth weighted round robin gives 0.75 exactly when no
 message is retried); connections came from both; and no (source,
 domain) pair ever had more than dest_max_connections connections open at
-once, since the limits are per source. On DPDK each source also answers
+once, since the limits are per source; and each (source, site) kept to
+site_rate (a token bucket with a second's worth of burst: in no stretch
+of T seconds more than RATE * T + RATE transactions, with some slack for
+the receiver's clock), each domain being a site of its own here. On DPDK each source also answers
 ping while dmtad runs."""
 import json
 import os
@@ -33,6 +36,7 @@ DOMAINS = ["d%d.shard.test" % i for i in range(4)]
 ADDR = {d: "198.18.1.10%d" % i for i, d in enumerate(DOMAINS)}  # the zone's MX addresses
 COUNT = 1000
 MAX_CONN = 2
+RATE = 25  # per second, per (source, site)
 
 lab("up")
 tmp = tempfile.mkdtemp(prefix="dmta-egress-")
@@ -45,6 +49,7 @@ idle_timeout = 1s
 [queue]
 dest_max_connections = %d
 dest_max_messages_per_connection = 20
+site_rate = %d/s
 default_pool = p
 [source a]
 address = %s
@@ -52,7 +57,7 @@ address = %s
 address = %s
 [pool p]
 sources = a:3, b:1
-""" % (MAX_CONN, SOURCES[0], SOURCES[1]))
+""" % (MAX_CONN, RATE, SOURCES[0], SOURCES[1]))
 
 sink = AddrSink(ADDR.values(), os.path.join(tmp, "sink.log"))
 try:
@@ -78,6 +83,7 @@ all_delivered_once(spool, [m["to"][0] for m in msgs])
 tx = {}        # peer address -> transactions
 conns = {}     # peer address -> connections
 open_now, peak, got = {}, {}, set()
+times = {}     # (source, the domain's address) -> when each transaction ended (ns)
 for f in sink.events():
     if f[0] in ("open", "close"):
         key = (f[4], f[2])  # (source, the domain's address)
@@ -91,6 +97,7 @@ for f in sink.events():
         check(f[5] not in got, "message for %s received twice" % f[5])
         got.add(f[5])
         tx[f[6]] = tx.get(f[6], 0) + 1
+        times.setdefault((f[6], f[2]), []).append(int(f[1]))
 check(all(n == 5 for n in pings), "echo replies from the sources: %s, want 5 each" % pings)
 check(len(got) == COUNT, "receiver got %d messages, want %d" % (len(got), COUNT))
 check(set(tx) <= set(SOURCES), "transactions from %s, want only %s" % (sorted(tx), SOURCES))
@@ -102,7 +109,18 @@ check(0.65 <= share <= 0.85, "source a (weight 3 of 4) carried %.3f of the trans
 for (src, dst), p in sorted(peak.items()):
     check(p <= MAX_CONN, "%s -> %s: %d connections open at once, limit %d per source"
           % (src, dst, p, MAX_CONN))
+worst = 0.0
+for (src, dst), t in sorted(times.items()):
+    t.sort()
+    for i in range(len(t)):
+        for j in range(i + 1, len(t)):
+            span = (t[j] - t[i]) / 1e9
+            allowed = RATE * span * 1.1 + RATE + 3
+            check(j - i + 1 <= allowed, "%s -> %s: %d transactions in %.2f s, site_rate %d/s "
+                  "allows %d" % (src, dst, j - i + 1, span, RATE, allowed))
+    if len(t) > RATE * 2:
+        worst = max(worst, (len(t) - RATE) / ((t[-1] - t[0]) / 1e9))
 print("ok (%s): %d messages in %.1f s; transactions %s (a's share %.3f); connections %s; "
-      "peak per (source, destination) %d" % (BACKEND, COUNT, elapsed, tx, share, conns,
-                                              max(peak.values())))
+      "peak per (source, destination) %d; past the burst, at most %.1f/s per (source, site)"
+      % (BACKEND, COUNT, elapsed, tx, share, conns, max(peak.values()), worst))
 subprocess.run(["rm", "-rf", tmp])
