@@ -30,6 +30,16 @@
  *	               frame that would wait longer is dropped (rate_dropped)
  *	  limit=N      frames held per direction (default 10000); beyond it a
  *	               frame is dropped (overflow)
+ *	  mtu=N        a hop that forwards IP packets of N bytes at most
+ *	               (68..65535): larger frames are dropped (too_big),
+ *	               before any other impairment
+ *	  icmp=X       what that hop says about an IPv4 packet it drops with
+ *	               DF set: "on" (default) an ICMP "fragmentation needed"
+ *	               with next-hop MTU N from the packet's destination,
+ *	               A.B.C.D the same from that router address, "off"
+ *	               nothing (a PMTU black hole). The ICMP goes back through
+ *	               the other direction's impairments (icmp_sent); the wire
+ *	               never fragments
  *
  *	P is a percentage ("5%", "0.1%", the "%" optional); T a time with unit
  *	ns, us, ms or s; R a rate with unit bit, kbit, mbit, gbit or bps, kbps,
@@ -111,7 +121,8 @@ struct wire {
 	struct wire_dir *dir[2]; /* dir[i] carries frames received on port[i] */
 	int ep, tfd, sfd, statfd;
 	uint64_t timer_ns; /* what the timerfd is armed for */
-	const char *gone;  /* an interface that was deleted */
+	struct wire_spec spec;
+	const char *gone; /* an interface that was deleted */
 	uint8_t scratch[65536 + 64];
 	/* Where the tail of a super-frame lands, per burst entry (see rx). */
 	uint8_t spill[BURST][65536];
@@ -129,12 +140,15 @@ static void usage(FILE *f)
 		   "SPEC: comma-separated key=value; a key applies to both directions,\n"
 		   "\"a2b.KEY\" or \"b2a.KEY\" to one (and wins over the bare key):\n"
 		   "  loss=P delay=T jitter=T reorder=P duplicate=P corrupt=P\n"
-		   "  rate=R burst=S queue=T limit=N      (or \"none\")\n"
+		   "  rate=R burst=S queue=T limit=N mtu=N icmp=on|off|ADDR  (or \"none\")\n"
 		   "  P percent (5%%, 0.1%%); T time (20ms, 500us, 1s); R rate (100mbit,\n"
 		   "  2gbit, 10kbps = kilobytes/s); S bytes (16kb); N frames.\n"
 		   "  jitter never reorders; reorder=P lets P%% overtake the delay line;\n"
 		   "  queue (default 50ms) bounds the wait for the rate limiter;\n"
-		   "  limit (default 10000) bounds the frames held per direction.\n"
+		   "  limit (default 10000) bounds the frames held per direction;\n"
+		   "  mtu drops larger IP packets, answering IPv4 ones with DF by ICMP\n"
+		   "  fragmentation needed (icmp=on, from their destination; icmp=ADDR,\n"
+		   "  from that router; icmp=off: a silent black hole).\n"
 		   "Example: --spec loss=5%%,delay=20ms,jitter=10ms,reorder=1%%,duplicate=1%%,"
 		   "a2b.rate=100mbit\n"
 		   "--seed N           PRNG seed (default 1)\n"
@@ -159,14 +173,15 @@ static void print_stats(struct wire *w)
 		dmta_info(
 		    "%s: rx=%llu forwarded=%llu lost=%llu delayed=%llu reordered=%llu "
 		    "duplicated=%llu corrupted=%llu rate_dropped=%llu overflow=%llu "
-		    "oversize=%llu tx_errors=%llu csum_fixed=%llu tso_cut=%llu kernel_drops=%llu "
-		    "queued=%zu",
+		    "oversize=%llu tx_errors=%llu too_big=%llu icmp_sent=%llu csum_fixed=%llu "
+		    "tso_cut=%llu kernel_drops=%llu queued=%zu",
 		    dir_name[i], (unsigned long long)c->rx, (unsigned long long)c->forwarded,
 		    (unsigned long long)c->lost, (unsigned long long)c->delayed,
 		    (unsigned long long)c->reordered, (unsigned long long)c->duplicated,
 		    (unsigned long long)c->corrupted, (unsigned long long)c->rate_dropped,
 		    (unsigned long long)c->overflow, (unsigned long long)c->oversize,
-		    (unsigned long long)c->tx_errors, (unsigned long long)w->port[i].csum_fixed,
+		    (unsigned long long)c->tx_errors, (unsigned long long)c->too_big,
+		    (unsigned long long)c->icmp_sent, (unsigned long long)w->port[i].csum_fixed,
 		    (unsigned long long)w->port[i].tso_cut, (unsigned long long)w->port[i].kdrops,
 		    wire_dir_queued(w->dir[i]));
 	}
@@ -237,6 +252,37 @@ static void oversize(struct port *p, struct wire_counters *c, const char *why)
 }
 
 /*
+ * Hand a frame received on port i to direction i, unless it is larger than
+ * the direction's MTU: then it is dropped here, and the ICMP answer (if
+ * any is due) goes back out of port i through the other direction.
+ */
+static void submit(struct wire *w, int i, uint8_t *buf, size_t len, uint64_t now)
+{
+	const struct wire_params *p = &w->spec.dir[i];
+	struct wire_dir *back = w->dir[1 - i];
+	struct wire_counters *c = wire_dir_counters(w->dir[i]);
+	uint8_t *icmp;
+	ssize_t n;
+
+	if (p->mtu == 0 || wire_l3_len(buf, len) <= p->mtu) {
+		wire_dir_submit(w->dir[i], buf, len, now);
+		return;
+	}
+	c->rx++;
+	c->too_big++;
+	if (p->icmp && (icmp = wire_dir_buf_get(back)) != NULL) {
+		n = wire_mtu_icmp(buf, len, p->mtu, p->icmp_src, icmp, wire_dir_bufsize(back));
+		if (n > 0) {
+			c->icmp_sent++;
+			wire_dir_submit(back, icmp, (size_t)n, now);
+		} else {
+			wire_dir_buf_put(back, icmp);
+		}
+	}
+	wire_dir_buf_put(w->dir[i], buf);
+}
+
+/*
  * A TCP super-frame of len bytes, the first bufsize in buf and the rest in
  * the spill area of its burst entry: make it contiguous, then submit each
  * MSS-sized segment as its own frame, as the sender's NIC would have sent
@@ -285,7 +331,7 @@ static void rx_super(struct wire *w, int i, uint8_t *buf, size_t len,
 				oversize(p, c, "a TCP super-frame that cannot be cut");
 			return;
 		}
-		wire_dir_submit(d, seg, (size_t)n, now);
+		submit(w, i, seg, (size_t)n, now);
 	}
 }
 
@@ -382,7 +428,7 @@ static void rx_port(struct wire *w, int i)
 			    wire_csum_complete(buf[k], len, vh[k].csum_start, vh[k].csum_offset) ==
 				0)
 				p->csum_fixed++;
-			wire_dir_submit(d, buf[k], len, now);
+			submit(w, i, buf[k], len, now);
 		}
 		for (int k = n; k < nb; k++)
 			wire_dir_buf_put(d, buf[k]);
@@ -645,6 +691,7 @@ int main(int argc, char **argv)
 
 		if (bufsize > sizeof(w.scratch) - sizeof(struct virtio_net_hdr))
 			bufsize = sizeof(w.scratch) - 64;
+		w.spec = spec;
 		w.dir[i] = wire_dir_create(&spec.dir[i], seed + (uint64_t)i, bufsize);
 		if (w.dir[i] == NULL) {
 			dmta_err("%s: %s", dir_name[i], strerror(errno));

@@ -16,6 +16,8 @@
  *
  *	int wire_csum_complete(frame, len, start, offset);
  *	ssize_t wire_tso_segment(frame, len, mss, idx, out, cap);
+ *	size_t wire_l3_len(frame, len);
+ *	ssize_t wire_mtu_icmp(frame, len, mtu, src, out, cap);
  *
  * DESCRIPTION
  *	A direction (a2b or b2a) owns a pool of `limit` frame buffers of
@@ -51,6 +53,11 @@
  *	               held back WIRE_REORDER_HOLD_NS instead, so the frames of
  *	               the next millisecond overtake it.
  *
+ *	A path MTU (`mtu`, `icmp`) is the caller's to apply before it
+ *	submits a frame (it needs both directions: the ICMP answer goes back
+ *	through the other one): wire_l3_len() and wire_mtu_icmp() in
+ *	wire_mtu.c.
+ *
  *	Probabilities are stored in parts per billion, times in nanoseconds.
  *
  * DIAGNOSTICS
@@ -71,6 +78,7 @@
 #define WIRE_REORDER_HOLD_NS  (1ull * 1000000ull)
 #define WIRE_DIR_A2B	      0
 #define WIRE_DIR_B2A	      1
+#define WIRE_MTU_MIN	      68 /* RFC 791: every IPv4 hop forwards 68 bytes */
 
 /** The impairments of one direction. */
 struct wire_params {
@@ -84,6 +92,9 @@ struct wire_params {
 	uint64_t burst_bytes; /**< token bucket depth; 0: strict pacing */
 	uint64_t queue_ns;    /**< longest wait in the rate limiter */
 	uint32_t limit;	      /**< frames held per direction */
+	uint32_t mtu;	      /**< largest layer-3 size forwarded; 0: no limit */
+	bool icmp;	      /**< answer larger IPv4 frames with DF by ICMP */
+	uint32_t icmp_src;    /**< its source (network order); 0: the quoted destination */
 };
 
 /** Both directions, as parsed from a spec. */
@@ -103,6 +114,8 @@ struct wire_counters {
 	uint64_t overflow;     /**< no free buffer (more than `limit` held) */
 	uint64_t oversize;     /**< refused: larger than a buffer, or GSO */
 	uint64_t tx_errors;    /**< transmission failed */
+	uint64_t too_big;      /**< dropped: larger than `mtu` */
+	uint64_t icmp_sent;    /**< "fragmentation needed" sent back for them */
 };
 
 struct wire_dir;
@@ -177,5 +190,18 @@ int wire_csum_complete(uint8_t *frame, size_t len, size_t start, size_t offset);
  */
 ssize_t wire_tso_segment(const uint8_t *frame, size_t len, size_t mss, size_t idx, uint8_t *out,
 			 size_t cap);
+
+/** Bytes above Ethernet (and one VLAN tag) in a frame: what an MTU limits. */
+size_t wire_l3_len(const uint8_t *frame, size_t len);
+
+/**
+ * The ICMP "fragmentation needed" (type 3 code 4, next-hop MTU @p mtu) a
+ * router sends back for an IPv4 frame over @p mtu with DF set, built in
+ * @p out (@p cap bytes) from source address @p src (network byte order;
+ * 0: the quoted packet's destination). Returns its length, 0 when no
+ * ICMP is due (see wire_mtu.c), -EINVAL when out is too small.
+ */
+ssize_t wire_mtu_icmp(const uint8_t *frame, size_t len, uint32_t mtu, uint32_t src, uint8_t *out,
+		      size_t cap);
 
 #endif

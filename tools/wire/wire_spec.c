@@ -21,6 +21,11 @@
  *	        bps, kbps, mbps, gbps (bytes per second, as tc says); "0": off
  *	  burst=S  S: bytes, or with unit b, kb, mb (powers of 1024)
  *	  limit=N  frames held per direction (1..1000000)
+ *	  mtu=N    largest IP packet forwarded (68..65535; 0: no limit)
+ *	  icmp=on|off|A.B.C.D  answer larger IPv4 packets with DF by ICMP
+ *	        "fragmentation needed" (default on: from the packet's
+ *	        destination; or from the router address A.B.C.D); off: drop
+ *	        them without a word (a PMTU black hole)
  *
  *	A key without a direction sets both; a key with one sets that
  *	direction only, and wins over the bare key whatever their order.
@@ -29,6 +34,7 @@
  * DIAGNOSTICS
  *	-1 with one line in err naming the offending item.
  */
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
@@ -50,6 +56,8 @@ enum wire_key {
 	KEY_RATE,
 	KEY_BURST,
 	KEY_LIMIT,
+	KEY_MTU,
+	KEY_ICMP,
 };
 
 static const struct {
@@ -59,7 +67,8 @@ static const struct {
     {"loss", KEY_LOSS},	    {"reorder", KEY_REORDER}, {"duplicate", KEY_DUP},
     {"dup", KEY_DUP},	    {"corrupt", KEY_CORRUPT}, {"delay", KEY_DELAY},
     {"jitter", KEY_JITTER}, {"queue", KEY_QUEUE},     {"rate", KEY_RATE},
-    {"burst", KEY_BURST},   {"limit", KEY_LIMIT},
+    {"burst", KEY_BURST},   {"limit", KEY_LIMIT},     {"mtu", KEY_MTU},
+    {"icmp", KEY_ICMP},
 };
 
 static const char *const dir_names[2] = {"a2b", "b2a"};
@@ -101,6 +110,7 @@ void wire_params_default(struct wire_params *p)
 	memset(p, 0, sizeof(*p));
 	p->queue_ns = WIRE_DEFAULT_QUEUE_NS;
 	p->limit = WIRE_DEFAULT_LIMIT;
+	p->icmp = true;
 }
 
 /*
@@ -163,11 +173,23 @@ static int parse_percent(const char *v, uint32_t *ppb)
 	return 0;
 }
 
+/* A decimal count: digits only. */
+static int parse_count(const char *v, unsigned long *n)
+{
+	char *end;
+
+	if (!isdigit((unsigned char)v[0]))
+		return -1;
+	errno = 0;
+	*n = strtoul(v, &end, 10);
+	return errno != 0 || *end != '\0' ? -1 : 0;
+}
+
 static int set_key(struct wire_params *p, enum wire_key key, const char *v)
 {
 	double d;
-	char *end;
 	unsigned long n;
+	struct in_addr addr;
 
 	switch (key) {
 	case KEY_LOSS:
@@ -202,13 +224,26 @@ static int set_key(struct wire_params *p, enum wire_key key, const char *v)
 		p->burst_bytes = (uint64_t)llround(d);
 		return 0;
 	case KEY_LIMIT:
-		if (!isdigit((unsigned char)v[0]))
-			return -1;
-		errno = 0;
-		n = strtoul(v, &end, 10);
-		if (errno != 0 || *end != '\0' || n < 1 || n > 1000000)
+		if (parse_count(v, &n) < 0 || n < 1 || n > 1000000)
 			return -1;
 		p->limit = (uint32_t)n;
+		return 0;
+	case KEY_MTU:
+		if (parse_count(v, &n) < 0 || (n != 0 && n < WIRE_MTU_MIN) || n > 65535)
+			return -1;
+		p->mtu = (uint32_t)n;
+		return 0;
+	case KEY_ICMP:
+		if (strcmp(v, "on") == 0 || strcmp(v, "off") == 0) {
+			p->icmp = strcmp(v, "on") == 0;
+			p->icmp_src = 0;
+			return 0;
+		}
+		if (inet_pton(AF_INET, v, &addr) != 1 || !isdigit((unsigned char)v[0]) ||
+		    addr.s_addr == 0)
+			return -1;
+		p->icmp = true;
+		p->icmp_src = addr.s_addr;
 		return 0;
 	default:
 		break;
@@ -235,6 +270,10 @@ static const char *key_help(enum wire_key key)
 		return "a size in bytes (units b, kb, mb), e.g. 16kb";
 	case KEY_LIMIT:
 		return "a frame count from 1 to 1000000";
+	case KEY_MTU:
+		return "a packet size from 68 to 65535 bytes, or 0 for none";
+	case KEY_ICMP:
+		return "on, off, or the IPv4 address the ICMP comes from, e.g. 198.18.0.1";
 	default:
 		break;
 	}
@@ -295,7 +334,7 @@ int wire_spec_parse(const char *text, struct wire_spec *spec, char *err, size_t 
 				return fail(err, errlen,
 					    "bad spec item '%s=%s': unknown key '%s' (want loss, "
 					    "delay, jitter, reorder, duplicate, corrupt, rate, "
-					    "burst, queue, limit)",
+					    "burst, queue, limit, mtu, icmp)",
 					    name, eq + 1, name);
 			if ((pass == 0) != (dir < 0))
 				continue;
@@ -316,11 +355,17 @@ int wire_spec_parse(const char *text, struct wire_spec *spec, char *err, size_t 
 
 int wire_params_format(const struct wire_params *p, char *buf, size_t len)
 {
+	char icmp[INET_ADDRSTRLEN] = "on";
+
+	if (!p->icmp)
+		snprintf(icmp, sizeof(icmp), "off");
+	else if (p->icmp_src != 0)
+		inet_ntop(AF_INET, &p->icmp_src, icmp, sizeof(icmp));
 	return snprintf(buf, len,
 			"loss=%g%%,delay=%gms,jitter=%gms,reorder=%g%%,duplicate=%g%%,"
-			"corrupt=%g%%,rate=%gkbit,burst=%llu,queue=%gms,limit=%u",
+			"corrupt=%g%%,rate=%gkbit,burst=%llu,queue=%gms,limit=%u,mtu=%u,icmp=%s",
 			p->loss_ppb / 1e7, p->delay_ns / 1e6, p->jitter_ns / 1e6,
 			p->reorder_ppb / 1e7, p->dup_ppb / 1e7, p->corrupt_ppb / 1e7,
 			p->rate_bps / 1e3, (unsigned long long)p->burst_bytes, p->queue_ns / 1e6,
-			p->limit);
+			p->limit, p->mtu, icmp);
 }

@@ -25,60 +25,27 @@
 #include <string.h>
 
 #include "tools/wire/wire.h"
-
-static uint32_t sum16(const uint8_t *b, size_t n, uint32_t sum)
-{
-	for (size_t i = 0; i + 1 < n; i += 2)
-		sum += (uint32_t)b[i] << 8 | b[i + 1];
-	if (n & 1)
-		sum += (uint32_t)b[n - 1] << 8;
-	return sum;
-}
-
-static uint16_t fold(uint32_t sum)
-{
-	while (sum >> 16)
-		sum = (sum & 0xffff) + (sum >> 16);
-	return (uint16_t)sum;
-}
-
-static void put16(uint8_t *p, uint16_t v)
-{
-	p[0] = (uint8_t)(v >> 8);
-	p[1] = (uint8_t)v;
-}
-
-static uint16_t get16(const uint8_t *p)
-{
-	return (uint16_t)(p[0] << 8 | p[1]);
-}
+#include "tools/wire/wire_pkt.h"
 
 ssize_t wire_tso_segment(const uint8_t *frame, size_t len, size_t mss, size_t idx, uint8_t *out,
 			 size_t cap)
 {
-	size_t l3 = 14, l4, hlen, payload, off, seglen;
+	size_t l3, l4, hlen, payload, off, seglen;
 	uint16_t type;
 	bool v4;
 	uint32_t seq, sum;
 	uint8_t *tcp;
 
-	if (len < 14 || mss == 0)
+	if (mss == 0 || (l3 = wire_l3_offset(frame, len, &type)) == 0)
 		return -EINVAL;
-	type = get16(frame + 12);
-	if (type == 0x8100) {
-		if (len < 18)
-			return -EINVAL;
-		type = get16(frame + 16);
-		l3 = 18;
-	}
-	if (type == 0x0800) {
+	if (type == WIRE_ETHERTYPE_IPV4) {
 		if (len < l3 + 20 || (frame[l3] >> 4) != 4 || frame[l3 + 9] != 6)
 			return -EINVAL;
 		l4 = l3 + (size_t)(frame[l3] & 0x0f) * 4;
 		v4 = true;
 		if (l4 < l3 + 20)
 			return -EINVAL;
-	} else if (type == 0x86dd) {
+	} else if (type == WIRE_ETHERTYPE_IPV6) {
 		if (len < l3 + 40 || (frame[l3] >> 4) != 6 || frame[l3 + 6] != 6)
 			return -EINVAL;
 		l4 = l3 + 40;
@@ -102,12 +69,12 @@ ssize_t wire_tso_segment(const uint8_t *frame, size_t len, size_t mss, size_t id
 	memcpy(out + hlen, frame + hlen + off, seglen);
 
 	if (v4) {
-		put16(out + l3 + 2, (uint16_t)(hlen - l3 + seglen));
-		put16(out + l3 + 4, (uint16_t)(get16(frame + l3 + 4) + idx));
-		put16(out + l3 + 10, 0);
-		put16(out + l3 + 10, (uint16_t)~fold(sum16(out + l3, l4 - l3, 0)));
+		wire_put16(out + l3 + 2, (uint16_t)(hlen - l3 + seglen));
+		wire_put16(out + l3 + 4, (uint16_t)(wire_get16(frame + l3 + 4) + idx));
+		wire_put16(out + l3 + 10, 0);
+		wire_put16(out + l3 + 10, (uint16_t)~wire_fold(wire_sum16(out + l3, l4 - l3, 0)));
 	} else {
-		put16(out + l3 + 4, (uint16_t)(hlen - l4 + seglen));
+		wire_put16(out + l3 + 4, (uint16_t)(hlen - l4 + seglen));
 	}
 	tcp = out + l4;
 	seq = (uint32_t)tcp[4] << 24 | (uint32_t)tcp[5] << 16 | (uint32_t)tcp[6] << 8 | tcp[7];
@@ -122,11 +89,11 @@ ssize_t wire_tso_segment(const uint8_t *frame, size_t len, size_t mss, size_t id
 		tcp[13] &= (uint8_t)~0x80; /* CWR: first segment only */
 	/* Pseudo-header: addresses, protocol, TCP length. */
 	if (v4)
-		sum = sum16(out + l3 + 12, 8, 0);
+		sum = wire_sum16(out + l3 + 12, 8, 0);
 	else
-		sum = sum16(out + l3 + 8, 32, 0);
+		sum = wire_sum16(out + l3 + 8, 32, 0);
 	sum += 6 + (uint32_t)(hlen - l4 + seglen);
-	put16(tcp + 16, 0);
-	put16(tcp + 16, (uint16_t)~fold(sum16(tcp, hlen - l4 + seglen, sum)));
+	wire_put16(tcp + 16, 0);
+	wire_put16(tcp + 16, (uint16_t)~wire_fold(wire_sum16(tcp, hlen - l4 + seglen, sum)));
 	return (ssize_t)(hlen + seglen);
 }

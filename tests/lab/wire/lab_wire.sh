@@ -26,6 +26,11 @@
 #     a TCP transfer of $BYTES arrives with a matching sha256;
 #   - TSO/GSO on at the senders: super-frames cut into segments, 4 MiB of
 #     TCP intact across loss=1%,delay=5ms;
+#   - mtu=1280,icmp=off: pings of 1400 bytes with DF are lost without a
+#     word (too_big counted, no ICMP); pings of 1200 bytes pass;
+#   - mtu=1280,icmp=198.18.5.254: the kernel's TCP learns the path MTU
+#     from the wire's ICMP (its route cache says mtu 1280) and 1 MiB
+#     arrives intact;
 #   - SIGUSR1 prints counters; SIGTERM: exit status 0 and counters printed.
 set -u
 WIRE=$(readlink -f "$1")
@@ -274,6 +279,37 @@ start_wire "$SPEC" && {
 	done
 	fx=$(grep 'a2b: rx=' "$TMP/wire.log" | tail -1 | sed -n 's/.*csum_fixed=\([0-9]*\).*/\1/p')
 	[ -n "$fx" ] && [ "$fx" -gt 0 ] && ok "checksums completed in software: $fx frames"
+}
+
+# 10. A hop with a smaller MTU: silent first (a black hole), then with ICMP
+# "fragmentation needed" from a router address, which the kernel's TCP
+# obeys (RFC 1191).
+start_wire mtu=1280,icmp=off && {
+	px -c 3 -i 0.2 -W 1 -M do -s 1400
+	big=$(sed -n 's/.* \([0-9]*\) received.*/\1/p' "$TMP/ping")
+	px -c 3 -i 0.2 -W 1 -M do -s 1200
+	small=$(sed -n 's/.* \([0-9]*\) received.*/\1/p' "$TMP/ping")
+	stop_wire
+	tb=$(counter a2b too_big) ic=$(counter a2b icmp_sent)
+	if [ "$big" = 0 ] && [ "$small" = 3 ] && [ "$tb" = 3 ] && [ "$ic" = 0 ]; then
+		ok "mtu=1280,icmp=off: 1400-byte pings lost ($tb too_big, no ICMP), 1200-byte pings pass"
+	else
+		bad "mtu=1280,icmp=off: got $big/3 big and $small/3 small pings back, too_big '$tb'" \
+			"icmp_sent '$ic'; want 0, 3, 3, 0"
+	fi
+}
+start_wire mtu=1280,icmp=198.18.5.254 && {
+	tcp_xfer 1048576
+	stop_wire
+	tb=$(counter a2b too_big) ic=$(counter a2b icmp_sent)
+	route=$(ip -n $X route get 198.18.5.2)
+	if [ $src = 0 ] && [ $same = 1 ] && [ "${tb:-0}" -ge 1 ] && [ "$ic" = "$tb" ] &&
+		echo "$route" | grep -q 'mtu 1280'; then
+		ok "mtu=1280: 1 MiB intact in ${secs}s, $tb too big, $ic ICMP; route: $(echo $route)"
+	else
+		bad "mtu=1280: sender exit $src, same=$same, too_big '$tb' icmp_sent '$ic'" \
+			"(want >= 1 and equal), route '$(echo $route)' (want mtu 1280)"
+	fi
 }
 
 echo "elapsed $(($(date +%s) - start))s, $fails failure(s)"

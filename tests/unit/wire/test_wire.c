@@ -131,6 +131,17 @@ static void test_spec_bad(void **state)
 	    "loss=.%",
 	    "loss=1.2.3%",
 	    "delay=..5ms",
+	    "mtu=67",
+	    "mtu=65536",
+	    "mtu=1280x",
+	    "mtu=-1",
+	    "mtu=",
+	    "icmp=maybe",
+	    "icmp=0.0.0.0",
+	    "icmp=1.2.3",
+	    "icmp=",
+	    "icmp=::1",
+	    "icmp= 1.2.3.4",
 	};
 	char err[256];
 	struct wire_spec s;
@@ -147,6 +158,29 @@ static void test_spec_bad(void **state)
 	assert_non_null(strstr(err, "'b2a.delay=20'"));
 	assert_int_equal(wire_spec_parse("rate=1mbit,zap=1", &s, err, sizeof(err)), -1);
 	assert_non_null(strstr(err, "unknown key 'zap'"));
+}
+
+static void test_spec_mtu(void **state)
+{
+	struct wire_spec s = parse_ok("loss=1%");
+
+	assert_int_equal(s.dir[0].mtu, 0);
+	assert_true(s.dir[0].icmp);
+	s = parse_ok("mtu=1280");
+	for (int d = 0; d < 2; d++) {
+		assert_int_equal(s.dir[d].mtu, 1280);
+		assert_true(s.dir[d].icmp);
+		assert_int_equal(s.dir[d].icmp_src, 0);
+	}
+	s = parse_ok("a2b.mtu=1280,icmp=off");
+	assert_int_equal(s.dir[WIRE_DIR_A2B].mtu, 1280);
+	assert_int_equal(s.dir[WIRE_DIR_B2A].mtu, 0);
+	assert_false(s.dir[WIRE_DIR_A2B].icmp);
+	s = parse_ok("mtu=68,icmp=198.18.0.1,b2a.mtu=0");
+	assert_int_equal(s.dir[WIRE_DIR_A2B].mtu, 68);
+	assert_int_equal(s.dir[WIRE_DIR_B2A].mtu, 0);
+	assert_true(s.dir[WIRE_DIR_A2B].icmp);
+	assert_memory_equal(&s.dir[WIRE_DIR_A2B].icmp_src, ((uint8_t[]){198, 18, 0, 1}), 4);
 }
 
 /* ---- engine, fake clock ---- */
@@ -694,6 +728,117 @@ static void test_tso(void **state)
 	assert_int_equal(wire_tso_segment(junk, 10, 1448, 0, out, sizeof(out)), -EINVAL);
 }
 
+/*
+ * An Ethernet frame (with a VLAN tag if vlan) carrying IPv4 (DF set) and
+ * TCP from 198.18.0.2:40000 to 198.18.1.20:25, l3len bytes above
+ * Ethernet, payload bytes i * 3 + 1. Returns its length.
+ */
+static size_t v4_frame(uint8_t *f, size_t l3len, bool vlan)
+{
+	size_t l3 = vlan ? 18 : 14;
+
+	memset(f, 0, l3 + l3len);
+	memcpy(f, (uint8_t[]){2, 0, 0, 0, 0, 0xaa, 2, 0, 0, 0, 0, 0xbb}, 12);
+	if (vlan) {
+		f[12] = 0x81;
+		f[15] = 7;
+	}
+	f[l3 - 2] = 0x08;
+	f[l3] = 0x45;
+	f[l3 + 2] = (uint8_t)(l3len >> 8);
+	f[l3 + 3] = (uint8_t)l3len;
+	f[l3 + 6] = 0x40; /* DF */
+	f[l3 + 8] = 64;
+	f[l3 + 9] = 6;
+	memcpy(f + l3 + 12, (uint8_t[]){198, 18, 0, 2, 198, 18, 1, 20}, 8);
+	f[l3 + 20] = 0x9c; /* 40000 */
+	f[l3 + 21] = 0x40;
+	f[l3 + 23] = 25;
+	for (size_t i = l3 + 24; i < l3 + l3len; i++)
+		f[i] = (uint8_t)(i * 3 + 1);
+	return l3 + l3len;
+}
+
+/*
+ * A hop with an MTU of 1280: a 1500-byte packet with DF is answered with
+ * ICMP type 3 code 4, next-hop MTU 1280, valid checksums, addresses
+ * swapped at both layers, the packet quoted up to 576 bytes of ICMP
+ * datagram; what RFC 1812 says never to answer gets 0.
+ */
+static void test_mtu_icmp(void **state)
+{
+	static uint8_t f[1600], out[2048];
+	const uint8_t router[4] = {198, 18, 0, 1};
+	uint32_t src;
+	size_t len = v4_frame(f, 1500, false);
+	ssize_t n;
+	uint8_t *ip = out + 14, *icmp = out + 34;
+
+	memcpy(&src, router, 4);
+	assert_int_equal(wire_l3_len(f, len), 1500);
+	assert_int_equal(wire_l3_len(f, 10), 0);
+	n = wire_mtu_icmp(f, len, 1280, src, out, sizeof(out));
+	assert_int_equal(n, 14 + 576);
+	assert_memory_equal(out, f + 6, 6);
+	assert_memory_equal(out + 6, f, 6);
+	assert_int_equal(out[12] << 8 | out[13], 0x0800);
+	assert_int_equal(ip[0], 0x45);
+	assert_int_equal(ip[2] << 8 | ip[3], 576);
+	assert_int_equal(ip[9], 1);
+	assert_int_equal(fold(sum16(ip, 20, 0)), 0xffff);
+	assert_memory_equal(ip + 12, router, 4);
+	assert_memory_equal(ip + 16, f + 14 + 12, 4);
+	assert_int_equal(icmp[0], 3);
+	assert_int_equal(icmp[1], 4);
+	assert_int_equal(icmp[6] << 8 | icmp[7], 1280);
+	assert_int_equal(fold(sum16(icmp, 576 - 20, 0)), 0xffff);
+	assert_memory_equal(icmp + 8, f + 14, 548);
+
+	/* From the quoted destination when no router address is given. */
+	assert_int_equal(wire_mtu_icmp(f, len, 1280, 0, out, sizeof(out)), 14 + 576);
+	assert_memory_equal(ip + 12, f + 14 + 16, 4);
+	/* Not over the MTU, or out too small. */
+	assert_int_equal(wire_mtu_icmp(f, len, 1500, src, out, sizeof(out)), 0);
+	assert_int_equal(wire_mtu_icmp(f, len, 1280, src, out, 100), -EINVAL);
+	/* A short packet over a tiny MTU quotes all of itself. */
+	len = v4_frame(f, 100, false);
+	assert_int_equal(wire_mtu_icmp(f, len, 68, src, out, sizeof(out)), 14 + 28 + 100);
+	assert_int_equal(fold(sum16(icmp, 8 + 100, 0)), 0xffff);
+	assert_memory_equal(icmp + 8, f + 14, 100);
+	/* One VLAN tag: kept, and everything moves along by 4 bytes. */
+	len = v4_frame(f, 1500, true);
+	assert_int_equal(wire_l3_len(f, len), 1500);
+	assert_int_equal(wire_mtu_icmp(f, len, 1280, src, out, sizeof(out)), 18 + 576);
+	assert_memory_equal(out + 12, f + 12, 6);
+	assert_int_equal(out[18 + 20], 3);
+	assert_int_equal(fold(sum16(out + 18 + 20, 576 - 20, 0)), 0xffff);
+
+	/* Never answered: no DF, a non-first fragment, an ICMP error, a
+	 * multicast destination, a source that is no single host, not IPv4;
+	 * an ICMP echo request is. One change to a fresh frame each. */
+	static const struct {
+		size_t at;
+		uint8_t val;
+		ssize_t want;
+	} cases[] = {
+	    {14 + 6, 0, 0},    {14 + 7, 0x10, 0}, {14 + 9, 1, 0},
+	    {14 + 16, 239, 0}, {14 + 12, 127, 0}, {14 + 12, 0, 0},
+	    {13, 0x06, 0},     {14 + 16, 255, 0}, {14 + 20, 8, 14 + 576},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		len = v4_frame(f, 1500, false);
+		f[cases[i].at] = cases[i].val;
+		if (cases[i].at == 14 + 20) /* the echo request: an ICMP packet */
+			f[14 + 9] = 1;
+		else if (cases[i].at == 14 + 9)
+			f[14 + 20] = 3; /* destination unreachable */
+		n = wire_mtu_icmp(f, len, 1280, src, out, sizeof(out));
+		if (n != cases[i].want)
+			fail_msg("byte %zu = %u: got %zd, want %zd", cases[i].at, cases[i].val, n,
+				 cases[i].want);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -701,6 +846,7 @@ int main(void)
 	    cmocka_unit_test(test_spec_overrides),
 	    cmocka_unit_test(test_spec_units),
 	    cmocka_unit_test(test_spec_bad),
+	    cmocka_unit_test(test_spec_mtu),
 	    cmocka_unit_test(test_rates),
 	    cmocka_unit_test(test_delay_uniform),
 	    cmocka_unit_test(test_jitter_keeps_order),
@@ -711,6 +857,7 @@ int main(void)
 	    cmocka_unit_test(test_overflow),
 	    cmocka_unit_test(test_csum),
 	    cmocka_unit_test(test_tso),
+	    cmocka_unit_test(test_mtu_icmp),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
