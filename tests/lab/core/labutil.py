@@ -2,9 +2,11 @@
 
 Every process started here is remembered by PID and stopped by PID.
 """
+import fcntl
 import json
 import re
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -26,6 +28,36 @@ def fail(msg):
 def check(cond, msg):
     if not cond:
         fail(msg)
+
+
+LAB_LOCK = "/tmp/dmta-lab.lock"
+
+
+def lab_lock(wait=600):
+    """Take the lab's lock (flock on LAB_LOCK) for the rest of the process,
+    waiting @wait seconds at most (fail after), in line with the other
+    users queued on it (a blocking flock, as 'flock LAB_LOCK cmd' does).
+    Skipped when the caller already holds it and says so:
+    DMTA_LAB_LOCK_HELD=1 (as in 'DMTA_LAB_LOCK_HELD=1 flock
+    /tmp/dmta-lab.lock meson test ...'), since a second flock on the same
+    file from this process would wait forever."""
+    if os.environ.get("DMTA_LAB_LOCK_HELD") == "1":
+        return None
+    fd = os.open(LAB_LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+
+    def expired(signum, frame):
+        raise TimeoutError
+
+    old = signal.signal(signal.SIGALRM, expired)
+    signal.alarm(wait)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+    except TimeoutError:
+        fail("the lab stayed locked (%s) for %d s" % (LAB_LOCK, wait))
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+    return fd
 
 
 def lab(*args, check_rc=True):
