@@ -15,9 +15,8 @@ smaller size; the delivery log timestamps each delivery.
   a. mtu=1280,icmp=198.18.0.1 (the gateway's address, as the router
      that has the small link): every message arrives byte-exact; the last
      delivery is within FRAG_SECS of the first ICMP; telemetry counts
-     path MTU reductions, and every ICMP the wire sent taken by the
-     worker that owns the connections (none refused as invalid), and no
-     black-hole reduction.
+     path MTU reductions, every ICMP the wire sent taken by the worker
+     that owns the connections, and no black-hole reduction.
   b. mtu=1280,icmp=off: no ICMP at all; every message arrives byte-exact;
      tcp_pmtu_blackhole counts the reductions, each after at most two
      retransmission timeouts (tcp_rto_fired <= 2 per reduction), and the
@@ -233,10 +232,12 @@ check(stats["tcp_pmtu_reductions"] >= 1, "tcp_pmtu_reductions %d, want >= 1"
       % stats["tcp_pmtu_reductions"])
 check(stats["tcp_pmtu_blackhole"] == 0, "tcp_pmtu_blackhole %d with ICMP, want 0"
       % stats["tcp_pmtu_blackhole"])
-check(stats["tcp_icmp_invalid"] == 0, "tcp_icmp_invalid %d: an ICMP reached a worker that does "
-      "not own its connection" % stats["tcp_icmp_invalid"])
 # Every ICMP the wire sent reached the stack owning the connection it
-# quotes, whichever queue it came in on.
+# quotes, whichever queue it came in on. (Some may still be refused there
+# as tcp_icmp_invalid, RFC 5927: the rest of the first flight's ICMPs,
+# when the segments they quote, sent again smaller, have been
+# acknowledged by the time they arrive; an ICMP handed over from the
+# other worker's queue comes later than the ACKs on the owner's own.)
 check(stats["icmp_errors"] == n_icmp, "the stacks took %d ICMP errors, the wire sent %d"
       % (stats["icmp_errors"], n_icmp))
 for k, w in enumerate(workers):
