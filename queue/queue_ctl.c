@@ -20,7 +20,8 @@ enum pend_kind { PEND_STORE, PEND_DSN, PEND_DELAY, PEND_DONE };
 
 struct pend {
 	enum pend_kind kind;
-	struct queue_env env; /* an owning copy: the scheduler's may change */
+	struct queue_env env; /* an owning copy: the scheduler's may change;
+			       * PEND_DONE: its qid only */
 	uint32_t *rcpt;	      /* PEND_DSN, PEND_DELAY */
 	uint32_t n;
 	struct pend *next;
@@ -53,7 +54,12 @@ static void pend_push(struct queue_ctl *qc, enum pend_kind kind, const struct qu
 {
 	struct pend *p = calloc(1, sizeof(*p));
 
-	if (p == NULL || queue_env_dup(&p->env, env) != 0)
+	if (p == NULL)
+		goto oom;
+	/* A removal needs the queue id only: the spool finds the rest. */
+	if (kind == PEND_DONE)
+		p->env.qid = env->qid;
+	else if (queue_env_dup(&p->env, env) != 0)
 		goto oom;
 	if (n > 0) {
 		p->rcpt = malloc(n * sizeof(*rcpt));

@@ -210,16 +210,12 @@ static void route_put(struct dmta_route *r)
 	}
 }
 
+/* The job and all it holds but the backend's reply texts are one block (job_make). */
 static void job_free(struct dmta_job *job)
 {
-	for (uint32_t i = 0; job->text != NULL && i < job->sjob.nrcpt; i++)
+	for (uint32_t i = 0; i < job->sjob.nrcpt; i++)
 		free(job->text[i]);
-	free(job->text);
-	free(job->code);
-	free(job->rcpts);
-	free(job->bytes);
 	route_put(job->route);
-	queue_env_free(&job->env);
 	free(job);
 }
 
@@ -529,50 +525,112 @@ static const char *notify_value(uint8_t n)
 	return names[n & 7];
 }
 
-/* Make a job from a scheduler job; NULL when the message cannot be read. */
+/* Room for a string of the job's envelope copy, its NUL included. */
+static size_t str_room(const char *s)
+{
+	return s != NULL ? strlen(s) + 1 : 0;
+}
+
+/* A copy of @p s at *at, which moves past it; NULL stays NULL. */
+static const char *str_put(char **at, const char *s, size_t room)
+{
+	char *d = *at;
+
+	if (s == NULL)
+		return NULL;
+	memcpy(d, s, room);
+	*at += room;
+	return d;
+}
+
+/*
+ * Make a job from a scheduler job; NULL when the message cannot be read.
+ *
+ * One allocation holds the job, its per-recipient arrays, its copy of the
+ * envelope (the job's recipients only: a message may have a great many,
+ * sent a job, max_recipients, at a time) and the message bytes, copied out
+ * of the map once: a job may outlive the read transaction by seconds, and
+ * a read transaction held that long would keep LMDB from reusing the pages
+ * the spool frees meanwhile. The envelope copy's strings point into the
+ * block (it is not "owned" in queue_env's sense, and is never passed to
+ * queue_env_free()); its recipients' last replies are not copied, since
+ * nothing reads them from a job.
+ */
 static struct dmta_job *job_make(struct dmta_control *ctl, struct spool_txn *t,
 				 const struct queue_job *sj, int *err)
 {
 	const struct queue_env *env = queue_sched_env(ctl->sched, sj->qid);
-	struct dmta_job *job = calloc(1, sizeof(*job));
+	size_t len, head, room, nr = sj->nrcpt;
+	struct dmta_job *job;
 	const void *bytes;
-	size_t len;
+	char *at;
 	int rc;
 
 	*err = -ENOMEM;
-	if (job == NULL)
+	if (env == NULL)
 		return NULL;
-	job->sjob = *sj;
-	job->start_ns = dmta_wall_ns();
-	/* The job's own recipients only: a message may have a great many, and
-	 * it is sent to them a job (max_recipients) at a time. */
-	if (env == NULL || queue_env_dup_some(&job->env, env, sj->rcpt, sj->nrcpt) != 0)
-		goto fail;
-	job->code = calloc(sj->nrcpt, sizeof(*job->code));
-	job->text = calloc(sj->nrcpt, sizeof(*job->text));
-	job->rcpts = calloc(sj->nrcpt, sizeof(*job->rcpts));
-	if (job->code == NULL || job->text == NULL || job->rcpts == NULL)
-		goto fail;
 	rc = spool_msg_get(t, sj->qid, &bytes, &len);
 	if (rc != 0) {
 		*err = rc;
-		goto fail;
+		return NULL;
 	}
-	/* XXX One copy out of the spool per attempt; the DPDK path will put
-	 * the bytes into mbufs straight from the map instead. */
-	job->bytes = malloc(len ? len : 1);
-	if (job->bytes == NULL)
-		goto fail;
+	head = sizeof(*job) + nr * (sizeof(*job->code) + sizeof(*job->text) + sizeof(*job->rcpts) +
+				    sizeof(*job->env.rcpt));
+	head = (head + 7) & ~(size_t)7;
+	room = head + str_room(env->sender) + str_room(env->envid) + str_room(env->pool) +
+	       str_room(env->tenant);
+	for (size_t i = 0; i < nr; i++) {
+		if (sj->rcpt[i] >= env->nrcpt) {
+			*err = -EINVAL;
+			return NULL;
+		}
+		room +=
+		    str_room(env->rcpt[sj->rcpt[i]].addr) + str_room(env->rcpt[sj->rcpt[i]].orcpt);
+	}
+	job = malloc(room + len);
+	if (job == NULL)
+		return NULL;
+	memset(job, 0, sizeof(*job));
+	/* Pointers first, then ints, then the strings: each aligned. */
+	job->text = (char **)(job + 1);
+	job->rcpts = (struct smtp_rcpt *)(job->text + nr);
+	job->env.rcpt = (struct queue_rcpt *)(job->rcpts + nr);
+	job->code = (int *)(job->env.rcpt + nr);
+	memset(job->text, 0, nr * sizeof(*job->text));
+	memset(job->code, 0, nr * sizeof(*job->code));
+	at = (char *)job + head;
+	job->sjob = *sj;
+	job->start_ns = dmta_wall_ns();
+	{
+		struct queue_rcpt *rcpt = job->env.rcpt;
+
+		job->env = *env; /* every field; then what points into the scheduler's */
+		job->env.owned = false;
+		job->env.rcpt = rcpt;
+		job->env.nrcpt = job->env.cap = sj->nrcpt;
+	}
+	/* Every string of struct queue_env, or the copy would point into the
+	 * scheduler's envelope. */
+	job->env.sender = str_put(&at, env->sender, str_room(env->sender));
+	job->env.envid = str_put(&at, env->envid, str_room(env->envid));
+	job->env.pool = str_put(&at, env->pool, str_room(env->pool));
+	job->env.tenant = str_put(&at, env->tenant, str_room(env->tenant));
+	for (uint32_t i = 0; i < sj->nrcpt; i++) {
+		const struct queue_rcpt *r = &env->rcpt[sj->rcpt[i]];
+		struct queue_rcpt *c = &job->env.rcpt[i];
+
+		*c = *r;
+		c->addr = str_put(&at, r->addr, str_room(r->addr));
+		c->orcpt = str_put(&at, r->orcpt, str_room(r->orcpt));
+		c->reply = NULL;
+		job->rcpts[i].addr = c->addr;
+		job->rcpts[i].orcpt = c->orcpt;
+		job->rcpts[i].notify = notify_value(c->notify);
+	}
+	job->bytes = at;
 	memcpy(job->bytes, bytes, len);
 	job->len = len;
 	job->chunk = (struct smtp_chunk){.p = job->bytes, .len = len};
-	for (uint32_t i = 0; i < sj->nrcpt; i++) {
-		const struct queue_rcpt *r = &job->env.rcpt[i];
-
-		job->rcpts[i].addr = r->addr;
-		job->rcpts[i].orcpt = r->orcpt;
-		job->rcpts[i].notify = notify_value(r->notify);
-	}
 	job->msg = (struct smtp_msg){
 	    .from = job->env.sender,
 	    .rcpts = job->rcpts,
@@ -586,9 +644,6 @@ static struct dmta_job *job_make(struct dmta_control *ctl, struct spool_txn *t,
 	    .user = job,
 	};
 	return job;
-fail:
-	job_free(job);
-	return NULL;
 }
 
 /* Hand out what is due. */
@@ -939,8 +994,8 @@ struct dmta_control *dmta_control_new(const struct dmta_conf *conf, dmta_backend
 				      void *make_arg, unsigned shards, char *err, size_t errlen)
 {
 	struct dmta_control *ctl = calloc(1, sizeof(*ctl));
-	struct queue_ctl_hooks hooks = {
-	    .expired = on_expired, .loaded = on_loaded, .delayed = on_delayed, .ctx = ctl};
+	struct queue_ctl_hooks hooks = {.expired = on_expired, .delayed = on_delayed, .ctx = ctl};
+	struct dmta_events_conf ec;
 	char path[4096];
 	const char *dl;
 
@@ -961,6 +1016,10 @@ struct dmta_control *dmta_control_new(const struct dmta_conf *conf, dmta_backend
 		snprintf(err, errlen, "epoll: %s", strerror(errno));
 		goto fail;
 	}
+	/* New mail is reported only to [events]: without it, loading a message
+	 * need not read its bytes. */
+	if (dmta_events_conf_load(conf, &ec) != 0 || ec.url != NULL)
+		hooks.loaded = on_loaded;
 	/* shards: one per data-plane worker */
 	ctl->qc = queue_ctl_open(conf, shards, &hooks, dmta_wall_ns(), err, errlen);
 	if (ctl->qc == NULL)

@@ -32,6 +32,8 @@ struct hold {
 	unsigned n;
 	size_t bytes, max_bytes;
 	unsigned max_n;
+	void (*check)(struct hold *h, const struct dmta_job *job); /* optional, at submit */
+	unsigned checked;
 };
 
 static int hold_submit(void *be, struct dmta_job *job)
@@ -40,6 +42,8 @@ static int hold_submit(void *be, struct dmta_job *job)
 
 	if (h->n == sizeof(h->jobs) / sizeof(h->jobs[0]))
 		return -ENOBUFS;
+	if (h->check != NULL)
+		h->check(h, job);
 	h->jobs[h->n++] = job;
 	h->bytes += job->len;
 	if (h->n > h->max_n)
@@ -216,6 +220,108 @@ static void test_max_job_bytes(void **state)
 	free(h);
 }
 
+/* The message of test_job_contents: every byte value, so a short or shifted copy shows. */
+#define JOB_BODY_LEN 5000
+static unsigned char job_body[JOB_BODY_LEN];
+
+static void check_job(struct hold *h, const struct dmta_job *job)
+{
+	static const char *const notify[] = {NULL, "SUCCESS", "FAILURE", "SUCCESS,FAILURE",
+					     "DELAY"};
+	uint32_t n = job->sjob.nrcpt;
+
+	if (n == 0 || n > 2)
+		fail_msg("got a job of %u recipients, want 1 or 2 (dest_max_recipients 2)", n);
+	if (job->len != JOB_BODY_LEN || memcmp(job->bytes, job_body, JOB_BODY_LEN) != 0)
+		fail_msg("got %zu message bytes that differ from the %d spooled", job->len,
+			 JOB_BODY_LEN);
+	if (job->msg.body != &job->chunk || job->chunk.p != job->bytes ||
+	    job->chunk.len != job->len || job->msg.nrcpts != n || job->msg.rcpts != job->rcpts)
+		fail_msg("the SMTP message does not describe the job");
+	assert_string_equal(job->msg.from, "s@x.example");
+	assert_string_equal(job->env.sender, "s@x.example");
+	assert_string_equal(job->msg.envid, "ENV-ID+2Bx");
+	/* The job's own copies, never the scheduler's strings. */
+	assert_string_equal(job->env.pool, "bulk-pool");
+	assert_string_equal(job->env.tenant, "t.1");
+	if ((const char *)job->env.pool < (const char *)job ||
+	    (const char *)job->env.pool >= (const char *)job->bytes ||
+	    (const char *)job->env.tenant < (const char *)job ||
+	    (const char *)job->env.tenant >= (const char *)job->bytes)
+		fail_msg("the job's pool and tenant are not in the job");
+	assert_int_equal(job->env.nrcpt, n);
+	for (uint32_t i = 0; i < n; i++) {
+		uint32_t k = job->sjob.rcpt[i]; /* the recipient's index in the message */
+		char addr[64], orcpt[80];
+
+		snprintf(addr, sizeof(addr), "u%u@d.example", k);
+		snprintf(orcpt, sizeof(orcpt), "rfc822;o%u@d.example", k);
+		if (k >= 5 || strcmp(job->rcpts[i].addr, addr) != 0 ||
+		    strcmp(job->env.rcpt[i].addr, addr) != 0)
+			fail_msg("job recipient %u: got %s, want %s", i, job->rcpts[i].addr, addr);
+		if (k % 2 ? job->rcpts[i].orcpt != NULL : strcmp(job->rcpts[i].orcpt, orcpt) != 0)
+			fail_msg("recipient %s: got ORCPT %s", addr,
+				 job->rcpts[i].orcpt ? job->rcpts[i].orcpt : "(none)");
+		if ((job->rcpts[i].notify == NULL) != (notify[k] == NULL) ||
+		    (notify[k] != NULL && strcmp(job->rcpts[i].notify, notify[k]) != 0))
+			fail_msg("recipient %s: got NOTIFY %s, want %s", addr,
+				 job->rcpts[i].notify ? job->rcpts[i].notify : "(none)",
+				 notify[k] ? notify[k] : "(none)");
+		if (job->code[i] != 0 || job->text[i] != NULL)
+			fail_msg("recipient %s: the result fields are not empty", addr);
+	}
+	h->checked += n;
+}
+
+/* What a job holds: the message byte for byte, and its own recipients (a
+ * message of 5, two a job) with their DSN parameters. */
+static void test_job_contents(void **state)
+{
+	char dir[] = "/tmp/dmta-test-control-XXXXXX", err[256];
+	struct spool_opts so = {.create = true};
+	struct dmta_conf *conf;
+	struct hold *h = calloc(1, sizeof(*h));
+	struct queue_env e = {0};
+	struct spool_txn *t;
+	struct spool *sp;
+
+	(void)state;
+	assert_non_null(h);
+	assert_non_null(mkdtemp(dir));
+	so.path = dir;
+	sp = spool_open(&so, err, sizeof(err));
+	if (sp == NULL)
+		fail_msg("spool_open: %s", err);
+	for (size_t i = 0; i < JOB_BODY_LEN; i++)
+		job_body[i] = (unsigned char)(i * 7 + i / 256);
+	assert_int_equal(queue_env_set_sender(&e, "s@x.example"), 0);
+	assert_int_equal(queue_env_set_envid(&e, "ENV-ID+2Bx"), 0);
+	assert_int_equal(queue_env_set_pool(&e, "bulk-pool"), 0);
+	assert_int_equal(queue_env_set_tenant(&e, "t.1"), 0);
+	for (unsigned k = 0; k < 5; k++) {
+		char addr[64], orcpt[80];
+
+		snprintf(addr, sizeof(addr), "u%u@d.example", k);
+		snprintf(orcpt, sizeof(orcpt), "rfc822;o%u@d.example", k);
+		assert_int_equal(queue_env_add_rcpt(&e, addr, k % 2 ? NULL : orcpt, (uint8_t)k), 0);
+	}
+	e.arrival_ns = dmta_wall_ns();
+	assert_int_equal(spool_begin(sp, true, &t), 0);
+	assert_int_equal(spool_put(t, &e, job_body, JOB_BODY_LEN), 0);
+	assert_int_equal(spool_commit(t), 0);
+	queue_env_free(&e);
+	spool_close(sp);
+	conf = conf_for(dir);
+	assert_int_equal(dmta_conf_set(conf, "queue", "dest_max_recipients", "2"), 0);
+	h->check = check_job;
+	one_turn(conf, h);
+	if (h->checked != 5)
+		fail_msg("got %u recipients in jobs, want 5", h->checked);
+	dmta_conf_free(conf);
+	rm_rf(dir);
+	free(h);
+}
+
 static int write_file(const char *path, const char *text, size_t len, mode_t mode)
 {
 	FILE *f = fopen(path, "w");
@@ -286,6 +392,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_max_jobs),
 	    cmocka_unit_test(test_max_job_bytes),
+	    cmocka_unit_test(test_job_contents),
 	    cmocka_unit_test(test_refused_settings),
 	};
 
