@@ -2,6 +2,7 @@
  * queue_ctl.c - see queue_ctl.h.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +28,20 @@ struct pend {
 	struct pend *next;
 };
 
+/* What a commit did, for the control thread to take in (commit_take). */
+struct commit_out {
+	int rc;
+	uint64_t dsns, delays; /* DSNs written */
+	uint64_t *gone;	       /* messages found deleted behind our back */
+	size_t ngone;
+	uint64_t ns; /* how long it took, handover to durable */
+};
+
+/* Longest batch handed to the committer: one LMDB transaction's worth. */
+#define COMMIT_BATCH_MAX 4096
+/* With this many changes waiting behind a commit, no new job goes out. */
+#define COMMIT_BACKLOG_MAX (4 * COMMIT_BATCH_MAX)
+
 struct queue_ctl {
 	struct spool *sp;
 	struct queue_sched *s;
@@ -37,6 +52,12 @@ struct queue_ctl {
 	bool scan_needed;  /* a wake-up or a new DSN: load before scheduling */
 	bool in_result;	   /* a failure now comes from an attempt, not from expiry */
 	struct pend *head, **tail;
+	size_t npend;
+	/* The longest batch the committer is handed: COMMIT_BATCH_MAX, halved
+	 * after each batch the spool had no room for, doubled after each
+	 * written (see commit_take). */
+	size_t batch_max;
+	size_t batch_n; /* changes in the batch out */
 	/* The last commit failed: what is pending is kept, written again no
 	 * sooner than retry_ns, and no new job goes out meanwhile. */
 	bool failing;
@@ -45,6 +66,23 @@ struct queue_ctl {
 	uint64_t lifetime_ms; /* for Will-Retry-Until in delay warnings */
 	char *tmpl_failed, *tmpl_delayed;
 	struct queue_ctl_stats st;
+
+	/* The committer thread (queue_ctl_commit_async). The control thread
+	 * hands it a batch (busy = true) and takes it back after it said
+	 * "committed" on the wake socket; meanwhile only the committer
+	 * touches the batch and out. Under mu: batch, done, stop. */
+	pthread_t committer;
+	bool committer_running;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	struct pend *batch;	 /* handed over, being written */
+	struct pend *batch_last; /* its last change */
+	bool busy;		 /* a batch is out (control thread's view) */
+	bool done;		 /* the committer finished it */
+	bool stop;
+	uint64_t batch_now_ns;	 /* the wall clock at handover (DSN dates) */
+	uint64_t batch_start_ns; /* monotonic, at handover */
+	struct commit_out out;
 };
 
 /* ---- changes, kept until the commit ---- */
@@ -71,6 +109,7 @@ static void pend_push(struct queue_ctl *qc, enum pend_kind kind, const struct qu
 	p->kind = kind;
 	*qc->tail = p;
 	qc->tail = &p->next;
+	qc->npend++;
 	return;
 oom:
 	/* The change stays in the scheduler's memory, and the spool catches
@@ -124,9 +163,11 @@ static void ops_done(void *ctx, const struct queue_env *env)
 	pend_push(ctx, PEND_DONE, env, NULL, 0);
 }
 
-/* A DSN for p's recipients, in transaction t. 0, or a spool error. */
-static int write_dsn(struct queue_ctl *qc, struct spool_txn *t, const struct pend *p,
-		     uint64_t now_ns)
+/* A DSN for p's recipients, in transaction t (in the committing thread: it
+ * touches nothing of qc's but constants, and counts in @p out). 0, or a
+ * spool error. */
+static int write_dsn(const struct queue_ctl *qc, struct spool_txn *t, const struct pend *p,
+		     uint64_t now_ns, struct commit_out *out)
 {
 	struct queue_bounce_opts bo = {
 	    .hostname = qc->hostname,
@@ -150,10 +191,9 @@ static int write_dsn(struct queue_ctl *qc, struct spool_txn *t, const struct pen
 	if (rc != 0)
 		return rc;
 	if (bo.delayed)
-		qc->st.delays++;
+		out->delays++;
 	else
-		qc->st.dsns++;
-	qc->scan_needed = true;
+		out->dsns++;
 	dmta_info("queue: %s: %s DSN %s queued for %u recipient%s", queue_id_fmt(p->env.qid, id),
 		  bo.delayed ? "delay" : "failure", queue_id_fmt(bq, bid), p->n,
 		  p->n == 1 ? "" : "s");
@@ -163,31 +203,28 @@ static int write_dsn(struct queue_ctl *qc, struct spool_txn *t, const struct pen
 #define COMMIT_RETRY_MIN_MS 500
 #define COMMIT_RETRY_MAX_MS 30000
 
-int queue_ctl_commit(struct queue_ctl *qc, uint64_t now_ns)
+/*
+ * Write the changes from @p first to @p last (inclusive) in one
+ * transaction. Runs in the committer thread, or in the control thread
+ * when no batch is out: it reads only the changes and qc's constants.
+ */
+static void commit_write(const struct queue_ctl *qc, struct pend *first, const struct pend *last,
+			 uint64_t now_ns, struct commit_out *out)
 {
 	struct spool_txn *t;
-	struct pend *p, *next;
-	uint64_t *gone = NULL, dsns, delays;
-	size_t ngone = 0;
+	struct pend *p;
 	int rc;
 
-	if (qc->head == NULL)
-		return 0;
-	if (qc->failing && now_ns < qc->retry_ns)
-		return -EAGAIN;
-	dsns = qc->st.dsns;
-	delays = qc->st.delays;
+	memset(out, 0, sizeof(*out));
 	rc = spool_begin(qc->sp, true, &t);
-	if (rc != 0)
-		goto failed;
-	for (p = qc->head; p != NULL; p = p->next) {
+	for (p = first; rc == 0 && p != NULL; p = p == last ? NULL : p->next) {
 		switch (p->kind) {
 		case PEND_STORE:
 			rc = spool_env_store(t, &p->env);
 			break;
 		case PEND_DSN:
 		case PEND_DELAY:
-			rc = write_dsn(qc, t, p, now_ns);
+			rc = write_dsn(qc, t, p, now_ns, out);
 			break;
 		case PEND_DONE:
 			rc = spool_delete(t, p->env.qid);
@@ -197,57 +234,194 @@ int queue_ctl_commit(struct queue_ctl *qc, uint64_t now_ns)
 		}
 		if (rc == -ENOENT) {
 			/* Deleted by dmta-queue meanwhile: the scheduler forgets it too. */
-			uint64_t *v = realloc(gone, (ngone + 1) * sizeof(*v));
+			uint64_t *v = realloc(out->gone, (out->ngone + 1) * sizeof(*v));
 
 			if (v != NULL) {
-				gone = v;
-				gone[ngone++] = p->env.qid;
+				out->gone = v;
+				out->gone[out->ngone++] = p->env.qid;
 			}
 			rc = 0;
 		}
-		if (rc != 0) {
+		if (rc != 0)
 			spool_abort(t);
-			goto failed;
+	}
+	if (rc == 0)
+		rc = spool_commit(t);
+	out->rc = rc;
+}
+
+#define COMMIT_RETRY_MIN_MS 500
+#define COMMIT_RETRY_MAX_MS 30000
+
+/*
+ * A commit of the changes from qc->head to @p last is over (@p out): take
+ * it in. Written, they are freed and what they reported is counted; not,
+ * they stay at the head of the pending list, in order, and are written
+ * with what comes after them: dropping them would lose the failure DSNs
+ * the scheduler has marked as sent and keep delivered messages in the
+ * spool for a second delivery after a restart. Until they are written no
+ * new delivery starts, so what we cannot record we do not do.
+ */
+static int commit_take(struct queue_ctl *qc, struct pend *last, struct commit_out *out,
+		       uint64_t now_ns)
+{
+	int rc = out->rc;
+
+	if (rc == 0) {
+		struct pend *p = qc->head, *next;
+
+		qc->st.commits++;
+		qc->st.dsns += out->dsns;
+		qc->st.delays += out->delays;
+		if (out->dsns + out->delays > 0)
+			qc->scan_needed = true; /* the DSNs are new mail */
+		for (size_t i = 0; i < out->ngone; i++)
+			(void)queue_sched_remove(qc->s, out->gone[i]);
+		qc->batch_max =
+		    qc->batch_max < COMMIT_BATCH_MAX / 2 ? qc->batch_max * 2 : COMMIT_BATCH_MAX;
+		if (qc->failing)
+			dmta_info("queue: spool updates written again; deliveries resume");
+		qc->failing = false;
+		qc->retry_ms = 0;
+		qc->head = last->next;
+		if (qc->head == NULL)
+			qc->tail = &qc->head;
+		for (;; p = next) {
+			next = p->next;
+			pend_free(p);
+			qc->npend--;
+			if (p == last)
+				break;
 		}
+	} else {
+		/*
+		 * A full spool (map or disk) can refuse a batch that frees room
+		 * (removals) and needs room (DSNs) at once: LMDB reuses the pages
+		 * a transaction frees only in later ones. A shorter prefix, next
+		 * time, lets the removals go first, in order.
+		 */
+		if (rc == -ENOSPC && qc->batch_n > 1)
+			qc->batch_max =
+			    qc->batch_n / 2 < COMMIT_BATCH_MAX ? qc->batch_n / 2 : COMMIT_BATCH_MAX;
+		qc->st.commit_errors++;
+		qc->retry_ms = qc->retry_ms ? qc->retry_ms * 2 : COMMIT_RETRY_MIN_MS;
+		if (qc->retry_ms > COMMIT_RETRY_MAX_MS)
+			qc->retry_ms = COMMIT_RETRY_MAX_MS;
+		qc->retry_ns = now_ns + qc->retry_ms * DMTA_NS_PER_MS;
+		dmta_err("queue: spool update failed (%s); deliveries paused, trying again in "
+			 "%llu ms",
+			 spool_strerror(rc), (unsigned long long)qc->retry_ms);
+		qc->failing = true;
 	}
-	rc = spool_commit(t);
-	if (rc != 0)
-		goto failed;
-	qc->st.commits++;
-	for (size_t i = 0; i < ngone; i++)
-		(void)queue_sched_remove(qc->s, gone[i]);
-	if (qc->failing)
-		dmta_info("queue: spool updates written again; deliveries resume");
-	qc->failing = false;
-	qc->retry_ms = 0;
-	free(gone);
-	for (p = qc->head; p != NULL; p = next) {
-		next = p->next;
-		pend_free(p);
-	}
-	qc->head = NULL;
-	qc->tail = &qc->head;
-	return 0;
-failed:
-	/*
-	 * Nothing of the batch was written. It is kept, in order, and written
-	 * with what comes after it: dropping it would lose the failure DSNs
-	 * the scheduler has marked as sent and keep delivered messages in the
-	 * spool for a second delivery after a restart. Until it is written no
-	 * new delivery starts, so what we cannot record we do not do.
-	 */
-	free(gone);
-	qc->st.dsns = dsns; /* not written: counted when they are */
-	qc->st.delays = delays;
-	qc->st.commit_errors++;
-	qc->retry_ms = qc->retry_ms ? qc->retry_ms * 2 : COMMIT_RETRY_MIN_MS;
-	if (qc->retry_ms > COMMIT_RETRY_MAX_MS)
-		qc->retry_ms = COMMIT_RETRY_MAX_MS;
-	qc->retry_ns = now_ns + qc->retry_ms * DMTA_NS_PER_MS;
-	dmta_err("queue: spool update failed (%s); deliveries paused, trying again in %llu ms",
-		 spool_strerror(rc), (unsigned long long)qc->retry_ms);
-	qc->failing = true;
+	qc->st.last_commit_ns = out->ns;
+	free(out->gone);
+	memset(out, 0, sizeof(*out));
 	return rc;
+}
+
+static void *queue_ctl_committer(void *arg)
+{
+	struct queue_ctl *qc = arg;
+
+	pthread_mutex_lock(&qc->mu);
+	for (;;) {
+		struct pend *first, *last;
+		uint64_t now;
+
+		while (qc->batch == NULL && !qc->stop)
+			pthread_cond_wait(&qc->cv, &qc->mu);
+		if (qc->batch == NULL)
+			break;
+		first = qc->batch;
+		last = qc->batch_last;
+		now = qc->batch_now_ns;
+		pthread_mutex_unlock(&qc->mu);
+
+		commit_write(qc, first, last, now, &qc->out);
+		qc->out.ns = dmta_now_ns() - qc->batch_start_ns;
+
+		pthread_mutex_lock(&qc->mu);
+		qc->batch = NULL;
+		qc->done = true;
+		pthread_cond_broadcast(&qc->cv);
+		/* The control thread's loop learns it the way it learns of new
+		 * mail; a full socket means it has a wake-up to read anyway. */
+		(void)spool_wake(spool_path(qc->sp), "committed");
+	}
+	pthread_mutex_unlock(&qc->mu);
+	return NULL;
+}
+
+/* Take in the batch out, if it is done (or, with @p wait, once it is). */
+static void commit_reap(struct queue_ctl *qc, bool wait, uint64_t now_ns)
+{
+	struct pend *last;
+	bool done;
+
+	if (!qc->busy)
+		return;
+	pthread_mutex_lock(&qc->mu);
+	while (wait && !qc->done)
+		pthread_cond_wait(&qc->cv, &qc->mu);
+	done = qc->done;
+	qc->done = false;
+	last = qc->batch_last;
+	pthread_mutex_unlock(&qc->mu);
+	if (!done)
+		return;
+	qc->busy = false;
+	(void)commit_take(qc, last, &qc->out, now_ns);
+}
+
+/* The first @p max pending changes (*n of them); their last. */
+static struct pend *batch_end(struct queue_ctl *qc, size_t max, size_t *n)
+{
+	struct pend *p = qc->head;
+
+	for (*n = 1; *n < max && p->next != NULL; ++*n)
+		p = p->next;
+	return p;
+}
+
+int queue_ctl_commit_async(struct queue_ctl *qc, uint64_t now_ns)
+{
+	commit_reap(qc, false, now_ns);
+	if (qc->head == NULL || qc->busy)
+		return 0;
+	if (qc->failing && now_ns < qc->retry_ns)
+		return -EAGAIN;
+	if (!qc->committer_running) {
+		if (pthread_create(&qc->committer, NULL, queue_ctl_committer, qc) != 0)
+			return queue_ctl_commit(qc, now_ns); /* in this thread, then */
+		qc->committer_running = true;
+	}
+	pthread_mutex_lock(&qc->mu);
+	qc->batch_last = batch_end(qc, qc->batch_max, &qc->batch_n);
+	qc->batch_now_ns = now_ns;
+	qc->batch_start_ns = dmta_now_ns();
+	qc->batch = qc->head;
+	qc->busy = true;
+	pthread_cond_signal(&qc->cv);
+	pthread_mutex_unlock(&qc->mu);
+	return 0;
+}
+
+int queue_ctl_commit(struct queue_ctl *qc, uint64_t now_ns)
+{
+	struct commit_out out;
+	struct pend *last;
+	uint64_t t0;
+
+	commit_reap(qc, true, now_ns);
+	if (qc->head == NULL)
+		return 0;
+	if (qc->failing && now_ns < qc->retry_ns)
+		return -EAGAIN;
+	last = batch_end(qc, SIZE_MAX, &qc->batch_n);
+	t0 = dmta_now_ns();
+	commit_write(qc, qc->head, last, now_ns, &out);
+	out.ns = dmta_now_ns() - t0;
+	return commit_take(qc, last, &out, now_ns);
 }
 
 /* ---- reading the spool ---- */
@@ -437,6 +611,9 @@ struct queue_ctl *queue_ctl_open(const struct dmta_conf *conf, unsigned shards,
 	}
 	qc->wake_fd = -1;
 	qc->tail = &qc->head;
+	qc->batch_max = COMMIT_BATCH_MAX;
+	pthread_mutex_init(&qc->mu, NULL);
+	pthread_cond_init(&qc->cv, NULL);
 	if (hooks != NULL)
 		qc->hooks = *hooks;
 	if (spool_opts_from_conf(conf, &so) < 0) {
@@ -501,6 +678,15 @@ void queue_ctl_close(struct queue_ctl *qc)
 {
 	if (qc == NULL)
 		return;
+	if (qc->busy)
+		commit_reap(qc, true, dmta_wall_ns());
+	if (qc->committer_running) {
+		pthread_mutex_lock(&qc->mu);
+		qc->stop = true;
+		pthread_cond_signal(&qc->cv);
+		pthread_mutex_unlock(&qc->mu);
+		pthread_join(qc->committer, NULL);
+	}
 	if (qc->head != NULL) {
 		qc->retry_ns = 0; /* the last chance */
 		if (queue_ctl_commit(qc, dmta_wall_ns()) != 0)
@@ -519,6 +705,8 @@ void queue_ctl_close(struct queue_ctl *qc)
 	spool_close(qc->sp);
 	free(qc->tmpl_failed);
 	free(qc->tmpl_delayed);
+	pthread_mutex_destroy(&qc->mu);
+	pthread_cond_destroy(&qc->cv);
 	free(qc);
 }
 
@@ -560,6 +748,7 @@ int queue_ctl_on_wake(struct queue_ctl *qc, uint64_t now_ns)
 	int n = 0, rc = 0;
 	bool load = false;
 
+	commit_reap(qc, false, now_ns);
 	for (;;) {
 		char buf[512];
 		ssize_t len = recv(qc->wake_fd, buf, sizeof(buf) - 1, MSG_DONTWAIT);
@@ -568,7 +757,10 @@ int queue_ctl_on_wake(struct queue_ctl *qc, uint64_t now_ns)
 			break;
 		buf[len] = 0;
 		n++;
-		if (strcmp(buf, "wake") == 0) {
+		if (strcmp(buf, "committed") == 0) {
+			/* the committer's: taken in above or, if it came after
+			 * that, at the next turn's commit */
+		} else if (strcmp(buf, "wake") == 0) {
 			load = true; /* once for all the wake-ups read here */
 		} else if (strcmp(buf, "sync") == 0) {
 			rc = queue_ctl_sync(qc, now_ns);
@@ -607,8 +799,8 @@ int queue_ctl_tick(struct queue_ctl *qc, uint64_t now_ns)
 
 int queue_ctl_jobs(struct queue_ctl *qc, uint64_t now_ns, struct queue_job *jobs, int max)
 {
-	if (qc->failing)
-		return 0; /* back-pressure: outcomes could not be written */
+	if (qc->failing || qc->npend >= COMMIT_BACKLOG_MAX)
+		return 0; /* back-pressure: outcomes could not be written (yet) */
 	return queue_sched_jobs(qc->s, now_ns, jobs, max);
 }
 
@@ -625,7 +817,9 @@ int queue_ctl_result(struct queue_ctl *qc, struct queue_job *job, const struct q
 
 bool queue_ctl_pending(const struct queue_ctl *qc)
 {
-	return qc->scan_needed || (qc->head != NULL && !qc->failing);
+	/* Changes behind a batch that is out wait for its "committed": no
+	 * reason to spin meanwhile. */
+	return qc->scan_needed || (qc->head != NULL && !qc->failing && !qc->busy);
 }
 
 uint64_t queue_ctl_next_due(const struct queue_ctl *qc)

@@ -11,9 +11,10 @@
  *		queue_ctl_tick(qc, now);		    (loads new mail first)
  *		n = queue_ctl_jobs(qc, now, jobs, max);	    -> the delivery backend
  *		queue_ctl_result(qc, &job, &res, now);	    <- its outcomes
- *		queue_ctl_commit(qc, now);		    (once, at the end)
+ *		queue_ctl_commit_async(qc, now);	    (once, at the end)
  *	sleep no longer than queue_ctl_next_due(); not at all while
  *	queue_ctl_pending(qc).
+ *	queue_ctl_commit(qc, now);			    (at the end: synchronous)
  *	queue_ctl_close(qc);
  *
  * DESCRIPTION
@@ -34,6 +35,19 @@
  *	transaction as the change that caused it and scheduled after the
  *	commit.
  *
+ *	The loop does not wait for the disk: queue_ctl_commit_async() hands
+ *	what is pending to a committer thread and returns, and the loop goes
+ *	on handing out jobs and taking results, which make the next batch
+ *	(two lists: one being written, one being filled). When the commit is
+ *	durable the committer says "committed" on the wake socket, and the
+ *	control thread takes the batch back (in queue_ctl_on_wake() or at its
+ *	next commit call): counters, DSNs to load, messages found gone. Only
+ *	the committer and the control thread's synchronous commits write, one
+ *	transaction at a time; LMDB's writer lock orders them with the SMTP
+ *	listener's and the injectors' commits in the same environment.
+ *	queue_ctl_commit() waits for a batch that is out, then writes the rest
+ *	in the caller's thread (tests, shutdown).
+ *
  *	DSNs (RFC 3464) are addressed to the envelope sender, never to <> or
  *	for a DSN. Failures are reported when the scheduler says a recipient
  *	failed for good (a 5xx reply, a DNS verdict, or the [queue] lifetime);
@@ -43,7 +57,12 @@
  *	comes from [queue] bounce_template / delay_template when set.
  *
  *	Invariants: nothing is acknowledged here (the injectors acknowledge
- *	after their own commit). If a commit fails (disk or LMDB map full),
+ *	after their own commit). Delivery results are not acknowledgements:
+ *	the scheduler moves on before they are durable, so a crash may lose
+ *	the removal of a delivered message or a deferral's new state, never a
+ *	message: after a restart the message is still spooled and is tried
+ *	again (delivered twice at worst). A failure DSN is written in the same
+ *	transaction as the bounce it reports. If a commit fails (disk or LMDB map full),
  *	nothing of it is written and nothing is dropped: the changes stay
  *	pending, in order, and are written with later ones at the next
  *	commit after a pause (0.5 s, doubling to 30 s); meanwhile
@@ -99,6 +118,7 @@ struct queue_ctl_stats {
 	uint64_t delays;  /* delay DSNs queued */
 	uint64_t commits; /* spool transactions */
 	uint64_t commit_errors;
+	uint64_t last_commit_ns; /* how long the last one took (handover to durable) */
 };
 
 /**
@@ -131,11 +151,21 @@ int queue_ctl_jobs(struct queue_ctl *qc, uint64_t now_ns, struct queue_job *jobs
 /** The outcome of a job from queue_ctl_jobs(); the job is gone afterwards. */
 int queue_ctl_result(struct queue_ctl *qc, struct queue_job *job, const struct queue_result *res,
 		     uint64_t now_ns);
-/** Make every change since the last commit durable in one transaction. 0 or
- *  -errno: then they stay pending; -EAGAIN: too soon after a failure. */
+/** Wait for a batch that is out, then make every change since durable in
+ *  one transaction, in this thread. 0 or -errno: then they stay pending;
+ *  -EAGAIN: too soon after a failure. */
 int queue_ctl_commit(struct queue_ctl *qc, uint64_t now_ns);
 
-/** True when changes wait for a commit or new mail waits to be loaded. */
+/**
+ * Hand the changes since the last commit (up to a transaction's worth) to
+ * the committer thread and return at once; take back a batch it has
+ * finished. Nothing is handed over while a batch is out: what comes
+ * meanwhile goes with the next one. 0, or -EAGAIN too soon after a failure.
+ */
+int queue_ctl_commit_async(struct queue_ctl *qc, uint64_t now_ns);
+
+/** True when changes can be committed now or new mail waits to be loaded
+ *  (not while a batch is out: its "committed" wakes the loop). */
 bool queue_ctl_pending(const struct queue_ctl *qc);
 /** When the next message becomes due (wall clock ns; UINT64_MAX: none). */
 uint64_t queue_ctl_next_due(const struct queue_ctl *qc);

@@ -25,7 +25,9 @@
  *	every job "250" on the next turn: loading, scheduling, job making
  *	(the message copied out of the spool), results, group commits, the
  *	delivery log, until the spool is empty. Everything after the fill
- *	runs in control_lifetime(): --toggle-collect=control_lifetime.
+ *	runs in control_lifetime() and, for the group commits, in the queue's
+ *	committer thread: --toggle-collect=control_lifetime
+ *	--toggle-collect=queue_ctl_committer.
  *
  *	The difference between two runs with different N, divided by the
  *	difference in N, is the cost of one message, free of start-up.

@@ -82,6 +82,7 @@ struct dmta_control {
 	uint64_t max_jobs, max_job_bytes;
 	uint64_t biggest; /* the largest message a job held so far */
 	struct dmta_control_stats st;
+	uint64_t commits_seen; /* spool commits (and failures) in the histogram */
 
 	/* The live view (dmta_stats.h). */
 	int lock_fd;		/* SPOOL/dmtad.pid, locked while we run */
@@ -1115,20 +1116,29 @@ static void on_stop(void *arg, int fd, uint32_t events)
 		f->stop = true;
 }
 
-/* Commit, and time the commits that wrote something (for the histogram). */
-static void timed_commit(struct dmta_control *ctl)
+/*
+ * Commit what this turn changed: handed to the queue's committer thread
+ * (the loop goes on while the disk syncs), or with @p wait in this thread
+ * (shutdown). Each commit that ended since the last call goes into the
+ * histogram, timed from handover to durable; the one taken back in
+ * queue_ctl_on_wake() is counted here, at the end of the same turn.
+ */
+static void timed_commit(struct dmta_control *ctl, bool wait)
 {
-	struct queue_ctl_stats before, after;
-	uint64_t t0 = dmta_now_ns();
+	struct queue_ctl_stats q;
 
 	/* The events of this turn are durable before the changes they report. */
 	if (ctl->events != NULL)
 		(void)dmta_events_sync(ctl->events);
-	queue_ctl_get_stats(ctl->qc, &before);
-	(void)queue_ctl_commit(ctl->qc, dmta_wall_ns());
-	queue_ctl_get_stats(ctl->qc, &after);
-	if (after.commits + after.commit_errors != before.commits + before.commit_errors)
-		dmta_metrics_hist_observe(&ctl->ops.commit, (double)(dmta_now_ns() - t0) / 1e9);
+	if (wait)
+		(void)queue_ctl_commit(ctl->qc, dmta_wall_ns());
+	else
+		(void)queue_ctl_commit_async(ctl->qc, dmta_wall_ns());
+	queue_ctl_get_stats(ctl->qc, &q);
+	/* One a call but for a synchronous commit that also took a batch back
+	 * (two): the last one's time stands for both. */
+	for (; ctl->commits_seen < q.commits + q.commit_errors; ctl->commits_seen++)
+		dmta_metrics_hist_observe(&ctl->ops.commit, (double)q.last_commit_ns / 1e9);
 }
 
 static void control_turn(struct dmta_control *ctl, int timeout_ms)
@@ -1140,7 +1150,7 @@ static void control_turn(struct dmta_control *ctl, int timeout_ms)
 	dns_resolver_tick(ctl->dns);
 	ctl->be->tick(ctl->be->be);
 	schedule(ctl);
-	timed_commit(ctl);
+	timed_commit(ctl, false);
 	if (ctl->stats_ms != 0 && dmta_now_ns() >= ctl->next_stats_ns) {
 		stats_publish(ctl);
 		ctl->next_stats_ns = dmta_now_ns() + ctl->stats_ms * DMTA_NS_PER_MS;
@@ -1174,7 +1184,7 @@ int dmta_control_run(struct dmta_control *ctl, int stop_fd)
 
 		control_turn(ctl, t > 100 ? 100 : t);
 	}
-	timed_commit(ctl);
+	timed_commit(ctl, true);
 	if (ctl->stats_ms != 0)
 		stats_publish(ctl); /* the last word, read while we free */
 	return 0;
@@ -1303,7 +1313,7 @@ void dmta_control_free(struct dmta_control *ctl)
 		ctl->be->free(ctl->be->be);
 	ctl->be = NULL;
 	if (ctl->qc != NULL)
-		timed_commit(ctl);
+		timed_commit(ctl, true);
 	/* Its poster ends once the post under way has its answer. */
 	dmta_events_close(ctl->events);
 	ctl->events = NULL;

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -282,6 +283,16 @@ static int fill_map(struct spool *sp, uint64_t *ids, int max)
  * delivered message leaves the spool instead of going again after a
  * restart.
  */
+/* A result for a job: 250, or 550 at bad.example. */
+static void answer(struct queue_ctl *qc, struct queue_job *job, uint64_t now)
+{
+	int code = strcmp(job->domain, "bad.example") == 0 ? 550 : 250;
+	const char *text = code == 550 ? "550 5.1.1 no such user" : "250 2.0.0 ok";
+	struct queue_result res = {.connected = true, .code = &code, .text = &text};
+
+	assert_int_equal(queue_ctl_result(qc, job, &res, now), 0);
+}
+
 static void test_commit_failure_kept(void **state)
 {
 	char dir[] = "/tmp/dmta-test-ctl-XXXXXX";
@@ -309,13 +320,8 @@ static void test_commit_failure_kept(void **state)
 	/* Another message comes in, then the map fills up. */
 	later = put(sp, "s@x.example", "w@ok.example");
 	nfill = fill_map(sp, ids, 64);
-	for (int i = 0; i < n; i++) {
-		int code = strcmp(jobs[i].domain, "bad.example") == 0 ? 550 : 250;
-		const char *text = code == 550 ? "550 5.1.1 no such user" : "250 2.0.0 ok";
-		struct queue_result res = {.connected = true, .code = &code, .text = &text};
-
-		assert_int_equal(queue_ctl_result(qc, &jobs[i], &res, now), 0);
-	}
+	for (int i = 0; i < n; i++)
+		answer(qc, &jobs[i], now);
 	rc = queue_ctl_commit(qc, now);
 	if (rc != -ENOSPC)
 		fail_msg("commit with the map full: got %d, want %d", rc, -ENOSPC);
@@ -494,6 +500,90 @@ static void test_bounce_text(void **state)
 	rm_rf(dir);
 }
 
+static bool spooled(struct spool *sp, uint64_t qid)
+{
+	struct spool_txn *t;
+	const void *p;
+	size_t len;
+	int rc;
+
+	assert_int_equal(spool_begin(sp, false, &t), 0);
+	rc = spool_msg_get(t, qid, &p, &len);
+	spool_abort(t);
+	return rc == 0;
+}
+
+/*
+ * The committer thread: the loop hands a batch over and goes on; results
+ * that come meanwhile wait for the next batch without making the loop
+ * spin; the committer's "committed" on the wake socket brings the batch
+ * back (counters, the DSN to load); a synchronous commit writes the rest.
+ */
+static void test_commit_async(void **state)
+{
+	char dir[] = "/tmp/dmta-test-ctl-XXXXXX";
+	struct dmta_conf *conf = conf_in(dir);
+	struct queue_job jobs[8], *later = NULL;
+	struct queue_ctl_stats st;
+	struct queue_ctl *qc;
+	struct spool *sp;
+	uint64_t a, b, c, now = T0;
+	struct pollfd pfd;
+	int n;
+
+	(void)state;
+	qc = open_ctl(conf, now);
+	sp = queue_ctl_spool(qc);
+	a = put(sp, "s@x.example", "u@ok.example");
+	b = put(sp, "s@x.example", "u@bad.example");
+	c = put(sp, "s@x.example", "u@other.example");
+	assert_int_equal(queue_ctl_load_new(qc, now), 3);
+	queue_ctl_tick(qc, now);
+	n = queue_ctl_jobs(qc, now, jobs, 8);
+	assert_int_equal(n, 3);
+	for (int i = 0; i < n; i++) {
+		if (jobs[i].qid == c)
+			later = &jobs[i];
+		else
+			answer(qc, &jobs[i], now);
+	}
+	assert_non_null(later);
+	assert_true(queue_ctl_pending(qc));
+	assert_int_equal(queue_ctl_commit_async(qc, now), 0);
+	/* Out: no spinning for it, and what comes meanwhile waits for it. */
+	if (queue_ctl_pending(qc))
+		fail_msg("pending while the only changes are being committed, want not");
+	answer(qc, later, now);
+	assert_false(queue_ctl_pending(qc));
+	assert_int_equal(queue_ctl_commit_async(qc, now), 0);
+
+	/* "committed" comes on the wake socket (within 10 s). */
+	pfd = (struct pollfd){.fd = queue_ctl_wake_fd(qc), .events = POLLIN};
+	if (poll(&pfd, 1, 10000) != 1)
+		fail_msg("no wake-up from the committer within 10 s");
+	assert_true(queue_ctl_on_wake(qc, now) >= 1);
+	queue_ctl_get_stats(qc, &st);
+	if (st.commits < 1 || st.dsns != 1)
+		fail_msg("got %llu commits and %llu DSNs taken in, want at least 1 and 1",
+			 (unsigned long long)st.commits, (unsigned long long)st.dsns);
+	assert_false(spooled(sp, a));
+	assert_false(spooled(sp, b));
+	/* The DSN is new mail to load. */
+	assert_true(queue_ctl_pending(qc));
+	/* What came after the handover is written by the next commit. */
+	assert_int_equal(queue_ctl_commit(qc, now), 0);
+	assert_false(spooled(sp, c));
+	queue_ctl_tick(qc, now);
+	queue_ctl_get_stats(qc, &st);
+	if (st.loaded != 4)
+		fail_msg("got %llu messages loaded, want 4 (3 and the DSN)",
+			 (unsigned long long)st.loaded);
+	assert_false(queue_ctl_pending(qc));
+	queue_ctl_close(qc);
+	dmta_conf_free(conf);
+	rm_rf(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -502,6 +592,7 @@ int main(void)
 	    cmocka_unit_test(test_delay_warning_off),
 	    cmocka_unit_test(test_bounce_text),
 	    cmocka_unit_test(test_commit_failure_kept),
+	    cmocka_unit_test(test_commit_async),
 	};
 
 	dmta_log_init("test_ctl", DMTA_LOG_ERR);
