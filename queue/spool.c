@@ -40,6 +40,11 @@ struct spool_txn {
 	bool write;
 	bool id_loaded;
 	uint64_t next_id;
+	/* A write transaction's cursors for deletions, one per database,
+	 * opened at the first. A cursor left on a leaf finds the next key on
+	 * the same page without a search from the root: a commit removes
+	 * messages mostly in queue id order. */
+	MDB_cursor *del_cur[DB_COUNT];
 };
 
 /* Less room than this on the spool's file system: a failed write is a full disk. */
@@ -320,6 +325,13 @@ static int commit_err(const struct spool *sp, int rc)
 	return rc;
 }
 
+static void del_cursors_close(struct spool_txn *t)
+{
+	for (int i = 0; i < DB_COUNT; i++)
+		if (t->del_cur[i] != NULL)
+			mdb_cursor_close(t->del_cur[i]);
+}
+
 int spool_commit(struct spool_txn *t)
 {
 	struct spool *sp = t->sp;
@@ -330,6 +342,7 @@ int spool_commit(struct spool_txn *t)
 
 		rc = mdb_put(t->txn, t->sp->dbi[DB_META], &k, &v, 0);
 	}
+	del_cursors_close(t);
 	if (rc != 0)
 		mdb_txn_abort(t->txn);
 	else
@@ -342,8 +355,27 @@ void spool_abort(struct spool_txn *t)
 {
 	if (t == NULL)
 		return;
+	del_cursors_close(t);
 	mdb_txn_abort(t->txn);
 	free(t);
+}
+
+/* Delete @p key from @p db, as mdb_del() does (an LMDB code), through the
+ * transaction's cursor for it. */
+static int key_del(struct spool_txn *t, enum spool_db db, MDB_val *key)
+{
+	MDB_val k = *key, v;
+	int rc;
+
+	if (t->del_cur[db] == NULL) {
+		rc = mdb_cursor_open(t->txn, t->sp->dbi[db], &t->del_cur[db]);
+		if (rc != 0) {
+			t->del_cur[db] = NULL;
+			return rc;
+		}
+	}
+	rc = mdb_cursor_get(t->del_cur[db], &k, &v, MDB_SET);
+	return rc != 0 ? rc : mdb_cursor_del(t->del_cur[db], 0);
 }
 
 /* Indexes. */
@@ -376,12 +408,25 @@ static bool rcpt_active(const struct queue_rcpt *r)
 	return r->state == QUEUE_RCPT_PENDING || r->state == QUEUE_RCPT_DEFERRED;
 }
 
+/* Up to this many recipients, index_apply() finds repeated domains by comparing. */
+#define INDEX_FEW_RCPT 8
+
+/* An active recipient before @p i has domain @p dom (as queue_names compares). */
+static bool domain_seen(const struct queue_env *env, uint32_t i, const char *dom)
+{
+	for (uint32_t j = 0; j < i; j++)
+		if (rcpt_active(&env->rcpt[j]) &&
+		    strcasecmp(queue_addr_domain(env->rcpt[j].addr), dom) == 0)
+			return true;
+	return false;
+}
+
 static int index_apply(struct spool_txn *t, const struct queue_env *env, bool add)
 {
 	unsigned char k[300];
 	MDB_val key, val = {0, (void *)""};
 	struct queue_names doms;
-	int rc;
+	int rc = 0;
 
 	if (!queue_env_active(env))
 		return 0;
@@ -390,32 +435,35 @@ static int index_apply(struct spool_txn *t, const struct queue_env *env, bool ad
 		key.mv_size = 16;
 		key.mv_data = k;
 		rc = add ? mdb_put(t->txn, t->sp->dbi[DB_SCHED], &key, &val, 0)
-			 : mdb_del(t->txn, t->sp->dbi[DB_SCHED], &key, NULL);
+			 : key_del(t, DB_SCHED, &key);
 		if (rc != 0 && rc != MDB_NOTFOUND)
 			return sp_err(rc);
 	}
-	/* Each domain once, in one pass (a message may have a great many). */
-	if (queue_names_init(&doms, env->nrcpt, true) != 0)
+	/* Each domain once, in one pass (a message may have a great many);
+	 * a few recipients are compared with each other instead. */
+	if (env->nrcpt > INDEX_FEW_RCPT && queue_names_init(&doms, env->nrcpt, true) != 0)
 		return -ENOMEM;
 	for (uint32_t i = 0; i < env->nrcpt; i++) {
 		const char *dom = queue_addr_domain(env->rcpt[i].addr);
 		uint32_t *slot;
 
-		if (!rcpt_active(&env->rcpt[i]) || queue_names_put(&doms, dom, &slot) != 1)
+		if (!rcpt_active(&env->rcpt[i]))
+			continue;
+		if (env->nrcpt > INDEX_FEW_RCPT ? queue_names_put(&doms, dom, &slot) != 1
+						: domain_seen(env, i, dom))
 			continue;
 		key.mv_size = dom_key(k, sizeof(k), dom, env->qid);
 		if (key.mv_size == 0)
 			continue; /* longer than any domain may be; never indexed */
 		key.mv_data = k;
 		rc = add ? mdb_put(t->txn, t->sp->dbi[DB_DOM], &key, &val, 0)
-			 : mdb_del(t->txn, t->sp->dbi[DB_DOM], &key, NULL);
-		if (rc != 0 && rc != MDB_NOTFOUND) {
-			queue_names_free(&doms);
-			return sp_err(rc);
-		}
+			 : key_del(t, DB_DOM, &key);
+		if (rc != 0 && rc != MDB_NOTFOUND)
+			break;
 	}
-	queue_names_free(&doms);
-	return 0;
+	if (env->nrcpt > INDEX_FEW_RCPT)
+		queue_names_free(&doms);
+	return rc != 0 && rc != MDB_NOTFOUND ? sp_err(rc) : 0;
 }
 
 static int env_write(struct spool_txn *t, const struct queue_env *env)
@@ -562,7 +610,7 @@ static int del_key(struct spool_txn *t, enum spool_db db, uint64_t qid)
 	int rc;
 
 	be64(k, qid);
-	rc = mdb_del(t->txn, t->sp->dbi[db], &key, NULL);
+	rc = key_del(t, db, &key);
 	return rc == MDB_NOTFOUND ? -ENOENT : sp_err(rc);
 }
 

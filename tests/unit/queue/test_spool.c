@@ -450,6 +450,94 @@ static void test_many_domains(void **state)
 	assert_int_equal(system(cmd), 0);
 }
 
+/*
+ * Many removals in one transaction, out of order and between writes (the
+ * commit's cursors must follow the tree as it changes), recipients whose
+ * domains repeat in other case: afterwards no index entry is left over
+ * and the messages kept are whole.
+ */
+static void test_delete_many(void **state)
+{
+	enum { N = 600 };
+	char *dir = tmpdir();
+	struct spool *sp = open_spool(dir, 0);
+	struct spool_check_report rep;
+	struct spool_txn *t;
+	static uint64_t qid[N];
+	uint64_t q[N + 2], extra;
+	struct queue_env e;
+	int n;
+
+	(void)state;
+	assert_int_equal(spool_begin(sp, true, &t), 0);
+	for (int i = 0; i < N; i++) {
+		memset(&e, 0, sizeof(e));
+		assert_int_equal(queue_env_set_sender(&e, "s@x.example"), 0);
+		for (int k = 0; k <= i % 5; k++) {
+			char a[64];
+
+			snprintf(a, sizeof(a), k % 2 ? "v%d@D%d.EXAMPLE" : "u%d@d%d.example", k,
+				 (i + k / 2) % 7);
+			assert_int_equal(queue_env_add_rcpt(&e, a, NULL, 0), 0);
+		}
+		e.next_attempt_ns = 1000 + (uint64_t)(i % 13);
+		assert_int_equal(spool_put(t, &e, "Subject: x\r\n\r\nx\r\n", 17), 0);
+		qid[i] = e.qid;
+		queue_env_free(&e);
+	}
+	assert_int_equal(spool_commit(t), 0);
+
+	/* Every message but those at i % 10 == 3: evens up, then odds down, a
+	 * new message and a rewrite in between. */
+	assert_int_equal(spool_begin(sp, true, &t), 0);
+	for (int i = 0; i < N; i += 2)
+		if (i % 10 != 3)
+			assert_int_equal(spool_delete(t, qid[i]), 0);
+	make_env(&e, 4);
+	assert_int_equal(spool_put(t, &e, "y\r\n", 3), 0);
+	extra = e.qid;
+	queue_env_free(&e);
+	assert_int_equal(spool_env_get(t, qid[3], &e), 0);
+	{
+		struct queue_env cp;
+
+		assert_int_equal(queue_env_dup(&cp, &e), 0);
+		queue_env_release(&e);
+		cp.next_attempt_ns = 7;
+		assert_int_equal(spool_env_store(t, &cp), 0);
+		queue_env_free(&cp);
+	}
+	for (int i = N - 1; i > 0; i -= 2)
+		if (i % 10 != 3)
+			assert_int_equal(spool_delete(t, qid[i]), 0);
+	assert_int_equal(spool_delete(t, qid[0]), -ENOENT);
+	assert_int_equal(spool_commit(t), 0);
+
+	assert_int_equal(spool_check(sp, false, &rep), 0);
+	if (rep.stale_index != 0 || rep.messages != N / 10 + 1 || rep.missing_msg != 0 ||
+	    rep.orphan_msg != 0)
+		fail_msg("got %llu messages, %llu stale index entries, %llu without bytes, %llu "
+			 "bytes without envelope; want %d, 0, 0, 0",
+			 (unsigned long long)rep.messages, (unsigned long long)rep.stale_index,
+			 (unsigned long long)rep.missing_msg, (unsigned long long)rep.orphan_msg,
+			 N / 10 + 1);
+	assert_int_equal(spool_begin(sp, false, &t), 0);
+	n = spool_due(t, UINT64_MAX, q, N + 2);
+	if (n != N / 10 + 1 || q[0] != qid[3])
+		fail_msg("got %d messages due, first %llu; want %d, first %llu", n,
+			 (unsigned long long)(n > 0 ? q[0] : 0), N / 10 + 1,
+			 (unsigned long long)qid[3]);
+	n = spool_by_domain(t, "d3.example", q, N + 2);
+	for (int i = 0; i < n; i++)
+		if (q[i] != extra && (q[i] - qid[0]) % 10 != 3)
+			fail_msg("d3.example lists %llu, which was removed",
+				 (unsigned long long)q[i]);
+	spool_abort(t);
+	spool_close(sp);
+	rmtree(dir);
+	free(dir);
+}
+
 static void test_ids(void **state)
 {
 	char b[17];
@@ -488,6 +576,7 @@ int main(void)
 	    cmocka_unit_test(test_spool_map_full),
 	    cmocka_unit_test(test_spool_quarantine),
 	    cmocka_unit_test(test_spool_open_errors),
+	    cmocka_unit_test(test_delete_many),
 	    cmocka_unit_test(test_ids),
 	    cmocka_unit_test(test_spool_owner_mode),
 	    cmocka_unit_test(test_many_domains),
