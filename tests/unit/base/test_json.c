@@ -93,41 +93,45 @@ static void test_every_byte(void **state)
 }
 
 /* Every byte value at every place of a string longer than the writer's
- * sixteen-byte steps, and two of them in one step. */
+ * sixteen-byte steps, and two of them in one step; into a buffer that has
+ * room for the string however escaped (written in one go) and into one
+ * that may not (a piece at a time). */
 static void test_every_byte_anywhere(void **state)
 {
-	char in[40], buf[128], want[128];
+	char in[40], buf[300], want[128];
 
-	for (int c = 1; c < 256; c++)
-		for (size_t k = 0; k < sizeof(in); k++) {
-			struct dmta_json j;
-			char esc[8];
-			int n;
+	for (size_t cap = 128; cap <= sizeof(buf); cap += sizeof(buf) - 128)
+		for (int c = 1; c < 256; c++)
+			for (size_t k = 0; k < sizeof(in); k++) {
+				struct dmta_json j;
+				char esc[8];
+				int n;
 
-			memset(in, 'a', sizeof(in));
-			in[k] = (char)c;
-			in[(k + 17) % sizeof(in)] = '"';
-			if (c < 0x20 || c == 0x7f)
-				snprintf(esc, sizeof(esc), "\\u%04x", c);
-			else if (c == '"' || c == '\\')
-				snprintf(esc, sizeof(esc), "\\%c", c);
-			else
-				snprintf(esc, sizeof(esc), "%c", c);
-			n = snprintf(want, sizeof(want), "\"");
-			for (size_t i = 0; i < sizeof(in); i++) {
-				if (i == k)
-					n +=
-					    snprintf(want + n, sizeof(want) - (size_t)n, "%s", esc);
-				else if (in[i] == '"')
-					n += snprintf(want + n, sizeof(want) - (size_t)n, "\\\"");
+				memset(in, 'a', sizeof(in));
+				in[k] = (char)c;
+				in[(k + 17) % sizeof(in)] = '"';
+				if (c < 0x20 || c == 0x7f)
+					snprintf(esc, sizeof(esc), "\\u%04x", c);
+				else if (c == '"' || c == '\\')
+					snprintf(esc, sizeof(esc), "\\%c", c);
 				else
-					want[n++] = in[i];
+					snprintf(esc, sizeof(esc), "%c", c);
+				n = snprintf(want, sizeof(want), "\"");
+				for (size_t i = 0; i < sizeof(in); i++) {
+					if (i == k)
+						n += snprintf(want + n, sizeof(want) - (size_t)n,
+							      "%s", esc);
+					else if (in[i] == '"')
+						n += snprintf(want + n, sizeof(want) - (size_t)n,
+							      "\\\"");
+					else
+						want[n++] = in[i];
+				}
+				snprintf(want + n, sizeof(want) - (size_t)n, "\"");
+				dmta_json_init(&j, buf, cap);
+				dmta_json_strn(&j, in, sizeof(in));
+				expect(&j, want);
 			}
-			snprintf(want + n, sizeof(want) - (size_t)n, "\"");
-			dmta_json_init(&j, buf, sizeof(buf));
-			dmta_json_strn(&j, in, sizeof(in));
-			expect(&j, want);
-		}
 }
 
 /* Decimals are written without printf where that is exact: the same text
@@ -246,12 +250,14 @@ static void test_numbers(void **state)
 
 /* A buffer too small: whole pieces only, a NUL always, -ENOSPC, and
  * need counts what the whole text takes. */
+/* Every buffer size, from none to more than the text takes at its longest;
+ * a member written as key and value, and in one call (kstr). */
 static void test_overflow(void **state)
 {
 	const char *want = "{\"k\":\"a\\u000ab\",\"n\":12345}";
 	size_t full = strlen(want);
 
-	for (size_t cap = 0; cap <= full + 1; cap++) {
+	for (size_t cap = 0; cap <= 2 * full + 64; cap++) {
 		char *buf = malloc(cap ? cap : 1);
 		struct dmta_json j;
 		int n;
@@ -259,8 +265,12 @@ static void test_overflow(void **state)
 		assert_non_null(buf);
 		dmta_json_init(&j, cap ? buf : NULL, cap);
 		dmta_json_obj(&j);
-		dmta_json_key(&j, "k");
-		dmta_json_str(&j, "a\nb");
+		if (cap % 2) {
+			dmta_json_kstr(&j, "k", "a\nb");
+		} else {
+			dmta_json_key(&j, "k");
+			dmta_json_str(&j, "a\nb");
+		}
 		dmta_json_key(&j, "n");
 		dmta_json_u64(&j, 12345);
 		dmta_json_obj_end(&j);
