@@ -1150,6 +1150,7 @@ static void control_turn(struct dmta_control *ctl, int timeout_ms)
 	dns_resolver_tick(ctl->dns);
 	ctl->be->tick(ctl->be->be);
 	schedule(ctl);
+	(void)dmta_dlog_flush(ctl->dlog); /* the turn's lines, in one write */
 	timed_commit(ctl, false);
 	if (ctl->stats_ms != 0 && dmta_now_ns() >= ctl->next_stats_ns) {
 		stats_publish(ctl);
@@ -1184,6 +1185,7 @@ int dmta_control_run(struct dmta_control *ctl, int stop_fd)
 
 		control_turn(ctl, t > 100 ? 100 : t);
 	}
+	(void)dmta_dlog_flush(ctl->dlog);
 	timed_commit(ctl, true);
 	if (ctl->stats_ms != 0)
 		stats_publish(ctl); /* the last word, read while we free */

@@ -27,7 +27,13 @@ struct dmta_dlog {
 	 * of the line's cost, and lines come many to a second. */
 	time_t ts_sec;
 	char ts[24]; /* "2026-12-02T01:02:03" */
+	/* Whole lines not yet written (dmta_dlog_flush). */
+	char *out;
+	size_t out_len;
 };
+
+/* Lines kept before a write: a turn of the control loop's worth, usually. */
+#define DLOG_BUF_BYTES (64 * 1024)
 
 static int dlog_reopen(struct dmta_dlog *dl)
 {
@@ -55,7 +61,10 @@ struct dmta_dlog *dmta_dlog_open(const char *path, uint64_t max_bytes, unsigned 
 	dl->max_bytes = max_bytes;
 	dl->keep = keep;
 	dl->path = strdup(path);
-	if (dl->path == NULL) {
+	dl->out = malloc(DLOG_BUF_BYTES);
+	if (dl->path == NULL || dl->out == NULL) {
+		free(dl->path);
+		free(dl->out);
 		free(dl);
 		errno = ENOMEM;
 		return NULL;
@@ -63,6 +72,7 @@ struct dmta_dlog *dmta_dlog_open(const char *path, uint64_t max_bytes, unsigned 
 	rc = dlog_reopen(dl);
 	if (rc != 0) {
 		free(dl->path);
+		free(dl->out);
 		free(dl);
 		errno = -rc;
 		return NULL;
@@ -156,7 +166,6 @@ int dmta_dlog_write(struct dmta_dlog *dl, const struct dmta_dlog_rec *r)
 	uint64_t now = dmta_wall_ns();
 	size_t room = sizeof(buf) - 2; /* the text, without NUL and newline */
 	size_t rlen, need, need0, n;
-	ssize_t w;
 	int rc;
 
 	if (dl == NULL)
@@ -188,17 +197,38 @@ int dmta_dlog_write(struct dmta_dlog *dl, const struct dmta_dlog_rec *r)
 	}
 	n = (size_t)rc;
 	buf[n++] = '\n';
-	if (dl->max_bytes != 0 && dl->size + n > dl->max_bytes && dl->size > 0)
+	if (dl->max_bytes != 0 && dl->size + dl->out_len + n > dl->max_bytes &&
+	    dl->size + dl->out_len > 0) {
+		rc = dmta_dlog_flush(dl);
 		dlog_rotate(dl);
-	w = dl->fd >= 0 ? write(dl->fd, buf, n) : -1;
-	if (w != (ssize_t)n) {
+	} else if (dl->out_len + n > DLOG_BUF_BYTES) {
+		rc = dmta_dlog_flush(dl);
+	} else {
+		rc = 0;
+	}
+	memcpy(dl->out + dl->out_len, buf, n);
+	dl->out_len += n;
+	return rc;
+}
+
+int dmta_dlog_flush(struct dmta_dlog *dl)
+{
+	ssize_t w;
+
+	if (dl == NULL || dl->out_len == 0)
+		return 0;
+	/* One write of whole lines: a reader never sees half a line. */
+	w = dl->fd >= 0 ? write(dl->fd, dl->out, dl->out_len) : -1;
+	if (w != (ssize_t)dl->out_len) {
 		if (!dl->warned)
 			dmta_warn("delivery log %s: cannot write: %s", dl->path,
 				  strerror(w < 0 ? errno : EIO));
 		dl->warned = true;
+		dl->out_len = 0;
 		return -EIO;
 	}
-	dl->size += n;
+	dl->size += dl->out_len;
+	dl->out_len = 0;
 	return 0;
 }
 
@@ -206,8 +236,10 @@ void dmta_dlog_close(struct dmta_dlog *dl)
 {
 	if (dl == NULL)
 		return;
+	(void)dmta_dlog_flush(dl);
 	if (dl->fd >= 0)
 		close(dl->fd);
 	free(dl->path);
+	free(dl->out);
 	free(dl);
 }

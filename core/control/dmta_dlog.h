@@ -3,7 +3,8 @@
  *
  * SYNOPSIS
  *	dl = dmta_dlog_open(path, max_bytes, keep);
- *	dmta_dlog_write(dl, &rec);
+ *	dmta_dlog_write(dl, &rec);	(per recipient)
+ *	dmta_dlog_flush(dl);		(once a turn)
  *	dmta_dlog_close(dl);
  *
  * DESCRIPTION
@@ -19,8 +20,11 @@
  *	exchanger, class the failure's bounce class (queue_rules.h; "" when
  *	delivered), tenant "" when the message has none. When the file grows
  *	past max_bytes it is renamed to PATH.1 (PATH.1 to PATH.2, ... up to
- *	keep files) and a new one is started. Lines are written with one
- *	write(2) each, so a reader never sees half a line. A line is at most
+ *	keep files) and a new one is started. Lines are kept in a buffer and
+ *	written whole, many with one write(2), so a reader never sees half a
+ *	line: when the buffer (64 KiB) is full, before a rotation, and at
+ *	dmta_dlog_flush(), which the control thread calls once per turn of its
+ *	loop (a line per recipient was a system call per recipient). A line is at most
  *	4 KiB: a longer reply is cut to fit, between characters, so every
  *	line stays JSON (written by core/base/dmta_json).
  */
@@ -46,8 +50,12 @@ struct dmta_dlog_rec {
 
 /** NULL + errno. */
 struct dmta_dlog *dmta_dlog_open(const char *path, uint64_t max_bytes, unsigned keep);
-/** 0 or -errno (logged once; delivery goes on without its log). */
+/** Into the buffer. 0 or -errno (a line that does not fit, or a write of
+ *  earlier lines that failed: logged once; delivery goes on without its log). */
 int dmta_dlog_write(struct dmta_dlog *dl, const struct dmta_dlog_rec *r);
+/** Write the lines kept so far. 0 or -EIO (those lines are lost, logged once). */
+int dmta_dlog_flush(struct dmta_dlog *dl);
+/** Flush, then close. */
 void dmta_dlog_close(struct dmta_dlog *dl);
 
 #endif

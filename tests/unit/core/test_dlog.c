@@ -207,12 +207,69 @@ static void test_no_follow(void **state)
 	assert_int_equal(rmdir(dir), 0);
 }
 
+/*
+ * Lines kept between flushes and rotation: with max_bytes a few lines
+ * long, every file holds whole lines, no more than max_bytes unless one
+ * line is longer, and the newest file the newest lines, in order.
+ */
+static void test_rotation(void **state)
+{
+	char dir[] = "/tmp/dmta-dlog-XXXXXX", path[64], name[80];
+	unsigned last = 0;
+	struct dmta_dlog *dl;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/delivery.log", dir);
+	dl = dmta_dlog_open(path, 1000, 2);
+	assert_non_null(dl);
+	for (unsigned i = 1; i <= 40; i++) {
+		struct dmta_dlog_rec r = {.qid = i,
+					  .from = "a@x.test",
+					  .to = "b@y.test",
+					  .domain = "y.test",
+					  .reply = "250 ok",
+					  .outcome = "delivered"};
+
+		assert_int_equal(dmta_dlog_write(dl, &r), 0);
+		if (i % 7 == 0)
+			assert_int_equal(dmta_dlog_flush(dl), 0);
+	}
+	dmta_dlog_close(dl);
+	/* Oldest first: PATH.2, PATH.1, PATH. */
+	for (int k = 2; k >= 0; k--) {
+		size_t len;
+		char *text, *p;
+
+		if (k > 0)
+			snprintf(name, sizeof(name), "%s.%d", path, k);
+		else
+			snprintf(name, sizeof(name), "%s", path);
+		text = read_all(name, &len);
+		if (len == 0 || len > 1000 || text[len - 1] != '\n')
+			fail_msg("%s: %zu bytes, want whole lines, at most 1000", name, len);
+		for (p = text; p < text + len; p = strchr(p, '\n') + 1) {
+			unsigned q = (unsigned)strtoul(strstr(p, "\"qid\":\"") + 7, NULL, 16);
+
+			if (last != 0 && q != last + 1)
+				fail_msg("%s: got record %u after %u, want %u", name, q, last,
+					 last + 1);
+			last = q;
+		}
+		free(text);
+		unlink(name);
+	}
+	if (last != 40)
+		fail_msg("the newest line is record %u, want 40", last);
+	rmdir(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_short_reply),	 cmocka_unit_test(test_no_follow),
 	    cmocka_unit_test(test_long_replies), cmocka_unit_test(test_exact_line),
-	    cmocka_unit_test(test_cut_utf8),
+	    cmocka_unit_test(test_cut_utf8),	 cmocka_unit_test(test_rotation),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
