@@ -40,11 +40,11 @@ struct spool_txn {
 	bool write;
 	bool id_loaded;
 	uint64_t next_id;
-	/* A write transaction's cursors for deletions, one per database,
-	 * opened at the first. A cursor left on a leaf finds the next key on
-	 * the same page without a search from the root: a commit removes
-	 * messages mostly in queue id order. */
-	MDB_cursor *del_cur[DB_COUNT];
+	/* The transaction's cursors for lookups by key and removals, one per
+	 * database, opened at the first. A cursor left on a leaf finds the
+	 * next key on the same page without a search from the root: jobs
+	 * read messages, and a commit removes them, mostly in queue id order. */
+	MDB_cursor *cur[DB_COUNT];
 };
 
 /* Less room than this on the spool's file system: a failed write is a full disk. */
@@ -325,11 +325,11 @@ static int commit_err(const struct spool *sp, int rc)
 	return rc;
 }
 
-static void del_cursors_close(struct spool_txn *t)
+static void cursors_close(struct spool_txn *t)
 {
 	for (int i = 0; i < DB_COUNT; i++)
-		if (t->del_cur[i] != NULL)
-			mdb_cursor_close(t->del_cur[i]);
+		if (t->cur[i] != NULL)
+			mdb_cursor_close(t->cur[i]);
 }
 
 int spool_commit(struct spool_txn *t)
@@ -342,7 +342,7 @@ int spool_commit(struct spool_txn *t)
 
 		rc = mdb_put(t->txn, t->sp->dbi[DB_META], &k, &v, 0);
 	}
-	del_cursors_close(t);
+	cursors_close(t);
 	if (rc != 0)
 		mdb_txn_abort(t->txn);
 	else
@@ -355,27 +355,34 @@ void spool_abort(struct spool_txn *t)
 {
 	if (t == NULL)
 		return;
-	del_cursors_close(t);
+	cursors_close(t);
 	mdb_txn_abort(t->txn);
 	free(t);
 }
 
-/* Delete @p key from @p db, as mdb_del() does (an LMDB code), through the
- * transaction's cursor for it. */
-static int key_del(struct spool_txn *t, enum spool_db db, MDB_val *key)
+/* The record at @p key in @p db (@p val may be NULL), as mdb_get() does (an
+ * LMDB code), through the transaction's cursor for @p db, which stays on it. */
+static int key_find(struct spool_txn *t, enum spool_db db, const MDB_val *key, MDB_val *val)
 {
 	MDB_val k = *key, v;
 	int rc;
 
-	if (t->del_cur[db] == NULL) {
-		rc = mdb_cursor_open(t->txn, t->sp->dbi[db], &t->del_cur[db]);
+	if (t->cur[db] == NULL) {
+		rc = mdb_cursor_open(t->txn, t->sp->dbi[db], &t->cur[db]);
 		if (rc != 0) {
-			t->del_cur[db] = NULL;
+			t->cur[db] = NULL;
 			return rc;
 		}
 	}
-	rc = mdb_cursor_get(t->del_cur[db], &k, &v, MDB_SET);
-	return rc != 0 ? rc : mdb_cursor_del(t->del_cur[db], 0);
+	return mdb_cursor_get(t->cur[db], &k, val != NULL ? val : &v, MDB_SET_KEY);
+}
+
+/* Delete @p key from @p db, as mdb_del() does (an LMDB code). */
+static int key_del(struct spool_txn *t, enum spool_db db, const MDB_val *key)
+{
+	int rc = key_find(t, db, key, NULL);
+
+	return rc != 0 ? rc : mdb_cursor_del(t->cur[db], 0);
 }
 
 /* Indexes. */
@@ -544,7 +551,7 @@ static int env_raw(struct spool_txn *t, uint64_t qid, MDB_val *val)
 	MDB_val key = {8, k};
 
 	be64(k, qid);
-	return sp_err(mdb_get(t->txn, t->sp->dbi[DB_ENV], &key, val));
+	return sp_err(key_find(t, DB_ENV, &key, val));
 }
 
 int spool_env_get(struct spool_txn *t, uint64_t qid, struct queue_env *env)
@@ -595,7 +602,7 @@ int spool_msg_get(struct spool_txn *t, uint64_t qid, const void **p, size_t *len
 	int rc;
 
 	be64(k, qid);
-	rc = mdb_get(t->txn, t->sp->dbi[DB_MSG], &key, &val);
+	rc = key_find(t, DB_MSG, &key, &val);
 	if (rc != 0)
 		return sp_err(rc);
 	*p = val.mv_data;
