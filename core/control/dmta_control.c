@@ -40,6 +40,26 @@
 
 #define CTL_JOBS_PER_TURN 256
 
+/*
+ * Routes kept per domain (job_route): a direct-mapped table of the last
+ * answer for each slot's domain. A route is reused for at most
+ * ROUTE_REUSE_NS and never past its TTL: a destination's TTL is its
+ * records' whole TTL, not what remains of it in the resolver's cache, and
+ * equal-preference exchangers are shuffled once per answer, so an answer
+ * held long would outlive its records and send a domain's mail to one of
+ * them only. A second of reuse still spares the cache walk and the copy of
+ * the destination for all but the first of a busy domain's jobs.
+ */
+#define ROUTE_SLOTS    256
+#define ROUTE_DOMAIN   80
+#define ROUTE_REUSE_NS DMTA_NS_PER_S
+
+struct route_slot {
+	struct dmta_route *r; /* NULL: empty */
+	uint64_t until_ns;    /* wall clock */
+	char domain[ROUTE_DOMAIN];
+};
+
 /* Jobs waiting for one domain's DNS answer. */
 struct dns_wait {
 	struct dmta_control *ctl;
@@ -67,6 +87,7 @@ struct dmta_control {
 
 	bool stopping;
 	struct dns_wait *waits;
+	struct route_slot routes[ROUTE_SLOTS];
 
 	char helo[256];
 	struct dmta_control_conf cc;
@@ -467,21 +488,59 @@ static int wait_add(struct dns_wait *w, struct dmta_job *job)
 	return 0;
 }
 
-/* Find the destination for a job: from the cache, or wait for DNS. */
+static struct route_slot *route_slot(struct dmta_control *ctl, const char *domain, size_t *len)
+{
+	uint32_t h = 2166136261u; /* FNV-1a */
+	size_t n = 0;
+
+	for (; domain[n] != '\0'; n++)
+		h = (h ^ (unsigned char)domain[n]) * 16777619u;
+	*len = n;
+	return &ctl->routes[h % ROUTE_SLOTS];
+}
+
+/* Forget the routes kept: at a reload (routes and relay may change) and at the end. */
+static void routes_forget(struct dmta_control *ctl)
+{
+	for (size_t i = 0; i < ROUTE_SLOTS; i++) {
+		route_put(ctl->routes[i].r);
+		ctl->routes[i].r = NULL;
+	}
+}
+
+/* Find the destination for a job: kept from a job a moment ago, from the
+ * cache, or wait for DNS. */
 static void job_route(struct dmta_control *ctl, struct dmta_job *job)
 {
 	const char *domain = job->sjob.domain;
-	struct dns_dest *dest = dns_resolve_cached(ctl->dns, domain);
+	size_t len;
+	struct route_slot *s = route_slot(ctl, domain, &len);
+	uint64_t now = job->start_ns;
+	struct dns_dest *dest;
 	struct dns_wait *w;
 
+	if (s->r != NULL && now < s->until_ns && s->until_ns - now <= ROUTE_REUSE_NS &&
+	    strcmp(s->domain, domain) == 0) {
+		job_go(ctl, job, s->r);
+		return;
+	}
+	dest = dns_resolve_cached(ctl->dns, domain);
 	if (dest != NULL) {
 		struct dmta_route *r = route_new(dest);
+		uint64_t ttl_ns = (uint64_t)dest->ttl * DMTA_NS_PER_S;
 
 		if (r == NULL) {
 			job_settle(ctl, job, false, "451 4.3.0 out of memory");
 			return;
 		}
 		r->refs++;
+		if (ttl_ns > 0 && len < ROUTE_DOMAIN) {
+			route_put(s->r);
+			s->r = r;
+			r->refs++;
+			s->until_ns = now + (ttl_ns < ROUTE_REUSE_NS ? ttl_ns : ROUTE_REUSE_NS);
+			memcpy(s->domain, domain, len + 1);
+		}
 		job_go(ctl, job, r);
 		route_put(r);
 		return;
@@ -1252,6 +1311,7 @@ int dmta_control_reload(struct dmta_control *ctl)
 		n->n_routes = t.n_routes;
 		n->relay = t.relay;
 	}
+	routes_forget(ctl);
 	queue_sched_reconfigure(ctl->sched, &r->sc);
 	reload_dlog(ctl, &r->cc);
 	{
@@ -1311,6 +1371,7 @@ void dmta_control_free(struct dmta_control *ctl)
 	if (ctl->dns != NULL)
 		dns_resolver_free(ctl->dns);
 	ctl->dns = NULL;
+	routes_forget(ctl);
 	if (ctl->be != NULL)
 		ctl->be->free(ctl->be->be);
 	ctl->be = NULL;
