@@ -1395,8 +1395,14 @@ static struct item *dest_next(struct dest *d)
 struct open_item {
 	struct dest *d;
 	struct item *it;
-	uint32_t max; /* recipients per item */
+	uint32_t max;	 /* recipients per item */
+	const char *dom; /* as the first recipient for it spells it */
 };
+
+/* Up to this many recipients, make_ready() works on the stack and finds
+ * repeated domains by comparing: most messages have one recipient, and an
+ * allocation and a hash set per round were most of its cost. */
+#define READY_FEW_RCPT 8
 
 /* The source for this round of @p m: its pool's next, by weight. */
 static unsigned pick_source(struct queue_sched *s, const struct sm *m)
@@ -1422,7 +1428,9 @@ static unsigned pick_source(struct queue_sched *s, const struct sm *m)
 static int make_ready(struct queue_sched *s, struct sm *m)
 {
 	struct queue_env *e = &m->env;
-	struct open_item *open = calloc(e->nrcpt ? e->nrcpt : 1, sizeof(*open));
+	bool few = e->nrcpt <= READY_FEW_RCPT;
+	struct open_item stack[READY_FEW_RCPT] = {0};
+	struct open_item *open = few ? stack : calloc(e->nrcpt, sizeof(*open));
 	struct queue_names doms;
 	unsigned source;
 	uint32_t nopen = 0;
@@ -1430,7 +1438,7 @@ static int make_ready(struct queue_sched *s, struct sm *m)
 
 	if (open == NULL)
 		return -ENOMEM;
-	if (queue_names_init(&doms, e->nrcpt, true) != 0) {
+	if (!few && queue_names_init(&doms, e->nrcpt, true) != 0) {
 		free(open);
 		return -ENOMEM;
 	}
@@ -1440,14 +1448,20 @@ static int make_ready(struct queue_sched *s, struct sm *m)
 	for (uint32_t i = 0; i < e->nrcpt; i++) {
 		const char *dom = queue_addr_domain(e->rcpt[i].addr);
 		struct open_item *o;
-		uint32_t *slot;
+		uint32_t *slot, k = 0;
 
 		if (!rcpt_active(&e->rcpt[i]))
 			continue;
-		if (queue_names_put(&doms, dom, &slot) == 1) {
+		if (few) {
+			while (k < nopen && strcasecmp(open[k].dom, dom) != 0)
+				k++;
+			slot = &k;
+		}
+		if (few ? k == nopen : queue_names_put(&doms, dom, &slot) == 1) {
 			open[nopen].d = dest_get(s, source, dom);
 			if (open[nopen].d == NULL)
 				goto out;
+			open[nopen].dom = dom;
 			*slot = nopen++;
 		}
 		o = &open[*slot];
@@ -1478,8 +1492,10 @@ out:
 	 * dropped lazily when the message goes), these never made it. */
 	for (uint32_t k = 0; k < nopen; k++)
 		free(open[k].it);
-	free(open);
-	queue_names_free(&doms);
+	if (!few) {
+		free(open);
+		queue_names_free(&doms);
+	}
 	if (rc == 0 && m->queued == 0)
 		finish_round(s, m, m->env.next_attempt_ns);
 	return rc;
