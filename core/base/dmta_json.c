@@ -397,30 +397,56 @@ void dmta_json_null(struct dmta_json *j)
 	put(j, "null", 4);
 }
 
+/*
+ * A member of an object with room for it at its longest, in one go: the
+ * delivery log writes a dozen a line. A key from the caller's literal
+ * (@p key_plain) is copied, not scanned for escapes. False when it takes
+ * the slow way.
+ */
+static bool member_str(struct dmta_json *j, const char *key, size_t kn, bool key_plain,
+		       const char *s)
+{
+	size_t n;
+	char *d0, *d;
+
+	if (key == NULL || s == NULL || j->depth == 0 || !j->is_obj[j->depth - 1] || j->after_key)
+		return false;
+	n = strlen(s);
+	if (kn > SIZE_MAX / 16 || n > SIZE_MAX / 16 || !room_for(j, 6 * (kn + n) + 6))
+		return false;
+	d0 = j->buf + j->len;
+	d = d0;
+	if (j->nonempty[j->depth - 1])
+		*d++ = ',';
+	j->nonempty[j->depth - 1] = true;
+	*d++ = '"';
+	if (key_plain) {
+		memcpy(d, key, kn);
+		d += kn;
+	} else {
+		d = escape_into(d, key, kn);
+	}
+	memcpy(d, "\":\"", 3);
+	d = escape_into(d + 3, s, n);
+	*d++ = '"';
+	*d = '\0';
+	j->len += (size_t)(d - d0);
+	j->need += (size_t)(d - d0);
+	return true;
+}
+
 void dmta_json_kstr(struct dmta_json *j, const char *key, const char *s)
 {
-	/* A member of an object with room for it at its longest, in one go:
-	 * the delivery log writes a dozen a line. */
-	if (key != NULL && s != NULL && j->depth > 0 && j->is_obj[j->depth - 1] && !j->after_key) {
-		size_t kn = strlen(key), n = strlen(s);
+	if (member_str(j, key, key != NULL ? strlen(key) : 0, false, s))
+		return;
+	dmta_json_key(j, key);
+	dmta_json_str(j, s);
+}
 
-		if (kn <= SIZE_MAX / 16 && n <= SIZE_MAX / 16 && room_for(j, 6 * (kn + n) + 6)) {
-			char *d0 = j->buf + j->len, *d = d0;
-
-			if (j->nonempty[j->depth - 1])
-				*d++ = ',';
-			j->nonempty[j->depth - 1] = true;
-			*d++ = '"';
-			d = escape_into(d, key, kn);
-			memcpy(d, "\":\"", 3);
-			d = escape_into(d + 3, s, n);
-			*d++ = '"';
-			*d = '\0';
-			j->len += (size_t)(d - d0);
-			j->need += (size_t)(d - d0);
-			return;
-		}
-	}
+void dmta_json_kstr_plain(struct dmta_json *j, const char *key, size_t kn, const char *s)
+{
+	if (member_str(j, key, kn, true, s))
+		return;
 	dmta_json_key(j, key);
 	dmta_json_str(j, s);
 }

@@ -93,6 +93,11 @@ void dmta_json_null(struct dmta_json *j);
 void dmta_json_kstr(struct dmta_json *j, const char *key, const char *s);
 void dmta_json_ku64(struct dmta_json *j, const char *key, uint64_t v);
 void dmta_json_kbool(struct dmta_json *j, const char *key, bool v);
+/**
+ * dmta_json_kstr() with a key of @p kn bytes that needs no escape (letters,
+ * digits, '_'), copied as it is: for keys the caller writes as literals.
+ */
+void dmta_json_kstr_plain(struct dmta_json *j, const char *key, size_t kn, const char *s);
 
 /** The length so far, or the first error (see DIAGNOSTICS); -EINVAL if a container is open. */
 int dmta_json_finish(struct dmta_json *j);

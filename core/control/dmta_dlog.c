@@ -101,11 +101,13 @@ static void dlog_rotate(struct dmta_dlog *dl)
 /* Longest line written, its newline included. */
 #define DLOG_LINE_MAX 4096
 
-/* A string field; the log writes "" for none, so every line has every key. */
-static void field(struct dmta_json *j, const char *key, const char *val)
+/* A string field; the log writes "" for none, so every line has every key.
+ * The keys are literals: copied, not scanned for escapes. */
+static void field_n(struct dmta_json *j, const char *key, size_t kn, const char *val)
 {
-	dmta_json_kstr(j, key, val ? val : "");
+	dmta_json_kstr_plain(j, key, kn, val ? val : "");
 }
+#define field(j, key, val) field_n((j), "" key, sizeof(key) - 1, (val))
 
 /* One record into buf, its reply cut to reply_len bytes. Returns the length
  * or -errno; *need is what the whole record takes. */

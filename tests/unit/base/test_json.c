@@ -251,7 +251,8 @@ static void test_numbers(void **state)
 /* A buffer too small: whole pieces only, a NUL always, -ENOSPC, and
  * need counts what the whole text takes. */
 /* Every buffer size, from none to more than the text takes at its longest;
- * a member written as key and value, and in one call (kstr). */
+ * a member written as key and value, and in one call (kstr, and kstr_plain
+ * with its key copied as it is). */
 static void test_overflow(void **state)
 {
 	const char *want = "{\"k\":\"a\\u000ab\",\"n\":12345}";
@@ -265,8 +266,10 @@ static void test_overflow(void **state)
 		assert_non_null(buf);
 		dmta_json_init(&j, cap ? buf : NULL, cap);
 		dmta_json_obj(&j);
-		if (cap % 2) {
+		if (cap % 3 == 1) {
 			dmta_json_kstr(&j, "k", "a\nb");
+		} else if (cap % 3 == 2) {
+			dmta_json_kstr_plain(&j, "k", 1, "a\nb");
 		} else {
 			dmta_json_key(&j, "k");
 			dmta_json_str(&j, "a\nb");
