@@ -175,13 +175,27 @@ int queue_id_parse(const char *s, uint64_t *qid)
 
 /* Owning-envelope helpers. */
 
-static int env_strdup(const char **dst, const char *src)
+/* Whether @p p is in the envelope's block (queue_env_dup): not freed alone. */
+static bool in_pack(const struct queue_env *env, const void *p)
+{
+	const char *c = p;
+
+	return env->pack != NULL && c >= env->pack && c < env->pack + env->pack_len;
+}
+
+static void env_free_str(const struct queue_env *env, const char *s)
+{
+	if (!in_pack(env, s))
+		free((char *)s);
+}
+
+static int env_strdup(const struct queue_env *env, const char **dst, const char *src)
 {
 	char *s = NULL;
 
 	if (src != NULL && (s = strdup(src)) == NULL)
 		return -ENOMEM;
-	free((char *)*dst);
+	env_free_str(env, *dst);
 	*dst = s;
 	return 0;
 }
@@ -189,13 +203,13 @@ static int env_strdup(const char **dst, const char *src)
 int queue_env_set_sender(struct queue_env *env, const char *sender)
 {
 	env->owned = true;
-	return env_strdup(&env->sender, sender ? sender : "");
+	return env_strdup(env, &env->sender, sender ? sender : "");
 }
 
 int queue_env_set_envid(struct queue_env *env, const char *envid)
 {
 	env->owned = true;
-	return env_strdup(&env->envid, envid);
+	return env_strdup(env, &env->envid, envid);
 }
 
 static int env_set_tag(struct queue_env *env, const char **dst, const char *tag)
@@ -205,7 +219,7 @@ static int env_set_tag(struct queue_env *env, const char **dst, const char *tag)
 	if (tag != NULL && queue_tag_check(tag, &why) < 0)
 		return -EINVAL;
 	env->owned = true;
-	return env_strdup(dst, tag);
+	return env_strdup(env, dst, tag);
 }
 
 int queue_env_set_pool(struct queue_env *env, const char *pool)
@@ -227,19 +241,22 @@ int queue_env_add_rcpt(struct queue_env *env, const char *addr, const char *orcp
 		return -E2BIG;
 	if (env->nrcpt == env->cap) {
 		uint32_t cap = env->cap ? env->cap * 2 : 4;
-		struct queue_rcpt *v = realloc(env->rcpt, cap * sizeof(*v));
+		bool packed = in_pack(env, env->rcpt);
+		struct queue_rcpt *v = realloc(packed ? NULL : env->rcpt, cap * sizeof(*v));
 
 		if (v == NULL)
 			return -ENOMEM;
+		if (packed)
+			memcpy(v, env->rcpt, env->nrcpt * sizeof(*v));
 		env->rcpt = v;
 		env->cap = cap;
 	}
 	r = &env->rcpt[env->nrcpt];
 	memset(r, 0, sizeof(*r));
 	r->notify = notify;
-	if (env_strdup(&r->addr, addr) < 0)
+	if (env_strdup(env, &r->addr, addr) < 0)
 		return -ENOMEM;
-	if (env_strdup(&r->orcpt, orcpt) < 0) {
+	if (env_strdup(env, &r->orcpt, orcpt) < 0) {
 		free((char *)r->addr);
 		return -ENOMEM;
 	}
@@ -249,23 +266,25 @@ int queue_env_add_rcpt(struct queue_env *env, const char *addr, const char *orcp
 
 int queue_env_set_reply(struct queue_env *env, uint32_t i, const char *reply)
 {
-	return env_strdup(&env->rcpt[i].reply, reply);
+	return env_strdup(env, &env->rcpt[i].reply, reply);
 }
 
 void queue_env_free(struct queue_env *env)
 {
 	if (env->owned) {
-		free((char *)env->sender);
-		free((char *)env->envid);
-		free((char *)env->pool);
-		free((char *)env->tenant);
+		env_free_str(env, env->sender);
+		env_free_str(env, env->envid);
+		env_free_str(env, env->pool);
+		env_free_str(env, env->tenant);
 		for (uint32_t i = 0; i < env->nrcpt; i++) {
-			free((char *)env->rcpt[i].addr);
-			free((char *)env->rcpt[i].orcpt);
-			free((char *)env->rcpt[i].reply);
+			env_free_str(env, env->rcpt[i].addr);
+			env_free_str(env, env->rcpt[i].orcpt);
+			env_free_str(env, env->rcpt[i].reply);
 		}
 	}
-	free(env->rcpt);
+	if (!in_pack(env, env->rcpt))
+		free(env->rcpt);
+	free(env->pack);
 	memset(env, 0, sizeof(*env));
 }
 
@@ -279,10 +298,50 @@ int queue_env_dup(struct queue_env *dst, const struct queue_env *src)
 	return queue_env_dup_some(dst, src, NULL, src->nrcpt);
 }
 
+/* A copy of @p s at *p in the block (NULL stays NULL). */
+static const char *pack_str(char **p, const char *s)
+{
+	size_t n;
+	char *d = *p;
+
+	if (s == NULL)
+		return NULL;
+	n = strlen(s) + 1;
+	memcpy(d, s, n);
+	*p = d + n;
+	return d;
+}
+
+static size_t str_len0(const char *s)
+{
+	return s != NULL ? strlen(s) + 1 : 0;
+}
+
+/*
+ * The recipients and every string in one block: the scheduler copies
+ * each message it loads, and an allocation per string was most of it.
+ */
 int queue_env_dup_some(struct queue_env *dst, const struct queue_env *src, const uint32_t *idx,
 		       uint32_t n)
 {
+	size_t len = n * sizeof(struct queue_rcpt);
+	char *p;
+
 	memset(dst, 0, sizeof(*dst));
+	len += str_len0(src->sender ? src->sender : "") + str_len0(src->envid) +
+	       str_len0(src->pool) + str_len0(src->tenant);
+	for (uint32_t i = 0; i < n; i++) {
+		uint32_t k = idx ? idx[i] : i;
+		const struct queue_rcpt *r;
+
+		if (k >= src->nrcpt)
+			return -ENOMEM;
+		r = &src->rcpt[k];
+		len += str_len0(r->addr) + str_len0(r->orcpt) + str_len0(r->reply);
+	}
+	if (len == 0 || (dst->pack = malloc(len)) == NULL)
+		return -ENOMEM;
+	dst->pack_len = len;
 	dst->owned = true;
 	dst->qid = src->qid;
 	dst->flags = src->flags;
@@ -292,29 +351,22 @@ int queue_env_dup_some(struct queue_env *dst, const struct queue_env *src, const
 	dst->next_attempt_ns = src->next_attempt_ns;
 	dst->attempts = src->attempts;
 	dst->priority = src->priority;
-	if (queue_env_set_sender(dst, src->sender) < 0 ||
-	    queue_env_set_envid(dst, src->envid) < 0 || env_strdup(&dst->pool, src->pool) < 0 ||
-	    env_strdup(&dst->tenant, src->tenant) < 0)
-		goto fail;
+	dst->rcpt = n > 0 ? (struct queue_rcpt *)dst->pack : NULL;
+	dst->nrcpt = dst->cap = n;
+	p = dst->pack + n * sizeof(struct queue_rcpt);
+	dst->sender = pack_str(&p, src->sender ? src->sender : "");
+	dst->envid = pack_str(&p, src->envid);
+	dst->pool = pack_str(&p, src->pool);
+	dst->tenant = pack_str(&p, src->tenant);
 	for (uint32_t i = 0; i < n; i++) {
-		uint32_t k = idx ? idx[i] : i;
-		const struct queue_rcpt *r;
+		const struct queue_rcpt *r = &src->rcpt[idx ? idx[i] : i];
 
-		if (k >= src->nrcpt)
-			goto fail;
-		r = &src->rcpt[k];
-		if (queue_env_add_rcpt(dst, r->addr, r->orcpt, r->notify) < 0 ||
-		    queue_env_set_reply(dst, i, r->reply) < 0)
-			goto fail;
-		dst->rcpt[i].state = r->state;
-		dst->rcpt[i].rflags = r->rflags;
-		dst->rcpt[i].attempts = r->attempts;
-		dst->rcpt[i].last_attempt_ns = r->last_attempt_ns;
+		dst->rcpt[i] = *r;
+		dst->rcpt[i].addr = pack_str(&p, r->addr);
+		dst->rcpt[i].orcpt = pack_str(&p, r->orcpt);
+		dst->rcpt[i].reply = pack_str(&p, r->reply);
 	}
 	return 0;
-fail:
-	queue_env_free(dst);
-	return -ENOMEM;
 }
 
 bool queue_env_active(const struct queue_env *env)

@@ -109,6 +109,10 @@ struct queue_env {
 	/* private */
 	bool owned; /* strings are ours (malloc), not views of a record */
 	uint32_t cap;
+	/* queue_env_dup(): the recipients and strings in one block, freed
+	 * with the envelope; what is set later is allocated on its own. */
+	char *pack;
+	size_t pack_len;
 };
 
 /** Human name of a recipient state ("pending", ...). */

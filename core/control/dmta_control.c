@@ -666,6 +666,8 @@ static struct dmta_job *job_make(struct dmta_control *ctl, struct spool_txn *t,
 
 		job->env = *env; /* every field; then what points into the scheduler's */
 		job->env.owned = false;
+		job->env.pack = NULL;
+		job->env.pack_len = 0;
 		job->env.rcpt = rcpt;
 		job->env.nrcpt = job->env.cap = sj->nrcpt;
 	}

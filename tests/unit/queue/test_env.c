@@ -188,6 +188,50 @@ static void test_fields_roundtrip(void **state)
 	queue_env_free(&env);
 }
 
+/* A copy is one block: what is set on it afterwards replaces its strings
+ * and grows its recipients without freeing inside the block (the
+ * sanitizers check the frees), and it reads as the original did. */
+static void test_dup_then_change(void **state)
+{
+	struct queue_env env = {0}, copy;
+	unsigned char a[1024], b[1024];
+	long na, nb;
+
+	(void)state;
+	assert_int_equal(queue_env_set_sender(&env, "a@example.org"), 0);
+	assert_int_equal(queue_env_set_envid(&env, "E1"), 0);
+	assert_int_equal(queue_env_set_tenant(&env, "t1"), 0);
+	assert_int_equal(queue_env_add_rcpt(&env, "b@example.net", "rfc822;b@example.net", 2), 0);
+	assert_int_equal(queue_env_set_reply(&env, 0, "451 4.7.1 later"), 0);
+	env.qid = 9;
+	assert_int_equal(queue_env_dup(&copy, &env), 0);
+	na = queue_env_encode(&env, a, sizeof(a));
+	nb = queue_env_encode(&copy, b, sizeof(b));
+	assert_true(na > 0);
+	assert_int_equal(na, nb);
+	assert_memory_equal(a, b, (size_t)na);
+
+	assert_int_equal(queue_env_set_reply(&copy, 0, "250 2.0.0 ok"), 0);
+	assert_int_equal(queue_env_set_reply(&copy, 0, NULL), 0);
+	assert_int_equal(queue_env_set_sender(&copy, "s@example.org"), 0);
+	assert_int_equal(queue_env_set_tenant(&copy, NULL), 0);
+	for (int i = 0; i < 9; i++)
+		assert_int_equal(queue_env_add_rcpt(&copy, "c@example.com", NULL, 0), 0);
+	assert_int_equal(copy.nrcpt, 10);
+	assert_string_equal(copy.rcpt[0].addr, "b@example.net");
+	assert_string_equal(copy.rcpt[0].orcpt, "rfc822;b@example.net");
+	assert_null(copy.rcpt[0].reply);
+	assert_string_equal(copy.rcpt[9].addr, "c@example.com");
+	assert_string_equal(copy.sender, "s@example.org");
+	assert_string_equal(copy.envid, "E1");
+	assert_null(copy.tenant);
+	/* The original is untouched. */
+	assert_string_equal(env.rcpt[0].reply, "451 4.7.1 later");
+	assert_string_equal(env.tenant, "t1");
+	queue_env_free(&copy);
+	queue_env_free(&env);
+}
+
 static void test_fields_corrupt(void **state)
 {
 	struct queue_env env = {0}, dec;
@@ -251,7 +295,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_prio_names),	   cmocka_unit_test(test_tag_check),
 	    cmocka_unit_test(test_v1_record),	   cmocka_unit_test(test_fields_roundtrip),
-	    cmocka_unit_test(test_fields_corrupt),
+	    cmocka_unit_test(test_fields_corrupt), cmocka_unit_test(test_dup_then_change),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
