@@ -90,10 +90,11 @@ struct queue_ctl {
 static void pend_push(struct queue_ctl *qc, enum pend_kind kind, const struct queue_env *env,
 		      const uint32_t *rcpt, uint32_t n)
 {
-	struct pend *p = calloc(1, sizeof(*p));
+	struct pend *p = malloc(sizeof(*p)); /* malloc has a per-thread cache, calloc not */
 
 	if (p == NULL)
 		goto oom;
+	*p = (struct pend){.kind = kind};
 	/* A removal needs the queue id only: the spool finds the rest. */
 	if (kind == PEND_DONE)
 		p->env.qid = env->qid;
@@ -106,7 +107,6 @@ static void pend_push(struct queue_ctl *qc, enum pend_kind kind, const struct qu
 		memcpy(p->rcpt, rcpt, n * sizeof(*rcpt));
 		p->n = n;
 	}
-	p->kind = kind;
 	*qc->tail = p;
 	qc->tail = &p->next;
 	qc->npend++;

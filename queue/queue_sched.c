@@ -1123,9 +1123,10 @@ int queue_sched_add(struct queue_sched *s, const struct queue_env *env, uint64_t
 		return -EEXIST;
 	if (s->mcount >= s->mcap && sm_grow(s) < 0)
 		return -ENOMEM;
-	m = calloc(1, sizeof(*m));
+	m = malloc(sizeof(*m)); /* malloc has a per-thread cache, calloc not */
 	if (m == NULL)
 		return -ENOMEM;
+	*m = (struct sm){0};
 	if (queue_env_dup(&m->env, env) < 0) {
 		free(m);
 		return -ENOMEM;
