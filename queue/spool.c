@@ -364,7 +364,7 @@ void spool_abort(struct spool_txn *t)
  * LMDB code), through the transaction's cursor for @p db, which stays on it. */
 static int key_find(struct spool_txn *t, enum spool_db db, const MDB_val *key, MDB_val *val)
 {
-	MDB_val k = *key, v;
+	MDB_val k = *key;
 	int rc;
 
 	if (t->cur[db] == NULL) {
@@ -374,7 +374,11 @@ static int key_find(struct spool_txn *t, enum spool_db db, const MDB_val *key, M
 			return rc;
 		}
 	}
-	return mdb_cursor_get(t->cur[db], &k, val != NULL ? val : &v, MDB_SET_KEY);
+	/* Without @p val, MDB_SET with no data: a message's overflow pages
+	 * are not looked up only to be deleted. */
+	if (val == NULL)
+		return mdb_cursor_get(t->cur[db], &k, NULL, MDB_SET);
+	return mdb_cursor_get(t->cur[db], &k, val, MDB_SET_KEY);
 }
 
 /* Delete @p key from @p db, as mdb_del() does (an LMDB code). */
@@ -637,7 +641,10 @@ int spool_delete(struct spool_txn *t, uint64_t qid)
 	} else if (rc != -EBADMSG && rc != -ENOENT) {
 		return rc;
 	}
-	rc = del_key(t, DB_ENV, qid);
+	/* Found (readable or not), the envelope is where its database's
+	 * cursor stands: the index deletions went through other cursors. */
+	if (rc != -ENOENT)
+		rc = sp_err(mdb_cursor_del(t->cur[DB_ENV], 0));
 	rc2 = del_key(t, DB_MSG, qid);
 	if (rc == -ENOENT && rc2 == -ENOENT)
 		return -ENOENT;

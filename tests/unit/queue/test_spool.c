@@ -287,32 +287,16 @@ static void test_spool_map_full(void **state)
 	free(dir);
 }
 
-/* A record that fails to decode is quarantined with a log line, not a crash. */
-static void test_spool_quarantine(void **state)
+/* Behind the spool's back: flip a bit of @p qid's envelope, and lose the
+ * bytes of the message two before it. */
+static void corrupt_env(const char *dir, uint64_t qid)
 {
-	char *dir = tmpdir();
-	struct spool *sp = open_spool(dir, 0);
-	struct spool_txn *t;
-	struct queue_env env;
-	struct spool_check_report rep;
-	uint64_t qid;
 	MDB_env *e;
 	MDB_txn *txn;
 	MDB_dbi dbi;
 	MDB_val k, v;
 	unsigned char key[8], *copy;
 
-	assert_int_equal(spool_begin(sp, true, &t), 0);
-	for (int i = 0; i < 3; i++) {
-		make_env(&env, 2);
-		assert_int_equal(spool_put(t, &env, "m\r\n", 3), 0);
-		qid = env.qid;
-		queue_env_free(&env);
-	}
-	assert_int_equal(spool_commit(t), 0);
-	spool_close(sp);
-
-	/* corrupt the last envelope behind the spool's back */
 	assert_int_equal(mdb_env_create(&e), 0);
 	mdb_env_set_maxdbs(e, 8);
 	assert_int_equal(mdb_env_open(e, dir, 0, 0640), 0);
@@ -328,26 +312,85 @@ static void test_spool_quarantine(void **state)
 	copy[v.mv_size - 3] ^= 1;
 	v.mv_data = copy;
 	assert_int_equal(mdb_put(txn, dbi, &k, &v, 0), 0);
-	/* and lose the first message's bytes */
 	assert_int_equal(mdb_dbi_open(txn, "msg", 0, &dbi), 0);
 	key[7] = (unsigned char)(qid - 2);
 	assert_int_equal(mdb_del(txn, dbi, &k, NULL), 0);
 	assert_int_equal(mdb_txn_commit(txn), 0);
 	mdb_env_close(e);
 	free(copy);
+}
 
+/* Three messages, the last one's envelope corrupt and the first one's bytes
+ * lost (corrupt_env); the last one's queue id. */
+static uint64_t three_damaged(const char *dir)
+{
+	struct spool *sp = open_spool(dir, 0);
+	struct spool_txn *t;
+	struct queue_env env;
+	uint64_t qid = 0;
+
+	assert_int_equal(spool_begin(sp, true, &t), 0);
+	for (int i = 0; i < 3; i++) {
+		make_env(&env, 2);
+		assert_int_equal(spool_put(t, &env, "m\r\n", 3), 0);
+		qid = env.qid;
+		queue_env_free(&env);
+	}
+	assert_int_equal(spool_commit(t), 0);
+	spool_close(sp);
+	corrupt_env(dir, qid);
+	return qid;
+}
+
+/* spool_check() finds nothing missing, bad or left over, and @p n messages. */
+static void assert_whole(struct spool *sp, uint64_t n, struct spool_check_report *rep)
+{
+	assert_int_equal(spool_check(sp, false, rep), 0);
+	assert_int_equal(rep->bad_env, 0);
+	assert_int_equal(rep->missing_msg, 0);
+	assert_int_equal(rep->orphan_msg, 0);
+	assert_int_equal(rep->messages, n);
+}
+
+/* A delivered message is deleted whole even when its envelope does not
+ * decode or its bytes are gone; then it is gone. */
+static void test_spool_delete_damaged(void **state)
+{
+	char *dir = tmpdir();
+	uint64_t qid = three_damaged(dir);
+	struct spool *sp = open_spool(dir, 0);
+	struct spool_txn *t;
+	struct spool_check_report rep;
+
+	(void)state;
+	assert_int_equal(spool_begin(sp, true, &t), 0);
+	assert_int_equal(spool_delete(t, qid), 0);
+	assert_int_equal(spool_delete(t, qid), -ENOENT);
+	assert_int_equal(spool_delete(t, qid - 2), 0);
+	assert_int_equal(spool_delete(t, qid - 2), -ENOENT);
+	assert_int_equal(spool_commit(t), 0);
+	assert_whole(sp, 1, &rep);
+	spool_close(sp);
+	rmtree(dir);
+	free(dir);
+}
+
+/* A record that fails to decode is quarantined with a log line, not a crash. */
+static void test_spool_quarantine(void **state)
+{
+	char *dir = tmpdir();
+	struct spool *sp;
+	struct spool_check_report rep;
+
+	(void)three_damaged(dir);
 	sp = open_spool(dir, 0);
 	assert_int_equal(count(sp), 2); /* the bad one is skipped */
 	assert_int_equal(spool_check(sp, false, &rep), 0);
 	assert_int_equal(rep.bad_env, 1);
 	assert_int_equal(rep.missing_msg, 1);
 	assert_int_equal(spool_check(sp, true, &rep), 0);
-	assert_int_equal(spool_check(sp, false, &rep), 0);
-	assert_int_equal(rep.bad_env, 0);
-	assert_int_equal(rep.missing_msg, 0);
+	assert_whole(sp, 1, &rep);
 	assert_int_equal(rep.stale_index, 0);
-	assert_int_equal(rep.orphan_msg, 0);
-	assert_int_equal(rep.messages, 1);
 	/* reason, envelope, message of the bad one; reason, envelope of the other */
 	assert_int_equal(rep.quarantined, 5);
 	spool_close(sp);
@@ -575,6 +618,7 @@ int main(void)
 	    cmocka_unit_test(test_spool_update_delete),
 	    cmocka_unit_test(test_spool_map_full),
 	    cmocka_unit_test(test_spool_quarantine),
+	    cmocka_unit_test(test_spool_delete_damaged),
 	    cmocka_unit_test(test_spool_open_errors),
 	    cmocka_unit_test(test_delete_many),
 	    cmocka_unit_test(test_ids),
