@@ -98,6 +98,21 @@ static const bool plain_byte[256] = {
     [0x80 ... 0xff] = true,
 };
 
+#ifdef __SSE2__
+/* A bit for each of the sixteen bytes of @p v that is not plain_byte. */
+static unsigned escape_mask(__m128i v)
+{
+	const __m128i sp = _mm_set1_epi8(0x20), q = _mm_set1_epi8('"'), bs = _mm_set1_epi8('\\'),
+		      del = _mm_set1_epi8(0x7f);
+	/* v < 0x20 unsigned: max(v, 0x20) != v */
+	__m128i ctl = _mm_xor_si128(_mm_cmpeq_epi8(_mm_max_epu8(v, sp), v), _mm_set1_epi8(-1));
+	__m128i bad = _mm_or_si128(_mm_or_si128(ctl, _mm_cmpeq_epi8(v, q)),
+				   _mm_or_si128(_mm_cmpeq_epi8(v, bs), _mm_cmpeq_epi8(v, del)));
+
+	return (unsigned)_mm_movemask_epi8(bad);
+}
+#endif
+
 /* The length of the run at s[0..n) that needs no escape (plain_byte).
  * Sixteen bytes a step: the delivery log writes one line per recipient,
  * and a byte at a time this was a sixth of the control thread's cost per
@@ -107,18 +122,8 @@ static size_t plain_run(const char *s, size_t n)
 	size_t i = 0;
 
 #ifdef __SSE2__
-	const __m128i sp = _mm_set1_epi8(0x20), q = _mm_set1_epi8('"'), bs = _mm_set1_epi8('\\'),
-		      del = _mm_set1_epi8(0x7f);
-
 	for (; i + 16 <= n; i += 16) {
-		__m128i v = _mm_loadu_si128((const __m128i *)(s + i));
-		/* v < 0x20 unsigned: max(v, 0x20) != v */
-		__m128i ctl =
-		    _mm_xor_si128(_mm_cmpeq_epi8(_mm_max_epu8(v, sp), v), _mm_set1_epi8(-1));
-		__m128i bad =
-		    _mm_or_si128(_mm_or_si128(ctl, _mm_cmpeq_epi8(v, q)),
-				 _mm_or_si128(_mm_cmpeq_epi8(v, bs), _mm_cmpeq_epi8(v, del)));
-		unsigned m = (unsigned)_mm_movemask_epi8(bad);
+		unsigned m = escape_mask(_mm_loadu_si128((const __m128i *)(s + i)));
 
 		if (m != 0)
 			return i + (size_t)__builtin_ctz(m);
@@ -145,19 +150,43 @@ static size_t escape_byte(char *d, unsigned char c)
 	return 6;
 }
 
-/* s[0..n) escaped at d, which has room for 6 * n bytes; the end. */
+/*
+ * s[0..n) escaped at d, which has room for 6 * n bytes; the end. Sixteen
+ * bytes a step are stored whole, escape or not (with sixteen bytes of s to
+ * go there are at least 96 of room), and the rest copied as they are
+ * checked: most strings are short, and a memcpy() call per run was a good
+ * part of their cost.
+ */
 static char *escape_into(char *d, const char *s, size_t n)
 {
-	for (size_t i = 0;;) {
-		size_t run = plain_run(s + i, n - i);
+	size_t i = 0;
 
-		memcpy(d, s + i, run);
-		d += run;
-		i += run;
-		if (i >= n)
-			return d;
+#ifdef __SSE2__
+	while (i + 16 <= n) {
+		__m128i v = _mm_loadu_si128((const __m128i *)(s + i));
+		unsigned m = escape_mask(v), k;
+
+		_mm_storeu_si128((__m128i *)d, v);
+		if (m == 0) {
+			d += 16;
+			i += 16;
+			continue;
+		}
+		k = (unsigned)__builtin_ctz(m);
+		d += k;
+		i += k;
 		d += escape_byte(d, (unsigned char)s[i++]);
 	}
+#endif
+	for (; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		if (plain_byte[c])
+			*d++ = (char)c;
+		else
+			d += escape_byte(d, c);
+	}
+	return d;
 }
 
 /* Room in a buffer for @p worst more bytes and a NUL, with nothing gone wrong. */
