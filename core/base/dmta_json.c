@@ -317,18 +317,35 @@ void dmta_json_arr_end(struct dmta_json *j)
 	close_container(j, false);
 }
 
-void dmta_json_key(struct dmta_json *j, const char *key)
+/* Before a key: the check that one may come here, and the comma. */
+static bool key_begin(struct dmta_json *j, const char *key)
 {
 	if (j->depth == 0 || !j->is_obj[j->depth - 1] || j->after_key || key == NULL) {
 		fail(j, -EINVAL);
-		return;
+		return false;
 	}
 	if (j->nonempty[j->depth - 1])
 		put(j, ",", 1);
 	j->nonempty[j->depth - 1] = true;
+	j->after_key = true;
+	return true;
+}
+
+void dmta_json_key(struct dmta_json *j, const char *key)
+{
+	if (!key_begin(j, key))
+		return;
 	put_string(j, key, strlen(key));
 	put(j, ":", 1);
-	j->after_key = true;
+}
+
+void dmta_json_key_plain(struct dmta_json *j, const char *key, size_t kn)
+{
+	if (!key_begin(j, key))
+		return;
+	put(j, "\"", 1);
+	put(j, key, kn);
+	put(j, "\":", 2);
 }
 
 void dmta_json_strn(struct dmta_json *j, const char *s, size_t n)

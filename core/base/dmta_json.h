@@ -98,6 +98,8 @@ void dmta_json_kbool(struct dmta_json *j, const char *key, bool v);
  * digits, '_'), copied as it is: for keys the caller writes as literals.
  */
 void dmta_json_kstr_plain(struct dmta_json *j, const char *key, size_t kn, const char *s);
+/** dmta_json_key() for a key of @p kn bytes that needs no escape, the same way. */
+void dmta_json_key_plain(struct dmta_json *j, const char *key, size_t kn);
 
 /** The length so far, or the first error (see DIAGNOSTICS); -EINVAL if a container is open. */
 int dmta_json_finish(struct dmta_json *j);

@@ -108,6 +108,7 @@ static void field_n(struct dmta_json *j, const char *key, size_t kn, const char 
 	dmta_json_kstr_plain(j, key, kn, val ? val : "");
 }
 #define field(j, key, val) field_n((j), "" key, sizeof(key) - 1, (val))
+#define key_lit(j, k)	   dmta_json_key_plain((j), "" k, sizeof(k) - 1)
 
 /* One record into buf, its reply cut to reply_len bytes. Returns the length
  * or -errno; *need is what the whole record takes. */
@@ -144,11 +145,12 @@ static int dlog_format(struct dmta_dlog *dl, const struct dmta_dlog_rec *r, uint
 	field(&j, "mx", r->mx);
 	field(&j, "ip", r->ip);
 	field(&j, "tls", r->tls);
-	dmta_json_key(&j, "reply");
+	key_lit(&j, "reply");
 	dmta_json_strn(&j, r->reply ? r->reply : "", reply_len);
 	field(&j, "status", r->status);
-	dmta_json_ku64(&j, "attempt", r->attempt);
-	dmta_json_key(&j, "delay_s");
+	key_lit(&j, "attempt");
+	dmta_json_u64(&j, r->attempt);
+	key_lit(&j, "delay_s");
 	dmta_json_f64(&j, r->delay_s, 3);
 	field(&j, "outcome", r->outcome);
 	field(&j, "source", r->source);

@@ -252,7 +252,7 @@ static void test_numbers(void **state)
  * need counts what the whole text takes. */
 /* Every buffer size, from none to more than the text takes at its longest;
  * a member written as key and value, and in one call (kstr, and kstr_plain
- * with its key copied as it is). */
+ * and key_plain with the key copied as it is). */
 static void test_overflow(void **state)
 {
 	const char *want = "{\"k\":\"a\\u000ab\",\"n\":12345}";
@@ -266,10 +266,13 @@ static void test_overflow(void **state)
 		assert_non_null(buf);
 		dmta_json_init(&j, cap ? buf : NULL, cap);
 		dmta_json_obj(&j);
-		if (cap % 3 == 1) {
+		if (cap % 4 == 1) {
 			dmta_json_kstr(&j, "k", "a\nb");
-		} else if (cap % 3 == 2) {
+		} else if (cap % 4 == 2) {
 			dmta_json_kstr_plain(&j, "k", 1, "a\nb");
+		} else if (cap % 4 == 3) {
+			dmta_json_key_plain(&j, "k", 1);
+			dmta_json_str(&j, "a\nb");
 		} else {
 			dmta_json_key(&j, "k");
 			dmta_json_str(&j, "a\nb");
