@@ -102,7 +102,9 @@ static struct dmta_backend *hold_new(void *arg, struct dmta_loop *loop,
 	return &h->ops;
 }
 
-static void spool_msgs(const char *dir, unsigned n, size_t size)
+/* @p n messages of @p size bytes, to d0.example, d1.example, ... (one
+ * domain each), or to @p ndom domains in turn when it is not 0. */
+static void spool_msgs_to(const char *dir, unsigned n, size_t size, unsigned ndom)
 {
 	struct spool_opts so = {.path = dir, .create = true};
 	char err[256];
@@ -120,7 +122,7 @@ static void spool_msgs(const char *dir, unsigned n, size_t size)
 		char rcpt[64];
 
 		/* One destination each: no destination limit holds them back. */
-		snprintf(rcpt, sizeof(rcpt), "u@d%u.example", i);
+		snprintf(rcpt, sizeof(rcpt), "u@d%u.example", ndom ? i % ndom : i);
 		assert_int_equal(queue_env_set_sender(&e, "s@x.example"), 0);
 		assert_int_equal(queue_env_add_rcpt(&e, rcpt, NULL, 0), 0);
 		e.arrival_ns = dmta_wall_ns();
@@ -132,6 +134,11 @@ static void spool_msgs(const char *dir, unsigned n, size_t size)
 	}
 	free(body);
 	spool_close(sp);
+}
+
+static void spool_msgs(const char *dir, unsigned n, size_t size)
+{
+	spool_msgs_to(dir, n, size, 0);
 }
 
 /* One turn of the loop with @p conf over @p nmsg spooled messages. */
@@ -322,6 +329,47 @@ static void test_job_contents(void **state)
 	free(h);
 }
 
+/* At submit: the route is for the job's domain, and one per domain. */
+static const struct dmta_route *seen_route[2];
+
+static void check_route(struct hold *h, const struct dmta_job *job)
+{
+	unsigned k = strcmp(job->sjob.domain, "d0.example") == 0 ? 0 : 1;
+
+	assert_non_null(job->route);
+	if (strcmp(job->route->dest->domain, job->sjob.domain) != 0)
+		fail_msg("job for %s got the route of %s", job->sjob.domain,
+			 job->route->dest->domain);
+	if (seen_route[k] == NULL)
+		seen_route[k] = job->route;
+	else if (seen_route[k] != job->route)
+		fail_msg("jobs for %s got different routes", job->sjob.domain);
+	h->checked++;
+}
+
+/* The jobs of a domain share its route; each domain has its own. */
+static void test_route_shared(void **state)
+{
+	struct hold *h = calloc(1, sizeof(*h));
+	char dir[] = "/tmp/dmta-test-control-XXXXXX";
+	struct dmta_conf *conf;
+
+	(void)state;
+	assert_non_null(h);
+	h->check = check_route;
+	assert_non_null(mkdtemp(dir));
+	spool_msgs_to(dir, 8, 100, 2); /* d0.example, d1.example, d0.example, ... */
+	one_turn(conf = conf_for(dir), h);
+	dmta_conf_free(conf);
+	rm_rf(dir);
+	if (h->checked != 8)
+		fail_msg("got %u jobs, want 8", h->checked);
+	assert_non_null(seen_route[0]);
+	assert_non_null(seen_route[1]);
+	assert_ptr_not_equal(seen_route[0], seen_route[1]);
+	free(h);
+}
+
 static int write_file(const char *path, const char *text, size_t len, mode_t mode)
 {
 	FILE *f = fopen(path, "w");
@@ -390,9 +438,8 @@ static void test_refused_settings(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_max_jobs),
-	    cmocka_unit_test(test_max_job_bytes),
-	    cmocka_unit_test(test_job_contents),
+	    cmocka_unit_test(test_max_jobs),	     cmocka_unit_test(test_max_job_bytes),
+	    cmocka_unit_test(test_job_contents),     cmocka_unit_test(test_route_shared),
 	    cmocka_unit_test(test_refused_settings),
 	};
 
