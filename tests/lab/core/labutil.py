@@ -138,6 +138,22 @@ def mac_of(ifname):
         return f.read().strip()
 
 
+def queue_stats(conf):
+    """dmta-queue --json stats for @conf, as a dict ({} when it fails)."""
+    q = subprocess.run([os.path.join(BUILD, "tools/queue/dmta-queue"), "-c", conf, "--json",
+                        "stats"], capture_output=True, text=True, timeout=30)
+    return json.loads(q.stdout) if q.returncode == 0 and q.stdout.strip() else {}
+
+
+def inject(conf, msgs):
+    """Queue @msgs (dicts in dmta-inject's JSON Lines format) with
+    dmta-inject -c @conf; fails the test unless it exits 0."""
+    r = subprocess.run([os.path.join(BUILD, "tools/queue/dmta-inject"), "-c", conf],
+                       input="".join(json.dumps(m) + "\n" for m in msgs), capture_output=True,
+                       text=True, timeout=300)
+    check(r.returncode == 0, "dmta-inject: exit %d: %s" % (r.returncode, r.stderr))
+
+
 def dmtad_until_settled(conf, timeout=90, while_running=None):
     """Run dmtad with @conf until its spool is empty (fail after @timeout
     seconds), call while_running() before stopping it, stop it with
@@ -148,24 +164,30 @@ def dmtad_until_settled(conf, timeout=90, while_running=None):
     try:
         t0 = time.time()
         while time.time() < t0 + timeout:
-            q = subprocess.run([os.path.join(BUILD, "tools/queue/dmta-queue"), "-c", conf,
-                                "--json", "stats"], capture_output=True, text=True, timeout=30)
-            st = json.loads(q.stdout) if q.returncode == 0 and q.stdout.strip() else {}
+            st = queue_stats(conf)
             if st.get("messages", -1) == 0:
                 break
             time.sleep(0.5)
         else:
-            fail("queue not empty after %d s: %s" % (timeout, q.stdout))
+            fail("queue not empty after %d s: %s" % (timeout, st))
         elapsed = time.time() - t0
         if while_running is not None:
             extra = while_running()
     finally:
-        d.terminate()
-        out, _ = d.communicate(timeout=30)
-        print(out)
+        out = dmtad_stop(d)
+    return elapsed, out, extra
+
+
+def dmtad_stop(d):
+    """Stop the dmtad @d (from dmtad_start) with SIGTERM, print its output
+    and check that it exited cleanly without a sanitizer report. Returns
+    its output."""
+    d.terminate()
+    out, _ = d.communicate(timeout=30)
+    print(out)
     check(d.returncode == 0, "dmtad exit %d after SIGTERM" % d.returncode)
     check("AddressSanitizer" not in out and "runtime error" not in out, "sanitizer report")
-    return elapsed, out, extra
+    return out
 
 
 def dmtad_conf(path, spool, backend, extra="", workers=1, dns="198.18.1.53", prefix=None):
@@ -289,11 +311,12 @@ class AddrSink:
     """shard_sink.py (aiosmtpd) in the lab namespace, listening on port 25
     of each of @addrs, which are put on the namespace's lo for the time,
     and logging every connection and message to @log (the format is in
-    shard_sink.py). close() waits until every connection it saw has closed
-    (10 s at most: call it once dmtad has stopped), stops it and takes the
-    addresses down again."""
+    shard_sink.py); @args are more of its options (--hold, --mail-reply).
+    close() waits until every connection it saw has closed (10 s at most:
+    call it once dmtad has stopped), stops it and takes the addresses down
+    again."""
 
-    def __init__(self, addrs, log):
+    def __init__(self, addrs, log, *args):
         self.addrs, self.log, self.added, self.proc = list(addrs), log, [], None
         try:
             for a in self.addrs:
@@ -304,7 +327,7 @@ class AddrSink:
             self.proc = subprocess.Popen(
                 ["ip", "netns", "exec", NS, "/usr/bin/python3",
                  os.path.join(os.path.dirname(__file__), "shard_sink.py"), "--log", log,
-                 *self.addrs], stdout=subprocess.DEVNULL, stderr=open(log + ".err", "w"))
+                 *args, *self.addrs], stdout=subprocess.DEVNULL, stderr=open(log + ".err", "w"))
             for _ in range(100):
                 if os.path.exists(log) and "ready" in open(log).read():
                     return
@@ -315,8 +338,13 @@ class AddrSink:
             raise
 
     def events(self):
-        """The log's lines, each split into its fields."""
-        return [l.split() for l in open(self.log) if l.strip()]
+        """The log's lines, each split into its fields (while the receiver
+        runs too: a line it is still writing is left for the next call)."""
+        try:
+            with open(self.log) as f:
+                return [l.split() for l in f if l.endswith("\n") and l.strip()]
+        except FileNotFoundError:
+            return []
 
     def close(self):
         if self.proc is not None:
