@@ -26,6 +26,7 @@ lab's DNS. argv[1] names the case:
   dlog      delivery-log records carry source, site, class, priority and
             tenant: one delivered, one refused with 550 5.1.1 (class
             bad-mailbox).
+The lab lock is held for the whole run (labutil.lab_lock).
 """
 import json
 import os
@@ -36,7 +37,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(__file__))
 from labutil import (AddrSink, all_delivered_once, check, dmtad_conf, dmtad_start, dmtad_stop,  # noqa: E402
-                     dmtad_until_settled, fail, inject, lab, queue_stats)
+                     dmtad_until_settled, fail, inject, lab, lab_lock, queue_stats)
 
 CASE = sys.argv[1] if len(sys.argv) > 1 else "sites"
 SITE_IP = "198.18.1.60"
@@ -288,6 +289,7 @@ def case_dlog():
 CASES = {"sites": case_sites, "throttle": case_throttle, "rates": case_rates,
          "priority": case_priority, "dlog": case_dlog}
 check(CASE in CASES, "unknown case %r, want one of %s" % (CASE, sorted(CASES)))
+lock = lab_lock()
 lab("up")
 try:
     CASES[CASE]()
