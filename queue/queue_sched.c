@@ -83,7 +83,8 @@ struct site {
 	uint64_t key;
 	unsigned source;
 	unsigned shard;
-	char **mx; /* the exchangers, first one names the site */
+	char *pool_key; /* "site:" and the first exchanger */
+	char **mx;	/* the exchangers, first one names the site */
 	unsigned nmx;
 	struct gate g;
 	struct site *next; /* hash chain */
@@ -140,6 +141,8 @@ struct queue_sched {
 	struct source_state *src;
 	unsigned nsrc;
 	struct queue_egress *egress;
+	uint64_t last_ns; /* the time of the last queue_sched_jobs(), for queue_sched_job_site() */
+	bool site_limits; /* [queue] site_* or a [site PATTERN] section sets a limit */
 	struct heap due, exp;
 	struct item *flight; /* items of the jobs out, freed with the scheduler */
 };
@@ -701,6 +704,24 @@ static struct queue_dest_limits site_limits(const struct queue_sched *s, const s
 	return l;
 }
 
+static void count_section(const char *sect, void *arg)
+{
+	(*(unsigned *)arg)++;
+}
+
+/* Whether any site has a limit of its own (else a site's gate only holds rules' throttles). */
+static bool any_site_limits(const struct queue_sched_conf *c)
+{
+	const struct queue_dest_limits *l = &c->site;
+	unsigned n = 0;
+
+	if (l->max_connections || l->max_messages_per_connection || l->max_recipients || l->rate)
+		return true;
+	if (c->conf != NULL)
+		dmta_conf_sections(c->conf, "site ", count_section, &n);
+	return n > 0;
+}
+
 static uint64_t site_hash(unsigned source, uint64_t key)
 {
 	return hash_qid(key ^ ((uint64_t)source * 0x9e3779b97f4a7c15ULL));
@@ -745,6 +766,13 @@ static struct site *site_get(struct queue_sched *s, unsigned source, uint64_t ke
 			free(x);
 			return NULL;
 		}
+	if (asprintf(&x->pool_key, "site:%s", x->mx[0]) < 0) {
+		for (unsigned i = 0; i < x->nmx; i++)
+			free(x->mx[i]);
+		free(x->mx);
+		free(x);
+		return NULL;
+	}
 	x->key = key;
 	x->source = source;
 	x->shard = (unsigned)(site_hash(source, key) % s->c.workers);
@@ -761,7 +789,7 @@ static struct site *site_get(struct queue_sched *s, unsigned source, uint64_t ke
 }
 
 unsigned queue_sched_job_site(struct queue_sched *s, struct queue_job *job, uint64_t site,
-			      const char *const *mx, unsigned nmx)
+			      const char *const *mx, unsigned nmx, bool shard_by_site)
 {
 	struct item *it = job->priv;
 	struct dest *d = it->d;
@@ -774,13 +802,29 @@ unsigned queue_sched_job_site(struct queue_sched *s, struct queue_job *job, uint
 		if (x == NULL)
 			return job->shard; /* out of memory: the domain's own limits still hold */
 		d->site = x;
-		d->shard = x->shard;
+		/* A site whose connections are limited is kept by one worker's pool. */
+		if (shard_by_site || x->g.lim.max_connections != 0)
+			d->shard = x->shard;
 	}
 	if (it->site == NULL) {
+		/* The job that went before the site was known (the only one:
+		 * queue_sched_jobs() waits for it) counts there now, for its
+		 * connection and for the rate. */
 		it->site = d->site;
 		it->site->g.active++;
+		gate_refill(&it->site->g, s->last_ns);
+		if (gate_rate(&it->site->g, s->last_ns) != 0)
+			it->site->g.tokens -= 1.0;
 	}
 	job->shard = d->shard;
+	{
+		uint32_t conns = gate_conns(&d->site->g, s->last_ns);
+
+		if (conns != 0) {
+			job->pool_key = d->site->pool_key;
+			job->max_connections = conns;
+		}
+	}
 	return job->shard;
 }
 
@@ -1026,6 +1070,7 @@ struct queue_sched *queue_sched_new(const struct queue_sched_conf *c,
 	s->dcap = 64;
 	s->egress = c->egress;
 	s->nsrc = s->egress ? queue_egress_nsources(s->egress) : 1;
+	s->site_limits = any_site_limits(c);
 	s->mt = calloc(s->mcap, sizeof(*s->mt));
 	s->dt = calloc(s->dcap, sizeof(*s->dt));
 	s->src = calloc(s->nsrc, sizeof(*s->src));
@@ -1076,6 +1121,7 @@ void queue_sched_free(struct queue_sched *s)
 			for (unsigned k = 0; k < x->nmx; k++)
 				free(x->mx[k]);
 			free(x->mx);
+			free(x->pool_key);
 			free(x);
 		}
 	for (size_t i = 0; i < s->nmanual; i++)
@@ -1098,6 +1144,7 @@ void queue_sched_reconfigure(struct queue_sched *s, const struct queue_sched_con
 	s->c = *c;
 	s->c.workers = workers;
 	s->c.egress = s->egress; /* sources are indices into the first one */
+	s->site_limits = any_site_limits(&s->c);
 	for (size_t i = 0; i < s->nd; i++) {
 		struct dest *d = s->dlist[i];
 
@@ -1565,6 +1612,7 @@ int queue_sched_jobs(struct queue_sched *s, uint64_t now_ns, struct queue_job *j
 {
 	int n = 0;
 
+	s->last_ns = now_ns;
 	for (size_t k = 0; k < s->nd && n < max; k++) {
 		struct dest *d = s->dlist[(s->rr + k) % s->nd];
 		struct site *x = d->site;
@@ -1578,7 +1626,10 @@ int queue_sched_jobs(struct queue_sched *s, uint64_t now_ns, struct queue_job *j
 			struct item *it;
 			struct sm *m;
 
-			if (!gate_open(&d->g, now_ns, d->probing ? 1 : 0) ||
+			/* Until DNS has named the site, one job at a time when
+			 * sites have limits: they cannot be checked yet. */
+			if (!gate_open(&d->g, now_ns,
+				       d->probing || (x == NULL && s->site_limits) ? 1 : 0) ||
 			    (x != NULL && !gate_open(&x->g, now_ns, 0)))
 				break;
 			it = dest_pop(s, d, &m);
@@ -1604,6 +1655,7 @@ int queue_sched_jobs(struct queue_sched *s, uint64_t now_ns, struct queue_job *j
 				min_limit(d->g.lim.max_messages_per_connection,
 					  x ? x->g.lim.max_messages_per_connection : 0),
 			    .max_connections = d->g.lim.max_connections,
+			    .pool_key = d->name,
 			    .nrcpt = it->n,
 			    .rcpt = it->rcpt,
 			    .priv = it,

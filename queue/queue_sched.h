@@ -39,9 +39,11 @@
  *	and [site PATTERN] sections whose PATTERN (a glob, e.g.
  *	*.mail.protection.outlook.com) matches one of the site's exchangers,
  *	the first matching section in the file winning. A job needs room at
- *	both. A destination's worker shard is FNV-1a of its name until its
- *	site is known, then of (source, site), so that one site's traffic
- *	stays on one worker while several sources spread a large provider.
+ *	both; until DNS has named a destination's site, it has one job out at
+ *	a time when any site limit is configured. A destination's worker shard is FNV-1a of its name
+ *until its site is known, then of (source, site), so that one site's traffic stays on one worker
+ *while several sources spread a large provider (not for a smarthost: every domain would be on one
+ *worker).
  *
  *	Priorities and tenants: a destination queues its items in three
  *	lanes, high, normal and bulk (the message's priority); a job is
@@ -143,7 +145,13 @@ struct queue_job {
 	unsigned shard;
 	unsigned source; /* the egress source (queue_egress.h) */
 	uint32_t max_messages_per_connection;
-	uint32_t max_connections; /* the destination's limit, for the backend to keep too */
+	uint32_t
+	    max_connections; /* the limit of pool_key's connections, for the backend to keep too */
+	/* What the backend's session pool keys connections by (with the
+	 * source): the domain, or "site:MX" once the job's site is known and
+	 * limits its connections, so that the site's domains share sessions
+	 * and the receiver never sees more than the site's limit. */
+	const char *pool_key;
 	uint32_t nrcpt;
 	uint32_t *rcpt; /* indices into the message's recipients (owned by the scheduler) */
 	void *priv;
@@ -240,11 +248,16 @@ int queue_sched_result(struct queue_sched *s, struct queue_job *job, const struc
 /**
  * The site of @p job's destination, now that DNS has answered: @p site is
  * dns_dest's site key (0: none), @p mx[0..nmx) its exchangers in order. The
- * destination joins the (source, site) and the job counts there from now.
- * Returns the shard the job should go to.
+ * destination joins the (source, site) and the job counts there from now
+ * (until then a destination has one job out at a time if sites have
+ * limits). With
+ * @p shard_by_site the destination's worker becomes the site's; without
+ * (a smarthost, where every domain has the same site) it stays the
+ * domain's, so the workers share the relay's traffic. Returns the job's
+ * shard.
  */
 unsigned queue_sched_job_site(struct queue_sched *s, struct queue_job *job, uint64_t site,
-			      const char *const *mx, unsigned nmx);
+			      const char *const *mx, unsigned nmx, bool shard_by_site);
 /** The name of @p job's site (its first exchanger), or NULL while unknown. */
 const char *queue_sched_job_site_name(const struct queue_sched *s, const struct queue_job *job);
 /** Apply a reply rule's action to @p job's (source, site), before queue_sched_result(). */

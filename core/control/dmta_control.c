@@ -411,7 +411,8 @@ static void job_go(struct dmta_control *ctl, struct dmta_job *job, struct dmta_r
 
 		for (unsigned i = 0; i < nmx; i++)
 			mx[i] = d->hosts[i].name;
-		queue_sched_job_site(ctl->sched, &job->sjob, d->site, mx, nmx);
+		queue_sched_job_site(ctl->sched, &job->sjob, d->site, mx, nmx,
+				     d->source != DNS_SRC_RELAY);
 		job->src = queue_egress_source_addr(queue_ctl_egress(ctl->qc), job->sjob.source);
 	}
 	if (d->source == DNS_SRC_RELAY) {

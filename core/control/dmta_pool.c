@@ -786,7 +786,7 @@ int dmta_pool_submit(struct dmta_pool *pool, struct dmta_job *job)
 
 	if (pool->draining)
 		return -ESHUTDOWN;
-	d = dest_get(pool, job->sjob.domain, job->src);
+	d = dest_get(pool, job->sjob.pool_key ? job->sjob.pool_key : job->sjob.domain, job->src);
 	if (d == NULL)
 		return -ENOMEM;
 	job->reply[0] = '\0';
