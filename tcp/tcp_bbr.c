@@ -11,6 +11,7 @@
  *	tcp_bbr_ack(c, now)		after each ACK: sample, model, cwnd, pacing
  *	tcp_bbr_app_limited(c)		output found nothing more to send
  *	tcp_bbr_congestion(c)		a loss episode begins (recovery, timeout)
+ *	tcp_bbr_undo(c)			it was spurious
  *
  * DESCRIPTION
  *	A loss-based controller reads every loss as congestion: on a path
@@ -251,11 +252,12 @@ static void bbr_update_model(struct tcp_conn *c, uint32_t x, bool *rtprop_expire
 		return;
 	if (b->app_limited_on && (int32_t)(b->delivered - b->app_limited) > 0)
 		b->app_limited_on = false;
+	if (b->conserve && (int32_t)(b->rs_prior_delivered - b->conserve_end) >= 0)
+		b->conserve = false;
 	if ((int32_t)(b->rs_prior_delivered - b->next_round_delivered) >= 0) {
 		b->next_round_delivered = b->delivered;
 		b->round_count++;
 		b->round_start = true;
-		b->conserve = false;
 		b->bw_round[b->round_count % TCP_BBR_BW_ROUNDS] = 0;
 	}
 	{
@@ -462,7 +464,12 @@ void tcp_bbr_congestion(struct tcp_conn *c)
 
 	bbr_save_cwnd(c);
 	b->loss = b->conserve = true;
-	b->next_round_delivered = b->delivered;
+	/* One round trip from now: until a segment sent from now on is
+	 * delivered. (Restarting the model's round count instead, as Linux
+	 * does, shortens the bandwidth filter's window in time on a lossy
+	 * path, where recoveries follow one another: on the lab-like wire
+	 * 4 MiB took 10.9 s that way, 7.9 s this way.) */
+	b->conserve_end = b->delivered;
 	for (uint32_t i = 0; i < c->sq_count && SEQ_LT(seq, c->snd_max); i++) {
 		uint32_t slot = (c->sq_head + i) % TCP_SQ_SLOTS;
 		uint32_t len = rte_pktmbuf_data_len(c->sq[slot]);
@@ -472,4 +479,15 @@ void tcp_bbr_congestion(struct tcp_conn *c)
 		seq += len;
 	}
 	c->ssthresh = pipe > BBR_MIN_SEGS * c->mss ? pipe : BBR_MIN_SEGS * c->mss;
+}
+
+/* The loss episode was spurious (tcp_rack.c's undo): it ends, and the
+ * window before it comes back. */
+void tcp_bbr_undo(struct tcp_conn *c)
+{
+	struct tcp_bbr *b = c->bbr;
+
+	b->loss = b->conserve = false;
+	if (c->cwnd < b->prior_cwnd)
+		c->cwnd = b->prior_cwnd;
 }

@@ -135,8 +135,10 @@ void tcp_cc_congestion(struct tcp_conn *c, uint64_t now)
  * the curve starts again from the restored window. */
 void tcp_cc_undo(struct tcp_conn *c)
 {
-	if (c->bbr != NULL)
+	if (c->bbr != NULL) {
+		tcp_bbr_undo(c);
 		return;
+	}
 	if (c->cc_wmax < c->cc_prior)
 		c->cc_wmax = c->cc_prior;
 	c->cc_epoch = 0;

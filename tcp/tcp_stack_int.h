@@ -112,6 +112,7 @@ struct tcp_bbr {
 	uint8_t mode, cycle_idx, full_bw_count;
 	bool filled_pipe, round_start, conserve, loss, probe_rtt_round_done;
 	uint32_t round_count, next_round_delivered;
+	uint32_t conserve_end; /* packet conservation until this is delivered */
 	uint64_t bw_round[TCP_BBR_BW_ROUNDS], btl_bw, full_bw; /* TCP_BW_SHIFT units */
 	uint32_t rtprop, rtprop_stamp, probe_rtt_done, cycle_stamp;
 	uint32_t pacing_gain, cwnd_gain; /* BBR_UNIT = 1.0 */
@@ -298,6 +299,7 @@ void tcp_bbr_delivered(struct tcp_conn *c, uint32_t slot, uint32_t len, bool cum
 void tcp_bbr_ack(struct tcp_conn *c, uint64_t now);
 void tcp_bbr_app_limited(struct tcp_conn *c);
 void tcp_bbr_congestion(struct tcp_conn *c);
+void tcp_bbr_undo(struct tcp_conn *c);
 
 /* tcp_rack.c */
 uint32_t tcp_xmit_now(const struct tcp_stack *stk, uint64_t now);

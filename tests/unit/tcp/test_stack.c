@@ -2178,7 +2178,7 @@ static void wire_next(void)
 }
 
 /* BBR over the lab path: at most this many ms on average (seeds 60-64). */
-#define BBR_LAB_MS 14000
+#define BBR_LAB_MS 12000
 
 /* Pacing tests: data bytes A put on the wire in the step being run, and
  * per step over the last PACE_WIN steps (10 ms) with the pacing rate then. */
@@ -2322,9 +2322,10 @@ static void lab_trace(const struct tcp_conn *c, uint64_t t0)
 	       (unsigned long long)(w.now - t0) / 1000, c->cwnd / c->mss, c->ssthresh / c->mss,
 	       c->in_recovery);
 	if (c->bbr != NULL)
-		printf(" bbr mode %u bw %llu B/ms rtprop %u us gain %u/%u", c->bbr->mode,
-		       (unsigned long long)((c->bbr->btl_bw * 1000) >> TCP_BW_SHIFT),
-		       c->bbr->rtprop, c->bbr->pacing_gain, c->bbr->cwnd_gain);
+		printf(" bbr mode %u bw %llu B/ms rtprop %u us gain %u/%u extra %u/%u segments",
+		       c->bbr->mode, (unsigned long long)((c->bbr->btl_bw * 1000) >> TCP_BW_SHIFT),
+		       c->bbr->rtprop, c->bbr->pacing_gain, c->bbr->cwnd_gain,
+		       c->bbr->extra_acked[0] / c->mss, c->bbr->extra_acked[1] / c->mss);
 	printf("\n");
 }
 
@@ -2400,7 +2401,7 @@ static void test_lab_path_rate(void **state)
 /*
  * The same path with BBR: random loss does not shrink its window, and
  * the send queue (128 segments) rather than the controller bounds the
- * flight. CUBIC takes 18.5 s on average over these seeds.
+ * flight. CUBIC takes 18.5 s on average over these seeds, BBR 8.9 s.
  */
 static void test_lab_path_bbr(void **state)
 {
