@@ -72,6 +72,14 @@
 #define BBR_CWND_MAX	 (UINT32_MAX / 2)
 #define BBR_RTPROP_UNSET UINT32_MAX
 
+/* Bandwidth samples stop at 64 KiB per sq_xmit unit (tens of GB/s), so
+ * that gain x bandwidth and the pacing arithmetic stay within 64 bits
+ * whatever a peer's ACKs make of the samples. */
+#define BBR_BW_MAX (1ULL << (16 + TCP_BW_SHIFT))
+/* The slowest pacing: cycles per byte << 16 at most 2^40, so length x
+ * pace_cpb fits 64 bits for any segment. */
+#define BBR_CPB_MAX (1ULL << 40)
+
 enum bbr_mode { BBR_STARTUP, BBR_DRAIN, BBR_PROBE_BW, BBR_PROBE_RTT };
 
 static const uint32_t cycle_gain[BBR_CYCLE] = {
@@ -92,9 +100,12 @@ static uint64_t units_per_ms(const struct tcp_stack *stk)
  * timer wheel's tick, so a timer that fires a tick late loses nothing),
  * at least two segments and at most 64 KiB.
  */
+static uint64_t bw_bytes(uint64_t bw, uint64_t t);
+
 static void pace_set(struct tcp_conn *c, uint64_t rate)
 {
 	const struct tcp_stack *stk = c->stk;
+	unsigned __int128 cpb;
 	uint64_t quantum;
 
 	c->bbr->pacing_rate = rate;
@@ -102,11 +113,9 @@ static void pace_set(struct tcp_conn *c, uint64_t rate)
 		c->pace_cpb = 0;
 		return;
 	}
-	c->pace_cpb =
-	    (uint64_t)(((unsigned __int128)1 << (stk->xmit_shift + 16 + TCP_BW_SHIFT)) / rate);
-	if (c->pace_cpb == 0)
-		c->pace_cpb = 1;
-	quantum = (rate * units_per_ms(stk)) >> TCP_BW_SHIFT;
+	cpb = ((unsigned __int128)1 << (stk->xmit_shift + 16 + TCP_BW_SHIFT)) / rate;
+	c->pace_cpb = cpb > BBR_CPB_MAX ? BBR_CPB_MAX : cpb == 0 ? 1 : (uint64_t)cpb;
+	quantum = bw_bytes(rate, units_per_ms(stk));
 	if (quantum > BBR_QUANTUM_MAX)
 		quantum = BBR_QUANTUM_MAX;
 	if (quantum < 2 * (uint64_t)c->mss)
@@ -146,8 +155,9 @@ void tcp_bbr_sent(struct tcp_conn *c, uint32_t slot, uint64_t now)
 	if (b->pacing_rate == 0 && c->srtt != 0) {
 		uint64_t srtt = c->srtt >> c->stk->xmit_shift;
 
-		pace_set(c, ((uint64_t)c->cwnd << TCP_BW_SHIFT) / (srtt > 0 ? srtt : 1) *
-				BBR_HIGH_GAIN / BBR_UNIT);
+		uint64_t bw = ((uint64_t)c->cwnd << TCP_BW_SHIFT) / (srtt > 0 ? srtt : 1);
+
+		pace_set(c, (bw < BBR_BW_MAX ? bw : BBR_BW_MAX) * BBR_HIGH_GAIN / BBR_UNIT);
 	}
 }
 
@@ -193,6 +203,14 @@ static uint32_t bbr_flight(const struct tcp_conn *c)
 	return c->snd_max - c->snd_una;
 }
 
+/* Bytes at @bw (TCP_BW_SHIFT units) over @t sq_xmit units, saturating. */
+static uint64_t bw_bytes(uint64_t bw, uint64_t t)
+{
+	unsigned __int128 b = ((unsigned __int128)bw * t) >> TCP_BW_SHIFT;
+
+	return b > UINT32_MAX ? UINT32_MAX : (uint64_t)b;
+}
+
 /* @gain x the estimated BDP, bytes; ten segments before any estimate. */
 static uint64_t bbr_bdp(const struct tcp_conn *c, uint32_t gain)
 {
@@ -200,7 +218,7 @@ static uint64_t bbr_bdp(const struct tcp_conn *c, uint32_t gain)
 
 	if (b->btl_bw == 0 || b->rtprop == BBR_RTPROP_UNSET)
 		return (uint64_t)10 * c->mss * gain / BBR_UNIT;
-	return ((b->btl_bw * b->rtprop) >> TCP_BW_SHIFT) * gain / BBR_UNIT;
+	return bw_bytes(b->btl_bw, b->rtprop) * gain / BBR_UNIT;
 }
 
 static void bbr_enter_probe_bw(struct tcp_conn *c, uint32_t x)
@@ -269,6 +287,8 @@ static void bbr_update_model(struct tcp_conn *c, uint32_t x, bool *rtprop_expire
 		if (interval > 0 && dlv > 0 &&
 		    (b->rtprop == BBR_RTPROP_UNSET || interval >= b->rtprop))
 			bw = ((uint64_t)dlv << TCP_BW_SHIFT) / interval;
+		if (bw > BBR_BW_MAX)
+			bw = BBR_BW_MAX;
 	}
 	if (bw > 0 && (bw >= b->btl_bw || !b->rs_app_limited)) {
 		uint64_t *r = &b->bw_round[b->round_count % TCP_BBR_BW_ROUNDS];
@@ -374,7 +394,7 @@ static void bbr_update_ack_aggregation(struct tcp_conn *c, uint32_t x, uint32_t 
 		b->extra_idx ^= 1;
 		b->extra_acked[b->extra_idx] = 0;
 	}
-	expected = (b->btl_bw * (x - b->ack_epoch)) >> TCP_BW_SHIFT;
+	expected = bw_bytes(b->btl_bw, x - b->ack_epoch);
 	if (b->ack_epoch_acked <= expected || b->ack_epoch_acked + acked >= BBR_EPOCH_RESET) {
 		b->ack_epoch_acked = 0;
 		b->ack_epoch = x;
@@ -394,7 +414,7 @@ static uint64_t bbr_aggregation_cwnd(const struct tcp_conn *c)
 	const struct tcp_bbr *b = c->bbr;
 	uint64_t extra =
 	    b->extra_acked[0] > b->extra_acked[1] ? b->extra_acked[0] : b->extra_acked[1];
-	uint64_t max = (b->btl_bw * BBR_EXTRA_MAX_MS * units_per_ms(c->stk)) >> TCP_BW_SHIFT;
+	uint64_t max = bw_bytes(b->btl_bw, BBR_EXTRA_MAX_MS * units_per_ms(c->stk));
 
 	if (!b->filled_pipe)
 		return 0;
