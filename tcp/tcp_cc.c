@@ -1,5 +1,5 @@
 /*
- * tcp_cc.c - congestion control: slow start and CUBIC (RFC 9438).
+ * tcp_cc.c - congestion control: slow start and CUBIC (RFC 9438), or BBR.
  *
  * SYNOPSIS
  *	Private to tcp/; see tcp_stack_int.h.
@@ -7,6 +7,9 @@
  *	tcp_cc_ack(c, acked, now)	new data acknowledged outside recovery
  *	tcp_cc_congestion(c, now)	a loss: ssthresh (and CUBIC's origin)
  *	tcp_cc_undo(c)			a reduction proved spurious
+ *
+ *	A connection with c->bbr runs BBR instead (tcp_bbr.c): these calls
+ *	hand it the loss, and tcp_bbr_ack() sets its window on every ACK.
  *
  * DESCRIPTION
  *	Slow start counts bytes acknowledged (RFC 3465, L = 2 SMSS): a peer
@@ -87,6 +90,8 @@ static void cubic_ack(struct tcp_conn *c, uint32_t acked, uint64_t now)
 
 void tcp_cc_ack(struct tcp_conn *c, uint32_t acked, uint64_t now)
 {
+	if (c->bbr != NULL)
+		return; /* tcp_bbr_ack() sets the window on every ACK */
 	if (c->cwnd < c->ssthresh) {
 		uint32_t inc = acked < 2 * c->mss ? acked : 2 * c->mss;
 
@@ -113,6 +118,10 @@ void tcp_cc_congestion(struct tcp_conn *c, uint64_t now)
 	uint32_t ss = (uint32_t)((flight > c->cwnd ? flight : c->cwnd) * CUBIC_BETA_PCT / 100);
 
 	(void)now;
+	if (c->bbr != NULL) {
+		tcp_bbr_congestion(c);
+		return;
+	}
 	c->cc_prior = c->cwnd;
 	if (c->cwnd < c->cc_wmax)
 		c->cc_wmax = (uint32_t)((uint64_t)c->cwnd * (100 + CUBIC_BETA_PCT) / 200);
@@ -126,6 +135,10 @@ void tcp_cc_congestion(struct tcp_conn *c, uint64_t now)
  * the curve starts again from the restored window. */
 void tcp_cc_undo(struct tcp_conn *c)
 {
+	if (c->bbr != NULL) {
+		tcp_bbr_undo(c);
+		return;
+	}
 	if (c->cc_wmax < c->cc_prior)
 		c->cc_wmax = c->cc_prior;
 	c->cc_epoch = 0;

@@ -358,6 +358,8 @@ static void sq_drop_acked(struct tcp_conn *c, uint32_t bytes, uint64_t now)
 
 		if (len <= bytes) {
 			seq += len;
+			if (c->bbr != NULL && !sq_bit(c->sq_sacked, c->sq_head))
+				tcp_bbr_delivered(c, c->sq_head, len, true, now);
 			if (c->sack_on && !sq_bit(c->sq_sacked, c->sq_head))
 				tcp_rack_delivered(c, c->sq_head, seq, now);
 			sq_bit_clear(c->sq_sacked, c->sq_head);
@@ -749,6 +751,8 @@ static bool conn_input(struct tcp_conn *c, struct rte_mbuf *m, struct tcp_seg *s
 	/* RACK (RFC 8985): losses by time, lost retransmissions included. */
 	if (c->sack_on && SEQ_LT(c->snd_una, c->snd_max))
 		tcp_rack_detect(c, now);
+	if (c->bbr != NULL)
+		tcp_bbr_ack(c, now);
 	if (SEQ_LT(c->snd_wl1, s->seq) || (c->snd_wl1 == s->seq && SEQ_LEQ(c->snd_wl2, s->ack))) {
 		c->snd_wnd = s->wnd << c->snd_ws;
 		if (c->snd_wnd > c->max_snd_wnd)

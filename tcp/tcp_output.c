@@ -17,6 +17,8 @@
  *	congestion window (RFC 5681 3.1); with a zero peer window it becomes
  *	the persist timer and sends window probes instead.
  *
+ *	With BBR every data segment is paced (pace_wait(), below).
+ *
  *	A segment that cannot be built because the mempool is empty, or that
  *	the netif's TX FIFO has no room for, is not sent and not counted as
  *	sent; the retry timer (t_retry, 1 ms backing
@@ -133,6 +135,44 @@ static int send_segment(struct tcp_conn *c, uint32_t seq, uint8_t flags, struct 
 			uint64_t now);
 
 /*
+ * Pacing (BBR sets the rate, tcp_bbr.c): a data segment may leave once
+ * now has reached pace_next, which each one moves on by its length at the
+ * rate (a multiplication: pace_cpb is cycles per byte). pace_next lags
+ * now by at most pace_credit, so a pause earns at most a quantum. Until
+ * then output stops and t_pace runs it again; ACK-clocked sending goes on
+ * as before within what the rate allows. Without a rate (CUBIC), nothing
+ * but one test of pace_cpb.
+ */
+static bool pace_wait(struct tcp_conn *c, uint64_t now)
+{
+	if (c->pace_cpb == 0 || c->pace_next <= now)
+		return false;
+	c->stk->stats.paced++;
+	if (!tcp_timer_pending(&c->t_pace))
+		tcp_timer_arm(&c->stk->wheel, &c->t_pace, c->pace_next);
+	return true;
+}
+
+static void pace_sent(struct tcp_conn *c, uint32_t len, uint64_t now)
+{
+	if (c->pace_cpb == 0)
+		return;
+	if (c->pace_next + c->pace_credit < now)
+		c->pace_next = now - c->pace_credit;
+	c->pace_next += (len * c->pace_cpb) >> 16;
+}
+
+static bool can_send_data(const struct tcp_conn *c);
+
+void tcp_pace_timeout(struct tcp_timer *t, uint64_t now)
+{
+	struct tcp_conn *c = CONN_OF(t, t_pace);
+
+	if (can_send_data(c))
+		tcp_output(c, now);
+}
+
+/*
  * SACK blocks (RFC 2018 4) from the reassembly queue: first the block holding
  * the latest segment received, then the others from the lowest up, at most
  * @max (and as many as fit beside the timestamps). A duplicate to report
@@ -221,6 +261,8 @@ void tcp_sack_update(struct tcp_conn *c, const struct tcp_opts *o, uint32_t ack,
 
 			if (SEQ_GEQ(seq, l) && SEQ_LEQ(end, r) && !sq_bit(c->sq_sacked, slot)) {
 				sq_bit_set(c->sq_sacked, slot);
+				if (c->bbr != NULL)
+					tcp_bbr_delivered(c, slot, end - seq, false, now);
 				tcp_rack_delivered(c, slot, end, now);
 			}
 			seq = end;
@@ -293,9 +335,10 @@ static uint32_t sack_send_holes(struct tcp_conn *c, uint64_t now)
 		       sacked_bytes > (TCP_DUPACK_THRESH - 1) * c->mss;
 		if (!lost || sq_bit(c->sq_rtx, slot)) {
 			pipe += len;
-		} else if (pipe + len <= c->cwnd &&
+		} else if (pipe + len <= c->cwnd && !pace_wait(c, now) &&
 			   send_segment(c, seq, TH_ACK | TH_PSH, m, now) == 0) {
 			tcp_rack_sent(c, slot, now, true);
+			pace_sent(c, len, now);
 			sq_bit_set(c->sq_rtx, slot);
 			stk->stats.retransmits++;
 			c->retransmits++;
@@ -593,10 +636,14 @@ void tcp_output(struct tcp_conn *c, uint64_t now)
 		if ((sack_rec || sack_resend ? pipe : inflight) + len > cwnd &&
 		    (sack_rec || sack_resend ? pipe : inflight) > 0)
 			break;
+		if (pace_wait(c, now))
+			break; /* t_pace runs the output again */
 		if (send_segment(c, c->snd_nxt, TH_ACK | TH_PSH, m, now) != 0)
 			break; /* pool empty: t_retry tries again */
+		/* (BBR sets the first rate as the first segment goes.) */
 		tcp_rack_sent(c, (c->sq_head + c->sq_next) % TCP_SQ_SLOTS, now,
 			      SEQ_LT(c->snd_nxt, c->snd_max));
+		pace_sent(c, len, now);
 		if (SEQ_LT(c->snd_nxt, c->snd_max)) {
 			stk->stats.retransmits++;
 			c->retransmits++;
@@ -645,6 +692,8 @@ void tcp_output(struct tcp_conn *c, uint64_t now)
 		c->flags |= CF_PERSIST;
 		tcp_arm_rtx(c, now);
 	}
+	if (c->bbr != NULL)
+		tcp_bbr_app_limited(c);
 	if (!sent && (c->flags & CF_ACK_NOW))
 		tcp_send_ctl(c, c->snd_nxt, TH_ACK, now);
 }

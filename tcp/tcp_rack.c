@@ -55,6 +55,8 @@ static uint64_t xmit_to_tsc(const struct tcp_stack *stk, uint32_t t)
 
 void tcp_rack_sent(struct tcp_conn *c, uint32_t slot, uint64_t now, bool rtx)
 {
+	if (c->bbr != NULL)
+		tcp_bbr_sent(c, slot, now);
 	c->sq_xmit[slot] = tcp_xmit_now(c->stk, now);
 	if (rtx) {
 		sq_bit_set(c->sq_retx, slot);

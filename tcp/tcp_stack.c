@@ -50,7 +50,7 @@ static const struct tcp_stat_name stack_stat_names[] = {
     STAT(rx_mbufs),	  STAT(rx_pruned),	  STAT(rx_mem_drop),  STAT(tx_split),
     STAT(icmp_invalid),	  STAT(icmp_conn_aborts), STAT(icmp_soft),    STAT(pmtu_reductions),
     STAT(pmtu_blackhole), STAT(rack_lost),	  STAT(tlp_probes),   STAT(dsacks_rx),
-    STAT(undos),	  STAT(dsacks_tx),
+    STAT(undos),	  STAT(dsacks_tx),	  STAT(paced),
 };
 
 _Static_assert(sizeof(stack_stat_names) / sizeof(stack_stat_names[0]) ==
@@ -271,6 +271,10 @@ struct tcp_conn *tcp_conn_new(struct tcp_stack *stk, uint32_t laddr, uint32_t ra
 	c->ts_off = (uint32_t)tuple_hash(stk, laddr, raddr, lport, rport, HASH_TS);
 	c->ts_start = tcp_ts_now(c, now);
 	conn_timer_init(c);
+	if (stk->bbr != NULL) {
+		c->bbr = &stk->bbr[c - stk->conns];
+		tcp_bbr_init(c);
+	}
 	h = conn_hash(stk, laddr, raddr, lport, rport);
 	c->hnext = stk->htab[h];
 	stk->htab[h] = c;
@@ -361,6 +365,7 @@ void tcp_conn_set_closed(struct tcp_conn *c)
 	tcp_timer_cancel(&stk->wheel, &c->t_delack);
 	tcp_timer_cancel(&stk->wheel, &c->t_misc);
 	tcp_timer_cancel(&stk->wheel, &c->t_retry);
+	tcp_timer_cancel(&stk->wheel, &c->t_pace);
 	table_remove(c);
 	/* Unread data stays readable after a clean close; not after a failure. */
 	if (c->error != 0 || (c->flags & CF_USER_CLOSED))
@@ -475,6 +480,7 @@ static void conn_timer_init(struct tcp_conn *c)
 	tcp_timer_init(&c->t_delack, tcp_delack_timeout);
 	tcp_timer_init(&c->t_misc, misc_timeout);
 	tcp_timer_init(&c->t_retry, tcp_retry_timeout);
+	tcp_timer_init(&c->t_pace, tcp_pace_timeout);
 }
 
 void tcp_enter_time_wait(struct tcp_conn *c, uint64_t now)
@@ -505,6 +511,14 @@ void tcp_stack_tick(struct tcp_stack *stk, uint64_t now_tsc)
 /* ------------------------------------------------------------------ */
 /* Create / free */
 
+static void stack_mem_free(struct tcp_stack *stk)
+{
+	rte_free(stk->conns);
+	rte_free(stk->htab);
+	rte_free(stk->bbr);
+	rte_free(stk);
+}
+
 struct tcp_stack *tcp_stack_create(const struct tcp_stack_conf *conf, struct tcp_netif *nif,
 				   struct rte_mempool *pool, int socket_id, uint64_t now_tsc)
 {
@@ -515,7 +529,8 @@ struct tcp_stack *tcp_stack_create(const struct tcp_stack_conf *conf, struct tcp
 	    conf->port_hi < conf->port_lo || conf->max_conns == 0 || conf->max_conns > (1u << 24) ||
 	    conf->sndbuf == 0 || conf->rcvbuf < 1024 || conf->rcvbuf > (1u << 30) ||
 	    conf->rto_min_ms == 0 || conf->rto_max_ms < conf->rto_min_ms ||
-	    conf->rto_init_ms == 0 || conf->time_wait_ms == 0) {
+	    conf->rto_init_ms == 0 || conf->time_wait_ms == 0 ||
+	    (conf->congestion_control != TCP_CC_CUBIC && conf->congestion_control != TCP_CC_BBR)) {
 		errno = EINVAL;
 		return NULL;
 	}
@@ -533,10 +548,12 @@ struct tcp_stack *tcp_stack_create(const struct tcp_stack_conf *conf, struct tcp
 					RTE_CACHE_LINE_SIZE, socket_id);
 	stk->htab = rte_zmalloc_socket("tcp_htab", sizeof(struct tcp_conn *) * nb,
 				       RTE_CACHE_LINE_SIZE, socket_id);
-	if (stk->conns == NULL || stk->htab == NULL) {
-		rte_free(stk->conns);
-		rte_free(stk->htab);
-		rte_free(stk);
+	if (conf->congestion_control == TCP_CC_BBR)
+		stk->bbr = rte_zmalloc_socket("tcp_bbr", sizeof(struct tcp_bbr) * conf->max_conns,
+					      RTE_CACHE_LINE_SIZE, socket_id);
+	if (stk->conns == NULL || stk->htab == NULL ||
+	    (conf->congestion_control == TCP_CC_BBR && stk->bbr == NULL)) {
+		stack_mem_free(stk);
 		errno = ENOMEM;
 		return NULL;
 	}
@@ -554,9 +571,7 @@ struct tcp_stack *tcp_stack_create(const struct tcp_stack_conf *conf, struct tcp
 	stk->key[1] = conf->secret[1];
 	if ((stk->key[0] | stk->key[1]) == 0 &&
 	    getrandom(stk->key, sizeof(stk->key), 0) != (ssize_t)sizeof(stk->key)) {
-		rte_free(stk->conns);
-		rte_free(stk->htab);
-		rte_free(stk);
+		stack_mem_free(stk);
 		errno = EIO;
 		return NULL;
 	}
@@ -571,9 +586,7 @@ struct tcp_stack *tcp_stack_create(const struct tcp_stack_conf *conf, struct tcp
 		stk->ooo_off = rte_mbuf_dynfield_register(&ooo_field);
 	}
 	if (stk->ooo_off < 0) {
-		rte_free(stk->conns);
-		rte_free(stk->htab);
-		rte_free(stk);
+		stack_mem_free(stk);
 		errno = ENOMEM;
 		return NULL;
 	}
@@ -603,9 +616,7 @@ struct tcp_stack *tcp_stack_create(const struct tcp_stack_conf *conf, struct tcp
 	tcp_wheel_init(&stk->wheel, now_tsc, stk->tsc_per_ts);
 	if (tcp_netif_set_l4(nif, IPPROTO_TCP, tcp_input, stk) != 0 ||
 	    tcp_netif_set_l4_err(nif, IPPROTO_TCP, tcp_icmp_err, stk) != 0) {
-		rte_free(stk->conns);
-		rte_free(stk->htab);
-		rte_free(stk);
+		stack_mem_free(stk);
 		errno = EINVAL;
 		return NULL;
 	}
@@ -619,9 +630,7 @@ void tcp_stack_free(struct tcp_stack *stk)
 	tcp_netif_set_l4(stk->nif, IPPROTO_TCP, NULL, NULL);
 	for (uint32_t i = 0; i < stk->conf.max_conns; i++)
 		conn_release_buffers(&stk->conns[i]);
-	rte_free(stk->conns);
-	rte_free(stk->htab);
-	rte_free(stk);
+	stack_mem_free(stk);
 }
 
 /* ------------------------------------------------------------------ */

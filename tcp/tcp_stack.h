@@ -58,7 +58,8 @@
  *	an RFC 6675 pipe estimate; RACK-TLP (RFC 8985) finds losses by time
  *	(lost retransmissions and tails included) and probes tails; D-SACK
  *	(RFC 2883) and timestamps undo spurious recoveries (tcp_rack.c).
- *	cwnd grows by bytes acknowledged (RFC 3465). ICMP: unreachable
+ *	cwnd grows by bytes acknowledged (RFC 3465); the controller is
+ *	CUBIC or BBR (tcp_cc.c, tcp_bbr.c; BBR also paces every segment). ICMP: unreachable
  *	fails a connect at once; fragmentation needed lowers the MSS (RFC
  *	1191, validated per RFC 5927), as do repeated timeouts of full
  *	segments (black-hole detection, RFC 4821); the MSS never goes up
@@ -129,6 +130,7 @@ struct tcp_stack_conf {
 	uint32_t rx_mbufs_max;	      /**< received + out-of-order mbufs held, 0 = pool / 4 */
 	uint32_t challenge_ack_limit; /**< RFC 5961 7: challenge ACKs per second, 0 = 1000 */
 	uint32_t no_sack;	      /**< non-zero: neither offer nor accept SACK (RFC 2018) */
+	int congestion_control;	      /**< enum tcp_cc_algo (0: CUBIC) */
 	/**
 	 * Optional, for flow steering: may an active open use local port
 	 * @p lport to reach raddr:rport (all in network order)? Ports it
@@ -136,6 +138,12 @@ struct tcp_stack_conf {
 	 */
 	bool (*port_ok)(void *arg, uint32_t laddr, uint16_t lport, uint32_t raddr, uint16_t rport);
 	void *port_ok_arg;
+};
+
+/** Congestion controllers (struct tcp_stack_conf's congestion_control). */
+enum tcp_cc_algo {
+	TCP_CC_CUBIC = 0, /**< loss-based (RFC 9438), segments leave as the window allows */
+	TCP_CC_BBR = 1,	  /**< model-based (BBR v1), every segment paced */
 };
 
 /** Connection states (RFC 9293 3.3.2). */
@@ -228,6 +236,7 @@ struct tcp_stack_stats {
 	uint64_t dsacks_rx;	 /**< D-SACK blocks received (RFC 2883) */
 	uint64_t undos;		 /**< recoveries or timeouts undone as spurious */
 	uint64_t dsacks_tx;	 /**< D-SACK blocks sent: duplicates reported (RFC 2883) */
+	uint64_t paced;		 /**< times output stopped to wait for the pacing timer */
 };
 
 struct tcp_stack;

@@ -85,6 +85,45 @@ enum {
 	CF_TLP_OUT = 1 << 14,	 /* a probe is out: no other until an ACK moves snd_una */
 };
 
+/* Units of BBR's bandwidth: bytes per sq_xmit unit (about 1 us), << 24. */
+#define TCP_BW_SHIFT	  24
+#define TCP_BBR_BW_ROUNDS 10 /* the max filter's window, round trips */
+
+/*
+ * BBR (tcp_bbr.c), one per connection, allocated with the stack only when
+ * it is the configured controller (a connection without one runs CUBIC).
+ * Delivery-rate sampling keeps, per send-queue slot, the connection's
+ * delivered count and times at the slot's last transmission. Delivered
+ * counts are bytes modulo 2^32 (they are only ever subtracted); times are
+ * sq_xmit units.
+ */
+struct tcp_bbr {
+	uint32_t sq_delivered[TCP_SQ_SLOTS], sq_dlv_time[TCP_SQ_SLOTS], sq_first_sent[TCP_SQ_SLOTS];
+	uint64_t sq_app_limited[TCP_SQ_SLOTS / 64];
+	uint32_t delivered, delivered_time, first_sent_time;
+	uint32_t app_limited; /* delivered at which the app-limited spell ends; 0: none */
+	bool app_limited_on;
+	/* This ACK's sample: the most recently sent segment it delivered. */
+	bool rs_on, rs_app_limited;
+	uint32_t rs_prior_delivered, rs_prior_time, rs_send_elapsed, rs_ack_elapsed;
+	uint32_t rs_rtt;	/* UINT32_MAX: none (only retransmissions delivered) */
+	uint32_t ack_delivered; /* delivered when this ACK's processing began */
+	/* The model. */
+	uint8_t mode, cycle_idx, full_bw_count;
+	bool filled_pipe, round_start, conserve, loss, probe_rtt_round_done;
+	uint32_t round_count, next_round_delivered;
+	uint32_t conserve_end; /* packet conservation until this is delivered */
+	uint64_t bw_round[TCP_BBR_BW_ROUNDS], btl_bw, full_bw; /* TCP_BW_SHIFT units */
+	uint32_t rtprop, rtprop_stamp, probe_rtt_done, cycle_stamp;
+	uint32_t pacing_gain, cwnd_gain; /* BBR_UNIT = 1.0 */
+	uint32_t prior_cwnd;
+	uint64_t pacing_rate; /* TCP_BW_SHIFT units */
+	/* ACK aggregation: bytes delivered beyond bw x time since the epoch
+	 * began, its largest in each of the last two windows of rounds. */
+	uint32_t ack_epoch, ack_epoch_acked, extra_acked[2];
+	uint8_t extra_idx, extra_rounds;
+};
+
 struct tcp_conn {
 	struct tcp_conn *hnext; /* hash chain, or free list */
 	struct tcp_conn *ev_next;
@@ -127,6 +166,11 @@ struct tcp_conn {
 	uint32_t max_snd_wnd;	/* largest window the peer offered (RFC 5961 MAX.SND.WND) */
 	uint32_t probes;	/* window probes sent since the window was last open */
 	uint64_t oow_ack_at;	/* when the last rate-limited ACK went (TSC) */
+	/* Pacing (BBR): TSC cycles per byte << 16 (0: no pacing), when the
+	 * next segment may leave, and how far behind now that may lag (the
+	 * burst allowed after a pause: a quantum less one segment). */
+	uint64_t pace_cpb, pace_next, pace_credit;
+	struct tcp_bbr *bbr; /* NULL: CUBIC */
 
 	struct rte_mbuf *sq[TCP_SQ_SLOTS];
 	uint32_t sq_head, sq_count, sq_next; /* sq_next: segments already sent */
@@ -164,6 +208,7 @@ struct tcp_conn {
 	struct tcp_timer t_delack; /* delayed ACK */
 	struct tcp_timer t_misc;   /* connect deadline, TIME_WAIT, FIN_WAIT_2 */
 	struct tcp_timer t_retry;  /* output again: a send failed for want of an mbuf */
+	struct tcp_timer t_pace;   /* output again: the pacing rate allows the next segment */
 };
 
 /* Per-mbuf field (an mbuf dynamic field) of a segment held out of order. */
@@ -203,6 +248,7 @@ struct tcp_stack {
 	struct tcp_conn *free_conns;
 	struct tcp_conn *tw_head, *tw_tail;
 	struct tcp_conn *conns; /* max_conns of them */
+	struct tcp_bbr *bbr;	/* max_conns of them, or NULL (CUBIC) */
 	uint32_t hmask;
 	struct tcp_conn **htab;
 	struct tcp_wheel wheel;
@@ -246,6 +292,15 @@ void tcp_cc_ack(struct tcp_conn *c, uint32_t acked, uint64_t now);
 void tcp_cc_congestion(struct tcp_conn *c, uint64_t now);
 void tcp_cc_undo(struct tcp_conn *c);
 
+/* tcp_bbr.c */
+void tcp_bbr_init(struct tcp_conn *c);
+void tcp_bbr_sent(struct tcp_conn *c, uint32_t slot, uint64_t now);
+void tcp_bbr_delivered(struct tcp_conn *c, uint32_t slot, uint32_t len, bool cum, uint64_t now);
+void tcp_bbr_ack(struct tcp_conn *c, uint64_t now);
+void tcp_bbr_app_limited(struct tcp_conn *c);
+void tcp_bbr_congestion(struct tcp_conn *c);
+void tcp_bbr_undo(struct tcp_conn *c);
+
 /* tcp_rack.c */
 uint32_t tcp_xmit_now(const struct tcp_stack *stk, uint64_t now);
 void tcp_rack_sent(struct tcp_conn *c, uint32_t slot, uint64_t now, bool rtx);
@@ -268,6 +323,7 @@ void tcp_retransmit_head(struct tcp_conn *c, uint64_t now);
 void tcp_arm_rtx(struct tcp_conn *c, uint64_t now);
 void tcp_arm_retry(struct tcp_conn *c, uint64_t now);
 void tcp_retry_timeout(struct tcp_timer *t, uint64_t now);
+void tcp_pace_timeout(struct tcp_timer *t, uint64_t now);
 uint32_t tcp_rcv_window(const struct tcp_conn *c);
 uint32_t tcp_rcv_sws_min(const struct tcp_conn *c);
 void tcp_sack_update(struct tcp_conn *c, const struct tcp_opts *o, uint32_t ack, uint64_t now);

@@ -179,6 +179,20 @@ static uint64_t lab_due(struct wire *w, int from)
 	return at;
 }
 
+/* rate_kbps: when the frame @m has crossed the bottleneck (@*at), or
+ * false if the queue before it is full. */
+static bool bottleneck(struct wire *w, int from, const struct rte_mbuf *m, uint64_t *at)
+{
+	const struct wire_imp *imp = &w->imp[from];
+	uint64_t start = w->link_free[from] > w->now ? w->link_free[from] : w->now;
+
+	if (start - w->now > imp->queue_us)
+		return false;
+	w->link_free[from] = start + (uint64_t)rte_pktmbuf_pkt_len(m) * 8000 / imp->rate_kbps;
+	*at = w->link_free[from];
+	return true;
+}
+
 static void transmit(struct wire *w, int from)
 {
 	const struct wire_imp *imp = &w->imp[from];
@@ -188,10 +202,14 @@ static void transmit(struct wire *w, int from)
 	while ((n = tcp_netif_tx_drain(w->nif[from], out, 64)) > 0) {
 		for (uint16_t i = 0; i < n; i++) {
 			int copies = 1;
+			uint64_t base = w->now;
 
 			w->sent[from]++;
-			if (imp->drop_all || chance(w, imp->loss_ppm) ||
-			    (imp->seg_loss_ppm > 0 && seg_lost(w, from, out[i]))) {
+			if (imp->rate_kbps > 0 && !bottleneck(w, from, out[i], &base)) {
+				w->lost[from]++;
+				copies = 0;
+			} else if (imp->drop_all || chance(w, imp->loss_ppm) ||
+				   (imp->seg_loss_ppm > 0 && seg_lost(w, from, out[i]))) {
 				w->lost[from]++;
 				copies = 0;
 			} else if (chance(w, imp->dup_ppm)) {
@@ -200,7 +218,7 @@ static void transmit(struct wire *w, int from)
 			}
 			for (int k = 0; k < copies; k++) {
 				struct rte_mbuf *c = copy_frame(w, out[i]);
-				uint64_t at = w->now + imp->delay_us;
+				uint64_t at = base + imp->delay_us;
 
 				if (c == NULL)
 					continue;

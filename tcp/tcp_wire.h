@@ -14,7 +14,8 @@
  *	step drains both netifs' TX FIFOs onto the wire, where each frame is,
  *	by the direction's settings and a xorshift generator seeded by the
  *	test, dropped, duplicated, corrupted (one random bit flipped), delayed
- *	(base delay plus jitter) and sometimes held back further (reordered).
+ *	(base delay plus jitter) and sometimes held back further (reordered),
+ *	after an optional bottleneck (a rate and a tail-drop queue).
  *	Frames due are copied into fresh single-segment mbufs, as a NIC would
  *	DMA them, and given to the other netif. Time is a fake TSC at 1 MHz.
  *	The same seed gives the same run.
@@ -50,6 +51,11 @@ struct wire_imp {
 	 * before it; a reordered frame skips the delay line (reorder_us
 	 * unused) and so overtakes every frame being delayed. */
 	uint32_t like_lab;
+	/* A bottleneck before the delay: frames leave one after another at
+	 * rate_kbps (kbit/s, frame bytes counted; 0: no limit), and a frame
+	 * that would wait longer than queue_us for the link is dropped (a
+	 * tail-drop queue of that many microseconds). */
+	uint32_t rate_kbps, queue_us;
 };
 
 struct wire_frame {
@@ -66,7 +72,8 @@ struct wire {
 	uint64_t rnd, seed, now, order;
 	struct wire_frame q[WIRE_MAXQ];
 	unsigned nq;
-	uint64_t tail[2]; /* like_lab: when the last frame each way is due */
+	uint64_t tail[2];      /* like_lab: when the last frame each way is due */
+	uint64_t link_free[2]; /* rate_kbps: when the bottleneck is free again */
 	uint64_t sent[2], lost[2], duplicated[2], corrupted[2], reordered[2];
 	/* seg_loss_ppm: transmissions seen per (direction, sequence number) */
 	uint32_t seg_key[WIRE_SEGS];

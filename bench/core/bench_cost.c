@@ -339,6 +339,9 @@ static int run_worker(void)
 	conf = wire_stack_conf();
 	conf.port_lo = 10000;
 	conf.port_hi = 60000;
+	/* BENCH_COST_CC=bbr: the cost with BBR and pacing on both ends. */
+	if (getenv("BENCH_COST_CC") != NULL && strcmp(getenv("BENCH_COST_CC"), "bbr") == 0)
+		conf.congestion_control = TCP_CC_BBR;
 	wire_init_conf(&w, mp, 1, &conf);
 	if (tcp_listen(w.stk[1], 25, NULL) != 0)
 		return 1;

@@ -60,6 +60,9 @@ void dmta_workers_stop(void)
 		pthread_detach(t);
 }
 
+static const struct dmta_conf_enum tcp_ccs[] = {
+    {"cubic", TCP_CC_CUBIC}, {"bbr", TCP_CC_BBR}, {NULL, 0}};
+
 #define TCP(m) DMTA_CONF_AT(struct tcp_stack_conf, m)
 static const struct dmta_conf_key tcp_keys[] = {
     {.name = "port_lo",
@@ -125,6 +128,14 @@ static const struct dmta_conf_key tcp_keys[] = {
      .min = DMTA_CONF_SEC(1),
      .max = DMTA_CONF_MIN(4),
      TCP(time_wait_ms)},
+    {.name = "congestion_control",
+     .type = DMTA_CONF_ENUM,
+     .def = "bbr",
+     .values = tcp_ccs,
+     TCP(congestion_control),
+     .help = "cubic: loss-based (RFC 9438); segments leave as the window allows.\n"
+	     "bbr: model-based (BBR v1), paced; random loss does not slow it down.\n"
+	     "bbr takes 1.7 KiB more hugepage memory per max_conns slot."},
 };
 
 const struct dmta_conf_section dmta_tcp_conf_section = {

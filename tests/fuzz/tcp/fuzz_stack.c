@@ -24,6 +24,8 @@
  *	  op % 5 == 3  advance the clock by u16 ms and run the timers
  *	  op % 5 == 4  a raw frame (u16 length + bytes)
  *
+ *	An input of odd length runs BBR (with pacing), of even length CUBIC.
+ *
  *	Every frame the stack sends is checked (IPv4 and TCP checksums,
  *	addresses); at the end everything is freed and the pool must be full.
  */
@@ -241,7 +243,7 @@ static void handle_events(struct fz *f)
 	}
 }
 
-static void setup(struct fz *f)
+static void setup(struct fz *f, int cc)
 {
 	struct tcp_netif_conf c = {0};
 	struct tcp_stack_conf s = {0};
@@ -275,6 +277,7 @@ static void setup(struct fz *f)
 	s.delack_ms = 40;
 	s.time_wait_ms = 2000;
 	s.secret[0] = 1; /* fixed: the same input gives the same run */
+	s.congestion_control = cc;
 	f->stk = tcp_stack_create(&s, f->nif, pool, SOCKET_ID_ANY, f->now);
 	if (f->nif == NULL || f->stk == NULL || tcp_listen(f->stk, LOCAL_PORT, NULL) != 0)
 		abort();
@@ -307,7 +310,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct fz f;
 	size_t o = 0;
 
-	setup(&f);
+	setup(&f, size % 2 ? TCP_CC_BBR : TCP_CC_CUBIC);
 	while (o < size) {
 		uint8_t op = data[o++];
 

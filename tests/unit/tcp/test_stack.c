@@ -2169,15 +2169,175 @@ static void test_cubic_curve(void **state)
  * its BBR 4 to 10 s (bench/RESULTS.md, bench-impair). TCP_TRACE=1 prints
  * A's cwnd every 100 ms; TCP_SEEDS=N runs N seeds.
  */
-static void test_lab_path_rate(void **state)
+/* The run on @w is over: free it and the applications for the next. */
+static void wire_next(void)
+{
+	wire_free(&w);
+	app_free(&app[0]);
+	app_free(&app[1]);
+}
+
+/* BBR over the lab path: at most this many ms on average (seeds 60-64). */
+#define BBR_LAB_MS 12000
+
+/* Pacing tests: data bytes A put on the wire in the step being run, and
+ * per step over the last PACE_WIN steps (10 ms) with the pacing rate then. */
+#define PACE_WIN 100
+static struct {
+	uint32_t cur;
+	uint32_t bytes[PACE_WIN];
+	uint64_t rate[PACE_WIN]; /* bytes per second, 0: not paced */
+} pace;
+
+static bool tap_pace(struct wire *wr, int from, uint8_t *f, uint32_t len)
+{
+	(void)wr;
+	if (from == 0 && is_tcp(f, len))
+		pace.cur += ((uint32_t)f[16] << 8 | f[17]) - 20 - (uint32_t)tcp_hlen(f);
+	return true;
+}
+
+/*
+ * A bottleneck of 8 Mbit/s with a 200 ms queue, 20 ms each way: 4 MiB
+ * from A to B. Returns the time taken and the mean queueing delay at the
+ * bottleneck while A had data out (after the first second). With
+ * @paced, every step also checks A's sending against its pacing rate:
+ * no step carries more than the quantum (two segments here, and the
+ * rate's worth of a step), no 10 ms more than the rate allows plus a
+ * quantum.
+ */
+static void bottleneck_run(int cc, bool paced, uint64_t *ms, uint64_t *queue_ms)
+{
+	struct tcp_stack_conf c = wire_stack_conf();
+	uint64_t t0, qsum = 0, qn = 0, step = 0;
+
+	c.congestion_control = cc;
+	c.sndbuf = c.rcvbuf = 256 * 1024;
+	wire_init_conf(&w, pool, 71, &c);
+	w.imp[0] = (struct wire_imp){.rate_kbps = 8000, .queue_us = 200000, .delay_us = 20000};
+	w.imp[1] = (struct wire_imp){.delay_us = 20000};
+	memset(&pace, 0, sizeof(pace));
+	if (paced)
+		w.tap = tap_pace;
+	start(4 << 20, 0);
+	t0 = w.now;
+	while (!both_done()) {
+		struct tcp_conn *a = app[0].conn;
+
+		if (w.now - t0 > 60 * WIRE_HZ)
+			fail_msg("4 MiB through 8 Mbit/s: not done after 60 s simulated");
+		wire_step(&w);
+		app_events(0);
+		app_events(1);
+		if (a != NULL && app[0].conn != NULL && a->snd_una != a->snd_max &&
+		    w.now - t0 > WIRE_HZ) {
+			qsum += w.link_free[0] > w.now ? w.link_free[0] - w.now : 0;
+			qn++;
+		}
+		if (paced) {
+			uint32_t slot = (uint32_t)(step++ % PACE_WIN), mss = 1448, win = 0;
+			uint64_t cpb = a != NULL && app[0].conn != NULL ? a->pace_cpb : 0;
+			uint64_t quantum = 2 * mss, rate = 0;
+
+			if (cpb != 0) {
+				quantum =
+				    mss + (a->pace_credit << 16) / cpb + (WIRE_STEP << 16) / cpb;
+				pace.rate[slot] = (WIRE_HZ << 16) / cpb;
+			} else {
+				pace.rate[slot] = 0;
+			}
+			pace.bytes[slot] = pace.cur;
+			pace.cur = 0;
+			if (pace.bytes[slot] > quantum)
+				fail_msg("%u data bytes in one step at %llu ms, want at most the "
+					 "quantum, %llu",
+					 pace.bytes[slot], (unsigned long long)(w.now - t0) / 1000,
+					 (unsigned long long)quantum);
+			for (int i = 0; i < PACE_WIN; i++) {
+				win += pace.bytes[i];
+				rate = pace.rate[i] > rate ? pace.rate[i] : rate;
+			}
+			if (step >= PACE_WIN &&
+			    win > rate * PACE_WIN * WIRE_STEP / WIRE_HZ + quantum)
+				fail_msg(
+				    "%u data bytes in 10 ms at %llu ms, want at most %llu (the "
+				    "rate's, %llu bytes/s, and a quantum)",
+				    win, (unsigned long long)(w.now - t0) / 1000,
+				    (unsigned long long)(rate * PACE_WIN * WIRE_STEP / WIRE_HZ +
+							 quantum),
+				    (unsigned long long)rate);
+		}
+	}
+	*ms = (w.now - t0) / 1000;
+	*queue_ms = qn > 0 ? qsum / qn / 1000 : 0;
+	check_transfer(4 << 20, 0);
+	print_stats("bottleneck");
+	if (paced && tcp_stack_stats(w.stk[0])->paced == 0)
+		fail_msg("A never waited for its pacing rate");
+	printf("# bottleneck, %s: 4 MiB in %llu ms, mean queueing delay %llu ms\n",
+	       cc == TCP_CC_BBR ? "BBR" : "CUBIC", (unsigned long long)*ms,
+	       (unsigned long long)*queue_ms);
+	run(tables_empty, 20000);
+	wire_next();
+	wire_init(&w, pool, 1);
+	app_setup(&app[0], 0, 1, 0);
+	app_setup(&app[1], 0, 2, 0);
+}
+
+/* BBR paces: segments leave spaced by the pacing rate, never in a burst
+ * larger than the quantum (CUBIC sends its first ten segments at once). */
+static void test_bbr_paced(void **state)
+{
+	uint64_t ms, queue_ms;
+	(void)state;
+
+	bottleneck_run(TCP_CC_BBR, true, &ms, &queue_ms);
+}
+
+/*
+ * BBR on a clean path finds the bottleneck's rate and keeps the queue
+ * short: 4 MiB at 8 Mbit/s (about 956 payload bytes a ms) in at most
+ * 10% more than the link needs, with a mean queueing delay under a
+ * quarter of the 40 ms round trip. CUBIC fills the queue to what its
+ * send queue holds (about 140 ms).
+ */
+static void test_bbr_bottleneck(void **state)
+{
+	uint64_t ms, queue_ms, link_ms = (4ull << 20) / 956;
+	(void)state;
+
+	bottleneck_run(TCP_CC_BBR, false, &ms, &queue_ms);
+	if (ms > link_ms * 110 / 100)
+		fail_msg("4 MiB at 8 Mbit/s with BBR: %llu ms, want at most %llu",
+			 (unsigned long long)ms, (unsigned long long)(link_ms * 110 / 100));
+	if (queue_ms > 10)
+		fail_msg("BBR's mean queueing delay at the bottleneck: %llu ms, want at most 10",
+			 (unsigned long long)queue_ms);
+}
+
+/* TCP_TRACE=1: A's window every 100 ms, and BBR's model. */
+static void lab_trace(const struct tcp_conn *c, uint64_t t0)
+{
+	printf("# trace %llu ms cwnd %u ssthresh %u recovery %d",
+	       (unsigned long long)(w.now - t0) / 1000, c->cwnd / c->mss, c->ssthresh / c->mss,
+	       c->in_recovery);
+	if (c->bbr != NULL)
+		printf(" bbr mode %u bw %llu B/ms rtprop %u us gain %u/%u extra %u/%u segments",
+		       c->bbr->mode, (unsigned long long)((c->bbr->btl_bw * 1000) >> TCP_BW_SHIFT),
+		       c->bbr->rtprop, c->bbr->pacing_gain, c->bbr->cwnd_gain,
+		       c->bbr->extra_acked[0] / c->mss, c->bbr->extra_acked[1] / c->mss);
+	printf("\n");
+}
+
+static uint64_t lab_path_mean(int cc)
 {
 	struct tcp_stack_conf c = wire_stack_conf();
 	bool trace = getenv("TCP_TRACE") != NULL;
 	/* TCP_SEEDS=N: more seeds, for comparing changes (the test uses 5). */
 	uint64_t seeds = getenv("TCP_SEEDS") != NULL ? strtoull(getenv("TCP_SEEDS"), NULL, 10) : 5;
 	uint64_t total = 0;
-	(void)state;
 
+	c.congestion_control = cc;
 	c.sndbuf = c.rcvbuf = 256 * 1024; /* the lab's dmta.conf defaults */
 	for (uint64_t seed = 60; seed < 60 + seeds; seed++) {
 		const struct tcp_stack_stats *a;
@@ -2204,11 +2364,7 @@ static void test_lab_path_rate(void **state)
 				samples++;
 				cwnd_sum += app[0].conn->cwnd / app[0].conn->mss;
 				if (trace)
-					printf("# trace %llu ms cwnd %u ssthresh %u recovery %d\n",
-					       (unsigned long long)(w.now - t0) / 1000,
-					       app[0].conn->cwnd / app[0].conn->mss,
-					       app[0].conn->ssthresh / app[0].conn->mss,
-					       app[0].conn->in_recovery);
+					lab_trace(app[0].conn, t0);
 			}
 		}
 		ms = (w.now - t0) / 1000;
@@ -2222,18 +2378,39 @@ static void test_lab_path_rate(void **state)
 		       (unsigned long long)a->fast_retransmits, (unsigned long long)a->undos);
 		total += ms;
 		run(tables_empty, 20000);
-		wire_free(&w);
-		app_free(&app[0]);
-		app_free(&app[1]);
+		wire_next();
 	}
-	printf("# lab path: %llu seeds, mean %llu ms\n", (unsigned long long)seeds,
-	       (unsigned long long)(total / seeds));
-	if (total / seeds > 23000)
-		fail_msg("4 MiB over the lab path: %llu ms on average, want < 23000",
-			 (unsigned long long)(total / seeds));
+	printf("# lab path, %s: %llu seeds, mean %llu ms\n", cc == TCP_CC_BBR ? "BBR" : "CUBIC",
+	       (unsigned long long)seeds, (unsigned long long)(total / seeds));
 	wire_init(&w, pool, 1);
 	app_setup(&app[0], 0, 1, 0);
 	app_setup(&app[1], 0, 2, 0);
+	return total / seeds;
+}
+
+static void test_lab_path_rate(void **state)
+{
+	uint64_t ms = lab_path_mean(TCP_CC_CUBIC);
+	(void)state;
+
+	if (ms > 23000)
+		fail_msg("4 MiB over the lab path: %llu ms on average, want < 23000",
+			 (unsigned long long)ms);
+}
+
+/*
+ * The same path with BBR: random loss does not shrink its window, and
+ * the send queue (128 segments) rather than the controller bounds the
+ * flight. CUBIC takes 18.5 s on average over these seeds, BBR 8.9 s.
+ */
+static void test_lab_path_bbr(void **state)
+{
+	uint64_t ms = lab_path_mean(TCP_CC_BBR);
+	(void)state;
+
+	if (ms > BBR_LAB_MS)
+		fail_msg("4 MiB over the lab path with BBR: %llu ms on average, want < %u",
+			 (unsigned long long)ms, BBR_LAB_MS);
 }
 
 /* SipHash-2-4 against the reference vectors (Aumasson and Bernstein,
@@ -2418,6 +2595,9 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_spurious_recovery_undone, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_lossy_path_rate, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_lab_path_rate, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_lab_path_bbr, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_bbr_paced, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_bbr_bottleneck, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_cubic_curve, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_dsack_reported, setup, teardown),
 	};

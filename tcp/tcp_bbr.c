@@ -1,0 +1,513 @@
+/*
+ * tcp_bbr.c - BBR congestion control (v1) and delivery-rate sampling.
+ *
+ * SYNOPSIS
+ *	Private to tcp/; see tcp_stack_int.h. Only connections of a stack
+ *	configured with TCP_CC_BBR have a struct tcp_bbr (c->bbr).
+ *
+ *	tcp_bbr_init(c)			a new connection: STARTUP
+ *	tcp_bbr_sent(c, slot, now)	a segment (re)transmitted, before snd_max moves
+ *	tcp_bbr_delivered(c, slot, len, cum, now)  acknowledged or SACKed, first time
+ *	tcp_bbr_ack(c, now)		after each ACK: sample, model, cwnd, pacing
+ *	tcp_bbr_app_limited(c)		output found nothing more to send
+ *	tcp_bbr_congestion(c)		a loss episode begins (recovery, timeout)
+ *	tcp_bbr_undo(c)			it was spurious
+ *
+ * DESCRIPTION
+ *	A loss-based controller reads every loss as congestion: on a path
+ *	that drops a few percent at random (a radio link, a policer, the
+ *	lab's WAN emulator) its window never grows. BBR instead keeps a model
+ *	of the path, the bottleneck bandwidth (the largest delivery rate seen
+ *	over the last ten round trips) and the round-trip propagation time
+ *	(the least RTT seen over ten seconds), sends at a pacing rate of gain
+ *	x bandwidth and keeps at most gain x BDP in flight. Losses do not
+ *	change the model: a recovery only holds the window where it was for
+ *	its first round trip (packet conservation), and the window before the
+ *	loss comes back when it ends. After
+ *	draft-cardwell-iccrg-bbr-congestion-control-00 (BBR v1):
+ *
+ *	STARTUP	  pacing and window gain 2/ln 2 until the bandwidth stops
+ *		  growing by a quarter for three rounds (samples taken while
+ *		  the sender had nothing to send do not count);
+ *	DRAIN	  pacing gain ln 2 / 2 until the flight is down to one BDP;
+ *	PROBE_BW  a cycle of eight phases of one min RTT each, pacing gain
+ *		  5/4 (probe for more), 3/4 (drain what that queued), then
+ *		  1; window gain 2;
+ *	PROBE_RTT when the min RTT is ten seconds old: four segments for
+ *		  200 ms and a round trip, so that the queue empties and the
+ *		  propagation time can be measured again.
+ *
+ *	Delivery rates after draft-cheng-iccrg-delivery-rate-estimation:
+ *	each transmission records the connection's delivered count, when it
+ *	last grew and when the flight's first segment was sent; an ACK's
+ *	sample is bytes delivered since the most recently sent segment it
+ *	covers was sent, over the longer of its send and ACK intervals
+ *	(never shorter than the min RTT: ACK compression would inflate it).
+ *	Samples taken while the application (or the send buffer) left the
+ *	window unused are marked app-limited: they may raise the bandwidth
+ *	estimate but never lower it.
+ *
+ *	Pacing itself is in tcp_output.c (c->pace_cpb, pace_next); this file
+ *	sets the rate. Fixed point throughout: bandwidth in bytes per
+ *	sq_xmit unit << TCP_BW_SHIFT, gains in BBR_UNIT; one division per
+ *	ACK for the sample and one when the pacing rate changes, none per
+ *	segment.
+ */
+#include <string.h>
+
+#include "tcp/tcp_stack_int.h"
+
+#define BBR_UNIT	 256
+#define BBR_HIGH_GAIN	 (BBR_UNIT * 2885 / 1000 + 1) /* 2 / ln 2 */
+#define BBR_DRAIN_GAIN	 (BBR_UNIT * 1000 / 2885)     /* its inverse */
+#define BBR_CWND_GAIN	 (BBR_UNIT * 2)
+#define BBR_CYCLE	 8
+#define BBR_MIN_SEGS	 4   /* the least window, and PROBE_RTT's */
+#define BBR_RTPROP_S	 10  /* the min RTT filter's window */
+#define BBR_PROBE_RTT_MS 200 /* time spent at BBR_MIN_SEGS */
+#define BBR_FULL_BW_PCT	 125 /* growth that says STARTUP has not filled the pipe */
+#define BBR_FULL_BW_RNDS 3
+#define BBR_PACE_PCT	 99 /* pace a little below the estimate, as Linux does */
+#define BBR_QUANTUM_MAX	 65536
+#define BBR_CWND_MAX	 (UINT32_MAX / 2)
+#define BBR_RTPROP_UNSET UINT32_MAX
+
+/* Bandwidth samples stop at 64 KiB per sq_xmit unit (tens of GB/s), so
+ * that gain x bandwidth and the pacing arithmetic stay within 64 bits
+ * whatever a peer's ACKs make of the samples. */
+#define BBR_BW_MAX (1ULL << (16 + TCP_BW_SHIFT))
+/* The slowest pacing: cycles per byte << 16 at most 2^40, so length x
+ * pace_cpb fits 64 bits for any segment. */
+#define BBR_CPB_MAX (1ULL << 40)
+
+enum bbr_mode { BBR_STARTUP, BBR_DRAIN, BBR_PROBE_BW, BBR_PROBE_RTT };
+
+static const uint32_t cycle_gain[BBR_CYCLE] = {
+    BBR_UNIT * 5 / 4, BBR_UNIT * 3 / 4, BBR_UNIT, BBR_UNIT, BBR_UNIT, BBR_UNIT, BBR_UNIT, BBR_UNIT,
+};
+
+/* sq_xmit units in a millisecond (about 1000). */
+static uint64_t units_per_ms(const struct tcp_stack *stk)
+{
+	uint64_t u = (stk->hz >> stk->xmit_shift) / 1000;
+
+	return u > 0 ? u : 1;
+}
+
+/*
+ * The pacing rate, in TCP_BW_SHIFT units; 0 stops pacing. Output may send
+ * a quantum at once after a pause: a millisecond's worth at the rate (the
+ * timer wheel's tick, so a timer that fires a tick late loses nothing),
+ * at least two segments and at most 64 KiB.
+ */
+static uint64_t bw_bytes(uint64_t bw, uint64_t t);
+
+static void pace_set(struct tcp_conn *c, uint64_t rate)
+{
+	const struct tcp_stack *stk = c->stk;
+	unsigned __int128 cpb;
+	uint64_t quantum;
+
+	c->bbr->pacing_rate = rate;
+	if (rate == 0) {
+		c->pace_cpb = 0;
+		return;
+	}
+	cpb = ((unsigned __int128)1 << (stk->xmit_shift + 16 + TCP_BW_SHIFT)) / rate;
+	c->pace_cpb = cpb > BBR_CPB_MAX ? BBR_CPB_MAX : cpb == 0 ? 1 : (uint64_t)cpb;
+	quantum = bw_bytes(rate, units_per_ms(stk));
+	if (quantum > BBR_QUANTUM_MAX)
+		quantum = BBR_QUANTUM_MAX;
+	if (quantum < 2 * (uint64_t)c->mss)
+		quantum = 2 * (uint64_t)c->mss;
+	c->pace_credit = ((quantum - c->mss) * c->pace_cpb) >> 16;
+}
+
+void tcp_bbr_init(struct tcp_conn *c)
+{
+	struct tcp_bbr *b = c->bbr;
+
+	memset(b, 0, sizeof(*b));
+	b->mode = BBR_STARTUP;
+	b->pacing_gain = b->cwnd_gain = BBR_HIGH_GAIN;
+	b->rtprop = BBR_RTPROP_UNSET;
+	b->rs_rtt = UINT32_MAX;
+	c->pace_cpb = 0;
+}
+
+void tcp_bbr_sent(struct tcp_conn *c, uint32_t slot, uint64_t now)
+{
+	struct tcp_bbr *b = c->bbr;
+	uint32_t x = tcp_xmit_now(c->stk, now);
+
+	/* Nothing in flight: intervals start now, not at the last ACK. */
+	if (c->snd_una == c->snd_max)
+		b->first_sent_time = b->delivered_time = x;
+	b->sq_delivered[slot] = b->delivered;
+	b->sq_dlv_time[slot] = b->delivered_time;
+	b->sq_first_sent[slot] = b->first_sent_time;
+	if (b->app_limited_on)
+		sq_bit_set(b->sq_app_limited, slot);
+	else
+		sq_bit_clear(b->sq_app_limited, slot);
+	/* Before any bandwidth sample: STARTUP's gain over the handshake's
+	 * RTT, so that the first flight is paced too. */
+	if (b->pacing_rate == 0 && c->srtt != 0) {
+		uint64_t srtt = c->srtt >> c->stk->xmit_shift;
+
+		uint64_t bw = ((uint64_t)c->cwnd << TCP_BW_SHIFT) / (srtt > 0 ? srtt : 1);
+
+		pace_set(c, (bw < BBR_BW_MAX ? bw : BBR_BW_MAX) * BBR_HIGH_GAIN / BBR_UNIT);
+	}
+}
+
+void tcp_bbr_delivered(struct tcp_conn *c, uint32_t slot, uint32_t len, bool cum, uint64_t now)
+{
+	struct tcp_bbr *b = c->bbr;
+	uint32_t x = tcp_xmit_now(c->stk, now), sent = c->sq_xmit[slot];
+
+	b->delivered += len;
+	b->delivered_time = x;
+	/* The sample follows the most recently sent segment delivered. */
+	if (!b->rs_on || (int32_t)(b->sq_delivered[slot] - b->rs_prior_delivered) >= 0) {
+		b->rs_on = true;
+		b->rs_prior_delivered = b->sq_delivered[slot];
+		b->rs_prior_time = b->sq_dlv_time[slot];
+		b->rs_app_limited = sq_bit(b->sq_app_limited, slot);
+		b->rs_send_elapsed = sent - b->sq_first_sent[slot];
+		b->first_sent_time = sent;
+	}
+	/* A retransmission's ACK may be the original's: no RTT from it. Nor
+	 * from a SACKed segment (@cum false): one that overtook others on a
+	 * reordering path (the lab's emulator lets it skip the delay line)
+	 * measures the reordering, and a min RTT far below the path's
+	 * would shrink the window to a few segments. */
+	if (cum && !sq_bit(c->sq_retx, slot) && x - sent < b->rs_rtt)
+		b->rs_rtt = x - sent;
+}
+
+void tcp_bbr_app_limited(struct tcp_conn *c)
+{
+	struct tcp_bbr *b = c->bbr;
+	uint32_t flight = c->snd_max - c->snd_una;
+
+	if (c->sq_next < c->sq_count || c->in_recovery || flight >= c->cwnd)
+		return;
+	b->app_limited = b->delivered + flight;
+	b->app_limited_on = true;
+}
+
+/* Bytes in flight; SACKed bytes are counted (cheap, and errs high). */
+static uint32_t bbr_flight(const struct tcp_conn *c)
+{
+	return c->snd_max - c->snd_una;
+}
+
+/* Bytes at @bw (TCP_BW_SHIFT units) over @t sq_xmit units, saturating. */
+static uint64_t bw_bytes(uint64_t bw, uint64_t t)
+{
+	unsigned __int128 b = ((unsigned __int128)bw * t) >> TCP_BW_SHIFT;
+
+	return b > UINT32_MAX ? UINT32_MAX : (uint64_t)b;
+}
+
+/* @gain x the estimated BDP, bytes; ten segments before any estimate. */
+static uint64_t bbr_bdp(const struct tcp_conn *c, uint32_t gain)
+{
+	const struct tcp_bbr *b = c->bbr;
+
+	if (b->btl_bw == 0 || b->rtprop == BBR_RTPROP_UNSET)
+		return (uint64_t)10 * c->mss * gain / BBR_UNIT;
+	return bw_bytes(b->btl_bw, b->rtprop) * gain / BBR_UNIT;
+}
+
+static void bbr_enter_probe_bw(struct tcp_conn *c, uint32_t x)
+{
+	struct tcp_bbr *b = c->bbr;
+	/* A random phase, never the draining one: connections that start
+	 * together do not probe together. */
+	uint8_t idx = (uint8_t)((c->ts_off ^ x) % (BBR_CYCLE - 1));
+
+	b->mode = BBR_PROBE_BW;
+	b->cwnd_gain = BBR_CWND_GAIN;
+	b->cycle_idx = idx == 1 ? BBR_CYCLE - 1 : idx;
+	b->pacing_gain = cycle_gain[b->cycle_idx];
+	b->cycle_stamp = x;
+}
+
+static void bbr_enter_startup(struct tcp_bbr *b)
+{
+	b->mode = BBR_STARTUP;
+	b->pacing_gain = b->cwnd_gain = BBR_HIGH_GAIN;
+}
+
+/* The window before a loss episode or PROBE_RTT, for when it ends. */
+static void bbr_save_cwnd(struct tcp_conn *c)
+{
+	struct tcp_bbr *b = c->bbr;
+
+	if (b->loss || b->mode == BBR_PROBE_RTT)
+		b->prior_cwnd = b->prior_cwnd > c->cwnd ? b->prior_cwnd : c->cwnd;
+	else
+		b->prior_cwnd = c->cwnd;
+}
+
+/* The sample of this ACK, the round count and the two filters. */
+static void bbr_update_model(struct tcp_conn *c, uint32_t x, bool *rtprop_expired)
+{
+	struct tcp_bbr *b = c->bbr;
+	uint64_t bw = 0;
+
+	*rtprop_expired = b->rtprop != BBR_RTPROP_UNSET &&
+			  x - b->rtprop_stamp > BBR_RTPROP_S * 1000 * units_per_ms(c->stk);
+	if (b->rs_rtt != UINT32_MAX &&
+	    (b->rs_rtt <= b->rtprop || b->rtprop == BBR_RTPROP_UNSET || *rtprop_expired)) {
+		b->rtprop = b->rs_rtt > 0 ? b->rs_rtt : 1;
+		b->rtprop_stamp = x;
+	}
+	b->round_start = false;
+	if (!b->rs_on)
+		return;
+	if (b->app_limited_on && (int32_t)(b->delivered - b->app_limited) > 0)
+		b->app_limited_on = false;
+	if (b->conserve && (int32_t)(b->rs_prior_delivered - b->conserve_end) >= 0)
+		b->conserve = false;
+	if ((int32_t)(b->rs_prior_delivered - b->next_round_delivered) >= 0) {
+		b->next_round_delivered = b->delivered;
+		b->round_count++;
+		b->round_start = true;
+		b->bw_round[b->round_count % TCP_BBR_BW_ROUNDS] = 0;
+	}
+	{
+		uint32_t ack_elapsed = b->delivered_time - b->rs_prior_time;
+		uint32_t interval =
+		    b->rs_send_elapsed > ack_elapsed ? b->rs_send_elapsed : ack_elapsed;
+		uint32_t dlv = b->delivered - b->rs_prior_delivered;
+
+		if (interval > 0 && dlv > 0 &&
+		    (b->rtprop == BBR_RTPROP_UNSET || interval >= b->rtprop))
+			bw = ((uint64_t)dlv << TCP_BW_SHIFT) / interval;
+		if (bw > BBR_BW_MAX)
+			bw = BBR_BW_MAX;
+	}
+	if (bw > 0 && (bw >= b->btl_bw || !b->rs_app_limited)) {
+		uint64_t *r = &b->bw_round[b->round_count % TCP_BBR_BW_ROUNDS];
+
+		if (bw > *r)
+			*r = bw;
+	}
+	b->btl_bw = 0;
+	for (int i = 0; i < TCP_BBR_BW_ROUNDS; i++)
+		if (b->bw_round[i] > b->btl_bw)
+			b->btl_bw = b->bw_round[i];
+	/* STARTUP is over once three rounds in a row failed to grow it by a
+	 * quarter (rounds where the sender held back tell nothing). */
+	if (!b->filled_pipe && b->round_start && !b->rs_app_limited) {
+		if (b->btl_bw * 100 >= b->full_bw * BBR_FULL_BW_PCT) {
+			b->full_bw = b->btl_bw;
+			b->full_bw_count = 0;
+		} else if (++b->full_bw_count >= BBR_FULL_BW_RNDS) {
+			b->filled_pipe = true;
+		}
+	}
+}
+
+static void bbr_update_mode(struct tcp_conn *c, uint32_t x, bool rtprop_expired)
+{
+	struct tcp_bbr *b = c->bbr;
+	uint32_t flight = bbr_flight(c);
+
+	if (b->mode == BBR_STARTUP && b->filled_pipe) {
+		b->mode = BBR_DRAIN;
+		b->pacing_gain = BBR_DRAIN_GAIN;
+		b->cwnd_gain = BBR_HIGH_GAIN;
+	}
+	if (b->mode == BBR_DRAIN && flight <= bbr_bdp(c, BBR_UNIT))
+		bbr_enter_probe_bw(c, x);
+	if (b->mode == BBR_PROBE_BW) {
+		bool full = x - b->cycle_stamp > b->rtprop;
+		bool next = b->pacing_gain == BBR_UNIT ? full
+			    : b->pacing_gain > BBR_UNIT
+				? full && flight >= bbr_bdp(c, b->pacing_gain)
+				: full || flight <= bbr_bdp(c, BBR_UNIT);
+
+		if (next) {
+			b->cycle_idx = (uint8_t)((b->cycle_idx + 1) % BBR_CYCLE);
+			b->pacing_gain = cycle_gain[b->cycle_idx];
+			b->cycle_stamp = x;
+		}
+	}
+	if (b->mode != BBR_PROBE_RTT && rtprop_expired) {
+		bbr_save_cwnd(c);
+		b->mode = BBR_PROBE_RTT;
+		b->pacing_gain = b->cwnd_gain = BBR_UNIT;
+		b->probe_rtt_done = 0;
+	}
+	if (b->mode == BBR_PROBE_RTT) {
+		if (b->probe_rtt_done == 0) {
+			if (flight <= BBR_MIN_SEGS * c->mss) {
+				b->probe_rtt_done =
+				    (x + (uint32_t)(BBR_PROBE_RTT_MS * units_per_ms(c->stk))) | 1;
+				b->probe_rtt_round_done = false;
+				b->next_round_delivered = b->delivered;
+			}
+		} else {
+			if (b->round_start)
+				b->probe_rtt_round_done = true;
+			if (b->probe_rtt_round_done && (int32_t)(x - b->probe_rtt_done) >= 0) {
+				b->rtprop_stamp = x;
+				if (c->cwnd < b->prior_cwnd)
+					c->cwnd = b->prior_cwnd;
+				if (b->filled_pipe)
+					bbr_enter_probe_bw(c, x);
+				else
+					bbr_enter_startup(b);
+			}
+		}
+	}
+}
+
+/*
+ * ACK aggregation (Linux's BBR since 4.20, and the later drafts): on a
+ * path whose delays come in clumps (jitter that never reorders, delayed
+ * and stretched ACKs, a Wi-Fi hop) bytes are acknowledged in bursts, and
+ * a window of gain x BDP, with the min RTT far below the usual one, stalls
+ * the sender between bursts. The excess delivered since an epoch began
+ * over what the bandwidth explains is how much more must be in flight to
+ * keep sending through a clump; its largest over five to ten rounds is
+ * added to the window once STARTUP is over (at most 100 ms of bandwidth).
+ */
+#define BBR_EXTRA_ROUNDS 5
+#define BBR_EXTRA_MAX_MS 100
+#define BBR_EPOCH_RESET	 (1u << 20) /* bytes: start a new epoch past this */
+
+static void bbr_update_ack_aggregation(struct tcp_conn *c, uint32_t x, uint32_t acked)
+{
+	struct tcp_bbr *b = c->bbr;
+	uint64_t expected;
+	uint32_t extra;
+
+	if (acked == 0 || b->btl_bw == 0)
+		return;
+	if (b->round_start && ++b->extra_rounds >= BBR_EXTRA_ROUNDS) {
+		b->extra_rounds = 0;
+		b->extra_idx ^= 1;
+		b->extra_acked[b->extra_idx] = 0;
+	}
+	expected = bw_bytes(b->btl_bw, x - b->ack_epoch);
+	if (b->ack_epoch_acked <= expected || b->ack_epoch_acked + acked >= BBR_EPOCH_RESET) {
+		b->ack_epoch_acked = 0;
+		b->ack_epoch = x;
+		expected = 0;
+	}
+	b->ack_epoch_acked += acked;
+	extra = b->ack_epoch_acked -
+		(uint32_t)(expected < b->ack_epoch_acked ? expected : b->ack_epoch_acked);
+	if (extra > c->cwnd)
+		extra = c->cwnd;
+	if (extra > b->extra_acked[b->extra_idx])
+		b->extra_acked[b->extra_idx] = extra;
+}
+
+static uint64_t bbr_aggregation_cwnd(const struct tcp_conn *c)
+{
+	const struct tcp_bbr *b = c->bbr;
+	uint64_t extra =
+	    b->extra_acked[0] > b->extra_acked[1] ? b->extra_acked[0] : b->extra_acked[1];
+	uint64_t max = bw_bytes(b->btl_bw, BBR_EXTRA_MAX_MS * units_per_ms(c->stk));
+
+	if (!b->filled_pipe)
+		return 0;
+	return extra < max ? extra : max;
+}
+
+static void bbr_set_cwnd(struct tcp_conn *c, uint32_t acked)
+{
+	struct tcp_bbr *b = c->bbr;
+	uint64_t target = bbr_bdp(c, b->cwnd_gain) + bbr_aggregation_cwnd(c) + 3 * (uint64_t)c->mss;
+	uint64_t cwnd = c->cwnd;
+
+	/* The loss episode is over (recovery or the timeout's resend
+	 * reached what was outstanding): the window before it comes back. */
+	if (b->loss && !c->in_recovery && SEQ_GEQ(c->snd_una, c->recover)) {
+		b->loss = b->conserve = false;
+		if (cwnd < b->prior_cwnd)
+			cwnd = b->prior_cwnd;
+	}
+	if (b->loss && c->in_recovery && b->conserve) {
+		/* Packet conservation, the recovery's first round trip:
+		 * the window stays as tcp_bbr_congestion() set it. */
+	} else if (b->filled_pipe) {
+		cwnd = cwnd + acked < target ? cwnd + acked : target;
+	} else if (cwnd < target) {
+		cwnd += acked;
+	}
+	if (cwnd < BBR_MIN_SEGS * (uint64_t)c->mss)
+		cwnd = BBR_MIN_SEGS * (uint64_t)c->mss;
+	if (b->mode == BBR_PROBE_RTT && cwnd > BBR_MIN_SEGS * (uint64_t)c->mss)
+		cwnd = BBR_MIN_SEGS * (uint64_t)c->mss;
+	c->cwnd = cwnd < BBR_CWND_MAX ? (uint32_t)cwnd : BBR_CWND_MAX;
+}
+
+void tcp_bbr_ack(struct tcp_conn *c, uint64_t now)
+{
+	struct tcp_bbr *b = c->bbr;
+	uint32_t x = tcp_xmit_now(c->stk, now), acked = b->delivered - b->ack_delivered;
+	bool expired;
+
+	bbr_update_model(c, x, &expired);
+	bbr_update_ack_aggregation(c, x, acked);
+	bbr_update_mode(c, x, expired);
+	bbr_set_cwnd(c, acked);
+	if (b->btl_bw > 0) {
+		uint64_t rate = b->btl_bw * b->pacing_gain / BBR_UNIT * BBR_PACE_PCT / 100;
+
+		/* In STARTUP the rate only goes up: early samples are low. */
+		if (rate != b->pacing_rate && (b->filled_pipe || rate > b->pacing_rate))
+			pace_set(c, rate);
+	}
+	b->rs_on = false;
+	b->rs_rtt = UINT32_MAX;
+	b->ack_delivered = b->delivered;
+}
+
+/*
+ * A loss episode begins: fast recovery (the caller then sets cwnd to
+ * ssthresh) or a timeout (cwnd to one segment). The model stays; the
+ * window is saved, and in recovery held at what is still in the network
+ * (neither SACKed nor acknowledged) for a round trip.
+ */
+void tcp_bbr_congestion(struct tcp_conn *c)
+{
+	struct tcp_bbr *b = c->bbr;
+	uint32_t pipe = 0, seq = c->snd_una;
+
+	bbr_save_cwnd(c);
+	b->loss = b->conserve = true;
+	/* One round trip from now: until a segment sent from now on is
+	 * delivered. (Restarting the model's round count instead, as Linux
+	 * does, shortens the bandwidth filter's window in time on a lossy
+	 * path, where recoveries follow one another: on the lab-like wire
+	 * 4 MiB took 10.9 s that way, 7.9 s this way.) */
+	b->conserve_end = b->delivered;
+	for (uint32_t i = 0; i < c->sq_count && SEQ_LT(seq, c->snd_max); i++) {
+		uint32_t slot = (c->sq_head + i) % TCP_SQ_SLOTS;
+		uint32_t len = rte_pktmbuf_data_len(c->sq[slot]);
+
+		if (!sq_bit(c->sq_sacked, slot))
+			pipe += len;
+		seq += len;
+	}
+	c->ssthresh = pipe > BBR_MIN_SEGS * c->mss ? pipe : BBR_MIN_SEGS * c->mss;
+}
+
+/* The loss episode was spurious (tcp_rack.c's undo): it ends, and the
+ * window before it comes back. */
+void tcp_bbr_undo(struct tcp_conn *c)
+{
+	struct tcp_bbr *b = c->bbr;
+
+	b->loss = b->conserve = false;
+	if (c->cwnd < b->prior_cwnd)
+		c->cwnd = b->prior_cwnd;
+}
