@@ -49,6 +49,12 @@ ip netns add "$NS"
 ip -n "$NS" link set lo up
 for a in 10 11 12; do ip -n "$NS" addr add 198.18.3.$a/32 dev lo; done
 mkdir -p "$T/plain" "$T/tls" "$T/norm"
+# LeakSanitizer's check at the harness's exit has hung here (its tracer
+# waiting in wait4 for the stopped process, which spins), leaving the test
+# to its timeout; the engine's memory is checked under LeakSanitizer by the
+# unit tests (test_smtp_server, the client/server combinations), so the
+# harness runs without the exit check.
+export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0"
 ip netns exec "$NS" timeout 90 "$harness" -l 198.18.3.10:25 -d "$T/plain" -T 80 >"$T/plain.log" 2>&1 &
 pids+=($!)
 ip netns exec "$NS" timeout 90 "$harness" -l 198.18.3.11:25 -d "$T/tls" -t -a -T 80 >"$T/tls.log" 2>&1 &
