@@ -837,6 +837,12 @@ const char *queue_sched_job_site_name(const struct queue_sched *s, const struct 
 	return x ? x->mx[0] : NULL;
 }
 
+/* Source @p i's name: the egress's, or "default" with one implicit source. */
+static const char *src_name(const struct queue_sched *s, unsigned i)
+{
+	return s->egress ? queue_egress_source_name(s->egress, i) : "default";
+}
+
 void queue_sched_throttle(struct queue_sched *s, const struct queue_job *job,
 			  const struct queue_throttle *t, uint64_t now_ns)
 {
@@ -855,8 +861,7 @@ void queue_sched_throttle(struct queue_sched *s, const struct queue_job *job,
 	}
 	snprintf(g->why, sizeof(g->why), "%s", t->why ? t->why : "rule");
 	dmta_warn("queue: %s %s (source %s) %s for %llu s: %s", x ? "site" : "destination",
-		  x ? x->mx[0] : it->d->name,
-		  s->egress ? queue_egress_source_name(s->egress, it->d->source) : "default",
+		  x ? x->mx[0] : it->d->name, src_name(s, it->d->source),
 		  t->suspend ? "suspended" : "throttled",
 		  (unsigned long long)(t->duration_ms / 1000), g->why);
 }
@@ -890,9 +895,7 @@ static int manual_apply(struct queue_sched *s, char kind, const char *pat, uint6
 	} while (0)
 	if (kind == 'o') {
 		for (unsigned i = 0; i < s->nsrc; i++)
-			if (fnmatch(pat,
-				    s->egress ? queue_egress_source_name(s->egress, i) : "default",
-				    0) == 0)
+			if (fnmatch(pat, src_name(s, i), 0) == 0)
 				SET(s->src[i].manual_until);
 		return n;
 	}
@@ -917,8 +920,7 @@ static int manual_apply(struct queue_sched *s, char kind, const char *pat, uint6
 static bool source_exists(const struct queue_sched *s, const char *pat)
 {
 	for (unsigned i = 0; i < s->nsrc; i++)
-		if (fnmatch(pat, s->egress ? queue_egress_source_name(s->egress, i) : "default",
-			    0) == 0)
+		if (fnmatch(pat, src_name(s, i), 0) == 0)
 			return true;
 	return false;
 }
@@ -1026,17 +1028,16 @@ size_t queue_sched_suspensions(const struct queue_sched *s, uint64_t now_ns,
 {
 	size_t n = 0;
 
-#define SRC_NAME(i) (s->egress ? queue_egress_source_name(s->egress, (i)) : "default")
 	for (unsigned i = 0; i < s->nsrc && n < max; i++)
 		if (s->src[i].manual_until > now_ns)
 			v[n++] = (struct queue_suspension){
-			    "source", SRC_NAME(i), "", "manual", false, s->src[i].manual_until};
+			    "source", src_name(s, i), "", "manual", false, s->src[i].manual_until};
 	for (size_t i = 0; i < s->stcap && n < max; i++)
 		for (const struct site *x = s->st[i]; x && n < max; x = x->next)
 			if (gate_listed(&x->g, now_ns)) {
 				v[n] = (struct queue_suspension){.kind = "site",
 								 .name = x->mx[0],
-								 .source = SRC_NAME(x->source)};
+								 .source = src_name(s, x->source)};
 				gate_suspension(&x->g, now_ns, &v[n++]);
 			}
 	for (size_t i = 0; i < s->nd && n < max; i++) {
@@ -1044,11 +1045,10 @@ size_t queue_sched_suspensions(const struct queue_sched *s, uint64_t now_ns,
 
 		if (gate_listed(&d->g, now_ns)) {
 			v[n] = (struct queue_suspension){
-			    .kind = "domain", .name = d->name, .source = SRC_NAME(d->source)};
+			    .kind = "domain", .name = d->name, .source = src_name(s, d->source)};
 			gate_suspension(&d->g, now_ns, &v[n++]);
 		}
 	}
-#undef SRC_NAME
 	return n;
 }
 
