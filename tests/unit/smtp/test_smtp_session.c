@@ -541,9 +541,15 @@ static size_t client_hellos(const struct buf *b)
 
 	while (off + 5 < b->len) {
 		const uint8_t *h = b->p + off;
+		size_t len = ((size_t)h[3] << 8) | h[4];
 
-		n += h[0] == 0x16 && h[5] == 0x01;
-		off += 5 + (((size_t)h[3] << 8) | h[4]);
+		/* A plaintext ClientHello: handshake type 1, its length the
+		 * record's less the 4-byte header, then legacy_version 3.x. An
+		 * encrypted handshake record (TLS 1.2's Finished) may start
+		 * with 0x01 by chance, one time in 256, but not all of that. */
+		n += h[0] == 0x16 && len >= 6 && off + 5 + len <= b->len && h[5] == 0x01 &&
+		     (((size_t)h[6] << 16) | ((size_t)h[7] << 8) | h[8]) == len - 4 && h[9] == 0x03;
+		off += 5 + len;
 	}
 	return n;
 }
