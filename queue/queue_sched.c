@@ -98,6 +98,7 @@ struct dest {
 	uint32_t fails; /* consecutive connection failures */
 	uint64_t suspend_cur_ms;
 	bool probing; /* resumed after a suspension: one job until a success */
+	bool proven;  /* the last job connected: jobs may wait for its sessions */
 	struct site *site;
 	uint32_t queued; /* items in the lanes */
 	struct lane lanes[LANES];
@@ -538,12 +539,16 @@ static void gate_refill(struct gate *g, uint64_t now_ns)
 	g->tok_ns = now_ns;
 }
 
-static bool gate_open(const struct gate *g, uint64_t now_ns, uint32_t cap)
+/* Room for a job: under the rate, and under @p per_conn jobs per connection
+ * allowed (@p cap, when not 0, caps the connections). */
+static bool gate_open(const struct gate *g, uint64_t now_ns, uint32_t cap, uint32_t per_conn)
 {
 	uint32_t c = gate_conns(g, now_ns);
 
 	if (cap != 0 && (c == 0 || cap < c))
 		c = cap;
+	else
+		c *= per_conn;
 	return g->suspended_until <= now_ns && g->manual_until <= now_ns &&
 	       (c == 0 || g->active < c) && (gate_rate(g, now_ns) == 0 || g->tokens >= 1.0);
 }
@@ -1628,9 +1633,11 @@ int queue_sched_jobs(struct queue_sched *s, uint64_t now_ns, struct queue_job *j
 
 			/* Until DNS has named the site, one job at a time when
 			 * sites have limits: they cannot be checked yet. */
+			uint32_t per = d->proven ? QUEUE_JOBS_PER_CONNECTION : 1;
+
 			if (!gate_open(&d->g, now_ns,
-				       d->probing || (x == NULL && s->site_limits) ? 1 : 0) ||
-			    (x != NULL && !gate_open(&x->g, now_ns, 0)))
+				       d->probing || (x == NULL && s->site_limits) ? 1 : 0, per) ||
+			    (x != NULL && !gate_open(&x->g, now_ns, 0, per)))
 				break;
 			it = dest_pop(s, d, &m);
 			if (it == NULL)
@@ -1654,7 +1661,7 @@ int queue_sched_jobs(struct queue_sched *s, uint64_t now_ns, struct queue_job *j
 			    .max_messages_per_connection =
 				min_limit(d->g.lim.max_messages_per_connection,
 					  x ? x->g.lim.max_messages_per_connection : 0),
-			    .max_connections = d->g.lim.max_connections,
+			    .max_connections = gate_conns(&d->g, now_ns),
 			    .pool_key = d->name,
 			    .nrcpt = it->n,
 			    .rcpt = it->rcpt,
@@ -1699,6 +1706,7 @@ int queue_sched_result(struct queue_sched *s, struct queue_job *job, const struc
 		 * Jobs that were out when the destination was suspended fail too;
 		 * they belong to the same outage and do not lengthen it.
 		 */
+		d->proven = false;
 		if (d->g.suspended_until <= now_ns) {
 			d->fails++;
 			if (d->probing || d->fails >= s->c.suspend_after)
@@ -1706,6 +1714,7 @@ int queue_sched_result(struct queue_sched *s, struct queue_job *job, const struc
 		}
 	} else {
 		d->fails = 0;
+		d->proven = true;
 		if (d->probing) {
 			d->probing = false;
 			d->suspend_cur_ms = 0;

@@ -25,7 +25,8 @@
  *	for each attempt, by weight. A job is one SMTP transaction: one
  *	message and up to max_recipients of its recipients at one
  *	destination. Limits per destination: max_connections (concurrent
- *	jobs), max_messages_per_connection (passed to the worker in the job),
+ *	connections; QUEUE_JOBS_PER_CONNECTION jobs out for each),
+ *	max_messages_per_connection (passed to the worker in the job),
  *	max_recipients (per transaction) and rate (token bucket, per second,
  *	minute, hour or day, with a burst of one second's worth and at least
  *	one). They come from [queue] dest_* keys and may be overridden per
@@ -138,6 +139,15 @@ struct queue_sched_ops {
 };
 
 #define QUEUE_JOB_MAX_RCPT 1000
+/*
+ * Jobs out per connection a destination may open, once its last job
+ * connected: the backend's session pool keeps max_connections itself and
+ * holds the extra job until a session of the destination is free, so that
+ * a session goes on to its next message without a round trip through the
+ * control thread. Before that (a new destination, or one that fails to
+ * connect), one job per connection, so that failures come one by one.
+ */
+#define QUEUE_JOBS_PER_CONNECTION 2
 
 struct queue_job {
 	uint64_t qid;

@@ -408,7 +408,8 @@ static void test_suspend_resume(void **state)
 		assert_int_equal(queue_sched_result(s, &jobs[0], &res, now), 0);
 	}
 	n = queue_sched_jobs(s, now, jobs, 64);
-	assert_int_equal(n, 5); /* resumed: max_connections again */
+	/* resumed, and proven: max_connections again, a job waiting behind each */
+	assert_int_equal(n, 5 * QUEUE_JOBS_PER_CONNECTION);
 	queue_sched_free(s);
 }
 
@@ -926,11 +927,13 @@ static void test_sites(void **state)
 		}
 		answer_ok(s, jobs, n, T0);
 		total += n;
-		/* Now the site is known: 3 at once with it, 4 without. */
+		/* Now the site is known and has answered: 3 connections at once
+		 * with it, 4 without, each with a job waiting behind it. */
 		while (total < 20) {
+			int want = (round == 0 ? 3 : 4) * QUEUE_JOBS_PER_CONNECTION;
+
 			n = queue_sched_jobs(s, T0, jobs, 64);
-			assert_int_equal(n, round == 0 ? (20 - total < 3 ? 20 - total : 3)
-						       : (20 - total < 4 ? 20 - total : 4));
+			assert_int_equal(n, 20 - total < want ? 20 - total : want);
 			for (int i = 0; i < n; i++) {
 				queue_sched_job_site(s, &jobs[i], 0xabc, mx, 2, true);
 				assert_int_equal(jobs[i].max_messages_per_connection,
@@ -1100,10 +1103,14 @@ static void test_throttle(void **state)
 	assert_int_equal(n, 2);
 	queue_sched_throttle(s, &jobs[0], &slow, T0 + 60 * DMTA_NS_PER_S);
 	answer_ok(s, jobs, n, T0 + 60 * DMTA_NS_PER_S);
-	/* one connection at a time while throttled */
+	/* one connection at a time while throttled (and a job waiting for it) */
 	n = queue_sched_jobs(s, T0 + 61 * DMTA_NS_PER_S, jobs, 16);
-	assert_int_equal(n, 1);
-	assert_int_equal(queue_sched_jobs(s, T0 + 61 * DMTA_NS_PER_S, jobs + 1, 15), 0);
+	assert_int_equal(n, QUEUE_JOBS_PER_CONNECTION);
+	for (int i = 0; i < n; i++) {
+		queue_sched_job_site(s, &jobs[i], 77, mx, 1, true);
+		assert_int_equal(jobs[i].max_connections, 1);
+	}
+	assert_int_equal(queue_sched_jobs(s, T0 + 61 * DMTA_NS_PER_S, jobs + n, 16 - n), 0);
 	assert_int_equal(queue_sched_suspensions(s, T0 + 61 * DMTA_NS_PER_S, v, 4), 1);
 	assert_true(v[0].throttled);
 	answer_ok(s, jobs, n, T0 + 61 * DMTA_NS_PER_S);
