@@ -1,8 +1,16 @@
 /*
  * spool.c - the LMDB spool; see spool.h and queue/FORMAT.md.
  *
- * Keys that must sort by number (queue ids, attempt times) are stored
- * big-endian so that LMDB's byte order is numeric order.
+ * Keys that must sort by number (queue ids) are stored big-endian so that
+ * LMDB's byte order is numeric order.
+ *
+ * Format 2 keeps two records per message, the envelope and the bytes, and
+ * no index: every reader walks the envelopes (the daemon once at start,
+ * then from the last queue id it saw) and keeps its schedule in memory.
+ * Format 1's indexes by attempt time and by domain were written with every
+ * change and read by no program; a delivered message cost four deletions
+ * instead of two. A format-1 spool opened for writing is converted in the
+ * transaction that opens it; one opened read-only is read as it is.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -20,12 +28,14 @@
 #include "core/base/dmta_conf.h"
 #include "core/base/dmta_log.h"
 #include "core/base/dmta_time.h"
-#include "queue/queue_names.h"
 #include "queue/spool.h"
 
-enum spool_db { DB_META, DB_MSG, DB_ENV, DB_SCHED, DB_DOM, DB_QUAR, DB_COUNT };
+enum spool_db { DB_META, DB_MSG, DB_ENV, DB_QUAR, DB_COUNT };
 
-static const char *const db_names[DB_COUNT] = {"meta", "msg", "env", "sched", "dom", "quar"};
+static const char *const db_names[DB_COUNT] = {"meta", "msg", "env", "quar"};
+
+/* Format 1's index databases, dropped when a format-1 spool is converted. */
+static const char *const v1_index_names[] = {"sched", "dom"};
 
 struct spool {
 	MDB_env *env;
@@ -146,10 +156,32 @@ static uint64_t get_be64(const unsigned char *p)
 	return v;
 }
 
+/* Format 1 to 2 in @p txn: its index databases dropped, the version
+ * written. An LMDB code. */
+static int spool_convert_v1(struct spool *sp, MDB_txn *txn, MDB_val *fk)
+{
+	uint32_t ver = SPOOL_FORMAT_VERSION;
+	MDB_val v = {sizeof(ver), &ver};
+	MDB_dbi dbi;
+	int rc;
+
+	for (size_t i = 0; i < sizeof(v1_index_names) / sizeof(v1_index_names[0]); i++) {
+		rc = mdb_dbi_open(txn, v1_index_names[i], 0, &dbi);
+		if (rc == MDB_NOTFOUND)
+			continue;
+		if (rc == 0)
+			rc = mdb_drop(txn, dbi, 1);
+		if (rc != 0)
+			return rc;
+	}
+	return mdb_put(txn, sp->dbi[DB_META], fk, &v, 0);
+}
+
 static int spool_init_dbs(struct spool *sp)
 {
 	MDB_txn *txn;
 	unsigned flags = sp->readonly ? 0 : MDB_CREATE;
+	bool converted = false;
 	int rc;
 
 	rc = mdb_txn_begin(sp->env, NULL, sp->readonly ? MDB_RDONLY : 0, &txn);
@@ -174,13 +206,22 @@ static int spool_init_dbs(struct spool *sp)
 				rc = MDB_INVALID;
 			else
 				memcpy(&ver, v.mv_data, sizeof(ver));
-			if (rc == 0 && ver != SPOOL_FORMAT_VERSION)
+			if (rc == 0 && (ver == 0 || ver > SPOOL_FORMAT_VERSION))
 				rc = MDB_VERSION_MISMATCH;
+			/* Format 1 is read as it is; a writer converts it. */
+			if (rc == 0 && ver == 1 && !sp->readonly) {
+				rc = spool_convert_v1(sp, txn, &k);
+				converted = rc == 0;
+			}
 		}
 		if (rc != 0)
 			goto fail;
 	}
-	return sp_err(mdb_txn_commit(txn));
+	rc = mdb_txn_commit(txn);
+	if (rc == 0 && converted)
+		dmta_info("spool: %s converted from format 1 to %d (index databases dropped)",
+			  sp->path, SPOOL_FORMAT_VERSION);
+	return sp_err(rc);
 fail:
 	mdb_txn_abort(txn);
 	return sp_err(rc);
@@ -250,8 +291,10 @@ struct spool *spool_open(const struct spool_opts *o, char *errmsg, size_t errlen
 		rc = spool_init_dbs(sp);
 		rc = rc < 0 ? -rc : 0;
 		if (rc == EPROTO) {
-			snprintf(errmsg, errlen, "spool %s: format is not version %d", o->path,
-				 SPOOL_FORMAT_VERSION);
+			snprintf(errmsg, errlen,
+				 "spool %s: format version not understood (this program reads "
+				 "versions 1 to %d)",
+				 o->path, SPOOL_FORMAT_VERSION);
 			goto fail;
 		}
 	}
@@ -389,92 +432,9 @@ static int key_del(struct spool_txn *t, enum spool_db db, const MDB_val *key)
 	return rc != 0 ? rc : mdb_cursor_del(t->cur[db], 0);
 }
 
-/* Indexes. */
-
-static void sched_key(unsigned char k[16], uint64_t when, uint64_t qid)
-{
-	be64(k, when);
-	be64(k + 8, qid);
-}
-
-/* domain (lower case) NUL qid; returns the key length or 0 if too long. */
-static size_t dom_key(unsigned char *k, size_t cap, const char *domain, uint64_t qid)
-{
-	size_t n = strlen(domain);
-
-	if (n + 9 > cap)
-		return 0;
-	for (size_t i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)domain[i];
-
-		k[i] = (c >= 'A' && c <= 'Z') ? c + 32 : c;
-	}
-	k[n] = 0;
-	be64(k + n + 1, qid);
-	return n + 9;
-}
-
 static bool rcpt_active(const struct queue_rcpt *r)
 {
 	return r->state == QUEUE_RCPT_PENDING || r->state == QUEUE_RCPT_DEFERRED;
-}
-
-/* Up to this many recipients, index_apply() finds repeated domains by comparing. */
-#define INDEX_FEW_RCPT 8
-
-/* An active recipient before @p i has domain @p dom (as queue_names compares). */
-static bool domain_seen(const struct queue_env *env, uint32_t i, const char *dom)
-{
-	for (uint32_t j = 0; j < i; j++)
-		if (rcpt_active(&env->rcpt[j]) &&
-		    strcasecmp(queue_addr_domain(env->rcpt[j].addr), dom) == 0)
-			return true;
-	return false;
-}
-
-static int index_apply(struct spool_txn *t, const struct queue_env *env, bool add)
-{
-	unsigned char k[300];
-	MDB_val key, val = {0, (void *)""};
-	struct queue_names doms;
-	int rc = 0;
-
-	if (!queue_env_active(env))
-		return 0;
-	if (!(env->flags & QUEUE_F_HOLD)) {
-		sched_key(k, env->next_attempt_ns, env->qid);
-		key.mv_size = 16;
-		key.mv_data = k;
-		rc = add ? mdb_put(t->txn, t->sp->dbi[DB_SCHED], &key, &val, 0)
-			 : key_del(t, DB_SCHED, &key);
-		if (rc != 0 && rc != MDB_NOTFOUND)
-			return sp_err(rc);
-	}
-	/* Each domain once, in one pass (a message may have a great many);
-	 * a few recipients are compared with each other instead. */
-	if (env->nrcpt > INDEX_FEW_RCPT && queue_names_init(&doms, env->nrcpt, true) != 0)
-		return -ENOMEM;
-	for (uint32_t i = 0; i < env->nrcpt; i++) {
-		const char *dom = queue_addr_domain(env->rcpt[i].addr);
-		uint32_t *slot;
-
-		if (!rcpt_active(&env->rcpt[i]))
-			continue;
-		if (env->nrcpt > INDEX_FEW_RCPT ? queue_names_put(&doms, dom, &slot) != 1
-						: domain_seen(env, i, dom))
-			continue;
-		key.mv_size = dom_key(k, sizeof(k), dom, env->qid);
-		if (key.mv_size == 0)
-			continue; /* longer than any domain may be; never indexed */
-		key.mv_data = k;
-		rc = add ? mdb_put(t->txn, t->sp->dbi[DB_DOM], &key, &val, 0)
-			 : key_del(t, DB_DOM, &key);
-		if (rc != 0 && rc != MDB_NOTFOUND)
-			break;
-	}
-	if (env->nrcpt > INDEX_FEW_RCPT)
-		queue_names_free(&doms);
-	return rc != 0 && rc != MDB_NOTFOUND ? sp_err(rc) : 0;
 }
 
 static int env_write(struct spool_txn *t, const struct queue_env *env)
@@ -543,10 +503,7 @@ int spool_put(struct spool_txn *t, struct queue_env *env, const void *msg, size_
 		return sp_err(rc);
 	if (len)
 		memcpy(val.mv_data, msg, len);
-	rc = env_write(t, env);
-	if (rc == 0)
-		rc = index_apply(t, env, true);
-	return rc;
+	return env_write(t, env);
 }
 
 static int env_raw(struct spool_txn *t, uint64_t qid, MDB_val *val)
@@ -577,26 +534,17 @@ int spool_env_get(struct spool_txn *t, uint64_t qid, struct queue_env *env)
 
 int spool_env_store(struct spool_txn *t, const struct queue_env *env)
 {
-	struct queue_env old;
+	unsigned char k[8];
+	MDB_val key = {8, k};
 	int rc;
 
 	if (!t->write)
 		return -EROFS;
-	rc = spool_env_get(t, env->qid, &old);
-	if (rc == -ENOENT)
-		return rc; /* deleted meanwhile: do not resurrect it */
-	if (rc == 0) {
-		rc = index_apply(t, &old, false);
-		queue_env_release(&old);
-		if (rc < 0)
-			return rc;
-	} else if (rc != -EBADMSG) {
-		return rc;
-	}
-	rc = env_write(t, env);
-	if (rc == 0)
-		rc = index_apply(t, env, true);
-	return rc;
+	be64(k, env->qid);
+	rc = sp_err(key_find(t, DB_ENV, &key, NULL));
+	if (rc < 0)
+		return rc; /* -ENOENT: deleted meanwhile, do not resurrect it */
+	return env_write(t, env);
 }
 
 int spool_msg_get(struct spool_txn *t, uint64_t qid, const void **p, size_t *len)
@@ -627,24 +575,12 @@ static int del_key(struct spool_txn *t, enum spool_db db, uint64_t qid)
 
 int spool_delete(struct spool_txn *t, uint64_t qid)
 {
-	struct queue_env env;
 	int rc, rc2;
 
 	if (!t->write)
 		return -EROFS;
-	rc = spool_env_get(t, qid, &env);
-	if (rc == 0) {
-		rc = index_apply(t, &env, false);
-		queue_env_release(&env);
-		if (rc < 0)
-			return rc;
-	} else if (rc != -EBADMSG && rc != -ENOENT) {
-		return rc;
-	}
-	/* Found (readable or not), the envelope is where its database's
-	 * cursor stands: the index deletions went through other cursors. */
-	if (rc != -ENOENT)
-		rc = sp_err(mdb_cursor_del(t->cur[DB_ENV], 0));
+	/* Whether the envelope decodes or not: nothing else names the message. */
+	rc = del_key(t, DB_ENV, qid);
 	rc2 = del_key(t, DB_MSG, qid);
 	if (rc == -ENOENT && rc2 == -ENOENT)
 		return -ENOENT;
@@ -680,7 +616,6 @@ int spool_quarantine(struct spool_txn *t, uint64_t qid, const char *reason)
 		rc = quar_put(t, qid, 'm', m, mlen);
 	if (rc < 0)
 		return rc;
-	/* Index entries that still name it are dropped by spool_check(). */
 	rc = del_key(t, DB_ENV, qid);
 	if (rc < 0 && rc != -ENOENT)
 		return rc;
@@ -766,59 +701,49 @@ int spool_foreach_from(struct spool_txn *t, uint64_t first,
 	return ret;
 }
 
+struct due_ctx {
+	uint64_t now_ns;
+	uint64_t *qids, *when;
+	int n, max;
+};
+
+/* Keep the @p max earliest due messages, in (time, queue id) order: the walk
+ * is in queue id order, so a message goes after those due at the same time. */
+static int due_one(struct spool_txn *t, const struct queue_env *env, void *arg)
+{
+	struct due_ctx *dc = arg;
+	int pos = dc->n;
+
+	(void)t;
+	if (!queue_env_active(env) || (env->flags & QUEUE_F_HOLD) ||
+	    env->next_attempt_ns > dc->now_ns)
+		return 0;
+	while (pos > 0 && dc->when[pos - 1] > env->next_attempt_ns)
+		pos--;
+	if (pos >= dc->max)
+		return 0;
+	if (dc->n < dc->max)
+		dc->n++;
+	memmove(dc->qids + pos + 1, dc->qids + pos, (size_t)(dc->n - 1 - pos) * sizeof(uint64_t));
+	memmove(dc->when + pos + 1, dc->when + pos, (size_t)(dc->n - 1 - pos) * sizeof(uint64_t));
+	dc->qids[pos] = env->qid;
+	dc->when[pos] = env->next_attempt_ns;
+	return 0;
+}
+
 int spool_due(struct spool_txn *t, uint64_t now_ns, uint64_t *qids, int max)
 {
-	MDB_cursor *c;
-	MDB_val key, val;
-	int n = 0, rc;
+	struct due_ctx dc = {now_ns, qids, NULL, 0, max};
+	int rc;
 
-	rc = mdb_cursor_open(t->txn, t->sp->dbi[DB_SCHED], &c);
-	if (rc != 0)
-		return sp_err(rc);
-	for (rc = mdb_cursor_get(c, &key, &val, MDB_FIRST); rc == 0 && n < max;
-	     rc = mdb_cursor_get(c, &key, &val, MDB_NEXT)) {
-		if (key.mv_size != 16)
-			continue;
-		if (get_be64(key.mv_data) > now_ns)
-			break;
-		qids[n++] = get_be64((unsigned char *)key.mv_data + 8);
-	}
-	mdb_cursor_close(c);
-	return (rc == 0 || rc == MDB_NOTFOUND) ? n : sp_err(rc);
-}
-
-int spool_by_domain(struct spool_txn *t, const char *domain, uint64_t *qids, int max)
-{
-	unsigned char k[300];
-	size_t plen = dom_key(k, sizeof(k), domain, 0);
-	MDB_cursor *c;
-	MDB_val key, val;
-	int n = 0, rc;
-
-	if (plen == 0)
+	if (max <= 0)
 		return 0;
-	plen -= 8; /* the prefix: domain and its NUL */
-	rc = mdb_cursor_open(t->txn, t->sp->dbi[DB_DOM], &c);
-	if (rc != 0)
-		return sp_err(rc);
-	key.mv_size = plen;
-	key.mv_data = k;
-	for (rc = mdb_cursor_get(c, &key, &val, MDB_SET_RANGE); rc == 0 && n < max;
-	     rc = mdb_cursor_get(c, &key, &val, MDB_NEXT)) {
-		if (key.mv_size != plen + 8 || memcmp(key.mv_data, k, plen) != 0)
-			break;
-		qids[n++] = get_be64((unsigned char *)key.mv_data + plen);
-	}
-	mdb_cursor_close(c);
-	return (rc == 0 || rc == MDB_NOTFOUND) ? n : sp_err(rc);
-}
-
-/* Checking. */
-
-static bool env_wants_sched(const struct queue_env *env, uint64_t when)
-{
-	return queue_env_active(env) && !(env->flags & QUEUE_F_HOLD) &&
-	       env->next_attempt_ns == when;
+	dc.when = malloc((size_t)max * sizeof(uint64_t));
+	if (dc.when == NULL)
+		return -ENOMEM;
+	rc = spool_foreach(t, due_one, &dc, NULL);
+	free(dc.when);
+	return rc < 0 ? rc : dc.n;
 }
 
 static bool env_wants_dom(const struct queue_env *env, const char *domain)
@@ -830,10 +755,38 @@ static bool env_wants_dom(const struct queue_env *env, const char *domain)
 	return false;
 }
 
+struct dom_ctx {
+	const char *domain;
+	uint64_t *qids;
+	int n, max;
+};
+
+static int dom_one(struct spool_txn *t, const struct queue_env *env, void *arg)
+{
+	struct dom_ctx *dc = arg;
+
+	(void)t;
+	if (!queue_env_active(env) || !env_wants_dom(env, dc->domain))
+		return 0;
+	dc->qids[dc->n++] = env->qid;
+	return dc->n == dc->max; /* enough: stop the walk */
+}
+
+int spool_by_domain(struct spool_txn *t, const char *domain, uint64_t *qids, int max)
+{
+	struct dom_ctx dc = {domain, qids, 0, max};
+	int rc;
+
+	if (max <= 0)
+		return 0;
+	rc = spool_foreach(t, dom_one, &dc, NULL);
+	return rc < 0 ? rc : dc.n;
+}
+
+/* Checking. */
+
 struct check_ctx {
 	struct spool_check_report *rep;
-	bool repair;
-	int missing_index;
 	uint64_t *nomsg; /* envelopes without message bytes, to quarantine */
 	size_t nnomsg;
 };
@@ -860,74 +813,12 @@ static int check_one(struct spool_txn *t, const struct queue_env *env, void *arg
 	if (len != env->size)
 		cx->rep->size_mismatch++;
 	cx->rep->messages++;
-	/* Index entries it should have. */
-	if (queue_env_active(env)) {
-		unsigned char k[300];
-		MDB_val key = {16, k}, val;
-
-		if (!(env->flags & QUEUE_F_HOLD)) {
-			sched_key(k, env->next_attempt_ns, env->qid);
-			if (mdb_get(t->txn, t->sp->dbi[DB_SCHED], &key, &val) != 0)
-				cx->missing_index++;
-		}
-		for (uint32_t i = 0; i < env->nrcpt; i++) {
-			if (!rcpt_active(&env->rcpt[i]))
-				continue;
-			key.mv_size =
-			    dom_key(k, sizeof(k), queue_addr_domain(env->rcpt[i].addr), env->qid);
-			if (key.mv_size && mdb_get(t->txn, t->sp->dbi[DB_DOM], &key, &val) != 0)
-				cx->missing_index++;
-		}
-	}
 	return 0;
-}
-
-/* Walk one index; drop (when repairing) entries whose envelope disagrees. */
-static int check_index(struct spool_txn *t, enum spool_db db, struct check_ctx *cx)
-{
-	MDB_cursor *c;
-	MDB_val key, val;
-	int rc;
-
-	rc = mdb_cursor_open(t->txn, t->sp->dbi[db], &c);
-	if (rc != 0)
-		return sp_err(rc);
-	for (rc = mdb_cursor_get(c, &key, &val, MDB_FIRST); rc == 0;
-	     rc = mdb_cursor_get(c, &key, &val, MDB_NEXT)) {
-		const unsigned char *k = key.mv_data;
-		struct queue_env env;
-		bool ok = false;
-		uint64_t qid;
-
-		if (key.mv_size >= 9 && (db == DB_DOM || key.mv_size == 16) &&
-		    (db != DB_DOM || k[key.mv_size - 9] == 0)) {
-			qid = get_be64(k + key.mv_size - 8);
-			if (spool_env_get(t, qid, &env) == 0) {
-				if (db == DB_SCHED)
-					ok = env_wants_sched(&env, get_be64(k));
-				else
-					ok = env_wants_dom(&env, (const char *)k);
-				queue_env_release(&env);
-			}
-		}
-		if (ok)
-			continue;
-		cx->rep->stale_index++;
-		if (cx->repair && (rc = mdb_cursor_del(c, 0)) != 0)
-			break;
-	}
-	mdb_cursor_close(c);
-	return (rc == 0 || rc == MDB_NOTFOUND) ? 0 : sp_err(rc);
-}
-
-static int reindex_one(struct spool_txn *t, const struct queue_env *env, void *arg)
-{
-	return index_apply(t, env, true);
 }
 
 int spool_check(struct spool *sp, bool repair, struct spool_check_report *rep)
 {
-	struct check_ctx cx = {rep, repair, 0, NULL, 0};
+	struct check_ctx cx = {rep, NULL, 0};
 	struct spool_txn *t;
 	unsigned bad = 0;
 	MDB_cursor *c;
@@ -942,17 +833,9 @@ int spool_check(struct spool *sp, bool repair, struct spool_check_report *rep)
 		return rc;
 	rc = spool_foreach(t, check_one, &cx, &bad);
 	rep->bad_env = bad;
-	/* Before the index walk, so that their index entries count as stale. */
 	for (size_t i = 0; rc == 0 && repair && i < cx.nnomsg; i++)
 		rc = spool_quarantine(t, cx.nomsg[i], "envelope without message bytes");
 	free(cx.nomsg);
-	if (rc == 0)
-		rc = check_index(t, DB_SCHED, &cx);
-	if (rc == 0)
-		rc = check_index(t, DB_DOM, &cx);
-	if (rc == 0 && repair && cx.missing_index)
-		rc = spool_foreach(t, reindex_one, NULL, NULL);
-	rep->stale_index += (uint64_t)cx.missing_index;
 	/* Message bytes without an envelope. */
 	if (rc == 0 && (rc = sp_err(mdb_cursor_open(t->txn, sp->dbi[DB_MSG], &c))) == 0) {
 		int r;

@@ -10,9 +10,10 @@
  *
  * DESCRIPTION
  *	One LMDB environment in the spool directory (data.mdb, lock.mdb) with
- *	named databases for message bytes, envelopes, the index by next
- *	attempt time, the index by destination domain, metadata and
- *	quarantined records; queue/FORMAT.md documents them.
+ *	named databases for message bytes, envelopes, metadata and
+ *	quarantined records; queue/FORMAT.md documents them. There is no
+ *	index: readers walk the envelopes (spool_foreach_from()) and keep
+ *	what they need in memory, as the daemon's scheduler does.
  *
  *	The daemon and any number of short-lived injectors may open the spool
  *	at once: LMDB serialises writers with a process-shared robust mutex,
@@ -45,7 +46,7 @@ struct spool;
 struct spool_txn;
 
 #define SPOOL_WAKE_SOCKET    "wake.sock"
-#define SPOOL_FORMAT_VERSION 1
+#define SPOOL_FORMAT_VERSION 2
 
 struct spool_opts {
 	const char *path;	     /* the spool directory */
@@ -68,7 +69,11 @@ extern const struct dmta_conf_section spool_conf_section;
  */
 int spool_opts_from_conf(const struct dmta_conf *conf, struct spool_opts *o);
 
-/** Open (and create) the spool. NULL + errno; errmsg gets one line. */
+/**
+ * Open (and create) the spool. NULL + errno; errmsg gets one line. A
+ * format-1 spool is read as it is when @p o is read-only, else converted
+ * to the current format in the transaction that opens it.
+ */
 struct spool *spool_open(const struct spool_opts *o, char *errmsg, size_t errlen);
 void spool_close(struct spool *sp);
 const char *spool_path(const struct spool *sp);
@@ -89,13 +94,13 @@ int spool_put(struct spool_txn *t, struct queue_env *env, const void *msg, size_
 
 /** Decode the envelope of @p qid (a view valid until the transaction ends). */
 int spool_env_get(struct spool_txn *t, uint64_t qid, struct queue_env *env);
-/** Rewrite an envelope (state changes, hold, next attempt) and its indexes. */
+/** Rewrite an envelope (state changes, hold, next attempt). -ENOENT when absent. */
 int spool_env_store(struct spool_txn *t, const struct queue_env *env);
 /** The message bytes (a view valid until the transaction ends). */
 int spool_msg_get(struct spool_txn *t, uint64_t qid, const void **p, size_t *len);
-/** Remove a message, its envelope and index entries. -ENOENT when absent. */
+/** Remove a message: its envelope and its bytes. -ENOENT when neither is there. */
 int spool_delete(struct spool_txn *t, uint64_t qid);
-/** Move a bad envelope record aside (with @p reason), log it, unindex it. */
+/** Move a bad envelope record and its bytes aside (with @p reason), log it. */
 int spool_quarantine(struct spool_txn *t, uint64_t qid, const char *reason);
 
 /**
@@ -112,9 +117,14 @@ int spool_foreach_from(struct spool_txn *t, uint64_t first,
 		       int (*fn)(struct spool_txn *t, const struct queue_env *env, void *arg),
 		       void *arg, unsigned *bad);
 
-/** Up to @p max queue ids due at or before @p now_ns, earliest first. Count or -errno. */
+/**
+ * Up to @p max queue ids due at or before @p now_ns (not on hold), earliest
+ * first. Count or -errno. A walk over every envelope, for tools and tests:
+ * the daemon keeps its schedule in memory.
+ */
 int spool_due(struct spool_txn *t, uint64_t now_ns, uint64_t *qids, int max);
-/** Up to @p max queue ids with active recipients at @p domain. Count or -errno. */
+/** Up to @p max queue ids with active recipients at @p domain (any case),
+ * in queue id order. Count or -errno. A walk, as spool_due(). */
 int spool_by_domain(struct spool_txn *t, const char *domain, uint64_t *qids, int max);
 
 struct spool_check_report {
@@ -123,11 +133,11 @@ struct spool_check_report {
 	uint64_t orphan_msg;  /* message bytes without an envelope */
 	uint64_t missing_msg; /* envelopes without message bytes */
 	uint64_t size_mismatch;
-	uint64_t stale_index; /* index entries that point nowhere or disagree */
 	uint64_t quarantined; /* records in quarantine (after repair) */
 };
 
-/** Verify every record and index; with @p repair, fix what is found. */
+/** Verify every record; with @p repair, quarantine what does not decode or
+ * has lost its other half. */
 int spool_check(struct spool *sp, bool repair, struct spool_check_report *rep);
 
 struct spool_stats {

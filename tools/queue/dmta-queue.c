@@ -477,21 +477,19 @@ static int check(struct spool *sp, bool repair)
 		fprintf(stderr, "dmta-queue: check: %s\n", spool_strerror(rc));
 		return queue_tool_exit(rc);
 	}
-	damage = r.bad_env || r.orphan_msg || r.missing_msg || r.size_mismatch || r.stale_index;
+	damage = r.bad_env || r.orphan_msg || r.missing_msg || r.size_mismatch;
 	if (json)
 		printf("{\"messages\":%" PRIu64 ",\"bad_envelopes\":%" PRIu64
 		       ",\"orphan_messages\":%" PRIu64 ",\"missing_messages\":%" PRIu64
-		       ",\"size_mismatches\":%" PRIu64 ",\"stale_index\":%" PRIu64
-		       ",\"quarantined\":%" PRIu64 ",\"ok\":%s}\n",
+		       ",\"size_mismatches\":%" PRIu64 ",\"quarantined\":%" PRIu64 ",\"ok\":%s}\n",
 		       r.messages, r.bad_env, r.orphan_msg, r.missing_msg, r.size_mismatch,
-		       r.stale_index, r.quarantined, damage ? "false" : "true");
+		       r.quarantined, damage ? "false" : "true");
 	else
 		printf("messages %" PRIu64 ", bad envelopes %" PRIu64 ", orphan messages %" PRIu64
 		       ", missing messages %" PRIu64 ", size mismatches %" PRIu64
-		       ", stale index entries %" PRIu64 ", quarantined %" PRIu64 ": %s\n",
+		       ", quarantined %" PRIu64 ": %s\n",
 		       r.messages, r.bad_env, r.orphan_msg, r.missing_msg, r.size_mismatch,
-		       r.stale_index, r.quarantined,
-		       damage ? (repair ? "repaired" : "DAMAGED") : "ok");
+		       r.quarantined, damage ? (repair ? "repaired" : "DAMAGED") : "ok");
 	return damage && !repair ? 1 : 0;
 }
 

@@ -19,6 +19,7 @@
 #include "core/base/dmta_log.h"
 #include "core/base/dmta_time.h"
 #include "queue/queue_ctl.h"
+#include "tests/unit/queue/spool_v1.h"
 
 #define T0 (1700000000ULL * DMTA_NS_PER_S)
 
@@ -291,6 +292,65 @@ static void answer(struct queue_ctl *qc, struct queue_job *job, uint64_t now)
 	struct queue_result res = {.connected = true, .code = &code, .text = &text};
 
 	assert_int_equal(queue_ctl_result(qc, job, &res, now), 0);
+}
+
+/*
+ * A spool left by format 1 (indexes by time and by domain) is opened by the
+ * control thread, converted, and its mail delivered, bounced and deferred
+ * as from a spool of today's format; nothing is left over afterwards.
+ */
+static void test_ctl_v1_spool(void **state)
+{
+	static const char *const msgs[3] = {"Subject: a\r\n\r\na\r\n", "Subject: b\r\n\r\nb\r\n",
+					    "Subject: c\r\n\r\nc\r\n"};
+	static const char *const rcpts[3] = {"u@ok.example", "u@bad.example", "u@slow.example"};
+	char dir[] = "/tmp/dmta-test-ctl-XXXXXX";
+	struct dmta_conf *conf = conf_in(dir);
+	struct spool_check_report rep;
+	struct queue_env envs[3], e;
+	struct queue_ctl *qc;
+	struct spool_txn *t;
+	struct spool *sp;
+	uint64_t ids[8];
+	int n;
+
+	(void)state;
+	for (int i = 0; i < 3; i++) {
+		memset(&envs[i], 0, sizeof(envs[i]));
+		assert_int_equal(queue_env_set_sender(&envs[i], "s@x.example"), 0);
+		assert_int_equal(queue_env_add_rcpt(&envs[i], rcpts[i], NULL, 0), 0);
+		envs[i].arrival_ns = T0;
+	}
+	spool_v1_write(dir, envs, msgs, 3);
+	for (int i = 0; i < 3; i++)
+		queue_env_free(&envs[i]);
+	qc = open_ctl(conf, T0);
+	sp = queue_ctl_spool(qc);
+	for (uint64_t q = 1; q <= 3; q++)
+		assert_non_null(queue_sched_env(queue_ctl_sched(qc), q));
+
+	answer_all(qc, T0);
+	assert_int_equal(spool_begin(sp, false, &t), 0);
+	assert_int_equal(spool_env_get(t, 1, &e), -ENOENT);
+	assert_int_equal(spool_env_get(t, 2, &e), -ENOENT);
+	assert_int_equal(spool_env_get(t, 3, &e), 0);
+	assert_int_equal(e.rcpt[0].state, QUEUE_RCPT_DEFERRED);
+	assert_string_equal(e.rcpt[0].reply, "451 4.3.0 try later");
+	queue_env_release(&e);
+	/* the deferred one and the failure DSN for the second, queue id 4 */
+	n = spool_due(t, UINT64_MAX, ids, 8);
+	assert_int_equal(n, 2);
+	assert_int_equal(ids[0] + ids[1], 3 + 4);
+	assert_int_equal(spool_env_get(t, 4, &e), 0);
+	assert_true(e.flags & QUEUE_F_DSN);
+	queue_env_release(&e);
+	spool_abort(t);
+	assert_int_equal(spool_check(sp, false, &rep), 0);
+	assert_int_equal(rep.messages, 2);
+	assert_int_equal(rep.bad_env + rep.orphan_msg + rep.missing_msg + rep.size_mismatch, 0);
+	queue_ctl_close(qc);
+	dmta_conf_free(conf);
+	rm_rf(dir);
 }
 
 static void test_commit_failure_kept(void **state)
@@ -587,11 +647,9 @@ static void test_commit_async(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_ctl_flow),
-	    cmocka_unit_test(test_delay_warning),
-	    cmocka_unit_test(test_delay_warning_off),
-	    cmocka_unit_test(test_bounce_text),
-	    cmocka_unit_test(test_commit_failure_kept),
+	    cmocka_unit_test(test_ctl_flow),	  cmocka_unit_test(test_ctl_v1_spool),
+	    cmocka_unit_test(test_delay_warning), cmocka_unit_test(test_delay_warning_off),
+	    cmocka_unit_test(test_bounce_text),	  cmocka_unit_test(test_commit_failure_kept),
 	    cmocka_unit_test(test_commit_async),
 	};
 

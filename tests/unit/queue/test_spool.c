@@ -19,6 +19,7 @@
 #include "core/base/dmta_log.h"
 #include "queue/queue_env.h"
 #include "queue/spool.h"
+#include "tests/unit/queue/spool_v1.h"
 
 static char *tmpdir(void)
 {
@@ -198,8 +199,7 @@ static void test_spool_group_commit(void **state)
 
 		assert_int_equal(spool_check(sp, false, &rep), 0);
 		assert_int_equal(rep.messages, 100);
-		assert_int_equal(rep.bad_env + rep.orphan_msg + rep.missing_msg + rep.stale_index,
-				 0);
+		assert_int_equal(rep.bad_env + rep.orphan_msg + rep.missing_msg, 0);
 	}
 	spool_close(sp);
 	rmtree(dir);
@@ -238,14 +238,14 @@ static void test_spool_update_delete(void **state)
 	assert_int_equal(spool_due(t, 5000, due, 10), 1);
 	assert_int_equal(spool_by_domain(t, "d1.example", due, 10), 0);
 	assert_int_equal(spool_by_domain(t, "d0.example", due, 10), 1);
-	/* hold: out of the schedule, still in the domain index */
+	/* hold: not due, still a message for its domain */
 	cp.flags |= QUEUE_F_HOLD;
 	assert_int_equal(spool_env_store(t, &cp), 0);
 	assert_int_equal(spool_due(t, UINT64_MAX, due, 10), 0);
 	queue_env_free(&cp);
 	assert_int_equal(spool_commit(t), 0);
 	assert_int_equal(spool_check(sp, false, &rep), 0);
-	assert_int_equal(rep.stale_index, 0);
+	assert_int_equal(rep.messages, 1);
 
 	assert_int_equal(spool_begin(sp, true, &t), 0);
 	assert_int_equal(spool_delete(t, qid), 0);
@@ -390,7 +390,6 @@ static void test_spool_quarantine(void **state)
 	assert_int_equal(rep.missing_msg, 1);
 	assert_int_equal(spool_check(sp, true, &rep), 0);
 	assert_whole(sp, 1, &rep);
-	assert_int_equal(rep.stale_index, 0);
 	/* reason, envelope, message of the bad one; reason, envelope of the other */
 	assert_int_equal(rep.quarantined, 5);
 	spool_close(sp);
@@ -411,6 +410,112 @@ static void test_spool_open_errors(void **state)
 	sp = spool_open(&(struct spool_opts){.path = "/etc/hostname", .create = true}, err,
 			sizeof(err));
 	assert_null(sp);
+}
+
+/* The format version in @p dir's meta database (behind the spool's back),
+ * and whether format 1's index databases are there. */
+static uint32_t raw_format(const char *dir, bool *indexes, uint32_t set)
+{
+	MDB_env *e;
+	MDB_txn *txn;
+	MDB_dbi dbi;
+	MDB_val k = {6, (void *)"format"}, v;
+	uint32_t ver;
+
+	assert_int_equal(mdb_env_create(&e), 0);
+	mdb_env_set_maxdbs(e, 8);
+	assert_int_equal(mdb_env_open(e, dir, 0, 0640), 0);
+	assert_int_equal(mdb_txn_begin(e, NULL, 0, &txn), 0);
+	assert_int_equal(mdb_dbi_open(txn, "meta", 0, &dbi), 0);
+	if (set) {
+		v.mv_size = sizeof(set);
+		v.mv_data = &set;
+		assert_int_equal(mdb_put(txn, dbi, &k, &v, 0), 0);
+	}
+	assert_int_equal(mdb_get(txn, dbi, &k, &v), 0);
+	assert_int_equal(v.mv_size, sizeof(ver));
+	memcpy(&ver, v.mv_data, sizeof(ver));
+	*indexes =
+	    mdb_dbi_open(txn, "sched", 0, &dbi) == 0 && mdb_dbi_open(txn, "dom", 0, &dbi) == 0;
+	assert_int_equal(mdb_txn_commit(txn), 0);
+	mdb_env_close(e);
+	return ver;
+}
+
+/*
+ * A format-1 spool (with its indexes by time and by domain) is read as it is
+ * by a read-only open, converted by the first writer in the transaction that
+ * opens it (the indexes dropped, the version 2), and then holds the same
+ * messages; a newer format is refused with a clear error.
+ */
+static void test_spool_v1(void **state)
+{
+	static const char *const msgs[3] = {"Subject: a\r\n\r\na\r\n", "Subject: b\r\n\r\nb\r\n",
+					    "Subject: c\r\n\r\nc\r\n"};
+	char *dir = tmpdir(), err[256];
+	struct queue_env envs[3];
+	struct spool_check_report rep;
+	struct spool_txn *t;
+	struct spool *sp;
+	uint64_t q[8];
+	const void *p;
+	size_t len;
+	bool indexes;
+
+	(void)state;
+	for (int i = 0; i < 3; i++)
+		make_env(&envs[i], 2);
+	envs[1].flags |= QUEUE_F_HOLD;
+	envs[2].next_attempt_ns = 5000;
+	spool_v1_write(dir, envs, msgs, 3);
+	for (int i = 0; i < 3; i++)
+		queue_env_free(&envs[i]);
+
+	sp = spool_open(&(struct spool_opts){.path = dir, .readonly = true}, err, sizeof(err));
+	if (sp == NULL)
+		fail_msg("read-only open of a format-1 spool: %s", err);
+	assert_int_equal(count(sp), 3);
+	assert_int_equal(spool_begin(sp, false, &t), 0);
+	assert_int_equal(spool_msg_get(t, 2, &p, &len), 0);
+	assert_int_equal(len, strlen(msgs[1]));
+	assert_memory_equal(p, msgs[1], len);
+	spool_abort(t);
+	spool_close(sp);
+	assert_int_equal(raw_format(dir, &indexes, 0), 1);
+	assert_true(indexes);
+
+	sp = open_spool(dir, 0);
+	assert_int_equal(raw_format(dir, &indexes, 0), 2);
+	assert_false(indexes);
+	assert_whole(sp, 3, &rep);
+	assert_int_equal(spool_begin(sp, true, &t), 0);
+	/* due: the first at 1, the third at 5000; the second is on hold */
+	assert_int_equal(spool_due(t, UINT64_MAX, q, 8), 2);
+	assert_int_equal(q[0], 1);
+	assert_int_equal(q[1], 3);
+	assert_int_equal(spool_due(t, 4999, q, 8), 1);
+	assert_int_equal(spool_by_domain(t, "D1.example", q, 8), 3);
+	assert_int_equal(spool_msg_get(t, 3, &p, &len), 0);
+	assert_memory_equal(p, msgs[2], len);
+	/* queue ids go on from format 1's next_id */
+	make_env(&envs[0], 1);
+	assert_int_equal(spool_put(t, &envs[0], "d\r\n", 3), 0);
+	assert_int_equal(envs[0].qid, 4);
+	queue_env_free(&envs[0]);
+	assert_int_equal(spool_delete(t, 1), 0);
+	assert_int_equal(spool_commit(t), 0);
+	assert_whole(sp, 3, &rep);
+	spool_close(sp);
+
+	/* a version from the future: refused, the spool left as it is */
+	assert_int_equal(raw_format(dir, &indexes, 3), 3);
+	sp = spool_open(&(struct spool_opts){.path = dir}, err, sizeof(err));
+	assert_null(sp);
+	assert_int_equal(errno, EPROTO);
+	assert_non_null(strstr(err, "format version"));
+	assert_int_equal(raw_format(dir, &indexes, 0), 3);
+	rmtree(dir);
+	free(dir);
 }
 
 /* The daemon refuses a spool others may write to (they could plant links
@@ -471,7 +576,7 @@ static void test_many_domains(void **state)
 		snprintf(a, sizeof(a), "u@D%u.example", i);
 		assert_int_equal(queue_env_add_rcpt(&e, a, NULL, 0), 0);
 	}
-	/* the same domains again, in other case: indexed once all the same */
+	/* the same domains again, in other case: found once all the same */
 	assert_int_equal(queue_env_add_rcpt(&e, "v@d7.EXAMPLE", NULL, 0), 0);
 	t0 = clock();
 	assert_int_equal(spool_begin(sp, true, &t), 0);
@@ -496,8 +601,8 @@ static void test_many_domains(void **state)
 /*
  * Many removals in one transaction, out of order and between writes (the
  * commit's cursors must follow the tree as it changes), recipients whose
- * domains repeat in other case: afterwards no index entry is left over
- * and the messages kept are whole.
+ * domains repeat in other case: afterwards nothing is left over of the
+ * messages removed and the messages kept are whole.
  */
 static void test_delete_many(void **state)
 {
@@ -557,13 +662,11 @@ static void test_delete_many(void **state)
 	assert_int_equal(spool_commit(t), 0);
 
 	assert_int_equal(spool_check(sp, false, &rep), 0);
-	if (rep.stale_index != 0 || rep.messages != N / 10 + 1 || rep.missing_msg != 0 ||
-	    rep.orphan_msg != 0)
-		fail_msg("got %llu messages, %llu stale index entries, %llu without bytes, %llu "
-			 "bytes without envelope; want %d, 0, 0, 0",
-			 (unsigned long long)rep.messages, (unsigned long long)rep.stale_index,
-			 (unsigned long long)rep.missing_msg, (unsigned long long)rep.orphan_msg,
-			 N / 10 + 1);
+	if (rep.messages != N / 10 + 1 || rep.missing_msg != 0 || rep.orphan_msg != 0)
+		fail_msg("got %llu messages, %llu without bytes, %llu bytes without envelope; "
+			 "want %d, 0, 0",
+			 (unsigned long long)rep.messages, (unsigned long long)rep.missing_msg,
+			 (unsigned long long)rep.orphan_msg, N / 10 + 1);
 	assert_int_equal(spool_begin(sp, false, &t), 0);
 	n = spool_due(t, UINT64_MAX, q, N + 2);
 	if (n != N / 10 + 1 || q[0] != qid[3])
@@ -620,6 +723,7 @@ int main(void)
 	    cmocka_unit_test(test_spool_quarantine),
 	    cmocka_unit_test(test_spool_delete_damaged),
 	    cmocka_unit_test(test_spool_open_errors),
+	    cmocka_unit_test(test_spool_v1),
 	    cmocka_unit_test(test_delete_many),
 	    cmocka_unit_test(test_ids),
 	    cmocka_unit_test(test_spool_owner_mode),
