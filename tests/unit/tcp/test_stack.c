@@ -2315,12 +2315,27 @@ static void test_bbr_bottleneck(void **state)
 			 (unsigned long long)queue_ms);
 }
 
-/* TCP_TRACE=1: A's window every 100 ms, and BBR's model. */
+/* TCP_TRACE=1: A's window every 100 ms (flight: segments unacknowledged;
+ * pipe: of those, not SACKed; sent/queued: in the send queue), and BBR's
+ * model. */
 static void lab_trace(const struct tcp_conn *c, uint64_t t0)
 {
-	printf("# trace %llu ms cwnd %u ssthresh %u recovery %d",
+	uint32_t pipe = 0;
+
+	/* In the network: sent and neither acknowledged nor SACKed. */
+	for (uint32_t i = 0; i < c->sq_next; i++) {
+		uint32_t slot = (c->sq_head + i) % TCP_SQ_SLOTS;
+
+		if (!sq_bit(c->sq_sacked, slot))
+			pipe += rte_pktmbuf_data_len(c->sq[slot]);
+	}
+	printf("# trace %llu ms cwnd %u ssthresh %u recovery %d flight %u pipe %u sent %u/%u",
 	       (unsigned long long)(w.now - t0) / 1000, c->cwnd / c->mss, c->ssthresh / c->mss,
-	       c->in_recovery);
+	       c->in_recovery, (c->snd_max - c->snd_una) / c->mss, pipe / c->mss, c->sq_next,
+	       c->sq_count);
+	if (c->bbr != NULL)
+		printf(" pacing %llu B/ms",
+		       (unsigned long long)((c->bbr->pacing_rate * 1000) >> TCP_BW_SHIFT));
 	if (c->bbr != NULL)
 		printf(" bbr mode %u bw %llu B/ms rtprop %u us gain %u/%u extra %u/%u segments",
 		       c->bbr->mode, (unsigned long long)((c->bbr->btl_bw * 1000) >> TCP_BW_SHIFT),
