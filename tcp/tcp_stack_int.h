@@ -351,6 +351,16 @@ static inline void sq_bit_clear(uint64_t *b, uint32_t slot)
 	b[slot / 64] &= ~(1ULL << (slot % 64));
 }
 
+/* Any bit set in a send-queue bitmap. */
+static inline bool sq_bits_any(const uint64_t *b)
+{
+	uint64_t any = 0;
+
+	for (uint32_t i = 0; i < TCP_SQ_SLOTS / 64; i++)
+		any |= b[i];
+	return any != 0;
+}
+
 #define CONN_OF(t, field) ((struct tcp_conn *)((char *)(t)-offsetof(struct tcp_conn, field)))
 
 #endif
