@@ -1924,15 +1924,22 @@ static bool tap_rack(struct wire *wr, int from, uint8_t *f, uint32_t len)
 	return true;
 }
 
-static void rack_setup(uint64_t seed)
+static void rack_setup_conf(uint64_t seed, const struct tcp_stack_conf *conf)
 {
-	wire_init(&w, pool, seed);
+	struct tcp_stack_conf c = wire_stack_conf();
+
+	wire_init_conf(&w, pool, seed, conf != NULL ? conf : &c);
 	w.imp[0].delay_us = w.imp[1].delay_us = 10000;
 	rack_seen = rack_drop_nth = rack_hold_nth = 0;
 	rack_drop_end = 0;
 	rack_drop_again = false;
 	rack_dropped = 0;
 	w.tap = tap_rack;
+}
+
+static void rack_setup(uint64_t seed)
+{
+	rack_setup_conf(seed, NULL);
 }
 
 /* The last segment of a transfer is lost: a tail loss probe brings it
@@ -2431,6 +2438,66 @@ static void test_lab_path_bbr(void **state)
 			 (unsigned long long)ms, BBR_LAB_MS);
 }
 
+/* A's window when its first recovery began (the one an undo restores)
+ * and once it ended, watched at every step of run(). */
+static struct {
+	uint32_t before, after, exits;
+	bool in;
+} rec_watch;
+
+static bool watch_recovery_done(void)
+{
+	const struct tcp_conn *a = app[0].conn;
+
+	if (a != NULL) {
+		if (!rec_watch.in && a->in_recovery)
+			rec_watch.before = a->prior_cwnd;
+		if (rec_watch.in && !a->in_recovery && rec_watch.exits++ == 0)
+			rec_watch.after = a->cwnd;
+		rec_watch.in = a->in_recovery;
+	}
+	return both_done();
+}
+
+/*
+ * BBR through a spurious recovery: one segment held back 20 ms behind
+ * the next ones, the fast retransmission undone by its D-SACK before the
+ * recovery ends. The window the undo brought back stays when the
+ * recovery ends: RFC 6582's flight + 1 MSS is for a loss-based sender,
+ * and BBR, its loss episode closed by the undo, had nothing left to
+ * restore; it set the window to a few segments (over the lab's path, a
+ * bandwidth estimate that followed it down for seconds).
+ */
+static void test_bbr_recovery_end_keeps_window(void **state)
+{
+	struct tcp_stack_conf c = wire_stack_conf();
+	(void)state;
+
+	c.congestion_control = TCP_CC_BBR;
+	c.sndbuf = c.rcvbuf = 256 * 1024;
+	rack_setup_conf(38, &c);
+	rack_hold_nth = 400;
+	rack_hold_us = 20000;
+	memset(&rec_watch, 0, sizeof(rec_watch));
+	start(2 << 20, 0);
+	run(watch_recovery_done, 60000);
+	check_transfer(2 << 20, 0);
+	print_stats("bbr spurious recovery");
+	printf("# bbr spurious recovery: window %u before, %u after it ended; %llu undos\n",
+	       rec_watch.before, rec_watch.after,
+	       (unsigned long long)tcp_stack_stats(w.stk[0])->undos);
+	assert_true(tcp_stack_stats(w.stk[0])->undos >= 1);
+	if (rec_watch.exits == 0 || rec_watch.after < rec_watch.before)
+		fail_msg("BBR's window after a spurious recovery ended: %u bytes, want at "
+			 "least the %u before it",
+			 rec_watch.after, rec_watch.before);
+	run(tables_empty, 20000);
+	wire_next();
+	wire_init(&w, pool, 1);
+	app_setup(&app[0], 0, 1, 0);
+	app_setup(&app[1], 0, 2, 0);
+}
+
 /* SipHash-2-4 against the reference vectors (Aumasson and Bernstein,
  * appendix A: key 00..0f, messages 00, 00 01, ...). */
 static void test_siphash_vectors(void **state)
@@ -2611,6 +2678,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_tail_loss_probe, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_lost_retransmission, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_spurious_recovery_undone, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_bbr_recovery_end_keeps_window, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_lossy_path_rate, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_lab_path_rate, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_lab_path_bbr, setup, teardown),
