@@ -12,6 +12,7 @@
  *	tcp_bbr_app_limited(c)		output found nothing more to send
  *	tcp_bbr_congestion(c)		a loss episode begins (recovery, timeout)
  *	tcp_bbr_undo(c)			it was spurious
+ *	tcp_bbr_info(c, i)		the model, for diagnostics
  *
  * DESCRIPTION
  *	A loss-based controller reads every loss as congestion: on a path
@@ -510,4 +511,28 @@ void tcp_bbr_undo(struct tcp_conn *c)
 	b->loss = b->conserve = false;
 	if (c->cwnd < b->prior_cwnd)
 		c->cwnd = b->prior_cwnd;
+}
+
+/* Bytes per second from TCP_BW_SHIFT units (bytes per sq_xmit unit). */
+static uint64_t bw_per_s(const struct tcp_stack *stk, uint64_t bw)
+{
+	return (uint64_t)(((unsigned __int128)bw * (stk->hz >> stk->xmit_shift)) >> TCP_BW_SHIFT);
+}
+
+void tcp_bbr_info(const struct tcp_conn *c, struct tcp_conn_info *i)
+{
+	const struct tcp_bbr *b = c->bbr;
+	const struct tcp_stack *stk = c->stk;
+
+	i->bbr = true;
+	i->bbr_mode = b->mode;
+	i->pacing_gain = (uint16_t)b->pacing_gain;
+	i->bw = bw_per_s(stk, b->btl_bw);
+	i->pacing = bw_per_s(stk, b->pacing_rate);
+	i->min_rtt_us =
+	    b->rtprop == BBR_RTPROP_UNSET
+		? UINT32_MAX
+		: (uint32_t)((uint64_t)b->rtprop * 1000000 / (stk->hz >> stk->xmit_shift));
+	i->extra_acked =
+	    b->extra_acked[0] > b->extra_acked[1] ? b->extra_acked[0] : b->extra_acked[1];
 }

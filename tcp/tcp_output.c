@@ -279,7 +279,7 @@ void tcp_sack_forget(struct tcp_conn *c)
 }
 
 /* Bytes sent (again, after a timeout) and not SACKed: what is in flight. */
-static uint32_t sack_flight(const struct tcp_conn *c)
+uint32_t tcp_sack_flight(const struct tcp_conn *c)
 {
 	uint32_t flight = 0;
 
@@ -612,7 +612,7 @@ void tcp_output(struct tcp_conn *c, uint64_t now)
 	if (sack_rec)
 		pipe = sack_send_holes(c, now);
 	else if (sack_pipe)
-		pipe = sack_flight(c);
+		pipe = tcp_sack_flight(c);
 	while (c->sq_next < c->sq_count) {
 		struct rte_mbuf *m = sq_at(c, c->sq_next);
 		uint32_t len = rte_pktmbuf_data_len(m);

@@ -329,6 +329,8 @@ uint32_t tcp_rcv_sws_min(const struct tcp_conn *c);
 void tcp_sack_update(struct tcp_conn *c, const struct tcp_opts *o, uint32_t ack, uint64_t now);
 void tcp_retransmit_last(struct tcp_conn *c, uint64_t now);
 void tcp_sack_forget(struct tcp_conn *c);
+uint32_t tcp_sack_flight(const struct tcp_conn *c);
+void tcp_bbr_info(const struct tcp_conn *c, struct tcp_conn_info *i);
 uint32_t tcp_ts_now(const struct tcp_conn *c, uint64_t now);
 
 static inline struct tcp_ooo_ent *tcp_ooo_ent(const struct tcp_stack *stk, struct rte_mbuf *m)

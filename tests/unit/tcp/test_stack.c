@@ -2330,27 +2330,18 @@ static void test_bbr_bottleneck(void **state)
  * model. */
 static void lab_trace(const struct tcp_conn *c, uint64_t t0)
 {
-	uint32_t pipe = 0;
+	struct tcp_conn_info i;
 
-	/* In the network: sent and neither acknowledged nor SACKed. */
-	for (uint32_t i = 0; i < c->sq_next; i++) {
-		uint32_t slot = (c->sq_head + i) % TCP_SQ_SLOTS;
-
-		if (!sq_bit(c->sq_sacked, slot))
-			pipe += rte_pktmbuf_data_len(c->sq[slot]);
-	}
+	tcp_conn_info(c, &i);
 	printf("# trace %llu ms cwnd %u ssthresh %u recovery %d flight %u pipe %u sent %u/%u",
-	       (unsigned long long)(w.now - t0) / 1000, c->cwnd / c->mss, c->ssthresh / c->mss,
-	       c->in_recovery, (c->snd_max - c->snd_una) / c->mss, pipe / c->mss, c->sq_next,
-	       c->sq_count);
-	if (c->bbr != NULL)
-		printf(" pacing %llu B/ms",
-		       (unsigned long long)((c->bbr->pacing_rate * 1000) >> TCP_BW_SHIFT));
-	if (c->bbr != NULL)
-		printf(" bbr mode %u bw %llu B/ms rtprop %u us gain %u/%u extra %u/%u segments",
-		       c->bbr->mode, (unsigned long long)((c->bbr->btl_bw * 1000) >> TCP_BW_SHIFT),
-		       c->bbr->rtprop, c->bbr->pacing_gain, c->bbr->cwnd_gain,
-		       c->bbr->extra_acked[0] / c->mss, c->bbr->extra_acked[1] / c->mss);
+	       (unsigned long long)(w.now - t0) / 1000, i.cwnd / i.mss, i.ssthresh / i.mss,
+	       i.in_recovery, i.flight / i.mss, i.pipe / i.mss, i.sq_sent, i.sq_len);
+	if (i.bbr)
+		printf(" bbr mode %u bw %llu B/ms pacing %llu B/ms min_rtt %u us gain %u extra %u "
+		       "segments",
+		       i.bbr_mode, (unsigned long long)i.bw / 1000,
+		       (unsigned long long)i.pacing / 1000, i.min_rtt_us, i.pacing_gain,
+		       i.extra_acked / i.mss);
 	printf("\n");
 }
 
