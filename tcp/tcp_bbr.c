@@ -169,6 +169,15 @@ void tcp_bbr_delivered(struct tcp_conn *c, uint32_t slot, uint32_t len, bool cum
 
 	b->delivered += len;
 	b->delivered_time = x;
+	/* Delivered sooner after its resend than any round trip could be:
+	 * the ACK is the original's (it was late, not lost), and the slot's
+	 * stamps are the resend's. As the sample's reference it would start
+	 * a new round of the bandwidth filter on every such ACK, with no
+	 * sample (the interval is below the min RTT): a burst of them, after
+	 * a spurious timeout or reordering taken for loss, emptied the
+	 * filter's ten rounds in a few milliseconds. */
+	if (sq_bit(c->sq_retx, slot) && b->rtprop != BBR_RTPROP_UNSET && x - sent < b->rtprop)
+		return;
 	/* The sample follows the most recently sent segment delivered. */
 	if (!b->rs_on || (int32_t)(b->sq_delivered[slot] - b->rs_prior_delivered) >= 0) {
 		b->rs_on = true;
