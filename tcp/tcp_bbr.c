@@ -12,6 +12,7 @@
  *	tcp_bbr_app_limited(c)		output found nothing more to send
  *	tcp_bbr_congestion(c)		a loss episode begins (recovery, timeout)
  *	tcp_bbr_undo(c)			it was spurious
+ *	tcp_bbr_info(c, i)		the model, for diagnostics
  *
  * DESCRIPTION
  *	A loss-based controller reads every loss as congestion: on a path
@@ -168,6 +169,15 @@ void tcp_bbr_delivered(struct tcp_conn *c, uint32_t slot, uint32_t len, bool cum
 
 	b->delivered += len;
 	b->delivered_time = x;
+	/* Delivered sooner after its resend than any round trip could be:
+	 * the ACK is the original's (it was late, not lost), and the slot's
+	 * stamps are the resend's. As the sample's reference it would start
+	 * a new round of the bandwidth filter on every such ACK, with no
+	 * sample (the interval is below the min RTT): a burst of them, after
+	 * a spurious timeout or reordering taken for loss, emptied the
+	 * filter's ten rounds in a few milliseconds. */
+	if (sq_bit(c->sq_retx, slot) && b->rtprop != BBR_RTPROP_UNSET && x - sent < b->rtprop)
+		return;
 	/* The sample follows the most recently sent segment delivered. */
 	if (!b->rs_on || (int32_t)(b->sq_delivered[slot] - b->rs_prior_delivered) >= 0) {
 		b->rs_on = true;
@@ -510,4 +520,28 @@ void tcp_bbr_undo(struct tcp_conn *c)
 	b->loss = b->conserve = false;
 	if (c->cwnd < b->prior_cwnd)
 		c->cwnd = b->prior_cwnd;
+}
+
+/* Bytes per second from TCP_BW_SHIFT units (bytes per sq_xmit unit). */
+static uint64_t bw_per_s(const struct tcp_stack *stk, uint64_t bw)
+{
+	return (uint64_t)(((unsigned __int128)bw * (stk->hz >> stk->xmit_shift)) >> TCP_BW_SHIFT);
+}
+
+void tcp_bbr_info(const struct tcp_conn *c, struct tcp_conn_info *i)
+{
+	const struct tcp_bbr *b = c->bbr;
+	const struct tcp_stack *stk = c->stk;
+
+	i->bbr = true;
+	i->bbr_mode = b->mode;
+	i->pacing_gain = (uint16_t)b->pacing_gain;
+	i->bw = bw_per_s(stk, b->btl_bw);
+	i->pacing = bw_per_s(stk, b->pacing_rate);
+	i->min_rtt_us =
+	    b->rtprop == BBR_RTPROP_UNSET
+		? UINT32_MAX
+		: (uint32_t)((uint64_t)b->rtprop * 1000000 / (stk->hz >> stk->xmit_shift));
+	i->extra_acked =
+	    b->extra_acked[0] > b->extra_acked[1] ? b->extra_acked[0] : b->extra_acked[1];
 }

@@ -418,11 +418,20 @@ static void new_ack(struct tcp_conn *c, const struct tcp_seg *s, uint64_t now)
 	c->nrtx = 0;
 	if (c->in_recovery) {
 		if (SEQ_GEQ(s->ack, c->recover)) {
-			/* Full ACK: leave recovery (RFC 6582 3.2 step 3). */
+			/* Full ACK: leave recovery (RFC 6582 3.2 step 3). BBR
+			 * sets its own window on this ACK (the one before the
+			 * loss comes back, or stays if an undo brought it
+			 * back already); flight + 1 MSS, meant to stop a
+			 * loss-based sender's burst, would leave it at a few
+			 * segments with nothing to restore it but its slow
+			 * growth towards the target (Linux too leaves the
+			 * window to a controller that sets it itself). */
 			uint32_t flight = c->snd_max - c->snd_una;
 
 			c->in_recovery = false;
-			c->cwnd = c->ssthresh < flight + c->mss ? c->ssthresh : flight + c->mss;
+			if (c->bbr == NULL)
+				c->cwnd =
+				    c->ssthresh < flight + c->mss ? c->ssthresh : flight + c->mss;
 			if (c->reo_persist > 0 && --c->reo_persist == 0)
 				c->reo_mult = 0;
 			c->dupacks = 0;

@@ -88,6 +88,26 @@ uint64_t tcp_conn_retransmits(const struct tcp_conn *c)
 	return c->retransmits;
 }
 
+void tcp_conn_info(const struct tcp_conn *c, struct tcp_conn_info *i)
+{
+	uint64_t hz = c->stk->hz;
+
+	memset(i, 0, sizeof(*i));
+	i->mss = c->mss;
+	i->cwnd = c->cwnd;
+	i->ssthresh = c->ssthresh;
+	i->flight = c->snd_max - c->snd_una;
+	i->pipe = tcp_sack_flight(c);
+	i->sq_sent = c->sq_next;
+	i->sq_len = c->sq_count;
+	i->srtt_us = (uint32_t)(c->srtt * 1000000 / hz);
+	i->rto_us = (uint32_t)(c->rto * 1000000 / hz);
+	i->in_recovery = c->in_recovery;
+	i->retransmits = c->retransmits;
+	if (c->bbr != NULL)
+		tcp_bbr_info(c, i);
+}
+
 void tcp_conn_set_user(struct tcp_conn *c, void *user)
 {
 	c->user = user;

@@ -349,6 +349,28 @@ const char *tcp_state_name(enum tcp_state s);
 /** Retransmissions of this connection so far. */
 uint64_t tcp_conn_retransmits(const struct tcp_conn *c);
 
+/** A connection's sender state, for diagnostics (dmta-nc --trace). */
+struct tcp_conn_info {
+	uint32_t mss;		  /**< payload bytes per segment */
+	uint32_t cwnd, ssthresh;  /**< bytes */
+	uint32_t flight;	  /**< bytes sent and not acknowledged */
+	uint32_t pipe;		  /**< of those, not SACKed */
+	uint32_t sq_sent, sq_len; /**< send-queue segments sent, queued */
+	uint32_t srtt_us, rto_us;
+	bool in_recovery;
+	bool bbr;	      /**< the fields below are set */
+	uint8_t bbr_mode;     /**< 0 STARTUP, 1 DRAIN, 2 PROBE_BW, 3 PROBE_RTT */
+	uint16_t pacing_gain; /**< x 256 */
+	uint64_t bw, pacing;  /**< bytes per second: bandwidth estimate, pacing rate */
+	uint32_t min_rtt_us;  /**< BBR's (UINT32_MAX: none yet) */
+	uint32_t extra_acked; /**< ACK-aggregation allowance, bytes */
+	uint64_t retransmits;
+};
+
+/** Fill @p i from connection @p c (a walk over the send queue: not for
+ * every packet). */
+void tcp_conn_info(const struct tcp_conn *c, struct tcp_conn_info *i);
+
 /**
  * Write one line per connection slot in use (state, flags, pending events,
  * sequence state) to @p f, for diagnostics. Not for the data path.

@@ -329,6 +329,8 @@ uint32_t tcp_rcv_sws_min(const struct tcp_conn *c);
 void tcp_sack_update(struct tcp_conn *c, const struct tcp_opts *o, uint32_t ack, uint64_t now);
 void tcp_retransmit_last(struct tcp_conn *c, uint64_t now);
 void tcp_sack_forget(struct tcp_conn *c);
+uint32_t tcp_sack_flight(const struct tcp_conn *c);
+void tcp_bbr_info(const struct tcp_conn *c, struct tcp_conn_info *i);
 uint32_t tcp_ts_now(const struct tcp_conn *c, uint64_t now);
 
 static inline struct tcp_ooo_ent *tcp_ooo_ent(const struct tcp_stack *stk, struct rte_mbuf *m)
@@ -349,6 +351,16 @@ static inline void sq_bit_set(uint64_t *b, uint32_t slot)
 static inline void sq_bit_clear(uint64_t *b, uint32_t slot)
 {
 	b[slot / 64] &= ~(1ULL << (slot % 64));
+}
+
+/* Any bit set in a send-queue bitmap. */
+static inline bool sq_bits_any(const uint64_t *b)
+{
+	uint64_t any = 0;
+
+	for (uint32_t i = 0; i < TCP_SQ_SLOTS / 64; i++)
+		any |= b[i];
+	return any != 0;
 }
 
 #define CONN_OF(t, field) ((struct tcp_conn *)((char *)(t)-offsetof(struct tcp_conn, field)))

@@ -48,6 +48,11 @@
  *	    --max-sending N  with -n, at most N connections sending at once,
  *	                   starting at most 256 per millisecond (default: no limit)
  *	-t, --timeout T    give up the whole run after T (default: none)
+ *	    --trace        with one connection (or --listen): the sender's
+ *	                   state every 100 ms, one "dmta-nc: trace" line each
+ *	                   on stderr at the end (cwnd, flight, pipe, SRTT, and
+ *	                   BBR's bandwidth, min RTT, pacing rate and gain;
+ *	                   bytes, microseconds, bytes per second)
  *	-q, --quiet        no summary
  *	-v                 debug logging
  *
@@ -117,6 +122,13 @@ enum {
 #define NC_START_PER_TICK 256
 #define NC_PATTERN	  65536 /* generated data repeats with this period */
 #define NC_DRAIN_EXTRA_MS 10000 /* after TIME_WAIT, how long the table may take to empty */
+#define NC_TRACE_MS	  100	/* --trace: one sample this often */
+#define NC_TRACE_MAX	  6000	/* samples kept (ten minutes); later ones are dropped */
+
+struct nc_trace {
+	uint64_t t_ms;
+	struct tcp_conn_info i;
+};
 
 struct nc_buf {
 	uint32_t len;
@@ -146,6 +158,10 @@ struct nc {
 	uint32_t nconns;
 	uint64_t connect_timeout_ms, time_wait_ms;
 	bool quiet;
+	struct nc_trace
+	    *trace; /* --trace: NC_TRACE_MAX samples (worker writes, main reads after) */
+	uint32_t trace_n;
+	uint64_t trace_next;
 
 	struct rte_mempool *bufs;
 	struct rte_ring *to_net, *to_out;
@@ -193,7 +209,7 @@ static void usage(void)
 {
 	fprintf(stderr,
 		"usage: dmta-nc [-c dmta.conf] [-b BYTES] [-w CONNECT_TIMEOUT] [-t TIMEOUT] "
-		"[-q] HOST PORT\n"
+		"[-q] [--trace] HOST PORT\n"
 		"       dmta-nc [-c dmta.conf] --listen PORT [-b BYTES]\n"
 		"       dmta-nc [-c dmta.conf] --connections K --bytes N [--time-wait T] "
 		"[--max-connecting N] [--max-sending N] HOST PORT\n");
@@ -577,8 +593,39 @@ static void nc_tick(void *arg, struct dmta_worker *w, uint64_t now)
 	}
 	rx_pump(nc, now);
 	tx_pump(nc, now);
+	if (nc->trace != NULL && nc->conn != NULL && now >= nc->trace_next &&
+	    nc->trace_n < NC_TRACE_MAX) {
+		uint64_t hz = rte_get_tsc_hz();
+		struct nc_trace *t = &nc->trace[nc->trace_n++];
+
+		t->t_ms = (now - nc->t_start) * 1000 / hz;
+		tcp_conn_info(nc->conn, &t->i);
+		nc->trace_next = now + NC_TRACE_MS * hz / 1000;
+	}
 	if (nc->conn != NULL)
 		check_closed(nc, now);
+}
+
+/* --trace: the samples, after the worker stopped. */
+static void trace_print(const struct nc *nc)
+{
+	for (uint32_t k = 0; k < nc->trace_n; k++) {
+		const struct tcp_conn_info *i = &nc->trace[k].i;
+
+		fprintf(stderr,
+			"dmta-nc: trace t_ms=%llu mss=%u cwnd=%u ssthresh=%u flight=%u pipe=%u "
+			"recovery=%d srtt_us=%u rto_us=%u retransmits=%llu",
+			(unsigned long long)nc->trace[k].t_ms, i->mss, i->cwnd, i->ssthresh,
+			i->flight, i->pipe, i->in_recovery, i->srtt_us, i->rto_us,
+			(unsigned long long)i->retransmits);
+		if (i->bbr)
+			fprintf(
+			    stderr,
+			    " bbr_mode=%u bw=%llu min_rtt_us=%u pacing=%llu gain=%u extra_acked=%u",
+			    i->bbr_mode, (unsigned long long)i->bw, i->min_rtt_us,
+			    (unsigned long long)i->pacing, i->pacing_gain, i->extra_acked);
+		fprintf(stderr, "\n");
+	}
 }
 
 /* ---- main lcore ---- */
@@ -616,6 +663,7 @@ static int parse_args(int argc, char **argv, struct nc *nc, struct nc_opts *o)
 	    {"max-sending", required_argument, NULL, 'S'},
 	    {"timeout", required_argument, NULL, 't'},
 	    {"quiet", no_argument, NULL, 'q'},
+	    {"trace", no_argument, NULL, 'T'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
@@ -682,6 +730,13 @@ static int parse_args(int argc, char **argv, struct nc *nc, struct nc_opts *o)
 			break;
 		case 'q':
 			nc->quiet = true;
+			break;
+		case 'T':
+			nc->trace = calloc(NC_TRACE_MAX, sizeof(*nc->trace));
+			if (nc->trace == NULL) {
+				dmta_err("--trace: out of memory");
+				return -1;
+			}
 			break;
 		case 'v':
 			o->verbose = true;
@@ -1118,6 +1173,7 @@ int main(int argc, char **argv)
 	}
 	if (!nc.quiet)
 		summary(&nc, &dp, mbufs_start, mbufs_end);
+	trace_print(&nc);
 	for (unsigned int k = 0; o.verbose && k < dp.nb_workers; k++)
 		if (tcp_stack_stats(dp.workers[k].stk)->conns_alloc != 0)
 			tcp_stack_dump(dp.workers[k].stk, stderr); /* what is left, for diagnosis */
@@ -1135,6 +1191,7 @@ out:
 	rte_ring_free(nc.to_net);
 	rte_ring_free(nc.to_out);
 	rte_mempool_free(nc.bufs);
+	free(nc.trace);
 	dmta_dataplane_close(&dp);
 	dmta_conf_free(conf);
 	return rc;
