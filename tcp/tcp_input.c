@@ -432,8 +432,10 @@ static void new_ack(struct tcp_conn *c, const struct tcp_seg *s, uint64_t now)
 			if (c->bbr == NULL)
 				c->cwnd =
 				    c->ssthresh < flight + c->mss ? c->ssthresh : flight + c->mss;
-			if (c->reo_persist > 0 && --c->reo_persist == 0)
+			if (c->reo_persist > 0 && --c->reo_persist == 0) {
 				c->reo_mult = 0;
+				c->reo_extent = 0;
+			}
 			c->dupacks = 0;
 			memset(c->sq_rtx, 0, sizeof(c->sq_rtx));
 		} else if (c->sack_on) {

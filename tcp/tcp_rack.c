@@ -69,6 +69,28 @@ void tcp_rack_sent(struct tcp_conn *c, uint32_t slot, uint64_t now, bool rtx)
 	sq_bit_clear(c->sq_lost, slot);
 }
 
+/*
+ * A segment overtaken by a later one arrived @rtt after it was sent. RACK
+ * would have waited for it only RACK.rtt (the overtaking segment's round
+ * trip) plus the reordering window; what it came later than RACK.rtt is
+ * the window this path needs (RFC 8985 6.2 lets the window follow the
+ * reordering observed). On the lab's path a reordered frame skips a 20 ms
+ * delay line: it arrives 10 to 30 ms ahead of frames sent before it,
+ * while min_rtt / 4 (its min RTT read from such frames too) is a few ms,
+ * widened by a quarter of that per D-SACK round and narrowed again every
+ * 16 recoveries: each reordered frame marked the last round trip's
+ * segments lost, and sent them again. Seeing reordering again keeps the
+ * window as D-SACKs do.
+ */
+static void reo_observe(struct tcp_conn *c, uint32_t rtt)
+{
+	if (!c->rack_valid || (int32_t)(rtt - c->rack_rtt) <= 0)
+		return;
+	if (rtt - c->rack_rtt > c->reo_extent)
+		c->reo_extent = rtt - c->rack_rtt;
+	c->reo_persist = TCP_REO_PERSIST;
+}
+
 /* RFC 8985 6.2 step 2: the segment at @slot, ending at @end, was delivered. */
 void tcp_rack_delivered(struct tcp_conn *c, uint32_t slot, uint32_t end, uint64_t now)
 {
@@ -76,8 +98,10 @@ void tcp_rack_delivered(struct tcp_conn *c, uint32_t slot, uint32_t end, uint64_
 
 	/* Delivered below a segment SACKed before, never sent again: the
 	 * network reorders (RFC 8985 6.2 step 3). */
-	if (SEQ_LT(end, c->rack_fack) && !sq_bit(c->sq_retx, slot))
+	if (SEQ_LT(end, c->rack_fack) && !sq_bit(c->sq_retx, slot)) {
 		c->reord_seen = true;
+		reo_observe(c, rtt);
+	}
 	if (SEQ_GT(end, c->rack_fack))
 		c->rack_fack = end;
 	/* A retransmitted segment acknowledged sooner than a round trip after
@@ -102,6 +126,8 @@ static uint32_t reo_wnd(const struct tcp_conn *c, uint32_t sacked)
 
 	if (!c->reord_seen && (c->in_recovery || sacked >= TCP_DUPACK_THRESH))
 		return 0;
+	if (c->reo_extent > w)
+		w = c->reo_extent;
 	return w < srtt || srtt == 0 ? w : srtt;
 }
 
@@ -195,7 +221,7 @@ void tcp_rack_dsack(struct tcp_conn *c, uint32_t l, uint32_t r)
 		c->dsack_round = c->snd_max;
 		if (c->reo_mult < 63)
 			c->reo_mult++;
-		c->reo_persist = 16;
+		c->reo_persist = TCP_REO_PERSIST;
 	}
 	if (!c->undo_on || SEQ_LT(l, c->undo_marker) || SEQ_GT(r, c->snd_max))
 		return;

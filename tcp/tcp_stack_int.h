@@ -46,6 +46,9 @@
 #define TCP_MAX_WSCALE	  14
 #define TCP_TS_HZ	  1000 /* our timestamp clock: 1 ms */
 #define TCP_DUPACK_THRESH 3
+/* Recoveries without a D-SACK or reordering seen before the reordering
+ * window narrows again (RFC 8985 6.2 step 4). */
+#define TCP_REO_PERSIST 16
 /* After a send failed for want of an mbuf: try again in 1 ms, doubling up
  * to 64 ms while the pool stays dry (see tcp_arm_retry()). */
 #define TCP_RETRY_MAX_SHIFT 6
@@ -185,7 +188,8 @@ struct tcp_conn {
 	uint32_t rack_xmit, rack_end, rack_rtt, rack_fack, min_rtt; /* xmit units */
 	bool rack_valid, reord_seen, dsack_round_on;
 	uint8_t reo_mult, reo_persist; /* reordering window: (reo_mult + 1) * min_rtt / 4 */
-	uint32_t dsack_round;	       /* D-SACKs before snd_una passes it: same round */
+	uint32_t reo_extent;  /* or how late an overtaken segment came, if more (xmit units) */
+	uint32_t dsack_round; /* D-SACKs before snd_una passes it: same round */
 	/* Undo of a spurious recovery or timeout (tcp_rack.c). */
 	bool undo_on, undo_ts; /* undo_ts: undo_tsval is the first retransmission's */
 	uint32_t undo_marker, undo_retrans, undo_tsval, prior_cwnd, prior_ssthresh;
