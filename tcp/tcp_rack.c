@@ -11,9 +11,10 @@
  *	(tcp_rack_delivered()), RACK remembers the latest-sent segment known
  *	delivered and the round trip it took; tcp_rack_detect() then marks
  *	lost every segment still out that was sent earlier and should have
- *	arrived by now, allowing a reordering window: min_rtt / 4, or none
- *	until reordering has been seen and while DupThresh segments are
- *	SACKed or in recovery. Unlike counting duplicate ACKs, this finds a
+ *	arrived by now, allowing a reordering window: min_rtt / 4 (or, if
+ *	more, how much later than RACK's RTT segments overtaken by later ones
+ *	have come), or none until reordering has been seen and while
+ *	DupThresh segments are SACKed or in recovery. Unlike counting duplicate ACKs, this finds a
  *	loss among the last segments of a flight, with a small window, and
  *	a retransmission that was lost again, all of which otherwise cost a
  *	retransmission timeout and a restart from one segment. What is not
