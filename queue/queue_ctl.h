@@ -46,7 +46,11 @@
  *	transaction at a time; LMDB's writer lock orders them with the SMTP
  *	listener's and the injectors' commits in the same environment.
  *	queue_ctl_commit() waits for a batch that is out, then writes the rest
- *	in the caller's thread (tests, shutdown).
+ *	in the caller's thread (tests, shutdown). Batches are handed over at
+ *	most one per 5 ms (sooner when a transaction's worth waits): a commit
+ *	costs a flush of the disk whatever it holds, and what it writes was
+ *	acknowledged to no one (a crash in between delivers twice, loses
+ *	nothing).
  *
  *	DSNs (RFC 3464) are addressed to the envelope sender, never to <> or
  *	for a DSN. Failures are reported when the scheduler says a recipient
@@ -160,14 +164,17 @@ int queue_ctl_commit(struct queue_ctl *qc, uint64_t now_ns);
  * Hand the changes since the last commit (up to a transaction's worth) to
  * the committer thread and return at once; take back a batch it has
  * finished. Nothing is handed over while a batch is out: what comes
- * meanwhile goes with the next one. 0, or -EAGAIN too soon after a failure.
+ * meanwhile goes with the next one, and nothing sooner than 5 ms after the
+ * last handover (queue_ctl_next_due() says when). 0, or -EAGAIN too soon
+ * after a failure.
  */
 int queue_ctl_commit_async(struct queue_ctl *qc, uint64_t now_ns);
 
 /** True when changes can be committed now or new mail waits to be loaded
  *  (not while a batch is out: its "committed" wakes the loop). */
 bool queue_ctl_pending(const struct queue_ctl *qc);
-/** When the next message becomes due (wall clock ns; UINT64_MAX: none). */
+/** When the next message or the held commit becomes due (wall clock ns;
+ *  UINT64_MAX: none). */
 uint64_t queue_ctl_next_due(const struct queue_ctl *qc);
 
 struct spool *queue_ctl_spool(struct queue_ctl *qc);

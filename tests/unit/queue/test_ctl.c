@@ -644,13 +644,90 @@ static void test_commit_async(void **state)
 	rm_rf(dir);
 }
 
+/* Wait for the committer's "committed" and take the batch back. */
+static void await_commit(struct queue_ctl *qc, uint64_t now)
+{
+	struct pollfd pfd = {.fd = queue_ctl_wake_fd(qc), .events = POLLIN};
+
+	if (poll(&pfd, 1, 10000) != 1)
+		fail_msg("no wake-up from the committer within 10 s");
+	assert_true(queue_ctl_on_wake(qc, now) >= 1);
+}
+
+/*
+ * Group commit: a result that comes soon after a batch was handed over
+ * waits (the loop does not spin for it, next_due says when) and goes
+ * with the next batch once 5 ms have passed since that handover.
+ */
+static void test_commit_gap(void **state)
+{
+	char dir[] = "/tmp/dmta-test-ctl-XXXXXX";
+	struct dmta_conf *conf = conf_in(dir);
+	struct queue_job jobs[8];
+	struct queue_ctl_stats st;
+	struct queue_ctl *qc;
+	struct spool *sp;
+	uint64_t a, b, t0, now = T0;
+	int n, checked = 0;
+
+	(void)state;
+	qc = open_ctl(conf, now);
+	sp = queue_ctl_spool(qc);
+	/* A few tries: the check needs the first commit back within 4 ms. */
+	for (int round = 0; round < 5 && !checked; round++) {
+		a = put(sp, "s@x.example", "u@ok.example");
+		b = put(sp, "s@x.example", "v@other.example");
+		assert_int_equal(queue_ctl_load_new(qc, now), 2);
+		queue_ctl_tick(qc, now);
+		n = queue_ctl_jobs(qc, now, jobs, 8);
+		assert_int_equal(n, 2);
+		/* Long after any earlier handover: a's result goes at once. */
+		usleep(6000);
+		answer(qc, &jobs[0], now);
+		assert_true(queue_ctl_pending(qc));
+		t0 = dmta_now_ns();
+		assert_int_equal(queue_ctl_commit_async(qc, now), 0);
+		await_commit(qc, now);
+		answer(qc, &jobs[1], now);
+		assert_int_equal(queue_ctl_commit_async(qc, now), 0);
+		if (dmta_now_ns() - t0 < 4 * DMTA_NS_PER_MS) {
+			uint64_t due = queue_ctl_next_due(qc), wall = dmta_wall_ns();
+			struct pollfd pfd = {.fd = queue_ctl_wake_fd(qc), .events = POLLIN};
+
+			if (queue_ctl_pending(qc))
+				fail_msg("pending within 5 ms of the last handover, want held");
+			if (due > wall + 6 * DMTA_NS_PER_MS)
+				fail_msg("next due in %lld ms, want the held commit within 5 ms",
+					 (long long)(due - wall) / (long long)DMTA_NS_PER_MS);
+			/* Held, not handed over: no "committed" comes. */
+			if (poll(&pfd, 1, 50) != 0)
+				fail_msg("a batch was handed over within 5 ms of the last one");
+			assert_true(spooled(sp, b));
+			checked = 1;
+		}
+		/* After the gap it goes. */
+		usleep(6000);
+		(void)queue_ctl_commit_async(qc, now);
+		await_commit(qc, now);
+		assert_false(spooled(sp, a));
+		assert_false(spooled(sp, b));
+	}
+	if (!checked)
+		fail_msg("no commit came back within 4 ms in 5 tries: the hold was not seen");
+	queue_ctl_get_stats(qc, &st);
+	assert_true(st.commits >= 2);
+	queue_ctl_close(qc);
+	dmta_conf_free(conf);
+	rm_rf(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_ctl_flow),	  cmocka_unit_test(test_ctl_v1_spool),
 	    cmocka_unit_test(test_delay_warning), cmocka_unit_test(test_delay_warning_off),
 	    cmocka_unit_test(test_bounce_text),	  cmocka_unit_test(test_commit_failure_kept),
-	    cmocka_unit_test(test_commit_async),
+	    cmocka_unit_test(test_commit_async),  cmocka_unit_test(test_commit_gap),
 	};
 
 	dmta_log_init("test_ctl", DMTA_LOG_ERR);
