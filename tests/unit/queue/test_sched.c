@@ -383,7 +383,7 @@ static void test_suspend_resume(void **state)
 	{
 		const char *flaky[] = {"u@flaky.example"};
 
-		for (uint64_t q = 1; q <= 20; q++)
+		for (uint64_t q = 1; q <= 40; q++)
 			add_msg(s, q, "s@x.example", flaky, 1, T0);
 	}
 	now = T0;
