@@ -8,6 +8,7 @@
  *	tcp_bbr_init(c)			a new connection: STARTUP
  *	tcp_bbr_sent(c, slot, now)	a segment (re)transmitted, before snd_max moves
  *	tcp_bbr_delivered(c, slot, len, cum, now)  acknowledged or SACKed, first time
+ *	tcp_bbr_dsack(c, len, now)	the peer got @len bytes twice (D-SACK)
  *	tcp_bbr_ack(c, now)		after each ACK: sample, model, cwnd, pacing
  *	tcp_bbr_app_limited(c)		output found nothing more to send
  *	tcp_bbr_congestion(c)		a loss episode begins (recovery, timeout)
@@ -194,6 +195,29 @@ void tcp_bbr_delivered(struct tcp_conn *c, uint32_t slot, uint32_t len, bool cum
 	 * would shrink the window to a few segments. */
 	if (cum && !sq_bit(c->sq_retx, slot) && x - sent < b->rs_rtt)
 		b->rs_rtt = x - sent;
+}
+
+/*
+ * The peer reports @len bytes received twice (D-SACK): a resend that was
+ * not needed, or a frame the network duplicated, went over the path and
+ * was delivered, and counts in the delivery rate as Linux counts it. Not
+ * counting it, every spurious resend (at 5% loss and 1% reordering, a
+ * third of them on the lab's path) was sending time with nothing
+ * delivered for it: rate samples came in below the pacing rate, and the
+ * estimate, which on a path without a bottleneck is what it measures,
+ * fell round after round. At most one segment per segment resent, as
+ * Linux's tcp_dsack_seen(): a peer cannot make up deliveries.
+ */
+void tcp_bbr_dsack(struct tcp_conn *c, uint32_t len, uint64_t now)
+{
+	struct tcp_bbr *b = c->bbr;
+	uint32_t segs = len / c->mss + (len % c->mss != 0);
+
+	if (len > c->max_snd_wnd || (uint64_t)b->dsack_segs + segs > c->retransmits)
+		return;
+	b->dsack_segs += segs;
+	b->delivered += len;
+	b->delivered_time = tcp_xmit_now(c->stk, now);
 }
 
 void tcp_bbr_app_limited(struct tcp_conn *c)

@@ -243,12 +243,20 @@ void tcp_sack_update(struct tcp_conn *c, const struct tcp_opts *o, uint32_t ack,
 	c->stk->stats.sack_blocks_rx += o->nsack;
 	/* RFC 2883: a first block below the segment's cumulative ACK (which
 	 * the duplicate may have moved), or inside the second, reports bytes
-	 * received twice. */
+	 * received twice. The peer reports each duplicate once: the same
+	 * block again is the same ACK duplicated by the network, and counts
+	 * once (for undo as for BBR's delivered bytes). */
 	if (o->nsack > 0 && SEQ_LT(o->sack[0][0], o->sack[0][1]) &&
 	    (SEQ_LEQ(o->sack[0][1], ack) ||
 	     (o->nsack > 1 && SEQ_GEQ(o->sack[0][0], o->sack[1][0]) &&
-	      SEQ_LEQ(o->sack[0][1], o->sack[1][1]))))
+	      SEQ_LEQ(o->sack[0][1], o->sack[1][1]))) &&
+	    (o->sack[0][0] != c->dsack_rx_l || o->sack[0][1] != c->dsack_rx_r)) {
+		c->dsack_rx_l = o->sack[0][0];
+		c->dsack_rx_r = o->sack[0][1];
 		tcp_rack_dsack(c, o->sack[0][0], o->sack[0][1]);
+		if (c->bbr != NULL)
+			tcp_bbr_dsack(c, o->sack[0][1] - o->sack[0][0], now);
+	}
 	for (uint32_t b = 0; b < o->nsack; b++) {
 		uint32_t l = o->sack[b][0], r = o->sack[b][1], seq = c->snd_una;
 
