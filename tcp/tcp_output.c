@@ -352,6 +352,15 @@ static uint32_t sack_send_holes(struct tcp_conn *c, uint64_t now)
 			c->retransmits++;
 			c->rtt_timing = false; /* Karn */
 			pipe += len;
+			/* The first unacknowledged segment went again: the
+			 * timeout counts from now (as Linux's
+			 * tcp_xmit_retransmit_queue()), not from when the
+			 * cumulative ACK last moved. RACK finds a lost resend a
+			 * round trip and a reordering window after it left; a
+			 * timer armed before the first resend fired while the
+			 * second or third was still being found lost. */
+			if (seq == c->snd_una)
+				tcp_arm_rtx(c, now);
 		}
 		seq += len;
 	}

@@ -1891,7 +1891,7 @@ static void test_pmtu_black_hole(void **state)
 /* Data segments from A to B: drop the @rack_drop_nth one (counting from 1)
  * and, if @rack_drop_again, the next transmission of the same sequence
  * number too; hold the @rack_hold_nth one back @rack_hold_us. */
-static unsigned rack_seen, rack_drop_nth, rack_hold_nth;
+static unsigned rack_seen, rack_drop_nth, rack_hold_nth, rack_drop_more;
 static bool rack_drop_again;
 static uint32_t rack_drop_seq, rack_hold_us, rack_first, rack_drop_end;
 static int rack_dropped;
@@ -1909,6 +1909,12 @@ static bool tap_rack(struct wire *wr, int from, uint8_t *f, uint32_t len)
 		return false;
 	}
 	if (rack_dropped == 1 && rack_drop_again && get_seq(f) == rack_drop_seq) {
+		rack_dropped++;
+		return false;
+	}
+	/* @rack_drop_more: that many transmissions after the first, too. */
+	if (rack_dropped >= 1 && (unsigned)rack_dropped <= rack_drop_more &&
+	    get_seq(f) == rack_drop_seq) {
 		rack_dropped++;
 		return false;
 	}
@@ -1931,7 +1937,7 @@ static void rack_setup_conf(uint64_t seed, const struct tcp_stack_conf *conf)
 
 	wire_init_conf(&w, pool, seed, conf != NULL ? conf : &c);
 	w.imp[0].delay_us = w.imp[1].delay_us = 10000;
-	rack_seen = rack_drop_nth = rack_hold_nth = 0;
+	rack_seen = rack_drop_nth = rack_hold_nth = rack_drop_more = 0;
 	rack_drop_end = 0;
 	rack_drop_again = false;
 	rack_dropped = 0;
@@ -1996,6 +2002,44 @@ static void test_lost_retransmission(void **state)
 		fail_msg("lost retransmission: %llu timeouts, want 0",
 			 (unsigned long long)a->rto_fired);
 	assert_true(a->rack_lost >= 1);
+	run(tables_empty, 5000);
+}
+
+/*
+ * A segment lost with its first two resends, on a path that reorders
+ * (one segment held 60 ms: RACK's window learns to wait that long, up
+ * to SRTT), 30 ms each way. RACK finds a lost resend a round trip and a
+ * reordering window after it left (120 ms here), with later segments
+ * delivered. The retransmission timeout counted from the first resend
+ * (the recovery's start; the cumulative ACK did not move since) and
+ * fired at 200 ms, 40 ms before RACK would have sent the third copy: a
+ * timeout, the window down to one segment and every hole sent again.
+ * Linux restarts the timer whenever the first unacknowledged segment
+ * goes again (tcp_xmit_retransmit_queue()); the lab's traces showed one
+ * to three timeouts a run in the middle of a transfer.
+ */
+static void test_head_resends_restart_rto(void **state)
+{
+	const struct tcp_stack_stats *a;
+	struct tcp_stack_conf c = wire_stack_conf();
+	(void)state;
+
+	c.sndbuf = c.rcvbuf = 256 * 1024; /* the lab's dmta.conf defaults */
+	rack_setup_conf(39, &c);
+	w.imp[0].delay_us = w.imp[1].delay_us = 30000;
+	a = tcp_stack_stats(w.stk[0]);
+	rack_hold_nth = 5;
+	rack_hold_us = 60000;
+	rack_drop_nth = 60;
+	rack_drop_more = 2;
+	start(400000, 100);
+	run(both_done, 20000);
+	check_transfer(400000, 100);
+	print_stats("head resends");
+	assert_int_equal(rack_dropped, 3);
+	if (a->rto_fired != 0)
+		fail_msg("a segment lost with two resends: %llu timeouts, want 0",
+			 (unsigned long long)a->rto_fired);
 	run(tables_empty, 5000);
 }
 
@@ -2893,6 +2937,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_pmtu_black_hole, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_tail_loss_probe, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_lost_retransmission, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_head_resends_restart_rto, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_spurious_recovery_undone, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_bbr_recovery_end_keeps_window, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_bbr_filter_spurious_resend, setup, teardown),
