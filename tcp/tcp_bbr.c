@@ -97,6 +97,25 @@ static uint64_t units_per_ms(const struct tcp_stack *stk)
 }
 
 /*
+ * The least RTT the model goes by: BBR's own min RTT (from cumulatively
+ * acknowledged segments), else, until one has come, the connection's
+ * (RACK's, from SACKed segments too), else the handshake's, as Linux's
+ * BBR starts from tcp_min_rtt(). Without one a lossy start, whose
+ * cumulative ACKs all cover resends or segments already SACKed, took
+ * rate samples over any interval: spurious resends answered a
+ * millisecond later by their originals' SACKs read as 100 MB/s.
+ */
+static uint32_t bbr_min_rtt(const struct tcp_conn *c)
+{
+	const struct tcp_bbr *b = c->bbr;
+	uint32_t rtt = b->hs_rtt != 0 ? b->hs_rtt : BBR_RTPROP_UNSET;
+
+	if (b->rtprop != BBR_RTPROP_UNSET)
+		return b->rtprop;
+	return c->min_rtt != 0 && c->min_rtt < rtt ? c->min_rtt : rtt;
+}
+
+/*
  * The pacing rate, in TCP_BW_SHIFT units; 0 stops pacing. Output may send
  * a quantum at once after a pause: a millisecond's worth at the rate (the
  * timer wheel's tick, so a timer that fires a tick late loses nothing),
@@ -159,6 +178,12 @@ void tcp_bbr_sent(struct tcp_conn *c, uint32_t slot, uint64_t now)
 
 		uint64_t bw = ((uint64_t)c->cwnd << TCP_BW_SHIFT) / (srtt > 0 ? srtt : 1);
 
+		/* The handshake's RTT, the only sample yet: bbr_min_rtt(). */
+		if (b->hs_rtt == 0)
+			b->hs_rtt = srtt == 0		      ? 1
+				    : srtt < BBR_RTPROP_UNSET ? (uint32_t)srtt
+							      : BBR_RTPROP_UNSET - 1;
+
 		pace_set(c, (bw < BBR_BW_MAX ? bw : BBR_BW_MAX) * BBR_HIGH_GAIN / BBR_UNIT);
 	}
 }
@@ -177,7 +202,8 @@ void tcp_bbr_delivered(struct tcp_conn *c, uint32_t slot, uint32_t len, bool cum
 	 * sample (the interval is below the min RTT): a burst of them, after
 	 * a spurious timeout or reordering taken for loss, emptied the
 	 * filter's ten rounds in a few milliseconds. */
-	if (sq_bit(c->sq_retx, slot) && b->rtprop != BBR_RTPROP_UNSET && x - sent < b->rtprop)
+	if (sq_bit(c->sq_retx, slot) && bbr_min_rtt(c) != BBR_RTPROP_UNSET &&
+	    x - sent < bbr_min_rtt(c))
 		return;
 	/* The sample follows the most recently sent segment delivered. */
 	if (!b->rs_on || (int32_t)(b->sq_delivered[slot] - b->rs_prior_delivered) >= 0) {
@@ -318,8 +344,9 @@ static void bbr_update_model(struct tcp_conn *c, uint32_t x, bool *rtprop_expire
 		    b->rs_send_elapsed > ack_elapsed ? b->rs_send_elapsed : ack_elapsed;
 		uint32_t dlv = b->delivered - b->rs_prior_delivered;
 
-		if (interval > 0 && dlv > 0 &&
-		    (b->rtprop == BBR_RTPROP_UNSET || interval >= b->rtprop))
+		uint32_t min_rtt = bbr_min_rtt(c);
+
+		if (interval > 0 && dlv > 0 && (min_rtt == BBR_RTPROP_UNSET || interval >= min_rtt))
 			bw = ((uint64_t)dlv << TCP_BW_SHIFT) / interval;
 		if (bw > BBR_BW_MAX)
 			bw = BBR_BW_MAX;

@@ -111,6 +111,7 @@ struct tcp_bbr {
 	bool rs_on, rs_app_limited;
 	uint32_t rs_prior_delivered, rs_prior_time, rs_send_elapsed, rs_ack_elapsed;
 	uint32_t rs_rtt;	/* UINT32_MAX: none (only retransmissions delivered) */
+	uint32_t hs_rtt;	/* the handshake's RTT (sq_xmit units), 0: none */
 	uint32_t ack_delivered; /* delivered when this ACK's processing began */
 	/* The model. */
 	uint8_t mode, cycle_idx, full_bw_count;
