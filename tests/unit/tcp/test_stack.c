@@ -2043,6 +2043,43 @@ static void test_head_resends_restart_rto(void **state)
 	run(tables_empty, 5000);
 }
 
+/*
+ * Two timeouts in a row on a path that carries full-sized segments: one
+ * segment lost with its first four resends (RACK's, then the timeouts'),
+ * 20 ms each way, while B SACKs everything sent after it. At the second
+ * timeout A took the path for a black hole (RFC 4821 5.4) and cut its
+ * segments to 1012 bytes for the rest of the connection, though the
+ * SACKed segments said frames of 1448 bytes got through; on the lab's
+ * lossy path that happened when a hole's resends, or the ACK after it,
+ * were lost twice (3.1 s of a 4.8 s transfer at 1012 bytes a segment).
+ * A SACKed segment longer than the new size now says it is no black
+ * hole.
+ */
+static void test_blackhole_not_when_sacked(void **state)
+{
+	const struct tcp_stack_stats *a;
+	struct tcp_stack_conf c = wire_stack_conf();
+	(void)state;
+
+	c.sndbuf = c.rcvbuf = 256 * 1024;
+	rack_setup_conf(40, &c);
+	w.imp[0].delay_us = w.imp[1].delay_us = 20000;
+	a = tcp_stack_stats(w.stk[0]);
+	rack_drop_nth = 60;
+	rack_drop_more = 4;
+	start(400000, 100);
+	run(both_done, 30000);
+	check_transfer(400000, 100);
+	print_stats("blackhole sacked");
+	assert_int_equal(rack_dropped, 5);
+	assert_true(a->rto_fired >= 2);
+	if (a->pmtu_blackhole != 0)
+		fail_msg("black hole taken for one on a path that SACKed full-sized segments: "
+			 "%llu, want 0",
+			 (unsigned long long)a->pmtu_blackhole);
+	run(tables_empty, 5000);
+}
+
 /* One segment overtaken by the next six (held back 15 ms): the fast
  * retransmission was spurious, the ACK of the late original says so (its
  * echoed timestamp is older than the retransmission's), and ssthresh goes
@@ -3026,6 +3063,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_tail_loss_probe, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_lost_retransmission, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_head_resends_restart_rto, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_blackhole_not_when_sacked, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_spurious_recovery_undone, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_bbr_recovery_end_keeps_window, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_bbr_filter_spurious_resend, setup, teardown),
