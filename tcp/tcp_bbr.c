@@ -10,7 +10,8 @@
  *	tcp_bbr_delivered(c, slot, len, cum, now)  acknowledged or SACKed, first time
  *	tcp_bbr_dsack(c, len, now)	the peer got @len bytes twice (D-SACK)
  *	tcp_bbr_ack(c, now)		after each ACK: sample, model, cwnd, pacing
- *	tcp_bbr_app_limited(c)		output found nothing more to send
+ *	tcp_bbr_app_limited(c, rwnd)	output found nothing more to send, or
+ *					the peer's window held it back
  *	tcp_bbr_congestion(c)		a loss episode begins (recovery, timeout)
  *	tcp_bbr_undo(c)			it was spurious
  *	tcp_bbr_info(c, i)		the model, for diagnostics
@@ -246,12 +247,23 @@ void tcp_bbr_dsack(struct tcp_conn *c, uint32_t len, uint64_t now)
 	b->delivered_time = tcp_xmit_now(c->stk, now);
 }
 
-void tcp_bbr_app_limited(struct tcp_conn *c)
+/*
+ * Output stopped with room in the window: nothing more to send, or
+ * (@rwnd) the peer's window held back what there was. Either way the
+ * path was not what limited the delivery rate until what is in flight
+ * now is delivered: its samples may raise the estimate but not lower
+ * it, and STARTUP does not take their rounds for a full pipe. A Linux
+ * receiver opens its window as its application reads, from some 55
+ * segments: dmta's STARTUP through the lab's loss took the first
+ * rounds' plateau at that window (0.6-1.4 MB/s) for the path's rate and
+ * kept it, the window at 900 segments a second later.
+ */
+void tcp_bbr_app_limited(struct tcp_conn *c, bool rwnd)
 {
 	struct tcp_bbr *b = c->bbr;
 	uint32_t flight = c->snd_max - c->snd_una;
 
-	if (c->sq_next < c->sq_count || c->in_recovery || flight >= c->cwnd)
+	if (!rwnd && (c->sq_next < c->sq_count || c->in_recovery || flight >= c->cwnd))
 		return;
 	b->app_limited = b->delivered + flight;
 	b->app_limited_on = true;

@@ -611,7 +611,7 @@ static bool can_send_data(const struct tcp_conn *c)
 void tcp_output(struct tcp_conn *c, uint64_t now)
 {
 	struct tcp_stack *stk = c->stk;
-	bool sent = false, sack_rec = c->in_recovery && c->sack_on;
+	bool sent = false, sack_rec = c->in_recovery && c->sack_on, rwnd_stop = false;
 	/* Going over the flight again after a timeout, SACKed segments are skipped. */
 	bool sack_resend = !c->in_recovery && c->sack_on && SEQ_LT(c->snd_nxt, c->snd_max);
 	/* Before a recovery begins (fewer than DupThresh segments SACKed
@@ -652,8 +652,10 @@ void tcp_output(struct tcp_conn *c, uint64_t now)
 			cwnd += c->dupacks * c->mss;
 		if (inflight + len > c->snd_wnd) {
 			if (!window_split(c, c->snd_wnd > inflight ? c->snd_wnd - inflight : 0,
-					  false))
+					  false)) {
+				rwnd_stop = (sack_pipe ? pipe : inflight) + len <= cwnd;
 				break;
+			}
 			len = rte_pktmbuf_data_len(m);
 		}
 		/* With SACK the congestion window bounds pipe, not the flight.
@@ -718,7 +720,7 @@ void tcp_output(struct tcp_conn *c, uint64_t now)
 		tcp_arm_rtx(c, now);
 	}
 	if (c->bbr != NULL)
-		tcp_bbr_app_limited(c);
+		tcp_bbr_app_limited(c, rwnd_stop);
 	if (!sent && (c->flags & CF_ACK_NOW))
 		tcp_send_ctl(c, c->snd_nxt, TH_ACK, now);
 }

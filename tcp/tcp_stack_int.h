@@ -305,7 +305,7 @@ void tcp_bbr_sent(struct tcp_conn *c, uint32_t slot, uint64_t now);
 void tcp_bbr_delivered(struct tcp_conn *c, uint32_t slot, uint32_t len, bool cum, uint64_t now);
 void tcp_bbr_ack(struct tcp_conn *c, uint64_t now);
 void tcp_bbr_dsack(struct tcp_conn *c, uint32_t len, uint64_t now);
-void tcp_bbr_app_limited(struct tcp_conn *c);
+void tcp_bbr_app_limited(struct tcp_conn *c, bool rwnd);
 void tcp_bbr_congestion(struct tcp_conn *c);
 void tcp_bbr_undo(struct tcp_conn *c);
 

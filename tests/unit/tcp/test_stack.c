@@ -2757,6 +2757,86 @@ static void test_bbr_sample_before_min_rtt(void **state)
 	wire_fresh();
 }
 
+/*
+ * BBR's STARTUP behind a receiver that opens its window late, as a Linux
+ * receiver does as its application reads (the lab's kernel sink offered
+ * 55 segments at first, 900 a second later): 20 ms each way, no loss;
+ * for a second B's application leaves 140 KB of its 256 KB unread (a
+ * window of some 80 segments), then reads everything. The first rounds'
+ * plateau was the receiver's, not the path's: STARTUP took it for a full
+ * pipe (3 MB/s) and 400 ms after the window opened the estimate still
+ * read 3.1 MB/s. Rounds whose output the peer's window held back count
+ * as application-limited now, and STARTUP goes on once it opens: the
+ * estimate must reach 4 MB/s by then (the send queue's 128 segments a
+ * round trip allow 4.6).
+ */
+static void test_bbr_startup_rwnd_limited(void **state)
+{
+	struct tcp_stack_conf c = wire_stack_conf();
+	struct tcp_conn_info i;
+	size_t keep = 140 * 1024, total = 8 << 20;
+	uint64_t t0, open_at = 0, bw_after = 0;
+	(void)state;
+
+	c.congestion_control = TCP_CC_BBR;
+	c.sndbuf = c.rcvbuf = 256 * 1024;
+	wire_init_conf(&w, pool, 75, &c);
+	w.imp[0].delay_us = w.imp[1].delay_us = 20000;
+	start(total, 0);
+	app[1].paused = true;
+	t0 = w.now;
+	while (!both_done()) {
+		if (w.now - t0 > 60 * WIRE_HZ)
+			fail_msg("8 MiB behind a late window: not done after 60 s simulated");
+		wire_step(&w);
+		app_events(0);
+		app_events(1);
+		if (app[1].conn != NULL && app[1].readable) {
+			size_t held = tcp_readable(app[1].conn);
+
+			/* Read down to @keep bytes held, then (after a second) all. */
+			while (held > (open_at != 0 ? 0 : keep)) {
+				uint8_t buf[3000];
+				size_t want = held - (open_at != 0 ? 0 : keep);
+				ssize_t r =
+				    tcp_recv(app[1].conn, buf,
+					     want < sizeof(buf) ? want : sizeof(buf), w.now);
+
+				if (r <= 0)
+					break;
+				memcpy(app[1].rx + app[1].rx_len, buf, (size_t)r);
+				app[1].rx_len += (size_t)r;
+				held -= (size_t)r;
+			}
+			if (open_at != 0 && tcp_readable(app[1].conn) == 0) {
+				app[1].paused = false;
+				app_read(&app[1]);
+			}
+		}
+		if (open_at == 0 && w.now - t0 >= WIRE_HZ) {
+			open_at = w.now;
+			app[1].readable = true;
+		}
+		if (open_at != 0 && bw_after == 0 && w.now - open_at >= 400000 &&
+		    app[0].conn != NULL) {
+			tcp_conn_info(app[0].conn, &i);
+			bw_after = i.bw;
+		}
+	}
+	check_transfer(total, 0);
+	print_stats("bbr late window");
+	printf("# bbr late window: estimate %llu B/s 400 ms after the window opened; 8 MiB in "
+	       "%llu ms\n",
+	       (unsigned long long)bw_after, (unsigned long long)(w.now - t0) / 1000);
+	if (bw_after < 4000000)
+		fail_msg("BBR's estimate 400 ms after the peer's window opened: %llu B/s, want at "
+			 "least 4 MB/s",
+			 (unsigned long long)bw_after);
+	run(tables_empty, 20000);
+	wire_next();
+	wire_fresh();
+}
+
 /* A stall of A's data: frames sent between @from and @until (wire time)
  * arrive all at once at @release, in order. */
 static struct {
@@ -3069,6 +3149,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_bbr_filter_spurious_resend, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_bbr_sample_before_min_rtt, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_bbr_dsack_delivered, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_bbr_startup_rwnd_limited, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_rack_reordering_window, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_lossy_path_rate, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_lab_path_rate, setup, teardown),
