@@ -8,8 +8,10 @@
  *	tcp_bbr_init(c)			a new connection: STARTUP
  *	tcp_bbr_sent(c, slot, now)	a segment (re)transmitted, before snd_max moves
  *	tcp_bbr_delivered(c, slot, len, cum, now)  acknowledged or SACKed, first time
+ *	tcp_bbr_dsack(c, len, now)	the peer got @len bytes twice (D-SACK)
  *	tcp_bbr_ack(c, now)		after each ACK: sample, model, cwnd, pacing
- *	tcp_bbr_app_limited(c)		output found nothing more to send
+ *	tcp_bbr_app_limited(c, rwnd)	output found nothing more to send, or
+ *					the peer's window held it back
  *	tcp_bbr_congestion(c)		a loss episode begins (recovery, timeout)
  *	tcp_bbr_undo(c)			it was spurious
  *	tcp_bbr_info(c, i)		the model, for diagnostics
@@ -96,6 +98,25 @@ static uint64_t units_per_ms(const struct tcp_stack *stk)
 }
 
 /*
+ * The least RTT the model goes by: BBR's own min RTT (from cumulatively
+ * acknowledged segments), else, until one has come, the connection's
+ * (RACK's, from SACKed segments too), else the handshake's, as Linux's
+ * BBR starts from tcp_min_rtt(). Without one a lossy start, whose
+ * cumulative ACKs all cover resends or segments already SACKed, took
+ * rate samples over any interval: spurious resends answered a
+ * millisecond later by their originals' SACKs read as 100 MB/s.
+ */
+static uint32_t bbr_min_rtt(const struct tcp_conn *c)
+{
+	const struct tcp_bbr *b = c->bbr;
+	uint32_t rtt = b->hs_rtt != 0 ? b->hs_rtt : BBR_RTPROP_UNSET;
+
+	if (b->rtprop != BBR_RTPROP_UNSET)
+		return b->rtprop;
+	return c->min_rtt != 0 && c->min_rtt < rtt ? c->min_rtt : rtt;
+}
+
+/*
  * The pacing rate, in TCP_BW_SHIFT units; 0 stops pacing. Output may send
  * a quantum at once after a pause: a millisecond's worth at the rate (the
  * timer wheel's tick, so a timer that fires a tick late loses nothing),
@@ -158,6 +179,12 @@ void tcp_bbr_sent(struct tcp_conn *c, uint32_t slot, uint64_t now)
 
 		uint64_t bw = ((uint64_t)c->cwnd << TCP_BW_SHIFT) / (srtt > 0 ? srtt : 1);
 
+		/* The handshake's RTT, the only sample yet: bbr_min_rtt(). */
+		if (b->hs_rtt == 0)
+			b->hs_rtt = srtt == 0		      ? 1
+				    : srtt < BBR_RTPROP_UNSET ? (uint32_t)srtt
+							      : BBR_RTPROP_UNSET - 1;
+
 		pace_set(c, (bw < BBR_BW_MAX ? bw : BBR_BW_MAX) * BBR_HIGH_GAIN / BBR_UNIT);
 	}
 }
@@ -176,7 +203,8 @@ void tcp_bbr_delivered(struct tcp_conn *c, uint32_t slot, uint32_t len, bool cum
 	 * sample (the interval is below the min RTT): a burst of them, after
 	 * a spurious timeout or reordering taken for loss, emptied the
 	 * filter's ten rounds in a few milliseconds. */
-	if (sq_bit(c->sq_retx, slot) && b->rtprop != BBR_RTPROP_UNSET && x - sent < b->rtprop)
+	if (sq_bit(c->sq_retx, slot) && bbr_min_rtt(c) != BBR_RTPROP_UNSET &&
+	    x - sent < bbr_min_rtt(c))
 		return;
 	/* The sample follows the most recently sent segment delivered. */
 	if (!b->rs_on || (int32_t)(b->sq_delivered[slot] - b->rs_prior_delivered) >= 0) {
@@ -196,12 +224,46 @@ void tcp_bbr_delivered(struct tcp_conn *c, uint32_t slot, uint32_t len, bool cum
 		b->rs_rtt = x - sent;
 }
 
-void tcp_bbr_app_limited(struct tcp_conn *c)
+/*
+ * The peer reports @len bytes received twice (D-SACK): a resend that was
+ * not needed, or a frame the network duplicated, went over the path and
+ * was delivered, and counts in the delivery rate as Linux counts it. Not
+ * counting it, every spurious resend (at 5% loss and 1% reordering, a
+ * third of them on the lab's path) was sending time with nothing
+ * delivered for it: rate samples came in below the pacing rate, and the
+ * estimate, which on a path without a bottleneck is what it measures,
+ * fell round after round. At most one segment per segment resent, as
+ * Linux's tcp_dsack_seen(): a peer cannot make up deliveries.
+ */
+void tcp_bbr_dsack(struct tcp_conn *c, uint32_t len, uint64_t now)
+{
+	struct tcp_bbr *b = c->bbr;
+	uint32_t segs = len / c->mss + (len % c->mss != 0);
+
+	if (len > c->max_snd_wnd || (uint64_t)b->dsack_segs + segs > c->retransmits)
+		return;
+	b->dsack_segs += segs;
+	b->delivered += len;
+	b->delivered_time = tcp_xmit_now(c->stk, now);
+}
+
+/*
+ * Output stopped with room in the window: nothing more to send, or
+ * (@rwnd) the peer's window held back what there was. Either way the
+ * path was not what limited the delivery rate until what is in flight
+ * now is delivered: its samples may raise the estimate but not lower
+ * it, and STARTUP does not take their rounds for a full pipe. A Linux
+ * receiver opens its window as its application reads, from some 55
+ * segments: dmta's STARTUP through the lab's loss took the first
+ * rounds' plateau at that window (0.6-1.4 MB/s) for the path's rate and
+ * kept it, the window at 900 segments a second later.
+ */
+void tcp_bbr_app_limited(struct tcp_conn *c, bool rwnd)
 {
 	struct tcp_bbr *b = c->bbr;
 	uint32_t flight = c->snd_max - c->snd_una;
 
-	if (c->sq_next < c->sq_count || c->in_recovery || flight >= c->cwnd)
+	if (!rwnd && (c->sq_next < c->sq_count || c->in_recovery || flight >= c->cwnd))
 		return;
 	b->app_limited = b->delivered + flight;
 	b->app_limited_on = true;
@@ -294,8 +356,9 @@ static void bbr_update_model(struct tcp_conn *c, uint32_t x, bool *rtprop_expire
 		    b->rs_send_elapsed > ack_elapsed ? b->rs_send_elapsed : ack_elapsed;
 		uint32_t dlv = b->delivered - b->rs_prior_delivered;
 
-		if (interval > 0 && dlv > 0 &&
-		    (b->rtprop == BBR_RTPROP_UNSET || interval >= b->rtprop))
+		uint32_t min_rtt = bbr_min_rtt(c);
+
+		if (interval > 0 && dlv > 0 && (min_rtt == BBR_RTPROP_UNSET || interval >= min_rtt))
 			bw = ((uint64_t)dlv << TCP_BW_SHIFT) / interval;
 		if (bw > BBR_BW_MAX)
 			bw = BBR_BW_MAX;

@@ -100,6 +100,7 @@ void tcp_conn_info(const struct tcp_conn *c, struct tcp_conn_info *i)
 	i->pipe = tcp_sack_flight(c);
 	i->sq_sent = c->sq_next;
 	i->sq_len = c->sq_count;
+	i->snd_wnd = c->snd_wnd;
 	i->srtt_us = (uint32_t)(c->srtt * 1000000 / hz);
 	i->rto_us = (uint32_t)(c->rto * 1000000 / hz);
 	i->in_recovery = c->in_recovery;

@@ -356,6 +356,7 @@ struct tcp_conn_info {
 	uint32_t flight;	  /**< bytes sent and not acknowledged */
 	uint32_t pipe;		  /**< of those, not SACKed */
 	uint32_t sq_sent, sq_len; /**< send-queue segments sent, queued */
+	uint32_t snd_wnd;	  /**< the peer's window, bytes */
 	uint32_t srtt_us, rto_us;
 	bool in_recovery;
 	bool bbr;	      /**< the fields below are set */

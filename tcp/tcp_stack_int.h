@@ -105,11 +105,13 @@ struct tcp_bbr {
 	uint64_t sq_app_limited[TCP_SQ_SLOTS / 64];
 	uint32_t delivered, delivered_time, first_sent_time;
 	uint32_t app_limited; /* delivered at which the app-limited spell ends; 0: none */
+	uint32_t dsack_segs;  /* segments reported received twice, counted in delivered */
 	bool app_limited_on;
 	/* This ACK's sample: the most recently sent segment it delivered. */
 	bool rs_on, rs_app_limited;
 	uint32_t rs_prior_delivered, rs_prior_time, rs_send_elapsed, rs_ack_elapsed;
 	uint32_t rs_rtt;	/* UINT32_MAX: none (only retransmissions delivered) */
+	uint32_t hs_rtt;	/* the handshake's RTT (sq_xmit units), 0: none */
 	uint32_t ack_delivered; /* delivered when this ACK's processing began */
 	/* The model. */
 	uint8_t mode, cycle_idx, full_bw_count;
@@ -190,6 +192,7 @@ struct tcp_conn {
 	uint8_t reo_mult, reo_persist; /* reordering window: (reo_mult + 1) * min_rtt / 4 */
 	uint32_t reo_extent;  /* or how late an overtaken segment came, if more (xmit units) */
 	uint32_t dsack_round; /* D-SACKs before snd_una passes it: same round */
+	uint32_t dsack_rx_l, dsack_rx_r; /* the last D-SACK block taken */
 	/* Undo of a spurious recovery or timeout (tcp_rack.c). */
 	bool undo_on, undo_ts; /* undo_ts: undo_tsval is the first retransmission's */
 	uint32_t undo_marker, undo_retrans, undo_tsval, prior_cwnd, prior_ssthresh;
@@ -301,7 +304,8 @@ void tcp_bbr_init(struct tcp_conn *c);
 void tcp_bbr_sent(struct tcp_conn *c, uint32_t slot, uint64_t now);
 void tcp_bbr_delivered(struct tcp_conn *c, uint32_t slot, uint32_t len, bool cum, uint64_t now);
 void tcp_bbr_ack(struct tcp_conn *c, uint64_t now);
-void tcp_bbr_app_limited(struct tcp_conn *c);
+void tcp_bbr_dsack(struct tcp_conn *c, uint32_t len, uint64_t now);
+void tcp_bbr_app_limited(struct tcp_conn *c, bool rwnd);
 void tcp_bbr_congestion(struct tcp_conn *c);
 void tcp_bbr_undo(struct tcp_conn *c);
 

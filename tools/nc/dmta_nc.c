@@ -50,8 +50,9 @@
  *	-t, --timeout T    give up the whole run after T (default: none)
  *	    --trace        with one connection (or --listen): the sender's
  *	                   state every 100 ms, one "dmta-nc: trace" line each
- *	                   on stderr at the end (cwnd, flight, pipe, SRTT, and
- *	                   BBR's bandwidth, min RTT, pacing rate and gain;
+ *	                   on stderr at the end (cwnd, flight, pipe, SRTT, the
+ *	                   peer's window, send-queue segments sent and held,
+ *	                   and BBR's bandwidth, min RTT, pacing rate and gain;
  *	                   bytes, microseconds, bytes per second)
  *	-q, --quiet        no summary
  *	-v                 debug logging
@@ -614,10 +615,11 @@ static void trace_print(const struct nc *nc)
 
 		fprintf(stderr,
 			"dmta-nc: trace t_ms=%llu mss=%u cwnd=%u ssthresh=%u flight=%u pipe=%u "
-			"recovery=%d srtt_us=%u rto_us=%u retransmits=%llu",
+			"recovery=%d srtt_us=%u rto_us=%u retransmits=%llu snd_wnd=%u sq_sent=%u "
+			"sq_len=%u",
 			(unsigned long long)nc->trace[k].t_ms, i->mss, i->cwnd, i->ssthresh,
 			i->flight, i->pipe, i->in_recovery, i->srtt_us, i->rto_us,
-			(unsigned long long)i->retransmits);
+			(unsigned long long)i->retransmits, i->snd_wnd, i->sq_sent, i->sq_len);
 		if (i->bbr)
 			fprintf(
 			    stderr,

@@ -1891,7 +1891,7 @@ static void test_pmtu_black_hole(void **state)
 /* Data segments from A to B: drop the @rack_drop_nth one (counting from 1)
  * and, if @rack_drop_again, the next transmission of the same sequence
  * number too; hold the @rack_hold_nth one back @rack_hold_us. */
-static unsigned rack_seen, rack_drop_nth, rack_hold_nth;
+static unsigned rack_seen, rack_drop_nth, rack_hold_nth, rack_drop_more;
 static bool rack_drop_again;
 static uint32_t rack_drop_seq, rack_hold_us, rack_first, rack_drop_end;
 static int rack_dropped;
@@ -1909,6 +1909,12 @@ static bool tap_rack(struct wire *wr, int from, uint8_t *f, uint32_t len)
 		return false;
 	}
 	if (rack_dropped == 1 && rack_drop_again && get_seq(f) == rack_drop_seq) {
+		rack_dropped++;
+		return false;
+	}
+	/* @rack_drop_more: that many transmissions after the first, too. */
+	if (rack_dropped >= 1 && (unsigned)rack_dropped <= rack_drop_more &&
+	    get_seq(f) == rack_drop_seq) {
 		rack_dropped++;
 		return false;
 	}
@@ -1931,7 +1937,7 @@ static void rack_setup_conf(uint64_t seed, const struct tcp_stack_conf *conf)
 
 	wire_init_conf(&w, pool, seed, conf != NULL ? conf : &c);
 	w.imp[0].delay_us = w.imp[1].delay_us = 10000;
-	rack_seen = rack_drop_nth = rack_hold_nth = 0;
+	rack_seen = rack_drop_nth = rack_hold_nth = rack_drop_more = 0;
 	rack_drop_end = 0;
 	rack_drop_again = false;
 	rack_dropped = 0;
@@ -1999,6 +2005,81 @@ static void test_lost_retransmission(void **state)
 	run(tables_empty, 5000);
 }
 
+/*
+ * A segment lost with its first two resends, on a path that reorders
+ * (one segment held 60 ms: RACK's window learns to wait that long, up
+ * to SRTT), 30 ms each way. RACK finds a lost resend a round trip and a
+ * reordering window after it left (120 ms here), with later segments
+ * delivered. The retransmission timeout counted from the first resend
+ * (the recovery's start; the cumulative ACK did not move since) and
+ * fired at 200 ms, 40 ms before RACK would have sent the third copy: a
+ * timeout, the window down to one segment and every hole sent again.
+ * Linux restarts the timer whenever the first unacknowledged segment
+ * goes again (tcp_xmit_retransmit_queue()); the lab's traces showed one
+ * to three timeouts a run in the middle of a transfer.
+ */
+static void test_head_resends_restart_rto(void **state)
+{
+	const struct tcp_stack_stats *a;
+	struct tcp_stack_conf c = wire_stack_conf();
+	(void)state;
+
+	c.sndbuf = c.rcvbuf = 256 * 1024; /* the lab's dmta.conf defaults */
+	rack_setup_conf(39, &c);
+	w.imp[0].delay_us = w.imp[1].delay_us = 30000;
+	a = tcp_stack_stats(w.stk[0]);
+	rack_hold_nth = 5;
+	rack_hold_us = 60000;
+	rack_drop_nth = 60;
+	rack_drop_more = 2;
+	start(400000, 100);
+	run(both_done, 20000);
+	check_transfer(400000, 100);
+	print_stats("head resends");
+	assert_int_equal(rack_dropped, 3);
+	if (a->rto_fired != 0)
+		fail_msg("a segment lost with two resends: %llu timeouts, want 0",
+			 (unsigned long long)a->rto_fired);
+	run(tables_empty, 5000);
+}
+
+/*
+ * Two timeouts in a row on a path that carries full-sized segments: one
+ * segment lost with its first four resends (RACK's, then the timeouts'),
+ * 20 ms each way, while B SACKs everything sent after it. At the second
+ * timeout A took the path for a black hole (RFC 4821 5.4) and cut its
+ * segments to 1012 bytes for the rest of the connection, though the
+ * SACKed segments said frames of 1448 bytes got through; on the lab's
+ * lossy path that happened when a hole's resends, or the ACK after it,
+ * were lost twice (3.1 s of a 4.8 s transfer at 1012 bytes a segment).
+ * A SACKed segment longer than the new size now says it is no black
+ * hole.
+ */
+static void test_blackhole_not_when_sacked(void **state)
+{
+	const struct tcp_stack_stats *a;
+	struct tcp_stack_conf c = wire_stack_conf();
+	(void)state;
+
+	c.sndbuf = c.rcvbuf = 256 * 1024;
+	rack_setup_conf(40, &c);
+	w.imp[0].delay_us = w.imp[1].delay_us = 20000;
+	a = tcp_stack_stats(w.stk[0]);
+	rack_drop_nth = 60;
+	rack_drop_more = 4;
+	start(400000, 100);
+	run(both_done, 30000);
+	check_transfer(400000, 100);
+	print_stats("blackhole sacked");
+	assert_int_equal(rack_dropped, 5);
+	assert_true(a->rto_fired >= 2);
+	if (a->pmtu_blackhole != 0)
+		fail_msg("black hole taken for one on a path that SACKed full-sized segments: "
+			 "%llu, want 0",
+			 (unsigned long long)a->pmtu_blackhole);
+	run(tables_empty, 5000);
+}
+
 /* One segment overtaken by the next six (held back 15 ms): the fast
  * retransmission was spurious, the ACK of the late original says so (its
  * echoed timestamp is older than the retransmission's), and ssthresh goes
@@ -2023,6 +2104,105 @@ static void test_spurious_recovery_undone(void **state)
 		    "after a spurious fast retransmit: %llu undos, ssthresh %u; want 1 and the "
 		    "initial (> 2^30)",
 		    (unsigned long long)a->undos, app[0].conn->ssthresh);
+	tcp_abort(app[0].conn, w.now);
+	app[0].conn = NULL;
+	app[0].released = true;
+	run(both_done, 5000);
+	run(tables_empty, 5000);
+}
+
+static uint64_t quiet_until;
+static unsigned dsack_dup;
+
+/* The frames from B with a D-SACK (a first SACK block below the ACK) go
+ * twice; A's data as tap_rack() has it. */
+static bool tap_dsack_dup(struct wire *wr, int from, uint8_t *f, uint32_t len)
+{
+	size_t hl, o = 54;
+
+	if (from == 0)
+		return tap_rack(wr, from, f, len);
+	if (!is_tcp(f, len))
+		return true;
+	hl = tcp_hlen(f);
+	while (o < 34 + hl && o < len && f[o] != 0) {
+		if (f[o] == 1) {
+			o++;
+			continue;
+		}
+		if (o + 1 >= len || f[o + 1] < 2)
+			break;
+		if (f[o] == 5 && f[o + 1] >= 10 && o + 10 <= len) {
+			uint32_t r = (uint32_t)f[o + 6] << 24 | (uint32_t)f[o + 7] << 16 |
+				     (uint32_t)f[o + 8] << 8 | f[o + 9];
+
+			if (SEQ_LEQ(r, get_ack(f))) {
+				wire_put(wr, 0, f, len);
+				wr->q[wr->nq - 1].at = wr->now + wr->imp[1].delay_us;
+				dsack_dup++;
+			}
+			break;
+		}
+		o += f[o + 1];
+	}
+	return true;
+}
+
+static bool quiet_done(void)
+{
+	return w.now >= quiet_until;
+}
+
+/*
+ * BBR's delivered bytes through D-SACKs: one segment overtaken by the
+ * next six (held 15 ms), RACK sends those it took for lost again, and B
+ * reports each copy that came second (D-SACK); the network duplicates
+ * every frame that says so. Each resend
+ * crossed the path and was delivered: A counts its bytes (as Linux
+ * does), beside the 100,000 it sent, and once only though each
+ * D-SACK came twice (its second copy, the same report, counts for undo
+ * no more). Before, delivered bytes left out every spurious resend, and
+ * on the lab's path, where a third of the resends are spurious, rate
+ * samples ran below the pacing rate and the estimate fell round after
+ * round.
+ */
+static void test_bbr_dsack_delivered(void **state)
+{
+	struct tcp_stack_conf c = wire_stack_conf();
+	const struct tcp_stack_stats *a, *b;
+	uint32_t delivered;
+	(void)state;
+
+	c.congestion_control = TCP_CC_BBR;
+	rack_setup_conf(37, &c);
+	w.tap = tap_dsack_dup;
+	dsack_dup = 0;
+	a = tcp_stack_stats(w.stk[0]);
+	b = tcp_stack_stats(w.stk[1]);
+	rack_hold_nth = 12;
+	rack_hold_us = 15000;
+	start(100000, 0);
+	app[0].shutdown_when_sent = false;
+	b_rx_want = 100000;
+	run(b_rx_has, 20000);
+	quiet_until = w.now + 200000;
+	run(quiet_done, 1000);
+	print_stats("bbr dsack");
+	delivered = app[0].conn->bbr->delivered;
+	printf("# bbr dsack: delivered %u bytes for 100000 sent; %llu D-SACKs sent, %llu taken, "
+	       "%llu retransmissions, %llu undos\n",
+	       delivered, (unsigned long long)b->dsacks_tx, (unsigned long long)a->dsacks_rx,
+	       (unsigned long long)a->retransmits, (unsigned long long)a->undos);
+	assert_int_equal(app[0].conn->snd_una, app[0].conn->snd_max);
+	assert_true(b->dsacks_tx >= 1);
+	assert_int_equal(dsack_dup, b->dsacks_tx);
+	assert_int_equal(a->dsacks_rx, b->dsacks_tx);
+	assert_int_equal(a->undos, 1);
+	if (delivered != 100000 + 1448 * b->dsacks_tx)
+		fail_msg("BBR's delivered bytes after spurious resends: %u, want %llu (the "
+			 "100000 sent and each of the %llu segments B got twice, once)",
+			 delivered, 100000 + 1448 * (unsigned long long)b->dsacks_tx,
+			 (unsigned long long)b->dsacks_tx);
 	tcp_abort(app[0].conn, w.now);
 	app[0].conn = NULL;
 	app[0].released = true;
@@ -2489,6 +2669,174 @@ static void test_bbr_recovery_end_keeps_window(void **state)
 	wire_fresh();
 }
 
+/*
+ * BBR's delivery-rate samples before it has a min RTT of its own (it
+ * takes one from cumulative ACKs only, and on a lossy start every
+ * cumulative ACK may cover a resend or segments SACKed before), driven
+ * step by step on an established connection, 20 ms each way: ten
+ * segments out; the last SACKed 40 ms later (the first four taken for
+ * lost and sent again); 0.5 ms after the resends, the first original's
+ * SACK (it was late, not lost); 0.1 ms after that, four more resends;
+ * 0.5 ms after those, the SACK of every original. The last sample's
+ * reference is one of the second resends: eight segments delivered over
+ * 0.6 ms, 19 MB/s, where ten segments a round trip is 360 kB/s. The lab
+ * once read 102 MB/s so, pacing at it. A resend's ACK sooner than the
+ * min RTT, and a sample over less than it, now go by the handshake's RTT
+ * (or RACK's, from SACKs, the least of the two) until BBR has its own, as
+ * Linux's do by tcp_min_rtt(). The estimate must stay below 1 MB/s.
+ */
+/* What tcp_sack_update() does for the @k-th segment out, at @slot. */
+static void sack_one(struct tcp_conn *c, uint32_t slot, uint32_t k, uint64_t now)
+{
+	sq_bit_set(c->sq_sacked, slot);
+	tcp_bbr_delivered(c, slot, c->mss, false, now);
+	tcp_rack_delivered(c, slot, c->snd_una + (k + 1) * c->mss, now);
+}
+
+static void test_bbr_sample_before_min_rtt(void **state)
+{
+	struct tcp_stack_conf conf = wire_stack_conf();
+	struct tcp_conn_info i;
+	struct tcp_conn *c;
+	uint64_t t0, t1;
+	uint32_t slot[10];
+	(void)state;
+
+	conf.congestion_control = TCP_CC_BBR;
+	wire_init_conf(&w, pool, 74, &conf);
+	w.imp[0].delay_us = w.imp[1].delay_us = 20000;
+	app_setup(&app[0], 0, 1, 100);
+	app_setup(&app[1], 0, 2, 100);
+	app[0].shutdown_when_sent = app[1].shutdown_when_sent = false;
+	assert_int_equal(tcp_listen(w.stk[1], PORT, &app[1]), 0);
+	assert_int_equal(tcp_connect(w.stk[0], wire_ip[1], PORT, &app[0], w.now, &app[0].conn), 0);
+	run(both_connected, 5000);
+	c = app[0].conn;
+	assert_true(c->srtt != 0);
+	assert_true(c->snd_una == c->snd_max && c->sq_count == 0);
+	t0 = w.now;
+	for (int k = 0; k < 10; k++) {
+		slot[k] = (c->sq_head + (uint32_t)k) % TCP_SQ_SLOTS;
+		tcp_rack_sent(c, slot[k], t0 + (uint64_t)k * 100, false);
+		c->snd_max += c->mss;
+	}
+	t1 = t0 + 40000;
+	sack_one(c, slot[9], 9, t1);
+	tcp_bbr_ack(c, t1);
+	for (int k = 0; k < 4; k++)
+		tcp_rack_sent(c, slot[k], t1, true);
+	sack_one(c, slot[0], 0, t1 + 500);
+	tcp_bbr_ack(c, t1 + 500);
+	for (int k = 4; k < 8; k++)
+		tcp_rack_sent(c, slot[k], t1 + 600, true);
+	for (int k = 1; k < 9; k++)
+		sack_one(c, slot[k], (uint32_t)k, t1 + 1100);
+	tcp_bbr_ack(c, t1 + 1100);
+	tcp_conn_info(c, &i);
+	printf("# bbr sample before a min RTT: estimate %llu B/s, min RTT %u us, handshake's "
+	       "RTT %llu us\n",
+	       (unsigned long long)i.bw, i.min_rtt_us,
+	       (unsigned long long)(c->srtt * 1000000 / WIRE_HZ));
+	if (i.bw > 1000000)
+		fail_msg(
+		    "BBR's estimate from resends SACKed by their originals before it had a min "
+		    "RTT: %llu B/s, want under 1 MB/s",
+		    (unsigned long long)i.bw);
+	/* Back to an honest, empty state before the connection goes. */
+	for (int k = 0; k < 10; k++) {
+		sq_bit_clear(c->sq_retx, slot[k]);
+		sq_bit_clear(c->sq_sacked, slot[k]);
+	}
+	c->snd_max = c->snd_una;
+	tcp_abort(c, w.now);
+	app[0].conn = NULL;
+	app[0].released = true;
+	run(both_done, 5000);
+	run(tables_empty, 20000);
+	wire_next();
+	wire_fresh();
+}
+
+/*
+ * BBR's STARTUP behind a receiver that opens its window late, as a Linux
+ * receiver does as its application reads (the lab's kernel sink offered
+ * 55 segments at first, 900 a second later): 20 ms each way, no loss;
+ * for a second B's application leaves 140 KB of its 256 KB unread (a
+ * window of some 80 segments), then reads everything. The first rounds'
+ * plateau was the receiver's, not the path's: STARTUP took it for a full
+ * pipe (3 MB/s) and 400 ms after the window opened the estimate still
+ * read 3.1 MB/s. Rounds whose output the peer's window held back count
+ * as application-limited now, and STARTUP goes on once it opens: the
+ * estimate must reach 4 MB/s by then (the send queue's 128 segments a
+ * round trip allow 4.6).
+ */
+static void test_bbr_startup_rwnd_limited(void **state)
+{
+	struct tcp_stack_conf c = wire_stack_conf();
+	struct tcp_conn_info i;
+	size_t keep = 140 * 1024, total = 8 << 20;
+	uint64_t t0, open_at = 0, bw_after = 0;
+	(void)state;
+
+	c.congestion_control = TCP_CC_BBR;
+	c.sndbuf = c.rcvbuf = 256 * 1024;
+	wire_init_conf(&w, pool, 75, &c);
+	w.imp[0].delay_us = w.imp[1].delay_us = 20000;
+	start(total, 0);
+	app[1].paused = true;
+	t0 = w.now;
+	while (!both_done()) {
+		if (w.now - t0 > 60 * WIRE_HZ)
+			fail_msg("8 MiB behind a late window: not done after 60 s simulated");
+		wire_step(&w);
+		app_events(0);
+		app_events(1);
+		if (app[1].conn != NULL && app[1].readable) {
+			size_t held = tcp_readable(app[1].conn);
+
+			/* Read down to @keep bytes held, then (after a second) all. */
+			while (held > (open_at != 0 ? 0 : keep)) {
+				uint8_t buf[3000];
+				size_t want = held - (open_at != 0 ? 0 : keep);
+				ssize_t r =
+				    tcp_recv(app[1].conn, buf,
+					     want < sizeof(buf) ? want : sizeof(buf), w.now);
+
+				if (r <= 0)
+					break;
+				memcpy(app[1].rx + app[1].rx_len, buf, (size_t)r);
+				app[1].rx_len += (size_t)r;
+				held -= (size_t)r;
+			}
+			if (open_at != 0 && tcp_readable(app[1].conn) == 0) {
+				app[1].paused = false;
+				app_read(&app[1]);
+			}
+		}
+		if (open_at == 0 && w.now - t0 >= WIRE_HZ) {
+			open_at = w.now;
+			app[1].readable = true;
+		}
+		if (open_at != 0 && bw_after == 0 && w.now - open_at >= 400000 &&
+		    app[0].conn != NULL) {
+			tcp_conn_info(app[0].conn, &i);
+			bw_after = i.bw;
+		}
+	}
+	check_transfer(total, 0);
+	print_stats("bbr late window");
+	printf("# bbr late window: estimate %llu B/s 400 ms after the window opened; 8 MiB in "
+	       "%llu ms\n",
+	       (unsigned long long)bw_after, (unsigned long long)(w.now - t0) / 1000);
+	if (bw_after < 4000000)
+		fail_msg("BBR's estimate 400 ms after the peer's window opened: %llu B/s, want at "
+			 "least 4 MB/s",
+			 (unsigned long long)bw_after);
+	run(tables_empty, 20000);
+	wire_next();
+	wire_fresh();
+}
+
 /* A stall of A's data: frames sent between @from and @until (wire time)
  * arrive all at once at @release, in order. */
 static struct {
@@ -2794,9 +3142,14 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_pmtu_black_hole, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_tail_loss_probe, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_lost_retransmission, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_head_resends_restart_rto, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_blackhole_not_when_sacked, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_spurious_recovery_undone, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_bbr_recovery_end_keeps_window, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_bbr_filter_spurious_resend, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_bbr_sample_before_min_rtt, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_bbr_dsack_delivered, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_bbr_startup_rwnd_limited, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_rack_reordering_window, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_lossy_path_rate, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_lab_path_rate, setup, teardown),
