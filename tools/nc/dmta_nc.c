@@ -33,7 +33,9 @@
  *	instead of growing memory.
  *
  *	A summary goes to stderr at the end, one line of key=value pairs:
- *	bytes each way, seconds, rates, the stack's retransmission counters,
+ *	bytes each way, seconds (secs from the start, connect or accept;
+ *	est_secs from the established connection, with one connection),
+ *	rates, the stack's retransmission counters,
  *	connections ok and failed, connections left in the table, mbufs in
  *	use at the start and at the end.
  *
@@ -184,6 +186,7 @@ struct nc {
 	uint32_t tx_off;
 	uint64_t gen_sent;
 	uint64_t t_start, t_end;
+	uint64_t t_est; /* one connection: when it was established */
 	uint64_t sent, received;
 	struct nc_kconn *k;
 	uint32_t k_opened, k_ok, k_failed, k_pending_send;
@@ -374,6 +377,7 @@ static void one_event(struct nc *nc, const struct tcp_event *ev, uint64_t now)
 		tcp_unlisten(nc->w->stk, nc->port);
 		nc->connected = true;
 		nc->t_start = now;
+		nc->t_est = now;
 	}
 	if (ev->conn != nc->conn || nc->conn == NULL)
 		return;
@@ -390,8 +394,10 @@ static void one_event(struct nc *nc, const struct tcp_event *ev, uint64_t now)
 		       nc->connected ? "" : "connect: ", strerror(e));
 		return;
 	}
-	if (ev->events & TCP_EV_CONNECTED)
+	if ((ev->events & TCP_EV_CONNECTED) && !nc->connected) {
 		nc->connected = true;
+		nc->t_est = now;
+	}
 	if (ev->events & (TCP_EV_READABLE | TCP_EV_PEER_CLOSED | TCP_EV_CLOSED))
 		rx_pump(nc, now);
 	if (ev->events & TCP_EV_CLOSED)
@@ -906,6 +912,7 @@ static void nc_sum(struct nc *sum, const struct nc *nc, unsigned int n)
 	sum->why[0] = '\0';
 	sum->t_start = UINT64_MAX;
 	sum->t_end = 0;
+	sum->t_est = 0;
 	sum->sent = sum->received = 0;
 	sum->nconns = sum->k_ok = sum->k_failed = sum->k_peak = sum->k_sending_peak = 0;
 	for (unsigned int k = 0; k < n; k++) {
@@ -917,6 +924,8 @@ static void nc_sum(struct nc *sum, const struct nc *nc, unsigned int n)
 			sum->t_start = nc[k].t_start;
 		if (nc[k].t_end > sum->t_end)
 			sum->t_end = nc[k].t_end;
+		if (nc[k].t_est != 0 && (sum->t_est == 0 || nc[k].t_est < sum->t_est))
+			sum->t_est = nc[k].t_est;
 		sum->sent += nc[k].sent;
 		sum->received += nc[k].received;
 		sum->nconns += nc[k].nconns;
@@ -964,6 +973,10 @@ static void summary(struct nc *nc, struct dmta_dataplane *dp, unsigned int mbufs
 	double secs = nc->t_end > nc->t_start
 			  ? (double)(nc->t_end - nc->t_start) / (double)rte_get_tsc_hz()
 			  : 0.0;
+	/* From the established connection: what a peer's own timer sees. */
+	double est_secs = nc->t_est != 0 && nc->t_end > nc->t_est
+			      ? (double)(nc->t_end - nc->t_est) / (double)rte_get_tsc_hz()
+			      : 0.0;
 	uint32_t ok, failed;
 	uint64_t tx_dropped = 0, strays = 0, stray_drop = 0;
 	struct rte_eth_stats es;
@@ -995,14 +1008,14 @@ static void summary(struct nc *nc, struct dmta_dataplane *dp, unsigned int mbufs
 		failed = 1 - ok;
 	}
 	fprintf(stderr,
-		"dmta-nc: summary sent=%llu received=%llu secs=%.3f tx_mbit_s=%.1f "
+		"dmta-nc: summary sent=%llu received=%llu secs=%.3f est_secs=%.3f tx_mbit_s=%.1f "
 		"rx_mbit_s=%.1f conns_ok=%u conns_failed=%u conns_peak=%u sending_peak=%u "
 		"conns_per_s=%.0f retransmits=%llu "
 		"rto_fired=%llu fast_retransmits=%llu rx_ooo_drop=%llu tx_no_mbuf=%llu "
 		"tx_sq_capped=%llu tx_txq_full=%llu table_conns=%llu "
 		"table_slots=%llu mbufs_start=%u mbufs_end=%u port_rx=%llu port_rx_missed=%llu "
 		"port_tx_errors=%llu tx_dropped=%llu workers=%u strays=%llu stray_drop=%llu\n",
-		(unsigned long long)nc->sent, (unsigned long long)nc->received, secs,
+		(unsigned long long)nc->sent, (unsigned long long)nc->received, secs, est_secs,
 		secs > 0 ? (double)nc->sent * 8 / secs / 1e6 : 0.0,
 		secs > 0 ? (double)nc->received * 8 / secs / 1e6 : 0.0, ok, failed,
 		nc->mode == NC_MANY ? nc->k_peak : ok,
