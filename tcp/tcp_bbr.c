@@ -203,9 +203,12 @@ void tcp_bbr_delivered(struct tcp_conn *c, uint32_t slot, uint32_t len, bool cum
 	 * sample (the interval is below the min RTT): a burst of them, after
 	 * a spurious timeout or reordering taken for loss, emptied the
 	 * filter's ten rounds in a few milliseconds. */
-	if (sq_bit(c->sq_retx, slot) && bbr_min_rtt(c) != BBR_RTPROP_UNSET &&
-	    x - sent < bbr_min_rtt(c))
-		return;
+	if (sq_bit(c->sq_retx, slot)) {
+		uint32_t min_rtt = bbr_min_rtt(c);
+
+		if (min_rtt != BBR_RTPROP_UNSET && x - sent < min_rtt)
+			return;
+	}
 	/* The sample follows the most recently sent segment delivered. */
 	if (!b->rs_on || (int32_t)(b->sq_delivered[slot] - b->rs_prior_delivered) >= 0) {
 		b->rs_on = true;
