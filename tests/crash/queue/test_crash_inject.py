@@ -44,6 +44,10 @@ def make_msg(tag, size):
 
 
 def spool_state(spool):
+    # An injector killed before it created the spool leaves none: nothing
+    # was accepted, and what was acknowledged is checked against {}.
+    if not os.path.exists(spool):
+        return {}
     p = subprocess.run([HASHES, spool], capture_output=True, timeout=60)
     lines = p.stdout.decode().splitlines()
     if p.returncode != 0 or not lines or not lines[-1].startswith("check "):
