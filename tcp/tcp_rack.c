@@ -13,9 +13,12 @@
  *	lost every segment still out that was sent earlier and should have
  *	arrived by now, allowing a reordering window: min_rtt / 4 (or, if
  *	more, how much later than RACK's RTT segments overtaken by later ones
- *	have come), or none until reordering has been seen and while
- *	DupThresh segments are SACKed or in recovery. Unlike counting duplicate ACKs, this finds a
- *	loss among the last segments of a flight, with a small window, and
+ *	have come, or originals given up for lost), or none until reordering
+ *	has been seen and while DupThresh segments are SACKed or in recovery.
+ *	Once reordering has been seen, RACK alone finds losses (no DupThresh
+ *	count: tcp_output.c's sack_send_holes()). Unlike counting duplicate
+ *	ACKs, this finds a loss among the last segments of a flight, with a
+ *	small window, and
  *	a retransmission that was lost again, all of which otherwise cost a
  *	retransmission timeout and a restart from one segment. What is not
  *	yet due arms the reorder timer (t_retry with CF_ER_WAIT).
@@ -92,6 +95,28 @@ static void reo_observe(struct tcp_conn *c, uint32_t rtt)
 	c->reo_persist = TCP_REO_PERSIST;
 }
 
+/*
+ * A segment resent in recovery was delivered @since after its resend,
+ * sooner than any round trip: the ACK is the original's, which RACK (or
+ * DupThresh) had given up on. It came @since after the window that RACK
+ * allowed it (taken as none before reordering was seen); the window this
+ * path needs is at least that much wider. reo_observe() learns only from
+ * overtaken segments never sent again, and a reordered frame that
+ * overtook a flight sent at once all of it again: the window then grew by
+ * min_rtt / 4 a round trip, a burst of needless resends each time.
+ */
+static void reo_late_original(struct tcp_conn *c, uint32_t since)
+{
+	uint32_t wnd = c->reord_seen ? (c->reo_mult + 1) * (c->min_rtt / 4) : 0;
+
+	if (c->reord_seen && c->reo_extent > wnd)
+		wnd = c->reo_extent;
+	c->reord_seen = true;
+	if (wnd + since > c->reo_extent)
+		c->reo_extent = wnd + since;
+	c->reo_persist = TCP_REO_PERSIST;
+}
+
 /* RFC 8985 6.2 step 2: the segment at @slot, ending at @end, was delivered. */
 void tcp_rack_delivered(struct tcp_conn *c, uint32_t slot, uint32_t end, uint64_t now)
 {
@@ -107,8 +132,11 @@ void tcp_rack_delivered(struct tcp_conn *c, uint32_t slot, uint32_t end, uint64_
 		c->rack_fack = end;
 	/* A retransmitted segment acknowledged sooner than a round trip after
 	 * its retransmission: the original's ACK, ambiguous. */
-	if (sq_bit(c->sq_retx, slot) && c->min_rtt != 0 && rtt < c->min_rtt)
+	if (sq_bit(c->sq_retx, slot) && c->min_rtt != 0 && rtt < c->min_rtt) {
+		if (c->in_recovery)
+			reo_late_original(c, rtt);
 		return;
+	}
 	if (c->min_rtt == 0 || rtt < c->min_rtt)
 		c->min_rtt = rtt == 0 ? 1 : rtt;
 	if (!c->rack_valid || (int32_t)(t - c->rack_xmit) > 0 ||
