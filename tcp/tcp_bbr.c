@@ -162,16 +162,15 @@ void tcp_bbr_sent(struct tcp_conn *c, uint32_t slot, uint64_t now)
 	struct tcp_bbr *b = c->bbr;
 	uint32_t x = tcp_xmit_now(c->stk, now);
 
+	struct tcp_rs_ent *rs = tcp_rs_ent(c->stk, c->sq[slot]);
+
 	/* Nothing in flight: intervals start now, not at the last ACK. */
 	if (c->snd_una == c->snd_max)
 		b->first_sent_time = b->delivered_time = x;
-	b->sq_delivered[slot] = b->delivered;
-	b->sq_dlv_time[slot] = b->delivered_time;
-	b->sq_first_sent[slot] = b->first_sent_time;
-	if (b->app_limited_on)
-		sq_bit_set(b->sq_app_limited, slot);
-	else
-		sq_bit_clear(b->sq_app_limited, slot);
+	rs->delivered = b->delivered;
+	rs->dlv_time = b->delivered_time;
+	rs->first_sent = b->first_sent_time;
+	rs->app_limited = b->app_limited_on;
 	/* Before any bandwidth sample: STARTUP's gain over the handshake's
 	 * RTT, so that the first flight is paced too. */
 	if (b->pacing_rate == 0 && c->srtt != 0) {
@@ -192,6 +191,7 @@ void tcp_bbr_sent(struct tcp_conn *c, uint32_t slot, uint64_t now)
 void tcp_bbr_delivered(struct tcp_conn *c, uint32_t slot, uint32_t len, bool cum, uint64_t now)
 {
 	struct tcp_bbr *b = c->bbr;
+	const struct tcp_rs_ent *rs = tcp_rs_ent(c->stk, c->sq[slot]);
 	uint32_t x = tcp_xmit_now(c->stk, now), sent = c->sq_xmit[slot];
 
 	b->delivered += len;
@@ -210,12 +210,12 @@ void tcp_bbr_delivered(struct tcp_conn *c, uint32_t slot, uint32_t len, bool cum
 			return;
 	}
 	/* The sample follows the most recently sent segment delivered. */
-	if (!b->rs_on || (int32_t)(b->sq_delivered[slot] - b->rs_prior_delivered) >= 0) {
+	if (!b->rs_on || (int32_t)(rs->delivered - b->rs_prior_delivered) >= 0) {
 		b->rs_on = true;
-		b->rs_prior_delivered = b->sq_delivered[slot];
-		b->rs_prior_time = b->sq_dlv_time[slot];
-		b->rs_app_limited = sq_bit(b->sq_app_limited, slot);
-		b->rs_send_elapsed = sent - b->sq_first_sent[slot];
+		b->rs_prior_delivered = rs->delivered;
+		b->rs_prior_time = rs->dlv_time;
+		b->rs_app_limited = rs->app_limited;
+		b->rs_send_elapsed = sent - rs->first_sent;
 		b->first_sent_time = sent;
 	}
 	/* A retransmission's ACK may be the original's: no RTT from it. Nor

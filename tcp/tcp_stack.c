@@ -596,11 +596,14 @@ struct tcp_stack *tcp_stack_create(const struct tcp_stack_conf *conf, struct tcp
 		errno = EIO;
 		return NULL;
 	}
-	/* Out-of-order segments are linked through a field of their mbufs. */
+	/* Out-of-order segments are linked through a field of their mbufs;
+	 * send-queue segments keep BBR's stamps in the same field. */
 	{
 		static const struct rte_mbuf_dynfield ooo_field = {
-		    .name = "dmta_tcp_ooo",
-		    .size = sizeof(struct tcp_ooo_ent),
+		    .name = "dmta_tcp_seg",
+		    .size = sizeof(struct tcp_ooo_ent) > sizeof(struct tcp_rs_ent)
+				? sizeof(struct tcp_ooo_ent)
+				: sizeof(struct tcp_rs_ent),
 		    .align = __alignof__(struct tcp_ooo_ent),
 		};
 

@@ -24,8 +24,16 @@
 #include "tcp/tcp_stack.h"
 #include "tcp/tcp_timer.h"
 
-#define TCP_SQ_SLOTS 128 /* send-queue segments per connection */
-#define TCP_RQ_SLOTS 128 /* receive-queue segments per connection */
+/* Send-queue segments per connection: what the default sndbuf (256 KiB)
+ * holds in full-size segments. At 128, a hole whose resend was lost again
+ * left the whole queue SACKed behind it on the lab's impaired path, and
+ * nothing more could be sent until it was filled. */
+#define TCP_SQ_SLOTS 256
+/* Receive-queue segments per connection: as many. With fewer than a full
+ * window of segments, a filled hole moved only what the read queue held
+ * and the cumulative ACK stopped at data already SACKed, which the sender
+ * must take for reneging. */
+#define TCP_RQ_SLOTS 256
 /* Out-of-order data is held up to the offered window; the mbufs holding
  * it (buffer sizes, headers included) up to this many times rcvbuf, which
  * a window of segments of 536 bytes or more never reaches, and which
@@ -95,14 +103,12 @@ enum {
 /*
  * BBR (tcp_bbr.c), one per connection, allocated with the stack only when
  * it is the configured controller (a connection without one runs CUBIC).
- * Delivery-rate sampling keeps, per send-queue slot, the connection's
- * delivered count and times at the slot's last transmission. Delivered
- * counts are bytes modulo 2^32 (they are only ever subtracted); times are
- * sq_xmit units.
+ * Delivery-rate sampling keeps, with each send-queue segment (struct
+ * tcp_rs_ent, in its mbuf), the connection's delivered count and times at
+ * the segment's last transmission. Delivered counts are bytes modulo 2^32
+ * (they are only ever subtracted); times are sq_xmit units.
  */
 struct tcp_bbr {
-	uint32_t sq_delivered[TCP_SQ_SLOTS], sq_dlv_time[TCP_SQ_SLOTS], sq_first_sent[TCP_SQ_SLOTS];
-	uint64_t sq_app_limited[TCP_SQ_SLOTS / 64];
 	uint32_t delivered, delivered_time, first_sent_time;
 	uint32_t app_limited; /* delivered at which the app-limited spell ends; 0: none */
 	uint32_t dsack_segs;  /* segments reported received twice, counted in delivered */
@@ -218,10 +224,19 @@ struct tcp_conn {
 	struct tcp_timer t_pace;   /* output again: the pacing rate allows the next segment */
 };
 
-/* Per-mbuf field (an mbuf dynamic field) of a segment held out of order. */
+/* Per-mbuf fields, in one mbuf dynamic field (an mbuf is either held out
+ * of order by a receiver or in a sender's send queue, never both): a
+ * segment held out of order, and BBR's stamps of a send-queue segment's
+ * last transmission (tcp_bbr.c), kept with the segment so that they cost
+ * nothing per empty send-queue slot. */
 struct tcp_ooo_ent {
 	struct rte_mbuf *next;
 	uint32_t seq;
+};
+
+struct tcp_rs_ent {
+	uint32_t delivered, dlv_time, first_sent;
+	bool app_limited;
 };
 
 struct tcp_listener {
@@ -248,7 +263,7 @@ struct tcp_stack {
 	uint64_t chal_second;		  /* start of the current second (TSC) */
 	TAILQ_HEAD(, tcp_conn) ooo_conns; /* connections holding out-of-order data */
 	uint32_t sq_mbufs_max;		  /* TCP_SQ_POOL_SHARE of the pool */
-	int ooo_off;			  /* offset of struct tcp_ooo_ent in an mbuf */
+	int ooo_off;			  /* offset of struct tcp_ooo_ent / tcp_rs_ent in an mbuf */
 	struct tcp_stack_stats stats;
 	struct tcp_listener listeners[TCP_LISTEN_MAX];
 	struct tcp_conn *ev_head, *ev_tail;
@@ -344,6 +359,11 @@ uint32_t tcp_ts_now(const struct tcp_conn *c, uint64_t now);
 static inline struct tcp_ooo_ent *tcp_ooo_ent(const struct tcp_stack *stk, struct rte_mbuf *m)
 {
 	return RTE_MBUF_DYNFIELD(m, stk->ooo_off, struct tcp_ooo_ent *);
+}
+
+static inline struct tcp_rs_ent *tcp_rs_ent(const struct tcp_stack *stk, struct rte_mbuf *m)
+{
+	return RTE_MBUF_DYNFIELD(m, stk->ooo_off, struct tcp_rs_ent *);
 }
 
 static inline bool sq_bit(const uint64_t *b, uint32_t slot)

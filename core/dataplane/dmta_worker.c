@@ -86,7 +86,8 @@ static const struct dmta_conf_key tcp_keys[] = {
      .min = 16,
      .max = 4194304,
      TCP(max_conns),
-     .help = "connections per worker, all states"},
+     .help = "connections per worker, all states; each takes 6 KiB of hugepage\n"
+	     "memory (send and receive queues of 256 segments each)"},
     {.name = "sndbuf",
      .type = DMTA_CONF_SIZE,
      .def = "256k",
@@ -136,7 +137,7 @@ static const struct dmta_conf_key tcp_keys[] = {
      TCP(congestion_control),
      .help = "cubic: loss-based (RFC 9438); segments leave as the window allows.\n"
 	     "bbr: model-based (BBR v1), paced; random loss does not slow it down.\n"
-	     "bbr takes 1.7 KiB more hugepage memory per max_conns slot."},
+	     "bbr takes 0.2 KiB more hugepage memory per max_conns slot."},
 };
 
 const struct dmta_conf_section dmta_tcp_conf_section = {

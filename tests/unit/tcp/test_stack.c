@@ -2670,6 +2670,54 @@ static void test_bbr_recovery_end_keeps_window(void **state)
 }
 
 /*
+ * The queues hold what sndbuf and rcvbuf say, in full-size segments (256
+ * KiB: 182 of 1448 bytes). A writes 512 KiB at once: its send queue takes
+ * all of sndbuf. B does not read: it takes all of the window it offered.
+ * With 128 slots each, A's queue took 181 KiB (a hole whose resend was
+ * lost again left the queue full of SACKed segments and nothing more could
+ * be sent), and B's read queue 181 KiB: a filled hole moved only that much
+ * out of order data and the cumulative ACK stopped at segments B had
+ * SACKed, which A had to take for reneging.
+ */
+static void test_queues_hold_buffers(void **state)
+{
+	struct tcp_stack_conf c = wire_stack_conf();
+	(void)state;
+
+	c.sndbuf = c.rcvbuf = 256 * 1024;
+	wire_init_conf(&w, pool, 82, &c);
+	w.imp[0].delay_us = w.imp[1].delay_us = 10000;
+	start(512 * 1024, 0);
+	app[1].paused = true;
+	app[0].shutdown_when_sent = false;
+	run(both_connected, 5000);
+	app_events(0);
+	printf("# queues: A queued %zu bytes at once\n", app[0].queued);
+	if (app[0].conn->sq_bytes < c.sndbuf - 1448)
+		fail_msg("A's send queue took %u bytes of a 512 KiB write, want sndbuf's %u",
+			 app[0].conn->sq_bytes, c.sndbuf);
+	for (uint64_t t0 = w.now; w.now - t0 < 2 * WIRE_HZ;) {
+		wire_step(&w);
+		app_events(0);
+		app_events(1);
+	}
+	printf("# queues: B holds %u bytes unread\n", app[1].conn->rq_bytes);
+	if (app[1].conn->rq_bytes < c.rcvbuf - 1448)
+		fail_msg("B, not reading, holds %u bytes, want the %u of its window",
+			 app[1].conn->rq_bytes, c.rcvbuf);
+	assert_int_equal(tcp_stack_stats(w.stk[0])->retransmits, 0);
+	app[1].paused = false;
+	app[0].shutdown_when_sent = true;
+	app_events(1);
+	app_events(0);
+	run(both_done, 20000);
+	check_transfer(512 * 1024, 0);
+	run(tables_empty, 20000);
+	wire_next();
+	wire_fresh();
+}
+
+/*
  * BBR's delivery-rate samples before it has a min RTT of its own (it
  * takes one from cumulative ACKs only, and on a lossy start every
  * cumulative ACK may cover a resend or segments SACKed before), driven
@@ -2717,6 +2765,9 @@ static void test_bbr_sample_before_min_rtt(void **state)
 	t0 = w.now;
 	for (int k = 0; k < 10; k++) {
 		slot[k] = (c->sq_head + (uint32_t)k) % TCP_SQ_SLOTS;
+		/* BBR keeps its stamps in the segment's mbuf. */
+		c->sq[slot[k]] = rte_pktmbuf_alloc(pool);
+		assert_non_null(c->sq[slot[k]]);
 		tcp_rack_sent(c, slot[k], t0 + (uint64_t)k * 100, false);
 		c->snd_max += c->mss;
 	}
@@ -2746,6 +2797,8 @@ static void test_bbr_sample_before_min_rtt(void **state)
 	for (int k = 0; k < 10; k++) {
 		sq_bit_clear(c->sq_retx, slot[k]);
 		sq_bit_clear(c->sq_sacked, slot[k]);
+		rte_pktmbuf_free(c->sq[slot[k]]);
+		c->sq[slot[k]] = NULL;
 	}
 	c->snd_max = c->snd_una;
 	tcp_abort(c, w.now);
@@ -3151,6 +3204,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_blackhole_not_when_sacked, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_spurious_recovery_undone, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_bbr_recovery_end_keeps_window, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_queues_hold_buffers, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_bbr_filter_spurious_resend, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_bbr_sample_before_min_rtt, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_bbr_dsack_delivered, setup, teardown),
