@@ -121,9 +121,8 @@ struct tcp_bbr {
 	uint32_t ack_delivered; /* delivered when this ACK's processing began */
 	/* The model. */
 	uint8_t mode, cycle_idx, full_bw_count;
-	bool filled_pipe, round_start, conserve, loss, probe_rtt_round_done;
+	bool filled_pipe, round_start, loss, probe_rtt_round_done;
 	uint32_t round_count, next_round_delivered;
-	uint32_t conserve_end; /* packet conservation until this is delivered */
 	uint64_t bw_round[TCP_BBR_BW_ROUNDS], btl_bw, full_bw; /* TCP_BW_SHIFT units */
 	uint32_t rtprop, rtprop_stamp, probe_rtt_done, cycle_stamp;
 	uint32_t pacing_gain, cwnd_gain; /* BBR_UNIT = 1.0 */
