@@ -24,6 +24,8 @@
 #define WORKER_IDLE_POLLS 128
 /* Frames other workers may have forwarded to one worker and not yet taken. */
 #define WORKER_INBOX 8192
+/* Inbox bursts taken a loop at most, while they come full. */
+#define WORKER_INBOX_BURSTS 8
 
 /* After dmta_workers_stop(), workers have this long to return. */
 #define WORKER_STOP_GRACE_S 10
@@ -373,9 +375,19 @@ int dmta_worker_main(void *arg)
 			tcp_netif_input(w->nif, rx, mine, now);
 			idle = 0;
 		}
-		if (w->inbox != NULL && worker_inbox(w, now) > 0) {
-			n = 1; /* not idle */
-			idle = 0;
+		/* The inbox, a burst a time while it is full ones: a backlog
+		 * built while this worker was off its CPU (shared cores) must
+		 * drain faster than a peer's rx refills it, or frames are lost. */
+		if (w->inbox != NULL) {
+			uint16_t got;
+
+			for (int b = 0; b < WORKER_INBOX_BURSTS && (got = worker_inbox(w, now)) > 0;
+			     b++) {
+				n = 1; /* not idle */
+				idle = 0;
+				if (got < WORKER_BURST)
+					break;
+			}
 		}
 		if (now - last_tick >= tick) {
 			tcp_netif_tick(w->nif, now);
