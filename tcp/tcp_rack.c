@@ -95,25 +95,35 @@ static void reo_observe(struct tcp_conn *c, uint32_t rtt)
 	c->reo_persist = TCP_REO_PERSIST;
 }
 
+/* RFC 8985 6.2 step 4. */
+static uint32_t reo_wnd(const struct tcp_conn *c, uint32_t sacked)
+{
+	uint32_t w = (c->reo_mult + 1) * (c->min_rtt / 4), srtt = tcp_xmit_now(c->stk, c->srtt);
+
+	if (!c->reord_seen && (c->in_recovery || sacked >= TCP_DUPACK_THRESH))
+		return 0;
+	if (c->reo_extent > w)
+		w = c->reo_extent;
+	return w < srtt || srtt == 0 ? w : srtt;
+}
+
 /*
  * A segment resent in recovery was delivered @since after its resend,
  * sooner than any round trip: the ACK is the original's, which RACK (or
  * DupThresh) had given up on. It came @since after the window that RACK
- * allowed it (taken as none before reordering was seen); the window this
- * path needs is at least that much wider. reo_observe() learns only from
- * overtaken segments never sent again, and a reordered frame that
+ * allowed it (none before reordering was seen, in recovery); the window
+ * this path needs is at least that much wider. reo_observe() learns only
+ * from overtaken segments never sent again, and a reordered frame that
  * overtook a flight sent at once all of it again: the window then grew by
  * min_rtt / 4 a round trip, a burst of needless resends each time.
  */
 static void reo_late_original(struct tcp_conn *c, uint32_t since)
 {
-	uint32_t wnd = c->reord_seen ? (c->reo_mult + 1) * (c->min_rtt / 4) : 0;
+	uint32_t wnd = reo_wnd(c, 0) + since;
 
-	if (c->reord_seen && c->reo_extent > wnd)
-		wnd = c->reo_extent;
 	c->reord_seen = true;
-	if (wnd + since > c->reo_extent)
-		c->reo_extent = wnd + since;
+	if (wnd > c->reo_extent)
+		c->reo_extent = wnd;
 	c->reo_persist = TCP_REO_PERSIST;
 }
 
@@ -146,18 +156,6 @@ void tcp_rack_delivered(struct tcp_conn *c, uint32_t slot, uint32_t end, uint64_
 		c->rack_end = end;
 		c->rack_rtt = rtt;
 	}
-}
-
-/* RFC 8985 6.2 step 4. */
-static uint32_t reo_wnd(const struct tcp_conn *c, uint32_t sacked)
-{
-	uint32_t w = (c->reo_mult + 1) * (c->min_rtt / 4), srtt = tcp_xmit_now(c->stk, c->srtt);
-
-	if (!c->reord_seen && (c->in_recovery || sacked >= TCP_DUPACK_THRESH))
-		return 0;
-	if (c->reo_extent > w)
-		w = c->reo_extent;
-	return w < srtt || srtt == 0 ? w : srtt;
 }
 
 /*
