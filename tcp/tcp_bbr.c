@@ -160,9 +160,8 @@ void tcp_bbr_init(struct tcp_conn *c)
 void tcp_bbr_sent(struct tcp_conn *c, uint32_t slot, uint64_t now)
 {
 	struct tcp_bbr *b = c->bbr;
-	uint32_t x = tcp_xmit_now(c->stk, now);
-
 	struct tcp_rs_ent *rs = tcp_rs_ent(c->stk, c->sq[slot]);
+	uint32_t x = tcp_xmit_now(c->stk, now);
 
 	/* Nothing in flight: intervals start now, not at the last ACK. */
 	if (c->snd_una == c->snd_max)
