@@ -79,7 +79,7 @@ while time.time() < end:
                 d = None
             if d:
                 pending[c] += d
-            elif d == b"":
+            elif d == b"" and not isinstance(pending[c], tuple):
                 pending[c] = (pending[c], "eof")
         buf = pending[c]
         eof = isinstance(buf, tuple)
@@ -96,7 +96,9 @@ while time.time() < end:
             del pending[c]
             continue
         pending[c] = (data, "eof") if eof else data
-        sel.modify(c, selectors.EVENT_READ | (selectors.EVENT_WRITE if data else 0))
+        # After the peer closed, reading again would only see EOF again.
+        sel.modify(c, selectors.EVENT_WRITE if eof else
+                   selectors.EVENT_READ | (selectors.EVENT_WRITE if data else 0))
 ' &
 srv_pid=$!
 sleep 0.5
