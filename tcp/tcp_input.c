@@ -633,12 +633,52 @@ void tcp_ooo_drain(struct tcp_conn *c)
 	tcp_ooo_list_update(c);
 }
 
+/* The peer's FIN is in: it takes a sequence number, and the state moves on. */
+static void fin_in(struct tcp_conn *c, uint64_t now)
+{
+	c->flags &= ~CF_OOO_FIN;
+	c->rcv_nxt++;
+	c->flags |= CF_RCVD_FIN | CF_ACK_NOW;
+	tcp_conn_event(c, TCP_EV_PEER_CLOSED | TCP_EV_READABLE, 0);
+	switch (c->state) {
+	case TCP_ESTABLISHED:
+		c->state = TCP_CLOSE_WAIT;
+		break;
+	case TCP_FIN_WAIT_1:
+		c->state = TCP_CLOSING;
+		break;
+	case TCP_FIN_WAIT_2:
+		tcp_send_ctl(c, c->snd_nxt, TH_ACK, now);
+		tcp_enter_time_wait(c, now);
+		break;
+	default:
+		break;
+	}
+}
+
+/*
+ * A FIN that came ahead of a hole (RFC 9293 3.10.7.4 lets a receiver
+ * keep it, as Linux does with its out-of-order queue) takes effect once
+ * the data before it is in: dropping it leaves the sender nothing to
+ * find it lost by, and it waits for a retransmission timeout. Data past
+ * the FIN makes it a lie, and it is forgotten.
+ */
+void tcp_fin_check(struct tcp_conn *c, uint64_t now)
+{
+	if (!(c->flags & CF_OOO_FIN))
+		return;
+	if (c->rcv_nxt == c->ooo_fin && !(c->flags & CF_RCVD_FIN))
+		fin_in(c, now);
+	else if (SEQ_GT(c->rcv_nxt, c->ooo_fin) || (c->flags & CF_RCVD_FIN))
+		c->flags &= ~CF_OOO_FIN;
+}
+
 /* Returns true if the mbuf was kept (queued for reading). */
 static bool conn_input(struct tcp_conn *c, struct rte_mbuf *m, struct tcp_seg *s, uint64_t now)
 {
 	struct tcp_stack *stk = c->stk;
 	uint32_t seglen = s->len + !!(s->flags & TH_SYN) + !!(s->flags & TH_FIN);
-	bool kept = false;
+	bool kept = false, ooo_fin = false;
 
 	if (ts_missing(c, s))
 		return false;
@@ -834,14 +874,15 @@ static bool conn_input(struct tcp_conn *c, struct rte_mbuf *m, struct tcp_seg *s
 		} else if (s->seq != c->rcv_nxt) {
 			/* A hole: hold the segment, and ACK at once (RFC 5681 4.2). */
 			c->flags |= CF_ACK_NOW;
-			s->flags &= ~TH_FIN;
 			if (rx_mem_ok(c, false)) {
 				switch (ooo_insert(c, m, s->seq)) {
 				case OOO_KEPT:
 					kept = true;
+					ooo_fin = s->flags & TH_FIN;
 					break;
 				case OOO_DUP:
 					dsack_note(c, s->seq, s->seq + s->len);
+					ooo_fin = s->flags & TH_FIN;
 					break;
 				case OOO_FULL:
 					stk->stats.rx_ooo_drop++;
@@ -850,6 +891,7 @@ static bool conn_input(struct tcp_conn *c, struct rte_mbuf *m, struct tcp_seg *s
 					dmta_panic("tcp_input: bad ooo_insert result");
 				}
 			}
+			s->flags &= ~TH_FIN;
 		} else if (c->rq_count == TCP_RQ_SLOTS || c->rq_bytes + s->len > stk->conf.rcvbuf) {
 			stk->stats.rx_rcvbuf_drop++;
 			c->flags |= CF_ACK_NOW;
@@ -876,26 +918,22 @@ static bool conn_input(struct tcp_conn *c, struct rte_mbuf *m, struct tcp_seg *s
 		}
 	}
 
-	/* FIN, in order only */
-	if ((s->flags & TH_FIN) && s->seq + s->len == c->rcv_nxt && !(c->flags & CF_RCVD_FIN)) {
-		c->rcv_nxt++;
-		c->flags |= CF_RCVD_FIN | CF_ACK_NOW;
-		tcp_conn_event(c, TCP_EV_PEER_CLOSED | TCP_EV_READABLE, 0);
-		switch (c->state) {
-		case TCP_ESTABLISHED:
-			c->state = TCP_CLOSE_WAIT;
-			break;
-		case TCP_FIN_WAIT_1:
-			c->state = TCP_CLOSING;
-			break;
-		case TCP_FIN_WAIT_2:
-			tcp_send_ctl(c, c->snd_nxt, TH_ACK, now);
-			tcp_enter_time_wait(c, now);
-			break;
-		default:
-			break;
-		}
+	/* A FIN alone, ahead of a hole */
+	if (s->len == 0 && (s->flags & TH_FIN) && SEQ_GT(s->seq, c->rcv_nxt) &&
+	    (c->state == TCP_ESTABLISHED || c->state == TCP_FIN_WAIT_1 ||
+	     c->state == TCP_FIN_WAIT_2)) {
+		c->flags |= CF_ACK_NOW;
+		ooo_fin = true;
 	}
+	/* The FIN, in order, or held until the data before it came */
+	if (ooo_fin && !(c->flags & CF_RCVD_FIN)) {
+		c->flags |= CF_OOO_FIN;
+		c->ooo_fin = s->seq + s->len;
+	}
+	if ((s->flags & TH_FIN) && s->seq + s->len == c->rcv_nxt && !(c->flags & CF_RCVD_FIN))
+		fin_in(c, now);
+	else
+		tcp_fin_check(c, now);
 	if (c->state != TCP_TIME_WAIT && c->state != TCP_CLOSED)
 		tcp_output(c, now);
 	return kept;

@@ -858,6 +858,9 @@ ssize_t tcp_recv(struct tcp_conn *c, void *buf, size_t len, uint64_t now_tsc)
 			if (c->rcv_nxt != nxt) {
 				c->flags |= CF_ACK_NOW;
 				tcp_conn_event(c, TCP_EV_READABLE, 0);
+				tcp_fin_check(c, now_tsc);
+				if (c->state == TCP_TIME_WAIT)
+					return (ssize_t)done; /* the FIN's ACK went */
 			}
 		}
 		after = tcp_rcv_window(c);

@@ -94,6 +94,7 @@ enum {
 	CF_ON_OOO = 1 << 12,	 /* on the stack's list of connections holding out-of-order data */
 	CF_TLP = 1 << 13,	 /* t_rtx is a tail loss probe timeout (tcp_rack.c) */
 	CF_TLP_OUT = 1 << 14,	 /* a probe is out: no other until an ACK moves snd_una */
+	CF_OOO_FIN = 1 << 15,	 /* the peer's FIN came ahead of a hole: it is at ooo_fin */
 };
 
 /* Units of BBR's bandwidth: bytes per sq_xmit unit (about 1 us), << 24. */
@@ -214,6 +215,7 @@ struct tcp_conn {
 	struct rte_mbuf *ooo_head, *ooo_tail;
 	uint32_t ooo_count, ooo_bytes, ooo_mem; /* ooo_mem: buf_len summed */
 	uint32_t ooo_last;			/* latest held: its block is SACKed first */
+	uint32_t ooo_fin;			/* CF_OOO_FIN: the FIN's sequence number */
 	TAILQ_ENTRY(tcp_conn) ooo_link;		/* the stack's list of holders, oldest first */
 
 	struct tcp_timer t_rtx;	   /* retransmission, SYN retries, persist */
@@ -303,6 +305,7 @@ void tcp_input(void *arg, struct rte_mbuf *m, uint32_t hlen, uint64_t now);
 void tcp_enter_recovery(struct tcp_conn *c, uint64_t now);
 int tcp_sack_head_lost(const struct tcp_conn *c);
 void tcp_ooo_drain(struct tcp_conn *c);
+void tcp_fin_check(struct tcp_conn *c, uint64_t now);
 bool tcp_oow_ack_allowed(struct tcp_conn *c, uint64_t now, bool challenge);
 
 void tcp_icmp_err(void *arg, uint8_t code, uint16_t mtu, const struct rte_ipv4_hdr *in,
