@@ -311,9 +311,9 @@ uint32_t tcp_sack_flight(const struct tcp_conn *c)
  * segments on that path). pipe counts what is still in the network (neither
  * SACKed nor lost, plus lost segments sent again). Lost segments go again,
  * once each per recovery, lowest first, while pipe leaves room in cwnd.
- * Returns pipe.
+ * Returns pipe; *@held says a lost segment is waiting for room.
  */
-static uint32_t sack_send_holes(struct tcp_conn *c, uint64_t now)
+static uint32_t sack_send_holes(struct tcp_conn *c, uint64_t now, bool *held)
 {
 	struct tcp_stack *stk = c->stk;
 	uint32_t n = 0, seq = c->snd_una, pipe = 0, sacked_segs = 0, sacked_bytes = 0;
@@ -367,6 +367,8 @@ static uint32_t sack_send_holes(struct tcp_conn *c, uint64_t now)
 			 * second or third was still being found lost. */
 			if (seq == c->snd_una)
 				tcp_arm_rtx(c, now);
+		} else {
+			*held = true;
 		}
 		seq += len;
 	}
@@ -617,7 +619,7 @@ static bool can_send_data(const struct tcp_conn *c)
 void tcp_output(struct tcp_conn *c, uint64_t now)
 {
 	struct tcp_stack *stk = c->stk;
-	bool sent = false, sack_rec = c->in_recovery && c->sack_on, rwnd_stop = false;
+	bool sent = false, sack_rec = c->in_recovery && c->sack_on, rwnd_stop = false, held = false;
 	/* Going over the flight again after a timeout, SACKed segments are skipped. */
 	bool sack_resend = !c->in_recovery && c->sack_on && SEQ_LT(c->snd_nxt, c->snd_max);
 	/* Before a recovery begins (fewer than DupThresh segments SACKed
@@ -633,7 +635,7 @@ void tcp_output(struct tcp_conn *c, uint64_t now)
 		return;
 	}
 	if (sack_rec)
-		pipe = sack_send_holes(c, now);
+		pipe = sack_send_holes(c, now, &held);
 	else if (sack_pipe)
 		pipe = tcp_sack_flight(c);
 	while (c->sq_next < c->sq_count) {
@@ -727,6 +729,8 @@ void tcp_output(struct tcp_conn *c, uint64_t now)
 	}
 	if (c->bbr != NULL)
 		tcp_bbr_app_limited(c, rwnd_stop);
+	if (sack_rec)
+		tcp_rack_probe_arm(c, now, held);
 	if (!sent && (c->flags & CF_ACK_NOW))
 		tcp_send_ctl(c, c->snd_nxt, TH_ACK, now);
 }

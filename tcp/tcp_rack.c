@@ -291,8 +291,46 @@ bool tcp_tlp_arm(struct tcp_conn *c, uint64_t now)
 }
 
 /*
+ * A probe in recovery. The first unacknowledged segment went again, and
+ * nothing else is left to send: the send queue is all out (full of
+ * SACKed segments at sndbuf, or the application has no more) and no
+ * segment found lost waits for room. If that resend is lost too, RACK
+ * cannot tell: no segment sent after it will be delivered to judge by,
+ * and the retransmission timeout restarts from one segment. RFC 8985
+ * sends no probe in recovery and Linux waits for its RTO (its sndbuf,
+ * grown by autotuning, rarely runs out). Here the resend goes once more
+ * 2 SRTT after it last left, as a tail loss probe would, window kept;
+ * the real RTO follows. Over 30 seeds of the lab path's model
+ * (test_lab_path_bbr) the sender's timeouts fell from 36 to 12; most had
+ * found the queue so, 177 of its 182 segments SACKed.
+ * Called at the end of tcp_output() in recovery, with @held true when a
+ * lost segment is waiting for the window or the pacing timer.
+ */
+void tcp_rack_probe_arm(struct tcp_conn *c, uint64_t now, bool held)
+{
+	struct tcp_stack *stk = c->stk;
+	uint32_t head = c->sq_head;
+	uint64_t at, ago;
+
+	if (held || !c->in_recovery || c->srtt == 0 || c->nrtx > 0 || c->sq_count == 0 ||
+	    c->sq_next != c->sq_count || (c->flags & (CF_TLP | CF_TLP_OUT | CF_PERSIST)) ||
+	    !sq_bit(c->sq_rtx, head) || sq_bit(c->sq_sacked, head) || sq_bits_any(c->sq_lost) ||
+	    !tcp_timer_pending(&c->t_rtx))
+		return;
+	ago = xmit_to_tsc(stk, tcp_xmit_now(stk, now) - c->sq_xmit[head]);
+	at = now - (ago < now ? ago : now) + 2 * c->srtt;
+	if (at <= now)
+		at = now + 1;
+	if (at >= c->t_rtx.expire_tick * stk->wheel.tsc_per_tick)
+		return;
+	c->flags |= CF_TLP;
+	tcp_timer_arm(&stk->wheel, &c->t_rtx, at);
+}
+
+/*
  * The probe timeout fired (RFC 8985 7.3): send new data if the windows
  * allow one segment, else the last segment sent again; then the real RTO.
+ * In recovery (tcp_rack_probe_arm()), the first unacknowledged segment.
  */
 void tcp_tlp_fire(struct tcp_conn *c, uint64_t now)
 {
@@ -301,6 +339,12 @@ void tcp_tlp_fire(struct tcp_conn *c, uint64_t now)
 
 	c->flags &= ~CF_TLP;
 	c->flags |= CF_TLP_OUT;
+	if (c->in_recovery) {
+		stk->stats.recovery_probes++;
+		tcp_retransmit_head(c, now);
+		tcp_arm_rtx(c, now);
+		return;
+	}
 	stk->stats.tlp_probes++;
 	if (c->sq_next < c->sq_count && c->snd_nxt == c->snd_max) {
 		uint32_t cwnd = c->cwnd;

@@ -50,7 +50,7 @@ static const struct tcp_stat_name stack_stat_names[] = {
     STAT(rx_mbufs),	  STAT(rx_pruned),	  STAT(rx_mem_drop),  STAT(tx_split),
     STAT(icmp_invalid),	  STAT(icmp_conn_aborts), STAT(icmp_soft),    STAT(pmtu_reductions),
     STAT(pmtu_blackhole), STAT(rack_lost),	  STAT(tlp_probes),   STAT(dsacks_rx),
-    STAT(undos),	  STAT(dsacks_tx),	  STAT(paced),
+    STAT(undos),	  STAT(dsacks_tx),	  STAT(paced),	      STAT(recovery_probes),
 };
 
 _Static_assert(sizeof(stack_stat_names) / sizeof(stack_stat_names[0]) ==

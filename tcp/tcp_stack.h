@@ -237,6 +237,8 @@ struct tcp_stack_stats {
 	uint64_t undos;		 /**< recoveries or timeouts undone as spurious */
 	uint64_t dsacks_tx;	 /**< D-SACK blocks sent: duplicates reported (RFC 2883) */
 	uint64_t paced;		 /**< times output stopped to wait for the pacing timer */
+	uint64_t
+	    recovery_probes; /**< lost-looking resends sent again before the RTO (tcp_rack.c) */
 };
 
 struct tcp_stack;

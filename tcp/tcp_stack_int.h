@@ -336,6 +336,7 @@ void tcp_undo_mark(struct tcp_conn *c);
 void tcp_undo_eifel(struct tcp_conn *c, uint32_t tsecr);
 bool tcp_tlp_arm(struct tcp_conn *c, uint64_t now);
 void tcp_tlp_fire(struct tcp_conn *c, uint64_t now);
+void tcp_rack_probe_arm(struct tcp_conn *c, uint64_t now, bool held);
 
 /* tcp_output.c */
 int tcp_send_ctl(struct tcp_conn *c, uint32_t seq, uint8_t flags, uint64_t now);
