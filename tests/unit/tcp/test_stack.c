@@ -2027,9 +2027,8 @@ static bool a_ten_out(void)
  * FIN with the segment's place in the queue; A, in recovery (which
  * covers the FIN), had no later segment to find it lost by and resent
  * it only at its retransmission timeout, 200 ms on. Over 30 seeds of
- * the lab path (TCP_SEEDS=30, test_lab_path_bbr) that was 26 of the 64
- * timeouts, and 7% of the time; the kernel sending to dmta waited the
- * same way.
+ * the lab path (TCP_SEEDS=30, test_lab_path_bbr) that was 26 of the
+ * sender's 62 timeouts, and 7% of the time.
  */
 static void test_fin_ahead_of_hole(void **state)
 {
