@@ -389,7 +389,7 @@ static void route_one(const char *key, const char *value, void *arg)
 
 int dns_config_load(struct dns_config *cfg, const struct dmta_conf *conf)
 {
-	struct dns_conf_text text = {NULL};
+	struct dns_conf_text text = {0};
 	int rc = 0;
 	const char *s;
 

@@ -113,7 +113,7 @@ static void load_source(const char *sect, void *arg)
 {
 	struct load *l = arg;
 	struct queue_egress *eg = l->eg;
-	struct source_keys k = {NULL};
+	struct source_keys k = {0};
 	const char *name = sect + strlen("source ");
 
 	if (l->rc != 0)
@@ -223,7 +223,7 @@ static int pool_add(struct queue_egress *eg, const char *name, struct pool **out
 static void load_pool(const char *sect, void *arg)
 {
 	struct load *l = arg;
-	struct pool_keys k = {NULL};
+	struct pool_keys k = {0};
 	struct pool *p;
 	char why[256];
 
@@ -246,7 +246,7 @@ int queue_egress_load(const struct dmta_conf *conf, struct queue_egress **out, c
 {
 	struct queue_egress *eg = calloc(1, sizeof(*eg));
 	struct load l = {conf, eg, err, errlen, 0};
-	struct egress_keys k = {NULL};
+	struct egress_keys k = {0};
 	struct pool *p;
 
 	*out = NULL;

@@ -938,7 +938,7 @@ const struct dmta_conf_section queue_rules_conf_section = {
 int queue_rules_load_conf(const struct dmta_conf *conf, struct queue_rules **out, char *err,
 			  size_t errlen)
 {
-	struct rules_keys k = {NULL};
+	struct rules_keys k = {0};
 
 	/* A string key cannot be invalid: the result can be ignored. */
 	(void)dmta_conf_read(conf, &queue_rules_conf_section, &k);

@@ -322,7 +322,7 @@ const struct dmta_conf_section queue_host_conf_section = {
 
 const char *queue_myhostname(const struct dmta_conf *conf, char *buf, size_t len)
 {
-	struct queue_host_keys k = {NULL};
+	struct queue_host_keys k = {0};
 
 	/* A string key cannot be invalid: the result can be ignored. */
 	(void)dmta_conf_read(conf, &queue_host_conf_section, &k);

@@ -171,7 +171,7 @@ int dmta_port_open(const struct dmta_conf *conf, unsigned int nb_workers, struct
 {
 	struct rte_eth_dev_info info;
 	struct rte_eth_conf econf;
-	struct dmta_port_conf pc = {NULL};
+	struct dmta_port_conf pc = {0};
 	uint16_t nrx, ntx;
 	int rc;
 

@@ -47,7 +47,7 @@ static void trace_fn(void *arg, char dir, const char *line, size_t len)
 		h->trace_len += (size_t)n;
 }
 
-static void evlog(struct h *h, const char *fmt, ...)
+static void __attribute__((format(printf, 2, 3))) evlog(struct h *h, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -1195,8 +1195,8 @@ static void test_body_chunks(void **state)
 	    "ab\ncd\re",
 	    /* Longer than the sixteen-byte steps of the scan:
 	     * line ends on and across step boundaries. */
-	    "0123456789abcd\r\n0123456789abcdef\r\n0123456789abcde\r\n"
-	    "0123456789abcdefg\r\nend\r\n",
+	    ("0123456789abcd\r\n0123456789abcdef\r\n0123456789abcde\r\n"
+	     "0123456789abcdefg\r\nend\r\n"),
 	    "0123456789abcdef\n0123456789abcdef\r\n0123456789abcdef",
 	    "0123456789abcde\r0123456789abcdef\r\n0123456789abcdef\r\n",
 	    "0123456789abcdef0123456789abcde\r\n.0123456789abcdef\r\n\r",

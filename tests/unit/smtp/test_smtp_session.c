@@ -330,7 +330,7 @@ struct rig {
 
 static const char oc[] = {'k', 't', 'p'};
 
-static void evlog(struct rig *r, const char *fmt, ...)
+static void __attribute__((format(printf, 2, 3))) evlog(struct rig *r, const char *fmt, ...)
 {
 	char tmp[128];
 	va_list ap;
