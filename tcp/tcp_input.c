@@ -397,7 +397,7 @@ static void new_ack(struct tcp_conn *c, const struct tcp_seg *s, uint64_t now)
 	}
 	sq_drop_acked(c, data_acked, now);
 	c->snd_una = s->ack;
-	c->flags &= ~CF_TLP_OUT;
+	c->flags &= ~(CF_TLP_OUT | CF_RPROBE);
 	if (c->ts_on && s->opts.has_ts)
 		tcp_undo_eifel(c, s->opts.tsecr);
 	if (SEQ_LT(c->snd_nxt, c->snd_una))
@@ -633,10 +633,13 @@ void tcp_ooo_drain(struct tcp_conn *c)
 	tcp_ooo_list_update(c);
 }
 
-/* The peer's FIN is in: it takes a sequence number, and the state moves on. */
+/* The peer's FIN is in: it takes a sequence number, and the state moves
+ * on. Data held beyond it was a lie: it goes (as Linux's tcp_fin()). */
 static void fin_in(struct tcp_conn *c, uint64_t now)
 {
 	c->flags &= ~CF_OOO_FIN;
+	if (c->ooo_head != NULL)
+		tcp_ooo_purge(c);
 	c->rcv_nxt++;
 	c->flags |= CF_RCVD_FIN | CF_ACK_NOW;
 	tcp_conn_event(c, TCP_EV_PEER_CLOSED | TCP_EV_READABLE, 0);
@@ -656,20 +659,30 @@ static void fin_in(struct tcp_conn *c, uint64_t now)
 	}
 }
 
+/* Whether a held segment has data past @seq. */
+static bool ooo_past(struct tcp_conn *c, uint32_t seq)
+{
+	for (struct rte_mbuf *m = c->ooo_head; m != NULL; m = tcp_ooo_ent(c->stk, m)->next)
+		if (SEQ_GT(tcp_ooo_ent(c->stk, m)->seq + rte_pktmbuf_data_len(m), seq))
+			return true;
+	return false;
+}
+
 /*
  * A FIN that came ahead of a hole (RFC 9293 3.10.7.4 lets a receiver
  * keep it, as Linux does with its out-of-order queue) takes effect once
  * the data before it is in: dropping it leaves the sender nothing to
  * find it lost by, and it waits for a retransmission timeout. Data past
- * the FIN makes it a lie, and it is forgotten.
+ * the FIN, taken or still held (the read queue may be out of slots),
+ * makes it a lie, and it is forgotten.
  */
 void tcp_fin_check(struct tcp_conn *c, uint64_t now)
 {
-	if (!(c->flags & CF_OOO_FIN))
+	if (!(c->flags & CF_OOO_FIN) || SEQ_LT(c->rcv_nxt, c->ooo_fin))
 		return;
-	if (c->rcv_nxt == c->ooo_fin && !(c->flags & CF_RCVD_FIN))
+	if (c->rcv_nxt == c->ooo_fin && !(c->flags & CF_RCVD_FIN) && !ooo_past(c, c->ooo_fin))
 		fin_in(c, now);
-	else if (SEQ_GT(c->rcv_nxt, c->ooo_fin) || (c->flags & CF_RCVD_FIN))
+	else
 		c->flags &= ~CF_OOO_FIN;
 }
 

@@ -841,7 +841,7 @@ void tcp_rtx_timeout(struct tcp_timer *t, uint64_t now)
 		tcp_tlp_fire(c, now);
 		return;
 	}
-	c->flags &= ~CF_TLP_OUT;
+	c->flags &= ~(CF_TLP_OUT | CF_RPROBE);
 
 	if (c->flags & CF_PERSIST) {
 		/* Probes count toward the limits too: a peer that is gone, or

@@ -141,9 +141,11 @@ void tcp_rack_delivered(struct tcp_conn *c, uint32_t slot, uint32_t end, uint64_
 	if (SEQ_GT(end, c->rack_fack))
 		c->rack_fack = end;
 	/* A retransmitted segment acknowledged sooner than a round trip after
-	 * its retransmission: the original's ACK, ambiguous. */
+	 * its retransmission: the original's ACK, ambiguous. (After a
+	 * recovery probe, the ACK of the resend before it, which was late,
+	 * not overtaken: the reordering window stays.) */
 	if (sq_bit(c->sq_retx, slot) && c->min_rtt != 0 && rtt < c->min_rtt) {
-		if (c->in_recovery)
+		if (c->in_recovery && !(slot == c->sq_head && (c->flags & CF_RPROBE)))
 			reo_late_original(c, rtt);
 		return;
 	}
@@ -341,6 +343,7 @@ void tcp_tlp_fire(struct tcp_conn *c, uint64_t now)
 	c->flags |= CF_TLP_OUT;
 	if (c->in_recovery) {
 		stk->stats.recovery_probes++;
+		c->flags |= CF_RPROBE;
 		tcp_retransmit_head(c, now);
 		tcp_arm_rtx(c, now);
 		return;

@@ -95,6 +95,7 @@ enum {
 	CF_TLP = 1 << 13,	 /* t_rtx is a tail loss probe timeout (tcp_rack.c) */
 	CF_TLP_OUT = 1 << 14,	 /* a probe is out: no other until an ACK moves snd_una */
 	CF_OOO_FIN = 1 << 15,	 /* the peer's FIN came ahead of a hole: it is at ooo_fin */
+	CF_RPROBE = 1 << 16,	 /* the first segment's last send was a recovery probe */
 };
 
 /* Units of BBR's bandwidth: bytes per sq_xmit unit (about 1 us), << 24. */

@@ -2020,11 +2020,13 @@ static bool a_ten_out(void)
 
 /*
  * The peer's FIN arrives ahead of a hole: a segment of ten is lost, and
- * the FIN rides on the last one or, the second time, follows alone. B
- * keeps the FIN's place and takes it once the hole is filled, so the
- * resend of the hole is all A sends again: no timeout, and both ends
- * are closed within a few round trips (20 ms each). B used to drop the
- * FIN with the segment's place in the queue; A, in recovery (which
+ * the FIN (which this stack sends alone) follows the last one at once
+ * or, the second time, once all ten are out. B keeps the FIN's place and
+ * takes it once the hole is filled, so the resend of the hole is all A
+ * sends again: no timeout, and both ends are closed within a few round
+ * trips (20 ms each). A FIN on data, as Linux sends it, is
+ * test_fin_with_data_ahead_of_hole. B used to drop the FIN with the
+ * segment's place in the queue; A, in recovery (which
  * covers the FIN), had no later segment to find it lost by and resent
  * it only at its retransmission timeout, 200 ms on. Over 30 seeds of
  * the lab path (TCP_SEEDS=30, test_lab_path_bbr) that was 26 of the
@@ -2140,6 +2142,65 @@ static void test_recovery_probe(void **state)
 		fail_msg("a lost resend with the send queue full: %llu timeouts and %llu probes, "
 			 "want none and one",
 			 (unsigned long long)a->rto_fired, (unsigned long long)a->recovery_probes);
+	run(tables_empty, 5000);
+}
+
+/* The third transmission of the lost segment is held back 70 ms (late,
+ * not lost): the probe goes for nothing. */
+static unsigned late_tx;
+
+static bool tap_late_resend(struct wire *wr, int from, uint8_t *f, uint32_t len)
+{
+	if (from == 0 && is_tcp(f, len) && len > 34 + tcp_hlen(f) && rack_dropped >= 1 &&
+	    get_seq(f) == rack_drop_seq && ++late_tx == 3) {
+		wire_put(wr, 1, f, len);
+		wr->q[wr->nq - 1].at = wr->now + wr->imp[0].delay_us + 70000;
+		return false;
+	}
+	return tap_rack(wr, from, f, len);
+}
+
+static uint32_t late_extent;
+
+static bool late_done(void)
+{
+	if (app[0].conn != NULL && app[0].conn->reo_extent > late_extent)
+		late_extent = app[0].conn->reo_extent;
+	return both_done();
+}
+
+/*
+ * A needless recovery probe: the resend before it was late, not lost.
+ * Its ACK comes sooner than a round trip after the probe, which RACK
+ * reads as the ACK of an earlier transmission; for a resend RACK found
+ * lost that means the window was too narrow (reo_late_original()), but
+ * here it says only that the resend was late, and the reordering window
+ * (38 ms on this path, about a round trip, kept for 16 recoveries) must
+ * not grow from it.
+ */
+static void test_recovery_probe_late_resend(void **state)
+{
+	struct tcp_stack_conf c = wire_stack_conf();
+	const struct tcp_stack_stats *a;
+	(void)state;
+
+	c.sndbuf = c.rcvbuf = 256 * 1024;
+	rack_setup_conf(40, &c);
+	w.imp[0].delay_us = w.imp[1].delay_us = 20000;
+	w.tap = tap_late_resend;
+	late_tx = 0;
+	late_extent = 0;
+	rack_drop_nth = 60;
+	rack_drop_more = 2;
+	start(400000, 100);
+	a = tcp_stack_stats(w.stk[0]);
+	run(late_done, 30000);
+	check_transfer(400000, 100);
+	print_stats("late resend");
+	assert_int_equal(a->recovery_probes, 1);
+	if (late_extent != 0)
+		fail_msg("reordering window widened by a needless probe: reo_extent %u, want 0",
+			 late_extent);
 	run(tables_empty, 5000);
 }
 
@@ -3298,6 +3359,125 @@ static void test_simultaneous_open_deadline(void **state)
 	run(tables_empty, 5000);
 }
 
+/* A forged segment from A to B: @n bytes at @seq, FIN if @fin,
+ * acknowledging what B sent, with a timestamp newer than A's. */
+static size_t forge_fin(uint8_t *g, const uint8_t *f, uint32_t seq, const void *data, size_t n,
+			bool fin)
+{
+	size_t len = forge(g, f, seq, app[1].conn->snd_max, data, n);
+	uint8_t *ts = tcp_opt(g, 8);
+
+	if (ts != NULL)
+		be32_put(ts + 2, tcp_ts_now(app[0].conn, w.now) + 1000);
+	if (fin)
+		g[34 + 13] |= 0x01;
+	tcp_fix_csum(g, len);
+	return len;
+}
+
+/* A and B connected, A's first 10 bytes taken by B; @f holds their frame
+ * (for forging). Returns B's rcv_nxt. */
+static uint32_t fin_setup(uint8_t *f, uint64_t seed)
+{
+	struct tcp_stack_conf c = wire_stack_conf();
+	uint32_t seq;
+
+	connect_idle(seed, &c, 4000);
+	assert_int_equal(tcp_send(app[0].conn, "0123456789", 10, w.now), 10);
+	wire_step(&w);
+	grab_frame_to_b(f);
+	seq = get_seq(f);
+	steps(50);
+	assert_int_equal(app[1].conn->rcv_nxt, seq + 10);
+	return seq + 10;
+}
+
+static void fin_end(void)
+{
+	for (int i = 0; i < 2; i++) {
+		if (app[i].conn != NULL)
+			tcp_abort(app[i].conn, w.now);
+		app[i].conn = NULL;
+		app[i].released = true;
+	}
+	run(tables_empty, 5000);
+}
+
+/* Data with a FIN ahead of a hole (as Linux sends its last segment; this
+ * stack sends its FIN alone, test_fin_ahead_of_hole): held, and taken
+ * when the hole is filled. */
+static void test_fin_with_data_ahead_of_hole(void **state)
+{
+	uint8_t f[1600], g[1600];
+	uint32_t r;
+	size_t n;
+	(void)state;
+
+	r = fin_setup(f, 70);
+	n = forge_fin(g, f, r + 10, "KLMNOPQRST", 10, true);
+	inject_b(g, n);
+	assert_true(app[1].conn->flags & CF_OOO_FIN);
+	assert_int_equal(tcp_conn_state(app[1].conn), TCP_ESTABLISHED);
+	n = forge_fin(g, f, r, "ABCDEFGHIJ", 10, false);
+	inject_b(g, n);
+	assert_int_equal(tcp_conn_state(app[1].conn), TCP_CLOSE_WAIT);
+	assert_int_equal(app[1].conn->rcv_nxt, r + 21);
+	steps(10);
+	assert_true(app[1].eof);
+	assert_int_equal(app[1].rx_len, 30);
+	assert_memory_equal(app[1].rx + 10, "ABCDEFGHIJKLMNOPQRST", 20);
+	fin_end();
+}
+
+/*
+ * A peer that lies: a FIN ahead of a hole, then data past it. Once the
+ * hole is filled the data is taken and the FIN forgotten, whether the
+ * data came into the read queue at once or (its 256 slots nearly full)
+ * was still held when the FIN's place was reached: the FIN used to be
+ * taken then, and the held segment kept, and SACKed, until the end.
+ */
+static void fin_then_data(bool rq_nearly_full, uint64_t seed)
+{
+	uint8_t f[1600], g[1600];
+	uint32_t r;
+	size_t n, want = 10;
+
+	r = fin_setup(f, seed);
+	app[1].paused = true;
+	if (rq_nearly_full) {
+		for (int i = 0; i < TCP_RQ_SLOTS - 2; i++, r++, want++)
+			inject_b(g, forge_fin(g, f, r, "x", 1, false));
+		assert_int_equal(app[1].conn->rq_count, TCP_RQ_SLOTS - 2);
+	}
+	n = forge_fin(g, f, r + 1, "F", 1, true); /* the FIN at r + 2 */
+	inject_b(g, n);
+	n = forge_fin(g, f, r + 2, "past", 4, false);
+	inject_b(g, n);
+	n = forge_fin(g, f, r, "h", 1, false); /* the hole */
+	inject_b(g, n);
+	assert_int_equal(tcp_conn_state(app[1].conn), TCP_ESTABLISHED);
+	assert_false(app[1].conn->flags & CF_OOO_FIN);
+	app[1].paused = false;
+	steps(20);
+	assert_int_equal(tcp_conn_state(app[1].conn), TCP_ESTABLISHED);
+	assert_false(app[1].eof);
+	assert_int_equal(app[1].rx_len, want + 6);
+	assert_memory_equal(app[1].rx + want, "hFpast", 6);
+	assert_int_equal(app[1].conn->ooo_count, 0);
+	assert_int_equal(app[1].conn->rcv_nxt, r + 6);
+	fin_end();
+}
+
+static void test_fin_with_data_past(void **state)
+{
+	(void)state;
+	fin_then_data(false, 71);
+	wire_next();
+	fin_then_data(true, 72);
+	wire_next();
+	wire_fresh();
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -3343,8 +3523,11 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_tail_loss_probe, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_lost_retransmission, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_fin_ahead_of_hole, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_fin_with_data_ahead_of_hole, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_fin_with_data_past, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_head_resends_restart_rto, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_recovery_probe, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_recovery_probe_late_resend, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_blackhole_not_when_sacked, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_spurious_recovery_undone, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_bbr_recovery_end_keeps_window, setup, teardown),
