@@ -77,7 +77,10 @@ static const struct dmta_conf_key pool_keys[] = {
 const struct dmta_conf_section queue_pool_conf_section = {
     .name = "pool bulk",
     .help = "A pool of sources; a message names its pool (\"pool\" in dmta-inject's\n"
-	    "JSON, an X-Dmta-Pool: header, or its user's default).",
+	    "JSON, an X-Dmta-Pool: header, or its user's default). A message naming\n"
+	    "a pool without a section is refused, and a [user NAME] pool without one\n"
+	    "keeps dmtad from starting. Without [source] sections a pool may name\n"
+	    "the implicit source: sources = default.",
     .keys = pool_keys,
     .nkeys = DMTA_CONF_NKEYS(pool_keys),
     .family = true,
@@ -252,19 +255,21 @@ int queue_egress_load(const struct dmta_conf *conf, struct queue_egress **out, c
 	*out = NULL;
 	if (eg == NULL)
 		return -ENOMEM;
-	if (conf != NULL) {
+	if (conf != NULL)
 		dmta_conf_sections(conf, "source ", load_source, &l);
+	/* Without [source] sections, pools name the implicit one. */
+	if (l.rc == 0 && eg->nsrc == 0) {
+		eg->src[0].name = strdup("default");
+		eg->nsrc = eg->src[0].name ? 1 : 0;
+		l.rc = eg->nsrc ? 0 : -ENOMEM;
+	}
+	if (conf != NULL) {
 		if (l.rc == 0)
 			dmta_conf_sections(conf, "pool ", load_pool, &l);
 		if (l.rc == 0 && dmta_conf_read(conf, &queue_egress_conf_section, &k) != 0) {
 			snprintf(err, errlen, "%s", dmta_conf_last_error());
 			l.rc = -EINVAL;
 		}
-	}
-	if (l.rc == 0 && eg->nsrc == 0) {
-		eg->src[0].name = strdup("default");
-		eg->nsrc = eg->src[0].name ? 1 : 0;
-		l.rc = eg->nsrc ? 0 : -ENOMEM;
 	}
 	if (l.rc == 0 && k.default_pool != NULL) {
 		eg->def = queue_egress_pool(eg, k.default_pool);
@@ -339,6 +344,15 @@ int queue_egress_pool(const struct queue_egress *eg, const char *name)
 		if (eg->pools[i].name[0] != '\0' && strcmp(eg->pools[i].name, name) == 0)
 			return (int)i;
 	return -1;
+}
+
+int queue_egress_check_pool(const struct queue_egress *eg, const char *pool, char *why,
+			    size_t whylen)
+{
+	if (queue_egress_pool(eg, pool) >= 0)
+		return 0;
+	snprintf(why, whylen, "pool '%s': no [pool %s] in the configuration", pool, pool);
+	return -EBADMSG;
 }
 
 const char *queue_egress_pool_name(const struct queue_egress *eg, int pool)

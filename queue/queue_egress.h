@@ -18,7 +18,13 @@
  *
  *	Without any [source] section there is one implicit source,
  *	"default", with address 0.0.0.0: the backend's own address
- *	([net] address on DPDK, the kernel's choice on kernel sockets).
+ *	([net] address on DPDK, the kernel's choice on kernel sockets);
+ *	a pool may name it ([pool bulk] sources = default).
+ *
+ *	A message names its pool (X-Dmta-Pool, dmta-inject's "pool", its
+ *	user's [user NAME] pool); a name without a [pool NAME] section is
+ *	refused where the message comes in, and a [user NAME] pool that
+ *	names none keeps dmtad from starting (queue_users_check_pools()).
  *
  *	queue_egress_pick() spreads picks over a pool's sources in
  *	proportion to their weights and evenly in time (smooth weighted
@@ -53,6 +59,10 @@ int queue_egress_source(const struct queue_egress *eg, const char *name);
 /** The index of pool @p name, the default pool for NULL, or -1 when there is no such pool. */
 int queue_egress_pool(const struct queue_egress *eg, const char *name);
 const char *queue_egress_pool_name(const struct queue_egress *eg, int pool);
+/** 0 if @p pool (NULL: the default) names a pool; else -EBADMSG with the
+ *  reason, for the submitter, in @p why. */
+int queue_egress_check_pool(const struct queue_egress *eg, const char *pool, char *why,
+			    size_t whylen);
 /** A source of pool @p pool (the default pool when out of range), by weight. */
 unsigned queue_egress_pick(struct queue_egress *eg, int pool);
 

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "queue/queue_egress.h"
 #include "queue/queue_msg.h"
 #include "queue/queue_user.h"
 
@@ -220,6 +221,21 @@ long queue_users_take(const struct queue_users *us, const char *user, struct que
 nomem:
 	*why = "out of memory";
 	return -ENOMEM;
+}
+
+int queue_users_check_pools(const struct queue_users *us, const struct queue_egress *eg,
+			    const struct dmta_conf *conf, char *err, size_t errlen)
+{
+	for (size_t i = 0; us != NULL && i < us->n; i++) {
+		const struct user *u = &us->v[i];
+
+		if (u->pool != NULL && queue_egress_pool(eg, u->pool) < 0) {
+			snprintf(err, errlen, "%s: [user %s] pool: '%s': no [pool %s]",
+				 dmta_conf_source(conf), u->name, u->pool, u->pool);
+			return -EINVAL;
+		}
+	}
+	return 0;
 }
 
 void queue_users_free(struct queue_users *us)

@@ -64,6 +64,13 @@ int queue_users_apply(const struct queue_users *us, const char *name, struct que
 long queue_users_take(const struct queue_users *us, const char *user, struct queue_env *env,
 		      char *msg, size_t *len, const char **why);
 
+struct queue_egress;
+
+/** Every [user NAME] pool must name a [pool NAME] of @p eg: 0, or -EINVAL
+ *  with "FILE: [user NAME] pool: 'X': no [pool X]" in @p err. */
+int queue_users_check_pools(const struct queue_users *us, const struct queue_egress *eg,
+			    const struct dmta_conf *conf, char *err, size_t errlen);
+
 /** Free the table (NULL is fine). */
 void queue_users_free(struct queue_users *us);
 

@@ -42,6 +42,7 @@
 #include "queue/queue_env.h"
 #include "queue/queue_sched.h"
 #include "queue/queue_dkim.h"
+#include "queue/queue_egress.h"
 #include "queue/queue_user.h"
 #include "queue/spool.h"
 #include "queue/spool_drop.h"
@@ -209,8 +210,9 @@ struct pending {
 
 struct dmta_listen {
 	struct spool *sp;
-	struct queue_dkim *dkim;   /* [dkim DOMAIN]: signed once, here, before the spool */
-	struct queue_users *udefs; /* [user NAME]: pool, priority and tenant defaults */
+	struct queue_dkim *dkim;     /* [dkim DOMAIN]: signed once, here, before the spool */
+	struct queue_users *udefs;   /* [user NAME]: pool, priority and tenant defaults */
+	struct queue_egress *egress; /* [pool NAME]: the pools a message may name */
 	struct dmta_loop *loop;
 	pthread_t thread;
 	bool running;
@@ -818,6 +820,18 @@ static void drop_take(struct dmta_listen *l, int dfd, const char *name)
 			drop_remove(dfd, name);
 			return;
 		}
+		/* dmta-sendmail refused a pool without a section; one that went
+		 * since is no reason to lose the message. */
+		if (p->env.pool != NULL && queue_egress_pool(l->egress, p->env.pool) < 0) {
+			dmta_warn("pickup: %s from uid %u: no [pool %s]: the default pool", name,
+				  (unsigned)st.st_uid, p->env.pool);
+			if (queue_env_set_pool(&p->env, NULL) < 0) {
+				queue_env_free(&p->env);
+				free(p);
+				free(buf);
+				return; /* tried again at the next scan */
+			}
+		}
 	}
 	p->msg = buf;
 	p->len = mlen;
@@ -1151,7 +1165,7 @@ static void on_data_end(struct conn *c, const struct smtp_server_event *ev)
 {
 	struct pending *p = calloc(1, sizeof(*p));
 	const char *why = "";
-	char text[160];
+	char text[200], poolwhy[180];
 	long n = -ENOMEM;
 
 	/* The AUTH user's [user NAME] defaults, then the message's own
@@ -1159,6 +1173,11 @@ static void on_data_end(struct conn *c, const struct smtp_server_event *ev)
 	if (p != NULL && (c->acc.started || body_begin(c) == 0))
 		n = queue_users_take(c->l->udefs, smtp_server_auth_user(c->s), &c->acc.env,
 				     c->acc.body, &c->acc.len, &why);
+	if (n >= 0 &&
+	    queue_egress_check_pool(c->l->egress, c->acc.env.pool, poolwhy, sizeof(poolwhy)) < 0) {
+		n = -EBADMSG;
+		why = poolwhy;
+	}
 	if (n < 0) {
 		free(p);
 		if (n == -EBADMSG) {
@@ -1578,6 +1597,7 @@ static void listen_free(struct dmta_listen *l)
 		close(l->done_fd);
 	queue_dkim_free(l->dkim);
 	queue_users_free(l->udefs);
+	queue_egress_free(l->egress);
 	pthread_mutex_destroy(&l->mu);
 	pthread_cond_destroy(&l->cv);
 	for (unsigned i = 0; i < l->nl; i++) {
@@ -1650,7 +1670,8 @@ struct dmta_listen *dmta_listen_start(const struct dmta_conf *conf, struct spool
 	if (l->dkim == NULL)
 		goto fail;
 	l->udefs = queue_users_load(conf, err, errlen);
-	if (l->udefs == NULL)
+	if (l->udefs == NULL || queue_egress_load(conf, &l->egress, err, errlen) != 0 ||
+	    queue_users_check_pools(l->udefs, l->egress, conf, err, errlen) != 0)
 		goto fail;
 	l->loop = dmta_loop_new();
 	l->stop_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);

@@ -68,6 +68,7 @@
 #include "core/base/dmta_time.h"
 #include "queue/queue_addr.h"
 #include "queue/queue_dkim.h"
+#include "queue/queue_egress.h"
 #include "queue/queue_json.h"
 #include "queue/queue_msg.h"
 #include "queue/queue_names.h"
@@ -118,8 +119,9 @@ struct inject {
 	size_t bytes;
 	struct pending *sb; /* a full batch the signers work on (DKIM only) */
 	size_t snb;
-	uint64_t first_ns;  /* when the oldest message of the batch was read */
-	struct signers *sg; /* NULL: DKIM off */
+	uint64_t first_ns;	     /* when the oldest message of the batch was read */
+	struct signers *sg;	     /* NULL: DKIM off */
+	struct queue_egress *egress; /* [pool NAME]: the pools a line may name */
 	/* totals */
 	uint64_t queued, rejected, sign_failed, rcpts, qbytes, lines, in_bytes, in_size;
 	uint64_t start_ns, last_draw_ns;
@@ -429,6 +431,7 @@ static int take_line(struct inject *in, uint64_t lineno, const char *line, size_
 	struct pending *p;
 	struct queue_msg m;
 	const char *why;
+	char poolwhy[180];
 	const char *data;
 	char *filebuf = NULL;
 	size_t dlen;
@@ -529,6 +532,11 @@ static int take_line(struct inject *in, uint64_t lineno, const char *line, size_
 		       (rec.tenant && queue_env_set_tenant(&p->env, rec.tenant) < 0))) {
 		n = -ENOMEM;
 		why = "out of memory";
+	}
+	if (n >= 0 &&
+	    queue_egress_check_pool(in->egress, p->env.pool, poolwhy, sizeof(poolwhy)) < 0) {
+		n = -EBADMSG;
+		why = poolwhy;
 	}
 	if (n < 0) {
 		queue_env_free(&p->env);
@@ -635,6 +643,15 @@ int main(int argc, char **argv)
 			return ex;
 		}
 	}
+	{
+		char err[1024];
+
+		rc = queue_egress_load(conf, &in.egress, err, sizeof(err));
+		if (rc != 0) {
+			fprintf(stderr, "dmta-inject: %s\n", err);
+			return rc == -ENOMEM ? EX_TEMPFAIL_ : EX_CONFIG_;
+		}
+	}
 	if (queue_dkim_active(dkim) && (in.sg = signers_start(dkim, threads)) == NULL) {
 		fprintf(stderr, "dmta-inject: out of memory\n");
 		return EX_TEMPFAIL_;
@@ -682,6 +699,7 @@ int main(int argc, char **argv)
 	draw(&in, true);
 	signers_stop(in.sg);
 	queue_dkim_free(dkim);
+	queue_egress_free(in.egress);
 	free(line);
 	free(in.b);
 	free(in.sb);

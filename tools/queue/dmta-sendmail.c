@@ -74,6 +74,7 @@
 #include "core/base/dmta_time.h"
 #include "queue/queue_addr.h"
 #include "queue/queue_dkim.h"
+#include "queue/queue_egress.h"
 #include "queue/queue_msg.h"
 #include "queue/queue_sched.h"
 #include "queue/queue_user.h"
@@ -397,14 +398,16 @@ static void phrase(char *out, size_t cap, const char *name)
 /* Where a message goes: the spool (root, or no privilege at all), or the
  * maildrop (a user through the setgid bit). */
 struct sink {
-	struct spool *sp;		 /* NULL: the maildrop */
-	const char *spool;		 /* the spool's path */
-	gid_t drop_gid;			 /* the setgid group, taken back to write */
-	const struct queue_dkim *dkim;	 /* signs before the spool (dmtad signs the maildrop's) */
-	const struct queue_users *users; /* [user NAME] */
-	const char *user;		 /* the submitting uid's name */
-	const char *why;		 /* why signing failed */
-	const char *refused;		 /* why the message was refused (-EBADMSG) */
+	struct spool *sp;		   /* NULL: the maildrop */
+	const char *spool;		   /* the spool's path */
+	gid_t drop_gid;			   /* the setgid group, taken back to write */
+	const struct queue_dkim *dkim;	   /* signs before the spool (dmtad signs the maildrop's) */
+	const struct queue_users *users;   /* [user NAME] */
+	const struct queue_egress *egress; /* [pool NAME]: the pools a message may name */
+	char poolwhy[180];		   /* why its pool was refused */
+	const char *user;		   /* the submitting uid's name */
+	const char *why;		   /* why signing failed */
+	const char *refused;		   /* why the message was refused (-EBADMSG) */
 };
 
 static int queue_durable(struct sink *k, struct queue_env *env, const void *msg, size_t len,
@@ -435,6 +438,11 @@ static int queue_message(void *arg, struct queue_env *env, const void *msg, size
 		n = k->sp ? queue_users_take(k->users, k->user, env, out.p, &out.len, &k->refused)
 			  : queue_users_take(NULL, NULL, &scratch, out.p, &out.len, &k->refused);
 		rc = n < 0 ? (int)n : 0;
+		if (rc == 0 && queue_egress_check_pool(k->egress, k->sp ? env->pool : scratch.pool,
+						       k->poolwhy, sizeof(k->poolwhy)) < 0) {
+			rc = -EBADMSG;
+			k->refused = k->poolwhy;
+		}
 		if (rc == -EBADMSG)
 			*why = k->refused;
 		else
@@ -536,6 +544,7 @@ int main(int argc, char **argv)
 	struct queue_buf out = {0};
 	struct queue_dkim *dkim;
 	struct queue_users *users;
+	struct queue_egress *egress;
 	struct rcpts r = {0};
 	char host[256], user_addr[512], sender[512], id[64], uname[256];
 	const char *why, *user;
@@ -661,6 +670,10 @@ int main(int argc, char **argv)
 		snk.users = users = queue_users_load(conf, err, sizeof(err));
 		if (users == NULL)
 			die(errno == ENOMEM ? EX_TEMPFAIL_ : EX_CONFIG_, "%s", err);
+		rc = queue_egress_load(conf, &egress, err, sizeof(err));
+		if (rc != 0)
+			die(rc == -ENOMEM ? EX_TEMPFAIL_ : EX_CONFIG_, "%s", err);
+		snk.egress = egress;
 		snprintf(uname, sizeof(uname), "%s", pw ? pw->pw_name : "nobody");
 		snk.user = user = uname;
 	}
@@ -676,6 +689,7 @@ int main(int argc, char **argv)
 
 		ex = sendmail_bs_run(&b);
 		queue_users_free(users);
+		queue_egress_free(egress);
 		queue_dkim_free(dkim);
 		spool_close(sp);
 		free(spool_path_copy);
@@ -853,6 +867,7 @@ int main(int argc, char **argv)
 	free(r.v);
 	free(gecos);
 	queue_users_free(users);
+	queue_egress_free(egress);
 	queue_dkim_free(dkim);
 	spool_close(sp);
 	free(spool_path_copy);

@@ -19,7 +19,8 @@ lab's Postfix, which delivers into a Maildir) and to one at tempfail.test
   dmta-inject's JSON fields win over a header in its data;
 - bad values are refused with the reason: swaks hears 550 5.6.0,
   dmta-sendmail exits 65, dmta-sendmail -bs answers 550 5.6.0, a
-  dmta-inject line is refused; nothing of them is queued.
+  dmta-inject line is refused; nothing of them is queued. So is a pool
+  with no [pool NAME] section, each way.
 """
 import json
 import os
@@ -145,6 +146,12 @@ tenant = u1-default
 [user root]
 pool = root-pool
 priority = high
+[pool root-pool]
+sources = default
+[pool egress-a]
+sources = default
+[pool inj-pool]
+sources = default
 """ % (P_SUB, cert, key, users, keys))
 
 HEAD = ("From: Sender <a@fields.test>\n"
@@ -192,6 +199,16 @@ try:
           "swaks with a bad X-Dmta-Pool: exit %d, want 550 5.6.0 and the reason:\n%s" % (rc, out))
     print("ok: swaks: a bad X-Dmta-Pool got %s" %
           re.search(r"550 5\.6\.0[^\r\n]*", out).group(0))
+    # A pool the configuration does not have: refused too, not queued in
+    # the default pool.
+    open(path_bad, "wb").write(crlf(HEAD % ("nopool", "nopool-" + TAG) +
+                                    "X-Dmta-Pool: no-such-pool\n\nx\n"))
+    rc, out = swaks(P_SUB, ["nopool-%s@postfix.test" % TAG], path_bad)
+    check(rc != 0 and "550 5.6.0 pool 'no-such-pool': no [pool no-such-pool]" in out,
+          "swaks with an unknown X-Dmta-Pool: exit %d, want 550 5.6.0 and the reason:\n%s" %
+          (rc, out))
+    print("ok: swaks: an unknown X-Dmta-Pool got %s" %
+          re.search(r"550 5\.6\.0[^\r\n]*", out).group(0))
 
     # dmta-sendmail (as root: [user root]): the priority from the header,
     # the pool from the defaults.
@@ -213,6 +230,15 @@ try:
           "dmta-sendmail with a bad X-Dmta-Priority: exit %d %r, want 65 and the reason" %
           (r.returncode, r.stderr))
     print("ok: dmta-sendmail: a bad X-Dmta-Priority exits 65: %s" % r.stderr.decode().strip())
+    r = subprocess.run([os.path.join(TOOLS, "dmta-sendmail"), "-C", conf, "-i",
+                        "c2-%s@postfix.test" % TAG],
+                       input=(HEAD % ("nopool", "c2-" + TAG) +
+                              "X-Dmta-Pool: no-such-pool\n\nx\n").encode(),
+                       capture_output=True, timeout=30)
+    check(r.returncode == 65 and b"pool 'no-such-pool': no [pool no-such-pool]" in r.stderr,
+          "dmta-sendmail with an unknown X-Dmta-Pool: exit %d %r, want 65 and the reason" %
+          (r.returncode, r.stderr))
+    print("ok: dmta-sendmail: an unknown X-Dmta-Pool exits 65: %s" % r.stderr.decode().strip())
     bs = subprocess.run([os.path.join(TOOLS, "dmta-sendmail"), "-C", conf, "-bs"],
                         input=b"EHLO x\r\nMAIL FROM:<a@fields.test>\r\nRCPT TO:<d@postfix.test>\r\n"
                               b"DATA\r\nSubject: t\r\nX-Dmta-Tenant: no/slash\r\n\r\nbody\r\n.\r\n"
@@ -229,13 +255,16 @@ try:
               "data": "From: a@fields.test\r\nSubject: inject\r\nX-Dmta-Pool: header-pool\r\nX-Dmta-Tenant: hdr\r\n\r\n"
                       "x\r\n"},
              {"from": "a@fields.test", "to": ["f-%s@tempfail.test" % TAG], "priority": "soon",
-              "data": "From: a@fields.test\r\nSubject: bad\r\n\r\nx\r\n"}]
+              "data": "From: a@fields.test\r\nSubject: bad\r\n\r\nx\r\n"},
+             {"from": "a@fields.test", "to": ["g-%s@tempfail.test" % TAG], "pool": "no-such-pool",
+              "data": "From: a@fields.test\r\nSubject: no pool\r\n\r\nx\r\n"}]
     r = subprocess.run([os.path.join(TOOLS, "dmta-inject"), "-c", conf, "--ids", "-q"],
                        input="".join(json.dumps(l) + "\n" for l in lines), capture_output=True,
                        text=True, timeout=60)
-    check(r.returncode == 65 and "dmta-inject: line 2: priority must be" in r.stderr,
-          "dmta-inject with a bad priority: exit %d %r, want 65 and line 2 refused" %
-          (r.returncode, r.stderr))
+    check(r.returncode == 65 and "dmta-inject: line 2: priority must be" in r.stderr and
+          "dmta-inject: line 3: pool 'no-such-pool': no [pool no-such-pool]" in r.stderr,
+          "dmta-inject with a bad priority and an unknown pool: exit %d %r, want 65 and lines 2 "
+          "and 3 refused" % (r.returncode, r.stderr))
     ids = dict(l.split() for l in r.stdout.splitlines())
     check(list(ids) == ["1"], "dmta-inject --ids: %r, want line 1 only (%s)" % (r.stdout, r.stderr))
     qid_e = ids["1"]
@@ -253,7 +282,7 @@ try:
 
     check_delivered(mid_a, crlf(text_a).replace(b"\r\n", b"\n"), "the SMTP AUTH message")
     check_delivered(mid_b, text_b.encode(), "the dmta-sendmail message")
-    check(delivered("bad-" + TAG, timeout=1) is None and delivered("c-" + TAG, timeout=1) is None,
+    check(all(delivered(t + TAG, timeout=1) is None for t in ("bad-", "c-", "nopool-", "c2-")),
           "a refused message was delivered")
 finally:
     d.terminate()

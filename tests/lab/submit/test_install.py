@@ -99,6 +99,8 @@ myhostname = dmta.test
 [user dmtatest1]
 pool = drop-pool
 priority = bulk
+[pool drop-pool]
+sources = default
 """)
 os.makedirs(os.path.join(tmp, "etc-up", "dmta"))
 os.makedirs(os.path.join(tmp, "etc-work"))

@@ -15,6 +15,7 @@
 
 #include "core/base/dmta_conf.h"
 #include "core/base/dmta_log.h"
+#include "queue/queue_egress.h"
 #include "queue/queue_user.h"
 
 static struct queue_users *load(struct dmta_conf *c, char *err, size_t errlen)
@@ -175,13 +176,48 @@ static void test_user_bad(void **state)
 	}
 }
 
+/* A [user NAME] pool must name a [pool NAME]; the implicit source may
+ * make one. */
+static void test_user_pools(void **state)
+{
+	struct dmta_conf *c = dmta_conf_new();
+	struct queue_users *us;
+	struct queue_egress *eg;
+	char err[256] = "", why[180] = "";
+
+	(void)state;
+	assert_int_equal(dmta_conf_set(c, "user alice", "pool", "transactional"), 0);
+	assert_int_equal(dmta_conf_set(c, "user bob", "priority", "bulk"), 0);
+	us = queue_users_load(c, err, sizeof(err));
+	assert_non_null(us);
+
+	assert_int_equal(queue_egress_load(c, &eg, err, sizeof(err)), 0);
+	assert_int_equal(queue_users_check_pools(us, eg, c, err, sizeof(err)), -EINVAL);
+	if (strstr(err, "[user alice] pool: 'transactional': no [pool transactional]") == NULL)
+		fail_msg("got \"%s\"", err);
+	assert_int_equal(queue_egress_check_pool(eg, "transactional", why, sizeof(why)), -EBADMSG);
+	assert_string_equal(why,
+			    "pool 'transactional': no [pool transactional] in the configuration");
+	assert_int_equal(queue_egress_check_pool(eg, NULL, why, sizeof(why)), 0);
+	queue_egress_free(eg);
+
+	/* No [source] sections: a pool of the implicit one. */
+	assert_int_equal(dmta_conf_set(c, "pool transactional", "sources", "default"), 0);
+	assert_int_equal(queue_egress_load(c, &eg, err, sizeof(err)), 0);
+	assert_int_equal(queue_users_check_pools(us, eg, c, err, sizeof(err)), 0);
+	assert_int_equal(queue_egress_check_pool(eg, "transactional", why, sizeof(why)), 0);
+	assert_int_equal(queue_egress_check_pool(eg, "bulk", why, sizeof(why)), -EBADMSG);
+	queue_egress_free(eg);
+	queue_users_free(us);
+	dmta_conf_free(c);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_user_defaults),
-	    cmocka_unit_test(test_user_take),
-	    cmocka_unit_test(test_user_fixed),
-	    cmocka_unit_test(test_user_bad),
+	    cmocka_unit_test(test_user_defaults), cmocka_unit_test(test_user_take),
+	    cmocka_unit_test(test_user_fixed),	  cmocka_unit_test(test_user_bad),
+	    cmocka_unit_test(test_user_pools),
 	};
 
 	dmta_log_init("test_user", DMTA_LOG_ERR);
