@@ -18,7 +18,10 @@
  * [queue] workers and the DSN keys are read once by queue_ctl_open();
  * [dns] makes the resolver (servers, cache); [smtp] and [relay] timeouts,
  * names and CA files make the session pools; [metrics] and [events] start
- * threads. Everything else that dmtad reads is applied by a reload.
+ * threads; [source NAME] and [pool NAME] make the egress the scheduler
+ * and the workers hold; the listener thread reads [listen], [user NAME]
+ * and [dkim DOMAIN] when it starts. Everything else that dmtad reads is
+ * applied by a reload.
  */
 static const struct dmta_conf_key queue_workers_key[] = {
     {.name = "workers", .type = DMTA_CONF_U64},
@@ -47,6 +50,11 @@ const struct dmta_reload_fixed dmta_reload_fixed_list[] = {
     {"queue", &queue_egress_conf_section},
     {"smtp", &dmta_pool_conf_section},
     {"relay", &dmta_pool_relay_conf_section},
+    {"source ", NULL},
+    {"pool ", NULL},
+    {"listen", NULL},
+    {"user ", NULL},
+    {"dkim ", NULL},
 };
 
 const size_t dmta_reload_nfixed =
@@ -99,6 +107,50 @@ static void append(char *buf, size_t cap, size_t *used, const char *section, con
 		*used += (size_t)n < cap - *used ? (size_t)n : cap - *used - 1;
 }
 
+/* A family's sections (names with its prefix) in old and new, one change each. */
+struct family {
+	const struct dmta_conf *old, *new;
+	const struct dmta_conf *in; /* the one being walked */
+	char *buf;
+	size_t cap, *used;
+	int n;
+};
+
+struct find {
+	const char *name;
+	bool found;
+};
+
+static void find_section(const char *section, void *arg)
+{
+	struct find *f = arg;
+
+	if (strcmp(section, f->name) == 0)
+		f->found = true;
+}
+
+static void family_section(const char *section, void *arg)
+{
+	struct family *fa = arg;
+	struct find f = {section, false};
+	char *a, *b;
+
+	/* A section in both is compared once, while walking old. */
+	if (fa->in == fa->new) {
+		dmta_conf_sections(fa->old, section, find_section, &f);
+		if (f.found)
+			return;
+	}
+	a = section_text(fa->old, section);
+	b = section_text(fa->new, section);
+	if (!same(a, b)) {
+		append(fa->buf, fa->cap, fa->used, section, NULL);
+		fa->n++;
+	}
+	free(a);
+	free(b);
+}
+
 int dmta_reload_fixed(const struct dmta_conf *old, const struct dmta_conf *new,
 		      const struct dmta_reload_fixed *fixed, size_t nfixed, char *buf, size_t cap)
 {
@@ -109,7 +161,17 @@ int dmta_reload_fixed(const struct dmta_conf *old, const struct dmta_conf *new,
 		buf[0] = '\0';
 	for (size_t i = 0; i < nfixed; i++) {
 		const struct dmta_reload_fixed *f = &fixed[i];
+		size_t len = strlen(f->section);
 
+		if (len > 0 && f->section[len - 1] == ' ') {
+			struct family fa = {old, new, old, buf, cap, &used, 0};
+
+			dmta_conf_sections(old, f->section, family_section, &fa);
+			fa.in = new;
+			dmta_conf_sections(new, f->section, family_section, &fa);
+			n += fa.n;
+			continue;
+		}
 		if (f->keys == NULL) {
 			char *a = section_text(old, f->section), *b = section_text(new, f->section);
 

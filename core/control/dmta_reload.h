@@ -67,7 +67,7 @@ struct dmta_reload *dmta_reload_read(const char *path, const struct dmta_conf *b
 void dmta_reload_free(struct dmta_reload *r);
 
 struct dmta_reload_fixed {
-	const char *section;		      /* its name */
+	const char *section;		      /* its name; "user ": every [user NAME] */
 	const struct dmta_conf_section *keys; /* only these keys; NULL: the whole section */
 };
 

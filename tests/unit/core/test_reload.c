@@ -63,6 +63,37 @@ static void test_fixed(void **state)
 	dmta_conf_free(cc);
 }
 
+/* Families ([user NAME], [dkim DOMAIN], [source NAME], [pool NAME]) and
+ * [listen] are read at start: a section changed, added or removed is
+ * reported once, by its name. */
+static void test_fixed_families(void **state)
+{
+	static const char *const a[] = {
+	    "user alice", "pool",    "p",	    "user bob", "tenant", "b", "pool p",
+	    "sources",	  "default", "dest x.test", "rate",	"5/s",	  NULL};
+	static const char *const b[] = {
+	    "user alice", "pool",    "p",	    "user bob", "tenant", "bb", "pool p",
+	    "sources",	  "default", "dest x.test", "rate",	"9/s",	  NULL};
+	static const char *const c[] = {
+	    "user alice", "pool",    "p",      "user carol", "tenant",	       "c", "pool p",
+	    "sources",	  "default", "listen", "smtp",	     "127.0.0.1:2525", NULL};
+	struct dmta_conf *ca = conf_of(a), *cb = conf_of(b), *cc = conf_of(c);
+	char buf[256];
+	int n;
+
+	n = dmta_reload_fixed(ca, ca, dmta_reload_fixed_list, dmta_reload_nfixed, buf, sizeof(buf));
+	assert_int_equal(n, 0);
+	n = dmta_reload_fixed(ca, cb, dmta_reload_fixed_list, dmta_reload_nfixed, buf, sizeof(buf));
+	if (n != 1 || strcmp(buf, "[user bob]") != 0)
+		fail_msg("got %d: \"%s\", want 1: \"[user bob]\"", n, buf);
+	n = dmta_reload_fixed(ca, cc, dmta_reload_fixed_list, dmta_reload_nfixed, buf, sizeof(buf));
+	if (n != 3 || strcmp(buf, "[listen], [user bob], [user carol]") != 0)
+		fail_msg("got %d: \"%s\", want 3: \"[listen], [user bob], [user carol]\"", n, buf);
+	dmta_conf_free(ca);
+	dmta_conf_free(cb);
+	dmta_conf_free(cc);
+}
+
 static void add_name(const char *section, void *arg)
 {
 	char *out = arg;
@@ -135,6 +166,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_fixed),
+	    cmocka_unit_test(test_fixed_families),
 	    cmocka_unit_test(test_sections),
 	    cmocka_unit_test(test_sched),
 	};
