@@ -133,8 +133,9 @@ static int write_man(FILE *fp, const char *version)
 		"routes, the relay, TLS policy, [queue] and [dest] limits, [log] and [control]\n"
 		"change at once; what was built at start ([eal], [port], [net], [workers],\n"
 		"[tcp], [spool], [delivery], [dns], the session pools' [smtp] and [relay] keys,\n"
-		"[metrics], [events]) is kept and named in one line; a file with any error is\n"
-		"refused whole.\n"
+		"[metrics], [events], [source] and [pool], and the listener's [listen], [user]\n"
+		"and [dkim]) is kept and named in one line; a file with any error is refused\n"
+		"whole.\n"
 		".SH KEYS\n",
 		version);
 	if (dmta_conf_man(fp, sections, sizeof(sections) / sizeof(sections[0]), err, sizeof(err)) !=
