@@ -143,6 +143,9 @@ struct queue_sched {
 	unsigned nsrc;
 	struct queue_egress *egress;
 	uint64_t last_ns; /* the time of the last queue_sched_jobs(), for queue_sched_job_site() */
+	/* The last pool named with no [pool] section, and when that was said. */
+	char pool_warned[65];
+	uint64_t pool_warned_ns;
 	bool site_limits; /* [queue] site_* or a [site PATTERN] section sets a limit */
 	struct heap due, exp;
 	struct item *flight; /* items of the jobs out, freed with the scheduler */
@@ -1466,8 +1469,18 @@ static unsigned pick_source(struct queue_sched *s, const struct sm *m)
 		return 0;
 	pool = queue_egress_pool(s->egress, m->env.pool);
 	if (pool < 0) {
-		dmta_warn("queue: %llu: no [pool %s]; the default pool is used",
-			  (unsigned long long)m->env.qid, m->env.pool);
+		/* Queued before its section was removed (submission refuses
+		 * such names): said once a minute per name at most, as every
+		 * message of the pool comes here each round. */
+		if (strcmp(s->pool_warned, m->env.pool) != 0 ||
+		    s->last_ns >= s->pool_warned_ns + 60 * DMTA_NS_PER_S) {
+			dmta_warn(
+			    "queue: no [pool %s] for its queued messages (%llu first): they go "
+			    "from the default pool",
+			    m->env.pool, (unsigned long long)m->env.qid);
+			snprintf(s->pool_warned, sizeof(s->pool_warned), "%s", m->env.pool);
+			s->pool_warned_ns = s->last_ns;
+		}
 		pool = queue_egress_pool(s->egress, NULL);
 	}
 	return queue_egress_pick(s->egress, pool);

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -1232,6 +1233,60 @@ static void test_egress(void **state)
 	dmta_conf_free(conf);
 }
 
+/* Messages queued with a pool whose section was removed since: sent from
+ * the default pool, and the warning said once, not once a message. */
+static void test_pool_gone(void **state)
+{
+	struct dmta_conf *conf = dmta_conf_new();
+	struct queue_egress *eg;
+	struct queue_sched_conf c;
+	struct rec r = {0};
+	struct queue_sched *s;
+	struct queue_job jobs[64];
+	char err[256], line[512];
+	FILE *log = tmpfile();
+	int saved = dup(2), n, total = 0, said = 0;
+
+	(void)state;
+	assert_non_null(log);
+	assert_true(saved >= 0);
+	assert_int_equal(dmta_conf_set(conf, "source a", "address", "198.18.0.10"), 0);
+	assert_int_equal(dmta_conf_set(conf, "source b", "address", "198.18.0.11"), 0);
+	assert_int_equal(dmta_conf_set(conf, "pool p", "sources", "b"), 0);
+	assert_int_equal(dmta_conf_set(conf, "queue", "default_pool", "p"), 0);
+	assert_int_equal(queue_egress_load(conf, &eg, err, sizeof(err)), 0);
+	assert_int_equal(queue_sched_conf_load(conf, &c), 0);
+	c.egress = eg;
+	s = new_sched(&c, &r, 1);
+	for (uint64_t q = 1; q <= 40; q++)
+		add_one(s, q, "x@gone.example", 0, NULL, "gone", T0);
+	fflush(stderr);
+	assert_true(dup2(fileno(log), 2) == 2);
+	dmta_log_set_level(DMTA_LOG_WARN);
+	queue_sched_tick(s, T0);
+	for (int k = 0; k < 20 && total < 40; k++) {
+		n = queue_sched_jobs(s, T0, jobs, 64);
+		for (int i = 0; i < n; i++)
+			assert_string_equal(queue_egress_source_name(eg, jobs[i].source), "b");
+		answer_ok(s, jobs, n, T0);
+		total += n;
+	}
+	dmta_log_set_level(DMTA_LOG_ERR);
+	fflush(stderr);
+	assert_true(dup2(saved, 2) == 2);
+	close(saved);
+	assert_int_equal(total, 40);
+	rewind(log);
+	while (fgets(line, sizeof(line), log) != NULL)
+		said += strstr(line, "no [pool gone]") != NULL;
+	fclose(log);
+	if (said != 1)
+		fail_msg("the missing pool was named %d times for 40 messages, want once", said);
+	queue_sched_free(s);
+	queue_egress_free(eg);
+	dmta_conf_free(conf);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1251,6 +1306,7 @@ int main(void)
 	    cmocka_unit_test(test_throttle),
 	    cmocka_unit_test(test_manual_suspend),
 	    cmocka_unit_test(test_egress),
+	    cmocka_unit_test(test_pool_gone),
 	};
 
 	dmta_log_init("test_sched", DMTA_LOG_ERR);
