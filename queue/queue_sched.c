@@ -143,9 +143,13 @@ struct queue_sched {
 	unsigned nsrc;
 	struct queue_egress *egress;
 	uint64_t last_ns; /* the time of the last queue_sched_jobs(), for queue_sched_job_site() */
-	/* The last pool named with no [pool] section, and when that was said. */
-	char pool_warned[65];
-	uint64_t pool_warned_ns;
+	/* Pools named with no [pool] section, and when that was said (the
+	 * oldest entry makes room). */
+	struct {
+		char name[65];
+		uint64_t at;
+	} pool_warned[8];
+	unsigned pool_warned_next;
 	bool site_limits; /* [queue] site_* or a [site PATTERN] section sets a limit */
 	struct heap due, exp;
 	struct item *flight; /* items of the jobs out, freed with the scheduler */
@@ -1460,8 +1464,33 @@ struct open_item {
  * allocation and a hash set per round were most of its cost. */
 #define READY_FEW_RCPT 8
 
+/*
+ * @p m's pool has no [pool] section: it was queued before the section was
+ * removed (submission refuses such names). Said once a minute per name at
+ * most, as every message of the pool comes here each round.
+ */
+static void pool_gone(struct queue_sched *s, const struct sm *m, uint64_t now_ns)
+{
+	unsigned n = sizeof(s->pool_warned) / sizeof(s->pool_warned[0]), i;
+
+	for (i = 0; i < n; i++)
+		if (strcmp(s->pool_warned[i].name, m->env.pool) == 0)
+			break;
+	if (i < n && now_ns < s->pool_warned[i].at + 60 * DMTA_NS_PER_S)
+		return;
+	if (i == n) {
+		i = s->pool_warned_next;
+		s->pool_warned_next = (i + 1) % n;
+		snprintf(s->pool_warned[i].name, sizeof(s->pool_warned[i].name), "%s", m->env.pool);
+	}
+	s->pool_warned[i].at = now_ns;
+	dmta_warn("queue: no [pool %s] for its queued messages (%llu first): they go from the "
+		  "default pool",
+		  m->env.pool, (unsigned long long)m->env.qid);
+}
+
 /* The source for this round of @p m: its pool's next, by weight. */
-static unsigned pick_source(struct queue_sched *s, const struct sm *m)
+static unsigned pick_source(struct queue_sched *s, const struct sm *m, uint64_t now_ns)
 {
 	int pool;
 
@@ -1469,18 +1498,7 @@ static unsigned pick_source(struct queue_sched *s, const struct sm *m)
 		return 0;
 	pool = queue_egress_pool(s->egress, m->env.pool);
 	if (pool < 0) {
-		/* Queued before its section was removed (submission refuses
-		 * such names): said once a minute per name at most, as every
-		 * message of the pool comes here each round. */
-		if (strcmp(s->pool_warned, m->env.pool) != 0 ||
-		    s->last_ns >= s->pool_warned_ns + 60 * DMTA_NS_PER_S) {
-			dmta_warn(
-			    "queue: no [pool %s] for its queued messages (%llu first): they go "
-			    "from the default pool",
-			    m->env.pool, (unsigned long long)m->env.qid);
-			snprintf(s->pool_warned, sizeof(s->pool_warned), "%s", m->env.pool);
-			s->pool_warned_ns = s->last_ns;
-		}
+		pool_gone(s, m, now_ns);
 		pool = queue_egress_pool(s->egress, NULL);
 	}
 	return queue_egress_pick(s->egress, pool);
@@ -1491,7 +1509,7 @@ static unsigned pick_source(struct queue_sched *s, const struct sm *m)
  * item, in one pass: a message may have a great many recipients and
  * domains. Each destination's full items go first, its partial one last.
  */
-static int make_ready(struct queue_sched *s, struct sm *m)
+static int make_ready(struct queue_sched *s, struct sm *m, uint64_t now_ns)
 {
 	struct queue_env *e = &m->env;
 	bool few = e->nrcpt <= READY_FEW_RCPT;
@@ -1510,7 +1528,7 @@ static int make_ready(struct queue_sched *s, struct sm *m)
 	}
 	m->state = SM_READY;
 	m->tried = false;
-	source = pick_source(s, m);
+	source = pick_source(s, m, now_ns);
 	for (uint32_t i = 0; i < e->nrcpt; i++) {
 		const char *dom = queue_addr_domain(e->rcpt[i].addr);
 		struct open_item *o;
@@ -1577,7 +1595,7 @@ int queue_sched_tick(struct queue_sched *s, uint64_t now_ns)
 
 		if (m == NULL || m->state != SM_WAITING || m->env.next_attempt_ns != h.when)
 			continue; /* stale entry */
-		if (make_ready(s, m) < 0)
+		if (make_ready(s, m, now_ns) < 0)
 			return -ENOMEM;
 	}
 	while (s->exp.n && s->exp.v[0].when <= now_ns) {

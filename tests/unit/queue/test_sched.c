@@ -1233,8 +1233,9 @@ static void test_egress(void **state)
 	dmta_conf_free(conf);
 }
 
-/* Messages queued with a pool whose section was removed since: sent from
- * the default pool, and the warning said once, not once a message. */
+/* Messages queued with pools whose sections were removed since, the two
+ * names interleaved: sent from the default pool, and each name said once,
+ * not once a message. */
 static void test_pool_gone(void **state)
 {
 	struct dmta_conf *conf = dmta_conf_new();
@@ -1245,7 +1246,7 @@ static void test_pool_gone(void **state)
 	struct queue_job jobs[64];
 	char err[256], line[512];
 	FILE *log = tmpfile();
-	int saved = dup(2), n, total = 0, said = 0;
+	int saved = dup(2), n, total = 0, said = 0, said2 = 0;
 
 	(void)state;
 	assert_non_null(log);
@@ -1259,7 +1260,7 @@ static void test_pool_gone(void **state)
 	c.egress = eg;
 	s = new_sched(&c, &r, 1);
 	for (uint64_t q = 1; q <= 40; q++)
-		add_one(s, q, "x@gone.example", 0, NULL, "gone", T0);
+		add_one(s, q, "x@gone.example", 0, NULL, q % 2 ? "gone" : "gone2", T0);
 	fflush(stderr);
 	assert_true(dup2(fileno(log), 2) == 2);
 	dmta_log_set_level(DMTA_LOG_WARN);
@@ -1277,11 +1278,15 @@ static void test_pool_gone(void **state)
 	close(saved);
 	assert_int_equal(total, 40);
 	rewind(log);
-	while (fgets(line, sizeof(line), log) != NULL)
+	while (fgets(line, sizeof(line), log) != NULL) {
 		said += strstr(line, "no [pool gone]") != NULL;
+		said2 += strstr(line, "no [pool gone2]") != NULL;
+	}
 	fclose(log);
-	if (said != 1)
-		fail_msg("the missing pool was named %d times for 40 messages, want once", said);
+	if (said != 1 || said2 != 1)
+		fail_msg("the missing pools were named %d and %d times for 20 messages each, want "
+			 "once each",
+			 said, said2);
 	queue_sched_free(s);
 	queue_egress_free(eg);
 	dmta_conf_free(conf);
