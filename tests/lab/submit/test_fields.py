@@ -248,6 +248,16 @@ try:
           "dmta-sendmail -bs with a bad X-Dmta-Tenant: replies %r, want 550 5.6.0" % replies)
     print("ok: dmta-sendmail -bs: a bad X-Dmta-Tenant got %s" %
           [l for l in replies if l.startswith("550")][0])
+    bs = subprocess.run([os.path.join(TOOLS, "dmta-sendmail"), "-C", conf, "-bs"],
+                        input=b"EHLO x\r\nMAIL FROM:<a@fields.test>\r\nRCPT TO:<d@postfix.test>\r\n"
+                              b"DATA\r\nSubject: t\r\nX-Dmta-Pool: no-such-pool\r\n\r\nbody\r\n.\r\n"
+                              b"QUIT\r\n", capture_output=True, timeout=30)
+    replies = bs.stdout.decode().splitlines()
+    check(any(l.startswith("550 5.6.0 pool 'no-such-pool': no [pool no-such-pool]")
+              for l in replies),
+          "dmta-sendmail -bs with an unknown X-Dmta-Pool: replies %r, want 550 5.6.0" % replies)
+    print("ok: dmta-sendmail -bs: an unknown X-Dmta-Pool got %s" %
+          [l for l in replies if l.startswith("550")][0])
 
     # dmta-inject: the line's fields over the message's; a bad one refused.
     lines = [{"from": "a@fields.test", "to": ["e-%s@tempfail.test" % TAG], "pool": "inj-pool",
