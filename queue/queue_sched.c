@@ -146,7 +146,7 @@ struct queue_sched {
 	/* Pools named with no [pool] section, and when that was said (the
 	 * oldest entry makes room). */
 	struct {
-		char name[65];
+		char name[QUEUE_TAG_MAX + 1];
 		uint64_t at;
 	} pool_warned[8];
 	unsigned pool_warned_next;

@@ -230,15 +230,14 @@ struct tcp_stack_stats {
 	uint64_t icmp_conn_aborts;     /**< connects failed at once by ICMP unreachable */
 	uint64_t icmp_soft;	       /**< valid ICMP unreachable on open connections: ignored */
 	uint64_t pmtu_reductions;      /**< MSS lowered by ICMP fragmentation needed (RFC 1191) */
-	uint64_t pmtu_blackhole; /**< MSS lowered after timeouts of full segments (RFC 4821) */
-	uint64_t rack_lost;	 /**< segments found lost by RACK (RFC 8985) */
-	uint64_t tlp_probes;	 /**< tail loss probes sent (RFC 8985 7) */
-	uint64_t dsacks_rx;	 /**< D-SACK blocks received (RFC 2883) */
-	uint64_t undos;		 /**< recoveries or timeouts undone as spurious */
-	uint64_t dsacks_tx;	 /**< D-SACK blocks sent: duplicates reported (RFC 2883) */
-	uint64_t paced;		 /**< times output stopped to wait for the pacing timer */
-	uint64_t
-	    recovery_probes; /**< lost-looking resends sent again before the RTO (tcp_rack.c) */
+	uint64_t pmtu_blackhole;  /**< MSS lowered after timeouts of full segments (RFC 4821) */
+	uint64_t rack_lost;	  /**< segments found lost by RACK (RFC 8985) */
+	uint64_t tlp_probes;	  /**< tail loss probes sent (RFC 8985 7) */
+	uint64_t dsacks_rx;	  /**< D-SACK blocks received (RFC 2883) */
+	uint64_t undos;		  /**< recoveries or timeouts undone as spurious */
+	uint64_t dsacks_tx;	  /**< D-SACK blocks sent: duplicates reported (RFC 2883) */
+	uint64_t paced;		  /**< times output stopped to wait for the pacing timer */
+	uint64_t recovery_probes; /**< resends sent again in recovery, before the RTO */
 };
 
 struct tcp_stack;

@@ -229,6 +229,18 @@ static bool tables_empty(void)
 	       tcp_stack_stats(w.stk[1])->conns_alloc == 0 && w.nq == 0;
 }
 
+/* Both ends aborted (RST), and the tables emptied. */
+static void abort_both(void)
+{
+	for (int i = 0; i < 2; i++) {
+		if (app[i].conn != NULL)
+			tcp_abort(app[i].conn, w.now);
+		app[i].conn = NULL;
+		app[i].released = true;
+	}
+	run(tables_empty, 5000);
+}
+
 static unsigned pool_start;
 
 static int setup(void **state)
@@ -3298,13 +3310,7 @@ static void test_receiver_sws(void **state)
 	}
 	if (small_segs != 0)
 		fail_msg("B's window opened %u times by less than a segment, want 0", small_segs);
-	tcp_abort(app[0].conn, w.now);
-	app[0].conn = NULL;
-	app[0].released = true;
-	tcp_abort(app[1].conn, w.now);
-	app[1].conn = NULL;
-	app[1].released = true;
-	run(tables_empty, 5000);
+	abort_both();
 }
 
 /* Both ends connect to each other at once (RFC 9293 3.5, figure 7), each
@@ -3350,13 +3356,7 @@ static void test_simultaneous_open_deadline(void **state)
 			 app[0].conn ? tcp_state_name(tcp_conn_state(app[0].conn)) : "-",
 			 app[0].error);
 	assert_int_equal(tcp_stack_stats(w.stk[0])->conns, 1);
-	tcp_abort(app[0].conn, w.now);
-	app[0].conn = NULL;
-	app[0].released = true;
-	tcp_abort(app[1].conn, w.now);
-	app[1].conn = NULL;
-	app[1].released = true;
-	run(tables_empty, 5000);
+	abort_both();
 }
 
 /* A forged segment from A to B: @n bytes at @seq, FIN if @fin,
@@ -3392,17 +3392,6 @@ static uint32_t fin_setup(uint8_t *f, uint64_t seed)
 	return seq + 10;
 }
 
-static void fin_end(void)
-{
-	for (int i = 0; i < 2; i++) {
-		if (app[i].conn != NULL)
-			tcp_abort(app[i].conn, w.now);
-		app[i].conn = NULL;
-		app[i].released = true;
-	}
-	run(tables_empty, 5000);
-}
-
 /* Data with a FIN ahead of a hole (as Linux sends its last segment; this
  * stack sends its FIN alone, test_fin_ahead_of_hole): held, and taken
  * when the hole is filled. */
@@ -3426,7 +3415,7 @@ static void test_fin_with_data_ahead_of_hole(void **state)
 	assert_true(app[1].eof);
 	assert_int_equal(app[1].rx_len, 30);
 	assert_memory_equal(app[1].rx + 10, "ABCDEFGHIJKLMNOPQRST", 20);
-	fin_end();
+	abort_both();
 }
 
 /*
@@ -3465,7 +3454,7 @@ static void fin_then_data(bool rq_nearly_full, uint64_t seed)
 	assert_memory_equal(app[1].rx + want, "hFpast", 6);
 	assert_int_equal(app[1].conn->ooo_count, 0);
 	assert_int_equal(app[1].conn->rcv_nxt, r + 6);
-	fin_end();
+	abort_both();
 }
 
 static void test_fin_with_data_past(void **state)
